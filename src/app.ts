@@ -1,0 +1,59 @@
+import { performance } from 'node:perf_hooks';
+import type { ResolvedOptions } from './options.js';
+import { Scheduler } from './scheduler.js';
+import { withDeadline, type Tracker } from './tracker.js';
+
+/** The lifecycle of an application: open, closing (draining every scope), closed. */
+export type AppState = 'open' | 'closing' | 'closed';
+
+/** What an application-wide close reports. */
+export interface ShutdownReport {
+  /** Tasks still queued or running when the deadline passed, aborted and abandoned. */
+  readonly abandoned: number;
+  /** How long the close took, in milliseconds. */
+  readonly durationMs: number;
+}
+
+/**
+ * What every scope of one application shares: the concurrency limit, the set of scopes that
+ * have work, and the application-wide close.
+ */
+export class App {
+  readonly scheduler: Scheduler;
+  /** Scopes with queued or running tasks. Idle scopes are not held, so they can be collected. */
+  readonly busy = new Set<Tracker>();
+  #state: AppState = 'open';
+  #closing: Promise<ShutdownReport> | undefined;
+
+  constructor(options: ResolvedOptions) {
+    this.scheduler = new Scheduler(options.concurrency);
+  }
+
+  get state(): AppState {
+    return this.#state;
+  }
+
+  /**
+   * Stops intake in every scope, waits up to `timeoutMs` for all of them to drain, abandons
+   * what is left, then closes shared resources. Idempotent; never rejects.
+   */
+  close(timeoutMs: number): Promise<ShutdownReport> {
+    this.#closing ??= this.#close(timeoutMs);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<ShutdownReport> {
+    const startedAt = performance.now();
+    this.#state = 'closing';
+    for (const scope of this.busy) scope.close();
+    await withDeadline(this.#drainAll(), timeoutMs);
+    let abandoned = 0;
+    for (const scope of [...this.busy]) abandoned += scope.abandon(timeoutMs);
+    this.#state = 'closed';
+    return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt) });
+  }
+
+  async #drainAll(): Promise<void> {
+    while (this.busy.size > 0) await Promise.all(Array.from(this.busy, (scope) => scope.drain()));
+  }
+}

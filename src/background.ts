@@ -1,0 +1,229 @@
+import { container as globalContainer, inject, Lifecycle, scoped, type DependencyContainer } from 'tsyringe';
+import type { ShutdownReport } from './app.js';
+import { TaskContext } from './context.js';
+import { BackgroundDisposedError, TaskDependencyError } from './errors.js';
+import { describe } from './options.js';
+import { TaskRun, type TaskHandle } from './run.js';
+import { appOf, CurrentScope, isAppRoot, scopeOptions } from './scope.js';
+import {
+  isAsyncFunction,
+  isClassTask,
+  isTaskDefinition,
+  tokenName,
+  type ClassTask,
+  type TaskDefinition,
+} from './task.js';
+import { Tracker } from './tracker.js';
+import type { App } from './app.js';
+
+let lastId = 0;
+const instances = new WeakMap<DependencyContainer, Background>();
+
+/**
+ * Runs fire-and-forget tasks for one tsyringe container (a scope), with their dependencies
+ * resolved from that container, and drains them when the scope is disposed.
+ *
+ * Resolve it from any container, with no registration step: each container gets its own
+ * instance, and a class resolved from a child container gets that child's.
+ *
+ * ```ts
+ * const scope = container.createChildContainer();
+ * await using bg = scope.resolve(Background);
+ * bg.add(sendWelcome, 'a@b.c');      // returns a handle at once
+ * // leaving the block waits for the task (up to drainTimeoutMs)
+ * ```
+ *
+ * Import this library before creating child containers: a child copies the registration only
+ * from a parent that already had it.
+ */
+@scoped(Lifecycle.ContainerScoped)
+export class Background implements AsyncDisposable {
+  readonly #tracker: Tracker;
+  readonly #scope: DependencyContainer;
+  readonly #app: App;
+  readonly #isRoot: boolean;
+  #disposal: Promise<void> | undefined;
+
+  /**
+   * Constructed by tsyringe; resolve it instead (`scope.resolve(Background)`).
+   * @throws TypeError | RangeError when the registered {@link BackgroundOptions} are invalid.
+   */
+  constructor(@inject(CurrentScope) scope: DependencyContainer) {
+    const options = scopeOptions(scope);
+    this.#scope = scope;
+    this.#app = appOf(scope);
+    this.#isRoot = isAppRoot(scope);
+    this.#tracker = new Tracker(options, this.#app);
+    instances.set(scope, this);
+  }
+
+  /** Tasks of this scope queued or running now. */
+  get pending(): number {
+    return this.#tracker.pending;
+  }
+
+  /**
+   * Adds a task and returns its handle at once. The task's dependencies are resolved now, from
+   * this Background's container; the task runs later:
+   * - an `async` function, definition or class `run` on the event loop, under the
+   *   application-wide `concurrency` limit;
+   * - a sync one on the main thread after the current turn (it warns when it blocks the event
+   *   loop for longer than `warnBlockingMs`).
+   *
+   * A task that fails is logged with its name, id, duration and error; it affects no other task.
+   *
+   * @throws TypeError when `task` is not a task.
+   * @throws TaskDependencyError when a dependency cannot be resolved (nothing is queued).
+   * @throws BackgroundDisposedError once disposal has begun.
+   */
+  add<Args extends unknown[], R>(task: TaskDefinition<Args, R>, ...args: NoInfer<Args>): TaskHandle<R>;
+  add<Args extends unknown[], R>(task: ClassTask<Args, R>, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
+  add<Args extends unknown[], R>(task: (...args: Args) => R, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
+  add(task: unknown, ...args: unknown[]): TaskHandle {
+    let run: TaskRun;
+    if (typeof task === 'function') {
+      run = isClassTask(task)
+        ? this.#classRun(task, args)
+        : new TaskRun(
+            ++lastId,
+            this.#checkOpen(task.name || 'anonymous'),
+            task as () => unknown,
+            undefined,
+            args,
+            !isAsyncFunction(task),
+            -1,
+            this.#tracker,
+          );
+    } else if (isTaskDefinition(task)) {
+      run = this.#definitionRun(task, args);
+    } else {
+      throw new TypeError(
+        'bg.add(task): task must be a function, a defineTask() definition or an injectable ' +
+          `class with a run() method, got ${describe(task)}`,
+      );
+    }
+    this.#tracker.add(run);
+    return run;
+  }
+
+  /**
+   * Resolves once this scope has no task queued or running, including tasks added while
+   * waiting (by other tasks, say). Resolves at once when the scope is idle. Does not stop
+   * intake.
+   */
+  drain(): Promise<void> {
+    return this.#tracker.drain();
+  }
+
+  /**
+   * Stops intake (`add()` then throws {@link BackgroundDisposedError}), waits up to
+   * `drainTimeoutMs` for the scope's tasks, aborts what is left through each task's
+   * `AbortSignal`, logs it as abandoned, and resolves. Never rejects; every call returns the
+   * same promise. tsyringe's `container.dispose()` calls it.
+   *
+   * On the application root's Background this closes the whole application: see
+   * {@link shutdown}.
+   */
+  dispose(): Promise<void> {
+    this.#disposal ??= this.#isRoot
+      ? this.#app.close(this.#tracker.options.drainTimeoutMs).then(() => undefined)
+      : this.#tracker.dispose();
+    return this.#disposal;
+  }
+
+  /** The same as {@link Background.dispose}, for `await using bg = scope.resolve(Background)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.dispose();
+  }
+
+  #checkOpen(taskName: string): string {
+    const state = this.#tracker.state;
+    if (state !== 'open') throw new BackgroundDisposedError(taskName, state === 'draining' ? 'being disposed' : 'disposed');
+    return taskName;
+  }
+
+  #definitionRun(definition: TaskDefinition, args: unknown[]): TaskRun {
+    const name = this.#checkOpen(definition.name);
+    const tokens = definition.inject;
+    const params = new Array<unknown>(tokens.length + args.length);
+    let contextAt = -1;
+    for (let i = 0; i < tokens.length; i++) {
+      const token = tokens[i]!;
+      if (token === TaskContext) {
+        contextAt = i;
+        continue;
+      }
+      try {
+        params[i] = this.#scope.resolve(token);
+      } catch (error) {
+        throw new TaskDependencyError(name, i, tokenName(token), error);
+      }
+    }
+    for (let i = 0; i < args.length; i++) params[tokens.length + i] = args[i];
+    return new TaskRun(++lastId, name, definition.fn, undefined, params, !isAsyncFunction(definition.fn), contextAt, this.#tracker);
+  }
+
+  #classRun(task: ClassTask, args: unknown[]): TaskRun {
+    const name = this.#checkOpen(task.name || 'anonymous');
+    let instance: { run(...args: unknown[]): unknown };
+    try {
+      instance = this.#scope.resolve(task);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const position = /position #(\d+)/.exec(message)?.[1];
+      const token = /token: (".*?")/.exec(message)?.[1] ?? /dependency (".*?")/.exec(message)?.[1] ?? '(see cause)';
+      throw new TaskDependencyError(name, position === undefined ? 0 : Number(position), token, error);
+    }
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- TaskRun calls it with the instance as `this`
+    const run = instance.run;
+    return new TaskRun(++lastId, name, run, instance, args, !isAsyncFunction(run), -1, this.#tracker);
+  }
+}
+
+/**
+ * Disposes a scope in the right order: first its Background (so tasks finish while the
+ * scope's other instances, a database session say, are still alive), then the rest of the
+ * container. tsyringe alone disposes everything in parallel.
+ */
+export async function disposeScope(scope: DependencyContainer): Promise<void> {
+  await instances.get(scope)?.dispose();
+  await scope.dispose();
+}
+
+/** Options of {@link shutdown}. */
+export interface ShutdownOptions {
+  /**
+   * A container of the application to close (any of its scopes will do).
+   * @default the global container
+   */
+  container?: DependencyContainer;
+  /**
+   * The one deadline for every scope to drain before what is left is abandoned.
+   * @default the application root's `drainTimeoutMs`
+   */
+  timeoutMs?: number;
+}
+
+/**
+ * Closes an application: stops intake in every scope, drains every scope that has work within
+ * one deadline, aborts and logs what is left, then closes shared resources. The building block
+ * of graceful shutdown:
+ *
+ * ```ts
+ * process.once('SIGTERM', async () => {
+ *   server.close();
+ *   const { abandoned } = await shutdown({ timeoutMs: 20_000 });
+ *   process.exit(abandoned === 0 ? 0 : 1);
+ * });
+ * ```
+ *
+ * Idempotent; never rejects.
+ */
+export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
+  const scope = options.container ?? globalContainer;
+  const timeoutMs = options.timeoutMs ?? scopeOptions(scope).drainTimeoutMs;
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 2 ** 31 - 1) {
+    throw new RangeError(`shutdown(options): options.timeoutMs must be an integer from 0 to ${2 ** 31 - 1}, got ${describe(timeoutMs)}`);
+  }
+  return appOf(scope).close(timeoutMs);
+}

@@ -1,0 +1,33 @@
+import type { InjectionToken } from 'tsyringe';
+import type { BackgroundLogger } from './logger.js';
+
+/**
+ * What a running task can learn about itself. Ask for it like any other dependency, by putting
+ * the {@link TaskContext} token in a definition's `inject` list:
+ *
+ * ```ts
+ * const crawl = defineTask({ name: 'crawl', inject: [TaskContext] }, async (ctx, url: string) => {
+ *   const res = await fetch(url, { signal: ctx.signal });
+ *   ctx.logger.info({ status: res.status }, 'crawled');
+ * });
+ * ```
+ */
+export interface TaskContext {
+  /** The task's id, the same as its handle's. */
+  readonly id: number;
+  /** The task's name, the same as its handle's. */
+  readonly name: string;
+  /** 1 for the first attempt. */
+  readonly attempt: number;
+  /**
+   * Aborted when the task is cancelled through its handle, or abandoned because its scope was
+   * disposed and the drain deadline passed. The reason is a `TaskCancelledError` or a
+   * `TaskAbandonedError`.
+   */
+  readonly signal: AbortSignal;
+  /** The scope's logger, adding the task's name and id to every entry. */
+  readonly logger: BackgroundLogger;
+}
+
+/** The token that injects a {@link TaskContext} into a task. */
+export const TaskContext: InjectionToken<TaskContext> = Symbol('TaskContext');

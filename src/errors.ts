@@ -1,0 +1,103 @@
+/**
+ * Stable codes carried by every {@link BackgroundError}. They never change between versions, so
+ * code may branch on them (`err.code === 'ERR_BACKGROUND_DISPOSED'`); the table in
+ * `docs/errors.md` explains each one.
+ */
+export type BackgroundErrorCode =
+  | 'ERR_BACKGROUND_DISPOSED'
+  | 'ERR_TASK_DEPENDENCY'
+  | 'ERR_TASK_CANCELLED'
+  | 'ERR_TASK_ABANDONED'
+  | 'ERR_TASK_NON_ERROR';
+
+/**
+ * Base class of the errors about a task's life. Each subclass has a stable {@link code} and a
+ * `name` equal to its class name; the underlying reason, when there is one, is in `cause`.
+ *
+ * Mistakes in the caller's input (a task that is not a function, an option out of range) are
+ * `TypeError`s and `RangeError`s instead, as JavaScript does.
+ */
+export class BackgroundError extends Error {
+  /** A stable, machine-readable code. */
+  readonly code: BackgroundErrorCode;
+
+  constructor(code: BackgroundErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * Thrown by `add()` once the `Background` is being disposed or has been disposed: intake is
+ * closed so that disposal can finish. Nothing was queued.
+ */
+export class BackgroundDisposedError extends BackgroundError {
+  constructor(taskName: string, state: string) {
+    super(
+      'ERR_BACKGROUND_DISPOSED',
+      `Cannot add task "${taskName}": this Background is ${state} and accepts no new tasks`,
+    );
+  }
+}
+
+/**
+ * Thrown synchronously by `add()` when one of a task's dependencies cannot be resolved from the
+ * Background's container. Names the task, the parameter position and the token; tsyringe's own
+ * error is the `cause`. Nothing was queued.
+ */
+export class TaskDependencyError extends BackgroundError {
+  /** Zero-based position of the parameter whose token could not be resolved. */
+  readonly position: number;
+  /** A printable form of the token. */
+  readonly token: string;
+
+  constructor(taskName: string, position: number, token: string, cause: unknown) {
+    super(
+      'ERR_TASK_DEPENDENCY',
+      `Cannot add task "${taskName}": the dependency at position #${position} (token ${token}) ` +
+        `cannot be resolved: ${messageOf(cause)}`,
+      { cause },
+    );
+    this.position = position;
+    this.token = token;
+  }
+}
+
+/** The outcome of a task cancelled through `handle.cancel(reason)`; `cause` is the reason. */
+export class TaskCancelledError extends BackgroundError {
+  constructor(taskName: string, taskId: number, reason: unknown) {
+    super('ERR_TASK_CANCELLED', `Task "${taskName}" (#${taskId}) was cancelled`, { cause: reason });
+  }
+}
+
+/**
+ * The outcome of a task that its scope's disposal gave up on: it was still queued or running
+ * when the drain deadline passed. A running task's `AbortSignal` was aborted with this error.
+ */
+export class TaskAbandonedError extends BackgroundError {
+  constructor(taskName: string, taskId: number, drainTimeoutMs: number) {
+    super(
+      'ERR_TASK_ABANDONED',
+      `Task "${taskName}" (#${taskId}) was abandoned: its scope was disposed and the task had not ` +
+        `settled within the drain deadline of ${drainTimeoutMs} ms`,
+    );
+  }
+}
+
+/**
+ * Wraps a value that a task threw or rejected with that is not an `Error` (a string,
+ * `undefined`, a plain object…), so that logs always carry a message and a stack. The original
+ * value is the `cause`.
+ */
+export class TaskNonErrorError extends BackgroundError {
+  constructor(taskName: string, value: unknown, printed: string) {
+    super('ERR_TASK_NON_ERROR', `Task "${taskName}" failed with a non-Error value: ${printed}`, {
+      cause: value,
+    });
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,28 @@
+/**
+ * tsyringe-background: dependency-injected background tasks for tsyringe.
+ * @packageDocumentation
+ */
+import 'reflect-metadata';
+
+export { Background, disposeScope, shutdown, type ShutdownOptions } from './background.js';
+export type { ShutdownReport } from './app.js';
+export { TaskContext } from './context.js';
+export {
+  BackgroundDisposedError,
+  BackgroundError,
+  TaskAbandonedError,
+  TaskCancelledError,
+  TaskDependencyError,
+  TaskNonErrorError,
+  type BackgroundErrorCode,
+} from './errors.js';
+export { consoleLogger, type BackgroundLogger, type LogFn } from './logger.js';
+export { BackgroundOptions } from './options.js';
+export type { TaskHandle, TaskStatus } from './run.js';
+export {
+  defineTask,
+  type ClassTask,
+  type DefineTaskOptions,
+  type Instances,
+  type TaskDefinition,
+} from './task.js';

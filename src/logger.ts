@@ -1,0 +1,37 @@
+import { inspect } from 'node:util';
+
+/** One log method: a structured object first, then a message, as pino takes them. */
+export type LogFn = (fields: Record<string, unknown>, message: string) => void;
+
+/**
+ * The logger `Background` writes to. A pino logger satisfies it as is; so does any object with
+ * these four methods taking `(fields, message)`.
+ */
+export interface BackgroundLogger {
+  error: LogFn;
+  warn: LogFn;
+  info: LogFn;
+  debug: LogFn;
+}
+
+/**
+ * The default logger: errors and warnings to `console.error`/`console.warn`, with the fields
+ * printed after the message (an `err` field is printed with its stack). `info` and `debug` are
+ * silent, so a library never chatters in an application's output unless asked to.
+ */
+export const consoleLogger: BackgroundLogger = Object.freeze<BackgroundLogger>({
+  error: (fields, message) => {
+    console.error(format(message, fields));
+  },
+  warn: (fields, message) => {
+    console.warn(format(message, fields));
+  },
+  info: () => undefined,
+  debug: () => undefined,
+});
+
+function format(message: string, fields: Record<string, unknown>): string {
+  const { err, ...rest } = fields;
+  const head = `[tsyringe-background] ${message} ${inspect(rest, { breakLength: Infinity })}`;
+  return err === undefined ? head : `${head}\n${inspect(err, { depth: 4 })}`;
+}

@@ -1,0 +1,142 @@
+import type { InjectionToken } from 'tsyringe';
+import { consoleLogger, type BackgroundLogger } from './logger.js';
+
+/**
+ * Options of `Background`, registered in a tsyringe container under the token of the same name:
+ *
+ * ```ts
+ * container.register(BackgroundOptions, { useValue: { concurrency: 50, drainTimeoutMs: 5_000 } });
+ * ```
+ *
+ * What the application root holds applies application-wide (`concurrency`); any container's
+ * registration applies to the `Background` of that container and of its children that register
+ * nothing nearer (`drainTimeoutMs`, `logger`, `warnBlockingMs`). Bad values make
+ * `container.resolve(Background)` throw a `TypeError` or `RangeError` naming the option.
+ */
+export interface BackgroundOptions {
+  /**
+   * Application-wide limit on event-loop tasks (async functions and main-thread sync functions)
+   * running at once, shared by every scope. Tasks past it wait in FIFO order.
+   *
+   * 100 keeps a burst of fire-and-forget work from opening hundreds of sockets or exhausting a
+   * database pool's waiters at once, while letting I/O-bound tasks overlap well (at 100 in
+   * flight, 10 ms tasks run at 10 000 per second). Read from the application root only.
+   * @default 100
+   */
+  concurrency?: number;
+  /**
+   * How long disposal waits for the scope's queued and running tasks before it aborts what is
+   * left (through each task's `AbortSignal`), logs it as abandoned and resolves.
+   * @default 10_000
+   */
+  drainTimeoutMs?: number;
+  /**
+   * A main-thread sync task that blocks the event loop longer than this logs a warning that
+   * names it and suggests making it a worker task. `0` turns the warning off.
+   * @default 50
+   */
+  warnBlockingMs?: number;
+  /**
+   * Where task failures, blocking warnings and abandoned tasks are logged. A pino logger works
+   * as is.
+   * @default consoleLogger
+   */
+  logger?: BackgroundLogger;
+  /**
+   * Makes the container this registration is made on an application root: its `Background`
+   * owns its own concurrency limit and closes its own shared resources, apart from the global
+   * container's. Useful for tests and for several independent applications in one process.
+   * The global container is always a root.
+   * @default false
+   */
+  root?: boolean;
+}
+
+/** The token under which {@link BackgroundOptions} are registered. */
+export const BackgroundOptions: InjectionToken<BackgroundOptions> = Symbol('BackgroundOptions');
+
+/** Options with every default filled in, as a `Background` uses them. */
+export type ResolvedOptions = Readonly<Required<BackgroundOptions>>;
+
+/** The defaults, in one frozen object. */
+export const defaultOptions: ResolvedOptions = Object.freeze({
+  concurrency: 100,
+  drainTimeoutMs: 10_000,
+  warnBlockingMs: 50,
+  logger: consoleLogger,
+  root: false,
+});
+
+/** Largest delay a Node timer honours; longer ones fire after 1 ms. */
+const maxTimerMs = 2 ** 31 - 1;
+const resolvedCache = new WeakMap<object, ResolvedOptions>();
+
+/**
+ * Merges registered options over the defaults and validates them. The result is cached per
+ * registered object, so the many scopes that share one registration validate it once.
+ */
+export function resolveOptions(given: unknown): ResolvedOptions {
+  if (given === undefined) return defaultOptions;
+  if (typeof given !== 'object' || given === null) {
+    throw new TypeError(`options must be an object, got ${describe(given)}`);
+  }
+  const cached = resolvedCache.get(given);
+  if (cached) return cached;
+  const options = given as Record<string, unknown>;
+  for (const key of Object.keys(options)) {
+    if (!(key in defaultOptions)) {
+      throw new TypeError(
+        `options.${key} is not a known option; known options: ${Object.keys(defaultOptions).join(', ')}`,
+      );
+    }
+  }
+  const resolved: ResolvedOptions = Object.freeze({
+    concurrency: check(options, 'concurrency', isConcurrency, 'a positive integer or Infinity'),
+    drainTimeoutMs: check(options, 'drainTimeoutMs', isTimerMs, `an integer from 0 to ${maxTimerMs}`),
+    warnBlockingMs: check(options, 'warnBlockingMs', isNonNegative, 'a non-negative finite number'),
+    logger: check(options, 'logger', isLogger, 'an object with error, warn, info and debug methods'),
+    root: check(options, 'root', (v) => typeof v === 'boolean', 'a boolean'),
+  });
+  resolvedCache.set(given, resolved);
+  return resolved;
+}
+
+function check<K extends keyof ResolvedOptions>(
+  options: Record<string, unknown>,
+  key: K,
+  valid: (value: unknown) => boolean,
+  expected: string,
+): ResolvedOptions[K] {
+  const value = options[key];
+  if (value === undefined) return defaultOptions[key];
+  if (!valid(value)) {
+    const ErrorType = typeof value === 'number' ? RangeError : TypeError;
+    throw new ErrorType(`options.${key} must be ${expected}, got ${describe(value)}`);
+  }
+  return value as ResolvedOptions[K];
+}
+
+const isConcurrency = (v: unknown): boolean =>
+  v === Infinity || (Number.isSafeInteger(v) && (v as number) >= 1);
+const isTimerMs = (v: unknown): boolean =>
+  Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= maxTimerMs;
+const isNonNegative = (v: unknown): boolean =>
+  typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const isLogger = (v: unknown): boolean =>
+  typeof v === 'object' &&
+  v !== null &&
+  (['error', 'warn', 'info', 'debug'] as const).every(
+    (level) => typeof (v as Record<string, unknown>)[level] === 'function',
+  );
+
+/** A short, printable form of any value with its type: `-1 (number)`, `"x" (string)`. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  if (typeof value === 'object') {
+    const name = (value as { constructor?: { name?: string } }).constructor?.name;
+    return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+  }
+  return `${String(value)} (${typeof value})`; // eslint-disable-line @typescript-eslint/no-base-to-string -- only primitives reach here
+}

@@ -1,0 +1,144 @@
+import { performance } from 'node:perf_hooks';
+
+/** What the scheduler runs: a task record, seen only through the fields scheduling needs. */
+export interface Job {
+  /** Intrusive FIFO link: the next job of the same queue. */
+  next: Job | undefined;
+  /** A job whose status is no longer `'queued'` when its turn comes is skipped. */
+  readonly status: string;
+  /** Sync jobs run one after another after the current turn, outside the concurrency limit. */
+  readonly sync: boolean;
+  /** Starts the job; never throws. An async job calls `release()` once it has settled. */
+  start(): void;
+}
+
+/** Hand the event loop back (so timers and I/O run) after this long of back-to-back starts. */
+const sliceMs = 4;
+/** How many starts go by between two looks at the clock. */
+const startsPerCheck = 1024;
+
+/**
+ * The application-wide scheduler. Async jobs start under one concurrency limit, in FIFO order,
+ * from a microtask after `submit()` (so `add()` returns before any task code runs), then from
+ * the settlement of the jobs before them. Sync jobs run one after another from `setImmediate`,
+ * a few milliseconds' worth at a time.
+ *
+ * Back-to-back starts are made of microtasks, which never let timers run: every
+ * {@link startsPerCheck} starts, once {@link sliceMs} have passed, the scheduler resumes from
+ * `setImmediate` instead.
+ */
+export class Scheduler {
+  readonly limit: number;
+  #running = 0;
+  #queued = 0;
+  #head: Job | undefined;
+  #tail: Job | undefined;
+  #syncHead: Job | undefined;
+  #syncTail: Job | undefined;
+  #pumpScheduled = false;
+  #pumping = false;
+  #yielding = false;
+  #syncScheduled = false;
+  #starts = 0;
+  #sliceStart = 0;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  /** Async jobs running now. */
+  get running(): number {
+    return this.#running;
+  }
+
+  /** Jobs waiting for their turn, in both lanes. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  submit(job: Job): void {
+    this.#queued++;
+    if (job.sync) {
+      if (this.#syncTail) this.#syncTail.next = job;
+      else this.#syncHead = job;
+      this.#syncTail = job;
+      if (!this.#syncScheduled) {
+        this.#syncScheduled = true;
+        setImmediate(this.#runSync);
+      }
+      return;
+    }
+    if (this.#tail) this.#tail.next = job;
+    else this.#head = job;
+    this.#tail = job;
+    if (!this.#pumpScheduled) {
+      this.#pumpScheduled = true;
+      queueMicrotask(this.#pumpSoon);
+    }
+  }
+
+  /** A queued job will not start (cancelled or abandoned); it is skipped when its turn comes. */
+  withdraw(): void {
+    this.#queued--;
+  }
+
+  /** An async job has settled (or was abandoned while running): its slot is free. */
+  release(): void {
+    this.#running--;
+    if (this.#head !== undefined && !this.#pumping && !this.#yielding) this.#pump();
+  }
+
+  readonly #pumpSoon = (): void => {
+    this.#pumpScheduled = false;
+    if (!this.#yielding) this.#pump();
+  };
+
+  readonly #resume = (): void => {
+    this.#yielding = false;
+    this.#sliceStart = performance.now();
+    this.#pump();
+  };
+
+  #pump(): void {
+    this.#pumping = true;
+    try {
+      while (this.#running < this.limit) {
+        const job = this.#head;
+        if (job === undefined) return;
+        this.#head = job.next;
+        if (this.#head === undefined) this.#tail = undefined;
+        job.next = undefined;
+        if (job.status !== 'queued') continue;
+        this.#queued--;
+        this.#running++;
+        job.start();
+        if (++this.#starts % startsPerCheck === 0 && performance.now() - this.#sliceStart > sliceMs) {
+          this.#yielding = true;
+          setImmediate(this.#resume);
+          return;
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  readonly #runSync = (): void => {
+    this.#syncScheduled = false;
+    const until = performance.now() + sliceMs;
+    let job: Job | undefined;
+    while ((job = this.#syncHead) !== undefined) {
+      this.#syncHead = job.next;
+      if (this.#syncHead === undefined) this.#syncTail = undefined;
+      job.next = undefined;
+      if (job.status !== 'queued') continue;
+      this.#queued--;
+      job.start();
+      if (performance.now() > until) break;
+    }
+    if (this.#syncHead !== undefined) {
+      this.#syncScheduled = true;
+      setImmediate(this.#runSync);
+    }
+  };
+}

@@ -1,0 +1,132 @@
+import type { InjectionToken } from 'tsyringe';
+import { describe } from './options.js';
+
+/** Any constructor, as tsyringe takes it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- tsyringe's own constructor type
+type Constructor<T = unknown> = new (...args: any[]) => T;
+
+/** The instance types of a list of tokens: `[typeof Mailer, typeof Db]` → `[Mailer, Db]`. */
+export type Instances<Tokens extends readonly unknown[]> = {
+  -readonly [K in keyof Tokens]: Tokens[K] extends InjectionToken<infer T> ? T : never;
+};
+
+/** Options of {@link defineTask}. */
+export interface DefineTaskOptions<Tokens extends readonly InjectionToken[]> {
+  /** Names the task in handles, logs and errors. A non-empty string. */
+  readonly name: string;
+  /**
+   * Tokens resolved from the Background's container when the task is added; their instances
+   * are passed, in this order, before the arguments given to `add()`.
+   * @default []
+   */
+  readonly inject?: Tokens;
+}
+
+declare const signature: unique symbol;
+const definitionBrand = Symbol('tsyringe-background.definition');
+
+/**
+ * A task made by {@link defineTask}: a function, its name, and the tokens of its dependencies.
+ * `Args` are the arguments `add()` takes after the dependencies; `R` is what the task resolves to.
+ */
+export interface TaskDefinition<Args extends unknown[] = unknown[], R = unknown> {
+  readonly name: string;
+  readonly inject: readonly InjectionToken[];
+  /** The function, taking the dependencies first and then `Args`. */
+  readonly fn: (...params: never[]) => unknown;
+  /** @internal */
+  readonly [definitionBrand]: true;
+  /** Carries the argument and result types; never present at run time. */
+  readonly [signature]?: (...args: Args) => R;
+}
+
+/**
+ * A class task: constructed by the container when it is added (so its constructor
+ * dependencies come from the Background's scope), then `run(...args)` is called.
+ */
+export type ClassTask<Args extends unknown[] = never[], R = unknown> = Constructor<{
+  run(...args: Args): R;
+}>;
+
+/**
+ * Defines a named task whose leading parameters are injected. The instance types of the
+ * `inject` tokens become the types of those parameters, and the parameters after them are what
+ * `add()` takes:
+ *
+ * ```ts
+ * const sendWelcome = defineTask({ name: 'sendWelcome', inject: [Mailer] },
+ *   async (mailer, to: string) => mailer.send(to, 'Welcome!'));
+ * bg.add(sendWelcome, 'a@b.c');   // bg.add(sendWelcome, 42) does not compile
+ * ```
+ *
+ * @throws TypeError when the name is not a non-empty string, `inject` holds something that is
+ * not a token (often `undefined` from a circular import), or `fn` is not a function.
+ */
+export function defineTask<
+  const Tokens extends readonly InjectionToken[] = [],
+  Args extends unknown[] = [],
+  R = unknown,
+>(
+  options: DefineTaskOptions<Tokens>,
+  fn: (...params: [...Instances<Tokens>, ...Args]) => R,
+): TaskDefinition<Args, Awaited<R>> {
+  if (typeof options !== 'object' || options === null) {
+    throw new TypeError(`defineTask(options, fn): options must be an object, got ${describe(options)}`);
+  }
+  const { name, inject = [] } = options;
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new TypeError(`defineTask(options, fn): options.name must be a non-empty string, got ${describe(name)}`);
+  }
+  if (!Array.isArray(inject)) {
+    throw new TypeError(`defineTask("${name}"): options.inject must be an array of tokens, got ${describe(inject)}`);
+  }
+  inject.forEach((token: unknown, i) => {
+    if (!isToken(token)) {
+      const hint = token === undefined ? ' (an import cycle can leave a class undefined here)' : '';
+      throw new TypeError(
+        `defineTask("${name}"): options.inject[${i}] must be a class, string, symbol or delay() token, got ${describe(token)}${hint}`,
+      );
+    }
+  });
+  if (typeof fn !== 'function') {
+    throw new TypeError(`defineTask("${name}"): fn must be a function, got ${describe(fn)}`);
+  }
+  return Object.freeze({
+    name,
+    inject: Object.freeze([...inject]),
+    fn,
+    [definitionBrand]: true as const,
+  });
+}
+
+/** Whether a value is a definition made by {@link defineTask}. */
+export function isTaskDefinition(value: unknown): value is TaskDefinition {
+  return typeof value === 'object' && value !== null && definitionBrand in value;
+}
+
+/** Whether a function is a class task: a class with a `run` method. */
+export function isClassTask(value: unknown): value is ClassTask {
+  return typeof ((value as { prototype?: unknown }).prototype as { run?: unknown } | undefined)?.run === 'function';
+}
+
+/** Whether a function was declared `async`, so it runs on the event loop rather than after it. */
+export function isAsyncFunction(fn: unknown): boolean {
+  return (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === 'AsyncFunction';
+}
+
+function isToken(token: unknown): token is InjectionToken {
+  const type = typeof token;
+  return (
+    type === 'function' ||
+    type === 'symbol' ||
+    (type === 'string' && token !== '') ||
+    (type === 'object' && token !== null)
+  );
+}
+
+/** A printable name of a token, for errors. */
+export function tokenName(token: InjectionToken): string {
+  if (typeof token === 'function') return token.name || '(anonymous class)';
+  if (typeof token === 'string') return JSON.stringify(token);
+  return typeof token === 'symbol' ? token.toString() : 'a delay() token';
+}
