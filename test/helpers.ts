@@ -1,0 +1,56 @@
+import { container, type DependencyContainer } from 'tsyringe';
+import { BackgroundOptions, type BackgroundLogger } from '../src/index.js';
+
+/** A promise with its resolve and reject exposed: a gate a test opens when it chooses. */
+export interface Deferred<T = void> {
+  promise: Promise<T>;
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
+
+export function deferred<T = void>(): Deferred<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+export interface LogEntry {
+  level: keyof BackgroundLogger;
+  fields: Record<string, unknown>;
+  message: string;
+}
+
+/** A logger that records every entry, for assertions. */
+export function captureLogger(): BackgroundLogger & { entries: LogEntry[]; at(level: LogEntry['level']): LogEntry[] } {
+  const entries: LogEntry[] = [];
+  const record = (level: LogEntry['level']) => (fields: Record<string, unknown>, message: string) => {
+    entries.push({ level, fields, message });
+  };
+  return {
+    entries,
+    at: (level) => entries.filter((entry) => entry.level === level),
+    error: record('error'),
+    warn: record('warn'),
+    info: record('info'),
+    debug: record('debug'),
+  };
+}
+
+/**
+ * A fresh application root for one test: a child of the global container registered as its
+ * own application (`root: true`), so its concurrency limit and close are the test's alone.
+ */
+export function freshApp(options: BackgroundOptions = {}): DependencyContainer {
+  const root = container.createChildContainer();
+  root.register(BackgroundOptions, { useValue: { root: true, ...options } });
+  return root;
+}
+
+/** Lets every pending microtask and one macrotask turn run. */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
