@@ -22,6 +22,13 @@ export interface DefineTaskOptions<Tokens extends readonly InjectionToken[]> {
   readonly inject?: Tokens;
 }
 
+/** `T` without its first `N` elements: a task's parameters without its injected dependencies. */
+export type DropFirst<T extends unknown[], N extends number, Dropped extends unknown[] = []> = Dropped['length'] extends N
+  ? T
+  : T extends [unknown, ...infer Rest]
+    ? DropFirst<Rest, N, [...Dropped, unknown]>
+    : [];
+
 declare const signature: unique symbol;
 const definitionBrand = Symbol('tsyringe-background.definition');
 
@@ -63,13 +70,10 @@ export type ClassTask<Args extends unknown[] = never[], R = unknown> = Construct
  * not a token (often `undefined` from a circular import), or `fn` is not a function.
  */
 export function defineTask<
-  const Tokens extends readonly InjectionToken[] = [],
-  Args extends unknown[] = [],
-  R = unknown,
->(
-  options: DefineTaskOptions<Tokens>,
-  fn: (...params: [...Instances<Tokens>, ...Args]) => R,
-): TaskDefinition<Args, Awaited<R>> {
+  const Tokens extends readonly InjectionToken[],
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the arguments after the dependencies are the user's
+  Fn extends (...params: [...Instances<Tokens>, ...any[]]) => unknown,
+>(options: DefineTaskOptions<Tokens>, fn: Fn): TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>> {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`defineTask(options, fn): options must be an object, got ${describe(options)}`);
   }

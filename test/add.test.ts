@@ -1,0 +1,192 @@
+import { performance } from 'node:perf_hooks';
+import { inject, injectable } from 'tsyringe';
+import { describe, expect, it } from 'vitest';
+import { Background, defineTask, TaskContext, TaskDependencyError } from '../src/index.js';
+import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
+
+class Greeter {
+  greet(name: string): string {
+    return `hello ${name}`;
+  }
+}
+
+const Unregistered = Symbol('Unregistered');
+
+@injectable()
+class ReindexUser {
+  constructor(@inject(Greeter) readonly greeter: Greeter) {}
+  async run(id: string): Promise<string> {
+    await Promise.resolve();
+    return this.greeter.greet(id);
+  }
+}
+
+@injectable()
+class NeedsUnregistered {
+  constructor(@inject(Unregistered) readonly missing: unknown) {}
+  run(): void {}
+}
+
+function setup(options = {}) {
+  const scope = freshApp(options).createChildContainer();
+  scope.register(Greeter, { useValue: new Greeter() });
+  return { scope, bg: scope.resolve(Background) };
+}
+
+describe('bg.add()', () => {
+  it('returns a handle before an async function starts, then runs it', async () => {
+    const { bg } = setup();
+    const started: string[] = [];
+    const handle = bg.add(async (who: string) => {
+      started.push(who);
+      await Promise.resolve();
+      return who.length;
+    }, 'abc');
+    expect(started).toEqual([]);
+    expect(handle.status).toBe('queued');
+    await expect(handle.result()).resolves.toBe(3);
+    expect(started).toEqual(['abc']);
+    expect(handle.status).toBe('succeeded');
+  });
+
+  it('runs a plain sync function on the main thread after the current turn', async () => {
+    const { bg } = setup();
+    const order: string[] = [];
+    const handle = bg.add(function tally(n: number) {
+      order.push(`task ${n}`);
+      return n * 2;
+    }, 21);
+    queueMicrotask(() => order.push('microtask'));
+    order.push('caller');
+    expect(handle.name).toBe('tally');
+    await expect(handle.result()).resolves.toBe(42);
+    expect(order).toEqual(['caller', 'microtask', 'task 21']);
+  });
+
+  it('warns, naming the task, when a sync task blocks the event loop past warnBlockingMs', async () => {
+    const logger = captureLogger();
+    const { bg } = setup({ logger, warnBlockingMs: 5 });
+    bg.add(function crunch() {
+      const until = performance.now() + 15;
+      while (performance.now() < until);
+    });
+    bg.add(function quick() {});
+    await bg.drain();
+    const warnings = logger.at('warn');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]!.message).toMatch(/sync task "crunch" blocked the event loop for \d+ ms.*workerTask/);
+    expect(warnings[0]!.fields).toMatchObject({ task: 'crunch', warnBlockingMs: 5 });
+    expect(warnings[0]!.fields.blockedMs).toBeGreaterThanOrEqual(15);
+  });
+
+  it('passes injected dependencies of a definition before the arguments', async () => {
+    const { bg } = setup();
+    const greet = defineTask({ name: 'greet', inject: [Greeter] }, (greeter, who: string) => greeter.greet(who));
+    const handle = bg.add(greet, 'ada');
+    expect(handle.name).toBe('greet');
+    await expect(handle.result()).resolves.toBe('hello ada');
+  });
+
+  it('injects the TaskContext at its position', async () => {
+    const { bg } = setup();
+    const probe = defineTask({ name: 'probe', inject: [Greeter, TaskContext] }, async (greeter, ctx, n: number) => {
+      await Promise.resolve();
+      return { greeting: greeter.greet('x'), id: ctx.id, name: ctx.name, attempt: ctx.attempt, aborted: ctx.signal.aborted, n };
+    });
+    const handle = bg.add(probe, 7);
+    await expect(handle.result()).resolves.toEqual({
+      greeting: 'hello x',
+      id: handle.id,
+      name: 'probe',
+      attempt: 1,
+      aborted: false,
+      n: 7,
+    });
+  });
+
+  it('constructs an injectable class task from the scope and calls run(...args)', async () => {
+    const { bg } = setup();
+    const handle = bg.add(ReindexUser, 'u1');
+    expect(handle.name).toBe('ReindexUser');
+    await expect(handle.result()).resolves.toBe('hello u1');
+  });
+
+  it('resolves dependencies at add() time from its own scope', () => {
+    const { scope, bg } = setup();
+    const seen = new Greeter();
+    const other = scope.createChildContainer();
+    other.register(Greeter, { useValue: seen });
+    const check = defineTask({ name: 'check', inject: [Greeter] }, (greeter) => greeter === seen);
+    const fromOther = other.resolve(Background).add(check);
+    const fromParent = bg.add(check);
+    return Promise.all([
+      expect(fromOther.result()).resolves.toBe(true),
+      expect(fromParent.result()).resolves.toBe(false),
+    ]);
+  });
+
+  it('throws synchronously on an unresolvable token, naming task, position and token; queues nothing', async () => {
+    const { bg } = setup();
+    const ran = deferred<string>();
+    const broken = defineTask({ name: 'broken', inject: [Greeter, Unregistered] }, () => {
+      ran.resolve('ran');
+    });
+    let thrown: unknown;
+    try {
+      bg.add(broken);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(TaskDependencyError);
+    const error = thrown as TaskDependencyError;
+    expect(error.code).toBe('ERR_TASK_DEPENDENCY');
+    expect(error.message).toContain('"broken"');
+    expect(error.message).toContain('position #1');
+    expect(error.message).toContain('Symbol(Unregistered)');
+    expect(error.position).toBe(1);
+    expect(error.cause).toBeInstanceOf(Error);
+    expect((error.cause as Error).message).toContain('unregistered dependency token');
+    expect(bg.pending).toBe(0);
+    await nextTurn();
+    await expect(Promise.race([ran.promise, Promise.resolve('not run')])).resolves.toBe('not run');
+  });
+
+  it('wraps a class task whose constructor dependency cannot be resolved', () => {
+    const { bg } = setup();
+    expect(() => bg.add(NeedsUnregistered)).toThrow(TaskDependencyError);
+    expect(() => bg.add(NeedsUnregistered)).toThrow(/"NeedsUnregistered".*position #0.*Symbol\(Unregistered\)/s);
+    expect(bg.pending).toBe(0);
+  });
+
+  it.each([
+    ['a number', 42, /got 42 \(number\)/],
+    ['a string', 'sendMail', /got "sendMail" \(string\)/],
+    ['null', null, /got null/],
+    ['a plain object', { run() {} }, /got an object/],
+  ])('rejects %s as a task with a TypeError, queueing nothing', (_label, task, message) => {
+    const { bg } = setup();
+    expect(() => bg.add(task as never)).toThrow(TypeError);
+    expect(() => bg.add(task as never)).toThrow(message);
+    expect(bg.pending).toBe(0);
+  });
+});
+
+describe('defineTask()', () => {
+  it.each([
+    ['options that are not an object', () => defineTask(null as never, () => 0), /options must be an object, got null/],
+    ['an empty name', () => defineTask({ name: '' }, () => 0), /options.name must be a non-empty string, got "" \(string\)/],
+    ['a missing name', () => defineTask({} as never, () => 0), /options.name must be a non-empty string, got undefined/],
+    ['inject that is not an array', () => defineTask({ name: 't', inject: Greeter as never }, () => 0), /defineTask\("t"\): options.inject must be an array/],
+    ['an undefined token', () => defineTask({ name: 't', inject: [Greeter, undefined as never] }, () => 0), /options.inject\[1\] must be .* got undefined \(undefined\) \(an import cycle/],
+    ['a function that is not one', () => defineTask({ name: 't' }, 'nope' as never), /defineTask\("t"\): fn must be a function, got "nope"/],
+  ])('rejects %s with a TypeError that names the problem', (_label, define, message) => {
+    expect(define).toThrow(TypeError);
+    expect(define).toThrow(message);
+  });
+
+  it('is frozen', () => {
+    const task = defineTask({ name: 'frozen', inject: [Greeter] }, () => 0);
+    expect(Object.isFrozen(task)).toBe(true);
+    expect(Object.isFrozen(task.inject)).toBe(true);
+  });
+});

@@ -1,0 +1,96 @@
+import { injectable, type InjectionToken } from 'tsyringe';
+import { describe, expectTypeOf, it } from 'vitest';
+import { Background, defineTask, TaskContext, type TaskDefinition, type TaskHandle } from '../src/index.js';
+
+class Mailer {
+  send(to: string): Promise<boolean> {
+    return Promise.resolve(to.length > 0);
+  }
+}
+class Clock {
+  now(): number {
+    return 0;
+  }
+}
+const ApiKey = Symbol('ApiKey') as InjectionToken<string>;
+
+@injectable()
+class ReindexUser {
+  run(id: string, force?: boolean): Promise<number> {
+    return Promise.resolve(force === true ? id.length : 0);
+  }
+}
+
+declare const bg: Background;
+
+describe('defineTask typing', () => {
+  it("turns the inject tokens' instance types into the leading parameter types", () => {
+    defineTask({ name: 'probe', inject: [Mailer, Clock, ApiKey, TaskContext] }, (mailer, clock, key, ctx, to: string) => {
+      expectTypeOf(mailer).toEqualTypeOf<Mailer>();
+      expectTypeOf(clock).toEqualTypeOf<Clock>();
+      expectTypeOf(key).toEqualTypeOf<string>();
+      expectTypeOf(ctx).toEqualTypeOf<TaskContext>();
+      expectTypeOf(ctx.signal).toEqualTypeOf<AbortSignal>();
+      return to;
+    });
+  });
+
+  it('keeps only the parameters after the dependencies as arguments, and the awaited result', () => {
+    const send = defineTask({ name: 'send', inject: [Mailer] }, (mailer, to: string, times?: number) => mailer.send(to.repeat(times ?? 1)));
+    expectTypeOf(send).toEqualTypeOf<TaskDefinition<[to: string, times?: number], boolean>>();
+    const plain = defineTask({ name: 'plain' }, (n: number) => n * 2);
+    expectTypeOf(plain).toEqualTypeOf<TaskDefinition<[n: number], number>>();
+  });
+
+  it('rejects using a dependency as the wrong type', () => {
+    // @ts-expect-error Mailer has no method now()
+    defineTask({ name: 'bad', inject: [Mailer] }, (mailer) => mailer.now());
+  });
+});
+
+describe('bg.add typing', () => {
+  it('flows argument types from a definition', () => {
+    const send = defineTask({ name: 'send', inject: [Mailer] }, (mailer, to: string) => mailer.send(to));
+    expectTypeOf(bg.add(send, 'a@b.c')).toEqualTypeOf<TaskHandle<boolean>>();
+    // @ts-expect-error a number is not a string
+    bg.add(send, 42);
+    // @ts-expect-error the argument is missing
+    bg.add(send);
+    // @ts-expect-error one argument too many
+    bg.add(send, 'a@b.c', 'extra');
+    // @ts-expect-error the dependency is not an argument
+    bg.add(send, new Mailer(), 'a@b.c');
+  });
+
+  it('flows argument types from a class task run()', () => {
+    expectTypeOf(bg.add(ReindexUser, 'u1')).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(bg.add(ReindexUser, 'u1', true)).toEqualTypeOf<TaskHandle<number>>();
+    // @ts-expect-error id must be a string
+    bg.add(ReindexUser, 1);
+    // @ts-expect-error force must be a boolean
+    bg.add(ReindexUser, 'u1', 'yes');
+  });
+
+  it('flows argument types from plain sync and async functions', () => {
+    expectTypeOf(bg.add((a: number, b: string) => b.repeat(a), 2, 'x')).toEqualTypeOf<TaskHandle<string>>();
+    expectTypeOf(bg.add(async () => 1)).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(bg.add(() => undefined)).toEqualTypeOf<TaskHandle<undefined>>();
+    // @ts-expect-error b must be a string
+    bg.add((a: number, b: string) => b.repeat(a), 2, 3);
+    // @ts-expect-error missing the second argument
+    bg.add(async (a: number, b: string) => b.repeat(a), 2);
+  });
+
+  it('only takes tasks', () => {
+    // @ts-expect-error a string is not a task
+    bg.add('sendWelcome');
+    // @ts-expect-error a class without run() is not a task
+    bg.add(Mailer);
+  });
+
+  it('is AsyncDisposable and its dispose() resolves to void', () => {
+    expectTypeOf(bg).toExtend<AsyncDisposable>();
+    expectTypeOf(bg.dispose()).toEqualTypeOf<Promise<void>>();
+    expectTypeOf(bg.drain()).toEqualTypeOf<Promise<void>>();
+  });
+});
