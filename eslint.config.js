@@ -30,6 +30,23 @@ export default defineConfig(
     },
   },
   {
+    // Tests use async functions without await on purpose: `async` is what puts a task in the
+    // event-loop lane. They also throw non-Errors on purpose, to test how those are reported.
+    files: ['test/**/*.ts'],
+    rules: {
+      '@typescript-eslint/require-await': 'off',
+      '@typescript-eslint/only-throw-error': 'off',
+    },
+  },
+  {
+    // Type tests hold lines that must not compile, each under @ts-expect-error.
+    files: ['test/**/*.test-d.ts'],
+    rules: {
+      '@typescript-eslint/no-unsafe-call': 'off',
+      '@typescript-eslint/no-unsafe-return': 'off',
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     extends: [tseslint.configs.disableTypeChecked],
   },

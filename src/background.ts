@@ -196,12 +196,12 @@ export interface ShutdownOptions {
    * A container of the application to close (any of its scopes will do).
    * @default the global container
    */
-  container?: DependencyContainer;
+  container?: DependencyContainer | undefined;
   /**
    * The one deadline for every scope to drain before what is left is abandoned.
    * @default the application root's `drainTimeoutMs`
    */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 /**

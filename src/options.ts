@@ -23,25 +23,25 @@ export interface BackgroundOptions {
    * flight, 10 ms tasks run at 10 000 per second). Read from the application root only.
    * @default 100
    */
-  concurrency?: number;
+  concurrency?: number | undefined;
   /**
    * How long disposal waits for the scope's queued and running tasks before it aborts what is
    * left (through each task's `AbortSignal`), logs it as abandoned and resolves.
    * @default 10_000
    */
-  drainTimeoutMs?: number;
+  drainTimeoutMs?: number | undefined;
   /**
    * A main-thread sync task that blocks the event loop longer than this logs a warning that
    * names it and suggests making it a worker task. `0` turns the warning off.
    * @default 50
    */
-  warnBlockingMs?: number;
+  warnBlockingMs?: number | undefined;
   /**
    * Where task failures, blocking warnings and abandoned tasks are logged. A pino logger works
    * as is.
    * @default consoleLogger
    */
-  logger?: BackgroundLogger;
+  logger?: BackgroundLogger | undefined;
   /**
    * Makes the container this registration is made on an application root: its `Background`
    * owns its own concurrency limit and closes its own shared resources, apart from the global
@@ -49,14 +49,14 @@ export interface BackgroundOptions {
    * The global container is always a root.
    * @default false
    */
-  root?: boolean;
+  root?: boolean | undefined;
 }
 
 /** The token under which {@link BackgroundOptions} are registered. */
 export const BackgroundOptions: InjectionToken<BackgroundOptions> = Symbol('BackgroundOptions');
 
 /** Options with every default filled in, as a `Background` uses them. */
-export type ResolvedOptions = Readonly<Required<BackgroundOptions>>;
+export type ResolvedOptions = { readonly [K in keyof BackgroundOptions]-?: NonNullable<BackgroundOptions[K]> };
 
 /** The defaults, in one frozen object. */
 export const defaultOptions: ResolvedOptions = Object.freeze({

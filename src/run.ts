@@ -62,6 +62,7 @@ export class TaskRun implements TaskHandle, Job {
   readonly sync: boolean;
   status: TaskStatus = 'queued';
   next: Job | undefined = undefined;
+  holding = false;
   /** Links in the scope's list of live tasks. */
   prevLive: TaskRun | undefined = undefined;
   nextLive: TaskRun | undefined = undefined;
@@ -124,7 +125,7 @@ export class TaskRun implements TaskHandle, Job {
 
   cancel(reason?: unknown): boolean {
     if (this.status === 'queued') {
-      this.#tracker.scheduler.withdraw();
+      this.#tracker.scheduler.withdraw(this);
       this.#end('cancelled', { ok: false, error: new TaskCancelledError(this.name, this.id, reason) });
       return true;
     }
@@ -141,10 +142,10 @@ export class TaskRun implements TaskHandle, Job {
   abandon(drainTimeoutMs: number): boolean {
     const error = new TaskAbandonedError(this.name, this.id, drainTimeoutMs);
     if (this.status === 'queued') {
-      this.#tracker.scheduler.withdraw();
+      this.#tracker.scheduler.withdraw(this);
     } else if (this.status === 'running') {
       this.#controller?.abort(error);
-      if (!this.sync) this.#tracker.scheduler.release();
+      this.#tracker.scheduler.release();
     } else {
       return false;
     }
@@ -168,13 +169,13 @@ export class TaskRun implements TaskHandle, Job {
 
   readonly #succeeded = (value: unknown): void => {
     if (this.status !== 'running') return;
-    if (!this.sync) this.#tracker.scheduler.release();
+    this.#tracker.scheduler.release();
     this.#end('succeeded', { ok: true, value });
   };
 
   readonly #failed = (thrown: unknown): void => {
     if (this.status !== 'running') return;
-    if (!this.sync) this.#tracker.scheduler.release();
+    this.#tracker.scheduler.release();
     if (this.#cancelRequested) {
       const error = new TaskCancelledError(this.name, this.id, this.#cancelReason);
       this.#log('debug', { err: thrown }, `task "${this.name}" was cancelled while running`);

@@ -6,9 +6,11 @@ export interface Job {
   next: Job | undefined;
   /** A job whose status is no longer `'queued'` when its turn comes is skipped. */
   readonly status: string;
-  /** Sync jobs run one after another after the current turn, outside the concurrency limit. */
+  /** Sync jobs start from `setImmediate`, one after another, rather than from a microtask. */
   readonly sync: boolean;
-  /** Starts the job; never throws. An async job calls `release()` once it has settled. */
+  /** Set while a sync job holds a slot and waits for its `setImmediate` turn. */
+  holding: boolean;
+  /** Starts the job; never throws. The job calls `release()` once it has settled. */
   start(): void;
 }
 
@@ -18,10 +20,11 @@ const sliceMs = 4;
 const startsPerCheck = 1024;
 
 /**
- * The application-wide scheduler. Async jobs start under one concurrency limit, in FIFO order,
- * from a microtask after `submit()` (so `add()` returns before any task code runs), then from
- * the settlement of the jobs before them. Sync jobs run one after another from `setImmediate`,
- * a few milliseconds' worth at a time.
+ * The application-wide scheduler. Jobs take a slot under one concurrency limit, in FIFO order,
+ * and hold it until they settle. An async job starts from a microtask after `submit()` (so
+ * `add()` returns before any task code runs), or from the settlement of a job before it. A sync
+ * job, once it has its slot, starts from `setImmediate` (after the current turn), sync jobs one
+ * after another, a few milliseconds' worth per turn.
  *
  * Back-to-back starts are made of microtasks, which never let timers run: every
  * {@link startsPerCheck} starts, once {@link sliceMs} have passed, the scheduler resumes from
@@ -46,28 +49,18 @@ export class Scheduler {
     this.limit = limit;
   }
 
-  /** Async jobs running now. */
+  /** Jobs holding a slot now. */
   get running(): number {
     return this.#running;
   }
 
-  /** Jobs waiting for their turn, in both lanes. */
+  /** Jobs waiting for a slot. */
   get queued(): number {
     return this.#queued;
   }
 
   submit(job: Job): void {
     this.#queued++;
-    if (job.sync) {
-      if (this.#syncTail) this.#syncTail.next = job;
-      else this.#syncHead = job;
-      this.#syncTail = job;
-      if (!this.#syncScheduled) {
-        this.#syncScheduled = true;
-        setImmediate(this.#runSync);
-      }
-      return;
-    }
     if (this.#tail) this.#tail.next = job;
     else this.#head = job;
     this.#tail = job;
@@ -77,12 +70,20 @@ export class Scheduler {
     }
   }
 
-  /** A queued job will not start (cancelled or abandoned); it is skipped when its turn comes. */
-  withdraw(): void {
-    this.#queued--;
+  /**
+   * A job that has not started will not (cancelled or abandoned): it gives back its slot if it
+   * holds one, and is skipped when its turn comes.
+   */
+  withdraw(job: Job): void {
+    if (job.holding) {
+      job.holding = false;
+      this.release();
+    } else {
+      this.#queued--;
+    }
   }
 
-  /** An async job has settled (or was abandoned while running): its slot is free. */
+  /** A job has settled (or was abandoned while running): its slot is free. */
   release(): void {
     this.#running--;
     if (this.#head !== undefined && !this.#pumping && !this.#yielding) this.#pump();
@@ -111,7 +112,8 @@ export class Scheduler {
         if (job.status !== 'queued') continue;
         this.#queued--;
         this.#running++;
-        job.start();
+        if (job.sync) this.#startSoon(job);
+        else job.start();
         if (++this.#starts % startsPerCheck === 0 && performance.now() - this.#sliceStart > sliceMs) {
           this.#yielding = true;
           setImmediate(this.#resume);
@@ -123,6 +125,17 @@ export class Scheduler {
     }
   }
 
+  #startSoon(job: Job): void {
+    job.holding = true;
+    if (this.#syncTail) this.#syncTail.next = job;
+    else this.#syncHead = job;
+    this.#syncTail = job;
+    if (!this.#syncScheduled) {
+      this.#syncScheduled = true;
+      setImmediate(this.#runSync);
+    }
+  }
+
   readonly #runSync = (): void => {
     this.#syncScheduled = false;
     const until = performance.now() + sliceMs;
@@ -131,8 +144,8 @@ export class Scheduler {
       this.#syncHead = job.next;
       if (this.#syncHead === undefined) this.#syncTail = undefined;
       job.next = undefined;
-      if (job.status !== 'queued') continue;
-      this.#queued--;
+      if (!job.holding) continue;
+      job.holding = false;
       job.start();
       if (performance.now() > until) break;
     }

@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Background, BackgroundOptions, TaskNonErrorError, type BackgroundLogger } from '../src/index.js';
+import { Background, TaskNonErrorError, type BackgroundLogger, type BackgroundOptions } from '../src/index.js';
 import { captureLogger, freshApp, nextTurn } from './helpers.js';
 
 const unhandled: unknown[] = [];

@@ -65,8 +65,8 @@ describe('TaskHandle', () => {
   it('cancel() of a running task aborts its signal, and it ends cancelled', async () => {
     const { bg, logger } = setup();
     const sawAbort = deferred<unknown>();
-    const watcher = defineTask({ name: 'watcher', inject: [TaskContext] }, (ctx) => {
-      return new Promise<void>((_resolve, reject) => {
+    const watcher = defineTask({ name: 'watcher', inject: [TaskContext] }, async (ctx) => {
+      await new Promise<void>((_resolve, reject) => {
         ctx.signal.addEventListener('abort', () => {
           sawAbort.resolve(ctx.signal.reason);
           reject(ctx.signal.reason as Error);

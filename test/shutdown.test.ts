@@ -1,0 +1,96 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Background, BackgroundDisposedError, defineTask, shutdown, TaskAbandonedError, TaskContext } from '../src/index.js';
+import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const stubborn = defineTask({ name: 'stubborn', inject: [TaskContext] }, async (ctx) => {
+  await new Promise<void>((_resolve, reject) => {
+    ctx.signal.addEventListener('abort', () => {
+      reject(ctx.signal.reason as Error);
+    });
+  });
+});
+
+describe('shutdown()', () => {
+  it('drains every scope with work, stops intake everywhere, then resolves with a report', async () => {
+    const app = freshApp({ logger: captureLogger() });
+    const scopes = [app.createChildContainer(), app.createChildContainer(), app.createChildContainer()];
+    const [a, b, idle] = scopes.map((scope) => scope.resolve(Background)) as [Background, Background, Background];
+    const gates = [deferred(), deferred()];
+    const finished: string[] = [];
+    a.add(async () => {
+      await gates[0]!.promise;
+      finished.push('a');
+    });
+    b.add(async () => {
+      await gates[1]!.promise;
+      finished.push('b');
+    });
+    let closed = false;
+    const first = shutdown({ container: app });
+    expect(shutdown({ container: scopes[0]! })).toBe(first);
+    const closing = first.then((report) => {
+      closed = true;
+      return report;
+    });
+    for (const bg of [a, b, idle, app.resolve(Background), app.createChildContainer().resolve(Background)]) {
+      expect(() => bg.add(async () => 0)).toThrow(BackgroundDisposedError);
+    }
+    gates[0]!.resolve();
+    await nextTurn();
+    expect(closed).toBe(false);
+    gates[1]!.resolve();
+    const report = await closing;
+    expect(finished).toEqual(['a', 'b']);
+    expect(report.abandoned).toBe(0);
+  });
+
+  it('gives every scope one deadline, then abandons and logs what is left in each', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const logger = captureLogger();
+    const app = freshApp({ logger, drainTimeoutMs: 60_000 });
+    const handles = [1, 2, 3].map(() => app.createChildContainer().resolve(Background).add(stubborn));
+    const quick = app.createChildContainer().resolve(Background);
+    const quickHandle = quick.add(async () => 'quick');
+    await nextTurn();
+    let report: { abandoned: number } | undefined;
+    const closing = shutdown({ container: app, timeoutMs: 500 }).then((r) => (report = r));
+    await vi.advanceTimersByTimeAsync(499);
+    expect(report).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    await closing;
+    expect(report!.abandoned).toBe(3);
+    for (const handle of handles) {
+      expect(handle.status).toBe('abandoned');
+      await expect(handle.result()).rejects.toThrow(TaskAbandonedError);
+    }
+    await expect(quickHandle.result()).resolves.toBe('quick');
+    expect(logger.at('warn')).toHaveLength(3);
+    expect(logger.at('warn')[0]!.message).toMatch(/after the drain deadline of 500 ms/);
+  });
+
+  it("is what disposing the application root's container does", async () => {
+    const app = freshApp({ logger: captureLogger() });
+    app.resolve(Background);
+    const scope = app.createChildContainer().resolve(Background);
+    const gate = deferred();
+    let finished = false;
+    scope.add(async () => {
+      await gate.promise;
+      finished = true;
+    });
+    const disposal = app.dispose();
+    expect(() => scope.add(async () => 0)).toThrow(BackgroundDisposedError);
+    gate.resolve();
+    await disposal;
+    expect(finished).toBe(true);
+  });
+
+  it('rejects a bad deadline with a RangeError naming it', () => {
+    expect(() => shutdown({ container: freshApp(), timeoutMs: -1 })).toThrow(RangeError);
+    expect(() => shutdown({ container: freshApp(), timeoutMs: -1 })).toThrow(/options.timeoutMs must be an integer from 0 to 2147483647, got -1 \(number\)/);
+  });
+});
