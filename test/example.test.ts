@@ -3,6 +3,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 
+/** Generous: a run takes about a second (most of it the 500 ms of background mail). */
+const timeout = 20_000;
 /** The compiled example; `npm test` builds it first. */
 const serverJs = fileURLToPath(new URL('../examples/dist/server.js', import.meta.url));
 
@@ -98,7 +100,7 @@ afterEach(() => {
 });
 
 describe('examples/server.js', () => {
-  it('answers a burst of requests before their background work ends, and accounts for every task', async () => {
+  it('answers a burst of requests before their background work ends, and accounts for every task', { timeout }, async () => {
     const exit = await start().exited;
     const summary = summaryOf(exit);
 
@@ -117,7 +119,7 @@ describe('examples/server.js', () => {
     expect(exit, exit.stderr).toMatchObject({ code: 0, signal: null });
   });
 
-  it('with --serve, serves until SIGTERM, then drains and exits 0 with a summary', async () => {
+  it('with --serve, serves until SIGTERM, then drains and exits 0 with a summary', { timeout }, async () => {
     const server = start('--serve');
     const [, base = ''] = await server.waitFor(/^listening on (http:\/\/127\.0\.0\.1:\d+)$/m);
     await server.waitFor(/^try: curl /m); // the signal handlers are installed by then
