@@ -24,9 +24,27 @@ export class App {
   readonly busy = new Set<Tracker>();
   #state: AppState = 'open';
   #closing: Promise<ShutdownReport> | undefined;
+  #options: ResolvedOptions;
 
+  /** @param options the options of the application's root container */
   constructor(options: ResolvedOptions) {
+    this.#options = options;
     this.scheduler = new Scheduler(options.concurrency);
+  }
+
+  /** The options of the application's root container. */
+  get options(): ResolvedOptions {
+    return this.#options;
+  }
+
+  /**
+   * Follows the options of the root, so that a registration made after the first
+   * `resolve(Background)` still sets the application-wide limit.
+   */
+  configure(options: ResolvedOptions): void {
+    if (options === this.#options) return;
+    this.#options = options;
+    this.scheduler.limit = options.concurrency;
   }
 
   get state(): AppState {
@@ -48,7 +66,7 @@ export class App {
     for (const scope of this.busy) scope.close();
     await withDeadline(this.#drainAll(), timeoutMs);
     let abandoned = 0;
-    for (const scope of [...this.busy]) abandoned += scope.abandon(timeoutMs);
+    for (const scope of [...this.busy]) abandoned += scope.abandon(timeoutMs, 'application closed');
     this.#state = 'closed';
     return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt) });
   }

@@ -17,6 +17,15 @@ import { Tracker } from './tracker.js';
 import type { App } from './app.js';
 
 let lastId = 0;
+
+/** A class (its `prototype` is read-only, unlike a function's) that has no `run` method. */
+function isClassWithoutRun(fn: object): boolean {
+  return (
+    'prototype' in fn &&
+    Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false &&
+    !isClassTask(fn)
+  );
+}
 const instances = new WeakMap<DependencyContainer, Background>();
 
 /**
@@ -82,6 +91,12 @@ export class Background implements AsyncDisposable {
   add(task: unknown, ...args: unknown[]): TaskHandle {
     let run: TaskRun;
     if (typeof task === 'function') {
+      if (isClassWithoutRun(task)) {
+        throw new TypeError(
+          `bg.add(${task.name || 'class'}): a class task needs a run() method on its prototype; ` +
+            `${task.name || 'this class'} has none`,
+        );
+      }
       run = isClassTask(task)
         ? this.#classRun(task, args)
         : new TaskRun(
@@ -156,7 +171,7 @@ export class Background implements AsyncDisposable {
       try {
         params[i] = this.#scope.resolve(token);
       } catch (error) {
-        throw new TaskDependencyError(name, i, tokenName(token), error);
+        throw new TaskDependencyError(name, { position: i, token: tokenName(token) }, error);
       }
     }
     for (let i = 0; i < args.length; i++) params[tokens.length + i] = args[i];
@@ -169,10 +184,12 @@ export class Background implements AsyncDisposable {
     try {
       instance = this.#scope.resolve(task);
     } catch (error) {
+      // tsyringe words it "Cannot inject the dependency "db" at position #0 of "X" constructor".
       const message = error instanceof Error ? error.message : String(error);
-      const position = /position #(\d+)/.exec(message)?.[1];
-      const token = /token: (".*?")/.exec(message)?.[1] ?? /dependency (".*?")/.exec(message)?.[1] ?? '(see cause)';
-      throw new TaskDependencyError(name, position === undefined ? 0 : Number(position), token, error);
+      const found = /^Cannot inject the dependency "?(.*?)"? at position #(\d+)/.exec(message);
+      throw found
+        ? new TaskDependencyError(name, { position: Number(found[2]), parameter: found[1] }, error)
+        : new TaskDependencyError(name, {}, error);
     }
     // eslint-disable-next-line @typescript-eslint/unbound-method -- TaskRun calls it with the instance as `this`
     const run = instance.run;
@@ -220,10 +237,10 @@ export interface ShutdownOptions {
  * Idempotent; never rejects.
  */
 export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
-  const scope = options.container ?? globalContainer;
-  const timeoutMs = options.timeoutMs ?? scopeOptions(scope).drainTimeoutMs;
+  const app = appOf(options.container ?? globalContainer);
+  const timeoutMs = options.timeoutMs ?? app.options.drainTimeoutMs;
   if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > 2 ** 31 - 1) {
     throw new RangeError(`shutdown(options): options.timeoutMs must be an integer from 0 to ${2 ** 31 - 1}, got ${describe(timeoutMs)}`);
   }
-  return appOf(scope).close(timeoutMs);
+  return app.close(timeoutMs);
 }

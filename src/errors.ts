@@ -43,24 +43,31 @@ export class BackgroundDisposedError extends BackgroundError {
 
 /**
  * Thrown synchronously by `add()` when one of a task's dependencies cannot be resolved from the
- * Background's container. Names the task, the parameter position and the token; tsyringe's own
- * error is the `cause`. Nothing was queued.
+ * Background's container (or a class task's constructor throws). Names the task, the parameter
+ * position and the token; tsyringe's own error is the `cause`. Nothing was queued.
  */
 export class TaskDependencyError extends BackgroundError {
-  /** Zero-based position of the parameter whose token could not be resolved. */
-  readonly position: number;
-  /** A printable form of the token. */
-  readonly token: string;
+  /** Zero-based position of the parameter that could not be resolved (of a class task: of its constructor). */
+  readonly position: number | undefined;
+  /** A printable form of the token that could not be resolved (definitions). */
+  readonly token: string | undefined;
+  /** The name of the constructor parameter that could not be resolved (class tasks). */
+  readonly parameter: string | undefined;
 
-  constructor(taskName: string, position: number, token: string, cause: unknown) {
-    super(
-      'ERR_TASK_DEPENDENCY',
-      `Cannot add task "${taskName}": the dependency at position #${position} (token ${token}) ` +
-        `cannot be resolved: ${messageOf(cause)}`,
-      { cause },
-    );
+  constructor(
+    taskName: string,
+    where: { position?: number | undefined; token?: string | undefined; parameter?: string | undefined },
+    cause: unknown,
+  ) {
+    const { position, token, parameter } = where;
+    const what =
+      position === undefined
+        ? 'its constructor failed'
+        : `the dependency at position #${position} (${token === undefined ? `parameter ${parameter ?? '?'}` : `token ${token}`}) cannot be resolved`;
+    super('ERR_TASK_DEPENDENCY', `Cannot add task "${taskName}": ${what}: ${messageOf(cause)}`, { cause });
     this.position = position;
     this.token = token;
+    this.parameter = parameter;
   }
 }
 

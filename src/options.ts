@@ -8,10 +8,11 @@ import { consoleLogger, type BackgroundLogger } from './logger.js';
  * container.register(BackgroundOptions, { useValue: { concurrency: 50, drainTimeoutMs: 5_000 } });
  * ```
  *
- * What the application root holds applies application-wide (`concurrency`); any container's
- * registration applies to the `Background` of that container and of its children that register
- * nothing nearer (`drainTimeoutMs`, `logger`, `warnBlockingMs`). Bad values make
- * `container.resolve(Background)` throw a `TypeError` or `RangeError` naming the option.
+ * Registrations are merged field by field, the nearest container winning: a child that
+ * registers `{ drainTimeoutMs: 1_000 }` keeps the logger its parent registered. `concurrency`
+ * applies application-wide and is read from the application root (see `root`); the other fields
+ * apply to the `Background` of each scope. Bad values make `container.resolve(Background)` throw
+ * a `TypeError` or `RangeError` naming the option.
  */
 export interface BackgroundOptions {
   /**
@@ -69,18 +70,20 @@ export const defaultOptions: ResolvedOptions = Object.freeze({
 
 /** Largest delay a Node timer honours; longer ones fire after 1 ms. */
 const maxTimerMs = 2 ** 31 - 1;
-const resolvedCache = new WeakMap<object, ResolvedOptions>();
+const resolvedCache = new WeakMap<object, WeakMap<ResolvedOptions, ResolvedOptions>>();
 
 /**
- * Merges registered options over the defaults and validates them. The result is cached per
- * registered object, so the many scopes that share one registration validate it once.
+ * Validates registered options and merges them over `base` (the defaults, or the options of a
+ * container further up), field by field. The result is cached per registered object and base,
+ * so the many scopes that share registrations validate them once.
  */
-export function resolveOptions(given: unknown): ResolvedOptions {
-  if (given === undefined) return defaultOptions;
+export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOptions): ResolvedOptions {
+  if (given === undefined) return base;
   if (typeof given !== 'object' || given === null) {
     throw new TypeError(`options must be an object, got ${describe(given)}`);
   }
-  const cached = resolvedCache.get(given);
+  let byBase = resolvedCache.get(given);
+  const cached = byBase?.get(base);
   if (cached) return cached;
   const options = given as Record<string, unknown>;
   for (const key of Object.keys(options)) {
@@ -91,24 +94,26 @@ export function resolveOptions(given: unknown): ResolvedOptions {
     }
   }
   const resolved: ResolvedOptions = Object.freeze({
-    concurrency: check(options, 'concurrency', isConcurrency, 'a positive integer or Infinity'),
-    drainTimeoutMs: check(options, 'drainTimeoutMs', isTimerMs, `an integer from 0 to ${maxTimerMs}`),
-    warnBlockingMs: check(options, 'warnBlockingMs', isNonNegative, 'a non-negative finite number'),
-    logger: check(options, 'logger', isLogger, 'an object with error, warn, info and debug methods'),
-    root: check(options, 'root', (v) => typeof v === 'boolean', 'a boolean'),
+    concurrency: check(options, base, 'concurrency', isConcurrency, 'a positive integer or Infinity'),
+    drainTimeoutMs: check(options, base, 'drainTimeoutMs', isTimerMs, `an integer from 0 to ${maxTimerMs}`),
+    warnBlockingMs: check(options, base, 'warnBlockingMs', isNonNegative, 'a non-negative finite number'),
+    logger: check(options, base, 'logger', isLogger, 'an object with error, warn, info and debug methods'),
+    root: check(options, defaultOptions, 'root', (v) => typeof v === 'boolean', 'a boolean'),
   });
-  resolvedCache.set(given, resolved);
+  if (byBase === undefined) resolvedCache.set(given, (byBase = new WeakMap()));
+  byBase.set(base, resolved);
   return resolved;
 }
 
 function check<K extends keyof ResolvedOptions>(
   options: Record<string, unknown>,
+  base: ResolvedOptions,
   key: K,
   valid: (value: unknown) => boolean,
   expected: string,
 ): ResolvedOptions[K] {
   const value = options[key];
-  if (value === undefined) return defaultOptions[key];
+  if (value === undefined) return base[key];
   if (!valid(value)) {
     const ErrorType = typeof value === 'number' ? RangeError : TypeError;
     throw new ErrorType(`options.${key} must be ${expected}, got ${describe(value)}`);

@@ -183,7 +183,7 @@ export class TaskRun implements TaskHandle, Job {
       return;
     }
     const error = thrown instanceof Error ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
-    this.#log('error', { durationMs: this.#elapsed(), err: error }, `task "${this.name}" failed`);
+    this.#log('error', { attempt: 1, durationMs: this.#elapsed(), err: error }, `task "${this.name}" failed`);
     this.#end('failed', { ok: false, error });
   };
 
@@ -205,7 +205,7 @@ export class TaskRun implements TaskHandle, Job {
         'warn',
         { blockedMs: Math.round(blockedMs), warnBlockingMs: limit },
         `sync task "${this.name}" blocked the event loop for ${Math.round(blockedMs)} ms; ` +
-          'define it with workerTask() to run it on a worker thread',
+          'move CPU-bound work off the main thread, to a worker thread',
       );
     }
   }

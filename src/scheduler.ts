@@ -31,7 +31,7 @@ const startsPerCheck = 1024;
  * `setImmediate` instead.
  */
 export class Scheduler {
-  readonly limit: number;
+  #limit: number;
   #running = 0;
   #queued = 0;
   #head: Job | undefined;
@@ -46,7 +46,20 @@ export class Scheduler {
   #sliceStart = 0;
 
   constructor(limit: number) {
-    this.limit = limit;
+    this.#limit = limit;
+  }
+
+  /** How many jobs may hold a slot at once. Raising it starts waiting jobs. */
+  get limit(): number {
+    return this.#limit;
+  }
+
+  set limit(limit: number) {
+    this.#limit = limit;
+    if (this.#head !== undefined && !this.#pumpScheduled) {
+      this.#pumpScheduled = true;
+      queueMicrotask(this.#pumpSoon);
+    }
   }
 
   /** Jobs holding a slot now. */
@@ -103,7 +116,7 @@ export class Scheduler {
   #pump(): void {
     this.#pumping = true;
     try {
-      while (this.#running < this.limit) {
+      while (this.#running < this.#limit) {
         const job = this.#head;
         if (job === undefined) return;
         this.#head = job.next;

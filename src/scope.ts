@@ -1,6 +1,6 @@
 import { container as globalContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { App } from './app.js';
-import { BackgroundOptions, resolveOptions } from './options.js';
+import { BackgroundOptions, defaultOptions, resolveOptions, type ResolvedOptions } from './options.js';
 
 /**
  * The one place that knows tsyringe's internals and registrations.
@@ -16,16 +16,17 @@ const apps = new WeakMap<DependencyContainer, App>();
 
 /**
  * The application a container belongs to: that of the nearest ancestor-or-self container that
- * registers `{ root: true }` options, or else of the top-most container. tsyringe keeps a
- * child's parent in a private `parent` field (stable through 4.x); it has no public accessor.
+ * registers `{ root: true }` options, or else of the top-most container.
  */
 export function appOf(scope: DependencyContainer): App {
   for (let c: DependencyContainer | undefined = scope; c !== undefined; c = parentOf(c)) {
     const known = apps.get(c);
-    if (known !== undefined) return known;
-    const own = c.isRegistered(BackgroundOptions, false) ? resolveOptions(c.resolve(BackgroundOptions)) : undefined;
-    if (own?.root === true || parentOf(c) === undefined) {
-      const app = new App(own ?? resolveOptions(undefined));
+    if (known !== undefined) {
+      known.configure(scopeOptions(c));
+      return known;
+    }
+    if (parentOf(c) === undefined || resolveOptions(ownOptions(c)).root) {
+      const app = new App(scopeOptions(c));
       apps.set(c, app);
       return app;
     }
@@ -33,9 +34,14 @@ export function appOf(scope: DependencyContainer): App {
   throw new Error('unreachable: every container chain ends at a root');
 }
 
-/** The options that apply to a scope: the nearest registration, or the defaults. */
-export function scopeOptions(scope: DependencyContainer): ReturnType<typeof resolveOptions> {
-  return resolveOptions(scope.isRegistered(BackgroundOptions, true) ? scope.resolve(BackgroundOptions) : undefined);
+/**
+ * The options that apply to a scope: every registration from the top-most container down to
+ * this one, merged field by field over the defaults, the nearest winning.
+ */
+export function scopeOptions(scope: DependencyContainer): ResolvedOptions {
+  const parent = parentOf(scope);
+  const base = parent === undefined ? defaultOptions : scopeOptions(parent);
+  return resolveOptions(ownOptions(scope), base);
 }
 
 /** Whether this container is the root of its application. */
@@ -43,6 +49,11 @@ export function isAppRoot(scope: DependencyContainer): boolean {
   return apps.has(scope) || parentOf(scope) === undefined;
 }
 
+function ownOptions(scope: DependencyContainer): unknown {
+  return scope.isRegistered(BackgroundOptions, false) ? scope.resolve(BackgroundOptions) : undefined;
+}
+
+/** tsyringe keeps a child's parent in a private `parent` field (stable through 4.x). */
 function parentOf(scope: DependencyContainer): DependencyContainer | undefined {
   return (scope as unknown as { parent?: DependencyContainer }).parent;
 }

@@ -31,7 +31,10 @@ export class Tracker {
 
   /** The scope's own state, or the application's when the application is closing. */
   get state(): ScopeState {
-    return this.#state === 'open' && this.#app.state !== 'open' ? 'draining' : this.#state;
+    const app = this.#app.state;
+    if (app === 'closed') return 'closed';
+    if (this.#state !== 'open') return this.#state;
+    return app === 'closing' ? 'draining' : 'open';
   }
 
   /** Tasks queued or running. */
@@ -91,12 +94,15 @@ export class Tracker {
 
   async #dispose(): Promise<void> {
     if (this.#pending > 0) await withDeadline(this.drain(), this.options.drainTimeoutMs);
-    this.abandon(this.options.drainTimeoutMs);
+    this.abandon(this.options.drainTimeoutMs, 'scope disposed');
     this.#state = 'closed';
   }
 
-  /** Abandons every live task, logs them, and returns how many there were. */
-  abandon(drainTimeoutMs: number): number {
+  /**
+   * Abandons every live task, logs them with `why` (what gave up on them), and returns how many
+   * there were.
+   */
+  abandon(drainTimeoutMs: number, why: string): number {
     const left: TaskRun[] = [];
     for (let run = this.#head; run !== undefined; run = run.nextLive) left.push(run);
     if (left.length === 0) return 0;
@@ -106,7 +112,7 @@ export class Tracker {
     try {
       this.options.logger.warn(
         { abandoned: left.length, running, queued: left.length - running, drainTimeoutMs, tasks },
-        `scope disposed with ${left.length} task(s) unfinished after the drain deadline of ` +
+        `${why} with ${left.length} task(s) unfinished after the drain deadline of ` +
           `${drainTimeoutMs} ms (${running} running, ${left.length - running} queued); ` +
           'they were aborted and abandoned',
       );

@@ -27,6 +27,15 @@ class NeedsUnregistered {
   run(): void {}
 }
 
+function catchError(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a throw');
+}
+
 function setup(options = {}) {
   const scope = freshApp(options).createChildContainer();
   scope.register(Greeter, { useValue: new Greeter() });
@@ -74,7 +83,7 @@ describe('bg.add()', () => {
     await bg.drain();
     const warnings = logger.at('warn');
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]!.message).toMatch(/sync task "crunch" blocked the event loop for \d+ ms.*workerTask/);
+    expect(warnings[0]!.message).toMatch(/sync task "crunch" blocked the event loop for \d+ ms; move CPU-bound work off the main thread/);
     expect(warnings[0]!.fields).toMatchObject({ task: 'crunch', warnBlockingMs: 5 });
     expect(warnings[0]!.fields.blockedMs).toBeGreaterThanOrEqual(15);
   });
@@ -131,19 +140,15 @@ describe('bg.add()', () => {
     const broken = defineTask({ name: 'broken', inject: [Greeter, Unregistered] }, () => {
       ran.resolve('ran');
     });
-    let thrown: unknown;
-    try {
-      bg.add(broken);
-    } catch (error) {
-      thrown = error;
-    }
+    const thrown = catchError(() => bg.add(broken));
     expect(thrown).toBeInstanceOf(TaskDependencyError);
     const error = thrown as TaskDependencyError;
     expect(error.code).toBe('ERR_TASK_DEPENDENCY');
-    expect(error.message).toContain('"broken"');
-    expect(error.message).toContain('position #1');
-    expect(error.message).toContain('Symbol(Unregistered)');
+    expect(error.message).toMatch(
+      /^Cannot add task "broken": the dependency at position #1 \(token Symbol\(Unregistered\)\) cannot be resolved: /,
+    );
     expect(error.position).toBe(1);
+    expect(error.token).toBe('Symbol(Unregistered)');
     expect(error.cause).toBeInstanceOf(Error);
     expect((error.cause as Error).message).toContain('unregistered dependency token');
     expect(bg.pending).toBe(0);
@@ -153,9 +158,39 @@ describe('bg.add()', () => {
 
   it('wraps a class task whose constructor dependency cannot be resolved', () => {
     const { bg } = setup();
-    expect(() => bg.add(NeedsUnregistered)).toThrow(TaskDependencyError);
-    expect(() => bg.add(NeedsUnregistered)).toThrow(/"NeedsUnregistered".*position #0.*Symbol\(Unregistered\)/s);
+    const error = catchError(() => bg.add(NeedsUnregistered));
+    expect(error).toBeInstanceOf(TaskDependencyError);
+    expect(error).toMatchObject({ position: 0, parameter: 'missing', token: undefined });
+    expect((error as Error).message).toMatch(
+      /^Cannot add task "NeedsUnregistered": the dependency at position #0 \(parameter missing\) cannot be resolved: .*Symbol\(Unregistered\)/s,
+    );
     expect(bg.pending).toBe(0);
+  });
+
+  it('wraps a class task whose constructor throws', () => {
+    const { bg } = setup();
+    @injectable()
+    class Explodes {
+      constructor() {
+        throw new Error('no config');
+      }
+      run(): void {}
+    }
+    const error = catchError(() => bg.add(Explodes));
+    expect(error).toBeInstanceOf(TaskDependencyError);
+    expect((error as Error).message).toBe('Cannot add task "Explodes": its constructor failed: no config');
+    expect(bg.pending).toBe(0);
+  });
+
+  it('rejects a class without a run() method with a TypeError naming it', () => {
+    const { bg } = setup();
+    class NoRun {
+      go(): void {}
+    }
+    expect(() => bg.add(NoRun as never)).toThrow(TypeError);
+    expect(() => bg.add(NoRun as never)).toThrow('bg.add(NoRun): a class task needs a run() method on its prototype; NoRun has none');
+    expect(bg.pending).toBe(0);
+    expect(bg.add(function plain() {})).toBeDefined();
   });
 
   it.each([

@@ -1,7 +1,8 @@
+import { performance } from 'node:perf_hooks';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import { Background, BackgroundOptions } from '../src/index.js';
-import { captureLogger, freshApp } from './helpers.js';
+import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
 
 function resolveWith(options: unknown): Background {
   const scope = container.createChildContainer();
@@ -61,5 +62,43 @@ describe('registered options', () => {
     expect(rootLogger.at('error')).toHaveLength(1);
     expect(childLogger.at('error')).toHaveLength(1);
     expect(peak).toBe(1);
+  });
+
+  it('merges registrations field by field, the nearest container winning', async () => {
+    const rootLogger = captureLogger();
+    const app = freshApp({ logger: rootLogger, warnBlockingMs: 1 });
+    const child = app.createChildContainer();
+    child.register(BackgroundOptions, { useValue: { warnBlockingMs: 0 } });
+    const bg = child.createChildContainer().resolve(Background);
+    bg.add(function slow() {
+      const until = performance.now() + 5;
+      while (performance.now() < until);
+    });
+    bg.add(async () => {
+      throw new Error('logged by the root logger');
+    });
+    await bg.drain();
+    expect(rootLogger.at('error')).toHaveLength(1);
+    expect(rootLogger.at('warn')).toHaveLength(0);
+  });
+
+  it('follows a concurrency registered on the root after the application started', async () => {
+    const app = freshApp({ logger: captureLogger() });
+    const first = app.createChildContainer().resolve(Background);
+    app.register(BackgroundOptions, { useValue: { root: true, logger: captureLogger(), concurrency: 1 } });
+    const later = app.createChildContainer().resolve(Background);
+    const gate = deferred();
+    const started: string[] = [];
+    for (const [name, bg] of [['first', first], ['later', later]] as const) {
+      bg.add(async () => {
+        started.push(name);
+        await gate.promise;
+      });
+    }
+    await nextTurn();
+    expect(started).toEqual(['first']);
+    gate.resolve();
+    await Promise.all([first.drain(), later.drain()]);
+    expect(started).toEqual(['first', 'later']);
   });
 });

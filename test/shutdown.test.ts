@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Background, BackgroundDisposedError, defineTask, shutdown, TaskAbandonedError, TaskContext } from '../src/index.js';
+import { Background, BackgroundDisposedError, BackgroundOptions, defineTask, shutdown, TaskAbandonedError, TaskContext } from '../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
 
 afterEach(() => {
@@ -92,5 +92,24 @@ describe('shutdown()', () => {
   it('rejects a bad deadline with a RangeError naming it', () => {
     expect(() => shutdown({ container: freshApp(), timeoutMs: -1 })).toThrow(RangeError);
     expect(() => shutdown({ container: freshApp(), timeoutMs: -1 })).toThrow(/options.timeoutMs must be an integer from 0 to 2147483647, got -1 \(number\)/);
+  });
+
+  it("defaults its deadline to the application root's drainTimeoutMs, and says the application closed", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const logger = captureLogger();
+    const app = freshApp({ logger, drainTimeoutMs: 300 });
+    const child = app.createChildContainer();
+    child.register(BackgroundOptions, { useValue: { drainTimeoutMs: 60_000 } });
+    const handle = child.resolve(Background).add(stubborn);
+    await nextTurn();
+    let done = false;
+    const closing = shutdown({ container: child }).then(() => (done = true));
+    await vi.advanceTimersByTimeAsync(299);
+    expect(done).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await closing;
+    expect(handle.status).toBe('abandoned');
+    expect(logger.at('warn')[0]!.message).toMatch(/^application closed with 1 task\(s\) unfinished after the drain deadline of 300 ms/);
+    expect(() => child.resolve(Background).add(async () => 0)).toThrow(/this Background is disposed/);
   });
 });
