@@ -66,7 +66,7 @@ export class App {
     for (const scope of this.busy) scope.close();
     await withDeadline(this.#drainAll(), timeoutMs);
     let abandoned = 0;
-    for (const scope of [...this.busy]) abandoned += scope.abandon(timeoutMs, 'application closed');
+    for (const scope of [...this.busy]) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
     return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt) });
   }

@@ -186,7 +186,7 @@ export class Background implements AsyncDisposable {
     } catch (error) {
       // tsyringe words it "Cannot inject the dependency "db" at position #0 of "X" constructor".
       const message = error instanceof Error ? error.message : String(error);
-      const found = /^Cannot inject the dependency "?(.*?)"? at position #(\d+)/.exec(message);
+      const found = /^Cannot inject the dependency (?:"(.*?)" )?at position #(\d+)/.exec(message);
       throw found
         ? new TaskDependencyError(name, { position: Number(found[2]), parameter: found[1] }, error)
         : new TaskDependencyError(name, {}, error);

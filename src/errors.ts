@@ -8,7 +8,17 @@ export type BackgroundErrorCode =
   | 'ERR_TASK_DEPENDENCY'
   | 'ERR_TASK_CANCELLED'
   | 'ERR_TASK_ABANDONED'
-  | 'ERR_TASK_NON_ERROR';
+  | 'ERR_TASK_NON_ERROR'
+  | WorkerErrorCode;
+
+/** Codes of {@link WorkerTaskError}: what went wrong around a worker task, rather than in it. */
+export type WorkerErrorCode =
+  | 'ERR_WORKER_SETUP'
+  | 'ERR_WORKER_TASK_NOT_FOUND'
+  | 'ERR_WORKER_DEPENDENCY'
+  | 'ERR_WORKER_EXITED'
+  | 'ERR_WORKER_OUT_OF_MEMORY'
+  | 'ERR_WORKER_FAILED';
 
 /**
  * Base class of the errors about a task's life. Each subclass has a stable {@link code} and a
@@ -63,7 +73,7 @@ export class TaskDependencyError extends BackgroundError {
     const what =
       position === undefined
         ? 'its constructor failed'
-        : `the dependency at position #${position} (${token === undefined ? `parameter ${parameter ?? '?'}` : `token ${token}`}) cannot be resolved`;
+        : `the dependency at position #${position} (${token !== undefined ? `token ${token}` : parameter !== undefined ? `parameter ${parameter}` : 'a constructor parameter'}) cannot be resolved`;
     super('ERR_TASK_DEPENDENCY', `Cannot add task "${taskName}": ${what}: ${messageOf(cause)}`, { cause });
     this.position = position;
     this.token = token;
@@ -83,10 +93,10 @@ export class TaskCancelledError extends BackgroundError {
  * when the drain deadline passed. A running task's `AbortSignal` was aborted with this error.
  */
 export class TaskAbandonedError extends BackgroundError {
-  constructor(taskName: string, taskId: number, drainTimeoutMs: number) {
+  constructor(taskName: string, taskId: number, drainTimeoutMs: number, why = 'its scope was disposed') {
     super(
       'ERR_TASK_ABANDONED',
-      `Task "${taskName}" (#${taskId}) was abandoned: its scope was disposed and the task had not ` +
+      `Task "${taskName}" (#${taskId}) was abandoned: ${why} and the task had not ` +
         `settled within the drain deadline of ${drainTimeoutMs} ms`,
     );
   }
@@ -102,6 +112,23 @@ export class TaskNonErrorError extends BackgroundError {
     super('ERR_TASK_NON_ERROR', `Task "${taskName}" failed with a non-Error value: ${printed}`, {
       cause: value,
     });
+  }
+}
+
+/**
+ * A worker task failed because of its surroundings rather than its own code: the setup module
+ * threw, the task module does not define the task, a dependency cannot be resolved in the
+ * worker, the worker thread exited or ran out of memory. The message names the task, its module
+ * and the reason; the {@link code} tells which; `cause` holds the underlying error.
+ *
+ * An error thrown by the task's own code comes back as itself instead (same name, message,
+ * stack, `code` and `cause`).
+ */
+export class WorkerTaskError extends BackgroundError {
+  declare readonly code: WorkerErrorCode;
+
+  constructor(code: WorkerErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 

@@ -139,8 +139,8 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   /** Gives up on a queued or running task; returns whether it was either. */
-  abandon(drainTimeoutMs: number): boolean {
-    const error = new TaskAbandonedError(this.name, this.id, drainTimeoutMs);
+  abandon(drainTimeoutMs: number, why: string): boolean {
+    const error = new TaskAbandonedError(this.name, this.id, drainTimeoutMs, why);
     if (this.status === 'queued') {
       this.#tracker.scheduler.withdraw(this);
     } else if (this.status === 'running') {

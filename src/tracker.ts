@@ -94,25 +94,25 @@ export class Tracker {
 
   async #dispose(): Promise<void> {
     if (this.#pending > 0) await withDeadline(this.drain(), this.options.drainTimeoutMs);
-    this.abandon(this.options.drainTimeoutMs, 'scope disposed');
+    this.abandon(this.options.drainTimeoutMs, 'scope');
     this.#state = 'closed';
   }
 
   /**
-   * Abandons every live task, logs them with `why` (what gave up on them), and returns how many
-   * there were.
+   * Abandons every live task and logs them, saying whether the scope's disposal or the
+   * application's close gave up on them; returns how many there were.
    */
-  abandon(drainTimeoutMs: number, why: string): number {
+  abandon(drainTimeoutMs: number, by: 'scope' | 'application'): number {
     const left: TaskRun[] = [];
     for (let run = this.#head; run !== undefined; run = run.nextLive) left.push(run);
     if (left.length === 0) return 0;
     const running = left.filter((run) => run.status === 'running').length;
-    for (const run of left) run.abandon(drainTimeoutMs);
+    for (const run of left) run.abandon(drainTimeoutMs, by === 'scope' ? 'its scope was disposed' : 'the application was closed');
     const tasks = left.slice(0, namedInLog).map((run) => `${run.name}#${run.id}`);
     try {
       this.options.logger.warn(
         { abandoned: left.length, running, queued: left.length - running, drainTimeoutMs, tasks },
-        `${why} with ${left.length} task(s) unfinished after the drain deadline of ` +
+        `${by === 'scope' ? 'scope disposed' : 'application closed'} with ${left.length} task(s) unfinished after the drain deadline of ` +
           `${drainTimeoutMs} ms (${running} running, ${left.length - running} queued); ` +
           'they were aborted and abandoned',
       );
