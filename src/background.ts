@@ -108,6 +108,7 @@ export class Background implements AsyncDisposable {
             !isAsyncFunction(task),
             -1,
             this.#tracker,
+            this.#app.scheduler,
           );
     } else if (isTaskDefinition(task)) {
       run = this.#definitionRun(task, args);
@@ -175,7 +176,7 @@ export class Background implements AsyncDisposable {
       }
     }
     for (let i = 0; i < args.length; i++) params[tokens.length + i] = args[i];
-    return new TaskRun(++lastId, name, definition.fn, undefined, params, !isAsyncFunction(definition.fn), contextAt, this.#tracker);
+    return new TaskRun(++lastId, name, definition.fn, undefined, params, !isAsyncFunction(definition.fn), contextAt, this.#tracker, this.#app.scheduler);
   }
 
   #classRun(task: ClassTask, args: unknown[]): TaskRun {
@@ -193,7 +194,7 @@ export class Background implements AsyncDisposable {
     }
     // eslint-disable-next-line @typescript-eslint/unbound-method -- TaskRun calls it with the instance as `this`
     const run = instance.run;
-    return new TaskRun(++lastId, name, run, instance, args, !isAsyncFunction(run), -1, this.#tracker);
+    return new TaskRun(++lastId, name, run, instance, args, !isAsyncFunction(run), -1, this.#tracker, this.#app.scheduler);
   }
 }
 

@@ -3,7 +3,7 @@ import { inspect } from 'node:util';
 import type { TaskContext } from './context.js';
 import { TaskAbandonedError, TaskCancelledError, TaskNonErrorError } from './errors.js';
 import type { BackgroundLogger } from './logger.js';
-import type { Job } from './scheduler.js';
+import type { Job, Scheduler } from './scheduler.js';
 import type { Tracker } from './tracker.js';
 
 /**
@@ -60,6 +60,8 @@ export class TaskRun implements TaskHandle, Job {
   readonly id: number;
   readonly name: string;
   readonly sync: boolean;
+  /** The scheduler it waits in for a slot: the event loop's, or the worker pool's. */
+  readonly lane: Scheduler;
   status: TaskStatus = 'queued';
   next: Job | undefined = undefined;
   holding = false;
@@ -88,6 +90,8 @@ export class TaskRun implements TaskHandle, Job {
     sync: boolean,
     contextAt: number,
     tracker: Tracker,
+    lane: Scheduler,
+    controller?: AbortController,
   ) {
     this.id = id;
     this.name = name;
@@ -97,6 +101,8 @@ export class TaskRun implements TaskHandle, Job {
     this.sync = sync;
     this.#contextAt = contextAt;
     this.#tracker = tracker;
+    this.lane = lane;
+    this.#controller = controller;
   }
 
   start(): void {
@@ -125,7 +131,7 @@ export class TaskRun implements TaskHandle, Job {
 
   cancel(reason?: unknown): boolean {
     if (this.status === 'queued') {
-      this.#tracker.scheduler.withdraw(this);
+      this.lane.withdraw(this);
       this.#end('cancelled', { ok: false, error: new TaskCancelledError(this.name, this.id, reason) });
       return true;
     }
@@ -142,10 +148,10 @@ export class TaskRun implements TaskHandle, Job {
   abandon(drainTimeoutMs: number, why: string): boolean {
     const error = new TaskAbandonedError(this.name, this.id, drainTimeoutMs, why);
     if (this.status === 'queued') {
-      this.#tracker.scheduler.withdraw(this);
+      this.lane.withdraw(this);
     } else if (this.status === 'running') {
       this.#controller?.abort(error);
-      this.#tracker.scheduler.release();
+      this.lane.release();
     } else {
       return false;
     }
@@ -169,13 +175,13 @@ export class TaskRun implements TaskHandle, Job {
 
   readonly #succeeded = (value: unknown): void => {
     if (this.status !== 'running') return;
-    this.#tracker.scheduler.release();
+    this.lane.release();
     this.#end('succeeded', { ok: true, value });
   };
 
   readonly #failed = (thrown: unknown): void => {
     if (this.status !== 'running') return;
-    this.#tracker.scheduler.release();
+    this.lane.release();
     if (this.#cancelRequested) {
       const error = new TaskCancelledError(this.name, this.id, this.#cancelReason);
       this.#log('debug', { err: thrown }, `task "${this.name}" was cancelled while running`);

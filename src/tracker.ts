@@ -1,7 +1,6 @@
 import type { App } from './app.js';
 import type { ResolvedOptions } from './options.js';
 import type { TaskRun } from './run.js';
-import type { Scheduler } from './scheduler.js';
 
 /** A scope's lifecycle: open for tasks, draining on disposal, closed once disposal is done. */
 export type ScopeState = 'open' | 'draining' | 'closed';
@@ -15,7 +14,6 @@ const namedInLog = 20;
  */
 export class Tracker {
   readonly options: ResolvedOptions;
-  readonly scheduler: Scheduler;
   readonly #app: App;
   #state: ScopeState = 'open';
   #pending = 0;
@@ -26,7 +24,6 @@ export class Tracker {
   constructor(options: ResolvedOptions, app: App) {
     this.options = options;
     this.#app = app;
-    this.scheduler = app.scheduler;
   }
 
   /** The scope's own state, or the application's when the application is closing. */
@@ -48,7 +45,7 @@ export class Tracker {
     run.nextLive = head;
     this.#head = run;
     if (this.#pending++ === 0) this.#app.busy.add(this);
-    this.scheduler.submit(run);
+    run.lane.submit(run);
   }
 
   /** Called once by each task as it reaches its outcome. */
