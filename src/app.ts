@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { ResolvedOptions } from './options.js';
+import { Pool } from './pool.js';
 import { Scheduler } from './scheduler.js';
 import { withDeadline, type Tracker } from './tracker.js';
 
@@ -25,11 +26,23 @@ export class App {
   #state: AppState = 'open';
   #closing: Promise<ShutdownReport> | undefined;
   #options: ResolvedOptions;
+  #pool: Pool | undefined;
 
   /** @param options the options of the application's root container */
   constructor(options: ResolvedOptions) {
     this.#options = options;
     this.scheduler = new Scheduler(options.concurrency);
+  }
+
+  /** The worker-thread pool, created with the first worker task. */
+  get pool(): Pool {
+    this.#pool ??= new Pool(this.#options.pool, this.#options.logger);
+    return this.#pool;
+  }
+
+  /** Whether the worker-thread pool has been created. */
+  get hasPool(): boolean {
+    return this.#pool !== undefined;
   }
 
   /** The options of the application's root container. */
@@ -53,7 +66,8 @@ export class App {
 
   /**
    * Stops intake in every scope, waits up to `timeoutMs` for all of them to drain, abandons
-   * what is left, then closes shared resources. Idempotent; never rejects.
+   * what is left, then closes shared resources (the worker pool, within what is left of the
+   * deadline). Idempotent; never rejects.
    */
   close(timeoutMs: number): Promise<ShutdownReport> {
     this.#closing ??= this.#close(timeoutMs);
@@ -68,6 +82,7 @@ export class App {
     let abandoned = 0;
     for (const scope of [...this.busy]) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
+    await this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt)));
     return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt) });
   }
 

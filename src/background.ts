@@ -14,6 +14,9 @@ import {
   type TaskDefinition,
 } from './task.js';
 import { Tracker } from './tracker.js';
+import { checkCloneable, collectTransfers } from './clone.js';
+import type { WorkerRequest } from './wire.js';
+import { isWorkerTask, type WorkerTaskDefinition } from './worker-task.js';
 import type { App } from './app.js';
 
 let lastId = 0;
@@ -111,7 +114,7 @@ export class Background implements AsyncDisposable {
             this.#app.scheduler,
           );
     } else if (isTaskDefinition(task)) {
-      run = this.#definitionRun(task, args);
+      run = isWorkerTask(task) ? this.#workerRun(task, args) : this.#definitionRun(task, args);
     } else {
       throw new TypeError(
         'bg.add(task): task must be a function, a defineTask() definition or an injectable ' +
@@ -177,6 +180,19 @@ export class Background implements AsyncDisposable {
     }
     for (let i = 0; i < args.length; i++) params[tokens.length + i] = args[i];
     return new TaskRun(++lastId, name, definition.fn, undefined, params, !isAsyncFunction(definition.fn), contextAt, this.#tracker, this.#app.scheduler);
+  }
+
+  #workerRun(definition: WorkerTaskDefinition, args: unknown[]): TaskRun {
+    const name = this.#checkOpen(definition.name);
+    const transferList = checkCloneable(name, args);
+    // Marked buffers move now, so the caller's are detached when add() returns, not later.
+    const sent = transferList.length === 0 ? args : structuredClone(args, { transfer: transferList as never });
+    const pool = this.#app.pool;
+    const controller = new AbortController();
+    const request: WorkerRequest = { module: definition.module, name, args: sent, id: ++lastId };
+    const transfers = transferList.length === 0 ? transferList : collectTransfers(sent);
+    const start = () => pool.run(request, controller.signal, transfers);
+    return new TaskRun(request.id, name, start, undefined, [], false, -1, this.#tracker, pool.admission, controller);
   }
 
   #classRun(task: ClassTask, args: unknown[]): TaskRun {

@@ -30,4 +30,4 @@ export interface TaskContext {
 }
 
 /** The token that injects a {@link TaskContext} into a task. */
-export const TaskContext: InjectionToken<TaskContext> = Symbol('TaskContext');
+export const TaskContext: InjectionToken<TaskContext> = Symbol.for('tsyringe-background.TaskContext');

@@ -26,3 +26,7 @@ export {
   type Instances,
   type TaskDefinition,
 } from './task.js';
+export { transfer } from './clone.js';
+export { WorkerTaskError, type WorkerErrorCode } from './errors.js';
+export type { PoolOptions } from './options.js';
+export { workerTask, type WorkerTaskDefinition } from './worker-task.js';

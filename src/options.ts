@@ -1,5 +1,42 @@
+import { availableParallelism } from 'node:os';
+import { isAbsolute } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
 import { consoleLogger, type BackgroundLogger } from './logger.js';
+import type { PoolSettings } from './pool.js';
+
+/**
+ * Options of the application's worker-thread pool, which runs `workerTask()` definitions. Read
+ * from the application root when the first worker task is added.
+ */
+export interface PoolOptions {
+  /**
+   * The most worker threads. Threads start only as admitted tasks need them: at first as many
+   * tasks as there are cores are admitted, more only while the admitted ones leave the CPU idle
+   * (tasks that wait rather than compute).
+   * @default 40
+   */
+  maxThreads?: number | undefined;
+  /**
+   * Threads kept alive when idle (started with the first worker task).
+   * @default the number of cores, at most maxThreads
+   */
+  minThreads?: number | undefined;
+  /**
+   * How long a thread beyond `minThreads` may stay idle before it is stopped, in ms.
+   * @default 10_000
+   */
+  idleTimeout?: number | undefined;
+  /** Memory limits of each worker thread (Node's `ResourceLimits`); a thread over them fails its task. */
+  resourceLimits?: ResourceLimits | undefined;
+  /**
+   * A module (its `file:` URL, such as `new URL('./worker-setup.js', import.meta.url)`, or an
+   * absolute path) whose default export receives each worker thread's container, once per
+   * thread before its first task, to register the providers worker tasks inject.
+   */
+  setupModule?: string | URL | undefined;
+}
 
 /**
  * Options of `Background`, registered in a tsyringe container under the token of the same name:
@@ -51,13 +88,24 @@ export interface BackgroundOptions {
    * @default false
    */
   root?: boolean | undefined;
+  /** The application's worker-thread pool. Read from the application root. */
+  pool?: PoolOptions | undefined;
 }
 
 /** The token under which {@link BackgroundOptions} are registered. */
-export const BackgroundOptions: InjectionToken<BackgroundOptions> = Symbol('BackgroundOptions');
+export const BackgroundOptions: InjectionToken<BackgroundOptions> = Symbol.for('tsyringe-background.BackgroundOptions');
 
 /** Options with every default filled in, as a `Background` uses them. */
-export type ResolvedOptions = { readonly [K in keyof BackgroundOptions]-?: NonNullable<BackgroundOptions[K]> };
+export interface ResolvedOptions {
+  readonly concurrency: number;
+  readonly drainTimeoutMs: number;
+  readonly warnBlockingMs: number;
+  readonly logger: BackgroundLogger;
+  readonly root: boolean;
+  readonly pool: PoolSettings;
+}
+
+const defaultMaxThreads = 40;
 
 /** The defaults, in one frozen object. */
 export const defaultOptions: ResolvedOptions = Object.freeze({
@@ -66,6 +114,13 @@ export const defaultOptions: ResolvedOptions = Object.freeze({
   warnBlockingMs: 50,
   logger: consoleLogger,
   root: false,
+  pool: Object.freeze({
+    maxThreads: defaultMaxThreads,
+    minThreads: Math.min(availableParallelism(), defaultMaxThreads),
+    idleTimeout: 10_000,
+    resourceLimits: undefined,
+    setupModule: undefined,
+  }),
 });
 
 /** Largest delay a Node timer honours; longer ones fire after 1 ms. */
@@ -99,10 +154,80 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
     warnBlockingMs: check(options, base, 'warnBlockingMs', isNonNegative, 'a non-negative finite number'),
     logger: check(options, base, 'logger', isLogger, 'an object with error, warn, info and debug methods'),
     root: check(options, defaultOptions, 'root', (v) => typeof v === 'boolean', 'a boolean'),
+    pool: resolvePool(options.pool, base.pool),
   });
   if (byBase === undefined) resolvedCache.set(given, (byBase = new WeakMap()));
   byBase.set(base, resolved);
   return resolved;
+}
+
+const poolKeys = ['maxThreads', 'minThreads', 'idleTimeout', 'resourceLimits', 'setupModule'];
+const limitKeys = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'];
+
+function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
+  if (given === undefined) return base;
+  if (typeof given !== 'object' || given === null) {
+    throw new TypeError(`options.pool must be an object, got ${describe(given)}`);
+  }
+  const pool = given as Record<string, unknown>;
+  for (const key of Object.keys(pool)) {
+    if (!poolKeys.includes(key)) {
+      throw new TypeError(`options.pool.${key} is not a known option; known options: ${poolKeys.join(', ')}`);
+    }
+  }
+  const maxThreads = pool.maxThreads ?? base.maxThreads;
+  if (!Number.isSafeInteger(maxThreads) || (maxThreads as number) < 1) {
+    throw invalid('options.pool.maxThreads', 'a positive integer', maxThreads);
+  }
+  const max = maxThreads as number;
+  const minThreads = pool.minThreads ?? Math.min(base.minThreads, max);
+  if (!Number.isSafeInteger(minThreads) || (minThreads as number) < 0 || (minThreads as number) > max) {
+    throw invalid('options.pool.minThreads', `an integer from 0 to options.pool.maxThreads (${max})`, minThreads);
+  }
+  const idleTimeout = pool.idleTimeout ?? base.idleTimeout;
+  if (!isTimerMs(idleTimeout)) throw invalid('options.pool.idleTimeout', `an integer from 0 to ${maxTimerMs}`, idleTimeout);
+  const resourceLimits = pool.resourceLimits ?? base.resourceLimits;
+  if (resourceLimits !== undefined) {
+    if (typeof resourceLimits !== 'object' || resourceLimits === null) {
+      throw invalid('options.pool.resourceLimits', `an object with any of ${limitKeys.join(', ')}`, resourceLimits);
+    }
+    for (const [key, value] of Object.entries(resourceLimits)) {
+      if (!limitKeys.includes(key)) {
+        throw new TypeError(`options.pool.resourceLimits.${key} is not a known limit; known limits: ${limitKeys.join(', ')}`);
+      }
+      if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) {
+        throw invalid(`options.pool.resourceLimits.${key}`, 'a positive number of megabytes', value);
+      }
+    }
+  }
+  return Object.freeze({
+    maxThreads: max,
+    minThreads: minThreads as number,
+    idleTimeout: idleTimeout as number,
+    resourceLimits,
+    setupModule: pool.setupModule === undefined ? base.setupModule : setupHref(pool.setupModule),
+  });
+}
+
+function setupHref(value: unknown): string {
+  const href = fileHref(value);
+  if (href === undefined) {
+    throw invalid('options.pool.setupModule', 'a file: URL (new URL(..., import.meta.url)) or an absolute path', value);
+  }
+  return href;
+}
+
+/** The `file:` URL of a module given as a `file:` URL (string or `URL`) or an absolute path. */
+export function fileHref(value: unknown): string | undefined {
+  if (value instanceof URL) value = value.href;
+  if (typeof value !== 'string') return undefined;
+  if (value.startsWith('file:')) return new URL(value).href;
+  return isAbsolute(value) ? pathToFileURL(value).href : undefined;
+}
+
+function invalid(path: string, expected: string, value: unknown): Error {
+  const ErrorType = typeof value === 'number' ? RangeError : TypeError;
+  return new ErrorType(`${path} must be ${expected}, got ${describe(value)}`);
 }
 
 function check<K extends keyof ResolvedOptions>(
@@ -114,10 +239,7 @@ function check<K extends keyof ResolvedOptions>(
 ): ResolvedOptions[K] {
   const value = options[key];
   if (value === undefined) return base[key];
-  if (!valid(value)) {
-    const ErrorType = typeof value === 'number' ? RangeError : TypeError;
-    throw new ErrorType(`options.${key} must be ${expected}, got ${describe(value)}`);
-  }
+  if (!valid(value)) throw invalid(`options.${key}`, expected, value);
   return value as ResolvedOptions[K];
 }
 

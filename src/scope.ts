@@ -9,7 +9,7 @@ import { BackgroundOptions, defaultOptions, resolveOptions, type ResolvedOptions
  * provider with the container `resolve()` was called on, and constructs a class's parameters
  * through that same container. `Background` takes it in its constructor to learn its scope.
  */
-export const CurrentScope: InjectionToken<DependencyContainer> = Symbol('tsyringe-background.CurrentScope');
+export const CurrentScope: InjectionToken<DependencyContainer> = Symbol.for('tsyringe-background.CurrentScope');
 globalContainer.register(CurrentScope, { useFactory: (scope) => scope });
 
 const apps = new WeakMap<DependencyContainer, App>();

@@ -5,9 +5,14 @@ import { describe } from './options.js';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tsyringe's own constructor type
 type Constructor<T = unknown> = new (...args: any[]) => T;
 
-/** The instance types of a list of tokens: `[typeof Mailer, typeof Db]` → `[Mailer, Db]`. */
+/**
+ * The instance types of a list of tokens: `[typeof Mailer, typeof Db]` → `[Mailer, Db]`. A
+ * plain string or symbol token says nothing of its type, so its parameter is `any` (annotate
+ * it); a token declared as `InjectionToken<T>` gives `T`.
+ */
 export type Instances<Tokens extends readonly unknown[]> = {
-  -readonly [K in keyof Tokens]: Tokens[K] extends InjectionToken<infer T> ? T : never;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an untyped token's parameter is the user's to annotate
+  -readonly [K in keyof Tokens]: Tokens[K] extends string | symbol ? any : Tokens[K] extends InjectionToken<infer T> ? T : never;
 };
 
 /** Options of {@link defineTask}. */
@@ -30,7 +35,8 @@ export type DropFirst<T extends unknown[], N extends number, Dropped extends unk
     : [];
 
 declare const signature: unique symbol;
-const definitionBrand = Symbol('tsyringe-background.definition');
+// Symbol.for: a definition made by one copy of the library (source, built) is known to another.
+const definitionBrand = Symbol.for('tsyringe-background.definition');
 
 /**
  * A task made by {@link defineTask}: a function, its name, and the tokens of its dependencies.

@@ -1,0 +1,139 @@
+import { types } from 'node:util';
+import { MessagePort } from 'node:worker_threads';
+import { describe } from './options.js';
+
+/** What a worker task may receive as a transferable: memory that moves instead of being copied. */
+export type Transferable = ArrayBuffer | ArrayBufferView | MessagePort;
+
+const marked = new WeakSet<object>();
+
+/**
+ * Marks an argument of a worker task to be moved to the worker instead of copied: cheap for
+ * large binary data, but the caller's buffer is detached (emptied) once `add()` returns.
+ *
+ * ```ts
+ * bg.add(resizeImage, transfer(pixels), 800);   // pixels.byteLength === 0 afterwards
+ * ```
+ *
+ * @returns the same value, so it can be written in place of the argument.
+ */
+export function transfer<T extends Transferable>(value: T): T {
+  if (!(value instanceof ArrayBuffer || ArrayBuffer.isView(value) || isMessagePort(value))) {
+    throw new TypeError(`transfer(value): value must be an ArrayBuffer, a typed array, a DataView or a MessagePort, got ${describe(value)}`);
+  }
+  marked.add(value);
+  return value;
+}
+
+/** Objects whose prototype survives structured cloning as it is. */
+const cloneable: ReadonlySet<unknown> = new Set([
+  Object.prototype,
+  null,
+  Array.prototype,
+  Date.prototype,
+  RegExp.prototype,
+  Map.prototype,
+  Set.prototype,
+  ArrayBuffer.prototype,
+  DataView.prototype,
+  Error.prototype,
+  EvalError.prototype,
+  RangeError.prototype,
+  ReferenceError.prototype,
+  SyntaxError.prototype,
+  TypeError.prototype,
+  URIError.prototype,
+  Boolean.prototype,
+  Number.prototype,
+  String.prototype,
+  BigInt.prototype,
+  SharedArrayBuffer.prototype,
+  Blob.prototype,
+]);
+
+/**
+ * Checks that a worker task's arguments survive structured cloning as they are, and collects
+ * what was marked with {@link transfer}. Throws a `TypeError` naming the task, the argument's
+ * position and path, and what is wrong, so that a bad argument fails at `add()` rather than as
+ * a late `DataCloneError` (or, worse, as a class instance that silently lost its prototype).
+ *
+ * @returns the transfer list (empty when nothing was marked)
+ */
+export function checkCloneable(taskName: string, args: readonly unknown[]): Transferable[] {
+  const transferList: Transferable[] = [];
+  const seen = new Set<object>();
+  const visit = (value: unknown, position: number, path: string): void => {
+    const type = typeof value;
+    if (type === 'function' || type === 'symbol') {
+      const what = type === 'function' ? `a function (${(value as () => void).name || 'anonymous'})` : `a symbol (${String(value)})`;
+      fail(taskName, position, path, `is ${what}, which cannot be sent to a worker thread`);
+    }
+    if (type !== 'object' || value === null || seen.has(value as object)) return;
+    const object = value as object;
+    seen.add(object);
+    if (marked.has(object)) {
+      transferList.push(ArrayBuffer.isView(object) ? (object.buffer as ArrayBuffer) : (object as Transferable));
+      return;
+    }
+    if (ArrayBuffer.isView(object) || isMessagePort(object)) return;
+    const prototype: unknown = Object.getPrototypeOf(object);
+    if (!cloneable.has(prototype) && !types.isNativeError(object)) {
+      fail(
+        taskName,
+        position,
+        path,
+        `is ${describe(object)}: it would reach the worker as a plain object without its class and methods; pass plain data instead`,
+      );
+    }
+    if (object instanceof Map) {
+      for (const [key, entry] of object) {
+        visit(key, position, `${path}.<map key>`);
+        visit(entry, position, `${path}.get(${String(key)})`);
+      }
+    } else if (object instanceof Set) {
+      for (const entry of object) visit(entry, position, `${path}.<set entry>`);
+    } else {
+      for (const key of Object.keys(object)) {
+        visit((object as Record<string, unknown>)[key], position, Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`);
+      }
+    }
+  };
+  args.forEach((arg, i) => {
+    visit(arg, i, `args[${i}]`);
+  });
+  return transferList;
+}
+
+function fail(taskName: string, position: number, path: string, problem: string): never {
+  throw new TypeError(`bg.add("${taskName}"): argument #${position} (${path}) ${problem}`);
+}
+
+function isMessagePort(value: unknown): value is MessagePort {
+  return value instanceof MessagePort;
+}
+
+/**
+ * Every buffer and port in arguments this library cloned itself: they belong to no caller any
+ * more, so they can move to the worker rather than be copied again.
+ */
+export function collectTransfers(args: readonly unknown[]): Transferable[] {
+  const found = new Set<Transferable>();
+  const seen = new Set<object>();
+  const visit = (value: unknown): void => {
+    if (typeof value !== 'object' || value === null || seen.has(value)) return;
+    seen.add(value);
+    if (value instanceof ArrayBuffer) found.add(value);
+    else if (ArrayBuffer.isView(value)) {
+      if (value.buffer instanceof ArrayBuffer) found.add(value.buffer);
+    } else if (isMessagePort(value)) found.add(value);
+    else if (value instanceof Map) {
+      for (const [key, entry] of value) {
+        visit(key);
+        visit(entry);
+      }
+    } else if (value instanceof Set) for (const entry of value) visit(entry);
+    else for (const entry of Object.values(value)) visit(entry);
+  };
+  args.forEach(visit);
+  return [...found];
+}

@@ -1,0 +1,168 @@
+/**
+ * The application's worker-thread pool: the only module that knows Piscina. Created with the
+ * first worker task; closed by the application's close.
+ */
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import type { ResourceLimits } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import type { Transferable } from './clone.js';
+import { WorkerTaskError } from './errors.js';
+import type { BackgroundLogger } from './logger.js';
+import { Scheduler } from './scheduler.js';
+import { withDeadline } from './tracker.js';
+import { fromWire, type WorkerRequest, type WorkerResponse } from './wire.js';
+import type { WorkerConfig } from './worker.js';
+
+/** Settings of the pool, with every default filled in. */
+export interface PoolSettings {
+  readonly maxThreads: number;
+  readonly minThreads: number;
+  readonly idleTimeout: number;
+  readonly resourceLimits: ResourceLimits | undefined;
+  readonly setupModule: string | undefined;
+}
+
+/** How often the admission window is reconsidered while tasks wait for it. */
+const sampleMs = 200;
+/** Below this share of the machine's CPU in use, waiting tasks are admitted wider. */
+const idleShare = 0.75;
+
+/**
+ * Piscina starts a new thread, up to `maxThreads`, whenever its own queue is not empty; on a
+ * small machine, 40 threads each loading the task modules make a burst of CPU-bound tasks many
+ * times slower than a pool the size of the cores. So tasks reach Piscina through an admission
+ * window: at first as many as there are cores; wider, up to `maxThreads`, only while admitted
+ * tasks leave the CPU idle (tasks that wait rather than compute); back to the cores once no
+ * task waits.
+ */
+export class Pool {
+  readonly admission: Scheduler;
+  readonly settings: PoolSettings;
+  readonly #logger: BackgroundLogger;
+  readonly #base: number;
+  readonly #cores = availableParallelism();
+  #piscina: Piscina | undefined;
+  #closed = false;
+  #sampler: NodeJS.Timeout | undefined;
+  #lastCpu = 0;
+  #lastWall = 0;
+
+  constructor(settings: PoolSettings, logger: BackgroundLogger) {
+    this.settings = settings;
+    this.#logger = logger;
+    this.#base = Math.min(this.#cores, settings.maxThreads);
+    this.admission = new Scheduler(this.#base);
+  }
+
+  /** Live worker threads (0 until the first worker task). */
+  get threads(): number {
+    return this.#piscina?.threads.length ?? 0;
+  }
+
+  /** Runs one task on a worker; rejects with the task's own error, rebuilt. */
+  async run(request: WorkerRequest, signal: AbortSignal, transferList: readonly Transferable[]): Promise<unknown> {
+    if (this.#closed) {
+      throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${request.name}" was not run: the worker pool is closed`);
+    }
+    this.#watch();
+    let response: WorkerResponse;
+    try {
+      response = (await this.#start().run(request, { signal, transferList: transferList as never })) as WorkerResponse;
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      throw this.#explain(request, error);
+    }
+    if (response.ok) return response.value;
+    throw 'error' in response ? fromWire(response.error) : response.thrown;
+  }
+
+  /** Waits up to `timeoutMs` for the threads to finish, then terminates them. Never rejects. */
+  async close(timeoutMs: number): Promise<void> {
+    this.#closed = true;
+    this.#stopWatching();
+    const piscina = this.#piscina;
+    if (piscina === undefined) return;
+    try {
+      if (!(await withDeadline(piscina.close(), timeoutMs))) await piscina.destroy();
+    } catch (error) {
+      this.#logger.error({ err: error }, 'closing the worker pool failed');
+    }
+  }
+
+  #start(): Piscina {
+    if (this.#piscina !== undefined) return this.#piscina;
+    const fromSource = import.meta.url.endsWith('.ts');
+    const { maxThreads, minThreads, idleTimeout, resourceLimits, setupModule } = this.settings;
+    const workerData: WorkerConfig = { setupModule };
+    const piscina = new Piscina({
+      filename: new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url).href,
+      // The library's own tests run it from TypeScript source; tsx loads the worker entry.
+      ...(fromSource ? { execArgv: ['--import', 'tsx'] } : {}),
+      maxThreads,
+      minThreads,
+      idleTimeout,
+      workerData,
+      ...(resourceLimits === undefined ? {} : { resourceLimits }),
+    });
+    // Piscina emits 'error' for failures that belong to no task (a close that timed out, say);
+    // with no listener, that would crash the process.
+    piscina.on('error', (error: unknown) => {
+      this.#logger.error({ err: error }, 'the worker pool reported an error');
+    });
+    this.#piscina = piscina;
+    return piscina;
+  }
+
+  #explain({ name, module, id }: WorkerRequest, error: unknown): unknown {
+    const where = `worker task "${name}" (#${id}, ${module})`;
+    const code = (error as { code?: unknown } | undefined)?.code;
+    const message = error instanceof Error ? error.message : String(error);
+    if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
+      return new WorkerTaskError(
+        'ERR_WORKER_OUT_OF_MEMORY',
+        `${where} failed: its worker thread ran out of memory (${JSON.stringify(this.settings.resourceLimits ?? {})}) and was replaced`,
+        { cause: error },
+      );
+    }
+    if (/worker exited/i.test(message)) {
+      return new WorkerTaskError('ERR_WORKER_EXITED', `${where} failed: its worker thread exited before the task finished (${message}) and was replaced`, {
+        cause: error,
+      });
+    }
+    return new WorkerTaskError('ERR_WORKER_FAILED', `${where} failed in the worker pool: ${message}`, { cause: error });
+  }
+
+  /** Samples CPU use while tasks wait for admission, to widen the window when it idles. */
+  #watch(): void {
+    if (this.#sampler !== undefined || this.settings.maxThreads <= this.#base) return;
+    this.#lastCpu = cpuMs();
+    this.#lastWall = performance.now();
+    this.#sampler = setInterval(this.#sample, sampleMs).unref();
+  }
+
+  #stopWatching(): void {
+    clearInterval(this.#sampler);
+    this.#sampler = undefined;
+  }
+
+  readonly #sample = (): void => {
+    const cpu = cpuMs();
+    const wall = performance.now();
+    const share = (cpu - this.#lastCpu) / ((wall - this.#lastWall) * this.#cores);
+    this.#lastCpu = cpu;
+    this.#lastWall = wall;
+    const { admission } = this;
+    if (admission.queued > 0 && admission.running >= admission.limit) {
+      if (share < idleShare) admission.limit = Math.min(this.settings.maxThreads, admission.limit + this.#base);
+    } else if (admission.queued === 0) {
+      admission.limit = this.#base;
+      if (admission.running === 0) this.#stopWatching();
+    }
+  };
+}
+
+function cpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}

@@ -1,0 +1,81 @@
+/**
+ * What crosses the thread boundary for a worker task, and how errors survive the trip:
+ * structured cloning keeps an error's message but turns a custom class into a plain `Error` and
+ * drops `code` and other own properties, so errors travel as plain records and are rebuilt.
+ */
+import { WorkerTaskError, type WorkerErrorCode } from './errors.js';
+
+/** A task sent to a worker. */
+export interface WorkerRequest {
+  /** `file:` URL of the module defining the task. */
+  readonly module: string;
+  /** The task's name in that module. */
+  readonly name: string;
+  readonly args: readonly unknown[];
+  readonly id: number;
+}
+
+/** An error as plain, cloneable data. */
+export interface WireError {
+  readonly name: string;
+  readonly message: string;
+  readonly stack: string | undefined;
+  /** Own enumerable properties (`code` among them), those that could be cloned. */
+  readonly props: Record<string, unknown>;
+  /** The error's `cause`: an error, as a record too; any other value as it is. */
+  readonly cause?: { readonly error: WireError } | { readonly value: unknown };
+}
+
+/** What a worker sends back. */
+export type WorkerResponse =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly error: WireError }
+  | { readonly ok: false; readonly thrown: unknown };
+
+const builtins: Record<string, ErrorConstructor> = {
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+};
+
+/** Turns an error into plain data; `depth` bounds `cause` chains. */
+export function toWire(error: Error, depth = 0): WireError {
+  const props: Record<string, unknown> = {};
+  for (const key of Object.keys(error)) {
+    if (key === 'cause') continue;
+    const value = (error as unknown as Record<string, unknown>)[key];
+    if (isCloneable(value)) props[key] = value;
+  }
+  const base = { name: error.name, message: error.message, stack: error.stack, props };
+  if (!('cause' in error) || depth >= 8) return base;
+  const cause = error.cause;
+  if (cause instanceof Error) return { ...base, cause: { error: toWire(cause, depth + 1) } };
+  return isCloneable(cause) ? { ...base, cause: { value: cause } } : base;
+}
+
+/** Rebuilds an error from its record: the same built-in class, or `Error` named as the original. */
+export function fromWire(wire: WireError): Error {
+  const cause = wire.cause === undefined ? undefined : 'error' in wire.cause ? fromWire(wire.cause.error) : wire.cause.value;
+  const options = wire.cause === undefined ? undefined : { cause };
+  const error =
+    wire.name === 'WorkerTaskError' && typeof wire.props.code === 'string'
+      ? new WorkerTaskError(wire.props.code as WorkerErrorCode, wire.message, options)
+      : new (builtins[wire.name] ?? Error)(wire.message, options);
+  if (error.name !== wire.name) error.name = wire.name;
+  Object.assign(error, wire.props);
+  if (wire.stack !== undefined) error.stack = wire.stack;
+  return error;
+}
+
+function isCloneable(value: unknown): boolean {
+  try {
+    structuredClone(value);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The entry of every worker thread of the pool. Builds the thread's container once (from the
+ * setup module named in the options), imports task modules on demand, resolves a task's
+ * dependencies from the thread's container and runs it. Always answers with a
+ * {@link WorkerResponse}, so that errors keep their class name, `code` and `cause`.
+ */
+import 'reflect-metadata';
+import { workerData } from 'node:worker_threads';
+import { container, type DependencyContainer } from 'tsyringe';
+import { TaskContext } from './context.js';
+import { WorkerTaskError } from './errors.js';
+import { tokenName } from './task.js';
+import { toWire, type WorkerRequest, type WorkerResponse } from './wire.js';
+import { findWorkerTask, workerTasksOf } from './worker-task.js';
+
+/** What the pool hands every thread. */
+export interface WorkerConfig {
+  /** `file:` URL of the setup module, if any. */
+  readonly setupModule: string | undefined;
+}
+
+const config = (workerData ?? {}) as Partial<WorkerConfig>;
+let scope: Promise<DependencyContainer> | undefined;
+let typescript: Promise<void> | undefined;
+
+export default async function runTask(request: WorkerRequest): Promise<WorkerResponse> {
+  try {
+    return { ok: true, value: await execute(request) };
+  } catch (error) {
+    if (error instanceof Error) return { ok: false, error: toWire(error) };
+    try {
+      return { ok: false, thrown: structuredClone(error) };
+    } catch {
+      return { ok: false, thrown: String(error) };
+    }
+  }
+}
+
+async function execute({ module, name, args, id }: WorkerRequest): Promise<unknown> {
+  const where = `worker task "${name}" (${module})`;
+  let threadScope: DependencyContainer;
+  try {
+    threadScope = await setUp();
+  } catch (error) {
+    throw new WorkerTaskError('ERR_WORKER_SETUP', `${where} cannot run: the setup module ${config.setupModule ?? ''} failed: ${messageOf(error)}`, {
+      cause: error,
+    });
+  }
+  try {
+    await load(module);
+  } catch (error) {
+    throw new WorkerTaskError('ERR_WORKER_TASK_NOT_FOUND', `${where} cannot run: its module cannot be imported in the worker: ${messageOf(error)}`, {
+      cause: error,
+    });
+  }
+  const task = findWorkerTask(module, name);
+  if (task === undefined) {
+    const defined = workerTasksOf(module);
+    throw new WorkerTaskError(
+      'ERR_WORKER_TASK_NOT_FOUND',
+      `${where} cannot run: the module defines no workerTask() named "${name}" ` +
+        `(it defines ${defined.length === 0 ? 'none' : defined.map((n) => `"${n}"`).join(', ')})`,
+    );
+  }
+  const params = task.inject.map((token, position): unknown => {
+    if (token === TaskContext) return contextFor(id, name);
+    try {
+      return threadScope.resolve(token);
+    } catch (error) {
+      throw new WorkerTaskError(
+        'ERR_WORKER_DEPENDENCY',
+        `${where} cannot run: the dependency at position #${position} (token ${tokenName(token)}) cannot be resolved in the worker: ${messageOf(error)}`,
+        { cause: error },
+      );
+    }
+  });
+  return await (task.fn as (...all: unknown[]) => unknown)(...params, ...args);
+}
+
+/** The thread's container: a child of the thread's global container, set up once. */
+function setUp(): Promise<DependencyContainer> {
+  scope ??= (async () => {
+    const threadScope = container.createChildContainer();
+    if (config.setupModule !== undefined) {
+      const setup = (await load(config.setupModule)) as { default?: unknown };
+      if (typeof setup.default !== 'function') {
+        throw new TypeError(`its default export must be a function taking the worker's container, got ${typeof setup.default}`);
+      }
+      await (setup.default as (scope: DependencyContainer) => unknown)(threadScope);
+    }
+    return threadScope;
+  })();
+  // A failed setup is tried again, on a fresh container, by the thread's next task.
+  scope.catch(() => (scope = undefined));
+  return scope;
+}
+
+/** Imports a module; TypeScript source (tests, development) goes through tsx, when installed. */
+async function load(url: string): Promise<unknown> {
+  if (/\.[cm]?tsx?$/.test(new URL(url).pathname)) {
+    typescript ??= import('tsx/esm/api').then(
+      ({ register }) => {
+        register();
+      },
+      (error: unknown) => {
+        throw new Error(`${url} is TypeScript source: install tsx to run it in a worker thread, or run the compiled output`, {
+          cause: error,
+        });
+      },
+    );
+    await typescript;
+  }
+  return import(url);
+}
+
+function contextFor(id: number, name: string): TaskContext {
+  const fields = { task: name, taskId: id };
+  const log =
+    (write: (...data: unknown[]) => void) =>
+    (extra: Record<string, unknown>, message: string): void => {
+      write(`[tsyringe-background] ${message}`, { ...fields, ...extra });
+    };
+  return Object.freeze({
+    id,
+    name,
+    attempt: 1,
+    signal: new AbortController().signal,
+    logger: { error: log(console.error), warn: log(console.warn), info: () => undefined, debug: () => undefined },
+  });
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
