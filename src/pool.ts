@@ -149,17 +149,39 @@ export class Pool {
   readonly #sample = (): void => {
     const cpu = cpuMs();
     const wall = performance.now();
-    const share = (cpu - this.#lastCpu) / ((wall - this.#lastWall) * this.#cores);
+    const cpuShare = (cpu - this.#lastCpu) / ((wall - this.#lastWall) * this.#cores);
     this.#lastCpu = cpu;
     this.#lastWall = wall;
     const { admission } = this;
-    if (admission.queued > 0 && admission.running >= admission.limit) {
-      if (share < idleShare) admission.limit = Math.min(this.settings.maxThreads, admission.limit + this.#base);
-    } else if (admission.queued === 0) {
-      admission.limit = this.#base;
-      if (admission.running === 0) this.#stopWatching();
-    }
+    const { queued, running, limit } = admission;
+    admission.limit = admissionWindow({ limit, queued, running, cpuShare, base: this.#base, max: this.settings.maxThreads });
+    if (queued === 0 && running === 0) this.#stopWatching();
   };
+}
+
+/** What the admission window sees at one sample. */
+export interface AdmissionSample {
+  /** The window now. */
+  readonly limit: number;
+  /** Tasks waiting for admission. */
+  readonly queued: number;
+  /** Tasks admitted and not settled. */
+  readonly running: number;
+  /** Share of the machine's CPU the process used since the last sample, 0 to 1. */
+  readonly cpuShare: number;
+  /** The starting window (the cores, at most maxThreads). */
+  readonly base: number;
+  readonly max: number;
+}
+
+/**
+ * The next admission window: wider by `base`, up to `max`, while tasks wait behind a full
+ * window that leaves the CPU idle; back to `base` once nothing waits.
+ */
+export function admissionWindow({ limit, queued, running, cpuShare, base, max }: AdmissionSample): number {
+  if (queued === 0) return base;
+  if (running >= limit && cpuShare < idleShare) return Math.min(max, limit + base);
+  return limit;
 }
 
 function cpuMs(): number {

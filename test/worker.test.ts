@@ -1,32 +1,277 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { Background, shutdown, transfer, type BackgroundOptions } from '../src/index.js';
+import { threadId } from 'node:worker_threads';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  Background,
+  shutdown,
+  TaskCancelledError,
+  TaskNonErrorError,
+  transfer,
+  workerTask,
+  WorkerTaskError,
+  type BackgroundOptions,
+} from '../src/index.js';
+import { admissionWindow } from '../src/pool.js';
+import { appOf } from '../src/scope.js';
+import {
+  countOnThread,
+  exits,
+  gated,
+  greet,
+  hogsMemory,
+  needsUnregistered,
+  spins,
+  sumBytes,
+  throwsCustom,
+  throwsString,
+} from './fixtures/worker-tasks.js';
 import { captureLogger, freshApp } from './helpers.js';
-import { greet, sumBytes } from './fixtures/worker-tasks.js';
 
 const setupModule = new URL('./fixtures/worker-setup.ts', import.meta.url);
-const apps: ReturnType<typeof freshApp>[] = [];
+const tasksModule = new URL('./fixtures/worker-tasks.ts', import.meta.url).href;
+const roots: ReturnType<typeof freshApp>[] = [];
+
+/** A fresh application whose pool runs the fixture setup module. */
 function app(options: BackgroundOptions = {}) {
-  const root = freshApp({ logger: captureLogger(), ...options, pool: { setupModule, ...options.pool } });
-  apps.push(root);
-  return root;
+  const logger = captureLogger();
+  const root = freshApp({ logger, ...options, pool: { setupModule, ...options.pool } });
+  roots.push(root);
+  return { root, logger, bg: root.createChildContainer().resolve(Background) };
 }
+
+/** A gate worker tasks block on (`Atomics.wait`) until the test opens it. */
+function gate() {
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  return {
+    cell,
+    open() {
+      Atomics.store(cell, 0, 1);
+      Atomics.notify(cell, 0);
+    },
+  };
+}
+
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+beforeEach(() => {
+  unhandled.length = 0;
+  process.on('unhandledRejection', onUnhandled);
+});
 afterEach(async () => {
-  await Promise.all(apps.splice(0).map((root) => shutdown({ container: root, timeoutMs: 5_000 })));
+  process.off('unhandledRejection', onUnhandled);
+  await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 5_000 })));
+  expect(unhandled).toEqual([]);
 });
 
 describe('worker tasks', () => {
-  it('run on a worker thread with dependencies from the worker container', async () => {
-    const bg = app().createChildContainer().resolve(Background);
+  it('run on a worker thread, with dependencies from the worker container, behind an ordinary handle', async () => {
+    const { bg } = app();
     const handle = bg.add(greet, 'Ada');
-    expect(handle.status).toBe('queued');
+    expect(handle).toMatchObject({ name: 'greet', status: 'queued' });
     await expect(handle.result()).resolves.toEqual({ text: 'Hello, Ada', taskName: 'greet' });
+    expect(handle.status).toBe('succeeded');
+    const { threadId: workerThread } = await bg.add(countOnThread).result();
+    expect(workerThread).not.toBe(threadId);
   });
 
-  it('transfer() moves a buffer at add()', async () => {
-    const bg = app().createChildContainer().resolve(Background);
-    const bytes = new Uint8Array([1, 2, 3]);
+  it('resolve per-thread singletons: each thread sets up once and keeps its own instances', async () => {
+    const { bg } = app({ pool: { maxThreads: 2, minThreads: 2 } });
+    const results = await Promise.all(Array.from({ length: 12 }, () => bg.add(countOnThread).result()));
+    const byThread = new Map<number, number[]>();
+    for (const { threadId: id, count } of results) byThread.set(id, [...(byThread.get(id) ?? []), count]);
+    expect([...byThread.keys()].every((id) => id !== threadId)).toBe(true);
+    for (const counts of byThread.values()) expect(counts.sort((a, b) => a - b)).toEqual(counts.map((_, i) => i + 1));
+    expect([...byThread.values()].flat()).toHaveLength(12);
+  });
+
+  it('share one pool per application, created with the first worker task', async () => {
+    const { root } = app();
+    const application = appOf(root);
+    const scopes = [root.createChildContainer(), root.createChildContainer()].map((scope) => scope.resolve(Background));
+    await scopes[0]!.add(async () => 'event-loop work').result();
+    expect(application.hasPool).toBe(false);
+    await Promise.all(scopes.map((bg) => bg.add(greet, 'x').result()));
+    expect(application.hasPool).toBe(true);
+    expect(application.pool.settings).toMatchObject({ maxThreads: 40, idleTimeout: 10_000 });
+  });
+
+  it('reaps idle threads beyond minThreads after idleTimeout', async () => {
+    const { root, bg } = app({ pool: { minThreads: 0, idleTimeout: 50 } });
+    await bg.add(greet, 'x').result();
+    const pool = appOf(root).pool;
+    expect(pool.threads).toBeGreaterThan(0);
+    await vi.waitFor(() => expect(pool.threads).toBe(0), { timeout: 5_000, interval: 20 });
+  });
+
+  it('widen admission beyond the cores while admitted tasks block instead of computing', async () => {
+    const { root, bg } = app();
+    const open = gate();
+    const handles = Array.from({ length: 6 }, (_, i) => bg.add(gated, open.cell, `task ${i}`));
+    const admission = appOf(root).pool.admission;
+    await vi.waitFor(() => expect(admission.running).toBe(6), { timeout: 10_000, interval: 20 });
+    open.open();
+    await expect(Promise.all(handles.map((h) => h.result()))).resolves.toHaveLength(6);
+  });
+
+  it.each([
+    ['a function', () => 1, /argument #0 \(args\[0\]\) is a function \(anonymous\), which cannot be sent to a worker thread/],
+    ['a symbol inside an object', { tag: Symbol('t') }, /argument #0 \(args\[0\]\.tag\) is a symbol \(Symbol\(t\)\)/],
+    ['a class instance', new (class Point { x = 1 })(), /argument #0 \(args\[0\]\) is an instance of Point: it would reach the worker as a plain object/],
+  ])('reject %s as an argument at add(), naming the task and the position; nothing is queued', (_label, arg, message) => {
+    const { bg } = app();
+    expect(() => bg.add(sumBytes, arg as never)).toThrow(TypeError);
+    expect(() => bg.add(sumBytes, arg as never)).toThrow(/^bg\.add\("sumBytes"\): /);
+    expect(() => bg.add(sumBytes, arg as never)).toThrow(message);
+    expect(bg.pending).toBe(0);
+  });
+
+  it('move buffers marked with transfer() at add()', async () => {
+    const { bg } = app();
+    const bytes = new Uint8Array([1, 2, 3, 250]);
     const handle = bg.add(sumBytes, transfer(bytes));
     expect(bytes.byteLength).toBe(0);
-    await expect(handle.result()).resolves.toEqual({ sum: 6, length: 3 });
+    await expect(handle.result()).resolves.toEqual({ sum: 256, length: 4 });
+  });
+
+  it("bring the task's own error back faithfully: class name, message, stack, code, own properties and cause", async () => {
+    const { bg, logger } = app();
+    const error = (await bg.add(throwsCustom).result().catch((e: unknown) => e)) as Error & Record<string, unknown>;
+    expect(error).toBeInstanceOf(Error);
+    expect(error).toMatchObject({ name: 'CustomError', message: 'custom failure', code: 'E_CUSTOM', detail: { retryable: false } });
+    expect(error.stack).toContain('worker-tasks.ts');
+    expect(error.cause).toBeInstanceOf(RangeError);
+    expect((error.cause as Error).message).toBe('root cause');
+    expect(logger.at('error')).toHaveLength(1);
+    expect(logger.at('error')[0]!.fields.err).toBe(error);
+  });
+
+  it('wrap a non-Error thrown in the worker', async () => {
+    const { bg } = app();
+    const error = await bg.add(throwsString).result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskNonErrorError);
+    expect((error as Error).cause).toBe('a plain string');
+  });
+
+  it('fail a task whose token the worker cannot resolve, naming task, module, position and token', async () => {
+    const { bg } = app();
+    const error = await bg.add(needsUnregistered).result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerTaskError);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_DEPENDENCY' });
+    expect((error as Error).message).toBe(
+      `worker task "needsUnregistered" (${tasksModule}) cannot run: the dependency at position #1 (token Symbol(Unregistered)) ` +
+        'cannot be resolved in the worker: Attempted to resolve unregistered dependency token: "Symbol(Unregistered)"',
+    );
+    await expect(bg.add(greet, 'still usable').result()).resolves.toMatchObject({ text: 'Hello, still usable' });
+  });
+
+  it('fail a task that its module does not define, naming what the module defines', async () => {
+    const { bg } = app();
+    const ghost = workerTask(new URL('./fixtures/no-tasks.ts', import.meta.url), { name: 'ghost' }, () => 1);
+    const error = await bg.add(ghost).result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerTaskError);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_TASK_NOT_FOUND' });
+    expect((error as Error).message).toMatch(/^worker task "ghost" \(file:.*no-tasks\.ts\) cannot run: the module defines no workerTask\(\) named "ghost" \(it defines none\)$/);
+  });
+
+  it('fail a task whose setup module throws, naming task, module and reason, and try the setup again', async () => {
+    const { bg } = app({ pool: { setupModule: new URL('./fixtures/flaky-setup.ts', import.meta.url), maxThreads: 1, minThreads: 1 } });
+    const error = await bg.add(greet, 'first').result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerTaskError);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_SETUP' });
+    expect((error as Error).message).toMatch(/^worker task "greet" \(file:.*worker-tasks\.ts\) cannot run: the setup module file:.*flaky-setup\.ts failed: database not reachable yet$/);
+    await expect(bg.add(greet, 'second').result()).resolves.toMatchObject({ text: 'Hi, second' });
+  });
+
+  it('contain a worker that calls process.exit(): the task fails clearly, the thread is replaced, queued tasks run', async () => {
+    const { bg, logger } = app({ pool: { maxThreads: 1, minThreads: 1 } });
+    const open = gate();
+    const exiting = bg.add(exits, open.cell);
+    const after = [bg.add(greet, 'a'), bg.add(greet, 'b')];
+    open.open();
+    const error = await exiting.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerTaskError);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_EXITED' });
+    expect((error as Error).message).toMatch(/^worker task "exits" \(#\d+, file:.*\) failed: its worker thread exited before the task finished \(worker exited with code: 7\)/);
+    await expect(Promise.all(after.map((h) => h.result()))).resolves.toHaveLength(2);
+    expect(logger.at('error')).toHaveLength(1);
+  });
+
+  it('contain a task over the memory limit: it fails clearly and the pool goes on', async () => {
+    const { bg } = app({ pool: { maxThreads: 1, minThreads: 1, resourceLimits: { maxOldGenerationSizeMb: 32 } } });
+    const hog = bg.add(hogsMemory);
+    const after = bg.add(greet, 'after');
+    const error = await hog.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerTaskError);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_OUT_OF_MEMORY' });
+    expect((error as Error).message).toMatch(/failed: its worker thread ran out of memory \(\{"maxOldGenerationSizeMb":32\}\)/);
+    await expect(after.result()).resolves.toMatchObject({ text: 'Hello, after' });
+  });
+
+  it('cancel a running task by terminating its thread; queued tasks still run', async () => {
+    const { root, bg } = app({ pool: { maxThreads: 1, minThreads: 1 } });
+    const started = new Int32Array(new SharedArrayBuffer(4));
+    const spinning = bg.add(spins, started);
+    const queued = bg.add(greet, 'next');
+    await vi.waitFor(() => expect(Atomics.load(started, 0)).toBe(1), { timeout: 5_000, interval: 10 });
+    expect(spinning.cancel('enough')).toBe(true);
+    await expect(spinning.result()).rejects.toThrow(TaskCancelledError);
+    expect(spinning.status).toBe('cancelled');
+    await expect(queued.result()).resolves.toMatchObject({ text: 'Hello, next' });
+    expect(appOf(root).pool.admission.running).toBe(0);
+  });
+});
+
+describe('worker tasks and disposal', () => {
+  it("a scope's drain waits for its worker tasks", async () => {
+    const { bg } = app();
+    const open = gate();
+    const handle = bg.add(gated, open.cell, 'done');
+    let drained = false;
+    const draining = bg.drain().then(() => (drained = true));
+    await vi.waitFor(() => expect(handle.status).toBe('running'));
+    expect(drained).toBe(false);
+    open.open();
+    await draining;
+    expect(handle.status).toBe('succeeded');
+  });
+
+  it('closing the application drains, then closes the pool; nothing reaches the pool after', async () => {
+    const { root, bg } = app();
+    const open = gate();
+    const handle = bg.add(gated, open.cell, 'finished');
+    const pool = appOf(root).pool;
+    await vi.waitFor(() => expect(handle.status).toBe('running'));
+    const closing = shutdown({ container: root, timeoutMs: 5_000 });
+    open.open();
+    await expect(closing).resolves.toMatchObject({ abandoned: 0 });
+    await expect(handle.result()).resolves.toBe('finished');
+    expect(pool.threads).toBe(0);
+    await expect(pool.run({ module: tasksModule, name: 'greet', args: ['late'], id: 0 }, new AbortController().signal, [])).rejects.toThrow(
+      /the worker pool is closed/,
+    );
+  });
+
+  it('a deadline that passes with a worker task stuck abandons it, terminates its thread and still closes', async () => {
+    const { root, bg, logger } = app();
+    const started = new Int32Array(new SharedArrayBuffer(4));
+    const stuck = bg.add(spins, started);
+    await vi.waitFor(() => expect(Atomics.load(started, 0)).toBe(1), { timeout: 5_000, interval: 10 });
+    const report = await shutdown({ container: root, timeoutMs: 100 });
+    expect(report.abandoned).toBe(1);
+    expect(stuck.status).toBe('abandoned');
+    expect(appOf(root).pool.threads).toBe(0);
+    expect(logger.at('warn')[0]!.message).toMatch(/^application closed with 1 task\(s\) unfinished/);
+  });
+});
+
+describe('the admission window', () => {
+  const base = { limit: 2, base: 2, max: 40 };
+  it.each([
+    ['stays at the cores while admitted tasks keep the CPU busy', { ...base, queued: 10, running: 2, cpuShare: 0.97 }, 2],
+    ['widens by the cores while admitted tasks leave the CPU idle', { ...base, queued: 10, running: 2, cpuShare: 0.1 }, 4],
+    ['does not widen while the window is not full', { ...base, limit: 4, queued: 3, running: 3, cpuShare: 0.1 }, 4],
+    ['never passes maxThreads', { ...base, limit: 39, queued: 10, running: 39, cpuShare: 0.1 }, 40],
+    ['returns to the cores once nothing waits', { ...base, limit: 12, queued: 0, running: 5, cpuShare: 0.1 }, 2],
+  ])('%s', (_label, sample, expected) => {
+    expect(admissionWindow(sample)).toBe(expected);
   });
 });
