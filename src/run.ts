@@ -211,7 +211,7 @@ export class TaskRun implements TaskHandle, Job {
         'warn',
         { blockedMs: Math.round(blockedMs), warnBlockingMs: limit },
         `sync task "${this.name}" blocked the event loop for ${Math.round(blockedMs)} ms; ` +
-          'move CPU-bound work off the main thread, to a worker thread',
+          'move CPU-bound work to a worker thread with workerTask()',
       );
     }
   }

@@ -83,7 +83,7 @@ describe('bg.add()', () => {
     await bg.drain();
     const warnings = logger.at('warn');
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]!.message).toMatch(/sync task "crunch" blocked the event loop for \d+ ms; move CPU-bound work off the main thread/);
+    expect(warnings[0]!.message).toMatch(/sync task "crunch" blocked the event loop for \d+ ms; move CPU-bound work to a worker thread with workerTask\(\)/);
     expect(warnings[0]!.fields).toMatchObject({ task: 'crunch', warnBlockingMs: 5 });
     expect(warnings[0]!.fields.blockedMs).toBeGreaterThanOrEqual(15);
   });

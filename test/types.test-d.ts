@@ -1,6 +1,15 @@
 import { injectable, type InjectionToken } from 'tsyringe';
 import { describe, expectTypeOf, it } from 'vitest';
-import { Background, defineTask, TaskContext, type TaskDefinition, type TaskHandle } from '../src/index.js';
+import {
+  Background,
+  defineTask,
+  TaskContext,
+  transfer,
+  workerTask,
+  type TaskDefinition,
+  type TaskHandle,
+  type WorkerTaskDefinition,
+} from '../src/index.js';
 
 class Mailer {
   send(to: string): Promise<boolean> {
@@ -92,5 +101,34 @@ describe('bg.add typing', () => {
     expectTypeOf(bg).toExtend<AsyncDisposable>();
     expectTypeOf(bg.dispose()).toEqualTypeOf<Promise<void>>();
     expectTypeOf(bg.drain()).toEqualTypeOf<Promise<void>>();
+  });
+});
+
+describe('workerTask typing', () => {
+  it('types dependencies and arguments like defineTask, and flows them into add()', () => {
+    const render = workerTask(import.meta.url, { name: 'render', inject: [Clock, TaskContext] }, (clock, ctx, userId: string, size: number) => {
+      expectTypeOf(clock).toEqualTypeOf<Clock>();
+      expectTypeOf(ctx).toEqualTypeOf<TaskContext>();
+      return { bytes: size + clock.now() + userId.length };
+    });
+    expectTypeOf(render).toEqualTypeOf<WorkerTaskDefinition<[userId: string, size: number], { bytes: number }>>();
+    expectTypeOf(bg.add(render, 'u1', 64)).toEqualTypeOf<TaskHandle<{ bytes: number }>>();
+    // @ts-expect-error size must be a number
+    bg.add(render, 'u1', '64');
+  });
+
+  it('lets an untyped string or symbol token be annotated, and types a typed token', () => {
+    workerTask(import.meta.url, { name: 'tokens', inject: ['Config', Symbol('Db'), ApiKey] }, (config: { size: number }, db: Map<string, number>, key) => {
+      expectTypeOf(key).toEqualTypeOf<string>();
+      return config.size + db.size;
+    });
+  });
+
+  it('keeps the type of a transferred argument', () => {
+    const sum = workerTask(import.meta.url, { name: 'sum' }, (bytes: Uint8Array) => bytes.length);
+    expectTypeOf(transfer(new Uint8Array(4))).toEqualTypeOf<Uint8Array<ArrayBuffer>>();
+    bg.add(sum, transfer(new Uint8Array(4)));
+    // @ts-expect-error transfer() takes binary data only
+    transfer({ bytes: 1 });
   });
 });
