@@ -61,12 +61,31 @@ const cloneable: ReadonlySet<unknown> = new Set([
  */
 export function checkCloneable(taskName: string, args: readonly unknown[]): Transferable[] {
   const transferList: Transferable[] = [];
+  args.forEach((arg, i) => {
+    walk(arg, `args[${i}]`, transferList, (path, problem) => {
+      throw new TypeError(`bg.add("${taskName}"): argument #${i} (${path}) ${problem}`);
+    });
+  });
+  return transferList;
+}
+
+/**
+ * Checks, in the worker, that a task's result survives the trip back; throws a `TypeError`
+ * naming the task and the path otherwise (Piscina alone reports an empty object).
+ */
+export function checkResult(taskName: string, result: unknown): void {
+  walk(result, 'result', [], (path, problem) => {
+    throw new TypeError(`worker task "${taskName}" returned a value that cannot be sent back: ${path} ${problem}`);
+  });
+}
+
+function walk(root: unknown, rootPath: string, transferList: Transferable[], fail: (path: string, problem: string) => never): void {
   const seen = new Set<object>();
-  const visit = (value: unknown, position: number, path: string): void => {
+  const visit = (value: unknown, path: string): void => {
     const type = typeof value;
     if (type === 'function' || type === 'symbol') {
       const what = type === 'function' ? `a function (${(value as () => void).name || 'anonymous'})` : `a symbol (${String(value)})`;
-      fail(taskName, position, path, `is ${what}, which cannot be sent to a worker thread`);
+      fail(path, `is ${what}, which cannot cross to another thread`);
     }
     if (type !== 'object' || value === null || seen.has(value as object)) return;
     const object = value as object;
@@ -78,34 +97,22 @@ export function checkCloneable(taskName: string, args: readonly unknown[]): Tran
     if (ArrayBuffer.isView(object) || isMessagePort(object)) return;
     const prototype: unknown = Object.getPrototypeOf(object);
     if (!cloneable.has(prototype) && !types.isNativeError(object)) {
-      fail(
-        taskName,
-        position,
-        path,
-        `is ${describe(object)}: it would reach the worker as a plain object without its class and methods; pass plain data instead`,
-      );
+      fail(path, `is ${describe(object)}: it would arrive as a plain object without its class and methods; use plain data instead`);
     }
     if (object instanceof Map) {
       for (const [key, entry] of object) {
-        visit(key, position, `${path}.<map key>`);
-        visit(entry, position, `${path}.get(${String(key)})`);
+        visit(key, `${path}.<map key>`);
+        visit(entry, `${path}.get(${String(key)})`);
       }
     } else if (object instanceof Set) {
-      for (const entry of object) visit(entry, position, `${path}.<set entry>`);
+      for (const entry of object) visit(entry, `${path}.<set entry>`);
     } else {
       for (const key of Object.keys(object)) {
-        visit((object as Record<string, unknown>)[key], position, Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`);
+        visit((object as Record<string, unknown>)[key], Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`);
       }
     }
   };
-  args.forEach((arg, i) => {
-    visit(arg, i, `args[${i}]`);
-  });
-  return transferList;
-}
-
-function fail(taskName: string, position: number, path: string, problem: string): never {
-  throw new TypeError(`bg.add("${taskName}"): argument #${position} (${path}) ${problem}`);
+  visit(root, rootPath);
 }
 
 function isMessagePort(value: unknown): value is MessagePort {

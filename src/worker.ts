@@ -7,6 +7,7 @@
 import 'reflect-metadata';
 import { workerData } from 'node:worker_threads';
 import { container, type DependencyContainer } from 'tsyringe';
+import { checkResult } from './clone.js';
 import { TaskContext } from './context.js';
 import { WorkerTaskError } from './errors.js';
 import { tokenName } from './task.js';
@@ -74,7 +75,9 @@ async function execute({ module, name, args, id }: WorkerRequest): Promise<unkno
       );
     }
   });
-  return await (task.fn as (...all: unknown[]) => unknown)(...params, ...args);
+  const result = await (task.fn as (...all: unknown[]) => unknown)(...params, ...args);
+  checkResult(name, result);
+  return result;
 }
 
 /** The thread's container: a child of the thread's global container, set up once. */

@@ -19,6 +19,7 @@ import {
   greet,
   hogsMemory,
   needsUnregistered,
+  returnsFunction,
   spins,
   sumBytes,
   throwsCustom,
@@ -113,9 +114,9 @@ describe('worker tasks', () => {
   });
 
   it.each([
-    ['a function', () => 1, /argument #0 \(args\[0\]\) is a function \(anonymous\), which cannot be sent to a worker thread/],
+    ['a function', () => 1, /argument #0 \(args\[0\]\) is a function \(anonymous\), which cannot cross to another thread/],
     ['a symbol inside an object', { tag: Symbol('t') }, /argument #0 \(args\[0\]\.tag\) is a symbol \(Symbol\(t\)\)/],
-    ['a class instance', new (class Point { x = 1 })(), /argument #0 \(args\[0\]\) is an instance of Point: it would reach the worker as a plain object/],
+    ['a class instance', new (class Point { x = 1 })(), /argument #0 \(args\[0\]\) is an instance of Point: it would arrive as a plain object without its class/],
   ])('reject %s as an argument at add(), naming the task and the position; nothing is queued', (_label, arg, message) => {
     const { bg } = app();
     expect(() => bg.add(sumBytes, arg as never)).toThrow(TypeError);
@@ -142,6 +143,15 @@ describe('worker tasks', () => {
     expect((error.cause as Error).message).toBe('root cause');
     expect(logger.at('error')).toHaveLength(1);
     expect(logger.at('error')[0]!.fields.err).toBe(error);
+  });
+
+  it('fail a task whose result cannot be sent back, naming the task and the path', async () => {
+    const { bg } = app();
+    const error = await bg.add(returnsFunction).result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toBe(
+      'worker task "returnsFunction" returned a value that cannot be sent back: result.callback is a function (callback), which cannot cross to another thread',
+    );
   });
 
   it('wrap a non-Error thrown in the worker', async () => {
