@@ -1,8 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import type { ResolvedOptions } from './options.js';
 import { Pool } from './pool.js';
+import type { TaskRun } from './run.js';
 import { Scheduler } from './scheduler.js';
-import { withDeadline, type Tracker } from './tracker.js';
+import { newCounts, withDeadline, type Tracker } from './tracker.js';
 
 /** The lifecycle of an application: open, closing (draining every scope), closed. */
 export type AppState = 'open' | 'closing' | 'closed';
@@ -23,6 +24,11 @@ export class App {
   readonly scheduler: Scheduler;
   /** Scopes with queued or running tasks. Idle scopes are not held, so they can be collected. */
   readonly busy = new Set<Tracker>();
+  /** Tasks added, and tasks ended in each final state, in the whole application. */
+  readonly counts = newCounts();
+  /** Finished tasks still shown by `get()` and `list()`, oldest first (bounded by `records`). */
+  readonly #finished: TaskRun[] = [];
+  #finishedStart = 0;
   #state: AppState = 'open';
   #closing: Promise<ShutdownReport> | undefined;
   #options: ResolvedOptions;
@@ -43,6 +49,39 @@ export class App {
   /** Whether the worker-thread pool has been created. */
   get hasPool(): boolean {
     return this.#pool !== undefined;
+  }
+
+  /** Tasks waiting for a slot, on the event loop and for the worker pool. */
+  get queued(): number {
+    return this.scheduler.queued + (this.#pool?.admission.queued ?? 0);
+  }
+
+  /** Tasks holding a slot, on the event loop and on the worker pool. */
+  get running(): number {
+    return this.scheduler.running + (this.#pool?.admission.running ?? 0);
+  }
+
+  /** Keeps a finished task for `get()` and `list()`, within the `records` bounds. */
+  ended(run: TaskRun): void {
+    this.counts[run.status as keyof typeof this.counts]++;
+    const { maxCount } = this.#options.records;
+    if (maxCount === 0) return;
+    this.#finished.push(run);
+    if (this.#finished.length - this.#finishedStart > maxCount) this.#finishedStart++;
+    if (this.#finishedStart > 1024 && this.#finishedStart * 2 > this.#finished.length) {
+      this.#finished.splice(0, this.#finishedStart);
+      this.#finishedStart = 0;
+    }
+  }
+
+  /** The finished tasks still on record, oldest first. */
+  finished(): TaskRun[] {
+    const { maxAgeMs } = this.#options.records;
+    const since = Date.now() - maxAgeMs;
+    let start = this.#finishedStart;
+    while (start < this.#finished.length && this.#finished[start]!.endedAt < since) start++;
+    this.#finishedStart = start;
+    return this.#finished.slice(start);
   }
 
   /** The options of the application's root container. */

@@ -1,11 +1,14 @@
 import { container as globalContainer, inject, Lifecycle, scoped, type DependencyContainer } from 'tsyringe';
 import type { ShutdownReport } from './app.js';
 import { TaskContext } from './context.js';
-import { BackgroundDisposedError, TaskDependencyError } from './errors.js';
-import { describe } from './options.js';
+import { callKeys, resolveCall, type CallOptions, type CallSpec } from './call-options.js';
+import { BackgroundDisposedError, QueueFullError, TaskDependencyError } from './errors.js';
+import { describe } from './describe.js';
 import { TaskRun, type TaskHandle } from './run.js';
 import { appOf, CurrentScope, isAppRoot, scopeOptions } from './scope.js';
+import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './task-options.js';
 import {
+  definitionKeys,
   isAsyncFunction,
   isClassTask,
   isTaskDefinition,
@@ -49,7 +52,7 @@ const instances = new WeakMap<DependencyContainer, Background>();
  * from a parent that already had it.
  */
 @scoped(Lifecycle.ContainerScoped)
-export class Background implements AsyncDisposable {
+export class Background implements AsyncDisposable, TaskAdder {
   readonly #tracker: Tracker;
   readonly #scope: DependencyContainer;
   readonly #app: App;
@@ -92,37 +95,28 @@ export class Background implements AsyncDisposable {
   add<Args extends unknown[], R>(task: ClassTask<Args, R>, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
   add<Args extends unknown[], R>(task: (...args: Args) => R, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
   add(task: unknown, ...args: unknown[]): TaskHandle {
-    let run: TaskRun;
-    if (typeof task === 'function') {
-      if (isClassWithoutRun(task)) {
-        throw new TypeError(
-          `bg.add(${task.name || 'class'}): a class task needs a run() method on its prototype; ` +
-            `${task.name || 'this class'} has none`,
-        );
-      }
-      run = isClassTask(task)
-        ? this.#classRun(task, args)
-        : new TaskRun(
-            ++lastId,
-            this.#checkOpen(task.name || 'anonymous'),
-            task as () => unknown,
-            undefined,
-            args,
-            !isAsyncFunction(task),
-            -1,
-            this.#tracker,
-            this.#app.scheduler,
-          );
-    } else if (isTaskDefinition(task)) {
-      run = isWorkerTask(task) ? this.#workerRun(task, args) : this.#definitionRun(task, args);
-    } else {
-      throw new TypeError(
-        'bg.add(task): task must be a function, a defineTask() definition or an injectable ' +
-          `class with a run() method, got ${describe(task)}`,
-      );
-    }
-    this.#tracker.add(run);
-    return run;
+    return this.#add(undefined, task, args);
+  }
+
+  /**
+   * A view of this Background whose `add()` applies `options` to the tasks it adds: task
+   * options (priority, retries, timeout…), which win over the definition's and the scope's,
+   * and when to start (`delayMs`, `runAt`, `after`). Views can be chained.
+   *
+   * ```ts
+   * bg.with({ priority: 'high', delayMs: 5_000 }).add(sendReminder, user.id);
+   * ```
+   *
+   * @throws TypeError | RangeError when an option is invalid, naming it.
+   */
+  with(options: CallOptions): TaskAdder {
+    const call = resolveCall(options);
+    resolveTaskOptions(options, defaultTaskOptions, 'bg.with(options)', callKeys);
+    const view: TaskAdder = {
+      add: ((task: unknown, ...args: unknown[]) => this.#add(call, task, args)),
+      with: (more) => this.with({ ...options, ...more }),
+    };
+    return view;
   }
 
   /**
@@ -155,13 +149,60 @@ export class Background implements AsyncDisposable {
     return this.dispose();
   }
 
+  #add(call: CallSpec | undefined, task: unknown, args: unknown[]): TaskHandle {
+    let run: TaskRun;
+    if (typeof task === 'function') {
+      if (isClassWithoutRun(task)) {
+        throw new TypeError(
+          `bg.add(${task.name || 'class'}): a class task needs a run() method on its prototype; ` +
+            `${task.name || 'this class'} has none`,
+        );
+      }
+      run = isClassTask(task) ? this.#classRun(task, args, call) : this.#functionRun(task as () => unknown, args, call);
+    } else if (isTaskDefinition(task)) {
+      run = isWorkerTask(task) ? this.#workerRun(task, args, call) : this.#definitionRun(task, args, call);
+    } else {
+      throw new TypeError(
+        'bg.add(task): task must be a function, a defineTask() definition or an injectable ' +
+          `class with a run() method, got ${describe(task)}`,
+      );
+    }
+    if (call === undefined) {
+      this.#tracker.add(run);
+    } else {
+      run.dueAt = call.runAt ?? (call.delayMs === undefined ? 0 : Date.now() + call.delayMs);
+      this.#tracker.add(run, call.after);
+    }
+    return run;
+  }
+
+  /** Checks intake (open, room in the queue) before anything else is done for a task. */
   #checkOpen(taskName: string): string {
     const state = this.#tracker.state;
     if (state !== 'open') throw new BackgroundDisposedError(taskName, state === 'draining' ? 'being disposed' : 'disposed');
+    const app = this.#app;
+    const { maxQueued } = app.options;
+    if (app.queued >= maxQueued) throw new QueueFullError(taskName, maxQueued, app.queued, app.running);
     return taskName;
   }
 
-  #definitionRun(definition: TaskDefinition, args: unknown[]): TaskRun {
+  /** The task options of one task: the scope's defaults, then the definition's, then the call's. */
+  #optionsFor(name: string, definitionOptions: object | undefined, call: CallSpec | undefined): ResolvedTaskOptions {
+    let options = this.#tracker.options.defaults;
+    if (definitionOptions !== undefined) {
+      options = resolveTaskOptions(definitionOptions, options, `defineTask("${name}") options`, definitionKeys);
+    }
+    if (call !== undefined) options = resolveTaskOptions(call.options, options, 'bg.with(options)', callKeys);
+    return options;
+  }
+
+  #functionRun(fn: () => unknown, args: unknown[], call: CallSpec | undefined): TaskRun {
+    const name = this.#checkOpen(fn.name || 'anonymous');
+    const options = this.#optionsFor(name, undefined, call);
+    return new TaskRun(++lastId, name, fn, undefined, args, !isAsyncFunction(fn), -1, this.#tracker, this.#app.scheduler, options);
+  }
+
+  #definitionRun(definition: TaskDefinition, args: unknown[], call: CallSpec | undefined): TaskRun {
     const name = this.#checkOpen(definition.name);
     const tokens = definition.inject;
     const params = new Array<unknown>(tokens.length + args.length);
@@ -179,23 +220,29 @@ export class Background implements AsyncDisposable {
       }
     }
     for (let i = 0; i < args.length; i++) params[tokens.length + i] = args[i];
-    return new TaskRun(++lastId, name, definition.fn, undefined, params, !isAsyncFunction(definition.fn), contextAt, this.#tracker, this.#app.scheduler);
+    const options = this.#optionsFor(name, definition.options, call);
+    const sync = !isAsyncFunction(definition.fn);
+    return new TaskRun(++lastId, name, definition.fn, undefined, params, sync, contextAt, this.#tracker, this.#app.scheduler, options);
   }
 
-  #workerRun(definition: WorkerTaskDefinition, args: unknown[]): TaskRun {
+  #workerRun(definition: WorkerTaskDefinition, args: unknown[], call: CallSpec | undefined): TaskRun {
     const name = this.#checkOpen(definition.name);
+    const options = this.#optionsFor(name, definition.options, call);
     const transferList = checkCloneable(name, args);
     // Marked buffers move now, so the caller's are detached when add() returns, not later.
     const sent = transferList.length === 0 ? args : structuredClone(args, { transfer: transferList as never });
     const pool = this.#app.pool;
-    const controller = new AbortController();
     const request: WorkerRequest = { module: definition.module, name, args: sent, id: ++lastId };
     const transfers = transferList.length === 0 ? transferList : collectTransfers(sent);
-    const start = () => pool.run(request, controller.signal, transfers);
-    return new TaskRun(request.id, name, start, undefined, [], false, -1, this.#tracker, pool.admission, controller);
+    const withContext = definition.inject.includes(TaskContext);
+    // eslint-disable-next-line prefer-const -- the closure needs the run, which needs the closure
+    let run: TaskRun;
+    const start = () => pool.run(request, run, transfers, withContext);
+    run = new TaskRun(request.id, name, start, undefined, [], false, -1, this.#tracker, pool.admission, options);
+    return run;
   }
 
-  #classRun(task: ClassTask, args: unknown[]): TaskRun {
+  #classRun(task: ClassTask, args: unknown[], call: CallSpec | undefined): TaskRun {
     const name = this.#checkOpen(task.name || 'anonymous');
     let instance: { run(...args: unknown[]): unknown };
     try {
@@ -210,8 +257,18 @@ export class Background implements AsyncDisposable {
     }
     // eslint-disable-next-line @typescript-eslint/unbound-method -- TaskRun calls it with the instance as `this`
     const run = instance.run;
-    return new TaskRun(++lastId, name, run, instance, args, !isAsyncFunction(run), -1, this.#tracker, this.#app.scheduler);
+    const options = this.#optionsFor(name, undefined, call);
+    return new TaskRun(++lastId, name, run, instance, args, !isAsyncFunction(run), -1, this.#tracker, this.#app.scheduler, options);
   }
+}
+
+/** What adds tasks: a `Background`, or a view of one made by `with()`. */
+export interface TaskAdder {
+  add<Args extends unknown[], R>(task: TaskDefinition<Args, R>, ...args: NoInfer<Args>): TaskHandle<R>;
+  add<Args extends unknown[], R>(task: ClassTask<Args, R>, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
+  add<Args extends unknown[], R>(task: (...args: Args) => R, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
+  /** A view with more options, merged over this one's. */
+  with(options: CallOptions): TaskAdder;
 }
 
 /**

@@ -17,16 +17,23 @@ export interface TaskContext {
   readonly id: number;
   /** The task's name, the same as its handle's. */
   readonly name: string;
-  /** 1 for the first attempt. */
+  /** 1 for the first attempt, 2 for the first retry, and so on. */
   readonly attempt: number;
   /**
-   * Aborted when the task is cancelled through its handle, or abandoned because its scope was
-   * disposed and the drain deadline passed. The reason is a `TaskCancelledError` or a
-   * `TaskAbandonedError`.
+   * Aborted when the attempt times out, when the task is cancelled through its handle, or when
+   * it is abandoned because its scope was disposed and the drain deadline passed. The reason is
+   * a `TaskTimeoutError`, a `TaskCancelledError` or a `TaskAbandonedError`. Each attempt has
+   * its own signal.
    */
   readonly signal: AbortSignal;
-  /** The scope's logger, adding the task's name and id to every entry. */
+  /** The scope's logger, adding the task's name, id and attempt to every entry. */
   readonly logger: BackgroundLogger;
+  /**
+   * Reports how far the task has come, read through `handle.progress`.
+   * @param fraction from 0 to 1
+   * @throws RangeError when `fraction` is outside 0 to 1
+   */
+  progress(fraction: number, message?: string): void;
 }
 
 /** The token that injects a {@link TaskContext} into a task. */

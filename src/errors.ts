@@ -9,6 +9,10 @@ export type BackgroundErrorCode =
   | 'ERR_TASK_CANCELLED'
   | 'ERR_TASK_ABANDONED'
   | 'ERR_TASK_NON_ERROR'
+  | 'ERR_TASK_TIMEOUT'
+  | 'ERR_RESULT_TIMEOUT'
+  | 'ERR_TASK_SKIPPED'
+  | 'ERR_QUEUE_FULL'
   | WorkerErrorCode;
 
 /** Codes of {@link WorkerTaskError}: what went wrong around a worker task, rather than in it. */
@@ -85,6 +89,57 @@ export class TaskDependencyError extends BackgroundError {
 export class TaskCancelledError extends BackgroundError {
   constructor(taskName: string, taskId: number, reason: unknown) {
     super('ERR_TASK_CANCELLED', `Task "${taskName}" (#${taskId}) was cancelled`, { cause: reason });
+  }
+}
+
+/**
+ * The outcome of a task whose attempt ran longer than its `timeoutMs` (after its last attempt,
+ * when it has retries). The task's signal was aborted with this error.
+ */
+export class TaskTimeoutError extends BackgroundError {
+  readonly timeoutMs: number;
+  readonly attempt: number;
+
+  constructor(taskName: string, taskId: number, timeoutMs: number, attempt: number) {
+    super('ERR_TASK_TIMEOUT', `Task "${taskName}" (#${taskId}) timed out after ${timeoutMs} ms (attempt ${attempt})`);
+    this.timeoutMs = timeoutMs;
+    this.attempt = attempt;
+  }
+}
+
+/**
+ * `handle.result({ timeoutMs })` waited that long and the task had not finished. The task goes
+ * on; only this wait ended.
+ */
+export class ResultTimeoutError extends BackgroundError {
+  constructor(taskName: string, taskId: number, timeoutMs: number, status: string) {
+    super('ERR_RESULT_TIMEOUT', `Task "${taskName}" (#${taskId}) had not finished after waiting ${timeoutMs} ms for its result (it is ${status})`);
+  }
+}
+
+/**
+ * The outcome of a task that was to run `after` other tasks, one of which failed, was
+ * cancelled, timed out, was skipped or abandoned: the task never ran. `cause` is that task's error.
+ */
+export class TaskSkippedError extends BackgroundError {
+  constructor(taskName: string, taskId: number, after: { name: string; id: number; status: string }, cause: unknown) {
+    super('ERR_TASK_SKIPPED', `Task "${taskName}" (#${taskId}) was skipped: it was to run after task "${after.name}" (#${after.id}), which ${after.status === 'timedOut' ? 'timed out' : after.status}`, {
+      cause,
+    });
+  }
+}
+
+/**
+ * Thrown by `add()` when the scope already holds `maxQueued` tasks that have not started;
+ * nothing was queued. `waitForRoom()` resolves once there is room again.
+ */
+export class QueueFullError extends BackgroundError {
+  constructor(taskName: string, maxQueued: number, queued: number, running: number) {
+    super(
+      'ERR_QUEUE_FULL',
+      `Cannot add task "${taskName}": the queue is full (maxQueued ${maxQueued}: ${queued} queued, ${running} running); ` +
+        'retry later or await bg.waitForRoom()',
+    );
   }
 }
 

@@ -3,8 +3,10 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
+import { describe } from './describe.js';
 import { consoleLogger, type BackgroundLogger } from './logger.js';
 import type { PoolSettings } from './pool.js';
+import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
 
 /**
  * Options of the application's worker-thread pool, which runs `workerTask()` definitions. Read
@@ -36,6 +38,13 @@ export interface PoolOptions {
    * thread before its first task, to register the providers worker tasks inject.
    */
   setupModule?: string | URL | undefined;
+  /**
+   * When a running worker task times out or is cancelled, how long a task that injects
+   * `TaskContext` has to notice its signal and end before its thread is terminated, in ms. A
+   * task that does not inject it cannot notice, so its thread is terminated at once.
+   * @default 1_000
+   */
+  terminateAfterMs?: number | undefined;
 }
 
 /**
@@ -90,6 +99,24 @@ export interface BackgroundOptions {
   root?: boolean | undefined;
   /** The application's worker-thread pool. Read from the application root. */
   pool?: PoolOptions | undefined;
+  /**
+   * Task options for every task of the scope (priority, retries, backoff, retryIf, timeoutMs);
+   * a definition's own options and `bg.with()` win over them.
+   */
+  defaults?: TaskOptions | undefined;
+  /**
+   * Application-wide limit on tasks waiting for a slot (on the event loop and for the worker
+   * pool together): past it, `add()` throws `QueueFullError`. Read from the application root.
+   * @default Infinity
+   */
+  maxQueued?: number | undefined;
+  /**
+   * How many finished tasks `get()` and `list()` still show, and for how long: finished tasks
+   * beyond either bound are forgotten, so a long-running application does not grow. Read from
+   * the application root.
+   * @default { maxCount: 1_000, maxAgeMs: 60_000 }
+   */
+  records?: { maxCount?: number | undefined; maxAgeMs?: number | undefined } | undefined;
 }
 
 /** The token under which {@link BackgroundOptions} are registered. */
@@ -103,6 +130,9 @@ export interface ResolvedOptions {
   readonly logger: BackgroundLogger;
   readonly root: boolean;
   readonly pool: PoolSettings;
+  readonly defaults: ResolvedTaskOptions;
+  readonly maxQueued: number;
+  readonly records: { readonly maxCount: number; readonly maxAgeMs: number };
 }
 
 const defaultMaxThreads = 40;
@@ -114,12 +144,16 @@ export const defaultOptions: ResolvedOptions = Object.freeze({
   warnBlockingMs: 50,
   logger: consoleLogger,
   root: false,
+  defaults: defaultTaskOptions,
+  maxQueued: Infinity,
+  records: Object.freeze({ maxCount: 1_000, maxAgeMs: 60_000 }),
   pool: Object.freeze({
     maxThreads: defaultMaxThreads,
     minThreads: Math.min(availableParallelism(), defaultMaxThreads),
     idleTimeout: 10_000,
     resourceLimits: undefined,
     setupModule: undefined,
+    terminateAfterMs: 1_000,
   }),
 });
 
@@ -155,13 +189,31 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
     logger: check(options, base, 'logger', isLogger, 'an object with error, warn, info and debug methods'),
     root: check(options, defaultOptions, 'root', (v) => typeof v === 'boolean', 'a boolean'),
     pool: resolvePool(options.pool, base.pool),
+    defaults: options.defaults === undefined ? base.defaults : taskDefaults(options.defaults, base.defaults),
+    maxQueued: check(options, base, 'maxQueued', isConcurrency, 'a positive integer or Infinity'),
+    records: options.records === undefined ? base.records : recordsOf(options.records, base.records),
   });
   if (byBase === undefined) resolvedCache.set(given, (byBase = new WeakMap()));
   byBase.set(base, resolved);
   return resolved;
 }
 
-const poolKeys = ['maxThreads', 'minThreads', 'idleTimeout', 'resourceLimits', 'setupModule'];
+function taskDefaults(given: unknown, base: ResolvedTaskOptions): ResolvedTaskOptions {
+  if (typeof given !== 'object' || given === null) throw invalid('options.defaults', 'an object', given);
+  return resolveTaskOptions(given, base, 'options.defaults');
+}
+
+function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOptions['records'] {
+  if (typeof given !== 'object' || given === null) throw invalid('options.records', 'an object', given);
+  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs, ...rest } = given as Record<string, unknown>;
+  const unknownKey = Object.keys(rest)[0];
+  if (unknownKey !== undefined) throw new TypeError(`options.records.${unknownKey} is not a known option; known options: maxCount, maxAgeMs`);
+  if (!Number.isSafeInteger(maxCount) || (maxCount as number) < 0) throw invalid('options.records.maxCount', 'a non-negative integer', maxCount);
+  if (!Number.isSafeInteger(maxAgeMs) || (maxAgeMs as number) < 0) throw invalid('options.records.maxAgeMs', 'a non-negative integer', maxAgeMs);
+  return Object.freeze({ maxCount: maxCount as number, maxAgeMs: maxAgeMs as number });
+}
+
+const poolKeys = ['maxThreads', 'minThreads', 'idleTimeout', 'resourceLimits', 'setupModule', 'terminateAfterMs'];
 const limitKeys = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'];
 
 function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
@@ -186,6 +238,8 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   }
   const idleTimeout = pool.idleTimeout ?? base.idleTimeout;
   if (!isTimerMs(idleTimeout)) throw invalid('options.pool.idleTimeout', `an integer from 0 to ${maxTimerMs}`, idleTimeout);
+  const terminateAfterMs = pool.terminateAfterMs ?? base.terminateAfterMs;
+  if (!isTimerMs(terminateAfterMs)) throw invalid('options.pool.terminateAfterMs', `an integer from 0 to ${maxTimerMs}`, terminateAfterMs);
   const resourceLimits = pool.resourceLimits ?? base.resourceLimits;
   if (resourceLimits !== undefined) {
     if (typeof resourceLimits !== 'object' || resourceLimits === null) {
@@ -206,6 +260,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
     idleTimeout: idleTimeout as number,
     resourceLimits,
     setupModule: pool.setupModule === undefined ? base.setupModule : setupHref(pool.setupModule),
+    terminateAfterMs: terminateAfterMs as number,
   });
 }
 
@@ -255,15 +310,3 @@ const isLogger = (v: unknown): boolean =>
   (['error', 'warn', 'info', 'debug'] as const).every(
     (level) => typeof (v as Record<string, unknown>)[level] === 'function',
   );
-
-/** A short, printable form of any value with its type: `-1 (number)`, `"x" (string)`. */
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
-  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
-  if (typeof value === 'object') {
-    const name = (value as { constructor?: { name?: string } }).constructor?.name;
-    return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
-  }
-  return `${String(value)} (${typeof value})`; // eslint-disable-line @typescript-eslint/no-base-to-string -- only primitives reach here
-}

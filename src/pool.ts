@@ -11,7 +11,8 @@ import { WorkerTaskError } from './errors.js';
 import type { BackgroundLogger } from './logger.js';
 import { Scheduler } from './scheduler.js';
 import { withDeadline } from './tracker.js';
-import { fromWire, type WorkerRequest, type WorkerResponse } from './wire.js';
+import { MessageChannel } from 'node:worker_threads';
+import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 import type { WorkerConfig } from './worker.js';
 
 /** Settings of the pool, with every default filled in. */
@@ -21,6 +22,14 @@ export interface PoolSettings {
   readonly idleTimeout: number;
   readonly resourceLimits: ResourceLimits | undefined;
   readonly setupModule: string | undefined;
+  readonly terminateAfterMs: number;
+}
+
+/** What the pool needs of a task's attempt: its signal, and where its progress goes. */
+export interface AttemptLink {
+  readonly signal: AbortSignal;
+  readonly attempt: number;
+  reportProgress(fraction: number, message?: string): void;
 }
 
 /** How often the admission window is reconsidered while tasks wait for it. */
@@ -60,18 +69,51 @@ export class Pool {
     return this.#piscina?.threads.length ?? 0;
   }
 
-  /** Runs one task on a worker; rejects with the task's own error, rebuilt. */
-  async run(request: WorkerRequest, signal: AbortSignal, transferList: readonly Transferable[]): Promise<unknown> {
+  /**
+   * Runs one attempt of a task on a worker; rejects with the task's own error, rebuilt. When
+   * the attempt's signal aborts, a task that injects `TaskContext` sees its own signal abort
+   * in the worker and gets `terminateAfterMs` to end; then (or at once, for a task that cannot
+   * see its signal) its thread is terminated.
+   */
+  async run(request: WorkerRequest, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean): Promise<unknown> {
     if (this.#closed) {
       throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${request.name}" was not run: the worker pool is closed`);
     }
     this.#watch();
+    const { signal } = attempt;
+    request = { ...request, attempt: attempt.attempt };
+    const kill = new AbortController();
+    let grace: NodeJS.Timeout | undefined;
+    let channel: MessageChannel | undefined;
+    const onAbort = (): void => {
+      if (channel === undefined) {
+        kill.abort(signal.reason);
+        return;
+      }
+      channel.port1.postMessage({ abort: toWire(signal.reason as Error) } satisfies ChannelMessage);
+      grace = setTimeout(() => {
+        kill.abort(signal.reason);
+      }, this.settings.terminateAfterMs);
+    };
+    if (withContext) {
+      channel = new MessageChannel();
+      channel.port1.on('message', (message: ChannelMessage) => {
+        if ('progress' in message) attempt.reportProgress(...message.progress);
+      });
+      request = { ...request, port: channel.port2 };
+      transferList = [...transferList, channel.port2];
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
     let response: WorkerResponse;
     try {
-      response = (await this.#start().run(request, { signal, transferList: transferList as never })) as WorkerResponse;
+      response = (await this.#start().run(request, { signal: kill.signal, transferList: transferList as never })) as WorkerResponse;
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       throw this.#explain(request, error);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      clearTimeout(grace);
+      channel?.port1.close();
     }
     if (response.ok) return response.value;
     throw 'error' in response ? fromWire(response.error) : response.thrown;

@@ -6,6 +6,8 @@ export interface Job {
   next: Job | undefined;
   /** A job whose status is no longer `'queued'` when its turn comes is skipped. */
   readonly status: string;
+  /** Higher starts first; equal priorities keep submission order. */
+  readonly priority: number;
   /** Sync jobs start from `setImmediate`, one after another, rather than from a microtask. */
   readonly sync: boolean;
   /** Set while a sync job holds a slot and waits for its `setImmediate` turn. */
@@ -20,8 +22,8 @@ const sliceMs = 4;
 const startsPerCheck = 1024;
 
 /**
- * The application-wide scheduler. Jobs take a slot under one concurrency limit, in FIFO order,
- * and hold it until they settle. An async job starts from a microtask after `submit()` (so
+ * The application-wide scheduler. Jobs take a slot under one concurrency limit, highest priority
+ * first and in FIFO order within a priority, and hold it until they settle. An async job starts from a microtask after `submit()` (so
  * `add()` returns before any task code runs), or from the settlement of a job before it. A sync
  * job, once it has its slot, starts from `setImmediate` (after the current turn), sync jobs one
  * after another, a few milliseconds' worth per turn.
@@ -34,8 +36,11 @@ export class Scheduler {
   #limit: number;
   #running = 0;
   #queued = 0;
-  #head: Job | undefined;
-  #tail: Job | undefined;
+  /** One FIFO per priority level in use, highest first; levels stay once created (they are few). */
+  readonly #levels: Level[] = [];
+  /** The level of the last submission: most submissions share one. */
+  #lastLevel: Level | undefined;
+  #waiting = 0;
   #syncHead: Job | undefined;
   #syncTail: Job | undefined;
   #pumpScheduled = false;
@@ -56,7 +61,7 @@ export class Scheduler {
 
   set limit(limit: number) {
     this.#limit = limit;
-    if (this.#head !== undefined && !this.#pumpScheduled) {
+    if (this.#waiting > 0 && !this.#pumpScheduled) {
       this.#pumpScheduled = true;
       queueMicrotask(this.#pumpSoon);
     }
@@ -74,9 +79,12 @@ export class Scheduler {
 
   submit(job: Job): void {
     this.#queued++;
-    if (this.#tail) this.#tail.next = job;
-    else this.#head = job;
-    this.#tail = job;
+    this.#waiting++;
+    const level = this.#lastLevel?.priority === job.priority ? this.#lastLevel : this.#level(job.priority);
+    this.#lastLevel = level;
+    if (level.tail) level.tail.next = job;
+    else level.head = job;
+    level.tail = job;
     if (!this.#pumpScheduled) {
       this.#pumpScheduled = true;
       queueMicrotask(this.#pumpSoon);
@@ -99,7 +107,7 @@ export class Scheduler {
   /** A job has settled (or was abandoned while running): its slot is free. */
   release(): void {
     this.#running--;
-    if (this.#head !== undefined && !this.#pumping && !this.#yielding) this.#pump();
+    if (this.#waiting > 0 && !this.#pumping && !this.#yielding) this.#pump();
   }
 
   readonly #pumpSoon = (): void => {
@@ -117,11 +125,8 @@ export class Scheduler {
     this.#pumping = true;
     try {
       while (this.#running < this.#limit) {
-        const job = this.#head;
+        const job = this.#dequeue();
         if (job === undefined) return;
-        this.#head = job.next;
-        if (this.#head === undefined) this.#tail = undefined;
-        job.next = undefined;
         if (job.status !== 'queued') continue;
         this.#queued--;
         this.#running++;
@@ -136,6 +141,30 @@ export class Scheduler {
     } finally {
       this.#pumping = false;
     }
+  }
+
+  #level(priority: number): Level {
+    const levels = this.#levels;
+    let i = 0;
+    while (i < levels.length && levels[i]!.priority > priority) i++;
+    if (levels[i]?.priority === priority) return levels[i]!;
+    const level: Level = { priority, head: undefined, tail: undefined };
+    levels.splice(i, 0, level);
+    return level;
+  }
+
+  #dequeue(): Job | undefined {
+    if (this.#waiting === 0) return undefined;
+    for (const level of this.#levels) {
+      const job = level.head;
+      if (job === undefined) continue;
+      level.head = job.next;
+      if (level.head === undefined) level.tail = undefined;
+      job.next = undefined;
+      this.#waiting--;
+      return job;
+    }
+    return undefined;
   }
 
   #startSoon(job: Job): void {
@@ -167,4 +196,10 @@ export class Scheduler {
       setImmediate(this.#runSync);
     }
   };
+}
+
+interface Level {
+  readonly priority: number;
+  head: Job | undefined;
+  tail: Job | undefined;
 }

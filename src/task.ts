@@ -1,5 +1,9 @@
 import type { InjectionToken } from 'tsyringe';
-import { describe } from './options.js';
+import { describe } from './describe.js';
+import { defaultTaskOptions, resolveTaskOptions, type TaskOptions } from './task-options.js';
+
+/** The keys a definition's options may hold besides task options. */
+export const definitionKeys: readonly string[] = ['name', 'inject'];
 
 /** Any constructor, as tsyringe takes it. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tsyringe's own constructor type
@@ -16,7 +20,7 @@ export type Instances<Tokens extends readonly unknown[]> = {
 };
 
 /** Options of {@link defineTask}. */
-export interface DefineTaskOptions<Tokens extends readonly InjectionToken[]> {
+export interface DefineTaskOptions<Tokens extends readonly InjectionToken[]> extends TaskOptions {
   /** Names the task in handles, logs and errors. A non-empty string. */
   readonly name: string;
   /**
@@ -45,6 +49,8 @@ const definitionBrand = Symbol.for('tsyringe-background.definition');
 export interface TaskDefinition<Args extends unknown[] = unknown[], R = unknown> {
   readonly name: string;
   readonly inject: readonly InjectionToken[];
+  /** The options given to the definition (task options among them), as given. */
+  readonly options: object;
   /** The function, taking the dependencies first and then `Args`. */
   readonly fn: (...params: never[]) => unknown;
   /** @internal */
@@ -101,9 +107,12 @@ export function defineTask<
   if (typeof fn !== 'function') {
     throw new TypeError(`defineTask("${name}"): fn must be a function, got ${describe(fn)}`);
   }
+  // Bad task options fail here, at definition time; they are merged over a scope's defaults at add().
+  resolveTaskOptions(options, defaultTaskOptions, `defineTask("${name}") options`, definitionKeys);
   return Object.freeze({
     name,
     inject: Object.freeze([...inject]),
+    options,
     fn,
     [definitionBrand]: true as const,
   });

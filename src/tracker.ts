@@ -1,6 +1,15 @@
 import type { App } from './app.js';
 import type { ResolvedOptions } from './options.js';
-import type { TaskRun } from './run.js';
+import type { TaskRun, TaskStatus } from './run.js';
+
+type FinalStatus = Exclude<TaskStatus, 'queued' | 'delayed' | 'running' | 'retrying'>;
+
+/** Cumulative counts: tasks added, and tasks ended in each final state. */
+export type Counts = { total: number } & Record<FinalStatus, number>;
+
+export function newCounts(): Counts {
+  return { total: 0, succeeded: 0, failed: 0, cancelled: 0, timedOut: 0, skipped: 0, abandoned: 0 };
+}
 
 /** A scope's lifecycle: open for tasks, draining on disposal, closed once disposal is done. */
 export type ScopeState = 'open' | 'draining' | 'closed';
@@ -39,13 +48,25 @@ export class Tracker {
     return this.#pending;
   }
 
-  add(run: TaskRun): void {
+  /** Tasks added, and tasks ended in each final state, since the scope began. */
+  readonly counts = newCounts();
+
+  /** Takes a new task in: it joins its lane, or first waits for the tasks in `after`. */
+  add(run: TaskRun, after?: readonly TaskRun[]): void {
     const head = this.#head;
     if (head !== undefined) head.prevLive = run;
     run.nextLive = head;
     this.#head = run;
     if (this.#pending++ === 0) this.#app.busy.add(this);
-    run.lane.submit(run);
+    this.counts.total++;
+    this.#app.counts.total++;
+    if (after === undefined || after.length === 0) run.enqueue();
+    else run.after(after);
+  }
+
+  /** The live tasks (queued, delayed, running, retrying), newest first. */
+  *live(): Generator<TaskRun> {
+    for (let run = this.#head; run !== undefined; run = run.nextLive) yield run;
   }
 
   /** Called once by each task as it reaches its outcome. */
@@ -55,6 +76,8 @@ export class Tracker {
     else this.#head = nextLive;
     if (nextLive !== undefined) nextLive.prevLive = prevLive;
     run.prevLive = run.nextLive = undefined;
+    this.counts[run.status as FinalStatus]++;
+    this.#app.ended(run);
     if (--this.#pending === 0) {
       this.#app.busy.delete(this);
       const idle = this.#idle;
@@ -90,9 +113,19 @@ export class Tracker {
   }
 
   async #dispose(): Promise<void> {
+    this.abandonDelayedPast(Date.now() + this.options.drainTimeoutMs, this.options.drainTimeoutMs, 'scope');
     if (this.#pending > 0) await withDeadline(this.drain(), this.options.drainTimeoutMs);
     this.abandon(this.options.drainTimeoutMs, 'scope');
     this.#state = 'closed';
+  }
+
+  /**
+   * Abandons at once the delayed tasks due after `deadline` (epoch ms): disposal would only
+   * wait for them in vain. Delayed tasks due before it run, and disposal waits for them.
+   */
+  abandonDelayedPast(deadline: number, drainTimeoutMs: number, by: 'scope' | 'application'): number {
+    const late = [...this.live()].filter((run) => run.status === 'delayed' && run.dueAt > deadline);
+    return this.#abandon(late, drainTimeoutMs, by, 'due after the drain deadline');
   }
 
   /**
@@ -100,17 +133,20 @@ export class Tracker {
    * application's close gave up on them; returns how many there were.
    */
   abandon(drainTimeoutMs: number, by: 'scope' | 'application'): number {
-    const left: TaskRun[] = [];
-    for (let run = this.#head; run !== undefined; run = run.nextLive) left.push(run);
+    return this.#abandon([...this.live()], drainTimeoutMs, by, 'unfinished after the drain deadline');
+  }
+
+  #abandon(left: TaskRun[], drainTimeoutMs: number, by: 'scope' | 'application', what: string): number {
     if (left.length === 0) return 0;
     const running = left.filter((run) => run.status === 'running').length;
+    const delayed = left.filter((run) => run.status === 'delayed' || run.status === 'retrying').length;
     for (const run of left) run.abandon(drainTimeoutMs, by === 'scope' ? 'its scope was disposed' : 'the application was closed');
     const tasks = left.slice(0, namedInLog).map((run) => `${run.name}#${run.id}`);
     try {
       this.options.logger.warn(
-        { abandoned: left.length, running, queued: left.length - running, drainTimeoutMs, tasks },
-        `${by === 'scope' ? 'scope disposed' : 'application closed'} with ${left.length} task(s) unfinished after the drain deadline of ` +
-          `${drainTimeoutMs} ms (${running} running, ${left.length - running} queued); ` +
+        { abandoned: left.length, running, queued: left.length - running - delayed, delayed, drainTimeoutMs, tasks },
+        `${by === 'scope' ? 'scope disposed' : 'application closed'} with ${left.length} task(s) ${what} of ` +
+          `${drainTimeoutMs} ms (${running} running, ${left.length - running - delayed} queued, ${delayed} delayed or retrying); ` +
           'they were aborted and abandoned',
       );
     } catch (loggerError) {

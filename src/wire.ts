@@ -5,14 +5,23 @@
  */
 import { WorkerTaskError, type WorkerErrorCode } from './errors.js';
 
+import type { MessagePort } from 'node:worker_threads';
+
 /** A task sent to a worker. */
 export interface WorkerRequest {
+  /**
+   * For a task that injects `TaskContext`: the worker's end of a channel that carries its
+   * signal's abort (main → worker) and its progress (worker → main).
+   */
+  readonly port?: MessagePort | undefined;
   /** `file:` URL of the module defining the task. */
   readonly module: string;
   /** The task's name in that module. */
   readonly name: string;
   readonly args: readonly unknown[];
   readonly id: number;
+  /** The attempt, from 1. */
+  readonly attempt?: number | undefined;
 }
 
 /** An error as plain, cloneable data. */
@@ -25,6 +34,11 @@ export interface WireError {
   /** The error's `cause`: an error, as a record too; any other value as it is. */
   readonly cause?: { readonly error: WireError } | { readonly value: unknown };
 }
+
+/** Messages on a task's channel. */
+export type ChannelMessage =
+  | { readonly abort: WireError }
+  | { readonly progress: readonly [fraction: number, message: string | undefined] };
 
 /** What a worker sends back. */
 export type WorkerResponse =

@@ -1,5 +1,6 @@
 import type { InjectionToken } from 'tsyringe';
-import { describe, fileHref } from './options.js';
+import { describe } from './describe.js';
+import { fileHref } from './options.js';
 import { defineTask, type DefineTaskOptions, type DropFirst, type Instances, type TaskDefinition } from './task.js';
 
 /**

@@ -5,13 +5,13 @@
  * {@link WorkerResponse}, so that errors keep their class name, `code` and `cause`.
  */
 import 'reflect-metadata';
-import { workerData } from 'node:worker_threads';
+import { workerData, type MessagePort } from 'node:worker_threads';
 import { container, type DependencyContainer } from 'tsyringe';
 import { checkResult } from './clone.js';
 import { TaskContext } from './context.js';
 import { WorkerTaskError } from './errors.js';
 import { tokenName } from './task.js';
-import { toWire, type WorkerRequest, type WorkerResponse } from './wire.js';
+import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 import { findWorkerTask, workerTasksOf } from './worker-task.js';
 
 /** What the pool hands every thread. */
@@ -37,7 +37,7 @@ export default async function runTask(request: WorkerRequest): Promise<WorkerRes
   }
 }
 
-async function execute({ module, name, args, id }: WorkerRequest): Promise<unknown> {
+async function execute({ module, name, args, id, port, attempt = 1 }: WorkerRequest): Promise<unknown> {
   const where = `worker task "${name}" (${module})`;
   let threadScope: DependencyContainer;
   try {
@@ -64,7 +64,7 @@ async function execute({ module, name, args, id }: WorkerRequest): Promise<unkno
     );
   }
   const params = task.inject.map((token, position): unknown => {
-    if (token === TaskContext) return contextFor(id, name);
+    if (token === TaskContext) return contextFor(id, name, attempt, port);
     try {
       return threadScope.resolve(token);
     } catch (error) {
@@ -75,9 +75,13 @@ async function execute({ module, name, args, id }: WorkerRequest): Promise<unkno
       );
     }
   });
-  const result = await (task.fn as (...all: unknown[]) => unknown)(...params, ...args);
-  checkResult(name, result);
-  return result;
+  try {
+    const result = await (task.fn as (...all: unknown[]) => unknown)(...params, ...args);
+    checkResult(name, result);
+    return result;
+  } finally {
+    port?.close();
+  }
 }
 
 /** The thread's container: a child of the thread's global container, set up once. */
@@ -116,8 +120,17 @@ async function load(url: string): Promise<unknown> {
   return import(url);
 }
 
-function contextFor(id: number, name: string): TaskContext {
-  const fields = { task: name, taskId: id };
+/**
+ * A worker task's context. Its signal aborts when the main thread says so over the task's
+ * channel (timeout, cancellation); its progress goes back over the same channel; its logger
+ * writes to the worker's console.
+ */
+function contextFor(id: number, name: string, attempt: number, port: MessagePort | undefined): TaskContext {
+  const controller = new AbortController();
+  port?.on('message', (message: ChannelMessage) => {
+    if ('abort' in message) controller.abort(fromWire(message.abort));
+  });
+  const fields = { task: name, taskId: id, attempt };
   const log =
     (write: (...data: unknown[]) => void) =>
     (extra: Record<string, unknown>, message: string): void => {
@@ -126,9 +139,15 @@ function contextFor(id: number, name: string): TaskContext {
   return Object.freeze({
     id,
     name,
-    attempt: 1,
-    signal: new AbortController().signal,
+    attempt,
+    signal: controller.signal,
     logger: { error: log(console.error), warn: log(console.warn), info: () => undefined, debug: () => undefined },
+    progress(fraction: number, message?: string) {
+      if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
+        throw new RangeError(`progress(fraction): fraction must be a number from 0 to 1, got ${String(fraction)}`);
+      }
+      port?.postMessage({ progress: [fraction, message] } satisfies ChannelMessage);
+    },
   });
 }
 

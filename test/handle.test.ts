@@ -62,7 +62,7 @@ describe('TaskHandle', () => {
     expect(logger.at('error')).toHaveLength(0);
   });
 
-  it('cancel() of a running task aborts its signal, and it ends cancelled', async () => {
+  it('cancel() of a running task aborts its signal, and it ends cancelled at once', async () => {
     const { bg, logger } = setup();
     const sawAbort = deferred<unknown>();
     const watcher = defineTask({ name: 'watcher', inject: [TaskContext] }, async (ctx) => {
@@ -79,24 +79,28 @@ describe('TaskHandle', () => {
     expect(handle.cancel('user asked')).toBe(true);
     const reason = await sawAbort.promise;
     expect(reason).toBeInstanceOf(TaskCancelledError);
-    await bg.drain();
     expect(handle.status).toBe('cancelled');
+    await bg.drain();
     await expect(handle.result()).rejects.toThrow(TaskCancelledError);
     expect(logger.at('error')).toHaveLength(0);
   });
 
-  it('a running task that finishes despite cancel() keeps its success', async () => {
-    const { bg } = setup();
+  it('a running task that ignores cancel() still ends cancelled at once, and frees its slot', async () => {
+    const { bg } = setup({ concurrency: 1 });
     const gate = deferred();
     const handle = bg.add(async () => {
       await gate.promise;
       return 'done anyway';
     });
+    const next = bg.add(async () => 'next');
     await nextTurn();
+    expect(handle.status).toBe('running');
     handle.cancel();
+    expect(handle.status).toBe('cancelled');
+    await expect(next.result()).resolves.toBe('next');
     gate.resolve();
-    await expect(handle.result()).resolves.toBe('done anyway');
-    expect(handle.status).toBe('succeeded');
+    await expect(handle.result()).rejects.toThrow(TaskCancelledError);
+    expect(handle.status).toBe('cancelled');
   });
 
   it('creates the result promise lazily: ignored failing handles never cause an unhandled rejection', async () => {

@@ -119,7 +119,7 @@ describe('dispose()', () => {
     await expect(queued.result()).rejects.toThrow(/"neverStarts" \(#\d+\) was abandoned.*1000 ms/);
     const warnings = logger.at('warn');
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]!.message).toMatch(/2 task\(s\) unfinished after the drain deadline of 1000 ms \(1 running, 1 queued\)/);
+    expect(warnings[0]!.message).toMatch(/2 task\(s\) unfinished after the drain deadline of 1000 ms \(1 running, 1 queued, 0 delayed or retrying\)/);
     expect(warnings[0]!.fields).toMatchObject({
       abandoned: 2,
       tasks: [`waitForAbort#${running.id}`, `neverStarts#${queued.id}`].reverse(),

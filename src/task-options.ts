@@ -1,0 +1,158 @@
+import { describe } from './describe.js';
+import type { TaskHandle } from './run.js';
+
+/** Named priority levels; any finite number works too (higher starts first). */
+export const priorities = Object.freeze({ critical: 100, high: 75, normal: 50, low: 10 });
+
+/** A task's priority: a named level or any finite number. */
+export type Priority = keyof typeof priorities | number;
+
+/** Exponential backoff between attempts: `baseMs × factor^(attempt − 1)`, at most `maxMs`. */
+export interface Backoff {
+  /** @default 1_000 */
+  baseMs?: number | undefined;
+  /** @default 30_000 */
+  maxMs?: number | undefined;
+  /** @default 2 */
+  factor?: number | undefined;
+  /**
+   * Share of each delay drawn at random, from 0 (none) to 1 (full jitter: anywhere from 0 to
+   * the delay), so that tasks failing together do not retry together.
+   * @default 0.5
+   */
+  jitter?: number | undefined;
+}
+
+/**
+ * How one task runs. Given per call (`bg.with(options).add(...)`), per definition
+ * (`defineTask`/`workerTask` options) or for a whole scope (`BackgroundOptions.defaults`); the
+ * nearer one wins, field by field.
+ */
+export interface TaskOptions {
+  /**
+   * Among tasks waiting for a slot, higher priority starts first; equal priority keeps the
+   * order of `add()`.
+   * @default 'normal' (50)
+   */
+  priority?: Priority | undefined;
+  /**
+   * How many times a failed task is tried again.
+   * @default 0
+   */
+  retries?: number | undefined;
+  /** Delays between attempts. */
+  backoff?: Backoff | undefined;
+  /**
+   * Whether a failure is worth another attempt; not called once `retries` are used up.
+   * @default every failure is
+   */
+  retryIf?: ((error: unknown, attempt: number) => boolean) | undefined;
+  /**
+   * How long one attempt may run. On expiry its signal aborts, the task ends as `timedOut`
+   * and its concurrency slot is freed at once.
+   * @default none
+   */
+  timeoutMs?: number | undefined;
+}
+
+/** Task options with defaults filled in, as a run uses them. */
+export interface ResolvedTaskOptions {
+  readonly priority: number;
+  readonly retries: number;
+  readonly backoff: Readonly<Required<{ [K in keyof Backoff]: NonNullable<Backoff[K]> }>>;
+  readonly retryIf: ((error: unknown, attempt: number) => boolean) | undefined;
+  readonly timeoutMs: number | undefined;
+}
+
+export const defaultTaskOptions: ResolvedTaskOptions = Object.freeze({
+  priority: priorities.normal,
+  retries: 0,
+  backoff: Object.freeze({ baseMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.5 }),
+  retryIf: undefined,
+  timeoutMs: undefined,
+});
+
+const taskKeys = ['priority', 'retries', 'backoff', 'retryIf', 'timeoutMs'];
+const backoffKeys = ['baseMs', 'maxMs', 'factor', 'jitter'];
+const maxTimerMs = 2 ** 31 - 1;
+const cache = new WeakMap<object, WeakMap<ResolvedTaskOptions, ResolvedTaskOptions>>();
+
+/**
+ * Validates task options given at `path` (for messages: `defineTask("x") options`,
+ * `options.defaults`, `bg.with(options)`) and merges them over `base`. `extraKeys` are other
+ * keys allowed there (a definition's `name` and `inject`, say). Cached per object and base.
+ */
+export function resolveTaskOptions(
+  given: object,
+  base: ResolvedTaskOptions,
+  path: string,
+  extraKeys: readonly string[] = [],
+): ResolvedTaskOptions {
+  let byBase = cache.get(given);
+  const cached = byBase?.get(base);
+  if (cached) return cached;
+  const options = given as Record<string, unknown>;
+  for (const key of Object.keys(options)) {
+    if (!taskKeys.includes(key) && !extraKeys.includes(key)) {
+      throw new TypeError(`${path}.${key} is not a known option; known options: ${[...extraKeys, ...taskKeys].join(', ')}`);
+    }
+  }
+  const resolved: ResolvedTaskOptions = Object.freeze({
+    priority: options.priority === undefined ? base.priority : priorityOf(options.priority, `${path}.priority`),
+    retries: options.retries === undefined ? base.retries : integer(options.retries, `${path}.retries`, 0, 1_000),
+    backoff: options.backoff === undefined ? base.backoff : backoffOf(options.backoff, base.backoff, `${path}.backoff`),
+    retryIf: options.retryIf === undefined ? base.retryIf : functionOf<ResolvedTaskOptions['retryIf']>(options.retryIf, `${path}.retryIf`),
+    timeoutMs: options.timeoutMs === undefined ? base.timeoutMs : integer(options.timeoutMs, `${path}.timeoutMs`, 1, maxTimerMs),
+  });
+  if (byBase === undefined) cache.set(given, (byBase = new WeakMap()));
+  byBase.set(base, resolved);
+  return resolved;
+}
+
+/** The delay before attempt `attempt + 1`, after attempt `attempt` failed. */
+export function backoffDelay({ baseMs, maxMs, factor, jitter }: ResolvedTaskOptions['backoff'], attempt: number, random = Math.random): number {
+  const delay = Math.min(maxMs, baseMs * factor ** (attempt - 1));
+  return Math.round(delay * (1 - jitter * random()));
+}
+
+function priorityOf(value: unknown, path: string): number {
+  if (typeof value === 'string' && value in priorities) return priorities[value as keyof typeof priorities];
+  if (typeof value === 'number' && Number.isFinite(value)) return value;
+  throw invalid(path, `'critical', 'high', 'normal', 'low' or a finite number`, value);
+}
+
+function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], path: string): ResolvedTaskOptions['backoff'] {
+  if (typeof value !== 'object' || value === null) throw invalid(path, 'an object', value);
+  const given = value as Record<string, unknown>;
+  for (const key of Object.keys(given)) {
+    if (!backoffKeys.includes(key)) throw new TypeError(`${path}.${key} is not a known option; known options: ${backoffKeys.join(', ')}`);
+  }
+  const baseMs = given.baseMs === undefined ? base.baseMs : integer(given.baseMs, `${path}.baseMs`, 0, maxTimerMs);
+  const maxMs = given.maxMs === undefined ? Math.max(base.maxMs, baseMs) : integer(given.maxMs, `${path}.maxMs`, baseMs, maxTimerMs);
+  const factor = given.factor === undefined ? base.factor : number(given.factor, `${path}.factor`, 1, 100);
+  const jitter = given.jitter === undefined ? base.jitter : number(given.jitter, `${path}.jitter`, 0, 1);
+  return Object.freeze({ baseMs, maxMs, factor, jitter });
+}
+
+function integer(value: unknown, path: string, min: number, max: number): number {
+  if (Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max) return value as number;
+  throw invalid(path, `an integer from ${min} to ${max}`, value);
+}
+
+function number(value: unknown, path: string, min: number, max: number): number {
+  if (typeof value === 'number' && value >= min && value <= max) return value;
+  throw invalid(path, `a number from ${min} to ${max}`, value);
+}
+
+function functionOf<T>(value: unknown, path: string): T {
+  if (typeof value === 'function') return value as T;
+  throw invalid(path, 'a function', value);
+}
+
+function invalid(path: string, expected: string, value: unknown): Error {
+  const ErrorType = typeof value === 'number' ? RangeError : TypeError;
+  return new ErrorType(`${path} must be ${expected}, got ${describe(value)}`);
+}
+
+/** Handles a task waits for (`after`), checked by callers. */
+export type After = readonly TaskHandle[];
