@@ -2,12 +2,16 @@
  * An HTTP server that answers at once and does the follow-up work of each request in the
  * background, then drains it: per request, and for the whole app on shutdown.
  *
+ * Each sign-up also renders an avatar: CPU-bound work, run on worker threads (cpu-tasks.ts) so
+ * that the event loop stays free to answer requests; the summary shows how free it stayed.
+ *
  *   npm start                  sends itself 50 sign-ups, shuts down gracefully, prints a summary
  *   npm start -- --serve       serves until SIGTERM or Ctrl-C, then the same
  */
 import 'reflect-metadata'; // before any decorator runs: it records the constructor types
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { container, injectable, singleton } from 'tsyringe';
 import {
@@ -20,6 +24,7 @@ import {
   type BackgroundLogger,
   type TaskHandle,
 } from 'tsyringe-background';
+import { renderAvatar, type Avatar } from './cpu-tasks.js';
 
 const serveMode = process.argv.includes('--serve');
 const REQUESTS = 50;
@@ -68,6 +73,9 @@ async function syncToCrm(userId: number): Promise<void> {
   }
 }
 
+/** The avatar tasks, to sum up their work at the end. */
+const avatars: TaskHandle<Avatar>[] = [];
+
 @injectable()
 class SignupService {
   // Both come from the request's child container: its own Background (by type, no token
@@ -80,10 +88,13 @@ class SignupService {
   signUp(email: string): { userId: number; tasks: TaskHandle[] } {
     const userId = this.request.id; // a real service would insert a row here
     // add() returns a handle at once and never throws for a failing task: failures are logged.
+    const avatar = this.bg.add(renderAvatar, userId); // CPU-bound: runs on a worker thread
+    avatars.push(avatar);
     const tasks = [
       this.bg.add(sendWelcome, email), // bg.add(sendWelcome, 42) would not compile
       this.bg.add(recordAudit, userId),
       this.bg.add(syncToCrm, userId),
+      avatar,
     ];
     return { userId, tasks };
   }
@@ -107,7 +118,17 @@ const logger: BackgroundLogger = {
   info: () => undefined,
   debug: () => undefined,
 };
-container.register(BackgroundOptions, { useValue: { logger, drainTimeoutMs: 5_000 } });
+container.register(BackgroundOptions, {
+  useValue: {
+    logger,
+    drainTimeoutMs: 5_000,
+    pool: {
+      // Each worker thread passes its own container to this module's default export (the
+      // compiled worker-setup.js, next to this file), which registers what worker tasks inject.
+      setupModule: new URL('./worker-setup.js', import.meta.url),
+    },
+  },
+});
 
 // --- HTTP ------------------------------------------------------------------------------------
 
@@ -154,11 +175,18 @@ await new Promise((resolve) => server.once('listening', resolve));
 const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 console.log(`listening on ${base}`);
 
+// How late the event loop gets to timers, from now until shutdown: the CPU-bound avatars must
+// not make it late. (Each sample includes the sampling interval itself; the summary subtracts it.)
+const resolution = 5;
+const loopDelay = monitorEventLoopDelay({ resolution });
+loopDelay.enable();
+
 /** Graceful shutdown: stop accepting, drain every scope within one deadline, report. */
 async function stop(): Promise<number> {
   server.close(); // no new connections; idle keep-alive ones are closed
   const report = await shutdown({ timeoutMs: 5_000 }); // intake stops, in-flight work finishes
   server.closeAllConnections(); // whatever a client still held open
+  loopDelay.disable();
   const all = [...records.values()];
   const tasks = all.flatMap((record) => record.tasks);
   const count = (status: string): number => tasks.filter((task) => task.status === status).length;
@@ -169,6 +197,15 @@ async function stop(): Promise<number> {
     `tasks: added ${tasks.length}, ran ${succeeded + failed} (succeeded ${succeeded}, failed ${failed} ` +
       `[on purpose ${crmFailures}, logged ${logged.failures}]), abandoned ${abandoned}`,
   );
+  const rendered = await Promise.all(avatars.filter((task) => task.status === 'succeeded').map((task) => task.result()));
+  const computingMs = Math.round(rendered.reduce((total, avatar) => total + avatar.ms, 0));
+  const threads = new Set(rendered.map((avatar) => avatar.threadId)).size;
+  console.log(
+    `worker tasks: added ${avatars.length}, succeeded ${rendered.length}, ${computingMs} ms of computing on ${threads} thread(s)`,
+  );
+  const delay = (ns: number): string => Math.max(0, ns / 1e6 - resolution).toFixed(1);
+  const [p50, p99, max] = [loopDelay.percentile(50), loopDelay.percentile(99), loopDelay.max].map(delay);
+  console.log(`event loop: delay p50 ${p50} ms, p99 ${p99} ms, max ${max} ms while the worker tasks ran`);
   console.log(`shutdown: drained in ${report.durationMs} ms, abandoned ${report.abandoned}`);
   const accounted = succeeded + failed === tasks.length && failed === logged.failures && failed === crmFailures;
   const clean = abandoned === 0 && report.abandoned === 0 && logged.warnings === 0 && answeredFirst === all.length;

@@ -72,6 +72,9 @@ interface Summary {
   logged: number;
   abandoned: number;
   shutdownAbandoned: number;
+  worker: { added: number; succeeded: number; computingMs: number; threads: number };
+  /** Event-loop delay in ms while the worker tasks ran. */
+  eventLoop: { p50: number; p99: number; max: number };
 }
 
 function summaryOf({ stdout, stderr }: Exit): Summary {
@@ -88,7 +91,26 @@ function summaryOf({ stdout, stderr }: Exit): Summary {
     /^tasks: added (\d+), ran (\d+) \(succeeded (\d+), failed (\d+) \[on purpose (\d+), logged (\d+)\]\), abandoned (\d+)$/m,
   );
   const [, shutdownAbandoned = NaN] = numbers(/^shutdown: drained in (\d+) ms, abandoned (\d+)$/m);
-  return { requests, answeredFirst, added, ran, succeeded, failed, onPurpose, logged, abandoned, shutdownAbandoned };
+  const [workerAdded = NaN, workerSucceeded = NaN, computingMs = NaN, threads = NaN] = numbers(
+    /^worker tasks: added (\d+), succeeded (\d+), (\d+) ms of computing on (\d+) thread\(s\)$/m,
+  );
+  const [p50 = NaN, p99 = NaN, max = NaN] = numbers(
+    /^event loop: delay p50 (\d+\.\d) ms, p99 (\d+\.\d) ms, max (\d+\.\d) ms while the worker tasks ran$/m,
+  );
+  return {
+    requests,
+    answeredFirst,
+    added,
+    ran,
+    succeeded,
+    failed,
+    onPurpose,
+    logged,
+    abandoned,
+    shutdownAbandoned,
+    worker: { added: workerAdded, succeeded: workerSucceeded, computingMs, threads },
+    eventLoop: { p50, p99, max },
+  };
 }
 
 /** Every failure the example's logger printed: one `[error] task "…" failed` line each. */
@@ -115,6 +137,15 @@ describe('examples/server.js', () => {
     expect(failureLines(exit)).toBe(summary.failed);
     expect(summary.abandoned).toBe(0);
     expect(summary.shutdownAbandoned).toBe(0);
+    // One CPU-bound avatar per sign-up, each on a worker thread, all rendered.
+    expect(summary.worker.added).toBe(summary.requests);
+    expect(summary.worker.succeeded).toBe(summary.worker.added);
+    expect(summary.worker.computingMs).toBeGreaterThan(0);
+    expect(summary.worker.threads).toBeGreaterThan(0);
+    // The event loop's delay while they ran is printed, not judged: it depends on the machine.
+    const { p50, p99, max } = summary.eventLoop;
+    expect(p50).toBeLessThanOrEqual(p99);
+    expect(p99).toBeLessThanOrEqual(max);
     expect(exit.stderr).not.toMatch(/\[warn\]|request failed|Unhandled|uncaught/i);
     expect(exit, exit.stderr).toMatchObject({ code: 0, signal: null });
   });
@@ -126,12 +157,13 @@ describe('examples/server.js', () => {
 
     const res = await fetch(`${base}/signup?email=ada@example.com`, { method: 'POST' });
     expect(res.status).toBe(202);
-    expect(await res.json()).toEqual({ userId: 1, queued: ['sendWelcome', 'recordAudit', 'syncToCrm'] });
+    expect(await res.json()).toEqual({ userId: 1, queued: ['sendWelcome', 'recordAudit', 'syncToCrm', 'renderAvatar'] });
 
     server.child.kill('SIGTERM');
     const exit = await server.exited;
     const summary = summaryOf(exit);
-    expect(summary).toMatchObject({ requests: 1, answeredFirst: 1, added: 3, ran: 3, succeeded: 3, failed: 0, abandoned: 0 });
+    expect(summary).toMatchObject({ requests: 1, answeredFirst: 1, added: 4, ran: 4, succeeded: 4, failed: 0, abandoned: 0 });
+    expect(summary.worker).toMatchObject({ added: 1, succeeded: 1, threads: 1 });
     expect(summary.shutdownAbandoned).toBe(0);
     expect(exit, exit.stderr).toMatchObject({ code: 0, signal: null });
   });
