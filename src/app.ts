@@ -1,7 +1,9 @@
 import { performance } from 'node:perf_hooks';
 import type { ResolvedOptions } from './options.js';
 import { Pool } from './pool.js';
+import { TaskCancelledError } from './errors.js';
 import type { TaskRun } from './run.js';
+import type { Schedule } from './schedule.js';
 import { Scheduler } from './scheduler.js';
 import { newCounts, withDeadline, type Tracker } from './tracker.js';
 
@@ -24,6 +26,10 @@ export class App {
   readonly scheduler: Scheduler;
   /** Scopes with queued or running tasks. Idle scopes are not held, so they can be collected. */
   readonly busy = new Set<Tracker>();
+  /** Periodic tasks not stopped yet. */
+  readonly schedules = new Set<Schedule>();
+  /** Producers waiting for room in the queue (`waitForRoom()`). */
+  #roomWaiters: (() => void)[] = [];
   /** Tasks added, and tasks ended in each final state, in the whole application. */
   readonly counts = newCounts();
   /** Finished tasks still shown by `get()` and `list()`, oldest first (bounded by `records`). */
@@ -60,6 +66,27 @@ export class App {
   get running(): number {
     return this.scheduler.running + (this.#pool?.admission.running ?? 0);
   }
+
+  /** Resolves once the queue has room for one more task. */
+  waitForRoom(): Promise<void> {
+    if (this.queued < this.#options.maxQueued || this.#state !== 'open') return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#roomWaiters.push(resolve);
+      this.scheduler.watcher = this.#checkRoom;
+      if (this.#pool !== undefined) this.#pool.admission.watcher = this.#checkRoom;
+    });
+  }
+
+  readonly #checkRoom = (): void => {
+    const room = this.#options.maxQueued - this.queued;
+    if (room <= 0 && this.#state === 'open') return;
+    const ready = this.#state === 'open' ? this.#roomWaiters.splice(0, room) : this.#roomWaiters.splice(0);
+    for (const resolve of ready) resolve();
+    if (this.#roomWaiters.length === 0) {
+      this.scheduler.watcher = undefined;
+      if (this.#pool !== undefined) this.#pool.admission.watcher = undefined;
+    }
+  };
 
   /** Keeps a finished task for `get()` and `list()`, within the `records` bounds. */
   ended(run: TaskRun): void {
@@ -116,6 +143,8 @@ export class App {
   async #close(timeoutMs: number): Promise<ShutdownReport> {
     const startedAt = performance.now();
     this.#state = 'closing';
+    for (const schedule of [...this.schedules]) schedule.stop(new TaskCancelledError(schedule.name, schedule.id, 'the application was closed'));
+    this.#checkRoom();
     for (const scope of this.busy) scope.close();
     await withDeadline(this.#drainAll(), timeoutMs);
     let abandoned = 0;

@@ -4,7 +4,8 @@ import { TaskContext } from './context.js';
 import { callKeys, resolveCall, type CallOptions, type CallSpec } from './call-options.js';
 import { BackgroundDisposedError, QueueFullError, TaskDependencyError } from './errors.js';
 import { describe } from './describe.js';
-import { TaskRun, type TaskHandle } from './run.js';
+import { TaskRun, type TaskHandle, type TaskStatus } from './run.js';
+import { Schedule, type Cadence } from './schedule.js';
 import { appOf, CurrentScope, isAppRoot, scopeOptions } from './scope.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './task-options.js';
 import {
@@ -120,6 +121,80 @@ export class Background implements AsyncDisposable, TaskAdder {
   }
 
   /**
+   * A group: adds tasks like this Background (or a view of it) and keeps their handles, to await
+   * them together.
+   *
+   * ```ts
+   * const batch = bg.group();
+   * for (const id of ids) batch.add(reindex, id);
+   * await batch.all();          // rejects on the first failure; allSettled() waits for all
+   * ```
+   */
+  group(): TaskGroup {
+    return groupOf(this);
+  }
+
+  /**
+   * The task with this id, among this scope's live tasks and its finished tasks still on
+   * record (see `records`); with `{ application: true }`, among the whole application's.
+   */
+  get(id: number, options?: { application?: boolean | undefined }): TaskHandle | undefined {
+    for (const run of this.#liveRuns(options?.application === true)) if (run.id === id) return run;
+    for (const run of this.#app.finished()) {
+      if (run.id === id && (options?.application === true || run.tracker === this.#tracker)) return run;
+    }
+    for (const schedule of this.#app.schedules) if (schedule.id === id) return schedule;
+    return undefined;
+  }
+
+  /**
+   * This scope's tasks, live ones first (newest first), then finished ones still on record
+   * (newest first); only those in `status` when given. With `application: true`, the whole
+   * application's.
+   */
+  list(filter: { status?: TaskStatus | readonly TaskStatus[] | undefined; application?: boolean | undefined } = {}): TaskHandle[] {
+    const wanted = filter.status === undefined ? undefined : new Set<TaskStatus>(typeof filter.status === 'string' ? [filter.status] : filter.status);
+    const all = filter.application === true;
+    const out: TaskHandle[] = [];
+    for (const run of this.#liveRuns(all)) if (wanted === undefined || wanted.has(run.status)) out.push(run);
+    const finished = this.#app.finished();
+    for (let i = finished.length - 1; i >= 0; i--) {
+      const run = finished[i]!;
+      if ((all || run.tracker === this.#tracker) && (wanted === undefined || wanted.has(run.status))) out.push(run);
+    }
+    return out;
+  }
+
+  /**
+   * Counts for this scope (or, with `application: true`, the whole application): `total` tasks
+   * added, `queued` and `running` now, and `byStatus`: the live statuses as they are now, the
+   * final ones counted since the start.
+   */
+  stats(options?: { application?: boolean | undefined }): BackgroundStats {
+    const all = options?.application === true;
+    const counts = all ? this.#app.counts : this.#tracker.counts;
+    const byStatus: Record<TaskStatus, number> = { queued: 0, delayed: 0, running: 0, retrying: 0, ...counts };
+    for (const run of this.#liveRuns(all)) byStatus[run.status]++;
+    return { total: counts.total, queued: byStatus.queued, running: byStatus.running, byStatus };
+  }
+
+  /**
+   * Resolves once `add()` would not throw `QueueFullError` (at once when there is room): for
+   * producers that would rather wait than fail.
+   */
+  waitForRoom(): Promise<void> {
+    return this.#app.waitForRoom();
+  }
+
+  *#liveRuns(application: boolean): Generator<TaskRun> {
+    if (!application) {
+      yield* this.#tracker.live();
+      return;
+    }
+    for (const tracker of this.#app.busy) yield* tracker.live();
+  }
+
+  /**
    * Resolves once this scope has no task queued or running, including tasks added while
    * waiting (by other tasks, say). Resolves at once when the scope is idle. Does not stop
    * intake.
@@ -150,6 +225,31 @@ export class Background implements AsyncDisposable, TaskAdder {
   }
 
   #add(call: CallSpec | undefined, task: unknown, args: unknown[]): TaskHandle {
+    if (call?.cadence !== undefined) return this.#schedule(call, call.cadence, task, args);
+    const run = this.#build(call, task, args);
+    if (call === undefined) {
+      this.#tracker.add(run);
+    } else {
+      run.dueAt = call.runAt ?? (call.delayMs === undefined ? 0 : Date.now() + call.delayMs);
+      this.#tracker.add(run, call.after);
+    }
+    return run;
+  }
+
+  /** A periodic task: checked now (dependencies, arguments), then one run per tick. */
+  #schedule(call: CallSpec, cadence: Cadence, task: unknown, args: unknown[]): TaskHandle {
+    const once: CallSpec = { ...call, cadence: undefined };
+    const first = this.#build(once, task, args);
+    const schedule = new Schedule(++lastId, first.name, cadence, call.overlap, () => this.#add(once, task, args) as TaskRun, (stopped) => {
+      this.#tracker.schedules.delete(stopped);
+      this.#app.schedules.delete(stopped);
+    });
+    this.#tracker.schedules.add(schedule);
+    this.#app.schedules.add(schedule);
+    return schedule;
+  }
+
+  #build(call: CallSpec | undefined, task: unknown, args: unknown[]): TaskRun {
     let run: TaskRun;
     if (typeof task === 'function') {
       if (isClassWithoutRun(task)) {
@@ -166,12 +266,6 @@ export class Background implements AsyncDisposable, TaskAdder {
         'bg.add(task): task must be a function, a defineTask() definition or an injectable ' +
           `class with a run() method, got ${describe(task)}`,
       );
-    }
-    if (call === undefined) {
-      this.#tracker.add(run);
-    } else {
-      run.dueAt = call.runAt ?? (call.delayMs === undefined ? 0 : Date.now() + call.delayMs);
-      this.#tracker.add(run, call.after);
     }
     return run;
   }
@@ -260,6 +354,42 @@ export class Background implements AsyncDisposable, TaskAdder {
     const options = this.#optionsFor(name, undefined, call);
     return new TaskRun(++lastId, name, run, instance, args, !isAsyncFunction(run), -1, this.#tracker, this.#app.scheduler, options);
   }
+}
+
+/** Counts of tasks, by {@link Background.stats}. */
+export interface BackgroundStats {
+  /** Tasks added since the start. */
+  readonly total: number;
+  /** Tasks waiting for a slot now. */
+  readonly queued: number;
+  /** Tasks running now. */
+  readonly running: number;
+  /** Live statuses as they are now; final statuses counted since the start. */
+  readonly byStatus: Readonly<Record<TaskStatus, number>>;
+}
+
+/** Tasks added together, awaited together: made by {@link Background.group}. */
+export interface TaskGroup extends TaskAdder {
+  /** The handles of the tasks added so far, in order. */
+  readonly handles: readonly TaskHandle[];
+  /** Resolves with every result, in order; rejects with the first failure. */
+  all(): Promise<unknown[]>;
+  /** Resolves once every task has ended, with each outcome. */
+  allSettled(): Promise<PromiseSettledResult<unknown>[]>;
+}
+
+function groupOf(adder: TaskAdder, handles: TaskHandle[] = []): TaskGroup {
+  return {
+    handles,
+    add: ((task: never, ...args: never[]) => {
+      const handle = adder.add(task, ...args);
+      handles.push(handle);
+      return handle;
+    }),
+    with: (options) => groupOf(adder.with(options), handles),
+    all: () => Promise.all(handles.map((handle) => handle.result())),
+    allSettled: () => Promise.allSettled(handles.map((handle) => handle.result())),
+  };
 }
 
 /** What adds tasks: a `Background`, or a view of one made by `with()`. */

@@ -1,5 +1,6 @@
 import { describe } from './describe.js';
 import { TaskRun, type TaskHandle } from './run.js';
+import { cronOf, type Cadence } from './schedule.js';
 import type { TaskOptions } from './task-options.js';
 
 /**
@@ -17,6 +18,18 @@ export interface CallOptions extends TaskOptions {
    * task's error).
    */
   after?: readonly TaskHandle[] | undefined;
+  /** Run the task every this many ms (the first run after one period): a periodic task. */
+  every?: number | undefined;
+  /** Run the task at the times of this cron expression (a seconds field is allowed): a periodic task. */
+  cron?: string | undefined;
+  /** The time zone of `cron`, such as `'Europe/Paris'`. @default the process's */
+  tz?: string | undefined;
+  /**
+   * Whether a periodic run may start while the previous one is still going; when not, that
+   * tick is skipped.
+   * @default false
+   */
+  overlap?: boolean | undefined;
 }
 
 /** Call options, validated. */
@@ -27,10 +40,13 @@ export interface CallSpec {
   readonly delayMs: number | undefined;
   readonly runAt: number | undefined;
   readonly after: readonly TaskRun[];
+  /** For a periodic task: when it runs, and whether runs may overlap. */
+  readonly cadence: Cadence | undefined;
+  readonly overlap: boolean;
 }
 
 /** Keys of call options that are not task options. */
-export const callKeys: readonly string[] = ['delayMs', 'runAt', 'after'];
+export const callKeys: readonly string[] = ['delayMs', 'runAt', 'after', 'every', 'cron', 'tz', 'overlap'];
 
 const maxTimerMs = 2 ** 31 - 1;
 
@@ -39,7 +55,21 @@ export function resolveCall(options: unknown): CallSpec {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`bg.with(options): options must be an object, got ${describe(options)}`);
   }
-  const { delayMs, runAt, after } = options as CallOptions;
+  const { delayMs, runAt, after, every, cron, tz, overlap } = options as CallOptions;
+  const cadence = cadenceOf(every, cron, tz);
+  if (cadence === undefined && overlap !== undefined) {
+    throw new TypeError('bg.with(options): options.overlap applies to periodic tasks only; give options.every or options.cron too');
+  }
+  if (overlap !== undefined && typeof overlap !== 'boolean') {
+    throw new TypeError(`bg.with(options): options.overlap must be a boolean, got ${describe(overlap)}`);
+  }
+  if (cadence !== undefined) {
+    for (const key of ['delayMs', 'runAt', 'after'] as const) {
+      if (options[key as keyof object] !== undefined) {
+        throw new TypeError(`bg.with(options): options.${key} cannot be given with options.${every === undefined ? 'cron' : 'every'}; a periodic task starts at its first tick`);
+      }
+    }
+  }
   if (delayMs !== undefined && runAt !== undefined) {
     throw new TypeError('bg.with(options): options.delayMs and options.runAt cannot be given together; give one');
   }
@@ -56,5 +86,22 @@ export function resolveCall(options: unknown): CallSpec {
   if (after !== undefined && !(Array.isArray(after) && after.every((handle) => handle instanceof TaskRun))) {
     throw new TypeError(`bg.with(options): options.after must be an array of task handles returned by add(), got ${describe(after)}`);
   }
-  return Object.freeze({ options: options, delayMs, runAt: at, after: (after ?? []) });
+  return Object.freeze({ options, delayMs, runAt: at, after: (after ?? []), cadence, overlap: overlap ?? false });
+}
+
+function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefined {
+  if (every !== undefined && cron !== undefined) {
+    throw new TypeError('bg.with(options): options.every and options.cron cannot be given together; give one');
+  }
+  if (tz !== undefined && cron === undefined) throw new TypeError('bg.with(options): options.tz applies to options.cron only');
+  if (every !== undefined) {
+    if (!(Number.isSafeInteger(every) && (every as number) >= 1 && (every as number) <= maxTimerMs)) {
+      throw new RangeError(`bg.with(options): options.every must be an integer from 1 to ${maxTimerMs}, got ${describe(every)}`);
+    }
+    return { every: every as number };
+  }
+  if (cron === undefined) return undefined;
+  if (typeof cron !== 'string') throw new TypeError(`bg.with(options): options.cron must be a cron expression string, got ${describe(cron)}`);
+  if (tz !== undefined && typeof tz !== 'string') throw new TypeError(`bg.with(options): options.tz must be a time zone name, got ${describe(tz)}`);
+  return { cron: cronOf(cron, tz), expression: cron };
 }

@@ -2,8 +2,7 @@
  * The application's worker-thread pool: the only module that knows Piscina. Created with the
  * first worker task; closed by the application's close.
  */
-import { availableParallelism } from 'node:os';
-import { performance } from 'node:perf_hooks';
+import { availableParallelism, cpus } from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import type { Transferable } from './clone.js';
@@ -34,16 +33,17 @@ export interface AttemptLink {
 
 /** How often the admission window is reconsidered while tasks wait for it. */
 const sampleMs = 200;
-/** Below this share of the machine's CPU in use, waiting tasks are admitted wider. */
-const idleShare = 0.75;
+/** Above this share of the machine's CPU time idle, waiting tasks are admitted wider. */
+const idleEnough = 0.25;
 
 /**
  * Piscina starts a new thread, up to `maxThreads`, whenever its own queue is not empty; on a
  * small machine, 40 threads each loading the task modules make a burst of CPU-bound tasks many
  * times slower than a pool the size of the cores. So tasks reach Piscina through an admission
- * window: at first as many as there are cores; wider, up to `maxThreads`, only while admitted
- * tasks leave the CPU idle (tasks that wait rather than compute); back to the cores once no
- * task waits.
+ * window: at first as many as there are cores; wider, up to `maxThreads`, only while the
+ * window is full and the machine's CPUs sit idle (admitted tasks that wait rather than compute);
+ * back to the cores once no task waits. Idleness is the machine's, not this process's share:
+ * when other processes keep the CPUs busy, more threads would only take turns on them.
  */
 export class Pool {
   readonly admission: Scheduler;
@@ -54,8 +54,7 @@ export class Pool {
   #piscina: Piscina | undefined;
   #closed = false;
   #sampler: NodeJS.Timeout | undefined;
-  #lastCpu = 0;
-  #lastWall = 0;
+  #lastCpu = machineCpu();
 
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
@@ -178,8 +177,7 @@ export class Pool {
   /** Samples CPU use while tasks wait for admission, to widen the window when it idles. */
   #watch(): void {
     if (this.#sampler !== undefined || this.settings.maxThreads <= this.#base) return;
-    this.#lastCpu = cpuMs();
-    this.#lastWall = performance.now();
+    this.#lastCpu = machineCpu();
     this.#sampler = setInterval(this.#sample, sampleMs).unref();
   }
 
@@ -189,14 +187,13 @@ export class Pool {
   }
 
   readonly #sample = (): void => {
-    const cpu = cpuMs();
-    const wall = performance.now();
-    const cpuShare = (cpu - this.#lastCpu) / ((wall - this.#lastWall) * this.#cores);
+    const cpu = machineCpu();
+    const total = cpu.total - this.#lastCpu.total;
+    const idleShare = total > 0 ? (cpu.idle - this.#lastCpu.idle) / total : 0;
     this.#lastCpu = cpu;
-    this.#lastWall = wall;
     const { admission } = this;
     const { queued, running, limit } = admission;
-    admission.limit = admissionWindow({ limit, queued, running, cpuShare, base: this.#base, max: this.settings.maxThreads });
+    admission.limit = admissionWindow({ limit, queued, running, idleShare, base: this.#base, max: this.settings.maxThreads });
     if (queued === 0 && running === 0) this.#stopWatching();
   };
 }
@@ -209,8 +206,8 @@ export interface AdmissionSample {
   readonly queued: number;
   /** Tasks admitted and not settled. */
   readonly running: number;
-  /** Share of the machine's CPU the process used since the last sample, 0 to 1. */
-  readonly cpuShare: number;
+  /** Share of the machine's CPU time spent idle since the last sample, 0 to 1. */
+  readonly idleShare: number;
   /** The starting window (the cores, at most maxThreads). */
   readonly base: number;
   readonly max: number;
@@ -218,15 +215,21 @@ export interface AdmissionSample {
 
 /**
  * The next admission window: wider by `base`, up to `max`, while tasks wait behind a full
- * window that leaves the CPU idle; back to `base` once nothing waits.
+ * window and the machine's CPUs sit idle; back to `base` once nothing waits.
  */
-export function admissionWindow({ limit, queued, running, cpuShare, base, max }: AdmissionSample): number {
+export function admissionWindow({ limit, queued, running, idleShare, base, max }: AdmissionSample): number {
   if (queued === 0) return base;
-  if (running >= limit && cpuShare < idleShare) return Math.min(max, limit + base);
+  if (running >= limit && idleShare > idleEnough) return Math.min(max, limit + base);
   return limit;
 }
 
-function cpuMs(): number {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1000;
+/** Idle and total CPU time of the whole machine so far, in ms. */
+function machineCpu(): { idle: number; total: number } {
+  let idle = 0;
+  let total = 0;
+  for (const { times } of cpus()) {
+    idle += times.idle;
+    total += times.user + times.nice + times.sys + times.idle + times.irq;
+  }
+  return { idle, total };
 }

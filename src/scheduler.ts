@@ -36,6 +36,8 @@ export class Scheduler {
   #limit: number;
   #running = 0;
   #queued = 0;
+  /** Called after a job leaves the queue, while someone waits for room in it. */
+  watcher: (() => void) | undefined;
   /** One FIFO per priority level in use, highest first; levels stay once created (they are few). */
   readonly #levels: Level[] = [];
   /** The level of the last submission: most submissions share one. */
@@ -130,6 +132,7 @@ export class Scheduler {
         if (job.status !== 'queued') continue;
         this.#queued--;
         this.#running++;
+        this.watcher?.();
         if (job.sync) this.#startSoon(job);
         else job.start();
         if (++this.#starts % startsPerCheck === 0 && performance.now() - this.#sliceStart > sliceMs) {

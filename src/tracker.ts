@@ -1,6 +1,8 @@
 import type { App } from './app.js';
 import type { ResolvedOptions } from './options.js';
+import { TaskCancelledError } from './errors.js';
 import type { TaskRun, TaskStatus } from './run.js';
+import type { Schedule } from './schedule.js';
 
 type FinalStatus = Exclude<TaskStatus, 'queued' | 'delayed' | 'running' | 'retrying'>;
 
@@ -48,6 +50,8 @@ export class Tracker {
     return this.#pending;
   }
 
+  /** This scope's periodic tasks not stopped yet. */
+  readonly schedules = new Set<Schedule>();
   /** Tasks added, and tasks ended in each final state, since the scope began. */
   readonly counts = newCounts();
 
@@ -97,9 +101,10 @@ export class Tracker {
     return this.#idle.promise;
   }
 
-  /** Stops intake. */
+  /** Stops intake and the scope's periodic tasks. */
   close(): void {
     if (this.#state === 'open') this.#state = 'draining';
+    for (const schedule of [...this.schedules]) schedule.stop(new TaskCancelledError(schedule.name, schedule.id, 'its scope was disposed'));
   }
 
   /**
