@@ -4,21 +4,35 @@
  */
 import 'reflect-metadata';
 
-export { Background, disposeScope, shutdown, type ShutdownOptions } from './background.js';
+export {
+  Background,
+  disposeScope,
+  shutdown,
+  type BackgroundStats,
+  type ShutdownOptions,
+  type TaskAdder,
+  type TaskGroup,
+} from './background.js';
 export type { ShutdownReport } from './app.js';
 export { TaskContext } from './context.js';
 export {
   BackgroundDisposedError,
   BackgroundError,
+  QueueFullError,
+  ResultTimeoutError,
   TaskAbandonedError,
   TaskCancelledError,
   TaskDependencyError,
   TaskNonErrorError,
+  TaskSkippedError,
+  TaskTimeoutError,
   type BackgroundErrorCode,
 } from './errors.js';
+export type { CallOptions } from './call-options.js';
+export { priorities, type Backoff, type Priority, type TaskOptions } from './task-options.js';
 export { consoleLogger, type BackgroundLogger, type LogFn } from './logger.js';
 export { BackgroundOptions } from './options.js';
-export type { TaskHandle, TaskStatus } from './run.js';
+export type { ResultOptions, TaskHandle, TaskProgress, TaskStatus } from './run.js';
 export {
   defineTask,
   type ClassTask,

@@ -5,6 +5,7 @@ import {
   shutdown,
   TaskCancelledError,
   TaskNonErrorError,
+  TaskTimeoutError,
   transfer,
   workerTask,
   WorkerTaskError,
@@ -13,6 +14,7 @@ import {
 import { admissionWindow } from '../src/pool.js';
 import { appOf } from '../src/scope.js';
 import {
+  cooperative,
   countOnThread,
   exits,
   gated,
@@ -227,6 +229,39 @@ describe('worker tasks', () => {
     expect(spinning.status).toBe('cancelled');
     await expect(queued.result()).resolves.toMatchObject({ text: 'Hello, next' });
     expect(appOf(root).pool.admission.running).toBe(0);
+  });
+});
+
+describe('worker tasks and task control', () => {
+  it('carry progress back and the signal in: a cancelled task that injects TaskContext sees its signal abort', async () => {
+    const { bg } = app();
+    const seen = new Int32Array(new SharedArrayBuffer(8));
+    const handle = bg.add(cooperative, seen);
+    await vi.waitFor(() => expect(handle.progress).toEqual({ fraction: 0.5, message: 'half way' }), { timeout: 5_000, interval: 10 });
+    handle.cancel('stop');
+    expect(handle.status).toBe('cancelled');
+    await vi.waitFor(() => expect(Atomics.load(seen, 0)).toBe(1), { timeout: 5_000, interval: 10 });
+    expect(Atomics.load(seen, 1)).toBe(2);
+  });
+
+  it('time out a task that ignores its signal, and terminate its thread after the grace period', async () => {
+    const { root, bg, logger } = app({ pool: { maxThreads: 1, minThreads: 1, terminateAfterMs: 50 } });
+    const started = new Int32Array(new SharedArrayBuffer(4));
+    const spinning = bg.with({ timeoutMs: 200 }).add(spins, started);
+    const next = bg.add(greet, 'after the timeout');
+    await expect(spinning.result()).rejects.toThrow(TaskTimeoutError);
+    expect(spinning.status).toBe('timedOut');
+    await expect(next.result()).resolves.toMatchObject({ text: 'Hello, after the timeout' });
+    expect(appOf(root).pool.threads).toBe(1);
+    expect(logger.at('error')[0]!.message).toBe('task "spins" timed out');
+  });
+
+  it('retry a failing worker task like any other', async () => {
+    const { bg, logger } = app();
+    const handle = bg.with({ retries: 1, backoff: { baseMs: 1, jitter: 0 } }).add(throwsCustom);
+    await expect(handle.result()).rejects.toMatchObject({ name: 'CustomError' });
+    expect(handle.attempt).toBe(2);
+    expect(logger.at('warn')[0]!.message).toBe('task "throwsCustom" failed (attempt 1 of 2); retrying in 1 ms');
   });
 });
 
