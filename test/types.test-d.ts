@@ -8,6 +8,7 @@ import {
   workerTask,
   type TaskDefinition,
   type TaskHandle,
+  type TaskProgress,
   type WorkerTaskDefinition,
 } from '../src/index.js';
 
@@ -130,5 +131,40 @@ describe('workerTask typing', () => {
     bg.add(sum, transfer(new Uint8Array(4)));
     // @ts-expect-error transfer() takes binary data only
     transfer({ bytes: 1 });
+  });
+});
+
+describe('task options typing', () => {
+  it('keeps argument types through with() views and groups', () => {
+    const send = defineTask({ name: 'send', inject: [Mailer], retries: 2, priority: 'high' }, (mailer, to: string) => mailer.send(to));
+    const view = bg.with({ priority: 'critical', timeoutMs: 1_000, delayMs: 10 });
+    expectTypeOf(view.add(send, 'a@b.c')).toEqualTypeOf<TaskHandle<boolean>>();
+    expectTypeOf(view.with({ retries: 1 }).add(async (n: number) => n, 1)).toEqualTypeOf<TaskHandle<number>>();
+    // @ts-expect-error the argument must be a string
+    view.add(send, 1);
+    const group = bg.group();
+    expectTypeOf(group.add(send, 'x')).toEqualTypeOf<TaskHandle<boolean>>();
+    expectTypeOf(group.all()).toEqualTypeOf<Promise<unknown[]>>();
+  });
+
+  it('rejects options of the wrong type at compile time', () => {
+    // @ts-expect-error priority is a named level or a number
+    bg.with({ priority: 'urgent' });
+    // @ts-expect-error retryIf is a predicate
+    bg.with({ retryIf: true });
+    // @ts-expect-error runAt is a Date or epoch ms
+    bg.with({ runAt: '2026-12-01' });
+    // @ts-expect-error after takes handles
+    bg.with({ after: [1, 2] });
+    // @ts-expect-error definitions take task options, not call options
+    defineTask({ name: 'x', delayMs: 5 }, () => 0);
+    bg.with({ cron: '0 */5 * * * *', tz: 'Europe/Paris', overlap: false });
+  });
+
+  it('types the progress a handle reports and the stats', () => {
+    const handle = bg.add(async () => 1);
+    expectTypeOf(handle.progress).toEqualTypeOf<TaskProgress | undefined>();
+    expectTypeOf(handle.result({ timeoutMs: 5 })).toEqualTypeOf<Promise<number>>();
+    expectTypeOf(bg.stats().byStatus.timedOut).toEqualTypeOf<number>();
   });
 });
