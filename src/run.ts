@@ -155,7 +155,7 @@ export class TaskRun implements TaskHandle, Job {
 
   /** Joins its lane now, or at `dueAt` when that is in the future. */
   enqueue(): void {
-    const wait = this.dueAt - Date.now();
+    const wait = this.dueAt === 0 ? 0 : this.dueAt - Date.now();
     if (wait > 0) {
       this.status = 'delayed';
       this.#timer = setTimeout(this.#due, Math.min(wait, 2 ** 31 - 1));
