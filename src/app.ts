@@ -93,6 +93,7 @@ export class App {
     this.counts[run.status as keyof typeof this.counts]++;
     const { maxCount } = this.#options.records;
     if (maxCount === 0) return;
+    run.endedAt = Date.now();
     this.#finished.push(run);
     if (this.#finished.length - this.#finishedStart > maxCount) this.#finishedStart++;
     if (this.#finishedStart > 1024 && this.#finishedStart * 2 > this.#finished.length) {

@@ -105,7 +105,7 @@ export class TaskRun implements TaskHandle, Job {
   nextLive: TaskRun | undefined = undefined;
   /** When a delayed task is due (epoch ms), or 0. */
   dueAt = 0;
-  /** When the task reached its final state (epoch ms), or 0. */
+  /** When the task reached its final state (epoch ms), set when it is kept on record; or 0. */
   endedAt = 0;
   readonly tracker: Tracker;
   readonly #options: ResolvedTaskOptions;
@@ -365,7 +365,6 @@ export class TaskRun implements TaskHandle, Job {
 
   #end(status: TaskStatus, outcome: Settled): void {
     this.status = status;
-    this.endedAt = Date.now();
     this.#outcome = outcome;
     this.#fn = undefined;
     this.#self = undefined;
