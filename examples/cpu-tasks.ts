@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
-import { workerTask } from 'tsyringe-background';
+import { TaskContext, workerTask } from 'tsyringe-background';
 
 /** How avatars are drawn. Each worker thread's container provides it: see worker-setup.ts. */
 export class AvatarConfig {
@@ -27,20 +27,29 @@ export interface Avatar {
   threadId: number;
 }
 
-/** An identicon: the same user always gets the same picture, after `rounds` of hashing. */
+/**
+ * An identicon: the same user always gets the same picture, after `rounds` of hashing. It
+ * reports its progress through its TaskContext, which worker tasks get too: each report crosses
+ * back to the main thread, where the task's handle shows the last one (`handle.progress`).
+ */
 export const renderAvatar = workerTask(
   import.meta.url,
-  { name: 'renderAvatar', inject: [AvatarConfig] },
-  (config, userId: number): Avatar => {
+  { name: 'renderAvatar', inject: [AvatarConfig, TaskContext] },
+  (config, ctx, userId: number): Avatar => {
     const started = performance.now();
+    const quarter = Math.ceil(config.rounds / 4);
     let digest = createHash('sha256').update(`avatar:${userId}`).digest();
-    for (let round = 1; round < config.rounds; round++) digest = createHash('sha256').update(digest).digest();
+    for (let round = 1; round < config.rounds; round++) {
+      digest = createHash('sha256').update(digest).digest();
+      if (round % quarter === 0) ctx.progress(round / config.rounds, 'hashing');
+    }
     const { size } = config;
     const on = (row: number, col: number): boolean => ((digest[(row * size + col) % 29] ?? 0) & 1) === 1;
     const rows = Array.from({ length: size }, (_, row) =>
       Array.from({ length: size }, (_, col) => (on(row, Math.min(col, size - 1 - col)) ? '#' : '.')).join(''),
     );
     const color = `#${digest.subarray(29).toString('hex')}`; // the last 3 bytes
+    ctx.progress(1, 'drawn');
     return { userId, rows, color, ms: performance.now() - started, threadId };
   },
 );

@@ -2,8 +2,10 @@
  * An HTTP server that answers at once and does the follow-up work of each request in the
  * background, then drains it: per request, and for the whole app on shutdown.
  *
- * Each sign-up also renders an avatar: CPU-bound work, run on worker threads (cpu-tasks.ts) so
- * that the event loop stays free to answer requests; the summary shows how free it stayed.
+ * Each sign-up queues a welcome mail (high priority, retried when the relay greylists it), a
+ * company lookup (with a timeout), a CRM sync, an audit row (low priority) and an avatar:
+ * CPU-bound work, run on worker threads (cpu-tasks.ts) so that the event loop stays free to
+ * answer requests, reporting its progress as it goes. See signup.ts for the tasks.
  *
  *   npm start                  sends itself 50 sign-ups, shuts down gracefully, prints a summary
  *   npm start -- --serve       serves until SIGTERM or Ctrl-C, then the same
@@ -12,108 +14,43 @@ import 'reflect-metadata'; // before any decorator runs: it records the construc
 import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { container, injectable, singleton } from 'tsyringe';
+import { container } from 'tsyringe';
 import {
-  Background,
   BackgroundDisposedError,
   BackgroundOptions,
-  defineTask,
   disposeScope,
   shutdown,
+  TaskTimeoutError,
   type BackgroundLogger,
   type TaskHandle,
+  type TaskStatus,
 } from 'tsyringe-background';
-import { renderAvatar, type Avatar } from './cpu-tasks.js';
+import type { Avatar } from './cpu-tasks.js';
+import { CompanyDirectory, crm, Mailer, RequestInfo, SignupService, startedAfter } from './signup.js';
 
 const serveMode = process.argv.includes('--serve');
 const REQUESTS = 50;
 const CONCURRENT_CLIENTS = 10;
-const CRM_FAILS_EVERY = 5;
-
-// --- The application: services and tasks --------------------------------------------------
-
-/** Request-scoped: each request's child container gets its own, registered with useValue. */
-class RequestInfo {
-  constructor(readonly id: number) {}
-}
-
-@singleton()
-class Mailer {
-  readonly outbox: string[] = [];
-  async send(to: string, text: string): Promise<void> {
-    await sleep(500); // a slow SMTP round trip: the reason not to make the client wait for it
-    this.outbox.push(`${to}: ${text}`);
-  }
-}
-
-// A task whose dependencies come from the container of the Background it is added to, at
-// add() time: the app-wide Mailer, and this request's RequestInfo.
-const sendWelcome = defineTask(
-  { name: 'sendWelcome', inject: [Mailer, RequestInfo] },
-  async (mailer, request, email: string) => {
-    await mailer.send(email, `Welcome! (you signed up in request #${request.id})`);
-  },
-);
-
-// Plain async functions are tasks too; add() passes them its extra arguments.
-const auditLog: { userId: number; event: string }[] = [];
-async function recordAudit(userId: number): Promise<void> {
-  await sleep(20); // a database round trip
-  auditLog.push({ userId, event: 'signup' });
-}
-
-let crmCalls = 0;
-let crmFailures = 0;
-async function syncToCrm(userId: number): Promise<void> {
-  await sleep(10);
-  if (++crmCalls % CRM_FAILS_EVERY === 0) {
-    crmFailures++;
-    throw new Error(`CRM rejected user ${userId} (every ${CRM_FAILS_EVERY}th call fails on purpose)`);
-  }
-}
-
-/** The avatar tasks, to sum up their work at the end. */
-const avatars: TaskHandle<Avatar>[] = [];
-
-@injectable()
-class SignupService {
-  // Both come from the request's child container: its own Background (by type, no token
-  // needed) and its RequestInfo.
-  constructor(
-    private readonly bg: Background,
-    private readonly request: RequestInfo,
-  ) {}
-
-  signUp(email: string): { userId: number; tasks: TaskHandle[] } {
-    const userId = this.request.id; // a real service would insert a row here
-    // add() returns a handle at once and never throws for a failing task: failures are logged.
-    const avatar = this.bg.add(renderAvatar, userId); // CPU-bound: runs on a worker thread
-    avatars.push(avatar);
-    const tasks = [
-      this.bg.add(sendWelcome, email), // bg.add(sendWelcome, 42) would not compile
-      this.bg.add(recordAudit, userId),
-      this.bg.add(syncToCrm, userId),
-      avatar,
-    ];
-    return { userId, tasks };
-  }
-}
 
 // --- Wiring ---------------------------------------------------------------------------------
 // Options go on the global container before any child container exists (a child reads them
 // through its parent; and it gets its own Background only if the library was imported first).
 
-/** A pino-shaped logger that prints one line per entry and counts task failures. */
-const logged = { failures: 0, warnings: 0 };
+/**
+ * A pino-shaped logger that prints one line per entry and counts what it logs: failures and
+ * timeouts at error; at warn, retries (expected: the relay greylists on purpose) and the rest.
+ */
+const logged = { failures: 0, timeouts: 0, retries: 0, otherWarnings: 0 };
 const logger: BackgroundLogger = {
   error: (fields, message) => {
-    if (fields.err !== undefined) logged.failures++;
+    if (fields.err instanceof TaskTimeoutError) logged.timeouts++;
+    else if (fields.err !== undefined) logged.failures++;
     console.error(`[error] ${message} (#${String(fields.taskId)}): ${String(fields.err)}`);
   },
-  warn: (_fields, message) => {
-    logged.warnings++;
-    console.error(`[warn] ${message}`);
+  warn: (fields, message) => {
+    if (fields.retryInMs !== undefined) logged.retries++;
+    else logged.otherWarnings++;
+    console.error(`[warn] ${message}${fields.err instanceof Error ? `: ${String(fields.err)}` : ''}`);
   },
   info: () => undefined,
   debug: () => undefined,
@@ -122,6 +59,9 @@ container.register(BackgroundOptions, {
   useValue: {
     logger,
     drainTimeoutMs: 5_000,
+    // At most 20 event-loop tasks at once, application-wide (20 connections to the relay, the
+    // CRM…); the others wait for a slot, higher priority first: welcome mails before audit rows.
+    concurrency: 20,
     pool: {
       // Each worker thread passes its own container to this module's default export (the
       // compiled worker-setup.js, next to this file), which registers what worker tasks inject.
@@ -134,12 +74,13 @@ container.register(BackgroundOptions, {
 
 interface RequestRecord {
   tasks: TaskHandle[];
+  avatar: TaskHandle<Avatar>;
   /** Whether the response was out while some of the request's tasks were unfinished. */
   answeredFirst?: boolean;
 }
 const records = new Map<number, RequestRecord>();
-const unfinished = ({ tasks }: RequestRecord): boolean =>
-  tasks.some((task) => task.status === 'queued' || task.status === 'running');
+const live: readonly TaskStatus[] = ['delayed', 'queued', 'running', 'retrying'];
+const unfinished = ({ tasks }: RequestRecord): boolean => tasks.some((task) => live.includes(task.status));
 let lastRequestId = 0;
 
 async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -152,8 +93,8 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   const scope = container.createChildContainer(); // one scope per request
   scope.register(RequestInfo, { useValue: new RequestInfo(id) });
   try {
-    const { userId, tasks } = scope.resolve(SignupService).signUp(url.searchParams.get('email') ?? '');
-    const record: RequestRecord = { tasks };
+    const { userId, tasks, avatar } = scope.resolve(SignupService).signUp(url.searchParams.get('email') ?? '');
+    const record: RequestRecord = { tasks, avatar };
     records.set(id, record);
     // With an outside client, "out" can only mean "handed to the OS"; the burst checks on receipt.
     if (serveMode) res.once('finish', () => (record.answeredFirst = unfinished(record)));
@@ -189,14 +130,38 @@ async function stop(): Promise<number> {
   loopDelay.disable();
   const all = [...records.values()];
   const tasks = all.flatMap((record) => record.tasks);
-  const count = (status: string): number => tasks.filter((task) => task.status === status).length;
-  const [succeeded, failed, abandoned] = [count('succeeded'), count('failed'), count('abandoned')];
+  const count = (status: TaskStatus): number => tasks.filter((task) => task.status === status).length;
+  const [succeeded, failed, timedOut, abandoned] = [count('succeeded'), count('failed'), count('timedOut'), count('abandoned')];
   const answeredFirst = all.filter((record) => record.answeredFirst === true).length;
   console.log(`requests: ${all.length}, responses before background work finished: ${answeredFirst}/${all.length}`);
   console.log(
-    `tasks: added ${tasks.length}, ran ${succeeded + failed} (succeeded ${succeeded}, failed ${failed} ` +
-      `[on purpose ${crmFailures}, logged ${logged.failures}]), abandoned ${abandoned}`,
+    `tasks: added ${tasks.length}, ran ${succeeded + failed + timedOut} (succeeded ${succeeded}, failed ${failed} ` +
+      `[on purpose ${crm.failures}, logged ${logged.failures}], timed out ${timedOut}), abandoned ${abandoned}`,
   );
+  // Retries: every attempt after a task's first, each logged at warn; a retried task recovered if it succeeded.
+  const retried = tasks.filter((task) => task.attempt > 1);
+  const retries = retried.reduce((total, task) => total + task.attempt - 1, 0);
+  const unrecovered = retried.filter((task) => task.status !== 'succeeded').length;
+  const { greylisted } = container.resolve(Mailer);
+  const recovery = unrecovered === 0 ? 'all recovered' : `${unrecovered} task(s) not recovered`;
+  console.log(`retries: ${retries} attempts retried (${recovery}) [greylisted on purpose ${greylisted}, logged ${logged.retries}]`);
+  const { hung, stopped } = container.resolve(CompanyDirectory);
+  const honoured = stopped === timedOut ? 'signal honoured' : `signal honoured by ${stopped} of ${timedOut}`;
+  console.log(`timeouts: ${timedOut} timed out (${honoured}) [hung on purpose ${hung}, stopped ${stopped}, logged ${logged.timeouts}]`);
+  const median = (values: number[]): string => (values.length === 0 ? '-' : `${Math.round(values.sort((x, y) => x - y)[values.length >> 1]!)}`);
+  console.log(
+    `priorities: median start after sign-up: welcome mails (high) ${median(startedAfter.welcome)} ms, ` +
+      `audit rows (low) ${median(startedAfter.audit)} ms`,
+  );
+  const avatars = all.map((record) => record.avatar);
+  const lastSeen = new Map<string, number>(); // what the avatars last reported through ctx.progress()
+  for (const { progress } of avatars) {
+    const seen = progress && `${Math.round(progress.fraction * 100)}% "${progress.message ?? ''}"`;
+    if (seen !== undefined) lastSeen.set(seen, (lastSeen.get(seen) ?? 0) + 1);
+  }
+  const reported = [...lastSeen.values()].reduce((total, n) => total + n, 0);
+  const seen = [...lastSeen].map(([report, n]) => `${report} ×${n}`).join(', ') || 'nothing';
+  console.log(`progress: ${reported}/${avatars.length} avatars reported progress, last seen: ${seen}`);
   const rendered = await Promise.all(avatars.filter((task) => task.status === 'succeeded').map((task) => task.result()));
   const computingMs = Math.round(rendered.reduce((total, avatar) => total + avatar.ms, 0));
   const threads = new Set(rendered.map((avatar) => avatar.threadId)).size;
@@ -207,9 +172,11 @@ async function stop(): Promise<number> {
   const [p50, p99, max] = [loopDelay.percentile(50), loopDelay.percentile(99), loopDelay.max].map(delay);
   console.log(`event loop: delay p50 ${p50} ms, p99 ${p99} ms, max ${max} ms while the worker tasks ran`);
   console.log(`shutdown: drained in ${report.durationMs} ms, abandoned ${report.abandoned}`);
-  const accounted = succeeded + failed === tasks.length && failed === logged.failures && failed === crmFailures;
-  const clean = abandoned === 0 && report.abandoned === 0 && logged.warnings === 0 && answeredFirst === all.length;
-  return accounted && clean ? 0 : 1;
+  // Exit 0 only when every task is accounted for, and everything that went wrong was meant to.
+  const accounted = succeeded + failed + timedOut === tasks.length && abandoned === 0 && report.abandoned === 0;
+  const onPurpose = failed === crm.failures && timedOut === hung && retries === greylisted && unrecovered === 0;
+  const allLogged = logged.failures === failed && logged.timeouts === timedOut && logged.retries === retries && logged.otherWarnings === 0;
+  return accounted && onPurpose && allLogged && stopped === timedOut && answeredFirst === all.length ? 0 : 1;
 }
 
 if (serveMode) {

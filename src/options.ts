@@ -63,7 +63,8 @@ export interface PoolOptions {
 export interface BackgroundOptions {
   /**
    * Application-wide limit on event-loop tasks (async functions and main-thread sync functions)
-   * running at once, shared by every scope. Tasks past it wait in FIFO order.
+   * running at once, shared by every scope. Tasks past it wait, highest priority first and
+   * in the order they were added within a priority.
    *
    * 100 keeps a burst of fire-and-forget work from opening hundreds of sockets or exhausting a
    * database pool's waiters at once, while letting I/O-bound tasks overlap well (at 100 in

@@ -10,7 +10,7 @@ import { WorkerTaskError } from './errors.js';
 import type { BackgroundLogger } from './logger.js';
 import { Scheduler } from './scheduler.js';
 import { withDeadline } from './tracker.js';
-import { MessageChannel } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 import type { WorkerConfig } from './worker.js';
 
@@ -94,11 +94,12 @@ export class Pool {
         kill.abort(signal.reason);
       }, this.settings.terminateAfterMs);
     };
+    const onMessage = (message: ChannelMessage): void => {
+      if ('progress' in message) attempt.reportProgress(...message.progress);
+    };
     if (withContext) {
       channel = new MessageChannel();
-      channel.port1.on('message', (message: ChannelMessage) => {
-        if ('progress' in message) attempt.reportProgress(...message.progress);
-      });
+      channel.port1.on('message', onMessage);
       request = { ...request, port: channel.port2 };
       transferList = [...transferList, channel.port2];
     }
@@ -112,7 +113,14 @@ export class Pool {
     } finally {
       signal.removeEventListener('abort', onAbort);
       clearTimeout(grace);
-      channel?.port1.close();
+      if (channel !== undefined) {
+        // The result travels on another port and can overtake the last progress reports: take
+        // them before closing, while the task still counts as running.
+        for (let left = receiveMessageOnPort(channel.port1); left !== undefined; left = receiveMessageOnPort(channel.port1)) {
+          onMessage(left.message as ChannelMessage);
+        }
+        channel.port1.close();
+      }
     }
     if (response.ok) return response.value;
     throw 'error' in response ? fromWire(response.error) : response.thrown;

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 
-/** Generous: a run takes about a second (most of it the 500 ms of background mail). */
+/** Generous: a run takes a few seconds (the 500 ms mails, 20 at a time, and the avatars). */
 const timeout = 20_000;
 /** The compiled example; `npm test` builds it first. */
 const serverJs = fileURLToPath(new URL('../examples/dist/server.js', import.meta.url));
@@ -70,7 +70,16 @@ interface Summary {
   failed: number;
   onPurpose: number;
   logged: number;
+  timedOut: number;
   abandoned: number;
+  /** Attempts after a task's first; the retried tasks all succeeded; mails refused on purpose; warnings logged. */
+  retries: { attempts: number; allRecovered: boolean; greylisted: number; logged: number };
+  /** Tasks that timed out; lookups made to hang on purpose; lookups stopped by their signal; errors logged. */
+  timeouts: { timedOut: number; honoured: boolean; hung: number; stopped: number; logged: number };
+  /** Median ms from sign-up to the first start of its welcome mail (high priority) and audit row (low). */
+  priorities: { welcome: number; audit: number };
+  /** Avatars that reported progress, of those added, and how many last showed each report (`100% "drawn"`). */
+  progress: { reported: number; avatars: number; lastSeen: Record<string, number> };
   shutdownAbandoned: number;
   worker: { added: number; succeeded: number; computingMs: number; threads: number };
   /** Event-loop delay in ms while the worker tasks ran. */
@@ -78,18 +87,38 @@ interface Summary {
 }
 
 function summaryOf({ stdout, stderr }: Exit): Summary {
-  const numbers = (pattern: RegExp): number[] => {
+  const matches = (pattern: RegExp): string[] => {
     const match = pattern.exec(stdout);
     if (match === null) throw new Error(`no line matching ${pattern} in the output:\n${stdout}\n${stderr}`);
-    return match.slice(1).map(Number);
+    return match.slice(1).map((group) => group ?? '');
   };
+  const numbers = (pattern: RegExp): number[] => matches(pattern).map(Number);
   const [requests = NaN, answeredFirst = NaN, total = NaN] = numbers(
     /^requests: (\d+), responses before background work finished: (\d+)\/(\d+)$/m,
   );
   expect(total).toBe(requests);
-  const [added = NaN, ran = NaN, succeeded = NaN, failed = NaN, onPurpose = NaN, logged = NaN, abandoned = NaN] = numbers(
-    /^tasks: added (\d+), ran (\d+) \(succeeded (\d+), failed (\d+) \[on purpose (\d+), logged (\d+)\]\), abandoned (\d+)$/m,
+  const [added = NaN, ran = NaN, succeeded = NaN, failed = NaN, onPurpose = NaN, logged = NaN, timedOut = NaN, abandoned = NaN] = numbers(
+    /^tasks: added (\d+), ran (\d+) \(succeeded (\d+), failed (\d+) \[on purpose (\d+), logged (\d+)\], timed out (\d+)\), abandoned (\d+)$/m,
   );
+  const [attempts = '', recovery = '', greylisted = '', retriesLogged = ''] = matches(
+    /^retries: (\d+) attempts retried \((all recovered|\d+ task\(s\) not recovered)\) \[greylisted on purpose (\d+), logged (\d+)\]$/m,
+  );
+  const [timedOutAgain = '', honoured = '', hung = '', stopped = '', timeoutsLogged = ''] = matches(
+    /^timeouts: (\d+) timed out \((signal honoured|signal honoured by \d+ of \d+)\) \[hung on purpose (\d+), stopped (\d+), logged (\d+)\]$/m,
+  );
+  expect(Number(timedOutAgain)).toBe(timedOut);
+  const [welcome = NaN, audit = NaN] = numbers(
+    /^priorities: median start after sign-up: welcome mails \(high\) (\d+) ms, audit rows \(low\) (\d+) ms$/m,
+  );
+  const [reported = '', avatars = '', seen = ''] = matches(/^progress: (\d+)\/(\d+) avatars reported progress, last seen: (.+)$/m);
+  const lastSeen: Record<string, number> = {};
+  if (seen !== 'nothing') {
+    for (const part of seen.split(', ')) {
+      const [, report = '', count = ''] = /^(\d+% ".*") ×(\d+)$/.exec(part) ?? [];
+      expect(report, `a "last seen" entry: ${part}`).not.toBe('');
+      lastSeen[report] = Number(count);
+    }
+  }
   const [, shutdownAbandoned = NaN] = numbers(/^shutdown: drained in (\d+) ms, abandoned (\d+)$/m);
   const [workerAdded = NaN, workerSucceeded = NaN, computingMs = NaN, threads = NaN] = numbers(
     /^worker tasks: added (\d+), succeeded (\d+), (\d+) ms of computing on (\d+) thread\(s\)$/m,
@@ -106,15 +135,27 @@ function summaryOf({ stdout, stderr }: Exit): Summary {
     failed,
     onPurpose,
     logged,
+    timedOut,
     abandoned,
+    retries: { attempts: Number(attempts), allRecovered: recovery === 'all recovered', greylisted: Number(greylisted), logged: Number(retriesLogged) },
+    timeouts: { timedOut, honoured: honoured === 'signal honoured', hung: Number(hung), stopped: Number(stopped), logged: Number(timeoutsLogged) },
+    priorities: { welcome, audit },
+    progress: { reported: Number(reported), avatars: Number(avatars), lastSeen },
     shutdownAbandoned,
     worker: { added: workerAdded, succeeded: workerSucceeded, computingMs, threads },
     eventLoop: { p50, p99, max },
   };
 }
 
-/** Every failure the example's logger printed: one `[error] task "…" failed` line each. */
-const failureLines = (exit: Exit): number => exit.stderr.match(/^\[error\] task "\w+" failed/gm)?.length ?? 0;
+/** The example logger's lines on stderr that match `pattern` (multiline, from a line start). */
+const lines = (exit: Exit, pattern: RegExp): string[] => exit.stderr.match(new RegExp(pattern.source, 'gm')) ?? [];
+/** One `[error] task "…" failed` line per failure; one `… timed out` line per timeout. */
+const failureLines = (exit: Exit): number => lines(exit, /^\[error\] task "\w+" failed/).length;
+const timeoutLines = (exit: Exit): number => lines(exit, /^\[error\] task "enrichProfile" timed out .*TaskTimeoutError/).length;
+/** Every `[warn]` line, and those announcing a retry of a greylisted welcome mail. */
+const warnLines = (exit: Exit): number => lines(exit, /^\[warn\]/).length;
+const retryLines = (exit: Exit): number =>
+  lines(exit, /^\[warn\] task "sendWelcome" failed \(attempt 1 of 3\); retrying in \d+ ms: TransientMailError: 451 /).length;
 
 afterEach(() => {
   // Only matters when a test failed half-way: never leave a server running.
@@ -128,15 +169,34 @@ describe('examples/server.js', () => {
 
     expect(summary.requests).toBeGreaterThan(0);
     expect(summary.answeredFirst).toBe(summary.requests);
-    expect(summary.added).toBeGreaterThan(summary.requests); // several tasks per request
+    expect(summary.added).toBe(summary.requests * 5); // five tasks per sign-up
     expect(summary.ran).toBe(summary.added);
-    expect(summary.succeeded + summary.failed).toBe(summary.ran);
+    expect(summary.succeeded + summary.failed + summary.timedOut).toBe(summary.ran);
+    expect(summary.abandoned).toBe(0);
+    expect(summary.shutdownAbandoned).toBe(0);
+    // Failures: the CRM's, made on purpose, each logged once at error.
     expect(summary.onPurpose).toBeGreaterThan(0);
     expect(summary.failed).toBe(summary.onPurpose);
     expect(summary.logged).toBe(summary.failed);
     expect(failureLines(exit)).toBe(summary.failed);
-    expect(summary.abandoned).toBe(0);
-    expect(summary.shutdownAbandoned).toBe(0);
+    // Retries: one per greylisted mail, each logged once at warn (and no other warning), all recovered.
+    const { attempts } = summary.retries;
+    expect(attempts).toBeGreaterThan(0);
+    expect(summary.retries).toEqual({ attempts, allRecovered: true, greylisted: attempts, logged: attempts });
+    expect(retryLines(exit)).toBe(attempts);
+    expect(warnLines(exit)).toBe(attempts);
+    // Timeouts: the lookups made to hang, each stopped by its signal and logged once at error.
+    const { timedOut } = summary;
+    expect(timedOut).toBeGreaterThan(0);
+    expect(summary.timeouts).toEqual({ timedOut, honoured: true, hung: timedOut, stopped: timedOut, logged: timedOut });
+    expect(timeoutLines(exit)).toBe(timedOut);
+    // Priorities: a sign-up's welcome mail (high) never starts after its audit row (low).
+    expect(summary.priorities.welcome).toBeLessThanOrEqual(summary.priorities.audit);
+    // Progress, reported from the worker threads: every avatar's last report reached its handle.
+    const { reported, avatars, lastSeen } = summary.progress;
+    expect(avatars).toBe(summary.requests);
+    expect(reported).toBe(avatars);
+    expect(lastSeen).toEqual({ '100% "drawn"': summary.requests });
     // One CPU-bound avatar per sign-up, each on a worker thread, all rendered.
     expect(summary.worker.added).toBe(summary.requests);
     expect(summary.worker.succeeded).toBe(summary.worker.added);
@@ -146,7 +206,7 @@ describe('examples/server.js', () => {
     const { p50, p99, max } = summary.eventLoop;
     expect(p50).toBeLessThanOrEqual(p99);
     expect(p99).toBeLessThanOrEqual(max);
-    expect(exit.stderr).not.toMatch(/\[warn\]|request failed|Unhandled|uncaught/i);
+    expect(exit.stderr).not.toMatch(/request failed|Unhandled|uncaught/i);
     expect(exit, exit.stderr).toMatchObject({ code: 0, signal: null });
   });
 
@@ -157,14 +217,22 @@ describe('examples/server.js', () => {
 
     const res = await fetch(`${base}/signup?email=ada@example.com`, { method: 'POST' });
     expect(res.status).toBe(202);
-    expect(await res.json()).toEqual({ userId: 1, queued: ['sendWelcome', 'recordAudit', 'syncToCrm', 'renderAvatar'] });
+    expect(await res.json()).toEqual({
+      userId: 1,
+      queued: ['sendWelcome', 'enrichProfile', 'syncToCrm', 'recordAudit', 'renderAvatar'],
+    });
 
     server.child.kill('SIGTERM');
     const exit = await server.exited;
     const summary = summaryOf(exit);
-    expect(summary).toMatchObject({ requests: 1, answeredFirst: 1, added: 4, ran: 4, succeeded: 4, failed: 0, abandoned: 0 });
+    // One sign-up: no mail is greylisted, no lookup hangs, the CRM accepts it.
+    expect(summary).toMatchObject({ requests: 1, answeredFirst: 1, added: 5, ran: 5, succeeded: 5, failed: 0, timedOut: 0, abandoned: 0 });
+    expect(summary.retries).toEqual({ attempts: 0, allRecovered: true, greylisted: 0, logged: 0 });
+    expect(summary.timeouts).toEqual({ timedOut: 0, honoured: true, hung: 0, stopped: 0, logged: 0 });
+    expect(summary.progress.avatars).toBe(1);
     expect(summary.worker).toMatchObject({ added: 1, succeeded: 1, threads: 1 });
     expect(summary.shutdownAbandoned).toBe(0);
+    expect(exit.stderr).toBe('');
     expect(exit, exit.stderr).toMatchObject({ code: 0, signal: null });
   });
 });

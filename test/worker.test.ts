@@ -21,6 +21,7 @@ import {
   greet,
   hogsMemory,
   needsUnregistered,
+  quickProgress,
   returnsFunction,
   spins,
   sumBytes,
@@ -242,6 +243,13 @@ describe('worker tasks and task control', () => {
     expect(handle.status).toBe('cancelled');
     await vi.waitFor(() => expect(Atomics.load(seen, 0)).toBe(1), { timeout: 5_000, interval: 10 });
     expect(Atomics.load(seen, 1)).toBe(2);
+  });
+
+  it('deliver the last progress report of every task, even when its result overtakes it', async () => {
+    const { bg } = app();
+    const handles = Array.from({ length: 60 }, (_, n) => bg.add(quickProgress, n));
+    await Promise.all(handles.map((handle) => handle.result()));
+    expect(handles.map((handle) => handle.progress)).toEqual(handles.map((_, n) => ({ fraction: 1, message: `done ${n}` })));
   });
 
   it('time out a task that ignores its signal, and terminate its thread after the grace period', async () => {
