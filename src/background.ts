@@ -6,7 +6,7 @@ import { BackgroundDisposedError, QueueFullError, TaskDependencyError } from './
 import { describe } from './describe.js';
 import { TaskRun, type TaskHandle, type TaskStatus } from './run.js';
 import { Schedule, type Cadence } from './schedule.js';
-import { appOf, CurrentScope, isAppRoot, scopeOptions } from './scope.js';
+import { appOf, backgroundOf, CurrentScope, isAppRoot, scopeOptions, setBackgroundOf } from './scope.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './task-options.js';
 import {
   definitionKeys,
@@ -33,7 +33,6 @@ function isClassWithoutRun(fn: object): boolean {
     !isClassTask(fn)
   );
 }
-const instances = new WeakMap<DependencyContainer, Background>();
 
 /**
  * Runs fire-and-forget tasks for one tsyringe container (a scope), with their dependencies
@@ -70,7 +69,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     this.#app = appOf(scope);
     this.#isRoot = isAppRoot(scope);
     this.#tracker = new Tracker(options, this.#app);
-    instances.set(scope, this);
+    setBackgroundOf(scope, this);
   }
 
   /** Tasks of this scope queued or running now. */
@@ -241,10 +240,10 @@ export class Background implements AsyncDisposable, TaskAdder {
     const once: CallSpec = { ...call, cadence: undefined };
     const first = this.#build(once, task, args);
     const schedule = new Schedule(++lastId, first.name, cadence, call.overlap, () => this.#add(once, task, args) as TaskRun, (stopped) => {
-      this.#tracker.schedules.delete(stopped);
+      this.#tracker.schedules?.delete(stopped);
       this.#app.schedules.delete(stopped);
     });
-    this.#tracker.schedules.add(schedule);
+    (this.#tracker.schedules ??= new Set()).add(schedule);
     this.#app.schedules.add(schedule);
     return schedule;
   }
@@ -407,7 +406,7 @@ export interface TaskAdder {
  * container. tsyringe alone disposes everything in parallel.
  */
 export async function disposeScope(scope: DependencyContainer): Promise<void> {
-  await instances.get(scope)?.dispose();
+  await backgroundOf<Background>(scope)?.dispose();
   await scope.dispose();
 }
 

@@ -57,3 +57,15 @@ function ownOptions(scope: DependencyContainer): unknown {
 function parentOf(scope: DependencyContainer): DependencyContainer | undefined {
   return (scope as unknown as { parent?: DependencyContainer }).parent;
 }
+
+const backgroundKey = Symbol('tsyringe-background.Background');
+
+/** Remembers a container's Background on the container itself (a WeakMap of every request scope would load the GC). */
+export function setBackgroundOf(scope: DependencyContainer, background: object): void {
+  (scope as unknown as Record<symbol, object>)[backgroundKey] = background;
+}
+
+/** The Background of a container, if one was resolved from it. */
+export function backgroundOf<T>(scope: DependencyContainer): T | undefined {
+  return (scope as unknown as Record<symbol, T | undefined>)[backgroundKey];
+}

@@ -1,5 +1,6 @@
 import type { App } from './app.js';
 import type { ResolvedOptions } from './options.js';
+import { deadlines, type Deadline } from './deadlines.js';
 import { TaskCancelledError } from './errors.js';
 import type { TaskRun, TaskStatus } from './run.js';
 import type { Schedule } from './schedule.js';
@@ -31,6 +32,7 @@ export class Tracker {
   #head: TaskRun | undefined;
   #idle: { promise: Promise<void>; resolve: () => void } | undefined;
   #disposal: Promise<void> | undefined;
+  #deadline: Deadline | undefined;
 
   constructor(options: ResolvedOptions, app: App) {
     this.options = options;
@@ -50,8 +52,8 @@ export class Tracker {
     return this.#pending;
   }
 
-  /** This scope's periodic tasks not stopped yet. */
-  readonly schedules = new Set<Schedule>();
+  /** This scope's periodic tasks not stopped yet (created with the first). */
+  schedules: Set<Schedule> | undefined;
   /** Tasks added, and tasks ended in each final state, since the scope began. */
   readonly counts = newCounts();
 
@@ -84,6 +86,11 @@ export class Tracker {
     this.#app.ended(run);
     if (--this.#pending === 0) {
       this.#app.busy.delete(this);
+      if (this.#disposal !== undefined) {
+        if (this.#deadline !== undefined) deadlines.cancel(this.#deadline);
+        this.#deadline = undefined;
+        this.#state = 'closed';
+      }
       const idle = this.#idle;
       this.#idle = undefined;
       idle?.resolve();
@@ -104,7 +111,9 @@ export class Tracker {
   /** Stops intake and the scope's periodic tasks. */
   close(): void {
     if (this.#state === 'open') this.#state = 'draining';
-    for (const schedule of [...this.schedules]) schedule.stop(new TaskCancelledError(schedule.name, schedule.id, 'its scope was disposed'));
+    if (this.schedules !== undefined) {
+      for (const schedule of [...this.schedules]) schedule.stop(new TaskCancelledError(schedule.name, schedule.id, 'its scope was disposed'));
+    }
   }
 
   /**
@@ -113,15 +122,21 @@ export class Tracker {
    */
   dispose(): Promise<void> {
     this.close();
-    this.#disposal ??= this.#dispose();
+    if (this.#disposal === undefined) {
+      const { drainTimeoutMs } = this.options;
+      if (this.#pending > 0) this.abandonDelayedPast(Date.now() + drainTimeoutMs, drainTimeoutMs, 'scope');
+      if (this.#pending === 0) {
+        this.#state = 'closed';
+        this.#disposal = Promise.resolve();
+      } else {
+        // settled() cancels the deadline and closes the scope once the last task ends.
+        this.#deadline = deadlines.add(drainTimeoutMs, () => {
+          this.abandon(drainTimeoutMs, 'scope');
+        });
+        this.#disposal = this.drain();
+      }
+    }
     return this.#disposal;
-  }
-
-  async #dispose(): Promise<void> {
-    this.abandonDelayedPast(Date.now() + this.options.drainTimeoutMs, this.options.drainTimeoutMs, 'scope');
-    if (this.#pending > 0) await withDeadline(this.drain(), this.options.drainTimeoutMs);
-    this.abandon(this.options.drainTimeoutMs, 'scope');
-    this.#state = 'closed';
   }
 
   /**
@@ -129,7 +144,10 @@ export class Tracker {
    * wait for them in vain. Delayed tasks due before it run, and disposal waits for them.
    */
   abandonDelayedPast(deadline: number, drainTimeoutMs: number, by: 'scope' | 'application'): number {
-    const late = [...this.live()].filter((run) => run.status === 'delayed' && run.dueAt > deadline);
+    const late: TaskRun[] = [];
+    for (let run = this.#head; run !== undefined; run = run.nextLive) {
+      if (run.status === 'delayed' && run.dueAt > deadline) late.push(run);
+    }
     return this.#abandon(late, drainTimeoutMs, by, 'due after the drain deadline');
   }
 
@@ -138,7 +156,7 @@ export class Tracker {
    * application's close gave up on them; returns how many there were.
    */
   abandon(drainTimeoutMs: number, by: 'scope' | 'application'): number {
-    return this.#abandon([...this.live()], drainTimeoutMs, by, 'unfinished after the drain deadline');
+    return this.#pending === 0 ? 0 : this.#abandon([...this.live()], drainTimeoutMs, by, 'unfinished after the drain deadline');
   }
 
   #abandon(left: TaskRun[], drainTimeoutMs: number, by: 'scope' | 'application', what: string): number {

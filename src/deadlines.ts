@@ -1,0 +1,80 @@
+/**
+ * Drain deadlines of disposing scopes, on one timer. A scope per request means a disposal per
+ * request, and most drain long before their deadline: giving each its own `setTimeout` (and a
+ * `Promise.race` against it) costs more than the rest of the disposal. Here a deadline is an
+ * entry in a queue ordered by due time; one timer waits for the earliest live entry, and it
+ * holds the process open only while some entry is live.
+ *
+ * Entries fire by the timer's schedule, not by comparing clocks: the delay to the next entry is
+ * its due time minus the one that fired, so fake timers in tests drive it like real ones.
+ */
+export interface Deadline {
+  readonly at: number;
+  readonly fire: () => void;
+  live: boolean;
+}
+
+export class Deadlines {
+  #entries: Deadline[] = [];
+  #head = 0;
+  #live = 0;
+  #timer: NodeJS.Timeout | undefined;
+  /** The entry the timer was set for. */
+  #armedFor: Deadline | undefined;
+
+  /** Calls `fire` in `ms`, unless cancelled first. */
+  add(ms: number, fire: () => void): Deadline {
+    const deadline: Deadline = { at: Date.now() + ms, fire, live: true };
+    const entries = this.#entries;
+    let i = entries.length;
+    while (i > this.#head && entries[i - 1]!.at > deadline.at) i--;
+    if (i === entries.length) entries.push(deadline);
+    else entries.splice(i, 0, deadline);
+    if (this.#live++ === 0) this.#timer?.ref();
+    const armed = this.#armedFor;
+    if (armed === undefined || deadline.at < armed.at) this.#arm(deadline, ms);
+    return deadline;
+  }
+
+  cancel(deadline: Deadline): void {
+    if (!deadline.live) return;
+    deadline.live = false;
+    if (--this.#live === 0) this.#timer?.unref();
+  }
+
+  #arm(deadline: Deadline, ms: number): void {
+    clearTimeout(this.#timer);
+    this.#armedFor = deadline;
+    this.#timer = setTimeout(this.#fire, Math.max(0, ms));
+    if (this.#live === 0) this.#timer.unref();
+  }
+
+  readonly #fire = (): void => {
+    const fired = this.#armedFor!;
+    this.#timer = undefined;
+    this.#armedFor = undefined;
+    const entries = this.#entries;
+    while (this.#head < entries.length && entries[this.#head]!.at <= fired.at) {
+      const deadline = entries[this.#head++]!;
+      if (!deadline.live) continue;
+      deadline.live = false;
+      this.#live--;
+      deadline.fire();
+    }
+    while (this.#head < entries.length && !entries[this.#head]!.live) this.#head++;
+    if (this.#head === entries.length) {
+      this.#entries = [];
+      this.#head = 0;
+      return;
+    }
+    if (this.#head > 1024) {
+      this.#entries = entries.slice(this.#head);
+      this.#head = 0;
+    }
+    const next = this.#entries[this.#head]!;
+    this.#arm(next, next.at - fired.at);
+  };
+}
+
+/** The process's drain deadlines. */
+export const deadlines = new Deadlines();
