@@ -18,7 +18,7 @@ import {
   type TaskDefinition,
 } from './task.js';
 import { Tracker } from './tracker.js';
-import { checkCloneable, collectTransfers } from './clone.js';
+import { checkCloneable, collectTransfers, type Transferable } from './clone.js';
 import type { WorkerRequest } from './wire.js';
 import { isWorkerTask, type WorkerTaskDefinition } from './worker-task.js';
 import type { App } from './app.js';
@@ -172,9 +172,10 @@ export class Background implements AsyncDisposable, TaskAdder {
   stats(options?: { application?: boolean | undefined }): BackgroundStats {
     const all = options?.application === true;
     const counts = all ? this.#app.counts : this.#tracker.counts;
-    const byStatus: Record<TaskStatus, number> = { queued: 0, delayed: 0, running: 0, retrying: 0, ...counts };
+    const { total, ...ended } = counts;
+    const byStatus: Record<TaskStatus, number> = { queued: 0, delayed: 0, running: 0, retrying: 0, ...ended };
     for (const run of this.#liveRuns(all)) byStatus[run.status]++;
-    return { total: counts.total, queued: byStatus.queued, running: byStatus.running, byStatus };
+    return { total, queued: byStatus.queued, running: byStatus.running, byStatus };
   }
 
   /**
@@ -323,7 +324,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     const options = this.#optionsFor(name, definition.options, call);
     const transferList = checkCloneable(name, args);
     // Marked buffers move now, so the caller's are detached when add() returns, not later.
-    const sent = transferList.length === 0 ? args : structuredClone(args, { transfer: transferList as never });
+    const sent = transferList.length === 0 ? args : moveNow(name, args, transferList);
     const pool = this.#app.pool;
     const request: WorkerRequest = { module: definition.module, name, args: sent, id: ++lastId };
     const transfers = transferList.length === 0 ? transferList : collectTransfers(sent);
@@ -352,6 +353,18 @@ export class Background implements AsyncDisposable, TaskAdder {
     const run = instance.run;
     const options = this.#optionsFor(name, undefined, call);
     return new TaskRun(++lastId, name, run, instance, args, !isAsyncFunction(run), -1, this.#tracker, this.#app.scheduler, options);
+  }
+}
+
+/** Moves the marked buffers of a worker task's arguments; a detached one fails clearly. */
+function moveNow(taskName: string, args: unknown[], transferList: readonly Transferable[]): unknown[] {
+  try {
+    return structuredClone(args, { transfer: transferList as never });
+  } catch (error) {
+    throw new TypeError(
+      `bg.add("${taskName}"): the arguments marked with transfer() could not be moved (a buffer already transferred is detached): ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
   }
 }
 

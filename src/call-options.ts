@@ -84,7 +84,7 @@ export function resolveCall(options: unknown): CallSpec {
     }
   }
   if (after !== undefined && !(Array.isArray(after) && after.every((handle) => handle instanceof TaskRun))) {
-    throw new TypeError(`bg.with(options): options.after must be an array of task handles returned by add(), got ${describe(after)}`);
+    throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);
   }
   return Object.freeze({ options, delayMs, runAt: at, after: (after ?? []), cadence, overlap: overlap ?? false });
 }

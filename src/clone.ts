@@ -91,7 +91,11 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
     const object = value as object;
     seen.add(object);
     if (marked.has(object)) {
-      transferList.push(ArrayBuffer.isView(object) ? (object.buffer as ArrayBuffer) : (object as Transferable));
+      const moved = ArrayBuffer.isView(object) ? (object.buffer as ArrayBuffer) : (object as Transferable);
+      if (moved instanceof ArrayBuffer && isDetached(moved)) {
+        fail(path, 'was marked with transfer() but its buffer was already transferred (it is detached); pass a buffer that still holds its data');
+      }
+      transferList.push(moved);
       return;
     }
     if (ArrayBuffer.isView(object) || isMessagePort(object)) return;
@@ -113,6 +117,16 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
     }
   };
   visit(root, rootPath);
+}
+
+/** A transferred ArrayBuffer is detached: even an empty slice of it throws. */
+function isDetached(buffer: ArrayBuffer): boolean {
+  try {
+    buffer.slice(0, 0);
+    return false;
+  } catch {
+    return true;
+  }
 }
 
 function isMessagePort(value: unknown): value is MessagePort {

@@ -10,7 +10,8 @@
  */
 export interface Deadline {
   readonly at: number;
-  readonly fire: () => void;
+  /** Dropped on cancellation, so a cancelled entry holds nothing until its time comes. */
+  fire: () => void;
   live: boolean;
 }
 
@@ -39,6 +40,7 @@ export class Deadlines {
   cancel(deadline: Deadline): void {
     if (!deadline.live) return;
     deadline.live = false;
+    deadline.fire = noop;
     if (--this.#live === 0) this.#timer?.unref();
   }
 
@@ -78,3 +80,5 @@ export class Deadlines {
 
 /** The process's drain deadlines. */
 export const deadlines = new Deadlines();
+
+function noop(): void {}

@@ -199,30 +199,35 @@ export class TaskRun implements TaskHandle, Job {
     const { timeoutMs } = this.#options;
     if (timeoutMs !== undefined) this.#timer = setTimeout(this.#timedOut, timeoutMs, attempt);
     const startedAt = (this.#startedAt = performance.now());
+    let awaited: Promise<unknown> | undefined;
     let returned: unknown;
     try {
       returned = fn.apply(this.#self, args);
+      // Inside the try: a returned Proxy can throw from `instanceof` or from reading `then`.
+      if (returned instanceof Promise) awaited = returned;
+      else if (isThenable(returned)) awaited = Promise.resolve(returned);
     } catch (error) {
       this.#attemptFailed(attempt, error);
       return;
     } finally {
       if (this.sync) this.#checkBlocking(performance.now() - startedAt);
     }
-    if (returned instanceof Promise || isThenable(returned)) {
-      Promise.resolve(returned).then(
-        (value) => {
-          this.#attemptSucceeded(attempt, value);
-        },
-        (error: unknown) => {
-          this.#attemptFailed(attempt, error);
-        },
-      );
-    } else {
+    if (awaited === undefined) {
       this.#attemptSucceeded(attempt, returned);
+      return;
     }
+    awaited.then(
+      (value) => {
+        this.#attemptSucceeded(attempt, value);
+      },
+      (error: unknown) => {
+        this.#attemptFailed(attempt, error);
+      },
+    );
   }
 
   cancel(reason?: unknown): boolean {
+    if (finalStatuses.has(this.status)) return false;
     const error = new TaskCancelledError(this.name, this.id, reason);
     if (!this.#stop(error)) return false;
     this.#log('debug', { attempt: this.attempt }, `task "${this.name}" was cancelled`);
@@ -240,7 +245,9 @@ export class TaskRun implements TaskHandle, Job {
 
   /** Ends a task that never ran because one it was to run after did not succeed. */
   skip(error: Error): void {
-    if (this.#stop(error)) this.#end('skipped', { ok: false, error });
+    if (!this.#stop(error)) return;
+    this.#log('debug', { err: error }, `task "${this.name}" was skipped`);
+    this.#end('skipped', { ok: false, error });
   }
 
   /** Records progress; called by the task's context (or, for a worker task, by the pool). */
@@ -252,6 +259,10 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   result(options?: ResultOptions): Promise<unknown> {
+    const timeoutMs = options?.timeoutMs;
+    if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0)) {
+      throw new RangeError(`handle.result(options): options.timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`);
+    }
     if (this.#result === undefined) {
       const outcome = this.#outcome;
       if (outcome === undefined) {
@@ -265,11 +276,7 @@ export class TaskRun implements TaskHandle, Job {
         this.#result = outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error);
       }
     }
-    const timeoutMs = options?.timeoutMs;
     if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
-    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) {
-      throw new RangeError(`handle.result(options): options.timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`);
-    }
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => {
@@ -312,7 +319,7 @@ export class TaskRun implements TaskHandle, Job {
     if (this.status !== 'running' || attempt !== this.attempt) return;
     clearTimeout(this.#timer);
     this.lane.release();
-    const error = thrown instanceof Error ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
+    const error = isError(thrown) ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
     this.#afterFailure(error, 'failed');
   }
 
@@ -423,6 +430,15 @@ export class TaskRun implements TaskHandle, Job {
         if (attempt === this.attempt) this.reportProgress(fraction, message);
       },
     });
+  }
+}
+
+/** Whether a thrown value is an Error; a revoked Proxy (whose `instanceof` throws) is not. */
+function isError(value: unknown): value is Error {
+  try {
+    return value instanceof Error;
+  } catch {
+    return false;
   }
 }
 

@@ -513,7 +513,7 @@ describe('option validation', () => {
     [{ cron: 'every tuesday' }, TypeError, `bg.with(options): options.cron "every tuesday" is not valid`],
     [{ overlap: true }, TypeError, 'bg.with(options): options.overlap applies to periodic tasks only; give options.every or options.cron too'],
     [{ every: 10, delayMs: 5 }, TypeError, 'bg.with(options): options.delayMs cannot be given with options.every; a periodic task starts at its first tick'],
-    [{ after: [42] }, TypeError, 'bg.with(options): options.after must be an array of task handles returned by add()'],
+    [{ after: [42] }, TypeError, 'bg.with(options): options.after must be an array of handles of one-off tasks returned by add()'],
     [{ sooner: true }, TypeError, 'bg.with(options).sooner is not a known option'],
   ])('bg.with(%o) throws a %o naming the option', (options, type, message) => {
     const { bg } = setup();
