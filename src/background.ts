@@ -6,7 +6,7 @@ import { BackgroundDisposedError, QueueFullError, TaskDependencyError } from './
 import { describe } from './describe.js';
 import { TaskRun, type TaskHandle, type TaskStatus } from './run.js';
 import { Schedule, type Cadence } from './schedule.js';
-import { appOf, backgroundOf, CurrentScope, isAppRoot, scopeOptions, setBackgroundOf } from './scope.js';
+import { appOf, backgroundOf, CurrentScope, isAppRoot, isDisposed, scopeOptions, setBackgroundOf } from './scope.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './task-options.js';
 import {
   definitionKeys,
@@ -416,11 +416,13 @@ export interface TaskAdder {
 /**
  * Disposes a scope in the right order: first its Background (so tasks finish while the
  * scope's other instances, a database session say, are still alive), then the rest of the
- * container. tsyringe alone disposes everything in parallel.
+ * container. tsyringe alone disposes everything in parallel. Safe to call on a scope that is
+ * already disposed.
  */
 export async function disposeScope(scope: DependencyContainer): Promise<void> {
   await backgroundOf<Background>(scope)?.dispose();
-  await scope.dispose();
+  // tsyringe would dispose every instance again on a second call.
+  if (!isDisposed(scope)) await scope.dispose();
 }
 
 /** Options of {@link shutdown}. */

@@ -69,3 +69,8 @@ export function setBackgroundOf(scope: DependencyContainer, background: object):
 export function backgroundOf<T>(scope: DependencyContainer): T | undefined {
   return (scope as unknown as Record<symbol, T | undefined>)[backgroundKey];
 }
+
+/** Whether tsyringe has disposed this container (its private `disposed` flag, stable through 4.x). */
+export function isDisposed(scope: DependencyContainer): boolean {
+  return (scope as unknown as { disposed?: boolean }).disposed === true;
+}

@@ -210,6 +210,23 @@ describe('disposeScope()', () => {
     expect(() => scope.resolve(Session)).toThrow(/disposed/);
   });
 
+  it('disposes each instance once, even on a scope tsyringe has already disposed', async () => {
+    const scope = freshApp({ logger: captureLogger() }).createChildContainer();
+    let disposals = 0;
+    @injectable()
+    class Counted {
+      dispose(): void {
+        disposals++;
+      }
+    }
+    scope.register(Counted, Counted);
+    scope.resolve(Counted);
+    scope.resolve(Background);
+    await scope.dispose();
+    await disposeScope(scope);
+    expect(disposals).toBe(1);
+  });
+
   it('disposes a scope that never resolved a Background', async () => {
     const scope = container.createChildContainer();
     scope.register(Session, Session);
