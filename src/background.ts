@@ -6,7 +6,7 @@ import { BackgroundDisposedError, QueueFullError, TaskDependencyError } from './
 import { describe } from './describe.js';
 import { TaskRun, type TaskHandle, type TaskStatus } from './run.js';
 import { Schedule, type Cadence } from './schedule.js';
-import { appOf, backgroundOf, CurrentScope, isAppRoot, isDisposed, scopeOptions, setBackgroundOf } from './scope.js';
+import { appOf, backgroundOf, CurrentScope, isDisposed, scopeInfo, setBackgroundOf } from './scope.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './task-options.js';
 import {
   definitionKeys,
@@ -64,11 +64,11 @@ export class Background implements AsyncDisposable, TaskAdder {
    * @throws TypeError | RangeError when the registered {@link BackgroundOptions} are invalid.
    */
   constructor(@inject(CurrentScope) scope: DependencyContainer) {
-    const options = scopeOptions(scope);
+    const { options, app, isRoot } = scopeInfo(scope);
     this.#scope = scope;
-    this.#app = appOf(scope);
-    this.#isRoot = isAppRoot(scope);
-    this.#tracker = new Tracker(options, this.#app);
+    this.#app = app;
+    this.#isRoot = isRoot;
+    this.#tracker = new Tracker(options, app);
     setBackgroundOf(scope, this);
   }
 

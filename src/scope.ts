@@ -14,39 +14,32 @@ globalContainer.register(CurrentScope, { useFactory: (scope) => scope });
 
 const apps = new WeakMap<DependencyContainer, App>();
 
-/**
- * The application a container belongs to: that of the nearest ancestor-or-self container that
- * registers `{ root: true }` options, or else of the top-most container.
- */
-export function appOf(scope: DependencyContainer): App {
-  for (let c: DependencyContainer | undefined = scope; c !== undefined; c = parentOf(c)) {
-    const known = apps.get(c);
-    if (known !== undefined) {
-      known.configure(scopeOptions(c));
-      return known;
-    }
-    if (parentOf(c) === undefined || resolveOptions(ownOptions(c)).root) {
-      const app = new App(scopeOptions(c));
-      apps.set(c, app);
-      return app;
-    }
-  }
-  throw new Error('unreachable: every container chain ends at a root');
+/** What a container's Background needs to know of where it stands. */
+export interface ScopeInfo {
+  /** Every registration from the top-most container down to this one, merged field by field over the defaults, the nearest winning. */
+  readonly options: ResolvedOptions;
+  /** The application: that of the nearest ancestor-or-self container that registers `{ root: true }`, or else of the top-most container. */
+  readonly app: App;
+  /** Whether this container is its application's root. */
+  readonly isRoot: boolean;
 }
 
-/**
- * The options that apply to a scope: every registration from the top-most container down to
- * this one, merged field by field over the defaults, the nearest winning.
- */
-export function scopeOptions(scope: DependencyContainer): ResolvedOptions {
+/** Reads a container's options and application in one walk up its ancestors. */
+export function scopeInfo(scope: DependencyContainer): ScopeInfo {
   const parent = parentOf(scope);
-  const base = parent === undefined ? defaultOptions : scopeOptions(parent);
-  return resolveOptions(ownOptions(scope), base);
+  const own = ownOptions(scope);
+  const above = parent === undefined ? undefined : scopeInfo(parent);
+  const options = resolveOptions(own, above?.options ?? defaultOptions);
+  if (above !== undefined && !(own !== undefined && options.root)) return { options, app: above.app, isRoot: false };
+  let app = apps.get(scope);
+  if (app === undefined) apps.set(scope, (app = new App(options)));
+  else app.configure(options);
+  return { options, app, isRoot: true };
 }
 
-/** Whether this container is the root of its application. */
-export function isAppRoot(scope: DependencyContainer): boolean {
-  return apps.has(scope) || parentOf(scope) === undefined;
+/** The application a container belongs to. */
+export function appOf(scope: DependencyContainer): App {
+  return scopeInfo(scope).app;
 }
 
 function ownOptions(scope: DependencyContainer): unknown {
