@@ -98,7 +98,8 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
       transferList.push(moved);
       return;
     }
-    if (ArrayBuffer.isView(object) || isMessagePort(object)) return;
+    if (ArrayBuffer.isView(object)) return;
+    if (isMessagePort(object)) fail(path, 'is a MessagePort, which can only be moved: mark it with transfer()');
     const prototype: unknown = Object.getPrototypeOf(object);
     if (!cloneable.has(prototype) && !types.isNativeError(object)) {
       fail(path, `is ${describe(object)}: it would arrive as a plain object without its class and methods; use plain data instead`);

@@ -4,7 +4,9 @@
  */
 import { availableParallelism, cpus } from 'node:os';
 import type { ResourceLimits } from 'node:worker_threads';
-import { Piscina } from 'piscina';
+import { createRequire } from 'node:module';
+import type * as PiscinaModule from 'piscina';
+import type { Piscina } from 'piscina';
 import type { Transferable } from './clone.js';
 import { WorkerTaskError } from './errors.js';
 import type { BackgroundLogger } from './logger.js';
@@ -13,6 +15,8 @@ import { withDeadline } from './tracker.js';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 import type { WorkerConfig } from './worker.js';
+
+const require = createRequire(import.meta.url);
 
 /** Settings of the pool, with every default filled in. */
 export interface PoolSettings {
@@ -144,7 +148,10 @@ export class Pool {
     const fromSource = import.meta.url.endsWith('.ts');
     const { maxThreads, minThreads, idleTimeout, resourceLimits, setupModule } = this.settings;
     const workerData: WorkerConfig = { setupModule };
-    const piscina = new Piscina({
+    // Loaded here, not at import: every worker thread imports this library through its task
+    // modules, and should not pay for loading Piscina (nor should an app with no worker task).
+    const { Piscina: PiscinaPool } = require('piscina') as typeof PiscinaModule;
+    const piscina = new PiscinaPool({
       filename: new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url).href,
       // The library's own tests run it from TypeScript source; tsx loads the worker entry.
       ...(fromSource ? { execArgv: ['--import', 'tsx'] } : {}),

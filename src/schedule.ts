@@ -1,14 +1,20 @@
-import { Cron } from 'croner';
+import { createRequire } from 'node:module';
+import type * as Croner from 'croner';
+import type { Cron } from 'croner';
 import { TaskCancelledError } from './errors.js';
 import { finalStatuses, type TaskHandle, type TaskProgress, type TaskRun, type TaskStatus } from './run.js';
 
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
 export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string };
 
+const require = createRequire(import.meta.url);
+
 /** Builds a cron from an expression and a time zone; throws a TypeError naming the option. */
 export function cronOf(expression: string, tz: string | undefined): Cron {
   try {
-    const cron = new Cron(expression, { paused: true, ...(tz === undefined ? {} : { timezone: tz }) });
+    // Loaded on first use, not at import (worker threads import this library too).
+    const { Cron: CronJob } = require('croner') as typeof Croner;
+    const cron = new CronJob(expression, { paused: true, ...(tz === undefined ? {} : { timezone: tz }) });
     cron.nextRun();
     return cron;
   } catch (error) {

@@ -36,7 +36,7 @@ const registry: Map<string, WorkerTaskDefinition> = ((globalThis as Record<symbo
  *
  * @param moduleUrl the defining module's `import.meta.url` (or an absolute path to it)
  * @throws TypeError when `moduleUrl` is not a `file:` URL or an absolute path, the module
- * already defines a worker task of that name, or the options or `fn` are invalid.
+ * already defines a different worker task of that name, or the options or `fn` are invalid.
  */
 export function workerTask<
   const Tokens extends readonly InjectionToken[],
@@ -50,8 +50,11 @@ export function workerTask<
   const definition = defineTask(options, fn);
   const module = moduleHref(moduleUrl, definition.name);
   const key = `${module}#${definition.name}`;
-  if (registry.has(key)) {
-    throw new TypeError(`workerTask("${definition.name}"): ${module} already defines a worker task of that name`);
+  const existing = registry.get(key);
+  // The same module evaluated again (hot reload, a test runner resetting modules) defines the
+  // same function again: the new definition replaces the old. Another function is a mistake.
+  if (existing !== undefined && String(existing.fn) !== String(definition.fn)) {
+    throw new TypeError(`workerTask("${definition.name}"): ${module} already defines a different worker task of that name`);
   }
   const worker = Object.freeze({ ...definition, module });
   registry.set(key, worker as WorkerTaskDefinition);

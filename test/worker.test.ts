@@ -1,4 +1,4 @@
-import { threadId } from 'node:worker_threads';
+import { MessageChannel, threadId } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
@@ -120,12 +120,22 @@ describe('worker tasks', () => {
     ['a function', () => 1, /argument #0 \(args\[0\]\) is a function \(anonymous\), which cannot cross to another thread/],
     ['a symbol inside an object', { tag: Symbol('t') }, /argument #0 \(args\[0\]\.tag\) is a symbol \(Symbol\(t\)\)/],
     ['a class instance', new (class Point { x = 1 })(), /argument #0 \(args\[0\]\) is an instance of Point: it would arrive as a plain object without its class/],
+    ['a MessagePort not marked with transfer()', new MessageChannel().port1, /argument #0 \(args\[0\]\) is a MessagePort, which can only be moved: mark it with transfer\(\)/],
   ])('reject %s as an argument at add(), naming the task and the position; nothing is queued', (_label, arg, message) => {
     const { bg } = app();
     expect(() => bg.add(sumBytes, arg as never)).toThrow(TypeError);
     expect(() => bg.add(sumBytes, arg as never)).toThrow(/^bg\.add\("sumBytes"\): /);
     expect(() => bg.add(sumBytes, arg as never)).toThrow(message);
     expect(bg.pending).toBe(0);
+  });
+
+  it('accept the same definition again when its module is evaluated again, and refuse a different one', () => {
+    const define = () => workerTask(new URL('./fixtures/no-tasks.ts', import.meta.url), { name: 'again' }, () => 1);
+    expect(define().name).toBe('again');
+    expect(define().name).toBe('again');
+    expect(() => workerTask(new URL('./fixtures/no-tasks.ts', import.meta.url), { name: 'again' }, () => 2)).toThrow(
+      /workerTask\("again"\): file:.*no-tasks\.ts already defines a different worker task of that name/,
+    );
   });
 
   it('move buffers marked with transfer() at add()', async () => {
