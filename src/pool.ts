@@ -55,10 +55,12 @@ export class Pool {
   readonly #logger: BackgroundLogger;
   readonly #base: number;
   readonly #cores = availableParallelism();
+  readonly #hostCpus = Math.max(1, cpus().length);
   #piscina: Piscina | undefined;
   #closed = false;
   #sampler: NodeJS.Timeout | undefined;
   #lastCpu = machineCpu();
+  #lastOwn = ownCpu();
 
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
@@ -193,6 +195,7 @@ export class Pool {
   #watch(): void {
     if (this.#sampler !== undefined || this.settings.maxThreads <= this.#base) return;
     this.#lastCpu = machineCpu();
+    this.#lastOwn = ownCpu();
     this.#sampler = setInterval(this.#sample, sampleMs).unref();
   }
 
@@ -203,12 +206,16 @@ export class Pool {
 
   readonly #sample = (): void => {
     const cpu = machineCpu();
+    const own = ownCpu();
     const total = cpu.total - this.#lastCpu.total;
     const idleShare = total > 0 ? (cpu.idle - this.#lastCpu.idle) / total : 0;
+    // The machine's CPU time is summed over its CPUs; this process may use only `base` of them.
+    const ownShare = total > 0 ? (own - this.#lastOwn) / ((total / this.#hostCpus) * this.#base) : 1;
     this.#lastCpu = cpu;
+    this.#lastOwn = own;
     const { admission } = this;
     const { queued, running, limit } = admission;
-    admission.limit = admissionWindow({ limit, queued, running, idleShare, base: this.#base, max: this.settings.maxThreads });
+    admission.limit = admissionWindow({ limit, queued, running, idleShare, ownShare, base: this.#base, max: this.settings.maxThreads });
     if (queued === 0 && running === 0) this.#stopWatching();
   };
 }
@@ -223,6 +230,8 @@ export interface AdmissionSample {
   readonly running: number;
   /** Share of the machine's CPU time spent idle since the last sample, 0 to 1. */
   readonly idleShare: number;
+  /** This process's CPU time since the last sample, as a share of the cores it may use (`base`). */
+  readonly ownShare: number;
   /** The starting window (the cores, at most maxThreads). */
   readonly base: number;
   readonly max: number;
@@ -230,12 +239,20 @@ export interface AdmissionSample {
 
 /**
  * The next admission window: wider by `base`, up to `max`, while tasks wait behind a full
- * window and the machine's CPUs sit idle; back to `base` once nothing waits.
+ * window, the machine's CPUs sit idle and this process leaves its own cores idle too (both: a
+ * process pinned to fewer CPUs than the machine has sees idle CPUs it cannot use); back to
+ * `base` once nothing waits.
  */
-export function admissionWindow({ limit, queued, running, idleShare, base, max }: AdmissionSample): number {
+export function admissionWindow({ limit, queued, running, idleShare, ownShare, base, max }: AdmissionSample): number {
   if (queued === 0) return base;
-  if (running >= limit && idleShare > idleEnough) return Math.min(max, limit + base);
+  if (running >= limit && idleShare > idleEnough && ownShare < 1 - idleEnough) return Math.min(max, limit + base);
   return limit;
+}
+
+/** This process's CPU time so far (all its threads), in ms. */
+function ownCpu(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
 }
 
 /** Idle and total CPU time of the whole machine so far, in ms. */

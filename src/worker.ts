@@ -103,7 +103,20 @@ function setUp(): Promise<DependencyContainer> {
 }
 
 /** Imports a module; TypeScript source (tests, development) goes through tsx, when installed. */
-async function load(url: string): Promise<unknown> {
+const loaded = new Map<string, Promise<unknown>>();
+
+function load(url: string): Promise<unknown> {
+  let module = loaded.get(url);
+  if (module === undefined) {
+    module = importModule(url);
+    loaded.set(url, module);
+    // A module that failed to load is tried again by the next task that needs it.
+    module.catch(() => loaded.delete(url));
+  }
+  return module;
+}
+
+async function importModule(url: string): Promise<unknown> {
   if (/\.[cm]?tsx?$/.test(new URL(url).pathname)) {
     typescript ??= import('tsx/esm/api').then(
       ({ register }) => {

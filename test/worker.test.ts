@@ -329,11 +329,13 @@ describe('worker tasks and disposal', () => {
 describe('the admission window', () => {
   const base = { limit: 2, base: 2, max: 40 };
   it.each([
-    ['stays at the cores while the CPUs are busy (with our tasks or anyone else\'s)', { ...base, queued: 10, running: 2, idleShare: 0.03 }, 2],
-    ['widens by the cores while admitted tasks leave the CPUs idle', { ...base, queued: 10, running: 2, idleShare: 0.9 }, 4],
-    ['does not widen while the window is not full', { ...base, limit: 4, queued: 3, running: 3, idleShare: 0.9 }, 4],
-    ['never passes maxThreads', { ...base, limit: 39, queued: 10, running: 39, idleShare: 0.9 }, 40],
-    ['returns to the cores once nothing waits', { ...base, limit: 12, queued: 0, running: 5, idleShare: 0.9 }, 2],
+    ['stays at the cores while the CPUs are busy with our tasks', { ...base, queued: 10, running: 2, idleShare: 0.03, ownShare: 0.97 }, 2],
+    ['stays at the cores while other processes keep the CPUs busy', { ...base, queued: 10, running: 2, idleShare: 0.03, ownShare: 0.2 }, 2],
+    ['stays at the cores when pinned to fewer CPUs than the machine has, and using them', { ...base, queued: 10, running: 2, idleShare: 0.5, ownShare: 0.95 }, 2],
+    ['widens by the cores while admitted tasks leave the CPUs idle', { ...base, queued: 10, running: 2, idleShare: 0.9, ownShare: 0.05 }, 4],
+    ['does not widen while the window is not full', { ...base, limit: 4, queued: 3, running: 3, idleShare: 0.9, ownShare: 0.05 }, 4],
+    ['never passes maxThreads', { ...base, limit: 39, queued: 10, running: 39, idleShare: 0.9, ownShare: 0.05 }, 40],
+    ['returns to the cores once nothing waits', { ...base, limit: 12, queued: 0, running: 5, idleShare: 0.9, ownShare: 0.05 }, 2],
   ])('%s', (_label, sample, expected) => {
     expect(admissionWindow(sample)).toBe(expected);
   });
