@@ -1,21 +1,11 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Background, TaskNonErrorError, type BackgroundLogger, type BackgroundOptions } from '../src/index.js';
-import { captureLogger, freshApp, nextTurn } from './helpers.js';
+import { captureLogger, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
-const unhandled: unknown[] = [];
-const uncaught: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-const onUncaught = (error: unknown) => uncaught.push(error);
-beforeEach(() => {
-  unhandled.length = uncaught.length = 0;
-  process.on('unhandledRejection', onUnhandled);
-  process.on('uncaughtExceptionMonitor', onUncaught);
-});
+const { unhandled, uncaught } = watchProcessErrors();
 afterEach(() => {
-  process.off('unhandledRejection', onUnhandled);
-  process.off('uncaughtExceptionMonitor', onUncaught);
   vi.restoreAllMocks();
 });
 

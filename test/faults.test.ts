@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { inject, injectable, type DependencyContainer } from 'tsyringe';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
   BackgroundError,
@@ -26,7 +26,7 @@ import {
 } from '../src/index.js';
 import { appOf } from '../src/scope.js';
 import { exits, gated, greet, hogsMemory, spins, sumBytes, throwsString } from './fixtures/worker-tasks.js';
-import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
+import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 const Db = Symbol('Db');
 const Greeting = Symbol('Greeting');
@@ -44,19 +44,9 @@ function setup(options: BackgroundOptions = {}) {
   return { root, scope, logger, bg: scope.resolve(Background) };
 }
 
-const unhandled: unknown[] = [];
-const uncaught: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-const onUncaught = (error: unknown) => uncaught.push(error);
-beforeEach(() => {
-  unhandled.length = uncaught.length = 0;
-  process.on('unhandledRejection', onUnhandled);
-  process.on('uncaughtExceptionMonitor', onUncaught);
-});
+const { unhandled, uncaught } = watchProcessErrors();
 afterEach(async () => {
   vi.useRealTimers();
-  process.off('unhandledRejection', onUnhandled);
-  process.off('uncaughtExceptionMonitor', onUncaught);
   await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 100 })));
 });
 

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { injectable, Lifecycle } from 'tsyringe';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
   BackgroundDisposedError,
@@ -21,7 +21,7 @@ import {
   TaskContext,
   type TaskHandle,
 } from '../src/index.js';
-import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
+import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 function setup(options: BackgroundOptions = {}) {
   const logger = captureLogger();
@@ -44,16 +44,9 @@ const honours = defineTask({ name: 'honours', inject: [TaskContext] }, async (ct
   });
 });
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on('unhandledRejection', onUnhandled);
-});
+watchProcessErrors();
 afterEach(() => {
   vi.useRealTimers();
-  process.off('unhandledRejection', onUnhandled);
-  expect(unhandled).toEqual([]);
 });
 
 /** Whether `promise` has settled, without waiting for it. */

@@ -1,16 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Background, defineTask, TaskCancelledError, TaskContext } from '../src/index.js';
-import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
+import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on('unhandledRejection', onUnhandled);
-});
-afterEach(() => {
-  process.off('unhandledRejection', onUnhandled);
-});
+const { unhandled } = watchProcessErrors();
 
 function setup(options = {}) {
   const logger = captureLogger();

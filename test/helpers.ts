@@ -1,4 +1,5 @@
 import { container, type DependencyContainer } from 'tsyringe';
+import { afterEach, beforeEach, expect } from 'vitest';
 import { BackgroundOptions, type BackgroundLogger } from '../src/index.js';
 
 /** A promise with its resolve and reject exposed: a gate a test opens when it chooses. */
@@ -53,4 +54,25 @@ export function freshApp(options: BackgroundOptions = {}): DependencyContainer {
 /** Lets every pending microtask and one macrotask turn run. */
 export function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Records unhandled rejections and uncaught exceptions during each test of the calling file, and
+ * fails the test that saw any. Tests may also assert on the arrays themselves.
+ */
+export function watchProcessErrors(): { readonly unhandled: unknown[]; readonly uncaught: unknown[] } {
+  const seen = { unhandled: [] as unknown[], uncaught: [] as unknown[] };
+  const onUnhandled = (reason: unknown) => seen.unhandled.push(reason);
+  const onUncaught = (error: unknown) => seen.uncaught.push(error);
+  beforeEach(() => {
+    seen.unhandled.length = seen.uncaught.length = 0;
+    process.on('unhandledRejection', onUnhandled);
+    process.on('uncaughtExceptionMonitor', onUncaught);
+  });
+  afterEach(() => {
+    process.off('unhandledRejection', onUnhandled);
+    process.off('uncaughtExceptionMonitor', onUncaught);
+    expect(seen).toEqual({ unhandled: [], uncaught: [] });
+  });
+  return seen;
 }

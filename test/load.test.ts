@@ -9,9 +9,10 @@
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { container } from 'tsyringe';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as lib from '../src/index.js';
 import { kinds, prng, runLoad } from './fixtures/load-scenario.mjs';
+import { watchProcessErrors } from './helpers.js';
 
 // Vitest's workers run without --expose-gc; the flag can still be set at run time, and a fresh
 // context then sees the `gc` function.
@@ -42,16 +43,7 @@ function processListeners(): Record<string, number> {
 const MB = 1024 * 1024;
 const scale = { tasks: 100_000, scopes: 1_000, seed: 0x5eed };
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on('unhandledRejection', onUnhandled);
-});
-afterEach(() => {
-  process.off('unhandledRejection', onUnhandled);
-  expect(unhandled).toEqual([]);
-});
+watchProcessErrors();
 
 describe('the load scenario', () => {
   it('draws the same plan from the same seed, with shares that add up to one', () => {

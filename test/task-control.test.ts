@@ -1,4 +1,4 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
   BackgroundOptions,
@@ -11,7 +11,7 @@ import {
   TaskSkippedError,
   TaskTimeoutError,
 } from '../src/index.js';
-import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
+import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 /** Fake clocks for timers and dates; microtasks and setImmediate stay real. */
 function fakeTime(now = new Date('2026-12-01T10:00:00Z')) {
@@ -34,16 +34,9 @@ const waitsForAbort = defineTask({ name: 'waitsForAbort', inject: [TaskContext] 
   });
 });
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on('unhandledRejection', onUnhandled);
-});
+watchProcessErrors();
 afterEach(() => {
   vi.useRealTimers();
-  process.off('unhandledRejection', onUnhandled);
-  expect(unhandled).toEqual([]);
 });
 
 describe('TaskContext', () => {

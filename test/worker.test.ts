@@ -1,5 +1,5 @@
 import { MessageChannel, threadId } from 'node:worker_threads';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
   shutdown,
@@ -28,7 +28,7 @@ import {
   throwsCustom,
   throwsString,
 } from './fixtures/worker-tasks.js';
-import { captureLogger, freshApp } from './helpers.js';
+import { captureLogger, freshApp, watchProcessErrors } from './helpers.js';
 
 const setupModule = new URL('./fixtures/worker-setup.ts', import.meta.url);
 const tasksModule = new URL('./fixtures/worker-tasks.ts', import.meta.url).href;
@@ -54,16 +54,9 @@ function gate() {
   };
 }
 
-const unhandled: unknown[] = [];
-const onUnhandled = (reason: unknown) => unhandled.push(reason);
-beforeEach(() => {
-  unhandled.length = 0;
-  process.on('unhandledRejection', onUnhandled);
-});
+watchProcessErrors();
 afterEach(async () => {
-  process.off('unhandledRejection', onUnhandled);
   await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 5_000 })));
-  expect(unhandled).toEqual([]);
 });
 
 describe('worker tasks', () => {
