@@ -47,15 +47,15 @@ export async function main() {
     ran.push('delayedJob');
   });
   await downloadStarted;
+  queued.cancel(); // waiting for the slot: it never starts
+  delayed.cancel(); // waiting for its time: it never starts
 
-  const cancelledRunning = running.cancel('the user closed the tab');
-  const statusAtOnce = running.status; // 'cancelled' before the task's own code reacts
   const next = bg.add(async function nextJob() {
     return 'the freed slot ran this';
   });
-  queued.cancel();
-  delayed.cancel();
-  const error = await running.result().catch((e: unknown) => e as Error);
+  const cancelledRunning = running.cancel('the user closed the tab');
+  const statusAtOnce = running.status; // 'cancelled' before the task's own code reacts
+  const error = (await running.result().catch((e: unknown) => e)) as Error;
   const nextResult = await next.result();
   await bg.drain();
   await shutdown({ container: app });
@@ -64,7 +64,7 @@ export async function main() {
     statusAtOnce,
     cancelAgain: running.cancel(),
     error: `${error.name}: ${error.message}`,
-    cause: error.cause,
+    cause: error.cause as string,
     signalReason: (signalReason as Error).name,
     statuses: [queued.status, delayed.status],
     ran,

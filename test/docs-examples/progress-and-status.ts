@@ -21,8 +21,8 @@ const importRows = defineTask({ name: 'importRows', inject: [TaskContext] }, asy
 
 export async function main() {
   const app = container.createChildContainer();
-  // Keep at most 2 finished tasks on record, for 50 ms: enough to see them go.
-  app.register(BackgroundOptions, { useValue: { root: true, concurrency: 1, records: { maxCount: 2, maxAgeMs: 50 } } });
+  // Keep at most 2 finished tasks on record, for 250 ms: enough to see them go.
+  app.register(BackgroundOptions, { useValue: { root: true, concurrency: 1, records: { maxCount: 2, maxAgeMs: 250 } } });
   const bg = app.createChildContainer().resolve(Background);
 
   const rows = bg.add(importRows, 500);
@@ -50,7 +50,7 @@ export async function main() {
   bg.add(async function third() {}); // a third finished task pushes the oldest off the record
   await bg.drain();
   const afterThird = { found: bg.get(rows.id) !== undefined, listed: bg.list().length };
-  await sleep(60); // past records.maxAgeMs
+  await sleep(300); // past records.maxAgeMs
   const later = { listed: bg.list().length, succeeded: bg.stats().byStatus.succeeded };
   await shutdown({ container: app });
   return { whileRunning, waited, finished, afterThird, later };

@@ -33,8 +33,8 @@ export async function main() {
     error: (_fields, message) => {
       logs.push(`error: ${message}`);
     },
-    warn: (fields, message) => {
-      logs.push(`warn: ${message} (retryInMs ${String(fields.retryInMs)})`);
+    warn: (_fields, message) => {
+      logs.push(`warn: ${message}`);
     },
     info: () => undefined,
     debug: () => undefined,

@@ -42,8 +42,8 @@ export async function main() {
   const next = bg.add(async function next() {
     return 'started as soon as the slots were freed';
   });
-  const hungError = await hung.result().catch((error: unknown) => error as Error);
-  const lookupError = await lookup.result().catch((error: unknown) => error as Error);
+  const hungError = (await hung.result().catch((error: unknown) => error)) as Error;
+  const lookupError = (await lookup.result().catch((error: unknown) => error)) as Error;
   const nextResult = await next.result();
   await shutdown({ container: app });
   return {
