@@ -146,9 +146,12 @@ export class App {
     this.#state = 'closing';
     for (const schedule of [...this.schedules]) schedule.stop(new TaskCancelledError(schedule.name, schedule.id, 'the application was closed'));
     this.#checkRoom();
-    for (const scope of this.busy) scope.close();
-    await withDeadline(this.#drainAll(), timeoutMs);
     let abandoned = 0;
+    for (const scope of [...this.busy]) {
+      scope.close();
+      abandoned += scope.abandonDelayedPast(Date.now() + timeoutMs, timeoutMs, 'application');
+    }
+    await withDeadline(this.#drainAll(), timeoutMs);
     for (const scope of [...this.busy]) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
     await this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt)));

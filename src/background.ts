@@ -58,6 +58,8 @@ export class Background implements AsyncDisposable, TaskAdder {
   readonly #app: App;
   readonly #isRoot: boolean;
   #disposal: Promise<void> | undefined;
+  /** Off while a periodic task is checked: a schedule takes no room in the queue. */
+  #roomChecked = true;
 
   /**
    * Constructed by tsyringe; resolve it instead (`scope.resolve(Background)`).
@@ -239,11 +241,34 @@ export class Background implements AsyncDisposable, TaskAdder {
   /** A periodic task: checked now (dependencies, arguments), then one run per tick. */
   #schedule(call: CallSpec, cadence: Cadence, task: unknown, args: unknown[]): TaskHandle {
     const once: CallSpec = { ...call, cadence: undefined };
-    const first = this.#build(once, task, args);
-    const schedule = new Schedule(++lastId, first.name, cadence, call.overlap, () => this.#add(once, task, args) as TaskRun, (stopped) => {
-      this.#tracker.schedules?.delete(stopped);
-      this.#app.schedules.delete(stopped);
-    });
+    // Built once now to check the task, its dependencies and arguments; a schedule queues
+    // nothing itself, so a full queue does not refuse it.
+    this.#roomChecked = false;
+    let first: TaskRun;
+    try {
+      first = this.#build(once, task, args);
+    } finally {
+      this.#roomChecked = true;
+    }
+    const logger = this.#tracker.options.logger;
+    const schedule = new Schedule(
+      ++lastId,
+      first.name,
+      cadence,
+      call.overlap,
+      () => this.#add(once, task, args) as TaskRun,
+      (stopped) => {
+        this.#tracker.schedules?.delete(stopped);
+        this.#app.schedules.delete(stopped);
+      },
+      (error, ticked) => {
+        try {
+          logger.error({ task: ticked.name, taskId: ticked.id, err: error }, `periodic task "${ticked.name}" could not add this tick's run; the next tick still comes`);
+        } catch (loggerError) {
+          console.error('[tsyringe-background] the logger threw while logging:', loggerError);
+        }
+      },
+    );
     (this.#tracker.schedules ??= new Set()).add(schedule);
     this.#app.schedules.add(schedule);
     return schedule;
@@ -276,7 +301,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     if (state !== 'open') throw new BackgroundDisposedError(taskName, state === 'draining' ? 'being disposed' : 'disposed');
     const app = this.#app;
     const { maxQueued } = app.options;
-    if (app.queued >= maxQueued) throw new QueueFullError(taskName, maxQueued, app.queued, app.running);
+    if (this.#roomChecked && app.queued >= maxQueued) throw new QueueFullError(taskName, maxQueued, app.queued, app.running);
     return taskName;
   }
 

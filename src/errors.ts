@@ -123,14 +123,14 @@ export class ResultTimeoutError extends BackgroundError {
  */
 export class TaskSkippedError extends BackgroundError {
   constructor(taskName: string, taskId: number, after: { name: string; id: number; status: string }, cause: unknown) {
-    super('ERR_TASK_SKIPPED', `Task "${taskName}" (#${taskId}) was skipped: it was to run after task "${after.name}" (#${after.id}), which ${after.status === 'timedOut' ? 'timed out' : after.status}`, {
+    super('ERR_TASK_SKIPPED', `Task "${taskName}" (#${taskId}) was skipped: it was to run after task "${after.name}" (#${after.id}), which ${skippedBecause[after.status] ?? after.status}`, {
       cause,
     });
   }
 }
 
 /**
- * Thrown by `add()` when the scope already holds `maxQueued` tasks that have not started;
+ * Thrown by `add()` when the application already holds `maxQueued` tasks waiting for a slot;
  * nothing was queued. `waitForRoom()` resolves once there is room again.
  */
 export class QueueFullError extends BackgroundError {
@@ -186,6 +186,14 @@ export class WorkerTaskError extends BackgroundError {
     super(code, message, options);
   }
 }
+
+const skippedBecause: Record<string, string> = {
+  failed: 'failed',
+  timedOut: 'timed out',
+  cancelled: 'was cancelled',
+  skipped: 'was skipped',
+  abandoned: 'was abandoned',
+};
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

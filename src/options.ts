@@ -200,12 +200,12 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
 }
 
 function taskDefaults(given: unknown, base: ResolvedTaskOptions): ResolvedTaskOptions {
-  if (typeof given !== 'object' || given === null) throw invalid('options.defaults', 'an object', given);
+  if (typeof given !== 'object' || given === null) throw new TypeError(`options.defaults must be an object, got ${describe(given)}`);
   return resolveTaskOptions(given, base, 'options.defaults');
 }
 
 function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOptions['records'] {
-  if (typeof given !== 'object' || given === null) throw invalid('options.records', 'an object', given);
+  if (typeof given !== 'object' || given === null) throw new TypeError(`options.records must be an object, got ${describe(given)}`);
   const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs, ...rest } = given as Record<string, unknown>;
   const unknownKey = Object.keys(rest)[0];
   if (unknownKey !== undefined) throw new TypeError(`options.records.${unknownKey} is not a known option; known options: maxCount, maxAgeMs`);

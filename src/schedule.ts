@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as Croner from 'croner';
 import type { Cron } from 'croner';
-import { TaskCancelledError } from './errors.js';
+import { BackgroundDisposedError, TaskCancelledError } from './errors.js';
 import { finalStatuses, type TaskHandle, type TaskProgress, type TaskRun, type TaskStatus } from './run.js';
 
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
@@ -26,7 +26,8 @@ export function cronOf(expression: string, tz: string | undefined): Cron {
 /**
  * A periodic task: a handle for the schedule, which adds one ordinary run of the task at each
  * tick. By default a tick whose previous run has not ended is skipped (no overlapping runs); a
- * failing run is logged like any task and the next tick still comes. Stopped by `cancel()` or
+ * failing run is logged like any task and the next tick still comes (so does a tick whose run
+ * could not be added: the queue was full, a dependency no longer resolves). Stopped by `cancel()` or
  * by the disposal of its scope. Its `result()` rejects with `TaskCancelledError` once stopped.
  */
 export class Schedule implements TaskHandle {
@@ -39,6 +40,7 @@ export class Schedule implements TaskHandle {
   readonly #overlap: boolean;
   readonly #spawn: () => TaskRun;
   readonly #onStop: (schedule: Schedule) => void;
+  readonly #onTickError: (error: unknown, schedule: Schedule) => void;
   #current: TaskRun | undefined;
   #timer: NodeJS.Timeout | undefined;
   #nextAt = 0;
@@ -46,13 +48,22 @@ export class Schedule implements TaskHandle {
   #result: Promise<never> | undefined;
   #reject: ((error: Error) => void) | undefined;
 
-  constructor(id: number, name: string, cadence: Cadence, overlap: boolean, spawn: () => TaskRun, onStop: (schedule: Schedule) => void) {
+  constructor(
+    id: number,
+    name: string,
+    cadence: Cadence,
+    overlap: boolean,
+    spawn: () => TaskRun,
+    onStop: (schedule: Schedule) => void,
+    onTickError: (error: unknown, schedule: Schedule) => void,
+  ) {
     this.id = id;
     this.name = name;
     this.#cadence = cadence;
     this.#overlap = overlap;
     this.#spawn = spawn;
     this.#onStop = onStop;
+    this.#onTickError = onTickError;
     this.#nextAt = Date.now();
     this.#arm();
   }
@@ -125,11 +136,13 @@ export class Schedule implements TaskHandle {
         this.status = 'running';
         void run.result().then(this.#ran, this.#ran);
       } catch (error) {
-        // Intake closed between ticks (the scope is being disposed), or the queue is full.
-        if (this.#stopped === undefined) {
+        // Intake closed (the scope is being disposed): the schedule ends. Anything else (a full
+        // queue, a dependency that no longer resolves) costs this tick only, and is logged.
+        if (error instanceof BackgroundDisposedError) {
           this.stop(new TaskCancelledError(this.name, this.id, error));
           return;
         }
+        this.#onTickError(error, this);
       }
     }
     this.#arm();

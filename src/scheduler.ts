@@ -103,6 +103,7 @@ export class Scheduler {
       this.release();
     } else {
       this.#queued--;
+      this.watcher?.();
     }
   }
 

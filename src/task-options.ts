@@ -122,7 +122,7 @@ function priorityOf(value: unknown, path: string): number {
 }
 
 function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], path: string): ResolvedTaskOptions['backoff'] {
-  if (typeof value !== 'object' || value === null) throw invalid(path, 'an object', value);
+  if (typeof value !== 'object' || value === null) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
   const given = value as Record<string, unknown>;
   for (const key of Object.keys(given)) {
     if (!backoffKeys.includes(key)) throw new TypeError(`${path}.${key} is not a known option; known options: ${backoffKeys.join(', ')}`);

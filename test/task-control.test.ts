@@ -10,6 +10,7 @@ import {
   TaskContext,
   TaskSkippedError,
   TaskTimeoutError,
+  shutdown,
 } from '../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
@@ -310,6 +311,15 @@ describe('delayed tasks', () => {
     expect(started).toEqual([`runAt at ${base + 200}`, `delayMs at ${base + 500}`]);
   });
 
+  it('on shutdown, abandon at once those due after its deadline', async () => {
+    fakeTime();
+    const { app, bg } = setup();
+    const late = bg.with({ delayMs: 60_000 }).add(async () => undefined);
+    const closing = shutdown({ container: app, timeoutMs: 1_000 });
+    expect(late.status).toBe('abandoned');
+    await expect(closing).resolves.toMatchObject({ abandoned: 1 });
+  });
+
   it('on disposal, run those due within the drain deadline and abandon, at once, those due after it', async () => {
     fakeTime();
     const { bg, logger } = setup({ drainTimeoutMs: 1_000 });
@@ -385,6 +395,27 @@ describe('periodic tasks', () => {
     expect(runs).toEqual(['2026-12-01T08:00:00.000Z', '2026-12-02T08:00:00.000Z']);
   });
 
+  it('log a tick whose run cannot be added (a full queue) and keep going; a full queue does not refuse the schedule', async () => {
+    fakeTime();
+    const { bg, logger } = setup({ concurrency: 1, maxQueued: 1 });
+    const gate = deferred();
+    bg.add(async () => gate.promise);
+    await nextTurn();
+    bg.add(async () => 'fills the queue');
+    let runs = 0;
+    const schedule = bg.with({ every: 100 }).add(async function report() {
+      runs++;
+    });
+    await vi.advanceTimersByTimeAsync(100);
+    expect(logger.at('error').map((e) => e.message)).toEqual(['periodic task "report" could not add this tick\'s run; the next tick still comes']);
+    expect(logger.at('error')[0]!.fields.err).toBeInstanceOf(QueueFullError);
+    gate.resolve();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(runs).toBe(1);
+    expect(schedule.status).not.toBe('cancelled');
+    schedule.cancel();
+  });
+
   it('stop when their scope is disposed, and do not hold its drain', async () => {
     fakeTime();
     const { bg } = setup();
@@ -430,9 +461,20 @@ describe('a bounded queue', () => {
     expect(room).toBe(false);
     gate.resolve();
     await waiting;
+    // Cancelling a queued task makes room too.
+    const blocker = deferred();
+    bg.add(async () => blocker.promise);
+    await nextTurn();
+    const queuedA = bg.add(task(5));
+    bg.add(task(6));
+    expect(() => bg.add(task(7))).toThrow(QueueFullError);
+    const again = bg.waitForRoom();
+    queuedA.cancel();
+    await again;
+    blocker.resolve();
     bg.add(task(4));
     await bg.drain();
-    expect(done).toEqual([1, 2, 3, 4]);
+    expect(done).toEqual([1, 2, 3, 6, 4]);
   });
 });
 
@@ -485,7 +527,7 @@ describe('groups and dependencies', () => {
     const cancelled = bg.with({ delayMs: 10_000 }).add(async () => undefined);
     const afterCancelled = bg.with({ after: [cancelled] }).add(async () => undefined);
     cancelled.cancel();
-    await expect(afterCancelled.result()).rejects.toThrow(/which cancelled$/);
+    await expect(afterCancelled.result()).rejects.toThrow(/which was cancelled$/);
     expect(order).toEqual(['first', 'second']);
   });
 });
@@ -518,5 +560,7 @@ describe('option validation', () => {
     expect(() => defineTask({ name: 'bad', retries: 1.5 }, () => 0)).toThrow('defineTask("bad") options.retries must be an integer from 0 to 1000, got 1.5 (number)');
     expect(() => setup({ defaults: { priority: Infinity } }).bg).toThrow(RangeError);
     expect(() => setup({ maxQueued: 0 })).toThrow('options.maxQueued must be a positive integer or Infinity, got 0 (number)');
+    expect(() => setup({ defaults: 5 as never }).bg).toThrow(TypeError);
+    expect(() => setup({ defaults: 5 as never }).bg).toThrow('options.defaults must be an object, got 5 (number)');
   });
 });
