@@ -87,14 +87,21 @@ export class Pool {
     this.#watch();
     const { signal } = attempt;
     request = { ...request, attempt: attempt.attempt };
+    if (!withContext) {
+      // The task cannot see a signal: an abort terminates its thread at once.
+      let response: WorkerResponse;
+      try {
+        response = (await this.#start().run(request, { signal, transferList: transferList as never })) as WorkerResponse;
+      } catch (error) {
+        if (signal.aborted) throw signal.reason;
+        throw this.#explain(request, error);
+      }
+      return this.#answer(response);
+    }
     const kill = new AbortController();
     let grace: NodeJS.Timeout | undefined;
-    let channel: MessageChannel | undefined;
+    const channel = new MessageChannel();
     const onAbort = (): void => {
-      if (channel === undefined) {
-        kill.abort(signal.reason);
-        return;
-      }
       channel.port1.postMessage({ abort: toWire(signal.reason as Error) } satisfies ChannelMessage);
       grace = setTimeout(() => {
         kill.abort(signal.reason);
@@ -103,31 +110,29 @@ export class Pool {
     const onMessage = (message: ChannelMessage): void => {
       if ('progress' in message) attempt.reportProgress(...message.progress);
     };
-    if (withContext) {
-      channel = new MessageChannel();
-      channel.port1.on('message', onMessage);
-      request = { ...request, port: channel.port2 };
-      transferList = [...transferList, channel.port2];
-    }
+    channel.port1.on('message', onMessage);
+    request = { ...request, port: channel.port2 };
     signal.addEventListener('abort', onAbort, { once: true });
     let response: WorkerResponse;
     try {
-      response = (await this.#start().run(request, { signal: kill.signal, transferList: transferList as never })) as WorkerResponse;
+      response = (await this.#start().run(request, { signal: kill.signal, transferList: [...transferList, channel.port2] as never })) as WorkerResponse;
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       throw this.#explain(request, error);
     } finally {
       signal.removeEventListener('abort', onAbort);
       clearTimeout(grace);
-      if (channel !== undefined) {
-        // The result travels on another port and can overtake the last progress reports: take
-        // them before closing, while the task still counts as running.
-        for (let left = receiveMessageOnPort(channel.port1); left !== undefined; left = receiveMessageOnPort(channel.port1)) {
-          onMessage(left.message as ChannelMessage);
-        }
-        channel.port1.close();
+      // The result travels on another port and can overtake the last progress reports: take
+      // them before closing, while the task still counts as running.
+      for (let left = receiveMessageOnPort(channel.port1); left !== undefined; left = receiveMessageOnPort(channel.port1)) {
+        onMessage(left.message as ChannelMessage);
       }
+      channel.port1.close();
     }
+    return this.#answer(response);
+  }
+
+  #answer(response: WorkerResponse): unknown {
     if (response.ok) return response.value;
     throw 'error' in response ? fromWire(response.error) : response.thrown;
   }
