@@ -41,6 +41,10 @@ export class Deadlines {
     if (!deadline.live) return;
     deadline.live = false;
     deadline.fire = noop;
+    // Most scopes drain in the order they were disposed, so cancelled entries usually sit at the
+    // tail: drop them now rather than keep them until the timer fires.
+    const entries = this.#entries;
+    while (entries.length > this.#head && !entries[entries.length - 1]!.live && entries[entries.length - 1] !== this.#armedFor) entries.pop();
     if (--this.#live === 0) this.#timer?.unref();
   }
 
