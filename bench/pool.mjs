@@ -19,30 +19,37 @@
  * The machine may be shared: before each measurement the bench waits until other processes leave
  * the CPU nearly idle, and a measurement during which they used more than 10% of it (read from
  * /proc/stat on Linux) is taken again, up to three times; the report says which stayed disturbed.
+ * (The child processes, the waiting and the statistics are in lib.mjs, shared with run.mjs.)
  *
  *   npm run bench                       builds, then runs this file (about 3½ minutes on an idle 2-core machine)
  *   node bench/pool.mjs --rounds 5      more rounds
  *   node bench/pool.mjs --quick         one round, fewer bursts: checks that the bench runs
  *   node bench/pool.mjs --json out.json also writes every measurement as JSON
  *   node bench/pool.mjs --only bd       only sections b and d (of a, b, c, d)
+ *   node bench/pool.mjs --quiet-wait 45 waits at most 45 s (not 120) for a quiet machine before a measurement
  *
  * Runs against the built output (dist/): run `npm run build` first when calling it directly.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { calibrate, childMain, childRunner, cores, median, note, rotate, summary, table } from './lib.mjs';
 import { spin } from './work.mjs';
 
 const self = fileURLToPath(import.meta.url);
 const rawWorker = new URL('./raw-worker.mjs', import.meta.url).href;
-const cores = availableParallelism();
-/** Share of the machine's CPU used by other processes above which a measurement is redone. */
-const foreignLimit = 0.1;
-/** Measurements still disturbed after three attempts, for the report. */
-const disturbed = [];
+const quietAt = process.argv.indexOf('--quiet-wait');
+/**
+ * Runs one measurement in a fresh Node process and returns what it printed. The machine is
+ * shared: when other processes used more than 10% of its CPU while the child ran (read from
+ * /proc/stat, less the child's own CPU time), the measurement is taken again, up to three times
+ * in all; `runner.disturbed` lists those that stayed disturbed.
+ */
+const runner = childRunner(self, { quietWaitMs: quietAt === -1 ? 120_000 : Number(process.argv[quietAt + 1]) * 1000 });
+const foreignLimit = runner.foreignLimit;
+const disturbed = runner.disturbed;
 /** A process that keeps every core busy: one spinning thread per core. */
 const neighbourCode = `
   const { Worker } = require('node:worker_threads');
@@ -50,15 +57,7 @@ const neighbourCode = `
   for (;;);
 `;
 
-const childAt = process.argv.indexOf('--child');
-if (childAt !== -1) {
-  const result = await child(JSON.parse(process.argv[childAt + 1]));
-  const { user, system } = process.cpuUsage();
-  result.cpuMs = (user + system) / 1000; // every thread of the process, those that ended included
-  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
-} else {
-  await main();
-}
+if (!(await childMain(child))) await main();
 
 // --- The parent: plan, run the children, summarize ------------------------------------------
 
@@ -279,125 +278,9 @@ async function main() {
   console.log(`total time: ${((performance.now() - startedAt) / 1000).toFixed(0)} s`);
 }
 
-/** Spin iterations per millisecond on this thread, once the function is optimized. */
-function calibrate() {
-  let sink = 0;
-  for (let i = 0; i < 20; i++) sink ^= spin(1e6);
-  const rates = [];
-  for (let i = 0; i < 7; i++) {
-    const n = 2e7;
-    const t0 = performance.now();
-    sink ^= spin(n);
-    rates.push(n / (performance.now() - t0));
-  }
-  if (sink === 0.5) console.log(sink); // keeps the work observable
-  return median(rates);
-}
-
-/**
- * Runs one measurement in a fresh Node process and returns what it printed. The machine is
- * shared: when other processes used more than {@link foreignLimit} of its CPU while the child
- * ran (read from /proc/stat, less the child's own CPU time), the measurement is taken again,
- * up to three times in all.
- */
-async function runChild(spec, { nodeArgs = [], hog = false } = {}) {
-  let best;
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    await quiet();
-    // The neighbour of section d: another process that keeps every core busy the whole time.
-    const neighbour = hog ? spawn(process.execPath, ['-e', neighbourCode], { stdio: 'ignore' }) : undefined;
-    if (neighbour !== undefined) await sleep(200);
-    const before = machineCpu();
-    const neighbourBefore = processCpu(neighbour?.pid);
-    const t0 = performance.now();
-    const result = await spawnChild(spec, nodeArgs);
-    const wallMs = performance.now() - t0;
-    const after = machineCpu();
-    const neighbourAfter = processCpu(neighbour?.pid);
-    neighbour?.kill('SIGKILL');
-    if (before === undefined || after === undefined) return result;
-    const total = after.total - before.total;
-    const neighbourShare = neighbour === undefined ? 0 : (neighbourAfter - neighbourBefore) / total;
-    if (neighbour !== undefined) result.neighbourShare = neighbourShare;
-    const machineShare = (after.busy - before.busy) / total;
-    result.foreign = Math.max(0, machineShare - neighbourShare - result.cpuMs / (wallMs * cores));
-    if (best === undefined || result.foreign < best.foreign) best = result;
-    if (result.foreign <= foreignLimit) return result;
-    note(`other processes used ${(result.foreign * 100).toFixed(0)}% of the CPU meanwhile: measuring again`);
-  }
-  disturbed.push(`${spec.scenario} ${spec.config ?? spec.variant}: ${(best.foreign * 100).toFixed(0)}% foreign CPU`);
-  return best;
-}
-
-/** CPU time of a process so far, in jiffies (Linux), or 0. */
-function processCpu(pid) {
-  if (pid === undefined) return 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime, stime
-  } catch {
-    return 0;
-  }
-}
-
-/** Waits (up to two minutes) until other processes leave the CPU nearly idle. */
-async function quiet() {
-  const since = performance.now();
-  for (;;) {
-    const before = machineCpu();
-    if (before === undefined) return;
-    await sleep(300);
-    const after = machineCpu();
-    const busy = (after.busy - before.busy) / (after.total - before.total);
-    if (busy <= foreignLimit) return;
-    if (performance.now() - since > 120_000) {
-      note(`the machine stayed ${(busy * 100).toFixed(0)}% busy for two minutes: measuring anyway`);
-      return;
-    }
-    if (performance.now() - since < 400) note(`the machine is ${(busy * 100).toFixed(0)}% busy with other work: waiting for it to calm down`);
-  }
-}
-
-/** Busy and total CPU time of the whole machine so far, in jiffies (Linux); undefined elsewhere. */
-function machineCpu() {
-  try {
-    const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number);
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = fields;
-    const busy = user + nice + system + irq + softirq + steal;
-    return { busy, total: busy + idle + iowait };
-  } catch {
-    return undefined;
-  }
-}
-
-function spawnChild(spec, nodeArgs) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...nodeArgs, self, '--child', JSON.stringify(spec)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    proc.stdout.on('data', (chunk) => (out += chunk));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 120_000);
-    proc.on('error', reject);
-    proc.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code !== 0) {
-        reject(new Error(`child ${JSON.stringify(spec)} exited with ${code ?? signal}`));
-        return;
-      }
-      resolve(JSON.parse(out.trim().split('\n').at(-1)));
-    });
-  });
-}
-
-function rotate(list, by) {
-  const k = by % list.length;
-  return [...list.slice(k), ...list.slice(0, k)];
-}
-
-function note(message) {
-  process.stderr.write(`  … ${message}\n`);
+/** One measurement, in a fresh child process; `hog`: with a busy neighbour alongside. */
+function runChild(spec, { nodeArgs = [], hog = false } = {}) {
+  return runner.run(spec, { nodeArgs, neighbour: hog ? neighbourCode : undefined });
 }
 
 // --- The children: one measurement each --------------------------------------------------------
@@ -538,26 +421,4 @@ async function latencyChild({ config, warmup, count }) {
   times.sort();
   const mean = times.reduce((a, b) => a + b, 0) / count;
   return { p50: times[Math.floor(count * 0.5)], p99: times[Math.floor(count * 0.99)], mean };
-}
-
-// --- Statistics and printing --------------------------------------------------------------------
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** `median (min–max)`, or just the value when there is one. */
-function summary(values, digits) {
-  const f = (v) => v.toFixed(digits);
-  if (values.length === 1) return f(values[0]);
-  return `${f(median(values))} (${f(Math.min(...values))}–${f(Math.max(...values))})`;
-}
-
-function table(head, rows) {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) => `  ${cells.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ')}`;
-  console.log(line(head));
-  for (const row of rows) console.log(line(row));
 }

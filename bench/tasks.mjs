@@ -20,3 +20,6 @@ export const hold = workerTask(import.meta.url, { name: 'hold' }, (cell) => {
   Atomics.wait(cell, 0, 0);
   return 0;
 });
+
+/** A small argument in, a small value out: what a typical fire-and-forget worker task sends. */
+export const echo = workerTask(import.meta.url, { name: 'echo' }, (user) => user.id);

@@ -1,0 +1,234 @@
+/**
+ * What bench/run.mjs writes: docs/benchmarks.md (the page) and docs/benchmarks.svg (the chart of
+ * the dispatch and CPU-offload figures), from the rows it measured. No dependencies: the SVG is
+ * written by hand.
+ */
+import { analysis } from './analysis.mjs';
+
+// --- The page -------------------------------------------------------------------------------------
+
+/**
+ * @param machine what ran it (cores, CPU, versions, commit…)
+ * @param rows every figure: id, figure, measured, target, met, key
+ * @param details the sections' tables of absolute figures: { title, head, rows }
+ * @param load how busy the machine was meanwhile
+ */
+export function page({ machine, rounds, rows, details, load, totalS }) {
+  const out = [];
+  const p = (line = '') => out.push(line);
+  const missed = rows.filter((r) => r.met === false);
+  const targets = rows.filter((r) => r.met !== undefined);
+
+  p('# Benchmarks');
+  p();
+  p(`<!-- Written by bench/run.mjs (\`npm run bench\`): edit the script, not this page. -->`);
+  p();
+  p(
+    'What the library costs, measured as ratios to baselines run in the same process (or, where a baseline needs a ' +
+      'process of its own, in the same round of fresh processes), against the built output. Variants are interleaved ' +
+      'in an order that rotates from round to round; each round is a fresh child process; a figure is the median over ' +
+      `the rounds, with the lowest and highest in parentheses (${rounds} rounds; memory 2, the global-tax pairs ` +
+      `${Math.max(rounds, 5)}, the unpinned round trips ${Math.max(rounds, 7)}). Absolute times are for orientation only: they depend on the machine, the ratios much less.`,
+  );
+  p();
+  p(
+    `**${targets.length - missed.length} of ${targets.length} targets met.**` +
+      (missed.length === 0 ? '' : ` Missed: ${missed.map((r) => `${r.id} (${r.figure.trim()})`).join('; ')} — see [below](#missed-targets-why-and-the-next-step).`),
+  );
+  p();
+  p('| # | figure | measured: median (min–max) | target | |');
+  p('|---|---|---|---|---|');
+  for (const r of rows) {
+    const status = r.met === undefined ? '' : r.met ? 'met' : '**missed**';
+    p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
+  }
+  p();
+  p('Ratios are *time with the library / time of the baseline* (lower is better), except CPU offload: *inline time / time through the pool* (higher is better). Rows marked ↳ qualify the row above them; rows without a target are there for comparison (p-limit alone, records off, AsyncLocalStorage on, inline CPU work).');
+  p();
+  p('![Dispatch and CPU-offload figures: bars are medians, whiskers the range over the rounds, red ticks the targets](benchmarks.svg)');
+  p();
+  p('In the chart, the cold-burst bars are drawn against the 1.0× floor of target 4 (every burst at least as fast as inline).');
+  p();
+
+  p('## Missed targets: why, and the next step');
+  p();
+  if (missed.length === 0) p('None on this run.');
+  for (const r of missed) {
+    const a = analysis[r.key];
+    p(`### ${r.id}: ${r.figure.trim()} — ${r.measured}, target ${r.target}`);
+    p();
+    if (a === undefined) {
+      p('No analysis recorded for this figure yet (bench/analysis.mjs): profile it (`node --cpu-prof`) before changing anything.');
+    } else {
+      p(`**Why.** ${a.why}`);
+      p();
+      p(`**Next step.** ${a.next}`);
+    }
+    p();
+  }
+  const near = rows.filter((r) => r.met === true && analysis[r.key]?.whenMet !== undefined);
+  if (near.length > 0) {
+    p('## Notes on targets met');
+    p();
+    for (const r of near) p(`- **${r.id}, ${r.figure.trim()}** (${r.measured}): ${analysis[r.key].whenMet}`);
+    p();
+  }
+
+  p('## What each figure measures');
+  p();
+  for (const line of methods) p(line);
+  p();
+
+  p('## Absolute figures');
+  p();
+  for (const d of details) {
+    p(`**${d.title}**`);
+    p();
+    p(`| ${d.head.map(escapeMd).join(' | ')} |`);
+    p(`|${d.head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    for (const row of d.rows) p(`| ${row.map((c) => escapeMd(String(c))).join(' | ')} |`);
+    p();
+  }
+
+  p('## Machine and versions');
+  p();
+  p(`- ${machine.cores} cores (\`availableParallelism()\`), ${machine.cpu}, ${machine.memGb.toFixed(0)} GB RAM, ${machine.os}`);
+  p(`- Node ${machine.node}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}; the run took ${Math.round(totalS / 60)} min ${Math.round(totalS % 60)} s`);
+  const foreign = [...load.foreign].sort((a, b) => a - b);
+  const share = (q) => `${((foreign[Math.min(foreign.length - 1, Math.floor(foreign.length * q))] ?? 0) * 100).toFixed(0)}%`;
+  p(
+    `- Load: the machine is shared (other sessions run test suites on it). Load average ${load.before.map((l) => l.toFixed(1)).join(' / ')} ` +
+      `(1 / 5 / 15 min) at the start, ${load.after.map((l) => l.toFixed(1)).join(' / ')} at the end; the suite waited ${load.waitedS.toFixed(0)} s ` +
+      `in all for a quiet machine before its ${load.measurements} measurements, took ${load.retried} of them again, and other processes used a ` +
+      `median ${share(0.5)} (at most ${share(1)}) of the CPU while the measurements kept ran.` +
+      (load.disturbed.length === 0 ? '' : ` Still disturbed after 3 attempts: ${load.disturbed.join('; ')}.`),
+  );
+  p();
+  p('## Reproduce');
+  p();
+  p('```sh');
+  p('npm ci');
+  p('npm run bench                      # npm run build, then node bench/run.mjs: writes this page and benchmarks.svg');
+  p('node bench/run.mjs --rounds 5      # more rounds');
+  p('node bench/run.mjs --quick         # one round, smaller sizes, no page: checks that the suite runs');
+  p('node bench/run.mjs --only dispatch,loop --json out.json   # some sections, every measurement as JSON');
+  p('node bench/pool.mjs                # the worker-pool benchmark alone (memory per thread, offload, round trip, a busy neighbour)');
+  p('```');
+  p();
+  p('Never a CI gate: absolute times on a shared machine say little, and `npm test` does not run this.');
+  p();
+  return out.join('\n');
+}
+
+const methods = [
+  '- **1a Steady dispatch**: `bg.add()` of a no-op async task in batches of 100, each batch awaited (`bg.drain()`) before the next, so the default limit of 100 is never exceeded; against "raw" = `const p = fn().catch(log); set.add(p); p.then(() => set.delete(p))`, drained by waiting for the Set to empty. Blocks of 50 000 tasks per contender, interleaved in one process, 15 per round after 3 of warm-up; each contender runs its own copy of the task and the loop (bench/contenders.mjs, imported once per contender). Note: raw dispatch measured alone, block after block, in a process that does nothing else runs ≈ 0.14 µs/task on this machine; as soon as anything else runs between its blocks (another contender, or a single `gc()`), V8 keeps promoting its short-lived promises to the old generation and it settles at ≈ 0.3 µs/task, the figure an application sees and the one in the design notes (≈ 0.33 µs). The interleaved figure is the one used. (The global-tax processes of 3a run raw dispatch alone, hence their lower absolute figure.)',
+  '- **1b Burst**: 1e5 tasks added at once (all but 100 queue), then drained; against p-limit(100) with the same Set.',
+  '- **1c Disposal**: 1e5 tasks added to a fresh request scope, then only `await scope.dispose()` (tsyringe, which calls `Background.dispose()`) is timed; against the time p-limit(100) takes to run 1e5 queued tasks.',
+  '- **2 Memory**: 1e5 or 1e6 async tasks that `await` one shared gate, added at once; heap used (after three full GCs) with them pending, less before, per task. Then the gate opens, everything drains, and the heap left is measured again. Background keeps the last 1 000 finished tasks for `get()`/`list()` (`records`, 1 minute): those are what is left. One fresh process per contender and size (`--expose-gc`).',
+  '- **3a No global tax**: the raw dispatch loop of 1a, in fresh processes that have or have not imported the library, constructed a `Background` and run one task. Pairs of processes, rotating order.',
+  '- **3b Request scope**: `createChildContainer()`, resolve, add one no-op task, `await scope.dispose()`; the baseline resolves a `ContainerScoped` class with an `async dispose()` instead (the same scope life without Background).',
+  '- **4 CPU offload** (bench/pool.mjs): bursts of 60 CPU-bound tasks of 5 ms and 50 ms, 250 ms apart, through Background at the default `maxThreads: 40`, against the same work inline on the main thread; raw Piscina and `maxThreads: 2` for comparison. "Warm" is the median of the bursts after the first.',
+  '- **5 Worker round trip**: `await bg.add(noop).result()` one after another, against raw Piscina `await pool.run()` of a module doing the same, with the same options (maxThreads 40, minThreads 2, idleTimeout 10 s: Background\'s defaults); both pools in one process, each warmed for 600 ms of round trips (a new worker isolate needs a few hundred ms of calls before its code is optimized), then alternating blocks of 300 timed round trips, 20 blocks each per round; 7 rounds unpinned (each process lands in one of the modes below), 3 pinned. The same pinned to one core (`taskset -c 0`) shows the CPU both ends spend, without the wake-up latency of a thread on the other core, which swings the unpinned p50 between ≈ 15 and ≈ 90 µs from one process to the next. bench/pool.mjs c measures the same in separate processes (shown for reference). **Caller blocked**: each `add()` of a worker task with a small object argument timed on its own (`performance.now()` around the call), in batches of 50; raw Piscina `run()` sized to the cores for comparison.',
+  '- **6 Event-loop protection**: a `setTimeout(5 ms)` loop standing for request handling; lateness = when a tick ran − when it was due. Phases of 1 s (the first 100 ms not counted), interleaved, 5 cycles per round: nothing else (the baseline); a 50 ms CPU task every 200 ms through the worker lane; the same through raw Piscina sized to the cores (what the platform allows); the same in another process, toggled on for its phase (what any CPU-bound work on this machine does to the loop); the same inline. p99 over each phase\'s ≈ 900 ticks per round.',
+];
+
+function escapeMd(text) {
+  return String(text).replaceAll('|', '\\|');
+}
+
+// --- The chart ------------------------------------------------------------------------------------
+
+/** Two panels: async dispatch (ratio to baseline) and CPU offload (speedup over inline). */
+export function chart(rows) {
+  const panels = [
+    { title: 'Async dispatch: time relative to the baseline (lower is better)', rows: rows.filter((r) => r.chart === 'dispatch'), better: 'lower' },
+    { title: 'CPU offload on 2 cores: speedup over inline (higher is better)', rows: rows.filter((r) => r.chart === 'offload'), better: 'higher' },
+  ].filter((panel) => panel.rows.length > 0);
+  const width = 840;
+  const labelW = 340;
+  const plotX = labelW + 10;
+  const plotW = width - plotX - 70;
+  const rowH = 22;
+  const parts = [];
+  let y = 10;
+  for (const panel of panels) {
+    const top = Math.max(...panel.rows.flatMap((r) => [r.high, r.max ?? 0, r.min ?? 0])) * 1.08;
+    const scale = (v) => plotX + (Math.min(v, top) / top) * plotW;
+    const step = niceStep(top);
+    parts.push(`<text x="10" y="${y + 14}" class="title">${esc(panel.title)}</text>`);
+    y += 26;
+    const plotTop = y;
+    const plotBottom = y + panel.rows.length * rowH;
+    for (let t = 0; t <= top; t += step) {
+      const x = scale(t);
+      parts.push(`<line x1="${x}" y1="${plotTop}" x2="${x}" y2="${plotBottom}" class="${t === 1 ? 'one' : 'grid'}"/>`);
+      parts.push(`<text x="${x}" y="${plotBottom + 13}" class="tick">${fmtTick(t)}×</text>`);
+    }
+    for (const r of panel.rows) {
+      const cy = y + rowH / 2;
+      const met = r.chartMet ?? r.met;
+      const cls = met === undefined ? 'ref' : met ? 'met' : 'missed';
+      const figure = r.chartLabel ?? r.figure;
+      const label = figure.startsWith('  ') ? `↳ ${figure.trim()}` : figure;
+      parts.push(`<text x="${labelW}" y="${cy + 4}" class="label">${esc(label)}</text>`);
+      parts.push(`<rect x="${plotX}" y="${y + 4}" width="${Math.max(1, scale(r.median) - plotX)}" height="${rowH - 8}" class="${cls}"/>`);
+      if (r.high > r.low) {
+        parts.push(`<line x1="${scale(r.low)}" y1="${cy}" x2="${scale(r.high)}" y2="${cy}" class="whisker"/>`);
+        for (const v of [r.low, r.high]) parts.push(`<line x1="${scale(v)}" y1="${cy - 4}" x2="${scale(v)}" y2="${cy + 4}" class="whisker"/>`);
+      }
+      const target = r.chartTarget ?? r.max ?? r.min;
+      if (target !== undefined) parts.push(`<line x1="${scale(target)}" y1="${y + 1}" x2="${scale(target)}" y2="${y + rowH - 1}" class="target"/>`);
+      const after = Math.max(scale(r.median), scale(r.high), target === undefined ? 0 : scale(target));
+      parts.push(`<text x="${after + 5}" y="${cy + 4}" class="value">${r.median.toFixed(2)}×</text>`);
+      y += rowH;
+    }
+    y = plotBottom + 34;
+  }
+  const legend = [
+    ['met', 'target met'],
+    ['missed', 'target missed'],
+    ['ref', 'for comparison'],
+  ];
+  let lx = plotX;
+  for (const [cls, text] of legend) {
+    parts.push(`<rect x="${lx}" y="${y - 10}" width="12" height="10" class="${cls}"/><text x="${lx + 16}" y="${y}" class="legend">${text}</text>`);
+    lx += 120;
+  }
+  parts.push(`<line x1="${lx}" y1="${y - 11}" x2="${lx}" y2="${y + 1}" class="target"/><text x="${lx + 6}" y="${y}" class="legend">target</text>`);
+  const height = y + 12;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
+    '<style>',
+    '  .title { font-weight: 600; font-size: 13px; fill: #222 }',
+    '  .label { text-anchor: end; fill: #333 }',
+    '  .tick { text-anchor: middle; fill: #666; font-size: 11px }',
+    '  .legend { text-anchor: start; fill: #444; font-size: 11px }',
+    '  .value { fill: #222; font-size: 11px }',
+    '  .grid { stroke: #e4e4e4 }',
+    '  .one { stroke: #999 }',
+    '  .met { fill: #4c9a5b }',
+    '  .missed { fill: #d0563b }',
+    '  .ref { fill: #a9b4c2 }',
+    '  .whisker { stroke: #222; stroke-width: 1.2 }',
+    '  .target { stroke: #c00; stroke-width: 2; stroke-dasharray: 3 2 }',
+    '</style>',
+    `<rect width="${width}" height="${height}" fill="#fff"/>`,
+    ...parts,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+function niceStep(top) {
+  for (const step of [0.25, 0.5, 1, 2, 5, 10, 20, 50, 100]) if (top / step <= 8) return step;
+  return 200;
+}
+
+function fmtTick(t) {
+  return Number.isInteger(t) ? String(t) : t.toFixed(2).replace(/0$/, '');
+}
+
+function esc(text) {
+  return String(text).replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+}
