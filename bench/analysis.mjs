@@ -38,21 +38,23 @@ export const analysis = {
   scope: {
     why:
       'Profile (`node --cpu-prof`) of 3e5 scope lives: resolving `Background` without adding a task costs about what the baseline ' +
-      'costs (3.7 vs 3.4 µs): the gap is the one task and the drain on disposal. Cost centres: **GC**, 29–33% of the time against ' +
-      '24% for the baseline — per scope a `Tracker` with its own counts object, a `TaskRun`, the drain promise and its resolver, and ' +
-      'a drain-deadline entry with its closure; the deadline entries are the worst of them: a cancelled entry stays in `Deadlines`\' ' +
-      'sorted array until the 10 s timer fires, so every request scope leaves an object that survives into the old generation ' +
-      '(`--trace-gc`: live heap after a mark-compact 11.6 MB against 6.3 MB for the baseline). Then tsyringe\'s own `dispose()` ' +
-      '(an async generator and a `Promise.all`) ≈ 18%, the same in the baseline; the scheduler\'s `queueMicrotask` (Node wraps every ' +
-      'callback in an `AsyncResource`) 2–3%; `scopeInfo()`\'s walk up the containers 3%. tsyringe does not double its cost with a ' +
-      'second disposable: a scope with two plain disposables costs 3.7 µs against 3.4 µs for one; it is the drain that costs.',
+      'costs (3.7 against 3.4 µs): the gap is the one task and its drain on disposal. Cost centres: **GC**, 29–33% of the time ' +
+      'against 24% for the baseline — per scope a `Tracker` with its own counts object, a `TaskRun`, the drain promise and its ' +
+      'resolver, and a drain-deadline entry with its closure; then tsyringe\'s own `dispose()` (an async generator and a ' +
+      '`Promise.all`) ≈ 18%, the same in the baseline; the scheduler\'s `queueMicrotask` (Node wraps every callback in an ' +
+      '`AsyncResource`) 2–3%; `scopeInfo()`\'s walk up the containers ≈ 3%. tsyringe does not double its cost with a second ' +
+      'disposable: a scope with two plain disposables costs 3.7 µs against 3.4 µs for one; it is the drain that costs. Until ' +
+      'commit abf30a4 a cancelled deadline entry stayed in `Deadlines`\' array until the 10 s timer fired, so every request scope ' +
+      'left an object to be promoted to the old generation (`--trace-gc`: live heap after a mark-compact 11.6 MB against 6.3 MB ' +
+      'for the baseline); that commit drops them from the tail at once.',
     next:
-      'Measured on patched copies of dist/ (built from commit 21e5be4; the bench\'s scope scenario, 6 runs each, ratio medians): unpatched 1.77×; ' +
-      '`Deadlines.cancel()` popping cancelled entries off the tail of its array: 1.67× (−0.7 µs per scope); arming the drain ' +
-      'deadline on the next turn (one batched `setImmediate`) only for scopes still draining then, and starting the pump with ' +
-      '`Promise.resolve().then()` instead of `queueMicrotask`: 1.65× (−0.8 µs). To reach 1.5× the rest must go too: ≈ 1.5 µs per ' +
-      'scope above the baseline, mostly allocation — a Tracker that creates its counts object and drain promise only when asked, ' +
-      'and a disposal that returns one shared resolved promise when the scope is idle.',
+      'Measured on patched copies of dist/ (built from commit 21e5be4; the bench\'s scope scenario, 6 runs each, ratio ' +
+      'medians): unpatched 1.77×; dropping cancelled deadline entries from the tail (now in the code, abf30a4): 1.67× (−0.7 µs ' +
+      'per scope); instead, arming the drain deadline on the next turn (one batched `setImmediate`) only for scopes still ' +
+      'draining then, and starting the scheduler\'s pump with `Promise.resolve().then()` rather than `queueMicrotask`: 1.65× ' +
+      '(−0.8 µs). To reach 1.5× the rest must go too, ≈ 1.5 µs per scope above the baseline, mostly allocation: a Tracker that ' +
+      'creates its counts object and drain promise only when asked, and a disposal that returns one shared resolved promise ' +
+      'when the scope is idle.',
   },
   offload5: {
     why:

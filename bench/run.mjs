@@ -23,6 +23,8 @@
  *                                      some sections (dispatch, memory, tax, scope, pool, roundtrip, addblock, loop)
  *   node bench/run.mjs --json out.json also writes every measurement as JSON
  *   node bench/run.mjs --no-page       does not write docs/benchmarks.md (implied by --quick and --only)
+ *   node bench/run.mjs --from out.json measures nothing: writes the page again from a run saved with --json
+ *                                      (after a change to the page's text or bench/analysis.mjs)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,9 +42,10 @@ const allSections = ['dispatch', 'memory', 'tax', 'scope', 'pool', 'roundtrip', 
 const argv = process.argv.slice(2);
 const flag = (name) => argv.includes(name);
 const value = (name) => (argv.includes(name) ? argv[argv.indexOf(name) + 1] : undefined);
+const from = value('--from') === undefined ? undefined : JSON.parse(readFileSync(value('--from'), 'utf8'));
 const quick = flag('--quick');
-const rounds = Number(value('--rounds') ?? (quick ? 1 : 3));
-const sections = value('--only')?.split(',') ?? allSections;
+const rounds = from?.rounds ?? Number(value('--rounds') ?? (quick ? 1 : 3));
+const sections = from !== undefined ? [] : (value('--only')?.split(',') ?? allSections);
 const writePage = !quick && !flag('--no-page') && value('--only') === undefined;
 for (const s of sections) if (!allSections.includes(s)) throw new Error(`unknown section ${s}; known: ${allSections.join(', ')}`);
 
@@ -57,7 +60,7 @@ const label = (spec) => [spec.scenario, spec.kind, spec.variant].filter(Boolean)
 const runner = childRunner(scenarios, { quietWaitMs: 45_000, label });
 const startedAt = performance.now();
 const startedLoad = loadavg();
-const machine = {
+const machine = from?.machine ?? {
   cores,
   cpu: cpus()[0]?.model ?? 'unknown CPU',
   memGb: totalmem() / 2 ** 30,
@@ -73,11 +76,11 @@ console.log('tsyringe-background benchmarks (issue 6): ratios to baselines measu
 console.log(`machine: ${cores} cores, ${machine.cpu}; Node ${machine.node}; ${machine.date}`);
 console.log(`rounds: ${rounds}; each round a fresh child process; variants interleaved, order rotating\n`);
 
-const perMs = calibrate();
+const perMs = from?.perMs ?? calibrate();
 note(`calibrated: ${Math.round(perMs)} spin iterations per ms on the main thread`);
 
 /** Every section's raw results, by section. */
-const results = {};
+const results = from?.results ?? {};
 /** The sections' tables of absolute figures, for the page. */
 const details = [];
 const run = (spec, options) => {
@@ -189,8 +192,8 @@ if (sections.includes('loop')) {
 
 // Summaries -----------------------------------------------------------------------------------------
 const rows = summarize(results);
-const totalS = (performance.now() - startedAt) / 1000;
-const load = {
+const totalS = from?.totalS ?? (performance.now() - startedAt) / 1000;
+const load = from?.load ?? {
   before: startedLoad,
   after: loadavg(),
   measurements: runner.log.length,
