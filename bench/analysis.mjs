@@ -114,7 +114,7 @@ export const analysis = {
       'allocates more per round trip than raw Piscina (the p50 entry lists what), so it meets more scavenges. A pool\'s first ' +
       'few hundred ms are slower while its worker isolate optimizes the library\'s code: the bench warms each pool for 600 ms.',
     next: 'The p50 patch (no AbortController per attempt) removes the largest allocation; measure again with it.',
-    whenMet: 'the pinned p99 (one core) is ≈ 1.7–3× raw Piscina: with everything on one core, a GC pause of either thread is in every round trip it overlaps.',
+    whenMet: 'the pinned p99 (one core) is ≈ 2–3.5× raw Piscina\'s: with everything on one core, a GC pause of either thread is in every round trip it overlaps, and Background allocates more per round trip (see rtP50 in bench/analysis.mjs).',
   },
   addBlock: {
     why: 'Not expected: `add()` of a worker task has measured ≈ 2 µs (the argument check, the TaskRun, a queue entry). Profile it.',
@@ -125,10 +125,11 @@ export const analysis = {
       'Not the library: raw Piscina under the same load raises the lateness as much (row ↳ raw Piscina), and inline execution is ' +
       '≈ 100–150× worse, so the worker lane does its job. It is where the kernel runs the worker: a worker thread woken by the ' +
       'main thread (a message, then `Atomics.notify`) tends to be started on the main thread\'s own vCPU (wake-affine placement), ' +
-      'and the event loop then waits for that vCPU while the task computes. Evidence: the same 50 ms of work in another process, ' +
-      'on its own timer, leaves the p99 at ≈ 1.1× (row ↳ the same work in another process); and with the main thread pinned to ' +
-      'CPU 0 and the worker thread to CPU 1 (`taskset -p` on their thread ids), a worker woken every 200 ms gave a p99 of ' +
-      '0.54–0.71 ms against 0.9–3.3 ms unpinned (baseline ≈ 0.35 ms), 3 runs each.',
+      'and the event loop then waits for that vCPU while the task computes. Evidence: with the main thread pinned to CPU 0 and ' +
+      'the worker thread to CPU 1 (`taskset -p` on their thread ids), a worker woken every 200 ms for 50 ms of work gave a p99 ' +
+      'of 0.54–0.71 ms against 0.9–3.3 ms unpinned (baseline ≈ 0.35 ms), 3 runs each; the same work in another process, on its ' +
+      'own timer (row ↳ the same work in another process), has measured from ≈ 1.0× to ≈ 2× on quiet runs, below the worker ' +
+      'lane, though on a shared machine that row is the noisiest of all.',
     next:
       'Run the pool\'s threads at a lower priority, so that the event loop preempts a worker that shares its vCPU: Piscina\'s ' +
       '`niceIncrement` (through @napi-rs/nice, an optional dependency of Piscina, installed here). Measured on a patched copy of ' +

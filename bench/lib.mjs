@@ -43,6 +43,7 @@ export async function childMain(measure) {
  * @param options.foreignLimit share of the machine's CPU used by other processes above which a measurement is redone
  * @param options.attempts measurements of one spec at most
  * @param options.quietWaitMs how long to wait at most for a quiet machine before each measurement
+ *   (a number of ms, or a function returning it, read before each measurement)
  * @param options.label how a spec is named in the report of disturbed measurements
  */
 export function childRunner(script, { foreignLimit = 0.1, attempts = 3, quietWaitMs = 120_000, timeoutMs = 120_000, label = defaultLabel } = {}) {
@@ -62,7 +63,7 @@ export function childRunner(script, { foreignLimit = 0.1, attempts = 3, quietWai
     let waitedMs = 0;
     let attempt = 1;
     for (; attempt <= attempts; attempt++) {
-      waitedMs += await quiet(quietWaitMs);
+      waitedMs += await quiet(typeof quietWaitMs === 'function' ? quietWaitMs() : quietWaitMs);
       const other = neighbour === undefined ? undefined : spawn(process.execPath, ['-e', neighbour], { stdio: 'ignore' });
       if (other !== undefined) await sleep(200);
       const before = machineCpu();

@@ -94,7 +94,7 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
   p();
   p(`- ${machine.cores} cores (\`availableParallelism()\`), ${machine.cpu}, ${machine.memGb.toFixed(0)} GB RAM, ${machine.os}`);
   p(`- Node ${machine.node}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}; the run took ${Math.round(totalS / 60)} min ${Math.round(totalS % 60)} s`);
+  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}; the run took ${Math.floor(totalS / 60)} min ${Math.round(totalS % 60)} s`);
   const foreign = [...load.foreign].sort((a, b) => a - b);
   const share = (q) => `${((foreign[Math.min(foreign.length - 1, Math.floor(foreign.length * q))] ?? 0) * 100).toFixed(0)}%`;
   p(
