@@ -1,5 +1,4 @@
 import { describe } from './describe.js';
-import type { TaskHandle } from './run.js';
 
 /** Named priority levels; any finite number works too (higher starts first). */
 export const priorities = Object.freeze({ critical: 100, high: 75, normal: 50, low: 10 });
@@ -153,6 +152,3 @@ function invalid(path: string, expected: string, value: unknown): Error {
   const ErrorType = typeof value === 'number' ? RangeError : TypeError;
   return new ErrorType(`${path} must be ${expected}, got ${describe(value)}`);
 }
-
-/** Handles a task waits for (`after`), checked by callers. */
-export type After = readonly TaskHandle[];
