@@ -312,7 +312,7 @@ async function application(pool) {
     bg,
     /** Live threads of the application's pool (an internal, read for the report only). */
     async threads() {
-      const { appOf } = await import('../dist/scope.js');
+      const { appOf } = await import('../dist/di/container.js');
       const app = appOf(container);
       return app.hasPool ? app.pool.threads : 0;
     },

@@ -4,17 +4,11 @@
  */
 import 'reflect-metadata';
 
-export {
-  Background,
-  disposeScope,
-  shutdown,
-  type BackgroundStats,
-  type ShutdownOptions,
-  type TaskAdder,
-  type TaskGroup,
-} from './background.js';
-export type { ShutdownReport } from './app.js';
-export { TaskContext } from './context.js';
+export { Background, type BackgroundStats } from './background.js';
+export { disposeScope, shutdown, type ShutdownOptions } from './shutdown.js';
+export type { TaskAdder, TaskGroup } from './group.js';
+export type { ShutdownReport } from './engine/application.js';
+export { TaskContext } from './model/context.js';
 export {
   BackgroundDisposedError,
   BackgroundError,
@@ -26,21 +20,21 @@ export {
   TaskNonErrorError,
   TaskSkippedError,
   TaskTimeoutError,
+  WorkerTaskError,
   type BackgroundErrorCode,
-} from './errors.js';
-export type { CallOptions } from './call-options.js';
-export { priorities, type Backoff, type Priority, type TaskOptions } from './task-options.js';
-export { consoleLogger, type BackgroundLogger, type LogFn } from './logger.js';
-export { BackgroundOptions } from './options.js';
-export type { ResultOptions, TaskHandle, TaskProgress, TaskStatus } from './run.js';
+  type WorkerErrorCode,
+} from './model/errors.js';
+export type { CallOptions } from './model/call-options.js';
+export { priorities, type Backoff, type Priority, type TaskOptions } from './model/task-options.js';
+export { consoleLogger, type BackgroundLogger, type LogFn } from './model/logger.js';
+export { BackgroundOptions, type PoolOptions } from './model/options.js';
+export type { ResultOptions, TaskHandle, TaskProgress, TaskStatus } from './model/handle.js';
 export {
   defineTask,
   type ClassTask,
   type DefineTaskOptions,
   type Instances,
   type TaskDefinition,
-} from './task.js';
-export { transfer } from './clone.js';
-export { WorkerTaskError, type WorkerErrorCode } from './errors.js';
-export type { PoolOptions } from './options.js';
-export { workerTask, type WorkerTaskDefinition } from './worker-task.js';
+} from './model/task.js';
+export { workerTask, type WorkerTaskDefinition } from './model/worker-task.js';
+export { transfer } from './worker/clone.js';

@@ -1,5 +1,5 @@
 import { afterEach, expect, it, vi } from 'vitest';
-import { Deadlines } from '../src/deadlines.js';
+import { Deadlines } from '../src/engine/deadlines.js';
 
 afterEach(() => {
   vi.useRealTimers();

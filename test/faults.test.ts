@@ -24,7 +24,7 @@ import {
   type TaskHandle,
   type TaskStatus,
 } from '../src/index.js';
-import { appOf } from '../src/scope.js';
+import { appOf } from '../src/di/container.js';
 import { exits, gated, greet, hogsMemory, spins, sumBytes, throwsString } from './fixtures/worker-tasks.js';
 import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
@@ -58,7 +58,7 @@ function trace(bg: Background, root: DependencyContainer, logger: ReturnType<typ
     stats: bg.stats(),
     application: bg.stats({ application: true }),
     listed: bg.list({ application: true }).map((handle) => handle.id),
-    schedules: app.schedules.size,
+    schedules: app.periodics.size,
     pool: app.hasPool,
     logged: logger.entries.length,
   };

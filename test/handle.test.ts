@@ -11,14 +11,15 @@ function setup(options = {}) {
 }
 
 describe('TaskHandle', () => {
-  it('has a unique increasing id, a name and a status that follows the task', async () => {
+  it('has a unique string id (increasing in this process), a name and a status that follows the task', async () => {
     const { bg } = setup();
     const gate = deferred();
     const a = bg.add(async function first() {
       await gate.promise;
     });
     const b = bg.add(async () => 'x');
-    expect(b.id).toBeGreaterThan(a.id);
+    expect(a.id).toMatch(/^[1-9]\d*$/);
+    expect(Number(b.id)).toBeGreaterThan(Number(a.id));
     expect([a.name, b.name]).toEqual(['first', 'anonymous']);
     expect(a.status).toBe('queued');
     await nextTurn();

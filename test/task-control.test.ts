@@ -172,7 +172,7 @@ describe('retries', () => {
   });
 
   it('keep jittered delays between (1 - jitter) × delay and the delay, capped at maxMs', async () => {
-    const { backoffDelay, defaultTaskOptions } = await import('../src/task-options.js');
+    const { backoffDelay, defaultTaskOptions } = await import('../src/model/task-options.js');
     const backoff = { ...defaultTaskOptions.backoff, baseMs: 1_000, factor: 3, maxMs: 5_000, jitter: 0.5 };
     expect([1, 2, 3].map((attempt) => backoffDelay(backoff, attempt, () => 0))).toEqual([1_000, 3_000, 5_000]);
     expect([1, 2, 3].map((attempt) => backoffDelay(backoff, attempt, () => 1))).toEqual([500, 1_500, 2_500]);

@@ -35,3 +35,15 @@ function format(message: string, fields: Record<string, unknown>): string {
   const head = `[tsyringe-background] ${message} ${inspect(rest, { breakLength: Infinity })}`;
   return err === undefined ? head : `${head}\n${inspect(err, { depth: 4 })}`;
 }
+
+/**
+ * Writes one entry through `logger`; a logger that throws is survived (reported on the console),
+ * so that logging a task's failure can never become a failure of its own.
+ */
+export function logSafely(logger: BackgroundLogger, level: keyof BackgroundLogger, fields: Record<string, unknown>, message: string): void {
+  try {
+    logger[level](fields, message);
+  } catch (loggerError) {
+    console.error('[tsyringe-background] the logger threw while logging:', message, loggerError);
+  }
+}

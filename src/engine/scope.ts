@@ -1,61 +1,82 @@
-import type { App } from './app.js';
-import type { ResolvedOptions } from './options.js';
+/**
+ * One scope's side of the engine: its live tasks, its periodic tasks, its drain and its
+ * deadline. Knows nothing of dependency injection, and nothing of the application but the
+ * {@link ScopeHost} it reports to.
+ */
+import { TaskCancelledError } from '../model/errors.js';
+import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
+import { logSafely, type BackgroundLogger } from '../model/logger.js';
+import type { ResolvedOptions } from '../model/options.js';
 import { deadlines, type Deadline } from './deadlines.js';
-import { TaskCancelledError } from './errors.js';
-import type { TaskRun, TaskStatus } from './run.js';
-import type { Schedule } from './schedule.js';
-
-type FinalStatus = Exclude<TaskStatus, 'queued' | 'delayed' | 'running' | 'retrying'>;
-
-/** Cumulative counts: tasks added, and tasks ended in each final state. */
-export type Counts = { total: number } & Record<FinalStatus, number>;
-
-export function newCounts(): Counts {
-  return { total: 0, succeeded: 0, failed: 0, cancelled: 0, timedOut: 0, skipped: 0, abandoned: 0 };
-}
+import { Periodic, type PeriodicOwner, type PeriodicSpec } from './periodic.js';
+import type { RunOwner, TaskRun } from './task-run.js';
 
 /** A scope's lifecycle: open for tasks, draining on disposal, closed once disposal is done. */
 export type ScopeState = 'open' | 'draining' | 'closed';
+
+/** Who gave up on a task: its scope's disposal, or the application's close. */
+export type AbandonedBy = 'scope' | 'application';
+
+/** What a scope reports to the one that owns it (the application), which implements it. */
+export interface ScopeHost {
+  /** The scope's first live task was added: it is busy until its last one ends. */
+  busy(scope: Scope): void;
+  /** The scope's last live task ended. */
+  idle(scope: Scope): void;
+  /** A task of the scope was added. */
+  added(run: TaskRun): void;
+  /** A task of the scope reached its final status. */
+  ended(run: TaskRun): void;
+  /** A periodic task of the scope was scheduled. */
+  scheduled(periodic: Periodic): void;
+  /** A periodic task of the scope stopped. */
+  unscheduled(periodic: Periodic): void;
+}
+
+/** What the scope does at each tick of its periodic tasks: its runner adds the tick's run. */
+export type PeriodicTicks = Pick<PeriodicOwner, 'spawn' | 'tickFailed'>;
 
 /** The most abandoned tasks named one by one in the log entry. */
 const namedInLog = 20;
 
 /**
- * One scope's bookkeeping: its live tasks (queued or running) in an intrusive list, the drain
- * waiters, and the lifecycle. Knows nothing of dependency injection.
+ * One scope's bookkeeping: its live tasks (delayed, queued, running, retrying) in an intrusive
+ * list, its periodic tasks, the drain waiters and the lifecycle.
  */
-export class Tracker {
+export class Scope implements RunOwner {
   readonly options: ResolvedOptions;
-  readonly #app: App;
+  /** Tasks added, and tasks ended in each final state, since the scope began. */
+  readonly counts: Counts = newCounts();
+  readonly #host: ScopeHost;
   #state: ScopeState = 'open';
   #pending = 0;
   #head: TaskRun | undefined;
+  #periodics: Set<Periodic> | undefined;
   #idle: { promise: Promise<void>; resolve: () => void } | undefined;
   #disposal: Promise<void> | undefined;
   #deadline: Deadline | undefined;
 
-  constructor(options: ResolvedOptions, app: App) {
+  constructor(options: ResolvedOptions, host: ScopeHost) {
     this.options = options;
-    this.#app = app;
+    this.#host = host;
   }
 
-  /** The scope's own state, or the application's when the application is closing. */
   get state(): ScopeState {
-    const app = this.#app.state;
-    if (app === 'closed') return 'closed';
-    if (this.#state !== 'open') return this.#state;
-    return app === 'closing' ? 'draining' : 'open';
+    return this.#state;
   }
 
-  /** Tasks queued or running. */
+  get logger(): BackgroundLogger {
+    return this.options.logger;
+  }
+
+  get warnBlockingMs(): number {
+    return this.options.warnBlockingMs;
+  }
+
+  /** Tasks not ended yet. */
   get pending(): number {
     return this.#pending;
   }
-
-  /** This scope's periodic tasks not stopped yet (created with the first). */
-  schedules: Set<Schedule> | undefined;
-  /** Tasks added, and tasks ended in each final state, since the scope began. */
-  readonly counts = newCounts();
 
   /** Takes a new task in: it joins its lane, or first waits for the tasks in `after`. */
   add(run: TaskRun, after?: readonly TaskRun[]): void {
@@ -63,14 +84,31 @@ export class Tracker {
     if (head !== undefined) head.prevLive = run;
     run.nextLive = head;
     this.#head = run;
-    if (this.#pending++ === 0) this.#app.busy.add(this);
+    if (this.#pending++ === 0) this.#host.busy(this);
     this.counts.total++;
-    this.#app.counts.total++;
+    this.#host.added(run);
     if (after === undefined || after.length === 0) run.enqueue();
     else run.after(after);
   }
 
-  /** The live tasks (queued, delayed, running, retrying), newest first. */
+  /** Starts a periodic task of this scope; each tick asks `ticks` for its run. */
+  schedule(spec: PeriodicSpec, ticks: PeriodicTicks): Periodic {
+    const periodic = new Periodic(spec, {
+      spawn: (p) => ticks.spawn(p),
+      tickFailed: (p, error) => {
+        ticks.tickFailed(p, error);
+      },
+      stopped: (p) => {
+        this.#periodics?.delete(p);
+        this.#host.unscheduled(p);
+      },
+    });
+    (this.#periodics ??= new Set()).add(periodic);
+    this.#host.scheduled(periodic);
+    return periodic;
+  }
+
+  /** The live tasks, newest first. */
   *live(): Generator<TaskRun> {
     for (let run = this.#head; run !== undefined; run = run.nextLive) yield run;
   }
@@ -83,9 +121,9 @@ export class Tracker {
     if (nextLive !== undefined) nextLive.prevLive = prevLive;
     run.prevLive = run.nextLive = undefined;
     this.counts[run.status as FinalStatus]++;
-    this.#app.ended(run);
+    this.#host.ended(run);
     if (--this.#pending === 0) {
-      this.#app.busy.delete(this);
+      this.#host.idle(this);
       if (this.#disposal !== undefined) {
         if (this.#deadline !== undefined) deadlines.cancel(this.#deadline);
         this.#deadline = undefined;
@@ -97,7 +135,7 @@ export class Tracker {
     }
   }
 
-  /** Resolves once nothing is queued or running, tasks added meanwhile included. */
+  /** Resolves once no task is left, tasks added meanwhile included. */
   drain(): Promise<void> {
     if (this.#pending === 0) return Promise.resolve();
     if (this.#idle === undefined) {
@@ -111,8 +149,8 @@ export class Tracker {
   /** Stops intake and the scope's periodic tasks. */
   close(): void {
     if (this.#state === 'open') this.#state = 'draining';
-    if (this.schedules !== undefined) {
-      for (const schedule of [...this.schedules]) schedule.stop(new TaskCancelledError(schedule.name, schedule.id, 'its scope was disposed'));
+    if (this.#periodics !== undefined) {
+      for (const periodic of [...this.#periodics]) periodic.stop(new TaskCancelledError(periodic.name, periodic.id, 'its scope was disposed'));
     }
   }
 
@@ -143,7 +181,7 @@ export class Tracker {
    * Abandons at once the delayed tasks due after `deadline` (epoch ms): disposal would only
    * wait for them in vain. Delayed tasks due before it run, and disposal waits for them.
    */
-  abandonDelayedPast(deadline: number, drainTimeoutMs: number, by: 'scope' | 'application'): number {
+  abandonDelayedPast(deadline: number, drainTimeoutMs: number, by: AbandonedBy): number {
     const late: TaskRun[] = [];
     for (let run = this.#head; run !== undefined; run = run.nextLive) {
       if (run.status === 'delayed' && run.dueAt > deadline) late.push(run);
@@ -155,39 +193,24 @@ export class Tracker {
    * Abandons every live task and logs them, saying whether the scope's disposal or the
    * application's close gave up on them; returns how many there were.
    */
-  abandon(drainTimeoutMs: number, by: 'scope' | 'application'): number {
+  abandon(drainTimeoutMs: number, by: AbandonedBy): number {
     return this.#pending === 0 ? 0 : this.#abandon([...this.live()], drainTimeoutMs, by, 'unfinished after the drain deadline');
   }
 
-  #abandon(left: TaskRun[], drainTimeoutMs: number, by: 'scope' | 'application', what: string): number {
+  #abandon(left: TaskRun[], drainTimeoutMs: number, by: AbandonedBy, what: string): number {
     if (left.length === 0) return 0;
     const running = left.filter((run) => run.status === 'running').length;
     const delayed = left.filter((run) => run.status === 'delayed' || run.status === 'retrying').length;
     for (const run of left) run.abandon(drainTimeoutMs, by === 'scope' ? 'its scope was disposed' : 'the application was closed');
     const tasks = left.slice(0, namedInLog).map((run) => `${run.name}#${run.id}`);
-    try {
-      this.options.logger.warn(
-        { abandoned: left.length, running, queued: left.length - running - delayed, delayed, drainTimeoutMs, tasks },
-        `${by === 'scope' ? 'scope disposed' : 'application closed'} with ${left.length} task(s) ${what} of ` +
-          `${drainTimeoutMs} ms (${running} running, ${left.length - running - delayed} queued, ${delayed} delayed or retrying); ` +
-          'they were aborted and abandoned',
-      );
-    } catch (loggerError) {
-      console.error('[tsyringe-background] the logger threw while logging abandoned tasks:', loggerError);
-    }
+    logSafely(
+      this.options.logger,
+      'warn',
+      { abandoned: left.length, running, queued: left.length - running - delayed, delayed, drainTimeoutMs, tasks },
+      `${by === 'scope' ? 'scope disposed' : 'application closed'} with ${left.length} task(s) ${what} of ` +
+        `${drainTimeoutMs} ms (${running} running, ${left.length - running - delayed} queued, ${delayed} delayed or retrying); ` +
+        'they were aborted and abandoned',
+    );
     return left.length;
-  }
-}
-
-/** Waits for `promise` at most `ms`; returns whether it settled in time. Leaves no timer. */
-export async function withDeadline(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<false>((resolve) => {
-    timer = setTimeout(resolve, ms, false);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), expired]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -1,6 +1,11 @@
 import { performance } from 'node:perf_hooks';
 
-/** What the scheduler runs: a task record, seen only through the fields scheduling needs. */
+/**
+ * A lane: where tasks wait for a slot under one concurrency limit. The event loop's lane is the
+ * application's `concurrency`; the worker pool's admission window is another lane.
+ */
+
+/** What a lane runs: a task record, seen only through the fields scheduling needs. */
 export interface Job {
   /** Intrusive FIFO link: the next job of the same queue. */
   next: Job | undefined;
@@ -22,17 +27,17 @@ const sliceMs = 4;
 const startsPerCheck = 1024;
 
 /**
- * The application-wide scheduler. Jobs take a slot under one concurrency limit, highest priority
- * first and in FIFO order within a priority, and hold it until they settle. An async job starts from a microtask after `submit()` (so
- * `add()` returns before any task code runs), or from the settlement of a job before it. A sync
- * job, once it has its slot, starts from `setImmediate` (after the current turn), sync jobs one
- * after another, a few milliseconds' worth per turn.
+ * Jobs take a slot under one concurrency limit, highest priority first and in FIFO order within
+ * a priority, and hold it until they settle. An async job starts from a microtask after
+ * `submit()` (so `add()` returns before any task code runs), or from the settlement of a job
+ * before it. A sync job, once it has its slot, starts from `setImmediate` (after the current
+ * turn), sync jobs one after another, a few milliseconds' worth per turn.
  *
  * Back-to-back starts are made of microtasks, which never let timers run: every
- * {@link startsPerCheck} starts, once {@link sliceMs} have passed, the scheduler resumes from
+ * {@link startsPerCheck} starts, once {@link sliceMs} have passed, the lane resumes from
  * `setImmediate` instead.
  */
-export class Scheduler {
+export class Lane {
   #limit: number;
   #running = 0;
   #queued = 0;

@@ -7,12 +7,13 @@
 import 'reflect-metadata';
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { container, type DependencyContainer } from 'tsyringe';
+import { messageOf } from '../model/checks.js';
+import { TaskContext } from '../model/context.js';
+import { WorkerTaskError } from '../model/errors.js';
+import { tokenName } from '../model/task.js';
+import { findWorkerTask, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
-import { TaskContext } from './context.js';
-import { WorkerTaskError } from './errors.js';
-import { tokenName } from './task.js';
 import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
-import { findWorkerTask, workerTasksOf } from './worker-task.js';
 
 /** What the pool hands every thread. */
 export interface WorkerConfig {
@@ -138,7 +139,7 @@ async function importModule(url: string): Promise<unknown> {
  * channel (timeout, cancellation); its progress goes back over the same channel; its logger
  * writes to the worker's console.
  */
-function contextFor(id: number, name: string, attempt: number, port: MessagePort | undefined): TaskContext {
+function contextFor(id: string, name: string, attempt: number, port: MessagePort | undefined): TaskContext {
   const controller = new AbortController();
   port?.on('message', (message: ChannelMessage) => {
     if ('abort' in message) controller.abort(fromWire(message.abort));
@@ -162,8 +163,4 @@ function contextFor(id: number, name: string, attempt: number, port: MessagePort
       port?.postMessage({ progress: [fraction, message] } satisfies ChannelMessage);
     },
   });
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -86,3 +86,16 @@ export class Deadlines {
 export const deadlines = new Deadlines();
 
 function noop(): void {}
+
+/** Waits for `promise` at most `ms`; returns whether it settled in time. Leaves no timer. */
+export async function withDeadline(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<false>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

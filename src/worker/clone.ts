@@ -1,6 +1,6 @@
 import { types } from 'node:util';
 import { MessagePort } from 'node:worker_threads';
-import { describe } from './describe.js';
+import { describe } from '../model/checks.js';
 
 /** What a worker task may receive as a transferable: memory that moves instead of being copied. */
 export type Transferable = ArrayBuffer | ArrayBufferView | MessagePort;

@@ -3,7 +3,7 @@
  * structured cloning keeps an error's message but turns a custom class into a plain `Error` and
  * drops `code` and other own properties, so errors travel as plain records and are rebuilt.
  */
-import { WorkerTaskError, type WorkerErrorCode } from './errors.js';
+import { WorkerTaskError, type WorkerErrorCode } from '../model/errors.js';
 
 import type { MessagePort } from 'node:worker_threads';
 
@@ -19,7 +19,7 @@ export interface WorkerRequest {
   /** The task's name in that module. */
   readonly name: string;
   readonly args: readonly unknown[];
-  readonly id: number;
+  readonly id: string;
   /** The attempt, from 1. */
   readonly attempt?: number | undefined;
 }

@@ -1,6 +1,13 @@
+/**
+ * One task's life, from `add()` to its outcome: its handle, its record in its lane and in its
+ * owner's list of live tasks, in one object. What it runs is an {@link Invocation}; whom it
+ * reports to is a {@link RunOwner}; where it waits for a slot is a {@link Lane}. It knows
+ * nothing of containers, scopes or the application.
+ */
 import { performance } from 'node:perf_hooks';
 import { inspect } from 'node:util';
-import type { TaskContext } from './context.js';
+import { maxTimerMs } from '../model/checks.js';
+import type { TaskContext } from '../model/context.js';
 import {
   ResultTimeoutError,
   TaskAbandonedError,
@@ -8,111 +15,94 @@ import {
   TaskNonErrorError,
   TaskSkippedError,
   TaskTimeoutError,
-} from './errors.js';
-import type { BackgroundLogger } from './logger.js';
-import type { Job, Scheduler } from './scheduler.js';
-import { backoffDelay, type ResolvedTaskOptions } from './task-options.js';
-import type { Tracker } from './tracker.js';
+} from '../model/errors.js';
+import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
+import { logSafely, type BackgroundLogger } from '../model/logger.js';
+import { isAsyncFunction } from '../model/task.js';
+import { backoffDelay, type ResolvedTaskOptions } from '../model/task-options.js';
+import type { Job, Lane } from './lane.js';
 
-/**
- * Where a task is in its life: `delayed` (waiting for its time) → `queued` (waiting for a slot)
- * → `running` → `retrying` (waiting to try again) → … → one of the final states: `succeeded`,
- * `failed`, `timedOut`, `cancelled` (through its handle), `skipped` (a task it was to run after
- * did not succeed) or `abandoned` (its scope's disposal gave up on it).
- */
-export type TaskStatus =
-  | 'queued'
-  | 'delayed'
-  | 'running'
-  | 'retrying'
-  | 'succeeded'
-  | 'failed'
-  | 'cancelled'
-  | 'timedOut'
-  | 'skipped'
-  | 'abandoned';
-
-/** The statuses a task ends in. */
-export const finalStatuses: ReadonlySet<TaskStatus> = new Set(['succeeded', 'failed', 'cancelled', 'timedOut', 'skipped', 'abandoned']);
-
-/** What a task last reported through `TaskContext.progress()`. */
-export interface TaskProgress {
-  /** From 0 to 1. */
-  readonly fraction: number;
-  readonly message: string | undefined;
+/** What a run needs of the one that owns it (its scope), which implements it. */
+export interface RunOwner {
+  /** Where the run logs its failures, retries and blocking warnings. */
+  readonly logger: BackgroundLogger;
+  /** A sync run that blocks the event loop longer than this is warned about; 0: never. */
+  readonly warnBlockingMs: number;
+  /** Called once, when the run has reached its final status. */
+  settled(run: TaskRun): void;
 }
 
-/** Options of {@link TaskHandle.result}. */
-export interface ResultOptions {
-  /**
-   * Wait at most this long; then the promise rejects with `ResultTimeoutError` (the task goes
-   * on).
-   */
-  timeoutMs?: number | undefined;
-}
-
-/**
- * What `add()` returns: a view of one task. Ignoring it is fine: a failing task is logged, and
- * no promise exists until {@link TaskHandle.result} is called.
- */
-export interface TaskHandle<R = unknown> {
-  /** Unique in the process, increasing. */
-  readonly id: number;
-  /** The definition's name, the class name, or the function's name (`anonymous` if none). */
+/** Who a run is: what the facade handed over for it (a `TaskRequest` is one). */
+export interface RunSpec {
+  readonly id: string;
   readonly name: string;
-  /** Where the task is now. */
-  readonly status: TaskStatus;
-  /** The current attempt, from 1 (0 before the first starts). */
-  readonly attempt: number;
-  /** What the task last reported through `TaskContext.progress()`, if anything. */
-  readonly progress: TaskProgress | undefined;
+  readonly options: ResolvedTaskOptions;
+  /** When it may start (epoch ms), or 0 for now. */
+  readonly dueAt: number;
+}
+
+/** What each attempt of a run calls. */
+export interface Invocation {
   /**
-   * Cancels the task: a queued, delayed or retrying task never starts again; a running one
-   * sees its `TaskContext.signal` abort (a worker task's thread is terminated after a grace
-   * period). The task ends `cancelled` at once and frees its slot. Returns whether the task had
-   * not ended yet.
+   * Whether it runs synchronously on the main thread: it then starts from `setImmediate`, and
+   * a long block of the event loop is warned about.
    */
-  cancel(reason?: unknown): boolean;
-  /**
-   * The task's outcome: its value, or a rejection with its error (`TaskCancelledError`,
-   * `TaskTimeoutError`, `TaskSkippedError`, `TaskAbandonedError`, or what the task threw).
-   * Without options, created on the first call and shared by later calls.
-   */
-  result(options?: ResultOptions): Promise<R>;
+  readonly sync: boolean;
+  /** Runs one attempt of `run`; returns its value or a promise of it, or throws. */
+  invoke(run: TaskRun): unknown;
+}
+
+/**
+ * A call of the task's own function: its dependencies resolved, then the arguments given to
+ * `add()`; at `contextAt` (when it injects `TaskContext`), each attempt's context.
+ */
+export class Call implements Invocation {
+  readonly sync: boolean;
+  readonly #fn: (...params: unknown[]) => unknown;
+  readonly #params: unknown[];
+  readonly #self: unknown;
+  readonly #contextAt: number;
+
+  constructor(fn: (...params: never[]) => unknown, params: unknown[], self?: unknown, contextAt = -1) {
+    this.#fn = fn as (...params: unknown[]) => unknown;
+    this.#params = params;
+    this.#self = self;
+    this.#contextAt = contextAt;
+    this.sync = !isAsyncFunction(fn);
+  }
+
+  invoke(run: TaskRun): unknown {
+    if (this.#contextAt >= 0) this.#params[this.#contextAt] = run.context();
+    return this.#fn.apply(this.#self, this.#params);
+  }
 }
 
 /** A task's outcome; failures are always `Error`s (non-Errors are wrapped). */
 type Settled = { ok: true; value: unknown } | { ok: false; error: Error };
 
-/**
- * One task, from `add()` to its outcome: its handle, its scheduling record and its place in
- * its scope's list of live tasks, in one object.
- */
+/** One task, from `add()` to its outcome. */
 export class TaskRun implements TaskHandle, Job {
-  readonly id: number;
+  readonly id: string;
   readonly name: string;
   readonly sync: boolean;
-  /** The scheduler it waits in for a slot: the event loop's, or the worker pool's. */
-  readonly lane: Scheduler;
+  /** Where it waits for a slot: the event loop's lane, or the worker pool's. */
+  readonly lane: Lane;
   readonly priority: number;
+  /** The scope it belongs to. */
+  readonly owner: RunOwner;
   status: TaskStatus = 'queued';
   attempt = 0;
   progress: TaskProgress | undefined = undefined;
   next: Job | undefined = undefined;
   holding = false;
-  /** Links in the scope's list of live tasks. */
+  /** Links in the owner's list of live tasks; the owner keeps them. */
   prevLive: TaskRun | undefined = undefined;
   nextLive: TaskRun | undefined = undefined;
   /** When a delayed task is due (epoch ms), or 0. */
-  dueAt = 0;
-  /** When the task reached its final state (epoch ms), set when it is kept on record; or 0. */
-  endedAt = 0;
-  readonly tracker: Tracker;
+  readonly dueAt: number;
   readonly #options: ResolvedTaskOptions;
-  #fn: ((...args: unknown[]) => unknown) | undefined;
-  #self: unknown;
-  #args: unknown[] | undefined;
-  #contextAt: number;
+  /** What an attempt calls; dropped once the task has ended. */
+  #invocation: Invocation | undefined;
   /** The current attempt's controller, created when something asks for its signal. */
   #controller: AbortController | undefined;
   /** The timeout of the running attempt, or the wait of a delayed or retrying task. */
@@ -122,29 +112,16 @@ export class TaskRun implements TaskHandle, Job {
   #result: Promise<unknown> | undefined;
   #settle: ((outcome: Settled) => void) | undefined;
 
-  constructor(
-    id: number,
-    name: string,
-    fn: (...args: never[]) => unknown,
-    self: unknown,
-    args: unknown[],
-    sync: boolean,
-    contextAt: number,
-    tracker: Tracker,
-    lane: Scheduler,
-    options: ResolvedTaskOptions,
-  ) {
-    this.id = id;
-    this.name = name;
-    this.#fn = fn as (...args: unknown[]) => unknown;
-    this.#self = self;
-    this.#args = args;
-    this.sync = sync;
-    this.#contextAt = contextAt;
-    this.tracker = tracker;
+  constructor(spec: RunSpec, invocation: Invocation, owner: RunOwner, lane: Lane) {
+    this.id = spec.id;
+    this.name = spec.name;
+    this.#options = spec.options;
+    this.priority = spec.options.priority;
+    this.dueAt = spec.dueAt;
+    this.#invocation = invocation;
+    this.sync = invocation.sync;
+    this.owner = owner;
     this.lane = lane;
-    this.#options = options;
-    this.priority = options.priority;
   }
 
   /** The current attempt's signal: aborted on cancellation, timeout or abandonment. */
@@ -158,7 +135,7 @@ export class TaskRun implements TaskHandle, Job {
     const wait = this.dueAt === 0 ? 0 : this.dueAt - Date.now();
     if (wait > 0) {
       this.status = 'delayed';
-      this.#timer = setTimeout(this.#due, Math.min(wait, 2 ** 31 - 1));
+      this.#timer = setTimeout(this.#due, Math.min(wait, maxTimerMs));
     } else {
       this.status = 'queued';
       this.lane.submit(this);
@@ -193,16 +170,14 @@ export class TaskRun implements TaskHandle, Job {
     this.status = 'running';
     const attempt = ++this.attempt;
     this.#controller = undefined;
-    const fn = this.#fn!;
-    const args = this.#args!;
-    if (this.#contextAt >= 0) args[this.#contextAt] = this.#context(attempt);
+    const invocation = this.#invocation!;
     const { timeoutMs } = this.#options;
     if (timeoutMs !== undefined) this.#timer = setTimeout(this.#timedOut, timeoutMs, attempt);
     const startedAt = (this.#startedAt = performance.now());
     let awaited: Promise<unknown> | undefined;
     let returned: unknown;
     try {
-      returned = fn.apply(this.#self, args);
+      returned = invocation.invoke(this);
       // Inside the try: a returned Proxy can throw from `instanceof` or from reading `then`.
       if (returned instanceof Promise) awaited = returned;
       else if (isThenable(returned)) awaited = Promise.resolve(returned);
@@ -373,17 +348,15 @@ export class TaskRun implements TaskHandle, Job {
   #end(status: TaskStatus, outcome: Settled): void {
     this.status = status;
     this.#outcome = outcome;
-    this.#fn = undefined;
-    this.#self = undefined;
-    this.#args = undefined;
+    this.#invocation = undefined;
     this.#timer = undefined;
-    this.tracker.settled(this);
+    this.owner.settled(this);
     this.#settle?.(outcome);
     this.#settle = undefined;
   }
 
   #checkBlocking(blockedMs: number): void {
-    const limit = this.tracker.options.warnBlockingMs;
+    const limit = this.owner.warnBlockingMs;
     if (limit > 0 && blockedMs > limit) {
       this.#log(
         'warn',
@@ -398,17 +371,15 @@ export class TaskRun implements TaskHandle, Job {
     return Math.round((performance.now() - this.#startedAt) * 10) / 10;
   }
 
-  /** Logs through the scope's logger with the task's fields; a throwing logger is survived. */
+  /** Logs through the owner's logger with the task's fields; a throwing logger is survived. */
   #log(level: keyof BackgroundLogger, fields: Record<string, unknown>, message: string): void {
-    try {
-      this.tracker.options.logger[level]({ task: this.name, taskId: this.id, ...fields }, message);
-    } catch (loggerError) {
-      console.error('[tsyringe-background] the logger threw while logging:', message, loggerError);
-    }
+    logSafely(this.owner.logger, level, { task: this.name, taskId: this.id, ...fields }, message);
   }
 
-  #context(attempt: number): TaskContext {
-    const base = this.tracker.options.logger;
+  /** The context of the current attempt, for a task that injects `TaskContext`. */
+  context(): TaskContext {
+    const attempt = this.attempt;
+    const base = this.owner.logger;
     const fields = { task: this.name, taskId: this.id, attempt };
     const withTask =
       (level: keyof BackgroundLogger) =>

@@ -1,7 +1,11 @@
-import { describe } from './describe.js';
-import { TaskRun, type TaskHandle } from './run.js';
-import { cronOf, type Cadence } from './schedule.js';
+import { createRequire } from 'node:module';
+import type * as Croner from 'croner';
+import type { Cron } from 'croner';
+import { describe, maxTimerMs, messageOf } from './checks.js';
+import type { TaskHandle } from './handle.js';
 import type { TaskOptions } from './task-options.js';
+
+const require = createRequire(import.meta.url);
 
 /**
  * Options for the tasks added through one `bg.with(options)` view: the task options, which win
@@ -32,6 +36,9 @@ export interface CallOptions extends TaskOptions {
   overlap?: boolean | undefined;
 }
 
+/** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
+export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string };
+
 /** Call options, validated. */
 export interface CallSpec {
   /** The options object, for the task options in it. */
@@ -39,7 +46,7 @@ export interface CallSpec {
   /** `delayMs` from now, or `runAt`: relative to when `add()` is called. */
   readonly delayMs: number | undefined;
   readonly runAt: number | undefined;
-  readonly after: readonly TaskRun[];
+  readonly after: readonly TaskHandle[];
   /** For a periodic task: when it runs, and whether runs may overlap. */
   readonly cadence: Cadence | undefined;
   readonly overlap: boolean;
@@ -48,10 +55,11 @@ export interface CallSpec {
 /** Keys of call options that are not task options. */
 export const callKeys: readonly string[] = ['delayMs', 'runAt', 'after', 'every', 'cron', 'tz', 'overlap'];
 
-const maxTimerMs = 2 ** 31 - 1;
-
-/** Validates the non-task part of call options (task options are validated when merged). */
-export function resolveCall(options: unknown): CallSpec {
+/**
+ * Validates the non-task part of call options (task options are validated when merged).
+ * `canFollow` tells which handles `after` may hold: those of one-off tasks this process runs.
+ */
+export function resolveCall(options: unknown, canFollow: (handle: unknown) => boolean): CallSpec {
   if (typeof options !== 'object' || options === null) {
     throw new TypeError(`bg.with(options): options must be an object, got ${describe(options)}`);
   }
@@ -83,7 +91,7 @@ export function resolveCall(options: unknown): CallSpec {
       throw new TypeError(`bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got ${describe(runAt)}`);
     }
   }
-  if (after !== undefined && !(Array.isArray(after) && after.every((handle) => handle instanceof TaskRun))) {
+  if (after !== undefined && !(Array.isArray(after) && after.every(canFollow))) {
     throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);
   }
   return Object.freeze({ options, delayMs, runAt: at, after: (after ?? []), cadence, overlap: overlap ?? false });
@@ -104,4 +112,18 @@ function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefi
   if (typeof cron !== 'string') throw new TypeError(`bg.with(options): options.cron must be a cron expression string, got ${describe(cron)}`);
   if (tz !== undefined && typeof tz !== 'string') throw new TypeError(`bg.with(options): options.tz must be a time zone name, got ${describe(tz)}`);
   return { cron: cronOf(cron, tz), expression: cron };
+}
+
+/** Builds a cron from an expression and a time zone; throws a TypeError naming the option. */
+export function cronOf(expression: string, tz: string | undefined): Cron {
+  try {
+    // Loaded on first use, not at import (worker threads import this library too).
+    const { Cron: CronJob } = require('croner') as typeof Croner;
+    const cron = new CronJob(expression, { paused: true, ...(tz === undefined ? {} : { timezone: tz }) });
+    cron.nextRun();
+    return cron;
+  } catch (error) {
+    const what = tz === undefined ? `options.cron ${JSON.stringify(expression)}` : `options.cron ${JSON.stringify(expression)} with options.tz ${JSON.stringify(tz)}`;
+    throw new TypeError(`bg.with(options): ${what} is not valid: ${messageOf(error)}`, { cause: error });
+  }
 }

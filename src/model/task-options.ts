@@ -1,4 +1,4 @@
-import { describe } from './describe.js';
+import { describe, invalid, maxTimerMs } from './checks.js';
 
 /** Named priority levels; any finite number works too (higher starts first). */
 export const priorities = Object.freeze({ critical: 100, high: 75, normal: 50, low: 10 });
@@ -73,7 +73,6 @@ export const defaultTaskOptions: ResolvedTaskOptions = Object.freeze({
 
 const taskKeys = ['priority', 'retries', 'backoff', 'retryIf', 'timeoutMs'];
 const backoffKeys = ['baseMs', 'maxMs', 'factor', 'jitter'];
-const maxTimerMs = 2 ** 31 - 1;
 const cache = new WeakMap<object, WeakMap<ResolvedTaskOptions, ResolvedTaskOptions>>();
 
 /**
@@ -146,9 +145,4 @@ function number(value: unknown, path: string, min: number, max: number): number 
 function functionOf<T>(value: unknown, path: string): T {
   if (typeof value === 'function') return value as T;
   throw invalid(path, 'a function', value);
-}
-
-function invalid(path: string, expected: string, value: unknown): Error {
-  const ErrorType = typeof value === 'number' ? RangeError : TypeError;
-  return new ErrorType(`${path} must be ${expected}, got ${describe(value)}`);
 }

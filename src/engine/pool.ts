@@ -2,31 +2,22 @@
  * The application's worker-thread pool: the only module that knows Piscina. Created with the
  * first worker task; closed by the application's close.
  */
-import { availableParallelism, cpus } from 'node:os';
-import type { ResourceLimits } from 'node:worker_threads';
 import { createRequire } from 'node:module';
+import { availableParallelism, cpus } from 'node:os';
+import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
-import type { Transferable } from './clone.js';
-import { WorkerTaskError } from './errors.js';
-import type { BackgroundLogger } from './logger.js';
-import { Scheduler } from './scheduler.js';
-import { withDeadline } from './tracker.js';
-import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
-import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
-import type { WorkerConfig } from './worker.js';
+import { WorkerTaskError } from '../model/errors.js';
+import { logSafely, type BackgroundLogger } from '../model/logger.js';
+import type { PoolSettings } from '../model/options.js';
+import type { Transferable } from '../worker/clone.js';
+import type { WorkerConfig } from '../worker/thread.js';
+import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
+import { withDeadline } from './deadlines.js';
+import { Lane } from './lane.js';
+import type { Invocation } from './task-run.js';
 
 const require = createRequire(import.meta.url);
-
-/** Settings of the pool, with every default filled in. */
-export interface PoolSettings {
-  readonly maxThreads: number;
-  readonly minThreads: number;
-  readonly idleTimeout: number;
-  readonly resourceLimits: ResourceLimits | undefined;
-  readonly setupModule: string | undefined;
-  readonly terminateAfterMs: number;
-}
 
 /** What the pool needs of a task's attempt: its signal, and where its progress goes. */
 export interface AttemptLink {
@@ -50,7 +41,7 @@ const idleEnough = 0.25;
  * when other processes keep the CPUs busy, more threads would only take turns on them.
  */
 export class Pool {
-  readonly admission: Scheduler;
+  readonly admission: Lane;
   readonly settings: PoolSettings;
   readonly #logger: BackgroundLogger;
   readonly #base: number;
@@ -66,7 +57,12 @@ export class Pool {
     this.settings = settings;
     this.#logger = logger;
     this.#base = Math.min(this.#cores, settings.maxThreads);
-    this.admission = new Scheduler(this.#base);
+    this.admission = new Lane(this.#base);
+  }
+
+  /** What each attempt of a worker task calls: {@link Pool.run} with its request. */
+  call(request: WorkerRequest, transferList: readonly Transferable[], withContext: boolean): Invocation {
+    return { sync: false, invoke: (attempt: AttemptLink) => this.run(request, attempt, transferList, withContext) };
   }
 
   /** Live worker threads (0 until the first worker task). */
@@ -146,7 +142,7 @@ export class Pool {
     try {
       if (!(await withDeadline(piscina.close(), timeoutMs))) await piscina.destroy();
     } catch (error) {
-      this.#logger.error({ err: error }, 'closing the worker pool failed');
+      logSafely(this.#logger, 'error', { err: error }, 'closing the worker pool failed');
     }
   }
 
@@ -159,7 +155,7 @@ export class Pool {
     // modules, and should not pay for loading Piscina (nor should an app with no worker task).
     const { Piscina: PiscinaPool } = require('piscina') as typeof PiscinaModule;
     const piscina = new PiscinaPool({
-      filename: new URL(fromSource ? './worker.ts' : './worker.js', import.meta.url).href,
+      filename: new URL(fromSource ? '../worker/thread.ts' : '../worker/thread.js', import.meta.url).href,
       // The library's own tests run it from TypeScript source; tsx loads the worker entry.
       ...(fromSource ? { execArgv: ['--import', 'tsx'] } : {}),
       maxThreads,
@@ -171,7 +167,7 @@ export class Pool {
     // Piscina emits 'error' for failures that belong to no task (a close that timed out, say);
     // with no listener, that would crash the process.
     piscina.on('error', (error: unknown) => {
-      this.#logger.error({ err: error }, 'the worker pool reported an error');
+      logSafely(this.#logger, 'error', { err: error }, 'the worker pool reported an error');
     });
     this.#piscina = piscina;
     return piscina;

@@ -1,26 +1,26 @@
-import { createRequire } from 'node:module';
-import type * as Croner from 'croner';
-import type { Cron } from 'croner';
-import { BackgroundDisposedError, TaskCancelledError } from './errors.js';
-import { finalStatuses, type TaskHandle, type TaskProgress, type TaskRun, type TaskStatus } from './run.js';
+import type { Cadence } from '../model/call-options.js';
+import { maxTimerMs } from '../model/checks.js';
+import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
+import { finalStatuses, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
+import type { TaskRun } from './task-run.js';
 
-/** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
-export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string };
+/** Who a periodic task is, and when it runs. */
+export interface PeriodicSpec {
+  readonly id: string;
+  readonly name: string;
+  readonly cadence: Cadence;
+  /** Whether a tick may start a run while the previous one is still going. */
+  readonly overlap: boolean;
+}
 
-const require = createRequire(import.meta.url);
-
-/** Builds a cron from an expression and a time zone; throws a TypeError naming the option. */
-export function cronOf(expression: string, tz: string | undefined): Cron {
-  try {
-    // Loaded on first use, not at import (worker threads import this library too).
-    const { Cron: CronJob } = require('croner') as typeof Croner;
-    const cron = new CronJob(expression, { paused: true, ...(tz === undefined ? {} : { timezone: tz }) });
-    cron.nextRun();
-    return cron;
-  } catch (error) {
-    const what = tz === undefined ? `options.cron ${JSON.stringify(expression)}` : `options.cron ${JSON.stringify(expression)} with options.tz ${JSON.stringify(tz)}`;
-    throw new TypeError(`bg.with(options): ${what} is not valid: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-  }
+/** What a periodic task needs of its owner (its scope), which implements it. */
+export interface PeriodicOwner {
+  /** Adds this tick's run; throws when it cannot (`BackgroundDisposedError` ends the schedule). */
+  spawn(periodic: Periodic): TaskRun;
+  /** The schedule has stopped: no tick comes any more. */
+  stopped(periodic: Periodic): void;
+  /** A tick's run could not be added (a full queue, a dependency that no longer resolves). */
+  tickFailed(periodic: Periodic, error: unknown): void;
 }
 
 /**
@@ -30,17 +30,15 @@ export function cronOf(expression: string, tz: string | undefined): Cron {
  * could not be added: the queue was full, a dependency no longer resolves). Stopped by `cancel()` or
  * by the disposal of its scope. Its `result()` rejects with `TaskCancelledError` once stopped.
  */
-export class Schedule implements TaskHandle {
-  readonly id: number;
+export class Periodic implements TaskHandle {
+  readonly id: string;
   readonly name: string;
   status: TaskStatus = 'delayed';
   /** Runs started so far. */
   attempt = 0;
   readonly #cadence: Cadence;
   readonly #overlap: boolean;
-  readonly #spawn: () => TaskRun;
-  readonly #onStop: (schedule: Schedule) => void;
-  readonly #onTickError: (error: unknown, schedule: Schedule) => void;
+  readonly #owner: PeriodicOwner;
   #current: TaskRun | undefined;
   #timer: NodeJS.Timeout | undefined;
   #nextAt = 0;
@@ -48,22 +46,12 @@ export class Schedule implements TaskHandle {
   #result: Promise<never> | undefined;
   #reject: ((error: Error) => void) | undefined;
 
-  constructor(
-    id: number,
-    name: string,
-    cadence: Cadence,
-    overlap: boolean,
-    spawn: () => TaskRun,
-    onStop: (schedule: Schedule) => void,
-    onTickError: (error: unknown, schedule: Schedule) => void,
-  ) {
-    this.id = id;
-    this.name = name;
-    this.#cadence = cadence;
-    this.#overlap = overlap;
-    this.#spawn = spawn;
-    this.#onStop = onStop;
-    this.#onTickError = onTickError;
+  constructor(spec: PeriodicSpec, owner: PeriodicOwner) {
+    this.id = spec.id;
+    this.name = spec.name;
+    this.#cadence = spec.cadence;
+    this.#overlap = spec.overlap;
+    this.#owner = owner;
     this.#nextAt = Date.now();
     this.#arm();
   }
@@ -97,7 +85,7 @@ export class Schedule implements TaskHandle {
     clearTimeout(this.#timer);
     this.status = 'cancelled';
     this.#reject?.(error);
-    this.#onStop(this);
+    this.#owner.stopped(this);
   }
 
   result(): Promise<never> {
@@ -121,7 +109,7 @@ export class Schedule implements TaskHandle {
       }
       this.#nextAt = next.getTime();
     }
-    this.#timer = setTimeout(this.#tick, Math.min(this.#nextAt - now, 2 ** 31 - 1));
+    this.#timer = setTimeout(this.#tick, Math.min(this.#nextAt - now, maxTimerMs));
   }
 
   readonly #tick = (): void => {
@@ -130,7 +118,7 @@ export class Schedule implements TaskHandle {
     const busy = previous !== undefined && !isFinal(previous.status);
     if (!busy || this.#overlap) {
       try {
-        const run = this.#spawn();
+        const run = this.#owner.spawn(this);
         this.#current = run;
         this.attempt++;
         this.status = 'running';
@@ -142,7 +130,7 @@ export class Schedule implements TaskHandle {
           this.stop(new TaskCancelledError(this.name, this.id, error));
           return;
         }
-        this.#onTickError(error, this);
+        this.#owner.tickFailed(this, error);
       }
     }
     this.#arm();

@@ -13,8 +13,8 @@ import type { BackgroundLogger } from './logger.js';
  * ```
  */
 export interface TaskContext {
-  /** The task's id, the same as its handle's. */
-  readonly id: number;
+  /** The task's id, the same string as its handle's. */
+  readonly id: string;
   /** The task's name, the same as its handle's. */
   readonly name: string;
   /** 1 for the first attempt, 2 for the first retry, and so on. */

@@ -3,9 +3,8 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
-import { describe } from './describe.js';
+import { describe, invalid, isTimerMs, maxTimerMs } from './checks.js';
 import { consoleLogger, type BackgroundLogger } from './logger.js';
-import type { PoolSettings } from './pool.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
 
 /**
@@ -123,6 +122,16 @@ export interface BackgroundOptions {
 /** The token under which {@link BackgroundOptions} are registered. */
 export const BackgroundOptions: InjectionToken<BackgroundOptions> = Symbol.for('tsyringe-background.BackgroundOptions');
 
+/** Settings of the worker-thread pool, with every default filled in. */
+export interface PoolSettings {
+  readonly maxThreads: number;
+  readonly minThreads: number;
+  readonly idleTimeout: number;
+  readonly resourceLimits: ResourceLimits | undefined;
+  readonly setupModule: string | undefined;
+  readonly terminateAfterMs: number;
+}
+
 /** Options with every default filled in, as a `Background` uses them. */
 export interface ResolvedOptions {
   readonly concurrency: number;
@@ -158,8 +167,6 @@ export const defaultOptions: ResolvedOptions = Object.freeze({
   }),
 });
 
-/** Largest delay a Node timer honours; longer ones fire after 1 ms. */
-const maxTimerMs = 2 ** 31 - 1;
 const resolvedCache = new WeakMap<object, WeakMap<ResolvedOptions, ResolvedOptions>>();
 
 /**
@@ -258,10 +265,10 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   return Object.freeze({
     maxThreads: max,
     minThreads: minThreads as number,
-    idleTimeout: idleTimeout as number,
+    idleTimeout: idleTimeout,
     resourceLimits,
     setupModule: pool.setupModule === undefined ? base.setupModule : setupHref(pool.setupModule),
-    terminateAfterMs: terminateAfterMs as number,
+    terminateAfterMs: terminateAfterMs,
   });
 }
 
@@ -281,11 +288,6 @@ export function fileHref(value: unknown): string | undefined {
   return isAbsolute(value) ? pathToFileURL(value).href : undefined;
 }
 
-function invalid(path: string, expected: string, value: unknown): Error {
-  const ErrorType = typeof value === 'number' ? RangeError : TypeError;
-  return new ErrorType(`${path} must be ${expected}, got ${describe(value)}`);
-}
-
 function check<K extends keyof ResolvedOptions>(
   options: Record<string, unknown>,
   base: ResolvedOptions,
@@ -301,8 +303,6 @@ function check<K extends keyof ResolvedOptions>(
 
 const isConcurrency = (v: unknown): boolean =>
   v === Infinity || (Number.isSafeInteger(v) && (v as number) >= 1);
-const isTimerMs = (v: unknown): boolean =>
-  Number.isSafeInteger(v) && (v as number) >= 0 && (v as number) <= maxTimerMs;
 const isNonNegative = (v: unknown): boolean =>
   typeof v === 'number' && Number.isFinite(v) && v >= 0;
 const isLogger = (v: unknown): boolean =>

@@ -1,25 +1,27 @@
+/**
+ * The container adapter: the one place that knows tsyringe's internals and registrations: which
+ * application and options a container belongs to, and the Background resolved from it.
+ */
 import { container as globalContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { App } from './app.js';
-import { BackgroundOptions, defaultOptions, resolveOptions, type ResolvedOptions } from './options.js';
+import { Application } from '../engine/application.js';
+import { BackgroundOptions, defaultOptions, resolveOptions, type ResolvedOptions } from '../model/options.js';
 
 /**
- * The one place that knows tsyringe's internals and registrations.
- *
- * `CurrentScope` resolves to the container that is resolving it: tsyringe calls a factory
- * provider with the container `resolve()` was called on, and constructs a class's parameters
- * through that same container. `Background` takes it in its constructor to learn its scope.
+ * Resolves to the container that is resolving it: tsyringe calls a factory provider with the
+ * container `resolve()` was called on, and constructs a class's parameters through that same
+ * container. `Background` takes it in its constructor to learn its scope.
  */
 export const CurrentScope: InjectionToken<DependencyContainer> = Symbol.for('tsyringe-background.CurrentScope');
 globalContainer.register(CurrentScope, { useFactory: (scope) => scope });
 
-const apps = new WeakMap<DependencyContainer, App>();
+const apps = new WeakMap<DependencyContainer, Application>();
 
 /** What a container's Background needs to know of where it stands. */
 export interface ScopeInfo {
   /** Every registration from the top-most container down to this one, merged field by field over the defaults, the nearest winning. */
   readonly options: ResolvedOptions;
   /** The application: that of the nearest ancestor-or-self container that registers `{ root: true }`, or else of the top-most container. */
-  readonly app: App;
+  readonly app: Application;
   /** Whether this container is its application's root. */
   readonly isRoot: boolean;
 }
@@ -32,13 +34,13 @@ export function scopeInfo(scope: DependencyContainer): ScopeInfo {
   const options = resolveOptions(own, above?.options ?? defaultOptions);
   if (above !== undefined && !(own !== undefined && options.root)) return { options, app: above.app, isRoot: false };
   let app = apps.get(scope);
-  if (app === undefined) apps.set(scope, (app = new App(options)));
+  if (app === undefined) apps.set(scope, (app = new Application(options)));
   else app.configure(options);
   return { options, app, isRoot: true };
 }
 
 /** The application a container belongs to. */
-export function appOf(scope: DependencyContainer): App {
+export function appOf(scope: DependencyContainer): Application {
   return scopeInfo(scope).app;
 }
 

@@ -1,5 +1,5 @@
 import type { InjectionToken } from 'tsyringe';
-import { describe } from './describe.js';
+import { describe } from './checks.js';
 import { fileHref } from './options.js';
 import { defineTask, type DefineTaskOptions, type DropFirst, type Instances, type TaskDefinition } from './task.js';
 

@@ -1,3 +1,5 @@
+import { messageOf } from './checks.js';
+
 /**
  * Stable codes carried by every {@link BackgroundError}. They never change between versions, so
  * code may branch on them (`err.code === 'ERR_BACKGROUND_DISPOSED'`); the table in
@@ -87,7 +89,7 @@ export class TaskDependencyError extends BackgroundError {
 
 /** The outcome of a task cancelled through `handle.cancel(reason)`; `cause` is the reason. */
 export class TaskCancelledError extends BackgroundError {
-  constructor(taskName: string, taskId: number, reason: unknown) {
+  constructor(taskName: string, taskId: string, reason: unknown) {
     super('ERR_TASK_CANCELLED', `Task "${taskName}" (#${taskId}) was cancelled`, { cause: reason });
   }
 }
@@ -100,7 +102,7 @@ export class TaskTimeoutError extends BackgroundError {
   readonly timeoutMs: number;
   readonly attempt: number;
 
-  constructor(taskName: string, taskId: number, timeoutMs: number, attempt: number) {
+  constructor(taskName: string, taskId: string, timeoutMs: number, attempt: number) {
     super('ERR_TASK_TIMEOUT', `Task "${taskName}" (#${taskId}) timed out after ${timeoutMs} ms (attempt ${attempt})`);
     this.timeoutMs = timeoutMs;
     this.attempt = attempt;
@@ -112,7 +114,7 @@ export class TaskTimeoutError extends BackgroundError {
  * on; only this wait ended.
  */
 export class ResultTimeoutError extends BackgroundError {
-  constructor(taskName: string, taskId: number, timeoutMs: number, status: string) {
+  constructor(taskName: string, taskId: string, timeoutMs: number, status: string) {
     super('ERR_RESULT_TIMEOUT', `Task "${taskName}" (#${taskId}) had not finished after waiting ${timeoutMs} ms for its result (it is ${status})`);
   }
 }
@@ -122,7 +124,7 @@ export class ResultTimeoutError extends BackgroundError {
  * cancelled, timed out, was skipped or abandoned: the task never ran. `cause` is that task's error.
  */
 export class TaskSkippedError extends BackgroundError {
-  constructor(taskName: string, taskId: number, after: { name: string; id: number; status: string }, cause: unknown) {
+  constructor(taskName: string, taskId: string, after: { name: string; id: string; status: string }, cause: unknown) {
     super('ERR_TASK_SKIPPED', `Task "${taskName}" (#${taskId}) was skipped: it was to run after task "${after.name}" (#${after.id}), which ${skippedBecause[after.status] ?? after.status}`, {
       cause,
     });
@@ -148,7 +150,7 @@ export class QueueFullError extends BackgroundError {
  * when the drain deadline passed. A running task's `AbortSignal` was aborted with this error.
  */
 export class TaskAbandonedError extends BackgroundError {
-  constructor(taskName: string, taskId: number, drainTimeoutMs: number, why = 'its scope was disposed') {
+  constructor(taskName: string, taskId: string, drainTimeoutMs: number, why = 'its scope was disposed') {
     super(
       'ERR_TASK_ABANDONED',
       `Task "${taskName}" (#${taskId}) was abandoned: ${why} and the task had not ` +
@@ -194,7 +196,3 @@ const skippedBecause: Record<string, string> = {
   skipped: 'was skipped',
   abandoned: 'was abandoned',
 };
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}

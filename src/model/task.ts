@@ -1,5 +1,5 @@
 import type { InjectionToken } from 'tsyringe';
-import { describe } from './describe.js';
+import { describe } from './checks.js';
 import { defaultTaskOptions, resolveTaskOptions, type TaskOptions } from './task-options.js';
 
 /** The keys a definition's options may hold besides task options. */

@@ -1,0 +1,147 @@
+/**
+ * The in-process runner: the first {@link Runner}. Turns a task into a run of the engine: its
+ * dependencies resolved from the scope's container now, at `add()` (so a missing registration
+ * fails at the call site, and no task touches a container after its disposal), then a run in
+ * the event loop's lane or the worker pool's.
+ */
+import type { DependencyContainer } from 'tsyringe';
+import type { Application } from '../engine/application.js';
+import type { Scope } from '../engine/scope.js';
+import { Call, TaskRun } from '../engine/task-run.js';
+import { messageOf } from '../model/checks.js';
+import { TaskContext } from '../model/context.js';
+import { QueueFullError, TaskDependencyError } from '../model/errors.js';
+import type { TaskHandle } from '../model/handle.js';
+import { nextTaskId } from '../model/ids.js';
+import { logSafely } from '../model/logger.js';
+import type { Runner, TaskRequest } from '../model/runner.js';
+import { tokenName, type ClassTask, type TaskDefinition } from '../model/task.js';
+import type { WorkerTaskDefinition } from '../model/worker-task.js';
+import { checkCloneable, collectTransfers, type Transferable } from '../worker/clone.js';
+
+/** Runs the tasks of one scope in this process. */
+export class InProcessRunner implements Runner {
+  readonly #container: DependencyContainer;
+  readonly #scope: Scope;
+  readonly #app: Application;
+
+  constructor(container: DependencyContainer, scope: Scope, app: Application) {
+    this.#container = container;
+    this.#scope = scope;
+    this.#app = app;
+  }
+
+  add(request: TaskRequest): TaskHandle {
+    if (request.cadence !== undefined) return this.#schedule(request);
+    const run = this.#run(request, true);
+    this.#scope.add(run, request.after as readonly TaskRun[]);
+    return run;
+  }
+
+  /** A periodic task: checked now (dependencies, arguments), then one run per tick. */
+  #schedule(request: TaskRequest): TaskHandle {
+    const { id, name, cadence, overlap } = request;
+    const once: TaskRequest = { ...request, cadence: undefined, overlap: false };
+    // Built once now to check the task, its dependencies and arguments; a schedule queues
+    // nothing itself, so a full queue does not refuse it.
+    this.#run(once, false);
+    return this.#scope.schedule(
+      { id, name, cadence: cadence!, overlap },
+      {
+        spawn: () => {
+          this.#app.checkIntake(this.#scope, name);
+          const run = this.#run({ ...once, id: nextTaskId() }, true);
+          this.#scope.add(run);
+          return run;
+        },
+        tickFailed: (periodic, error) => {
+          logSafely(
+            this.#scope.logger,
+            'error',
+            { task: periodic.name, taskId: periodic.id, err: error },
+            `periodic task "${periodic.name}" could not add this tick's run; the next tick still comes`,
+          );
+        },
+      },
+    );
+  }
+
+  /** The run of one task, its dependencies resolved; `checkRoom`: refuse it when the queue is full. */
+  #run(request: TaskRequest, checkRoom: boolean): TaskRun {
+    const app = this.#app;
+    if (checkRoom) {
+      const { maxQueued } = app.options;
+      if (app.queued >= maxQueued) throw new QueueFullError(request.name, maxQueued, app.queued, app.running);
+    }
+    const { task, args } = request;
+    switch (request.kind) {
+      case 'function':
+        return new TaskRun(request, new Call(task as () => unknown, args), this.#scope, app.lane);
+      case 'class':
+        return this.#classRun(request, task as ClassTask);
+      case 'definition':
+        return this.#definitionRun(request, task as TaskDefinition);
+      case 'worker':
+        return this.#workerRun(request, task as WorkerTaskDefinition);
+    }
+  }
+
+  #definitionRun(request: TaskRequest, definition: TaskDefinition): TaskRun {
+    const { name, args } = request;
+    const tokens = definition.inject;
+    const params = new Array<unknown>(tokens.length + args.length);
+    let contextAt = -1;
+    for (let i = 0; i < tokens.length; i++) {
+      const token = tokens[i]!;
+      if (token === TaskContext) {
+        contextAt = i;
+        continue;
+      }
+      try {
+        params[i] = this.#container.resolve(token);
+      } catch (error) {
+        throw new TaskDependencyError(name, { position: i, token: tokenName(token) }, error);
+      }
+    }
+    for (let i = 0; i < args.length; i++) params[tokens.length + i] = args[i];
+    return new TaskRun(request, new Call(definition.fn, params, undefined, contextAt), this.#scope, this.#app.lane);
+  }
+
+  #classRun(request: TaskRequest, task: ClassTask): TaskRun {
+    let instance: { run(...args: unknown[]): unknown };
+    try {
+      instance = this.#container.resolve(task);
+    } catch (error) {
+      // tsyringe words it "Cannot inject the dependency "db" at position #0 of "X" constructor".
+      const found = /^Cannot inject the dependency (?:"(.*?)" )?at position #(\d+)/.exec(messageOf(error));
+      throw found
+        ? new TaskDependencyError(request.name, { position: Number(found[2]), parameter: found[1] }, error)
+        : new TaskDependencyError(request.name, {}, error);
+    }
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- Call calls it with the instance as `this`
+    return new TaskRun(request, new Call(instance.run, request.args, instance), this.#scope, this.#app.lane);
+  }
+
+  #workerRun(request: TaskRequest, definition: WorkerTaskDefinition): TaskRun {
+    const { id, name, args } = request;
+    const transferList = checkCloneable(name, args);
+    // Marked buffers move now, so the caller's are detached when add() returns, not later.
+    const sent = transferList.length === 0 ? args : moveNow(name, args, transferList);
+    const transfers = transferList.length === 0 ? transferList : collectTransfers(sent);
+    const pool = this.#app.pool;
+    const call = pool.call({ module: definition.module, name, args: sent, id }, transfers, definition.inject.includes(TaskContext));
+    return new TaskRun(request, call, this.#scope, pool.admission);
+  }
+}
+
+/** Moves the marked buffers of a worker task's arguments; a detached one fails clearly. */
+function moveNow(taskName: string, args: unknown[], transferList: readonly Transferable[]): unknown[] {
+  try {
+    return structuredClone(args, { transfer: transferList as never });
+  } catch (error) {
+    throw new TypeError(
+      `bg.add("${taskName}"): the arguments marked with transfer() could not be moved (a buffer already transferred is detached): ${messageOf(error)}`,
+      { cause: error },
+    );
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * What every scope of one application shares: the event loop's lane, the worker pool, the scopes
+ * that have work, the periodic tasks, the records of finished tasks, and the application-wide
+ * close. It owns its scopes; they report to it through {@link ScopeHost}.
+ */
+import { performance } from 'node:perf_hooks';
+import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
+import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
+import type { ResolvedOptions } from '../model/options.js';
+import { withDeadline } from './deadlines.js';
+import { Lane } from './lane.js';
+import type { Periodic } from './periodic.js';
+import { Pool } from './pool.js';
+import { Records } from './records.js';
+import type { Scope, ScopeHost, ScopeState } from './scope.js';
+import type { TaskRun } from './task-run.js';
+
+/** The lifecycle of an application: open, closing (draining every scope), closed. */
+export type ApplicationState = 'open' | 'closing' | 'closed';
+
+/** What an application-wide close reports. */
+export interface ShutdownReport {
+  /** Tasks still queued or running when the deadline passed, aborted and abandoned. */
+  readonly abandoned: number;
+  /** How long the close took, in milliseconds. */
+  readonly durationMs: number;
+}
+
+export class Application implements ScopeHost {
+  /** The event loop's lane: the application-wide `concurrency` limit. */
+  readonly lane: Lane;
+  /** Tasks added, and tasks ended in each final state, in the whole application. */
+  readonly counts: Counts = newCounts();
+  /** Finished tasks still shown by `get()` and `list()`. */
+  readonly records: Records<TaskRun>;
+  /** Periodic tasks not stopped yet. */
+  readonly periodics = new Set<Periodic>();
+  /** Scopes with live tasks. Idle scopes are not held, so they can be collected. */
+  readonly #busy = new Set<Scope>();
+  /** Producers waiting for room in the queue (`waitForRoom()`). */
+  #roomWaiters: (() => void)[] = [];
+  #state: ApplicationState = 'open';
+  #closing: Promise<ShutdownReport> | undefined;
+  #options: ResolvedOptions;
+  #pool: Pool | undefined;
+
+  /** @param options the options of the application's root container */
+  constructor(options: ResolvedOptions) {
+    this.#options = options;
+    this.lane = new Lane(options.concurrency);
+    this.records = new Records(options.records);
+  }
+
+  /** The options of the application's root container. */
+  get options(): ResolvedOptions {
+    return this.#options;
+  }
+
+  get state(): ApplicationState {
+    return this.#state;
+  }
+
+  /** The worker-thread pool, created with the first worker task. */
+  get pool(): Pool {
+    this.#pool ??= new Pool(this.#options.pool, this.#options.logger);
+    return this.#pool;
+  }
+
+  /** Whether the worker-thread pool has been created. */
+  get hasPool(): boolean {
+    return this.#pool !== undefined;
+  }
+
+  /** Tasks waiting for a slot, on the event loop and for the worker pool. */
+  get queued(): number {
+    return this.lane.queued + (this.#pool?.admission.queued ?? 0);
+  }
+
+  /** Tasks holding a slot, on the event loop and on the worker pool. */
+  get running(): number {
+    return this.lane.running + (this.#pool?.admission.running ?? 0);
+  }
+
+  /**
+   * Follows the options of the root, so that a registration made after the first
+   * `resolve(Background)` still sets the application-wide limit.
+   */
+  configure(options: ResolvedOptions): void {
+    if (options === this.#options) return;
+    this.#options = options;
+    this.lane.limit = options.concurrency;
+    this.records.limits = options.records;
+  }
+
+  /** Whether `scope` takes new tasks: its own state, or the application's when that is closing. */
+  intakeOf(scope: Scope): ScopeState {
+    const app = this.#state;
+    if (app === 'closed') return 'closed';
+    const own = scope.state;
+    if (own !== 'open') return own;
+    return app === 'closing' ? 'draining' : 'open';
+  }
+
+  /** Throws {@link BackgroundDisposedError} naming `taskName` when `scope` takes no new task. */
+  checkIntake(scope: Scope, taskName: string): void {
+    const intake = this.intakeOf(scope);
+    if (intake !== 'open') throw new BackgroundDisposedError(taskName, intake === 'draining' ? 'being disposed' : 'disposed');
+  }
+
+  /** The live tasks of every scope. */
+  *liveRuns(): Generator<TaskRun> {
+    for (const scope of this.#busy) yield* scope.live();
+  }
+
+  // ScopeHost: what the scopes report.
+  busy(scope: Scope): void {
+    this.#busy.add(scope);
+  }
+
+  idle(scope: Scope): void {
+    this.#busy.delete(scope);
+  }
+
+  added(): void {
+    this.counts.total++;
+  }
+
+  ended(run: TaskRun): void {
+    this.counts[run.status as FinalStatus]++;
+    this.records.keep(run);
+  }
+
+  scheduled(periodic: Periodic): void {
+    this.periodics.add(periodic);
+  }
+
+  unscheduled(periodic: Periodic): void {
+    this.periodics.delete(periodic);
+  }
+
+  /** Resolves once the queue has room for one more task. */
+  waitForRoom(): Promise<void> {
+    if (this.queued < this.#options.maxQueued || this.#state !== 'open') return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#roomWaiters.push(resolve);
+      this.lane.watcher = this.#checkRoom;
+      if (this.#pool !== undefined) this.#pool.admission.watcher = this.#checkRoom;
+    });
+  }
+
+  readonly #checkRoom = (): void => {
+    const room = this.#options.maxQueued - this.queued;
+    if (room <= 0 && this.#state === 'open') return;
+    const ready = this.#state === 'open' ? this.#roomWaiters.splice(0, room) : this.#roomWaiters.splice(0);
+    for (const resolve of ready) resolve();
+    if (this.#roomWaiters.length === 0) {
+      this.lane.watcher = undefined;
+      if (this.#pool !== undefined) this.#pool.admission.watcher = undefined;
+    }
+  };
+
+  /**
+   * Stops intake in every scope, waits up to `timeoutMs` for all of them to drain, abandons
+   * what is left, then closes shared resources (the worker pool, within what is left of the
+   * deadline). Idempotent; never rejects.
+   */
+  close(timeoutMs: number): Promise<ShutdownReport> {
+    this.#closing ??= this.#close(timeoutMs);
+    return this.#closing;
+  }
+
+  async #close(timeoutMs: number): Promise<ShutdownReport> {
+    const startedAt = performance.now();
+    this.#state = 'closing';
+    for (const periodic of [...this.periodics]) periodic.stop(new TaskCancelledError(periodic.name, periodic.id, 'the application was closed'));
+    this.#checkRoom();
+    let abandoned = 0;
+    for (const scope of [...this.#busy]) {
+      scope.close();
+      abandoned += scope.abandonDelayedPast(Date.now() + timeoutMs, timeoutMs, 'application');
+    }
+    await withDeadline(this.#drainAll(), timeoutMs);
+    for (const scope of [...this.#busy]) abandoned += scope.abandon(timeoutMs, 'application');
+    this.#state = 'closed';
+    await this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt)));
+    return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt) });
+  }
+
+  async #drainAll(): Promise<void> {
+    while (this.#busy.size > 0) await Promise.all(Array.from(this.#busy, (scope) => scope.drain()));
+  }
+}

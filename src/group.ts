@@ -1,0 +1,37 @@
+import type { CallOptions } from './model/call-options.js';
+import type { TaskHandle } from './model/handle.js';
+import type { ClassTask, TaskDefinition } from './model/task.js';
+
+/** What adds tasks: a `Background`, or a view of one made by `with()`. */
+export interface TaskAdder {
+  add<Args extends unknown[], R>(task: TaskDefinition<Args, R>, ...args: NoInfer<Args>): TaskHandle<R>;
+  add<Args extends unknown[], R>(task: ClassTask<Args, R>, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
+  add<Args extends unknown[], R>(task: (...args: Args) => R, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
+  /** A view with more options, merged over this one's. */
+  with(options: CallOptions): TaskAdder;
+}
+
+/** Tasks added together, awaited together: made by `Background.group()`. */
+export interface TaskGroup extends TaskAdder {
+  /** The handles of the tasks added so far, in order. */
+  readonly handles: readonly TaskHandle[];
+  /** Resolves with every result, in order; rejects with the first failure. */
+  all(): Promise<unknown[]>;
+  /** Resolves once every task has ended, with each outcome. */
+  allSettled(): Promise<PromiseSettledResult<unknown>[]>;
+}
+
+/** A group that adds through `adder` and keeps the handles in `handles`. */
+export function groupOf(adder: TaskAdder, handles: TaskHandle[] = []): TaskGroup {
+  return {
+    handles,
+    add: ((task: never, ...args: never[]) => {
+      const handle = adder.add(task, ...args);
+      handles.push(handle);
+      return handle;
+    }),
+    with: (options) => groupOf(adder.with(options), handles),
+    all: () => Promise.all(handles.map((handle) => handle.result())),
+    allSettled: () => Promise.allSettled(handles.map((handle) => handle.result())),
+  };
+}

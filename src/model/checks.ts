@@ -1,0 +1,35 @@
+/** Small helpers every layer uses to check values and to word what it received. */
+
+/** The longest delay a Node timer honours; a longer one fires after 1 ms. */
+export const maxTimerMs = 2 ** 31 - 1;
+
+/** A short, printable form of any value with its type: `-1 (number)`, `"x" (string)`. */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  if (typeof value === 'object') {
+    const name = (value as { constructor?: { name?: string } }).constructor?.name;
+    return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+  }
+  return `${String(value)} (${typeof value})`; // eslint-disable-line @typescript-eslint/no-base-to-string -- only primitives reach here
+}
+
+/** The message of an error, or the value printed when it is not one. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The error for a value at `path` that is not what was `expected`: a `RangeError` when a number
+ * was given (of the right type, out of range), a `TypeError` otherwise.
+ */
+export function invalid(path: string, expected: string, value: unknown): Error {
+  const ErrorType = typeof value === 'number' ? RangeError : TypeError;
+  return new ErrorType(`${path} must be ${expected}, got ${describe(value)}`);
+}
+
+/** Whether a value is a whole number of milliseconds a timer can wait. */
+export function isTimerMs(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= maxTimerMs;
+}

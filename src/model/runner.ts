@@ -1,0 +1,81 @@
+/**
+ * The runner seam: what the facade (`Background`) hands to whatever runs a task, and what it
+ * gets back. The facade sorts the task, merges its options, hands out its id and reads when it
+ * may start; a {@link Runner} takes it from there and returns the task's handle.
+ *
+ * The in-process runner (`di/in-process-runner.ts`) is the first implementation: it resolves
+ * the task's dependencies from the scope's container and runs it on the event loop or the
+ * worker pool. A durable backend is the second: the same requests (definitions are found by
+ * name, arguments travel as data), the same handles.
+ */
+import type { Cadence } from './call-options.js';
+import { describe } from './checks.js';
+import type { TaskHandle } from './handle.js';
+import type { ResolvedTaskOptions } from './task-options.js';
+import { isClassTask, isTaskDefinition, type ClassTask, type TaskDefinition } from './task.js';
+import { isWorkerTask, type WorkerTaskDefinition } from './worker-task.js';
+
+/** The kinds of task `add()` takes, each run its own way. */
+export type TaskKind = 'function' | 'class' | 'definition' | 'worker';
+
+/** One task, as the facade hands it to a runner. */
+export interface TaskRequest {
+  /** The task's id, from `nextTaskId()`: its handle's id. */
+  readonly id: string;
+  /** The task's name: the definition's, the class's or the function's (`anonymous` if none). */
+  readonly name: string;
+  readonly kind: TaskKind;
+  /** The task as given to `add()`: a function, a class, a `defineTask()` or `workerTask()` definition. */
+  readonly task: ((...args: never[]) => unknown) | ClassTask | TaskDefinition | WorkerTaskDefinition;
+  /** The arguments given to `add()` after the task (dependencies are not among them). */
+  readonly args: unknown[];
+  /** Task options merged: the scope's defaults, then the definition's, then the call's. */
+  readonly options: ResolvedTaskOptions;
+  /** When the task may start (epoch ms), or 0 for now. */
+  readonly dueAt: number;
+  /** Handles whose tasks must succeed before this one starts. */
+  readonly after: readonly TaskHandle[];
+  /** For a periodic task: when it runs; its handle then stands for the schedule. */
+  readonly cadence: Cadence | undefined;
+  /** Whether a periodic task's runs may overlap. */
+  readonly overlap: boolean;
+}
+
+/** What runs tasks: the in-process engine, or a durable backend. */
+export interface Runner {
+  /**
+   * Takes one task and returns its handle at once; the task runs later. Throws, having kept
+   * nothing, when it cannot take the task: `QueueFullError`, `TaskDependencyError`, or a
+   * `TypeError` for arguments it cannot carry.
+   */
+  add(request: TaskRequest): TaskHandle;
+}
+
+/** Which kind of task a value is; a `TypeError` naming the problem when it is none. */
+export function kindOf(task: unknown): TaskKind {
+  if (typeof task === 'function') {
+    if (isClassTask(task)) return 'class';
+    if (isClassWithoutRun(task)) {
+      throw new TypeError(
+        `bg.add(${task.name || 'class'}): a class task needs a run() method on its prototype; ` +
+          `${task.name || 'this class'} has none`,
+      );
+    }
+    return 'function';
+  }
+  if (isTaskDefinition(task)) return isWorkerTask(task) ? 'worker' : 'definition';
+  throw new TypeError(
+    'bg.add(task): task must be a function, a defineTask() definition or an injectable ' +
+      `class with a run() method, got ${describe(task)}`,
+  );
+}
+
+/** The name a task goes by in handles, logs and errors. */
+export function nameOf(kind: TaskKind, task: TaskRequest['task']): string {
+  return kind === 'definition' || kind === 'worker' ? (task as TaskDefinition).name : (task as () => unknown).name || 'anonymous';
+}
+
+/** A class (its `prototype` is read-only, unlike a function's) that has no `run` method. */
+function isClassWithoutRun(fn: object): boolean {
+  return 'prototype' in fn && Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false;
+}
