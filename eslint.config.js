@@ -1,8 +1,53 @@
 // @ts-check
+import { readdirSync } from 'node:fs';
+import { posix } from 'node:path';
 import eslint from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
+
+const nodeProtocol = {
+  regex: '^(assert|buffer|child_process|crypto|events|fs|http|net|os|path|perf_hooks|stream|timers|url|util|worker_threads)(/.*)?$',
+  message: 'Use the node: protocol.',
+};
+
+/**
+ * The layers of src/, lowest first, and the modules of each in the order they may import one
+ * another: a module imports only modules listed before it (in its own layer or a lower one),
+ * type-only imports included, so src/ can have no import circle. docs/architecture.md explains
+ * the layers. A new module goes into this list where it belongs; lint fails until it does.
+ */
+const layers = {
+  model: ['checks', 'handle', 'ids', 'logger', 'errors', 'context', 'task-options', 'call-options', 'options', 'task', 'worker-task', 'runner'],
+  worker: ['wire', 'clone', 'thread'],
+  engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
+  di: ['container', 'in-process-runner'],
+  '.': ['group', 'background', 'shutdown', 'index'],
+};
+/** Layers that must not know tsyringe: the engine runs tasks, whoever resolved them. */
+const withoutTsyringe = ['engine'];
+
+const modules = Object.entries(layers).flatMap(([layer, names]) => names.map((name) => ({ layer, path: posix.join(layer, name) })));
+const listed = new Set(modules.map((m) => `${m.path}.ts`));
+const unlisted = readdirSync('src', { recursive: true, encoding: 'utf8' })
+  .map((file) => file.split('\\').join('/'))
+  .filter((file) => file.endsWith('.ts') && !listed.has(file));
+if (unlisted.length > 0) throw new Error(`eslint.config.js: add ${unlisted.join(', ')} to \`layers\` (src/ modules and the order they import one another)`);
+
+const layerRules = modules.map((module, i) => {
+  const later = modules.slice(i).map((other) => {
+    const spec = posix.relative(posix.dirname(module.path), other.path);
+    return {
+      name: `${spec.startsWith('.') ? spec : `./${spec}`}.js`,
+      message: `${module.path}.ts may import only modules listed before it in eslint.config.js \`layers\` (${other.path} is not): layers import downward, and nothing imports its owner.`,
+    };
+  });
+  if (withoutTsyringe.includes(module.layer)) later.push({ name: 'tsyringe', message: `src/${module.layer}/ knows nothing of tsyringe: the di/ layer above it does.` });
+  return {
+    files: [`src/${module.path}.ts`],
+    rules: { 'no-restricted-imports': ['error', { paths: later, patterns: [nodeProtocol] }] },
+  };
+});
 
 export default defineConfig(
   { ignores: ['dist/', 'examples/dist/', 'coverage/', 'scratch/', 'node_modules/'] },
@@ -17,19 +62,10 @@ export default defineConfig(
       '@typescript-eslint/consistent-type-imports': ['error', { fixStyle: 'inline-type-imports' }],
       '@typescript-eslint/no-extraneous-class': 'off',
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
-      'no-restricted-imports': [
-        'error',
-        {
-          patterns: [
-            {
-              regex: '^(assert|buffer|child_process|crypto|events|fs|http|net|os|path|perf_hooks|stream|timers|url|util|worker_threads)(/.*)?$',
-              message: 'Use the node: protocol.',
-            },
-          ],
-        },
-      ],
+      'no-restricted-imports': ['error', { patterns: [nodeProtocol] }],
     },
   },
+  ...layerRules,
   {
     // Tests use async functions without await on purpose: `async` is what puts a task in the
     // event-loop lane. They also throw non-Errors on purpose, to test how those are reported.

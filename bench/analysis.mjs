@@ -22,11 +22,11 @@ export const analysis = {
       'buffer stamped by a clock read every 256 ends takes the ratio from ≈ 1.8× to ≈ 1.5×, and reading `fn.name` lazily to ≈ 1.47×.',
   },
   burst: {
-    why: 'Not expected: the burst has measured at ≈ 0.45× of p-limit. A miss means something regressed in the queue path (scheduler.ts `submit`/`#pump`): profile it.',
+    why: 'Not expected: the burst has measured at ≈ 0.45× of p-limit. A miss means something regressed in the queue path (engine/lane.ts `submit`/`#pump`): profile it.',
     next: 'Profile `node --cpu-prof` a burst of 1e5 and compare with the previous page.',
   },
   dispose: {
-    why: 'Not expected: disposal has drained 1e5 queued tasks in ≈ 0.65× of p-limit\'s time. A miss means the drain path regressed (tracker.ts `settled`, app.ts `ended`, the scheduler\'s yield every 1024 starts).',
+    why: 'Not expected: disposal has drained 1e5 queued tasks in ≈ 0.65× of p-limit\'s time. A miss means the drain path regressed (engine/scope.ts `settled`, engine/application.ts `ended`, the lane\'s yield every 1024 starts).',
     next: 'Profile a disposal of 1e5 queued tasks and compare with the previous page.',
   },
   tax: {

@@ -265,10 +265,10 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   return Object.freeze({
     maxThreads: max,
     minThreads: minThreads as number,
-    idleTimeout: idleTimeout,
+    idleTimeout,
     resourceLimits,
     setupModule: pool.setupModule === undefined ? base.setupModule : setupHref(pool.setupModule),
-    terminateAfterMs: terminateAfterMs,
+    terminateAfterMs,
   });
 }
 
