@@ -7,6 +7,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
+import { messageOf } from '../model/checks.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { PoolSettings } from '../model/options.js';
@@ -176,7 +177,7 @@ export class Pool {
   #explain({ name, module, id }: WorkerRequest, error: unknown): unknown {
     const where = `worker task "${name}" (#${id}, ${module})`;
     const code = (error as { code?: unknown } | undefined)?.code;
-    const message = error instanceof Error ? error.message : String(error);
+    const message = messageOf(error);
     if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
       return new WorkerTaskError(
         'ERR_WORKER_OUT_OF_MEMORY',
