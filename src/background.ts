@@ -7,7 +7,6 @@ import { TaskRun } from './engine/task-run.js';
 import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callKeys, resolveCall, type CallOptions, type CallSpec } from './model/call-options.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
-import { nextTaskId } from './model/ids.js';
 import { kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionKeys, type ClassTask, type TaskDefinition } from './model/task.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
@@ -209,7 +208,6 @@ export class Background implements AsyncDisposable, TaskAdder {
     this.#app.checkIntake(this.#scope, name);
     const definition = kind === 'definition' || kind === 'worker' ? (given as TaskDefinition) : undefined;
     return this.#runner.add({
-      id: nextTaskId(),
       name,
       kind,
       task: given,

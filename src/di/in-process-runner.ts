@@ -12,7 +12,6 @@ import { messageOf } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { QueueFullError, TaskDependencyError } from '../model/errors.js';
 import type { TaskHandle } from '../model/handle.js';
-import { nextTaskId } from '../model/ids.js';
 import { logSafely } from '../model/logger.js';
 import type { Runner, TaskRequest } from '../model/runner.js';
 import { tokenName, type ClassTask, type TaskDefinition } from '../model/task.js';
@@ -40,17 +39,17 @@ export class InProcessRunner implements Runner {
 
   /** A periodic task: checked now (dependencies, arguments), then one run per tick. */
   #schedule(request: TaskRequest): TaskHandle {
-    const { id, name, cadence, overlap } = request;
+    const { name, cadence, overlap } = request;
     const once: TaskRequest = { ...request, cadence: undefined, overlap: false };
     // Built once now to check the task, its dependencies and arguments; a schedule queues
     // nothing itself, so a full queue does not refuse it.
     this.#run(once, false);
     return this.#scope.schedule(
-      { id, name, cadence: cadence!, overlap },
+      { name, cadence: cadence!, overlap },
       {
         spawn: () => {
           this.#app.checkIntake(this.#scope, name);
-          const run = this.#run({ ...once, id: nextTaskId() }, true);
+          const run = this.#run(once, true);
           this.#scope.add(run);
           return run;
         },
@@ -123,13 +122,13 @@ export class InProcessRunner implements Runner {
   }
 
   #workerRun(request: TaskRequest, definition: WorkerTaskDefinition): TaskRun {
-    const { id, name, args } = request;
+    const { name, args } = request;
     const transferList = checkCloneable(name, args);
     // Marked buffers move now, so the caller's are detached when add() returns, not later.
     const sent = transferList.length === 0 ? args : moveNow(name, args, transferList);
     const transfers = transferList.length === 0 ? transferList : collectTransfers(sent);
     const pool = this.#app.pool;
-    const call = pool.call({ module: definition.module, name, args: sent, id }, transfers, definition.inject.includes(TaskContext));
+    const call = pool.call({ module: definition.module, name, args: sent }, transfers, definition.inject.includes(TaskContext));
     return new TaskRun(request, call, this.#scope, pool.admission);
   }
 }

@@ -1,12 +1,12 @@
 import type { Cadence } from '../model/call-options.js';
 import { maxTimerMs } from '../model/checks.js';
 import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
+import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { finalStatuses, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
 import type { TaskRun } from './task-run.js';
 
 /** Who a periodic task is, and when it runs. */
 export interface PeriodicSpec {
-  readonly id: string;
   readonly name: string;
   readonly cadence: Cadence;
   /** Whether a tick may start a run while the previous one is still going. */
@@ -47,7 +47,7 @@ export class Periodic implements TaskHandle {
   #reject: ((error: Error) => void) | undefined;
 
   constructor(spec: PeriodicSpec, owner: PeriodicOwner) {
-    this.id = spec.id;
+    this.id = taskIdOf(nextTaskNumber());
     this.name = spec.name;
     this.#cadence = spec.cadence;
     this.#overlap = spec.overlap;

@@ -13,7 +13,7 @@ import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { PoolSettings } from '../model/options.js';
 import type { Transferable } from '../worker/clone.js';
 import type { WorkerConfig } from '../worker/thread.js';
-import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
+import { fromWire, toWire, type ChannelMessage, type WorkerCall, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Invocation } from './task-run.js';
@@ -22,6 +22,7 @@ const require = createRequire(import.meta.url);
 
 /** What the pool needs of a task's attempt: its signal, and where its progress goes. */
 export interface AttemptLink {
+  readonly id: string;
   readonly signal: AbortSignal;
   readonly attempt: number;
   reportProgress(fraction: number, message?: string): void;
@@ -62,8 +63,8 @@ export class Pool {
   }
 
   /** What each attempt of a worker task calls: {@link Pool.run} with its request. */
-  call(request: WorkerRequest, transferList: readonly Transferable[], withContext: boolean): Invocation {
-    return { sync: false, invoke: (attempt: AttemptLink) => this.run(request, attempt, transferList, withContext) };
+  call(task: WorkerCall, transferList: readonly Transferable[], withContext: boolean): Invocation {
+    return { sync: false, invoke: (attempt: AttemptLink) => this.run(task, attempt, transferList, withContext) };
   }
 
   /** Live worker threads (0 until the first worker task). */
@@ -77,13 +78,13 @@ export class Pool {
    * in the worker and gets `terminateAfterMs` to end; then (or at once, for a task that cannot
    * see its signal) its thread is terminated.
    */
-  async run(request: WorkerRequest, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean): Promise<unknown> {
+  async run(task: WorkerCall, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean): Promise<unknown> {
     if (this.#closed) {
-      throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${request.name}" was not run: the worker pool is closed`);
+      throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${task.name}" was not run: the worker pool is closed`);
     }
     this.#watch();
     const { signal } = attempt;
-    request = { ...request, attempt: attempt.attempt };
+    let request: WorkerRequest = { ...task, id: attempt.id, attempt: attempt.attempt };
     if (!withContext) {
       // The task cannot see a signal: an abort terminates its thread at once.
       let response: WorkerResponse;

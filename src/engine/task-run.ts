@@ -17,6 +17,7 @@ import {
   TaskTimeoutError,
 } from '../model/errors.js';
 import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
+import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import { isAsyncFunction } from '../model/task.js';
 import { backoffDelay, type ResolvedTaskOptions } from '../model/task-options.js';
@@ -32,9 +33,8 @@ export interface RunOwner {
   settled(run: TaskRun): void;
 }
 
-/** Who a run is: what the facade handed over for it (a `TaskRequest` is one). */
+/** What a run is given by the facade (a `TaskRequest` is one). */
 export interface RunSpec {
-  readonly id: string;
   readonly name: string;
   readonly options: ResolvedTaskOptions;
   /** When it may start (epoch ms), or 0 for now. */
@@ -82,7 +82,6 @@ type Settled = { ok: true; value: unknown } | { ok: false; error: Error };
 
 /** One task, from `add()` to its outcome. */
 export class TaskRun implements TaskHandle, Job {
-  readonly id: string;
   readonly name: string;
   readonly sync: boolean;
   /** Where it waits for a slot: the event loop's lane, or the worker pool's. */
@@ -100,6 +99,8 @@ export class TaskRun implements TaskHandle, Job {
   nextLive: TaskRun | undefined = undefined;
   /** When a delayed task is due (epoch ms), or 0. */
   readonly dueAt: number;
+  readonly #number = nextTaskNumber();
+  #id: string | undefined;
   readonly #options: ResolvedTaskOptions;
   /** What an attempt calls; dropped once the task has ended. */
   #invocation: Invocation | undefined;
@@ -113,7 +114,6 @@ export class TaskRun implements TaskHandle, Job {
   #settle: ((outcome: Settled) => void) | undefined;
 
   constructor(spec: RunSpec, invocation: Invocation, owner: RunOwner, lane: Lane) {
-    this.id = spec.id;
     this.name = spec.name;
     this.#options = spec.options;
     this.priority = spec.options.priority;
@@ -122,6 +122,10 @@ export class TaskRun implements TaskHandle, Job {
     this.sync = invocation.sync;
     this.owner = owner;
     this.lane = lane;
+  }
+
+  get id(): string {
+    return (this.#id ??= taskIdOf(this.#number));
   }
 
   /** The current attempt's signal: aborted on cancellation, timeout or abandonment. */

@@ -1,12 +1,19 @@
 /**
- * Task ids: the one place they are handed out. An id is a string, so that a handle means the
- * same thing in logs, HTTP routes and a durable backend (whose job ids are strings); in one
- * process they are `"1"`, `"2"`, … in the order tasks (and each run of a periodic task) were
- * added.
+ * Task ids: the one place they are handed out in this process. A handle's id is a string, so
+ * that it means the same thing in logs, HTTP routes and a durable backend (whose job ids are
+ * strings too); here it is the decimal form of the task's number in this process's sequence
+ * (`"1"`, `"2"`, …), tasks and periodic schedules alike. A task keeps its number and makes the
+ * string when it is first read: most ids are never read, and making each one costs more than
+ * the rest of `add()` put together.
  */
 let last = 0;
 
-/** A new task id, unique in this process. */
-export function nextTaskId(): string {
-  return String(++last);
+/** The next number of this process's task sequence. */
+export function nextTaskNumber(): number {
+  return ++last;
+}
+
+/** The id of the task numbered `n`. */
+export function taskIdOf(n: number): string {
+  return String(n);
 }

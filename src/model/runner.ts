@@ -1,7 +1,8 @@
 /**
  * The runner seam: what the facade (`Background`) hands to whatever runs a task, and what it
- * gets back. The facade sorts the task, merges its options, hands out its id and reads when it
- * may start; a {@link Runner} takes it from there and returns the task's handle.
+ * gets back. The facade sorts the task, merges its options and reads when it may start; a
+ * {@link Runner} takes it from there and returns the task's handle, whose id the runner gives
+ * (the in-process engine from `model/ids.ts`, a durable backend its job id).
  *
  * The in-process runner (`di/in-process-runner.ts`) is the first implementation: it resolves
  * the task's dependencies from the scope's container and runs it on the event loop or the
@@ -20,8 +21,6 @@ export type TaskKind = 'function' | 'class' | 'definition' | 'worker';
 
 /** One task, as the facade hands it to a runner. */
 export interface TaskRequest {
-  /** The task's id, from `nextTaskId()`: its handle's id. */
-  readonly id: string;
   /** The task's name: the definition's, the class's or the function's (`anonymous` if none). */
   readonly name: string;
   readonly kind: TaskKind;

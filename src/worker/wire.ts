@@ -7,6 +7,9 @@ import { WorkerTaskError, type WorkerErrorCode } from '../model/errors.js';
 
 import type { MessagePort } from 'node:worker_threads';
 
+/** Which worker task to run, with what: the part of a request that is the same for every attempt. */
+export type WorkerCall = Pick<WorkerRequest, 'module' | 'name' | 'args'>;
+
 /** A task sent to a worker. */
 export interface WorkerRequest {
   /**
