@@ -1,5 +1,5 @@
 import { inject, Lifecycle, scoped, type DependencyContainer } from 'tsyringe';
-import { CurrentScope, scopeInfo, setBackgroundOf } from './di/container.js';
+import { closeApplicationsWith, CurrentScope, scopeInfo, setBackgroundOf } from './di/container.js';
 import { InProcessRunner } from './di/in-process-runner.js';
 import type { Application } from './engine/application.js';
 import { Scope } from './engine/scope.js';
@@ -230,6 +230,8 @@ export class Background implements AsyncDisposable, TaskAdder {
     return options;
   }
 }
+
+closeApplicationsWith(Background);
 
 /** Counts of tasks, by {@link Background.stats}. */
 export interface BackgroundStats {

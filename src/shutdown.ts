@@ -1,6 +1,6 @@
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import type { Background } from './background.js';
-import { appOf, backgroundOf, isDisposed } from './di/container.js';
+import { appOf, appOfDisposed, backgroundOf, isDisposed } from './di/container.js';
 import type { ShutdownReport } from './engine/application.js';
 import { describe, isTimerMs, maxTimerMs } from './model/checks.js';
 
@@ -46,7 +46,13 @@ export interface ShutdownOptions {
  * Idempotent; never rejects.
  */
 export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
-  const app = appOf(options.container ?? globalContainer);
+  if (typeof options !== 'object' || options === null) throw new TypeError(`shutdown(options): options must be an object, got ${describe(options)}`);
+  const scope = options.container ?? globalContainer;
+  // Under a disposed container no registration can be read: the application is found without
+  // them (a root's disposal has closed it, or is closing it: the close is shared).
+  const found = appOfDisposed(scope);
+  if (found === null) return Promise.resolve(Object.freeze({ abandoned: 0, durationMs: 0 }));
+  const app = found ?? appOf(scope);
   const timeoutMs = options.timeoutMs ?? app.options.drainTimeoutMs;
   if (!isTimerMs(timeoutMs)) {
     throw new RangeError(`shutdown(options): options.timeoutMs must be an integer from 0 to ${maxTimerMs}, got ${describe(timeoutMs)}`);

@@ -148,7 +148,7 @@ const badCalls: BadCall[] = [
     'result() with a negative timeout',
     (_bg, handle) => handle!.result({ timeoutMs: -1 }),
     RangeError,
-    /^handle\.result\(options\): options\.timeoutMs must be a non-negative integer, got -1$/,
+    /^handle\.result\(options\): options\.timeoutMs must be an integer from 0 to 2147483647, got -1 \(number\)$/,
     { run: (bg) => bg.add(() => new Promise<never>(() => undefined)) },
   ],
 ];

@@ -16,6 +16,18 @@ globalContainer.register(CurrentScope, { useFactory: (scope) => scope });
 
 const apps = new WeakMap<DependencyContainer, Application>();
 
+/** The class whose instance in a root container closes its application (the facade's `Background`). */
+let rootCloser: InjectionToken<object> | undefined;
+
+/**
+ * Names the class that closes an application when tsyringe disposes its root: each new
+ * application resolves it from its root container at once, so that `root.dispose()` closes the
+ * application even when nobody resolved it from the root.
+ */
+export function closeApplicationsWith(token: InjectionToken<object>): void {
+  rootCloser = token;
+}
+
 /** What a container's Background needs to know of where it stands. */
 export interface ScopeInfo {
   /** Every registration from the top-most container down to this one, merged field by field over the defaults, the nearest winning. */
@@ -34,14 +46,35 @@ export function scopeInfo(scope: DependencyContainer): ScopeInfo {
   const options = resolveOptions(own, above?.options ?? defaultOptions);
   if (above !== undefined && !(own !== undefined && options.root)) return { options, app: above.app, isRoot: false };
   let app = apps.get(scope);
-  if (app === undefined) apps.set(scope, (app = new Application(options)));
-  else app.configure(options);
+  if (app === undefined) {
+    apps.set(scope, (app = new Application(options)));
+    if (rootCloser !== undefined) scope.resolve(rootCloser);
+  } else {
+    app.configure(options);
+  }
   return { options, app, isRoot: true };
 }
 
 /** The application a container belongs to. */
 export function appOf(scope: DependencyContainer): Application {
   return scopeInfo(scope).app;
+}
+
+/**
+ * The application of a container whose registrations can no longer be read, because tsyringe
+ * has disposed it or one of its ancestors: the one made for it or its nearest ancestor, found
+ * without reading registrations (`null` when none was made). `undefined` when nothing in its
+ * line is disposed: {@link appOf} answers then.
+ */
+export function appOfDisposed(scope: DependencyContainer): Application | null | undefined {
+  const line: DependencyContainer[] = [];
+  for (let c: DependencyContainer | undefined = scope; c !== undefined; c = parentOf(c)) line.push(c);
+  if (!line.some(isDisposed)) return undefined;
+  for (const c of line) {
+    const app = apps.get(c);
+    if (app !== undefined) return app;
+  }
+  return null;
 }
 
 function ownOptions(scope: DependencyContainer): unknown {

@@ -148,10 +148,16 @@ export class Application implements ScopeHost {
     });
   }
 
+  /**
+   * Wakes every waiter once there is room (or the application is closing): each was waiting for
+   * a moment when `add()` would not throw `QueueFullError`, and that moment has come. Waking only
+   * as many as there is room for would leave the others waiting on an empty queue when the first
+   * ones add nothing.
+   */
   readonly #checkRoom = (): void => {
-    const room = this.#options.maxQueued - this.queued;
-    if (room <= 0 && this.#state === 'open') return;
-    const ready = this.#state === 'open' ? this.#roomWaiters.splice(0, room) : this.#roomWaiters.splice(0);
+    if (this.queued >= this.#options.maxQueued && this.#state === 'open') return;
+    const ready = this.#roomWaiters;
+    this.#roomWaiters = [];
     for (const resolve of ready) resolve();
     if (this.#roomWaiters.length === 0) {
       this.lane.watcher = undefined;
@@ -180,6 +186,9 @@ export class Application implements ScopeHost {
       abandoned += scope.abandonDelayedPast(Date.now() + timeoutMs, timeoutMs, 'application');
     }
     await withDeadline(this.#drainAll(), timeoutMs);
+    // Nothing starts any more: what still waits is abandoned now, not started then aborted.
+    this.lane.stop();
+    this.#pool?.admission.stop();
     for (const scope of [...this.#busy]) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
     await this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt)));

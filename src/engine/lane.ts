@@ -56,6 +56,7 @@ export class Lane {
   #syncScheduled = false;
   #starts = 0;
   #sliceStart = 0;
+  #stopped = false;
 
   constructor(limit: number) {
     this.#limit = limit;
@@ -72,6 +73,14 @@ export class Lane {
       this.#pumpScheduled = true;
       queueMicrotask(this.#pumpSoon);
     }
+  }
+
+  /**
+   * Starts nothing more, for good: the application is closing and gives up on what waits. Jobs
+   * still submitted or withdrawn are counted as before.
+   */
+  stop(): void {
+    this.#stopped = true;
   }
 
   /** Jobs holding a slot now. */
@@ -130,6 +139,7 @@ export class Lane {
   };
 
   #pump(): void {
+    if (this.#stopped) return;
     this.#pumping = true;
     try {
       while (this.#running < this.#limit) {
@@ -189,6 +199,7 @@ export class Lane {
 
   readonly #runSync = (): void => {
     this.#syncScheduled = false;
+    if (this.#stopped) return;
     const until = performance.now() + sliceMs;
     let job: Job | undefined;
     while ((job = this.#syncHead) !== undefined) {

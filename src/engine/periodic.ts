@@ -1,9 +1,9 @@
 import type { Cadence } from '../model/call-options.js';
 import { maxTimerMs } from '../model/checks.js';
-import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
+import { BackgroundDisposedError, ResultTimeoutError, TaskCancelledError } from '../model/errors.js';
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
-import { finalStatuses, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
-import type { TaskRun } from './task-run.js';
+import type { ResultOptions, TaskHandle, TaskProgress, TaskStatus } from '../model/handle.js';
+import { resultTimeoutOf, within, type TaskRun } from './task-run.js';
 
 /** Who a periodic task is, and when it runs. */
 export interface PeriodicSpec {
@@ -40,6 +40,8 @@ export class Periodic implements TaskHandle {
   readonly #overlap: boolean;
   readonly #owner: PeriodicOwner;
   #current: TaskRun | undefined;
+  /** Runs not ended yet: one at most, unless runs may overlap. */
+  readonly #live = new Set<TaskRun>();
   #timer: NodeJS.Timeout | undefined;
   #nextAt = 0;
   #stopped: TaskCancelledError | undefined;
@@ -71,10 +73,11 @@ export class Periodic implements TaskHandle {
     return this.#stopped === undefined ? this.#nextAt : undefined;
   }
 
+  /** Stops the schedule and cancels every run of it not ended yet. */
   cancel(reason?: unknown): boolean {
     if (this.#stopped !== undefined) return false;
     this.stop(new TaskCancelledError(this.name, this.id, reason));
-    this.#current?.cancel(reason);
+    for (const run of [...this.#live]) run.cancel(reason);
     return true;
   }
 
@@ -88,12 +91,15 @@ export class Periodic implements TaskHandle {
     this.#owner.stopped(this);
   }
 
-  result(): Promise<never> {
+  /** Rejects with `TaskCancelledError` once stopped; `timeoutMs` bounds the wait, as for a task. */
+  result(options?: ResultOptions): Promise<never> {
+    const timeoutMs = resultTimeoutOf(options);
     this.#result ??= new Promise<never>((_resolve, reject) => {
       if (this.#stopped !== undefined) reject(this.#stopped);
       else this.#reject = reject;
     });
-    return this.#result;
+    if (timeoutMs === undefined || this.#stopped !== undefined) return this.#result;
+    return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.status));
   }
 
   #arm(): void {
@@ -109,20 +115,34 @@ export class Periodic implements TaskHandle {
       }
       this.#nextAt = next.getTime();
     }
+    this.#wait(now);
+  }
+
+  /** Sets the timer for the next tick; a tick further than a timer can wait takes several. */
+  #wait(now: number): void {
     this.#timer = setTimeout(this.#tick, Math.min(this.#nextAt - now, maxTimerMs));
   }
 
   readonly #tick = (): void => {
     if (this.#stopped !== undefined) return;
-    const previous = this.#current;
-    const busy = previous !== undefined && !isFinal(previous.status);
-    if (!busy || this.#overlap) {
+    const now = Date.now();
+    if (now < this.#nextAt) {
+      // A capped wait ended before the tick's time (cron runs months apart): wait again.
+      this.#wait(now);
+      return;
+    }
+    if (this.#live.size === 0 || this.#overlap) {
       try {
         const run = this.#owner.spawn(this);
         this.#current = run;
+        this.#live.add(run);
         this.attempt++;
         this.status = 'running';
-        void run.result().then(this.#ran, this.#ran);
+        const ran = (): void => {
+          this.#live.delete(run);
+          if (this.#stopped === undefined && this.#live.size === 0) this.status = 'delayed';
+        };
+        void run.result().then(ran, ran);
       } catch (error) {
         // Intake closed (the scope is being disposed): the schedule ends. Anything else (a full
         // queue, a dependency that no longer resolves) costs this tick only, and is logged.
@@ -135,12 +155,4 @@ export class Periodic implements TaskHandle {
     }
     this.#arm();
   };
-
-  readonly #ran = (): void => {
-    if (this.#stopped === undefined && this.#current !== undefined && isFinal(this.#current.status)) this.status = 'delayed';
-  };
-}
-
-function isFinal(status: TaskStatus): boolean {
-  return finalStatuses.has(status);
 }

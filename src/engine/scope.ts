@@ -201,7 +201,11 @@ export class Scope implements RunOwner {
     if (left.length === 0) return 0;
     const running = left.filter((run) => run.status === 'running').length;
     const delayed = left.filter((run) => run.status === 'delayed' || run.status === 'retrying').length;
-    for (const run of left) run.abandon(drainTimeoutMs, by === 'scope' ? 'its scope was disposed' : 'the application was closed');
+    const why = by === 'scope' ? 'its scope was disposed' : 'the application was closed';
+    // Those that wait first: abandoning a running task frees its slot, which must not start one
+    // that is being abandoned too.
+    for (const run of left) if (run.status !== 'running') run.abandon(drainTimeoutMs, why);
+    for (const run of left) run.abandon(drainTimeoutMs, why);
     const tasks = left.slice(0, namedInLog).map((run) => `${run.name}#${run.id}`);
     logSafely(
       this.options.logger,

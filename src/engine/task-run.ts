@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { inspect } from 'node:util';
-import { maxTimerMs } from '../model/checks.js';
+import { invalid, isTimerMs, maxTimerMs } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
 import {
   ResultTimeoutError,
@@ -16,7 +16,7 @@ import {
   TaskSkippedError,
   TaskTimeoutError,
 } from '../model/errors.js';
-import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
+import { finalStatuses, type FinalStatus, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import { isAsyncFunction } from '../model/task.js';
@@ -109,6 +109,8 @@ export class TaskRun implements TaskHandle, Job {
   /** The timeout of the running attempt, or the wait of a delayed or retrying task. */
   #timer: NodeJS.Timeout | undefined;
   #startedAt = 0;
+  /** Whether the current attempt holds a slot in its lane (from start() until it ends). */
+  #holdsSlot = false;
   #outcome: Settled | undefined;
   #result: Promise<unknown> | undefined;
   #settle: ((outcome: Settled) => void) | undefined;
@@ -173,6 +175,7 @@ export class TaskRun implements TaskHandle, Job {
   start(): void {
     this.status = 'running';
     const attempt = ++this.attempt;
+    this.#holdsSlot = true;
     this.#controller = undefined;
     const invocation = this.#invocation!;
     const { timeoutMs } = this.#options;
@@ -206,27 +209,30 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   cancel(reason?: unknown): boolean {
-    if (finalStatuses.has(this.status)) return false;
+    const from = this.status;
+    if (finalStatuses.has(from)) return false;
     const error = new TaskCancelledError(this.name, this.id, reason);
-    if (!this.#stop(error)) return false;
+    this.#finish('cancelled', { ok: false, error });
+    if (from === 'running') this.#controller?.abort(error);
     this.#log('debug', { attempt: this.attempt }, `task "${this.name}" was cancelled`);
-    this.#end('cancelled', { ok: false, error });
     return true;
   }
 
   /** Gives up on a task that has not ended; returns whether it had not. */
   abandon(drainTimeoutMs: number, why: string): boolean {
+    const from = this.status;
+    if (finalStatuses.has(from)) return false;
     const error = new TaskAbandonedError(this.name, this.id, drainTimeoutMs, why);
-    if (!this.#stop(error)) return false;
-    this.#end('abandoned', { ok: false, error });
+    this.#finish('abandoned', { ok: false, error });
+    if (from === 'running') this.#controller?.abort(error);
     return true;
   }
 
   /** Ends a task that never ran because one it was to run after did not succeed. */
   skip(error: Error): void {
-    if (!this.#stop(error)) return;
+    if (finalStatuses.has(this.status)) return;
+    this.#finish('skipped', { ok: false, error });
     this.#log('debug', { err: error }, `task "${this.name}" was skipped`);
-    this.#end('skipped', { ok: false, error });
   }
 
   /** Records progress; called by the task's context (or, for a worker task, by the pool). */
@@ -238,10 +244,7 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   result(options?: ResultOptions): Promise<unknown> {
-    const timeoutMs = options?.timeoutMs;
-    if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0)) {
-      throw new RangeError(`handle.result(options): options.timeoutMs must be a non-negative integer, got ${String(timeoutMs)}`);
-    }
+    const timeoutMs = resultTimeoutOf(options);
     if (this.#result === undefined) {
       const outcome = this.#outcome;
       if (outcome === undefined) {
@@ -256,80 +259,61 @@ export class TaskRun implements TaskHandle, Job {
       }
     }
     if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        reject(new ResultTimeoutError(this.name, this.id, timeoutMs, this.status));
-      }, timeoutMs);
-    });
-    return Promise.race([this.#result, expired]).finally(() => {
-      clearTimeout(timer);
-    });
-  }
-
-  /** Stops whatever the task is doing; returns false when it had already ended. */
-  #stop(reason: Error): boolean {
-    switch (this.status) {
-      case 'queued':
-        this.lane.withdraw(this);
-        return true;
-      case 'delayed':
-      case 'retrying':
-        clearTimeout(this.#timer);
-        return true;
-      case 'running':
-        clearTimeout(this.#timer);
-        this.#controller?.abort(reason);
-        this.lane.release();
-        return true;
-      default:
-        return false;
-    }
+    return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.status));
   }
 
   #attemptSucceeded(attempt: number, value: unknown): void {
     if (this.status !== 'running' || attempt !== this.attempt) return;
-    clearTimeout(this.#timer);
-    this.lane.release();
-    this.#end('succeeded', { ok: true, value });
+    this.#finish('succeeded', { ok: true, value });
   }
 
   #attemptFailed(attempt: number, thrown: unknown): void {
     if (this.status !== 'running' || attempt !== this.attempt) return;
-    clearTimeout(this.#timer);
-    this.lane.release();
     const error = isError(thrown) ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
-    this.#afterFailure(error, 'failed');
+    this.#afterFailure(error, 'failed', undefined);
   }
 
   readonly #timedOut = (attempt: number): void => {
     if (this.status !== 'running' || attempt !== this.attempt) return;
-    const timeoutMs = this.#options.timeoutMs!;
-    const error = new TaskTimeoutError(this.name, this.id, timeoutMs, attempt);
-    this.#controller?.abort(error);
-    this.lane.release();
-    this.#afterFailure(error, 'timedOut');
+    const error = new TaskTimeoutError(this.name, this.id, this.#options.timeoutMs!, attempt);
+    this.#afterFailure(error, 'timedOut', this.#controller);
   };
 
-  /** Retries a failed attempt when the options allow it; ends the task otherwise. */
-  #afterFailure(error: Error, finalStatus: 'failed' | 'timedOut'): void {
+  /**
+   * Retries a failed attempt when the options allow it; ends the task otherwise. The attempt is
+   * over before any code of the user's runs (`retryIf`, abort listeners, the logger, the tasks
+   * the freed slot starts): it is `retrying` while `retryIf` decides, so a cancel from there ends
+   * the task once.
+   */
+  #afterFailure(error: Error, finalStatus: 'failed' | 'timedOut', abort: AbortController | undefined): void {
     const attempt = this.attempt;
     const durationMs = this.#elapsed();
     const { retries, retryIf, backoff } = this.#options;
-    if (attempt <= retries && this.#worthRetrying(error, attempt, retryIf)) {
-      const delayMs = backoffDelay(backoff, attempt);
-      this.#log(
-        'warn',
-        { attempt, retries, durationMs, retryInMs: delayMs, err: error },
-        `task "${this.name}" ${finalStatus === 'timedOut' ? 'timed out' : 'failed'} (attempt ${attempt} of ${retries + 1}); retrying in ${delayMs} ms`,
-      );
-      this.status = 'retrying';
-      this.progress = undefined;
-      this.#timer = setTimeout(this.#retry, delayMs);
+    this.status = 'retrying';
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const retry = attempt <= retries && this.#worthRetrying(error, attempt, retryIf);
+    if (this.status !== 'retrying') {
+      // retryIf cancelled the task: that is its outcome.
+      abort?.abort(error);
       return;
     }
-    this.#log('error', { attempt, durationMs, err: error }, `task "${this.name}" ${finalStatus === 'timedOut' ? 'timed out' : 'failed'}`);
-    this.#end(finalStatus, { ok: false, error });
+    if (!retry) {
+      this.#finish(finalStatus, { ok: false, error });
+      abort?.abort(error);
+      this.#log('error', { attempt, durationMs, err: error }, `task "${this.name}" ${finalStatus === 'timedOut' ? 'timed out' : 'failed'}`);
+      return;
+    }
+    const delayMs = backoffDelay(backoff, attempt);
+    this.progress = undefined;
+    this.#timer = setTimeout(this.#retry, delayMs);
+    this.#freeSlot();
+    abort?.abort(error);
+    this.#log(
+      'warn',
+      { attempt, retries, durationMs, retryInMs: delayMs, err: error },
+      `task "${this.name}" ${finalStatus === 'timedOut' ? 'timed out' : 'failed'} (attempt ${attempt} of ${retries + 1}); retrying in ${delayMs} ms`,
+    );
   }
 
   #worthRetrying(error: Error, attempt: number, retryIf: ResolvedTaskOptions['retryIf']): boolean {
@@ -349,14 +333,30 @@ export class TaskRun implements TaskHandle, Job {
     this.lane.submit(this);
   };
 
-  #end(status: TaskStatus, outcome: Settled): void {
+  /**
+   * Reaches a final status. The outcome is recorded and the owner told before anything else can
+   * run; only then is the task's place in its lane given back (which may start another task, whose
+   * code may look at this one), and `result()` settled.
+   */
+  #finish(status: FinalStatus, outcome: Settled): void {
+    const from = this.status;
     this.status = status;
     this.#outcome = outcome;
-    this.#invocation = undefined;
+    clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#invocation = undefined;
     this.owner.settled(this);
+    if (from === 'queued') this.lane.withdraw(this);
+    this.#freeSlot();
     this.#settle?.(outcome);
     this.#settle = undefined;
+  }
+
+  /** Gives back the slot the current attempt holds in its lane, once. */
+  #freeSlot(): void {
+    if (!this.#holdsSlot) return;
+    this.#holdsSlot = false;
+    this.lane.release();
   }
 
   #checkBlocking(blockedMs: number): void {
@@ -432,4 +432,26 @@ function printed(value: unknown): string {
   } catch {
     return Object.prototype.toString.call(value);
   }
+}
+
+/** The `timeoutMs` of `result(options)`, checked: an integer a timer can wait, or none. */
+export function resultTimeoutOf(options: ResultOptions | undefined): number | undefined {
+  const timeoutMs = options?.timeoutMs;
+  if (timeoutMs !== undefined && !isTimerMs(timeoutMs)) {
+    throw invalid('handle.result(options): options.timeoutMs', `an integer from 0 to ${maxTimerMs}`, timeoutMs);
+  }
+  return timeoutMs;
+}
+
+/** `promise`, or a rejection with `expired()` once `timeoutMs` have passed; leaves no timer. */
+export function within<T>(promise: Promise<T>, timeoutMs: number, expired: () => Error): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(expired());
+    }, timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => {
+    clearTimeout(timer);
+  });
 }

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as Croner from 'croner';
 import type { Cron } from 'croner';
-import { describe, maxTimerMs, messageOf } from './checks.js';
+import { describe, invalid, isTimerMs, maxTimerMs, messageOf } from './checks.js';
 import type { TaskHandle } from './handle.js';
 import type { TaskOptions } from './task-options.js';
 
@@ -81,8 +81,8 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
   if (delayMs !== undefined && runAt !== undefined) {
     throw new TypeError('bg.with(options): options.delayMs and options.runAt cannot be given together; give one');
   }
-  if (delayMs !== undefined && !(Number.isSafeInteger(delayMs) && delayMs >= 0 && delayMs <= maxTimerMs)) {
-    throw new RangeError(`bg.with(options): options.delayMs must be an integer from 0 to ${maxTimerMs}, got ${describe(delayMs)}`);
+  if (delayMs !== undefined && !isTimerMs(delayMs)) {
+    throw invalid('bg.with(options): options.delayMs', `an integer from 0 to ${maxTimerMs}`, delayMs);
   }
   let at: number | undefined;
   if (runAt !== undefined) {
@@ -103,10 +103,8 @@ function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefi
   }
   if (tz !== undefined && cron === undefined) throw new TypeError('bg.with(options): options.tz applies to options.cron only');
   if (every !== undefined) {
-    if (!(Number.isSafeInteger(every) && (every as number) >= 1 && (every as number) <= maxTimerMs)) {
-      throw new RangeError(`bg.with(options): options.every must be an integer from 1 to ${maxTimerMs}, got ${describe(every)}`);
-    }
-    return { every: every as number };
+    if (!isTimerMs(every) || every < 1) throw invalid('bg.with(options): options.every', `an integer from 1 to ${maxTimerMs}`, every);
+    return { every };
   }
   if (cron === undefined) return undefined;
   if (typeof cron !== 'string') throw new TypeError(`bg.with(options): options.cron must be a cron expression string, got ${describe(cron)}`);

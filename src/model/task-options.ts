@@ -114,7 +114,7 @@ export function backoffDelay({ baseMs, maxMs, factor, jitter }: ResolvedTaskOpti
 }
 
 function priorityOf(value: unknown, path: string): number {
-  if (typeof value === 'string' && value in priorities) return priorities[value as keyof typeof priorities];
+  if (typeof value === 'string' && Object.hasOwn(priorities, value)) return priorities[value as keyof typeof priorities];
   if (typeof value === 'number' && Number.isFinite(value)) return value;
   throw invalid(path, `'critical', 'high', 'normal', 'low' or a finite number`, value);
 }

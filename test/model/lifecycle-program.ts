@@ -1,0 +1,453 @@
+/**
+ * Random programs against the public API, and the invariants checked after every step: the
+ * model-based lifecycle suite (test/lifecycle-model.test.ts runs it). A program is a list of
+ * steps — add tasks of every event-loop lane with every option, cancel from outside and from
+ * inside (a task's body, its `finally`, an abort listener, `retryIf`), open the gates tasks wait
+ * on, move time, drain, dispose scopes, wait for room, shut the application down — run on a
+ * fresh application; after each step the world is checked against the promises the docs make.
+ */
+import fc from 'fast-check';
+import { container } from 'tsyringe';
+import { vi } from 'vitest';
+import { appOf } from '../../src/di/container.js';
+import {
+  Background,
+  BackgroundOptions,
+  defineTask,
+  shutdown,
+  TaskAbandonedError,
+  TaskCancelledError,
+  TaskContext,
+  TaskSkippedError,
+  TaskTimeoutError,
+  type BackgroundLogger,
+  type CallOptions,
+  type ShutdownReport,
+  type TaskHandle,
+  type TaskStatus,
+} from '../../src/index.js';
+
+/** A reference to an earlier handle: taken modulo the handles there are when the step runs. */
+type Ref = number;
+
+/** What a task's body does: ends by itself, or waits for its gate (and, if abortable, its signal). */
+type Body = 'ok' | 'fail' | 'gate' | 'abortable';
+
+export interface AddStep {
+  readonly op: 'add';
+  readonly scope: number;
+  /** `async`: a plain async function; `sync`: a plain sync one; `context`: a definition injecting TaskContext. */
+  readonly lane: 'async' | 'sync' | 'context';
+  readonly body: Body;
+  readonly priority: 'low' | 'normal' | 'high';
+  readonly retries: number;
+  readonly timeoutMs: number | undefined;
+  readonly delayMs: number | undefined;
+  readonly after: Ref | undefined;
+  readonly group: boolean;
+  readonly cancelOnStart: Ref | undefined;
+  readonly cancelInFinally: Ref | undefined;
+  readonly cancelOnAbort: Ref | undefined;
+  readonly cancelInRetryIf: Ref | undefined;
+  readonly retryIfAnswer: boolean;
+}
+
+export type Step =
+  | AddStep
+  | { readonly op: 'every'; readonly scope: number; readonly every: number; readonly overlap: boolean; readonly body: 'ok' | 'gate' }
+  | { readonly op: 'cancel'; readonly ref: Ref }
+  | { readonly op: 'open'; readonly ref: Ref; readonly ok: boolean }
+  | { readonly op: 'advance'; readonly ms: number }
+  | { readonly op: 'drain'; readonly scope: number }
+  | { readonly op: 'dispose'; readonly scope: number }
+  | { readonly op: 'waitForRoom'; readonly scope: number }
+  | { readonly op: 'shutdown'; readonly timeoutMs: number };
+
+export interface World {
+  readonly concurrency: number;
+  readonly maxQueued: number;
+  readonly drainTimeoutMs: number;
+}
+
+export interface Program {
+  readonly world: World;
+  readonly steps: readonly Step[];
+}
+
+const scopes = 3;
+const ref = fc.nat({ max: 40 });
+const maybe = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.option(arb, { nil: undefined, freq: 3 });
+
+const addStep: fc.Arbitrary<AddStep> = fc.record({
+  op: fc.constant('add' as const),
+  scope: fc.nat({ max: scopes - 1 }),
+  lane: fc.constantFrom('async' as const, 'sync' as const, 'context' as const),
+  body: fc.constantFrom('ok' as const, 'fail' as const, 'gate' as const, 'abortable' as const),
+  priority: fc.constantFrom('low' as const, 'normal' as const, 'high' as const),
+  retries: fc.nat({ max: 2 }),
+  timeoutMs: maybe(fc.integer({ min: 1, max: 30 })),
+  delayMs: maybe(fc.integer({ min: 0, max: 40 })),
+  after: maybe(ref),
+  group: fc.boolean(),
+  cancelOnStart: maybe(ref),
+  cancelInFinally: maybe(ref),
+  cancelOnAbort: maybe(ref),
+  cancelInRetryIf: maybe(ref),
+  retryIfAnswer: fc.boolean(),
+});
+
+const step: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 8, arbitrary: addStep },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('every' as const), scope: fc.nat({ max: scopes - 1 }), every: fc.integer({ min: 1, max: 20 }), overlap: fc.boolean(), body: fc.constantFrom('ok' as const, 'gate' as const) }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('cancel' as const), ref }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('open' as const), ref, ok: fc.boolean() }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 25 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('drain' as const), scope: fc.nat({ max: scopes - 1 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('dispose' as const), scope: fc.nat({ max: scopes - 1 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('waitForRoom' as const), scope: fc.nat({ max: scopes - 1 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('shutdown' as const), timeoutMs: fc.integer({ min: 0, max: 40 }) }) },
+);
+
+/** Random programs: a small application and up to `maxSteps` steps. */
+export function programs(maxSteps = 40): fc.Arbitrary<Program> {
+  return fc.record({
+    world: fc.record({
+      concurrency: fc.integer({ min: 1, max: 3 }),
+      maxQueued: fc.constantFrom(Infinity, 2, 4),
+      drainTimeoutMs: fc.integer({ min: 5, max: 60 }),
+    }),
+    steps: fc.array(step, { minLength: 1, maxLength: maxSteps }),
+  });
+}
+
+const finalStatuses = new Set<TaskStatus>(['succeeded', 'failed', 'cancelled', 'timedOut', 'skipped', 'abandoned']);
+const liveStatuses: TaskStatus[] = ['queued', 'delayed', 'running', 'retrying'];
+const allStatuses = new Set<TaskStatus>([...liveStatuses, ...finalStatuses]);
+
+/** One handle the program made, and what was seen of it. */
+interface Entry {
+  readonly id: string;
+  readonly kind: 'once' | 'periodic';
+  readonly scope: number;
+  readonly handle: TaskHandle;
+  lastStatus: TaskStatus;
+  /** How its result() settled, each time it did: `ok`, or the error's name; and the status then. */
+  readonly settled: { as: string; status: TaskStatus }[];
+}
+
+/** A task body's record: the gate of its current attempt, and whether it ever started. */
+interface Body$ {
+  entry: Entry | undefined;
+  gate: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  starts: number;
+}
+
+/** Timers: the program's clock. Fake timers move by `advance`; real ones wait. */
+export interface Clock {
+  readonly fake: boolean;
+  settle(): Promise<void>;
+  advance(ms: number): Promise<void>;
+}
+
+export const fakeClock: Clock = {
+  fake: true,
+  async settle() {
+    for (let i = 0; i < 3; i++) await vi.advanceTimersByTimeAsync(0);
+  },
+  async advance(ms) {
+    await vi.advanceTimersByTimeAsync(ms);
+  },
+};
+
+export const realClock: Clock = {
+  fake: false,
+  async settle() {
+    for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+  },
+  async advance(ms) {
+    await new Promise<void>((resolve) => setTimeout(resolve, ms));
+  },
+};
+
+const silent: BackgroundLogger = { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined };
+
+/** Thrown when an invariant breaks: names the step and what was seen. */
+export class Violation extends Error {
+  override name = 'Violation';
+}
+
+/**
+ * Runs one program and checks the invariants after every step; throws a {@link Violation} on the
+ * first one broken. The application is shut down at the end and everything must have ended.
+ */
+export async function runProgram({ world, steps }: Program, clock: Clock): Promise<void> {
+  const root = container.createChildContainer();
+  root.register(BackgroundOptions, {
+    useValue: { root: true, logger: silent, concurrency: world.concurrency, maxQueued: world.maxQueued, drainTimeoutMs: world.drainTimeoutMs },
+  });
+  const app = appOf(root);
+  const children = Array.from({ length: scopes }, () => root.createChildContainer());
+  const bgs = children.map((child) => child.resolve(Background));
+  const entries: Entry[] = [];
+  const violations: string[] = [];
+  const disposing = new Set<number>();
+  const waiters: { settled: boolean }[] = [];
+  let stepNo = -1;
+  interface ShutdownSeen {
+    report: ShutdownReport | undefined;
+    abandonedBefore: number;
+    exact: boolean;
+  }
+  let shutdownReport = undefined as ShutdownSeen | undefined;
+  /** Tasks ended `abandoned` in the whole application, periodic runs included. */
+  const abandonedSoFar = (): number => bgs[0]!.stats({ application: true }).byStatus.abandoned;
+
+  const violate = (message: string): void => {
+    violations.push(`step ${stepNo} (${JSON.stringify(steps[stepNo])}): ${message}`);
+  };
+  const pick = (r: Ref | undefined, kind?: Entry['kind']): Entry | undefined => {
+    const among = kind === undefined ? entries : entries.filter((entry) => entry.kind === kind);
+    return r === undefined || among.length === 0 ? undefined : among[r % among.length];
+  };
+  const isDone = (entry: Entry, status: TaskStatus): boolean => (entry.kind === 'periodic' ? status === 'cancelled' : finalStatuses.has(status));
+
+  /** Cancels through the handle and checks what cancel() says against what the handle was. */
+  const cancelFrom = (where: string, target: Entry | undefined): void => {
+    if (target === undefined) return;
+    const before = target.handle.status;
+    const cancelled = target.handle.cancel(where);
+    if (cancelled === isDone(target, before)) violate(`cancel() from ${where} returned ${cancelled} on #${target.id}, which was ${before}`);
+    if (cancelled && target.handle.status !== 'cancelled') violate(`cancel() from ${where} returned true but #${target.id} is ${target.handle.status}`);
+  };
+
+  const track = (handle: TaskHandle, kind: Entry['kind'], scope: number): Entry => {
+    const entry: Entry = { id: handle.id, kind, scope, handle, lastStatus: handle.status, settled: [] };
+    entries.push(entry);
+    if (kind === 'once') {
+      handle.result().then(
+        () => entry.settled.push({ as: 'ok', status: handle.status }),
+        (error: unknown) => entry.settled.push({ as: error instanceof Error ? error.name : String(error), status: handle.status }),
+      );
+    }
+    return entry;
+  };
+
+  /** The body of a task, as each lane runs it. */
+  const makeBody = (add: AddStep, record: Body$) => {
+    const begin = (): void => {
+      record.starts++;
+      const entry = record.entry;
+      if (entry !== undefined) {
+        if (entry.handle.status !== 'running') violate(`the body of #${entry.id} started while its handle is ${entry.handle.status}`);
+        // Abandonment comes from a deadline's timer: a body abandoned before the end of the turn
+        // it started in was started by the abandonment itself.
+        const attempt = entry.handle.attempt;
+        queueMicrotask(() => {
+          if (entry.handle.status === 'abandoned' && entry.handle.attempt === attempt) violate(`#${entry.id} was started by the abandonment that ended it`);
+        });
+      }
+      cancelFrom('a task body', pick(add.cancelOnStart));
+    };
+    const end = (): void => {
+      cancelFrom('a finally block', pick(add.cancelInFinally));
+    };
+    const waitGate = (signal: AbortSignal | undefined): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        record.gate = { resolve, reject };
+        signal?.addEventListener('abort', () => {
+          cancelFrom('an abort listener', pick(add.cancelOnAbort));
+          if (add.body === 'abortable') reject(signal.reason as Error);
+        });
+      });
+    if (add.lane === 'sync') {
+      return () => {
+        begin();
+        try {
+          if (add.body === 'fail') throw new Error('sync failure');
+          return 'sync';
+        } finally {
+          end();
+        }
+      };
+    }
+    const run = async (signal: AbortSignal | undefined): Promise<string> => {
+      begin();
+      try {
+        if (add.body === 'fail') throw new Error('async failure');
+        if (add.body === 'gate' || add.body === 'abortable') await waitGate(signal);
+        return 'async';
+      } finally {
+        end();
+      }
+    };
+    return run;
+  };
+
+  const doAdd = (add: AddStep): void => {
+    const bg = bgs[add.scope]!;
+    const record: Body$ = { entry: undefined, gate: undefined, starts: 0 };
+    const body = makeBody(add, record);
+    const after = pick(add.after, 'once');
+    const options: CallOptions = {
+      priority: add.priority,
+      retries: add.retries,
+      backoff: { baseMs: 3, jitter: 0 },
+      ...(add.timeoutMs === undefined ? {} : { timeoutMs: add.timeoutMs }),
+      ...(add.delayMs === undefined ? {} : { delayMs: add.delayMs }),
+      ...(after === undefined ? {} : { after: [after.handle] }),
+      retryIf: () => {
+        cancelFrom('retryIf', pick(add.cancelInRetryIf));
+        return add.retryIfAnswer;
+      },
+    };
+    const adder = add.group ? bg.group().with(options) : bg.with(options);
+    let handle: TaskHandle;
+    try {
+      if (add.lane === 'context') {
+        const task = defineTask({ name: 'withContext', inject: [TaskContext] }, async (ctx) => (body as (s: AbortSignal) => Promise<string>)(ctx.signal));
+        handle = adder.add(task);
+      } else if (add.lane === 'sync') {
+        handle = adder.add(body as () => string);
+      } else {
+        handle = adder.add(async () => (body as (s: AbortSignal | undefined) => Promise<string>)(undefined));
+      }
+    } catch (error) {
+      const name = error instanceof Error ? error.name : String(error);
+      if (name !== 'BackgroundDisposedError' && name !== 'QueueFullError') violate(`add() threw ${String(error)}`);
+      return;
+    }
+    record.entry = track(handle, 'once', add.scope);
+    if (record.starts > 0) violate(`the body of #${handle.id} started inside add()`);
+    gates.set(record.entry, record);
+  };
+  const gates = new Map<Entry, Body$>();
+
+  const check = (): void => {
+    for (const entry of entries) {
+      const status = entry.handle.status;
+      if (!allStatuses.has(status)) violate(`#${entry.id} has an unknown status ${status}`);
+      if (isDone(entry, entry.lastStatus) && status !== entry.lastStatus) violate(`#${entry.id} left its final status ${entry.lastStatus} for ${status}`);
+      entry.lastStatus = status;
+      if (entry.settled.length > 1) violate(`#${entry.id} settled ${entry.settled.length} times: ${JSON.stringify(entry.settled)}`);
+      const settled = entry.settled[0];
+      if (settled !== undefined) {
+        if (settled.status !== status) violate(`#${entry.id} settled while ${settled.status}, and is now ${status}`);
+        const expected: Partial<Record<TaskStatus, string>> = {
+          succeeded: 'ok',
+          cancelled: TaskCancelledError.name,
+          timedOut: TaskTimeoutError.name,
+          skipped: TaskSkippedError.name,
+          abandoned: TaskAbandonedError.name,
+        };
+        const want = expected[status];
+        if (want !== undefined ? settled.as !== want : status !== 'failed' || settled.as === 'ok') violate(`#${entry.id} is ${status} but its result() settled as ${settled.as}`);
+      }
+    }
+    const running = entries.filter((entry) => entry.kind === 'once' && entry.handle.status === 'running').length;
+    if (running > world.concurrency) violate(`${running} tasks are running under a concurrency of ${world.concurrency}`);
+    if (app.lane.running < 0 || app.lane.running > world.concurrency) violate(`the lane counts ${app.lane.running} running under a concurrency of ${world.concurrency}`);
+    if (app.lane.queued < 0) violate(`the lane counts ${app.lane.queued} queued`);
+    bgs.forEach((bg, scope) => {
+      const live = bg.list({ status: liveStatuses }).length;
+      if (bg.pending !== live) violate(`scope ${scope}: pending is ${bg.pending} but ${live} of its tasks are live`);
+      const tracked = entries.filter((entry) => entry.kind === 'once' && entry.scope === scope && !finalStatuses.has(entry.handle.status)).length;
+      if (bg.pending < tracked) violate(`scope ${scope}: pending is ${bg.pending} with ${tracked} of its handles unfinished`);
+    });
+  };
+
+  for (stepNo = 0; stepNo < steps.length; stepNo++) {
+    const s = steps[stepNo]!;
+    switch (s.op) {
+      case 'add':
+        doAdd(s);
+        break;
+      case 'every': {
+        try {
+          const handle = bgs[s.scope]!.with({ every: s.every, overlap: s.overlap }).add(async () => {
+            if (s.body === 'gate') await new Promise<void>((resolve) => setTimeout(resolve, 3));
+          });
+          track(handle, 'periodic', s.scope);
+        } catch (error) {
+          if (!(error instanceof Error && error.name === 'BackgroundDisposedError')) violate(`add() of a periodic task threw ${String(error)}`);
+        }
+        break;
+      }
+      case 'cancel':
+        cancelFrom('outside', pick(s.ref));
+        break;
+      case 'open': {
+        const entry = pick(s.ref, 'once');
+        const record = entry === undefined ? undefined : gates.get(entry);
+        const gate = record?.gate;
+        if (record !== undefined && gate !== undefined) {
+          record.gate = undefined;
+          if (s.ok) gate.resolve();
+          else gate.reject(new Error('gate failed'));
+        }
+        break;
+      }
+      case 'advance':
+        await clock.advance(s.ms);
+        break;
+      case 'drain': {
+        const bg = bgs[s.scope]!;
+        void bg.drain().then(() => {
+          const open = entries.filter((entry) => entry.kind === 'once' && entry.scope === s.scope && !finalStatuses.has(entry.handle.status));
+          if (bg.pending !== 0 || open.length > 0) violate(`drain() of scope ${s.scope} resolved with pending ${bg.pending} and ${open.map((e) => `#${e.id} ${e.handle.status}`).join(', ')} unfinished`);
+        });
+        break;
+      }
+      case 'dispose': {
+        const bg = bgs[s.scope]!;
+        disposing.add(s.scope);
+        // A scope's own deadline may then abandon tasks during the shutdown: not the report's.
+        if (shutdownReport !== undefined && bg.pending > 0) shutdownReport.exact = false;
+        void bg.dispose().then(() => {
+          const open = entries.filter((entry) => entry.kind === 'once' && entry.scope === s.scope && !finalStatuses.has(entry.handle.status));
+          if (open.length > 0) violate(`dispose() of scope ${s.scope} resolved with ${open.map((e) => `#${e.id} ${e.handle.status}`).join(', ')} unfinished`);
+        });
+        break;
+      }
+      case 'waitForRoom': {
+        const waiter = { settled: false };
+        waiters.push(waiter);
+        void bgs[s.scope]!.waitForRoom().then(() => (waiter.settled = true));
+        break;
+      }
+      case 'shutdown': {
+        if (shutdownReport !== undefined) break;
+        const abandonedBefore = abandonedSoFar();
+        const exact = [...disposing].every((scope) => bgs[scope]!.pending === 0);
+        const record: ShutdownSeen = { report: undefined, abandonedBefore, exact };
+        shutdownReport = record;
+        void shutdown({ container: root, timeoutMs: s.timeoutMs }).then((report) => (record.report = report));
+        break;
+      }
+    }
+    await clock.settle();
+    check();
+    if (violations.length > 0) throw new Violation(violations.join('\n'));
+  }
+
+  // The end: the application closes, and everything must have ended.
+  stepNo = steps.length;
+  const closing = shutdown({ container: root, timeoutMs: 20 });
+  let closed = false;
+  void closing.then(() => (closed = true));
+  for (let i = 0; i < 200 && !closed; i++) await clock.advance(5);
+  if (!closed) violate('shutdown() did not resolve');
+  await clock.settle();
+  check();
+  for (const entry of entries) {
+    if (!isDone(entry, entry.handle.status)) violate(`#${entry.id} is still ${entry.handle.status} after the application closed`);
+    if (entry.kind === 'once' && entry.settled.length !== 1) violate(`#${entry.id} settled ${entry.settled.length} times by the end`);
+  }
+  const report = shutdownReport?.report;
+  if (shutdownReport !== undefined && report !== undefined && shutdownReport.exact) {
+    const abandoned = abandonedSoFar() - shutdownReport.abandonedBefore;
+    if (report.abandoned !== abandoned) violate(`shutdown() reported ${report.abandoned} abandoned, but ${abandoned} tasks were abandoned meanwhile`);
+  }
+  if (waiters.some((waiter) => !waiter.settled)) violate(`${waiters.filter((w) => !w.settled).length} waitForRoom() never settled`);
+  if (clock.fake) await clock.advance(10_000);
+  if (violations.length > 0) throw new Violation(violations.join('\n'));
+}
