@@ -40,7 +40,10 @@ export class InProcessRunner implements Runner {
   /** A periodic task: checked now (dependencies, arguments), then one run per tick. */
   #schedule(request: TaskRequest): TaskHandle {
     const { name, cadence, overlap } = request;
-    const once: TaskRequest = { ...request, cadence: undefined, overlap: false };
+    // A worker task's buffers marked with transfer() move once, now, into the schedule's own
+    // copy of the arguments; each tick's run sends a copy of that.
+    const args = request.kind === 'worker' ? this.#moveMarked(request) : request.args;
+    const once: TaskRequest = { ...request, args, cadence: undefined, overlap: false };
     // Built once now to check the task, its dependencies and arguments; a schedule queues
     // nothing itself, so a full queue does not refuse it.
     this.#run(once, false);
@@ -121,12 +124,20 @@ export class InProcessRunner implements Runner {
     return new TaskRun(request, new Call(instance.run, request.args, instance), this.#scope, this.#app.lane);
   }
 
+  /** The arguments of a worker task, checked, with the buffers marked with transfer() moved into a copy. */
+  #moveMarked({ name, args }: TaskRequest): unknown[] {
+    const transferList = checkCloneable(name, args);
+    return transferList.length === 0 ? args : moveNow(name, args, transferList);
+  }
+
   #workerRun(request: TaskRequest, definition: WorkerTaskDefinition): TaskRun {
     const { name, args } = request;
     const transferList = checkCloneable(name, args);
     // Marked buffers move now, so the caller's are detached when add() returns, not later.
     const sent = transferList.length === 0 ? args : moveNow(name, args, transferList);
-    const transfers = transferList.length === 0 ? transferList : collectTransfers(sent);
+    // They then move on to the worker; unless the task may be tried again, when each attempt
+    // gets a copy and the task keeps what was moved.
+    const transfers = transferList.length === 0 || request.options.retries > 0 ? [] : collectTransfers(sent);
     const pool = this.#app.pool;
     const call = pool.call({ module: definition.module, name, args: sent }, transfers, definition.inject.includes(TaskContext));
     return new TaskRun(request, call, this.#scope, pool.admission);

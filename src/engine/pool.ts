@@ -8,7 +8,7 @@ import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
 import { messageOf } from '../model/checks.js';
-import { WorkerTaskError } from '../model/errors.js';
+import { TaskNonErrorError, WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { PoolSettings } from '../model/options.js';
 import type { Transferable } from '../worker/clone.js';
@@ -94,7 +94,7 @@ export class Pool {
         if (signal.aborted) throw signal.reason;
         throw this.#explain(request, error);
       }
-      return this.#answer(response);
+      return this.#answer(task, response);
     }
     const kill = new AbortController();
     let grace: NodeJS.Timeout | undefined;
@@ -127,12 +127,14 @@ export class Pool {
       }
       channel.port1.close();
     }
-    return this.#answer(response);
+    return this.#answer(task, response);
   }
 
-  #answer(response: WorkerResponse): unknown {
+  #answer(task: WorkerCall, response: WorkerResponse): unknown {
     if (response.ok) return response.value;
-    throw 'error' in response ? fromWire(response.error) : response.thrown;
+    if ('error' in response) throw fromWire(response.error);
+    if ('printed' in response) throw new TaskNonErrorError(task.name, response.printed, response.printed);
+    throw response.thrown;
   }
 
   /** Waits up to `timeoutMs` for the threads to finish, then terminates them. Never rejects. */

@@ -5,8 +5,7 @@
  * nothing of containers, scopes or the application.
  */
 import { performance } from 'node:perf_hooks';
-import { inspect } from 'node:util';
-import { invalid, isTimerMs, maxTimerMs } from '../model/checks.js';
+import { invalid, isTimerMs, maxTimerMs, printed } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
 import {
   ResultTimeoutError,
@@ -423,15 +422,6 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   );
-}
-
-/** A non-Error thrown value, printed safely (circular objects, symbols, `undefined`). */
-function printed(value: unknown): string {
-  try {
-    return inspect(value, { depth: 2, breakLength: Infinity, maxStringLength: 200 });
-  } catch {
-    return Object.prototype.toString.call(value);
-  }
 }
 
 /** The `timeoutMs` of `result(options)`, checked: an integer a timer can wait, or none. */

@@ -1,4 +1,5 @@
 /** Small helpers every layer uses to check values and to word what it received. */
+import { inspect } from 'node:util';
 
 /** The longest delay a Node timer honours; a longer one fires after 1 ms. */
 export const maxTimerMs = 2 ** 31 - 1;
@@ -32,4 +33,13 @@ export function invalid(path: string, expected: string, value: unknown): Error {
 /** Whether a value is a whole number of milliseconds a timer can wait. */
 export function isTimerMs(value: unknown): value is number {
   return Number.isSafeInteger(value) && (value as number) >= 0 && (value as number) <= maxTimerMs;
+}
+
+/** Any value printed safely for a message: circular objects, symbols, `undefined`, no prototype. */
+export function printed(value: unknown): string {
+  try {
+    return inspect(value, { depth: 2, breakLength: Infinity, maxStringLength: 200 });
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
 }

@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import { workerData, type MessagePort } from 'node:worker_threads';
 import { container, type DependencyContainer } from 'tsyringe';
-import { messageOf } from '../model/checks.js';
+import { messageOf, printed } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { tokenName } from '../model/task.js';
@@ -33,7 +33,7 @@ export default async function runTask(request: WorkerRequest): Promise<WorkerRes
     try {
       return { ok: false, thrown: structuredClone(error) };
     } catch {
-      return { ok: false, thrown: String(error) };
+      return { ok: false, printed: printed(error) };
     }
   }
 }

@@ -47,7 +47,9 @@ export type ChannelMessage =
 export type WorkerResponse =
   | { readonly ok: true; readonly value: unknown }
   | { readonly ok: false; readonly error: WireError }
-  | { readonly ok: false; readonly thrown: unknown };
+  | { readonly ok: false; readonly thrown: unknown }
+  /** A thrown non-Error that cannot be cloned: how it prints. */
+  | { readonly ok: false; readonly printed: string };
 
 const builtins: Record<string, ErrorConstructor> = {
   Error,
