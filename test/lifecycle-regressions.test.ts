@@ -3,6 +3,8 @@
  * (test/lifecycle-model.test.ts) or a user found. Each failed before its fix, except those marked
  * "(guard)": a neighbouring case that already held and must keep holding.
  */
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { appOf } from '../src/di/container.js';
 import {
@@ -242,6 +244,21 @@ describe('a root that closes', () => {
     const lonely = freshApp();
     await lonely.dispose();
     await expect(shutdown({ container: lonely })).resolves.toEqual({ abandoned: 0, durationMs: 0 });
+  });
+});
+
+describe('records let go of what they drop', () => {
+  it('2 000 forgotten results of 256 KB are collectable once their records age out, with nothing reading them (child process, --expose-gc, dist/)', async () => {
+    const script = fileURLToPath(new URL('./fixtures/forgotten-results.mjs', import.meta.url));
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--expose-gc', script], { timeout: 20_000 }, (error, out) => {
+        if (error === null) resolve(out);
+        else reject(error);
+      });
+    });
+    const seen = JSON.parse(stdout) as { listedAtOnce: number; alive: number };
+    expect(seen.listedAtOnce).toBeGreaterThan(0);
+    expect(seen.alive).toBe(0);
   });
 });
 

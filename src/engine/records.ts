@@ -6,13 +6,19 @@ export interface RecordLimits {
   readonly maxAgeMs: number;
 }
 
+import { maxTimerMs } from '../model/checks.js';
+
 /** Entries dropped from the front are spliced away once there are more than this many. */
 const compactAfter = 1024;
+/** How late past `maxAgeMs` an entry may be dropped, at most: sweeps are at least this far apart. */
+const sweepSlackMs = 1_000;
 
 /**
  * Finished tasks still shown by `get()` and `list()`, oldest first: at most `maxCount` of them,
  * none older than `maxAgeMs`. Each is stamped with the time it was kept, beside it (the task
- * itself is not written to).
+ * itself is not written to). A dropped task is let go at once (with its result), and one
+ * unref'd timer drops tasks as they age out, within `maxAgeMs` plus at most a second, even when
+ * nothing reads the records or adds to them.
  */
 export class Records<T> {
   /** Read at each call, so a new registration of the root's options applies at once. */
@@ -21,6 +27,7 @@ export class Records<T> {
   #keptAt: number[] = [];
   /** Entries before it are dropped. */
   #start = 0;
+  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(limits: RecordLimits) {
     this.limits = limits;
@@ -33,21 +40,50 @@ export class Records<T> {
     this.#kept.push(task);
     this.#keptAt.push(Date.now());
     if (this.#kept.length - this.#start > maxCount) this.#drop();
-    if (this.#start > compactAfter && this.#start * 2 > this.#kept.length) {
+    this.#compact();
+    if (this.#sweeper === undefined) this.#armSweep();
+  }
+
+  /** The tasks on record now, oldest first. */
+  list(): T[] {
+    this.#expire();
+    return this.#kept.slice(this.#start) as T[];
+  }
+
+  #expire(): void {
+    const since = Date.now() - this.limits.maxAgeMs;
+    while (this.#start < this.#kept.length && this.#keptAt[this.#start]! < since) this.#drop();
+  }
+
+  #drop(): void {
+    this.#kept[this.#start++] = undefined;
+  }
+
+  #compact(): void {
+    if (this.#start === this.#kept.length) {
+      this.#kept = [];
+      this.#keptAt = [];
+      this.#start = 0;
+    } else if (this.#start > compactAfter && this.#start * 2 > this.#kept.length) {
       this.#kept.splice(0, this.#start);
       this.#keptAt.splice(0, this.#start);
       this.#start = 0;
     }
   }
 
-  /** The tasks on record now, oldest first. */
-  list(): T[] {
-    const since = Date.now() - this.limits.maxAgeMs;
-    while (this.#start < this.#kept.length && this.#keptAt[this.#start]! < since) this.#drop();
-    return this.#kept.slice(this.#start) as T[];
+  /** Waits for the oldest entry to age out (and a little more, so sweeps stay apart). */
+  #armSweep(): void {
+    const { maxAgeMs } = this.limits;
+    const due = this.#keptAt[this.#start]! + maxAgeMs - Date.now();
+    const delay = Math.min(maxTimerMs, Math.max(0, due) + Math.min(maxAgeMs, sweepSlackMs));
+    this.#sweeper = setTimeout(this.#sweep, delay);
+    this.#sweeper.unref();
   }
 
-  #drop(): void {
-    this.#kept[this.#start++] = undefined;
-  }
+  readonly #sweep = (): void => {
+    this.#sweeper = undefined;
+    this.#expire();
+    this.#compact();
+    if (this.#start < this.#kept.length) this.#armSweep();
+  };
 }
