@@ -57,6 +57,7 @@ export class Lane {
   #starts = 0;
   #sliceStart = 0;
   #stopped = false;
+  #held = 0;
 
   constructor(limit: number) {
     this.#limit = limit;
@@ -81,6 +82,22 @@ export class Lane {
    */
   stop(): void {
     this.#stopped = true;
+  }
+
+  /**
+   * Starts nothing until {@link resume}: slots given back meanwhile stay free. For a sweep that
+   * ends many jobs at once, none of which may start because another one gave its slot back.
+   */
+  hold(): void {
+    this.#held++;
+  }
+
+  /** Ends a {@link hold}; waiting jobs take the free slots from a microtask, as after `submit()`. */
+  resume(): void {
+    if (--this.#held === 0 && this.#waiting > 0 && !this.#pumpScheduled) {
+      this.#pumpScheduled = true;
+      queueMicrotask(this.#pumpSoon);
+    }
   }
 
   /** Jobs holding a slot now. */
@@ -139,7 +156,7 @@ export class Lane {
   };
 
   #pump(): void {
-    if (this.#stopped) return;
+    if (this.#stopped || this.#held > 0) return;
     this.#pumping = true;
     try {
       while (this.#running < this.#limit) {
@@ -200,6 +217,12 @@ export class Lane {
   readonly #runSync = (): void => {
     this.#syncScheduled = false;
     if (this.#stopped) return;
+    if (this.#held > 0) {
+      // Held for a sweep that is running now: look again on the next turn.
+      this.#syncScheduled = true;
+      setImmediate(this.#runSync);
+      return;
+    }
     const until = performance.now() + sliceMs;
     let job: Job | undefined;
     while ((job = this.#syncHead) !== undefined) {

@@ -36,10 +36,14 @@ export class Records<T> {
   /** Keeps a task that has just finished, dropping the oldest beyond `maxCount`. */
   keep(task: T): void {
     const { maxCount } = this.limits;
-    if (maxCount === 0) return;
+    if (maxCount === 0) {
+      this.#expire();
+      return;
+    }
     this.#kept.push(task);
     this.#keptAt.push(Date.now());
-    if (this.#kept.length - this.#start > maxCount) this.#drop();
+    // More than one when maxCount was lowered since the last keep.
+    while (this.#kept.length - this.#start > maxCount) this.#drop();
     this.#compact();
     if (this.#sweeper === undefined) this.#armSweep();
   }
@@ -51,8 +55,9 @@ export class Records<T> {
   }
 
   #expire(): void {
-    const since = Date.now() - this.limits.maxAgeMs;
-    while (this.#start < this.#kept.length && this.#keptAt[this.#start]! < since) this.#drop();
+    const { maxCount, maxAgeMs } = this.limits;
+    const since = Date.now() - maxAgeMs;
+    while (this.#start < this.#kept.length && (this.#kept.length - this.#start > maxCount || this.#keptAt[this.#start]! < since)) this.#drop();
   }
 
   #drop(): void {

@@ -202,10 +202,15 @@ export class Scope implements RunOwner {
     const running = left.filter((run) => run.status === 'running').length;
     const delayed = left.filter((run) => run.status === 'delayed' || run.status === 'retrying').length;
     const why = by === 'scope' ? 'its scope was disposed' : 'the application was closed';
-    // Those that wait first: abandoning a running task frees its slot, which must not start one
-    // that is being abandoned too.
-    for (const run of left) if (run.status !== 'running') run.abandon(drainTimeoutMs, why);
-    for (const run of left) run.abandon(drainTimeoutMs, why);
+    // Abandoning a task gives its slot back, which must not start one being abandoned too: the
+    // lanes start nothing until the sweep is over.
+    const lanes = new Set(left.map((run) => run.lane));
+    for (const lane of lanes) lane.hold();
+    try {
+      for (const run of left) run.abandon(drainTimeoutMs, why);
+    } finally {
+      for (const lane of lanes) lane.resume();
+    }
     const tasks = left.slice(0, namedInLog).map((run) => `${run.name}#${run.id}`);
     logSafely(
       this.options.logger,
