@@ -236,9 +236,7 @@ export class TaskRun implements TaskHandle, Job {
 
   /** Records progress; called by the task's context (or, for a worker task, by the pool). */
   reportProgress(fraction: number, message?: string): void {
-    if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
-      throw new RangeError(`progress(fraction): fraction must be a number from 0 to 1, got ${String(fraction)}`);
-    }
+    checkFraction(fraction);
     if (this.status === 'running') this.progress = Object.freeze({ fraction, message });
   }
 
@@ -401,6 +399,7 @@ export class TaskRun implements TaskHandle, Job {
         debug: withTask('debug'),
       },
       progress: (fraction: number, message?: string) => {
+        checkFraction(fraction);
         if (attempt === this.attempt) this.reportProgress(fraction, message);
       },
     });
@@ -422,6 +421,13 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
     value !== null &&
     typeof (value as { then?: unknown }).then === 'function'
   );
+}
+
+/** A progress fraction, checked: a number from 0 to 1, even from an attempt that is over. */
+function checkFraction(fraction: number): void {
+  if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
+    throw new RangeError(`progress(fraction): fraction must be a number from 0 to 1, got ${String(fraction)}`);
+  }
 }
 
 /** The `timeoutMs` of `result(options)`, checked: an integer a timer can wait, or none. */

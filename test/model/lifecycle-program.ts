@@ -10,6 +10,7 @@ import fc from 'fast-check';
 import { container } from 'tsyringe';
 import { vi } from 'vitest';
 import { appOf } from '../../src/di/container.js';
+import { modelAbortable, modelFails, modelGated, modelOk } from '../fixtures/worker-tasks.js';
 import {
   Background,
   BackgroundOptions,
@@ -36,8 +37,11 @@ type Body = 'ok' | 'fail' | 'gate' | 'abortable';
 export interface AddStep {
   readonly op: 'add';
   readonly scope: number;
-  /** `async`: a plain async function; `sync`: a plain sync one; `context`: a definition injecting TaskContext. */
-  readonly lane: 'async' | 'sync' | 'context';
+  /**
+   * `async`: a plain async function; `sync`: a plain sync one; `context`: a definition injecting
+   * TaskContext; `worker`: a worker task (its body runs on a worker thread).
+   */
+  readonly lane: 'async' | 'sync' | 'context' | 'worker';
   readonly body: Body;
   readonly priority: 'low' | 'normal' | 'high';
   readonly retries: number;
@@ -67,6 +71,8 @@ export interface World {
   readonly concurrency: number;
   readonly maxQueued: number;
   readonly drainTimeoutMs: number;
+  /** The worker pool's, when the program adds worker tasks. */
+  readonly maxThreads: number;
 }
 
 export interface Program {
@@ -78,10 +84,10 @@ const scopes = 3;
 const ref = fc.nat({ max: 40 });
 const maybe = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<T | undefined> => fc.option(arb, { nil: undefined, freq: 3 });
 
-const addStep: fc.Arbitrary<AddStep> = fc.record({
+const addStep = (lanes: AddStep['lane'][]): fc.Arbitrary<AddStep> => fc.record({
   op: fc.constant('add' as const),
   scope: fc.nat({ max: scopes - 1 }),
-  lane: fc.constantFrom('async' as const, 'sync' as const, 'context' as const),
+  lane: fc.constantFrom(...lanes),
   body: fc.constantFrom('ok' as const, 'fail' as const, 'gate' as const, 'abortable' as const),
   priority: fc.constantFrom('low' as const, 'normal' as const, 'high' as const),
   retries: fc.nat({ max: 2 }),
@@ -96,8 +102,8 @@ const addStep: fc.Arbitrary<AddStep> = fc.record({
   retryIfAnswer: fc.boolean(),
 });
 
-const step: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 8, arbitrary: addStep },
+const step = (lanes: AddStep['lane'][]): fc.Arbitrary<Step> => fc.oneof(
+  { weight: 8, arbitrary: addStep(lanes) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('every' as const), scope: fc.nat({ max: scopes - 1 }), every: fc.integer({ min: 1, max: 20 }), overlap: fc.boolean(), body: fc.constantFrom('ok' as const, 'gate' as const) }) },
   { weight: 3, arbitrary: fc.record({ op: fc.constant('cancel' as const), ref }) },
   { weight: 4, arbitrary: fc.record({ op: fc.constant('open' as const), ref, ok: fc.boolean() }) },
@@ -108,17 +114,21 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('shutdown' as const), timeoutMs: fc.integer({ min: 0, max: 40 }) }) },
 );
 
-/** Random programs: a small application and up to `maxSteps` steps. */
-export function programs(maxSteps = 40): fc.Arbitrary<Program> {
+/** Random programs: a small application and up to `maxSteps` steps; worker tasks too with `workers`. */
+export function programs(maxSteps = 40, { workers = false } = {}): fc.Arbitrary<Program> {
+  const lanes: AddStep['lane'][] = workers ? ['async', 'sync', 'context', 'worker', 'worker', 'worker', 'worker'] : ['async', 'sync', 'context'];
   return fc.record({
     world: fc.record({
       concurrency: fc.integer({ min: 1, max: 3 }),
       maxQueued: fc.constantFrom(Infinity, 2, 4),
       drainTimeoutMs: fc.integer({ min: 5, max: 60 }),
+      maxThreads: fc.integer({ min: 1, max: 2 }),
     }),
-    steps: fc.array(step, { minLength: 1, maxLength: maxSteps }),
+    steps: fc.array(step(lanes), { minLength: workers ? 5 : 1, maxLength: maxSteps }),
   });
 }
+
+const setupModule = new URL('../fixtures/worker-setup.ts', import.meta.url).href;
 
 const finalStatuses = new Set<TaskStatus>(['succeeded', 'failed', 'cancelled', 'timedOut', 'skipped', 'abandoned']);
 const liveStatuses: TaskStatus[] = ['queued', 'delayed', 'running', 'retrying'];
@@ -130,6 +140,8 @@ interface Entry {
   readonly kind: 'once' | 'periodic';
   readonly scope: number;
   readonly handle: TaskHandle;
+  /** Whether it runs on the worker pool (its body is not seen from here). */
+  readonly worker: boolean;
   lastStatus: TaskStatus;
   /** How its result() settled, each time it did: `ok`, or the error's name; and the status then. */
   readonly settled: { as: string; status: TaskStatus }[];
@@ -180,10 +192,17 @@ export class Violation extends Error {
  * Runs one program and checks the invariants after every step; throws a {@link Violation} on the
  * first one broken. The application is shut down at the end and everything must have ended.
  */
-export async function runProgram({ world, steps }: Program, clock: Clock): Promise<void> {
+export async function runProgram({ world, steps }: Program, clock: Clock, tally?: Tally): Promise<void> {
   const root = container.createChildContainer();
   root.register(BackgroundOptions, {
-    useValue: { root: true, logger: silent, concurrency: world.concurrency, maxQueued: world.maxQueued, drainTimeoutMs: world.drainTimeoutMs },
+    useValue: {
+      root: true,
+      logger: silent,
+      concurrency: world.concurrency,
+      maxQueued: world.maxQueued,
+      drainTimeoutMs: world.drainTimeoutMs,
+      pool: { maxThreads: world.maxThreads, minThreads: 0, terminateAfterMs: 20, setupModule },
+    },
   });
   const app = appOf(root);
   const children = Array.from({ length: scopes }, () => root.createChildContainer());
@@ -220,8 +239,8 @@ export async function runProgram({ world, steps }: Program, clock: Clock): Promi
     if (cancelled && target.handle.status !== 'cancelled') violate(`cancel() from ${where} returned true but #${target.id} is ${target.handle.status}`);
   };
 
-  const track = (handle: TaskHandle, kind: Entry['kind'], scope: number): Entry => {
-    const entry: Entry = { id: handle.id, kind, scope, handle, lastStatus: handle.status, settled: [] };
+  const track = (handle: TaskHandle, kind: Entry['kind'], scope: number, worker = false): Entry => {
+    const entry: Entry = { id: handle.id, kind, scope, handle, worker, lastStatus: handle.status, settled: [] };
     entries.push(entry);
     if (kind === 'once') {
       handle.result().then(
@@ -303,7 +322,17 @@ export async function runProgram({ world, steps }: Program, clock: Clock): Promi
     const adder = add.group ? bg.group().with(options) : bg.with(options);
     let handle: TaskHandle;
     try {
-      if (add.lane === 'context') {
+      if (add.lane === 'worker') {
+        const cell = new Int32Array(new SharedArrayBuffer(8));
+        const task = { ok: modelOk, fail: modelFails, gate: modelGated, abortable: modelAbortable }[add.body];
+        handle = adder.add(task, cell);
+        const open = (fails: boolean): void => {
+          if (fails) Atomics.store(cell, 1, 1);
+          Atomics.store(cell, 0, 1);
+          Atomics.notify(cell, 0);
+        };
+        record.gate = { resolve: () => open(false), reject: () => open(true) };
+      } else if (add.lane === 'context') {
         const task = defineTask({ name: 'withContext', inject: [TaskContext] }, async (ctx) => (body as (s: AbortSignal) => Promise<string>)(ctx.signal));
         handle = adder.add(task);
       } else if (add.lane === 'sync') {
@@ -316,7 +345,7 @@ export async function runProgram({ world, steps }: Program, clock: Clock): Promi
       if (name !== 'BackgroundDisposedError' && name !== 'QueueFullError') violate(`add() threw ${String(error)}`);
       return;
     }
-    record.entry = track(handle, 'once', add.scope);
+    record.entry = track(handle, 'once', add.scope, add.lane === 'worker');
     if (record.starts > 0) violate(`the body of #${handle.id} started inside add()`);
     gates.set(record.entry, record);
   };
@@ -343,10 +372,17 @@ export async function runProgram({ world, steps }: Program, clock: Clock): Promi
         if (want !== undefined ? settled.as !== want : status !== 'failed' || settled.as === 'ok') violate(`#${entry.id} is ${status} but its result() settled as ${settled.as}`);
       }
     }
-    const running = entries.filter((entry) => entry.kind === 'once' && entry.handle.status === 'running').length;
+    const running = entries.filter((entry) => entry.kind === 'once' && !entry.worker && entry.handle.status === 'running').length;
     if (running > world.concurrency) violate(`${running} tasks are running under a concurrency of ${world.concurrency}`);
     if (app.lane.running < 0 || app.lane.running > world.concurrency) violate(`the lane counts ${app.lane.running} running under a concurrency of ${world.concurrency}`);
     if (app.lane.queued < 0) violate(`the lane counts ${app.lane.queued} queued`);
+    if (app.hasPool) {
+      const { admission } = app.pool;
+      if (admission.running < 0 || admission.running > world.maxThreads) violate(`the pool's admission counts ${admission.running} running with maxThreads ${world.maxThreads}`);
+      if (admission.queued < 0) violate(`the pool's admission counts ${admission.queued} queued`);
+      const workers = entries.filter((entry) => entry.worker && entry.handle.status === 'running').length;
+      if (workers > world.maxThreads) violate(`${workers} worker tasks are running with maxThreads ${world.maxThreads}`);
+    }
     bgs.forEach((bg, scope) => {
       const live = bg.list({ status: liveStatuses }).length;
       if (bg.pending !== live) violate(`scope ${scope}: pending is ${bg.pending} but ${live} of its tasks are live`);
@@ -429,12 +465,18 @@ export async function runProgram({ world, steps }: Program, clock: Clock): Promi
     if (violations.length > 0) throw new Violation(violations.join('\n'));
   }
 
-  // The end: the application closes, and everything must have ended.
+  // The end: the application closes, and everything must have ended. With worker tasks, every
+  // gate opens first and the close waits longer, so that worker tasks get to end by themselves
+  // (a thread takes longer to start than a program lasts).
   stepNo = steps.length;
-  const closing = shutdown({ container: root, timeoutMs: 20 });
+  const withWorkers = entries.some((entry) => entry.worker);
+  if (withWorkers) {
+    for (const record of gates.values()) record.gate?.resolve();
+  }
+  const closing = shutdown({ container: root, timeoutMs: withWorkers ? 3_000 : 20 });
   let closed = false;
   void closing.then(() => (closed = true));
-  for (let i = 0; i < 200 && !closed; i++) await clock.advance(5);
+  for (let i = 0; i < 1_000 && !closed; i++) await clock.advance(5);
   if (!closed) violate('shutdown() did not resolve');
   await clock.settle();
   check();
@@ -450,4 +492,23 @@ export async function runProgram({ world, steps }: Program, clock: Clock): Promi
   if (waiters.some((waiter) => !waiter.settled)) violate(`${waiters.filter((w) => !w.settled).length} waitForRoom() never settled`);
   if (clock.fake) await clock.advance(10_000);
   if (violations.length > 0) throw new Violation(violations.join('\n'));
+  if (tally !== undefined) {
+    tally.programs++;
+    tally.steps += steps.length;
+    for (const entry of entries) {
+      const key = `${entry.kind === 'periodic' ? 'periodic' : entry.worker ? 'worker' : 'event loop'} ${entry.handle.status}`;
+      tally.outcomes[key] = (tally.outcomes[key] ?? 0) + 1;
+    }
+  }
+}
+
+/** What the programs run so far did: how many, how many steps, and how their tasks ended. */
+export interface Tally {
+  programs: number;
+  steps: number;
+  readonly outcomes: Record<string, number>;
+}
+
+export function newTally(): Tally {
+  return { programs: 0, steps: 0, outcomes: {} };
 }
