@@ -11,7 +11,6 @@ import { kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js
 import { definitionKeys, type ClassTask, type TaskDefinition } from './model/task.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 
-const noHandles: readonly TaskHandle[] = Object.freeze([]);
 const isRun = (handle: unknown): boolean => handle instanceof TaskRun;
 
 /**
@@ -207,17 +206,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     const name = nameOf(kind, given);
     this.#app.checkIntake(this.#scope, name);
     const definition = kind === 'definition' || kind === 'worker' ? (given as TaskDefinition) : undefined;
-    return this.#runner.add({
-      name,
-      kind,
-      task: given,
-      args,
-      options: this.#optionsFor(name, definition?.options, call),
-      dueAt: call === undefined ? 0 : (call.runAt ?? (call.delayMs === undefined ? 0 : Date.now() + call.delayMs)),
-      after: call?.after ?? noHandles,
-      cadence: call?.cadence,
-      overlap: call?.overlap ?? false,
-    });
+    return this.#runner.add({ name, kind, task: given, args, options: this.#optionsFor(name, definition?.options, call), timing: call });
   }
 
   /** The task options of one task: the scope's defaults, then the definition's, then the call's. */

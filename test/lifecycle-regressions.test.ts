@@ -5,6 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { appOf } from '../src/di/container.js';
 import {
@@ -250,12 +251,7 @@ describe('a root that closes', () => {
 describe('records let go of what they drop', () => {
   it('2 000 forgotten results of 256 KB are collectable once their records age out, with nothing reading them (child process, --expose-gc, dist/)', async () => {
     const script = fileURLToPath(new URL('./fixtures/forgotten-results.mjs', import.meta.url));
-    const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['--expose-gc', script], { timeout: 20_000 }, (error, out) => {
-        if (error === null) resolve(out);
-        else reject(error);
-      });
-    });
+    const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', script], { timeout: 20_000 });
     const seen = JSON.parse(stdout) as { listedAtOnce: number; alive: number };
     expect(seen.listedAtOnce).toBeGreaterThan(0);
     expect(seen.alive).toBe(0);

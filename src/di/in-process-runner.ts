@@ -13,6 +13,7 @@ import { TaskContext } from '../model/context.js';
 import { QueueFullError, TaskDependencyError } from '../model/errors.js';
 import type { TaskHandle } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
+import { dueAtOf, type Cadence } from '../model/call-options.js';
 import type { Runner, TaskRequest } from '../model/runner.js';
 import { tokenName, type ClassTask, type TaskDefinition } from '../model/task.js';
 import type { WorkerTaskDefinition } from '../model/worker-task.js';
@@ -31,24 +32,26 @@ export class InProcessRunner implements Runner {
   }
 
   add(request: TaskRequest): TaskHandle {
-    if (request.cadence !== undefined) return this.#schedule(request);
+    const { timing } = request;
+    if (timing?.cadence !== undefined) return this.#schedule(request, timing.cadence, timing.overlap);
     const run = this.#run(request, true);
-    this.#scope.add(run, request.after as readonly TaskRun[]);
+    if (timing !== undefined) run.dueAt = dueAtOf(timing);
+    this.#scope.add(run, timing?.after as readonly TaskRun[] | undefined);
     return run;
   }
 
   /** A periodic task: checked now (dependencies, arguments), then one run per tick. */
-  #schedule(request: TaskRequest): TaskHandle {
-    const { name, cadence, overlap } = request;
+  #schedule(request: TaskRequest, cadence: Cadence, overlap: boolean): TaskHandle {
+    const { name } = request;
     // A worker task's buffers marked with transfer() move once, now, into the schedule's own
     // copy of the arguments; each tick's run sends a copy of that.
     const args = request.kind === 'worker' ? this.#moveMarked(request) : request.args;
-    const once: TaskRequest = { ...request, args, cadence: undefined, overlap: false };
+    const once: TaskRequest = { ...request, args, timing: undefined };
     // Built once now to check the task, its dependencies and arguments; a schedule queues
     // nothing itself, so a full queue does not refuse it.
     this.#run(once, false);
     return this.#scope.schedule(
-      { name, cadence: cadence!, overlap },
+      { name, cadence, overlap },
       {
         spawn: () => {
           this.#app.checkIntake(this.#scope, name);

@@ -39,6 +39,15 @@ export interface CallOptions extends TaskOptions {
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
 export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string };
 
+/** When a task may start, from validated call options: what a runner reads of them. */
+export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap'>;
+
+/** When a task with this timing is due (epoch ms), reading the clock now; 0 for now. */
+export function dueAtOf(timing: CallTiming | undefined): number {
+  if (timing === undefined) return 0;
+  return timing.runAt ?? (timing.delayMs === undefined ? 0 : Date.now() + timing.delayMs);
+}
+
 /** Call options, validated. */
 export interface CallSpec {
   /** The options object, for the task options in it. */

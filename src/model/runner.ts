@@ -9,7 +9,7 @@
  * worker pool. A durable backend is the second: the same requests (definitions are found by
  * name, arguments travel as data), the same handles.
  */
-import type { Cadence } from './call-options.js';
+import type { CallTiming } from './call-options.js';
 import { describe } from './checks.js';
 import type { TaskHandle } from './handle.js';
 import type { ResolvedTaskOptions } from './task-options.js';
@@ -30,14 +30,12 @@ export interface TaskRequest {
   readonly args: unknown[];
   /** Task options merged: the scope's defaults, then the definition's, then the call's. */
   readonly options: ResolvedTaskOptions;
-  /** When the task may start (epoch ms), or 0 for now. */
-  readonly dueAt: number;
-  /** Handles whose tasks must succeed before this one starts. */
-  readonly after: readonly TaskHandle[];
-  /** For a periodic task: when it runs; its handle then stands for the schedule. */
-  readonly cadence: Cadence | undefined;
-  /** Whether a periodic task's runs may overlap. */
-  readonly overlap: boolean;
+  /**
+   * When it may start, from `bg.with()`: a delay or a time (relative to now: the runner reads it
+   * inside `add()`), tasks to run after, or a cadence (its handle then stands for the schedule).
+   * `undefined`: now. (A field of its own, so that the plain `add()` makes one small object.)
+   */
+  readonly timing: CallTiming | undefined;
 }
 
 /** What runs tasks: the in-process engine, or a durable backend. */
