@@ -4,6 +4,7 @@
  * reports to is a {@link RunOwner}; where it waits for a slot is a {@link Lane}. It knows
  * nothing of containers, scopes or the application.
  */
+import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import { invalid, isTimerMs, maxTimerMs, printed } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
@@ -121,6 +122,12 @@ export class TaskRun implements TaskHandle, Job {
   /** The timeout of the running attempt, or the wait of a delayed or retrying task. */
   #timer: NodeJS.Timeout | undefined;
   #startedAt = 0;
+  /**
+   * The async context of the `add()` that made the task: its AsyncLocalStorage stores (a request
+   * id, an OpenTelemetry span). Every attempt runs in it, whichever lane, timer or other task
+   * starts it, and so do its retries, timeouts and logs.
+   */
+  readonly #asyncContext = new AsyncResource('tsyringe-background.task', { requireManualDestroy: true });
   /** Whether the current attempt holds a slot in its lane (from start() until it ends). */
   #holdsSlot = false;
   #outcome: Settled | undefined;
@@ -192,6 +199,10 @@ export class TaskRun implements TaskHandle, Job {
   };
 
   start(): void {
+    this.#asyncContext.runInAsyncScope(this.#start, this);
+  }
+
+  #start(): void {
     this.status = 'running';
     const attempt = ++this.attempt;
     this.#holdsSlot = true;
@@ -365,6 +376,7 @@ export class TaskRun implements TaskHandle, Job {
     this.#params = undefined;
     this.#self = undefined;
     this.#invocation = undefined;
+    this.#asyncContext.emitDestroy();
     this.owner.settled(this);
     if (from === 'queued') this.lane.withdraw(this);
     this.#freeSlot();
