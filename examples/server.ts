@@ -37,12 +37,18 @@ const CONCURRENT_CLIENTS = 10;
 // through its parent; and it gets its own Background only if the library was imported first).
 
 /**
- * A pino-shaped logger that prints one line per entry and counts what it logs: failures and
- * timeouts at error; at warn, retries (expected: the relay greylists on purpose) and the rest.
+ * A pino-shaped logger that prints one line per entry and counts what it logs: failures,
+ * timeouts and abandoned work at error; at warn, retries (expected: the relay greylists on
+ * purpose) and the rest.
  */
-const logged = { failures: 0, timeouts: 0, retries: 0, otherWarnings: 0 };
+const logged = { failures: 0, timeouts: 0, retries: 0, abandonments: 0, otherWarnings: 0 };
 const logger: BackgroundLogger = {
   error: (fields, message) => {
+    if (fields.abandoned !== undefined) {
+      logged.abandonments++;
+      console.error(`[error] ${message}`);
+      return;
+    }
     if (fields.err instanceof TaskTimeoutError) logged.timeouts++;
     else if (fields.err !== undefined) logged.failures++;
     console.error(`[error] ${message} (#${String(fields.taskId)}): ${String(fields.err)}`);
@@ -171,11 +177,12 @@ async function stop(): Promise<number> {
   const delay = (ns: number): string => Math.max(0, ns / 1e6 - resolution).toFixed(1);
   const [p50, p99, max] = [loopDelay.percentile(50), loopDelay.percentile(99), loopDelay.max].map(delay);
   console.log(`event loop: delay p50 ${p50} ms, p99 ${p99} ms, max ${max} ms while the worker tasks ran`);
-  console.log(`shutdown: drained in ${report.durationMs} ms, abandoned ${report.abandoned}`);
+  console.log(`shutdown: drained in ${report.durationMs} ms, abandoned ${report.abandoned} (${report.totals.abandoned} since the start, of ${report.totals.total} tasks)`);
   // Exit 0 only when every task is accounted for, and everything that went wrong was meant to.
-  const accounted = succeeded + failed + timedOut === tasks.length && abandoned === 0 && report.abandoned === 0;
+  const accounted = succeeded + failed + timedOut === tasks.length && abandoned === 0 && report.totals.abandoned === 0;
   const onPurpose = failed === crm.failures && timedOut === hung && retries === greylisted && unrecovered === 0;
-  const allLogged = logged.failures === failed && logged.timeouts === timedOut && logged.retries === retries && logged.otherWarnings === 0;
+  const allLogged =
+    logged.failures === failed && logged.timeouts === timedOut && logged.retries === retries && logged.abandonments === 0 && logged.otherWarnings === 0;
   return accounted && onPurpose && allLogged && stopped === timedOut && answeredFirst === all.length ? 0 : 1;
 }
 

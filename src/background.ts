@@ -1,5 +1,5 @@
-import { inject, Lifecycle, scoped, type DependencyContainer } from 'tsyringe';
-import { closeApplicationsWith, CurrentScope, scopeInfo, setBackgroundOf } from './di/container.js';
+import { container as globalContainer, inject, Lifecycle, scoped, type DependencyContainer, type InjectionToken } from 'tsyringe';
+import { closeApplicationsWith, CurrentScope, rootOf, scopeInfo, setBackgroundOf } from './di/container.js';
 import { InProcessRunner } from './di/in-process-runner.js';
 import type { Application } from './engine/application.js';
 import { Scope } from './engine/scope.js';
@@ -221,6 +221,26 @@ export class Background implements AsyncDisposable, TaskAdder {
 }
 
 closeApplicationsWith(Background);
+
+/**
+ * Resolves, from any container, the `Background` of its application's root: for work that must
+ * outlive the request that starts it. Its tasks take their dependencies from the application's
+ * root container (never the request's), and they drain at `shutdown()` (or the root's
+ * disposal), not when the request scope is disposed.
+ *
+ * ```ts
+ * @injectable()
+ * class Exports {
+ *   constructor(@inject(ApplicationBackground) private readonly app: Background) {}
+ *   start(userId: string) { return this.app.add(buildExport, userId).id; }   // survives the request
+ * }
+ * ```
+ *
+ * Use the scope's own `Background` (inject `Background`) for work that belongs to the request
+ * and may use its instances; use this one for work that must not be lost when the request ends.
+ */
+export const ApplicationBackground: InjectionToken<Background> = Symbol.for('tsyringe-background.ApplicationBackground');
+globalContainer.register(ApplicationBackground, { useFactory: (scope) => rootOf(scope).resolve(Background) });
 
 /** Counts of tasks, by {@link Background.stats}. */
 export interface BackgroundStats {

@@ -4,7 +4,7 @@
  */
 import 'reflect-metadata';
 
-export { Background, type BackgroundStats } from './background.js';
+export { ApplicationBackground, Background, type BackgroundStats } from './background.js';
 export { disposeScope, shutdown, type ShutdownOptions } from './shutdown.js';
 export type { TaskAdder, TaskGroup } from './group.js';
 export type { ShutdownReport } from './engine/application.js';

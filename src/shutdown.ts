@@ -3,6 +3,7 @@ import type { Background } from './background.js';
 import { appOf, appOfDisposed, backgroundOf, isDisposed } from './di/container.js';
 import type { ShutdownReport } from './engine/application.js';
 import { describe, isTimerMs, maxTimerMs } from './model/checks.js';
+import { newCounts } from './model/handle.js';
 
 /**
  * Disposes a scope in the right order: first its Background (so tasks finish while the
@@ -37,9 +38,9 @@ export interface ShutdownOptions {
  *
  * ```ts
  * process.once('SIGTERM', async () => {
- *   server.close();
- *   const { abandoned } = await shutdown({ timeoutMs: 20_000 });
- *   process.exit(abandoned === 0 ? 0 : 1);
+ *   await new Promise((closed) => server.close(closed));   // stop accepting, finish in-flight requests
+ *   const { totals } = await shutdown({ timeoutMs: 20_000 });
+ *   process.exit(totals.abandoned === 0 ? 0 : 1);   // request scopes' abandoned work counts too
  * });
  * ```
  *
@@ -51,7 +52,7 @@ export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport>
   // Under a disposed container no registration can be read: the application is found without
   // them (a root's disposal has closed it, or is closing it: the close is shared).
   const found = appOfDisposed(scope);
-  if (found === null) return Promise.resolve(Object.freeze({ abandoned: 0, durationMs: 0 }));
+  if (found === null) return Promise.resolve(Object.freeze({ abandoned: 0, durationMs: 0, totals: Object.freeze(newCounts()) }));
   const app = found ?? appOf(scope);
   const timeoutMs = options.timeoutMs ?? app.options.drainTimeoutMs;
   if (!isTimerMs(timeoutMs)) {

@@ -116,7 +116,7 @@ describe('docs/task-control.md examples', () => {
       soon: 'succeeded',
       lateStatusAtOnce: 'abandoned',
       logs: [
-        'warn: scope disposed with 1 task(s) due after the drain deadline of 50 ms (0 running, 0 queued, 1 delayed or retrying); they were aborted and abandoned',
+        "error: scope disposed with 1 task(s) due after the drain deadline of 50 ms (0 running, 0 queued, 1 delayed or retrying); they were aborted and abandoned; work that must outlive its request belongs on the application's Background (inject ApplicationBackground)",
       ],
     });
     expect(result.lateError).toMatch(/^Task "late" \(#\d+\) was abandoned: its scope was disposed and the task had not settled within the drain deadline of 50 ms$/);

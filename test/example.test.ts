@@ -81,6 +81,9 @@ interface Summary {
   /** Avatars that reported progress, of those added, and how many last showed each report (`100% "drawn"`). */
   progress: { reported: number; avatars: number; lastSeen: Record<string, number> };
   shutdownAbandoned: number;
+  /** What the shutdown report counts as abandoned since the application started, and of how many. */
+  totalAbandoned: number;
+  totalTasks: number;
   worker: { added: number; succeeded: number; computingMs: number; threads: number };
   /** Event-loop delay in ms while the worker tasks ran. */
   eventLoop: { p50: number; p99: number; max: number };
@@ -119,7 +122,9 @@ function summaryOf({ stdout, stderr }: Exit): Summary {
       lastSeen[report] = Number(count);
     }
   }
-  const [, shutdownAbandoned = NaN] = numbers(/^shutdown: drained in (\d+) ms, abandoned (\d+)$/m);
+  const [, shutdownAbandoned = NaN, totalAbandoned = NaN, totalTasks = NaN] = numbers(
+    /^shutdown: drained in (\d+) ms, abandoned (\d+) \((\d+) since the start, of (\d+) tasks\)$/m,
+  );
   const [workerAdded = NaN, workerSucceeded = NaN, computingMs = NaN, threads = NaN] = numbers(
     /^worker tasks: added (\d+), succeeded (\d+), (\d+) ms of computing on (\d+) thread\(s\)$/m,
   );
@@ -142,6 +147,8 @@ function summaryOf({ stdout, stderr }: Exit): Summary {
     priorities: { welcome, audit },
     progress: { reported: Number(reported), avatars: Number(avatars), lastSeen },
     shutdownAbandoned,
+    totalAbandoned,
+    totalTasks,
     worker: { added: workerAdded, succeeded: workerSucceeded, computingMs, threads },
     eventLoop: { p50, p99, max },
   };
@@ -174,6 +181,8 @@ describe('examples/server.js', () => {
     expect(summary.succeeded + summary.failed + summary.timedOut).toBe(summary.ran);
     expect(summary.abandoned).toBe(0);
     expect(summary.shutdownAbandoned).toBe(0);
+    expect(summary.totalAbandoned).toBe(0);
+    expect(summary.totalTasks).toBeGreaterThan(0);
     // Failures: the CRM's, made on purpose, each logged once at error.
     expect(summary.onPurpose).toBeGreaterThan(0);
     expect(summary.failed).toBe(summary.onPurpose);
@@ -232,6 +241,8 @@ describe('examples/server.js', () => {
     expect(summary.progress.avatars).toBe(1);
     expect(summary.worker).toMatchObject({ added: 1, succeeded: 1, threads: 1 });
     expect(summary.shutdownAbandoned).toBe(0);
+    expect(summary.totalAbandoned).toBe(0);
+    expect(summary.totalTasks).toBeGreaterThan(0);
     expect(exit.stderr).toBe('');
     expect(exit, exit.stderr).toMatchObject({ code: 0, signal: null });
   });

@@ -117,14 +117,14 @@ describe('dispose()', () => {
     expect(queued.status).toBe('abandoned');
     await expect(running.result()).rejects.toThrow(TaskAbandonedError);
     await expect(queued.result()).rejects.toThrow(/"neverStarts" \(#\d+\) was abandoned.*1000 ms/);
-    const warnings = logger.at('warn');
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]!.message).toMatch(/2 task\(s\) unfinished after the drain deadline of 1000 ms \(1 running, 1 queued, 0 delayed or retrying\)/);
-    expect(warnings[0]!.fields).toMatchObject({
+    const errors = logger.at('error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.message).toMatch(/2 task\(s\) unfinished after the drain deadline of 1000 ms \(1 running, 1 queued, 0 delayed or retrying\)/);
+    expect(errors[0]!.fields).toMatchObject({
       abandoned: 2,
       tasks: [`waitForAbort#${running.id}`, `neverStarts#${queued.id}`].reverse(),
     });
-    expect(logger.at('error')).toHaveLength(0);
+    expect(logger.at('warn')).toHaveLength(0);
   });
 
   it('frees the concurrency slot of an abandoned task that never settles', async () => {

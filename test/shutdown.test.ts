@@ -68,8 +68,8 @@ describe('shutdown()', () => {
       await expect(handle.result()).rejects.toThrow(TaskAbandonedError);
     }
     await expect(quickHandle.result()).resolves.toBe('quick');
-    expect(logger.at('warn')).toHaveLength(3);
-    expect(logger.at('warn')[0]!.message).toMatch(/after the drain deadline of 500 ms/);
+    expect(logger.at('error')).toHaveLength(3);
+    expect(logger.at('error')[0]!.message).toMatch(/after the drain deadline of 500 ms/);
   });
 
   it("is what disposing the application root's container does", async () => {
@@ -109,7 +109,7 @@ describe('shutdown()', () => {
     await vi.advanceTimersByTimeAsync(1);
     await closing;
     expect(handle.status).toBe('abandoned');
-    expect(logger.at('warn')[0]!.message).toMatch(/^application closed with 1 task\(s\) unfinished after the drain deadline of 300 ms/);
+    expect(logger.at('error')[0]!.message).toMatch(/^application closed with 1 task\(s\) unfinished after the drain deadline of 300 ms/);
     expect(() => child.resolve(Background).add(async () => 0)).toThrow(/this Background is disposed/);
   });
 });

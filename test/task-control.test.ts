@@ -331,7 +331,7 @@ describe('delayed tasks', () => {
     const disposal = bg.dispose();
     expect(late.status).toBe('abandoned');
     await expect(late.result()).rejects.toThrow(TaskAbandonedError);
-    expect(logger.at('warn')[0]!.message).toMatch(/^scope disposed with 1 task\(s\) due after the drain deadline of 1000 ms \(0 running, 0 queued, 1 delayed or retrying\)/);
+    expect(logger.at('error')[0]!.message).toMatch(/^scope disposed with 1 task\(s\) due after the drain deadline of 1000 ms \(0 running, 0 queued, 1 delayed or retrying\)/);
     await vi.advanceTimersByTimeAsync(500);
     await disposal;
     expect(ran).toBe(true);

@@ -1,8 +1,10 @@
-import { injectable, type InjectionToken } from 'tsyringe';
+import { container, injectable, type InjectionToken } from 'tsyringe';
 import { describe, expectTypeOf, it } from 'vitest';
 import {
+  ApplicationBackground,
   Background,
   defineTask,
+  shutdown,
   TaskContext,
   transfer,
   workerTask,
@@ -166,5 +168,14 @@ describe('task options typing', () => {
     expectTypeOf(handle.progress).toEqualTypeOf<TaskProgress | undefined>();
     expectTypeOf(handle.result({ timeoutMs: 5 })).toEqualTypeOf<Promise<number>>();
     expectTypeOf(bg.stats().byStatus.timedOut).toEqualTypeOf<number>();
+  });
+});
+
+describe('ApplicationBackground and the shutdown report typing', () => {
+  it('resolves a Background; the report has totals by final status', () => {
+    expectTypeOf(ApplicationBackground).toEqualTypeOf<InjectionToken<Background>>();
+    expectTypeOf(container.resolve(ApplicationBackground)).toEqualTypeOf<Background>();
+    expectTypeOf<Awaited<ReturnType<typeof shutdown>>['totals']['abandoned']>().toEqualTypeOf<number>();
+    expectTypeOf<Awaited<ReturnType<typeof shutdown>>['totals']['total']>().toEqualTypeOf<number>();
   });
 });

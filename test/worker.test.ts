@@ -315,7 +315,7 @@ describe('worker tasks and disposal', () => {
     expect(report.abandoned).toBe(1);
     expect(stuck.status).toBe('abandoned');
     expect(appOf(root).pool.threads).toBe(0);
-    expect(logger.at('warn')[0]!.message).toMatch(/^application closed with 1 task\(s\) unfinished/);
+    expect(logger.at('error')[0]!.message).toMatch(/^application closed with 1 task\(s\) unfinished/);
   });
 });
 

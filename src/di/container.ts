@@ -15,6 +15,8 @@ export const CurrentScope: InjectionToken<DependencyContainer> = Symbol.for('tsy
 globalContainer.register(CurrentScope, { useFactory: (scope) => scope });
 
 const apps = new WeakMap<DependencyContainer, Application>();
+/** Each application's root container. */
+const roots = new WeakMap<Application, DependencyContainer>();
 
 /** The class whose instance in a root container closes its application (the facade's `Background`). */
 let rootCloser: InjectionToken<object> | undefined;
@@ -48,11 +50,17 @@ export function scopeInfo(scope: DependencyContainer): ScopeInfo {
   let app = apps.get(scope);
   if (app === undefined) {
     apps.set(scope, (app = new Application(options)));
+    roots.set(app, scope);
     if (rootCloser !== undefined) scope.resolve(rootCloser);
   } else {
     app.configure(options);
   }
   return { options, app, isRoot: true };
+}
+
+/** The root container of the application a container belongs to. */
+export function rootOf(scope: DependencyContainer): DependencyContainer {
+  return roots.get(scopeInfo(scope).app)!;
 }
 
 /** The application a container belongs to. */

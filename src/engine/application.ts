@@ -20,10 +20,16 @@ export type ApplicationState = 'open' | 'closing' | 'closed';
 
 /** What an application-wide close reports. */
 export interface ShutdownReport {
-  /** Tasks still queued or running when the deadline passed, aborted and abandoned. */
+  /** Tasks this close abandoned: still unfinished at its deadline (or delayed past it). */
   readonly abandoned: number;
   /** How long the close took, in milliseconds. */
   readonly durationMs: number;
+  /**
+   * The whole application's tasks since it started, by final status (and `total` added), as
+   * the close ended: what request scopes abandoned at their own deadlines is in
+   * `totals.abandoned`. `totals.abandoned === 0` means no task of the application was lost.
+   */
+  readonly totals: Readonly<Counts>;
 }
 
 export class Application implements ScopeHost {
@@ -192,7 +198,7 @@ export class Application implements ScopeHost {
     for (const scope of [...this.#busy]) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
     await this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt)));
-    return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt) });
+    return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt), totals: Object.freeze({ ...this.counts }) });
   }
 
   async #drainAll(): Promise<void> {

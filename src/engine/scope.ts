@@ -212,13 +212,15 @@ export class Scope implements RunOwner {
       for (const lane of lanes) lane.resume();
     }
     const tasks = left.slice(0, namedInLog).map((run) => `${run.name}#${run.id}`);
+    // Abandoned work is lost work: an error, naming the first tasks (the rest are counted).
     logSafely(
       this.options.logger,
-      'warn',
+      'error',
       { abandoned: left.length, running, queued: left.length - running - delayed, delayed, drainTimeoutMs, tasks },
       `${by === 'scope' ? 'scope disposed' : 'application closed'} with ${left.length} task(s) ${what} of ` +
         `${drainTimeoutMs} ms (${running} running, ${left.length - running - delayed} queued, ${delayed} delayed or retrying); ` +
-        'they were aborted and abandoned',
+        'they were aborted and abandoned' +
+        (by === 'scope' ? "; work that must outlive its request belongs on the application's Background (inject ApplicationBackground)" : ''),
     );
     return left.length;
   }

@@ -11,7 +11,9 @@ import { Background, BackgroundOptions, shutdown, type BackgroundLogger } from '
 export async function main() {
   const logs: string[] = [];
   const logger: BackgroundLogger = {
-    error: () => undefined,
+    error: (_fields, message) => {
+      logs.push(`error: ${message}`);
+    },
     warn: (_fields, message) => {
       logs.push(`warn: ${message}`);
     },

@@ -123,7 +123,8 @@ async function isSettled(promise: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
-const warnsOf = (logger: BackgroundLogger) => (logger as ReturnType<typeof captureLogger>).at('warn');
+/** The error entries: where a scope's disposal or the application's close logs what it abandoned. */
+const errorsOf = (logger: BackgroundLogger) => (logger as ReturnType<typeof captureLogger>).at('error');
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
@@ -381,7 +382,7 @@ describe('Scope: dispose()', () => {
     vi.advanceTimersByTime(10 * drainTimeoutMs);
     expect(abandon).not.toHaveBeenCalled();
     expect(scope.counts.abandoned).toBe(0);
-    expect(warnsOf(logger)).toEqual([]);
+    expect(errorsOf(logger)).toEqual([]);
     expect(vi.getTimerCount()).toBe(0);
     expect([lane.running, lane.queued]).toEqual([0, 0]);
   });
@@ -399,7 +400,7 @@ describe('Scope: dispose()', () => {
     vi.advanceTimersByTime(drainTimeoutMs - 1);
     expect(scope.state).toBe('draining');
     expect(scope.pending).toBe(3);
-    expect(warnsOf(logger)).toEqual([]);
+    expect(errorsOf(logger)).toEqual([]);
 
     vi.advanceTimersByTime(1);
     expect([a.run.status, b.run.status, d.status]).toEqual(['abandoned', 'abandoned', 'abandoned']);
@@ -414,9 +415,9 @@ describe('Scope: dispose()', () => {
     expect(host.log.slice(-4, -1).sort()).toEqual(['ended:a:abandoned', 'ended:b:abandoned', 'ended:d:abandoned']);
     expect(scope.counts.abandoned).toBe(3);
 
-    const warns = warnsOf(logger);
-    expect(warns).toHaveLength(1);
-    expect(warns[0]!.fields).toEqual({
+    const errors = errorsOf(logger);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.fields).toEqual({
       abandoned: 3,
       running: 1,
       queued: 1,
@@ -424,8 +425,8 @@ describe('Scope: dispose()', () => {
       drainTimeoutMs,
       tasks: [`d#${d.id}`, `b#${b.run.id}`, `a#${a.run.id}`],
     });
-    expect(warns[0]!.message).toBe(
-      'scope disposed with 3 task(s) unfinished after the drain deadline of 100 ms (1 running, 1 queued, 1 delayed or retrying); they were aborted and abandoned',
+    expect(errors[0]!.message).toBe(
+      "scope disposed with 3 task(s) unfinished after the drain deadline of 100 ms (1 running, 1 queued, 1 delayed or retrying); they were aborted and abandoned; work that must outlive its request belongs on the application's Background (inject ApplicationBackground)",
     );
 
     // A late outcome changes nothing, and the lane's slot was given back.
@@ -455,7 +456,7 @@ describe('Scope: dispose()', () => {
     expect(retrying.status).toBe('retrying');
     vi.advanceTimersByTime(drainTimeoutMs);
     expect(retrying.status).toBe('abandoned');
-    const sweeps = warnsOf(logger).filter((entry) => entry.message.startsWith('scope disposed'));
+    const sweeps = errorsOf(logger).filter((entry) => entry.message.startsWith('scope disposed'));
     expect(sweeps.map((entry) => entry.fields)).toEqual([
       { abandoned: 1, running: 0, queued: 0, delayed: 1, drainTimeoutMs, tasks: [`retrying#${retrying.id}`] },
     ]);
@@ -467,10 +468,10 @@ describe('Scope: dispose()', () => {
     await flush();
     void scope.dispose();
     vi.advanceTimersByTime(drainTimeoutMs);
-    const warns = warnsOf(logger);
-    expect(warns).toHaveLength(1);
-    expect(warns[0]!.fields).toMatchObject({ abandoned: 25, running: 25, queued: 0, delayed: 0 });
-    expect(warns[0]!.fields.tasks).toEqual(
+    const errors = errorsOf(logger);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.fields).toMatchObject({ abandoned: 25, running: 25, queued: 0, delayed: 0 });
+    expect(errors[0]!.fields.tasks).toEqual(
       tasks
         .slice(5)
         .reverse()
@@ -492,11 +493,11 @@ describe('Scope: dispose()', () => {
     expect(early.run.status).toBe('delayed');
     expect(scope.state).toBe('draining');
     expect(host.log.slice(-1)).toEqual(['ended:late:abandoned']);
-    const warns = warnsOf(logger);
-    expect(warns).toHaveLength(1);
-    expect(warns[0]!.fields).toEqual({ abandoned: 1, running: 0, queued: 0, delayed: 1, drainTimeoutMs, tasks: [`late#${late.run.id}`] });
-    expect(warns[0]!.message).toBe(
-      'scope disposed with 1 task(s) due after the drain deadline of 100 ms (0 running, 0 queued, 1 delayed or retrying); they were aborted and abandoned',
+    const errors = errorsOf(logger);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.fields).toEqual({ abandoned: 1, running: 0, queued: 0, delayed: 1, drainTimeoutMs, tasks: [`late#${late.run.id}`] });
+    expect(errors[0]!.message).toBe(
+      "scope disposed with 1 task(s) due after the drain deadline of 100 ms (0 running, 0 queued, 1 delayed or retrying); they were aborted and abandoned; work that must outlive its request belongs on the application's Background (inject ApplicationBackground)",
     );
 
     vi.advanceTimersByTime(50);
@@ -508,7 +509,7 @@ describe('Scope: dispose()', () => {
     expect(scope.state).toBe('closed');
     expect(await isSettled(disposal)).toBe(true);
     vi.advanceTimersByTime(10 * drainTimeoutMs);
-    expect(warnsOf(logger)).toHaveLength(1);
+    expect(errorsOf(logger)).toHaveLength(1);
     expect(early.body.started).toBe(true);
     expect(late.body.started).toBe(false);
   });
@@ -539,11 +540,11 @@ describe('Scope: dispose()', () => {
     expect(scope.abandonDelayedPast(deadline, 1_000, 'application')).toBe(1);
     expect([atDeadline.run.status, after.run.status, running.run.status]).toEqual(['delayed', 'abandoned', 'queued']);
     expect(scope.pending).toBe(2);
-    expect(warnsOf(logger)[0]!.message).toBe(
+    expect(errorsOf(logger)[0]!.message).toBe(
       'application closed with 1 task(s) due after the drain deadline of 1000 ms (0 running, 0 queued, 1 delayed or retrying); they were aborted and abandoned',
     );
     expect(scope.abandonDelayedPast(deadline, 1_000, 'application')).toBe(0);
-    expect(warnsOf(logger)).toHaveLength(1);
+    expect(errorsOf(logger)).toHaveLength(1);
   });
 
   it("of a scope with only tasks due after the deadline: abandons them, 'closed' at once, no deadline timer", async () => {
@@ -560,7 +561,7 @@ describe('Scope: dispose()', () => {
     const thrown = new Error('logger down');
     const logger: BackgroundLogger = {
       ...captureLogger(),
-      warn: () => {
+      error: () => {
         throw thrown;
       },
     };
@@ -1021,12 +1022,20 @@ function checkInvariants(w: World): void {
     ok(Date.now() < deadline! || scope.pending === 0, () => `${scope.pending} task(s) live ${Date.now() - deadline!} ms past the deadline`);
   }
 
-  // The abandonment log: one entry per sweep that abandoned something, naming each task counted.
+  // The abandonment log: one error entry per sweep that abandoned something, naming each task
+  // counted. The other error entries are tasks' failures (each names its task); nothing warns.
   const warns = w.logger.at('warn');
-  const logged = warns.reduce((n, entry) => n + (entry.fields.abandoned as number), 0);
-  ok(warns.length <= 2 && logged === scope.counts.abandoned, () => `${warns.length} warn entries naming ${logged} abandoned; counts.abandoned ${scope.counts.abandoned}`);
-  for (const entry of warns) {
-    ok((entry.fields.tasks as string[]).length === Math.min(entry.fields.abandoned as number, 20), () => `warn entry ${show(entry.fields)}`);
+  ok(warns.length === 0, () => `${warns.length} warn entries: ${show(warns.map((entry) => entry.message))}`);
+  const errors = w.logger.at('error');
+  for (const entry of errors) {
+    const task = entry.fields.task;
+    if (task !== undefined) ok(typeof task === 'string' && entry.message === `task "${task}" failed`, () => `error entry ${show(entry)}`);
+  }
+  const sweeps = errors.filter((entry) => entry.fields.task === undefined);
+  const logged = sweeps.reduce((n, entry) => n + (entry.fields.abandoned as number), 0);
+  ok(sweeps.length <= 2 && logged === scope.counts.abandoned, () => `${sweeps.length} abandonment entries naming ${logged} abandoned; counts.abandoned ${scope.counts.abandoned}`);
+  for (const entry of sweeps) {
+    ok((entry.fields.tasks as string[]).length === Math.min(entry.fields.abandoned as number, 20), () => `abandonment entry ${show(entry.fields)}`);
   }
 }
 
