@@ -46,7 +46,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     const { options, app, isRoot } = scopeInfo(container);
     this.#app = app;
     this.#isRoot = isRoot;
-    this.#scope = new Scope(options, app);
+    this.#scope = isRoot ? new Scope(options, app, 'the application root') : new Scope(options, app);
     this.#runner = new InProcessRunner(container, this.#scope, app);
     setBackgroundOf(container, this);
   }

@@ -86,7 +86,7 @@ describe('lifecycle races', () => {
     ];
     for (const [door, add] of doors) {
       expect(add, door).toThrow(BackgroundDisposedError);
-      expect(add, door).toThrow(/this Background is being disposed and accepts no new tasks$/);
+      expect(add, door).toThrow(/this Background is being disposed and accepts no new tasks: it belonged to scope #\d+, whose disposal began at /);
     }
     expect(bg.stats()).toEqual(before);
 
@@ -100,7 +100,7 @@ describe('lifecycle races', () => {
     expect(bg.stats()).toMatchObject({ total: 4, byStatus: { succeeded: 4, failed: 0, abandoned: 0 } });
     expect(logger.at('warn').map((e) => e.message)).toEqual([expect.stringMatching(/failed \(attempt 1 of 2\); retrying in 300 ms$/)]);
     expect(logger.at('error')).toEqual([]);
-    expect(() => bg.add(async () => 0)).toThrow(/this Background is disposed and accepts no new tasks$/);
+    expect(() => bg.add(async () => 0)).toThrow(/this Background is disposed and accepts no new tasks: it belonged to scope #\d+, whose disposal began at /);
     try {
       bg.add(async () => 0);
     } catch (error) {
@@ -225,7 +225,7 @@ describe('lifecycle races', () => {
     expect(careful.status).toBe('succeeded');
     const error = await naive.result().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackgroundDisposedError);
-    expect((error as Error).message).toBe('Cannot add task "followUp": this Background is being disposed and accepts no new tasks');
+    expect((error as Error).message).toMatch(/^Cannot add task "followUp": this Background is being disposed and accepts no new tasks: it belonged to scope #\d+, whose disposal began at \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ ms ago\)\. /);
     expect(logger.at('error')).toHaveLength(1);
     expect(logger.at('error')[0]!).toMatchObject({ message: 'task "addsFollowUp" failed', fields: { taskId: naive.id, err: error } });
     expect(bg.stats()).toMatchObject({ total: 2, byStatus: { succeeded: 1, failed: 1 } });

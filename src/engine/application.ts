@@ -46,6 +46,8 @@ export class Application implements ScopeHost {
   /** Producers waiting for room in the queue (`waitForRoom()`). */
   #roomWaiters: (() => void)[] = [];
   #state: ApplicationState = 'open';
+  /** When the close began (epoch ms). */
+  #closedAt = 0;
   #closing: Promise<ShutdownReport> | undefined;
   #options: ResolvedOptions;
   #pool: Pool | undefined;
@@ -107,10 +109,19 @@ export class Application implements ScopeHost {
     return app === 'closing' ? 'draining' : 'open';
   }
 
-  /** Throws {@link BackgroundDisposedError} naming `taskName` when `scope` takes no new task. */
+  /**
+   * Throws {@link BackgroundDisposedError} naming `taskName` when `scope` takes no new task, and
+   * saying which scope it was and when its disposal (or the application's close) began.
+   */
   checkIntake(scope: Scope, taskName: string): void {
     const intake = this.intakeOf(scope);
-    if (intake !== 'open') throw new BackgroundDisposedError(taskName, intake === 'draining' ? 'being disposed' : 'disposed');
+    if (intake === 'open') return;
+    const byScope = scope.closedAt !== undefined && (this.#state === 'open' || scope.closedAt <= this.#closedAt);
+    throw new BackgroundDisposedError(taskName, intake === 'draining' ? 'being disposed' : 'disposed', {
+      scope: scope.label,
+      at: byScope ? scope.closedAt! : this.#closedAt,
+      byApplication: !byScope,
+    });
   }
 
   /** The live tasks of every scope. */
@@ -184,6 +195,7 @@ export class Application implements ScopeHost {
   async #close(timeoutMs: number): Promise<ShutdownReport> {
     const startedAt = performance.now();
     this.#state = 'closing';
+    this.#closedAt = Date.now();
     for (const periodic of [...this.periodics]) periodic.stop(new TaskCancelledError(periodic.name, periodic.id, 'the application was closed'));
     this.#checkRoom();
     let abandoned = 0;

@@ -36,6 +36,8 @@ export interface ScopeHost {
 /** What the scope does at each tick of its periodic tasks: its runner adds the tick's run. */
 export type PeriodicTicks = Pick<PeriodicOwner, 'spawn' | 'tickFailed'>;
 
+let scopesMade = 0;
+
 /** The most abandoned tasks named one by one in the log entry. */
 const namedInLog = 20;
 
@@ -45,6 +47,10 @@ const namedInLog = 20;
  */
 export class Scope implements RunOwner {
   readonly options: ResolvedOptions;
+  /** How errors name this scope: `scope #3` (numbered as scopes are made), or the root's. */
+  readonly label: string;
+  /** When its intake closed (epoch ms): its disposal began. */
+  closedAt: number | undefined;
   /** Tasks added, and tasks ended in each final state, since the scope began. */
   readonly counts: Counts = newCounts();
   readonly #host: ScopeHost;
@@ -56,9 +62,10 @@ export class Scope implements RunOwner {
   #disposal: Promise<void> | undefined;
   #deadline: Deadline | undefined;
 
-  constructor(options: ResolvedOptions, host: ScopeHost) {
+  constructor(options: ResolvedOptions, host: ScopeHost, label = `scope #${++scopesMade}`) {
     this.options = options;
     this.#host = host;
+    this.label = label;
   }
 
   get state(): ScopeState {
@@ -148,7 +155,10 @@ export class Scope implements RunOwner {
 
   /** Stops intake and the scope's periodic tasks. */
   close(): void {
-    if (this.#state === 'open') this.#state = 'draining';
+    if (this.#state === 'open') {
+      this.#state = 'draining';
+      this.closedAt = Date.now();
+    }
     if (this.#periodics !== undefined) {
       for (const periodic of [...this.#periodics]) periodic.stop(new TaskCancelledError(periodic.name, periodic.id, 'its scope was disposed'));
     }

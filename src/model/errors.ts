@@ -49,11 +49,26 @@ export class BackgroundError extends Error {
  * closed so that disposal can finish. Nothing was queued.
  */
 export class BackgroundDisposedError extends BackgroundError {
-  constructor(taskName: string, state: string) {
-    super(
-      'ERR_BACKGROUND_DISPOSED',
-      `Cannot add task "${taskName}": this Background is ${state} and accepts no new tasks`,
-    );
+  /** Which scope the Background belonged to: `scope #3`, or `the application root`. */
+  readonly scope: string | undefined;
+  /** When its disposal (or its application's close) began, epoch ms. */
+  readonly disposedAt: number | undefined;
+
+  /**
+   * @param closed which scope it was and when its disposal began (or its application's close:
+   *   `byApplication`); the message then says so, and how to fix a Background kept too long.
+   */
+  constructor(taskName: string, state: string, closed?: { scope: string; at: number; byApplication: boolean }) {
+    const why =
+      closed === undefined
+        ? ''
+        : `: it belonged to ${closed.scope}, ${closed.byApplication ? 'whose application began closing' : 'whose disposal began'} at ` +
+          `${new Date(closed.at).toISOString()} (${Math.max(0, Date.now() - closed.at)} ms ago). An instance that outlives that scope ` +
+          '(a @singleton() first resolved from a request scope, say) keeps a Background that can no longer run anything: make that ' +
+          "service scoped too (Lifecycle.ContainerScoped), or inject ApplicationBackground for work that must outlive the request";
+    super('ERR_BACKGROUND_DISPOSED', `Cannot add task "${taskName}": this Background is ${state} and accepts no new tasks${why}`);
+    this.scope = closed?.scope;
+    this.disposedAt = closed?.at;
   }
 }
 

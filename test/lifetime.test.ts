@@ -1,0 +1,62 @@
+/**
+ * Lifetime mistakes are named (issue 12): a request scope's Background kept by a longer-lived
+ * instance fails at add() with an error that says which scope it belonged to, when its disposal
+ * began, and the two fixes.
+ */
+import { inject, injectable, singleton } from 'tsyringe';
+import { expect, it } from 'vitest';
+import { ApplicationBackground, Background, BackgroundDisposedError, disposeScope, shutdown } from '../src/index.js';
+import { freshApp, watchProcessErrors } from './helpers.js';
+
+watchProcessErrors();
+
+@singleton()
+class Mailer {
+  constructor(@inject(Background) readonly bg: Background) {}
+  sendLater(to: string) {
+    return this.bg.add(async function sendMail() {
+      return to;
+    });
+  }
+}
+
+it("a @singleton() that got the first request's Background fails on the next request, with an error that says why and what to do", async () => {
+  const root = freshApp();
+  const first = root.createChildContainer();
+  await expect(first.resolve(Mailer).sendLater('a@b.c').result()).resolves.toBe('a@b.c');
+  const before = Date.now();
+  await disposeScope(first);
+  const second = root.createChildContainer();
+  let error: unknown;
+  try {
+    second.resolve(Mailer).sendLater('d@e.f');
+  } catch (e) {
+    error = e;
+  }
+  expect(error).toBeInstanceOf(BackgroundDisposedError);
+  const disposed = error as BackgroundDisposedError;
+  expect(disposed.scope).toMatch(/^scope #\d+$/);
+  expect(disposed.disposedAt).toBeGreaterThanOrEqual(before);
+  expect(disposed.message).toMatch(
+    new RegExp(
+      `^Cannot add task "sendMail": this Background is disposed and accepts no new tasks: it belonged to ${disposed.scope}, ` +
+        'whose disposal began at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z \\(\\d+ ms ago\\)\\.',
+    ),
+  );
+  expect(disposed.message).toContain('make that service scoped too (Lifecycle.ContainerScoped), or inject ApplicationBackground');
+  // The second fix, applied: the application's Background is never the request's.
+  @injectable()
+  class BetterMailer {
+    constructor(@inject(ApplicationBackground) readonly bg: Background) {}
+  }
+  await expect(second.resolve(BetterMailer).bg.add(async () => 'sent').result()).resolves.toBe('sent');
+  await shutdown({ container: root });
+});
+
+it("after shutdown(), the error says the application's close began, and when", async () => {
+  const root = freshApp();
+  const bg = root.createChildContainer().resolve(Background);
+  await shutdown({ container: root });
+  expect(() => bg.add(async () => 0)).toThrow(/accepts no new tasks: it belonged to scope #\d+, whose application began closing at \d{4}-/);
+  expect(() => root.resolve(Background).add(async () => 0)).toThrow(/it belonged to the application root, whose application began closing at /);
+});
