@@ -20,6 +20,7 @@ import {
   gated,
   greet,
   hogsMemory,
+  logsEveryLevel,
   needsUnregistered,
   quickProgress,
   returnsFunction,
@@ -290,6 +291,19 @@ describe('worker tasks and disposal', () => {
     expect(handle.status).toBe('succeeded');
   });
 
+  it("ctx.logger in a worker writes to the scope's logger, at every level, in order, with the task's fields", async () => {
+    const { bg, logger } = app();
+    const handle = bg.add(logsEveryLevel, 7);
+    await expect(handle.result()).resolves.toBe(7);
+    const fields = { task: 'logsEveryLevel', taskId: handle.id, attempt: 1 };
+    expect(logger.entries).toEqual([
+      { level: 'debug', fields: { ...fields, step: 1, n: 7 }, message: 'starting' },
+      { level: 'info', fields: { ...fields, step: 2 }, message: 'half way' },
+      { level: 'warn', fields: { ...fields, step: 3 }, message: 'a little late' },
+      { level: 'error', fields: { ...fields, fields: expect.stringMatching(/step: 4, callback: \[Function: callback\]/) as unknown }, message: 'could not clone this one' },
+    ]);
+  });
+
   it('closing the application drains, then closes the pool; nothing reaches the pool after', async () => {
     const { root, bg } = app();
     const open = gate();
@@ -301,7 +315,7 @@ describe('worker tasks and disposal', () => {
     await expect(closing).resolves.toMatchObject({ abandoned: 0 });
     await expect(handle.result()).resolves.toBe('finished');
     expect(pool.threads).toBe(0);
-    await expect(pool.run({ module: tasksModule, name: 'greet', args: ['late'] }, { id: '0', signal: new AbortController().signal, attempt: 1, reportProgress: () => undefined }, [], false)).rejects.toThrow(
+    await expect(pool.run({ module: tasksModule, name: 'greet', args: ['late'] }, { id: '0', signal: new AbortController().signal, attempt: 1, reportProgress: () => undefined, logFromWorker: () => undefined }, [], false)).rejects.toThrow(
       /the worker pool is closed/,
     );
   });

@@ -26,6 +26,8 @@ export interface AttemptLink {
   readonly signal: AbortSignal;
   readonly attempt: number;
   reportProgress(fraction: number, message?: string): void;
+  /** Writes an entry the task logged in its worker, for the given attempt. */
+  logFromWorker(attempt: number, level: 'error' | 'warn' | 'info' | 'debug', fields: Record<string, unknown>, message: string): void;
 }
 
 /** How often the admission window is reconsidered while tasks wait for it. */
@@ -105,8 +107,10 @@ export class Pool {
         kill.abort(signal.reason);
       }, this.settings.terminateAfterMs);
     };
+    const attemptNo = attempt.attempt;
     const onMessage = (message: ChannelMessage): void => {
       if ('progress' in message) attempt.reportProgress(...message.progress);
+      else if ('log' in message) attempt.logFromWorker(attemptNo, ...message.log);
     };
     channel.port1.on('message', onMessage);
     request = { ...request, port: channel.port2 };

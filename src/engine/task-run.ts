@@ -412,6 +412,11 @@ export class TaskRun implements TaskHandle, Job {
     logSafely(this.owner.logger, level, { task: this.name, taskId: this.id, ...fields }, message);
   }
 
+  /** Writes an entry that attempt `attempt` logged in its worker thread, as its context's logger would. */
+  logFromWorker(attempt: number, level: keyof BackgroundLogger, fields: Record<string, unknown>, message: string): void {
+    logSafely(this.owner.logger, level, { task: this.name, taskId: this.id, attempt, ...fields }, message);
+  }
+
   /** The context of the current attempt, for a task that injects `TaskContext`. */
   context(): TaskContext {
     const attempt = this.attempt;

@@ -136,26 +136,30 @@ async function importModule(url: string): Promise<unknown> {
 
 /**
  * A worker task's context. Its signal aborts when the main thread says so over the task's
- * channel (timeout, cancellation); its progress goes back over the same channel; its logger
- * writes to the worker's console.
+ * channel (timeout, cancellation); its progress and its log entries go back over the same
+ * channel, in order, and the main thread writes the entries to the scope's logger.
  */
 function contextFor(id: string, name: string, attempt: number, port: MessagePort | undefined): TaskContext {
   const controller = new AbortController();
   port?.on('message', (message: ChannelMessage) => {
     if ('abort' in message) controller.abort(fromWire(message.abort));
   });
-  const fields = { task: name, taskId: id, attempt };
   const log =
-    (write: (...data: unknown[]) => void) =>
-    (extra: Record<string, unknown>, message: string): void => {
-      write(`[tsyringe-background] ${message}`, { ...fields, ...extra });
+    (level: 'error' | 'warn' | 'info' | 'debug') =>
+    (fields: Record<string, unknown>, message: string): void => {
+      try {
+        port?.postMessage({ log: [level, fields, message] } satisfies ChannelMessage);
+      } catch {
+        // Fields that cannot cross (a function, a class instance): their printed form does.
+        port?.postMessage({ log: [level, { fields: printed(fields) }, String(message)] } satisfies ChannelMessage);
+      }
     };
   return Object.freeze({
     id,
     name,
     attempt,
     signal: controller.signal,
-    logger: { error: log(console.error), warn: log(console.warn), info: () => undefined, debug: () => undefined },
+    logger: { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug') },
     progress(fraction: number, message?: string) {
       if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
         throw new RangeError(`progress(fraction): fraction must be a number from 0 to 1, got ${String(fraction)}`);

@@ -41,7 +41,9 @@ export interface WireError {
 /** Messages on a task's channel. */
 export type ChannelMessage =
   | { readonly abort: WireError }
-  | { readonly progress: readonly [fraction: number, message: string | undefined] };
+  | { readonly progress: readonly [fraction: number, message: string | undefined] }
+  /** An entry the task wrote through `ctx.logger`: the main thread writes it to the scope's logger. */
+  | { readonly log: readonly [level: 'error' | 'warn' | 'info' | 'debug', fields: Record<string, unknown>, message: string] };
 
 /** What a worker sends back. */
 export type WorkerResponse =
