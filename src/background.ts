@@ -8,7 +8,7 @@ import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callKeys, resolveCall, type CallOptions, type CallSpec } from './model/call-options.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js';
-import { definitionKeys, type ClassTask, type TaskDefinition } from './model/task.js';
+import { definitionKeys, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 
 const isRun = (handle: unknown): boolean => handle instanceof TaskRun;
@@ -70,11 +70,8 @@ export class Background implements AsyncDisposable, TaskAdder {
    * @throws TaskDependencyError when a dependency cannot be resolved (nothing is queued).
    * @throws BackgroundDisposedError once disposal has begun.
    */
-  add<Args extends unknown[], R>(task: TaskDefinition<Args, R>, ...args: NoInfer<Args>): TaskHandle<R>;
-  add<Args extends unknown[], R>(task: ClassTask<Args, R>, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
-  add<Args extends unknown[], R>(task: (...args: Args) => R, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
-  add(task: unknown, ...args: unknown[]): TaskHandle {
-    return this.#add(undefined, task, args);
+  add<T extends AnyTask>(task: T, ...args: TaskArgs<T>): TaskHandle<TaskResult<T>> {
+    return this.#add(undefined, task, args) as TaskHandle<TaskResult<T>>;
   }
 
   /**
@@ -92,7 +89,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     const call = resolveCall(options, isRun);
     resolveTaskOptions(options, defaultTaskOptions, 'bg.with(options)', callKeys);
     const view: TaskAdder = {
-      add: ((task: unknown, ...args: unknown[]) => this.#add(call, task, args)),
+      add: ((task: unknown, ...args: unknown[]) => this.#add(call, task, args)) as TaskAdder['add'],
       with: (more) => this.with({ ...options, ...more }),
     };
     return view;

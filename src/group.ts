@@ -1,12 +1,10 @@
 import type { CallOptions } from './model/call-options.js';
 import type { TaskHandle } from './model/handle.js';
-import type { ClassTask, TaskDefinition } from './model/task.js';
+import type { AnyTask, TaskArgs, TaskResult } from './model/task.js';
 
 /** What adds tasks: a `Background`, or a view of one made by `with()`. */
 export interface TaskAdder {
-  add<Args extends unknown[], R>(task: TaskDefinition<Args, R>, ...args: NoInfer<Args>): TaskHandle<R>;
-  add<Args extends unknown[], R>(task: ClassTask<Args, R>, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
-  add<Args extends unknown[], R>(task: (...args: Args) => R, ...args: NoInfer<Args>): TaskHandle<Awaited<R>>;
+  add<T extends AnyTask>(task: T, ...args: TaskArgs<T>): TaskHandle<TaskResult<T>>;
   /** A view with more options, merged over this one's. */
   with(options: CallOptions): TaskAdder;
 }
@@ -25,11 +23,11 @@ export interface TaskGroup extends TaskAdder {
 export function groupOf(adder: TaskAdder, handles: TaskHandle[] = []): TaskGroup {
   return {
     handles,
-    add: ((task: never, ...args: never[]) => {
-      const handle = adder.add(task, ...args);
+    add: ((task: AnyTask, ...args: unknown[]) => {
+      const handle = adder.add(task, ...(args as never[]));
       handles.push(handle);
       return handle;
-    }),
+    }) as TaskAdder['add'],
     with: (options) => groupOf(adder.with(options), handles),
     all: () => Promise.all(handles.map((handle) => handle.result())),
     allSettled: () => Promise.allSettled(handles.map((handle) => handle.result())),

@@ -33,8 +33,11 @@ export {
   defineTask,
   type ClassTask,
   type DefineTaskOptions,
+  type AnyTask,
   type Instances,
+  type TaskArgs,
   type TaskDefinition,
+  type TaskResult,
 } from './model/task.js';
 export { workerTask, type WorkerTaskDefinition } from './model/worker-task.js';
 export { transfer } from './worker/clone.js';

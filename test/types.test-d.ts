@@ -93,6 +93,27 @@ describe('bg.add typing', () => {
     bg.add(async (a: number, b: string) => b.repeat(a), 2);
   });
 
+  it('reports a wrong argument on that argument (its own line), not on the task', () => {
+    const send = defineTask({ name: 'send', inject: [Mailer] }, (mailer, to: string) => mailer.send(to));
+    bg.add(
+      send,
+      // @ts-expect-error here, on the argument: a number is not assignable to a string
+      42,
+    );
+    bg.with({ priority: 'high' }).add(
+      ReindexUser,
+      'u1',
+      // @ts-expect-error here, on the argument: force must be a boolean
+      'yes',
+    );
+    bg.group().add(
+      (a: number, b: string) => b.repeat(a),
+      2,
+      // @ts-expect-error here, on the argument: b must be a string
+      3,
+    );
+  });
+
   it('only takes tasks', () => {
     // @ts-expect-error a string is not a task
     bg.add('sendWelcome');

@@ -149,3 +149,35 @@ export function tokenName(token: InjectionToken): string {
   if (typeof token === 'string') return JSON.stringify(token);
   return typeof token === 'symbol' ? token.toString() : 'a delay() token';
 }
+
+/** Anything `add()` takes: a definition, a class task, or a plain function. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any definition, class or function, whatever its types
+export type AnyTask = TaskDefinition<any, any> | ClassTask<any, any> | ((...args: any[]) => unknown);
+
+/**
+ * The arguments `add()` takes after a task: a definition's (its dependencies dropped), a class
+ * task's `run()` parameters, a function's parameters. One signature rather than an overload per
+ * kind, so that a wrong argument is reported on that argument, naming the type it must have.
+ */
+export type TaskArgs<T> = [T] extends [never]
+  ? unknown[]
+  : T extends { readonly [signature]?: (...args: infer A) => unknown }
+  ? A
+  : // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a constructor of any parameters
+    T extends new (...params: any[]) => { run(...args: infer A): unknown }
+    ? A
+    : T extends (...args: infer A) => unknown
+      ? A
+      : never;
+
+/** What a task's handle resolves to: a definition's result, or what `run()` or the function returns, awaited. */
+export type TaskResult<T> = [T] extends [never]
+  ? unknown
+  : T extends { readonly [signature]?: (...args: never[]) => infer R }
+  ? R
+  : // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a constructor of any parameters
+    T extends new (...params: any[]) => { run(...args: never[]): infer R }
+    ? Awaited<R>
+    : T extends (...args: never[]) => infer R
+      ? Awaited<R>
+      : never;
