@@ -27,7 +27,7 @@ describe('a failing task', () => {
   ])('that %s is logged once with name, id, duration and an error with a stack', async (_label, fn, type, message) => {
     const logger = captureLogger();
     const bg = setup(logger);
-    const failing = bg.add(fn as () => unknown);
+    const failing = bg.add(fn);
     const fine = bg.add(async () => 'unaffected');
     await bg.drain();
     await nextTurn();

@@ -3,8 +3,9 @@
  * application's totals by final status since it started, request scopes' abandoned work
  * included, so that an exit code can reflect every lost task.
  */
-import { expect, it } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { Background, shutdown } from '../src/index.js';
+import { spins, spinsWithContext } from './fixtures/worker-tasks.js';
 import { captureLogger, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -42,3 +43,22 @@ it("counts what request scopes abandoned in totals, and what this close abandone
   expect(byStatus).toMatchObject({ succeeded: 4, failed: 1 });
   expect(Object.isFrozen(report.totals)).toBe(true);
 });
+
+it('does not wait for nothing: after request scopes abandoned worker tasks (TaskContext injected or not), shutdown() ends without waiting out its deadline', async () => {
+  const logger = captureLogger();
+  const root = freshApp({ logger, drainTimeoutMs: 20, pool: { maxThreads: 2, terminateAfterMs: 60_000, setupModule: new URL('./fixtures/worker-setup.ts', import.meta.url) } });
+  const started = new Int32Array(new SharedArrayBuffer(4));
+  // The first request's tasks run (and, injecting TaskContext with a long grace period, keep
+  // their threads after they are abandoned); the second's wait for a thread when abandoned.
+  for (const task of [spinsWithContext, spins]) {
+    const request = root.createChildContainer().resolve(Background);
+    for (let i = 0; i < 2; i++) request.add(task, started);
+    if (task === spinsWithContext) await vi.waitFor(() => expect(Atomics.load(started, 0)).toBe(1), { timeout: 10_000, interval: 10 });
+    await request.dispose();
+  }
+  // A deadline far beyond the test's own timeout: only a close that does not wait for it passes.
+  const report = await shutdown({ container: root, timeoutMs: 600_000 });
+  expect(report.abandoned).toBe(0);
+  expect(report.totals).toMatchObject({ total: 4, abandoned: 4 });
+  expect(logger.at('debug').map((entry) => entry.message)).toContainEqual(expect.stringMatching(/^closing the worker pool terminated \d+ thread\(s\) still running tasks that had ended$/));
+}, 20_000);

@@ -53,6 +53,8 @@ export class Pool {
   readonly #hostCpus = Math.max(1, cpus().length);
   #piscina: Piscina | undefined;
   #closed = false;
+  /** Runs not settled yet. */
+  #inFlight = 0;
   #sampler: NodeJS.Timeout | undefined;
   #lastCpu = machineCpu();
   #lastOwn = ownCpu();
@@ -84,6 +86,15 @@ export class Pool {
     if (this.#closed) {
       throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${task.name}" was not run: the worker pool is closed`);
     }
+    this.#inFlight++;
+    try {
+      return await this.#run(task, attempt, transferList, withContext);
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  async #run(task: WorkerCall, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean): Promise<unknown> {
     this.#watch();
     const { signal } = attempt;
     let request: WorkerRequest = { ...task, id: attempt.id, attempt: attempt.attempt };
@@ -142,15 +153,28 @@ export class Pool {
   }
 
   /** Waits up to `timeoutMs` for the threads to finish, then terminates them. Never rejects. */
+  /**
+   * Stops every thread, within `timeoutMs`; never rejects. The application closes its pool once
+   * every task has ended, so a run still in flight belongs to a task that was given up on (an
+   * abandoned or cancelled task that injects TaskContext, in its grace period): its thread is
+   * terminated now rather than waited for. (Piscina's own close() waits for such runs, and after
+   * an abort it can wait out the whole deadline.) A close that overruns is logged.
+   */
   async close(timeoutMs: number): Promise<void> {
     this.#closed = true;
     this.#stopWatching();
     const piscina = this.#piscina;
     if (piscina === undefined) return;
+    const stranded = this.#inFlight;
     try {
-      if (!(await withDeadline(piscina.close(), timeoutMs))) await piscina.destroy();
+      if (!(await withDeadline(piscina.destroy(), timeoutMs))) {
+        logSafely(this.#logger, 'warn', { timeoutMs }, `closing the worker pool took longer than ${timeoutMs} ms; it goes on in the background`);
+      }
     } catch (error) {
       logSafely(this.#logger, 'error', { err: error }, 'closing the worker pool failed');
+    }
+    if (stranded > 0) {
+      logSafely(this.#logger, 'debug', { stranded }, `closing the worker pool terminated ${stranded} thread(s) still running tasks that had ended`);
     }
   }
 
