@@ -101,7 +101,7 @@ export class Application implements ScopeHost {
   }
 
   /** Whether `scope` takes new tasks: its own state, or the application's when that is closing. */
-  intakeOf(scope: Scope): ScopeState {
+  #intakeOf(scope: Scope): ScopeState {
     const app = this.#state;
     if (app === 'closed') return 'closed';
     const own = scope.state;
@@ -114,7 +114,7 @@ export class Application implements ScopeHost {
    * saying which scope it was and when its disposal (or the application's close) began.
    */
   checkIntake(scope: Scope, taskName: string): void {
-    const intake = this.intakeOf(scope);
+    const intake = this.#intakeOf(scope);
     if (intake === 'open') return;
     const byScope = scope.closedAt !== undefined && (this.#state === 'open' || scope.closedAt <= this.#closedAt);
     throw new BackgroundDisposedError(taskName, intake === 'draining' ? 'being disposed' : 'disposed', {
