@@ -19,7 +19,7 @@ const nodeProtocol = {
  */
 const layers = {
   model: ['checks', 'handle', 'ids', 'logger', 'errors', 'context', 'task-options', 'call-options', 'options', 'task', 'worker-task', 'runner'],
-  worker: ['wire', 'clone', 'thread'],
+  worker: ['wire', 'start-marks', 'clone', 'thread'],
   engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
   di: ['container', 'in-process-runner'],
   '.': ['group', 'background', 'shutdown', 'index'],

@@ -76,3 +76,23 @@ export function watchProcessErrors(): { readonly unhandled: unknown[]; readonly 
   });
   return seen;
 }
+
+/**
+ * A cell for the `holds` worker fixture: `entered()` resolves once the task has started on its
+ * thread, `open()` lets it return.
+ */
+export function holdCell(): { cell: Int32Array; entered(): Promise<void>; open(): void } {
+  const cell = new Int32Array(new SharedArrayBuffer(8));
+  // Atomics.waitAsync is in Node 20 but not in TypeScript's ES2022 library.
+  const atomics = Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number): { value: Promise<unknown> | string } };
+  return {
+    cell,
+    async entered() {
+      await atomics.waitAsync(cell, 1, 0).value;
+    },
+    open() {
+      Atomics.store(cell, 0, 1);
+      Atomics.notify(cell, 0);
+    },
+  };
+}

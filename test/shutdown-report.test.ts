@@ -4,9 +4,10 @@
  * included, so that an exit code can reflect every lost task.
  */
 import { expect, it, vi } from 'vitest';
-import { Background, shutdown } from '../src/index.js';
-import { spins, spinsWithContext } from './fixtures/worker-tasks.js';
-import { captureLogger, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
+import { appOf } from '../src/di/container.js';
+import { ApplicationBackground, Background, shutdown } from '../src/index.js';
+import { holds, spins, spinsWithContext } from './fixtures/worker-tasks.js';
+import { captureLogger, freshApp, holdCell, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
 
@@ -61,4 +62,33 @@ it('does not wait for nothing: after request scopes abandoned worker tasks (Task
   expect(report.abandoned).toBe(0);
   expect(report.totals).toMatchObject({ total: 4, abandoned: 4 });
   expect(logger.at('debug').map((entry) => entry.message)).toContainEqual(expect.stringMatching(/^closing the worker pool terminated \d+ thread\(s\) still running tasks that had ended$/));
+}, 20_000);
+
+it('counts a worker task waiting for a thread as queued, in its status, stats() and the abandonment error; the report accounts for every task', async () => {
+  const logger = captureLogger();
+  const root = freshApp({ logger, drainTimeoutMs: 0, pool: { maxThreads: 1, minThreads: 0, setupModule: new URL('./fixtures/worker-setup.ts', import.meta.url) } });
+  const holder = holdCell();
+  const first = root.resolve(ApplicationBackground).add(holds, holder.cell, 'first');
+  await holder.entered();
+  // The admission window lets a second task through to Piscina, as it does once it widens;
+  // with one thread, held by the first task, that task waits in Piscina's queue.
+  appOf(root).pool.admission.limit = 2;
+  const request = root.createChildContainer().resolve(Background);
+  const waiting = [1, 2, 3].map((n) => request.add(holds, holdCell().cell, `request ${n}`));
+  await nextTurn();
+  expect(appOf(root).pool.admission.running).toBe(2);
+  expect(first.status).toBe('running');
+  expect(waiting.map((handle) => handle.status)).toEqual(['queued', 'queued', 'queued']);
+  expect(request.list({ status: 'running' })).toEqual([]);
+  expect(request.stats()).toMatchObject({ queued: 3, running: 0 });
+  expect(request.stats({ application: true })).toMatchObject({ queued: 3, running: 1 });
+
+  await request.dispose();
+  const [abandonment] = logger.at('error');
+  expect(abandonment?.message).toMatch(/^scope disposed with 3 task\(s\) unfinished after the drain deadline of 0 ms \(0 running, 3 queued, 0 delayed or retrying\)/);
+  expect(abandonment?.fields).toMatchObject({ abandoned: 3, running: 0, queued: 3 });
+  holder.open();
+  const report = await shutdown({ container: root, timeoutMs: 5_000 });
+  expect(report.abandoned).toBe(0);
+  expect(report.totals).toMatchObject({ total: 4, succeeded: 1, abandoned: 3 });
 }, 20_000);

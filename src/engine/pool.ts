@@ -12,6 +12,7 @@ import { TaskNonErrorError, WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { PoolSettings } from '../model/options.js';
 import type { Transferable } from '../worker/clone.js';
+import { StartMarks, type StartMark } from '../worker/start-marks.js';
 import type { WorkerConfig } from '../worker/thread.js';
 import { fromWire, toWire, type ChannelMessage, type WorkerCall, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
 import { withDeadline } from './deadlines.js';
@@ -51,6 +52,8 @@ export class Pool {
   readonly #base: number;
   readonly #cores = availableParallelism();
   readonly #hostCpus = Math.max(1, cpus().length);
+  /** Where workers mark tasks started: a task handed to Piscina is queued until its thread takes it. */
+  readonly #marks: StartMarks;
   #piscina: Piscina | undefined;
   #closed = false;
   /** Runs not settled yet. */
@@ -64,11 +67,26 @@ export class Pool {
     this.#logger = logger;
     this.#base = Math.min(this.#cores, settings.maxThreads);
     this.admission = new Lane(this.#base);
+    // Enough cells for every admitted attempt, and for attempts given up on that Piscina has
+    // not answered for yet (a thread in its grace period); past that, an attempt counts as
+    // started when it is handed over.
+    this.#marks = new StartMarks(4 * settings.maxThreads + 16);
   }
 
-  /** What each attempt of a worker task calls: {@link Pool.run} with its request. */
+  /**
+   * What each attempt of a worker task calls: {@link Pool.run} with its request. It tells when
+   * the current attempt reached its thread (`startedAt`): until then the task is queued.
+   */
   call(task: WorkerCall, transferList: readonly Transferable[], withContext: boolean): Invocation {
-    return { sync: false, invoke: (attempt: AttemptLink) => this.run(task, attempt, transferList, withContext) };
+    let current: StartMark | undefined;
+    return {
+      sync: false,
+      invoke: (attempt: AttemptLink) => {
+        current = this.#marks.take();
+        return this.run(task, attempt, transferList, withContext, current);
+      },
+      startedAt: () => (current === undefined ? 0 : this.#marks.startedAt(current)),
+    };
   }
 
   /** Live worker threads (0 until the first worker task). */
@@ -82,22 +100,29 @@ export class Pool {
    * in the worker and gets `terminateAfterMs` to end; then (or at once, for a task that cannot
    * see its signal) its thread is terminated.
    */
-  async run(task: WorkerCall, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean): Promise<unknown> {
-    if (this.#closed) {
-      throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${task.name}" was not run: the worker pool is closed`);
-    }
+  async run(
+    task: WorkerCall,
+    attempt: AttemptLink,
+    transferList: readonly Transferable[],
+    withContext: boolean,
+    mark: StartMark = this.#marks.take(),
+  ): Promise<unknown> {
     this.#inFlight++;
     try {
-      return await this.#run(task, attempt, transferList, withContext);
+      if (this.#closed) {
+        throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${task.name}" was not run: the worker pool is closed`);
+      }
+      return await this.#run(task, attempt, transferList, withContext, mark);
     } finally {
       this.#inFlight--;
+      this.#marks.release(mark);
     }
   }
 
-  async #run(task: WorkerCall, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean): Promise<unknown> {
+  async #run(task: WorkerCall, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean, mark: StartMark): Promise<unknown> {
     this.#watch();
     const { signal } = attempt;
-    let request: WorkerRequest = { ...task, id: attempt.id, attempt: attempt.attempt };
+    let request: WorkerRequest = { ...task, id: attempt.id, attempt: attempt.attempt, slot: mark.slot, token: mark.token };
     if (!withContext) {
       // The task cannot see a signal: an abort terminates its thread at once.
       let response: WorkerResponse;
@@ -182,7 +207,7 @@ export class Pool {
     if (this.#piscina !== undefined) return this.#piscina;
     const fromSource = import.meta.url.endsWith('.ts');
     const { maxThreads, minThreads, idleTimeout, resourceLimits, setupModule } = this.settings;
-    const workerData: WorkerConfig = { setupModule };
+    const workerData: WorkerConfig = { setupModule, startMarks: this.#marks.buffer };
     // Loaded here, not at import: every worker thread imports this library through its task
     // modules, and should not pay for loading Piscina (nor should an app with no worker task).
     const { Piscina: PiscinaPool } = require('piscina') as typeof PiscinaModule;

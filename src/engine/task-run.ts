@@ -50,6 +50,12 @@ export interface Invocation {
   readonly sync: boolean;
   /** Runs one attempt of `run`; returns its value or a promise of it, or throws. */
   invoke(run: TaskRun): unknown;
+  /**
+   * For an invocation that hands its attempts on (the worker pool): when the current attempt
+   * really started (epoch ms), or 0 while it still waits (for a thread). Until then the run
+   * reads as `queued`, and its `timeoutMs` has not begun.
+   */
+  startedAt?(): number;
 }
 
 /**
@@ -94,7 +100,7 @@ export class TaskRun implements TaskHandle, Job {
   readonly priority: number;
   /** The scope it belongs to. */
   readonly owner: RunOwner;
-  status: TaskStatus = 'queued';
+  #status: TaskStatus = 'queued';
   attempt = 0;
   progress: TaskProgress | undefined = undefined;
   next: Job | undefined = undefined;
@@ -152,6 +158,15 @@ export class TaskRun implements TaskHandle, Job {
     this.lane = lane;
   }
 
+  /**
+   * Where the task is. An attempt handed to a worker pool that has not reached its thread yet
+   * is `queued`: it holds its place in the pool's admission window, but nothing runs.
+   */
+  get status(): TaskStatus {
+    const status = this.#status;
+    return status === 'running' && this.#invocation?.startedAt?.() === 0 ? 'queued' : status;
+  }
+
   get id(): string {
     return (this.#id ??= taskIdOf(this.#number));
   }
@@ -166,10 +181,10 @@ export class TaskRun implements TaskHandle, Job {
   enqueue(): void {
     const wait = this.dueAt === 0 ? 0 : this.dueAt - Date.now();
     if (wait > 0) {
-      this.status = 'delayed';
+      this.#status = 'delayed';
       this.#timer = setTimeout(this.#due, Math.min(wait, maxTimerMs));
     } else {
-      this.status = 'queued';
+      this.#status = 'queued';
       this.lane.submit(this);
     }
   }
@@ -179,15 +194,15 @@ export class TaskRun implements TaskHandle, Job {
    * is skipped as soon as one of them ends otherwise.
    */
   after(handles: readonly TaskRun[]): void {
-    this.status = 'delayed';
+    this.#status = 'delayed';
     let left = handles.length;
     for (const handle of handles) {
       handle.result().then(
         () => {
-          if (--left === 0 && this.status === 'delayed') this.enqueue();
+          if (--left === 0 && this.#status === 'delayed') this.enqueue();
         },
         (error: unknown) => {
-          if (this.status === 'delayed') this.skip(new TaskSkippedError(this.name, this.id, handle, error));
+          if (this.#status === 'delayed') this.skip(new TaskSkippedError(this.name, this.id, handle, error));
         },
       );
     }
@@ -195,7 +210,7 @@ export class TaskRun implements TaskHandle, Job {
 
   readonly #due = (): void => {
     this.#timer = undefined;
-    if (this.status === 'delayed') this.enqueue();
+    if (this.#status === 'delayed') this.enqueue();
   };
 
   start(): void {
@@ -203,7 +218,7 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   #start(): void {
-    this.status = 'running';
+    this.#status = 'running';
     const attempt = ++this.attempt;
     this.#holdsSlot = true;
     this.#controller = undefined;
@@ -239,7 +254,7 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   cancel(reason?: unknown): boolean {
-    const from = this.status;
+    const from = this.#status;
     if (finalStatuses.has(from)) return false;
     const error = new TaskCancelledError(this.name, this.id, reason);
     this.#finish('cancelled', { ok: false, error });
@@ -250,7 +265,7 @@ export class TaskRun implements TaskHandle, Job {
 
   /** Gives up on a task that has not ended; returns whether it had not. */
   abandon(drainTimeoutMs: number, why: string): boolean {
-    const from = this.status;
+    const from = this.#status;
     if (finalStatuses.has(from)) return false;
     const error = new TaskAbandonedError(this.name, this.id, drainTimeoutMs, why);
     this.#finish('abandoned', { ok: false, error });
@@ -260,7 +275,7 @@ export class TaskRun implements TaskHandle, Job {
 
   /** Ends a task that never ran because one it was to run after did not succeed. */
   skip(error: Error): void {
-    if (finalStatuses.has(this.status)) return;
+    if (finalStatuses.has(this.#status)) return;
     this.#finish('skipped', { ok: false, error });
     this.#log('debug', { err: error }, `task "${this.name}" was skipped`);
   }
@@ -268,7 +283,7 @@ export class TaskRun implements TaskHandle, Job {
   /** Records progress; called by the task's context (or, for a worker task, by the pool). */
   reportProgress(fraction: number, message?: string): void {
     checkFraction(fraction);
-    if (this.status === 'running') this.progress = Object.freeze({ fraction, message });
+    if (this.#status === 'running') this.progress = Object.freeze({ fraction, message });
   }
 
   result(options?: ResultOptions): Promise<unknown> {
@@ -287,22 +302,31 @@ export class TaskRun implements TaskHandle, Job {
       }
     }
     if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
-    return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.status));
+    return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.#status));
   }
 
   #attemptSucceeded(attempt: number, value: unknown): void {
-    if (this.status !== 'running' || attempt !== this.attempt) return;
+    if (this.#status !== 'running' || attempt !== this.attempt) return;
     this.#finish('succeeded', { ok: true, value });
   }
 
   #attemptFailed(attempt: number, thrown: unknown): void {
-    if (this.status !== 'running' || attempt !== this.attempt) return;
+    if (this.#status !== 'running' || attempt !== this.attempt) return;
     const error = isError(thrown) ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
     this.#afterFailure(error, 'failed', undefined);
   }
 
   readonly #timedOut = (attempt: number): void => {
-    if (this.status !== 'running' || attempt !== this.attempt) return;
+    if (this.#status !== 'running' || attempt !== this.attempt) return;
+    // The clock of a handed-on attempt starts when it reaches its thread.
+    const startedAt = this.#invocation?.startedAt?.();
+    if (startedAt !== undefined) {
+      const left = startedAt === 0 ? this.#options.timeoutMs! : startedAt + this.#options.timeoutMs! - Date.now();
+      if (left > 0) {
+        this.#timer = setTimeout(this.#timedOut, left, attempt);
+        return;
+      }
+    }
     const error = new TaskTimeoutError(this.name, this.id, this.#options.timeoutMs!, attempt);
     this.#afterFailure(error, 'timedOut', this.#controller);
   };
@@ -317,11 +341,11 @@ export class TaskRun implements TaskHandle, Job {
     const attempt = this.attempt;
     const durationMs = this.#elapsed();
     const { retries, retryIf, backoff } = this.#options;
-    this.status = 'retrying';
+    this.#status = 'retrying';
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const retry = attempt <= retries && this.#worthRetrying(error, attempt, retryIf);
-    if (this.status !== 'retrying') {
+    if (this.#status !== 'retrying') {
       // retryIf cancelled the task: that is its outcome.
       abort?.abort(error);
       return;
@@ -356,8 +380,8 @@ export class TaskRun implements TaskHandle, Job {
 
   readonly #retry = (): void => {
     this.#timer = undefined;
-    if (this.status !== 'retrying') return;
-    this.status = 'queued';
+    if (this.#status !== 'retrying') return;
+    this.#status = 'queued';
     this.lane.submit(this);
   };
 
@@ -367,8 +391,8 @@ export class TaskRun implements TaskHandle, Job {
    * code may look at this one), and `result()` settled.
    */
   #finish(status: FinalStatus, outcome: Settled): void {
-    const from = this.status;
-    this.status = status;
+    const from = this.#status;
+    this.#status = status;
     this.#outcome = outcome;
     clearTimeout(this.#timer);
     this.#timer = undefined;

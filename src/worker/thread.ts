@@ -13,19 +13,24 @@ import { WorkerTaskError } from '../model/errors.js';
 import { tokenName } from '../model/task.js';
 import { findWorkerTask, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
+import { markStarted } from './start-marks.js';
 import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 
 /** What the pool hands every thread. */
 export interface WorkerConfig {
   /** `file:` URL of the setup module, if any. */
   readonly setupModule: string | undefined;
+  /** The cells where tasks are marked started (see start-marks.ts). */
+  readonly startMarks: SharedArrayBuffer;
 }
 
 const config = (workerData ?? {}) as Partial<WorkerConfig>;
+const startCells = config.startMarks === undefined ? undefined : new BigInt64Array(config.startMarks);
 let scope: Promise<DependencyContainer> | undefined;
 let typescript: Promise<void> | undefined;
 
 export default async function runTask(request: WorkerRequest): Promise<WorkerResponse> {
+  if (startCells !== undefined && request.slot !== undefined) markStarted(startCells, request.slot, request.token ?? 0);
   try {
     return { ok: true, value: await execute(request) };
   } catch (error) {

@@ -25,6 +25,9 @@ export interface WorkerRequest {
   readonly id: string;
   /** The attempt, from 1. */
   readonly attempt?: number | undefined;
+  /** Where the worker marks the attempt started, and with which token (see start-marks.ts). */
+  readonly slot?: number | undefined;
+  readonly token?: number | undefined;
 }
 
 /** An error as plain, cloneable data. */
