@@ -22,3 +22,30 @@ it('ships the built library, its types, README and LICENSE, with source maps tha
     expect(sourcesContent, map).toHaveLength(sources.length);
   }
 });
+
+it("README's links work on the registry's page: absolute, into the repository named in package.json, at files and headings that exist", async () => {
+  const readme = await readFile(`${root}/README.md`, 'utf8');
+  const { homepage } = JSON.parse(await readFile(`${root}/package.json`, 'utf8')) as { homepage: string };
+  const repository = `${homepage.replace(/#readme$/, '')}/blob/main/`;
+  const links = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((match) => match[1]!).filter((link) => link !== '');
+  expect(links.filter((link) => !/^(https?:\/\/|#)/.test(link))).toEqual([]);
+  const own = links.filter((link) => link.startsWith(repository));
+  expect(own.length).toBeGreaterThan(20);
+  for (const link of own) {
+    const [path, anchor] = link.slice(repository.length).split('#') as [string, string | undefined];
+    const text = await readFile(`${root}/${path}`, 'utf8');
+    if (anchor !== undefined) expect(headingSlugs(text), link).toContain(anchor);
+  }
+  for (const link of links.filter((l) => l.startsWith('#'))) expect(headingSlugs(readme), link).toContain(link.slice(1));
+});
+
+/** The anchors GitHub gives a Markdown file's headings. */
+function headingSlugs(markdown: string): string[] {
+  return [...markdown.matchAll(/^#{1,6} (.+)$/gm)].map((match) =>
+    match[1]!
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+      .replace(/\s/g, '-'),
+  );
+}

@@ -7,7 +7,7 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { Application } from '../engine/application.js';
 import type { Scope } from '../engine/scope.js';
-import { Call, TaskRun } from '../engine/task-run.js';
+import { Call, TaskRun, type Invocation } from '../engine/task-run.js';
 import { messageOf } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { QueueFullError, TaskDependencyError } from '../model/errors.js';
@@ -17,7 +17,8 @@ import { dueAtOf, type Cadence } from '../model/call-options.js';
 import type { Runner, TaskRequest } from '../model/runner.js';
 import { tokenName, type ClassTask, type TaskDefinition } from '../model/task.js';
 import type { WorkerTaskDefinition } from '../model/worker-task.js';
-import { checkCloneable, collectTransfers, type Transferable } from '../worker/clone.js';
+import { checkCloneable, checkResult, collectTransfers, type Transferable } from '../worker/clone.js';
+import { failureOf, outcomeOf, type WorkerResponse } from '../worker/wire.js';
 
 /** Runs the tasks of one scope in this process. */
 export class InProcessRunner implements Runner {
@@ -92,8 +93,15 @@ export class InProcessRunner implements Runner {
   }
 
   #definitionRun(request: TaskRequest, definition: TaskDefinition): TaskRun {
-    const { name, args } = request;
-    const tokens = definition.inject;
+    const { params, contextAt } = this.#paramsOf(request.name, definition.inject, request.args);
+    return new TaskRun(request, new Call(definition.fn, params, undefined, contextAt), this.#scope, this.#app.lane);
+  }
+
+  /**
+   * A definition's parameters: its dependencies resolved from the scope (the place of a
+   * `TaskContext` kept, at `contextAt`), then `args`.
+   */
+  #paramsOf(name: string, tokens: TaskDefinition['inject'], args: readonly unknown[]): { params: unknown[]; contextAt: number } {
     const params = new Array<unknown>(tokens.length + args.length);
     let contextAt = -1;
     for (let i = 0; i < tokens.length; i++) {
@@ -109,7 +117,7 @@ export class InProcessRunner implements Runner {
       }
     }
     for (let i = 0; i < args.length; i++) params[tokens.length + i] = args[i];
-    return new TaskRun(request, new Call(definition.fn, params, undefined, contextAt), this.#scope, this.#app.lane);
+    return { params, contextAt };
   }
 
   #classRun(request: TaskRequest, task: ClassTask): TaskRun {
@@ -134,6 +142,7 @@ export class InProcessRunner implements Runner {
   }
 
   #workerRun(request: TaskRequest, definition: WorkerTaskDefinition): TaskRun {
+    if (this.#app.options.pool.inline) return this.#inlineRun(request, definition);
     const { name, args } = request;
     const transferList = checkCloneable(name, args);
     // Marked buffers move now, so the caller's are detached when add() returns, not later.
@@ -145,6 +154,39 @@ export class InProcessRunner implements Runner {
     const call = pool.call({ module: definition.module, name, args: sent }, transfers, definition.inject.includes(TaskContext));
     return new TaskRun(request, call, this.#scope, pool.admission);
   }
+
+  /** A worker task under `pool.inline`: its dependencies from the scope now, like a definition's. */
+  #inlineRun(request: TaskRequest, definition: WorkerTaskDefinition): TaskRun {
+    const { name } = request;
+    const args = this.#moveMarked(request);
+    const { params, contextAt } = this.#paramsOf(name, definition.inject, []);
+    const invocation = inline(name, definition.fn as (...params: unknown[]) => unknown, params, contextAt, args);
+    return new TaskRun(request, invocation, this.#scope, this.#app.lane);
+  }
+}
+
+/**
+ * What runs a worker task on the main thread (`pool.inline`, for tests) as a worker would run it:
+ * each attempt gets a copy of the arguments; the result is checked and copied, and a failure
+ * comes back rebuilt, the way they cross from a thread.
+ */
+function inline(name: string, fn: (...params: unknown[]) => unknown, dependencies: readonly unknown[], contextAt: number, args: readonly unknown[]): Invocation {
+  return {
+    sync: false,
+    async invoke(run: TaskRun): Promise<unknown> {
+      let response: WorkerResponse;
+      try {
+        const params = [...dependencies, ...structuredClone(args)];
+        if (contextAt >= 0) params[contextAt] = run.context();
+        const value = await fn(...params);
+        checkResult(name, value);
+        response = { ok: true, value: structuredClone(value) };
+      } catch (error) {
+        response = failureOf(error);
+      }
+      return outcomeOf(name, response);
+    },
+  };
 }
 
 /** Moves the marked buffers of a worker task's arguments; a detached one fails clearly. */

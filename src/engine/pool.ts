@@ -8,13 +8,13 @@ import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
 import { messageOf } from '../model/checks.js';
-import { TaskNonErrorError, WorkerTaskError } from '../model/errors.js';
+import { WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { PoolSettings } from '../model/options.js';
 import type { Transferable } from '../worker/clone.js';
 import { StartMarks, type StartMark } from '../worker/start-marks.js';
 import type { WorkerConfig } from '../worker/thread.js';
-import { fromWire, toWire, type ChannelMessage, type WorkerCall, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
+import { outcomeOf, toWire, type ChannelMessage, type WorkerCall, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Invocation } from './task-run.js';
@@ -132,7 +132,7 @@ export class Pool {
         if (signal.aborted) throw signal.reason;
         throw this.#explain(request, error);
       }
-      return this.#answer(task, response);
+      return outcomeOf(task.name, response);
     }
     const kill = new AbortController();
     let grace: NodeJS.Timeout | undefined;
@@ -167,14 +167,7 @@ export class Pool {
       }
       channel.port1.close();
     }
-    return this.#answer(task, response);
-  }
-
-  #answer(task: WorkerCall, response: WorkerResponse): unknown {
-    if (response.ok) return response.value;
-    if ('error' in response) throw fromWire(response.error);
-    if ('printed' in response) throw new TaskNonErrorError(task.name, response.printed, response.printed);
-    throw response.thrown;
+    return outcomeOf(task.name, response);
   }
 
   /** Waits up to `timeoutMs` for the threads to finish, then terminates them. Never rejects. */

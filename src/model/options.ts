@@ -44,6 +44,22 @@ export interface PoolOptions {
    * @default 1_000
    */
   terminateAfterMs?: number | undefined;
+  /**
+   * Runs worker tasks on the main thread instead, for tests: no thread starts; each worker task
+   * runs in the event loop's lane (under `concurrency`), its dependencies resolved at `add()`
+   * from the scope's container, like a `defineTask()` definition's, so a test registers fakes
+   * there and needs no setup module. What would cross a thread still does as it would: the
+   * arguments are checked and copied, the result is checked and copied, and an error comes back
+   * rebuilt as it would from a worker. The other pool options are ignored.
+   *
+   * ```ts
+   * const app = container.createChildContainer();
+   * app.register(BackgroundOptions, { useValue: { root: true, pool: { inline: true } } });
+   * app.register(ImageCodec, { useValue: fakeCodec });   // what renderAvatar injects
+   * ```
+   * @default false
+   */
+  inline?: boolean | undefined;
 }
 
 /**
@@ -130,6 +146,7 @@ export interface PoolSettings {
   readonly resourceLimits: ResourceLimits | undefined;
   readonly setupModule: string | undefined;
   readonly terminateAfterMs: number;
+  readonly inline: boolean;
 }
 
 /** Options with every default filled in, as a `Background` uses them. */
@@ -164,6 +181,7 @@ export const defaultOptions: ResolvedOptions = Object.freeze({
     resourceLimits: undefined,
     setupModule: undefined,
     terminateAfterMs: 1_000,
+    inline: false,
   }),
 });
 
@@ -221,7 +239,7 @@ function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOp
   return Object.freeze({ maxCount: maxCount as number, maxAgeMs: maxAgeMs as number });
 }
 
-const poolKeys = ['maxThreads', 'minThreads', 'idleTimeout', 'resourceLimits', 'setupModule', 'terminateAfterMs'];
+const poolKeys = ['maxThreads', 'minThreads', 'idleTimeout', 'resourceLimits', 'setupModule', 'terminateAfterMs', 'inline'];
 const limitKeys = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'];
 
 function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
@@ -248,6 +266,8 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (!isTimerMs(idleTimeout)) throw invalid('options.pool.idleTimeout', `an integer from 0 to ${maxTimerMs}`, idleTimeout);
   const terminateAfterMs = pool.terminateAfterMs ?? base.terminateAfterMs;
   if (!isTimerMs(terminateAfterMs)) throw invalid('options.pool.terminateAfterMs', `an integer from 0 to ${maxTimerMs}`, terminateAfterMs);
+  const inline = pool.inline ?? base.inline;
+  if (typeof inline !== 'boolean') throw invalid('options.pool.inline', 'a boolean', inline);
   const resourceLimits = pool.resourceLimits ?? base.resourceLimits;
   if (resourceLimits !== undefined) {
     if (typeof resourceLimits !== 'object' || resourceLimits === null) {
@@ -269,6 +289,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
     resourceLimits,
     setupModule: pool.setupModule === undefined ? base.setupModule : setupHref(pool.setupModule),
     terminateAfterMs,
+    inline,
   });
 }
 

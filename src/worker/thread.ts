@@ -14,7 +14,7 @@ import { tokenName } from '../model/task.js';
 import { findWorkerTask, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
 import { markStarted } from './start-marks.js';
-import { fromWire, toWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
+import { failureOf, fromWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 
 /** What the pool hands every thread. */
 export interface WorkerConfig {
@@ -34,12 +34,7 @@ export default async function runTask(request: WorkerRequest): Promise<WorkerRes
   try {
     return { ok: true, value: await execute(request) };
   } catch (error) {
-    if (error instanceof Error) return { ok: false, error: toWire(error) };
-    try {
-      return { ok: false, thrown: structuredClone(error) };
-    } catch {
-      return { ok: false, printed: printed(error) };
-    }
+    return failureOf(error);
   }
 }
 

@@ -3,7 +3,8 @@
  * structured cloning keeps an error's message but turns a custom class into a plain `Error` and
  * drops `code` and other own properties, so errors travel as plain records and are rebuilt.
  */
-import { WorkerTaskError, type WorkerErrorCode } from '../model/errors.js';
+import { printed } from '../model/checks.js';
+import { TaskNonErrorError, WorkerTaskError, type WorkerErrorCode } from '../model/errors.js';
 
 import type { MessagePort } from 'node:worker_threads';
 
@@ -65,6 +66,24 @@ const builtins: Record<string, ErrorConstructor> = {
   EvalError,
   URIError,
 };
+
+/** The worker's answer for a task that threw `error` (an Error or anything else). */
+export function failureOf(error: unknown): WorkerResponse {
+  if (error instanceof Error) return { ok: false, error: toWire(error) };
+  try {
+    return { ok: false, thrown: structuredClone(error) };
+  } catch {
+    return { ok: false, printed: printed(error) };
+  }
+}
+
+/** What the main thread makes of a worker's answer for task `name`: its value, or the throw rebuilt. */
+export function outcomeOf(name: string, response: WorkerResponse): unknown {
+  if (response.ok) return response.value;
+  if ('error' in response) throw fromWire(response.error);
+  if ('printed' in response) throw new TaskNonErrorError(name, response.printed, response.printed);
+  throw response.thrown;
+}
 
 /** Turns an error into plain data; `depth` bounds `cause` chains. */
 export function toWire(error: Error, depth = 0): WireError {
