@@ -5,7 +5,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
+import type { TaskEvent, TaskObserver } from '../model/events.js';
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
+import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
@@ -51,6 +53,9 @@ export class Application implements ScopeHost {
   #closing: Promise<ShutdownReport> | undefined;
   #options: ResolvedOptions;
   #pool: Pool | undefined;
+  readonly #observers: TaskObserver[] = [];
+  /** What every task reports its events to: none while nobody observes, so none is built. */
+  observer: TaskObserver | undefined;
 
   /** @param options the options of the application's root container */
   constructor(options: ResolvedOptions) {
@@ -153,6 +158,40 @@ export class Application implements ScopeHost {
 
   unscheduled(periodic: Periodic): void {
     this.periodics.delete(periodic);
+  }
+
+  /**
+   * Adds an observer of every task's lifecycle events; returns what removes it. An observer that
+   * throws (or whose promise rejects) is logged and changes nothing for the task or the others.
+   */
+  observe(observer: TaskObserver): () => void {
+    this.#observers.push(observer);
+    this.observer = this.#dispatch;
+    return () => {
+      const at = this.#observers.indexOf(observer);
+      if (at >= 0) this.#observers.splice(at, 1);
+      if (this.#observers.length === 0) this.observer = undefined;
+    };
+  }
+
+  readonly #dispatch = (event: TaskEvent): void => {
+    for (const observer of [...this.#observers]) {
+      try {
+        const returned = observer(event) as unknown;
+        if (returned instanceof Promise) returned.catch((error: unknown) => this.#observerFailed(event, error));
+      } catch (error) {
+        this.#observerFailed(event, error);
+      }
+    }
+  };
+
+  #observerFailed(event: TaskEvent, error: unknown): void {
+    logSafely(
+      this.#options.logger,
+      'error',
+      { task: event.name, taskId: event.id, event: event.type, err: error },
+      `an observer of task events threw on "${event.type}" of task "${event.name}"; the task goes on`,
+    );
   }
 
   /** Resolves once the queue has room for one more task. */

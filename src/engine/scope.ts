@@ -4,6 +4,7 @@
  * {@link ScopeHost} it reports to.
  */
 import { TaskCancelledError } from '../model/errors.js';
+import type { TaskObserver } from '../model/events.js';
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
@@ -31,6 +32,8 @@ export interface ScopeHost {
   scheduled(periodic: Periodic): void;
   /** A periodic task of the scope stopped. */
   unscheduled(periodic: Periodic): void;
+  /** Who observes the lifecycle events of the scope's tasks, if anyone. */
+  readonly observer?: TaskObserver | undefined;
 }
 
 /** What the scope does at each tick of its periodic tasks: its runner adds the tick's run. */
@@ -80,6 +83,10 @@ export class Scope implements RunOwner {
     return this.options.warnBlockingMs;
   }
 
+  get observer(): TaskObserver | undefined {
+    return this.#host.observer;
+  }
+
   /** Tasks not ended yet. */
   get pending(): number {
     return this.#pending;
@@ -94,6 +101,7 @@ export class Scope implements RunOwner {
     if (this.#pending++ === 0) this.#host.busy(this);
     this.counts.total++;
     this.#host.added(run);
+    run.added();
     if (after === undefined || after.length === 0) run.enqueue();
     else run.after(after);
   }

@@ -8,6 +8,7 @@ import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import { invalid, isTimerMs, maxTimerMs, printed } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
+import type { TaskEvent, TaskEventBase, TaskObserver } from '../model/events.js';
 import {
   ResultTimeoutError,
   TaskAbandonedError,
@@ -31,6 +32,10 @@ export interface RunOwner {
   readonly warnBlockingMs: number;
   /** Called once, when the run has reached its final status. */
   settled(run: TaskRun): void;
+  /** Who observes the run's lifecycle events, if anyone: read at each event, so none is built for nobody. */
+  readonly observer?: TaskObserver | undefined;
+  /** How events name the owner (`scope #3`). */
+  readonly label?: string | undefined;
 }
 
 /** What a run is given by the facade (a `TaskRequest` is one). */
@@ -128,6 +133,10 @@ export class TaskRun implements TaskHandle, Job {
   /** The timeout of the running attempt, or the wait of a delayed or retrying task. */
   #timer: NodeJS.Timeout | undefined;
   #startedAt = 0;
+  /** When it last joined its lane's queue (performance.now()), kept only while it is observed. */
+  #queuedAt = 0;
+  /** How long its last attempt ran, once one has failed (for the events of its outcome). */
+  #lastDurationMs: number | undefined;
   /**
    * The async context of the `add()` that made the task: its AsyncLocalStorage stores (a request
    * id, an OpenTelemetry span). Every attempt runs in it, whichever lane, timer or other task
@@ -185,8 +194,15 @@ export class TaskRun implements TaskHandle, Job {
       this.#timer = setTimeout(this.#due, Math.min(wait, maxTimerMs));
     } else {
       this.#status = 'queued';
+      if (this.owner.observer !== undefined) this.#queuedAt = performance.now();
       this.lane.submit(this);
     }
+  }
+
+  /** Tells the observer, if any, that the task was taken in; its owner calls it once. */
+  added(): void {
+    const observer = this.owner.observer;
+    if (observer !== undefined) observer(this.#event({ type: 'added' }));
   }
 
   /**
@@ -226,6 +242,10 @@ export class TaskRun implements TaskHandle, Job {
     const { timeoutMs } = this.#options;
     if (timeoutMs !== undefined) this.#timer = setTimeout(this.#timedOut, timeoutMs, attempt);
     const startedAt = (this.#startedAt = performance.now());
+    const observer = this.owner.observer;
+    if (observer !== undefined) {
+      observer(this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }));
+    }
     let awaited: Promise<unknown> | undefined;
     let returned: unknown;
     try {
@@ -351,6 +371,7 @@ export class TaskRun implements TaskHandle, Job {
       return;
     }
     if (!retry) {
+      this.#lastDurationMs = durationMs;
       this.#finish(finalStatus, { ok: false, error });
       abort?.abort(error);
       this.#log('error', { attempt, durationMs, err: error }, `task "${this.name}" ${finalStatus === 'timedOut' ? 'timed out' : 'failed'}`);
@@ -358,9 +379,12 @@ export class TaskRun implements TaskHandle, Job {
     }
     const delayMs = backoffDelay(backoff, attempt);
     this.progress = undefined;
+    this.#lastDurationMs = durationMs;
     this.#timer = setTimeout(this.#retry, delayMs);
     this.#freeSlot();
     abort?.abort(error);
+    const observer = this.owner.observer;
+    if (observer !== undefined) observer(this.#event({ type: 'attemptFailed', durationMs, error, retryInMs: delayMs }));
     this.#log(
       'warn',
       { attempt, retries, durationMs, retryInMs: delayMs, err: error },
@@ -382,6 +406,11 @@ export class TaskRun implements TaskHandle, Job {
     this.#timer = undefined;
     if (this.#status !== 'retrying') return;
     this.#status = 'queued';
+    const observer = this.owner.observer;
+    if (observer !== undefined) {
+      observer(this.#event({ type: 'retrying' }));
+      this.#queuedAt = performance.now();
+    }
     this.lane.submit(this);
   };
 
@@ -402,6 +431,11 @@ export class TaskRun implements TaskHandle, Job {
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
     this.owner.settled(this);
+    const observer = this.owner.observer;
+    if (observer !== undefined) {
+      const durationMs = from === 'running' ? this.#elapsed() : this.#lastDurationMs;
+      observer(this.#event(outcome.ok ? { type: 'succeeded', durationMs: durationMs! } : { type: status as Exclude<FinalStatus, 'succeeded'>, durationMs, error: outcome.error }));
+    }
     if (from === 'queued') this.lane.withdraw(this);
     this.#freeSlot();
     this.#settle?.(outcome);
@@ -428,7 +462,12 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   #elapsed(): number {
-    return Math.round((performance.now() - this.#startedAt) * 10) / 10;
+    return round(performance.now() - this.#startedAt);
+  }
+
+  /** An event about this task, its common fields filled in. */
+  #event(what: DistributiveOmit<TaskEvent, keyof TaskEventBase>): TaskEvent {
+    return { id: this.id, name: this.name, scope: this.owner.label ?? '', attempt: this.attempt, at: Date.now(), ...what };
   }
 
   /** Logs through the owner's logger with the task's fields; a throwing logger is survived. */
@@ -469,6 +508,13 @@ export class TaskRun implements TaskHandle, Job {
     });
   }
 }
+
+/** Milliseconds to a tenth. */
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** Whether a thrown value is an Error; a revoked Proxy (whose `instanceof` throws) is not. */
 function isError(value: unknown): value is Error {

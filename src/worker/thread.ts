@@ -30,7 +30,6 @@ let scope: Promise<DependencyContainer> | undefined;
 let typescript: Promise<void> | undefined;
 
 export default async function runTask(request: WorkerRequest): Promise<WorkerResponse> {
-  if (startCells !== undefined && request.slot !== undefined) markStarted(startCells, request.slot, request.token ?? 0);
   try {
     return { ok: true, value: await execute(request) };
   } catch (error) {
@@ -38,7 +37,7 @@ export default async function runTask(request: WorkerRequest): Promise<WorkerRes
   }
 }
 
-async function execute({ module, name, args, id, port, attempt = 1 }: WorkerRequest): Promise<unknown> {
+async function execute({ module, name, args, id, port, attempt = 1, slot, token }: WorkerRequest): Promise<unknown> {
   const where = `worker task "${name}" (${module})`;
   let threadScope: DependencyContainer;
   try {
@@ -76,6 +75,9 @@ async function execute({ module, name, args, id, port, attempt = 1 }: WorkerRequ
       );
     }
   });
+  // The task starts now: until here (the thread starting, the setup module, the task's module
+  // loading) it was waiting for its thread to be ready, and counted as queued.
+  if (startCells !== undefined && slot !== undefined) markStarted(startCells, slot, token ?? 0);
   try {
     const result = await (task.fn as (...all: unknown[]) => unknown)(...params, ...args);
     checkResult(name, result);

@@ -15,6 +15,7 @@ import {
   Background,
   BackgroundOptions,
   defineTask,
+  observeTasks,
   shutdown,
   TaskAbandonedError,
   TaskCancelledError,
@@ -24,6 +25,7 @@ import {
   type BackgroundLogger,
   type CallOptions,
   type ShutdownReport,
+  type TaskEvent,
   type TaskHandle,
   type TaskStatus,
 } from '../../src/index.js';
@@ -228,6 +230,38 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
     const among = kind === undefined ? entries : entries.filter((entry) => entry.kind === kind);
     return r === undefined || among.length === 0 ? undefined : among[r % among.length];
   };
+  /**
+   * Each task's lifecycle events, checked as they come against the one order they may come in:
+   * added, then attempts (started; then attemptFailed and retrying before the next), then one
+   * final event, the handle's final status, and nothing after it.
+   */
+  const lives = new Map<string, { state: 'waiting' | 'running' | 'backoff' | 'ended'; attempt: number; final: string | undefined }>();
+  const finals = new Set<string>(['succeeded', 'failed', 'timedOut', 'cancelled', 'skipped', 'abandoned']);
+  const onEvent = (event: TaskEvent): void => {
+    const life = lives.get(event.id);
+    const where = `event ${event.type} (attempt ${event.attempt}) of #${event.id}`;
+    if (event.scope === '') violate(`${where} names no scope`);
+    if (life === undefined) {
+      if (event.type !== 'added') violate(`${where} came before its added event`);
+      else lives.set(event.id, { state: 'waiting', attempt: 0, final: undefined });
+      return;
+    }
+    if (finals.has(event.type)) {
+      if (life.state === 'ended') violate(`${where} came after its final event ${life.final}`);
+      life.state = 'ended';
+      life.final = event.type;
+      return;
+    }
+    const expected = { waiting: 'started', running: 'attemptFailed', backoff: 'retrying', ended: undefined }[life.state];
+    if (event.type !== expected) violate(`${where} came while the task was ${life.state}`);
+    if (event.type === 'started') {
+      if (event.attempt !== life.attempt + 1) violate(`${where} follows attempt ${life.attempt}`);
+      life.attempt = event.attempt;
+    } else if (event.attempt !== life.attempt) violate(`${where} is not about attempt ${life.attempt}`);
+    life.state = event.type === 'started' ? 'running' : event.type === 'attemptFailed' ? 'backoff' : 'waiting';
+  };
+  const observation = observeTasks(onEvent, { container: root });
+
   const isDone = (entry: Entry, status: TaskStatus): boolean => (entry.kind === 'periodic' ? status === 'cancelled' : finalStatuses.has(status));
 
   /** Cancels through the handle and checks what cancel() says against what the handle was. */
@@ -358,6 +392,11 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
       if (isDone(entry, entry.lastStatus) && status !== entry.lastStatus) violate(`#${entry.id} left its final status ${entry.lastStatus} for ${status}`);
       entry.lastStatus = status;
       if (entry.settled.length > 1) violate(`#${entry.id} settled ${entry.settled.length} times: ${JSON.stringify(entry.settled)}`);
+      if (entry.kind === 'once') {
+        const life = lives.get(entry.id);
+        if (life === undefined) violate(`#${entry.id} was added without an added event`);
+        else if (finalStatuses.has(status) ? life.final !== status : life.state === 'ended') violate(`#${entry.id} is ${status} but its events ended with ${life.final ?? 'none'}`);
+      }
       const settled = entry.settled[0];
       if (settled !== undefined) {
         if (settled.status !== status) violate(`#${entry.id} settled while ${settled.status}, and is now ${status}`);
@@ -489,6 +528,8 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
     const abandoned = abandonedSoFar() - shutdownReport.abandonedBefore;
     if (report.abandoned !== abandoned) violate(`shutdown() reported ${report.abandoned} abandoned, but ${abandoned} tasks were abandoned meanwhile`);
   }
+  for (const [id, life] of lives) if (life.state !== 'ended') violate(`#${id} had no final event by the end (last: ${life.state})`);
+  observation();
   if (waiters.some((waiter) => !waiter.settled)) violate(`${waiters.filter((w) => !w.settled).length} waitForRoom() never settled`);
   if (clock.fake) await clock.advance(10_000);
   if (violations.length > 0) throw new Violation(violations.join('\n'));

@@ -1,0 +1,45 @@
+/**
+ * Lifecycle events: what happens to each task, for those who observe an application (metrics,
+ * tracing, a live view, tests). Nothing is built when nobody observes.
+ */
+import type { FinalStatus } from './handle.js';
+
+/** What every event carries. */
+export interface TaskEventBase {
+  /** The task's id, as `handle.id`. */
+  readonly id: string;
+  /** The task's name, as `handle.name`. */
+  readonly name: string;
+  /** The scope the task belongs to, as errors name it: `scope #3`, or `the application root`. */
+  readonly scope: string;
+  /** The attempt the event is about (from 1); 0 before the first attempt starts. */
+  readonly attempt: number;
+  /** When it happened (epoch ms). */
+  readonly at: number;
+}
+
+/**
+ * One thing that happened to a task, by `type`:
+ *
+ * - `added`: `add()` took it (or a periodic task's tick made it); it is queued or delayed.
+ * - `started`: an attempt began; `waitedMs` since it last joined the queue (for a worker task:
+ *   since it was handed to the pool's admission window, until it was admitted).
+ * - `attemptFailed`: an attempt failed or timed out and another follows in `retryInMs`.
+ * - `retrying`: the backoff is over; the task joins the queue again.
+ * - a final status (`succeeded`, `failed`, `timedOut`, `cancelled`, `skipped`, `abandoned`): the
+ *   task's outcome, once. `durationMs` is how long its last attempt ran (none when it ended
+ *   without running, a task cancelled in the queue, say); `error` is why it did not succeed.
+ */
+export type TaskEvent =
+  | (TaskEventBase & { readonly type: 'added' })
+  | (TaskEventBase & { readonly type: 'started'; readonly waitedMs: number })
+  | (TaskEventBase & { readonly type: 'attemptFailed'; readonly durationMs: number; readonly error: Error; readonly retryInMs: number })
+  | (TaskEventBase & { readonly type: 'retrying' })
+  | (TaskEventBase & { readonly type: 'succeeded'; readonly durationMs: number })
+  | (TaskEventBase & { readonly type: Exclude<FinalStatus, 'succeeded'>; readonly durationMs: number | undefined; readonly error: Error });
+
+/** The types of {@link TaskEvent}. */
+export type TaskEventType = TaskEvent['type'];
+
+/** Receives every event of the tasks it observes, synchronously, as they happen. */
+export type TaskObserver = (event: TaskEvent) => void;

@@ -1,0 +1,164 @@
+/**
+ * Lifecycle events (issue 13, item 3): observeTasks() sees every task of an application, in
+ * order, with its id, name, scope, attempt and durations; an observer cannot hurt a task; nothing
+ * is observed after it stops. The order of events under random programs is checked by the
+ * lifecycle model (test/model/lifecycle-program.ts).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  Background,
+  observeTasks,
+  shutdown,
+  TaskAbandonedError,
+  TaskCancelledError,
+  TaskSkippedError,
+  TaskTimeoutError,
+  type TaskEvent,
+} from '../src/index.js';
+import { sumBytes } from './fixtures/worker-tasks.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors } from './helpers.js';
+
+watchProcessErrors();
+const roots: ReturnType<typeof freshApp>[] = [];
+afterEach(async () => {
+  vi.useRealTimers();
+  await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 1_000 })));
+});
+
+function app(options: Parameters<typeof freshApp>[0] = {}) {
+  const logger = captureLogger();
+  const root = freshApp({ logger, ...options });
+  roots.push(root);
+  const events: TaskEvent[] = [];
+  const stop = observeTasks((event) => void events.push(event), { container: root });
+  const scope = root.createChildContainer();
+  return { root, logger, events, stop, scope, bg: scope.resolve(Background) };
+}
+
+/** Each event as `type@attempt`, for the task `id`. */
+function story(events: readonly TaskEvent[], id: string): string[] {
+  return events.filter((event) => event.id === id).map((event) => `${event.type}@${event.attempt}`);
+}
+
+describe('observeTasks()', () => {
+  it('sees a task added, started and succeeded, with its id, name, scope, times and durations', async () => {
+    const { events, bg } = app();
+    const before = Date.now();
+    const handle = bg.add(async function sendMail() {
+      return 'sent';
+    });
+    await handle.result();
+    expect(story(events, handle.id)).toEqual(['added@0', 'started@1', 'succeeded@1']);
+    const [added, started, succeeded] = events as [TaskEvent, TaskEvent & { waitedMs: number }, TaskEvent & { durationMs: number }];
+    for (const event of [added, started, succeeded]) {
+      expect(event).toMatchObject({ id: handle.id, name: 'sendMail', scope: expect.stringMatching(/^scope #\d+$/) as unknown });
+      expect(event.at).toBeGreaterThanOrEqual(before);
+    }
+    expect(started.waitedMs).toBeGreaterThanOrEqual(0);
+    expect(succeeded.durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it('sees each failed attempt, its retry, and the final failure with its error', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const { events, bg } = app();
+    const handle = bg.with({ retries: 1, backoff: { baseMs: 100, jitter: 0 } }).add(async function flaky() {
+      throw new Error('down');
+    });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(story(events, handle.id)).toEqual(['added@0', 'started@1', 'attemptFailed@1']);
+    expect(events.at(-1)).toMatchObject({ type: 'attemptFailed', retryInMs: 100, error: { message: 'down' } });
+    await vi.advanceTimersByTimeAsync(100);
+    await handle.result().catch(() => undefined);
+    expect(story(events, handle.id)).toEqual(['added@0', 'started@1', 'attemptFailed@1', 'retrying@1', 'started@2', 'failed@2']);
+    expect(events.at(-1)).toMatchObject({ type: 'failed', error: { message: 'down' } });
+  });
+
+  it('sees a timeout, a cancellation in the queue (no duration), a skip and an abandonment, each with its error', async () => {
+    const { events, bg, scope } = app({ concurrency: 1, drainTimeoutMs: 0 });
+    const gate = deferred();
+    const slow = bg.with({ timeoutMs: 5 }).add(async function slow() {
+      await gate.promise;
+    });
+    const waiting = bg.add(async function waiting() {});
+    waiting.cancel('not needed');
+    const dependent = bg.with({ after: [slow] }).add(async function dependent() {});
+    await slow.result().catch(() => undefined);
+    const stuck = bg.add(async function stuck() {
+      await gate.promise;
+    });
+    await new Promise((resolve) => setImmediate(resolve));
+    await scope.dispose();
+    gate.resolve();
+    const last = (id: string) => events.filter((event) => event.id === id).at(-1);
+    expect(last(slow.id)).toMatchObject({ type: 'timedOut', error: expect.any(TaskTimeoutError) as unknown, durationMs: expect.any(Number) as unknown });
+    expect(last(waiting.id)).toMatchObject({ type: 'cancelled', error: expect.any(TaskCancelledError) as unknown, durationMs: undefined, attempt: 0 });
+    expect(last(dependent.id)).toMatchObject({ type: 'skipped', error: expect.any(TaskSkippedError) as unknown, durationMs: undefined });
+    expect(last(stuck.id)).toMatchObject({ type: 'abandoned', error: expect.any(TaskAbandonedError) as unknown, durationMs: expect.any(Number) as unknown });
+    expect(story(events, stuck.id)).toEqual(['added@0', 'started@1', 'abandoned@1']);
+  });
+
+  it('sees worker tasks and the tasks of every scope of its application, and of no other application', async () => {
+    const { root, events, bg } = app({ pool: { inline: true } });
+    const other = freshApp({ logger: captureLogger() });
+    roots.push(other);
+    await other.resolve(Background).add(async () => 'elsewhere').result();
+    const worker = bg.add(sumBytes, new Uint8Array([1]));
+    const fromRoot = root.resolve(Background).add(async function onRoot() {});
+    await Promise.all([worker.result(), fromRoot.result()]);
+    expect(new Set(events.map((event) => event.id))).toEqual(new Set([worker.id, fromRoot.id]));
+    expect(events.find((event) => event.id === fromRoot.id)?.scope).toBe('the application root');
+    expect(story(events, worker.id)).toEqual(['added@0', 'started@1', 'succeeded@1']);
+  });
+
+  it("calls the observer of a task's start inside the async context of the add() that made it", async () => {
+    const { root } = app();
+    const request = new AsyncLocalStorage<string>();
+    const seen: (string | undefined)[] = [];
+    const stop = observeTasks((event) => {
+      if (event.type === 'started') seen.push(request.getStore());
+    }, { container: root });
+    const bg = root.createChildContainer().resolve(Background);
+    const handles = ['r1', 'r2', 'r3'].map((id) => request.run(id, () => bg.add(async () => id)));
+    await Promise.all(handles.map((handle) => handle.result()));
+    stop();
+    expect(seen).toEqual(['r1', 'r2', 'r3']);
+  });
+
+  it('survives an observer that throws or rejects: logged, the task and the other observers go on', async () => {
+    const { root, events, logger, bg } = app();
+    observeTasks(() => {
+      throw new Error('observer bug');
+    }, { container: root });
+    // An observer is typed to return nothing; one that returns a rejected promise is survived too.
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises -- the mistake under test
+    observeTasks(() => Promise.reject(new Error('async observer bug')), { container: root });
+    const handle = bg.add(async () => 'fine');
+    await expect(handle.result()).resolves.toBe('fine');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(story(events, handle.id)).toEqual(['added@0', 'started@1', 'succeeded@1']);
+    const errors = logger.at('error');
+    expect(errors).toHaveLength(6);
+    expect(errors[0]!.message).toBe(`an observer of task events threw on "added" of task "${handle.name}"; the task goes on`);
+    expect(errors.map((entry) => (entry.fields.err as Error).message).sort()).toEqual([...Array<string>(3).fill('async observer bug'), ...Array<string>(3).fill('observer bug')]);
+  });
+
+  it('sees nothing once stopped, whether called or disposed; stopping twice is harmless', async () => {
+    const { root, events, stop, bg } = app();
+    const second: TaskEvent[] = [];
+    {
+      using observation = observeTasks((event) => void second.push(event), { container: root });
+      await bg.add(async () => 1).result();
+      expect(observation).toBeTypeOf('function');
+    }
+    stop();
+    stop();
+    await bg.add(async () => 2).result();
+    expect(events).toHaveLength(3);
+    expect(second).toHaveLength(3);
+  });
+
+  it('refuses an observer that is not a function', () => {
+    expect(() => observeTasks(42 as never)).toThrow('observeTasks(observer): observer must be a function, got 42 (number)');
+  });
+});
