@@ -6,8 +6,8 @@ import 'reflect-metadata';
 
 export { ApplicationBackground, Background, type BackgroundStats } from './background.js';
 export { disposeScope, shutdown, type ShutdownOptions } from './shutdown.js';
-export { observeTasks, type ObserveOptions, type TaskObservation } from './observe.js';
-export type { TaskEvent, TaskEventBase, TaskEventType, TaskObserver } from './model/events.js';
+export { observeTasks, wrapAttempts, type ObserveOptions, type TaskObservation } from './observe.js';
+export type { AttemptWrapper, TaskEvent, TaskEventBase, TaskEventType, TaskObserver, TaskStartedEvent } from './model/events.js';
 export type { TaskAdder, TaskGroup } from './group.js';
 export type { ShutdownReport } from './engine/application.js';
 export { TaskContext } from './model/context.js';

@@ -1,7 +1,7 @@
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { appOf } from './di/container.js';
 import { describe } from './model/checks.js';
-import type { TaskObserver } from './model/events.js';
+import type { AttemptWrapper, TaskObserver } from './model/events.js';
 
 /** Options of {@link observeTasks}. */
 export interface ObserveOptions {
@@ -36,6 +36,36 @@ export interface TaskObservation {
 export function observeTasks(observer: TaskObserver, options: ObserveOptions = {}): TaskObservation {
   if (typeof observer !== 'function') throw new TypeError(`observeTasks(observer): observer must be a function, got ${describe(observer)}`);
   if (typeof options !== 'object' || options === null) throw new TypeError(`observeTasks(observer, options): options must be an object, got ${describe(options)}`);
-  const stop = appOf(options.container ?? globalContainer).observe(observer);
-  return Object.assign(() => stop(), { [Symbol.dispose]: stop });
+  return observation(appOf(options.container ?? globalContainer).observe(observer));
+}
+
+/**
+ * Runs every attempt of an application's tasks inside `wrapper`, for tools that must set a
+ * context around a task's code: a tracing span that the spans the task makes are children of, a
+ * logging context. `wrapper(event, attempt)` receives the attempt's `started` event; it must call
+ * `attempt()` once, synchronously, and return what it returns (the task's value or promise),
+ * letting what it throws through. One that throws before calling it, or never calls it, is
+ * logged and the attempt runs without it. Several wrappers nest, the first added outermost.
+ * While there is none, nothing is built.
+ *
+ * ```ts
+ * const store = new AsyncLocalStorage<{ taskId: string }>();
+ * wrapAttempts((event, attempt) => store.run({ taskId: event.id }, attempt));
+ * ```
+ */
+export function wrapAttempts(wrapper: AttemptWrapper, options: ObserveOptions = {}): TaskObservation {
+  if (typeof wrapper !== 'function') throw new TypeError(`wrapAttempts(wrapper): wrapper must be a function, got ${describe(wrapper)}`);
+  if (typeof options !== 'object' || options === null) throw new TypeError(`wrapAttempts(wrapper, options): options must be an object, got ${describe(options)}`);
+  return observation(appOf(options.container ?? globalContainer).wrapAttempts(wrapper));
+}
+
+/** `stop`, callable and disposable, once. */
+function observation(stop: () => void): TaskObservation {
+  let stopped = false;
+  const once = (): void => {
+    if (stopped) return;
+    stopped = true;
+    stop();
+  };
+  return Object.assign(once, { [Symbol.dispose]: once });
 }

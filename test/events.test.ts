@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
   observeTasks,
+  wrapAttempts,
   shutdown,
   TaskAbandonedError,
   TaskCancelledError,
@@ -160,5 +161,52 @@ describe('observeTasks()', () => {
 
   it('refuses an observer that is not a function', () => {
     expect(() => observeTasks(42 as never)).toThrow('observeTasks(observer): observer must be a function, got 42 (number)');
+  });
+});
+
+describe('wrapAttempts()', () => {
+  it("runs every attempt inside the wrappers, nested in the order they were added, in every lane, retries included", async () => {
+    const { root, bg } = app({ pool: { inline: true } });
+    const store = new AsyncLocalStorage<string[]>();
+    const outer = wrapAttempts((event, attempt) => store.run([`outer ${event.name}@${event.attempt}`], attempt), { container: root });
+    const inner = wrapAttempts((_event, attempt) => store.run([...(store.getStore() ?? []), 'inner'], attempt), { container: root });
+    const seen: (string[] | undefined)[] = [];
+    const flaky = bg.with({ retries: 1, backoff: { baseMs: 1, jitter: 0 } }).add(async function flaky() {
+      seen.push(store.getStore());
+      await Promise.resolve();
+      if (seen.length === 1) throw new Error('first attempt fails');
+      return store.getStore();
+    });
+    await expect(flaky.result()).resolves.toEqual(['outer flaky@2', 'inner']);
+    expect(seen).toEqual([['outer flaky@1', 'inner'], ['outer flaky@2', 'inner']]);
+    const sync = bg.add(function syncTask() {
+      return store.getStore();
+    });
+    await expect(sync.result()).resolves.toEqual(['outer syncTask@1', 'inner']);
+    inner();
+    outer[Symbol.dispose]();
+    await expect(bg.add(async () => store.getStore()).result()).resolves.toBeUndefined();
+  });
+
+  it('lets what the task throws through, and survives a wrapper that throws or forgets the attempt: logged, the task still runs', async () => {
+    const { root, bg, logger } = app();
+    const stop = wrapAttempts(() => {
+      throw new Error('wrapper bug');
+    }, { container: root });
+    await expect(bg.add(async () => 'ran').result()).resolves.toBe('ran');
+    stop();
+    wrapAttempts(() => 'forgot', { container: root });
+    await expect(bg.add(async () => 'ran too').result()).resolves.toBe('ran too');
+    expect(logger.at('error').map((entry) => entry.message)).toEqual([
+      expect.stringMatching(/^an attempt wrapper threw before running task ".*"; it runs without the wrapper$/),
+      expect.stringMatching(/^an attempt wrapper returned without running task ".*"; it runs without the wrapper$/),
+    ]);
+    const passing = wrapAttempts((_event, attempt) => attempt(), { container: root });
+    await expect(
+      bg.add(async function fails() {
+        throw new Error('task failure');
+      }).result(),
+    ).rejects.toThrow('task failure');
+    passing();
   });
 });

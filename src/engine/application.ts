@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
-import type { TaskEvent, TaskObserver } from '../model/events.js';
+import type { AttemptWrapper, TaskEvent, TaskObserver } from '../model/events.js';
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
@@ -56,6 +56,9 @@ export class Application implements ScopeHost {
   readonly #observers: TaskObserver[] = [];
   /** What every task reports its events to: none while nobody observes, so none is built. */
   observer: TaskObserver | undefined;
+  readonly #wrappers: AttemptWrapper[] = [];
+  /** What every attempt runs inside: the wrappers nested, the first outermost; none when there are none. */
+  wrapper: AttemptWrapper | undefined;
 
   /** @param options the options of the application's root container */
   constructor(options: ResolvedOptions) {
@@ -174,6 +177,17 @@ export class Application implements ScopeHost {
     };
   }
 
+  /** Runs every attempt inside `wrapper` too (inside those added before it); returns what removes it. */
+  wrapAttempts(wrapper: AttemptWrapper): () => void {
+    this.#wrappers.push(wrapper);
+    this.wrapper = nest(this.#wrappers);
+    return () => {
+      const at = this.#wrappers.indexOf(wrapper);
+      if (at >= 0) this.#wrappers.splice(at, 1);
+      this.wrapper = nest(this.#wrappers);
+    };
+  }
+
   readonly #dispatch = (event: TaskEvent): void => {
     for (const observer of [...this.#observers]) {
       try {
@@ -255,4 +269,14 @@ export class Application implements ScopeHost {
   async #drainAll(): Promise<void> {
     while (this.#busy.size > 0) await Promise.all(Array.from(this.#busy, (scope) => scope.drain()));
   }
+}
+
+/** One wrapper made of several, the first outermost; none for none. */
+function nest(wrappers: readonly AttemptWrapper[]): AttemptWrapper | undefined {
+  if (wrappers.length <= 1) return wrappers[0];
+  const list = [...wrappers];
+  return (event, attempt) => {
+    const at = (i: number): unknown => (i === list.length ? attempt() : list[i]!(event, () => at(i + 1)));
+    return at(0);
+  };
 }

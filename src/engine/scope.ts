@@ -4,7 +4,7 @@
  * {@link ScopeHost} it reports to.
  */
 import { TaskCancelledError } from '../model/errors.js';
-import type { TaskObserver } from '../model/events.js';
+import type { AttemptWrapper, TaskObserver } from '../model/events.js';
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
@@ -34,6 +34,8 @@ export interface ScopeHost {
   unscheduled(periodic: Periodic): void;
   /** Who observes the lifecycle events of the scope's tasks, if anyone. */
   readonly observer?: TaskObserver | undefined;
+  /** What every attempt of the scope's tasks runs inside, if anything. */
+  readonly wrapper?: AttemptWrapper | undefined;
 }
 
 /** What the scope does at each tick of its periodic tasks: its runner adds the tick's run. */
@@ -85,6 +87,10 @@ export class Scope implements RunOwner {
 
   get observer(): TaskObserver | undefined {
     return this.#host.observer;
+  }
+
+  get wrapper(): AttemptWrapper | undefined {
+    return this.#host.wrapper;
   }
 
   /** Tasks not ended yet. */

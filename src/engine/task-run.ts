@@ -8,7 +8,7 @@ import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import { invalid, isTimerMs, maxTimerMs, printed } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
-import type { TaskEvent, TaskEventBase, TaskObserver } from '../model/events.js';
+import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskObserver, TaskStartedEvent } from '../model/events.js';
 import {
   ResultTimeoutError,
   TaskAbandonedError,
@@ -36,6 +36,8 @@ export interface RunOwner {
   readonly observer?: TaskObserver | undefined;
   /** How events name the owner (`scope #3`). */
   readonly label?: string | undefined;
+  /** What each attempt runs inside, if anything (see {@link AttemptWrapper}). */
+  readonly wrapper?: AttemptWrapper | undefined;
 }
 
 /** What a run is given by the facade (a `TaskRequest` is one). */
@@ -242,14 +244,17 @@ export class TaskRun implements TaskHandle, Job {
     const { timeoutMs } = this.#options;
     if (timeoutMs !== undefined) this.#timer = setTimeout(this.#timedOut, timeoutMs, attempt);
     const startedAt = (this.#startedAt = performance.now());
-    const observer = this.owner.observer;
-    if (observer !== undefined) {
-      observer(this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }));
+    const { observer, wrapper } = this.owner;
+    let started: TaskStartedEvent | undefined;
+    if (observer !== undefined || wrapper !== undefined) {
+      started = this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }) as TaskStartedEvent;
+      observer?.(started);
     }
     let awaited: Promise<unknown> | undefined;
     let returned: unknown;
     try {
-      returned = fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
+      if (wrapper !== undefined) returned = this.#wrapped(wrapper, started!, fn);
+      else returned = fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
       // Inside the try: a returned Proxy can throw from `instanceof` or from reading `then`.
       if (returned instanceof Promise) awaited = returned;
       else if (isThenable(returned)) awaited = Promise.resolve(returned);
@@ -271,6 +276,30 @@ export class TaskRun implements TaskHandle, Job {
         this.#attemptFailed(attempt, error);
       },
     );
+  }
+
+  /**
+   * The attempt, run inside `wrapper`. A wrapper that throws before calling `attempt()`, or
+   * returns without calling it, is logged and the attempt runs without it.
+   */
+  #wrapped(wrapper: AttemptWrapper, event: TaskStartedEvent, fn: ((...params: unknown[]) => unknown) | undefined): unknown {
+    let called = false;
+    const attempt = (): unknown => {
+      if (called) throw new Error('an attempt wrapper called attempt() twice');
+      called = true;
+      return fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
+    };
+    let returned: unknown;
+    try {
+      returned = wrapper(event, attempt);
+    } catch (error) {
+      if (called) throw error;
+      this.#log('error', { err: error }, `an attempt wrapper threw before running task "${this.name}"; it runs without the wrapper`);
+      return attempt();
+    }
+    if (called) return returned;
+    this.#log('error', {}, `an attempt wrapper returned without running task "${this.name}"; it runs without the wrapper`);
+    return attempt();
   }
 
   cancel(reason?: unknown): boolean {

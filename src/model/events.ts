@@ -43,3 +43,13 @@ export type TaskEventType = TaskEvent['type'];
 
 /** Receives every event of the tasks it observes, synchronously, as they happen. */
 export type TaskObserver = (event: TaskEvent) => void;
+
+/** The event of an attempt's start. */
+export type TaskStartedEvent = Extract<TaskEvent, { type: 'started' }>;
+
+/**
+ * Runs each attempt of a task inside some context of its own (a tracing span, a logging
+ * context): it must call `attempt()` once, synchronously, and return what `attempt()` returns
+ * (the task's value, or the promise of it), letting what it throws through.
+ */
+export type AttemptWrapper = (event: TaskStartedEvent, attempt: () => unknown) => unknown;
