@@ -5,7 +5,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
-import type { AttemptWrapper, TaskEvent, TaskObserver } from '../model/events.js';
+import type { AttemptWrapper, TaskEvent, TaskHooks, TaskObserver } from '../model/events.js';
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
@@ -54,11 +54,13 @@ export class Application implements ScopeHost {
   #options: ResolvedOptions;
   #pool: Pool | undefined;
   readonly #observers: TaskObserver[] = [];
-  /** What every task reports its events to: none while nobody observes, so none is built. */
-  observer: TaskObserver | undefined;
   readonly #wrappers: AttemptWrapper[] = [];
-  /** What every attempt runs inside: the wrappers nested, the first outermost; none when there are none. */
-  wrapper: AttemptWrapper | undefined;
+  /**
+   * What every task reports its events to (all the observers) and runs its attempts inside (the
+   * wrappers nested, the first outermost); `undefined` while there are neither, so that nothing
+   * is built for nobody.
+   */
+  hooks: TaskHooks | undefined;
 
   /** @param options the options of the application's root container */
   constructor(options: ResolvedOptions) {
@@ -169,23 +171,29 @@ export class Application implements ScopeHost {
    */
   observe(observer: TaskObserver): () => void {
     this.#observers.push(observer);
-    this.observer = this.#dispatch;
+    this.#rehook();
     return () => {
       const at = this.#observers.indexOf(observer);
       if (at >= 0) this.#observers.splice(at, 1);
-      if (this.#observers.length === 0) this.observer = undefined;
+      this.#rehook();
     };
   }
 
   /** Runs every attempt inside `wrapper` too (inside those added before it); returns what removes it. */
   wrapAttempts(wrapper: AttemptWrapper): () => void {
     this.#wrappers.push(wrapper);
-    this.wrapper = nest(this.#wrappers);
+    this.#rehook();
     return () => {
       const at = this.#wrappers.indexOf(wrapper);
       if (at >= 0) this.#wrappers.splice(at, 1);
-      this.wrapper = nest(this.#wrappers);
+      this.#rehook();
     };
+  }
+
+  #rehook(): void {
+    const observer = this.#observers.length === 0 ? undefined : this.#dispatch;
+    const wrapper = nest(this.#wrappers);
+    this.hooks = observer === undefined && wrapper === undefined ? undefined : Object.freeze({ observer, wrapper });
   }
 
   readonly #dispatch = (event: TaskEvent): void => {

@@ -4,7 +4,7 @@
  * {@link ScopeHost} it reports to.
  */
 import { TaskCancelledError } from '../model/errors.js';
-import type { AttemptWrapper, TaskObserver } from '../model/events.js';
+import type { TaskHooks } from '../model/events.js';
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
@@ -32,10 +32,8 @@ export interface ScopeHost {
   scheduled(periodic: Periodic): void;
   /** A periodic task of the scope stopped. */
   unscheduled(periodic: Periodic): void;
-  /** Who observes the lifecycle events of the scope's tasks, if anyone. */
-  readonly observer?: TaskObserver | undefined;
-  /** What every attempt of the scope's tasks runs inside, if anything. */
-  readonly wrapper?: AttemptWrapper | undefined;
+  /** Who watches the scope's tasks (their events, their attempts), if anyone. */
+  readonly hooks?: TaskHooks | undefined;
 }
 
 /** What the scope does at each tick of its periodic tasks: its runner adds the tick's run. */
@@ -85,12 +83,8 @@ export class Scope implements RunOwner {
     return this.options.warnBlockingMs;
   }
 
-  get observer(): TaskObserver | undefined {
-    return this.#host.observer;
-  }
-
-  get wrapper(): AttemptWrapper | undefined {
-    return this.#host.wrapper;
+  get hooks(): TaskHooks | undefined {
+    return this.#host.hooks;
   }
 
   /** Tasks not ended yet. */

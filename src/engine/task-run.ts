@@ -8,7 +8,7 @@ import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import { invalid, isTimerMs, maxTimerMs, printed } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
-import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskObserver, TaskStartedEvent } from '../model/events.js';
+import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskHooks, TaskStartedEvent } from '../model/events.js';
 import {
   ResultTimeoutError,
   TaskAbandonedError,
@@ -32,12 +32,13 @@ export interface RunOwner {
   readonly warnBlockingMs: number;
   /** Called once, when the run has reached its final status. */
   settled(run: TaskRun): void;
-  /** Who observes the run's lifecycle events, if anyone: read at each event, so none is built for nobody. */
-  readonly observer?: TaskObserver | undefined;
+  /**
+   * Who watches the run, if anyone: read at each event (one read, `undefined` in the common
+   * case), so that no event is built for nobody.
+   */
+  readonly hooks?: TaskHooks | undefined;
   /** How events name the owner (`scope #3`). */
   readonly label?: string | undefined;
-  /** What each attempt runs inside, if anything (see {@link AttemptWrapper}). */
-  readonly wrapper?: AttemptWrapper | undefined;
 }
 
 /** What a run is given by the facade (a `TaskRequest` is one). */
@@ -196,14 +197,14 @@ export class TaskRun implements TaskHandle, Job {
       this.#timer = setTimeout(this.#due, Math.min(wait, maxTimerMs));
     } else {
       this.#status = 'queued';
-      if (this.owner.observer !== undefined) this.#queuedAt = performance.now();
+      if (this.owner.hooks?.observer !== undefined) this.#queuedAt = performance.now();
       this.lane.submit(this);
     }
   }
 
   /** Tells the observer, if any, that the task was taken in; its owner calls it once. */
   added(): void {
-    const observer = this.owner.observer;
+    const observer = this.owner.hooks?.observer;
     if (observer !== undefined) observer(this.#event({ type: 'added' }));
   }
 
@@ -244,11 +245,12 @@ export class TaskRun implements TaskHandle, Job {
     const { timeoutMs } = this.#options;
     if (timeoutMs !== undefined) this.#timer = setTimeout(this.#timedOut, timeoutMs, attempt);
     const startedAt = (this.#startedAt = performance.now());
-    const { observer, wrapper } = this.owner;
+    const hooks = this.owner.hooks;
+    const wrapper = hooks?.wrapper;
     let started: TaskStartedEvent | undefined;
-    if (observer !== undefined || wrapper !== undefined) {
+    if (hooks !== undefined) {
       started = this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }) as TaskStartedEvent;
-      observer?.(started);
+      hooks.observer?.(started);
     }
     let awaited: Promise<unknown> | undefined;
     let returned: unknown;
@@ -412,7 +414,7 @@ export class TaskRun implements TaskHandle, Job {
     this.#timer = setTimeout(this.#retry, delayMs);
     this.#freeSlot();
     abort?.abort(error);
-    const observer = this.owner.observer;
+    const observer = this.owner.hooks?.observer;
     if (observer !== undefined) observer(this.#event({ type: 'attemptFailed', durationMs, error, retryInMs: delayMs }));
     this.#log(
       'warn',
@@ -435,7 +437,7 @@ export class TaskRun implements TaskHandle, Job {
     this.#timer = undefined;
     if (this.#status !== 'retrying') return;
     this.#status = 'queued';
-    const observer = this.owner.observer;
+    const observer = this.owner.hooks?.observer;
     if (observer !== undefined) {
       observer(this.#event({ type: 'retrying' }));
       this.#queuedAt = performance.now();
@@ -460,7 +462,7 @@ export class TaskRun implements TaskHandle, Job {
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
     this.owner.settled(this);
-    const observer = this.owner.observer;
+    const observer = this.owner.hooks?.observer;
     if (observer !== undefined) {
       const durationMs = from === 'running' ? this.#elapsed() : this.#lastDurationMs;
       observer(this.#event(outcome.ok ? { type: 'succeeded', durationMs: durationMs! } : { type: status as Exclude<FinalStatus, 'succeeded'>, durationMs, error: outcome.error }));

@@ -53,3 +53,9 @@ export type TaskStartedEvent = Extract<TaskEvent, { type: 'started' }>;
  * (the task's value, or the promise of it), letting what it throws through.
  */
 export type AttemptWrapper = (event: TaskStartedEvent, attempt: () => unknown) => unknown;
+
+/** Who watches an application's tasks: an observer of their events, a wrapper of their attempts. */
+export interface TaskHooks {
+  readonly observer: TaskObserver | undefined;
+  readonly wrapper: AttemptWrapper | undefined;
+}
