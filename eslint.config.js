@@ -23,9 +23,24 @@ const layers = {
   engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
   di: ['container', 'in-process-runner'],
   '.': ['group', 'background', 'shutdown', 'observe', 'index'],
+  adapters: ['request-scope', 'express', 'fastify', 'hono'],
 };
 /** Layers that must not know tsyringe: the engine runs tasks, whoever resolved them. */
 const withoutTsyringe = ['engine'];
+/** Layers that use the library as its users do: through index.ts and the facade, never the layers below. */
+const publicOnly = ['adapters'];
+/**
+ * The web frameworks and the one adapter that may import each: nothing else in src/ imports a
+ * framework, so the root entry loads none and each entry point loads only its own.
+ */
+const frameworks = { 'adapters/express': ['express'], 'adapters/fastify': ['fastify', 'fastify-plugin'], 'adapters/hono': ['hono', '@hono/node-server'] };
+const frameworkPattern = (path) => {
+  const others = Object.entries(frameworks).flatMap(([owner, names]) => (owner === path ? [] : names));
+  return {
+    regex: `^(${others.map((name) => name.replace(/\./g, '\\$&')).join('|')})(/.*)?$`,
+    message: path in frameworks ? `src/${path}.ts imports only its own framework.` : 'Only its own adapter in src/adapters/ imports a web framework.',
+  };
+};
 
 const modules = Object.entries(layers).flatMap(([layer, names]) => names.map((name) => ({ layer, path: posix.join(layer, name) })));
 const listed = new Set(modules.map((m) => `${m.path}.ts`));
@@ -43,9 +58,13 @@ const layerRules = modules.map((module, i) => {
     };
   });
   if (withoutTsyringe.includes(module.layer)) later.push({ name: 'tsyringe', message: `src/${module.layer}/ knows nothing of tsyringe: the di/ layer above it does.` });
+  const patterns = [nodeProtocol, frameworkPattern(module.path)];
+  if (publicOnly.includes(module.layer)) {
+    patterns.push({ regex: '^\\.\\./(model|worker|engine|di)/', message: `src/${module.layer}/ uses the library through ../index.js and the facade modules, as its users do.` });
+  }
   return {
     files: [`src/${module.path}.ts`],
-    rules: { 'no-restricted-imports': ['error', { paths: later, patterns: [nodeProtocol] }] },
+    rules: { 'no-restricted-imports': ['error', { paths: later, patterns }] },
   };
 });
 

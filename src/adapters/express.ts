@@ -1,0 +1,64 @@
+/**
+ * `tsyringe-background/express`: a request scope for Express 5. Each request gets a child
+ * container as `req.container`, disposed with `disposeScope()` once the response has been sent
+ * or the client has gone away.
+ * @packageDocumentation
+ */
+import type { Request, RequestHandler } from 'express';
+import type { DependencyContainer } from 'tsyringe';
+import {
+  closeOnResponse,
+  openScope,
+  registerThen,
+  resolveRequestScopeOptions,
+  type RequestFields,
+  type RequestScopeOptions as Options,
+} from './request-scope.js';
+
+declare global {
+  // Express's own extension point for request properties (what @types/express documents).
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /**
+       * This request's scope: a child container made by `requestScope()` from
+       * `tsyringe-background/express`, disposed after the response. Resolve the request's
+       * services (and its `Background`) from it.
+       */
+      container: DependencyContainer;
+    }
+  }
+}
+
+/** Options of {@link requestScope}: `register` receives Express's `Request`. */
+export type RequestScopeOptions = Options<Request>;
+
+/**
+ * Express middleware that gives each request its own child container, `req.container`, and
+ * disposes it with `disposeScope()` once the response has finished or the client has gone away
+ * (whichever comes first, once): the scope's `Background` drains first, then its other
+ * disposables are disposed. The response never waits for that; a failure is logged through
+ * `options.logger`, never sent to the client.
+ *
+ * ```ts
+ * const app = express();
+ * app.use(requestScope({ register: (scope, req) => scope.register(RequestId, { useValue: req.get('x-request-id') }) }));
+ * app.post('/signup', (req, res) => {
+ *   req.container.resolve(Background).add(sendWelcome, req.body.email);
+ *   res.status(202).end();
+ * });
+ * ```
+ *
+ * @throws TypeError when an option has the wrong type.
+ */
+export function requestScope(options?: RequestScopeOptions): RequestHandler {
+  const resolved = resolveRequestScopeOptions(options);
+  return (req, res, next) => {
+    const { scope, close } = openScope(resolved, req, fieldsOf);
+    closeOnResponse(res, close);
+    req.container = scope;
+    registerThen(resolved, scope, req, next);
+  };
+}
+
+const fieldsOf = (req: Request): RequestFields => ({ method: req.method, url: req.originalUrl });

@@ -1,0 +1,77 @@
+/**
+ * `tsyringe-background/fastify`: a request scope for Fastify 5. A plugin (wrapped with
+ * `fastify-plugin`, so it applies to the whole application) gives each request a child
+ * container as `request.diScope`, disposed with `disposeScope()` once the response has been
+ * sent or the client has gone away.
+ * @packageDocumentation
+ */
+import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
+import fastifyPlugin from 'fastify-plugin';
+import type { DependencyContainer } from 'tsyringe';
+import {
+  closeOnResponse,
+  openScope,
+  registerThen,
+  resolveRequestScopeOptions,
+  type RequestFields,
+  type ResolvedRequestScopeOptions,
+  type RequestScopeOptions as Options,
+} from './request-scope.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /**
+     * This request's scope: a child container made by the `requestScope` plugin from
+     * `tsyringe-background/fastify`, disposed after the response. Resolve the request's services
+     * (and its `Background`) from it.
+     */
+    diScope: DependencyContainer;
+  }
+}
+
+/** Options of {@link requestScope}: `register` receives the `FastifyRequest`. */
+export type RequestScopeOptions = Options<FastifyRequest>;
+
+const fieldsOf = (request: FastifyRequest): RequestFields => ({ method: request.method, url: request.url });
+
+const plugin: FastifyPluginCallback<RequestScopeOptions> = (fastify, options, done) => {
+  let resolved: ResolvedRequestScopeOptions<FastifyRequest>;
+  try {
+    resolved = resolveRequestScopeOptions(options);
+  } catch (error) {
+    done(error as TypeError);
+    return;
+  }
+  // Fastify 5 refuses a reference type as a decorator's initial value: null, set per request.
+  fastify.decorateRequest('diScope', null, []);
+  fastify.addHook('onRequest', (request, reply, next) => {
+    const { scope, close } = openScope(resolved, request, fieldsOf);
+    closeOnResponse(reply.raw, close);
+    request.diScope = scope;
+    // A hook's failure goes to Fastify's error handling as it was thrown.
+    registerThen(resolved, scope, request, next as (error?: unknown) => void);
+  });
+  done();
+};
+
+/**
+ * A Fastify plugin that gives each request its own child container, `request.diScope`, and
+ * disposes it with `disposeScope()` once the response has finished or the client has gone away
+ * (whichever comes first, once): the scope's `Background` drains first, then its other
+ * disposables are disposed. The response never waits for that; a failure is logged through
+ * `options.logger`, never sent to the client. Made with `fastify-plugin`, so its hook and the
+ * `diScope` decorator apply to every route of the application.
+ *
+ * ```ts
+ * const app = Fastify();
+ * await app.register(requestScope, { register: (scope, request) => scope.register(RequestId, { useValue: request.id }) });
+ * app.post('/signup', async (request, reply) => {
+ *   request.diScope.resolve(Background).add(sendWelcome, (request.body as { email: string }).email);
+ *   return reply.code(202).send();
+ * });
+ * ```
+ *
+ * Registering it fails with a `TypeError` (`app.register()` and `app.ready()` reject) when an
+ * option has the wrong type.
+ */
+export const requestScope = fastifyPlugin(plugin, { fastify: '5.x', name: 'tsyringe-background' });

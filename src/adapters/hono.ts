@@ -1,0 +1,79 @@
+/**
+ * `tsyringe-background/hono`: a request scope for Hono 4 on Node (`@hono/node-server`). Each
+ * request gets a child container as `c.var.container`, disposed with `disposeScope()` once the
+ * response has been sent or the client has gone away.
+ * @packageDocumentation
+ */
+import type { Context, MiddlewareHandler } from 'hono';
+import type { DependencyContainer } from 'tsyringe';
+import {
+  closeOnResponse,
+  openScope,
+  resolveRequestScopeOptions,
+  type NodeResponse,
+  type RequestFields,
+  type RequestScopeOptions as Options,
+} from './request-scope.js';
+
+/** The variables {@link requestScope} sets: `c.var.container`, this request's scope. */
+export interface RequestScopeVariables {
+  container: DependencyContainer;
+}
+
+/** The environment of an app (or route) that uses {@link requestScope}: `new Hono<RequestScopeEnv>()`. */
+export interface RequestScopeEnv {
+  Variables: RequestScopeVariables;
+}
+
+/** Options of {@link requestScope}: `register` receives Hono's `Context`. */
+export type RequestScopeOptions = Options<Context>;
+
+/**
+ * Hono middleware that gives each request its own child container, `c.var.container`, and
+ * disposes it with `disposeScope()` (the scope's `Background` drains first, then its other
+ * disposables are disposed). The response never waits for that; a failure is logged through
+ * `options.logger`, never sent to the client.
+ *
+ * When is the response over? Served by `@hono/node-server`, once Node's response has finished
+ * or the client has gone away (`c.env.outgoing`), whichever comes first. Elsewhere (`app.request()`
+ * in tests, another runtime), once the handlers have returned the response: a streamed body may
+ * still be running then.
+ *
+ * ```ts
+ * const app = new Hono<RequestScopeEnv>();
+ * app.use(requestScope({ register: (scope, c) => scope.register(RequestId, { useValue: c.req.header('x-request-id') }) }));
+ * app.post('/signup', async (c) => {
+ *   c.var.container.resolve(Background).add(sendWelcome, (await c.req.json<{ email: string }>()).email);
+ *   return c.body(null, 202);
+ * });
+ * serve({ fetch: app.fetch, port: 3000 });
+ * ```
+ *
+ * @throws TypeError when an option has the wrong type.
+ */
+export function requestScope(options?: RequestScopeOptions): MiddlewareHandler<RequestScopeEnv> {
+  const resolved = resolveRequestScopeOptions(options);
+  return async (c, next) => {
+    const { scope, close } = openScope(resolved, c, fieldsOf);
+    const outgoing = nodeResponseOf(c.env);
+    if (outgoing !== undefined) closeOnResponse(outgoing, close);
+    c.set('container', scope);
+    try {
+      await resolved.register?.(scope, c);
+      await next();
+    } finally {
+      if (outgoing === undefined) close();
+    }
+  };
+}
+
+function fieldsOf(c: Context): RequestFields {
+  const { pathname, search } = new URL(c.req.url);
+  return { method: c.req.method, url: pathname + search };
+}
+
+/** The Node response `@hono/node-server` passes in the env as `outgoing`, when it is there. */
+function nodeResponseOf(env: unknown): NodeResponse | undefined {
+  const outgoing = (env as { outgoing?: Partial<NodeResponse> } | undefined)?.outgoing;
+  return typeof outgoing?.once === 'function' ? (outgoing as NodeResponse) : undefined;
+}

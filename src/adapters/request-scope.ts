@@ -1,0 +1,165 @@
+/**
+ * What the Express, Fastify and Hono adapters share: a child container per request, a hook that
+ * registers the request's values in it, and its disposal, once, after the response, with a
+ * failure logged and never thrown. The adapters only say where the request and its response are.
+ */
+import { container as globalContainer, type DependencyContainer } from 'tsyringe';
+import { consoleLogger, disposeScope, type BackgroundLogger } from '../index.js';
+
+/**
+ * Options of every adapter's `requestScope`; `Request` is what the framework calls a request
+ * (Express's `Request`, Fastify's `FastifyRequest`, Hono's `Context`).
+ */
+export interface RequestScopeOptions<Request> {
+  /**
+   * The container each request's scope is a child of: the application's root, or any container
+   * below it.
+   * @default tsyringe's global `container`
+   */
+  parent?: DependencyContainer | undefined;
+  /**
+   * Registers the request's own values in its scope (the user, a request id, a database
+   * session), before the route's handler runs. When it returns a promise, the promise is
+   * awaited (any other value is ignored); a failure goes to the framework's error handling,
+   * and the scope is still disposed.
+   *
+   * ```ts
+   * register: (scope, req) => scope.register(RequestId, { useValue: req.get('x-request-id') ?? randomUUID() })
+   * ```
+   * @default none
+   */
+  register?: ((scope: DependencyContainer, request: Request) => unknown) | undefined;
+  /**
+   * Where a failed disposal of a request scope is logged (one of the scope's disposables threw).
+   * Give it the logger you register in `BackgroundOptions`, so that everything the library logs
+   * goes to one place.
+   * @default consoleLogger
+   */
+  logger?: BackgroundLogger | undefined;
+}
+
+/** Options with the defaults filled in and checked, as an adapter uses them. */
+export interface ResolvedRequestScopeOptions<Request> {
+  readonly parent: DependencyContainer;
+  readonly register: ((scope: DependencyContainer, request: Request) => unknown) | undefined;
+  readonly logger: BackgroundLogger;
+}
+
+/** The end of a response as Node reports it, HTTP/1 (`ServerResponse`) and HTTP/2 alike. */
+export interface NodeResponse {
+  once(event: 'finish' | 'close', listener: () => void): unknown;
+}
+
+/** One request's scope, and the door that disposes it (the first call only). */
+export interface OpenScope {
+  readonly scope: DependencyContainer;
+  readonly close: () => void;
+}
+
+/**
+ * Fills in the defaults and checks the options, naming what is wrong.
+ * @throws TypeError when an option has the wrong type.
+ */
+export function resolveRequestScopeOptions<Request>(options: RequestScopeOptions<Request> | undefined): ResolvedRequestScopeOptions<Request> {
+  if (options === undefined) return { parent: globalContainer, register: undefined, logger: consoleLogger };
+  if (typeof options !== 'object' || options === null) throw new TypeError(`requestScope(options): options must be an object, got ${describe(options)}`);
+  const { parent = globalContainer, register, logger = consoleLogger } = options;
+  if (typeof (parent as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
+    throw new TypeError(`requestScope(options): options.parent must be a tsyringe container, got ${describe(parent)}`);
+  }
+  if (register !== undefined && typeof register !== 'function') {
+    throw new TypeError(`requestScope(options): options.register must be a function, got ${describe(register)}`);
+  }
+  if (!isLogger(logger)) {
+    throw new TypeError(`requestScope(options): options.logger must be an object with error, warn, info and debug methods, got ${describe(logger)}`);
+  }
+  return Object.freeze({ parent, register, logger });
+}
+
+/** What a failed disposal's log entry says of its request. */
+export interface RequestFields {
+  readonly method: string;
+  readonly url: string;
+}
+
+/**
+ * Makes a request's scope, a child of `options.parent`. `close()` starts its disposal with
+ * `disposeScope()` (the scope's Background drains first, then its other disposables) the first
+ * time it is called and does nothing after; it returns at once, so the response never waits
+ * for background work. A failed disposal is logged with `fieldsOf(request)`, read only then.
+ */
+export function openScope<Request>(
+  options: Pick<ResolvedRequestScopeOptions<Request>, 'parent' | 'logger'>,
+  request: Request,
+  fieldsOf: (request: Request) => RequestFields,
+): OpenScope {
+  const scope = options.parent.createChildContainer();
+  let closed = false;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    disposeScope(scope).catch((err: unknown) => {
+      logSafely(options.logger, { err, ...fieldsOf(request) }, 'disposing a request scope failed');
+    });
+  };
+  return { scope, close };
+}
+
+/** Closes the scope when the response has finished or its connection has closed, whichever comes first. */
+export function closeOnResponse(response: NodeResponse, close: () => void): void {
+  response.once('finish', close);
+  response.once('close', close);
+}
+
+/**
+ * Runs the `register` hook, then calls `next()`, or `next(error)` when the hook throws or its
+ * promise rejects. Without a hook, calls `next()` at once (no promise is made).
+ */
+export function registerThen<Request>(
+  options: ResolvedRequestScopeOptions<Request>,
+  scope: DependencyContainer,
+  request: Request,
+  next: (error?: unknown) => void,
+): void {
+  if (options.register === undefined) {
+    next();
+    return;
+  }
+  let registered: unknown;
+  try {
+    registered = options.register(scope, request);
+  } catch (error) {
+    next(error);
+    return;
+  }
+  if (typeof (registered as Partial<PromiseLike<unknown>> | null | undefined)?.then === 'function') (registered as PromiseLike<unknown>).then(() => next(), next);
+  else next();
+}
+
+/** A logger that throws must not turn a logged failure into an unhandled one. */
+function logSafely(logger: BackgroundLogger, fields: Record<string, unknown>, message: string): void {
+  try {
+    logger.error(fields, message);
+  } catch (loggerError) {
+    console.error('[tsyringe-background] the logger threw while logging:', message, fields, loggerError);
+  }
+}
+
+function isLogger(value: unknown): value is BackgroundLogger {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (['error', 'warn', 'info', 'debug'] as const).every((level) => typeof (value as Record<string, unknown>)[level] === 'function')
+  );
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  if (typeof value === 'object') {
+    const name = (value as { constructor?: { name?: string } }).constructor?.name;
+    return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+  }
+  return `${String(value)} (${typeof value})`; // eslint-disable-line @typescript-eslint/no-base-to-string -- only primitives reach here
+}

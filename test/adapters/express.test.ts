@@ -1,0 +1,30 @@
+/** `tsyringe-background/express` on a real Express 5 server: the shared scenarios, then Express's own. */
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import { describe, expect, it } from 'vitest';
+import { requestScope } from '../../src/adapters/express.js';
+import { requestScopeScenarios } from './scenarios.js';
+
+requestScopeScenarios('express', async ({ parent, logger, register, route }) => {
+  const app = express();
+  app.use(requestScope({ parent, logger, register: (scope, req) => register(scope, (name) => req.get(name)) }));
+  app.get('/work', async (req, res) => {
+    res.json(await route(req.container));
+  });
+  const server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/work`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((closed) => server.close(closed));
+    },
+  };
+});
+
+describe('express: requestScope(options)', () => {
+  it('names a wrong option', () => {
+    expect(() => requestScope({ parent: {} as never })).toThrow(new TypeError('requestScope(options): options.parent must be a tsyringe container, got an object'));
+  });
+});

@@ -1,0 +1,61 @@
+/** `tsyringe-background/fastify` on a real Fastify 5 server: the shared scenarios, then Fastify's own. */
+import Fastify from 'fastify';
+import { Lifecycle } from 'tsyringe';
+import { describe, expect, it } from 'vitest';
+import { requestScope } from '../../src/adapters/fastify.js';
+import { Background, shutdown } from '../../src/index.js';
+import { captureLogger, deferred, freshApp } from '../helpers.js';
+import { requestScopeScenarios } from './scenarios.js';
+
+requestScopeScenarios('fastify', async ({ parent, logger, register, route }) => {
+  const app = Fastify({ forceCloseConnections: true }); // close() waits for no connection an aborted fetch left open
+  await app.register(requestScope, {
+    parent,
+    logger,
+    register: (scope, request) =>
+      register(scope, (name) => {
+        const value = request.headers[name];
+        return Array.isArray(value) ? value[0] : value;
+      }),
+  });
+  app.get('/work', async (request) => route(request.diScope));
+  const address = await app.listen({ port: 0, host: '127.0.0.1' });
+  return { url: `${address}/work`, close: () => app.close() };
+});
+
+describe('fastify: the requestScope plugin', () => {
+  it('names a wrong option when the application starts', async () => {
+    const app = Fastify();
+    await expect(app.register(requestScope, { register: 42 as never }).ready()).rejects.toThrow(
+      new TypeError('requestScope(options): options.register must be a function, got 42 (number)'),
+    );
+  });
+
+  it('works under app.inject() too: the scope is drained, then disposed, once the injected response has finished', async () => {
+    const parent = freshApp({ logger: captureLogger() });
+    const events: string[] = [];
+    const disposed = deferred();
+    class Session {
+      dispose(): void {
+        events.push('session disposed');
+        disposed.resolve();
+      }
+    }
+    const app = Fastify();
+    await app.register(requestScope, { parent });
+    app.get('/', async (request) => {
+      request.diScope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
+      request.diScope.resolve(Session);
+      request.diScope.resolve(Background).add(async () => {
+        events.push('task ran');
+      });
+      return 'ok';
+    });
+    const response = await app.inject('/');
+    expect(response.body).toBe('ok');
+    await disposed.promise;
+    expect(events).toEqual(['task ran', 'session disposed']);
+    await app.close();
+    await shutdown({ container: parent });
+  });
+});
