@@ -22,8 +22,8 @@ const layers = {
   worker: ['wire', 'start-marks', 'clone', 'thread'],
   engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
   di: ['container', 'in-process-runner'],
-  '.': ['group', 'background', 'shutdown', 'observe', 'index'],
-  adapters: ['request-scope', 'express', 'fastify', 'hono'],
+  '.': ['group', 'background', 'shutdown', 'observe', 'graceful', 'index'],
+  adapters: ['request-scope', 'live-view', 'express', 'fastify', 'hono', 'opentelemetry'],
 };
 /** Layers that must not know tsyringe: the engine runs tasks, whoever resolved them. */
 const withoutTsyringe = ['engine'];
@@ -33,7 +33,12 @@ const publicOnly = ['adapters'];
  * The web frameworks and the one adapter that may import each: nothing else in src/ imports a
  * framework, so the root entry loads none and each entry point loads only its own.
  */
-const frameworks = { 'adapters/express': ['express'], 'adapters/fastify': ['fastify', 'fastify-plugin'], 'adapters/hono': ['hono', '@hono/node-server'] };
+const frameworks = {
+  'adapters/express': ['express'],
+  'adapters/fastify': ['fastify', 'fastify-plugin'],
+  'adapters/hono': ['hono', '@hono/node-server'],
+  'adapters/opentelemetry': ['@opentelemetry/api'],
+};
 const frameworkPattern = (path) => {
   const others = Object.entries(frameworks).flatMap(([owner, names]) => (owner === path ? [] : names));
   return {
