@@ -1,0 +1,193 @@
+/**
+ * OpenTelemetry for an application's tasks: a span per attempt, a child of the span that was
+ * active at `add()`, and metrics of their outcomes, durations, waits and of what is queued and
+ * running. Built on the public hooks (`observeTasks`, `wrapAttempts`): nothing is traced or
+ * counted, and nothing is built, until `instrumentTasks()` is called.
+ */
+import {
+  context,
+  metrics,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Attributes,
+  type MeterProvider,
+  type ObservableResult,
+  type Span,
+  type TracerProvider,
+} from '@opentelemetry/api';
+import { container as globalContainer, type DependencyContainer } from 'tsyringe';
+import { ApplicationBackground, observeTasks, wrapAttempts, type Background, type TaskEvent, type TaskObservation } from '../index.js';
+
+/** The name of the instrumentation scope (the tracer's and the meter's). */
+export const instrumentationName = 'tsyringe-background';
+
+/** The attributes set on spans and metric points. */
+export const attributes = Object.freeze({
+  name: 'background.task.name',
+  id: 'background.task.id',
+  scope: 'background.task.scope',
+  attempt: 'background.task.attempt',
+  waitedMs: 'background.task.waited_ms',
+  outcome: 'background.task.outcome',
+});
+
+/** Options of {@link instrumentTasks}. */
+export interface InstrumentOptions {
+  /**
+   * A container of the application to instrument (any of its scopes will do).
+   * @default the global container
+   */
+  container?: DependencyContainer | undefined;
+  /**
+   * Where spans go; `false`: no spans (and no attempt wrapper).
+   * @default the global tracer provider (`trace.getTracerProvider()`)
+   */
+  tracerProvider?: TracerProvider | false | undefined;
+  /**
+   * Where metrics go; `false`: no metrics.
+   * @default the global meter provider (`metrics.getMeterProvider()`)
+   */
+  meterProvider?: MeterProvider | false | undefined;
+}
+
+/**
+ * Traces and measures every task of an application with OpenTelemetry (`@opentelemetry/api`,
+ * an optional peer dependency); returns what stops it.
+ *
+ * - **Spans**: one per attempt, named after the task, a child of the span active at `add()`
+ *   (the request's, typically); the task's own spans (a query, an HTTP call) are its children.
+ *   Attributes: `background.task.name`, `.id`, `.scope`, `.attempt`, `.waited_ms`, and
+ *   `.outcome` when it ends. Status: OK when it succeeds; ERROR, with the exception recorded,
+ *   when the attempt fails, times out or is abandoned (outcome `retried` when another attempt
+ *   follows); unset when it is cancelled.
+ * - **Metrics**: `background.tasks` (counter of outcomes, by task name and outcome),
+ *   `background.task.duration` (histogram of attempt durations, ms, by name and outcome),
+ *   `background.task.wait` (histogram of the wait before each attempt started, ms, by name),
+ *   `background.tasks.queued` and `background.tasks.running` (gauges of the application, now).
+ *
+ * ```ts
+ * import { instrumentTasks } from 'tsyringe-background/opentelemetry';
+ * const stop = instrumentTasks();   // after the OpenTelemetry SDK has started
+ * ```
+ *
+ * A worker task's span covers its round trip from the main thread; the span context does not
+ * cross into the worker thread.
+ */
+export function instrumentTasks(options: InstrumentOptions = {}): TaskObservation {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`instrumentTasks(options): options must be an object, got ${String(options)}`);
+  const scope = options.container ?? globalContainer;
+  const stops: (() => void)[] = [];
+  const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
+  if (tracerProvider !== false) stops.push(traceTasks(scope, tracerProvider));
+  const meterProvider = options.meterProvider ?? metrics.getMeterProvider();
+  if (meterProvider !== false) stops.push(measureTasks(scope, meterProvider));
+  let stopped = false;
+  const stop = (): void => {
+    if (stopped) return;
+    stopped = true;
+    for (const each of stops) each();
+  };
+  return Object.assign(stop, { [Symbol.dispose]: stop });
+}
+
+/** Spans: opened by an attempt wrapper (so that the task's code runs inside), ended by the events. */
+function traceTasks(scope: DependencyContainer, provider: TracerProvider): () => void {
+  const tracer = provider.getTracer(instrumentationName);
+  /** The span of each task's attempt in progress, by task id. */
+  const open = new Map<string, Span>();
+  const wrapping = wrapAttempts(
+    (event, attempt) => {
+      const parent = context.active();
+      const span = tracer.startSpan(
+        event.name,
+        {
+          kind: SpanKind.INTERNAL,
+          attributes: {
+            [attributes.name]: event.name,
+            [attributes.id]: event.id,
+            [attributes.scope]: event.scope,
+            [attributes.attempt]: event.attempt,
+            [attributes.waitedMs]: event.waitedMs,
+          },
+        },
+        parent,
+      );
+      open.set(event.id, span);
+      return context.with(trace.setSpan(parent, span), attempt);
+    },
+    { container: scope },
+  );
+  const observing = observeTasks(
+    (event) => {
+      const span = open.get(event.id);
+      if (span === undefined) return;
+      if (event.type === 'attemptFailed') end(span, 'retried', event.error);
+      else if (event.type === 'succeeded') end(span, 'succeeded', undefined);
+      else if (event.type === 'cancelled' || event.type === 'skipped') end(span, event.type, undefined, false);
+      else if (event.type === 'failed' || event.type === 'timedOut' || event.type === 'abandoned') end(span, event.type, event.error);
+      else return;
+      open.delete(event.id);
+    },
+    { container: scope },
+  );
+  return () => {
+    wrapping();
+    observing();
+    for (const span of open.values()) span.end();
+    open.clear();
+  };
+}
+
+function end(span: Span, outcome: string, error: Error | undefined, isError = error !== undefined): void {
+  span.setAttribute(attributes.outcome, outcome);
+  if (error !== undefined && isError) {
+    span.recordException(error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
+  } else if (outcome === 'succeeded') {
+    span.setStatus({ code: SpanStatusCode.OK });
+  }
+  span.end();
+}
+
+/** Metrics: counters and histograms from the events, gauges read from the application on collection. */
+function measureTasks(scope: DependencyContainer, provider: MeterProvider): () => void {
+  const meter = provider.getMeter(instrumentationName);
+  const outcomes = meter.createCounter('background.tasks', { description: 'Tasks that reached an outcome, by task name and outcome.', unit: '{task}' });
+  const durations = meter.createHistogram('background.task.duration', { description: 'How long each attempt ran, by task name and outcome.', unit: 'ms' });
+  const waits = meter.createHistogram('background.task.wait', { description: 'How long each attempt waited for a slot before it started.', unit: 'ms' });
+  const queued = meter.createObservableGauge('background.tasks.queued', { description: "The application's tasks waiting for a slot now.", unit: '{task}' });
+  const running = meter.createObservableGauge('background.tasks.running', { description: "The application's tasks running now.", unit: '{task}' });
+  const app: Background = scope.resolve(ApplicationBackground);
+  const readQueued = (result: ObservableResult): void => result.observe(app.stats({ application: true }).queued);
+  const readRunning = (result: ObservableResult): void => result.observe(app.stats({ application: true }).running);
+  queued.addCallback(readQueued);
+  running.addCallback(readRunning);
+  const observing = observeTasks(
+    (event: TaskEvent) => {
+      const byName: Attributes = { [attributes.name]: event.name };
+      switch (event.type) {
+        case 'added':
+        case 'retrying':
+          return;
+        case 'started':
+          waits.record(event.waitedMs, byName);
+          return;
+        case 'attemptFailed':
+          durations.record(event.durationMs, { ...byName, [attributes.outcome]: 'retried' });
+          return;
+        default: {
+          const byOutcome = { ...byName, [attributes.outcome]: event.type };
+          outcomes.add(1, byOutcome);
+          if (event.durationMs !== undefined) durations.record(event.durationMs, byOutcome);
+        }
+      }
+    },
+    { container: scope },
+  );
+  return () => {
+    observing();
+    queued.removeCallback(readQueued);
+    running.removeCallback(readRunning);
+  };
+}

@@ -1,0 +1,178 @@
+/**
+ * OpenTelemetry (issue 13, item 4), with the SDK's in-memory span exporter and a metric reader
+ * the test collects from: a span per attempt, a child of the span active at add(), the task's own
+ * spans its children, statuses by outcome; metrics of outcomes, durations, waits, and the queued
+ * and running gauges; nothing once stopped.
+ */
+import { context, trace, type Span } from '@opentelemetry/api';
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
+import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { attributes, instrumentTasks } from '../../src/adapters/opentelemetry.js';
+import { Background, defineTask, shutdown, TaskContext, type TaskObservation } from '../../src/index.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors } from '../helpers.js';
+
+/** Collects on demand. */
+class TestReader extends MetricReader {
+  constructor() {
+    super({ aggregationTemporalitySelector: () => AggregationTemporality.CUMULATIVE });
+  }
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
+
+const contextManager = new AsyncLocalStorageContextManager();
+beforeAll(() => {
+  context.setGlobalContextManager(contextManager.enable());
+});
+afterAll(() => {
+  contextManager.disable();
+  context.disable();
+});
+
+watchProcessErrors();
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function instrumented() {
+  const exporter = new InMemorySpanExporter();
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const reader = new TestReader();
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  const root = freshApp({ logger: captureLogger() });
+  const stop: TaskObservation = instrumentTasks({ container: root, tracerProvider, meterProvider });
+  cleanups.push(() => shutdown({ container: root }), stop, () => meterProvider.shutdown());
+  const tracer = tracerProvider.getTracer('test');
+  const spans = (): ReadableSpan[] => exporter.getFinishedSpans();
+  const named = (name: string): ReadableSpan[] => spans().filter((span) => span.name === name);
+  const collect = async () => (await reader.collect()).resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics);
+  const points = async (metric: string) => (await collect()).find((m) => m.descriptor.name === metric)?.dataPoints ?? [];
+  return { root, bg: root.createChildContainer().resolve(Background), tracer, spans, named, points, stop };
+}
+
+const parentOf = (span: ReadableSpan): string | undefined => span.parentSpanContext?.spanId;
+
+describe('instrumentTasks()', () => {
+  it("makes a span per attempt, a child of the span active at add(), with the task's own spans inside it", async () => {
+    const { bg, tracer, named } = instrumented();
+    let request: Span | undefined;
+    const handle = tracer.startActiveSpan('GET /signup', (span) => {
+      request = span;
+      const h = bg.add(async function sendWelcome() {
+        tracer.startActiveSpan('smtp send', (inner) => inner.end());
+        return 'sent';
+      });
+      span.end();
+      return h;
+    });
+    await handle.result();
+    const [task] = named('sendWelcome');
+    const [inner] = named('smtp send');
+    expect(task).toBeDefined();
+    expect(task!.spanContext().traceId).toBe(request!.spanContext().traceId);
+    expect(parentOf(task!)).toBe(request!.spanContext().spanId);
+    expect(parentOf(inner!)).toBe(task!.spanContext().spanId);
+    expect(task!.attributes).toMatchObject({
+      [attributes.name]: 'sendWelcome',
+      [attributes.id]: handle.id,
+      [attributes.attempt]: 1,
+      [attributes.outcome]: 'succeeded',
+      [attributes.scope]: expect.stringMatching(/^scope #\d+$/) as unknown,
+    });
+    expect(task!.status.code).toBe(1); // OK
+  });
+
+  it('marks failed attempts as errors with the exception, one span per attempt, and the outcome of each', async () => {
+    const { bg, named } = instrumented();
+    let calls = 0;
+    const handle = bg.with({ retries: 2, backoff: { baseMs: 1, jitter: 0 } }).add(async function flaky() {
+      if (++calls < 3) throw new Error(`attempt ${calls} failed`);
+    });
+    await handle.result();
+    const attempts = named('flaky').sort((a, b) => Number(a.attributes[attributes.attempt]) - Number(b.attributes[attributes.attempt]));
+    expect(attempts.map((span) => [span.attributes[attributes.attempt], span.attributes[attributes.outcome], span.status.code])).toEqual([
+      [1, 'retried', 2],
+      [2, 'retried', 2],
+      [3, 'succeeded', 1],
+    ]);
+    expect(attempts[0]!.events.map((event) => event.name)).toEqual(['exception']);
+    expect(attempts[0]!.status.message).toBe('attempt 1 failed');
+    const timedOut = bg.with({ timeoutMs: 1 }).add(async function hangs() {
+      await new Promise(() => undefined);
+    });
+    await timedOut.result().catch(() => undefined);
+    expect(named('hangs')[0]!.attributes[attributes.outcome]).toBe('timedOut');
+    expect(named('hangs')[0]!.status.code).toBe(2);
+  });
+
+  it('ends the span of a cancelled attempt without an error status, and makes none for a task that never ran', async () => {
+    const { bg, named } = instrumented();
+    const gate = deferred();
+    const run = defineTask({ name: 'cancellable', inject: [TaskContext] }, async (ctx) => {
+      await Promise.race([gate.promise, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve))]);
+    });
+    const running = bg.add(run);
+    await new Promise((resolve) => setImmediate(resolve));
+    running.cancel();
+    const never = bg.with({ delayMs: 60_000 }).add(async function never() {});
+    never.cancel();
+    gate.resolve();
+    expect(named('cancellable').map((span) => [span.attributes[attributes.outcome], span.status.code])).toEqual([['cancelled', 0]]);
+    expect(named('never')).toEqual([]);
+  });
+
+  it('counts outcomes and records durations and waits by task name, and gauges what is queued and running', async () => {
+    const { root, bg, points } = instrumented();
+    const gate = deferred();
+    const app = root.resolve(Background);
+    const blocking = Array.from({ length: 3 }, () => bg.add(async function held() {
+      await gate.promise;
+    }));
+    await bg.add(async function quick() {}).result();
+    await bg.add(async function broken() {
+      throw new Error('no');
+    }).result().catch(() => undefined);
+    const value = async (metric: string) => (await points(metric))[0]?.value;
+    expect(await value('background.tasks.running')).toBe(3);
+    expect(await value('background.tasks.queued')).toBe(0);
+    gate.resolve();
+    await Promise.all(blocking.map((handle) => handle.result()));
+    await app.drain();
+    const outcomes = (await points('background.tasks')).map((point) => [point.attributes[attributes.name], point.attributes[attributes.outcome], point.value]);
+    expect(outcomes).toEqual(expect.arrayContaining([
+      ['held', 'succeeded', 3],
+      ['quick', 'succeeded', 1],
+      ['broken', 'failed', 1],
+    ]));
+    const durations = (await points('background.task.duration')) as DataPoint<Histogram>[];
+    expect(durations.find((point) => point.attributes[attributes.name] === 'held')?.value.count).toBe(3);
+    const waits = (await points('background.task.wait')) as DataPoint<Histogram>[];
+    expect(waits.reduce((sum, point) => sum + point.value.count, 0)).toBe(5);
+    expect(await value('background.tasks.running')).toBe(0);
+  });
+
+  it('traces and counts nothing once stopped; stopping twice is harmless', async () => {
+    const { bg, named, points, stop } = instrumented();
+    await bg.add(async function before() {}).result();
+    stop();
+    stop();
+    await bg.add(async function after() {}).result();
+    expect(named('before')).toHaveLength(1);
+    expect(named('after')).toEqual([]);
+    const counted = (await points('background.tasks')).map((point) => point.attributes[attributes.name]);
+    expect(counted).toEqual(['before']);
+  });
+
+  it('can trace without metrics and measure without traces', async () => {
+    const exporter = new InMemorySpanExporter();
+    const root = freshApp({ logger: captureLogger() });
+    const stop = instrumentTasks({ container: root, tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }), meterProvider: false });
+    cleanups.push(() => shutdown({ container: root }), stop);
+    await root.resolve(Background).add(async function traced() {}).result();
+    expect(exporter.getFinishedSpans().map((span) => span.name)).toEqual(['traced']);
+    expect(trace.getActiveSpan()).toBeUndefined();
+  });
+});
