@@ -3,10 +3,15 @@
  * application's totals by final status since it started, request scopes' abandoned work
  * included, so that an exit code can reflect every lost task.
  */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect, it, vi } from 'vitest';
 import { appOf } from '../src/di/container.js';
 import { ApplicationBackground, Background, shutdown } from '../src/index.js';
-import { holds, spins, spinsWithContext } from './fixtures/worker-tasks.js';
+import { holds, readsFifo, spins, spinsWithContext } from './fixtures/worker-tasks.js';
 import { captureLogger, freshApp, holdCell, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -91,4 +96,20 @@ it('counts a worker task waiting for a thread as queued, in its status, stats() 
   const report = await shutdown({ container: root, timeoutMs: 5_000 });
   expect(report.abandoned).toBe(0);
   expect(report.totals).toMatchObject({ total: 4, succeeded: 1, abandoned: 3 });
+}, 20_000);
+
+it("logs a pool close that overruns its deadline, and resolves anyway: a thread stuck in a native call cannot be terminated", async () => {
+  const fifo = join(mkdtempSync(join(tmpdir(), 'tsyringe-background-')), 'stuck');
+  execFileSync('mkfifo', [fifo]);
+  const logger = captureLogger();
+  const pool = { maxThreads: 1, minThreads: 0, terminateAfterMs: 60_000, setupModule: new URL('./fixtures/worker-setup.ts', import.meta.url) };
+  const root = freshApp({ logger, pool });
+  const started = new Int32Array(new SharedArrayBuffer(4));
+  root.resolve(ApplicationBackground).add(readsFifo, started, fifo);
+  await vi.waitFor(() => expect(Atomics.load(started, 0)).toBe(1), { timeout: 10_000, interval: 10 });
+  const report = await shutdown({ container: root, timeoutMs: 50 });
+  expect(report.abandoned).toBe(1);
+  expect(logger.at('warn').map((entry) => entry.message)).toContainEqual(expect.stringMatching(/^closing the worker pool took longer than \d+ ms; it goes on in the background$/));
+  // Lets the thread out of its open(), so that it can be terminated.
+  await writeFile(fifo, 'done');
 }, 20_000);
