@@ -23,7 +23,7 @@ const layers = {
   engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
   di: ['container', 'in-process-runner'],
   '.': ['group', 'background', 'shutdown', 'observe', 'graceful', 'index'],
-  adapters: ['request-scope', 'live-view', 'express', 'fastify', 'hono', 'opentelemetry'],
+  adapters: ['request-scope', 'live-view', 'express', 'fastify', 'hono', 'opentelemetry', 'bullmq'],
 };
 /** Layers that must not know tsyringe: the engine runs tasks, whoever resolved them. */
 const withoutTsyringe = ['engine'];
@@ -38,6 +38,7 @@ const frameworks = {
   'adapters/fastify': ['fastify', 'fastify-plugin'],
   'adapters/hono': ['hono', '@hono/node-server'],
   'adapters/opentelemetry': ['@opentelemetry/api'],
+  'adapters/bullmq': ['bullmq', 'ioredis'],
 };
 const frameworkPattern = (path) => {
   const others = Object.entries(frameworks).flatMap(([owner, names]) => (owner === path ? [] : names));

@@ -7,7 +7,7 @@ import { TaskRun } from './engine/task-run.js';
 import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callKeys, resolveCall, type CallOptions, type CallSpec } from './model/call-options.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
-import { kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js';
+import { DurableRunner, kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionKeys, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 
@@ -35,6 +35,8 @@ export class Background implements AsyncDisposable, TaskAdder {
   readonly #scope: Scope;
   readonly #app: Application;
   readonly #runner: Runner;
+  readonly #container: DependencyContainer;
+  #durable: Runner | undefined;
   readonly #isRoot: boolean;
   #disposal: Promise<void> | undefined;
 
@@ -48,6 +50,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     this.#isRoot = isRoot;
     this.#scope = isRoot ? new Scope(options, app, 'the application root') : new Scope(options, app);
     this.#runner = new InProcessRunner(container, this.#scope, app);
+    this.#container = container;
     setBackgroundOf(container, this);
   }
 
@@ -203,7 +206,21 @@ export class Background implements AsyncDisposable, TaskAdder {
     const name = nameOf(kind, given);
     this.#app.checkIntake(this.#scope, name);
     const definition = kind === 'definition' || kind === 'worker' ? (given as TaskDefinition) : undefined;
-    return this.#runner.add({ name, kind, task: given, args, options: this.#optionsFor(name, definition?.options, call), timing: call });
+    const options = this.#optionsFor(name, definition?.options, call);
+    const runner = options.durable ? this.#durableRunner(name) : this.#runner;
+    return runner.add({ name, kind, task: given, args, options, timing: call });
+  }
+
+  /** The application's durable backend, registered under {@link DurableRunner}. */
+  #durableRunner(name: string): Runner {
+    if (this.#durable !== undefined) return this.#durable;
+    if (!this.#container.isRegistered(DurableRunner, true)) {
+      throw new TypeError(
+        `bg.add("${name}"): durable: true needs a durable backend, and this application has none; ` +
+          'register one on its root container (useBullMQ() from tsyringe-background/bullmq)',
+      );
+    }
+    return (this.#durable = this.#container.resolve(DurableRunner));
   }
 
   /** The task options of one task: the scope's defaults, then the definition's, then the call's. */

@@ -14,6 +14,7 @@ export { TaskContext } from './model/context.js';
 export {
   BackgroundDisposedError,
   BackgroundError,
+  DurableTaskError,
   QueueFullError,
   ResultTimeoutError,
   TaskAbandonedError,
@@ -24,6 +25,7 @@ export {
   TaskTimeoutError,
   WorkerTaskError,
   type BackgroundErrorCode,
+  type DurableErrorCode,
   type WorkerErrorCode,
 } from './model/errors.js';
 export type { CallOptions } from './model/call-options.js';
@@ -42,4 +44,5 @@ export {
   type TaskResult,
 } from './model/task.js';
 export { workerTask, type WorkerTaskDefinition } from './model/worker-task.js';
+export { DurableRunner, type Runner, type TaskKind, type TaskRequest } from './model/runner.js';
 export { transfer } from './worker/clone.js';

@@ -169,6 +169,7 @@ function measureTasks(scope: DependencyContainer, provider: MeterProvider): () =
       switch (event.type) {
         case 'added':
         case 'retrying':
+        case 'progress':
           return;
         case 'started':
           waits.record(event.waitedMs, byName);

@@ -334,7 +334,10 @@ export class TaskRun implements TaskHandle, Job {
   /** Records progress; called by the task's context (or, for a worker task, by the pool). */
   reportProgress(fraction: number, message?: string): void {
     checkFraction(fraction);
-    if (this.#status === 'running') this.progress = Object.freeze({ fraction, message });
+    if (this.#status !== 'running') return;
+    this.progress = Object.freeze({ fraction, message });
+    const observer = this.owner.hooks?.observer;
+    if (observer !== undefined) observer(this.#event({ type: 'progress', fraction, message }));
   }
 
   result(options?: ResultOptions): Promise<unknown> {

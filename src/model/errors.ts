@@ -15,7 +15,11 @@ export type BackgroundErrorCode =
   | 'ERR_RESULT_TIMEOUT'
   | 'ERR_TASK_SKIPPED'
   | 'ERR_QUEUE_FULL'
-  | WorkerErrorCode;
+  | WorkerErrorCode
+  | DurableErrorCode;
+
+/** Codes of {@link DurableTaskError}: what went wrong around a durable task's job. */
+export type DurableErrorCode = 'ERR_DURABLE_ENQUEUE' | 'ERR_DURABLE_FAILED' | 'ERR_DURABLE_UNKNOWN_TASK';
 
 /** Codes of {@link WorkerTaskError}: what went wrong around a worker task, rather than in it. */
 export type WorkerErrorCode =
@@ -211,3 +215,20 @@ const skippedBecause: Record<string, string> = {
   skipped: 'was skipped',
   abandoned: 'was abandoned',
 };
+
+/**
+ * A durable task's job could not be enqueued (`ERR_DURABLE_ENQUEUE`: Redis unreachable past the
+ * backend's bound), failed in a worker (`ERR_DURABLE_FAILED`: the message is the job's failure
+ * reason, `failedReason` as BullMQ keeps it), or reached a worker that does not know its name
+ * (`ERR_DURABLE_UNKNOWN_TASK`).
+ */
+export class DurableTaskError extends BackgroundError {
+  declare readonly code: DurableErrorCode;
+  /** The job's id (the task's handle id). */
+  readonly jobId: string;
+
+  constructor(code: DurableErrorCode, jobId: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.jobId = jobId;
+  }
+}

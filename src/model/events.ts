@@ -26,6 +26,7 @@ export interface TaskEventBase {
  *   since it was handed to the pool's admission window, until it was admitted).
  * - `attemptFailed`: an attempt failed or timed out and another follows in `retryInMs`.
  * - `retrying`: the backoff is over; the task joins the queue again.
+ * - `progress`: the running attempt reported its progress (`ctx.progress()`).
  * - a final status (`succeeded`, `failed`, `timedOut`, `cancelled`, `skipped`, `abandoned`): the
  *   task's outcome, once. `durationMs` is how long its last attempt ran (none when it ended
  *   without running, a task cancelled in the queue, say); `error` is why it did not succeed.
@@ -35,6 +36,7 @@ export type TaskEvent =
   | (TaskEventBase & { readonly type: 'started'; readonly waitedMs: number })
   | (TaskEventBase & { readonly type: 'attemptFailed'; readonly durationMs: number; readonly error: Error; readonly retryInMs: number })
   | (TaskEventBase & { readonly type: 'retrying' })
+  | (TaskEventBase & { readonly type: 'progress'; readonly fraction: number; readonly message: string | undefined })
   | (TaskEventBase & { readonly type: 'succeeded'; readonly durationMs: number })
   | (TaskEventBase & { readonly type: Exclude<FinalStatus, 'succeeded'>; readonly durationMs: number | undefined; readonly error: Error });
 

@@ -9,6 +9,7 @@
  * worker pool. A durable backend is the second: the same requests (definitions are found by
  * name, arguments travel as data), the same handles.
  */
+import type { InjectionToken } from 'tsyringe';
 import type { CallTiming } from './call-options.js';
 import { describe } from './checks.js';
 import type { TaskHandle } from './handle.js';
@@ -47,6 +48,12 @@ export interface Runner {
    */
   add(request: TaskRequest): TaskHandle;
 }
+
+/**
+ * The token under which an application's durable backend is registered (on its root container):
+ * the runner of the tasks added with `durable: true`. `tsyringe-background/bullmq` registers one.
+ */
+export const DurableRunner: InjectionToken<Runner> = Symbol.for('tsyringe-background.DurableRunner');
 
 /** Which kind of task a value is; a `TypeError` naming the problem when it is none. */
 export function kindOf(task: unknown): TaskKind {

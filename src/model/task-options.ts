@@ -52,6 +52,14 @@ export interface TaskOptions {
    * @default none
    */
   timeoutMs?: number | undefined;
+  /**
+   * Whether the task goes to the application's durable backend (a queue in Redis, through
+   * `tsyringe-background/bullmq`) rather than this process's memory: it then survives a restart
+   * and may run in another process. Only `defineTask()` and `workerTask()` definitions can be
+   * durable (a worker finds them by name), and their arguments must survive JSON.
+   * @default false
+   */
+  durable?: boolean | undefined;
 }
 
 /** Task options with defaults filled in, as a run uses them. */
@@ -61,6 +69,7 @@ export interface ResolvedTaskOptions {
   readonly backoff: Readonly<Required<{ [K in keyof Backoff]: NonNullable<Backoff[K]> }>>;
   readonly retryIf: ((error: unknown, attempt: number) => boolean) | undefined;
   readonly timeoutMs: number | undefined;
+  readonly durable: boolean;
 }
 
 export const defaultTaskOptions: ResolvedTaskOptions = Object.freeze({
@@ -69,9 +78,10 @@ export const defaultTaskOptions: ResolvedTaskOptions = Object.freeze({
   backoff: Object.freeze({ baseMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.5 }),
   retryIf: undefined,
   timeoutMs: undefined,
+  durable: false,
 });
 
-const taskKeys = ['priority', 'retries', 'backoff', 'retryIf', 'timeoutMs'];
+const taskKeys = ['priority', 'retries', 'backoff', 'retryIf', 'timeoutMs', 'durable'];
 const backoffKeys = ['baseMs', 'maxMs', 'factor', 'jitter'];
 const cache = new WeakMap<object, WeakMap<ResolvedTaskOptions, ResolvedTaskOptions>>();
 
@@ -101,6 +111,7 @@ export function resolveTaskOptions(
     backoff: options.backoff === undefined ? base.backoff : backoffOf(options.backoff, base.backoff, `${path}.backoff`),
     retryIf: options.retryIf === undefined ? base.retryIf : functionOf<ResolvedTaskOptions['retryIf']>(options.retryIf, `${path}.retryIf`),
     timeoutMs: options.timeoutMs === undefined ? base.timeoutMs : integer(options.timeoutMs, `${path}.timeoutMs`, 1, maxTimerMs),
+    durable: options.durable === undefined ? base.durable : booleanOf(options.durable, `${path}.durable`),
   });
   if (byBase === undefined) cache.set(given, (byBase = new WeakMap()));
   byBase.set(base, resolved);
@@ -140,6 +151,11 @@ function integer(value: unknown, path: string, min: number, max: number): number
 function number(value: unknown, path: string, min: number, max: number): number {
   if (typeof value === 'number' && value >= min && value <= max) return value;
   throw invalid(path, `a number from ${min} to ${max}`, value);
+}
+
+function booleanOf(value: unknown, path: string): boolean {
+  if (typeof value === 'boolean') return value;
+  throw invalid(path, 'a boolean', value);
 }
 
 function functionOf<T>(value: unknown, path: string): T {

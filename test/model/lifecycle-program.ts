@@ -246,6 +246,10 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
       else lives.set(event.id, { state: 'waiting', attempt: 0, final: undefined });
       return;
     }
+    if (event.type === 'progress') {
+      if (life.state !== 'running') violate(`${where} came while the task was ${life.state}`);
+      return;
+    }
     if (finals.has(event.type)) {
       if (life.state === 'ended') violate(`${where} came after its final event ${life.final}`);
       life.state = 'ended';

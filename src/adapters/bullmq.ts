@@ -1,0 +1,479 @@
+/**
+ * The durable backend: the same `defineTask()` and `workerTask()` definitions, on BullMQ and
+ * Redis. `useBullMQ()` registers it on an application's root, so that `add()` of a task with
+ * `durable: true` enqueues a job (its handle's id is the job's id); `startWorkers()` runs the
+ * jobs of a set of definitions in any process, each in a child scope of a container there.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
+import { container as globalContainer, type DependencyContainer } from 'tsyringe';
+import {
+  Background,
+  consoleLogger,
+  disposeScope,
+  DurableRunner,
+  DurableTaskError,
+  observeTasks,
+  ResultTimeoutError,
+  TaskCancelledError,
+  type BackgroundLogger,
+  type ResultOptions,
+  type Runner,
+  type TaskDefinition,
+  type TaskHandle,
+  type TaskProgress,
+  type TaskRequest,
+  type TaskStatus,
+} from '../index.js';
+
+/** Where the queue is. */
+export interface BullMQConnection {
+  /**
+   * How to reach Redis: ioredis options (`{ host, port }`) or a connection URL's parts.
+   * @default { host: '127.0.0.1', port: 6379 }
+   */
+  connection?: ConnectionOptions | undefined;
+  /**
+   * The queue's name: producers and workers of one set of tasks share it.
+   * @default 'tsyringe-background'
+   */
+  queueName?: string | undefined;
+  /** BullMQ's key prefix in Redis. @default 'bull' */
+  prefix?: string | undefined;
+  /** Where failures to enqueue, and workers' failures, are logged. @default consoleLogger */
+  logger?: BackgroundLogger | undefined;
+}
+
+/** Options of {@link useBullMQ}. */
+export interface UseBullMQOptions extends BullMQConnection {
+  /**
+   * How long `add()`'s job may wait for Redis before its handle fails with `DurableTaskError`
+   * `ERR_DURABLE_ENQUEUE` (logged and counted, never dropped silently), in ms.
+   * @default 10_000
+   */
+  enqueueTimeoutMs?: number | undefined;
+}
+
+/** What a job carries: the task's arguments and the options a worker applies. */
+interface JobData {
+  readonly args: unknown[];
+  readonly timeoutMs: number | undefined;
+  readonly backoff: { readonly baseMs: number; readonly maxMs: number; readonly factor: number; readonly jitter: number };
+}
+
+/** A durable task as any process can see it, read from Redis. */
+export interface DurableJob {
+  readonly id: string;
+  readonly name: string;
+  readonly status: TaskStatus;
+  /** Attempts made so far. */
+  readonly attempt: number;
+  readonly progress: TaskProgress | undefined;
+  /** The task's value, once it succeeded. */
+  readonly result: unknown;
+  /** Why it failed, once it failed. */
+  readonly failedReason: string | undefined;
+}
+
+/** The durable backend of one application, as {@link useBullMQ} returns it. */
+export interface DurableBackend {
+  /** The BullMQ queue the jobs go to. */
+  readonly queue: Queue;
+  /** Jobs that could not be enqueued since the start. */
+  readonly enqueueFailures: number;
+  /** A durable task by id, from Redis: any process's, while BullMQ keeps its job. */
+  job(id: string): Promise<DurableJob | undefined>;
+  /** Closes the queue and its event stream; handles still waiting reject with `DurableTaskError`. */
+  close(): Promise<void>;
+}
+
+const defaultConnection: ConnectionOptions = { host: '127.0.0.1', port: 6379 };
+const defaultQueueName = 'tsyringe-background';
+
+/**
+ * Registers a durable backend on an application's root container: from then on, `add()` of a
+ * task with `durable: true` (on its definition, or `bg.with({ durable: true })`) enqueues a
+ * BullMQ job and returns its handle at once. Only definitions can be durable, their arguments
+ * must survive JSON, and `after`, `every` and `cron` are not mapped yet: each is a `TypeError`
+ * at `add()`.
+ *
+ * ```ts
+ * const backend = useBullMQ(container, { connection: { host: '127.0.0.1', port: 6379 } });
+ * bg.with({ durable: true }).add(sendInvoice, invoiceId);   // survives a restart of this process
+ * ```
+ */
+export function useBullMQ(root: DependencyContainer = globalContainer, options: UseBullMQOptions = {}): DurableBackend {
+  const backend = new BullMQBackend(options);
+  root.register(DurableRunner, { useValue: backend });
+  return backend;
+}
+
+class BullMQBackend implements Runner, DurableBackend {
+  readonly queue: Queue;
+  enqueueFailures = 0;
+  /** The queue's event stream, opened once Redis was reached (a stream never connected cannot be closed). */
+  #events: QueueEvents | undefined;
+  #ready: Promise<unknown> | undefined;
+  readonly #connection: ConnectionOptions;
+  readonly #prefix: string | undefined;
+  readonly #logger: BackgroundLogger;
+  readonly #enqueueTimeoutMs: number;
+  /** Handles of this process still waiting for their job's outcome, by job id. */
+  readonly #live = new Map<string, DurableHandle>();
+
+  constructor(options: UseBullMQOptions) {
+    const connection = options.connection ?? defaultConnection;
+    const name = options.queueName ?? defaultQueueName;
+    const prefix = options.prefix;
+    this.#logger = options.logger ?? consoleLogger;
+    this.#enqueueTimeoutMs = options.enqueueTimeoutMs ?? 10_000;
+    this.queue = new Queue(name, { connection, ...(prefix === undefined ? {} : { prefix }) });
+    this.queue.on('error', (error) => this.#logger.warn({ err: error }, 'the durable queue lost its connection to Redis; it reconnects'));
+    this.#connection = connection;
+    this.#prefix = prefix;
+  }
+
+  /**
+   * Resolves once Redis is reached and the event stream is open. Events are read from the time
+   * the stream is ready: a job is enqueued only after, so none of its events is missed.
+   */
+  #whenReady(): Promise<unknown> {
+    this.#ready ??= (async () => {
+      await this.queue.waitUntilReady();
+      const events = new QueueEvents(this.queue.name, { connection: this.#connection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
+      events.on('error', (error) => this.#logger.warn({ err: error }, "the durable queue's event stream lost its connection to Redis; it reconnects"));
+      this.#events = events;
+      this.#listen(events);
+      await events.waitUntilReady();
+    })();
+    // A failed attempt is tried again by the next job.
+    this.#ready.catch(() => (this.#ready = undefined));
+    return this.#ready;
+  }
+
+  add(request: TaskRequest): TaskHandle {
+    const { name, kind, args, options, timing } = request;
+    if (kind !== 'definition' && kind !== 'worker') {
+      throw new TypeError(`bg.add("${name}"): a durable task must be a defineTask() or workerTask() definition: a worker finds it by its name`);
+    }
+    if ((timing?.after.length ?? 0) > 0 || timing?.cadence !== undefined) {
+      throw new TypeError(`bg.add("${name}"): durable tasks cannot yet run after others, every or on a cron schedule; add them without durable: true`);
+    }
+    checkJson(name, args);
+    const id = randomUUID();
+    const delay = timing === undefined ? 0 : Math.max(0, dueAt(timing) - Date.now());
+    const data: JobData = { args, timeoutMs: options.timeoutMs, backoff: options.backoff };
+    const jobOptions: JobsOptions = {
+      jobId: id,
+      attempts: options.retries + 1,
+      backoff: { type: 'tsyringe-background' },
+      ...(delay > 0 ? { delay } : {}),
+      ...(options.priority === 50 ? {} : { priority: bullPriority(options.priority) }),
+      removeOnComplete: { age: 24 * 3600, count: 10_000 },
+      removeOnFail: { age: 7 * 24 * 3600 },
+    };
+    const handle = new DurableHandle(id, name, delay > 0 ? 'delayed' : 'queued', this.queue);
+    this.#live.set(id, handle);
+    void this.#enqueue(handle, data, jobOptions);
+    return handle;
+  }
+
+  async #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.#enqueueTimeoutMs} ms`)), this.#enqueueTimeoutMs);
+    });
+    try {
+      await Promise.race([(async () => {
+        await this.#whenReady();
+        await this.queue.add(handle.name, data, options);
+      })(), expired]);
+    } catch (error) {
+      this.enqueueFailures++;
+      const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', handle.id, `durable task "${handle.name}" (#${handle.id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
+      this.#logger.error({ task: handle.name, taskId: handle.id, err: failure }, `durable task "${handle.name}" could not be enqueued; it will not run`);
+      this.#live.delete(handle.id);
+      handle.settle('failed', { ok: false, error: failure });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #listen(events: QueueEvents): void {
+    const live = (id: string): DurableHandle | undefined => this.#live.get(id);
+    events.on('active', ({ jobId }) => live(jobId)?.started());
+    events.on('progress', ({ jobId, data }) => live(jobId)?.reported(data));
+    events.on('delayed', ({ jobId }) => live(jobId)?.waiting('delayed'));
+    events.on('waiting', ({ jobId }) => live(jobId)?.waiting('queued'));
+    events.on('completed', ({ jobId, returnvalue }) => this.#end(jobId, 'succeeded', { ok: true, value: returnvalue }));
+    events.on('failed', ({ jobId, failedReason }) =>
+      this.#end(jobId, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', jobId, failedReason) }),
+    );
+    events.on('removed', ({ jobId }) => this.#end(jobId, 'cancelled', { ok: false, error: new TaskCancelledError(live(jobId)?.name ?? 'durable task', jobId, 'its job was removed') }));
+  }
+
+  #end(id: string, status: TaskStatus, outcome: Outcome): void {
+    const handle = this.#live.get(id);
+    if (handle === undefined) return;
+    this.#live.delete(id);
+    handle.settle(status, outcome);
+  }
+
+  async job(id: string): Promise<DurableJob | undefined> {
+    const job = await this.queue.getJob(id);
+    if (job === undefined) return undefined;
+    return snapshot(job, await job.getState());
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.#events?.close(), this.queue.close()]);
+    for (const [id, handle] of this.#live) handle.settle('failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, 'the durable backend of this process was closed before the job ended') });
+    this.#live.clear();
+  }
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/** This process's view of a durable task: kept up to date by the queue's event stream. */
+class DurableHandle implements TaskHandle {
+  readonly id: string;
+  readonly name: string;
+  status: TaskStatus;
+  attempt = 0;
+  progress: TaskProgress | undefined = undefined;
+  readonly #queue: Queue;
+  #outcome: Outcome | undefined;
+  #result: Promise<unknown> | undefined;
+  #settle: ((outcome: Outcome) => void) | undefined;
+
+  constructor(id: string, name: string, status: TaskStatus, queue: Queue) {
+    this.id = id;
+    this.name = name;
+    this.status = status;
+    this.#queue = queue;
+  }
+
+  started(): void {
+    if (this.#outcome !== undefined) return;
+    this.status = 'running';
+    this.attempt++;
+    this.progress = undefined;
+  }
+
+  reported(data: unknown): void {
+    if (this.#outcome !== undefined || typeof data !== 'object' || data === null) return;
+    const { fraction, message } = data as { fraction?: unknown; message?: unknown };
+    if (typeof fraction === 'number') this.progress = Object.freeze({ fraction, message: typeof message === 'string' ? message : undefined });
+  }
+
+  waiting(status: 'queued' | 'delayed'): void {
+    if (this.#outcome !== undefined) return;
+    this.status = this.attempt > 0 ? 'retrying' : status;
+  }
+
+  settle(status: TaskStatus, outcome: Outcome): void {
+    if (this.#outcome !== undefined) return;
+    this.status = status;
+    this.#outcome = outcome;
+    this.#settle?.(outcome);
+  }
+
+  /** Removes a job that has not started; a running job cannot be cancelled from here yet. */
+  cancel(reason?: unknown): boolean {
+    if (this.#outcome !== undefined || this.status === 'running') return false;
+    const error = new TaskCancelledError(this.name, this.id, reason);
+    this.settle('cancelled', { ok: false, error });
+    this.#queue.remove(this.id).catch(() => undefined);
+    return true;
+  }
+
+  result(options?: ResultOptions): Promise<unknown> {
+    if (this.#result === undefined) {
+      const outcome = this.#outcome;
+      this.#result =
+        outcome !== undefined
+          ? outcome.ok
+            ? Promise.resolve(outcome.value)
+            : Promise.reject(outcome.error)
+          : new Promise((resolve, reject) => {
+              this.#settle = (o) => (o.ok ? resolve(o.value) : reject(o.error));
+            });
+    }
+    const timeoutMs = options?.timeoutMs;
+    if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      this.#result,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new ResultTimeoutError(this.name, this.id, timeoutMs, this.status)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+}
+
+/** Options of {@link startWorkers}. */
+export interface StartWorkersOptions extends BullMQConnection {
+  /** The definitions this process runs; a job of another name fails with `ERR_DURABLE_UNKNOWN_TASK`. */
+  tasks: readonly TaskDefinition<never[]>[];
+  /**
+   * The container each job's scope is a child of: the job's dependencies are resolved there.
+   * @default the global container
+   */
+  container?: DependencyContainer | undefined;
+  /** Jobs run at once in this process. @default 10 */
+  concurrency?: number | undefined;
+}
+
+/** Workers started by {@link startWorkers}. */
+export interface DurableWorkers {
+  readonly worker: Worker;
+  /**
+   * Stops taking jobs and waits for the active ones to end (BullMQ's `worker.close()`); their
+   * scopes drain and are disposed.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Runs the durable jobs of `tasks` in this process: each job in a child scope of `container`
+ * (its dependencies resolved there; the scope drained and disposed after the job), with a
+ * `TaskContext` whose `progress()` becomes the job's progress; a `workerTask()` runs on this
+ * process's worker-thread pool. Retries and their backoff are the job's (`retries`, `backoff`
+ * of the task); `timeoutMs` bounds each attempt.
+ *
+ * ```ts
+ * const workers = startWorkers({ tasks: [sendInvoice, renderReport], connection, concurrency: 20 });
+ * process.once('SIGTERM', () => workers.close());
+ * ```
+ */
+export function startWorkers(options: StartWorkersOptions): DurableWorkers {
+  const scopeRoot = options.container ?? globalContainer;
+  const logger = options.logger ?? consoleLogger;
+  const byName = new Map<string, TaskDefinition<never[]>>();
+  for (const task of options.tasks) byName.set(task.name, task);
+  /** This process's running jobs, by the id of their local task. */
+  const running = new Map<string, Job>();
+  const observation = observeTasks(
+    (event) => {
+      if (event.type !== 'progress') return;
+      const job = running.get(event.id);
+      job?.updateProgress({ fraction: event.fraction, message: event.message }).catch((error: unknown) => {
+        logger.warn({ err: error, taskId: job.id }, `the progress of durable task "${event.name}" could not be saved`);
+      });
+    },
+    { container: scopeRoot },
+  );
+  const processor = async (job: Job<JobData>, _token?: string, signal?: AbortSignal): Promise<unknown> => {
+    const definition = byName.get(job.name);
+    if (definition === undefined) {
+      throw new UnrecoverableError(
+        `no durable task named "${job.name}" is known to this worker (it runs ${[...byName.keys()].map((n) => `"${n}"`).join(', ') || 'none'}); ` +
+          'pass its definition to startWorkers({ tasks })',
+      );
+    }
+    const scope = scopeRoot.createChildContainer();
+    try {
+      const { args, timeoutMs } = job.data;
+      const local = scope
+        .resolve(Background)
+        .with({ durable: false, retries: 0, ...(timeoutMs === undefined ? {} : { timeoutMs }) })
+        .add(definition as TaskDefinition<unknown[]>, ...args);
+      running.set(local.id, job);
+      signal?.addEventListener('abort', () => local.cancel(signal.reason), { once: true });
+      try {
+        return await local.result();
+      } finally {
+        running.delete(local.id);
+      }
+    } finally {
+      await disposeScope(scope);
+    }
+  };
+  const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {
+    connection: options.connection ?? defaultConnection,
+    concurrency: options.concurrency ?? 10,
+    ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+    settings: {
+      backoffStrategy: (attemptsMade, _type, _error, job) => backoffFor((job?.data as JobData | undefined)?.backoff, attemptsMade),
+    },
+  });
+  worker.on('error', (error) => logger.warn({ err: error }, 'a durable worker lost its connection to Redis; it reconnects'));
+  return {
+    worker,
+    async close() {
+      await worker.close();
+      observation();
+    },
+  };
+}
+
+/** The task's own backoff, as `retries` in process use it. */
+function backoffFor(backoff: JobData['backoff'] | undefined, attempt: number): number {
+  if (backoff === undefined) return 1_000;
+  const delay = Math.min(backoff.maxMs, backoff.baseMs * backoff.factor ** (attempt - 1));
+  return Math.round(delay * (1 - backoff.jitter * Math.random()));
+}
+
+/** BullMQ's priority (1 first, up to 2 097 151) for ours (higher first; `normal` is 50). */
+function bullPriority(priority: number): number {
+  return Math.min(2_097_151, Math.max(1, Math.round(1_000_000 - priority * 1_000)));
+}
+
+function dueAt(timing: NonNullable<TaskRequest['timing']>): number {
+  if (timing.runAt !== undefined) return timing.runAt;
+  return Date.now() + (timing.delayMs ?? 0);
+}
+
+function snapshot(job: Job, state: string): DurableJob {
+  const statusOf: Record<string, TaskStatus> = { waiting: 'queued', prioritized: 'queued', 'waiting-children': 'delayed', delayed: job.attemptsMade > 0 ? 'retrying' : 'delayed', active: 'running', completed: 'succeeded', failed: 'failed' };
+  const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
+  return Object.freeze({
+    id: job.id ?? '',
+    name: job.name,
+    status: statusOf[state] ?? 'queued',
+    attempt: state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
+    progress:
+      typeof progress === 'object' && typeof progress.fraction === 'number'
+        ? Object.freeze({ fraction: progress.fraction, message: typeof progress.message === 'string' ? progress.message : undefined })
+        : undefined,
+    result: job.returnvalue as unknown,
+    failedReason: job.failedReason === '' ? undefined : job.failedReason,
+  });
+}
+
+/** Checks that arguments survive JSON as they are: a `TypeError` naming the task and the path otherwise. */
+export function checkJson(taskName: string, args: readonly unknown[]): void {
+  const seen = new Set<object>();
+  const visit = (value: unknown, path: string, inArray: boolean): void => {
+    if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
+    const problem = (what: string): never => {
+      throw new TypeError(`bg.add("${taskName}"): ${path} is ${what}, which does not survive JSON; a durable task's arguments must be plain data`);
+    };
+    if (value === undefined) {
+      // An object's undefined property is left out, and reads back the same; in a list it becomes null.
+      if (inArray) problem('undefined (it would arrive as null)');
+      return;
+    }
+    if (typeof value === 'number') {
+      if (!Number.isFinite(value)) problem(`${String(value)}`);
+      return;
+    }
+    if (typeof value !== 'object') problem(typeof value === 'function' ? 'a function' : `a ${typeof value}`);
+    const object = value;
+    if (seen.has(object)) problem('a circular reference');
+    seen.add(object);
+    if (Array.isArray(object)) {
+      object.forEach((item, i) => visit(item, `${path}[${i}]`, true));
+    } else {
+      const proto = Object.getPrototypeOf(object) as unknown;
+      if (proto !== Object.prototype && proto !== null) problem(`an instance of ${(object.constructor as { name?: string } | undefined)?.name ?? 'a class'}`);
+      for (const [key, item] of Object.entries(object)) visit(item, `${path}.${key}`, false);
+    }
+    seen.delete(object);
+  };
+  args.forEach((arg, i) => visit(arg, `args[${i}]`, true));
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,193 @@
+/**
+ * The durable backend (issue 14, first part) against a real redis-server on 127.0.0.1: the same
+ * definitions with `durable: true`, enqueued by `add()` (synchronous, the handle's id the job's),
+ * run by workers on another container (as another process would), each job in a child scope;
+ * progress, retries with the task's backoff, failures, unknown names, JSON checks at add(), a
+ * delayed job cancelled, and Redis unreachable.
+ */
+import { randomUUID } from 'node:crypto';
+import { injectable, Lifecycle, scoped } from 'tsyringe';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers } from '../../src/adapters/bullmq.js';
+import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
+import { shout } from '../fixtures/worker-tasks.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors } from '../helpers.js';
+import { freePort, hasRedis, startRedis, type RedisServer } from './redis.js';
+
+watchProcessErrors();
+
+/** A per-job service: disposed with the job's scope. */
+@scoped(Lifecycle.ContainerScoped)
+@injectable()
+class JobSession {
+  static disposed = 0;
+  readonly id = randomUUID();
+  dispose(): void {
+    JobSession.disposed++;
+  }
+}
+
+let calls = new Map<string, number>();
+const record = defineTask({ name: 'record', inject: [JobSession, TaskContext] }, async (session: JobSession, ctx, label: string, tries: number) => {
+  const n = (calls.get(label) ?? 0) + 1;
+  calls.set(label, n);
+  ctx.progress(0.5, `half of ${label}`);
+  if (n < tries) throw new Error(`${label}: attempt ${n} fails`);
+  return { label, attempt: ctx.attempt, session: session.id.length };
+});
+/** Held until the test opens `gate` (the worker runs in this process). */
+let gate = deferred();
+const held = defineTask({ name: 'held', inject: [JobSession] }, async (session: JobSession, label: string) => {
+  await gate.promise;
+  return { label, session: session.id.length };
+});
+const durableRecord = defineTask({ name: 'durableRecord', durable: true, retries: 2, backoff: { baseMs: 10, jitter: 0 } }, async (label: string) => `durably ${label}`);
+
+describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  /** A producer application and a worker application on one fresh queue. */
+  function setup(options: { tasks?: Parameters<typeof startWorkers>[0]['tasks']; workers?: boolean } = {}) {
+    const queueName = `test-${randomUUID()}`;
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend: DurableBackend = useBullMQ(producer, { connection: redis.connection, queueName, logger });
+    const workerRoot = freshApp({ logger: captureLogger(), pool: { maxThreads: 1, setupModule: new URL('../fixtures/worker-setup.ts', import.meta.url) } });
+    let workers: DurableWorkers | undefined;
+    if (options.workers !== false) {
+      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
+    }
+    closers.push(
+      () => shutdown({ container: producer }),
+      () => backend.close(),
+      async () => workers?.close(),
+      () => shutdown({ container: workerRoot }),
+    );
+    const bg = producer.createChildContainer().resolve(Background);
+    return { bg, backend, logger, producer, workerRoot, queueName, workers };
+  }
+
+  it('enqueues at add() and returns the job as a handle: a worker runs it in a child scope of its container, disposed after', async () => {
+    const { bg, backend } = setup();
+    calls = new Map();
+    gate = deferred();
+    const disposedBefore = JobSession.disposed;
+    const handle = bg.with({ durable: true }).add(held, 'one');
+    expect(handle.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(handle.status).toBe('queued');
+    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 5_000, interval: 5 });
+    expect(handle.attempt).toBe(1);
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'running', attempt: 1 });
+    expect(JobSession.disposed).toBe(disposedBefore);
+    gate.resolve();
+    await expect(handle.result()).resolves.toEqual({ label: 'one', session: 36 });
+    expect(handle.status).toBe('succeeded');
+    expect(JobSession.disposed).toBe(disposedBefore + 1);
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ id: handle.id, name: 'held', status: 'succeeded', attempt: 1, result: { label: 'one' } });
+    const progressing = bg.with({ durable: true }).add(record, 'two', 1);
+    await progressing.result();
+    expect(progressing.progress).toEqual({ fraction: 0.5, message: 'half of two' });
+    await expect(backend.job(progressing.id)).resolves.toMatchObject({ progress: { fraction: 0.5, message: 'half of two' } });
+  });
+
+  it("retries with the task's own retries and backoff; a definition can be durable itself", async () => {
+    const { bg } = setup();
+    calls = new Map();
+    const handle = bg.with({ durable: true, retries: 2, backoff: { baseMs: 5, jitter: 0 } }).add(record, 'flaky', 3);
+    await expect(handle.result()).resolves.toMatchObject({ label: 'flaky', attempt: 1 });
+    expect(handle.attempt).toBe(3);
+    expect(calls.get('flaky')).toBe(3);
+    await expect(bg.add(durableRecord, 'defined').result()).resolves.toBe('durably defined');
+  });
+
+  it('fails the handle with the error the job failed with once its attempts are used up', async () => {
+    const { bg, backend } = setup();
+    calls = new Map();
+    const handle = bg.with({ durable: true, retries: 1, backoff: { baseMs: 1, jitter: 0 } }).add(record, 'doomed', 99);
+    const error = await handle.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DurableTaskError);
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_FAILED', jobId: handle.id, message: 'doomed: attempt 2 fails' });
+    expect(handle.status).toBe('failed');
+    expect(calls.get('doomed')).toBe(2);
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'failed', attempt: 2, failedReason: 'doomed: attempt 2 fails' });
+  });
+
+  it('runs a worker task on the worker process pool, its dependencies from that thread', async () => {
+    const { bg } = setup();
+    const handle = bg.with({ durable: true }).add(shout, 'ada');
+    await expect(handle.result()).resolves.toEqual({ text: 'HELLO, ADA!', attempt: 1 });
+    expect(handle.progress).toEqual({ fraction: 1, message: 'shouted' });
+  });
+
+  it('fails a job whose name the worker does not know at once, without retries, saying so', async () => {
+    const { bg } = setup({ tasks: [shout] });
+    const handle = bg.with({ durable: true, retries: 3 }).add(record, 'unknown', 1);
+    const error = await handle.result().catch((e: unknown) => e);
+    expect((error as Error).message).toBe('no durable task named "record" is known to this worker (it runs "shout"); pass its definition to startWorkers({ tasks })');
+    expect(handle.attempt).toBe(1);
+  });
+
+  it('waits a delayed job out as delayed; cancelling it removes it before any worker runs it', async () => {
+    const { bg, backend } = setup();
+    calls = new Map();
+    const handle = bg.with({ durable: true, delayMs: 60_000 }).add(record, 'later', 1);
+    expect(handle.status).toBe('delayed');
+    await vi.waitFor(async () => expect((await backend.job(handle.id))?.status).toBe('delayed'), { timeout: 5_000, interval: 10 });
+    expect(handle.cancel('changed my mind')).toBe(true);
+    await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    expect(calls.get('later')).toBeUndefined();
+  });
+
+  it.each([
+    ['a function', () => 1, 'args[0] is a function'],
+    ['a Date', new Date(0), 'args[0] is an instance of Date'],
+    ['a Map', new Map(), 'args[0] is an instance of Map'],
+    ['NaN deep inside', { a: [1, { b: Number.NaN }] }, 'args[0].a[1].b is NaN'],
+    ['undefined in a list', [undefined], 'args[0][0] is undefined (it would arrive as null)'],
+    ['a bigint', 1n, 'args[0] is a bigint'],
+  ])('refuses at add(), naming the task and the path, an argument that does not survive JSON: %s', async (_what, value, message) => {
+    const { bg, backend } = setup({ workers: false });
+    expect(() => bg.with({ durable: true }).add(record, value as unknown as string, 1)).toThrow(
+      new TypeError(`bg.add("record"): ${message}, which does not survive JSON; a durable task's arguments must be plain data`),
+    );
+    expect(await backend.queue.count()).toBe(0);
+  });
+
+  it('refuses at add() what cannot be durable: a plain function, after, every; and durable: true without a backend', () => {
+    const { bg } = setup({ workers: false });
+    expect(() => bg.with({ durable: true }).add(async () => 1)).toThrow('bg.add("anonymous"): a durable task must be a defineTask() or workerTask() definition: a worker finds it by its name');
+    expect(() => bg.with({ durable: true, every: 1_000 }).add(record, 'x', 1)).toThrow(/durable tasks cannot yet run after others, every or on a cron schedule/);
+    const plain = freshApp({ logger: captureLogger() });
+    closers.push(() => shutdown({ container: plain }));
+    expect(() => plain.createChildContainer().resolve(Background).with({ durable: true }).add(record, 'x', 1)).toThrow(
+      'bg.add("record"): durable: true needs a durable backend, and this application has none; register one on its root container (useBullMQ() from tsyringe-background/bullmq)',
+    );
+  });
+
+  it('fails the handle with ERR_DURABLE_ENQUEUE, logged and counted, when Redis cannot be reached in time', async () => {
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { host: '127.0.0.1', port: await freePort() }, queueName: `down-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
+    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    const handle = producer.resolve(Background).with({ durable: true }).add(record, 'lost', 1);
+    const error = await handle.result().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
+    expect((error as Error).message).toMatch(/^durable task "record" \(#[0-9a-f-]+\) could not be enqueued: Redis did not answer within 300 ms$/);
+    expect(handle.status).toBe('failed');
+    expect(backend.enqueueFailures).toBe(1);
+    expect(logger.at('error').map((entry) => entry.message)).toContain('durable task "record" could not be enqueued; it will not run');
+  });
+});
+
