@@ -168,7 +168,8 @@ class BullMQBackend implements Runner, DurableBackend {
       attempts: options.retries + 1,
       backoff: { type: 'tsyringe-background' },
       ...(delay > 0 ? { delay } : {}),
-      ...(options.priority === 50 ? {} : { priority: bullPriority(options.priority) }),
+      // Every job has a priority: BullMQ runs jobs without one before all prioritized jobs.
+      priority: bullPriority(options.priority),
       removeOnComplete: { age: 24 * 3600, count: 10_000 },
       removeOnFail: { age: 7 * 24 * 3600 },
     };

@@ -41,6 +41,8 @@ const held = defineTask({ name: 'held', inject: [JobSession] }, async (session: 
   await gate.promise;
   return { label, session: session.id.length };
 });
+const order: string[] = [];
+const ordered = defineTask({ name: 'ordered' }, async (label: string) => void order.push(label));
 const durableRecord = defineTask({ name: 'durableRecord', durable: true, retries: 2, backoff: { baseMs: 10, jitter: 0 } }, async (label: string) => `durably ${label}`);
 
 describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
@@ -66,7 +68,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const workerRoot = freshApp({ logger: captureLogger(), pool: { maxThreads: 1, setupModule: new URL('../fixtures/worker-setup.ts', import.meta.url) } });
     let workers: DurableWorkers | undefined;
     if (options.workers !== false) {
-      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
+      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, ordered, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
     }
     closers.push(
       () => shutdown({ container: producer }),
@@ -128,6 +130,17 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const handle = bg.with({ durable: true }).add(shout, 'ada');
     await expect(handle.result()).resolves.toEqual({ text: 'HELLO, ADA!', attempt: 1 });
     expect(handle.progress).toEqual({ fraction: 1, message: 'shouted' });
+  });
+
+  it('runs waiting jobs highest priority first, as in process, normal ones included', async () => {
+    const { bg, queueName, workerRoot, backend } = setup({ workers: false });
+    order.length = 0;
+    const handles = (['low', 'normal', 'critical', 'high'] as const).map((priority) => bg.with({ durable: true, priority }).add(ordered, priority));
+    await vi.waitFor(async () => expect(await backend.queue.count()).toBe(4), { timeout: 5_000, interval: 10 });
+    const workers = startWorkers({ container: workerRoot, tasks: [ordered], connection: redis.connection, queueName, concurrency: 1 });
+    closers.push(() => workers.close());
+    await Promise.all(handles.map((handle) => handle.result()));
+    expect(order).toEqual(['critical', 'high', 'normal', 'low']);
   });
 
   it('fails a job whose name the worker does not know at once, without retries, saying so', async () => {
