@@ -1,11 +1,13 @@
 /**
  * `tsyringe-background/express`: a request scope for Express 5. Each request gets a child
  * container as `req.container`, disposed with `disposeScope()` once the response has been sent
- * or the client has gone away.
+ * or the client has gone away. And `liveView()`, a read-only page and JSON API of the
+ * application's tasks, to mount where you choose.
  * @packageDocumentation
  */
 import type { Request, RequestHandler } from 'express';
 import type { DependencyContainer } from 'tsyringe';
+import { createLiveView, resolveLiveViewOptions, splitTarget, type LiveViewOptions } from './live-view.js';
 import {
   closeOnResponse,
   openScope,
@@ -62,3 +64,31 @@ export function requestScope(options?: RequestScopeOptions): RequestHandler {
 }
 
 const fieldsOf = (req: Request): RequestFields => ({ method: req.method, url: req.originalUrl });
+
+export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } from './live-view.js';
+
+/**
+ * The live view of the application's tasks, as an Express middleware to mount under a path of
+ * your choosing: `GET /` below it is a page that shows counts by status, the live tasks with
+ * their progress and the recently finished ones, refreshed every second; `GET /api/stats`,
+ * `GET /api/tasks?status=running,queued&limit=50` and `GET /api/tasks/:id` are its read-only
+ * JSON API. Other methods get a 405.
+ *
+ * Nothing is served unless you mount it. It shows task names, ids, progress messages and error
+ * messages: mount it behind your authentication.
+ *
+ * ```ts
+ * app.use('/background', requireAdmin, liveView()); // the page at /background/
+ * ```
+ *
+ * @throws TypeError when an option has the wrong type.
+ */
+export function liveView(options?: LiveViewOptions): RequestHandler {
+  const handle = createLiveView(resolveLiveViewOptions(options));
+  return (req, res, next) => {
+    // Below a mount point, Express gives req.url relative to it.
+    handle({ method: req.method, ...splitTarget(req.url) }).then((answer) => {
+      res.status(answer.status).set(answer.headers).end(answer.body);
+    }, next);
+  };
+}

@@ -2,12 +2,14 @@
  * `tsyringe-background/fastify`: a request scope for Fastify 5. A plugin (wrapped with
  * `fastify-plugin`, so it applies to the whole application) gives each request a child
  * container as `request.diScope`, disposed with `disposeScope()` once the response has been
- * sent or the client has gone away.
+ * sent or the client has gone away. And `liveView`, a plugin that serves a read-only page and
+ * JSON API of the application's tasks under the prefix you register it with.
  * @packageDocumentation
  */
-import type { FastifyPluginCallback, FastifyRequest } from 'fastify';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import fastifyPlugin from 'fastify-plugin';
 import type { DependencyContainer } from 'tsyringe';
+import { createLiveView, pathBelow, resolveLiveViewOptions, splitTarget, type LiveViewOptions } from './live-view.js';
 import {
   closeOnResponse,
   openScope,
@@ -75,3 +77,48 @@ const plugin: FastifyPluginCallback<RequestScopeOptions> = (fastify, options, do
  * option has the wrong type.
  */
 export const requestScope = fastifyPlugin(plugin, { fastify: '5.x', name: 'tsyringe-background' });
+
+export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } from './live-view.js';
+
+/**
+ * The live view of the application's tasks, as a Fastify plugin to register under a prefix of
+ * your choosing: `GET /` below it is a page that shows counts by status, the live tasks with
+ * their progress and the recently finished ones, refreshed every second; `GET /api/stats`,
+ * `GET /api/tasks?status=running,queued&limit=50` and `GET /api/tasks/:id` are its read-only
+ * JSON API. Other methods get a 405; request bodies are not read.
+ *
+ * Nothing is served unless you register it. It shows task names, ids, progress messages and
+ * error messages: register it in a context whose hooks authenticate.
+ *
+ * ```ts
+ * await app.register(async (admin) => {
+ *   admin.addHook('onRequest', requireAdmin);
+ *   await admin.register(liveView, { prefix: '/background' }); // the page at /background/
+ * });
+ * ```
+ *
+ * Not wrapped with `fastify-plugin`: its routes stay in their own context, under the prefix.
+ * Registering it fails with a `TypeError` (`app.register()` and `app.ready()` reject) when an
+ * option has the wrong type.
+ */
+export const liveView: FastifyPluginCallback<LiveViewOptions> = (fastify, options, done) => {
+  let handle: ReturnType<typeof createLiveView>;
+  try {
+    handle = createLiveView(resolveLiveViewOptions(options));
+  } catch (error) {
+    done(error as TypeError);
+    return;
+  }
+  const mount = fastify.prefix;
+  // Read-only: whatever body comes with a refused method is left unread rather than parsed.
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+  const route = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const { path, query } = splitTarget(request.raw.url ?? '/');
+    const answer = await handle({ method: request.method, path: pathBelow(path, mount), query });
+    return reply.code(answer.status).headers(answer.headers).send(answer.body);
+  };
+  fastify.all('/', route);
+  fastify.all('/*', route);
+  done();
+};

@@ -1,11 +1,13 @@
 /**
  * `tsyringe-background/hono`: a request scope for Hono 4 on Node (`@hono/node-server`). Each
  * request gets a child container as `c.var.container`, disposed with `disposeScope()` once the
- * response has been sent or the client has gone away.
+ * response has been sent or the client has gone away. And `liveView()`, a Hono app that serves a
+ * read-only page and JSON API of the application's tasks, to mount with `app.route()`.
  * @packageDocumentation
  */
-import type { Context, MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { DependencyContainer } from 'tsyringe';
+import { createLiveView, pathBelow, resolveLiveViewOptions, type LiveViewOptions } from './live-view.js';
 import {
   closeOnResponse,
   openScope,
@@ -76,4 +78,38 @@ function fieldsOf(c: Context): RequestFields {
 function nodeResponseOf(env: unknown): NodeResponse | undefined {
   const outgoing = (env as { outgoing?: Partial<NodeResponse> } | undefined)?.outgoing;
   return typeof outgoing?.once === 'function' ? (outgoing as NodeResponse) : undefined;
+}
+
+export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } from './live-view.js';
+
+/**
+ * The live view of the application's tasks, as a Hono app to mount under a path of your
+ * choosing: `GET /` below it is a page that shows counts by status, the live tasks with their
+ * progress and the recently finished ones, refreshed every second; `GET /api/stats`,
+ * `GET /api/tasks?status=running,queued&limit=50` and `GET /api/tasks/:id` are its read-only
+ * JSON API. Other methods get a 405.
+ *
+ * Nothing is served unless you mount it. It shows task names, ids, progress messages and error
+ * messages: mount it behind your authentication.
+ *
+ * ```ts
+ * app.use('/background/*', requireAdmin);
+ * app.route('/background', liveView()); // the page at /background/
+ * ```
+ *
+ * @throws TypeError when an option has the wrong type.
+ */
+export function liveView(options?: LiveViewOptions): Hono {
+  const handle = createLiveView(resolveLiveViewOptions(options));
+  const app = new Hono();
+  const route = async (c: Context): Promise<Response> => {
+    const url = new URL(c.req.url);
+    // The route that matched, as mounted (`/background/*`, `/t/:tenant/background`), tells how deep the mount point is.
+    const mount = c.req.routePath.replace(/\/\*$/, '');
+    const answer = await handle({ method: c.req.method, path: pathBelow(url.pathname, mount), query: url.searchParams });
+    return new Response(answer.body, { status: answer.status, headers: answer.headers });
+  };
+  app.all('/', route);
+  app.all('/*', route);
+  return app;
 }

@@ -153,7 +153,8 @@ function isLogger(value: unknown): value is BackgroundLogger {
   );
 }
 
-function describe(value: unknown): string {
+/** A value as an error message shows it: `42 (number)`, `"x" (string)`, `an instance of Map`. */
+export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;

@@ -1,0 +1,366 @@
+/**
+ * The live view, shared by the Express, Fastify and Hono adapters: a read-only JSON API over the
+ * application's tasks (`stats`, `list`, `get`, through `ApplicationBackground`) and one HTML page
+ * that shows them and refreshes itself. It imports no framework: each adapter turns its request
+ * into a {@link LiveViewRequest} and sends the {@link LiveViewResponse} back.
+ */
+import { createHash } from 'node:crypto';
+import { container as globalContainer, type DependencyContainer } from 'tsyringe';
+import { ApplicationBackground, type Background, type TaskHandle, type TaskStatus } from '../index.js';
+import { describe } from './request-scope.js';
+
+/** Options of every adapter's `liveView`. */
+export interface LiveViewOptions {
+  /**
+   * Any container of the application whose tasks the view shows: the view resolves
+   * `ApplicationBackground` from it on each request, and shows the whole application's tasks
+   * (every scope's), whichever container of the application is given.
+   * @default tsyringe's global `container`
+   */
+  container?: DependencyContainer | undefined;
+}
+
+/** Options with the defaults filled in and checked. */
+export interface ResolvedLiveViewOptions {
+  readonly container: DependencyContainer;
+}
+
+/** One request, as an adapter hands it over. */
+export interface LiveViewRequest {
+  /** The HTTP method, upper case. */
+  readonly method: string;
+  /** The path below the mount point, still percent-encoded: `/`, `/api/tasks/42`. */
+  readonly path: string;
+  readonly query: URLSearchParams;
+}
+
+/** What an adapter sends back, as it is; each response is the adapter's own to change. */
+export interface LiveViewResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/** Answers one request; never rejects (a failure is a 500 with a JSON error). */
+export type LiveViewHandler = (request: LiveViewRequest) => Promise<LiveViewResponse>;
+
+/** A task as the JSON API shows it. */
+export interface LiveViewTask {
+  readonly id: string;
+  readonly name: string;
+  readonly status: TaskStatus;
+  readonly attempt: number;
+  /** The last report of `ctx.progress()`, or `null`. */
+  readonly progress: { readonly fraction: number; readonly message: string | null } | null;
+  /** Why the task ended without succeeding (failed, timedOut, cancelled, skipped, abandoned), or `null`. */
+  readonly error: LiveViewError | null;
+}
+
+/** An error as the JSON API shows it: never its stack, its cause or its other fields. */
+export interface LiveViewError {
+  readonly name: string;
+  readonly message: string;
+  readonly code?: string | number;
+}
+
+/** `GET /api/tasks`: how many tasks matched, and the first `limit` of them (live first, then finished; newest first in each). */
+export interface LiveViewTaskList {
+  readonly count: number;
+  readonly limit: number;
+  readonly tasks: readonly LiveViewTask[];
+}
+
+/** How many tasks `GET /api/tasks` returns: `limit` defaults to 50 and may be from 1 to 500. */
+export const liveViewLimits = Object.freeze({ default: 50, max: 500 });
+
+const known = { queued: true, delayed: true, running: true, retrying: true, succeeded: true, failed: true, cancelled: true, timedOut: true, skipped: true, abandoned: true } satisfies Record<TaskStatus, true>;
+const statuses = Object.keys(known) as TaskStatus[];
+const failedStatuses: ReadonlySet<TaskStatus> = new Set<TaskStatus>(['failed', 'cancelled', 'timedOut', 'skipped', 'abandoned']);
+const routes = '/, /api/stats, /api/tasks and /api/tasks/:id';
+
+/**
+ * Fills in the defaults and checks the options, naming what is wrong. Other keys (Fastify's
+ * `prefix`, say) are left alone.
+ * @throws TypeError when an option has the wrong type.
+ */
+export function resolveLiveViewOptions(options: LiveViewOptions | undefined): ResolvedLiveViewOptions {
+  if (options === undefined) return { container: globalContainer };
+  if (typeof options !== 'object' || options === null) throw new TypeError(`liveView(options): options must be an object, got ${describe(options)}`);
+  const { container = globalContainer } = options;
+  if (typeof (container as Partial<DependencyContainer> | null)?.resolve !== 'function') {
+    throw new TypeError(`liveView(options): options.container must be a tsyringe container, got ${describe(container)}`);
+  }
+  return Object.freeze({ container });
+}
+
+/**
+ * The live view's routes, below its mount point: `GET /` (the page), `GET /api/stats`,
+ * `GET /api/tasks?status=running,queued&limit=50` and `GET /api/tasks/:id`. `HEAD` too; any
+ * other method is a 405. Each request reads the application's tasks afresh.
+ */
+export function createLiveView(options: ResolvedLiveViewOptions): LiveViewHandler {
+  return async (request) => {
+    if (request.method !== 'GET' && request.method !== 'HEAD') {
+      return json(405, { error: { status: 405, message: `the live view is read-only: ${request.method} is not allowed, only GET and HEAD` } }, { allow: 'GET, HEAD' });
+    }
+    const path = request.path.length > 1 && request.path.endsWith('/') ? request.path.slice(0, -1) : request.path;
+    try {
+      if (path === '/' || path === '') return { ...page, headers: { ...page.headers } };
+      if (path === '/api/stats') return json(200, background(options).stats({ application: true }));
+      if (path === '/api/tasks') return await listTasks(options, request.query);
+      const byId = /^\/api\/tasks\/([^/]+)$/.exec(path);
+      if (byId !== null) return await getTask(options, byId[1]!);
+      return json(404, { error: { status: 404, message: `the live view has no route ${path}; it serves ${routes}` } });
+    } catch (error) {
+      return json(500, { error: { status: 500, message: 'the live view could not read the tasks', cause: errorOf(error) } });
+    }
+  };
+}
+
+/**
+ * The path below a mount point, from a request's path and the mount point's route pattern
+ * (`/background`, `/t/:tenant/background`): as many segments are dropped as the pattern has.
+ */
+export function pathBelow(pathname: string, mountPattern: string): string {
+  const depth = mountPattern.split('/').filter((segment) => segment !== '').length;
+  const segments = pathname.split('/').slice(1);
+  return `/${segments.slice(depth).join('/')}`;
+}
+
+/** A request target (`/api/tasks?status=running`) cut into its path and its query. */
+export function splitTarget(target: string): { path: string; query: URLSearchParams } {
+  const at = target.indexOf('?');
+  return at < 0 ? { path: target, query: new URLSearchParams() } : { path: target.slice(0, at), query: new URLSearchParams(target.slice(at + 1)) };
+}
+
+function background(options: ResolvedLiveViewOptions): Background {
+  return options.container.resolve(ApplicationBackground);
+}
+
+async function listTasks(options: ResolvedLiveViewOptions, query: URLSearchParams): Promise<LiveViewResponse> {
+  const wanted: TaskStatus[] = [];
+  for (const given of query.getAll('status')) {
+    for (const status of given.split(',')) {
+      if (!(statuses as readonly string[]).includes(status)) {
+        return badQuery('status', `a comma-separated list of statuses (${statuses.join(', ')})`, given);
+      }
+      wanted.push(status as TaskStatus);
+    }
+  }
+  let limit: number = liveViewLimits.default;
+  const givenLimit = query.get('limit');
+  if (givenLimit !== null) {
+    limit = /^[0-9]{1,4}$/.test(givenLimit) ? Number(givenLimit) : NaN;
+    if (!(limit >= 1 && limit <= liveViewLimits.max)) return badQuery('limit', `an integer from 1 to ${liveViewLimits.max}`, givenLimit);
+  }
+  const found = background(options).list({ status: query.has('status') ? wanted : undefined, application: true });
+  const body: LiveViewTaskList = { count: found.length, limit, tasks: await Promise.all(found.slice(0, limit).map(taskOf)) };
+  return json(200, body);
+}
+
+async function getTask(options: ResolvedLiveViewOptions, encodedId: string): Promise<LiveViewResponse> {
+  let id: string;
+  try {
+    id = decodeURIComponent(encodedId);
+  } catch {
+    return badQuery('id', 'a percent-encoded task id', encodedId);
+  }
+  const handle = background(options).get(id, { application: true });
+  if (handle === undefined) {
+    return json(404, { error: { status: 404, message: `no task with id ${JSON.stringify(id)}: it never existed, or it finished and is no longer on record` } });
+  }
+  return json(200, await taskOf(handle));
+}
+
+/** The task's fields; its error only when it ended without succeeding (its `result()` has settled then). */
+async function taskOf(handle: TaskHandle): Promise<LiveViewTask> {
+  const { id, name, status, attempt, progress } = handle;
+  const error = failedStatuses.has(status) ? await handle.result().then(() => null, errorOf) : null;
+  return { id, name, status, attempt, progress: progress === undefined ? null : { fraction: progress.fraction, message: progress.message ?? null }, error };
+}
+
+function errorOf(error: unknown): LiveViewError {
+  if (!(error instanceof Error)) return { name: 'Error', message: String(error) };
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' || typeof code === 'number' ? { name: error.name, message: error.message, code } : { name: error.name, message: error.message };
+}
+
+function badQuery(parameter: string, expected: string, got: string): LiveViewResponse {
+  return json(400, { error: { status: 400, parameter, message: `${parameter} must be ${expected}, got ${JSON.stringify(got)}` } });
+}
+
+const commonHeaders = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' };
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): LiveViewResponse {
+  return { status, headers: { 'content-type': 'application/json; charset=utf-8', ...commonHeaders, ...headers }, body: JSON.stringify(body) };
+}
+
+// The page: no external assets and no build step. Task-provided text (names, messages, errors)
+// only ever reaches the DOM through textContent, and a Content-Security-Policy allows only this
+// page's own style and script (by hash), so even markup in a task name could not run.
+const style = `
+:root { color-scheme: light dark; --ok: #1a7f37; --bad: #cf222e; --run: #0969da; --wait: #9a6700; --muted: #6e7781; --line: #d0d7de; }
+* { box-sizing: border-box; }
+body { font: 14px/1.4 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; padding: 16px 24px; }
+header { display: flex; align-items: baseline; gap: 16px; }
+h1 { font-size: 20px; margin: 0 0 12px; }
+h2 { font-size: 15px; margin: 20px 0 6px; }
+#state { color: var(--muted); }
+#state.error { color: var(--bad); }
+#counts { display: flex; flex-wrap: wrap; gap: 8px; }
+.count { flex: 1 1 0; min-width: 72px; border: 1px solid var(--line); border-radius: 6px; padding: 4px 8px; }
+.count .n { display: block; font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
+.count .label { color: var(--muted); font-size: 11px; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+th { color: var(--muted); font-weight: 500; font-size: 12px; }
+th.name { width: 28%; } th.id { width: 8%; } th.status { width: 11%; } th.attempt { width: 8%; }
+progress { width: 120px; vertical-align: middle; }
+.pct { display: inline-block; width: 40px; text-align: right; font-variant-numeric: tabular-nums; }
+.message { color: var(--muted); margin-left: 6px; }
+progress + .pct + .error, td > .error:not(:first-child) { margin-left: 6px; }
+.error { color: var(--bad); }
+.badge { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 12px; border: 1px solid currentColor; }
+.s-running { color: var(--run); } .s-queued, .s-delayed, .s-retrying { color: var(--wait); }
+.s-succeeded { color: var(--ok); } .s-failed, .s-timedOut, .s-abandoned { color: var(--bad); } .s-cancelled, .s-skipped { color: var(--muted); }
+.empty { color: var(--muted); margin: 6px 8px; }
+`;
+
+const script = `
+'use strict';
+(() => {
+  const live = 'queued,delayed,running,retrying';
+  const finished = 'succeeded,failed,cancelled,timedOut,skipped,abandoned';
+  // Relative to the page, wherever it is mounted, with or without a trailing slash.
+  const base = location.pathname.endsWith('/') ? location.pathname : location.pathname + '/';
+  const byId = (id) => document.getElementById(id);
+  let refreshes = 0;
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  async function getJson(path) {
+    const response = await fetch(base + path, { cache: 'no-store', headers: { accept: 'application/json' } });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + response.status);
+    return body;
+  }
+
+  function renderCounts(stats) {
+    const boxes = [['total', 'added']].concat(Object.keys(stats.byStatus).map((status) => [status, status]));
+    byId('counts').replaceChildren(...boxes.map(([key, label]) => {
+      const box = el('div', 'count');
+      box.dataset.status = key;
+      box.append(el('span', 'n', key === 'total' ? stats.total : stats.byStatus[key]), el('span', 'label', label));
+      return box;
+    }));
+  }
+
+  function progressCell(task) {
+    const cell = el('td', 'progress');
+    if (task.progress) {
+      const bar = el('progress');
+      bar.max = 1;
+      bar.value = task.progress.fraction;
+      cell.append(bar, el('span', 'pct', Math.round(task.progress.fraction * 100) + '%'));
+      if (task.progress.message !== null) cell.append(el('span', 'message', task.progress.message));
+    }
+    if (task.error) cell.append(el('span', 'error', task.error.name + ': ' + task.error.message));
+    if (!task.progress && !task.error) cell.append(el('span', 'message', '\\u2014'));
+    cell.title = cell.textContent;
+    return cell;
+  }
+
+  function row(task) {
+    const tr = el('tr');
+    tr.dataset.id = task.id;
+    tr.dataset.status = task.status;
+    const status = el('td', 'status');
+    status.append(el('span', 'badge s-' + task.status, task.status));
+    tr.append(el('td', 'name', task.name), el('td', 'id', task.id), status, el('td', 'attempt', task.attempt), progressCell(task));
+    tr.firstChild.title = task.name;
+    return tr;
+  }
+
+  function renderTable(id, list) {
+    byId(id).tBodies[0].replaceChildren(...list.tasks.map(row));
+    byId(id + '-empty').hidden = list.tasks.length > 0;
+    byId(id + '-count').textContent = list.count > list.tasks.length ? '(' + list.tasks.length + ' of ' + list.count + ')' : '(' + list.count + ')';
+  }
+
+  async function refresh() {
+    try {
+      if (!document.hidden) {
+        const [stats, liveTasks, finishedTasks] = await Promise.all([
+          getJson('api/stats'),
+          getJson('api/tasks?status=' + live + '&limit=50'),
+          getJson('api/tasks?status=' + finished + '&limit=20'),
+        ]);
+        renderCounts(stats);
+        renderTable('live', liveTasks);
+        renderTable('finished', finishedTasks);
+        byId('state').className = '';
+        byId('state').textContent = 'updated ' + new Date().toLocaleTimeString();
+        document.body.dataset.refreshes = String(++refreshes);
+      }
+    } catch (error) {
+      byId('state').className = 'error';
+      byId('state').textContent = 'could not refresh: ' + (error && error.message ? error.message : String(error));
+    } finally {
+      setTimeout(refresh, 1000);
+    }
+  }
+
+  void refresh();
+})();
+`;
+
+const table = (id: string, title: string, last: string, empty: string): string => `
+<h2>${title} <span id="${id}-count"></span></h2>
+<table id="${id}"><thead><tr><th class="name">Name</th><th class="id">Id</th><th class="status">Status</th><th class="attempt">Attempt</th><th>${last}</th></tr></thead><tbody></tbody></table>
+<p class="empty" id="${id}-empty" hidden>${empty}</p>`;
+
+const html = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>Background tasks</title>
+<link rel="icon" href="data:,">
+<style>${style}</style>
+</head>
+<body>
+<header><h1>Background tasks</h1><span id="state" role="status">loading\u2026</span></header>
+<section id="counts" aria-label="Tasks by status"></section>
+${table('live', 'Live', 'Progress', 'No task is queued, delayed, running or retrying.')}
+${table('finished', 'Recently finished', 'Last progress or error', 'No finished task on record.')}
+<script>${script}</script>
+</body>
+</html>
+`;
+
+const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+
+const page: LiveViewResponse = Object.freeze({
+  status: 200,
+  headers: Object.freeze({
+    'content-type': 'text/html; charset=utf-8',
+    ...commonHeaders,
+    'content-security-policy': [
+      "default-src 'none'",
+      `script-src ${sha256(script)}`,
+      `style-src ${sha256(style)}`,
+      "connect-src 'self'",
+      'img-src data:',
+      "base-uri 'none'",
+      "form-action 'none'",
+      "frame-ancestors 'none'",
+    ].join('; '),
+  }),
+  body: html,
+});

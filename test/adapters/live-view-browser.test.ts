@@ -1,0 +1,211 @@
+/**
+ * The live view's page in a real headless browser: Debian's `chromium` (or `CHROMIUM_PATH`),
+ * driven by puppeteer-core, opens the page that each framework serves while tasks run (two
+ * running with progress, two queued, one succeeded, one failed), and checks what it shows, then
+ * that it follows a task to its end after the test opens its gate. Tasks are held on gates; the
+ * test waits for the page's own refreshes (it counts them in `body[data-refreshes]`), never for
+ * a fixed time. One browser for the file.
+ */
+import { existsSync } from 'node:fs';
+import puppeteer, { type Browser, type BrowserContext, type Page } from 'puppeteer-core';
+import type { DependencyContainer } from 'tsyringe';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Background, defineTask, shutdown, TaskContext, type TaskHandle } from '../../src/index.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
+import { authorization, liveViewServers, type LiveViewServer } from './live-view-servers.js';
+
+watchProcessErrors();
+
+const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** What the page shows, read from its DOM. */
+interface View {
+  refreshes: number;
+  state: string;
+  stateIsError: boolean;
+  counts: Record<string, number>;
+  live: Row[];
+  finished: Row[];
+  liveCount: string;
+  images: number;
+  pwned: boolean;
+  pathname: string;
+}
+
+interface Row {
+  id: string;
+  name: string;
+  status: string;
+  attempt: string;
+  fraction: number | null;
+  progress: string;
+}
+
+// Runs in the page: plain JavaScript, no DOM types needed on this side.
+const readView = `(() => {
+  const text = (root, selector) => root.querySelector(selector)?.textContent ?? '';
+  const rows = (id) => [...document.querySelectorAll('#' + id + ' tbody tr')].map((tr) => ({
+    id: tr.dataset.id, name: text(tr, '.name'), status: text(tr, '.status'), attempt: text(tr, '.attempt'),
+    fraction: tr.querySelector('progress')?.value ?? null, progress: text(tr, '.progress'),
+  }));
+  return {
+    refreshes: Number(document.body.dataset.refreshes ?? 0),
+    state: text(document, '#state'),
+    stateIsError: document.getElementById('state').classList.contains('error'),
+    counts: Object.fromEntries([...document.querySelectorAll('#counts .count')].map((box) => [box.dataset.status, Number(text(box, '.n'))])),
+    live: rows('live'),
+    finished: rows('finished'),
+    liveCount: text(document, '#live-count'),
+    images: document.images.length,
+    pwned: globalThis.__pwned === true,
+    pathname: location.pathname,
+  };
+})()`;
+
+/**
+ * Reads the page until `shows(view)` holds, waiting for the page's next refresh (or its error
+ * state) between two reads; fails with the last view after `refreshes` refreshes.
+ */
+async function waitForView(page: Page, shows: (view: View) => boolean, refreshes = 5): Promise<View> {
+  let view = (await page.evaluate(readView)) as View;
+  for (let i = 0; !shows(view); i++) {
+    if (i === refreshes) throw new Error(`the page did not show what was expected after ${refreshes} refreshes; it shows ${JSON.stringify(view, null, 1)}`);
+    await page.waitForFunction(`Number(document.body.dataset.refreshes ?? 0) > ${view.refreshes} || document.getElementById('state').classList.contains('error')`, {
+      timeout: 5_000,
+    });
+    view = (await page.evaluate(readView)) as View;
+  }
+  return view;
+}
+
+const xssName = '<img src=x onerror="globalThis.__pwned=true">';
+
+let browser: Browser;
+
+beforeAll(async () => {
+  if (!existsSync(chromium)) {
+    throw new Error(`no Chromium at ${chromium}: install Debian's (apt-get install -y chromium) or set CHROMIUM_PATH to a Chromium or Chrome binary`);
+  }
+  // headless: true runs Chromium's new headless mode (puppeteer passes --headless=new).
+  browser = await puppeteer.launch({ executablePath: chromium, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
+}, 30_000);
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+describe.each(Object.entries(liveViewServers))('%s: the live view page in Chromium', (_framework, start) => {
+  let app: DependencyContainer;
+  let server: LiveViewServer;
+  let context: BrowserContext;
+  let page: Page;
+  let pageErrors: string[];
+  let gates: Deferred[];
+
+  beforeEach(async () => {
+    gates = [];
+    app = freshApp({ concurrency: 2, logger: captureLogger() });
+    server = await start(app);
+    context = await browser.createBrowserContext();
+    page = await context.newPage();
+    await page.setViewport({ width: 1000, height: 700 });
+    await page.setExtraHTTPHeaders({ authorization }); // the page and its fetches, past the server's stand-in authentication
+    pageErrors = [];
+    page.on('pageerror', (error) => pageErrors.push(String(error)));
+    page.on('console', (message) => {
+      if (message.type() === 'error') pageErrors.push(message.text());
+    });
+  });
+
+  afterEach(async () => {
+    for (const gate of gates) gate.resolve();
+    await context.close();
+    await server.close();
+    await shutdown({ container: app });
+  });
+
+  /** A task that reports `fraction` and `message`, then waits for its gate. */
+  function held(name: string, fraction: number, message: string) {
+    const started = deferred();
+    const gate = deferred();
+    gates.push(gate);
+    const task = defineTask({ name, inject: [TaskContext] }, async (ctx: TaskContext) => {
+      ctx.progress(fraction, message);
+      started.resolve();
+      await gate.promise;
+      return 'done';
+    });
+    return { started: started.promise, gate, task };
+  }
+
+  it('shows the counts, the running tasks with their progress, the queued and the finished ones, task text as text; then follows a task to its end', async () => {
+    const bg = app.resolve(Background);
+    const welcome = bg.add(defineTask({ name: 'sendWelcome' }, async () => 'sent'));
+    await welcome.result();
+    const charge = bg.add(
+      defineTask({ name: 'chargeCard' }, async () => {
+        throw new Error('card <b>declined</b>');
+      }),
+    );
+    await charge.result().catch(() => undefined);
+    const importRows = held('importRows', 0.4, 'rows 40 of 100');
+    const resize = held('resizeImages', 0.75, '<i>3 of 4</i> images');
+    const importing = bg.add(importRows.task);
+    const resizing = bg.add(resize.task);
+    await Promise.all([importRows.started, resize.started]);
+    const xss: TaskHandle = bg.add(defineTask({ name: xssName }, async () => 'harmless'));
+    const digest = bg.add(defineTask({ name: 'sendDigest' }, async () => 'sent'));
+    expect([importing.status, resizing.status, xss.status, digest.status]).toEqual(['running', 'running', 'queued', 'queued']);
+
+    await page.goto(server.base); // no trailing slash: the page's requests are relative to it all the same
+    const before = await waitForView(page, (view) => view.refreshes > 0 && view.live.length === 4);
+
+    expect(before.pathname).toBe('/background');
+    expect(before.counts).toEqual({
+      total: 6,
+      queued: 2,
+      delayed: 0,
+      running: 2,
+      retrying: 0,
+      succeeded: 1,
+      failed: 1,
+      cancelled: 0,
+      timedOut: 0,
+      skipped: 0,
+      abandoned: 0,
+    });
+    expect(before.live).toEqual([
+      { id: digest.id, name: 'sendDigest', status: 'queued', attempt: '0', fraction: null, progress: '\u2014' },
+      { id: xss.id, name: xssName, status: 'queued', attempt: '0', fraction: null, progress: '\u2014' },
+      { id: resizing.id, name: 'resizeImages', status: 'running', attempt: '1', fraction: 0.75, progress: '75%<i>3 of 4</i> images' },
+      { id: importing.id, name: 'importRows', status: 'running', attempt: '1', fraction: 0.4, progress: '40%rows 40 of 100' },
+    ]);
+    expect(before.liveCount).toBe('(4)');
+    expect(before.finished).toEqual([
+      { id: charge.id, name: 'chargeCard', status: 'failed', attempt: '1', fraction: null, progress: 'Error: card <b>declined</b>' },
+      { id: welcome.id, name: 'sendWelcome', status: 'succeeded', attempt: '1', fraction: null, progress: '\u2014' },
+    ]);
+    // The task's markup is text: no element was made from it, and its handler never ran.
+    expect(before.images).toBe(0);
+    expect(before.pwned).toBe(false);
+    expect(before.stateIsError).toBe(false);
+    expect(before.state).toMatch(/^updated /);
+
+    importRows.gate.resolve(); // importRows ends; the two queued tasks take its slot, one after the other, and end
+    await Promise.all([importing.result(), xss.result(), digest.result()]);
+    const after = await waitForView(page, (view) => view.counts.succeeded === 4);
+
+    expect(after.counts).toMatchObject({ total: 6, queued: 0, running: 1, succeeded: 4, failed: 1 });
+    expect(after.live).toEqual([{ id: resizing.id, name: 'resizeImages', status: 'running', attempt: '1', fraction: 0.75, progress: '75%<i>3 of 4</i> images' }]);
+    expect(after.finished.map((row) => [row.name, row.status])).toEqual([
+      ['sendDigest', 'succeeded'],
+      [xssName, 'succeeded'],
+      ['importRows', 'succeeded'],
+      ['chargeCard', 'failed'],
+      ['sendWelcome', 'succeeded'],
+    ]);
+    expect(after.finished[2]).toMatchObject({ fraction: 0.4, progress: '40%rows 40 of 100' }); // its last report stays
+    expect(after.pwned).toBe(false);
+    expect(pageErrors).toEqual([]); // nothing the Content-Security-Policy refused, no script error
+  });
+});
