@@ -17,6 +17,13 @@ import { authorization, liveViewServers, type LiveViewServer } from './live-view
 watchProcessErrors();
 
 const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** Without a Chromium, the page's tests are skipped with a notice; under CI (where .ci/run installs it) that is a failure. */
+const hasChromium = existsSync(chromium);
+if (!hasChromium) {
+  const hint = `no Chromium at ${chromium}: install Debian's (apt-get install -y chromium) or set CHROMIUM_PATH to a Chromium or Chrome binary`;
+  if (process.env.CI === 'true') throw new Error(hint);
+  console.warn(`[live view browser test] skipped: ${hint}`);
+}
 
 /** What the page shows, read from its DOM. */
 interface View {
@@ -83,9 +90,7 @@ const xssName = '<img src=x onerror="globalThis.__pwned=true">';
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(chromium)) {
-    throw new Error(`no Chromium at ${chromium}: install Debian's (apt-get install -y chromium) or set CHROMIUM_PATH to a Chromium or Chrome binary`);
-  }
+  if (!hasChromium) return;
   // headless: true runs Chromium's new headless mode (puppeteer passes --headless=new).
   browser = await puppeteer.launch({ executablePath: chromium, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 }, 30_000);
@@ -94,7 +99,7 @@ afterAll(async () => {
   await browser?.close();
 });
 
-describe.each(Object.entries(liveViewServers))('%s: the live view page in Chromium', (_framework, start) => {
+describe.skipIf(!hasChromium).each(Object.entries(liveViewServers))('%s: the live view page in Chromium', (_framework, start) => {
   let app: DependencyContainer;
   let server: LiveViewServer;
   let context: BrowserContext;
