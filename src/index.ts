@@ -6,6 +6,7 @@ import 'reflect-metadata';
 
 export { ApplicationBackground, Background, type BackgroundStats } from './background.js';
 export { disposeScope, shutdown, type ShutdownOptions } from './shutdown.js';
+export { gracefulShutdown, type GracefulServer, type GracefulShutdown, type GracefulShutdownOptions, type GracefulShutdownReport } from './graceful.js';
 export { observeTasks, wrapAttempts, type ObserveOptions, type TaskObservation } from './observe.js';
 export type { AttemptWrapper, TaskEvent, TaskEventBase, TaskEventType, TaskObserver, TaskStartedEvent } from './model/events.js';
 export type { TaskAdder, TaskGroup } from './group.js';

@@ -1,0 +1,450 @@
+/**
+ * Graceful shutdown of a server and its application in one call: stop accepting, let the
+ * requests in flight finish, drain every scope, log, exit. What `shutdown()` does for the
+ * application, this does for an HTTP server in front of it, with the signals wired.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants } from 'node:os';
+import { container as globalContainer, type DependencyContainer } from 'tsyringe';
+import { ApplicationBackground } from './background.js';
+import { appOf } from './di/container.js';
+import { shutdown } from './shutdown.js';
+import type { ShutdownReport } from './engine/application.js';
+import { describe, invalid, isTimerMs, maxTimerMs } from './model/checks.js';
+import type { TaskStatus } from './model/handle.js';
+import { logSafely, type BackgroundLogger } from './model/logger.js';
+
+/**
+ * What {@link gracefulShutdown} needs of a server: a Node `http.Server` or `https.Server` (what
+ * Express's `app.listen()` returns, Fastify's `fastify.server`, Hono's `serve()`) has it all.
+ *
+ * ```ts
+ * const servers: GracefulServer[] = [app.listen(80), https.createServer(tls, app).listen(443)];
+ * gracefulShutdown({ server: servers });
+ * ```
+ */
+export interface GracefulServer {
+  close(callback?: (error?: Error) => void): unknown;
+  prependListener(event: 'request', listener: (request: IncomingMessage, response: ServerResponse) => void): unknown;
+  removeListener(event: 'request', listener: (request: IncomingMessage, response: ServerResponse) => void): unknown;
+  closeIdleConnections?(): void;
+  closeAllConnections?(): void;
+}
+
+/**
+ * Options of {@link gracefulShutdown}.
+ *
+ * ```ts
+ * gracefulShutdown({ server, timeoutMs: 20_000, requestsTimeoutMs: 5_000, logger: pino() });
+ * ```
+ */
+export interface GracefulShutdownOptions {
+  /**
+   * The server (or servers) to stop: each stops accepting connections, and its requests in flight
+   * are let finish before the application drains. Call `gracefulShutdown()` before the server
+   * takes requests: a request that began earlier is not waited for.
+   * @default none: only the application is closed
+   */
+  server?: GracefulServer | readonly GracefulServer[] | undefined;
+  /**
+   * A container of the application to close (any of its scopes will do).
+   * @default the global container
+   */
+  container?: DependencyContainer | undefined;
+  /**
+   * The one deadline for the whole sequence: the requests in flight, then every scope's drain
+   * and the worker pool's close. An integer from 0 to 2147483647.
+   * @default the application root's `drainTimeoutMs`
+   */
+  timeoutMs?: number | undefined;
+  /**
+   * The longest the requests in flight are waited for, within `timeoutMs`; then their
+   * connections are closed. The drain gets whatever is left of `timeoutMs`: all of what the
+   * requests did not need.
+   * @default half of `timeoutMs`
+   */
+  requestsTimeoutMs?: number | undefined;
+  /**
+   * The signals that start the sequence; `[]` listens to none (call `close()` yourself).
+   * @default ['SIGTERM', 'SIGINT']
+   */
+  signals?: readonly NodeJS.Signals[] | undefined;
+  /**
+   * Where the sequence's start, its summary, and a second signal's list of what it abandons are
+   * logged.
+   * @default the logger registered in the application root's `BackgroundOptions` (`consoleLogger`
+   * unless you registered one; its `info` is silent)
+   */
+  logger?: BackgroundLogger | undefined;
+  /**
+   * Ends the process once a signal's sequence is over, with the report's `exitCode`, or at once
+   * with 128 + the signal's number on a second signal. Replace it in tests.
+   * @default process.exit
+   */
+  exit?: ((code: number) => void) | undefined;
+}
+
+/**
+ * What {@link GracefulShutdown.close} resolves with: the application's report and the requests'.
+ *
+ * ```ts
+ * const { requests, totals, exitCode } = await graceful.close();
+ * console.log(`${requests.finished} request(s) finished, ${totals.abandoned} task(s) lost`);
+ * ```
+ */
+export interface GracefulShutdownReport extends ShutdownReport {
+  /** How long the whole sequence took, in milliseconds: the requests in flight, then the drain. */
+  readonly durationMs: number;
+  /**
+   * Requests answered during the sequence (in flight when it began, or arriving on connections
+   * still open), and requests whose connection was closed at `requestsTimeoutMs` before their
+   * response had finished.
+   */
+  readonly requests: { readonly finished: number; readonly cutOff: number };
+  /** 0 when nothing was lost (`totals.abandoned === 0` and no request cut off), 1 otherwise. */
+  readonly exitCode: 0 | 1;
+}
+
+/**
+ * The sequence, ready to run on a signal or by `close()`; see {@link gracefulShutdown}.
+ *
+ * ```ts
+ * const graceful = gracefulShutdown({ server, signals: [] });
+ * process.once('SIGTERM', async () => {
+ *   const report = await graceful.close();   // stop accepting, finish the requests, drain, log
+ *   await db.end();                          // your own cleanup, after the drain
+ *   process.exit(report.exitCode);
+ * });
+ * ```
+ */
+export interface GracefulShutdown {
+  /**
+   * Runs the sequence (stop accepting, finish the requests in flight, drain, log) and resolves
+   * with its report; does not exit. Every call returns the same promise. It does not reject
+   * (unless a server's own `close()` throws, which a Node server's does not).
+   */
+  close(): Promise<GracefulShutdownReport>;
+  /** Removes the signal listeners (a close going on goes on). Idempotent. */
+  detach(): void;
+  /** The same as `detach()`, for `using`. */
+  [Symbol.dispose](): void;
+}
+
+/** The statuses of a task that has not ended. */
+const liveStatuses: readonly TaskStatus[] = ['queued', 'delayed', 'running', 'retrying'];
+/** How many live tasks a second signal names before it counts the rest. */
+const listedAtMost = 20;
+
+/**
+ * Wires graceful shutdown of a server and its application: on SIGTERM or SIGINT, within one
+ * deadline,
+ *
+ * 1. the server stops accepting connections and closes its idle ones; the requests in flight
+ *    finish (their responses carry `Connection: close` when their headers are not sent yet, and
+ *    each connection is closed once its last response has gone), for up to `requestsTimeoutMs`,
+ *    after which the connections still open are closed;
+ * 2. {@link shutdown} drains every scope of the application (request scopes included) and closes
+ *    the worker pool, within what is left of `timeoutMs`;
+ * 3. one summary is logged: at `info`, or at `error` when work was lost;
+ * 4. the process exits: 0 when nothing was lost (no task abandoned since the start, no request
+ *    cut off), 1 otherwise.
+ *
+ * A second signal during the sequence logs the tasks it abandons (names and ids) at `error` and
+ * exits at once with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). The listeners
+ * are removed once the sequence is over, or by `detach()`.
+ *
+ * Works with any Node HTTP/1 server, so with any framework:
+ *
+ * ```ts
+ * const server = app.listen(3000);              // Express; or fastify.server, or Hono's serve()
+ * gracefulShutdown({ server, timeoutMs: 20_000 });
+ * ```
+ *
+ * `close()` runs the same sequence without a signal and without exiting, for tests and for
+ * your own signal handling:
+ *
+ * ```ts
+ * const graceful = gracefulShutdown({ server, signals: [] });
+ * const report = await graceful.close();        // { requests, abandoned, totals, durationMs, exitCode }
+ * ```
+ *
+ * @throws TypeError (RangeError for a number out of range) naming the option that is wrong.
+ */
+export function gracefulShutdown(options: GracefulShutdownOptions = {}): GracefulShutdown {
+  const resolved = resolveGracefulOptions(options);
+  const { servers, container, timeoutMs, requestsTimeoutMs, signals, logger, exit } = resolved;
+  const requests = servers.map((server) => trackRequests(server));
+  let closing: Promise<GracefulShutdownReport> | undefined;
+  let signalled = 0;
+  let exited = false;
+
+  const exitOnce = (code: number): void => {
+    if (exited) return;
+    exited = true;
+    detach();
+    exit(code);
+  };
+
+  const close = (): Promise<GracefulShutdownReport> => {
+    closing ??= run(resolved, requests).finally(() => {
+      for (const tracked of requests) tracked.stop();
+      detach();
+    });
+    return closing;
+  };
+
+  // Each signal's own listener: `process.emit(signal)` passes no name, a real signal does.
+  const listeners = signals.map((signal) => [signal, () => onSignal(signal)] as const);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (++signalled > 1) {
+      forceExit(signal);
+      return;
+    }
+    logSafely(logger, 'info', { signal, timeoutMs, requestsTimeoutMs }, `${signal} received: shutting down gracefully within ${timeoutMs} ms (a second signal exits at once)`);
+    close().then(
+      (report) => exitOnce(report.exitCode),
+      (error: unknown) => {
+        logSafely(logger, 'error', { err: error, signal }, 'graceful shutdown failed');
+        exitOnce(1);
+      },
+    );
+  };
+
+  const forceExit = (signal: NodeJS.Signals): void => {
+    const code = 128 + ((constants.signals as Partial<Record<string, number>>)[signal] ?? 0);
+    let live: { id: string; name: string; status: TaskStatus }[] = [];
+    try {
+      live = container.resolve(ApplicationBackground).list({ status: liveStatuses, application: true }).map(({ id, name, status }) => ({ id, name, status }));
+    } catch {
+      // A container tsyringe has disposed can resolve nothing: its application has closed.
+    }
+    const inFlight = requests.reduce((sum, tracked) => sum + tracked.inFlight, 0);
+    const listed = live.slice(0, listedAtMost);
+    const more = live.length - listed.length;
+    const names = listed.map((task) => `${task.name} (#${task.id}, ${task.status})`).join(', ') + (more > 0 ? `, and ${more} more` : '');
+    logSafely(
+      logger,
+      'error',
+      { signal, exitCode: code, abandoned: live.length, tasks: listed, more, requestsInFlight: inFlight },
+      `second ${signal} during graceful shutdown: exiting at once with code ${code}; abandoning ${inFlight} request(s) in flight and ${live.length} unfinished task(s)` +
+        (live.length > 0 ? `: ${names}` : ''),
+    );
+    exitOnce(code);
+  };
+
+  let attached = true;
+  const detach = (): void => {
+    if (!attached) return;
+    attached = false;
+    for (const [signal, listener] of listeners) process.off(signal, listener);
+  };
+  for (const [signal, listener] of listeners) process.on(signal, listener);
+
+  return { close, detach, [Symbol.dispose]: detach };
+}
+
+interface ResolvedGracefulOptions {
+  readonly servers: readonly GracefulServer[];
+  readonly container: DependencyContainer;
+  readonly timeoutMs: number;
+  readonly requestsTimeoutMs: number;
+  readonly signals: readonly NodeJS.Signals[];
+  readonly logger: BackgroundLogger;
+  readonly exit: (code: number) => void;
+}
+
+/** Fills in the defaults and checks every option, naming what is wrong. */
+function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGracefulOptions {
+  const at = 'gracefulShutdown(options)';
+  if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
+  const { server, container = globalContainer, timeoutMs, requestsTimeoutMs, signals = ['SIGTERM', 'SIGINT'], logger, exit = (code: number) => process.exit(code) } = options;
+  const servers: readonly unknown[] = server === undefined ? [] : Array.isArray(server) ? server : [server];
+  for (const [i, each] of servers.entries()) {
+    if (!isServer(each)) {
+      throw new TypeError(`${at}: options.server${Array.isArray(server) ? `[${i}]` : ''} must be a Node http or https server (or an array of them), got ${describe(each)}`);
+    }
+  }
+  if (typeof (container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
+    throw new TypeError(`${at}: options.container must be a tsyringe container, got ${describe(container)}`);
+  }
+  if (timeoutMs !== undefined && !isTimerMs(timeoutMs)) throw invalid(`${at}: options.timeoutMs`, `an integer from 0 to ${maxTimerMs}`, timeoutMs);
+  if (!Array.isArray(signals)) throw new TypeError(`${at}: options.signals must be an array of signal names, got ${describe(signals)}`);
+  for (const [i, signal] of (signals as unknown[]).entries()) {
+    if (typeof signal !== 'string' || !(signal in constants.signals) || signal === 'SIGKILL' || signal === 'SIGSTOP') {
+      throw new TypeError(`${at}: options.signals[${i}] must be the name of a signal a process can listen to ("SIGTERM", "SIGINT", …), got ${describe(signal)}`);
+    }
+  }
+  if (logger !== undefined && !isLogger(logger)) throw new TypeError(`${at}: options.logger must be an object with error, warn, info and debug methods, got ${describe(logger)}`);
+  if (typeof exit !== 'function') throw new TypeError(`${at}: options.exit must be a function, got ${describe(exit)}`);
+  // Reading the application now checks its registered options here rather than at the signal.
+  const app = appOf(container);
+  const deadline = timeoutMs ?? app.options.drainTimeoutMs;
+  if (requestsTimeoutMs !== undefined && !(isTimerMs(requestsTimeoutMs) && requestsTimeoutMs <= deadline)) {
+    throw invalid(`${at}: options.requestsTimeoutMs`, `an integer from 0 to timeoutMs (${deadline})`, requestsTimeoutMs);
+  }
+  return Object.freeze({
+    servers: servers as readonly GracefulServer[],
+    container,
+    timeoutMs: deadline,
+    requestsTimeoutMs: requestsTimeoutMs ?? Math.floor(deadline / 2),
+    signals: Object.freeze([...new Set(signals as readonly NodeJS.Signals[])]), // one listener each: a signal is one signal
+    logger: logger ?? app.options.logger,
+    exit,
+  });
+}
+
+/** The sequence: requests, then the application, then the summary. */
+async function run(options: ResolvedGracefulOptions, requests: readonly RequestTracker[]): Promise<GracefulShutdownReport> {
+  const { container, timeoutMs, requestsTimeoutMs, logger } = options;
+  const startedAt = performance.now();
+  for (const tracked of requests) tracked.stopAccepting();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(requests.map((tracked) => tracked.idle)),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, requestsTimeoutMs))),
+  ]);
+  clearTimeout(timer);
+  let finished = 0;
+  let cutOff = 0;
+  for (const tracked of requests) {
+    cutOff += tracked.closeAll();
+    finished += tracked.finished;
+  }
+  const left = Math.max(0, Math.floor(timeoutMs - (performance.now() - startedAt)));
+  const drained = await shutdown({ container, timeoutMs: left });
+  const durationMs = Math.round(performance.now() - startedAt);
+  const exitCode = drained.totals.abandoned === 0 && cutOff === 0 ? 0 : 1;
+  const report: GracefulShutdownReport = Object.freeze({ ...drained, durationMs, requests: Object.freeze({ finished, cutOff }), exitCode });
+  const { totals } = drained;
+  const fields = { durationMs, requests: report.requests, abandoned: drained.abandoned, totals, exitCode };
+  const tasks = `${totals.total} task(s) since the start: ${totals.succeeded} succeeded, ${totals.failed} failed, ${totals.timedOut} timed out, ${totals.cancelled} cancelled, ${totals.skipped} skipped, ${totals.abandoned} abandoned`;
+  const summary = `${finished} request(s) finished in flight, ${cutOff} cut off; ${tasks}`;
+  if (exitCode === 0) logSafely(logger, 'info', fields, `shut down gracefully in ${durationMs} ms: ${summary}`);
+  else logSafely(logger, 'error', fields, `shut down in ${durationMs} ms with work lost: ${summary}`);
+  return report;
+}
+
+/** One server's requests, as the sequence sees them. */
+interface RequestTracker {
+  /** Responses that have not finished (nor had their connection close). */
+  readonly inFlight: number;
+  /** Responses that finished after `stopAccepting()`. */
+  readonly finished: number;
+  /** Resolves once, after `stopAccepting()`, no response is in flight. */
+  readonly idle: Promise<void>;
+  /** Closes the server to new connections and its idle ones; from now on, connections close after their last response. */
+  stopAccepting(): void;
+  /** Closes every connection still open; returns how many responses it cut off. */
+  closeAll(): number;
+  /** Stops watching the server's requests. */
+  stop(): void;
+}
+
+/**
+ * Watches a server's requests from now on: which are in flight, on which connection. Its
+ * listener comes before the application's, so a response can still be told `Connection: close`
+ * before the application writes its headers.
+ */
+function trackRequests(server: GracefulServer): RequestTracker {
+  const inFlight = new Set<ServerResponse>();
+  /** The responses in flight on each HTTP/1 connection, oldest first (pipelined requests share one). */
+  const perSocket = new WeakMap<object, ServerResponse[]>();
+  /** Responses this tracker told `Connection: close`. */
+  const told = new WeakSet<ServerResponse>();
+  let closing = false;
+  let finished = 0;
+  let settleIdle!: () => void;
+  const idle = new Promise<void>((resolve) => (settleIdle = resolve));
+
+  // Only the newest response on a connection says `Connection: close`: Node closes the
+  // connection after such a response, and would drop the pipelined requests behind it.
+  const goodbye = (response: ServerResponse): void => {
+    if (response.headersSent) return;
+    try {
+      response.setHeader('Connection', 'close');
+      told.add(response);
+    } catch {
+      // Headers sent meanwhile by a framework's own path: the connection closes at the end anyway.
+    }
+  };
+  const takeBack = (response: ServerResponse): void => {
+    if (!told.has(response) || response.headersSent) return;
+    response.removeHeader('Connection');
+    told.delete(response);
+  };
+
+  const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    inFlight.add(response);
+    // HTTP/2 forbids the header, and its streams share a session: only HTTP/1 connections are handled.
+    const socket = request.httpVersionMajor === 1 ? request.socket : undefined;
+    let queue: ServerResponse[] | undefined;
+    if (socket) {
+      queue = perSocket.get(socket);
+      if (queue === undefined) perSocket.set(socket, (queue = []));
+      if (closing && queue.length > 0) takeBack(queue[queue.length - 1]!);
+      queue.push(response);
+      if (closing) goodbye(response);
+    }
+    let ended = false;
+    const end = (how: 'finish' | 'close'): void => {
+      if (ended) return;
+      ended = true;
+      inFlight.delete(response);
+      if (queue) queue.splice(queue.indexOf(response), 1);
+      if (!closing) return;
+      if (how === 'finish') finished++;
+      // The response is handed to the system: close its connection now rather than after a
+      // round trip, so that no request the client sends on it meanwhile is taken and then
+      // cannot be answered. (Not while the request's body is still coming: closing on unread
+      // data resets the connection, which may cost the client the response; that one closes
+      // at the end.)
+      if (socket && queue!.length === 0 && request.complete) socket.destroy();
+      if (inFlight.size === 0) settleIdle();
+    };
+    response.once('finish', () => end('finish'));
+    response.once('close', () => end('close'));
+  };
+  server.prependListener('request', onRequest);
+
+  return {
+    get inFlight() {
+      return inFlight.size;
+    },
+    get finished() {
+      return finished;
+    },
+    idle,
+    stopAccepting() {
+      closing = true;
+      // The error (the server was not listening) says nothing the sequence needs.
+      server.close(() => undefined);
+      server.closeIdleConnections?.();
+      for (const response of inFlight) {
+        const queue = response.req.httpVersionMajor === 1 ? perSocket.get(response.req.socket) : undefined;
+        if (queue?.[queue.length - 1] === response) goodbye(response);
+      }
+      if (inFlight.size === 0) settleIdle();
+    },
+    closeAll() {
+      const cutOff = inFlight.size;
+      server.closeAllConnections?.();
+      return cutOff;
+    },
+    stop() {
+      server.removeListener('request', onRequest);
+    },
+  };
+}
+
+function isServer(value: unknown): value is GracefulServer {
+  const server = value as Partial<GracefulServer> | null | undefined;
+  return typeof server?.close === 'function' && typeof server.prependListener === 'function' && typeof server.removeListener === 'function';
+}
+
+function isLogger(value: unknown): value is BackgroundLogger {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (['error', 'warn', 'info', 'debug'] as const).every((level) => typeof (value as Record<string, unknown>)[level] === 'function')
+  );
+}

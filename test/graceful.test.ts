@@ -1,0 +1,407 @@
+/**
+ * gracefulShutdown(): a real http.Server on 127.0.0.1 (port 0), real requests, an injected
+ * exit, signals emitted with process.emit() only while the test holds every listener of them.
+ * Gates order every step; the only waits on the clock are the deadlines under test.
+ */
+import { once } from 'node:events';
+import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import type { DependencyContainer } from 'tsyringe';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Background, BackgroundDisposedError, disposeScope, gracefulShutdown, type BackgroundOptions } from '../src/index.js';
+import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
+
+watchProcessErrors();
+
+// Nothing else in this process may react to the signals the tests emit, and the tests' listeners
+// must all be gone afterwards: each test runs with the signals' listeners set aside.
+const signals = ['SIGTERM', 'SIGINT'] as const;
+const setAside = new Map<string, ((...args: unknown[]) => void)[]>();
+beforeEach(() => {
+  for (const signal of signals) {
+    setAside.set(signal, process.listeners(signal) as (() => void)[]);
+    for (const listener of process.listeners(signal)) process.off(signal, listener);
+  }
+});
+afterEach(() => {
+  const left = signals.map((signal) => process.listenerCount(signal));
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) process.off(signal, listener);
+    for (const listener of setAside.get(signal) ?? []) process.on(signal, listener);
+  }
+  expect(left, 'signal listeners left by the test').toEqual([0, 0]);
+});
+
+const servers: Server[] = [];
+afterEach(() => {
+  for (const server of servers.splice(0)) {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+type Route = (req: IncomingMessage, res: ServerResponse, scope: DependencyContainer) => unknown;
+
+/** A fresh application and a server on 127.0.0.1 whose every request gets a scope of it, disposed after the response. */
+async function start(route: Route, options: BackgroundOptions = {}) {
+  const logger = captureLogger();
+  const app = freshApp({ logger, drainTimeoutMs: 5_000, ...options });
+  const appBg = app.resolve(Background);
+  const server = createServer((req, res) => {
+    const scope = app.createChildContainer();
+    let disposed = false;
+    const dispose = (): void => {
+      if (disposed) return;
+      disposed = true;
+      void disposeScope(scope);
+    };
+    res.once('finish', dispose).once('close', dispose);
+    void Promise.resolve(route(req, res, scope));
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { app, appBg, logger, server, port: (server.address() as AddressInfo).port };
+}
+
+interface Reply {
+  status?: number;
+  connection?: string | undefined;
+  body?: string;
+  error?: string;
+}
+
+/** One GET to 127.0.0.1; never rejects: a failure is in `error`. */
+function get(port: number, path: string, agent: Agent | false = false): Promise<Reply> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.once('end', () => resolve({ status: res.statusCode!, connection: res.headers.connection, body }));
+    });
+    req.once('error', (error: NodeJS.ErrnoException) => resolve({ error: error.code ?? error.message }));
+    req.end();
+  });
+}
+
+/** An injected exit: records the codes, and `next` resolves with the first. */
+function fakeExit() {
+  const first = deferred<number>();
+  const exit = vi.fn((code: number) => first.resolve(code));
+  return { exit, next: first.promise };
+}
+
+const summaryPattern = /^shut down gracefully in \d+ ms: (\d+) request\(s\) finished in flight, (\d+) cut off; (\d+) task\(s\) since the start: (\d+) succeeded, 0 failed, 0 timed out, 0 cancelled, 0 skipped, 0 abandoned$/;
+
+describe('gracefulShutdown(): the sequence', () => {
+  it('stops accepting, lets the request in flight finish with Connection: close, then drains the application and the request scopes', async () => {
+    const events: string[] = [];
+    const hold = deferred();
+    const work = deferred();
+    const arrived = deferred();
+    const h = await start(async (_req, res, scope) => {
+      scope.resolve(Background).add(async function requestTask() {
+        await work.promise;
+        events.push('request task done');
+      });
+      h.appBg.add(async function appTask() {
+        await work.promise;
+        events.push('application task done');
+      });
+      arrived.resolve();
+      await hold.promise;
+      res.once('finish', () => events.push('response finished'));
+      res.end('ok');
+    });
+    const { exit } = fakeExit();
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, signals: [], exit });
+    // A schedule is stopped the moment the application's close begins: it marks the drain's start.
+    void h.appBg
+      .with({ every: 60_000 })
+      .add(async function tick() {})
+      .result()
+      .catch(() => events.push('drain began'));
+    const agent = new Agent({ keepAlive: true });
+    const reply = get(h.port, '/hold', agent);
+    await arrived.promise;
+
+    const serverClosed = once(h.server, 'close');
+    const closing = graceful.close();
+    events.push('close() called');
+    expect(graceful.close()).toBe(closing);
+    expect(h.server.listening).toBe(false);
+    await expect(get(h.port, '/new')).resolves.toEqual({ error: 'ECONNREFUSED' });
+    // The drain waits for the request: the application still takes tasks, its request is still held.
+    h.appBg.add(async function addedWhileRequestsFinish() {});
+    await nextTurn();
+    expect(events).toEqual(['close() called']);
+
+    hold.resolve();
+    await expect(reply).resolves.toEqual({ status: 200, connection: 'close', body: 'ok' });
+    await serverClosed; // every connection is gone, the keep-alive one included
+    expect(events.slice(0, 3)).toEqual(['close() called', 'response finished', 'drain began']);
+    expect(() => h.appBg.add(async () => {})).toThrow(BackgroundDisposedError);
+
+    work.resolve();
+    const report = await closing;
+    expect(events.slice(3).sort()).toEqual(['application task done', 'request task done']);
+    expect(report).toMatchObject({
+      requests: { finished: 1, cutOff: 0 },
+      abandoned: 0,
+      exitCode: 0,
+      totals: { total: 3, succeeded: 3, abandoned: 0, failed: 0 },
+    });
+    expect(Object.isFrozen(report)).toBe(true);
+    const infos = h.logger.at('info');
+    expect(infos).toHaveLength(1);
+    expect(infos[0]!.message).toMatch(summaryPattern);
+    expect(summaryPattern.exec(infos[0]!.message)!.slice(1).map(Number)).toEqual([1, 0, 3, 3]);
+    expect(infos[0]!.fields).toEqual({ durationMs: report.durationMs, requests: { finished: 1, cutOff: 0 }, abandoned: 0, totals: report.totals, exitCode: 0 });
+    expect(h.logger.at('error')).toEqual([]);
+    expect(exit).not.toHaveBeenCalled(); // close() never exits: the signal's listener does
+    agent.destroy();
+  });
+
+  it('a request that arrives on an open connection after the close began is taken and answered, the newest with Connection: close; the connection closes after it', async () => {
+    const holds = [deferred(), deferred()];
+    const arrivals = [deferred(), deferred()];
+    const h = await start(async (req, res) => {
+      const i = Number(req.url!.slice(1));
+      arrivals[i]!.resolve();
+      await holds[i]!.promise;
+      res.end(`answer ${i}`);
+    });
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, signals: [], exit: vi.fn() });
+    const socket = connect(h.port, '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+    const ended = once(socket, 'close');
+    socket.write('GET /0 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await arrivals[0]!.promise;
+    const closing = graceful.close();
+    socket.write('GET /1 HTTP/1.1\r\nHost: x\r\n\r\n'); // pipelined on the open connection, after the close began
+    await arrivals[1]!.promise;
+    holds[0]!.resolve();
+    holds[1]!.resolve();
+    await ended;
+    const responses = received.split(/(?=HTTP\/1\.1 )/);
+    expect(responses).toHaveLength(2);
+    for (const [i, response] of responses.entries()) {
+      expect(response).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      expect(response.endsWith(`answer ${i}`)).toBe(true);
+    }
+    // Only the newest response on a connection says so: Node drops what is pipelined behind it.
+    expect(responses[0]).not.toMatch(/\r\nConnection: close\r\n/i);
+    expect(responses[1]).toMatch(/\r\nConnection: close\r\n/i);
+    await expect(closing).resolves.toMatchObject({ requests: { finished: 2, cutOff: 0 }, exitCode: 0 });
+  });
+
+  it('connections with no request in flight do not hold the close: an idle keep-alive one and one that never sent a request', async () => {
+    const h = await start((_req, res) => res.end('ok'));
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, signals: [], exit: vi.fn() });
+    const agent = new Agent({ keepAlive: true });
+    await expect(get(h.port, '/', agent)).resolves.toMatchObject({ status: 200, connection: 'keep-alive' });
+    const silent = connect(h.port, '127.0.0.1');
+    await once(silent, 'connect');
+    const silentClosed = once(silent, 'close');
+    const serverClosed = once(h.server, 'close');
+    await expect(graceful.close()).resolves.toMatchObject({ requests: { finished: 0, cutOff: 0 }, exitCode: 0 });
+    await silentClosed;
+    await serverClosed; // long before the 5 s keep-alive timeout
+    agent.destroy();
+  });
+
+  it('requests still in flight at requestsTimeoutMs are cut off: their connections closed, the drain gets the rest, exit code 1', async () => {
+    const arrived = deferred();
+    const h = await start(async (_req, _res, scope) => {
+      scope.resolve(Background).add(async function fromTheCutOffRequest() {});
+      arrived.resolve();
+      await new Promise(() => undefined); // never answers
+    });
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, timeoutMs: 2_000, requestsTimeoutMs: 30, signals: [], exit: vi.fn() });
+    const reply = get(h.port, '/stuck');
+    await arrived.promise;
+    const report = await graceful.close();
+    await expect(reply).resolves.toEqual({ error: 'ECONNRESET' });
+    expect(report).toMatchObject({ requests: { finished: 0, cutOff: 1 }, abandoned: 0, exitCode: 1, totals: { total: 1, succeeded: 1, abandoned: 0 } });
+    expect(report.durationMs).toBeGreaterThanOrEqual(29);
+    expect(h.logger.at('info')).toEqual([]);
+    expect(h.logger.at('error').map((e) => e.message)).toEqual([
+      expect.stringMatching(/^shut down in \d+ ms with work lost: 0 request\(s\) finished in flight, 1 cut off; 1 task\(s\) since the start: 1 succeeded, .* 0 abandoned$/),
+    ]);
+  });
+
+  it("with no server, closes the application alone; logs to the application's logger, or to options.logger", async () => {
+    const { appBg, app, logger } = await start(() => undefined);
+    appBg.add(async () => 'done');
+    const report = await gracefulShutdown({ container: app, signals: [] }).close();
+    expect(report).toMatchObject({ requests: { finished: 0, cutOff: 0 }, exitCode: 0, totals: { total: 1, succeeded: 1 } });
+    expect(logger.at('info')[0]!.message).toMatch(summaryPattern);
+
+    const other = await start(() => undefined);
+    const own = captureLogger();
+    await gracefulShutdown({ container: other.app, signals: [], logger: own }).close();
+    expect(own.at('info').map((e) => e.message)).toEqual([expect.stringMatching(summaryPattern)]);
+    expect(other.logger.entries).toEqual([]);
+  });
+});
+
+describe('gracefulShutdown(): signals', () => {
+  it('on SIGTERM: runs the sequence, logs its start and its summary, exits 0, and removes its listeners', async () => {
+    const work = deferred();
+    const h = await start((_req, res, scope) => {
+      scope.resolve(Background).add(async function requestTask() {
+        await work.promise;
+      });
+      h.appBg.add(async function appTask() {
+        await work.promise;
+      });
+      res.end('ok');
+    });
+    const { exit, next } = fakeExit();
+    gracefulShutdown({ server: h.server, container: h.app, exit });
+    expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([1, 1]);
+    await expect(get(h.port, '/')).resolves.toMatchObject({ status: 200 });
+    expect(h.appBg.stats({ application: true }).running).toBe(2);
+
+    process.emit('SIGTERM');
+    expect(h.logger.at('info').map((e) => e.message)).toEqual(['SIGTERM received: shutting down gracefully within 5000 ms (a second signal exits at once)']);
+    expect(h.server.listening).toBe(false);
+    await nextTurn();
+    expect(exit).not.toHaveBeenCalled(); // the tasks are still running
+    work.resolve();
+    await expect(next).resolves.toBe(0);
+    expect(exit).toHaveBeenCalledTimes(1);
+    expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([0, 0]);
+    const summary = h.logger.at('info')[1]!;
+    expect(summaryPattern.exec(summary.message)!.slice(1).map(Number)).toEqual([0, 0, 2, 2]);
+    expect(summary.fields).toMatchObject({ exitCode: 0, totals: { total: 2, succeeded: 2, abandoned: 0 } });
+  });
+
+  it('work abandoned at the deadline: the summary is an error, and the exit code 1', async () => {
+    const h = await start(() => undefined);
+    h.appBg.add(async function neverEnds() {
+      await new Promise(() => undefined);
+    });
+    h.appBg.add(async function ends() {});
+    const { exit, next } = fakeExit();
+    gracefulShutdown({ server: h.server, container: h.app, timeoutMs: 50, exit });
+    process.emit('SIGINT');
+    await expect(next).resolves.toBe(1);
+    const errors = h.logger.at('error');
+    expect(errors.map((e) => e.message)).toEqual([
+      expect.stringMatching(/^application closed with 1 task\(s\) unfinished after the drain deadline of \d+ ms/),
+      expect.stringMatching(/^shut down in \d+ ms with work lost: 0 request\(s\) finished in flight, 0 cut off; 2 task\(s\) since the start: 1 succeeded, .* 1 abandoned$/),
+    ]);
+    expect(errors[1]!.fields).toMatchObject({ abandoned: 1, exitCode: 1, totals: { total: 2, succeeded: 1, abandoned: 1 } });
+    expect(h.logger.at('info').map((e) => e.message)).toEqual([expect.stringMatching(/^SIGINT received: shutting down gracefully within 50 ms/)]);
+  });
+
+  it.each([
+    ['SIGTERM', 'SIGTERM', 143],
+    ['SIGTERM', 'SIGINT', 130],
+    ['SIGINT', 'SIGINT', 130],
+  ] as const)('%s then %s: the second exits at once with code %i, listing the tasks it abandons (20, then a count)', async (first, second, code) => {
+    const hold = deferred();
+    const arrived = deferred();
+    const h = await start(async (_req, res, scope) => {
+      scope.resolve(Background).add(async function requestTask() {
+        await hold.promise;
+      });
+      arrived.resolve();
+      await hold.promise;
+      res.end('late');
+    });
+    const handles = Array.from({ length: 24 }, () =>
+      h.appBg.add(async function appTask() {
+        await hold.promise;
+      }),
+    );
+    const { exit, next } = fakeExit();
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, exit });
+    const reply = get(h.port, '/');
+    await arrived.promise;
+
+    process.emit(first);
+    await nextTurn();
+    expect(exit).not.toHaveBeenCalled();
+    process.emit(second);
+    await expect(next).resolves.toBe(code);
+    expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([0, 0]);
+    const [entry, ...others] = h.logger.at('error');
+    expect(others).toEqual([]);
+    expect(entry!.message).toMatch(
+      new RegExp(`^second ${second} during graceful shutdown: exiting at once with code ${code}; abandoning 1 request\\(s\\) in flight and 25 unfinished task\\(s\\): (appTask|requestTask) \\(#\\d+, running\\)(, \\w+ \\(#\\d+, running\\)){19}, and 5 more$`),
+    );
+    expect(entry!.fields).toMatchObject({ signal: second, exitCode: code, abandoned: 25, more: 5, requestsInFlight: 1 });
+    const listed = entry!.fields.tasks as { id: string; name: string; status: string }[];
+    expect(listed).toHaveLength(20);
+    const ids = new Set([...handles.map((handle) => handle.id)]);
+    expect(listed.filter((task) => task.name === 'appTask').every((task) => ids.has(task.id))).toBe(true);
+
+    // With an injected exit the process goes on: the close finishes, and exits no second time.
+    hold.resolve();
+    await expect(reply).resolves.toMatchObject({ status: 200, body: 'late' });
+    await expect(graceful.close()).resolves.toMatchObject({ exitCode: 0 });
+    expect(exit).toHaveBeenCalledTimes(1);
+  });
+
+  it('a signal during a close() already going on joins it and exits with its code', async () => {
+    const work = deferred();
+    const h = await start(() => undefined);
+    h.appBg.add(async () => work.promise);
+    const { exit, next } = fakeExit();
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, exit });
+    const closing = graceful.close();
+    process.emit('SIGTERM');
+    work.resolve();
+    await expect(closing).resolves.toMatchObject({ exitCode: 0 });
+    await expect(next).resolves.toBe(0);
+    expect(exit).toHaveBeenCalledTimes(1);
+  });
+
+  it('detach() and [Symbol.dispose]() remove the listeners, once; signals: [] installs none', async () => {
+    const h = await start(() => undefined);
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, exit: vi.fn() });
+    expect(process.listenerCount('SIGTERM')).toBe(1);
+    graceful.detach();
+    graceful.detach();
+    expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([0, 0]);
+    {
+      using scoped = gracefulShutdown({ server: h.server, container: h.app, signals: ['SIGINT'], exit: vi.fn() });
+      expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([0, 1]);
+      expect(scoped).toHaveProperty('close');
+    }
+    expect(process.listenerCount('SIGINT')).toBe(0);
+    const twice = gracefulShutdown({ server: h.server, container: h.app, signals: ['SIGTERM', 'SIGTERM'], exit: vi.fn() });
+    expect(process.listenerCount('SIGTERM')).toBe(1); // one signal, one listener: it is not taken for a second signal
+    twice.detach();
+    gracefulShutdown({ server: h.server, container: h.app, signals: [], exit: vi.fn() });
+    expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([0, 0]);
+    expect(h.server.listening).toBe(true); // nothing ran
+  });
+});
+
+describe('gracefulShutdown(options): validation', () => {
+  const server = createServer();
+  const container = freshApp({ drainTimeoutMs: 1_000 });
+  it.each<[string, unknown, ErrorConstructor, string]>([
+    ['options', null, TypeError, 'options must be an object, got null'],
+    ['server', { server: 42 }, TypeError, 'options.server must be a Node http or https server (or an array of them), got 42 (number)'],
+    ['server[1]', { server: [server, {}] }, TypeError, 'options.server[1] must be a Node http or https server (or an array of them), got an object'],
+    ['container', { container: 'x' }, TypeError, 'options.container must be a tsyringe container, got "x" (string)'],
+    ['timeoutMs', { container, timeoutMs: -1 }, RangeError, 'options.timeoutMs must be an integer from 0 to 2147483647, got -1 (number)'],
+    ['timeoutMs (type)', { container, timeoutMs: '1' }, TypeError, 'options.timeoutMs must be an integer from 0 to 2147483647, got "1" (string)'],
+    ['requestsTimeoutMs', { container, requestsTimeoutMs: 1_001 }, RangeError, 'options.requestsTimeoutMs must be an integer from 0 to timeoutMs (1000), got 1001 (number)'],
+    ['requestsTimeoutMs vs timeoutMs', { container, timeoutMs: 10, requestsTimeoutMs: 11 }, RangeError, 'options.requestsTimeoutMs must be an integer from 0 to timeoutMs (10), got 11 (number)'],
+    ['signals', { container, signals: 'SIGTERM' }, TypeError, 'options.signals must be an array of signal names, got "SIGTERM" (string)'],
+    ['signals[0]', { container, signals: ['SIGKILL'] }, TypeError, 'options.signals[0] must be the name of a signal a process can listen to ("SIGTERM", "SIGINT", …), got "SIGKILL" (string)'],
+    ['signals[1]', { container, signals: ['SIGTERM', 'TERM'] }, TypeError, 'options.signals[1] must be the name of a signal a process can listen to ("SIGTERM", "SIGINT", …), got "TERM" (string)'],
+    ['logger', { container, logger: { info() {} } }, TypeError, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
+    ['exit', { container, exit: 0 }, TypeError, 'options.exit must be a function, got 0 (number)'],
+  ])('%s', (_name, options, ErrorType, message) => {
+    const call = (): unknown => gracefulShutdown(options as never);
+    expect(call).toThrow(ErrorType);
+    expect(call).toThrow(`gracefulShutdown(options): ${message}`);
+    expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([0, 0]);
+  });
+});
