@@ -7,24 +7,28 @@
  * CPU-bound work, run on worker threads (cpu-tasks.ts) so that the event loop stays free to
  * answer requests, reporting its progress as it goes. See signup.ts for the tasks.
  *
+ * It runs on Fastify with the library's request scopes (tsyringe-background/fastify), serves the
+ * live view of its tasks at /background/, and shuts down with gracefulShutdown().
+ *
  *   npm start                  sends itself 50 sign-ups, shuts down gracefully, prints a summary
- *   npm start -- --serve       serves until SIGTERM or Ctrl-C, then the same
+ *   npm start -- --serve       serves (and prints the live view's URL) until SIGTERM or Ctrl-C, then the same
  */
 import 'reflect-metadata'; // before any decorator runs: it records the constructor types
-import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { container } from 'tsyringe';
+import Fastify from 'fastify';
 import {
   BackgroundDisposedError,
   BackgroundOptions,
-  disposeScope,
-  shutdown,
+  gracefulShutdown,
   TaskTimeoutError,
   type BackgroundLogger,
   type TaskHandle,
   type TaskStatus,
 } from 'tsyringe-background';
+import { liveView, requestScope } from 'tsyringe-background/fastify';
 import type { Avatar } from './cpu-tasks.js';
 import { CompanyDirectory, crm, Mailer, RequestInfo, SignupService, startedAfter } from './signup.js';
 
@@ -76,7 +80,7 @@ container.register(BackgroundOptions, {
   },
 });
 
-// --- HTTP ------------------------------------------------------------------------------------
+// --- HTTP (Fastify) --------------------------------------------------------------------------
 
 interface RequestRecord {
   tasks: TaskHandle[];
@@ -89,37 +93,34 @@ const live: readonly TaskStatus[] = ['delayed', 'queued', 'running', 'retrying']
 const unfinished = ({ tasks }: RequestRecord): boolean => tasks.some((task) => live.includes(task.status));
 let lastRequestId = 0;
 
-async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  if (req.method !== 'POST' || url.pathname !== '/signup') {
-    res.writeHead(404).end('try: POST /signup?email=ada@example.com\n');
-    return;
-  }
-  const id = ++lastRequestId;
-  const scope = container.createChildContainer(); // one scope per request
-  scope.register(RequestInfo, { useValue: new RequestInfo(id) });
+const app = Fastify();
+// A child container per request, as request.diScope; disposed after the response (its tasks
+// drained first, then its other instances), never delaying it.
+await app.register(requestScope, {
+  logger,
+  register: (scope) => scope.register(RequestInfo, { useValue: new RequestInfo(++lastRequestId) }),
+});
+// The live view of the application's tasks (put it behind your authentication in production).
+await app.register(liveView, { prefix: '/background' });
+
+app.post<{ Querystring: { email?: string } }>('/signup', (request, reply) => {
+  const scope = request.diScope;
+  const { id } = scope.resolve(RequestInfo);
   try {
-    const { userId, tasks, avatar } = scope.resolve(SignupService).signUp(url.searchParams.get('email') ?? '');
+    const { userId, tasks, avatar } = scope.resolve(SignupService).signUp(request.query.email ?? '');
     const record: RequestRecord = { tasks, avatar };
     records.set(id, record);
     // With an outside client, "out" can only mean "handed to the OS"; the burst checks on receipt.
-    if (serveMode) res.once('finish', () => (record.answeredFirst = unfinished(record)));
-    res.writeHead(202, { 'content-type': 'application/json', 'x-request-id': String(id) });
-    res.end(JSON.stringify({ userId, queued: tasks.map((task) => task.name) })); // answered now...
+    if (serveMode) reply.raw.once('finish', () => (record.answeredFirst = unfinished(record)));
+    return reply.code(202).header('x-request-id', String(id)).send({ userId, queued: tasks.map((task) => task.name) }); // answered now
   } catch (error) {
     // add() throws BackgroundDisposedError once shutdown has begun.
-    res.writeHead(error instanceof BackgroundDisposedError ? 503 : 500).end(`${String(error)}\n`);
-  } finally {
-    await disposeScope(scope); // ...and the scope drains after: its tasks first, then the rest
+    return reply.code(error instanceof BackgroundDisposedError ? 503 : 500).send(`${String(error)}\n`);
   }
-}
-
-const server = createServer((req, res) => {
-  handle(req, res).catch((error: unknown) => console.error('request failed:', error));
 });
-server.listen(0, '127.0.0.1'); // port 0: any free port
-await new Promise((resolve) => server.once('listening', resolve));
-const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+await app.listen({ port: 0, host: '127.0.0.1' }); // port 0: any free port
+const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 console.log(`listening on ${base}`);
 
 // How late the event loop gets to timers, from now until shutdown: the CPU-bound avatars must
@@ -128,11 +129,25 @@ const resolution = 5;
 const loopDelay = monitorEventLoopDelay({ resolution });
 loopDelay.enable();
 
-/** Graceful shutdown: stop accepting, drain every scope within one deadline, report. */
-async function stop(): Promise<number> {
-  server.close(); // no new connections; idle keep-alive ones are closed
-  const report = await shutdown({ timeoutMs: 5_000 }); // intake stops, in-flight work finishes
-  server.closeAllConnections(); // whatever a client still held open
+/**
+ * Graceful shutdown, in one call: on a signal (in --serve mode) or when the burst is over, stop
+ * accepting, let the requests in flight finish, drain every scope and the application within one
+ * deadline, close the worker pool. A second Ctrl-C exits at once, listing what it abandons.
+ */
+const graceful = gracefulShutdown({
+  server: app.server,
+  timeoutMs: 10_000,
+  signals: serveMode ? ['SIGTERM', 'SIGINT'] : [],
+  // After a signal's sequence: the summary, then exit (the worse code); a second signal exits at once.
+  exit: (code) => {
+    if (code >= 128) process.exit(code);
+    void summarize().then((ours) => process.exit(Math.max(code, ours)));
+  },
+});
+
+/** Shuts down (or joins the shutdown under way), prints the summary; 0 when all is accounted for. */
+async function summarize(): Promise<number> {
+  const report = await graceful.close();
   loopDelay.disable();
   const all = [...records.values()];
   const tasks = all.flatMap((record) => record.tasks);
@@ -187,11 +202,7 @@ async function stop(): Promise<number> {
 }
 
 if (serveMode) {
-  const onSignal = (): void => {
-    process.off('SIGTERM', onSignal).off('SIGINT', onSignal); // a second Ctrl-C kills at once
-    void stop().then((code) => (process.exitCode = code)); // no process.exit(): nothing is left
-  };
-  process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  console.log(`live view: ${base}/background/`);
   console.log(`try: curl -i -X POST '${base}/signup?email=ada@example.com'   (Ctrl-C to stop)`);
 } else {
   // A burst of sign-ups from a few concurrent clients, over real HTTP. (node:http, not fetch:
@@ -212,5 +223,5 @@ if (serveMode) {
     }
   };
   await Promise.all(Array.from({ length: CONCURRENT_CLIENTS }, client));
-  process.exitCode = await stop();
+  process.exitCode = await summarize();
 }

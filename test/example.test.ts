@@ -223,6 +223,7 @@ describe('examples/server.js', () => {
     const server = start('--serve');
     const [, base = ''] = await server.waitFor(/^listening on (http:\/\/127\.0\.0\.1:\d+)$/m);
     await server.waitFor(/^try: curl /m); // the signal handlers are installed by then
+    const [, liveViewUrl = ''] = await server.waitFor(/^live view: (http:\/\/127\.0\.0\.1:\d+\/background\/)$/m);
 
     const res = await fetch(`${base}/signup?email=ada@example.com`, { method: 'POST' });
     expect(res.status).toBe(202);
@@ -231,6 +232,12 @@ describe('examples/server.js', () => {
       queued: ['sendWelcome', 'enrichProfile', 'syncToCrm', 'recordAudit', 'renderAvatar'],
     });
 
+    // The live view shows the sign-up's five tasks.
+    const page = await fetch(liveViewUrl);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<html');
+    const stats = (await (await fetch(`${liveViewUrl}api/stats`)).json()) as { total: number };
+    expect(stats.total).toBe(5);
     server.child.kill('SIGTERM');
     const exit = await server.exited;
     const summary = summaryOf(exit);
