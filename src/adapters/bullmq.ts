@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
+import { Redis } from 'ioredis';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import {
   Background,
@@ -120,6 +121,8 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #enqueueTimeoutMs: number;
   /** Handles of this process still waiting for their job's outcome, by job id. */
   readonly #live = new Map<string, DurableHandle>();
+  /** Publishes cancellations of running jobs to the workers; made on the first. */
+  #publisher: Redis | undefined;
 
   constructor(options: UseBullMQOptions) {
     const connection = options.connection ?? defaultConnection;
@@ -173,7 +176,7 @@ class BullMQBackend implements Runner, DurableBackend {
       removeOnComplete: { age: 24 * 3600, count: 10_000 },
       removeOnFail: { age: 7 * 24 * 3600 },
     };
-    const handle = new DurableHandle(id, name, delay > 0 ? 'delayed' : 'queued', this.queue);
+    const handle = new DurableHandle(id, name, delay > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, reason));
     this.#live.set(id, handle);
     void this.#enqueue(handle, data, jobOptions);
     return handle;
@@ -220,6 +223,20 @@ class BullMQBackend implements Runner, DurableBackend {
     handle.settle(status, outcome);
   }
 
+  /**
+   * Cancels a job wherever it is: removed if it still waits (or is delayed), and every worker
+   * is asked to stop it if one is running it. The handle has already ended `cancelled`.
+   */
+  #cancel(id: string, reason: string): void {
+    this.#live.delete(id);
+    this.queue.remove(id).catch(() => undefined);
+    this.#publisher ??= redisFor(this.#connection);
+    this.#publisher.on('error', () => undefined);
+    this.#publisher.publish(cancelChannel(this.queue.name, this.#prefix), JSON.stringify({ id, reason })).catch((error: unknown) => {
+      this.#logger.warn({ taskId: id, err: error }, 'the cancellation of a durable job could not be sent to the workers');
+    });
+  }
+
   async job(id: string): Promise<DurableJob | undefined> {
     const job = await this.queue.getJob(id);
     if (job === undefined) return undefined;
@@ -227,7 +244,7 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.#events?.close(), this.queue.close()]);
+    await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit()]);
     for (const [id, handle] of this.#live) handle.settle('failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, 'the durable backend of this process was closed before the job ended') });
     this.#live.clear();
   }
@@ -242,16 +259,16 @@ class DurableHandle implements TaskHandle {
   status: TaskStatus;
   attempt = 0;
   progress: TaskProgress | undefined = undefined;
-  readonly #queue: Queue;
+  readonly #cancelJob: (reason: string) => void;
   #outcome: Outcome | undefined;
   #result: Promise<unknown> | undefined;
   #settle: ((outcome: Outcome) => void) | undefined;
 
-  constructor(id: string, name: string, status: TaskStatus, queue: Queue) {
+  constructor(id: string, name: string, status: TaskStatus, cancelJob: (reason: string) => void) {
     this.id = id;
     this.name = name;
     this.status = status;
-    this.#queue = queue;
+    this.#cancelJob = cancelJob;
   }
 
   started(): void {
@@ -279,12 +296,15 @@ class DurableHandle implements TaskHandle {
     this.#settle?.(outcome);
   }
 
-  /** Removes a job that has not started; a running job cannot be cancelled from here yet. */
+  /**
+   * Ends the task `cancelled` at once: its job is removed if it still waits, and a worker running
+   * it sees its `TaskContext.signal` abort (the job then fails, without retries).
+   */
   cancel(reason?: unknown): boolean {
-    if (this.#outcome !== undefined || this.status === 'running') return false;
+    if (this.#outcome !== undefined) return false;
     const error = new TaskCancelledError(this.name, this.id, reason);
     this.settle('cancelled', { ok: false, error });
-    this.#queue.remove(this.id).catch(() => undefined);
+    this.#cancelJob(error.message);
     return true;
   }
 
@@ -383,6 +403,10 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       signal?.addEventListener('abort', () => local.cancel(signal.reason), { once: true });
       try {
         return await local.result();
+      } catch (error) {
+        // Cancelled by its producer: not worth another attempt.
+        if (signal?.aborted === true) throw new UnrecoverableError(`cancelled: ${messageOf(error)}`);
+        throw error;
       } finally {
         running.delete(local.id);
       }
@@ -399,11 +423,26 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     },
   });
   worker.on('error', (error) => logger.warn({ err: error }, 'a durable worker lost its connection to Redis; it reconnects'));
+  // Producers' cancellations of running jobs: the worker running one aborts its signal.
+  const subscriber = redisFor(options.connection ?? defaultConnection);
+  subscriber.on('error', () => undefined);
+  const channel = cancelChannel(worker.name, options.prefix);
+  subscriber.subscribe(channel).catch((error: unknown) => logger.warn({ err: error }, 'a durable worker could not listen for cancellations'));
+  subscriber.on('message', (from: string, message: string) => {
+    if (from !== channel) return;
+    try {
+      const { id, reason } = JSON.parse(message) as { id: string; reason: string };
+      worker.cancelJob(id, reason);
+    } catch {
+      // Not ours.
+    }
+  });
   return {
     worker,
     async close() {
       await worker.close();
       observation();
+      await subscriber.quit().catch(() => undefined);
     },
   };
 }
@@ -431,7 +470,7 @@ function snapshot(job: Job, state: string): DurableJob {
   return Object.freeze({
     id: job.id ?? '',
     name: job.name,
-    status: statusOf[state] ?? 'queued',
+    status: state === 'failed' && job.failedReason.startsWith('cancelled: ') ? 'cancelled' : (statusOf[state] ?? 'queued'),
     attempt: state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
     progress:
       typeof progress === 'object' && typeof progress.fraction === 'number'
@@ -477,4 +516,20 @@ export function checkJson(taskName: string, args: readonly unknown[]): void {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** The channel on which producers ask workers to stop a running job. */
+function cancelChannel(queueName: string, prefix: string | undefined): string {
+  return `${prefix ?? 'bull'}:${queueName}:tsyringe-background:cancel`;
+}
+
+/** A client of its own, for publishing or subscribing: a duplicate of a given one, or new from options. */
+function redisFor(connection: ConnectionOptions): Redis {
+  if (connection instanceof Redis) {
+    const copy: Redis = (connection as Redis).duplicate();
+    return copy;
+  }
+  // ioredis's own option types do not pass exactOptionalPropertyTypes: the object goes as it is.
+  const options: object = { ...(connection as Record<string, unknown>), maxRetriesPerRequest: null };
+  return new Redis(options);
 }

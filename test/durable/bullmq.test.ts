@@ -41,6 +41,12 @@ const held = defineTask({ name: 'held', inject: [JobSession] }, async (session: 
   await gate.promise;
   return { label, session: session.id.length };
 });
+/** Runs until its signal aborts; says what it saw. */
+const aborted: string[] = [];
+const abortable = defineTask({ name: 'abortable', inject: [TaskContext] }, async (ctx, label: string) => {
+  await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+  aborted.push(`${label}: ${(ctx.signal.reason as Error).name}`);
+});
 const order: string[] = [];
 const ordered = defineTask({ name: 'ordered' }, async (label: string) => void order.push(label));
 const durableRecord = defineTask({ name: 'durableRecord', durable: true, retries: 2, backoff: { baseMs: 10, jitter: 0 } }, async (label: string) => `durably ${label}`);
@@ -68,7 +74,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const workerRoot = freshApp({ logger: captureLogger(), pool: { maxThreads: 1, setupModule: new URL('../fixtures/worker-setup.ts', import.meta.url) } });
     let workers: DurableWorkers | undefined;
     if (options.workers !== false) {
-      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, ordered, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
+      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, ordered, abortable, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
     }
     closers.push(
       () => shutdown({ container: producer }),
@@ -161,6 +167,19 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
     await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
     expect(calls.get('later')).toBeUndefined();
+  });
+
+  it("cancels a running job from the producer's process: the worker's task sees its signal abort, and the job is not retried", async () => {
+    const { bg, backend } = setup();
+    aborted.length = 0;
+    const handle = bg.with({ durable: true, retries: 3 }).add(abortable, 'stop me');
+    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 5_000, interval: 5 });
+    expect(handle.cancel('enough')).toBe(true);
+    expect(handle.status).toBe('cancelled');
+    await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    expect(handle.cancel()).toBe(false);
+    await vi.waitFor(() => expect(aborted).toEqual(['stop me: TaskCancelledError']), { timeout: 5_000, interval: 10 });
+    await vi.waitFor(async () => expect(await backend.job(handle.id)).toMatchObject({ status: 'cancelled', attempt: 1 }), { timeout: 5_000, interval: 10 });
   });
 
   it.each([
