@@ -159,10 +159,12 @@ class BullMQBackend implements Runner, DurableBackend {
     if (kind !== 'definition' && kind !== 'worker') {
       throw new TypeError(`bg.add("${name}"): a durable task must be a defineTask() or workerTask() definition: a worker finds it by its name`);
     }
-    if ((timing?.after.length ?? 0) > 0 || timing?.cadence !== undefined) {
-      throw new TypeError(`bg.add("${name}"): durable tasks cannot yet run after others, every or on a cron schedule; add them without durable: true`);
+    if ((timing?.after.length ?? 0) > 0) {
+      throw new TypeError(`bg.add("${name}"): durable tasks cannot yet run after others; add them without durable: true, or chain them in the task`);
     }
     checkJson(name, args);
+    const cadence = timing?.cadence;
+    if (cadence !== undefined) return this.#schedule(request, cadence, timing!.overlap);
     const id = randomUUID();
     const delay = timing === undefined ? 0 : Math.max(0, dueAt(timing) - Date.now());
     const data: JobData = { args, timeoutMs: options.timeoutMs, backoff: options.backoff };
@@ -179,6 +181,48 @@ class BullMQBackend implements Runner, DurableBackend {
     const handle = new DurableHandle(id, name, delay > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, reason));
     this.#live.set(id, handle);
     void this.#enqueue(handle, data, jobOptions);
+    return handle;
+  }
+
+  /**
+   * A durable periodic task: a BullMQ job scheduler whose id is the task's name, so that every
+   * process adding it keeps one schedule (the last one's arguments and options win), and each
+   * tick makes one job in the whole cluster. Its handle stands for the schedule.
+   */
+  #schedule(request: TaskRequest, cadence: NonNullable<NonNullable<TaskRequest['timing']>['cadence']>, overlap: boolean): TaskHandle {
+    const { name, args, options } = request;
+    if (!overlap) {
+      throw new TypeError(
+        `bg.add("${name}"): a durable periodic task's runs are separate jobs, which may overlap when one outlasts the interval; ` +
+          'say that you accept it with overlap: true',
+      );
+    }
+    const repeat = 'every' in cadence ? { every: cadence.every } : { pattern: cadence.expression, ...(cadence.tz === undefined ? {} : { tz: cadence.tz }) };
+    const data: JobData = { args, timeoutMs: options.timeoutMs, backoff: options.backoff };
+    let saved: Promise<unknown> = Promise.resolve();
+    const handle = new DurableHandle(name, name, 'delayed', (reason) => {
+      // After the schedule is saved (or failed to be), never before: it would come back.
+      saved
+        .catch(() => undefined)
+        .then(() => this.queue.removeJobScheduler(name))
+        .catch((error: unknown) => {
+          this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${reason})`);
+        });
+    });
+    saved = this.#whenReady()
+      .then(() =>
+        this.queue.upsertJobScheduler(name, repeat, {
+          name,
+          data,
+          opts: { attempts: options.retries + 1, backoff: { type: 'tsyringe-background' }, priority: bullPriority(options.priority) },
+        }),
+      )
+      .catch((error: unknown) => {
+        this.enqueueFailures++;
+        const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', name, `the schedule of durable task "${name}" could not be saved: ${messageOf(error)}`, { cause: error });
+        this.#logger.error({ task: name, err: failure }, `the schedule of durable task "${name}" could not be saved; it will not run`);
+        handle.settle('failed', { ok: false, error: failure });
+      });
     return handle;
   }
 

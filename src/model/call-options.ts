@@ -37,7 +37,7 @@ export interface CallOptions extends TaskOptions {
 }
 
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
-export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string };
+export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string; readonly tz: string | undefined };
 
 /** When a task may start, from validated call options: what a runner reads of them. */
 export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap'>;
@@ -118,7 +118,7 @@ function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefi
   if (cron === undefined) return undefined;
   if (typeof cron !== 'string') throw new TypeError(`bg.with(options): options.cron must be a cron expression string, got ${describe(cron)}`);
   if (tz !== undefined && typeof tz !== 'string') throw new TypeError(`bg.with(options): options.tz must be a time zone name, got ${describe(tz)}`);
-  return { cron: cronOf(cron, tz), expression: cron };
+  return { cron: cronOf(cron, tz), expression: cron, tz };
 }
 
 /** Builds a cron from an expression and a time zone; throws a TypeError naming the option. */

@@ -47,6 +47,8 @@ const abortable = defineTask({ name: 'abortable', inject: [TaskContext] }, async
   await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
   aborted.push(`${label}: ${(ctx.signal.reason as Error).name}`);
 });
+let ticks = 0;
+const tick = defineTask({ name: 'tick' }, async () => void ticks++);
 const order: string[] = [];
 const ordered = defineTask({ name: 'ordered' }, async (label: string) => void order.push(label));
 const durableRecord = defineTask({ name: 'durableRecord', durable: true, retries: 2, backoff: { baseMs: 10, jitter: 0 } }, async (label: string) => `durably ${label}`);
@@ -74,7 +76,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const workerRoot = freshApp({ logger: captureLogger(), pool: { maxThreads: 1, setupModule: new URL('../fixtures/worker-setup.ts', import.meta.url) } });
     let workers: DurableWorkers | undefined;
     if (options.workers !== false) {
-      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, ordered, abortable, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
+      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, ordered, abortable, tick, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
     }
     closers.push(
       () => shutdown({ container: producer }),
@@ -182,6 +184,32 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await vi.waitFor(async () => expect(await backend.job(handle.id)).toMatchObject({ status: 'cancelled', attempt: 1 }), { timeout: 5_000, interval: 10 });
   });
 
+  it('runs a durable periodic task once per tick for the whole cluster: one job scheduler per task name, whoever adds it; cancel() removes it', async () => {
+    const { bg, backend, queueName } = setup();
+    ticks = 0;
+    const schedule = bg.with({ durable: true, every: 150, overlap: true }).add(tick);
+    expect(schedule).toMatchObject({ id: 'tick', name: 'tick', status: 'delayed' });
+    // A second producer process (another application on the same queue) adds the same schedule.
+    const other = freshApp({ logger: captureLogger() });
+    const otherBackend = useBullMQ(other, { connection: redis.connection, queueName });
+    closers.push(() => shutdown({ container: other }), () => otherBackend.close());
+    other.resolve(Background).with({ durable: true, every: 150, overlap: true }).add(tick);
+    await vi.waitFor(() => expect(ticks).toBeGreaterThanOrEqual(3), { timeout: 10_000, interval: 20 });
+    expect(await backend.queue.getJobSchedulersCount()).toBe(1);
+    expect(schedule.cancel('done')).toBe(true);
+    expect(schedule.status).toBe('cancelled');
+    await vi.waitFor(async () => expect(await backend.queue.getJobSchedulersCount()).toBe(0), { timeout: 5_000, interval: 10 });
+  });
+
+  it('keeps a cron schedule with its time zone, and refuses at add() a durable schedule whose runs could overlap unnoticed', async () => {
+    const { bg, backend } = setup({ workers: false });
+    bg.with({ durable: true, cron: '0 9 * * *', tz: 'Europe/Paris', overlap: true }).add(tick);
+    await vi.waitFor(async () => expect(await backend.queue.getJobScheduler('tick')).toMatchObject({ pattern: '0 9 * * *', tz: 'Europe/Paris' }), { timeout: 5_000, interval: 10 });
+    expect(() => bg.with({ durable: true, every: 1_000 }).add(tick)).toThrow(
+      "bg.add(\"tick\"): a durable periodic task's runs are separate jobs, which may overlap when one outlasts the interval; say that you accept it with overlap: true",
+    );
+  });
+
   it.each([
     ['a function', () => 1, 'args[0] is a function'],
     ['a Date', new Date(0), 'args[0] is an instance of Date'],
@@ -197,10 +225,11 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(await backend.queue.count()).toBe(0);
   });
 
-  it('refuses at add() what cannot be durable: a plain function, after, every; and durable: true without a backend', () => {
+  it('refuses at add() what cannot be durable: a plain function, after; and durable: true without a backend', () => {
     const { bg } = setup({ workers: false });
     expect(() => bg.with({ durable: true }).add(async () => 1)).toThrow('bg.add("anonymous"): a durable task must be a defineTask() or workerTask() definition: a worker finds it by its name');
-    expect(() => bg.with({ durable: true, every: 1_000 }).add(record, 'x', 1)).toThrow(/durable tasks cannot yet run after others, every or on a cron schedule/);
+    const first = bg.add(async () => 1);
+    expect(() => bg.with({ durable: true, after: [first] }).add(record, 'x', 1)).toThrow(/durable tasks cannot yet run after others/);
     const plain = freshApp({ logger: captureLogger() });
     closers.push(() => shutdown({ container: plain }));
     expect(() => plain.createChildContainer().resolve(Background).with({ durable: true }).add(record, 'x', 1)).toThrow(
