@@ -67,6 +67,7 @@ export class Application implements ScopeHost {
     this.#options = options;
     this.lane = new Lane(options.concurrency);
     this.records = new Records(options.records);
+    if (options.pool.prewarm && !options.pool.inline) this.pool.prewarm();
   }
 
   /** The options of the application's root container. */

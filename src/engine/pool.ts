@@ -14,6 +14,7 @@ import type { PoolSettings } from '../model/options.js';
 import type { Transferable } from '../worker/clone.js';
 import { StartMarks, type StartMark } from '../worker/start-marks.js';
 import type { WorkerConfig } from '../worker/thread.js';
+import { workerTaskModules } from '../model/worker-task.js';
 import { outcomeOf, toWire, type ChannelMessage, type WorkerCall, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
@@ -87,6 +88,11 @@ export class Pool {
       },
       startedAt: () => (current === undefined ? 0 : this.#marks.startedAt(current)),
     };
+  }
+
+  /** Starts the threads now (`minThreads` of them), rather than with the first worker task. */
+  prewarm(): void {
+    if (!this.#closed) this.#start();
   }
 
   /** Live worker threads (0 until the first worker task). */
@@ -200,7 +206,11 @@ export class Pool {
     if (this.#piscina !== undefined) return this.#piscina;
     const fromSource = import.meta.url.endsWith('.ts');
     const { maxThreads, minThreads, idleTimeout, resourceLimits, setupModule } = this.settings;
-    const workerData: WorkerConfig = { setupModule, startMarks: this.#marks.buffer };
+    const workerData: WorkerConfig = {
+      setupModule,
+      startMarks: this.#marks.buffer,
+      ...(this.settings.prewarm ? { preload: workerTaskModules() } : {}),
+    };
     // Loaded here, not at import: every worker thread imports this library through its task
     // modules, and should not pay for loading Piscina (nor should an app with no worker task).
     const { Piscina: PiscinaPool } = require('piscina') as typeof PiscinaModule;
@@ -212,6 +222,9 @@ export class Pool {
       minThreads,
       idleTimeout,
       workerData,
+      // Piscina's idle threads block in Atomics.wait(), where nothing asynchronous moves: a
+      // prewarmed thread waits asynchronously instead, so that its setup and imports go on.
+      ...(this.settings.prewarm ? { atomics: 'async' as const } : {}),
       ...(resourceLimits === undefined ? {} : { resourceLimits }),
     });
     // Piscina emits 'error' for failures that belong to no task (a close that timed out, say);

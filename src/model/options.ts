@@ -60,6 +60,15 @@ export interface PoolOptions {
    * @default false
    */
   inline?: boolean | undefined;
+  /**
+   * Starts the pool with the application (when its root's first `Background` is made) instead of
+   * with the first worker task: `minThreads` threads start at once, each runs the setup module
+   * and imports the modules of the worker tasks defined so far, so that the first burst finds
+   * them ready. Costs those threads' memory (about 10 MB each, more with your modules) and their
+   * start-up CPU at boot, even if no worker task ever comes.
+   * @default false
+   */
+  prewarm?: boolean | undefined;
 }
 
 /**
@@ -147,6 +156,7 @@ export interface PoolSettings {
   readonly setupModule: string | undefined;
   readonly terminateAfterMs: number;
   readonly inline: boolean;
+  readonly prewarm: boolean;
 }
 
 /** Options with every default filled in, as a `Background` uses them. */
@@ -182,6 +192,7 @@ export const defaultOptions: ResolvedOptions = Object.freeze({
     setupModule: undefined,
     terminateAfterMs: 1_000,
     inline: false,
+    prewarm: false,
   }),
 });
 
@@ -239,7 +250,7 @@ function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOp
   return Object.freeze({ maxCount: maxCount as number, maxAgeMs: maxAgeMs as number });
 }
 
-const poolKeys = ['maxThreads', 'minThreads', 'idleTimeout', 'resourceLimits', 'setupModule', 'terminateAfterMs', 'inline'];
+const poolKeys = ['maxThreads', 'minThreads', 'idleTimeout', 'resourceLimits', 'setupModule', 'terminateAfterMs', 'inline', 'prewarm'];
 const limitKeys = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'];
 
 function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
@@ -268,6 +279,8 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (!isTimerMs(terminateAfterMs)) throw invalid('options.pool.terminateAfterMs', `an integer from 0 to ${maxTimerMs}`, terminateAfterMs);
   const inline = pool.inline ?? base.inline;
   if (typeof inline !== 'boolean') throw invalid('options.pool.inline', 'a boolean', inline);
+  const prewarm = pool.prewarm ?? base.prewarm;
+  if (typeof prewarm !== 'boolean') throw invalid('options.pool.prewarm', 'a boolean', prewarm);
   const resourceLimits = pool.resourceLimits ?? base.resourceLimits;
   if (resourceLimits !== undefined) {
     if (typeof resourceLimits !== 'object' || resourceLimits === null) {
@@ -290,6 +303,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
     setupModule: pool.setupModule === undefined ? base.setupModule : setupHref(pool.setupModule),
     terminateAfterMs,
     inline,
+    prewarm,
   });
 }
 

@@ -71,6 +71,11 @@ export function findWorkerTask(module: string, name: string): WorkerTaskDefiniti
   return registry.get(`${module}#${name}`);
 }
 
+/** The modules that define the worker tasks known in this thread, each once: what a prewarmed thread imports. */
+export function workerTaskModules(): string[] {
+  return [...new Set([...registry.values()].map((task) => task.module))];
+}
+
 /** The names of the worker tasks a module defines in this thread, for error messages. */
 export function workerTasksOf(module: string): string[] {
   return [...registry.values()].filter((task) => task.module === module).map((task) => task.name);

@@ -22,6 +22,11 @@ export interface WorkerConfig {
   readonly setupModule: string | undefined;
   /** The cells where tasks are marked started (see start-marks.ts). */
   readonly startMarks: SharedArrayBuffer;
+  /**
+   * For a prewarmed pool: the task modules to import as the thread starts (and the setup module
+   * runs then too), rather than with the first task. A failure here is left to that task.
+   */
+  readonly preload?: readonly string[] | undefined;
 }
 
 const config = (workerData ?? {}) as Partial<WorkerConfig>;
@@ -169,4 +174,12 @@ function contextFor(id: string, name: string, attempt: number, port: MessagePort
       port?.postMessage({ progress: [fraction, message] } satisfies ChannelMessage);
     },
   });
+}
+
+// A prewarmed thread sets up and imports what its tasks will need as it starts. (Its pool runs
+// Piscina's asynchronous wait for tasks, which leaves the event loop free to finish this.)
+// Failures are left to the first task that needs the setup or the module, which tries again.
+if (config.preload !== undefined) {
+  setUp().catch(() => undefined);
+  for (const module of config.preload) load(module).catch(() => undefined);
 }
