@@ -284,7 +284,8 @@ describe('worker tasks and disposal', () => {
     const handle = bg.add(gated, open.cell, 'done');
     let drained = false;
     const draining = bg.drain().then(() => (drained = true));
-    await vi.waitFor(() => expect(handle.status).toBe('running'));
+    // Running once its function is called on a thread: after the thread started and imported the task's module.
+    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 15_000, interval: 10 });
     expect(drained).toBe(false);
     open.open();
     await draining;
@@ -309,7 +310,8 @@ describe('worker tasks and disposal', () => {
     const open = gate();
     const handle = bg.add(gated, open.cell, 'finished');
     const pool = appOf(root).pool;
-    await vi.waitFor(() => expect(handle.status).toBe('running'));
+    // Running once its function is called on a thread: after the thread started and imported the task's module.
+    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 15_000, interval: 10 });
     const closing = shutdown({ container: root, timeoutMs: 5_000 });
     open.open();
     await expect(closing).resolves.toMatchObject({ abandoned: 0 });
