@@ -47,3 +47,4 @@ export {
 export { workerTask, type WorkerTaskDefinition } from './model/worker-task.js';
 export { DurableRunner, type Runner, type TaskKind, type TaskRequest } from './model/runner.js';
 export { transfer } from './worker/clone.js';
+export { registerErrorClass, type ErrorClass } from './worker/wire.js';

@@ -100,10 +100,53 @@ export function toWire(error: Error, depth = 0): WireError {
   return isCloneable(cause) ? { ...base, cause: { value: cause } } : base;
 }
 
-/** Rebuilds an error from its record: the same built-in class, or `Error` named as the original. */
+/** A class of errors: what {@link registerErrorClass} takes. */
+export type ErrorClass = abstract new (...args: never[]) => Error;
+
+/**
+ * Error classes that come back from worker threads as themselves, by error name. Kept on
+ * `globalThis`, like the registry of worker tasks, so that two copies of the library share it.
+ */
+const errorClasses: Map<string, ErrorClass> = ((globalThis as Record<symbol, unknown>)[Symbol.for('tsyringe-background.errorClasses')] ??= new Map<
+  string,
+  ErrorClass
+>()) as Map<string, ErrorClass>;
+
+/**
+ * Makes errors of `errorClass` thrown in a worker thread come back to the main thread as
+ * instances of it (`instanceof` works), with their message, stack, `cause` and own properties;
+ * without it they come back as an `Error` with the same `name` and properties. Errors are
+ * matched by their `name`: `name` defaults to the class's name; give it when instances set
+ * another. Call it on the main thread, once, where the class is defined.
+ *
+ * ```ts
+ * export class PaymentDeclined extends Error { override name = 'PaymentDeclined'; }
+ * registerErrorClass(PaymentDeclined);
+ * // in the caller of a worker task that throws it:
+ * if (error instanceof PaymentDeclined) …
+ * ```
+ *
+ * The constructor is not called again: the error is rebuilt on the class's prototype.
+ * @throws TypeError when `errorClass` is not a class of errors, or another class is registered under that name.
+ */
+export function registerErrorClass(errorClass: ErrorClass, name: string = errorClass.name): void {
+  if (typeof errorClass !== 'function' || !(errorClass.prototype instanceof Error)) {
+    throw new TypeError(`registerErrorClass(errorClass): errorClass must be a class extending Error, got ${typeof errorClass === 'function' ? `function ${errorClass.name}` : typeof errorClass}`);
+  }
+  if (typeof name !== 'string' || name === '') throw new TypeError(`registerErrorClass(${errorClass.name}, name): name must be a non-empty string`);
+  const existing = errorClasses.get(name);
+  if (existing !== undefined && existing !== errorClass) {
+    throw new TypeError(`registerErrorClass(${errorClass.name}): another class is already registered for errors named "${name}"`);
+  }
+  errorClasses.set(name, errorClass);
+}
+
+/** Rebuilds an error from its record: a registered class, the same built-in class, or `Error` named as the original. */
 export function fromWire(wire: WireError): Error {
   const cause = wire.cause === undefined ? undefined : 'error' in wire.cause ? fromWire(wire.cause.error) : wire.cause.value;
   const options = wire.cause === undefined ? undefined : { cause };
+  const registered = errorClasses.get(wire.name);
+  if (registered !== undefined) return rebuilt(registered, wire, options);
   const error =
     wire.name === 'WorkerTaskError' && typeof wire.props.code === 'string'
       ? new WorkerTaskError(wire.props.code as WorkerErrorCode, wire.message, options)
@@ -121,4 +164,18 @@ function isCloneable(value: unknown): boolean {
   } catch {
     return false;
   }
+}
+
+/** An error of a registered class, rebuilt on its prototype without calling its constructor. */
+function rebuilt(errorClass: ErrorClass, wire: WireError, options: { cause: unknown } | undefined): Error {
+  const error = Object.create(errorClass.prototype as object) as Error;
+  const hidden = (key: string, value: unknown): void => {
+    Object.defineProperty(error, key, { value, writable: true, configurable: true, enumerable: false });
+  };
+  hidden('message', wire.message);
+  if (options !== undefined) hidden('cause', options.cause);
+  Object.assign(error, wire.props);
+  if (error.name !== wire.name) error.name = wire.name;
+  hidden('stack', wire.stack ?? `${wire.name}: ${wire.message}`);
+  return error;
 }
