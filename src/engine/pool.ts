@@ -144,6 +144,7 @@ export class Pool {
     let grace: NodeJS.Timeout | undefined;
     const channel = new MessageChannel();
     const onAbort = (): void => {
+      this.#marks.abort(mark);
       channel.port1.postMessage({ abort: toWire(signal.reason as Error) } satisfies ChannelMessage);
       grace = setTimeout(() => {
         kill.abort(signal.reason);
@@ -209,6 +210,7 @@ export class Pool {
     const workerData: WorkerConfig = {
       setupModule,
       startMarks: this.#marks.buffer,
+      abortFlags: this.#marks.abortBuffer,
       ...(this.settings.prewarm ? { preload: workerTaskModules() } : {}),
     };
     // Loaded here, not at import: every worker thread imports this library through its task

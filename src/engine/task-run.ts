@@ -524,11 +524,13 @@ export class TaskRun implements TaskHandle, Job {
       (extra: Record<string, unknown>, message: string): void => {
         base[level]({ ...fields, ...extra }, message);
       };
+    const signal = this.signal;
     return Object.freeze({
       id: this.id,
       name: this.name,
       attempt,
-      signal: this.signal,
+      signal,
+      throwIfAborted: () => signal.throwIfAborted(),
       logger: {
         error: withTask('error'),
         warn: withTask('warn'),

@@ -26,6 +26,13 @@ export interface TaskContext {
    * its own signal.
    */
   readonly signal: AbortSignal;
+  /**
+   * Throws the signal's reason once the attempt is aborted: for a loop that never yields. In a
+   * worker thread, `signal.aborted` and this see an abort at once, even in a synchronous loop
+   * (the main thread sets a flag in shared memory); the reason itself arrives once the task
+   * yields, so until then it is an `AbortError` saying so.
+   */
+  throwIfAborted(): void;
   /** The scope's logger, adding the task's name, id and attempt to every entry. */
   readonly logger: BackgroundLogger;
   /**

@@ -23,13 +23,22 @@ export interface StartMark {
 export class StartMarks {
   /** What every worker thread is given, once. */
   readonly buffer: SharedArrayBuffer;
+  /**
+   * One flag per cell, set when the attempt of that cell is aborted: a task's synchronous loop
+   * reads it through `ctx.signal.aborted` without yielding (the abort's message would only
+   * arrive once it yields).
+   */
+  readonly abortBuffer: SharedArrayBuffer;
   readonly #cells: BigInt64Array;
+  readonly #aborts: Int32Array;
   readonly #free: number[] = [];
   #token = 0;
 
   constructor(size: number) {
     this.buffer = new SharedArrayBuffer(size * BigInt64Array.BYTES_PER_ELEMENT);
     this.#cells = new BigInt64Array(this.buffer);
+    this.abortBuffer = new SharedArrayBuffer(size * Int32Array.BYTES_PER_ELEMENT);
+    this.#aborts = new Int32Array(this.abortBuffer);
     for (let slot = size - 1; slot >= 0; slot--) this.#free.push(slot);
   }
 
@@ -38,6 +47,7 @@ export class StartMarks {
     const slot = this.#free.pop();
     if (slot === undefined) return { slot: -1, token: 0, endedAt: Date.now() };
     const token = ++this.#token;
+    Atomics.store(this.#aborts, slot, 0);
     Atomics.store(this.#cells, slot, BigInt(-token));
     return { slot, token, endedAt: 0 };
   }
@@ -47,6 +57,11 @@ export class StartMarks {
     if (mark.endedAt !== 0) return mark.endedAt;
     const value = Atomics.load(this.#cells, mark.slot);
     return value > 0n ? Number(value) : 0;
+  }
+
+  /** Marks the attempt aborted, for its task to see at once. */
+  abort(mark: StartMark): void {
+    if (mark.slot >= 0 && mark.endedAt === 0) Atomics.store(this.#aborts, mark.slot, 1);
   }
 
   /** Frees the attempt's cell once the pool has answered for it. */
@@ -61,4 +76,9 @@ export class StartMarks {
 /** The worker's side: marks the attempt of `slot` and `token` started now, in `cells` (a view of {@link StartMarks.buffer}). */
 export function markStarted(cells: BigInt64Array, slot: number, token: number): void {
   if (slot >= 0) Atomics.compareExchange(cells, slot, BigInt(-token), BigInt(Date.now()));
+}
+
+/** The worker's side: whether the attempt of `slot` was aborted, in `aborts` (a view of {@link StartMarks.abortBuffer}). */
+export function isAborted(aborts: Int32Array, slot: number): boolean {
+  return slot >= 0 && Atomics.load(aborts, slot) === 1;
 }

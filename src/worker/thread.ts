@@ -13,7 +13,7 @@ import { WorkerTaskError } from '../model/errors.js';
 import { tokenName } from '../model/task.js';
 import { findWorkerTask, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
-import { markStarted } from './start-marks.js';
+import { isAborted, markStarted } from './start-marks.js';
 import { failureOf, fromWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 
 /** What the pool hands every thread. */
@@ -22,6 +22,8 @@ export interface WorkerConfig {
   readonly setupModule: string | undefined;
   /** The cells where tasks are marked started (see start-marks.ts). */
   readonly startMarks: SharedArrayBuffer;
+  /** The flags that say an attempt was aborted (see start-marks.ts). */
+  readonly abortFlags: SharedArrayBuffer;
   /**
    * For a prewarmed pool: the task modules to import as the thread starts (and the setup module
    * runs then too), rather than with the first task. A failure here is left to that task.
@@ -31,6 +33,7 @@ export interface WorkerConfig {
 
 const config = (workerData ?? {}) as Partial<WorkerConfig>;
 const startCells = config.startMarks === undefined ? undefined : new BigInt64Array(config.startMarks);
+const abortFlags = config.abortFlags === undefined ? undefined : new Int32Array(config.abortFlags);
 let scope: Promise<DependencyContainer> | undefined;
 let typescript: Promise<void> | undefined;
 
@@ -69,7 +72,7 @@ async function execute({ module, name, args, id, port, attempt = 1, slot, token 
     );
   }
   const params = task.inject.map((token, position): unknown => {
-    if (token === TaskContext) return contextFor(id, name, attempt, port);
+    if (token === TaskContext) return contextFor(id, name, attempt, port, slot ?? -1);
     try {
       return threadScope.resolve(token);
     } catch (error) {
@@ -146,11 +149,33 @@ async function importModule(url: string): Promise<unknown> {
  * channel (timeout, cancellation); its progress and its log entries go back over the same
  * channel, in order, and the main thread writes the entries to the scope's logger.
  */
-function contextFor(id: string, name: string, attempt: number, port: MessagePort | undefined): TaskContext {
+function contextFor(id: string, name: string, attempt: number, port: MessagePort | undefined, slot: number): TaskContext {
   const controller = new AbortController();
   port?.on('message', (message: ChannelMessage) => {
     if ('abort' in message) controller.abort(fromWire(message.abort));
   });
+  const signal = controller.signal;
+  // A loop that never yields never gets the abort's message: `aborted` and `throwIfAborted()`
+  // also read the shared flag the main thread sets as it aborts.
+  if (abortFlags !== undefined && slot >= 0) {
+    const flags = abortFlags;
+    // The signal's own state, read past the getters defined here.
+    const own = (key: 'aborted' | 'reason'): unknown => Reflect.get(AbortSignal.prototype, key, signal);
+    let pending: Error | undefined;
+    const pendingReason = (): Error =>
+      (pending ??= new DOMException(`task "${name}" (#${id}) was aborted; why arrives once it yields`, 'AbortError'));
+    Object.defineProperties(signal, {
+      aborted: { get: () => own('aborted') === true || isAborted(flags, slot), configurable: true },
+      reason: { get: () => (own('aborted') === true ? own('reason') : isAborted(flags, slot) ? pendingReason() : undefined), configurable: true },
+      throwIfAborted: {
+        value: (): void => {
+          if (own('aborted') === true) throw own('reason');
+          if (isAborted(flags, slot)) throw pendingReason();
+        },
+        configurable: true,
+      },
+    });
+  }
   const log =
     (level: 'error' | 'warn' | 'info' | 'debug') =>
     (fields: Record<string, unknown>, message: string): void => {
@@ -165,8 +190,9 @@ function contextFor(id: string, name: string, attempt: number, port: MessagePort
     id,
     name,
     attempt,
-    signal: controller.signal,
+    signal,
     logger: { error: log('error'), warn: log('warn'), info: log('info'), debug: log('debug') },
+    throwIfAborted: () => signal.throwIfAborted(),
     progress(fraction: number, message?: string) {
       if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
         throw new RangeError(`progress(fraction): fraction must be a number from 0 to 1, got ${String(fraction)}`);
