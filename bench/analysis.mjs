@@ -6,7 +6,44 @@
  * any, when it is met. The figures quoted here are from those experiments, not from the run
  * that printed them: the table above the entry has the run's own.
  */
+/**
+ * Section 7 (bench/web.mjs), the same for the three frameworks. From the two runs of 2026-12-05
+ * (`--only web`, 3 rounds each), and from a replay of the routes' work without HTTP, CPU
+ * profiles and a heap snapshot (scripts run once, not kept in bench/), on the benchmark machine
+ * while it was shared with other test runs: CPU times are approximate; read the ratios between
+ * variants of one process.
+ */
+const web = {
+  why:
+    'The routes run at saturation (20 connections, the server\'s core ≈ 85–100% busy), so req/s is the inverse of the ' +
+    'server\'s CPU per request, and p99 (20 requests queueing) follows it. With the three tasks that CPU is 1.2–1.45× the ' +
+    'plain route\'s (row ↳ server CPU per request; two runs: Fastify 42 → 58 and 54 → 76 µs, Hono 50 → 69 and 48 → 68 µs, ' +
+    'Express 158 → 220 and 163 → 198 µs). Part of it is the work itself: the same tasks as bare promises already give ' +
+    '0.85–0.96× the req/s (reference row), which leaves the 0.95× target almost no room on the fast frameworks; the library ' +
+    'adds ≈ 12–16 µs per request above them on Fastify and Hono (16–44 µs on Express). Where that goes, from a replay of the routes\' work in one process without ' +
+    'HTTP (20 concurrent request scopes: child container, resolve, tasks, `disposeScope()` after a `setImmediate`; CPU per ' +
+    'request): one synchronous task +4.7 µs; the 2 ms timer task alone +17 µs against +2 µs as a bare promise; the three ' +
+    'tasks +27–31 µs against +8–9.5 µs. The replay\'s CPU profile with the timer task is ≈ 60% GC: a task still pending when ' +
+    'its scope is disposed keeps the whole scope alive until it ends (the child container and its registry, Background, ' +
+    'Scope, InProcessRunner, the TaskRun with its `#due`/`#timedOut`/`#retry` closures, an AsyncResource per task, ' +
+    'tsyringe\'s dispose generator: ≈ 1.5–2 KB per request in a heap snapshot), and what lives 2 ms or more at 10–20 k ' +
+    'requests/s is promoted out of the young generation. (Faster than ≈ 30–50 k such tasks/s, the application-wide ' +
+    'concurrency of 100 also queues them, and the queued scopes grow the heap; the HTTP runs stay below that.)',
+  next:
+    'Make what a pending task retains small: no per-attempt closures or AsyncResource on a TaskRun unless a retry, a timeout ' +
+    'or an observer needs them, and a disposed scope that lets go of its container (registry, interceptors) once only its ' +
+    'Background\'s drain is left. Judge each change by the server CPU per request row (steadier than req/s on a shared ' +
+    'machine) and a `node --cpu-prof` profile of the server under `/with-background`; measure on 4 or more cores too, where ' +
+    'the load generator and the server\'s GC threads do not share the server\'s core.',
+};
+
 export const analysis = {
+  webexpressP99: web,
+  webexpressRps: web,
+  webfastifyP99: web,
+  webfastifyRps: web,
+  webhonoP99: web,
+  webhonoRps: web,
   steady: {
     why:
       'Profile of 2e6 no-op tasks in batches of 100: `TaskRun` construction ≈ 10% of the time (about 25 fields per task), ' +

@@ -49,17 +49,24 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
   p();
   p('In the chart, the cold-burst bars are drawn against the 1.0× floor of target 4 (every burst at least as fast as inline).');
   p();
+  p(webLink);
+  p();
 
   p('## Missed targets: why, and the next step');
   p();
   if (missed.length === 0) p('None on this run.');
+  /** Analyses already printed (one may cover several rows), with the row that printed them. */
+  const printed = new Map();
   for (const r of missed) {
     const a = analysis[r.key];
     p(`### ${r.id}: ${r.figure.trim()} — ${r.measured}, target ${r.target}`);
     p();
-    if (a === undefined) {
+    if (printed.has(a)) {
+      p(`The same cause as ${printed.get(a)} above.`);
+    } else if (a === undefined) {
       p('No analysis recorded for this figure yet (bench/analysis.mjs): profile it (`node --cpu-prof`) before changing anything.');
     } else {
+      printed.set(a, `${r.id} (${r.figure.trim()})`);
       p(`**Why.** ${a.why}`);
       p();
       p(`**Next step.** ${a.next}`);
@@ -121,6 +128,39 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
   return out.join('\n');
 }
 
+/** The paragraph of benchmarks.md that points to the web section's page. */
+const webLink =
+  'Section 7, a route with background tasks against the same route without, on an HTTP server of each framework under ' +
+  'autocannon\'s load, has a page of its own, [benchmarks-web.md](benchmarks-web.md), written whenever that section runs ' +
+  '(`node bench/run.mjs --only web` rewrites it and leaves this page alone).';
+
+/** What the web section measures and why the comparison is fair: on both pages. */
+const webMethod =
+  '- **7 Under HTTP load** (bench/web.mjs): for each framework (Express 5, Fastify 5, Hono 4 on @hono/node-server), one server ' +
+  'process per round, on 127.0.0.1, with the framework\'s `requestScope()` from dist/adapters/ and two routes of the same shape: ' +
+  '`GET /plain` resolves a `ContainerScoped` service (a request id, with an async `dispose()` as a session has) and answers a ' +
+  'small JSON; `GET /with-background` does the same and adds three fire-and-forget tasks to the request\'s `Background`: an ' +
+  'async `defineTask` with the scoped service injected that awaits a 2 ms timer (a call to another service) and then writes ' +
+  'an audit record, an async function that awaits an I/O turn (`setImmediate`) and updates a cache, and a tiny synchronous ' +
+  'counter. For reference, `GET /with-promises` starts the same three tasks as bare promises, untracked (what the work ' +
+  'itself costs without the library; the scope does not wait for them). The server keeps serving while the scopes of ' +
+  'earlier requests drain, so the drain\'s cost is inside the run that caused it. autocannon (20 connections, pipelining 1) ' +
+  'runs in the measuring process and loads one route at a time: a warm-up of each route (0.7 s), then runs of 0.5 s moving ' +
+  'from route to route in an order that rotates from run to run, 6 of each per round, every route in the same server ' +
+  'process so that they share its JIT and GC state. A run during which other processes used more than 10% of the CPU ' +
+  '(from /proc/stat, less the two processes\' own CPU time) is redone at once, up to 3 times, the least disturbed kept: on a ' +
+  'shared machine a burst of other work on the server\'s core would otherwise land in one route\'s figures. Between runs ' +
+  'the measurement waits ' +
+  'until every scope has been disposed and every task has completed (the server counts them), so that no run inherits the ' +
+  'previous one\'s work; a task still pending 5 s after a run, or a scope never disposed, is an error (row 7). Only responses ' +
+  'within a run\'s 0.5 s count; latencies are autocannon\'s per-response times, kept at full resolution (its own ' +
+  'histogram rounds to 1 ms). A round\'s figure pools each route\'s runs: p99 over all their responses, req/s over their ' +
+  'total time; the ratio is with / without. On a machine of 2 cores or more, `taskset` pins the server to CPU 1 and ' +
+  'autocannon to CPU 0, so that the load generator does not take the server\'s CPU (the server\'s helper threads, GC and ' +
+  'libuv pool share its core). "Server CPU busy" says whether the server was the bottleneck (≈ 100%: req/s is the server\'s ' +
+  'capacity, and the req/s ratio is the cost of the background work in capacity); "server heap MB" is the largest heap ' +
+  'used at the end of a run, its last tasks still pending.';
+
 const methods = [
   '- **1a Steady dispatch**: `bg.add()` of a no-op async task in batches of 100, each batch awaited (`bg.drain()`) before the next, so the default limit of 100 is never exceeded; against "raw" = `const p = fn().catch(log); set.add(p); p.then(() => set.delete(p))`, drained by waiting for the Set to empty. Blocks of 50 000 tasks per contender, interleaved in one process, 15 per round after 3 of warm-up; each contender runs its own copy of the task and the loop (bench/contenders.mjs, imported once per contender). Note: raw dispatch measured alone, block after block, in a process that does nothing else runs ≈ 0.14 µs/task on this machine; as soon as anything else runs between its blocks (another contender, or a single `gc()`), V8 keeps promoting its short-lived promises to the old generation and it settles at ≈ 0.3 µs/task, the figure an application sees and the one in the design notes (≈ 0.33 µs). The interleaved figure is the one used. (The global-tax processes of 3a run raw dispatch alone, hence their lower absolute figure.)',
   '- **1b Burst**: 1e5 tasks added at once (all but 100 queue), then drained; against p-limit(100) with the same Set.',
@@ -131,7 +171,118 @@ const methods = [
   '- **4 CPU offload** (bench/pool.mjs): bursts of 60 CPU-bound tasks of 5 ms and 50 ms, 250 ms apart, through Background at the default `maxThreads: 40`, against the same work inline on the main thread; raw Piscina and `maxThreads: 2` for comparison. "Warm" is the median of the bursts after the first.',
   '- **5 Worker round trip**: `await bg.add(noop).result()` one after another, against raw Piscina `await pool.run()` of a module doing the same, with the same options (maxThreads 40, minThreads 2, idleTimeout 10 s: Background\'s defaults); both pools in one process, each warmed for 600 ms of round trips (a new worker isolate needs a few hundred ms of calls before its code is optimized), then alternating blocks of 300 timed round trips, 20 blocks each per round; 7 rounds unpinned (each process lands in one of the modes below), 3 pinned. The same pinned to one core (`taskset -c 0`) shows the CPU both ends spend, without the wake-up latency of a thread on the other core, which swings the unpinned p50 between ≈ 15 and ≈ 90 µs from one process to the next. bench/pool.mjs c measures the same in separate processes (shown for reference). **Caller blocked**: each `add()` of a worker task with a small object argument timed on its own (`performance.now()` around the call), in batches of 50; raw Piscina `run()` sized to the cores for comparison.',
   '- **6 Event-loop protection**: a `setTimeout(5 ms)` loop standing for request handling; lateness = when a tick ran − when it was due. Phases of 1 s (the first 100 ms not counted), interleaved, 5 cycles per round: nothing else (the baseline); a 50 ms CPU task every 200 ms through the worker lane; the same through raw Piscina sized to the cores (what the platform allows); the same in another process, toggled on for its phase (what any CPU-bound work on this machine does to the loop); the same inline. p99 over each phase\'s ≈ 900 ticks per round.',
+  webMethod,
 ];
+
+/**
+ * docs/benchmarks-web.md: the web section's figures, written whenever it runs, so that
+ * `--only web` need not rewrite benchmarks.md (whose other figures it did not measure).
+ * @param whole whether a full run wrote it (benchmarks.md then has the same rows)
+ * @param web the section's raw results (`pinned`)
+ */
+export function webPage({ machine, rounds, rows, details, load, web, whole }) {
+  const out = [];
+  const p = (line = '') => out.push(line);
+  const targets = rows.filter((r) => r.met !== undefined);
+  const missed = targets.filter((r) => r.met === false);
+  p('# Benchmarks: background work under HTTP load');
+  p();
+  p('<!-- Written by bench/run.mjs (`npm run bench`, or `node bench/run.mjs --only web`): edit the script, not this page. -->');
+  p();
+  p(
+    'Section 7 of the [benchmarks](benchmarks.md) (issue 13): for each framework adapter, the request latency p99 and the ' +
+      'requests per second of a route that adds background tasks, against the same route without them, served by the same ' +
+      `server process in the same run. A figure is the median over ${rounds} rounds (a fresh server process each), with the ` +
+      'lowest and highest in parentheses. ' +
+      (whole
+        ? 'This page was written by a full run, which put the same rows in benchmarks.md.'
+        : 'This page was written by `node bench/run.mjs --only web`: benchmarks.md keeps the figures of its own last full run.'),
+  );
+  p();
+  p(`**${targets.length - missed.length} of ${targets.length} targets met.**${missed.length === 0 ? '' : ` Missed: ${missed.map((r) => `${r.id} (${r.figure.trim()})`).join('; ')}.`}`);
+  p();
+  p('| # | figure | measured: median (min–max) | target | |');
+  p('|---|---|---|---|---|');
+  for (const r of rows) {
+    const status = r.met === undefined ? '' : r.met ? 'met' : '**missed**';
+    p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
+  }
+  p();
+  if (missed.length > 0) {
+    p('## Missed targets: why, and the next step');
+    p();
+    // One analysis may cover several rows (bench/analysis.mjs): each is printed once.
+    const causes = new Map();
+    for (const r of missed) causes.set(analysis[r.key], [...(causes.get(analysis[r.key]) ?? []), r]);
+    for (const [a, list] of causes) {
+      p(`**${list.map((r) => `${r.id} ${r.figure.trim().replace(/^\(|\)$/g, '')}`).join('; ')}.**`);
+      p();
+      if (a === undefined) {
+        p('No analysis recorded for these figures yet (bench/analysis.mjs): profile the server (`node --cpu-prof`) under the same load before changing anything.');
+      } else {
+        p(`**Why.** ${a.why}`);
+        p();
+        p(`**Next step.** ${a.next}`);
+      }
+      p();
+    }
+  }
+  p('## What is measured');
+  p();
+  p(webMethod);
+  p();
+  p(
+    web.pinned
+      ? 'On this run the server was pinned to CPU 1 and autocannon to CPU 0 (`taskset -c`).'
+      : 'On this run nothing was pinned (no `taskset`, or fewer than 2 cores): autocannon and the server shared the CPUs, so req/s is partly the load generator\'s.',
+  );
+  p();
+  p('## Absolute figures');
+  p();
+  for (const d of details) {
+    p(`**${d.title}**`);
+    p();
+    p(`| ${d.head.map(escapeMd).join(' | ')} |`);
+    p(`|${d.head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    for (const row of d.rows) p(`| ${row.map((c) => escapeMd(String(c))).join(' | ')} |`);
+    p();
+  }
+  const measurements = Object.values(web.frameworks).flat();
+  const runs = measurements.reduce((a, m) => a + Object.values(m.runs).flat().length, 0);
+  const redone = measurements.reduce((a, m) => a + (m.redone ?? 0), 0);
+  const tasks = measurements.reduce((a, m) => a + m.tasks.added, 0);
+  p(
+    `Absolute figures are for orientation only: they depend on the machine, the ratios much less. Runs kept: ${runs}; ` +
+      `${redone} more were redone because other processes used the CPU meanwhile. Background tasks added: ${tasks}, ` +
+      `${measurements.reduce((a, m) => a + m.tasks.completed, 0)} completed.`,
+  );
+  p();
+  p('## Machine and load');
+  p();
+  p(`- ${machine.cores} cores (\`availableParallelism()\`), ${machine.cpu}, ${machine.memGb.toFixed(0)} GB RAM, ${machine.os}`);
+  p(`- Node ${machine.node}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}`);
+  const foreign = [...load.foreign].sort((a, b) => a - b);
+  const share = (q) => `${((foreign[Math.min(foreign.length - 1, Math.floor(foreign.length * q))] ?? 0) * 100).toFixed(0)}%`;
+  p(
+    `- Load: the machine is shared (other sessions run test suites on it). Load average ${load.before.map((l) => l.toFixed(1)).join(' / ')} ` +
+      `(1 / 5 / 15 min) at the start, ${load.after.map((l) => l.toFixed(1)).join(' / ')} at the end; the section waited ${load.waitedS.toFixed(0)} s ` +
+      `in all for a quiet machine before its ${load.measurements} measurements, took ${load.retried} of them again, and other processes used a ` +
+      `median ${share(0.5)} (at most ${share(1)}) of the CPU while the measurements kept ran.` +
+      (load.disturbed.length === 0 ? '' : ` Still disturbed after 3 attempts: ${load.disturbed.join('; ')}.`),
+  );
+  p();
+  p('## Reproduce');
+  p();
+  p('```sh');
+  p('npm run build');
+  p('node bench/run.mjs --only web             # this section alone: rewrites this page, not benchmarks.md');
+  p('node bench/run.mjs --only web --quick     # one short round, no page: checks that it runs');
+  p('npm run bench                             # everything: benchmarks.md (rows 7 included) and this page');
+  p('```');
+  p();
+  return out.join('\n');
+}
 
 function escapeMd(text) {
   return String(text).replaceAll('|', '\\|');

@@ -9,6 +9,8 @@
  *      against raw Piscina in one process (on 2 cores, and pinned to one), and the time add() of
  *      a worker task blocks its caller
  *   6. event-loop protection: a timer loop's lateness with 50 ms of CPU work every 200 ms
+ *   7. web: an HTTP server per framework (Express, Fastify, Hono) under autocannon's load, a route
+ *      with background tasks against the same route without (bench/web.mjs)
  *
  * Every figure is a ratio to a baseline measured in the same process (or, where the baseline
  * needs a process of its own, the same round of fresh processes), the variants interleaved in
@@ -16,15 +18,18 @@
  * machine may be shared: each measurement waits for a quiet machine, and is redone when other
  * processes used more than 10% of the CPU meanwhile (see lib.mjs); the page reports the load.
  *
- *   npm run bench                      builds, then runs this (about 6 minutes on an idle 2-core machine)
+ *   npm run bench                      builds, then runs this (about 8 minutes on an idle 2-core machine)
  *   node bench/run.mjs --rounds 5      more rounds
  *   node bench/run.mjs --quick         one round, smaller sizes: checks that the suite runs
  *   node bench/run.mjs --only dispatch,loop
- *                                      some sections (dispatch, memory, tax, scope, pool, roundtrip, addblock, loop)
+ *                                      some sections (dispatch, memory, tax, scope, pool, roundtrip, addblock, loop, web)
  *   node bench/run.mjs --json out.json also writes every measurement as JSON
  *   node bench/run.mjs --no-page       does not write docs/benchmarks.md (implied by --quick and --only)
+ *                                      nor docs/benchmarks-web.md (implied by --quick; with --only web,
+ *                                      only docs/benchmarks-web.md is written: benchmarks.md keeps its figures)
  *   node bench/run.mjs --from out.json measures nothing: writes the page again from a run saved with --json
- *                                      (after a change to the page's text or bench/analysis.mjs)
+ *                                      (after a change to the page's text or bench/analysis.mjs); from a run of
+ *                                      some sections, benchmarks.md is left alone (benchmarks-web.md is rewritten)
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,11 +38,12 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { calibrate, childRunner, cores, median, note, rotate, summary, table } from './lib.mjs';
-import { chart, page } from './report.mjs';
+import { chart, page, webPage } from './report.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const scenarios = fileURLToPath(new URL('./scenarios.mjs', import.meta.url));
-const allSections = ['dispatch', 'memory', 'tax', 'scope', 'pool', 'roundtrip', 'addblock', 'loop'];
+const webScenario = fileURLToPath(new URL('./web.mjs', import.meta.url));
+const allSections = ['dispatch', 'memory', 'tax', 'scope', 'pool', 'roundtrip', 'addblock', 'loop', 'web'];
 
 const argv = process.argv.slice(2);
 const flag = (name) => argv.includes(name);
@@ -46,7 +52,11 @@ const from = value('--from') === undefined ? undefined : JSON.parse(readFileSync
 const quick = flag('--quick');
 const rounds = from?.rounds ?? Number(value('--rounds') ?? (quick ? 1 : 3));
 const sections = from !== undefined ? [] : (value('--only')?.split(',') ?? allSections);
-const writePage = !quick && !flag('--no-page') && value('--only') === undefined;
+// A saved run of some sections only (`--only … --json`) must not replace the whole page.
+const partialFrom = from !== undefined && allSections.some((s) => s !== 'web' && from.results[s] === undefined);
+const writePage = !quick && !flag('--no-page') && value('--only') === undefined && !partialFrom;
+// The web section has a page of its own, written whenever the section is measured (alone too).
+const writeWebPage = !quick && !flag('--no-page');
 for (const s of sections) if (!allSections.includes(s)) throw new Error(`unknown section ${s}; known: ${allSections.join(', ')}`);
 
 if (!existsSync(join(root, 'dist/index.js'))) {
@@ -56,11 +66,13 @@ if (!existsSync(join(root, 'dist/index.js'))) {
 
 // Each measurement waits at most 30 s for a quiet machine, and only 5 s once the suite has run
 // for 6 minutes: on a busy shared machine it then measures anyway (the page says how disturbed)
-// rather than exceed its 10-minute budget.
+// rather than exceed its budget of about 10 minutes (12 with the web section, which comes last).
 const startedAt = performance.now();
 const quietWaitMs = () => (performance.now() - startedAt > 360_000 ? 5_000 : 30_000);
 const label = (spec) => [spec.scenario, spec.kind, spec.variant].filter(Boolean).join(' ');
 const runner = childRunner(scenarios, { quietWaitMs, label });
+// The web measurements redo their own disturbed runs (bench/web.mjs): a shorter wait will do.
+const webRunner = childRunner(webScenario, { quietWaitMs: () => Math.min(quietWaitMs(), 10_000), label });
 const startedLoad = loadavg();
 const machine = from?.machine ?? {
   cores,
@@ -87,7 +99,7 @@ const results = from?.results ?? {};
 const details = [];
 const run = (spec, options) => {
   note(`${label(spec)}, round ${spec.round + 1}`);
-  return runner.run(spec, options);
+  return (spec.scenario === 'web' ? webRunner : runner).run(spec, options);
 };
 
 // 1. Async dispatch ------------------------------------------------------------------------------
@@ -192,20 +204,52 @@ if (sections.includes('loop')) {
   }
 }
 
+// 7. Under HTTP load ----------------------------------------------------------------------------------
+if (sections.includes('web')) {
+  // On 2 cores or more, the server gets a core of its own (CPU 1) and the load generator another
+  // (CPU 0): otherwise autocannon takes CPU from the server, and more of it the faster the server
+  // answers.
+  const pinned = hasTaskset() && cores >= 2;
+  const frameworks = ['express', 'fastify', 'hono'];
+  results.web = { pinned, frameworks: {} };
+  for (const framework of frameworks) results.web.frameworks[framework] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const framework of rotate(frameworks, round)) {
+      const spec = { scenario: 'web', kind: framework, round, connections: 20, warmMs: quick ? 300 : 700, runMs: 500, pairs: quick ? 2 : 6, serverCpu: pinned ? 1 : undefined };
+      const r = await run(spec, { prefix: pinned ? ['taskset', '-c', '0'] : [] });
+      if (r.tasks.lost !== 0 || r.scopes.opened !== r.scopes.disposed || r.tasks.logged + r.tasks.failed !== 0) {
+        console.error(`ERROR: web ${framework}, round ${round + 1}: ${r.tasks.lost} of ${r.tasks.added} background tasks never completed, ${r.scopes.opened - r.scopes.disposed} of ${r.scopes.opened} scopes not disposed, ${r.tasks.logged + r.tasks.failed} errors`);
+      }
+      results.web.frameworks[framework].push(r);
+    }
+  }
+}
+
 // Summaries -----------------------------------------------------------------------------------------
 const rows = summarize(results);
 const totalS = from?.totalS ?? (performance.now() - startedAt) / 1000;
 const load = from?.load ?? {
   before: startedLoad,
   after: loadavg(),
-  measurements: runner.log.length,
-  retried: runner.log.filter((m) => m.attempts > 1).length,
-  waitedS: runner.log.reduce((a, m) => a + m.waitedMs, 0) / 1000,
-  foreign: runner.log.map((m) => m.foreign).filter((f) => f !== undefined),
-  disturbed: [...runner.disturbed, ...(results.pool?.disturbed ?? []).map((d) => `pool.mjs ${d}`)],
+  measurements: runner.log.length + webRunner.log.length,
+  retried: [...runner.log, ...webRunner.log].filter((m) => m.attempts > 1).length,
+  waitedS: [...runner.log, ...webRunner.log].reduce((a, m) => a + m.waitedMs, 0) / 1000,
+  foreign: [...runner.log, ...webRunner.log].map((m) => m.foreign).filter((f) => f !== undefined),
+  disturbed: [...runner.disturbed, ...webRunner.disturbed, ...(results.pool?.disturbed ?? []).map((d) => `pool.mjs ${d}`)],
 };
 
-console.log('\nTargets (issue 6)');
+// The web section's own page reports the load during its own measurements.
+const webLoad = from !== undefined ? (from.webLoad ?? from.load) : {
+  before: startedLoad,
+  after: loadavg(),
+  measurements: webRunner.log.length,
+  retried: webRunner.log.filter((m) => m.attempts > 1).length,
+  waitedS: webRunner.log.reduce((a, m) => a + m.waitedMs, 0) / 1000,
+  foreign: webRunner.log.map((m) => m.foreign).filter((f) => f !== undefined),
+  disturbed: webRunner.disturbed,
+};
+
+console.log('\nTargets (issue 6; 7: issue 13)');
 table(
   ['#', 'figure', 'measured', 'target', ''],
   rows.map((r) => [r.id, r.figure, r.measured, r.target ?? '—', r.met === undefined ? '' : r.met ? 'met' : 'MISSED']),
@@ -219,11 +263,15 @@ console.log(`load average ${load.before.map((l) => l.toFixed(2)).join(' ')} befo
 console.log(`total time: ${totalS.toFixed(0)} s`);
 
 const jsonPath = value('--json');
-if (jsonPath !== undefined) writeFileSync(jsonPath, JSON.stringify({ machine, perMs, rounds, results, rows, load, totalS }, null, 2));
+if (jsonPath !== undefined) writeFileSync(jsonPath, JSON.stringify({ machine, perMs, rounds, results, rows, load, webLoad, totalS }, null, 2));
 if (writePage) {
   writeFileSync(join(root, 'docs/benchmarks.svg'), chart(rows));
   writeFileSync(join(root, 'docs/benchmarks.md'), page({ machine, rounds, rows, details, load, totalS }));
   console.log('wrote docs/benchmarks.md and docs/benchmarks.svg');
+}
+if (writeWebPage && results.web !== undefined) {
+  writeFileSync(join(root, 'docs/benchmarks-web.md'), webPage({ machine, rounds, rows: rows.filter((r) => r.id.startsWith('7')), details: details.filter((d) => d.web), load: webLoad, web: results.web, whole: writePage }));
+  console.log('wrote docs/benchmarks-web.md');
 }
 
 // --- Turning results into rows ---------------------------------------------------------------------
@@ -448,14 +496,46 @@ function summarize(res) {
     row({ id: '6', key: 'loopProcess', figure: '  the same work in another process / none (reference)', values: ratio('process') });
     row({ id: '6', key: 'loopInline', figure: '  inline / no CPU work (for reference)', values: ratio('inline'), digits: 0 });
   }
+
+  if (res.web !== undefined) {
+    const names = { express: 'Express 5', fastify: 'Fastify 5', hono: 'Hono 4 (@hono/node-server)' };
+    const list = Object.entries(res.web.frameworks);
+    const abs = (rs, v, q, digits) => summary(rs.map((r) => r[v][q]), digits);
+    section(
+      `7. Under load: autocannon, 20 connections, pipelining 1, against one server process per framework and round${res.web.pinned ? ' (server pinned to CPU 1, autocannon to CPU 0)' : ''}; each route's runs pooled per round`,
+      ['', 'req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'server CPU µs/req', 'server CPU busy', 'server heap MB'],
+      list.flatMap(([fw, rs]) =>
+        ['plain', 'with', 'raw'].map((v) => [
+          `${names[fw]}: GET ${{ plain: '/plain', with: '/with-background', raw: '/with-promises (reference)' }[v]}`,
+          abs(rs, v, 'rps', 0),
+          abs(rs, v, 'p50', 2),
+          abs(rs, v, 'p99', 2),
+          abs(rs, v, 'p999', 2),
+          abs(rs, v, 'cpuPerRequestUs', 0),
+          `${summary(rs.map((r) => r[v].serverCpuShare * 100), 0)}%`,
+          abs(rs, v, 'heapMb', 0),
+        ]),
+      ),
+      { web: true },
+    );
+    for (const [i, [fw, rs]] of list.entries()) {
+      const id = `7${'abc'[i]}`;
+      const ratio = (q, v = 'with') => rs.map((r) => r[v][q] / r.plain[q]);
+      row({ id, key: `web${fw}P99`, figure: `${names[fw]}: request p99, with background / without`, values: ratio('p99'), max: 1.2 });
+      row({ id, key: `web${fw}Rps`, figure: '  req/s, with background / without', values: ratio('rps'), min: 0.95 });
+      row({ id, key: `web${fw}Cpu`, figure: '  server CPU per request, with background / without (reference)', values: ratio('cpuPerRequestUs') });
+      row({ id, key: `web${fw}RawRps`, figure: '  (req/s, the same tasks as bare promises / without, for reference)', values: ratio('rps', 'raw') });
+    }
+    row({ id: '7', key: 'webLost', figure: 'background tasks not completed by the end of a run (all frameworks)', values: res.web.frameworks.express.map((_, round) => list.reduce((a, [, rs]) => a + (rs[round]?.tasks.lost ?? 0), 0)), max: 0, unit: ' tasks', digits: 0 });
+  }
   return out;
 }
 
 /** Prints a table of absolute figures, and keeps it for the page. */
-function section(title, head, rows) {
+function section(title, head, rows, extra = {}) {
   console.log(`\n${title}`);
   table(head, rows);
-  details.push({ title, head, rows });
+  details.push({ title, head, rows, ...extra });
 }
 
 function fmt(values, digits, unit) {
@@ -464,7 +544,7 @@ function fmt(values, digits, unit) {
 
 function versions() {
   const out = {};
-  for (const name of ['tsyringe', 'piscina', 'p-limit', 'reflect-metadata', 'croner']) {
+  for (const name of ['tsyringe', 'piscina', 'p-limit', 'reflect-metadata', 'croner', 'express', 'fastify', 'hono', '@hono/node-server', 'autocannon']) {
     try {
       out[name] = JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
     } catch {
