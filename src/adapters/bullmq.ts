@@ -123,6 +123,12 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #live = new Map<string, DurableHandle>();
   /** Publishes cancellations of running jobs to the workers; made on the first. */
   #publisher: Redis | undefined;
+  /** Jobs not enqueued yet (their add not sent, or not answered), by id. */
+  readonly #sending = new Set<string>();
+  /** The id of the last event read from the stream, and where the next look for a gap starts. */
+  #position = '0-0';
+  #checkedFrom = '0-0';
+  #lookingForGap = false;
 
   constructor(options: UseBullMQOptions) {
     const connection = options.connection ?? defaultConnection;
@@ -137,13 +143,23 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   /**
-   * Resolves once Redis is reached and the event stream is open. Events are read from the time
-   * the stream is ready: a job is enqueued only after, so none of its events is missed.
+   * Resolves once Redis is reached and the event stream is open. Events are read from the
+   * stream's last entry as it was before: a job is enqueued only after, so none of its events is
+   * missed. (Reading from `$`, QueueEvents' default, starts only when its first XREAD reaches
+   * Redis, after `waitUntilReady()` has resolved: the first jobs' events, their end included when
+   * they are quick, were lost, and their handles never settled.)
    */
   #whenReady(): Promise<unknown> {
     this.#ready ??= (async () => {
       await this.queue.waitUntilReady();
-      const events = new QueueEvents(this.queue.name, { connection: this.#connection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
+      const client = await this.queue.getBackend().client;
+      const [last] = (await client.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1])) as [string, unknown][];
+      this.#position = this.#checkedFrom = last?.[0] ?? '0-0';
+      const events = new QueueEvents(this.queue.name, {
+        connection: this.#connection,
+        lastEventId: this.#position,
+        ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }),
+      });
       events.on('error', (error) => this.#logger.warn({ err: error }, "the durable queue's event stream lost its connection to Redis; it reconnects"));
       this.#events = events;
       this.#listen(events);
@@ -231,11 +247,17 @@ class BullMQBackend implements Runner, DurableBackend {
     const expired = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.#enqueueTimeoutMs} ms`)), this.#enqueueTimeoutMs);
     });
-    try {
-      await Promise.race([(async () => {
+    this.#sending.add(handle.id);
+    const sent = (async () => {
+      try {
         await this.#whenReady();
         await this.queue.add(handle.name, data, options);
-      })(), expired]);
+      } finally {
+        this.#sending.delete(handle.id);
+      }
+    })();
+    try {
+      await Promise.race([sent, expired]);
     } catch (error) {
       this.enqueueFailures++;
       const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', handle.id, `durable task "${handle.name}" (#${handle.id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
@@ -249,15 +271,91 @@ class BullMQBackend implements Runner, DurableBackend {
 
   #listen(events: QueueEvents): void {
     const live = (id: string): DurableHandle | undefined => this.#live.get(id);
-    events.on('active', ({ jobId }) => live(jobId)?.started());
-    events.on('progress', ({ jobId, data }) => live(jobId)?.reported(data));
-    events.on('delayed', ({ jobId }) => live(jobId)?.waiting('delayed'));
-    events.on('waiting', ({ jobId }) => live(jobId)?.waiting('queued'));
-    events.on('completed', ({ jobId, returnvalue }) => this.#end(jobId, 'succeeded', { ok: true, value: returnvalue }));
-    events.on('failed', ({ jobId, failedReason }) =>
-      this.#end(jobId, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', jobId, failedReason) }),
-    );
-    events.on('removed', ({ jobId }) => this.#end(jobId, 'cancelled', { ok: false, error: new TaskCancelledError(live(jobId)?.name ?? 'durable task', jobId, 'its job was removed') }));
+    events.on('active', ({ jobId }, id) => {
+      this.#read(id);
+      live(jobId)?.started();
+    });
+    events.on('progress', ({ jobId, data }, id) => {
+      this.#read(id);
+      live(jobId)?.reported(data);
+    });
+    events.on('delayed', ({ jobId }, id) => {
+      this.#read(id);
+      live(jobId)?.waiting('delayed');
+    });
+    events.on('waiting', ({ jobId }, id) => {
+      this.#read(id);
+      live(jobId)?.waiting('queued');
+    });
+    events.on('completed', ({ jobId, returnvalue }, id) => {
+      this.#read(id);
+      this.#end(jobId, 'succeeded', { ok: true, value: returnvalue });
+    });
+    events.on('failed', ({ jobId, failedReason }, id) => {
+      this.#read(id);
+      this.#end(jobId, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', jobId, failedReason) });
+    });
+    events.on('removed', ({ jobId }, id) => {
+      this.#read(id);
+      this.#end(jobId, 'cancelled', { ok: false, error: removedError(live(jobId)?.name, jobId) });
+    });
+  }
+
+  /**
+   * Follows the position of the reader of the event stream. BullMQ trims the stream (to about
+   * 10 000 events): a reader that falls further behind (a busy process, a burst of jobs) never
+   * sees the events trimmed before it read them, and a handle whose end was among them would
+   * never settle. So, while events come, the stream's first entry is compared with the position
+   * as it was before the last look: past it, events may have been trimmed unread, and the live
+   * handles are read from Redis instead.
+   */
+  #read(id: string): void {
+    this.#position = id;
+    if (!this.#lookingForGap) void this.#lookForGaps();
+  }
+
+  async #lookForGaps(): Promise<void> {
+    this.#lookingForGap = true;
+    try {
+      while (this.#checkedFrom !== this.#position && this.queue.closing === undefined) {
+        const from = this.#checkedFrom;
+        this.#checkedFrom = this.#position;
+        const client = await this.queue.getBackend().client;
+        const [first] = (await client.runCommand('xrange', [this.queue.keys.events, '-', '+', 'COUNT', 1])) as [string, unknown][];
+        if (first !== undefined && compareStreamIds(first[0], from) > 0) await this.#reconcile();
+      }
+    } catch (error) {
+      if (this.queue.closing === undefined) this.#logger.warn({ err: error }, "the durable queue's event stream could not be checked for events trimmed unread");
+    } finally {
+      this.#lookingForGap = false;
+    }
+  }
+
+  /**
+   * Settles the live handles whose jobs have ended, from their jobs in Redis: one pipeline of
+   * four cheap commands a job (however many handles live, one round trip).
+   */
+  async #reconcile(): Promise<void> {
+    const ids = [...this.#live.keys()];
+    if (ids.length === 0) return;
+    const { keys } = this.queue;
+    const pipeline = (await this.queue.getBackend().client).pipeline();
+    for (const id of ids) {
+      const key = this.queue.toKey(id);
+      pipeline.runCommand('zscore', [keys.completed, id]).runCommand('zscore', [keys.failed, id]).runCommand('hmget', [key, 'returnvalue', 'failedReason']).runCommand('exists', [key]);
+    }
+    const replies = (await pipeline.exec()) ?? [];
+    ids.forEach((id, i) => {
+      const [completed, failed, fields, exists] = replies.slice(4 * i, 4 * i + 4).map(([error, value]) => (error === null ? (value as unknown) : undefined));
+      const [returnvalue, failedReason] = (fields as (string | null)[] | undefined) ?? [];
+      if (completed !== null && completed !== undefined) {
+        this.#end(id, 'succeeded', { ok: true, value: returnvalue === null || returnvalue === undefined ? null : (JSON.parse(returnvalue) as unknown) });
+      } else if (failed !== null && failed !== undefined) {
+        this.#end(id, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, failedReason ?? '') });
+      } else if (exists === 0 && !this.#sending.has(id)) {
+        this.#end(id, 'cancelled', { ok: false, error: removedError(this.#live.get(id)?.name, id) });
+      }
+    });
   }
 
   #end(id: string, status: TaskStatus, outcome: Outcome): void {
@@ -489,6 +587,18 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       await subscriber.quit().catch(() => undefined);
     },
   };
+}
+
+/** What a handle whose job was removed fails with. */
+function removedError(name: string | undefined, id: string): TaskCancelledError {
+  return new TaskCancelledError(name ?? 'durable task', id, 'its job was removed');
+}
+
+/** Orders two stream entry ids (`<ms>-<sequence>`). */
+function compareStreamIds(a: string, b: string): number {
+  const [aMs = 0, aSeq = 0] = a.split('-').map(Number);
+  const [bMs = 0, bSeq = 0] = b.split('-').map(Number);
+  return aMs - bMs || aSeq - bSeq;
 }
 
 /** The task's own backoff, as `retries` in process use it. */
