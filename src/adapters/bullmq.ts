@@ -123,6 +123,8 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #live = new Map<string, DurableHandle>();
   /** Publishes cancellations of running jobs to the workers; made on the first. */
   #publisher: Redis | undefined;
+  /** Resolves when the queue's connection is ready again, while it is down. */
+  #reconnected: Promise<void> | undefined;
   /** Jobs not enqueued yet (their add not sent, or not answered), by id. */
   readonly #sending = new Set<string>();
   /** The id of the last event read from the stream, and where the next look for a gap starts. */
@@ -242,18 +244,35 @@ class BullMQBackend implements Runner, DurableBackend {
     return handle;
   }
 
+  /**
+   * Enqueues a job, or fails its handle once `enqueueTimeoutMs` has passed. The job is sent only
+   * while the connection is up and only before the deadline: sent while Redis is down, ioredis
+   * would keep it and send it once Redis is back, and a job whose handle said it would not run
+   * would run. One sent in time whose answer comes late (the connection broke under it, and
+   * ioredis sent it again) is cancelled when it does come, and logged.
+   */
   async #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
+    let late = false;
     const expired = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`Redis did not answer within ${this.#enqueueTimeoutMs} ms`)), this.#enqueueTimeoutMs);
+      timer = setTimeout(() => {
+        late = true;
+        reject(new Error(`Redis did not answer within ${this.#enqueueTimeoutMs} ms`));
+      }, this.#enqueueTimeoutMs);
     });
     this.#sending.add(handle.id);
     const sent = (async () => {
       try {
         await this.#whenReady();
+        await this.#connected();
+        if (late) return;
         await this.queue.add(handle.name, data, options);
       } finally {
         this.#sending.delete(handle.id);
+      }
+      if (late) {
+        this.#logger.error({ task: handle.name, taskId: handle.id }, `durable task "${handle.name}" was enqueued after its handle had failed (Redis answered too late); it is cancelled`);
+        this.#cancel(handle.id, 'enqueued after its handle had failed');
       }
     })();
     try {
@@ -267,6 +286,20 @@ class BullMQBackend implements Runner, DurableBackend {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Resolves once the queue's connection is up (at once when it is). */
+  async #connected(): Promise<void> {
+    const client = await this.queue.getBackend().client;
+    if (client.status === 'ready') return;
+    // One listener for every job waiting, however many.
+    this.#reconnected ??= new Promise<void>((resolve) => {
+      client.once('ready', () => {
+        this.#reconnected = undefined;
+        resolve();
+      });
+    });
+    await this.#reconnected;
   }
 
   #listen(events: QueueEvents): void {

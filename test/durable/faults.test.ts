@@ -1,24 +1,29 @@
 /**
  * The durable backend's fault tests (issue 14, item 4), against a real redis-server and real
- * worker processes (test/fixtures/durable-worker.mjs on the built package), never a mock: 3 worker
- * processes × 10 000 jobs. Effects are counted outside the processes that make them (INCR in
- * Redis), so that a job run twice, or never, shows.
+ * worker processes (test/fixtures/durable-worker.mjs on the built package), never a mock: Redis
+ * restarted mid-run, and 3 worker processes × 10 000 jobs. Effects are counted outside the
+ * processes that make them (lines in a file, or INCR in Redis), so that a job run twice, or
+ * never, shows.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
-import { Background, defineTask, shutdown } from '../../src/index.js';
+import { Background, defineTask, shutdown, type TaskHandle } from '../../src/index.js';
 import { captureLogger, freshApp, watchProcessErrors } from '../helpers.js';
+import { startPersistentRedis, type PersistentRedis } from './persistent-redis.js';
 import { hasRedis, startRedis, type RedisServer } from './redis.js';
 import { killWorkerProcesses, startWorkerProcess } from './worker-process.js';
 
 watchProcessErrors();
 
-// The producer's side of the fixture's task: only its name travels; the workers run their own.
+// The producer's side of the fixture's tasks: only their names travel; the workers run their own.
+const hold = defineTask({ name: 'hold' }, async (label: string): Promise<{ label: string; pid: number }> => {
+  throw new Error(`hold(${label}) runs in the worker processes only`);
+});
 const count = defineTask({ name: 'count' }, async (label: string): Promise<void> => {
   throw new Error(`count(${label}) runs in the worker processes only`);
 });
@@ -35,6 +40,20 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
+/** The effects the hold task appended, per label: the pids and attempts it started with, the pids it finished in. */
+function effectsIn(file: string): Map<string, { starts: { pid: number; attempt: number }[]; done: number[] }> {
+  const byLabel = new Map<string, { starts: { pid: number; attempt: number }[]; done: number[] }>();
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  for (const line of text.split('\n').filter(Boolean)) {
+    const [what, label, pid, attempt] = line.split(' ') as [string, string, string, string | undefined];
+    const effects = byLabel.get(label) ?? { starts: [], done: [] };
+    byLabel.set(label, effects);
+    if (what === 'start') effects.starts.push({ pid: Number(pid), attempt: Number(attempt) });
+    else effects.done.push(Number(pid));
+  }
+  return byLabel;
+}
+
 /** A producer application with the durable backend on `queueName`. */
 function producer(connection: { host: string; port: number }, queueName: string, enqueueTimeoutMs?: number) {
   const logger = captureLogger();
@@ -46,6 +65,65 @@ function producer(connection: { host: string; port: number }, queueName: string,
   );
   return { bg: app.resolve(Background).with({ durable: true }), backend, logger };
 }
+
+/** Resolves once Redis has every job: `backend.job(id)` sees it (its add was acknowledged). */
+async function acknowledged(backend: DurableBackend, handles: readonly TaskHandle[]): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      const jobs = await Promise.all(handles.map((handle) => backend.job(handle.id)));
+      expect(jobs.filter((job) => job === undefined)).toHaveLength(0);
+    },
+    { timeout: 10_000, interval: 20 },
+  );
+}
+
+describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
+  let redis: PersistentRedis;
+  beforeAll(async () => {
+    redis = await startPersistentRedis();
+  });
+  afterAll(() => redis.remove());
+
+  it('producers and workers reconnect; every acknowledged job completes exactly once; handles added while Redis is down enqueue once it is back, or fail with ERR_DURABLE_ENQUEUE and never run', { timeout: 60_000 }, async () => {
+    const queueName = `restart-${randomUUID()}`;
+    const effects = join(dir, `${queueName}.effects`);
+    const patient = producer(redis.connection, queueName, 30_000);
+    const hasty = producer(redis.connection, queueName, 300);
+    const worker = await startWorkerProcess({ port: redis.port, queueName, effects, concurrency: 4 });
+    const labels = Array.from({ length: 20 }, (_, i) => `job-${i}`);
+    const handles = labels.map((label) => patient.bg.add(hold, label));
+    await acknowledged(patient.backend, handles);
+    // Mid-processing: 4 jobs running (held), 16 waiting.
+    await worker.matches(/^started (job-\d+) 1$/, 4);
+
+    await redis.stop();
+    // The running jobs end while Redis is down: their completion waits for it.
+    worker.send('release *');
+    const patientWhileDown = ['down-1', 'down-2'].map((label) => patient.bg.add(hold, label));
+    const hastyWhileDown = ['lost-1', 'lost-2'].map((label) => hasty.bg.add(hold, label));
+    for (const handle of hastyWhileDown) {
+      await expect(handle.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
+    }
+    expect(hasty.backend.enqueueFailures).toBe(2);
+    await redis.start();
+
+    const results = await Promise.all([...handles, ...patientWhileDown].map((handle) => handle.result({ timeoutMs: 30_000 })));
+    expect(results.map((result) => (result as { label: string }).label)).toEqual([...labels, 'down-1', 'down-2']);
+    // A round trip on the hasty producer's connection: anything it had kept to send while Redis
+    // was down has been sent and answered before (one connection answers in order). Its failed
+    // jobs must not exist: they would run.
+    await hasty.backend.queue.count();
+    for (const handle of hastyWhileDown) await expect(hasty.backend.job(handle.id)).resolves.toBeUndefined();
+
+    worker.send('close');
+    await worker.line(/^closed$/);
+    const byLabel = effectsIn(effects);
+    for (const label of [...labels, 'down-1', 'down-2']) {
+      expect({ label, ...byLabel.get(label) }).toEqual({ label, starts: [{ pid: worker.pid, attempt: 1 }], done: [worker.pid] });
+    }
+    expect(byLabel.has('lost-1') || byLabel.has('lost-2')).toBe(false);
+  });
+});
 
 describe.skipIf(!hasRedis)('durable faults: 3 worker processes, 10 000 jobs', () => {
   let redis: RedisServer;
