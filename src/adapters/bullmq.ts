@@ -5,7 +5,7 @@
  * jobs of a set of definitions in any process, each in a child scope of a container there.
  */
 import { randomUUID } from 'node:crypto';
-import { Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job, type JobsOptions } from 'bullmq';
+import { Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job, type JobsOptions, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import {
@@ -518,6 +518,19 @@ export interface StartWorkersOptions extends BullMQConnection {
   container?: DependencyContainer | undefined;
   /** Jobs run at once in this process. @default 10 */
   concurrency?: number | undefined;
+  /**
+   * More of BullMQ's worker options, passed as they are: how long a job's lock lasts and how
+   * often stalled jobs are looked for (`lockDuration`, `stalledInterval`, `maxStalledCount`:
+   * how soon, and how many times, a job whose worker died is run again elsewhere), `limiter`,
+   * `name`… `connection`, `concurrency` and `prefix` are the options above; the retries'
+   * backoff (`settings.backoffStrategy`) is always the task's own.
+   * @default BullMQ's defaults (`lockDuration` 30 s, `stalledInterval` 30 s, `maxStalledCount` 1)
+   *
+   * ```ts
+   * startWorkers({ tasks, connection, workerOptions: { lockDuration: 10_000, stalledInterval: 5_000 } });
+   * ```
+   */
+  workerOptions?: Omit<WorkerOptions, 'connection' | 'concurrency' | 'prefix'> | undefined;
 }
 
 /** Workers started by {@link startWorkers}. */
@@ -590,10 +603,12 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     }
   };
   const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {
+    ...options.workerOptions,
     connection: options.connection ?? defaultConnection,
     concurrency: options.concurrency ?? 10,
     ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
     settings: {
+      ...options.workerOptions?.settings,
       backoffStrategy: (attemptsMade, _type, _error, job) => backoffFor((job?.data as JobData | undefined)?.backoff, attemptsMade),
     },
   });

@@ -1,22 +1,23 @@
 /**
  * The durable backend's fault tests (issue 14, item 4), against a real redis-server and real
- * worker processes (test/fixtures/durable-worker.mjs on the built package), never a mock: Redis
- * restarted mid-run, and 3 worker processes × 10 000 jobs. Effects are counted outside the
- * processes that make them (lines in a file, or INCR in Redis), so that a job run twice, or
- * never, shows.
+ * worker processes (test/fixtures/durable-worker.mjs on the built package), never a mock: a worker
+ * killed mid-job, Redis restarted mid-run, a graceful close with jobs active, and 3 worker
+ * processes × 10 000 jobs. Effects are counted outside the processes that make them (lines in a
+ * file, or INCR in Redis), so that a job run twice, or never, shows.
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { injectable, Lifecycle, scoped } from 'tsyringe';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
-import { Background, defineTask, shutdown, type TaskHandle } from '../../src/index.js';
-import { captureLogger, freshApp, watchProcessErrors } from '../helpers.js';
+import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers, type StartWorkersOptions } from '../../src/adapters/bullmq.js';
+import { Background, defineTask, shutdown, TaskContext, type TaskHandle } from '../../src/index.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
 import { startPersistentRedis, type PersistentRedis } from './persistent-redis.js';
 import { hasRedis, startRedis, type RedisServer } from './redis.js';
-import { killWorkerProcesses, startWorkerProcess } from './worker-process.js';
+import { killWorkerProcesses, startWorkerProcess, type WorkerProcessConfig } from './worker-process.js';
 
 watchProcessErrors();
 
@@ -27,6 +28,9 @@ const hold = defineTask({ name: 'hold' }, async (label: string): Promise<{ label
 const count = defineTask({ name: 'count' }, async (label: string): Promise<void> => {
   throw new Error(`count(${label}) runs in the worker processes only`);
 });
+
+/** Locks of a second, looked for every 200 ms: a dead worker's job is taken again within about 1.5 s. */
+const fastRecovery = { lockDuration: 1_000, stalledInterval: 200, maxStalledCount: 1 };
 
 let dir: string;
 beforeAll(() => {
@@ -77,6 +81,65 @@ async function acknowledged(backend: DurableBackend, handles: readonly TaskHandl
   );
 }
 
+describe.skipIf(!hasRedis)('durable faults: a worker process killed mid-job', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(() => redis.stop());
+
+  function config(queueName: string, workerOptions: Record<string, unknown>): WorkerProcessConfig {
+    return { port: redis.port, queueName, effects: join(dir, `${queueName}.effects`), concurrency: 2, workerOptions };
+  }
+
+  it('SIGKILL mid-job: once its lock expires, another worker process runs the job again and the handle resolves; started twice, completed once', { timeout: 30_000 }, async () => {
+    const queueName = `killed-${randomUUID()}`;
+    const { bg, backend } = producer(redis.connection, queueName);
+    const first = await startWorkerProcess(config(queueName, fastRecovery));
+    const handle = bg.add(hold, 'victim');
+    await first.line(/^started victim 1$/);
+    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 5_000, interval: 5 });
+    expect(handle.attempt).toBe(1);
+
+    first.kill('SIGKILL');
+    expect(await first.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'running', attempt: 1 });
+    const second = await startWorkerProcess(config(queueName, fastRecovery));
+    // Taken again by the second process's stalled-job check, once the dead one's lock expired.
+    const [, attempt] = (await second.line(/^started victim (\d+)$/)) as unknown as [string, string];
+    second.send('release victim');
+    // Without the recovery the job would stay active (locked by a dead process) and this would time out.
+    await expect(handle.result({ timeoutMs: 15_000 })).resolves.toEqual({ label: 'victim', pid: second.pid });
+
+    const effects = effectsIn(config(queueName, {}).effects).get('victim');
+    expect(effects?.starts.map((start) => start.pid)).toEqual([first.pid, second.pid]);
+    expect(effects?.done).toEqual([second.pid]);
+    // How the retry is counted: a stall is not a failed attempt. BullMQ's attemptsMade stays at 0
+    // until the job ends (1 then), the task's ctx.attempt is 1 both times, and only the handle,
+    // which counts the job's starts, sees 2.
+    expect(attempt).toBe('1');
+    expect(effects?.starts.map((start) => start.attempt)).toEqual([1, 1]);
+    expect(handle.attempt).toBe(2);
+    expect(handle.status).toBe('succeeded');
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'succeeded', attempt: 1 });
+  });
+
+  it('control: with maxStalledCount 0 a killed job is not run again but failed, with BullMQ\'s reason', { timeout: 30_000 }, async () => {
+    const queueName = `killed-no-recovery-${randomUUID()}`;
+    const { bg } = producer(redis.connection, queueName);
+    const noRecovery = { ...fastRecovery, maxStalledCount: 0 };
+    const first = await startWorkerProcess(config(queueName, noRecovery));
+    const handle = bg.add(hold, 'victim');
+    await first.line(/^started victim 1$/);
+    first.kill('SIGKILL');
+    await first.exited;
+    const second = await startWorkerProcess(config(queueName, noRecovery));
+    await expect(handle.result({ timeoutMs: 15_000 })).rejects.toMatchObject({ code: 'ERR_DURABLE_FAILED', message: expect.stringMatching(/stalled/) as unknown });
+    expect(second.lines.filter((line) => line.startsWith('started'))).toEqual([]);
+    expect(effectsIn(config(queueName, {}).effects).get('victim')).toEqual({ starts: [{ pid: first.pid, attempt: 1 }], done: [] });
+  });
+});
+
 describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
   let redis: PersistentRedis;
   beforeAll(async () => {
@@ -122,6 +185,121 @@ describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
       expect({ label, ...byLabel.get(label) }).toEqual({ label, starts: [{ pid: worker.pid, attempt: 1 }], done: [worker.pid] });
     }
     expect(byLabel.has('lost-1') || byLabel.has('lost-2')).toBe(false);
+  });
+});
+
+/** A per-job service: its scope's disposal is recorded. */
+@scoped(Lifecycle.ContainerScoped)
+@injectable()
+class JobScope {
+  label = '';
+  dispose(): void {
+    order.push(`disposed ${this.label}`);
+  }
+}
+const order: string[] = [];
+const gates = new Map<string, Deferred>();
+const gateOf = (label: string): Deferred => {
+  const gate = gates.get(label) ?? deferred();
+  gates.set(label, gate);
+  return gate;
+};
+const started: string[] = [];
+/** Runs in this process's workers: held until the test opens its gate. */
+const held = defineTask({ name: 'held', inject: [JobScope, TaskContext] }, async (scope: JobScope, ctx, label: string) => {
+  scope.label = label;
+  started.push(label);
+  await gateOf(label).promise;
+  order.push(`returned ${label}`);
+  return { label, attempt: ctx.attempt };
+});
+
+describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(() => redis.stop());
+
+  function workersOn(queueName: string, workerOptions?: StartWorkersOptions['workerOptions']): DurableWorkers {
+    const root = freshApp({ logger: captureLogger() });
+    const workers = startWorkers({ container: root, tasks: [held], connection: redis.connection, queueName, concurrency: 3, ...(workerOptions === undefined ? {} : { workerOptions }) });
+    closers.push(
+      () => shutdown({ container: root }),
+      () => workers.close(),
+    );
+    return workers;
+  }
+
+  it('close() takes no more jobs and resolves only once the active ones have ended and their scopes are disposed', { timeout: 20_000 }, async () => {
+    const queueName = `close-${randomUUID()}`;
+    const { bg, backend } = producer(redis.connection, queueName);
+    const workers = workersOn(queueName);
+    order.length = started.length = 0;
+    gates.clear();
+    const active = ['a', 'b', 'c'].map((label) => bg.add(held, label));
+    await vi.waitFor(() => expect(active.map((handle) => handle.status)).toEqual(['running', 'running', 'running']), { timeout: 5_000, interval: 5 });
+    let closed = false;
+    const closing = workers.close().then(() => {
+      closed = true;
+      order.push('closed');
+    });
+    expect(workers.worker.closing).toBeDefined();
+    const later = bg.add(held, 'later');
+    await acknowledged(backend, [later]);
+    for (const [label, handle] of [['b', active[1]!], ['a', active[0]!]] as const) {
+      gateOf(label).resolve();
+      await expect(handle.result()).resolves.toEqual({ label, attempt: 1 });
+      expect(closed).toBe(false);
+    }
+    gateOf('c').resolve();
+    await closing;
+    expect(order).toEqual(['returned b', 'disposed b', 'returned a', 'disposed a', 'returned c', 'disposed c', 'closed']);
+    await expect(active[2]!.result()).resolves.toMatchObject({ label: 'c' });
+    // The job added while closing was not taken: it waits for the next worker.
+    expect(started).toEqual(['a', 'b', 'c']);
+    await expect(backend.job(later.id)).resolves.toMatchObject({ status: 'queued', attempt: 0 });
+  });
+
+  it('close() has no deadline of its own: it keeps renewing the lock of a job that outlasts lockDuration many times, so no other worker takes it', { timeout: 20_000 }, async () => {
+    const queueName = `close-long-${randomUUID()}`;
+    const { bg } = producer(redis.connection, queueName);
+    const short = { lockDuration: 400, stalledInterval: 100 };
+    const closing = workersOn(queueName, short);
+    order.length = started.length = 0;
+    gates.clear();
+    const handle = bg.add(held, 'long');
+    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 5_000, interval: 5 });
+    // Another worker on the queue, checking for stalled jobs every 100 ms.
+    const other = workersOn(queueName, short);
+    const stalled: string[] = [];
+    other.worker.on('stalled', (jobId) => stalled.push(jobId));
+    let closed = false;
+    const done = closing.close().then(() => (closed = true));
+    // Past 4 renewals of its 400 ms lock (each one pushes the lock's expiry out again), the job still runs here alone.
+    const client = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => client.quit());
+    const lock = `bull:${queueName}:${handle.id}:lock`;
+    let renewals = 0;
+    let last = Number.POSITIVE_INFINITY;
+    await vi.waitFor(
+      async () => {
+        const ttl = await client.pttl(lock);
+        expect(ttl).toBeGreaterThan(0);
+        if (ttl > last) renewals++;
+        last = ttl;
+        expect(renewals).toBeGreaterThanOrEqual(4);
+      },
+      { timeout: 10_000, interval: 20 },
+    );
+    expect(closed).toBe(false);
+    expect(stalled).toEqual([]);
+    expect(started).toEqual(['long']);
+    gateOf('long').resolve();
+    await done;
+    await expect(handle.result()).resolves.toEqual({ label: 'long', attempt: 1 });
+    expect(started).toEqual(['long']);
+    expect(handle.attempt).toBe(1);
   });
 });
 

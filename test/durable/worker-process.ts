@@ -15,6 +15,8 @@ export interface WorkerProcessConfig {
   /** The file the hold task appends its effects to. */
   effects: string;
   concurrency?: number;
+  /** BullMQ worker options, passed to startWorkers({ workerOptions }). */
+  workerOptions?: Record<string, unknown>;
 }
 
 export interface WorkerProcess {
