@@ -105,7 +105,7 @@ const run = (spec, options) => {
 // 1. Async dispatch ------------------------------------------------------------------------------
 if (sections.includes('dispatch')) {
   const kinds = {
-    steady: { variants: ['bg', 'bgOff', 'raw', 'plimit'], reps: quick ? 5 : 15, warm: 3, batches: quick ? 200 : 500 },
+    steady: { variants: ['bg', 'bgOff', 'bgObserved', 'raw', 'plimit'], reps: quick ? 5 : 15, warm: 3, batches: quick ? 200 : 500 },
     burst: { variants: ['bg', 'bgOff', 'plimit'], reps: quick ? 3 : 5, warm: 2, count: 100_000 },
     dispose: { variants: ['bg', 'bgOff', 'plimit'], reps: quick ? 3 : 5, warm: 2, count: 100_000 },
   };
@@ -296,17 +296,20 @@ function summarize(res) {
   if (res.dispatch !== undefined) {
     const { steady, burst, dispose } = res.dispatch;
     section('1. Async dispatch (µs per task; ratios within each process)',
-      ['', 'bg (defaults)', 'bg, records off', 'raw', 'p-limit(100)'],
+      ['', 'bg (defaults)', 'bg, records off', 'bg, events observed', 'raw', 'p-limit(100)'],
       [
-        ['steady: batches of 100 under the limit', ...['bg', 'bgOff', 'raw', 'plimit'].map((v) => summary(steady.map((r) => per(r, v)), 3))],
-        ['burst: 1e5 added at once, then drained', ...['bg', 'bgOff', '', 'plimit'].map((v) => (v === '' ? '—' : summary(burst.map((r) => per(r, v)), 3)))],
-        ['disposal: draining 1e5 queued', ...['bg', 'bgOff', '', 'plimit'].map((v) => (v === '' ? '—' : summary(dispose.map((r) => per(r, v)), 3)))],
-        ['  (adding those 1e5, not timed above)', ...['bg', 'bgOff', '', 'plimit'].map((v) => (v === '' ? '—' : summary(dispose.map((r) => (median(r.adds[v]) * 1000) / r.perBlock), 3)))],
+        ['steady: batches of 100 under the limit', ...['bg', 'bgOff', 'bgObserved', 'raw', 'plimit'].map((v) => (steady[0]?.times[v] === undefined ? '—' : summary(steady.map((r) => per(r, v)), 3)))],
+        ['burst: 1e5 added at once, then drained', ...['bg', 'bgOff', '', '', 'plimit'].map((v) => (v === '' ? '—' : summary(burst.map((r) => per(r, v)), 3)))],
+        ['disposal: draining 1e5 queued', ...['bg', 'bgOff', '', '', 'plimit'].map((v) => (v === '' ? '—' : summary(dispose.map((r) => per(r, v)), 3)))],
+        ['  (adding those 1e5, not timed above)', ...['bg', 'bgOff', '', '', 'plimit'].map((v) => (v === '' ? '—' : summary(dispose.map((r) => (median(r.adds[v]) * 1000) / r.perBlock), 3)))],
       ],
     );
     const ratio = (list, a, b) => list.map((r) => median(r.times[a]) / median(r.times[b]));
     row({ id: '1a', key: 'steady', chart: 'dispatch', figure: 'steady dispatch: bg.add() / raw', values: ratio(steady, 'bg', 'raw'), max: 2.0 });
     row({ id: '1a', key: 'steadyOff', chart: 'dispatch', figure: '  same, records off / raw', values: ratio(steady, 'bgOff', 'raw') });
+    if (steady[0]?.times.bgObserved !== undefined) {
+      row({ id: '1a', key: 'steadyObserved', chart: 'dispatch', figure: '  same, lifecycle events observed (one no-op observer) / unobserved', values: ratio(steady, 'bgObserved', 'bg') });
+    }
     row({ id: '1a', key: 'steadyPlimit', chart: 'dispatch', figure: '  (p-limit(100) + Set / raw, for reference)', values: ratio(steady, 'plimit', 'raw') });
     row({ id: '1b', key: 'burst', chart: 'dispatch', figure: 'burst of 1e5: bg / p-limit + Set', values: ratio(burst, 'bg', 'plimit'), max: 1.0 });
     row({ id: '1b', key: 'burstOff', chart: 'dispatch', figure: '  same, records off / p-limit', values: ratio(burst, 'bgOff', 'plimit') });

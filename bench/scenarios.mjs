@@ -30,11 +30,18 @@ async function library() {
   const { container } = await import('tsyringe');
   const offRoot = container.createChildContainer();
   offRoot.register(lib.BackgroundOptions, { useValue: { root: true, records: { maxCount: 0 } } });
+  // An application whose tasks are observed (lifecycle events, issue 13): one no-op observer.
+  const observedRoot = container.createChildContainer();
+  observedRoot.register(lib.BackgroundOptions, { useValue: { root: true } });
+  let events = 0;
+  lib.observeTasks(() => void events++, { container: observedRoot });
   return {
     lib,
     container,
     /** A new request scope of the application with the shipped defaults, or with records off. */
     scope: (records = true) => (records ? container : offRoot).createChildContainer(),
+    /** A new request scope of the observed application. */
+    observedScope: () => observedRoot.createChildContainer(),
   };
 }
 
@@ -52,7 +59,7 @@ async function interleave(variants, reps, warm, block) {
   return times;
 }
 
-const isBackground = (variant) => variant === 'bg' || variant === 'bgOff';
+const isBackground = (variant) => variant === 'bg' || variant === 'bgOff' || variant === 'bgObserved';
 
 // --- 1. Async dispatch ----------------------------------------------------------------------------
 
@@ -61,7 +68,8 @@ const isBackground = (variant) => variant === 'bg' || variant === 'bgOff';
  * under the limit of 100). `burst`: `count` tasks added at once (all but 100 queue), then
  * drained. `dispose`: `count` tasks added at once to a fresh scope; only the drain is timed, by
  * disposal of the scope for Background, by waiting for the Set for p-limit.
- * Variants: bg (defaults), bgOff (records off), raw, plimit (p-limit(100) + the same Set).
+ * Variants: bg (defaults), bgOff (records off), bgObserved (defaults, one no-op observer of the
+ * lifecycle events), raw, plimit (p-limit(100) + the same Set).
  * Returns ms per block for each variant (`perBlock` tasks each).
  */
 async function dispatch({ kind, variants, reps, warm, batches = 0, count = 0 }) {
@@ -72,7 +80,7 @@ async function dispatch({ kind, variants, reps, warm, batches = 0, count = 0 }) 
   /** A new adder: a request scope's Background, or the baseline's Set (through p-limit for plimit). */
   const fresh = (v) => {
     if (isBackground(v)) {
-      const scope = app.scope(v === 'bg');
+      const scope = v === 'bgObserved' ? app.observedScope() : app.scope(v !== 'bgOff');
       return { scope, adder: scope.resolve(app.lib.Background) };
     }
     return { adder: code[v].tracked(v === 'plimit' ? pLimit(100) : undefined) };
