@@ -26,6 +26,7 @@ import {
   type TaskRequest,
   type TaskStatus,
 } from '../index.js';
+import { describe } from './request-scope.js';
 
 /** Where the queue is. */
 export interface BullMQConnection {
@@ -104,6 +105,14 @@ const defaultQueueName = 'tsyringe-background';
  * ```
  */
 export function useBullMQ(root: DependencyContainer = globalContainer, options: UseBullMQOptions = {}): DurableBackend {
+  if (typeof (root as Partial<DependencyContainer> | null)?.register !== 'function') {
+    throw new TypeError(`useBullMQ(root): root must be a tsyringe container, got ${describe(root)}`);
+  }
+  checkConnection('useBullMQ', options);
+  const { enqueueTimeoutMs } = options;
+  if (enqueueTimeoutMs !== undefined && !(Number.isSafeInteger(enqueueTimeoutMs) && enqueueTimeoutMs >= 1 && enqueueTimeoutMs <= 2_147_483_647)) {
+    throw new RangeError(`useBullMQ(root, options): options.enqueueTimeoutMs must be an integer from 1 to 2147483647, got ${describe(enqueueTimeoutMs)}`);
+  }
   const backend = new BullMQBackend(options);
   root.register(DurableRunner, { useValue: backend });
   return backend;
@@ -509,7 +518,7 @@ class DurableHandle implements TaskHandle {
 
 /** Options of {@link startWorkers}. */
 export interface StartWorkersOptions extends BullMQConnection {
-  /** The definitions this process runs; a job of another name fails with `ERR_DURABLE_UNKNOWN_TASK`. */
+  /** The definitions this process runs; a job of another name fails at once, without retries, saying so (`ERR_DURABLE_FAILED` for its producer). */
   tasks: readonly TaskDefinition<never[]>[];
   /**
    * The container each job's scope is a child of: the job's dependencies are resolved there.
@@ -556,6 +565,23 @@ export interface DurableWorkers {
  * ```
  */
 export function startWorkers(options: StartWorkersOptions): DurableWorkers {
+  checkConnection('startWorkers', options);
+  const { tasks, concurrency } = options;
+  if (!Array.isArray(tasks) || tasks.length === 0) {
+    throw new TypeError(`startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got ${describe(tasks)}`);
+  }
+  const names = new Set<string>();
+  tasks.forEach((task: unknown, i) => {
+    const name = (task as Partial<TaskDefinition> | null)?.name;
+    if (typeof name !== 'string' || typeof (task as Partial<TaskDefinition>).fn !== 'function') {
+      throw new TypeError(`startWorkers(options): options.tasks[${i}] must be a defineTask() or workerTask() definition, got ${describe(task)}`);
+    }
+    if (names.has(name)) throw new TypeError(`startWorkers(options): options.tasks has two definitions named "${name}"; a job finds its task by name`);
+    names.add(name);
+  });
+  if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
+    throw new RangeError(`startWorkers(options): options.concurrency must be a positive integer, got ${describe(concurrency)}`);
+  }
   const scopeRoot = options.container ?? globalContainer;
   const logger = options.logger ?? consoleLogger;
   const byName = new Map<string, TaskDefinition<never[]>>();
@@ -734,4 +760,19 @@ function redisFor(connection: ConnectionOptions): Redis {
   // ioredis's own option types do not pass exactOptionalPropertyTypes: the object goes as it is.
   const options: object = { ...(connection as Record<string, unknown>), maxRetriesPerRequest: null };
   return new Redis(options);
+}
+
+/** Checks what producers and workers share: the options object, the queue's name and prefix, the logger. */
+function checkConnection(where: string, options: BullMQConnection): void {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`${where}(options): options must be an object, got ${describe(options)}`);
+  const { queueName, prefix, logger } = options;
+  if (queueName !== undefined && (typeof queueName !== 'string' || queueName === '')) {
+    throw new TypeError(`${where}(options): options.queueName must be a non-empty string, got ${describe(queueName)}`);
+  }
+  if (prefix !== undefined && (typeof prefix !== 'string' || prefix === '')) {
+    throw new TypeError(`${where}(options): options.prefix must be a non-empty string, got ${describe(prefix)}`);
+  }
+  if (logger !== undefined && typeof (logger as Partial<BackgroundLogger> | null)?.error !== 'function') {
+    throw new TypeError(`${where}(options): options.logger must be a logger with error, warn, info and debug methods, got ${describe(logger)}`);
+  }
 }

@@ -18,6 +18,7 @@ import {
 } from '@opentelemetry/api';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground, observeTasks, wrapAttempts, type Background, type TaskEvent, type TaskObservation } from '../index.js';
+import { describe } from './request-scope.js';
 
 /** The name of the instrumentation scope (the tracer's and the meter's). */
 export const instrumentationName = 'tsyringe-background';
@@ -75,7 +76,7 @@ export interface InstrumentOptions {
  * cross into the worker thread.
  */
 export function instrumentTasks(options: InstrumentOptions = {}): TaskObservation {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`instrumentTasks(options): options must be an object, got ${String(options)}`);
+  if (typeof options !== 'object' || options === null) throw new TypeError(`instrumentTasks(options): options must be an object, got ${describe(options)}`);
   const scope = options.container ?? globalContainer;
   const stops: (() => void)[] = [];
   const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();

@@ -53,8 +53,8 @@ export class Application implements ScopeHost {
   #closing: Promise<ShutdownReport> | undefined;
   #options: ResolvedOptions;
   #pool: Pool | undefined;
-  readonly #observers: TaskObserver[] = [];
-  readonly #wrappers: AttemptWrapper[] = [];
+  #observers: readonly TaskObserver[] = [];
+  #wrappers: readonly AttemptWrapper[] = [];
   /**
    * What every task reports its events to (all the observers) and runs its attempts inside (the
    * wrappers nested, the first outermost); `undefined` while there are neither, so that nothing
@@ -171,26 +171,25 @@ export class Application implements ScopeHost {
    * throws (or whose promise rejects) is logged and changes nothing for the task or the others.
    */
   observe(observer: TaskObserver): () => void {
-    this.#observers.push(observer);
+    this.#observers = [...this.#observers, observer];
     this.#rehook();
     return () => {
-      const at = this.#observers.indexOf(observer);
-      if (at >= 0) this.#observers.splice(at, 1);
+      this.#observers = without(this.#observers, observer);
       this.#rehook();
     };
   }
 
   /** Runs every attempt inside `wrapper` too (inside those added before it); returns what removes it. */
   wrapAttempts(wrapper: AttemptWrapper): () => void {
-    this.#wrappers.push(wrapper);
+    this.#wrappers = [...this.#wrappers, wrapper];
     this.#rehook();
     return () => {
-      const at = this.#wrappers.indexOf(wrapper);
-      if (at >= 0) this.#wrappers.splice(at, 1);
+      this.#wrappers = without(this.#wrappers, wrapper);
       this.#rehook();
     };
   }
 
+  /** Hooks are read at every event: the lists are replaced, never changed, so a dispatch under way keeps its own. */
   #rehook(): void {
     const observer = this.#observers.length === 0 ? undefined : this.#dispatch;
     const wrapper = nest(this.#wrappers);
@@ -198,7 +197,7 @@ export class Application implements ScopeHost {
   }
 
   readonly #dispatch = (event: TaskEvent): void => {
-    for (const observer of [...this.#observers]) {
+    for (const observer of this.#observers) {
       try {
         const returned = observer(event) as unknown;
         if (returned instanceof Promise) returned.catch((error: unknown) => this.#observerFailed(event, error));
@@ -288,4 +287,10 @@ function nest(wrappers: readonly AttemptWrapper[]): AttemptWrapper | undefined {
     const at = (i: number): unknown => (i === list.length ? attempt() : list[i]!(event, () => at(i + 1)));
     return at(0);
   };
+}
+
+/** `list` without the first `item` in it. */
+function without<T>(list: readonly T[], item: T): readonly T[] {
+  const at = list.indexOf(item);
+  return at < 0 ? list : [...list.slice(0, at), ...list.slice(at + 1)];
 }

@@ -252,3 +252,18 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   });
 });
 
+
+describe('the durable backend refuses bad options where they are given, naming the option and the value', () => {
+  it.each([
+    ['useBullMQ', () => useBullMQ(42 as never), 'useBullMQ(root): root must be a tsyringe container, got 42 (number)'],
+    ['useBullMQ', () => useBullMQ(freshApp(), { enqueueTimeoutMs: 0 }), 'useBullMQ(root, options): options.enqueueTimeoutMs must be an integer from 1 to 2147483647, got 0 (number)'],
+    ['useBullMQ', () => useBullMQ(freshApp(), { queueName: '' }), 'useBullMQ(options): options.queueName must be a non-empty string, got "" (string)'],
+    ['startWorkers', () => startWorkers({ tasks: [] }), 'startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got an instance of Array'],
+    ['startWorkers', () => startWorkers({ tasks: [record, (() => 1) as never] }), 'startWorkers(options): options.tasks[1] must be a defineTask() or workerTask() definition, got function (anonymous)'],
+    ['startWorkers', () => startWorkers({ tasks: [record, record] }), 'startWorkers(options): options.tasks has two definitions named "record"; a job finds its task by name'],
+    ['startWorkers', () => startWorkers({ tasks: [record], concurrency: 0 }), 'startWorkers(options): options.concurrency must be a positive integer, got 0 (number)'],
+    ['startWorkers', () => startWorkers({ tasks: [record], logger: {} as never }), 'startWorkers(options): options.logger must be a logger with error, warn, info and debug methods, got an object'],
+  ])('%s, case %#', (_where, call, message) => {
+    expect(call).toThrow(message);
+  });
+});

@@ -244,7 +244,7 @@ describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', (
       closed = true;
       order.push('closed');
     });
-    expect(workers.worker.closing).toBeDefined();
+    expect(workers.worker.closing).toBeInstanceOf(Promise);
     const later = bg.add(held, 'later');
     await acknowledged(backend, [later]);
     for (const [label, handle] of [['b', active[1]!], ['a', active[0]!]] as const) {
