@@ -675,7 +675,10 @@ function compareStreamIds(a: string, b: string): number {
   return aMs - bMs || aSeq - bSeq;
 }
 
-/** The task's own backoff, as `retries` in process use it. */
+/**
+ * The task's own backoff, as `retries` in process use it: the formula of `backoffDelay()` in
+ * src/model/task-options.ts, repeated because adapters see only the public API. Change both.
+ */
 function backoffFor(backoff: JobData['backoff'] | undefined, attempt: number): number {
   if (backoff === undefined) return 1_000;
   const delay = Math.min(backoff.maxMs, backoff.baseMs * backoff.factor ** (attempt - 1));

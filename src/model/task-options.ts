@@ -118,7 +118,10 @@ export function resolveTaskOptions(
   return resolved;
 }
 
-/** The delay before attempt `attempt + 1`, after attempt `attempt` failed. */
+/**
+ * The delay before attempt `attempt + 1`, after attempt `attempt` failed. Durable workers repeat
+ * this formula (`backoffFor()` in src/adapters/bullmq.ts): change both.
+ */
 export function backoffDelay({ baseMs, maxMs, factor, jitter }: ResolvedTaskOptions['backoff'], attempt: number, random = Math.random): number {
   const delay = Math.min(maxMs, baseMs * factor ** (attempt - 1));
   return Math.round(delay * (1 - jitter * random()));
