@@ -43,8 +43,13 @@ export class Application implements ScopeHost {
   readonly records: Records<TaskRun>;
   /** Periodic tasks not stopped yet. */
   readonly periodics = new Set<Periodic>();
-  /** Scopes with live tasks. Idle scopes are not held, so they can be collected. */
-  readonly #busy = new Set<Scope>();
+  /**
+   * Scopes with live tasks, oldest first, linked through their `prevBusy`/`nextBusy` (a Set cost a
+   * rehash on most deletes: a scope per request is busy, then idle, once each). Idle scopes are
+   * not held, so they can be collected.
+   */
+  #busyHead: Scope | undefined;
+  #busyTail: Scope | undefined;
   /** Producers waiting for room in the queue (`waitForRoom()`). */
   #roomWaiters: (() => void)[] = [];
   #state: ApplicationState = 'open';
@@ -137,16 +142,32 @@ export class Application implements ScopeHost {
 
   /** The live tasks of every scope. */
   *liveRuns(): Generator<TaskRun> {
-    for (const scope of this.#busy) yield* scope.live();
+    for (let scope = this.#busyHead; scope !== undefined; scope = scope.nextBusy) yield* scope.live();
   }
 
   // ScopeHost: what the scopes report.
   busy(scope: Scope): void {
-    this.#busy.add(scope);
+    const tail = this.#busyTail;
+    scope.prevBusy = tail;
+    if (tail === undefined) this.#busyHead = scope;
+    else tail.nextBusy = scope;
+    this.#busyTail = scope;
   }
 
   idle(scope: Scope): void {
-    this.#busy.delete(scope);
+    const { prevBusy, nextBusy } = scope;
+    if (prevBusy === undefined) this.#busyHead = nextBusy;
+    else prevBusy.nextBusy = nextBusy;
+    if (nextBusy === undefined) this.#busyTail = prevBusy;
+    else nextBusy.prevBusy = prevBusy;
+    scope.prevBusy = scope.nextBusy = undefined;
+  }
+
+  /** The scopes with live tasks now, oldest first. */
+  #busyScopes(): Scope[] {
+    const scopes: Scope[] = [];
+    for (let scope = this.#busyHead; scope !== undefined; scope = scope.nextBusy) scopes.push(scope);
+    return scopes;
   }
 
   added(): void {
@@ -260,7 +281,7 @@ export class Application implements ScopeHost {
     for (const periodic of [...this.periodics]) periodic.stop(new TaskCancelledError(periodic.name, periodic.id, 'the application was closed'));
     this.#checkRoom();
     let abandoned = 0;
-    for (const scope of [...this.#busy]) {
+    for (const scope of this.#busyScopes()) {
       scope.close();
       abandoned += scope.abandonDelayedPast(Date.now() + timeoutMs, timeoutMs, 'application');
     }
@@ -268,14 +289,14 @@ export class Application implements ScopeHost {
     // Nothing starts any more: what still waits is abandoned now, not started then aborted.
     this.lane.stop();
     this.#pool?.admission.stop();
-    for (const scope of [...this.#busy]) abandoned += scope.abandon(timeoutMs, 'application');
+    for (const scope of this.#busyScopes()) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
     await this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt)));
     return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt), totals: Object.freeze({ ...this.counts }) });
   }
 
   async #drainAll(): Promise<void> {
-    while (this.#busy.size > 0) await Promise.all(Array.from(this.#busy, (scope) => scope.drain()));
+    while (this.#busyHead !== undefined) await Promise.all(this.#busyScopes().map((scope) => scope.drain()));
   }
 }
 

@@ -50,10 +50,15 @@ const namedInLog = 20;
  */
 export class Scope implements RunOwner {
   readonly options: ResolvedOptions;
-  /** How errors name this scope: `scope #3` (numbered as scopes are made), or the root's. */
-  readonly label: string;
+  /** The scope's number, in the order scopes are made. */
+  readonly #number = ++scopesMade;
+  /** Its name when it is not `scope #<number>` (the application root's). */
+  #label: string | undefined;
   /** When its intake closed (epoch ms): its disposal began. */
   closedAt: number | undefined;
+  /** Links in its host's list of busy scopes; the host keeps them. */
+  prevBusy: Scope | undefined = undefined;
+  nextBusy: Scope | undefined = undefined;
   /** Tasks added, and tasks ended in each final state, since the scope began. */
   readonly counts: Counts = newCounts();
   readonly #host: ScopeHost;
@@ -61,14 +66,22 @@ export class Scope implements RunOwner {
   #pending = 0;
   #head: TaskRun | undefined;
   #periodics: Set<Periodic> | undefined;
-  #idle: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** What drain() returns while tasks are pending, and what resolves it once they have ended. */
+  #idle: Promise<void> | undefined;
+  #resolveIdle: (() => void) | undefined;
   #disposal: Promise<void> | undefined;
   #deadline: Deadline | undefined;
 
-  constructor(options: ResolvedOptions, host: ScopeHost, label = `scope #${++scopesMade}`) {
+  constructor(options: ResolvedOptions, host: ScopeHost, label?: string) {
     this.options = options;
     this.#host = host;
-    this.label = label;
+    this.#label = label;
+  }
+
+  /** How errors and events name this scope: `scope #3` (numbered as scopes are made), or the root's name. */
+  get label(): string {
+    // Made when first asked for: most request scopes are never named.
+    return (this.#label ??= `scope #${this.#number}`);
   }
 
   get state(): ScopeState {
@@ -144,21 +157,16 @@ export class Scope implements RunOwner {
         this.#deadline = undefined;
         this.#state = 'closed';
       }
-      const idle = this.#idle;
-      this.#idle = undefined;
-      idle?.resolve();
+      const resolve = this.#resolveIdle;
+      this.#idle = this.#resolveIdle = undefined;
+      resolve?.();
     }
   }
 
   /** Resolves once no task is left, tasks added meanwhile included. */
   drain(): Promise<void> {
     if (this.#pending === 0) return Promise.resolve();
-    if (this.#idle === undefined) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.#idle = { promise, resolve };
-    }
-    return this.#idle.promise;
+    return (this.#idle ??= new Promise<void>((resolve) => (this.#resolveIdle = resolve)));
   }
 
   /** Stops intake and the scope's periodic tasks. */
@@ -200,11 +208,11 @@ export class Scope implements RunOwner {
    * wait for them in vain. Delayed tasks due before it run, and disposal waits for them.
    */
   abandonDelayedPast(deadline: number, drainTimeoutMs: number, by: AbandonedBy): number {
-    const late: TaskRun[] = [];
+    let late: TaskRun[] | undefined;
     for (let run = this.#head; run !== undefined; run = run.nextLive) {
-      if (run.status === 'delayed' && run.dueAt > deadline) late.push(run);
+      if (run.status === 'delayed' && run.dueAt > deadline) (late ??= []).push(run);
     }
-    return this.#abandon(late, drainTimeoutMs, by, 'due after the drain deadline');
+    return late === undefined ? 0 : this.#abandon(late, drainTimeoutMs, by, 'due after the drain deadline');
   }
 
   /**
