@@ -23,7 +23,7 @@ const layers = {
   engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
   di: ['container', 'in-process-runner'],
   '.': ['group', 'background', 'shutdown', 'observe', 'graceful', 'index'],
-  adapters: ['request-scope', 'live-view', 'express', 'fastify', 'hono', 'opentelemetry', 'bullmq'],
+  adapters: ['request-scope', 'live-view', 'express', 'fastify', 'hono', 'opentelemetry', 'bullmq', 'dashboard', 'express-dashboard', 'fastify-dashboard', 'hono-dashboard'],
 };
 /** Layers that must not know tsyringe: the engine runs tasks, whoever resolved them. */
 const withoutTsyringe = ['engine'];
@@ -39,9 +39,16 @@ const frameworks = {
   'adapters/hono': ['hono', '@hono/node-server'],
   'adapters/opentelemetry': ['@opentelemetry/api'],
   'adapters/bullmq': ['bullmq', 'ioredis'],
+  // The dashboards: bull-board's core in one module, each framework's bull-board adapter in its
+  // own entry point (with its framework, which is shared with that framework's adapter).
+  'adapters/dashboard': ['@bull-board/api'],
+  'adapters/express-dashboard': ['@bull-board/express', 'express'],
+  'adapters/fastify-dashboard': ['@bull-board/fastify', 'fastify'],
+  'adapters/hono-dashboard': ['@bull-board/hono', 'hono', '@hono/node-server'],
 };
 const frameworkPattern = (path) => {
-  const others = Object.entries(frameworks).flatMap(([owner, names]) => (owner === path ? [] : names));
+  const own = frameworks[path] ?? [];
+  const others = Object.entries(frameworks).flatMap(([owner, names]) => (owner === path ? [] : names.filter((name) => !own.includes(name))));
   return {
     regex: `^(${others.map((name) => name.replace(/\./g, '\\$&')).join('|')})(/.*)?$`,
     message: path in frameworks ? `src/${path}.ts imports only its own framework.` : 'Only its own adapter in src/adapters/ imports a web framework.',

@@ -15,10 +15,19 @@ it('ships the built library, its types, README and LICENSE, with source maps tha
   const [packed] = JSON.parse(stdout) as [{ files: { path: string }[] }];
   const files = packed.files.map((file) => file.path).sort();
   expect(files).toEqual(expect.arrayContaining(['LICENSE', 'README.md', 'package.json', 'dist/index.js', 'dist/index.d.ts', 'dist/worker/thread.js', 'dist/engine/pool.js']));
-  // Every entry point's files (the root, ./express, ./fastify, ./hono) are shipped.
+  // Every entry point's files (the root, ./express, ./fastify, ./hono, their ./…/dashboard) are shipped.
   const { exports } = JSON.parse(await readFile(`${root}/package.json`, 'utf8')) as { exports: Record<string, string | Record<string, string>> };
   const targets = Object.values(exports).flatMap((target) => (typeof target === 'string' ? [target] : Object.values(target)));
-  expect(targets).toEqual(expect.arrayContaining(['./dist/adapters/express.js', './dist/adapters/fastify.d.ts', './dist/adapters/hono.js']));
+  expect(targets).toEqual(
+    expect.arrayContaining([
+      './dist/adapters/express.js',
+      './dist/adapters/fastify.d.ts',
+      './dist/adapters/hono.js',
+      './dist/adapters/express-dashboard.js',
+      './dist/adapters/fastify-dashboard.d.ts',
+      './dist/adapters/hono-dashboard.js',
+    ]),
+  );
   expect(files).toEqual(expect.arrayContaining(targets.map((path) => path.replace(/^\.\//, ''))));
   expect(files.filter((path) => !path.startsWith('dist/') && !['LICENSE', 'README.md', 'package.json'].includes(path))).toEqual([]);
   expect(files.filter((path) => /\.ts$/.test(path) && !path.endsWith('.d.ts'))).toEqual([]);

@@ -18,11 +18,19 @@ export interface LiveViewOptions {
    * @default tsyringe's global `container`
    */
   container?: DependencyContainer | undefined;
+  /**
+   * Where the durable dashboard is (`'/background/queues'`, where `durableDashboard` from
+   * `tsyringe-background/express/dashboard`, `/fastify/dashboard` or `/hono/dashboard` is
+   * mounted): the page's header links to it. An absolute path on this site, or an `http(s)` URL.
+   * @default no link
+   */
+  dashboardPath?: string | undefined;
 }
 
 /** Options with the defaults filled in and checked. */
 export interface ResolvedLiveViewOptions {
   readonly container: DependencyContainer;
+  readonly dashboardPath: string | undefined;
 }
 
 /** One request, as an adapter hands it over. */
@@ -84,13 +92,27 @@ const routes = '/, /api/stats, /api/tasks and /api/tasks/:id';
  * @throws TypeError when an option has the wrong type.
  */
 export function resolveLiveViewOptions(options: LiveViewOptions | undefined): ResolvedLiveViewOptions {
-  if (options === undefined) return { container: globalContainer };
+  if (options === undefined) return Object.freeze({ container: globalContainer, dashboardPath: undefined });
   if (typeof options !== 'object' || options === null) throw new TypeError(`liveView(options): options must be an object, got ${describe(options)}`);
-  const { container = globalContainer } = options;
+  const { container = globalContainer, dashboardPath } = options;
   if (typeof (container as Partial<DependencyContainer> | null)?.resolve !== 'function') {
     throw new TypeError(`liveView(options): options.container must be a tsyringe container, got ${describe(container)}`);
   }
-  return Object.freeze({ container });
+  if (dashboardPath !== undefined) checkLink('liveView(options): options.dashboardPath', dashboardPath);
+  return Object.freeze({ container, dashboardPath });
+}
+
+/**
+ * Checks a path or URL a page links to: an absolute path on this site (`/background`) or an
+ * `http(s)` URL, with no whitespace or control characters.
+ * @throws TypeError naming `what` otherwise.
+ */
+export function checkLink(what: string, value: unknown): asserts value is string {
+  const ok =
+    typeof value === 'string' &&
+    ![...value].some((c) => c.charCodeAt(0) <= 0x20 || c.charCodeAt(0) === 0x7f) &&
+    ((value.startsWith('/') && !value.startsWith('//')) || /^https?:\/\/[^/]/i.test(value));
+  if (!ok) throw new TypeError(`${what} must be an absolute path (such as "/background/queues") or an http(s) URL, got ${describe(value)}`);
 }
 
 /**
@@ -99,6 +121,7 @@ export function resolveLiveViewOptions(options: LiveViewOptions | undefined): Re
  * other method is a 405. Each request reads the application's tasks afresh.
  */
 export function createLiveView(options: ResolvedLiveViewOptions): LiveViewHandler {
+  const page = options.dashboardPath === undefined ? plainPage : pageOf(options.dashboardPath);
   return async (request) => {
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       return json(405, { error: { status: 405, message: `the live view is read-only: ${request.method} is not allowed, only GET and HEAD` } }, { allow: 'GET, HEAD' });
@@ -207,6 +230,7 @@ h1 { font-size: 20px; margin: 0 0 12px; }
 h2 { font-size: 15px; margin: 20px 0 6px; }
 #state { color: var(--muted); }
 #state.error { color: var(--bad); }
+#dashboard { margin-left: auto; }
 #counts { display: flex; flex-wrap: wrap; gap: 8px; }
 .count { flex: 1 1 0; min-width: 72px; border: 1px solid var(--line); border-radius: 6px; padding: 4px 8px; }
 .count .n { display: block; font-size: 18px; font-weight: 600; font-variant-numeric: tabular-nums; }
@@ -324,7 +348,7 @@ const table = (id: string, title: string, last: string, empty: string): string =
 <table id="${id}"><thead><tr><th class="name">Name</th><th class="id">Id</th><th class="status">Status</th><th class="attempt">Attempt</th><th>${last}</th></tr></thead><tbody></tbody></table>
 <p class="empty" id="${id}-empty" hidden>${empty}</p>`;
 
-const html = `<!doctype html>
+const htmlOf = (headerLink: string): string => `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -335,7 +359,7 @@ const html = `<!doctype html>
 <style>${style}</style>
 </head>
 <body>
-<header><h1>Background tasks</h1><span id="state" role="status">loading\u2026</span></header>
+<header><h1>Background tasks</h1><span id="state" role="status">loading\u2026</span>${headerLink}</header>
 <section id="counts" aria-label="Tasks by status"></section>
 ${table('live', 'Live', 'Progress', 'No task is queued, delayed, running or retrying.')}
 ${table('finished', 'Recently finished', 'Last progress or error', 'No finished task on record.')}
@@ -346,21 +370,29 @@ ${table('finished', 'Recently finished', 'Last progress or error', 'No finished 
 
 const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
 
-const page: LiveViewResponse = Object.freeze({
-  status: 200,
-  headers: Object.freeze({
-    'content-type': 'text/html; charset=utf-8',
-    ...commonHeaders,
-    'content-security-policy': [
-      "default-src 'none'",
-      `script-src ${sha256(script)}`,
-      `style-src ${sha256(style)}`,
-      "connect-src 'self'",
-      'img-src data:',
-      "base-uri 'none'",
-      "form-action 'none'",
-      "frame-ancestors 'none'",
-    ].join('; '),
-  }),
-  body: html,
+const pageHeaders = Object.freeze({
+  'content-type': 'text/html; charset=utf-8',
+  ...commonHeaders,
+  'content-security-policy': [
+    "default-src 'none'",
+    `script-src ${sha256(script)}`,
+    `style-src ${sha256(style)}`,
+    "connect-src 'self'",
+    'img-src data:',
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; '),
 });
+
+const plainPage: LiveViewResponse = Object.freeze({ status: 200, headers: pageHeaders, body: htmlOf('') });
+
+/** The page with a link to the durable dashboard in its header (a plain link: the policy above allows it as it is). */
+function pageOf(dashboardPath: string): LiveViewResponse {
+  const link = `<a id="dashboard" href="${escapeAttribute(dashboardPath)}">Durable jobs (dashboard)</a>`;
+  return Object.freeze({ status: 200, headers: pageHeaders, body: htmlOf(link) });
+}
+
+function escapeAttribute(text: string): string {
+  return text.replace(/[&"'<>]/g, (c) => `&#${c.charCodeAt(0)};`);
+}

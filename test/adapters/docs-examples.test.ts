@@ -15,6 +15,8 @@ import { main as hono } from './examples/hono.js';
 import { main as liveViewExpress } from './examples/live-view-express.js';
 import { main as liveViewFastify } from './examples/live-view-fastify.js';
 import { main as liveViewHono } from './examples/live-view-hono.js';
+import { main as dashboardExpress } from './examples/dashboard-express.js';
+import { hasRedis } from '../durable/redis.js';
 import { watchProcessErrors } from '../helpers.js';
 
 watchProcessErrors();
@@ -33,6 +35,7 @@ const runnable: Record<string, string[]> = {
     'test/adapters/examples/live-view-express.ts',
     'test/adapters/examples/live-view-fastify.ts',
     'test/adapters/examples/live-view-hono.ts',
+    'test/adapters/examples/dashboard-express.ts',
   ],
   'docs/observability.md': ['test/docs-examples/observe-tasks.ts', 'test/docs-examples/wrap-attempts.ts', 'test/docs-examples/opentelemetry.ts'],
   'docs/testing.md': [
@@ -95,6 +98,16 @@ describe('docs/frameworks.md examples', () => {
       page: '200 text/html; charset=utf-8',
       stats: { running: 1, queued: 0 },
       task: { id, name: 'importRows', status: 'running', attempt: 1, progress: { fraction: 0.4, message: 'rows 40 of 100' }, error: null },
+    });
+  });
+
+  it.skipIf(!hasRedis)('dashboard-express.ts: behind the login, bull-board shows the queued durable job, read-only; the live view links to it', async () => {
+    await expect(dashboardExpress()).resolves.toEqual({
+      withoutLogin: [401, 401],
+      queues: [{ name: 'app', readOnlyMode: true, queued: 1, jobs: [{ ok: true, name: 'sendInvoice', args: ['inv-1'] }] }],
+      page: '200 text/html; charset=utf-8',
+      pause: 405,
+      liveViewLinks: true,
     });
   });
 });

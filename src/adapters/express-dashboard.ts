@@ -1,0 +1,61 @@
+/**
+ * `tsyringe-background/express/dashboard`: bull-board for the durable backend's queues, as an
+ * Express app to mount next to the live view. Loads `@bull-board/api` and `@bull-board/express`;
+ * `tsyringe-background/express` does not.
+ * @packageDocumentation
+ */
+import { ExpressAdapter } from '@bull-board/express';
+import type { Express } from 'express';
+import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type DurableDashboardOptions } from './dashboard.js';
+
+export type { DashboardQueue, DurableDashboardOptions } from './dashboard.js';
+
+/** Options of the Express {@link durableDashboard}. */
+export interface ExpressDashboardOptions extends DurableDashboardOptions {
+  /**
+   * The path the dashboard is mounted at, as the browser sees it (`'/background/queues'`): its
+   * page loads its assets and calls its API from there. Mount it at the same path.
+   */
+  basePath: string;
+}
+
+/**
+ * bull-board over the application's durable queue, as an Express app to mount with
+ * `app.use(basePath, …)`: its page at `basePath`, its JSON API at `basePath/api/…`
+ * (`GET /api/queues` lists the queues, their counts and, for `?activeQueue=name`, their jobs).
+ * Read-only by default: any method but `GET` and `HEAD` gets a 405.
+ *
+ * It shows each job's arguments, result, error and stack trace: mount it behind your
+ * authentication.
+ *
+ * ```ts
+ * const backend = useBullMQ(container, { connection });
+ * // Before the live view, whose routes would answer /background/queues with a 404.
+ * app.use('/background/queues', requireAdmin, durableDashboard({ backend, basePath: '/background/queues' }));
+ * app.use('/background', requireAdmin, liveView({ dashboardPath: '/background/queues' }));
+ * ```
+ *
+ * @throws TypeError when an option has the wrong type, or both or neither of `backend` and `queues` are given.
+ */
+export function durableDashboard(options: ExpressDashboardOptions): Express {
+  const resolved = resolveDashboardOptions(options);
+  const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath);
+  const adapter = resolved.readOnly ? new ReadOnlyExpressAdapter() : new ExpressAdapter();
+  adapter.setBasePath(basePath);
+  return mountBoard(adapter, resolved).getRouter() as Express;
+}
+
+/** bull-board's Express app with a guard in front of every route it will add. */
+class ReadOnlyExpressAdapter extends ExpressAdapter {
+  constructor() {
+    super();
+    this.app.use((req, res, next) => {
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        next();
+        return;
+      }
+      const refusal = readOnlyRefusal(req.method);
+      res.status(refusal.status).set(refusal.headers).end(refusal.body);
+    });
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * `tsyringe-background/hono/dashboard`: bull-board for the durable backend's queues, as a Hono
+ * app to mount next to the live view, on `@hono/node-server`. Loads `@bull-board/api` and
+ * `@bull-board/hono`; `tsyringe-background/hono` does not.
+ * @packageDocumentation
+ */
+import { HonoAdapter } from '@bull-board/hono';
+import { serveStatic } from '@hono/node-server/serve-static';
+import { Hono } from 'hono';
+import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type DurableDashboardOptions } from './dashboard.js';
+
+export type { DashboardQueue, DurableDashboardOptions } from './dashboard.js';
+
+/** Options of the Hono {@link durableDashboard}. */
+export interface HonoDashboardOptions extends DurableDashboardOptions {
+  /**
+   * The path the dashboard is mounted at, as the browser sees it (`'/background/queues'`): its
+   * page loads its assets and calls its API from there. Mount it at the same path.
+   */
+  basePath: string;
+}
+
+/**
+ * bull-board over the application's durable queue, as a Hono app to mount with
+ * `app.route(basePath, …)`: its page at `basePath`, its JSON API at `basePath/api/…`
+ * (`GET /api/queues` lists the queues, their counts and, for `?activeQueue=name`, their jobs).
+ * Read-only by default: any method but `GET` and `HEAD` gets a 405. Its assets are served from
+ * `@bull-board/ui` by `@hono/node-server`'s `serveStatic`: it runs on Node.
+ *
+ * It shows each job's arguments, result, error and stack trace: mount it behind your
+ * authentication.
+ *
+ * ```ts
+ * const backend = useBullMQ(container, { connection });
+ * app.use('/background/*', requireAdmin);
+ * // Before the live view, whose routes would answer /background/queues with a 404.
+ * app.route('/background/queues', durableDashboard({ backend, basePath: '/background/queues' }));
+ * app.route('/background', liveView({ dashboardPath: '/background/queues' }));
+ * ```
+ *
+ * @throws TypeError when an option has the wrong type, or both or neither of `backend` and `queues` are given.
+ */
+export function durableDashboard(options: HonoDashboardOptions): Hono {
+  const resolved = resolveDashboardOptions(options);
+  const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath);
+  const adapter = new HonoAdapter(serveStatic);
+  adapter.setBasePath(basePath);
+  const board = mountBoard(adapter, resolved).registerPlugin();
+  const app = new Hono();
+  app.use('*', async (c, next) => {
+    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
+      if (!resolved.readOnly) return next();
+      const refusal = readOnlyRefusal(c.req.method);
+      return new Response(refusal.body, { status: refusal.status, headers: refusal.headers });
+    }
+    // Hono routes strictly: the page is at basePath, not at basePath/, where the page's own
+    // <base href> sends a reload of its home.
+    if (basePath !== '/' && c.req.path === `${basePath}/`) return c.redirect(basePath + new URL(c.req.url).search, 308);
+    return next();
+  });
+  app.route('/', board);
+  return app;
+}
