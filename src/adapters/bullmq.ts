@@ -3,9 +3,14 @@
  * Redis. `useBullMQ()` registers it on an application's root, so that `add()` of a task with
  * `durable: true` enqueues a job (its handle's id is the job's id); `startWorkers()` runs the
  * jobs of a set of definitions in any process, each in a child scope of a container there.
+ *
+ * `after` is a BullMQ flow: the dependent job is a parent in `waiting-children`, and the jobs it
+ * waits for, already in Redis, are attached to it as its children by their ids (BullMQ attaches
+ * an existing job to the parent of a flow that names its id); each is attached with
+ * `failParentOnFailure`, so that its failure fails the dependent, which then reads `skipped`.
  */
 import { randomUUID } from 'node:crypto';
-import { Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type Job, type JobsOptions, type WorkerOptions } from 'bullmq';
+import { FlowProducer, Job, Queue, QueueEvents, UnrecoverableError, Worker, type ConnectionOptions, type FlowJobNode, type JobsOptions, type WorkerOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import {
@@ -17,7 +22,9 @@ import {
   observeTasks,
   ResultTimeoutError,
   TaskCancelledError,
+  TaskSkippedError,
   type BackgroundLogger,
+  type CallOptions,
   type ResultOptions,
   type Runner,
   type TaskDefinition,
@@ -63,17 +70,59 @@ interface JobData {
   readonly backoff: { readonly baseMs: number; readonly maxMs: number; readonly factor: number; readonly jitter: number };
 }
 
+/**
+ * The jobs of the flows that `after` makes are named so; workers run them before looking for a
+ * task (a guard, which checks the jobs waited for once the flow is in Redis; and jobs that fail
+ * at once, so as to fail their parent: the dependent then reads `skipped`).
+ */
+const afterJob = 'tsyringe-background:after';
+
+/** A job a dependent waits for. */
+interface Prerequisite {
+  readonly id: string;
+  readonly name: string;
+}
+/** A job a dependent waited for, known to have ended otherwise than succeeded. */
+interface FailedPrerequisite extends Prerequisite {
+  /** As `TaskSkippedError` words it: `failed`, `cancelled`, or a phrase. */
+  readonly status: string;
+  /** The job's own `failedReason`, or the cancellation's reason. */
+  readonly reason?: string | undefined;
+}
+
+/** What a job named {@link afterJob} carries. */
+type AfterData =
+  /** The dependent's guard: checks `after` once the flow is in Redis. */
+  | { readonly kind: 'guard'; readonly after: readonly Prerequisite[]; readonly failed?: FailedPrerequisite }
+  /** Made by the flow under a job's id only when no job of that id was there: fails at once. */
+  | { readonly kind: 'missing'; readonly id: string; readonly name: string }
+  /** Added to the dependent of a job cancelled while waiting, before that job is removed: fails at once. */
+  | { readonly kind: 'cancelled'; readonly id: string; readonly name: string; readonly reason: string };
+
+const notInQueue = 'was not in the queue (cancelled or removed, or its record expired)';
+
+/** Options of the jobs named {@link afterJob}: one attempt, before every other job. */
+const afterJobOptions = { attempts: 1, priority: 1, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } } satisfies JobsOptions;
+
+/**
+ * Marks of the public API's internals that adapters use (the same `Symbol.for` as in
+ * src/model/call-options.ts): a handle that `after` lets through to this runner, and the call
+ * option that tells a worker's local run the attempt of its job.
+ */
+const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
+const firstAttempt: unique symbol = Symbol.for('tsyringe-background.firstAttempt');
+
 /** A durable task as any process can see it, read from Redis. */
 export interface DurableJob {
   readonly id: string;
   readonly name: string;
   readonly status: TaskStatus;
-  /** Attempts made so far. */
+  /** Attempts made so far (0 for a skipped task: it never ran). */
   readonly attempt: number;
   readonly progress: TaskProgress | undefined;
   /** The task's value, once it succeeded. */
   readonly result: unknown;
-  /** Why it failed, once it failed. */
+  /** Why it failed, or why it was skipped, once it ended so. */
   readonly failedReason: string | undefined;
 }
 
@@ -85,6 +134,17 @@ export interface DurableBackend {
   readonly enqueueFailures: number;
   /** A durable task by id, from Redis: any process's, while BullMQ keeps its job. */
   job(id: string): Promise<DurableJob | undefined>;
+  /**
+   * A handle of a durable task by id, whichever process added it (`undefined` when BullMQ keeps
+   * no job of that id): it follows the job from now on (`status`, `result()`, `cancel()`), and
+   * another durable task can run after it (`bg.with({ durable: true, after: [handle] })`).
+   *
+   * ```ts
+   * const invoice = await backend.handle(invoiceJobId);           // added by another process
+   * if (invoice) bg.with({ durable: true, after: [invoice] }).add(sendInvoice, id);
+   * ```
+   */
+  handle(id: string): Promise<TaskHandle | undefined>;
   /** Closes the queue and its event stream; handles still waiting reject with `DurableTaskError`. */
   close(): Promise<void>;
 }
@@ -95,9 +155,9 @@ const defaultQueueName = 'tsyringe-background';
 /**
  * Registers a durable backend on an application's root container: from then on, `add()` of a
  * task with `durable: true` (on its definition, or `bg.with({ durable: true })`) enqueues a
- * BullMQ job and returns its handle at once. Only definitions can be durable, their arguments
- * must survive JSON, and `after`, `every` and `cron` are not mapped yet: each is a `TypeError`
- * at `add()`.
+ * BullMQ job and returns its handle at once. Only definitions can be durable, and their
+ * arguments must survive JSON (a `TypeError` at `add()` otherwise); `every` and `cron` make a job
+ * scheduler, and `after` a flow (the task's job waits in Redis for the jobs of the handles given).
  *
  * ```ts
  * const backend = useBullMQ(container, { connection: { host: '127.0.0.1', port: 6379 } });
@@ -134,8 +194,10 @@ class BullMQBackend implements Runner, DurableBackend {
   #publisher: Redis | undefined;
   /** Resolves when the queue's connection is ready again, while it is down. */
   #reconnected: Promise<void> | undefined;
-  /** Jobs not enqueued yet (their add not sent, or not answered), by id. */
-  readonly #sending = new Set<string>();
+  /** Jobs not enqueued yet (their add not sent, or not answered), by id: each one's sending. */
+  readonly #sending = new Map<string, Promise<unknown>>();
+  /** Adds the flows of tasks with `after`; made on the first. */
+  #flowProducer: FlowProducer | undefined;
   /** The id of the last event read from the stream, and where the next look for a gap starts. */
   #position = '0-0';
   #checkedFrom = '0-0';
@@ -186,9 +248,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (kind !== 'definition' && kind !== 'worker') {
       throw new TypeError(`bg.add("${name}"): a durable task must be a defineTask() or workerTask() definition: a worker finds it by its name`);
     }
-    if ((timing?.after.length ?? 0) > 0) {
-      throw new TypeError(`bg.add("${name}"): durable tasks cannot yet run after others; add them without durable: true, or chain them in the task`);
-    }
+    const after = timing === undefined || timing.after.length === 0 ? [] : this.#prerequisites(name, timing.after);
     checkJson(name, args);
     const cadence = timing?.cadence;
     if (cadence !== undefined) return this.#schedule(request, cadence, timing!.overlap);
@@ -205,10 +265,47 @@ class BullMQBackend implements Runner, DurableBackend {
       removeOnComplete: { age: 24 * 3600, count: 10_000 },
       removeOnFail: { age: 7 * 24 * 3600 },
     };
-    const handle = new DurableHandle(id, name, delay > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, reason));
+    const handle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, name, reason));
     this.#live.set(id, handle);
-    void this.#enqueue(handle, data, jobOptions);
+    for (const prerequisite of after) prerequisite.awaitedBy = handle;
+    void this.#enqueue(handle, data, jobOptions, after);
     return handle;
+  }
+
+  /**
+   * The handles a durable task waits for, checked: the jobs of this queue's one-off tasks, each
+   * waited for by one durable task (BullMQ gives a job one parent). Those that have succeeded
+   * already are left out; the others become children of the task's job.
+   */
+  #prerequisites(name: string, handles: readonly TaskHandle[]): DurableHandle[] {
+    const kept = new Set<DurableHandle>();
+    handles.forEach((handle, i) => {
+      const which = `bg.add("${name}"): options.after[${i}]`;
+      if (!(handle instanceof DurableHandle)) {
+        throw new TypeError(
+          `${which} is in-process task "${handle.name}" (#${handle.id}), and a durable task waits only for durable tasks of its queue (the wait lives in Redis, ` +
+            `where no worker sees this process's tasks); make "${handle.name}" durable too, or add "${name}" once that handle's result() has resolved`,
+        );
+      }
+      if (handle.backend !== this) {
+        throw new TypeError(
+          `${which} is durable task "${handle.name}" (#${handle.id}) of another queue ("${handle.backend.queue.name}"), and a durable task waits only for jobs of its own queue ("${this.queue.name}"); ` +
+            `add "${name}" through that queue's application, or once that handle's result() has resolved`,
+        );
+      }
+      if (handle.periodic) {
+        throw new TypeError(`${which} is the schedule of durable task "${handle.name}", which never finishes; give the handle of a one-off task`);
+      }
+      const other = handle.awaitedBy;
+      if (other !== undefined && other.status !== 'cancelled' && handle.status !== 'succeeded') {
+        throw new TypeError(
+          `${which} is durable task "${handle.name}" (#${handle.id}), which durable task "${other.name}" (#${other.id}) waits for already: ` +
+            `BullMQ gives a job one parent, so one durable task at most can wait for it; run "${name}" after "${other.name}", or after a task of its own`,
+        );
+      }
+      if (handle.status !== 'succeeded') kept.add(handle);
+    });
+    return [...kept];
   }
 
   /**
@@ -227,7 +324,7 @@ class BullMQBackend implements Runner, DurableBackend {
     const repeat = 'every' in cadence ? { every: cadence.every } : { pattern: cadence.expression, ...(cadence.tz === undefined ? {} : { tz: cadence.tz }) };
     const data: JobData = { args, timeoutMs: options.timeoutMs, backoff: options.backoff };
     let saved: Promise<unknown> = Promise.resolve();
-    const handle = new DurableHandle(name, name, 'delayed', (reason) => {
+    const handle = new DurableHandle(this, name, name, 'delayed', (reason) => {
       // After the schedule is saved (or failed to be), never before: it would come back.
       saved
         .catch(() => undefined)
@@ -235,7 +332,7 @@ class BullMQBackend implements Runner, DurableBackend {
         .catch((error: unknown) => {
           this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${reason})`);
         });
-    });
+    }, true);
     saved = this.#whenReady()
       .then(() =>
         this.queue.upsertJobScheduler(name, repeat, {
@@ -260,7 +357,7 @@ class BullMQBackend implements Runner, DurableBackend {
    * would run. One sent in time whose answer comes late (the connection broke under it, and
    * ioredis sent it again) is cancelled when it does come, and logged.
    */
-  async #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions): Promise<void> {
+  async #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     let late = false;
     const expired = new Promise<never>((_resolve, reject) => {
@@ -269,21 +366,29 @@ class BullMQBackend implements Runner, DurableBackend {
         reject(new Error(`Redis did not answer within ${this.#enqueueTimeoutMs} ms`));
       }, this.#enqueueTimeoutMs);
     });
-    this.#sending.add(handle.id);
     const sent = (async () => {
       try {
         await this.#whenReady();
+        if (after.length > 0) {
+          // The jobs waited for are attached by id: this process's own must be in Redis first.
+          await Promise.allSettled(after.flatMap((prerequisite) => this.#sending.get(prerequisite.id) ?? []));
+          const flows = this.#flows();
+          await flows.waitUntilReady();
+          await this.#connected(flows);
+        }
         await this.#connected();
         if (late) return;
-        await this.queue.add(handle.name, data, options);
+        if (after.length === 0) await this.queue.add(handle.name, data, options);
+        else await this.#flows().add({ name: handle.name, queueName: this.queue.name, data, opts: options, children: this.#childrenOf(handle.id, after) });
       } finally {
         this.#sending.delete(handle.id);
       }
       if (late) {
         this.#logger.error({ task: handle.name, taskId: handle.id }, `durable task "${handle.name}" was enqueued after its handle had failed (Redis answered too late); it is cancelled`);
-        this.#cancel(handle.id, 'enqueued after its handle had failed');
+        this.#cancel(handle.id, handle.name, 'enqueued after its handle had failed');
       }
     })();
+    this.#sending.set(handle.id, sent);
     try {
       await Promise.race([sent, expired]);
     } catch (error) {
@@ -297,10 +402,44 @@ class BullMQBackend implements Runner, DurableBackend {
     }
   }
 
-  /** Resolves once the queue's connection is up (at once when it is). */
-  async #connected(): Promise<void> {
-    const client = await this.queue.getBackend().client;
+  /**
+   * The children of a dependent's job: each job waited for, by its id (BullMQ attaches the job of
+   * that id, its failure failing the dependent; were there none, it makes one under that id that
+   * fails at once, saying so), and the dependent's guard.
+   */
+  #childrenOf(id: string, after: readonly DurableHandle[]): FlowJobNode[] {
+    const queueName = this.queue.name;
+    const children: FlowJobNode[] = after.map(({ id: jobId, name }) => ({
+      name: afterJob,
+      queueName,
+      data: { kind: 'missing', id: jobId, name } satisfies AfterData,
+      opts: { ...afterJobOptions, jobId, failParentOnFailure: true },
+    }));
+    children.push({
+      name: afterJob,
+      queueName,
+      data: { kind: 'guard', after: after.map(({ id: jobId, name }) => ({ id: jobId, name })) } satisfies AfterData,
+      opts: { ...afterJobOptions, jobId: `${id}.after`, failParentOnFailure: true },
+    });
+    return children;
+  }
+
+  #flows(): FlowProducer {
+    if (this.#flowProducer === undefined) {
+      this.#flowProducer = new FlowProducer({ connection: this.#connection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
+      this.#flowProducer.on('error', (error) => this.#logger.warn({ err: error }, 'the durable flow producer lost its connection to Redis; it reconnects'));
+    }
+    return this.#flowProducer;
+  }
+
+  /** Resolves once the queue's connection (or the flow producer's) is up (at once when it is). */
+  async #connected(on: Queue | FlowProducer = this.queue): Promise<void> {
+    const client = await on.getBackend().client;
     if (client.status === 'ready') return;
+    if (on !== this.queue) {
+      await new Promise((resolve) => client.once('ready', resolve));
+      return;
+    }
     // One listener for every job waiting, however many.
     this.#reconnected ??= new Promise<void>((resolve) => {
       client.once('ready', () => {
@@ -335,7 +474,7 @@ class BullMQBackend implements Runner, DurableBackend {
     });
     events.on('failed', ({ jobId, failedReason }, id) => {
       this.#read(id);
-      this.#end(jobId, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', jobId, failedReason) });
+      this.#failed(jobId, failedReason);
     });
     events.on('removed', ({ jobId }, id) => {
       this.#read(id);
@@ -393,11 +532,45 @@ class BullMQBackend implements Runner, DurableBackend {
       if (completed !== null && completed !== undefined) {
         this.#end(id, 'succeeded', { ok: true, value: returnvalue === null || returnvalue === undefined ? null : (JSON.parse(returnvalue) as unknown) });
       } else if (failed !== null && failed !== undefined) {
-        this.#end(id, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, failedReason ?? '') });
+        this.#failed(id, failedReason ?? '');
       } else if (exists === 0 && !this.#sending.has(id)) {
         this.#end(id, 'cancelled', { ok: false, error: removedError(this.#live.get(id)?.name, id) });
       }
     });
+  }
+
+  /**
+   * Ends the handle of a job that failed: `skipped` when it failed because a job it waited for
+   * did (BullMQ fails a parent so: `child <key> failed`), once that job is read; `failed` otherwise.
+   */
+  #failed(id: string, failedReason: string): void {
+    const handle = this.#live.get(id);
+    if (handle === undefined) return;
+    if (childFailed(failedReason) === undefined) {
+      this.#end(id, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, failedReason) });
+      return;
+    }
+    void this.#skipped(id, handle.name, failedReason)
+      .catch(() => undefined)
+      .then((skipped) => {
+        if (skipped !== undefined) this.#end(id, 'skipped', { ok: false, error: skipped.error });
+        else this.#end(id, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, failedReason) });
+      });
+  }
+
+  /**
+   * Why a job was skipped, when it failed because a job it waited for did: that job's failure
+   * (or, when it is one of ours, what it says of the job waited for), read from Redis.
+   */
+  async #skipped(id: string, name: string, failedReason: string): Promise<Skipped | undefined> {
+    const key = childFailed(failedReason);
+    if (key === undefined) return undefined;
+    const childId = key.slice(key.lastIndexOf(':') + 1);
+    const child = await Job.fromId(this.queue, childId).catch(() => undefined);
+    const failed = child === undefined ? { id: childId, name: 'durable task', status: 'failed', reason: `its job ${key} is no longer in Redis` } : failureOf(child);
+    const cause = new DurableTaskError('ERR_DURABLE_FAILED', failed.id, failed.reason ?? `durable task "${failed.name}" (#${failed.id}) ${failed.status}`);
+    const error = new TaskSkippedError(name, id, failed, cause);
+    return { error, failedReason: failed.reason === undefined ? error.message : `${error.message}: ${failed.reason}` };
   }
 
   #end(id: string, status: TaskStatus, outcome: Outcome): void {
@@ -411,9 +584,9 @@ class BullMQBackend implements Runner, DurableBackend {
    * Cancels a job wherever it is: removed if it still waits (or is delayed), and every worker
    * is asked to stop it if one is running it. The handle has already ended `cancelled`.
    */
-  #cancel(id: string, reason: string): void {
+  #cancel(id: string, name: string, reason: string): void {
     this.#live.delete(id);
-    this.queue.remove(id).catch(() => undefined);
+    void this.#remove(id, name, reason);
     this.#publisher ??= redisFor(this.#connection);
     this.#publisher.on('error', () => undefined);
     this.#publisher.publish(cancelChannel(this.queue.name, this.#prefix), JSON.stringify({ id, reason })).catch((error: unknown) => {
@@ -421,14 +594,62 @@ class BullMQBackend implements Runner, DurableBackend {
     });
   }
 
+  /**
+   * Removes a cancelled job that waits. A job that a durable task waits for (its parent) is not
+   * just removed: BullMQ would move the parent on once it has no child left, and the task would
+   * run. A child that fails at once is added to the parent first, which then ends skipped. (Its
+   * children, the jobs it waited for, are tasks of their own: they stay.)
+   */
+  async #remove(id: string, name: string, reason: string): Promise<void> {
+    try {
+      const job = await this.queue.getJob(id);
+      if (job === undefined) return;
+      const state = await job.getState();
+      // Running: its worker is told below, and fails it (a record then kept, as a cancelled job's).
+      if (state === 'active' || state === 'completed' || state === 'failed') return;
+      const parent = job.parent;
+      if (parent?.id !== undefined) {
+        const data: AfterData = { kind: 'cancelled', id, name, reason };
+        await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: parent.id, queue: parent.queueKey }, failParentOnFailure: true });
+      }
+      await this.queue.remove(id, { removeChildren: false });
+    } catch {
+      // Taken by a worker meanwhile: it is stopped as a running job is.
+    }
+  }
+
   async job(id: string): Promise<DurableJob | undefined> {
     const job = await this.queue.getJob(id);
     if (job === undefined) return undefined;
-    return snapshot(job, await job.getState());
+    const state = await job.getState();
+    const skipped = state === 'failed' ? await this.#skipped(id, job.name, job.failedReason) : undefined;
+    return snapshot(job, state, skipped);
+  }
+
+  async handle(id: string): Promise<TaskHandle | undefined> {
+    await this.#whenReady();
+    const live = this.#live.get(id);
+    if (live !== undefined) return live;
+    // Followed before its job is read: an end that comes meanwhile settles it too.
+    const handle = new DurableHandle(this, id, 'durable task', 'queued', (reason) => this.#cancel(id, handle.name, reason));
+    this.#live.set(id, handle);
+    let job: Job | undefined;
+    let state: string | undefined;
+    try {
+      job = await this.queue.getJob(id);
+      state = await job?.getState();
+    } finally {
+      if (job === undefined) this.#live.delete(id);
+    }
+    if (job === undefined) return undefined;
+    handle.found(snapshot(job, state ?? 'unknown'));
+    if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
+    else if (state === 'failed') this.#failed(id, job.failedReason);
+    return handle;
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit()]);
+    await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit(), this.#flowProducer?.close()]);
     for (const [id, handle] of this.#live) handle.settle('failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, 'the durable backend of this process was closed before the job ended') });
     this.#live.clear();
   }
@@ -438,9 +659,17 @@ type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
 
 /** This process's view of a durable task: kept up to date by the queue's event stream. */
 class DurableHandle implements TaskHandle {
+  /** Lets `bg.with({ after })` pass it on to its backend. */
+  readonly [runnerHandle] = true;
+  /** The backend whose queue holds its job. */
+  readonly backend: BullMQBackend;
   readonly id: string;
-  readonly name: string;
+  name: string;
   status: TaskStatus;
+  /** Whether it stands for a schedule (its id is the task's name), which never finishes. */
+  readonly periodic: boolean;
+  /** The durable task of this process that waits for it (its job's parent), if any. */
+  awaitedBy: DurableHandle | undefined;
   attempt = 0;
   progress: TaskProgress | undefined = undefined;
   readonly #cancelJob: (reason: string) => void;
@@ -448,11 +677,22 @@ class DurableHandle implements TaskHandle {
   #result: Promise<unknown> | undefined;
   #settle: ((outcome: Outcome) => void) | undefined;
 
-  constructor(id: string, name: string, status: TaskStatus, cancelJob: (reason: string) => void) {
+  constructor(backend: BullMQBackend, id: string, name: string, status: TaskStatus, cancelJob: (reason: string) => void, periodic = false) {
+    this.backend = backend;
     this.id = id;
     this.name = name;
     this.status = status;
     this.#cancelJob = cancelJob;
+    this.periodic = periodic;
+  }
+
+  /** Takes what Redis says of its job (for a handle made from an id). */
+  found(job: DurableJob): void {
+    this.name = job.name;
+    if (this.#outcome !== undefined) return;
+    this.status = job.status;
+    this.attempt = job.attempt;
+    this.progress = job.progress;
   }
 
   started(): void {
@@ -476,6 +716,8 @@ class DurableHandle implements TaskHandle {
   settle(status: TaskStatus, outcome: Outcome): void {
     if (this.#outcome !== undefined) return;
     this.status = status;
+    // A skipped task never ran (BullMQ starts its job only to fail it).
+    if (status === 'skipped') this.attempt = 0;
     this.#outcome = outcome;
     this.#settle?.(outcome);
   }
@@ -599,6 +841,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     { container: scopeRoot },
   );
   const processor = async (job: Job<JobData>, _token?: string, signal?: AbortSignal): Promise<unknown> => {
+    if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>);
     const definition = byName.get(job.name);
     if (definition === undefined) {
       throw new UnrecoverableError(
@@ -609,9 +852,11 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     const scope = scopeRoot.createChildContainer();
     try {
       const { args, timeoutMs } = job.data;
+      // The local run counts its attempt as the job does (ctx.attempt, its events and logs).
+      const options: CallOptions & { [firstAttempt]: number } = { durable: false, retries: 0, ...(timeoutMs === undefined ? {} : { timeoutMs }), [firstAttempt]: job.attemptsMade + 1 };
       const local = scope
         .resolve(Background)
-        .with({ durable: false, retries: 0, ...(timeoutMs === undefined ? {} : { timeoutMs }) })
+        .with(options)
         .add(definition as TaskDefinition<unknown[]>, ...args);
       running.set(local.id, job);
       signal?.addEventListener('abort', () => local.cancel(signal.reason), { once: true });
@@ -663,6 +908,38 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   };
 }
 
+/**
+ * Runs a job of {@link afterJob}. A guard checks, once its dependent's flow is in Redis, the jobs
+ * the dependent waits for: one that had failed before it was attached would never move the
+ * dependent on, nor would one another durable task waits for (BullMQ did not attach it). Its
+ * failure, and that of the other kinds, which fail at once, fails the dependent: skipped.
+ */
+async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
+  const data = job.data;
+  const fail = async (failed: FailedPrerequisite): Promise<never> => {
+    if (data.kind === 'guard') await job.updateData({ ...data, failed });
+    throw new UnrecoverableError(`durable task "${failed.name}" (#${failed.id}) ${failed.status === 'cancelled' ? 'was cancelled' : failed.status}${failed.reason === undefined ? '' : `: ${failed.reason}`}`);
+  };
+  if (data.kind === 'missing') return fail({ id: data.id, name: data.name, status: notInQueue });
+  if (data.kind === 'cancelled') return fail({ id: data.id, name: data.name, status: 'cancelled', reason: data.reason });
+  for (const { id, name } of data.after) {
+    const prerequisite = await Job.fromId(worker, id);
+    if (prerequisite === undefined) return fail({ id, name, status: notInQueue });
+    // Made by the flow for want of the job: it fails by itself.
+    if (prerequisite.name === afterJob) continue;
+    const state = await prerequisite.getState();
+    if (state === 'completed') continue;
+    if (state === 'failed') {
+      const cancelled = prerequisite.failedReason.startsWith('cancelled: ');
+      return fail({ id, name, status: cancelled ? 'cancelled' : 'failed', reason: prerequisite.failedReason });
+    }
+    if (prerequisite.parentKey !== job.parentKey) {
+      return fail({ id, name, status: `is waited for by another durable task already (${prerequisite.parentKey ?? 'another job'}), and BullMQ gives a job one parent` });
+    }
+  }
+  return null;
+}
+
 /** What a handle whose job was removed fails with. */
 function removedError(name: string | undefined, id: string): TaskCancelledError {
   return new TaskCancelledError(name ?? 'durable task', id, 'its job was removed');
@@ -695,20 +972,49 @@ function dueAt(timing: NonNullable<TaskRequest['timing']>): number {
   return Date.now() + (timing.delayMs ?? 0);
 }
 
-function snapshot(job: Job, state: string): DurableJob {
+/** The key of the child whose failure failed a job (BullMQ's `child <key> failed`), if that is why. */
+function childFailed(failedReason: string): string | undefined {
+  return /^child (\S+) failed$/.exec(failedReason)?.[1];
+}
+
+/** What a failed child says of the job its parent waited for. */
+function failureOf(child: Job): FailedPrerequisite {
+  if (child.name === afterJob) {
+    const data = child.data as AfterData;
+    switch (data.kind) {
+      case 'guard':
+        if (data.failed !== undefined) return data.failed;
+        break;
+      case 'missing':
+        return { id: data.id, name: data.name, status: notInQueue };
+      case 'cancelled':
+        return { id: data.id, name: data.name, status: 'cancelled', reason: data.reason };
+    }
+  }
+  const cancelled = child.failedReason.startsWith('cancelled: ');
+  return { id: child.id ?? '', name: child.name, status: cancelled ? 'cancelled' : 'failed', reason: child.failedReason };
+}
+
+/** Why a job was skipped: the handle's error, and the job's reason as `backend.job(id)` reads it. */
+interface Skipped {
+  readonly error: TaskSkippedError;
+  readonly failedReason: string;
+}
+
+function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
   const statusOf: Record<string, TaskStatus> = { waiting: 'queued', prioritized: 'queued', 'waiting-children': 'delayed', delayed: job.attemptsMade > 0 ? 'retrying' : 'delayed', active: 'running', completed: 'succeeded', failed: 'failed' };
   const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
   return Object.freeze({
     id: job.id ?? '',
     name: job.name,
-    status: state === 'failed' && job.failedReason.startsWith('cancelled: ') ? 'cancelled' : (statusOf[state] ?? 'queued'),
-    attempt: state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
+    status: skipped !== undefined ? 'skipped' : state === 'failed' && job.failedReason.startsWith('cancelled: ') ? 'cancelled' : (statusOf[state] ?? 'queued'),
+    attempt: skipped !== undefined ? 0 : state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
     progress:
       typeof progress === 'object' && typeof progress.fraction === 'number'
         ? Object.freeze({ fraction: progress.fraction, message: typeof progress.message === 'string' ? progress.message : undefined })
         : undefined,
     result: job.returnvalue as unknown,
-    failedReason: job.failedReason === '' ? undefined : job.failedReason,
+    failedReason: skipped !== undefined ? skipped.failedReason : job.failedReason === '' ? undefined : job.failedReason,
   });
 }
 

@@ -35,8 +35,13 @@ export class InProcessRunner implements Runner {
   add(request: TaskRequest): TaskHandle {
     const { timing } = request;
     if (timing?.cadence !== undefined) return this.#schedule(request, timing.cadence, timing.overlap);
+    if (timing !== undefined) checkAfter(request.name, timing.after);
     const run = this.#run(request, true);
-    if (timing !== undefined) run.dueAt = dueAtOf(timing);
+    if (timing !== undefined) {
+      run.dueAt = dueAtOf(timing);
+      // A run that continues attempts made elsewhere (a durable worker's job) counts from there.
+      if (timing.firstAttempt !== undefined) run.attempt = timing.firstAttempt - 1;
+    }
     this.#scope.add(run, timing?.after as readonly TaskRun[] | undefined);
     return run;
   }
@@ -163,6 +168,17 @@ export class InProcessRunner implements Runner {
     const invocation = inline(name, definition.fn as (...params: unknown[]) => unknown, params, contextAt, args);
     return new TaskRun(request, invocation, this.#scope, this.#app.lane);
   }
+}
+
+/** An in-process task waits in this process's memory: only for tasks run here, not a durable task's job. */
+function checkAfter(name: string, after: readonly TaskHandle[]): void {
+  after.forEach((handle, i) => {
+    if (handle instanceof TaskRun) return;
+    throw new TypeError(
+      `bg.add("${name}"): options.after[${i}] is durable task "${handle.name}" (#${handle.id}), and an in-process task waits only for in-process tasks; ` +
+        `make "${name}" durable too (its wait then lives in Redis), or add it once the handle's result() has resolved`,
+    );
+  });
 }
 
 /**

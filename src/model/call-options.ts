@@ -36,11 +36,27 @@ export interface CallOptions extends TaskOptions {
   overlap?: boolean | undefined;
 }
 
+/**
+ * Marks the handles of tasks another runner runs (a durable backend's): `bg.with({ after })`
+ * lets them through, and each runner decides whether it can wait for them. A `Symbol.for`:
+ * adapters, which see only the public API, make the same symbol.
+ */
+export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
+
+/**
+ * Internal call option (not documented): the number of the run's first attempt, for a run that
+ * continues attempts made elsewhere (a durable worker's job: `attemptsMade + 1`), so that
+ * `ctx.attempt`, the handle, the events and the logs count as the job does. Retries still stop
+ * at `attempt > retries`: give it with `retries: 0`, as the worker does (the job retries). A
+ * `Symbol.for`, for the same reason as {@link runnerHandle}.
+ */
+export const firstAttempt: unique symbol = Symbol.for('tsyringe-background.firstAttempt');
+
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
 export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string; readonly tz: string | undefined };
 
 /** When a task may start, from validated call options: what a runner reads of them. */
-export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap'>;
+export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap' | 'firstAttempt'>;
 
 /** When a task with this timing is due (epoch ms), reading the clock now; 0 for now. */
 export function dueAtOf(timing: CallTiming | undefined): number {
@@ -59,6 +75,8 @@ export interface CallSpec {
   /** For a periodic task: when it runs, and whether runs may overlap. */
   readonly cadence: Cadence | undefined;
   readonly overlap: boolean;
+  /** The number of the first attempt ({@link firstAttempt}); `undefined`: 1. */
+  readonly firstAttempt: number | undefined;
 }
 
 /** Keys of call options that are not task options. */
@@ -100,10 +118,19 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
       throw new TypeError(`bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got ${describe(runAt)}`);
     }
   }
-  if (after !== undefined && !(Array.isArray(after) && after.every(canFollow))) {
+  if (after !== undefined && !(Array.isArray(after) && after.every((handle) => canFollow(handle) || isRunnerHandle(handle)))) {
     throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);
   }
-  return Object.freeze({ options, delayMs, runAt: at, after: (after ?? []), cadence, overlap: overlap ?? false });
+  const first = (options as { [firstAttempt]?: unknown })[firstAttempt];
+  if (first !== undefined && !(Number.isSafeInteger(first) && (first as number) >= 1)) {
+    throw invalid('bg.with(options): options[firstAttempt]', 'a positive integer', first);
+  }
+  return Object.freeze({ options, delayMs, runAt: at, after: (after ?? []), cadence, overlap: overlap ?? false, firstAttempt: first as number | undefined });
+}
+
+/** Whether a value is a handle another runner made ({@link runnerHandle}). */
+function isRunnerHandle(handle: unknown): boolean {
+  return typeof handle === 'object' && handle !== null && runnerHandle in handle;
 }
 
 function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefined {

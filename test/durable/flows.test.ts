@@ -1,0 +1,368 @@
+/**
+ * `after` on the durable backend (issue 14, item 3), against a real redis-server: the dependent's
+ * job is a BullMQ flow parent, the jobs it waits for its children by id. It runs only once they
+ * have succeeded, whichever application added them; it ends skipped when one fails, is cancelled
+ * or was never there; what cannot map is a TypeError at add() with nothing enqueued. And
+ * `ctx.attempt` in a worker is the job's attempt.
+ */
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import type { DependencyContainer } from 'tsyringe';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { startWorkers, useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
+import { Background, defineTask, DurableTaskError, observeTasks, shutdown, TaskContext, TaskSkippedError, type TaskEvent, type TaskHandle } from '../../src/index.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
+import { hasRedis, startRedis, type RedisServer } from './redis.js';
+
+watchProcessErrors();
+
+/** What the tasks did, in order. */
+const effects: string[] = [];
+/** Gates the `step` task waits on, by label (opened by the test). */
+const gates = new Map<string, Deferred>();
+const step = defineTask({ name: 'step' }, async (label: string) => {
+  effects.push(`${label} started`);
+  await gates.get(label)?.promise;
+  effects.push(`${label} done`);
+  return label;
+});
+const failing = defineTask({ name: 'failing' }, async (label: string) => {
+  effects.push(`${label} failed`);
+  throw new Error(`${label} breaks`);
+});
+const counting = defineTask({ name: 'counting', inject: [TaskContext] }, async (ctx, label: string, failUntil: number) => {
+  effects.push(`${label} attempt ${ctx.attempt}`);
+  ctx.logger.info({}, `${label} ran`);
+  if (ctx.attempt < failUntil) throw new Error(`${label}: attempt ${ctx.attempt} fails`);
+  return ctx.attempt;
+});
+const tasks = [step, failing, counting];
+
+const bound = { timeout: 10_000, interval: 10 };
+
+/**
+ * A producer in a process of its own (the sources through tsx): adds one durable `step` task,
+ * after the job `afterId` if given; prints the job's id once it is in Redis, and dies (SIGKILL:
+ * nothing of it is closed).
+ */
+const producerProcess = `
+await import('reflect-metadata');
+const [root, port, queueName, label, afterId] = process.argv.slice(1);
+const { container } = await import('tsyringe');
+const { useBullMQ } = await import(new URL('src/adapters/bullmq.ts', root).href);
+const { Background, defineTask } = await import(new URL('src/index.ts', root).href);
+const step = defineTask({ name: 'step' }, async (label) => label);
+const backend = useBullMQ(container, { connection: { host: '127.0.0.1', port: Number(port) }, queueName });
+const after = afterId ? [await backend.handle(afterId)] : [];
+const handle = container.resolve(Background).with({ durable: true, after }).add(step, label);
+while ((await backend.job(handle.id)) === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+process.stdout.write(handle.id + '\\n', () => process.kill(process.pid, 'SIGKILL'));
+`;
+
+/** Runs {@link producerProcess}; resolves with the id it printed. */
+async function addInAnotherProcess(port: number, queueName: string, label: string, afterId = ''): Promise<string> {
+  const root = new URL('../../', import.meta.url).href;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', producerProcess, root, String(port), queueName, label, afterId], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (err += chunk));
+  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, sig) => resolve(sig)));
+  const id = /^[0-9a-f-]{36}$/m.exec(out)?.[0];
+  if (signal !== 'SIGKILL' || id === undefined) throw new Error(`the producer process ended (${signal}) without printing an id:\n${out}\n${err}`);
+  return id;
+}
+
+describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis.stop();
+  });
+
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    // A failed test leaves no task held: the workers' close() waits for their tasks.
+    for (const held of gates.values()) held.resolve();
+    gates.clear();
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  /** A producer application on `queueName`: its backend, and a Background of a child scope. */
+  function producer(queueName: string): { bg: Background; backend: DurableBackend; app: DependencyContainer } {
+    const app = freshApp({ logger: captureLogger() });
+    const backend = useBullMQ(app, { connection: redis.connection, queueName, logger: captureLogger() });
+    closers.push(
+      () => shutdown({ container: app }),
+      () => backend.close(),
+    );
+    return { bg: app.createChildContainer().resolve(Background), backend, app };
+  }
+
+  /** Workers in an application of their own (as another process would be). */
+  function workers(queueName: string, logger = captureLogger()): { app: DependencyContainer } {
+    const app = freshApp({ logger });
+    const started = startWorkers({ container: app, tasks, connection: redis.connection, queueName, concurrency: 4 });
+    closers.push(
+      () => started.close(),
+      () => shutdown({ container: app }),
+    );
+    return { app };
+  }
+
+  function setup(options: { workers?: boolean } = {}) {
+    const queueName = `flows-${randomUUID()}`;
+    const made = producer(queueName);
+    if (options.workers !== false) workers(queueName);
+    effects.length = 0;
+    return { ...made, queueName };
+  }
+
+  const gate = (label: string): Deferred => {
+    const d = deferred();
+    gates.set(label, d);
+    return d;
+  };
+
+  it('runs a durable task only once every task it waits for has succeeded, added before it, running or done', async () => {
+    const { bg, backend } = setup();
+    const first = gate('first');
+    const a = bg.with({ durable: true }).add(step, 'first');
+    const b = bg.with({ durable: true }).add(step, 'second');
+    const c = bg.with({ durable: true, after: [a, b] }).add(step, 'third');
+    expect(c.status).toBe('delayed');
+    await b.result();
+    await vi.waitFor(() => expect(effects).toContain('first started'), bound);
+    await vi.waitFor(async () => expect(await backend.job(c.id)).toMatchObject({ status: 'delayed', attempt: 0 }), bound);
+    expect(c.status).toBe('delayed');
+    first.resolve();
+    await expect(c.result()).resolves.toBe('third');
+    expect(effects.indexOf('third started')).toBeGreaterThan(effects.indexOf('first done'));
+    expect(effects.indexOf('third started')).toBeGreaterThan(effects.indexOf('second done'));
+    expect(c).toMatchObject({ status: 'succeeded', attempt: 1 });
+    // After a task already done: its handle says so, and the task runs at once.
+    const d = bg.with({ durable: true, after: [c] }).add(step, 'fourth');
+    await expect(d.result()).resolves.toBe('fourth');
+    expect(effects.slice(-2)).toEqual(['fourth started', 'fourth done']);
+  });
+
+  it('chains: each task of a chain waits for the one before, in Redis', async () => {
+    const { bg } = setup();
+    const held = gate('one');
+    let previous: TaskHandle = bg.with({ durable: true }).add(step, 'one');
+    const chain = [previous];
+    for (const label of ['two', 'three', 'four']) chain.push((previous = bg.with({ durable: true, after: [previous] }).add(step, label)));
+    await vi.waitFor(() => expect(effects).toEqual(['one started']), bound);
+    held.resolve();
+    await expect(previous.result()).resolves.toBe('four');
+    expect(effects).toEqual(['one started', 'one done', 'two started', 'two done', 'three started', 'three done', 'four started', 'four done']);
+  });
+
+  it('skips the dependent when a task it waits for fails after its retries: TaskSkippedError, its cause the failure; backend.job() reads skipped', async () => {
+    const { bg, backend } = setup();
+    const held = gate('slow');
+    const slow = bg.with({ durable: true }).add(step, 'slow');
+    const broken = bg.with({ durable: true, retries: 1, backoff: { baseMs: 1, jitter: 0 } }).add(failing, 'broken');
+    const dependent = bg.with({ durable: true, after: [slow, broken] }).add(step, 'dependent');
+    const error = await dependent.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskSkippedError);
+    expect(error).toMatchObject({
+      code: 'ERR_TASK_SKIPPED',
+      message: `Task "step" (#${dependent.id}) was skipped: it was to run after task "failing" (#${broken.id}), which failed`,
+    });
+    expect((error as Error).cause).toBeInstanceOf(DurableTaskError);
+    expect((error as Error).cause).toMatchObject({ code: 'ERR_DURABLE_FAILED', jobId: broken.id, message: 'broken breaks' });
+    expect(dependent).toMatchObject({ status: 'skipped', attempt: 0 });
+    await expect(backend.job(dependent.id)).resolves.toMatchObject({
+      status: 'skipped',
+      attempt: 0,
+      failedReason: `Task "step" (#${dependent.id}) was skipped: it was to run after task "failing" (#${broken.id}), which failed: broken breaks`,
+    });
+    expect(effects.filter((e) => e === 'broken failed')).toHaveLength(2);
+    // The other task it waited for is a task of its own: it still runs.
+    held.resolve();
+    await expect(slow.result()).resolves.toBe('slow');
+    expect(effects).not.toContain('dependent started');
+  });
+
+  it('skips the dependent of a task that had failed already when it was added (the guard sees it)', async () => {
+    const { bg, backend } = setup();
+    const broken = bg.with({ durable: true }).add(failing, 'early');
+    await broken.result().catch(() => undefined);
+    const dependent = bg.with({ durable: true, after: [broken] }).add(step, 'late');
+    await expect(dependent.result()).rejects.toThrow(`was to run after task "failing" (#${broken.id}), which failed`);
+    await expect(backend.job(dependent.id)).resolves.toMatchObject({ status: 'skipped' });
+    expect(effects).toEqual(['early failed']);
+  });
+
+  it('skips the dependent of a task cancelled while it waits (its job removed) or while it runs (its job failed)', async () => {
+    const { bg, backend } = setup();
+    const waiting = bg.with({ durable: true, delayMs: 60_000 }).add(step, 'delayed');
+    const afterWaiting = bg.with({ durable: true, after: [waiting] }).add(step, 'after delayed');
+    await vi.waitFor(async () => expect((await backend.job(afterWaiting.id))?.status).toBe('delayed'), bound);
+    waiting.cancel('not needed');
+    const error = await afterWaiting.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskSkippedError);
+    expect((error as Error).message).toBe(`Task "step" (#${afterWaiting.id}) was skipped: it was to run after task "step" (#${waiting.id}), which was cancelled`);
+    await vi.waitFor(async () => expect(await backend.job(waiting.id)).toBeUndefined(), bound);
+    await expect(backend.job(afterWaiting.id)).resolves.toMatchObject({ status: 'skipped' });
+
+    gate('running');
+    const running = bg.with({ durable: true }).add(step, 'running');
+    const afterRunning = bg.with({ durable: true, after: [running] }).add(step, 'after running');
+    await vi.waitFor(() => expect(effects).toContain('running started'), bound);
+    running.cancel('stop');
+    const stopped = await afterRunning.result().catch((e: unknown) => e);
+    expect((stopped as Error).message).toBe(`Task "step" (#${afterRunning.id}) was skipped: it was to run after task "step" (#${running.id}), which was cancelled`);
+    await expect(backend.job(afterRunning.id)).resolves.toMatchObject({ status: 'skipped' });
+    expect(effects).not.toContain('after delayed started');
+    expect(effects).not.toContain('after running started');
+  });
+
+  it('skips the dependent of a task whose job is not in Redis (removed before the dependent was added)', async () => {
+    const { bg, backend } = setup();
+    const gone = bg.with({ durable: true, delayMs: 60_000 }).add(step, 'gone');
+    await vi.waitFor(async () => expect(await backend.job(gone.id)).toBeDefined(), bound);
+    gone.cancel();
+    await vi.waitFor(async () => expect(await backend.job(gone.id)).toBeUndefined(), bound);
+    const dependent = bg.with({ durable: true, after: [gone] }).add(step, 'orphan');
+    await expect(dependent.result()).rejects.toThrow(
+      `Task "step" (#${dependent.id}) was skipped: it was to run after task "step" (#${gone.id}), which was not in the queue (cancelled or removed, or its record expired)`,
+    );
+    await expect(backend.job(dependent.id)).resolves.toMatchObject({ status: 'skipped', attempt: 0 });
+    expect(effects).toEqual([]);
+  });
+
+  it('cancels a waiting dependent: its job is removed, and the tasks it waited for still run', async () => {
+    const { bg, backend } = setup();
+    const held = gate('kept');
+    const kept = bg.with({ durable: true }).add(step, 'kept');
+    const dependent = bg.with({ durable: true, after: [kept] }).add(step, 'dropped');
+    await vi.waitFor(async () => expect((await backend.job(dependent.id))?.status).toBe('delayed'), bound);
+    expect(dependent.cancel()).toBe(true);
+    await vi.waitFor(async () => expect(await backend.job(dependent.id)).toBeUndefined(), bound);
+    held.resolve();
+    await expect(kept.result()).resolves.toBe('kept');
+    await expect(backend.job(kept.id)).resolves.toMatchObject({ status: 'succeeded' });
+    expect(effects).not.toContain('dropped started');
+  });
+
+  it('waits across applications: one adds the task, another the dependent (by backend.handle(id)), workers in a third; the first may be gone', async () => {
+    const queueName = `flows-${randomUUID()}`;
+    effects.length = 0;
+    const one = producer(queueName);
+    const two = producer(queueName);
+    const held = gate('from one');
+    const first = one.bg.with({ durable: true }).add(step, 'from one');
+    workers(queueName);
+    await vi.waitFor(() => expect(effects).toContain('from one started'), bound);
+    const followed = await two.backend.handle(first.id);
+    expect(followed).toMatchObject({ id: first.id, name: 'step', status: 'running', attempt: 1 });
+    const dependent = two.bg.with({ durable: true, after: [followed!] }).add(step, 'from two');
+    // The first producer goes away: the dependency is in Redis, not in its memory.
+    await one.backend.close();
+    await vi.waitFor(async () => expect((await two.backend.job(dependent.id))?.status).toBe('delayed'), bound);
+    held.resolve();
+    await expect(dependent.result()).resolves.toBe('from two');
+    await expect(followed!.result()).resolves.toBe('from one');
+    expect(effects).toEqual(['from one started', 'from one done', 'from two started', 'from two done']);
+    await expect(two.backend.handle('no-such-job')).resolves.toBeUndefined();
+    // A handle of a job that ended already is settled as it ended.
+    const done = (await producer(queueName).backend.handle(dependent.id))!;
+    expect(done).toMatchObject({ id: dependent.id, name: 'step', status: 'succeeded', attempt: 1 });
+    await expect(done.result()).resolves.toBe('from two');
+  });
+
+  it('waits across processes: one process adds the task, another the dependent, both die; workers in this one run them in order', async () => {
+    const queueName = `flows-${randomUUID()}`;
+    effects.length = 0;
+    const first = await addInAnotherProcess(redis.port, queueName, 'from process one');
+    const second = await addInAnotherProcess(redis.port, queueName, 'from process two', first);
+    const { backend } = producer(queueName);
+    const dependent = (await backend.handle(second))!;
+    expect(dependent).toMatchObject({ status: 'delayed', name: 'step' });
+    const held = gate('from process one');
+    workers(queueName);
+    await vi.waitFor(() => expect(effects).toEqual(['from process one started']), bound);
+    await expect(backend.job(second)).resolves.toMatchObject({ status: 'delayed' });
+    held.resolve();
+    await expect(dependent.result()).resolves.toBe('from process two');
+    expect(effects).toEqual(['from process one started', 'from process one done', 'from process two started', 'from process two done']);
+  }, 30_000);
+
+  it('skips, saying why, a dependent added in another application for a task that another durable task waits for already', async () => {
+    const queueName = `flows-${randomUUID()}`;
+    effects.length = 0;
+    const one = producer(queueName);
+    const two = producer(queueName);
+    gate('shared');
+    const shared = one.bg.with({ durable: true }).add(step, 'shared');
+    one.bg.with({ durable: true, after: [shared] }).add(step, 'first dependent');
+    workers(queueName);
+    await vi.waitFor(() => expect(effects).toContain('shared started'), bound);
+    const followed = (await two.backend.handle(shared.id))!;
+    const second = two.bg.with({ durable: true, after: [followed] }).add(step, 'second dependent');
+    await expect(second.result()).rejects.toThrow(/which is waited for by another durable task already \(.+\), and BullMQ gives a job one parent$/);
+    gates.get('shared')!.resolve();
+  });
+
+  it('refuses at add(), with nothing enqueued, what does not map: in-process handles, schedules, another queue, a second dependent', async () => {
+    const { bg, backend } = setup({ workers: false });
+    const inProcess = bg.add(async () => 1);
+    expect(() => bg.with({ durable: true, after: [inProcess] }).add(step, 'x')).toThrow(
+      new TypeError(
+        `bg.add("step"): options.after[0] is in-process task "anonymous" (#${inProcess.id}), and a durable task waits only for durable tasks of its queue (the wait lives in Redis, ` +
+          `where no worker sees this process's tasks); make "anonymous" durable too, or add "step" once that handle's result() has resolved`,
+      ),
+    );
+    const durable = bg.with({ durable: true }).add(step, 'first');
+    expect(() => bg.with({ after: [durable] }).add(step, 'in process')).toThrow(
+      new TypeError(
+        `bg.add("step"): options.after[0] is durable task "step" (#${durable.id}), and an in-process task waits only for in-process tasks; ` +
+          'make "step" durable too (its wait then lives in Redis), or add it once the handle\'s result() has resolved',
+      ),
+    );
+    const schedule = bg.with({ durable: true, every: 60_000, overlap: true }).add(step, 'tick');
+    expect(() => bg.with({ durable: true, after: [schedule] }).add(step, 'x')).toThrow(
+      new TypeError('bg.add("step"): options.after[1] is the schedule of durable task "step", which never finishes; give the handle of a one-off task'.replace('after[1]', 'after[0]')),
+    );
+    const other = producer(`flows-${randomUUID()}`);
+    const elsewhere = other.bg.with({ durable: true }).add(step, 'elsewhere');
+    expect(() => bg.with({ durable: true, after: [elsewhere] }).add(step, 'x')).toThrow(/^bg\.add\("step"\): options\.after\[0\] is durable task "step" \(#[0-9a-f-]+\) of another queue \("flows-/);
+    const dependent = bg.with({ durable: true, after: [durable] }).add(step, 'dependent');
+    expect(() => bg.with({ durable: true, after: [durable] }).add(step, 'second')).toThrow(
+      new TypeError(
+        `bg.add("step"): options.after[0] is durable task "step" (#${durable.id}), which durable task "step" (#${dependent.id}) waits for already: ` +
+          'BullMQ gives a job one parent, so one durable task at most can wait for it; run "step" after "step", or after a task of its own',
+      ),
+    );
+    await vi.waitFor(async () => expect(await backend.job(dependent.id)).toMatchObject({ status: 'delayed' }), bound);
+    // The first task, its dependent, the dependent's guard and the schedule's job; nothing of the refused ones.
+    const jobs = await backend.queue.getJobs();
+    expect(jobs.map((job) => (job.name === 'step' ? (job.data as { args: string[] }).args[0] : job.name)).sort()).toEqual(['dependent', 'first', 'tick', 'tsyringe-background:after']);
+    schedule.cancel();
+  });
+
+  it("gives a worker's task the job's attempt: ctx.attempt, the handle, backend.job(), the run's events and logs count alike", async () => {
+    const queueName = `flows-${randomUUID()}`;
+    effects.length = 0;
+    const { bg, backend } = producer(queueName);
+    const logger = captureLogger();
+    const { app } = workers(queueName, logger);
+    const events: TaskEvent[] = [];
+    const observation = observeTasks((event) => void (event.name === 'counting' && events.push(event)), { container: app });
+    closers.push(async () => observation());
+    const handle = bg.with({ durable: true, retries: 3, backoff: { baseMs: 1, jitter: 0 } }).add(counting, 'retried', 3);
+    await expect(handle.result()).resolves.toBe(3);
+    expect(effects).toEqual(['retried attempt 1', 'retried attempt 2', 'retried attempt 3']);
+    expect(handle.attempt).toBe(3);
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'succeeded', attempt: 3 });
+    expect(events.filter((e) => e.type === 'started').map((e) => e.attempt)).toEqual([1, 2, 3]);
+    expect(events.filter((e) => e.type === 'failed').map((e) => e.attempt)).toEqual([1, 2]);
+    expect(events.filter((e) => e.type === 'succeeded').map((e) => e.attempt)).toEqual([3]);
+    expect(logger.entries.filter((e) => e.message === 'retried ran').map((e) => e.fields.attempt)).toEqual([1, 2, 3]);
+    expect(logger.entries.filter((e) => e.level === 'error' && e.fields.task === 'counting').map((e) => e.fields.attempt)).toEqual([1, 2]);
+  });
+});
