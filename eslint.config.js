@@ -22,7 +22,7 @@ const layers = {
   worker: ['wire', 'start-marks', 'clone', 'thread'],
   engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
   di: ['container', 'in-process-runner'],
-  '.': ['group', 'background', 'shutdown', 'observe', 'graceful', 'index'],
+  '.': ['tasks', 'group', 'background', 'shutdown', 'observe', 'graceful', 'index'],
   adapters: ['request-scope', 'live-view', 'express', 'fastify', 'hono', 'opentelemetry', 'bullmq', 'dashboard', 'express-dashboard', 'fastify-dashboard', 'hono-dashboard'],
 };
 /** Layers that must not know tsyringe: the engine runs tasks, whoever resolved them. */

@@ -2,7 +2,7 @@
  * Worker tasks of the benchmark, defined with the built library. Every worker thread of the
  * pool imports this module, so it has no side effects beyond defining the tasks.
  */
-import { workerTask } from '../dist/index.js';
+import { workerTask } from '../dist/tasks.js';
 import { spin } from './work.mjs';
 
 /** CPU-bound work: `iterations` steps of {@link spin}. */

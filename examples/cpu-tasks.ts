@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { threadId } from 'node:worker_threads';
-import { TaskContext, workerTask } from 'tsyringe-background';
+import { TaskContext, workerTask } from 'tsyringe-background/tasks';
 
 /** How avatars are drawn. Each worker thread's container provides it: see worker-setup.ts. */
 export class AvatarConfig {
