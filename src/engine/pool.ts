@@ -206,7 +206,7 @@ export class Pool {
   #start(): Piscina {
     if (this.#piscina !== undefined) return this.#piscina;
     const fromSource = import.meta.url.endsWith('.ts');
-    const { maxThreads, minThreads, idleTimeout, resourceLimits, setupModule } = this.settings;
+    const { maxThreads, minThreads, idleTimeout, resourceLimits, setupModule, niceIncrement } = this.settings;
     const workerData: WorkerConfig = {
       setupModule,
       startMarks: this.#marks.buffer,
@@ -228,6 +228,8 @@ export class Pool {
       // prewarmed thread waits asynchronously instead, so that its setup and imports go on.
       ...(this.settings.prewarm ? { atomics: 'async' as const } : {}),
       ...(resourceLimits === undefined ? {} : { resourceLimits }),
+      // Lower the threads' priority, so that the event loop preempts a worker on its core.
+      ...(niceIncrement === 0 ? {} : { niceIncrement }),
     });
     // Piscina emits 'error' for failures that belong to no task (a close that timed out, say);
     // with no listener, that would crash the process.
