@@ -317,7 +317,7 @@ describe('worker tasks and disposal', () => {
     await expect(closing).resolves.toMatchObject({ abandoned: 0 });
     await expect(handle.result()).resolves.toBe('finished');
     expect(pool.threads).toBe(0);
-    await expect(pool.run({ module: tasksModule, name: 'greet', args: ['late'] }, { id: '0', signal: new AbortController().signal, attempt: 1, reportProgress: () => undefined, logFromWorker: () => undefined }, [], false)).rejects.toThrow(
+    await expect(pool.run({ module: tasksModule, name: 'greet', args: ['late'] }, { id: '0', onAbort: () => undefined, attempt: 1, reportProgress: () => undefined, logFromWorker: () => undefined }, [], false)).rejects.toThrow(
       /the worker pool is closed/,
     );
   });

@@ -22,11 +22,12 @@ import type { Invocation } from './task-run.js';
 
 const require = createRequire(import.meta.url);
 
-/** What the pool needs of a task's attempt: its signal, and where its progress goes. */
+/** What the pool needs of a task's attempt: when it aborts, and where its progress goes. */
 export interface AttemptLink {
   readonly id: string;
-  readonly signal: AbortSignal;
   readonly attempt: number;
+  /** Calls `listener` when the attempt aborts, with the reason; `undefined` stops listening. */
+  onAbort(listener: ((reason: Error) => void) | undefined): void;
   reportProgress(fraction: number, message?: string): void;
   /** Writes an entry the task logged in its worker, for the given attempt. */
   logFromWorker(attempt: number, level: 'error' | 'warn' | 'info' | 'debug', fields: Record<string, unknown>, message: string): void;
@@ -127,27 +128,34 @@ export class Pool {
 
   async #run(task: WorkerCall, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean, mark: StartMark): Promise<unknown> {
     this.#watch();
-    const { signal } = attempt;
     let request: WorkerRequest = { ...task, id: attempt.id, attempt: attempt.attempt, slot: mark.slot, token: mark.token };
+    // What Piscina listens to, to stop the task (dequeue it, or terminate its thread).
+    const kill = new Kill();
     if (!withContext) {
       // The task cannot see a signal: an abort terminates its thread at once.
+      attempt.onAbort((reason) => {
+        kill.abort(reason);
+      });
       let response: WorkerResponse;
       try {
-        response = (await this.#start().run(request, { signal, transferList: transferList as never })) as WorkerResponse;
+        response = (await this.#start().run(request, { signal: kill, transferList: transferList as never })) as WorkerResponse;
       } catch (error) {
-        if (signal.aborted) throw signal.reason;
+        if (kill.aborted) throw kill.reason;
         throw this.#explain(request, error);
+      } finally {
+        attempt.onAbort(undefined);
       }
       return outcomeOf(task.name, response);
     }
-    const kill = new AbortController();
+    let aborted: Error | undefined;
     let grace: NodeJS.Timeout | undefined;
     const channel = new MessageChannel();
-    const onAbort = (): void => {
+    const onAbort = (reason: Error): void => {
+      aborted = reason;
       this.#marks.abort(mark);
-      channel.port1.postMessage({ abort: toWire(signal.reason as Error) } satisfies ChannelMessage);
+      channel.port1.postMessage({ abort: toWire(reason) } satisfies ChannelMessage);
       grace = setTimeout(() => {
-        kill.abort(signal.reason);
+        kill.abort(reason);
       }, this.settings.terminateAfterMs);
     };
     const attemptNo = attempt.attempt;
@@ -157,15 +165,15 @@ export class Pool {
     };
     channel.port1.on('message', onMessage);
     request = { ...request, port: channel.port2 };
-    signal.addEventListener('abort', onAbort, { once: true });
+    attempt.onAbort(onAbort);
     let response: WorkerResponse;
     try {
-      response = (await this.#start().run(request, { signal: kill.signal, transferList: [...transferList, channel.port2] as never })) as WorkerResponse;
+      response = (await this.#start().run(request, { signal: kill, transferList: [...transferList, channel.port2] as never })) as WorkerResponse;
     } catch (error) {
-      if (signal.aborted) throw signal.reason;
+      if (aborted !== undefined) throw aborted;
       throw this.#explain(request, error);
     } finally {
-      signal.removeEventListener('abort', onAbort);
+      attempt.onAbort(undefined);
       clearTimeout(grace);
       // The result travels on another port and can overtake the last progress reports: take
       // them before closing, while the task still counts as running.
@@ -332,4 +340,31 @@ function machineCpu(): { idle: number; total: number } {
     total += times.user + times.nice + times.sys + times.idle + times.irq;
   }
   return { idle, total };
+}
+
+/**
+ * What Piscina needs of an `AbortSignal` to stop a task (it reads `aborted`, and listens for
+ * `abort` once), without the cost of an `AbortController` per attempt.
+ */
+class Kill {
+  aborted = false;
+  reason: unknown = undefined;
+  #listener: (() => void) | undefined;
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    this.#listener = listener;
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    if (this.#listener === listener) this.#listener = undefined;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const listener = this.#listener;
+    this.#listener = undefined;
+    listener?.();
+  }
 }

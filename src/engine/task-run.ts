@@ -133,6 +133,8 @@ export class TaskRun implements TaskHandle, Job {
   #invocation: Invocation | undefined;
   /** The current attempt's controller, created when something asks for its signal. */
   #controller: AbortController | undefined;
+  /** Told when the current attempt aborts, without a signal made for it (the worker pool's). */
+  #abortListener: ((reason: Error) => void) | undefined;
   /** The timeout of the running attempt, or the wait of a delayed or retrying task. */
   #timer: NodeJS.Timeout | undefined;
   #startedAt = 0;
@@ -189,6 +191,24 @@ export class TaskRun implements TaskHandle, Job {
     return this.#controller.signal;
   }
 
+  /**
+   * Calls `listener` when the current attempt aborts (cancelled, timed out or abandoned while
+   * running), as its signal's `abort` event would, without making the signal: the worker pool's
+   * way to stop a thread (an AbortController per attempt was the largest cost of a worker
+   * round trip). One listener, cleared by `undefined` and when the next attempt starts.
+   */
+  onAbort(listener: ((reason: Error) => void) | undefined): void {
+    this.#abortListener = listener;
+  }
+
+  /** Aborts the current attempt: its signal, if one was made, and its listener. */
+  #abortAttempt(reason: Error): void {
+    this.#controller?.abort(reason);
+    const listener = this.#abortListener;
+    this.#abortListener = undefined;
+    listener?.(reason);
+  }
+
   /** Joins its lane now, or at `dueAt` when that is in the future. */
   enqueue(): void {
     const wait = this.dueAt === 0 ? 0 : this.dueAt - Date.now();
@@ -243,6 +263,7 @@ export class TaskRun implements TaskHandle, Job {
     const attempt = ++this.attempt;
     this.#holdsSlot = true;
     this.#controller = undefined;
+    this.#abortListener = undefined;
     const fn = this.#fn;
     const { timeoutMs } = this.#options;
     if (timeoutMs !== undefined) this.#timer = setTimeout(TaskRun.#timedOut, timeoutMs, this, attempt);
@@ -311,7 +332,7 @@ export class TaskRun implements TaskHandle, Job {
     if (finalStatuses.has(from)) return false;
     const error = new TaskCancelledError(this.name, this.id, reason);
     this.#finish('cancelled', { ok: false, error });
-    if (from === 'running') this.#controller?.abort(error);
+    if (from === 'running') this.#abortAttempt(error);
     this.#log('debug', { attempt: this.attempt }, `task "${this.name}" was cancelled`);
     return true;
   }
@@ -322,7 +343,7 @@ export class TaskRun implements TaskHandle, Job {
     if (finalStatuses.has(from)) return false;
     const error = new TaskAbandonedError(this.name, this.id, drainTimeoutMs, why);
     this.#finish('abandoned', { ok: false, error });
-    if (from === 'running') this.#controller?.abort(error);
+    if (from === 'running') this.#abortAttempt(error);
     return true;
   }
 
@@ -369,7 +390,7 @@ export class TaskRun implements TaskHandle, Job {
   #attemptFailed(attempt: number, thrown: unknown): void {
     if (this.#status !== 'running' || attempt !== this.attempt) return;
     const error = isError(thrown) ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
-    this.#afterFailure(error, 'failed', undefined);
+    this.#afterFailure(error, 'failed', false);
   }
 
   static #timedOut(run: TaskRun, attempt: number): void {
@@ -384,7 +405,7 @@ export class TaskRun implements TaskHandle, Job {
         return;
       }
     }
-    run.#afterFailure(new TaskTimeoutError(run.name, run.id, timeoutMs, attempt), 'timedOut', run.#controller);
+    run.#afterFailure(new TaskTimeoutError(run.name, run.id, timeoutMs, attempt), 'timedOut', true);
   }
 
   /**
@@ -393,7 +414,7 @@ export class TaskRun implements TaskHandle, Job {
    * the freed slot starts): it is `retrying` while `retryIf` decides, so a cancel from there ends
    * the task once.
    */
-  #afterFailure(error: Error, finalStatus: 'failed' | 'timedOut', abort: AbortController | undefined): void {
+  #afterFailure(error: Error, finalStatus: 'failed' | 'timedOut', abort: boolean): void {
     const attempt = this.attempt;
     const durationMs = this.#elapsed();
     const { retries, retryIf, backoff } = this.#options;
@@ -403,13 +424,13 @@ export class TaskRun implements TaskHandle, Job {
     const retry = attempt <= retries && this.#worthRetrying(error, attempt, retryIf);
     if (this.#status !== 'retrying') {
       // retryIf cancelled the task: that is its outcome.
-      abort?.abort(error);
+      if (abort) this.#abortAttempt(error);
       return;
     }
     if (!retry) {
       this.#lastDurationMs = durationMs;
       this.#finish(finalStatus, { ok: false, error });
-      abort?.abort(error);
+      if (abort) this.#abortAttempt(error);
       this.#log('error', { attempt, durationMs, err: error }, `task "${this.name}" ${finalStatus === 'timedOut' ? 'timed out' : 'failed'}`);
       return;
     }
@@ -418,7 +439,7 @@ export class TaskRun implements TaskHandle, Job {
     this.#lastDurationMs = durationMs;
     this.#timer = setTimeout(TaskRun.#retry, delayMs, this);
     this.#freeSlot();
-    abort?.abort(error);
+    if (abort) this.#abortAttempt(error);
     const observer = this.owner.hooks?.observer;
     if (observer !== undefined) observer(this.#event({ type: 'attemptFailed', durationMs, error, retryInMs: delayMs }));
     this.#log(
