@@ -51,6 +51,8 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
   p();
   p(webLink);
   p();
+  p(durableLink);
+  p();
 
   p('## Missed targets: why, and the next step');
   p();
@@ -134,6 +136,11 @@ const webLink =
   'autocannon\'s load, has a page of its own, [benchmarks-web.md](benchmarks-web.md), written whenever that section runs ' +
   '(`node bench/run.mjs --only web` rewrites it and leaves this page alone).';
 
+/** The paragraph of benchmarks.md that points to the durable section's page. */
+const durableLink =
+  'Section 8, durable tasks on BullMQ against raw BullMQ on the same redis-server (throughput, and the cost of `add()`), ' +
+  'has a page of its own too, [benchmarks-durable.md](benchmarks-durable.md) (`node bench/run.mjs --only durable`).';
+
 /** What the web section measures and why the comparison is fair: on both pages. */
 const webMethod =
   '- **7 Under HTTP load** (bench/web.mjs): for each framework (Express 5, Fastify 5, Hono 4 on @hono/node-server), one server ' +
@@ -172,6 +179,7 @@ const methods = [
   '- **5 Worker round trip**: `await bg.add(noop).result()` one after another, against raw Piscina `await pool.run()` of a module doing the same, with the same options (maxThreads 40, minThreads 2, idleTimeout 10 s: Background\'s defaults); both pools in one process, each warmed for 600 ms of round trips (a new worker isolate needs a few hundred ms of calls before its code is optimized), then alternating blocks of 300 timed round trips, 20 blocks each per round; 7 rounds unpinned (each process lands in one of the modes below), 3 pinned. The same pinned to one core (`taskset -c 0`) shows the CPU both ends spend, without the wake-up latency of a thread on the other core, which swings the unpinned p50 between ≈ 15 and ≈ 90 µs from one process to the next. bench/pool.mjs c measures the same in separate processes (shown for reference). **Caller blocked**: each `add()` of a worker task with a small object argument timed on its own (`performance.now()` around the call), in batches of 50; raw Piscina `run()` sized to the cores for comparison.',
   '- **6 Event-loop protection**: a `setTimeout(5 ms)` loop standing for request handling; lateness = when a tick ran − when it was due. Phases of 1 s (the first 100 ms not counted), interleaved, 5 cycles per round: nothing else (the baseline); a 50 ms CPU task every 200 ms through the worker lane; the same through raw Piscina sized to the cores (what the platform allows); the same in another process, toggled on for its phase (what any CPU-bound work on this machine does to the loop); the same inline. p99 over each phase\'s ≈ 900 ticks per round.',
   webMethod,
+  '- **8 Durable tasks on BullMQ**: see [benchmarks-durable.md](benchmarks-durable.md#what-is-measured).',
 ];
 
 /**
@@ -279,6 +287,183 @@ export function webPage({ machine, rounds, rows, details, load, web, whole }) {
   p('node bench/run.mjs --only web             # this section alone: rewrites this page, not benchmarks.md');
   p('node bench/run.mjs --only web --quick     # one short round, no page: checks that it runs');
   p('npm run bench                             # everything: benchmarks.md (rows 7 included) and this page');
+  p('```');
+  p();
+  return out.join('\n');
+}
+
+/** What the durable section measures, for its page. */
+const durableMethod = [
+  'Each round is a fresh process (bench/durable.mjs) that starts a redis-server of its own on 127.0.0.1 (a free port, no ' +
+    'persistence) and stops it at the end; without redis-server the section is skipped with a notice. Everything runs ' +
+    'against the built output (dist/). Three variants, each run on a fresh queue, Redis flushed between runs:',
+  '',
+  '- **raw**: BullMQ as an application uses it without the library: `queue.add(name, { args }, { removeOnComplete, removeOnFail })` ' +
+    '(the library\'s retention, so that both keep the same jobs) and a `Worker` whose processor calls the task\'s function.',
+  '- **raw, the library\'s job data and options**: the same raw BullMQ, with the exact job the library makes: data ' +
+    '`{ args, timeoutMs, backoff }`, a UUID `jobId`, `attempts`, a custom backoff type, and a `priority` (every library job ' +
+    'has one, so that priorities work: BullMQ keeps prioritized jobs in a sorted set). It separates what the job\'s shape ' +
+    'costs from what the library\'s code costs.',
+  '- **library**: `useBullMQ(root, { connection, queueName })` and `bg.with({ durable: true }).add(task, arg)` on a producer ' +
+    'application, `startWorkers({ tasks: [task], concurrency })` on a worker application (a child tsyringe scope per job, ' +
+    'drained and disposed after it).',
+  '',
+  'The task is the same async function in every variant (an async no-op that counts its runs), with one small JSON argument ' +
+    '(an order: an id, a customer, three lines); the worker\'s concurrency is the same (50); producer and worker are in the ' +
+    'one process of the round. Measurements, each variant in turn in an order that rotates from rep to rep, after one ' +
+    'smaller warm-up run of each (not kept), 3 reps per round; a round\'s figure is the median of its reps, the ratio is ' +
+    'taken within the round, and the page gives the median over the rounds with the lowest and highest in parentheses:',
+  '',
+  '- **8a Worker side**: every job enqueued first (not timed), the producer closed; then the worker is created and timed ' +
+    'until it has completed every job (its `completed` events): the throughput of the worker side alone, the fair figure ' +
+    'for "how many jobs a worker process gets through".',
+  '- **8b End to end**: the worker started and warm (one job through), then every job added at once (the calls not ' +
+    'awaited one by one) and timed from the first `add()` to the worker\'s last completion. Producer and worker share the ' +
+    'process, as a small deployment runs them; the library\'s producer also follows its jobs through the queue\'s event ' +
+    'stream (its handles settle from it), which raw BullMQ does not do.',
+  '- **8c Enqueue**: a batch of `add()` calls on a warm producer (one job enqueued first), no worker running. *Synchronous ' +
+    'part*: the loop of calls, per call (`bg.add()` returns its handle at once; `queue.add()` returns a promise). *Until ' +
+    'in Redis*: from the first call until every job is in Redis, per job: the `queue.add()` promises for raw; for the ' +
+    'library, the promises of its backend\'s own `queue.add()` calls, counted by a wrapper on `backend.queue` (the bench ' +
+    'needs it: a handle does not say when its job reached Redis).',
+  '',
+  'CPU per job is this process\'s (`process.cpuUsage()`) and redis-server\'s (from /proc) over the timed part, divided by ' +
+    'the jobs. On 2 cores, redis-server and the Node process each take about one: jobs/s is the slower of the two.',
+];
+
+/**
+ * Why the durable throughput targets are missed, and what would help: shown on its page under a
+ * missed row (bench/analysis.mjs, when it has an entry for the row, wins).
+ */
+const durableAnalysis = {
+  throughput: {
+    why:
+      'Analysed on the 2-core machine of these pages (issue 14). The Node process is the bottleneck of every variant (redis-server spends about half as much CPU per job), ' +
+      'so jobs/s follows the Node CPU per job: "Node CPU µs/job" below, ≈ 60–70 µs for raw BullMQ, ≈ 115–120 µs for the library. ' +
+      'Redis does the same work for both: the same commands per job (INFO commandstats: one EVALSHA moveToActive/moveToFinished ' +
+      'per job, the same counts), and raw BullMQ with the library\'s exact job (row ↳) is close to raw. The difference is ' +
+      'the library\'s work per job in the worker (with a no-op task, all the work there is): a child scope, its ' +
+      '`Background` and an in-process task run (`createChildContainer`, `resolve(Background)`, `with()`, `add()`, `result()`, ' +
+      '`disposeScope`: ≈ 9 µs when the worker\'s processor is called alone, without Redis), and, until the worker stopped ' +
+      'asking for it, the `AbortController` BullMQ makes for every job of a processor that takes its signal (≈ 8–20 µs alone, ' +
+      'with its listener). ' +
+      'In the worker those costs are larger than alone (a `--cpu-prof` of the worker side, 10 000 jobs: more GC, and dearer ' +
+      'socket writes: the writes of the same commands took ≈ 120 µs of `writeBuffer` a job against ≈ 40 µs for raw — likely ' +
+      'because a busier Node process finds redis-server idle more often, and its wake-up is charged to the write). In all ≈ 50–60 µs more per job: about 0.6× on ' +
+      'a no-op task. Not asking BullMQ for the signal (cancellations reach the task through the worker\'s own map of running ' +
+      'jobs instead) gave, in a paired run in one process (10 000 jobs waiting, 5 reps each, alternating), 146 → 141 µs of ' +
+      'Node CPU per job and 0.69 → 0.70 of raw, within the noise. End to end (8b), the same process also pays ' +
+      'the producer\'s side: `add()` (8c) and the queue\'s event stream, whose entries for every job (added, waiting, ' +
+      'active, completed) the library reads and parses so that its handles settle; raw BullMQ reads none.',
+    next:
+      'The cost is per job, so the ratio rises with the work a real task does (with 0.5 ms of CPU in the task it would be ' +
+      'about 0.9×). To reach 0.9× on a no-op task the worker would have to do almost nothing per job ' +
+      'beyond BullMQ: run a definition that injects nothing without a child scope and without a `Background` task run ' +
+      '(`definition.fn(...args)` with a `TaskContext`, its timeout and events done by hand), and make the scope only for ' +
+      'definitions that inject; and pass the call options without resolving them per job (`with()` validates and merges ' +
+      'them each time). The enqueue side (8c) pays for a JSON check, a UUID, a deadline timer and two awaits per job before ' +
+      'its `queue.add()`: one deadline timer for all the jobs being sent, rather than one each, is the first thing to try.',
+  },
+};
+durableAnalysis.durableDrain = durableAnalysis.throughput;
+durableAnalysis.durableE2e = durableAnalysis.throughput;
+
+/**
+ * docs/benchmarks-durable.md: the durable section's figures, written whenever it runs, so that
+ * `--only durable` need not rewrite benchmarks.md.
+ * @param whole whether a full run wrote it (benchmarks.md then has the same rows)
+ * @param durable the section's raw results, one per round
+ */
+export function durablePage({ machine, rounds, rows, details, load, durable, whole }) {
+  const out = [];
+  const p = (line = '') => out.push(line);
+  const targets = rows.filter((r) => r.met !== undefined);
+  const missed = targets.filter((r) => r.met === false);
+  p('# Benchmarks: durable tasks on BullMQ');
+  p();
+  p('<!-- Written by bench/run.mjs (`npm run bench`, or `node bench/run.mjs --only durable`): edit the script, not this page. -->');
+  p();
+  p(
+    'Section 8 of the [benchmarks](benchmarks.md) (issue 14): the [durable backend](durable.md) (`useBullMQ` and ' +
+      '`startWorkers`) against raw BullMQ on the same redis-server, with the same jobs and the same worker concurrency, ' +
+      `side by side in the same round. A figure is the median over ${rounds} round${rounds === 1 ? '' : 's'} (a fresh process and a fresh ` +
+      'redis-server each), with the lowest and highest in parentheses. ' +
+      (whole
+        ? 'This page was written by a full run, which put the same rows in benchmarks.md.'
+        : 'This page was written by `node bench/run.mjs --only durable`: benchmarks.md keeps the figures of its own last full run.'),
+  );
+  p();
+  p(`**${targets.length - missed.length} of ${targets.length} targets met.**${missed.length === 0 ? '' : ` Missed: ${missed.map((r) => `${r.id} (${r.figure.trim()})`).join('; ')}.`}`);
+  p();
+  p('| # | figure | measured: median (min–max) | target | |');
+  p('|---|---|---|---|---|');
+  for (const r of rows) {
+    const status = r.met === undefined ? '' : r.met ? 'met' : '**missed**';
+    p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
+  }
+  p();
+  p('Throughput ratios are *library jobs/s / raw jobs/s* (higher is better); enqueue ratios are *time with the library / time with raw BullMQ* (lower is better). Rows marked ↳ qualify the row above them.');
+  p();
+  if (missed.length > 0) {
+    p('## Missed targets: why, and the next step');
+    p();
+    const causes = new Map();
+    for (const r of missed) {
+      const a = analysis[r.key] ?? durableAnalysis[r.key];
+      causes.set(a, [...(causes.get(a) ?? []), r]);
+    }
+    for (const [a, list] of causes) {
+      p(`**${list.map((r) => `${r.id} ${r.figure.trim()}`).join('; ')}.**`);
+      p();
+      if (a === undefined) {
+        p('No analysis recorded for these figures yet (bench/analysis.mjs): profile the worker side (`node --cpu-prof`) before changing anything.');
+      } else {
+        p(`**Why.** ${a.why}`);
+        p();
+        p(`**Next step.** ${a.next}`);
+      }
+      p();
+    }
+  }
+  p('## What is measured');
+  p();
+  for (const line of durableMethod) p(line);
+  p();
+  p('## Absolute figures');
+  p();
+  for (const d of details) {
+    p(`**${d.title}**`);
+    p();
+    p(`| ${d.head.map(escapeMd).join(' | ')} |`);
+    p(`|${d.head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    for (const row of d.rows) p(`| ${row.map((c) => escapeMd(String(c))).join(' | ')} |`);
+    p();
+  }
+  const runs = durable.reduce((a, r) => a + Object.values(r.drain).flat().length + Object.values(r.e2e).flat().length + Object.values(r.enqueue).flat().length, 0);
+  p(`Absolute figures are for orientation only: they depend on the machine, the ratios much less. Timed runs kept: ${runs} (warm-ups not counted).`);
+  p();
+  p('## Machine and load');
+  p();
+  p(`- ${machine.cores} cores (\`availableParallelism()\`), ${machine.cpu}, ${machine.memGb.toFixed(0)} GB RAM, ${machine.os}`);
+  p(`- Node ${machine.node}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}`);
+  const foreign = [...load.foreign].sort((a, b) => a - b);
+  const share = (q) => `${((foreign[Math.min(foreign.length - 1, Math.floor(foreign.length * q))] ?? 0) * 100).toFixed(0)}%`;
+  p(
+    `- Load: the machine is shared (other sessions run test suites on it). Load average ${load.before.map((l) => l.toFixed(1)).join(' / ')} ` +
+      `(1 / 5 / 15 min) at the start, ${load.after.map((l) => l.toFixed(1)).join(' / ')} at the end; the section waited ${load.waitedS.toFixed(0)} s ` +
+      `in all for a quiet machine before its ${load.measurements} measurements, took ${load.retried} of them again, and other processes used a ` +
+      `median ${share(0.5)} (at most ${share(1)}) of the CPU while the measurements kept ran (redis-server counts as the measurement's own).` +
+      (load.disturbed.length === 0 ? '' : ` Still disturbed after 3 attempts: ${load.disturbed.join('; ')}.`),
+  );
+  p();
+  p('## Reproduce');
+  p();
+  p('```sh');
+  p('npm run build');
+  p('node bench/run.mjs --only durable            # this section alone: rewrites this page, not benchmarks.md');
+  p('node bench/run.mjs --only durable --quick    # one short round, no page: checks that it runs');
+  p('npm run bench                                # everything: benchmarks.md (rows 8 included) and this page');
   p('```');
   p();
   return out.join('\n');

@@ -11,6 +11,8 @@
  *   6. event-loop protection: a timer loop's lateness with 50 ms of CPU work every 200 ms
  *   7. web: an HTTP server per framework (Express, Fastify, Hono) under autocannon's load, a route
  *      with background tasks against the same route without (bench/web.mjs)
+ *   8. durable: useBullMQ + startWorkers against raw BullMQ, on a redis-server each round starts
+ *      (bench/durable.mjs): throughput, worker side and end to end, and the cost of add()
  *
  * Every figure is a ratio to a baseline measured in the same process (or, where the baseline
  * needs a process of its own, the same round of fresh processes), the variants interleaved in
@@ -22,11 +24,13 @@
  *   node bench/run.mjs --rounds 5      more rounds
  *   node bench/run.mjs --quick         one round, smaller sizes: checks that the suite runs
  *   node bench/run.mjs --only dispatch,loop
- *                                      some sections (dispatch, memory, tax, scope, pool, roundtrip, addblock, loop, web)
+ *                                      some sections (dispatch, memory, tax, scope, pool, roundtrip, addblock, loop, web, durable)
  *   node bench/run.mjs --json out.json also writes every measurement as JSON
  *   node bench/run.mjs --no-page       does not write docs/benchmarks.md (implied by --quick and --only)
  *                                      nor docs/benchmarks-web.md (implied by --quick; with --only web,
- *                                      only docs/benchmarks-web.md is written: benchmarks.md keeps its figures)
+ *                                      only docs/benchmarks-web.md is written: benchmarks.md keeps its figures;
+ *                                      the same for durable and docs/benchmarks-durable.md; without redis-server
+ *                                      the durable section is skipped with a notice)
  *   node bench/run.mjs --from out.json measures nothing: writes the page again from a run saved with --json
  *                                      (after a change to the page's text or bench/analysis.mjs); from a run of
  *                                      some sections, benchmarks.md is left alone (benchmarks-web.md is rewritten)
@@ -38,12 +42,16 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { calibrate, childRunner, cores, median, note, rotate, summary, table } from './lib.mjs';
-import { chart, page, webPage } from './report.mjs';
+import { durableUnavailable } from './durable.mjs';
+import { chart, durablePage, page, webPage } from './report.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const scenarios = fileURLToPath(new URL('./scenarios.mjs', import.meta.url));
 const webScenario = fileURLToPath(new URL('./web.mjs', import.meta.url));
-const allSections = ['dispatch', 'memory', 'tax', 'scope', 'pool', 'roundtrip', 'addblock', 'loop', 'web'];
+const durableScenario = fileURLToPath(new URL('./durable.mjs', import.meta.url));
+const allSections = ['dispatch', 'memory', 'tax', 'scope', 'pool', 'roundtrip', 'addblock', 'loop', 'web', 'durable'];
+/** Sections with a page of their own: a saved run without them is still a whole run for benchmarks.md. */
+const ownPage = ['web', 'durable'];
 
 const argv = process.argv.slice(2);
 const flag = (name) => argv.includes(name);
@@ -53,7 +61,7 @@ const quick = flag('--quick');
 const rounds = from?.rounds ?? Number(value('--rounds') ?? (quick ? 1 : 3));
 const sections = from !== undefined ? [] : (value('--only')?.split(',') ?? allSections);
 // A saved run of some sections only (`--only … --json`) must not replace the whole page.
-const partialFrom = from !== undefined && allSections.some((s) => s !== 'web' && from.results[s] === undefined);
+const partialFrom = from !== undefined && allSections.some((s) => !ownPage.includes(s) && from.results[s] === undefined);
 const writePage = !quick && !flag('--no-page') && value('--only') === undefined && !partialFrom;
 // The web section has a page of its own, written whenever the section is measured (alone too).
 const writeWebPage = !quick && !flag('--no-page');
@@ -73,6 +81,8 @@ const label = (spec) => [spec.scenario, spec.kind, spec.variant].filter(Boolean)
 const runner = childRunner(scenarios, { quietWaitMs, label });
 // The web measurements redo their own disturbed runs (bench/web.mjs): a shorter wait will do.
 const webRunner = childRunner(webScenario, { quietWaitMs: () => Math.min(quietWaitMs(), 10_000), label });
+// A durable round (its own redis-server, every variant) takes about a minute.
+const durableRunner = childRunner(durableScenario, { quietWaitMs, label, timeoutMs: 300_000 });
 const startedLoad = loadavg();
 const machine = from?.machine ?? {
   cores,
@@ -99,7 +109,7 @@ const results = from?.results ?? {};
 const details = [];
 const run = (spec, options) => {
   note(`${label(spec)}, round ${spec.round + 1}`);
-  return (spec.scenario === 'web' ? webRunner : runner).run(spec, options);
+  return ({ web: webRunner, durable: durableRunner }[spec.scenario] ?? runner).run(spec, options);
 };
 
 // 1. Async dispatch ------------------------------------------------------------------------------
@@ -225,17 +235,40 @@ if (sections.includes('web')) {
   }
 }
 
+// 8. Durable tasks on BullMQ ---------------------------------------------------------------------------
+if (sections.includes('durable')) {
+  const why = durableUnavailable();
+  if (why !== undefined) {
+    console.log(`\nsection durable skipped: ${why}`);
+  } else {
+    // One redis-server per round, started and stopped by the round's process (bench/durable.mjs).
+    const variants = ['raw', 'rawLib', 'lib'];
+    const done = [];
+    for (let round = 0; round < rounds; round++) {
+      const spec = { scenario: 'durable', round, variants: rotate(variants, round), jobs: quick ? 2_000 : 5_000, concurrency: 50, reps: quick ? 1 : 3, batch: 2_000, enqueueReps: quick ? 1 : 3, bodyMs: 0 };
+      try {
+        done.push(await run(spec));
+      } catch (error) {
+        // A round that fails (a job lost, Redis stuck: bench/durable.mjs bounds every wait) is
+        // reported, and the suite goes on.
+        console.error(`ERROR: durable, round ${round + 1}: ${error.message}`);
+      }
+    }
+    if (done.length > 0) results.durable = done;
+  }
+}
+
 // Summaries -----------------------------------------------------------------------------------------
 const rows = summarize(results);
 const totalS = from?.totalS ?? (performance.now() - startedAt) / 1000;
 const load = from?.load ?? {
   before: startedLoad,
   after: loadavg(),
-  measurements: runner.log.length + webRunner.log.length,
-  retried: [...runner.log, ...webRunner.log].filter((m) => m.attempts > 1).length,
-  waitedS: [...runner.log, ...webRunner.log].reduce((a, m) => a + m.waitedMs, 0) / 1000,
-  foreign: [...runner.log, ...webRunner.log].map((m) => m.foreign).filter((f) => f !== undefined),
-  disturbed: [...runner.disturbed, ...webRunner.disturbed, ...(results.pool?.disturbed ?? []).map((d) => `pool.mjs ${d}`)],
+  measurements: runner.log.length + webRunner.log.length + durableRunner.log.length,
+  retried: [...runner.log, ...webRunner.log, ...durableRunner.log].filter((m) => m.attempts > 1).length,
+  waitedS: [...runner.log, ...webRunner.log, ...durableRunner.log].reduce((a, m) => a + m.waitedMs, 0) / 1000,
+  foreign: [...runner.log, ...webRunner.log, ...durableRunner.log].map((m) => m.foreign).filter((f) => f !== undefined),
+  disturbed: [...runner.disturbed, ...webRunner.disturbed, ...durableRunner.disturbed, ...(results.pool?.disturbed ?? []).map((d) => `pool.mjs ${d}`)],
 };
 
 // The web section's own page reports the load during its own measurements.
@@ -249,7 +282,18 @@ const webLoad = from !== undefined ? (from.webLoad ?? from.load) : {
   disturbed: webRunner.disturbed,
 };
 
-console.log('\nTargets (issue 6; 7: issue 13)');
+// The same for the durable section's page.
+const durableLoad = from !== undefined ? (from.durableLoad ?? from.load) : {
+  before: startedLoad,
+  after: loadavg(),
+  measurements: durableRunner.log.length,
+  retried: durableRunner.log.filter((m) => m.attempts > 1).length,
+  waitedS: durableRunner.log.reduce((a, m) => a + m.waitedMs, 0) / 1000,
+  foreign: durableRunner.log.map((m) => m.foreign).filter((f) => f !== undefined),
+  disturbed: durableRunner.disturbed,
+};
+
+console.log('\nTargets (issue 6; 7: issue 13; 8: issue 14)');
 table(
   ['#', 'figure', 'measured', 'target', ''],
   rows.map((r) => [r.id, r.figure, r.measured, r.target ?? '—', r.met === undefined ? '' : r.met ? 'met' : 'MISSED']),
@@ -263,7 +307,7 @@ console.log(`load average ${load.before.map((l) => l.toFixed(2)).join(' ')} befo
 console.log(`total time: ${totalS.toFixed(0)} s`);
 
 const jsonPath = value('--json');
-if (jsonPath !== undefined) writeFileSync(jsonPath, JSON.stringify({ machine, perMs, rounds, results, rows, load, webLoad, totalS }, null, 2));
+if (jsonPath !== undefined) writeFileSync(jsonPath, JSON.stringify({ machine, perMs, rounds, results, rows, load, webLoad, durableLoad, totalS }, null, 2));
 if (writePage) {
   writeFileSync(join(root, 'docs/benchmarks.svg'), chart(rows));
   writeFileSync(join(root, 'docs/benchmarks.md'), page({ machine, rounds, rows, details, load, totalS }));
@@ -272,6 +316,11 @@ if (writePage) {
 if (writeWebPage && results.web !== undefined) {
   writeFileSync(join(root, 'docs/benchmarks-web.md'), webPage({ machine, rounds, rows: rows.filter((r) => r.id.startsWith('7')), details: details.filter((d) => d.web), load: webLoad, web: results.web, whole: writePage }));
   console.log('wrote docs/benchmarks-web.md');
+}
+if (writeWebPage && results.durable !== undefined) {
+  const durableRows = rows.filter((r) => r.id.startsWith('8'));
+  writeFileSync(join(root, 'docs/benchmarks-durable.md'), durablePage({ machine, rounds, rows: durableRows, details: details.filter((d) => d.durable), load: durableLoad, durable: results.durable, whole: writePage }));
+  console.log('wrote docs/benchmarks-durable.md');
 }
 
 // --- Turning results into rows ---------------------------------------------------------------------
@@ -531,6 +580,42 @@ function summarize(res) {
     }
     row({ id: '7', key: 'webLost', figure: 'background tasks not completed by the end of a run (all frameworks)', values: res.web.frameworks.express.map((_, round) => list.reduce((a, [, rs]) => a + (rs[round]?.tasks.lost ?? 0), 0)), max: 0, unit: ' tasks', digits: 0 });
   }
+
+  if (res.durable !== undefined) {
+    const rs = res.durable;
+    const { jobs, concurrency, batch } = rs[0];
+    /** A round's median over its reps of a variant's `q`. */
+    const med = (r, kind, v, q) => median(r[kind][v].map((x) => x[q]));
+    const abs = (kind, v, q, digits) => summary(rs.map((r) => med(r, kind, v, q)), digits);
+    section(
+      `8. Durable tasks on BullMQ: ${jobs} jobs per run, worker concurrency ${concurrency}, an async no-op task with a small JSON argument; batches of ${batch} add() calls; a redis-server of its own per round`,
+      ['', 'worker side jobs/s', 'Node CPU µs/job', 'Redis CPU µs/job', 'end to end jobs/s', 'Node CPU µs/job', 'add() µs (sync)', 'µs/job until in Redis'],
+      [
+        ['raw BullMQ (Queue.add, Worker)', 'raw'],
+        ['raw BullMQ, the library\'s job data and options', 'rawLib'],
+        ['useBullMQ + bg.add(), startWorkers()', 'lib'],
+      ].map(([name, v]) => [
+        name,
+        abs('drain', v, 'perS', 0),
+        abs('drain', v, 'nodeUsPerJob', 0),
+        abs('drain', v, 'redisUsPerJob', 0),
+        abs('e2e', v, 'perS', 0),
+        abs('e2e', v, 'nodeUsPerJob', 0),
+        abs('enqueue', v, 'syncUs', 1),
+        abs('enqueue', v, 'enqueuedUs', 0),
+      ]),
+      { durable: true },
+    );
+    const ratio = (kind, q, a, b) => rs.map((r) => med(r, kind, a, q) / med(r, kind, b, q));
+    row({ id: '8a', key: 'durableDrain', figure: 'durable throughput, worker side (jobs waiting): library / raw BullMQ', values: ratio('drain', 'perS', 'lib', 'raw'), min: 0.9 });
+    row({ id: '8a', key: 'durableDrainShape', figure: '  raw BullMQ with the library\'s job options / raw (reference)', values: ratio('drain', 'perS', 'rawLib', 'raw') });
+    row({ id: '8a', key: 'durableDrainCode', figure: '  library / raw BullMQ with the library\'s job options (reference)', values: ratio('drain', 'perS', 'lib', 'rawLib') });
+    row({ id: '8b', key: 'durableE2e', figure: 'durable throughput, end to end (first add() to last completion): library / raw BullMQ', values: ratio('e2e', 'perS', 'lib', 'raw'), min: 0.9 });
+    row({ id: '8b', key: 'durableE2eShape', figure: '  raw BullMQ with the library\'s job options / raw (reference)', values: ratio('e2e', 'perS', 'rawLib', 'raw') });
+    row({ id: '8c', key: 'durableAddSync', figure: 'enqueue: time in a durable bg.add() call / in queue.add() (synchronous part)', values: ratio('enqueue', 'syncUs', 'lib', 'raw') });
+    row({ id: '8c', key: 'durableAddEnqueued', figure: '  time per job until it is in Redis, bg.add() / queue.add() awaited', values: ratio('enqueue', 'enqueuedUs', 'lib', 'raw') });
+    row({ id: '8', key: 'durableLogged', figure: 'errors logged or jobs failed (all runs)', values: rs.map((r) => r.logged), max: 0, unit: ' errors', digits: 0 });
+  }
   return out;
 }
 
@@ -547,7 +632,7 @@ function fmt(values, digits, unit) {
 
 function versions() {
   const out = {};
-  for (const name of ['tsyringe', 'piscina', 'p-limit', 'reflect-metadata', 'croner', 'express', 'fastify', 'hono', '@hono/node-server', 'autocannon']) {
+  for (const name of ['tsyringe', 'piscina', 'p-limit', 'reflect-metadata', 'croner', 'express', 'fastify', 'hono', '@hono/node-server', 'autocannon', 'bullmq', 'ioredis']) {
     try {
       out[name] = JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
     } catch {

@@ -1,0 +1,341 @@
+/**
+ * Section `durable` of bench/run.mjs (issue 14): what the durable backend (useBullMQ +
+ * startWorkers, from dist/adapters/bullmq.js) costs against raw BullMQ with the same Redis, the
+ * same jobs and the same worker concurrency.
+ *
+ *   node bench/durable.mjs --child '{"scenario":"durable",...}'
+ *       one round (what run.mjs starts): starts a redis-server of its own on 127.0.0.1 (a free
+ *       port, no persistence), measures every variant in turn, stops it, prints one JSON line
+ *
+ * The variants, each on a fresh queue (Redis is flushed between runs):
+ *   raw      BullMQ as one would use it: `queue.add(name, { args }, { removeOnComplete, removeOnFail })`
+ *            (the library's retention), a `Worker` whose processor is the task's function
+ *   rawLib   the same raw BullMQ with the library's exact job: its data (`{ args, timeoutMs,
+ *            backoff }`) and options (a UUID `jobId`, `attempts`, a custom backoff type, a
+ *            `priority` — every library job has one —, the same retention): what the job's shape
+ *            costs, apart from the library's code
+ *   lib      `bg.with({ durable: true }).add(def, ...args)` through `useBullMQ`, and
+ *            `startWorkers({ tasks: [def], concurrency })`, each job in a child scope
+ *
+ * Three measurements, each variant in turn in an order that rotates from rep to rep:
+ *   drain    jobs enqueued first (not timed), the producer closed; then a worker is started and
+ *            timed until it has completed every job: the worker side's throughput
+ *   e2e      the worker started and warm, then every job added at once (not awaited one by one)
+ *            and timed from the first add() to the worker's last completion: producer and worker
+ *            in this one process, as a small deployment runs them (the library's producer also
+ *            follows its jobs' events, as its handles need)
+ *   enqueue  a batch of add() calls, timed twice: the synchronous part (the loop of calls), and
+ *            until every job is in Redis (the add() promises of raw; for lib, the backend's
+ *            `queue.add()` promises, counted by a wrapper on its queue); no worker runs
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { childMain, processCpu, rotate } from './lib.mjs';
+
+/** Whether this machine can run the section: why not, or undefined. */
+export function durableUnavailable() {
+  if (spawnSync('redis-server', ['--version']).status !== 0) return 'redis-server is not installed (apt-get install -y redis-server)';
+  for (const name of ['bullmq', 'ioredis']) {
+    try {
+      import.meta.resolve(name);
+    } catch {
+      return `${name} is not installed (npm install)`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * `promise`, or a rejection naming `what` after `ms`: a run that stops making progress (a job
+ * lost, Redis stuck) ends the round with an error, and redis-server is stopped, rather than
+ * hang until run.mjs kills this process and leaves the server behind.
+ */
+async function within(promise, what, ms = 60_000) {
+  let timer;
+  try {
+    return await Promise.race([promise, new Promise((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done after ${ms / 1000} s`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A port free now (the OS picks it). */
+async function freePort() {
+  const server = createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** A redis-server on 127.0.0.1, a free port, no persistence; resolves once it accepts connections. */
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  await new Promise((resolve, reject) => {
+    child.stdout.setEncoding('utf8').on('data', (chunk) => {
+      output += chunk;
+      if (output.includes('Ready to accept connections')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}) before it was ready:\n${output}`)));
+  });
+  return {
+    port,
+    pid: child.pid,
+    /** CPU time of the server so far, in ms (jiffies of 10 ms). */
+    cpuMs: () => processCpu(child.pid) * 10,
+    async stop() {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/**
+ * @param spec.round the round (rotates the order of the variants)
+ * @param spec.variants the variants, in this round's order
+ * @param spec.jobs jobs per drain or e2e run
+ * @param spec.concurrency the worker's concurrency
+ * @param spec.reps runs of each variant per measurement, after one warm-up run each
+ * @param spec.batch add() calls per enqueue run
+ * @param spec.enqueueReps enqueue runs of each variant, after one warm-up each
+ * @param spec.bodyMs the task body: 0 for an async no-op, else an await of a timer of this many ms
+ */
+async function measure({ round, variants, jobs, concurrency, reps, batch, enqueueReps, bodyMs }) {
+  await import('reflect-metadata');
+  const { container } = await import('tsyringe');
+  const { Queue, Worker } = await import('bullmq');
+  const { Redis } = await import('ioredis');
+  const lib = await import('../dist/index.js');
+  const { useBullMQ, startWorkers } = await import('../dist/adapters/bullmq.js');
+
+  const redis = await startRedis();
+  const connection = { host: '127.0.0.1', port: redis.port };
+  const admin = new Redis({ ...connection, maxRetriesPerRequest: null });
+  let logged = 0;
+  const logger = { error: () => logged++, warn: () => logged++, info: () => {}, debug: () => {} };
+
+  // The task: the same body for every variant.
+  let ran = 0;
+  /** The task's function: what a raw processor calls, and what the library's definition is. */
+  const work = bodyMs > 0 ? async () => void (await sleep(bodyMs), ran++) : async () => void ran++;
+  const task = lib.defineTask({ name: 'noop' }, work);
+  /** Small JSON arguments: an order's id, a customer, three lines. */
+  const argsOf = (i) => [{ orderId: i, customer: `customer-${i % 97}`, lines: [{ sku: 'a-1', qty: 1 }, { sku: 'b-2', qty: 2 }, { sku: 'c-3', qty: 1 }] }];
+  // The library's job, as src/adapters/bullmq.ts makes it for a task of default options.
+  const retention = { removeOnComplete: { age: 24 * 3600, count: 10_000 }, removeOnFail: { age: 7 * 24 * 3600 } };
+  const libBackoff = { baseMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.5 };
+  const libPriority = 1_000_000 - lib.priorities.normal * 1_000;
+  const rawJob = (variant, i) =>
+    variant === 'raw'
+      ? { data: { args: argsOf(i) }, opts: retention }
+      : { data: { args: argsOf(i), timeoutMs: undefined, backoff: libBackoff }, opts: { jobId: crypto.randomUUID(), attempts: 1, backoff: { type: 'tsyringe-background' }, priority: libPriority, ...retention } };
+
+  let queues = 0;
+  const fresh = () => `bench-${process.pid}-${++queues}`;
+  const app = () => {
+    const root = container.createChildContainer();
+    root.register(lib.BackgroundOptions, { useValue: { root: true, logger } });
+    return root;
+  };
+
+  /** A producer of `variant` on a fresh queue: `add(i)` (returns at once), `enqueued()`, `close()`. */
+  async function producer(variant, queueName) {
+    if (variant === 'lib') {
+      const root = app();
+      const backend = useBullMQ(root, { connection, queueName, logger });
+      // Counts the jobs in Redis: the backend's own queue.add() promises, resolved.
+      let inRedis = 0;
+      let waiter;
+      const add = backend.queue.add.bind(backend.queue);
+      backend.queue.add = (...a) =>
+        add(...a).then((job) => {
+          if (++inRedis === waiter?.n) waiter.resolve();
+          return job;
+        });
+      const until = (n) => (inRedis >= n ? Promise.resolve() : new Promise((resolve) => (waiter = { n, resolve })));
+      const bg = root.createChildContainer().resolve(lib.Background).with({ durable: true });
+      // Warm: the first add() opens the connection and the event stream.
+      bg.add(task, ...argsOf(-1));
+      await within(until(1), 'lib: the warm-up job enqueued');
+      return {
+        handles: [],
+        add(i) {
+          this.handles.push(bg.add(task, ...argsOf(i)));
+        },
+        enqueued: (n) => until(n + 1),
+        async close() {
+          await backend.close();
+          await lib.shutdown({ container: root });
+        },
+        backend,
+      };
+    }
+    const queue = new Queue(queueName, { connection });
+    await queue.waitUntilReady();
+    // Warm, as lib's: one job in Redis.
+    const first = rawJob(variant, -1);
+    await queue.add('noop', first.data, first.opts);
+    const pending = [];
+    return {
+      add(i) {
+        const { data, opts } = rawJob(variant, i);
+        pending.push(queue.add('noop', data, opts));
+      },
+      async enqueued() {
+        await Promise.all(pending.splice(0));
+      },
+      close: () => queue.close(),
+    };
+  }
+
+  /** A worker of `variant` on `queueName`: counts completions; `done(n)` resolves once n are. */
+  async function worker(variant, queueName) {
+    let completed = 0;
+    let waiter;
+    const onCompleted = () => {
+      completed++;
+      if (waiter !== undefined && completed >= waiter.n) waiter.resolve();
+    };
+    let w;
+    let close;
+    let root;
+    if (variant === 'lib') {
+      root = app();
+      const workers = startWorkers({ tasks: [task], container: root, connection, queueName, concurrency, logger });
+      w = workers.worker;
+      close = async () => {
+        await workers.close();
+        await lib.shutdown({ container: root });
+      };
+    } else {
+      w = new Worker(queueName, (job) => work(...job.data.args), { connection, concurrency });
+      w.on('error', () => logged++);
+      close = () => w.close();
+    }
+    w.on('completed', onCompleted);
+    w.on('failed', () => logged++);
+    return {
+      ready: () => w.waitUntilReady(),
+      reset: () => (completed = 0),
+      done: (n) => (completed >= n ? Promise.resolve() : new Promise((resolve) => (waiter = { n, resolve }))),
+      close,
+    };
+  }
+
+  /** CPU of this process and of Redis, from now: `since()` gives the ms used meanwhile. */
+  const cpu = () => {
+    const own = process.cpuUsage();
+    const server = redis.cpuMs();
+    return () => {
+      const d = process.cpuUsage(own);
+      return { nodeMs: (d.user + d.system) / 1000, redisMs: redis.cpuMs() - server };
+    };
+  };
+
+  async function drain(variant, jobs) {
+    const queueName = fresh();
+    const p = await producer(variant, queueName);
+    const n = jobs - 1; // and the producer's warm-up job
+    for (let i = 0; i < n; i++) p.add(i);
+    await within(p.enqueued(n), `drain ${variant}: ${n} jobs enqueued`);
+    await within(p.close(), `${variant}: the producer closed`);
+    const before = ran;
+    const used = cpu();
+    const t0 = performance.now();
+    const w = await worker(variant, queueName);
+    await within(w.done(jobs), `drain ${variant}: ${jobs} jobs completed`);
+    const ms = performance.now() - t0;
+    const c = used();
+    await within(w.close(), `${variant}: the worker closed`);
+    if (ran - before !== jobs) throw new Error(`drain ${variant}: ${ran - before} of ${jobs} tasks ran`);
+    await admin.flushall();
+    return { ms, perS: (jobs * 1000) / ms, nodeUsPerJob: (c.nodeMs * 1000) / jobs, redisUsPerJob: (c.redisMs * 1000) / jobs };
+  }
+
+  async function e2e(variant, n) {
+    const queueName = fresh();
+    const w = await worker(variant, queueName);
+    await within(w.ready(), `e2e ${variant}: the worker ready`);
+    const p = await producer(variant, queueName);
+    await within(w.done(1), `e2e ${variant}: the warm-up job completed`);
+    w.reset();
+    const before = ran;
+    const used = cpu();
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) p.add(i);
+    await within(w.done(n), `e2e ${variant}: ${n} jobs completed`);
+    const ms = performance.now() - t0;
+    const c = used();
+    let settledMs;
+    if (variant === 'lib') {
+      // The handles follow their jobs through the event stream: wait until they all know.
+      await within(Promise.all(p.handles.map((h) => h.result())), `e2e ${variant}: ${n} handles settled`);
+      settledMs = performance.now() - t0;
+    }
+    await within(p.enqueued(n), `e2e ${variant}: ${n} jobs enqueued`);
+    await within(w.close(), `${variant}: the worker closed`);
+    await within(p.close(), `${variant}: the producer closed`);
+    if (ran - before !== n) throw new Error(`e2e ${variant}: ${ran - before} of ${n} tasks ran`);
+    await admin.flushall();
+    return { ms, perS: (n * 1000) / ms, settledMs, nodeUsPerJob: (c.nodeMs * 1000) / n, redisUsPerJob: (c.redisMs * 1000) / n };
+  }
+
+  async function enqueue(variant, n) {
+    const p = await producer(variant, fresh());
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) p.add(i);
+    const t1 = performance.now();
+    await within(p.enqueued(n), `enqueue ${variant}: ${n} jobs enqueued`);
+    const t2 = performance.now();
+    await within(p.close(), `${variant}: the producer closed`);
+    await admin.flushall();
+    return { syncUs: ((t1 - t0) * 1000) / n, enqueuedUs: ((t2 - t0) * 1000) / n };
+  }
+
+  const out = { drain: {}, e2e: {}, enqueue: {} };
+  for (const v of variants) for (const k of Object.keys(out)) out[k][v] = [];
+  const started = performance.now();
+  let redisCpuMs;
+  try {
+    for (const [kind, fn, n, count] of [
+      ['drain', drain, jobs, reps],
+      ['e2e', e2e, jobs, reps],
+      ['enqueue', enqueue, batch, enqueueReps],
+    ]) {
+      // Warm-up: every variant once, smaller, not kept.
+      for (const v of variants) await fn(v, Math.ceil(n / 4));
+      for (let rep = 0; rep < count; rep++) {
+        for (const v of rotate(variants, round + rep)) out[kind][v].push(await fn(v, n));
+      }
+    }
+  } finally {
+    await admin.quit().catch(() => undefined);
+    // Read before it exits: /proc forgets it after.
+    redisCpuMs = redis.cpuMs();
+    await redis.stop();
+  }
+  return {
+    ...out,
+    jobs,
+    batch,
+    concurrency,
+    bodyMs,
+    logged,
+    measuredMs: performance.now() - started,
+    // Redis's CPU time is the measurement's too (lib.mjs adds it before judging how much other
+    // processes used the machine).
+    descendantsCpuMs: redisCpuMs,
+  };
+}
+
+// Last: the declarations above must be initialized first.
+await childMain(async (spec) => {
+  if (spec.scenario !== 'durable') throw new Error(`unknown scenario ${spec.scenario}`);
+  return measure(spec);
+});
