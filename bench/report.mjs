@@ -39,11 +39,11 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
   p('| # | figure | measured: median (min–max) | target | |');
   p('|---|---|---|---|---|');
   for (const r of rows) {
-    const status = r.met === undefined ? '' : r.met ? 'met' : '**missed**';
+    const status = verdict(r);
     p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
   }
   p();
-  p('Ratios are *time with the library / time of the baseline* (lower is better), except CPU offload: *inline time / time through the pool* (higher is better). Rows marked ↳ qualify the row above them; rows without a target are there for comparison (p-limit alone, records off, AsyncLocalStorage on, inline CPU work).');
+  p('Ratios are *time with the library / time of the baseline* (lower is better), except CPU offload: *inline time / time through the pool* (higher is better). Rows marked ↳ qualify the row above them; rows without a target are there for comparison (p-limit alone, records off, AsyncLocalStorage on, inline CPU work). After each verdict, how many of the last runs that measured the row (up to 10, this one included; bench/verdicts.json) gave the same verdict: a verdict that flips from run to run says little.');
   p();
   p('![Dispatch and CPU-offload figures: bars are medians, whiskers the range over the rounds, red ticks the targets](benchmarks.svg)');
   p();
@@ -212,7 +212,7 @@ export function webPage({ machine, rounds, rows, details, load, web, whole }) {
   p('| # | figure | measured: median (min–max) | target | |');
   p('|---|---|---|---|---|');
   for (const r of rows) {
-    const status = r.met === undefined ? '' : r.met ? 'met' : '**missed**';
+    const status = verdict(r);
     p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
   }
   p();
@@ -398,7 +398,7 @@ export function durablePage({ machine, rounds, rows, details, load, durable, who
   p('| # | figure | measured: median (min–max) | target | |');
   p('|---|---|---|---|---|');
   for (const r of rows) {
-    const status = r.met === undefined ? '' : r.met ? 'met' : '**missed**';
+    const status = verdict(r);
     p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
   }
   p();
@@ -467,6 +467,13 @@ export function durablePage({ machine, rounds, rows, details, load, durable, who
   p('```');
   p();
   return out.join('\n');
+}
+
+/** A row's verdict, and how many of the last runs agree with it (bench/verdicts.json). */
+function verdict(r) {
+  if (r.met === undefined) return '';
+  const word = r.met ? 'met' : '**missed**';
+  return r.agree === undefined ? word : `${word} (${r.agree.same} of the last ${r.agree.of} runs)`;
 }
 
 function escapeMd(text) {

@@ -46,6 +46,11 @@ import { durableUnavailable } from './durable.mjs';
 import { chart, durablePage, page, webPage } from './report.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+/** The verdicts of the last runs (see readHistory below). */
+const historyPath = join(root, 'bench/verdicts.json');
+/** The most runs kept in bench/verdicts.json. */
+const historyLength = 10;
+const rowKey = (r) => `${r.id} ${r.figure.trim()}`;
 const scenarios = fileURLToPath(new URL('./scenarios.mjs', import.meta.url));
 const webScenario = fileURLToPath(new URL('./web.mjs', import.meta.url));
 const durableScenario = fileURLToPath(new URL('./durable.mjs', import.meta.url));
@@ -308,6 +313,12 @@ console.log(`total time: ${totalS.toFixed(0)} s`);
 
 const jsonPath = value('--json');
 if (jsonPath !== undefined) writeFileSync(jsonPath, JSON.stringify({ machine, perMs, rounds, results, rows, load, webLoad, durableLoad, totalS }, null, 2));
+// Whether each verdict holds: how many of the last runs that measured a row gave it the same
+// verdict (this one included). A run that writes a page joins the history (--quick does not);
+// a page written again from a saved run (--from) replaces that run's entry.
+const history = readHistory().filter((run) => run.at !== machine.date);
+for (const r of rows) if (r.met !== undefined) r.agree = agreement(history, r);
+if (writePage || writeWebPage) writeHistory(history, rows);
 if (writePage) {
   writeFileSync(join(root, 'docs/benchmarks.svg'), chart(rows));
   writeFileSync(join(root, 'docs/benchmarks.md'), page({ machine, rounds, rows, details, load, totalS }));
@@ -321,6 +332,26 @@ if (writeWebPage && results.durable !== undefined) {
   const durableRows = rows.filter((r) => r.id.startsWith('8'));
   writeFileSync(join(root, 'docs/benchmarks-durable.md'), durablePage({ machine, rounds, rows: durableRows, details: details.filter((d) => d.durable), load: durableLoad, durable: results.durable, whole: writePage }));
   console.log('wrote docs/benchmarks-durable.md');
+}
+
+// --- The history of verdicts ------------------------------------------------------------------------
+
+
+/** The verdicts of earlier runs, oldest first: `{ at, commit, verdicts: { [row]: met } }`, `at` the run's start. */
+function readHistory() {
+  return existsSync(historyPath) ? JSON.parse(readFileSync(historyPath, 'utf8')) : [];
+}
+
+/** Of the last runs that measured row `r` (at most historyLength, this one included), how many gave its verdict. */
+function agreement(history, r) {
+  const earlier = history.map((run) => run.verdicts[rowKey(r)]).filter((met) => met !== undefined).slice(-(historyLength - 1));
+  return { same: 1 + earlier.filter((met) => met === r.met).length, of: 1 + earlier.length };
+}
+
+function writeHistory(history, rows) {
+  const verdicts = Object.fromEntries(rows.filter((r) => r.met !== undefined).map((r) => [rowKey(r), r.met]));
+  const next = [...history, { at: machine.date, commit: machine.commit, verdicts }].sort((a, b) => a.at.localeCompare(b.at)).slice(-historyLength);
+  writeFileSync(historyPath, `${JSON.stringify(next, null, 1)}\n`);
 }
 
 // --- Turning results into rows ---------------------------------------------------------------------
