@@ -30,7 +30,12 @@ const web = {
     'requests/s is promoted out of the young generation. (Faster than ≈ 30–50 k such tasks/s, the application-wide ' +
     'concurrency of 100 also queues them, and the queued scopes grow the heap; the HTTP runs stay below that.)',
   next:
-    'Make what a pending task retains small: no per-attempt closures or AsyncResource on a TaskRun unless a retry, a timeout ' +
+    'Done on 2026-12-05 (3f3ff1f): the TaskRun\'s three timer closures are gone, the busy scopes are a linked list, ' +
+    '`disposeScope()` is no longer an async function. The runs of that day read req/s 0.76–0.84× and server CPU per request ' +
+    '1.21–1.33× (Fastify 38 → 50 µs, against 43 µs for the same tasks as bare promises): the library\'s own part is ≈ 6–7 µs ' +
+    'a request on Fastify and Hono, ≈ 20 µs on Express. Note that the bare promises alone read 0.86–0.95× req/s: the target of ' +
+    '0.95× leaves the library nothing on this route and machine. Next: ' +
+    'make what a pending task retains small: no AsyncResource on a TaskRun unless a retry, a timeout ' +
     'or an observer needs them, and a disposed scope that lets go of its container (registry, interceptors) once only its ' +
     'Background\'s drain is left. Judge each change by the server CPU per request row (steadier than req/s on a shared ' +
     'machine) and a `node --cpu-prof` profile of the server under `/with-background`; measure on 4 or more cores too, where ' +
@@ -63,8 +68,14 @@ export const analysis = {
     next: 'Profile `node --cpu-prof` a burst of 1e5 and compare with the previous page.',
   },
   dispose: {
-    why: 'Not expected: disposal has drained 1e5 queued tasks in ≈ 0.65× of p-limit\'s time. A miss means the drain path regressed (engine/scope.ts `settled`, engine/application.ts `ended`, the lane\'s yield every 1024 starts).',
-    next: 'Profile a disposal of 1e5 queued tasks and compare with the previous page.',
+    why:
+      'It had measured ≈ 0.65–0.76× of p-limit\'s time (commit c0dd51a, 2026-12-01). A direct A/B of that commit\'s build ' +
+      'against 382545d (1e5 queued no-op tasks, `await scope.dispose()` timed, 10 disposals a process, 3 alternating processes ' +
+      'each) reads 87–110 ms against 103–136 ms: ≈ 15–20% slower, the cost of what came since (an AsyncResource per task for ' +
+      'its async context, the lifecycle hooks read at each event, the status getter that asks a worker attempt whether it ' +
+      'started). The rest of the jump in the ratio is the run: every dispatch figure of 2026-12-05, p-limit\'s and raw\'s too, ' +
+      'read about twice the µs of 2026-12-01 on the same machine.',
+    next: 'Profile a disposal of 1e5 queued tasks (`node --cpu-prof`) against c0dd51a\'s build, and see the verdict count over the next runs before changing anything.',
   },
   tax: {
     why:
@@ -85,7 +96,13 @@ export const analysis = {
       'left an object to be promoted to the old generation (`--trace-gc`: live heap after a mark-compact 11.6 MB against 6.3 MB ' +
       'for the baseline); that commit drops them from the tail at once.',
     next:
-      'Measured on patched copies of dist/ (built from commit 21e5be4; the bench\'s scope scenario, 6 runs each, ratio ' +
+      'Done on 2026-12-05 (commit 3f3ff1f): the application\'s busy scopes in a linked list (a Set rehashed on most deletes: ' +
+      '≈ 7% of a scope\'s life in a profile), the run\'s timer callbacks static (three closures per task, made in advance), a ' +
+      'scope\'s label made only when asked for, the drain without a wrapper object, `disposeScope()` without an async function: ' +
+      '1.76–1.85× → 1.50–1.51× (two runs). Left, per scope above the baseline (≈ 1.7 µs): the TaskRun (≈ 30 fields) and its ' +
+      'AsyncResource, the drain promise and the deadline entry with its closure, and Background\'s construction (Scope, ' +
+      'InProcessRunner, a property on the container). Earlier experiments, for the record: ' +
+      'measured on patched copies of dist/ (built from commit 21e5be4; the bench\'s scope scenario, 6 runs each, ratio ' +
       'medians): unpatched 1.77×; dropping cancelled deadline entries from the tail (now in the code, abf30a4): 1.67× (−0.7 µs ' +
       'per scope); instead, arming the drain deadline on the next turn (one batched `setImmediate`) only for scopes still ' +
       'draining then, and starting the scheduler\'s pump with `Promise.resolve().then()` rather than `queueMicrotask`: 1.65× ' +
@@ -111,10 +128,11 @@ export const analysis = {
       'worker entry (8–17 ms) and the task module, which imports the whole library index (9–15 ms). About 100 ms of a 2-core ' +
       'machine against a 300 ms burst puts that burst at 0.85–0.99× of inline; every later burst is at the target.',
     next:
-      'Start the pool\'s `minThreads` before the first burst: when the application\'s first `workerTask()` is defined on the main ' +
-      'thread, or through an explicit warm-up call at start-up (the warm rows show what that gives: ≈ 1.75×). Let task modules ' +
-      'import `workerTask` from a light entry point (`tsyringe-background/worker`) rather than the full index, so that worker ' +
-      'threads do not load the main-thread engine.',
+      'Both parts exist now: `pool: { prewarm: true }` starts `minThreads` threads with the application (the warm rows show ' +
+      'what that gives), and task modules import from `tsyringe-background/tasks` (the bench\'s own task module does since ' +
+      '2d47c98), so that threads do not load the main-thread engine. The cold first burst read 0.82–0.87× on 2026-12-05, ' +
+      'after the pool\'s threads began running at nice +10 (1e51c3d): a thread that starts while the main thread dispatches ' +
+      'now gives way to it. Measure the cold burst with `niceIncrement: 0` against 10 before deciding the default.',
     whenMet:
       'only just: the first burst of 5 ms tasks, which starts the pool, is the slowest (≈ 1.0×; 0.85–0.99× on other runs of the ' +
       'same day). The first two worker tasks of a process take 125–137 ms against 36–39 ms with raw Piscina (Piscina loaded on ' +
@@ -135,22 +153,23 @@ export const analysis = {
       'callback in an AsyncResource) ≈ 1.5 µs; in the worker, three `await`s before the task runs (`setUp()`, `load()`, the task) ' +
       'and `checkResult()` ≈ 3 µs.',
     next:
-      'Measured on a patched copy of the current dist/ (pinned, 4 runs): `Pool.run` hands Piscina a minimal abortable object ' +
-      '(Piscina only calls `addEventListener`/`removeEventListener` and reads `aborted`/`reason`) which the TaskRun fires through ' +
-      'an abort hook, so that no AbortController exists unless the task asks for its signal: 1.7× → 1.35–1.47× (cancellation and ' +
-      'timeouts still terminate the thread). Then: run the task without `await` in the worker when its set-up and module are ' +
-      'already loaded, and skip `checkResult()` for primitive results.',
+      'Done since (commit ae8993f): `Pool.run` hands Piscina a minimal abortable object which the TaskRun fires through an abort ' +
+      'listener, so that no AbortController exists unless the task asks for its signal. Pinned, the full runs of 2026-12-05 read ' +
+      '1.55–1.66× (≈ 37–43 against ≈ 24 µs), short of the 1.35–1.47× the patched copy gave on 2026-12-01: a direct A/B on one ' +
+      'core (3 × 5 000 round trips) showed no difference from this change alone, so the rest of the gap is elsewhere. Next: run ' +
+      'the task without `await` in the worker when its set-up and module are already loaded, skip `checkResult()` for primitive ' +
+      'results, and count the promise hops on the main thread (TaskRun → Pool.run → #run → Piscina, and back), each a microtask.',
     whenMet:
       'met unpinned, but not on the library\'s merit: on this VM the unpinned p50 mostly measures vCPU wake-ups, and raw ' +
-      'Piscina\'s main thread, idle sooner, pays more of them. The pinned row is the library\'s own cost (≈ 1.7×); a patched ' +
-      'copy without an AbortController per attempt measured 1.35–1.47× (see the analysis in bench/analysis.mjs, `rtP50.next`).',
+      'Piscina\'s main thread, idle sooner, pays more of them. The pinned row is the library\'s own cost (≈ 1.55–1.7×, with no ' +
+      'AbortController per attempt since ae8993f; see `rtP50.next` in bench/analysis.mjs).',
   },
   rtP99: {
     why:
       'The p99 of a no-op round trip is set by vCPU wake-ups (a few hundred µs) and by GC pauses on either thread; Background ' +
       'allocates more per round trip than raw Piscina (the p50 entry lists what), so it meets more scavenges. A pool\'s first ' +
       'few hundred ms are slower while its worker isolate optimizes the library\'s code: the bench warms each pool for 600 ms.',
-    next: 'The p50 patch (no AbortController per attempt) removes the largest allocation; measure again with it.',
+    next: 'The AbortController per attempt is gone (ae8993f) and the p99 did not move: look at GC pauses of either thread under `--trace-gc` during the pinned run.',
     whenMet: 'the pinned p99 (one core) is ≈ 2–3.5× raw Piscina\'s: with everything on one core, a GC pause of either thread is in every round trip it overlaps, and Background allocates more per round trip (see rtP50 in bench/analysis.mjs).',
   },
   addBlock: {
@@ -168,10 +187,10 @@ export const analysis = {
       'own timer (row ↳ the same work in another process), has measured from ≈ 1.0× to ≈ 2× on quiet runs, below the worker ' +
       'lane, though on a shared machine that row is the noisiest of all.',
     next:
-      'Run the pool\'s threads at a lower priority, so that the event loop preempts a worker that shares its vCPU: Piscina\'s ' +
-      '`niceIncrement` (through @napi-rs/nice, an optional dependency of Piscina, installed here). Measured on a patched copy of ' +
-      'dist/ (`niceIncrement: 10` in pool.ts\'s Piscina options), 3 runs each of the bench\'s loop scenario: worker lane ' +
-      '5.3–7.3× → 2.1–3.1×, raw Piscina unchanged. Make it the pool\'s default on Linux (and an option); the rest (≈ 2× with the ' +
-      'threads pinned apart) is what 2 vCPUs leave: measure on 4 or more cores, where the target\'s premise holds.',
+      'Done since (commit 1e51c3d): the pool\'s threads run at a lower priority (`pool.niceIncrement`, 10 by default on Linux, ' +
+      'through Piscina and @napi-rs/nice), so that the event loop preempts a worker that shares its vCPU: the full runs of ' +
+      '2026-12-05 read 1.73× (1.40–2.66×), against 4.97× on the page before, and raw Piscina (no nice) 2.8×. What is left is ' +
+      'about what the same work in another process costs (row ↳ another process, 1.3×) plus the wake-ups of 2 vCPUs: measure ' +
+      'on 4 or more cores, where the target\'s premise holds.',
   },
 };
