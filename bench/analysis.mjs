@@ -63,6 +63,21 @@ export const analysis = {
       'the records of finished tasks are a quarter of the cost (compare the records-off row); measured on a patched copy, a ring ' +
       'buffer stamped by a clock read every 256 ends takes the ratio from ≈ 1.8× to ≈ 1.5×, and reading `fn.name` lazily to ≈ 1.47×.',
   },
+  steadyAlone: {
+    why:
+      'Raw dispatch alone in a process runs in V8\'s fast mode (≈ 0.11 µs a task: its promises die young); `bg.add()` alone ' +
+      'runs ≈ 0.29 µs (`--only tax`, 2026-12-05: 2.59 (1.73–2.76)×). Where a task\'s time goes (CPU profile of 5e5 steady ' +
+      'tasks): the TaskRun and its AsyncResource (the async context of `add()`, ≈ 35–60 ns alone to create, enter and ' +
+      'destroy, measured in isolation) ≈ 12%; the records of finished tasks (`Records.keep`: a `Date.now()` and two array ' +
+      'pushes per task) ≈ 7%; `TaskRun.#start` (a `performance.now()` per start for durations) ≈ 7%; `enqueue` and the lane ≈ ' +
+      '6%; reading `fn.name` ≈ 1%; GC ≈ 11%.',
+    next:
+      'Records in a ring of `maxCount` entries stamped from a clock read once per batch of ends (measured on a patched copy on ' +
+      '2026-12-01: −0.3× on the interleaved ratio); `fn.name` read only when a name is needed; the start time taken only when ' +
+      'something reads a duration (a log, an event, a timeout). The async context cannot be shared between tasks without ' +
+      'losing `AsyncLocalStorage.run()` scopes entered between two `add()` calls; on Node 24 (AsyncContextFrame) it is ' +
+      'cheaper: measure there.',
+  },
   burst: {
     why: 'Not expected: the burst has measured at ≈ 0.45× of p-limit. A miss means something regressed in the queue path (engine/lane.ts `submit`/`#pump`): profile it.',
     next: 'Profile `node --cpu-prof` a burst of 1e5 and compare with the previous page.',

@@ -172,10 +172,19 @@ async function heap() {
 /**
  * Raw promise dispatch (the steady-state loop of `dispatch`, raw contender) in a process that
  * has (`after`) or has not (`before`) imported the library, constructed a Background and run a
- * task through it; `als`: one with an AsyncLocalStorage entered, to show what a tax looks like.
- * Returns ms per block.
+ * task through it; `als`: one with an AsyncLocalStorage entered, to show what a tax looks like;
+ * `bgAlone`: Background's own steady dispatch, alone in its process. Returns ms per block.
  */
 async function tax({ variant, reps, warm, batches }) {
+  if (variant === 'bgAlone') {
+    // Background's steady dispatch alone in its process, as `before` runs raw's: raw's fast mode
+    // has a counterpart (issue 15, target 2).
+    const app = await library();
+    const code = await own('bg');
+    const bg = app.scope(true).resolve(app.lib.Background);
+    const times = await interleave(['bg'], reps, warm, () => code.steady(bg, batches));
+    return { times: times.bg, perBlock: batches * 100 };
+  }
   if (variant === 'after') {
     const app = await library();
     const bg = app.scope(true).resolve(app.lib.Background);
