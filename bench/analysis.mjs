@@ -145,9 +145,10 @@ export const analysis = {
     next:
       'Both parts exist now: `pool: { prewarm: true }` starts `minThreads` threads with the application (the warm rows show ' +
       'what that gives), and task modules import from `tsyringe-background/tasks` (the bench\'s own task module does since ' +
-      '2d47c98), so that threads do not load the main-thread engine. The cold first burst read 0.82–0.87× on 2026-12-05, ' +
-      'after the pool\'s threads began running at nice +10 (1e51c3d): a thread that starts while the main thread dispatches ' +
-      'now gives way to it. Measure the cold burst with `niceIncrement: 0` against 10 before deciding the default.',
+      '2d47c98), so that threads do not load the main-thread engine. The cold first burst read 0.87× and 0.90× in the two full ' +
+      'runs of 2026-12-05 (1.05× on 2026-12-01). Not the threads\' lower priority (1e51c3d): `--only pool`, one round each, ' +
+      'read 0.75× with `niceIncrement: 0` and 0.80× with 10. Every figure of that day ran slower on this VM (raw dispatch ' +
+      '≈ 2× the µs of 2026-12-01); profile the first burst (thread start, setup, imports) against raw Piscina\'s next.',
     whenMet:
       'only just: the first burst of 5 ms tasks, which starts the pool, is the slowest (≈ 1.0×; 0.85–0.99× on other runs of the ' +
       'same day). The first two worker tasks of a process take 125–137 ms against 36–39 ms with raw Piscina (Piscina loaded on ' +
