@@ -90,7 +90,8 @@ export class Background implements AsyncDisposable, TaskAdder {
    */
   with(options: CallOptions): TaskAdder {
     const call = resolveCall(options, isRun);
-    resolveTaskOptions(options, defaultTaskOptions, 'bg.with(options)', callKeys);
+    // Not remembered: a view's options are often made per call (a WeakMap entry each would load the GC).
+    resolveTaskOptions(options, defaultTaskOptions, 'bg.with(options)', callKeys, false);
     const view: TaskAdder = {
       add: ((task: unknown, ...args: unknown[]) => this.#add(call, task, args)) as TaskAdder['add'],
       with: (more) => this.with({ ...options, ...more }),
@@ -229,7 +230,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     if (definitionOptions !== undefined) {
       options = resolveTaskOptions(definitionOptions, options, `defineTask("${name}") options`, definitionKeys);
     }
-    if (call !== undefined) options = resolveTaskOptions(call.options, options, 'bg.with(options)', callKeys);
+    if (call !== undefined) options = resolveTaskOptions(call.options, options, 'bg.with(options)', callKeys, false);
     return options;
   }
 }

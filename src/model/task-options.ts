@@ -88,15 +88,17 @@ const cache = new WeakMap<object, WeakMap<ResolvedTaskOptions, ResolvedTaskOptio
 /**
  * Validates task options given at `path` (for messages: `defineTask("x") options`,
  * `options.defaults`, `bg.with(options)`) and merges them over `base`. `extraKeys` are other
- * keys allowed there (a definition's `name` and `inject`, say). Cached per object and base.
+ * keys allowed there (a definition's `name` and `inject`, say). Cached per object and base, unless
+ * `remember` is false (options made per call).
  */
 export function resolveTaskOptions(
   given: object,
   base: ResolvedTaskOptions,
   path: string,
   extraKeys: readonly string[] = [],
+  remember = true,
 ): ResolvedTaskOptions {
-  let byBase = cache.get(given);
+  let byBase = remember ? cache.get(given) : undefined;
   const cached = byBase?.get(base);
   if (cached) return cached;
   const options = given as Record<string, unknown>;
@@ -113,6 +115,7 @@ export function resolveTaskOptions(
     timeoutMs: options.timeoutMs === undefined ? base.timeoutMs : integer(options.timeoutMs, `${path}.timeoutMs`, 1, maxTimerMs),
     durable: options.durable === undefined ? base.durable : booleanOf(options.durable, `${path}.durable`),
   });
+  if (!remember) return resolved;
   if (byBase === undefined) cache.set(given, (byBase = new WeakMap()));
   byBase.set(base, resolved);
   return resolved;
