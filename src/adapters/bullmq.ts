@@ -523,12 +523,15 @@ class BullMQBackend implements Runner, DurableBackend {
     const pipeline = (await this.queue.getBackend().client).pipeline();
     for (const id of ids) {
       const key = this.queue.toKey(id);
-      pipeline.runCommand('zscore', [keys.completed, id]).runCommand('zscore', [keys.failed, id]).runCommand('hmget', [key, 'returnvalue', 'failedReason']).runCommand('exists', [key]);
+      // `ats`: the attempts started, which the handle may not have counted yet (its `active` events unread).
+      pipeline.runCommand('zscore', [keys.completed, id]).runCommand('zscore', [keys.failed, id]).runCommand('hmget', [key, 'returnvalue', 'failedReason', 'ats']).runCommand('exists', [key]);
     }
     const replies = (await pipeline.exec()) ?? [];
     ids.forEach((id, i) => {
       const [completed, failed, fields, exists] = replies.slice(4 * i, 4 * i + 4).map(([error, value]) => (error === null ? (value as unknown) : undefined));
-      const [returnvalue, failedReason] = (fields as (string | null)[] | undefined) ?? [];
+      const [returnvalue, failedReason, started] = (fields as (string | null)[] | undefined) ?? [];
+      const ended = (completed !== null && completed !== undefined) || (failed !== null && failed !== undefined);
+      if (ended) this.#live.get(id)?.startedAtLeast(Number(started ?? 0));
       if (completed !== null && completed !== undefined) {
         this.#end(id, 'succeeded', { ok: true, value: returnvalue === null || returnvalue === undefined ? null : (JSON.parse(returnvalue) as unknown) });
       } else if (failed !== null && failed !== undefined) {
@@ -700,6 +703,11 @@ class DurableHandle implements TaskHandle {
     this.status = 'running';
     this.attempt++;
     this.progress = undefined;
+  }
+
+  /** Counts `n` attempts started when Redis says so before the event stream has (a job settled from Redis). */
+  startedAtLeast(n: number): void {
+    if (this.#outcome === undefined && n > this.attempt) this.attempt = n;
   }
 
   reported(data: unknown): void {
