@@ -1,65 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startScript, stopScripts, type Exit, type Started } from './script.js';
 
 /** Generous: a run takes a few seconds (the 500 ms mails, 20 at a time, and the avatars). */
 const timeout = 20_000;
 /** The compiled example; `npm test` builds it first. */
 const serverJs = fileURLToPath(new URL('../examples/dist/server.js', import.meta.url));
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Started {
-  child: ChildProcess;
-  /** Resolves with the first match of `pattern` in stdout; rejects if the process exits first. */
-  waitFor(pattern: RegExp): Promise<RegExpExecArray>;
-  exited: Promise<Exit>;
-}
-
-const children: ChildProcess[] = [];
-
-function start(...args: string[]): Started {
-  if (!existsSync(serverJs)) {
-    throw new Error(`${serverJs} does not exist: run \`npm run build\` first (\`npm test\` does it)`);
-  }
-  const child = spawn(process.execPath, [serverJs, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  const waiters = new Set<() => void>();
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    for (const check of waiters) check();
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<Exit>((resolve, reject) => {
-    child.once('error', reject);
-    // 'close', not 'exit': by then both pipes have been read to the end.
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  const waitFor = (pattern: RegExp): Promise<RegExpExecArray> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const match = pattern.exec(stdout);
-        if (match === null) return;
-        waiters.delete(check);
-        resolve(match);
-      };
-      waiters.add(check);
-      check();
-      void exited.then(
-        (exit) => reject(new Error(`exited (${exit.code ?? exit.signal}) before printing ${pattern}:\n${exit.stdout}\n${exit.stderr}`)),
-        reject,
-      );
-    });
-  return { child, waitFor, exited };
-}
+const start = (...args: string[]): Started => startScript(serverJs, args);
 
 interface Summary {
   requests: number;
@@ -166,7 +114,7 @@ const retryLines = (exit: Exit): number =>
 
 afterEach(() => {
   // Only matters when a test failed half-way: never leave a server running.
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill();
+  stopScripts();
 });
 
 describe('examples/server.js', () => {

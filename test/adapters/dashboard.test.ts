@@ -17,7 +17,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
 import type { DependencyContainer } from 'tsyringe';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { resolveDashboardOptions, type DashboardQueue, type DurableDashboardOptions } from '../../src/adapters/dashboard.js';
 import { durableDashboard as expressDashboard } from '../../src/adapters/express-dashboard.js';
@@ -28,7 +28,7 @@ import { durableDashboard as honoDashboard } from '../../src/adapters/hono-dashb
 import { liveView as honoLiveView } from '../../src/adapters/hono.js';
 import { createLiveView, resolveLiveViewOptions } from '../../src/adapters/live-view.js';
 import { Background, defineTask, shutdown } from '../../src/index.js';
-import { hasRedis, startRedis, type RedisServer } from '../durable/redis.js';
+import { hasRedis, redisForSuite } from '../durable/redis.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors } from '../helpers.js';
 
 watchProcessErrors();
@@ -106,13 +106,7 @@ interface QueuesAnswer {
 const sendInvoice = defineTask({ name: 'sendInvoice', durable: true }, async (invoiceId: string) => `sent ${invoiceId}`);
 
 describe.skipIf(!hasRedis).each(Object.entries(servers))('%s: the dashboard at /background/queues, next to the live view', (_framework, start) => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis.stop();
-  });
+  const redis = redisForSuite();
 
   let app: DependencyContainer;
   let backend: DurableBackend;

@@ -7,12 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { injectable, Lifecycle, scoped } from 'tsyringe';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
 import { shout } from '../fixtures/worker-tasks.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors } from '../helpers.js';
-import { freePort, hasRedis, startRedis, type RedisServer } from './redis.js';
+import { freePort, hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
 
@@ -54,13 +54,7 @@ const ordered = defineTask({ name: 'ordered' }, async (label: string) => void or
 const durableRecord = defineTask({ name: 'durableRecord', durable: true, retries: 2, backoff: { baseMs: 10, jitter: 0 } }, async (label: string) => `durably ${label}`);
 
 describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis.stop();
-  });
+  const redis = redisForSuite();
 
   const closers: (() => Promise<unknown>)[] = [];
   afterEach(async () => {

@@ -5,13 +5,13 @@
  * twice), its exit code, that it leaves no process behind (at the end and on Ctrl-C), and what it
  * says when redis-server is not installed.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { startScript, stopScripts, type Exit, type Started } from '../script.js';
 import { hasRedis } from './redis.js';
 
 /** The compiled example; `npm test` builds it first. */
@@ -19,60 +19,12 @@ const durableJs = fileURLToPath(new URL('../../examples/dist/durable.js', import
 /** Generous: a run takes about 5 s (redis-server, two worker processes, 400 jobs, 2 s locks). */
 const timeout = 40_000;
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-interface Started {
-  child: ChildProcess;
-  /** Resolves with the first match of `pattern` in stdout; rejects if the process exits first. */
-  waitFor(pattern: RegExp): Promise<RegExpExecArray>;
-  exited: Promise<Exit>;
-}
-
-const children: ChildProcess[] = [];
 afterEach(() => {
   // Only matters when a test failed half-way: SIGINT lets the example stop what it started.
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
+  stopScripts('SIGINT');
 });
 
-function start(env: NodeJS.ProcessEnv = process.env): Started {
-  if (!existsSync(durableJs)) throw new Error(`${durableJs} does not exist: run \`npm run build\` first (\`npm test\` does it)`);
-  const child = spawn(process.execPath, [durableJs], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  const waiters = new Set<() => void>();
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-    for (const check of waiters) check();
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<Exit>((resolve, reject) => {
-    child.once('error', reject);
-    // 'close', not 'exit': by then both pipes have been read to the end.
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  const waitFor = (pattern: RegExp): Promise<RegExpExecArray> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const match = pattern.exec(stdout);
-        if (match === null) return;
-        waiters.delete(check);
-        resolve(match);
-      };
-      waiters.add(check);
-      check();
-      void exited.then(
-        (exit) => reject(new Error(`exited (${exit.code ?? exit.signal}) before printing ${pattern}:\n${exit.stdout}\n${exit.stderr}`)),
-        reject,
-      );
-    });
-  return { child, waitFor, exited };
-}
+const start = (env: NodeJS.ProcessEnv = process.env): Started => startScript(durableJs, [], env);
 
 /** The numbers of a line of `stdout` matching `pattern`; fails the test, showing the output, when there is none. */
 function numbers(exit: Exit, pattern: RegExp): number[] {

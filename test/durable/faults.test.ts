@@ -16,7 +16,7 @@ import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers, type
 import { Background, defineTask, shutdown, TaskContext, type TaskHandle } from '../../src/index.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
 import { startPersistentRedis, type PersistentRedis } from './persistent-redis.js';
-import { hasRedis, startRedis, type RedisServer } from './redis.js';
+import { hasRedis, redisForSuite } from './redis.js';
 import { killWorkerProcesses, startWorkerProcess, type WorkerProcessConfig } from './worker-process.js';
 
 watchProcessErrors();
@@ -82,11 +82,7 @@ async function acknowledged(backend: DurableBackend, handles: readonly TaskHandl
 }
 
 describe.skipIf(!hasRedis)('durable faults: a worker process killed mid-job', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(() => redis.stop());
+  const redis = redisForSuite();
 
   function config(queueName: string, workerOptions: Record<string, unknown>): WorkerProcessConfig {
     return { port: redis.port, queueName, effects: join(dir, `${queueName}.effects`), concurrency: 2, workerOptions };
@@ -215,11 +211,7 @@ const held = defineTask({ name: 'held', inject: [JobScope, TaskContext] }, async
 });
 
 describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(() => redis.stop());
+  const redis = redisForSuite();
 
   function workersOn(queueName: string, workerOptions?: StartWorkersOptions['workerOptions']): DurableWorkers {
     const root = freshApp({ logger: captureLogger() });
@@ -304,11 +296,7 @@ describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', (
 });
 
 describe.skipIf(!hasRedis)('durable faults: 3 worker processes, 10 000 jobs', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(() => redis.stop());
+  const redis = redisForSuite();
 
   it('runs every job exactly once: 10 000 handles resolve, each job counted once in Redis, none twice', { timeout: 60_000 }, async () => {
     const queueName = `many-${randomUUID()}`;

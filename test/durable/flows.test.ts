@@ -8,11 +8,11 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { DependencyContainer } from 'tsyringe';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, observeTasks, shutdown, TaskContext, TaskSkippedError, type TaskEvent, type TaskHandle } from '../../src/index.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
-import { hasRedis, startRedis, type RedisServer } from './redis.js';
+import { hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
 
@@ -74,13 +74,7 @@ async function addInAnotherProcess(port: number, queueName: string, label: strin
 }
 
 describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
-  let redis: RedisServer;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis.stop();
-  });
+  const redis = redisForSuite();
 
   const closers: (() => Promise<unknown>)[] = [];
   afterEach(async () => {

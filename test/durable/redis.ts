@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { afterAll, beforeAll } from 'vitest';
 
 export const hasRedis = spawnSync('redis-server', ['--version']).status === 0;
 if (!hasRedis) {
@@ -49,6 +50,30 @@ export async function startRedis(port?: number): Promise<RedisServer> {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
       await exited;
+    },
+  };
+}
+
+/**
+ * A redis-server for the calling `describe` block: started before its tests, stopped after them.
+ * Read its `port` and `connection` inside tests and hooks (not while the block is being defined).
+ */
+export function redisForSuite(): Pick<RedisServer, 'port' | 'connection'> {
+  let server: RedisServer | undefined;
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(() => server?.stop());
+  const started = (): RedisServer => {
+    if (server === undefined) throw new Error('redisForSuite(): read the server inside a test or a hook, once it has started');
+    return server;
+  };
+  return {
+    get port() {
+      return started().port;
+    },
+    get connection() {
+      return started().connection;
     },
   };
 }
