@@ -42,7 +42,46 @@ const web = {
     'the load generator and the server\'s GC threads do not share the server\'s core.',
 };
 
+/**
+ * Section 8 (bench/durable.mjs), worker side and end to end: from profiles of the worker side and
+ * patched copies of dist/ (2026-12-05).
+ */
+const durable = {
+  why:
+    'Analysed on the 2-core machine of these pages (issue 14). The Node process is the bottleneck of every variant (redis-server spends about half as much CPU per job), ' +
+    'so jobs/s follows the Node CPU per job: "Node CPU µs/job" below, ≈ 60–70 µs for raw BullMQ, ≈ 115–120 µs for the library. ' +
+    'Redis does the same work for both: the same commands per job (INFO commandstats: one EVALSHA moveToActive/moveToFinished ' +
+    'per job, the same counts), and raw BullMQ with the library\'s exact job (row ↳) is close to raw. The difference is ' +
+    'the library\'s work per job in the worker (with a no-op task, all the work there is): a child scope, its ' +
+    '`Background` and an in-process task run (`createChildContainer`, `resolve(Background)`, `with()`, `add()`, `result()`, ' +
+    '`disposeScope`: ≈ 9 µs when the worker\'s processor is called alone, without Redis), and, until the worker stopped ' +
+    'asking for it, the `AbortController` BullMQ makes for every job of a processor that takes its signal (≈ 8–20 µs alone, ' +
+    'with its listener). ' +
+    'In the worker those costs are larger than alone (a `--cpu-prof` of the worker side, 10 000 jobs: more GC, and dearer ' +
+    'socket writes: the writes of the same commands took ≈ 120 µs of `writeBuffer` a job against ≈ 40 µs for raw — likely ' +
+    'because a busier Node process finds redis-server idle more often, and its wake-up is charged to the write). In all ≈ 50–60 µs more per job: about 0.6× on ' +
+    'a no-op task. Not asking BullMQ for the signal (cancellations reach the task through the worker\'s own map of running ' +
+    'jobs instead) gave, in a paired run in one process (10 000 jobs waiting, 5 reps each, alternating), 146 → 141 µs of ' +
+    'Node CPU per job and 0.69 → 0.70 of raw, within the noise. End to end (8b), the same process also pays ' +
+    'the producer\'s side: `add()` (8c) and the queue\'s event stream, whose entries for every job (added, waiting, ' +
+    'active, completed) the library reads and parses so that its handles settle; raw BullMQ reads none.',
+  next:
+    'The cost is per job, so the ratio rises with the work a real task does (with 0.5 ms of CPU in the task it would be ' +
+    'about 0.9×). To reach 0.9× on a no-op task the worker would have to do almost nothing per job ' +
+    'beyond BullMQ: run a definition that injects nothing without a child scope and without a `Background` task run ' +
+    '(`definition.fn(...args)` with a `TaskContext`, its timeout and events done by hand), and make the scope only for ' +
+    'definitions that inject; and pass the call options without resolving them per job (`with()` validates and merges ' +
+    'them each time). The enqueue side (8c) pays for a JSON check, a UUID, a deadline timer and two awaits per job before ' +
+    'its `queue.add()`: one deadline timer for all the jobs being sent, rather than one each, is the first thing to try. ' +
+    'Measured since, on patched copies (`--only durable`, one round each): a processor that calls the task\'s function ' +
+    'directly, with no scope, Background or run, reaches 0.90× (so the target needs the per-job path nearly free); without ' +
+    'the progress observer 0.64× against 0.60×; `with()` options no longer remembered in a WeakMap per call (2e70f0d): ' +
+    '0.67–0.69×.',
+  };
+
 export const analysis = {
+  durableDrain: durable,
+  durableE2e: durable,
   webexpressP99: web,
   webexpressRps: web,
   webfastifyP99: web,

@@ -17,7 +17,6 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
   const out = [];
   const p = (line = '') => out.push(line);
   const missed = rows.filter((r) => r.met === false);
-  const targets = rows.filter((r) => r.met !== undefined);
 
   p('# Benchmarks');
   p();
@@ -31,17 +30,9 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
       `${Math.max(rounds, 5)}, the unpinned round trips ${Math.max(rounds, 7)}). Absolute times are for orientation only: they depend on the machine, the ratios much less.`,
   );
   p();
-  p(
-    `**${targets.length - missed.length} of ${targets.length} targets met.**` +
-      (missed.length === 0 ? '' : ` Missed: ${missed.map((r) => `${r.id} (${r.figure.trim()})`).join('; ')} — see [below](#missed-targets-why-and-the-next-step).`),
-  );
+  p(`${targetsLine(rows)}${missed.length === 0 ? '' : ' — see [below](#missed-targets-why-and-the-next-step).'}`);
   p();
-  p('| # | figure | measured: median (min–max) | target | |');
-  p('|---|---|---|---|---|');
-  for (const r of rows) {
-    const status = verdict(r);
-    p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
-  }
+  targetTable(p, rows);
   p();
   p('Ratios are *time with the library / time of the baseline* (lower is better), except CPU offload: *inline time / time through the pool* (higher is better). Rows marked ↳ qualify the row above them; rows without a target are there for comparison (p-limit alone, records off, AsyncLocalStorage on, inline CPU work). After each verdict, how many of the last runs that measured the row (up to 10, this one included; bench/verdicts.json) gave the same verdict: a verdict that flips from run to run says little.');
   p();
@@ -207,33 +198,12 @@ export function webPage({ machine, rounds, rows, details, load, web, whole }) {
         : 'This page was written by `node bench/run.mjs --only web`: benchmarks.md keeps the figures of its own last full run.'),
   );
   p();
-  p(`**${targets.length - missed.length} of ${targets.length} targets met.**${missed.length === 0 ? '' : ` Missed: ${missed.map((r) => `${r.id} (${r.figure.trim()})`).join('; ')}.`}`);
+  p(`${targetsLine(rows)}${missed.length === 0 ? '' : '.'}`);
   p();
-  p('| # | figure | measured: median (min–max) | target | |');
-  p('|---|---|---|---|---|');
-  for (const r of rows) {
-    const status = verdict(r);
-    p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
-  }
+  targetTable(p, rows);
   p();
   if (missed.length > 0) {
-    p('## Missed targets: why, and the next step');
-    p();
-    // One analysis may cover several rows (bench/analysis.mjs): each is printed once.
-    const causes = new Map();
-    for (const r of missed) causes.set(analysis[r.key], [...(causes.get(analysis[r.key]) ?? []), r]);
-    for (const [a, list] of causes) {
-      p(`**${list.map((r) => `${r.id} ${r.figure.trim().replace(/^\(|\)$/g, '')}`).join('; ')}.**`);
-      p();
-      if (a === undefined) {
-        p('No analysis recorded for these figures yet (bench/analysis.mjs): profile the server (`node --cpu-prof`) under the same load before changing anything.');
-      } else {
-        p(`**Why.** ${a.why}`);
-        p();
-        p(`**Next step.** ${a.next}`);
-      }
-      p();
-    }
+    missedCauses(p, missed, 'profile the server (`node --cpu-prof`) under the same load');
   }
   p('## What is measured');
   p();
@@ -331,42 +301,6 @@ const durableMethod = [
     'the jobs. On 2 cores, redis-server and the Node process each take about one: jobs/s is the slower of the two.',
 ];
 
-/**
- * Why the durable throughput targets are missed, and what would help: shown on its page under a
- * missed row (bench/analysis.mjs, when it has an entry for the row, wins).
- */
-const durableAnalysis = {
-  throughput: {
-    why:
-      'Analysed on the 2-core machine of these pages (issue 14). The Node process is the bottleneck of every variant (redis-server spends about half as much CPU per job), ' +
-      'so jobs/s follows the Node CPU per job: "Node CPU µs/job" below, ≈ 60–70 µs for raw BullMQ, ≈ 115–120 µs for the library. ' +
-      'Redis does the same work for both: the same commands per job (INFO commandstats: one EVALSHA moveToActive/moveToFinished ' +
-      'per job, the same counts), and raw BullMQ with the library\'s exact job (row ↳) is close to raw. The difference is ' +
-      'the library\'s work per job in the worker (with a no-op task, all the work there is): a child scope, its ' +
-      '`Background` and an in-process task run (`createChildContainer`, `resolve(Background)`, `with()`, `add()`, `result()`, ' +
-      '`disposeScope`: ≈ 9 µs when the worker\'s processor is called alone, without Redis), and, until the worker stopped ' +
-      'asking for it, the `AbortController` BullMQ makes for every job of a processor that takes its signal (≈ 8–20 µs alone, ' +
-      'with its listener). ' +
-      'In the worker those costs are larger than alone (a `--cpu-prof` of the worker side, 10 000 jobs: more GC, and dearer ' +
-      'socket writes: the writes of the same commands took ≈ 120 µs of `writeBuffer` a job against ≈ 40 µs for raw — likely ' +
-      'because a busier Node process finds redis-server idle more often, and its wake-up is charged to the write). In all ≈ 50–60 µs more per job: about 0.6× on ' +
-      'a no-op task. Not asking BullMQ for the signal (cancellations reach the task through the worker\'s own map of running ' +
-      'jobs instead) gave, in a paired run in one process (10 000 jobs waiting, 5 reps each, alternating), 146 → 141 µs of ' +
-      'Node CPU per job and 0.69 → 0.70 of raw, within the noise. End to end (8b), the same process also pays ' +
-      'the producer\'s side: `add()` (8c) and the queue\'s event stream, whose entries for every job (added, waiting, ' +
-      'active, completed) the library reads and parses so that its handles settle; raw BullMQ reads none.',
-    next:
-      'The cost is per job, so the ratio rises with the work a real task does (with 0.5 ms of CPU in the task it would be ' +
-      'about 0.9×). To reach 0.9× on a no-op task the worker would have to do almost nothing per job ' +
-      'beyond BullMQ: run a definition that injects nothing without a child scope and without a `Background` task run ' +
-      '(`definition.fn(...args)` with a `TaskContext`, its timeout and events done by hand), and make the scope only for ' +
-      'definitions that inject; and pass the call options without resolving them per job (`with()` validates and merges ' +
-      'them each time). The enqueue side (8c) pays for a JSON check, a UUID, a deadline timer and two awaits per job before ' +
-      'its `queue.add()`: one deadline timer for all the jobs being sent, rather than one each, is the first thing to try.',
-  },
-};
-durableAnalysis.durableDrain = durableAnalysis.throughput;
-durableAnalysis.durableE2e = durableAnalysis.throughput;
 
 /**
  * docs/benchmarks-durable.md: the durable section's figures, written whenever it runs, so that
@@ -393,37 +327,14 @@ export function durablePage({ machine, rounds, rows, details, load, durable, who
         : 'This page was written by `node bench/run.mjs --only durable`: benchmarks.md keeps the figures of its own last full run.'),
   );
   p();
-  p(`**${targets.length - missed.length} of ${targets.length} targets met.**${missed.length === 0 ? '' : ` Missed: ${missed.map((r) => `${r.id} (${r.figure.trim()})`).join('; ')}.`}`);
+  p(`${targetsLine(rows)}${missed.length === 0 ? '' : '.'}`);
   p();
-  p('| # | figure | measured: median (min–max) | target | |');
-  p('|---|---|---|---|---|');
-  for (const r of rows) {
-    const status = verdict(r);
-    p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${status} |`);
-  }
+  targetTable(p, rows);
   p();
   p('Throughput ratios are *library jobs/s / raw jobs/s* (higher is better); enqueue ratios are *time with the library / time with raw BullMQ* (lower is better). Rows marked ↳ qualify the row above them.');
   p();
   if (missed.length > 0) {
-    p('## Missed targets: why, and the next step');
-    p();
-    const causes = new Map();
-    for (const r of missed) {
-      const a = analysis[r.key] ?? durableAnalysis[r.key];
-      causes.set(a, [...(causes.get(a) ?? []), r]);
-    }
-    for (const [a, list] of causes) {
-      p(`**${list.map((r) => `${r.id} ${r.figure.trim()}`).join('; ')}.**`);
-      p();
-      if (a === undefined) {
-        p('No analysis recorded for these figures yet (bench/analysis.mjs): profile the worker side (`node --cpu-prof`) before changing anything.');
-      } else {
-        p(`**Why.** ${a.why}`);
-        p();
-        p(`**Next step.** ${a.next}`);
-      }
-      p();
-    }
+    missedCauses(p, missed, 'profile the worker side (`node --cpu-prof`)');
   }
   p('## What is measured');
   p();
@@ -467,6 +378,46 @@ export function durablePage({ machine, rounds, rows, details, load, durable, who
   p('```');
   p();
   return out.join('\n');
+}
+
+/** How many targets are met, and which are missed (bold, for the top of a page). */
+function targetsLine(rows) {
+  const targets = rows.filter((r) => r.met !== undefined);
+  const missed = targets.filter((r) => r.met === false);
+  const line = `**${targets.length - missed.length} of ${targets.length} targets met.**`;
+  return missed.length === 0 ? line : `${line} Missed: ${missed.map((r) => `${r.id} (${r.figure.trim()})`).join('; ')}`;
+}
+
+/** The rows as a table: figure, measured, target and verdict. */
+function targetTable(p, rows) {
+  p('| # | figure | measured: median (min–max) | target | |');
+  p('|---|---|---|---|---|');
+  for (const r of rows) {
+    p(`| ${r.id} | ${escapeMd(r.figure.startsWith('  ') ? `↳ ${r.figure.trim()}` : r.figure)} | ${r.measured} | ${r.target ?? '—'} | ${verdict(r)} |`);
+  }
+}
+
+/**
+ * The analysis of each missed row (bench/analysis.mjs), printed once per cause with the rows it
+ * covers; where none is recorded, what to profile first.
+ */
+function missedCauses(p, missed, profileFirst) {
+  p('## Missed targets: why, and the next step');
+  p();
+  const causes = new Map();
+  for (const r of missed) causes.set(analysis[r.key], [...(causes.get(analysis[r.key]) ?? []), r]);
+  for (const [a, list] of causes) {
+    p(`**${list.map((r) => `${r.id} ${r.figure.trim().replace(/^\(|\)$/g, '')}`).join('; ')}.**`);
+    p();
+    if (a === undefined) {
+      p(`No analysis recorded for these figures yet (bench/analysis.mjs): ${profileFirst} before changing anything.`);
+    } else {
+      p(`**Why.** ${a.why}`);
+      p();
+      p(`**Next step.** ${a.next}`);
+    }
+    p();
+  }
 }
 
 /** A row's verdict, and how many of the last runs agree with it (bench/verdicts.json). */

@@ -266,37 +266,22 @@ if (sections.includes('durable')) {
 // Summaries -----------------------------------------------------------------------------------------
 const rows = summarize(results);
 const totalS = from?.totalS ?? (performance.now() - startedAt) / 1000;
-const load = from?.load ?? {
-  before: startedLoad,
-  after: loadavg(),
-  measurements: runner.log.length + webRunner.log.length + durableRunner.log.length,
-  retried: [...runner.log, ...webRunner.log, ...durableRunner.log].filter((m) => m.attempts > 1).length,
-  waitedS: [...runner.log, ...webRunner.log, ...durableRunner.log].reduce((a, m) => a + m.waitedMs, 0) / 1000,
-  foreign: [...runner.log, ...webRunner.log, ...durableRunner.log].map((m) => m.foreign).filter((f) => f !== undefined),
-  disturbed: [...runner.disturbed, ...webRunner.disturbed, ...durableRunner.disturbed, ...(results.pool?.disturbed ?? []).map((d) => `pool.mjs ${d}`)],
-};
-
-// The web section's own page reports the load during its own measurements.
-const webLoad = from !== undefined ? (from.webLoad ?? from.load) : {
-  before: startedLoad,
-  after: loadavg(),
-  measurements: webRunner.log.length,
-  retried: webRunner.log.filter((m) => m.attempts > 1).length,
-  waitedS: webRunner.log.reduce((a, m) => a + m.waitedMs, 0) / 1000,
-  foreign: webRunner.log.map((m) => m.foreign).filter((f) => f !== undefined),
-  disturbed: webRunner.disturbed,
-};
-
-// The same for the durable section's page.
-const durableLoad = from !== undefined ? (from.durableLoad ?? from.load) : {
-  before: startedLoad,
-  after: loadavg(),
-  measurements: durableRunner.log.length,
-  retried: durableRunner.log.filter((m) => m.attempts > 1).length,
-  waitedS: durableRunner.log.reduce((a, m) => a + m.waitedMs, 0) / 1000,
-  foreign: durableRunner.log.map((m) => m.foreign).filter((f) => f !== undefined),
-  disturbed: durableRunner.disturbed,
-};
+/** The load during the measurements of `runners` (each page reports those of its own sections). */
+function loadOf(runners, extraDisturbed = []) {
+  const log = runners.flatMap((r) => r.log);
+  return {
+    before: startedLoad,
+    after: loadavg(),
+    measurements: log.length,
+    retried: log.filter((m) => m.attempts > 1).length,
+    waitedS: log.reduce((a, m) => a + m.waitedMs, 0) / 1000,
+    foreign: log.map((m) => m.foreign).filter((f) => f !== undefined),
+    disturbed: [...runners.flatMap((r) => r.disturbed), ...extraDisturbed],
+  };
+}
+const load = from?.load ?? loadOf([runner, webRunner, durableRunner], (results.pool?.disturbed ?? []).map((d) => `pool.mjs ${d}`));
+const webLoad = from !== undefined ? (from.webLoad ?? from.load) : loadOf([webRunner]);
+const durableLoad = from !== undefined ? (from.durableLoad ?? from.load) : loadOf([durableRunner]);
 
 console.log('\nTargets (issue 6; 7: issue 13; 8: issue 14)');
 table(
