@@ -46,8 +46,9 @@ it('keeps the cause, and leaves other classes as they were', async () => {
   expect(error.cause).toBeInstanceOf(RangeError);
 });
 
-it('refuses what is not a class of errors, and a second class for the same name', () => {
+it('refuses what is not a class of errors, an empty name, and a second class for the same name', () => {
   expect(() => registerErrorClass(class NotAnError {} as never)).toThrow('registerErrorClass(errorClass): errorClass must be a class extending Error, got function NotAnError');
   class Other extends Error {}
   expect(() => registerErrorClass(Other, 'PaymentDeclined')).toThrow('registerErrorClass(Other): another class is already registered for errors named "PaymentDeclined"');
+  expect(() => registerErrorClass(Other, '')).toThrow('registerErrorClass(Other, name): name must be a non-empty string, got "" (string)');
 });

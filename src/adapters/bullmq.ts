@@ -246,7 +246,7 @@ class BullMQBackend implements Runner, DurableBackend {
   add(request: TaskRequest): TaskHandle {
     const { name, kind, args, options, timing } = request;
     if (kind !== 'definition' && kind !== 'worker') {
-      throw new TypeError(`bg.add("${name}"): a durable task must be a defineTask() or workerTask() definition: a worker finds it by its name`);
+      throw new TypeError(`bg.add("${name}"): a durable task must be a defineTask() or workerTask() definition, got ${kind === 'class' ? 'a class' : 'a plain function'}: a worker finds it by its name`);
     }
     const after = timing === undefined || timing.after.length === 0 ? [] : this.#prerequisites(name, timing.after);
     checkJson(name, args);

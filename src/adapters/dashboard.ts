@@ -48,6 +48,15 @@ export interface DurableDashboardOptions {
   uiConfig?: UIConfig | undefined;
 }
 
+/** Options of a dashboard mounted as an app of its own (Express, Hono): where it is mounted too. */
+export interface MountedDashboardOptions extends DurableDashboardOptions {
+  /**
+   * The path the dashboard is mounted at, as the browser sees it (`'/background/queues'`): its
+   * page loads its assets and calls its API from there. Mount it at the same path.
+   */
+  basePath: string;
+}
+
 /** Options with the defaults filled in and checked. */
 export interface ResolvedDurableDashboardOptions {
   readonly queues: readonly DashboardQueue[];

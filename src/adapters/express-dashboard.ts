@@ -6,18 +6,12 @@
  */
 import { ExpressAdapter } from '@bull-board/express';
 import type { Express } from 'express';
-import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type DurableDashboardOptions } from './dashboard.js';
+import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type MountedDashboardOptions } from './dashboard.js';
 
-export type { DashboardQueue, DurableDashboardOptions } from './dashboard.js';
+export type { DashboardQueue, DurableDashboardOptions, MountedDashboardOptions } from './dashboard.js';
 
 /** Options of the Express {@link durableDashboard}. */
-export interface ExpressDashboardOptions extends DurableDashboardOptions {
-  /**
-   * The path the dashboard is mounted at, as the browser sees it (`'/background/queues'`): its
-   * page loads its assets and calls its API from there. Mount it at the same path.
-   */
-  basePath: string;
-}
+export type ExpressDashboardOptions = MountedDashboardOptions;
 
 /**
  * bull-board over the application's durable queue, as an Express app to mount with

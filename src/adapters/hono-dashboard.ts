@@ -7,18 +7,12 @@
 import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { Hono } from 'hono';
-import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type DurableDashboardOptions } from './dashboard.js';
+import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type MountedDashboardOptions } from './dashboard.js';
 
-export type { DashboardQueue, DurableDashboardOptions } from './dashboard.js';
+export type { DashboardQueue, DurableDashboardOptions, MountedDashboardOptions } from './dashboard.js';
 
 /** Options of the Hono {@link durableDashboard}. */
-export interface HonoDashboardOptions extends DurableDashboardOptions {
-  /**
-   * The path the dashboard is mounted at, as the browser sees it (`'/background/queues'`): its
-   * page loads its assets and calls its API from there. Mount it at the same path.
-   */
-  basePath: string;
-}
+export type HonoDashboardOptions = MountedDashboardOptions;
 
 /**
  * bull-board over the application's durable queue, as a Hono app to mount with

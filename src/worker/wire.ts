@@ -3,7 +3,7 @@
  * structured cloning keeps an error's message but turns a custom class into a plain `Error` and
  * drops `code` and other own properties, so errors travel as plain records and are rebuilt.
  */
-import { printed } from '../model/checks.js';
+import { describe, printed } from '../model/checks.js';
 import { TaskNonErrorError, WorkerTaskError, type WorkerErrorCode } from '../model/errors.js';
 
 import type { MessagePort } from 'node:worker_threads';
@@ -133,7 +133,7 @@ export function registerErrorClass(errorClass: ErrorClass, name: string = errorC
   if (typeof errorClass !== 'function' || !(errorClass.prototype instanceof Error)) {
     throw new TypeError(`registerErrorClass(errorClass): errorClass must be a class extending Error, got ${typeof errorClass === 'function' ? `function ${errorClass.name}` : typeof errorClass}`);
   }
-  if (typeof name !== 'string' || name === '') throw new TypeError(`registerErrorClass(${errorClass.name}, name): name must be a non-empty string`);
+  if (typeof name !== 'string' || name === '') throw new TypeError(`registerErrorClass(${errorClass.name}, name): name must be a non-empty string, got ${describe(name)}`);
   const existing = errorClasses.get(name);
   if (existing !== undefined && existing !== errorClass) {
     throw new TypeError(`registerErrorClass(${errorClass.name}): another class is already registered for errors named "${name}"`);
