@@ -797,9 +797,12 @@ export interface DurableWorkers {
   readonly worker: Worker;
   /**
    * Stops taking jobs and waits for the active ones to end (BullMQ's `worker.close()`); their
-   * scopes drain and are disposed.
+   * scopes drain and are disposed. With `timeoutMs`, waits at most that long: jobs still active
+   * then are left to run again on another worker once their locks expire (as after a crash),
+   * logged with their ids, and their tasks here are not stopped (end the process).
+   * @throws RangeError (the promise rejects) when `timeoutMs` is not an integer from 0 to 2147483647.
    */
-  close(): Promise<void>;
+  close(options?: { timeoutMs?: number | undefined }): Promise<void>;
 }
 
 /**
@@ -811,7 +814,7 @@ export interface DurableWorkers {
  *
  * ```ts
  * const workers = startWorkers({ tasks: [sendInvoice, renderReport], connection, concurrency: 20 });
- * process.once('SIGTERM', () => workers.close());
+ * process.once('SIGTERM', () => workers.close({ timeoutMs: 20_000 }));
  * ```
  */
 export function startWorkers(options: StartWorkersOptions): DurableWorkers {
@@ -918,8 +921,25 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   });
   return {
     worker,
-    async close() {
-      await worker.close();
+    async close(options = {}) {
+      const { timeoutMs } = options;
+      if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
+        throw new RangeError(`workers.close(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);
+      }
+      let inTime = true;
+      if (timeoutMs !== undefined) {
+        // Paused, the worker takes no new job and its active ones go on; at the deadline, closing
+        // with force stops renewing their locks instead of waiting for them.
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<false>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)));
+        inTime = await Promise.race([worker.pause().then(() => true), deadline]);
+        clearTimeout(timer);
+        if (!inTime) {
+          const left = [...running.values()].map((job) => job.id);
+          logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);
+        }
+      }
+      await worker.close(!inTime);
       observation();
       await subscriber.quit().catch(() => undefined);
     },

@@ -253,6 +253,36 @@ describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', (
     await expect(backend.job(later.id)).resolves.toMatchObject({ status: 'queued', attempt: 0 });
   });
 
+  it('close({ timeoutMs }) stops waiting at its deadline: it resolves with the job still running, names it, and another worker takes the job once its lock expires', { timeout: 20_000 }, async () => {
+    const queueName = `close-deadline-${randomUUID()}`;
+    const { bg } = producer(redis.connection, queueName);
+    const short = { lockDuration: 400, stalledInterval: 100 };
+    const logger = captureLogger();
+    const root = freshApp({ logger: captureLogger() });
+    const first = startWorkers({ container: root, tasks: [held], connection: redis.connection, queueName, concurrency: 1, logger, workerOptions: short });
+    closers.push(
+      () => shutdown({ container: root }),
+      () => first.close(),
+    );
+    order.length = started.length = 0;
+    gates.clear();
+    const handle = bg.add(held, 'slow');
+    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 5_000, interval: 5 });
+    await expect(first.close({ timeoutMs: -1 })).rejects.toThrow('workers.close(options): options.timeoutMs must be an integer from 0 to 2147483647, got -1 (number)');
+    await first.close({ timeoutMs: 200 });
+    // Its gate is still shut: the job was still running here when close() gave up on it.
+    expect(order).toEqual([]);
+    expect(logger.at('warn')).toEqual([
+      expect.objectContaining({ fields: { jobs: [handle.id], timeoutMs: 200 }, message: 'durable workers closed with 1 job(s) still active after 200 ms; they run again on another worker once their locks expire' }),
+    ]);
+    workersOn(queueName, short);
+    await vi.waitFor(() => expect(started).toEqual(['slow', 'slow']), { timeout: 5_000, interval: 10 });
+    gateOf('slow').resolve();
+    // Taken again after a lost lock, as after a crash: not a failed attempt of the job, but a second start seen.
+    await expect(handle.result()).resolves.toEqual({ label: 'slow', attempt: 1 });
+    expect(handle.attempt).toBe(2);
+  });
+
   it('close() has no deadline of its own: it keeps renewing the lock of a job that outlasts lockDuration many times, so no other worker takes it', { timeout: 20_000 }, async () => {
     const queueName = `close-long-${randomUUID()}`;
     const { bg } = producer(redis.connection, queueName);
