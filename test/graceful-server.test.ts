@@ -9,19 +9,18 @@
  * to a port no longer listening) fails on the client with a refused or reset connection: that is
  * the only error tolerated, and only after the signal.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import { afterEach, describe, expect, it } from 'vitest';
 import { deferred } from './helpers.js';
+import { startScript, stopScripts } from './script.js';
 
 const fixture = fileURLToPath(new URL('fixtures/graceful-server.mjs', import.meta.url));
 const built = fileURLToPath(new URL('../dist/graceful.js', import.meta.url));
 
-const children: ChildProcess[] = [];
 afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  stopScripts('SIGKILL');
 });
 
 interface Counters {
@@ -44,23 +43,9 @@ const notTaken = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE']);
 describe('gracefulShutdown() in a child process under load', () => {
   it('SIGTERM mid-load: every request taken is answered 2xx, every task taken is completed, the totals match, exit 0', { timeout: 15_000 }, async () => {
     if (!existsSync(built)) throw new Error(`${built} does not exist: run \`npm run build\` first (\`npm test\` does it)`);
-    const child = spawn(process.execPath, [fixture], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let stdout = '';
-    let stderr = '';
-    const ready = deferred<number>();
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      const port = /^listening (\d+)$/m.exec(stdout)?.[1];
-      if (port !== undefined) ready.resolve(Number(port));
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code, signal) => resolve({ code, signal })); // both pipes read to the end
-    });
-    void exited.then(() => ready.reject(new Error(`exited before listening:\n${stdout}\n${stderr}`)));
-    const port = await ready.promise;
+    const server = startScript(fixture);
+    const { child } = server;
+    const port = Number((await server.waitFor(/^listening (\d+)$/m))[1]);
 
     // Load: 10 keep-alive connections, each sending its next request as soon as it has an answer.
     const signalAfter = 300;
@@ -85,7 +70,7 @@ describe('gracefulShutdown() in a child process under load', () => {
       const code = error.code ?? error.message;
       errors.set(code, (errors.get(code) ?? 0) + 1);
     });
-    const exit = await exited;
+    const { stdout, stderr, ...exit } = await server.exited;
     instance.stop();
     const { timeouts, non2xx, mismatches } = await result.promise;
 

@@ -4,8 +4,6 @@
  * work running, tsyringe disposing the scope's other instances alongside), then a real process
  * — the example server — receiving SIGTERM while requests are in flight.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { injectable, Lifecycle } from 'tsyringe';
@@ -22,6 +20,7 @@ import {
   type TaskHandle,
 } from '../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
+import { startScript, stopScripts } from './script.js';
 
 function setup(options: BackgroundOptions = {}) {
   const logger = captureLogger();
@@ -298,9 +297,8 @@ describe('lifecycle races', () => {
 
 /** The compiled example; `npm test` builds it first. */
 const serverJs = fileURLToPath(new URL('../examples/dist/server.js', import.meta.url));
-const children: ChildProcess[] = [];
 afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  stopScripts('SIGKILL');
 });
 
 interface Outcome {
@@ -325,24 +323,10 @@ function post(port: number, path: string): Promise<Outcome> {
 
 describe('the example server (a child process) receiving SIGTERM under load', () => {
   it('stops taking sign-ups, drains every accepted one and exits 0, accounting for every task', { timeout: 20_000 }, async () => {
-    if (!existsSync(serverJs)) throw new Error(`${serverJs} does not exist: run \`npm run build\` first (\`npm test\` does it)`);
-    const child = spawn(process.execPath, [serverJs, '--serve'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(child);
-    let stdout = '';
-    let stderr = '';
-    const ready = deferred<number>();
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      const port = /^listening on http:\/\/127\.0\.0\.1:(\d+)$/m.exec(stdout)?.[1];
-      if (port !== undefined && /^try: /m.test(stdout)) ready.resolve(Number(port)); // signal handlers are installed
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-      child.once('error', reject);
-      child.once('close', (code, signal) => resolve({ code, signal })); // both pipes read to the end
-    });
-    void exited.then(() => ready.reject(new Error(`exited before listening:\n${stdout}\n${stderr}`)));
-    const port = await ready.promise;
+    const server = startScript(serverJs, ['--serve']);
+    const { child } = server;
+    // Once it prints its `try:` line, its signal handlers are installed.
+    const port = Number((await server.waitFor(/^listening on http:\/\/127\.0\.0\.1:(\d+)$[\s\S]*^try: /m))[1]);
 
     // Clients that sign up one user after another until the server stops taking them. After
     // `signalAfter` accepted sign-ups, SIGTERM, sent while every other client has a request in flight.
@@ -370,7 +354,7 @@ describe('the example server (a child process) receiving SIGTERM under load', ()
       }
     };
     await Promise.all(Array.from({ length: clients }, client));
-    const exit = await exited;
+    const { stdout, stderr, ...exit } = await server.exited;
 
     expect(inFlightAtSignal).toBeGreaterThan(0);
     expect(accepted.length).toBeGreaterThanOrEqual(signalAfter);
