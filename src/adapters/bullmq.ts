@@ -19,7 +19,6 @@ import {
   disposeScope,
   DurableRunner,
   DurableTaskError,
-  observeTasks,
   ResultTimeoutError,
   TaskCancelledError,
   TaskSkippedError,
@@ -107,10 +106,21 @@ const afterJobOptions = { attempts: 1, priority: 1, removeOnComplete: true, remo
 /**
  * Marks of the public API's internals that adapters use (the same `Symbol.for` as in
  * src/model/call-options.ts): a handle that `after` lets through to this runner, and the call
- * option that tells a worker's local run the attempt of its job.
+ * options that tell a worker's local run the attempt of its job and where its progress goes.
  */
 const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
 const firstAttempt: unique symbol = Symbol.for('tsyringe-background.firstAttempt');
+const progressTo: unique symbol = Symbol.for('tsyringe-background.progressTo');
+
+/** The call options of a worker's local run of a job. */
+type WorkerCallOptions = CallOptions & { [firstAttempt]: number; [progressTo]: (fraction: number, message: string | undefined) => void };
+
+/** The local task of a job this process is running. */
+interface RunningJob {
+  readonly local: TaskHandle;
+  /** Whether its producer cancelled it. */
+  cancelled: boolean;
+}
 
 /** A durable task as any process can see it, read from Redis. */
 export interface DurableJob {
@@ -839,22 +849,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   const logger = options.logger ?? consoleLogger;
   const byName = new Map<string, TaskDefinition<never[]>>();
   for (const task of options.tasks) byName.set(task.name, task);
-  /** This process's running jobs, by the id of their local task. */
-  const running = new Map<string, Job>();
-  const observation = observeTasks(
-    (event) => {
-      if (event.type !== 'progress') return;
-      const job = running.get(event.id);
-      job?.updateProgress({ fraction: event.fraction, message: event.message }).catch((error: unknown) => {
-        logger.warn({ err: error, taskId: job.id }, `the progress of durable task "${event.name}" could not be saved`);
-      });
-    },
-    { container: scopeRoot },
-  );
-  /** Cancels a job this process is running, by job id: how a producer's cancellation reaches it. */
-  const cancels = new Map<string, (reason: string) => void>();
+  /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
+  const running = new Map<string, RunningJob>();
+  const progressFailed = (job: Job, name: string) => (error: unknown) => {
+    logger.warn({ err: error, taskId: job.id }, `the progress of durable task "${name}" could not be saved`);
+  };
   // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
-  // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `cancels` does the same.
+  // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
   const processor = async (job: Job<JobData>): Promise<unknown> => {
     if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>);
     const definition = byName.get(job.name);
@@ -865,30 +866,35 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       );
     }
     const scope = scopeRoot.createChildContainer();
+    const jobId = job.id ?? '';
     try {
       const { args, timeoutMs } = job.data;
-      // The local run counts its attempt as the job does (ctx.attempt, its events and logs).
-      const options: CallOptions & { [firstAttempt]: number } = { durable: false, retries: 0, ...(timeoutMs === undefined ? {} : { timeoutMs }), [firstAttempt]: job.attemptsMade + 1 };
-      const local = scope
-        .resolve(Background)
-        .with(options)
-        .add(definition as TaskDefinition<unknown[]>, ...args);
-      running.set(local.id, job);
-      let cancelled = false;
-      const jobId = job.id ?? '';
-      cancels.set(jobId, (reason) => {
-        cancelled = true;
-        local.cancel(reason);
-      });
+      const options: WorkerCallOptions = {
+        durable: false,
+        retries: 0,
+        ...(timeoutMs === undefined ? {} : { timeoutMs }),
+        // The local run counts its attempt as the job does (ctx.attempt, its events and logs).
+        [firstAttempt]: job.attemptsMade + 1,
+        // Its progress is the job's, without an observer of the whole application (which would
+        // make every task of this process build its events).
+        [progressTo]: (fraction, message) => void job.updateProgress({ fraction, message }).catch(progressFailed(job, definition.name)),
+      };
+      const entry: RunningJob = {
+        local: scope
+          .resolve(Background)
+          .with(options)
+          .add(definition as TaskDefinition<unknown[]>, ...args),
+        cancelled: false,
+      };
+      running.set(jobId, entry);
       try {
-        return await local.result();
+        return await entry.local.result();
       } catch (error) {
         // Cancelled by its producer: not worth another attempt.
-        if (cancelled) throw new UnrecoverableError(`cancelled: ${messageOf(error)}`);
+        if (entry.cancelled) throw new UnrecoverableError(`cancelled: ${messageOf(error)}`);
         throw error;
       } finally {
-        running.delete(local.id);
-        cancels.delete(jobId);
+        running.delete(jobId);
       }
     } finally {
       await disposeScope(scope);
@@ -914,7 +920,10 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     if (from !== channel) return;
     try {
       const { id, reason } = JSON.parse(message) as { id: string; reason: string };
-      cancels.get(id)?.(reason);
+      const entry = running.get(id);
+      if (entry === undefined) return;
+      entry.cancelled = true;
+      entry.local.cancel(reason);
     } catch {
       // Not ours.
     }
@@ -935,12 +944,11 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         inTime = await Promise.race([worker.pause().then(() => true), deadline]);
         clearTimeout(timer);
         if (!inTime) {
-          const left = [...running.values()].map((job) => job.id);
+          const left = [...running.keys()];
           logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);
         }
       }
       await worker.close(!inTime);
-      observation();
       await subscriber.quit().catch(() => undefined);
     },
   };

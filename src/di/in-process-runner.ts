@@ -41,6 +41,7 @@ export class InProcessRunner implements Runner {
       run.dueAt = dueAtOf(timing);
       // A run that continues attempts made elsewhere (a durable worker's job) counts from there.
       if (timing.firstAttempt !== undefined) run.attempt = timing.firstAttempt - 1;
+      run.progressTo = timing.progressTo;
     }
     this.#scope.add(run, timing?.after as readonly TaskRun[] | undefined);
     return run;

@@ -6,6 +6,7 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
+import type { ProgressSink } from '../model/call-options.js';
 import { invalid, isTimerMs, maxTimerMs, printed } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
 import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskHooks, TaskStartedEvent } from '../model/events.js';
@@ -111,6 +112,8 @@ export class TaskRun implements TaskHandle, Job {
   #status: TaskStatus = 'queued';
   attempt = 0;
   progress: TaskProgress | undefined = undefined;
+  /** Told of each progress, besides the observers; its runner may set it before it joins its scope. */
+  progressTo: ProgressSink | undefined = undefined;
   next: Job | undefined = undefined;
   holding = false;
   /** Links in the owner's list of live tasks; the owner keeps them. */
@@ -359,6 +362,7 @@ export class TaskRun implements TaskHandle, Job {
     checkFraction(fraction);
     if (this.#status !== 'running') return;
     this.progress = Object.freeze({ fraction, message });
+    this.progressTo?.(fraction, message);
     const observer = this.owner.hooks?.observer;
     if (observer !== undefined) observer(this.#event({ type: 'progress', fraction, message }));
   }

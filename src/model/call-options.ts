@@ -52,11 +52,22 @@ export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runne
  */
 export const firstAttempt: unique symbol = Symbol.for('tsyringe-background.firstAttempt');
 
+/**
+ * Internal call option (not documented): a function told of each progress the run reports
+ * (`ctx.progress()`), for a runner that keeps it elsewhere (a durable worker: the job's
+ * progress), without an application-wide observer that would make every task build its events.
+ * A `Symbol.for`, for the same reason as {@link runnerHandle}.
+ */
+export const progressTo: unique symbol = Symbol.for('tsyringe-background.progressTo');
+
+/** Told of a run's progress ({@link progressTo}). */
+export type ProgressSink = (fraction: number, message: string | undefined) => void;
+
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
 export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string; readonly tz: string | undefined };
 
 /** When a task may start, from validated call options: what a runner reads of them. */
-export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap' | 'firstAttempt'>;
+export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap' | 'firstAttempt' | 'progressTo'>;
 
 /** When a task with this timing is due (epoch ms), reading the clock now; 0 for now. */
 export function dueAtOf(timing: CallTiming | undefined): number {
@@ -77,6 +88,8 @@ export interface CallSpec {
   readonly overlap: boolean;
   /** The number of the first attempt ({@link firstAttempt}); `undefined`: 1. */
   readonly firstAttempt: number | undefined;
+  /** Told of each progress the run reports ({@link progressTo}). */
+  readonly progressTo: ProgressSink | undefined;
 }
 
 /** Keys of call options that are not task options. */
@@ -125,7 +138,18 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
   if (first !== undefined && !(Number.isSafeInteger(first) && (first as number) >= 1)) {
     throw invalid('bg.with(options): options[firstAttempt]', 'a positive integer', first);
   }
-  return Object.freeze({ options, delayMs, runAt: at, after: (after ?? []), cadence, overlap: overlap ?? false, firstAttempt: first as number | undefined });
+  const sink = (options as { [progressTo]?: unknown })[progressTo];
+  if (sink !== undefined && typeof sink !== 'function') throw invalid('bg.with(options): options[progressTo]', 'a function', sink);
+  return Object.freeze({
+    options,
+    delayMs,
+    runAt: at,
+    after: (after ?? []),
+    cadence,
+    overlap: overlap ?? false,
+    firstAttempt: first as number | undefined,
+    progressTo: sink as ProgressSink | undefined,
+  });
 }
 
 /** Whether a value is a handle another runner made ({@link runnerHandle}). */
