@@ -490,6 +490,8 @@ export class TaskRun implements TaskHandle, Job {
     this.#params = undefined;
     this.#self = undefined;
     this.#invocation = undefined;
+    // Kept on record: let go of what a finished handle never uses (a durable job's, say).
+    this.progressTo = undefined;
     this.#asyncContext.emitDestroy();
     this.owner.settled(this);
     const observer = this.owner.hooks?.observer;
