@@ -283,7 +283,7 @@ const load = from?.load ?? loadOf([runner, webRunner, durableRunner], (results.p
 const webLoad = from !== undefined ? (from.webLoad ?? from.load) : loadOf([webRunner]);
 const durableLoad = from !== undefined ? (from.durableLoad ?? from.load) : loadOf([durableRunner]);
 
-console.log('\nTargets (issue 6; 7: issue 13; 8: issue 14)');
+console.log('\nTargets (issue 6; 7: issue 13; 8: issue 14; 3b, the worker lane against raw Piscina sized to the cores, and the pinned round trip: issue 15)');
 table(
   ['#', 'figure', 'measured', 'target', ''],
   rows.map((r) => [r.id, r.figure, r.measured, r.target ?? '—', r.met === undefined ? '' : r.met ? 'met' : 'MISSED']),
@@ -443,7 +443,8 @@ function summarize(res) {
       Object.entries(names).map(([v, name]) => [name, summary(res.scope.map((r) => per(r, v)), 2), `${summary(res.scope.map((r) => median(r.times[v]) / median(r.times.plain)), 2)}×`]),
     );
     const ratio = (v) => res.scope.map((r) => median(r.times[v]) / median(r.times.plain));
-    row({ id: '3b', key: 'scope', figure: 'request scope with Background / with a disposable', values: ratio('bg'), max: 1.5 });
+    // ≤ 1.5× was issue 6's target; issue 15 asks for ≤ 1.3×.
+    row({ id: '3b', key: 'scope', figure: 'request scope with Background / with a disposable', values: ratio('bg'), max: 1.3 });
     row({ id: '3b', key: 'scopeOff', figure: '  same, records off', values: ratio('bgOff') });
     row({ id: '3b', key: 'scopeBoth', figure: '  session + Background / session', values: ratio('plainBg') });
     row({ id: '3b', key: 'scopeOrdered', figure: '  same, disposeScope() / session', values: ratio('plainBgOrdered') });
@@ -507,6 +508,11 @@ function summarize(res) {
       const cold = speed('bg40', 'cold');
       // Charted against the floor of 1.0× (the floor row judges the slowest burst of any size).
       row({ id: '4', key: `offload${taskMs}Cold`, chart: 'offload', figure: '  first (cold) burst', values: cold, chartTarget: 1.0, chartMet: Math.min(...cold) >= 1 });
+      // Issue 15: against raw Piscina sized to the cores (what a user who sized the pool would get).
+      const vsRaw2 = (which) =>
+        runs.map((r) => (which === 'cold' ? r.raw2.durations[0] / r.bg40.durations[0] : median(r.raw2.durations.slice(1)) / median(r.bg40.durations.slice(1))));
+      row({ id: '4', key: `offload${taskMs}ColdRaw2`, figure: '  first (cold) burst: raw Piscina sized to the cores / Background, time', values: vsRaw2('cold'), min: 0.85 });
+      row({ id: '4', key: `offload${taskMs}WarmRaw2`, figure: '  warm: raw Piscina sized to the cores / Background, time', values: vsRaw2('warm'), min: 1.0 });
       row({ id: '4', key: `offload${taskMs}Bg2`, chart: 'offload', figure: '  Background, maxThreads 2 (warm)', values: speed('bg2', 'warm') });
       row({ id: '4', key: `offload${taskMs}Raw40`, chart: 'offload', figure: '  raw Piscina, maxThreads 40 (warm)', values: speed('raw40', 'warm') });
       row({ id: '4', key: `offload${taskMs}Raw2`, chart: 'offload', figure: '  raw Piscina, maxThreads 2 (warm)', values: speed('raw2', 'warm') });
@@ -536,7 +542,7 @@ function summarize(res) {
     row({ id: '5', key: 'rtP50', figure: 'worker round trip p50: bg / raw Piscina', values: free.map((r) => r.bg.p50 / r.raw.p50), max: 1.2 });
     row({ id: '5', key: 'rtP99', figure: 'worker round trip p99: bg / raw Piscina', values: free.map((r) => r.bg.p99 / r.raw.p99), max: 1.5 });
     if (pinned.length > 0) {
-      row({ id: '5', key: 'rtPinnedP50', figure: '  p50 pinned to one core (the CPU cost)', values: pinned.map((r) => r.bg.p50 / r.raw.p50) });
+      row({ id: '5', key: 'rtPinnedP50', figure: '  p50 pinned to one core (the CPU cost)', values: pinned.map((r) => r.bg.p50 / r.raw.p50), max: 1.2 });
     }
   }
 
