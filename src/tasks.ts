@@ -12,7 +12,10 @@
  * ```
  * @packageDocumentation
  */
-import 'reflect-metadata';
+import { loadReflectMetadata } from './model/cjs.js';
+
+// Before any task module's decorators run: such a module imports this one first.
+loadReflectMetadata();
 
 export { TaskContext } from './model/context.js';
 export type { BackgroundLogger, LogFn } from './model/logger.js';

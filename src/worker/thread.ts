@@ -4,9 +4,9 @@
  * dependencies from the thread's container and runs it. Always answers with a
  * {@link WorkerResponse}, so that errors keep their class name, `code` and `cause`.
  */
-import 'reflect-metadata';
 import { workerData, type MessagePort } from 'node:worker_threads';
-import { container, type DependencyContainer } from 'tsyringe';
+import type { DependencyContainer } from 'tsyringe';
+import { loadReflectMetadata, requireCjs } from '../model/cjs.js';
 import { messageOf, printed } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { WorkerTaskError } from '../model/errors.js';
@@ -31,6 +31,8 @@ export interface WorkerConfig {
   readonly preload?: readonly string[] | undefined;
 }
 
+loadReflectMetadata();
+
 const config = (workerData ?? {}) as Partial<WorkerConfig>;
 const startCells = config.startMarks === undefined ? undefined : new BigInt64Array(config.startMarks);
 const abortFlags = config.abortFlags === undefined ? undefined : new Int32Array(config.abortFlags);
@@ -47,9 +49,11 @@ export default async function runTask(request: WorkerRequest): Promise<WorkerRes
 
 async function execute({ module, name, args, id, port, attempt = 1, slot, token }: WorkerRequest): Promise<unknown> {
   const where = `worker task "${name}" (${module})`;
-  let threadScope: DependencyContainer;
+  // The thread's container, and tsyringe with it, only once something needs it: a setup module
+  // (run before the task's module loads, which may rely on it), or a dependency to resolve.
+  let threadScope: DependencyContainer | undefined;
   try {
-    threadScope = await setUp();
+    if (config.setupModule !== undefined) threadScope = await setUp();
   } catch (error) {
     throw new WorkerTaskError('ERR_WORKER_SETUP', `${where} cannot run: the setup module ${config.setupModule ?? ''} failed: ${messageOf(error)}`, {
       cause: error,
@@ -71,10 +75,11 @@ async function execute({ module, name, args, id, port, attempt = 1, slot, token 
         `(it defines ${defined.length === 0 ? 'none' : defined.map((n) => `"${n}"`).join(', ')})`,
     );
   }
+  if (threadScope === undefined && task.inject.some((token) => token !== TaskContext)) threadScope = await setUp();
   const params = task.inject.map((token, position): unknown => {
     if (token === TaskContext) return contextFor(id, name, attempt, port, slot ?? -1);
     try {
-      return threadScope.resolve(token);
+      return threadScope!.resolve(token);
     } catch (error) {
       throw new WorkerTaskError(
         'ERR_WORKER_DEPENDENCY',
@@ -98,6 +103,7 @@ async function execute({ module, name, args, id, port, attempt = 1, slot, token 
 /** The thread's container: a child of the thread's global container, set up once. */
 function setUp(): Promise<DependencyContainer> {
   scope ??= (async () => {
+    const { container } = requireCjs('tsyringe') as typeof import('tsyringe');
     const threadScope = container.createChildContainer();
     if (config.setupModule !== undefined) {
       const setup = (await load(config.setupModule)) as { default?: unknown };
