@@ -5,6 +5,7 @@
  * {@link WorkerResponse}, so that errors keep their class name, `code` and `cause`.
  */
 import { workerData, type MessagePort } from 'node:worker_threads';
+import type * as Tsyringe from 'tsyringe';
 import type { DependencyContainer } from 'tsyringe';
 import { loadReflectMetadata, requireCjs } from '../model/cjs.js';
 import { messageOf, printed } from '../model/checks.js';
@@ -103,7 +104,7 @@ async function execute({ module, name, args, id, port, attempt = 1, slot, token 
 /** The thread's container: a child of the thread's global container, set up once. */
 function setUp(): Promise<DependencyContainer> {
   scope ??= (async () => {
-    const { container } = requireCjs('tsyringe') as typeof import('tsyringe');
+    const { container } = requireCjs('tsyringe') as typeof Tsyringe;
     const threadScope = container.createChildContainer();
     if (config.setupModule !== undefined) {
       const setup = (await load(config.setupModule)) as { default?: unknown };
