@@ -2,11 +2,11 @@
  * The application's worker-thread pool: the only module that knows Piscina. Created with the
  * first worker task; closed by the application's close.
  */
-import { createRequire } from 'node:module';
 import { availableParallelism, cpus } from 'node:os';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
+import { requireCjs } from '../model/cjs.js';
 import { messageOf } from '../model/checks.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
@@ -19,8 +19,6 @@ import { outcomeOf, toWire, type ChannelMessage, type WorkerCall, type WorkerReq
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Invocation } from './task-run.js';
-
-const require = createRequire(import.meta.url);
 
 /** What the pool needs of a task's attempt: when it aborts, and where its progress goes. */
 export interface AttemptLink {
@@ -223,7 +221,7 @@ export class Pool {
     };
     // Loaded here, not at import: every worker thread imports this library through its task
     // modules, and should not pay for loading Piscina (nor should an app with no worker task).
-    const { Piscina: PiscinaPool } = require('piscina') as typeof PiscinaModule;
+    const { Piscina: PiscinaPool } = requireCjs('piscina') as typeof PiscinaModule;
     const piscina = new PiscinaPool({
       filename: new URL(fromSource ? '../worker/thread.ts' : '../worker/thread.js', import.meta.url).href,
       // The library's own tests run it from TypeScript source; tsx loads the worker entry.

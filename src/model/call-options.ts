@@ -1,11 +1,9 @@
-import { createRequire } from 'node:module';
 import type * as Croner from 'croner';
 import type { Cron } from 'croner';
+import { requireCjs } from './cjs.js';
 import { describe, invalid, isTimerMs, maxTimerMs, messageOf } from './checks.js';
 import type { TaskHandle } from './handle.js';
 import type { TaskOptions } from './task-options.js';
-
-const require = createRequire(import.meta.url);
 
 /**
  * Options for the tasks added through one `bg.with(options)` view: the task options, which win
@@ -176,7 +174,7 @@ function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefi
 export function cronOf(expression: string, tz: string | undefined): Cron {
   try {
     // Loaded on first use, not at import (worker threads import this library too).
-    const { Cron: CronJob } = require('croner') as typeof Croner;
+    const { Cron: CronJob } = requireCjs('croner') as typeof Croner;
     const cron = new CronJob(expression, { paused: true, ...(tz === undefined ? {} : { timezone: tz }) });
     cron.nextRun();
     return cron;
