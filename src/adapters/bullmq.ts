@@ -106,14 +106,13 @@ const afterJobOptions = { attempts: 1, priority: 1, removeOnComplete: true, remo
 /**
  * Marks of the public API's internals that adapters use (the same `Symbol.for` as in
  * src/model/call-options.ts): a handle that `after` lets through to this runner, and the call
- * options that tell a worker's local run the attempt of its job and where its progress goes.
+ * option that makes a worker's local run an attempt of its job.
  */
 const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
-const firstAttempt: unique symbol = Symbol.for('tsyringe-background.firstAttempt');
-const progressTo: unique symbol = Symbol.for('tsyringe-background.progressTo');
+const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 
 /** The call options of a worker's local run of a job. */
-type WorkerCallOptions = CallOptions & { [firstAttempt]: number; [progressTo]: (fraction: number, message: string | undefined) => void };
+type WorkerCallOptions = CallOptions & { [jobRun]: { attempt: number; progress(fraction: number, message: string | undefined): void } };
 
 /** The local task of a job this process is running. */
 interface RunningJob {
@@ -873,11 +872,12 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         durable: false,
         retries: 0,
         ...(timeoutMs === undefined ? {} : { timeoutMs }),
-        // The local run counts its attempt as the job does (ctx.attempt, its events and logs).
-        [firstAttempt]: job.attemptsMade + 1,
-        // Its progress is the job's, without an observer of the whole application (which would
-        // make every task of this process build its events).
-        [progressTo]: (fraction, message) => void job.updateProgress({ fraction, message }).catch(progressFailed(job, definition.name)),
+        // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events
+        // and logs), its progress is the job's, and it is on record in Redis, not in this process.
+        [jobRun]: {
+          attempt: job.attemptsMade + 1,
+          progress: (fraction, message) => void job.updateProgress({ fraction, message }).catch(progressFailed(job, definition.name)),
+        },
       };
       const entry: RunningJob = {
         local: scope

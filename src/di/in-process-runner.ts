@@ -39,9 +39,11 @@ export class InProcessRunner implements Runner {
     const run = this.#run(request, true);
     if (timing !== undefined) {
       run.dueAt = dueAtOf(timing);
-      // A run that continues attempts made elsewhere (a durable worker's job) counts from there.
-      if (timing.firstAttempt !== undefined) run.attempt = timing.firstAttempt - 1;
-      run.progressTo = timing.progressTo;
+      // An attempt of a job kept elsewhere (a durable worker's) counts from the job's attempts.
+      if (timing.job !== undefined) {
+        run.attempt = timing.job.attempt - 1;
+        run.job = timing.job;
+      }
     }
     this.#scope.add(run, timing?.after as readonly TaskRun[] | undefined);
     return run;

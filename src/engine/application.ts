@@ -176,7 +176,8 @@ export class Application implements ScopeHost {
 
   ended(run: TaskRun): void {
     this.counts[run.status as FinalStatus]++;
-    this.records.keep(run);
+    // A job's attempt is on record where the job is.
+    if (run.job === undefined) this.records.keep(run);
   }
 
   scheduled(periodic: Periodic): void {

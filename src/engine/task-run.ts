@@ -6,7 +6,7 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
-import type { ProgressSink } from '../model/call-options.js';
+import type { JobLink } from '../model/call-options.js';
 import { invalid, isTimerMs, maxTimerMs, printed } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
 import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskHooks, TaskStartedEvent } from '../model/events.js';
@@ -112,8 +112,12 @@ export class TaskRun implements TaskHandle, Job {
   #status: TaskStatus = 'queued';
   attempt = 0;
   progress: TaskProgress | undefined = undefined;
-  /** Told of each progress, besides the observers; its runner may set it before it joins its scope. */
-  progressTo: ProgressSink | undefined = undefined;
+  /**
+   * The job this run is an attempt of, when its record is kept elsewhere (a durable worker's):
+   * its progress goes there, and the application does not keep the run on record. Its runner
+   * may set it before it joins its scope.
+   */
+  job: JobLink | undefined = undefined;
   next: Job | undefined = undefined;
   holding = false;
   /** Links in the owner's list of live tasks; the owner keeps them. */
@@ -362,7 +366,7 @@ export class TaskRun implements TaskHandle, Job {
     checkFraction(fraction);
     if (this.#status !== 'running') return;
     this.progress = Object.freeze({ fraction, message });
-    this.progressTo?.(fraction, message);
+    this.job?.progress(fraction, message);
     const observer = this.owner.hooks?.observer;
     if (observer !== undefined) observer(this.#event({ type: 'progress', fraction, message }));
   }
@@ -490,8 +494,6 @@ export class TaskRun implements TaskHandle, Job {
     this.#params = undefined;
     this.#self = undefined;
     this.#invocation = undefined;
-    // Kept on record: let go of what a finished handle never uses (a durable job's, say).
-    this.progressTo = undefined;
     this.#asyncContext.emitDestroy();
     this.owner.settled(this);
     const observer = this.owner.hooks?.observer;

@@ -42,30 +42,29 @@ export interface CallOptions extends TaskOptions {
 export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
 
 /**
- * Internal call option (not documented): the number of the run's first attempt, for a run that
- * continues attempts made elsewhere (a durable worker's job: `attemptsMade + 1`), so that
- * `ctx.attempt`, the handle, the events and the logs count as the job does. Retries still stop
- * at `attempt > retries`: give it with `retries: 0`, as the worker does (the job retries). A
- * `Symbol.for`, for the same reason as {@link runnerHandle}.
+ * Internal call option (not documented): the run is one attempt of a job whose record is kept
+ * elsewhere (a durable worker's job, in Redis). It counts its attempts from `attempt` (the job's:
+ * `attemptsMade + 1`), so that `ctx.attempt`, the handle, the events and the logs count as the
+ * job does (retries still stop at `attempt > retries`: give it with `retries: 0`, as the worker
+ * does, since the job retries); its progress goes to `progress` (the job's), without an
+ * application-wide observer that would make every task build its events; and it is not kept on
+ * this application's records once finished (they would fill with copies of jobs, and each would
+ * hold its scope in the old generation). A `Symbol.for`, for the same reason as
+ * {@link runnerHandle}.
  */
-export const firstAttempt: unique symbol = Symbol.for('tsyringe-background.firstAttempt');
+export const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 
-/**
- * Internal call option (not documented): a function told of each progress the run reports
- * (`ctx.progress()`), for a runner that keeps it elsewhere (a durable worker: the job's
- * progress), without an application-wide observer that would make every task build its events.
- * A `Symbol.for`, for the same reason as {@link runnerHandle}.
- */
-export const progressTo: unique symbol = Symbol.for('tsyringe-background.progressTo');
-
-/** Told of a run's progress ({@link progressTo}). */
-export type ProgressSink = (fraction: number, message: string | undefined) => void;
+/** What {@link jobRun} gives: the job's attempt, and where its progress goes. */
+export interface JobLink {
+  readonly attempt: number;
+  progress(fraction: number, message: string | undefined): void;
+}
 
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
 export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string; readonly tz: string | undefined };
 
 /** When a task may start, from validated call options: what a runner reads of them. */
-export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap' | 'firstAttempt' | 'progressTo'>;
+export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap' | 'job'>;
 
 /** When a task with this timing is due (epoch ms), reading the clock now; 0 for now. */
 export function dueAtOf(timing: CallTiming | undefined): number {
@@ -84,10 +83,8 @@ export interface CallSpec {
   /** For a periodic task: when it runs, and whether runs may overlap. */
   readonly cadence: Cadence | undefined;
   readonly overlap: boolean;
-  /** The number of the first attempt ({@link firstAttempt}); `undefined`: 1. */
-  readonly firstAttempt: number | undefined;
-  /** Told of each progress the run reports ({@link progressTo}). */
-  readonly progressTo: ProgressSink | undefined;
+  /** The job this run is an attempt of ({@link jobRun}). */
+  readonly job: JobLink | undefined;
 }
 
 /** Keys of call options that are not task options. */
@@ -132,12 +129,10 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
   if (after !== undefined && !(Array.isArray(after) && after.every((handle) => canFollow(handle) || isRunnerHandle(handle)))) {
     throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);
   }
-  const first = (options as { [firstAttempt]?: unknown })[firstAttempt];
-  if (first !== undefined && !(Number.isSafeInteger(first) && (first as number) >= 1)) {
-    throw invalid('bg.with(options): options[firstAttempt]', 'a positive integer', first);
+  const job = (options as { [jobRun]?: Partial<JobLink> })[jobRun];
+  if (job !== undefined && !(Number.isSafeInteger(job.attempt) && job.attempt! >= 1 && typeof job.progress === 'function')) {
+    throw invalid('bg.with(options): options[jobRun]', 'an attempt number from 1 and a progress function', job);
   }
-  const sink = (options as { [progressTo]?: unknown })[progressTo];
-  if (sink !== undefined && typeof sink !== 'function') throw invalid('bg.with(options): options[progressTo]', 'a function', sink);
   return Object.freeze({
     options,
     delayMs,
@@ -145,8 +140,7 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
     after: (after ?? []),
     cadence,
     overlap: overlap ?? false,
-    firstAttempt: first as number | undefined,
-    progressTo: sink as ProgressSink | undefined,
+    job: job as JobLink | undefined,
   });
 }
 

@@ -105,6 +105,20 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await expect(backend.job(progressing.id)).resolves.toMatchObject({ progress: { fraction: 0.5, message: 'half of two' } });
   });
 
+  it("a worker's attempt of a job is live in its application while it runs, and on record in Redis only: the worker's records keep its own tasks", async () => {
+    const { bg, backend, workerRoot } = setup();
+    gate = deferred();
+    const local = workerRoot.createChildContainer().resolve(Background);
+    const handle = bg.with({ durable: true }).add(held, 'watched');
+    await vi.waitFor(() => expect(local.list({ application: true, status: 'running' }).map((run) => run.name)).toEqual(['held']), { timeout: 5_000, interval: 5 });
+    gate.resolve();
+    await handle.result();
+    // The worker's own, in-process task is on its records; the job's attempt is not.
+    await local.add(tick).result();
+    await vi.waitFor(() => expect(local.list({ application: true }).map((run) => run.name)).toEqual(['tick']), { timeout: 5_000, interval: 5 });
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'succeeded', result: { label: 'watched' } });
+  });
+
   it("retries with the task's own retries and backoff; a definition can be durable itself", async () => {
     const { bg } = setup();
     calls = new Map();
