@@ -38,6 +38,10 @@ const config = (workerData ?? {}) as Partial<WorkerConfig>;
 const startCells = config.startMarks === undefined ? undefined : new BigInt64Array(config.startMarks);
 const abortFlags = config.abortFlags === undefined ? undefined : new Int32Array(config.abortFlags);
 let scope: Promise<DependencyContainer> | undefined;
+/** The thread's container once made (and set up, when there is a setup module). */
+let readyScope: DependencyContainer | undefined;
+/** The task modules imported so far. */
+const readyModules = new Set<string>();
 let typescript: Promise<void> | undefined;
 
 export default async function runTask(request: WorkerRequest): Promise<WorkerResponse> {
@@ -48,43 +52,54 @@ export default async function runTask(request: WorkerRequest): Promise<WorkerRes
   }
 }
 
-async function execute({ module, name, args, id, port, attempt = 1, slot, token }: WorkerRequest): Promise<unknown> {
-  const where = `worker task "${name}" (${module})`;
-  // The thread's container, and tsyringe with it, only once something needs it: a setup module
-  // (run before the task's module loads, which may rely on it), or a dependency to resolve.
-  let threadScope: DependencyContainer | undefined;
-  try {
-    if (config.setupModule !== undefined) threadScope = await setUp();
-  } catch (error) {
-    throw new WorkerTaskError('ERR_WORKER_SETUP', `${where} cannot run: the setup module ${config.setupModule ?? ''} failed: ${messageOf(error)}`, {
-      cause: error,
-    });
+/** Runs the task at once when the thread is ready for it (no `await` before it starts), else once it is. */
+function execute(request: WorkerRequest): Promise<unknown> {
+  const ready = readyModules.has(request.module) && (config.setupModule === undefined || readyScope !== undefined);
+  return ready ? run(request) : prepare(request).then(() => run(request));
+}
+
+const where = (name: string, module: string): string => `worker task "${name}" (${module})`;
+
+/** The setup module run (before the task's module loads, which may rely on it), the task's module imported. */
+async function prepare({ module, name }: WorkerRequest): Promise<void> {
+  if (config.setupModule !== undefined && readyScope === undefined) {
+    try {
+      await setUp();
+    } catch (error) {
+      throw new WorkerTaskError('ERR_WORKER_SETUP', `${where(name, module)} cannot run: the setup module ${config.setupModule} failed: ${messageOf(error)}`, {
+        cause: error,
+      });
+    }
   }
   try {
     await load(module);
   } catch (error) {
-    throw new WorkerTaskError('ERR_WORKER_TASK_NOT_FOUND', `${where} cannot run: its module cannot be imported in the worker: ${messageOf(error)}`, {
+    throw new WorkerTaskError('ERR_WORKER_TASK_NOT_FOUND', `${where(name, module)} cannot run: its module cannot be imported in the worker: ${messageOf(error)}`, {
       cause: error,
     });
   }
+  readyModules.add(module);
+}
+
+/** Runs a task whose module is loaded (and the thread set up), its dependencies resolved first. */
+async function run({ module, name, args, id, port, attempt = 1, slot, token }: WorkerRequest): Promise<unknown> {
   const task = findWorkerTask(module, name);
   if (task === undefined) {
     const defined = workerTasksOf(module);
     throw new WorkerTaskError(
       'ERR_WORKER_TASK_NOT_FOUND',
-      `${where} cannot run: the module defines no workerTask() named "${name}" ` +
+      `${where(name, module)} cannot run: the module defines no workerTask() named "${name}" ` +
         `(it defines ${defined.length === 0 ? 'none' : defined.map((n) => `"${n}"`).join(', ')})`,
     );
   }
-  if (threadScope === undefined && task.inject.some((token) => token !== TaskContext)) threadScope = await setUp();
   const params = task.inject.map((token, position): unknown => {
     if (token === TaskContext) return contextFor(id, name, attempt, port, slot ?? -1);
     try {
-      return threadScope!.resolve(token);
+      return threadScope().resolve(token);
     } catch (error) {
       throw new WorkerTaskError(
         'ERR_WORKER_DEPENDENCY',
-        `${where} cannot run: the dependency at position #${position} (token ${tokenName(token)}) cannot be resolved in the worker: ${messageOf(error)}`,
+        `${where(name, module)} cannot run: the dependency at position #${position} (token ${tokenName(token)}) cannot be resolved in the worker: ${messageOf(error)}`,
         { cause: error },
       );
     }
@@ -101,19 +116,29 @@ async function execute({ module, name, args, id, port, attempt = 1, slot, token 
   }
 }
 
-/** The thread's container: a child of the thread's global container, set up once. */
+/**
+ * The thread's container for a task's dependencies. Made, and tsyringe loaded with it, only once
+ * a task has a dependency to resolve; with a setup module, `prepare()` has set it up already.
+ */
+function threadScope(): DependencyContainer {
+  return (readyScope ??= newContainer());
+}
+
+function newContainer(): DependencyContainer {
+  const { container } = requireCjs('tsyringe') as typeof Tsyringe;
+  return container.createChildContainer();
+}
+
+/** The thread's container, set up by the setup module, once. */
 function setUp(): Promise<DependencyContainer> {
   scope ??= (async () => {
-    const { container } = requireCjs('tsyringe') as typeof Tsyringe;
-    const threadScope = container.createChildContainer();
-    if (config.setupModule !== undefined) {
-      const setup = (await load(config.setupModule)) as { default?: unknown };
-      if (typeof setup.default !== 'function') {
-        throw new TypeError(`its default export must be a function taking the worker's container, got ${typeof setup.default}`);
-      }
-      await (setup.default as (scope: DependencyContainer) => unknown)(threadScope);
+    const threadScope = newContainer();
+    const setup = (await load(config.setupModule!)) as { default?: unknown };
+    if (typeof setup.default !== 'function') {
+      throw new TypeError(`its default export must be a function taking the worker's container, got ${typeof setup.default}`);
     }
-    return threadScope;
+    await (setup.default as (scope: DependencyContainer) => unknown)(threadScope);
+    return (readyScope = threadScope);
   })();
   // A failed setup is tried again, on a fresh container, by the thread's next task.
   scope.catch(() => (scope = undefined));
@@ -213,6 +238,13 @@ function contextFor(id: string, name: string, attempt: number, port: MessagePort
 // Piscina's asynchronous wait for tasks, which leaves the event loop free to finish this.)
 // Failures are left to the first task that needs the setup or the module, which tries again.
 if (config.preload !== undefined) {
-  setUp().catch(() => undefined);
-  for (const module of config.preload) load(module).catch(() => undefined);
+  const { preload } = config;
+  // The task modules after the setup module, as a task's own are.
+  const setUpFirst = config.setupModule === undefined ? Promise.resolve() : setUp();
+  setUpFirst.then(
+    () => {
+      for (const module of preload) load(module).then(() => readyModules.add(module), () => undefined);
+    },
+    () => undefined,
+  );
 }
