@@ -117,20 +117,13 @@ export class Pool {
       if (this.#closed) {
         throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${task.name}" was not run: the worker pool is closed`);
       }
-      return await this.#run(task, attempt, transferList, withContext, mark);
-    } finally {
-      this.#inFlight--;
-      this.#marks.release(mark);
-    }
-  }
-
-  async #run(task: WorkerCall, attempt: AttemptLink, transferList: readonly Transferable[], withContext: boolean, mark: StartMark): Promise<unknown> {
-    this.#watch();
-    let request: WorkerRequest = { ...task, id: attempt.id, attempt: attempt.attempt, slot: mark.slot, token: mark.token };
-    // What Piscina listens to, to stop the task (dequeue it, or terminate its thread).
-    const kill = new Kill();
-    if (!withContext) {
-      // The task cannot see a signal: an abort terminates its thread at once.
+      this.#watch();
+      const request: WorkerRequest = { module: task.module, name: task.name, args: task.args, id: attempt.id, attempt: attempt.attempt, slot: mark.slot, token: mark.token };
+      // What Piscina listens to, to stop the task (dequeue it, or terminate its thread).
+      const kill = new Kill();
+      if (withContext) return await this.#runWithContext(request, attempt, transferList, mark, kill);
+      // The task cannot see a signal: an abort terminates its thread at once. (In this one async
+      // function: the common path, one promise and one microtask fewer per attempt.)
       attempt.onAbort((reason) => {
         kill.abort(reason);
       });
@@ -144,7 +137,14 @@ export class Pool {
         attempt.onAbort(undefined);
       }
       return outcomeOf(task.name, response);
+    } finally {
+      this.#inFlight--;
+      this.#marks.release(mark);
     }
+  }
+
+  /** An attempt of a task that injects `TaskContext`: its signal, progress and logs over a channel of its own. */
+  async #runWithContext(task: WorkerRequest, attempt: AttemptLink, transferList: readonly Transferable[], mark: StartMark, kill: Kill): Promise<unknown> {
     let aborted: Error | undefined;
     let grace: NodeJS.Timeout | undefined;
     const channel = new MessageChannel();
@@ -162,7 +162,7 @@ export class Pool {
       else if ('log' in message) attempt.logFromWorker(attemptNo, ...message.log);
     };
     channel.port1.on('message', onMessage);
-    request = { ...request, port: channel.port2 };
+    const request: WorkerRequest = { ...task, port: channel.port2 };
     attempt.onAbort(onAbort);
     let response: WorkerResponse;
     try {
