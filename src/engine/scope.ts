@@ -172,11 +172,11 @@ export class Scope implements RunOwner {
     return (this.#idle ??= new Promise<void>((resolve) => (this.#resolveIdle = resolve)));
   }
 
-  /** Stops intake and the scope's periodic tasks. */
-  close(): void {
+  /** Stops intake and the scope's periodic tasks; `now`: the time, if the caller has read it. */
+  close(now?: number): void {
     if (this.#state === 'open') {
       this.#state = 'draining';
-      this.closedAt = Date.now();
+      this.closedAt = now ?? Date.now();
     }
     if (this.#periodics !== undefined) {
       for (const periodic of [...this.#periodics]) periodic.stop(new TaskCancelledError(periodic.name, periodic.id, 'its scope was disposed'));
@@ -188,22 +188,26 @@ export class Scope implements RunOwner {
    * rejects.
    */
   dispose(): Promise<void> {
-    this.close();
+    // One clock read for the close, the late delayed tasks and the deadline.
+    const now = Date.now();
+    this.close(now);
     if (this.#disposal === undefined) {
       const { drainTimeoutMs } = this.options;
-      if (this.#pending > 0) this.abandonDelayedPast(Date.now() + drainTimeoutMs, drainTimeoutMs, 'scope');
+      if (this.#pending > 0) this.abandonDelayedPast(now + drainTimeoutMs, drainTimeoutMs, 'scope');
       if (this.#pending === 0) {
         this.#state = 'closed';
         this.#disposal = Promise.resolve();
       } else {
         // settled() cancels the deadline and closes the scope once the last task ends.
-        this.#deadline = deadlines.add(drainTimeoutMs, () => {
-          this.abandon(drainTimeoutMs, 'scope');
-        });
+        this.#deadline = deadlines.add(drainTimeoutMs, Scope.#drainExpired, this, now);
         this.#disposal = this.drain();
       }
     }
     return this.#disposal;
+  }
+
+  static #drainExpired(scope: Scope): void {
+    scope.abandon(scope.options.drainTimeoutMs, 'scope');
   }
 
   /**
