@@ -1,6 +1,6 @@
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import type { Background } from './background.js';
-import { appOf, appOfDisposed, backgroundOf, isDisposed } from './di/container.js';
+import { appOf, appOfDisposed, backgroundOf, disposeRest, isDisposed } from './di/container.js';
 import type { ShutdownReport } from './engine/application.js';
 import { describe, isTimerMs, maxTimerMs } from './model/checks.js';
 import { newCounts } from './model/handle.js';
@@ -13,10 +13,10 @@ import { newCounts } from './model/handle.js';
  * rejects when one of its instances' `dispose()` does.
  */
 export function disposeScope(scope: DependencyContainer): Promise<void> {
-  // tsyringe would dispose every instance again on a second call.
-  const rest = (): Promise<void> | void => (isDisposed(scope) ? undefined : scope.dispose());
-  // Chained rather than an async function: one disposal per request, one promise fewer each.
   const background = backgroundOf<Background>(scope);
+  // tsyringe would dispose every instance again on a second call.
+  const rest = (): Promise<void> | void => (isDisposed(scope) ? undefined : disposeRest(scope, background));
+  // Chained rather than an async function: one disposal per request, one promise fewer each.
   if (background === undefined) return Promise.resolve(rest());
   return background.dispose().then(rest);
 }

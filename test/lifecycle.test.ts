@@ -227,6 +227,32 @@ describe('disposeScope()', () => {
     expect(disposals).toBe(1);
   });
 
+  it("needs no tsyringe dispose() for a scope whose only disposable is its Background: marked disposed all the same; with other instances, tsyringe disposes them", async () => {
+    const root = freshApp({ logger: captureLogger() });
+    const alone = root.createChildContainer();
+    const task = alone.resolve(Background).add(async () => 'drained');
+    const aloneDispose = vi.spyOn(alone, 'dispose');
+    await disposeScope(alone);
+    expect(task.status).toBe('succeeded');
+    expect(aloneDispose).not.toHaveBeenCalled();
+    expect(() => alone.resolve(Background)).toThrow(/disposed/);
+
+    const empty = root.createChildContainer();
+    const emptyDispose = vi.spyOn(empty, 'dispose');
+    await disposeScope(empty);
+    expect(emptyDispose).not.toHaveBeenCalled();
+    expect(() => empty.resolve(Session)).toThrow(/disposed/);
+
+    const withSession = root.createChildContainer();
+    withSession.register(Session, Session);
+    const session = withSession.resolve(Session);
+    withSession.resolve(Background);
+    const sessionDispose = vi.spyOn(withSession, 'dispose');
+    await disposeScope(withSession);
+    expect(sessionDispose).toHaveBeenCalledTimes(1);
+    expect(session.closed).toBe(true);
+  });
+
   it('disposes a scope that never resolved a Background', async () => {
     const scope = container.createChildContainer();
     scope.register(Session, Session);
