@@ -49,7 +49,8 @@ const web = {
 const durable = {
   why:
     'Analysed on the 2-core machine of these pages (issue 14). The Node process is the bottleneck of every variant (redis-server spends about half as much CPU per job), ' +
-    'so jobs/s follows the Node CPU per job: "Node CPU µs/job" below, ≈ 60–70 µs for raw BullMQ, ≈ 115–120 µs for the library. ' +
+    'so jobs/s follows the Node CPU per job: "Node CPU µs/job" below, ≈ 60–75 µs for raw BullMQ, ≈ 115–120 µs for the library ' +
+    'before the changes of 2026-12-05 listed under next (≈ 95–110 µs since). ' +
     'Redis does the same work for both: the same commands per job (INFO commandstats: one EVALSHA moveToActive/moveToFinished ' +
     'per job, the same counts), and raw BullMQ with the library\'s exact job (row ↳) is close to raw. The difference is ' +
     'the library\'s work per job in the worker (with a no-op task, all the work there is): a child scope, its ' +
@@ -76,8 +77,43 @@ const durable = {
     'Measured since, on patched copies (`--only durable`, one round each): a processor that calls the task\'s function ' +
     'directly, with no scope, Background or run, reaches 0.90× (so the target needs the per-job path nearly free); without ' +
     'the progress observer 0.64× against 0.60×; `with()` options no longer remembered in a WeakMap per call (2e70f0d): ' +
-    '0.67–0.69×.',
+    '0.67–0.69×. Done on 2026-12-05, each measured in paired runs (a script enqueues 20 000 jobs through the library, then ' +
+    'a raw processor or `startWorkers()` drains them; 3 alternating runs each; against raw BullMQ with the library\'s job ' +
+    'shape): a job\'s progress through an internal call option instead of an application-wide observer, which made every ' +
+    'task of a worker process build its events (9b8f73a); a job\'s local run kept off the worker application\'s records, ' +
+    'where each held its scope into the old generation (d36db17): 0.69 → 0.74×; `disposeScope()` without tsyringe\'s ' +
+    '`dispose()` for a scope whose only disposable is its Background (3da0c5d): 0.73 → 0.80×, the worker\'s processor alone ' +
+    '8.3 → 6.2 µs a job. Left in the processor alone (profile): GC ≈ 40%, `with()` validating the call options per job, ' +
+    'the Background and its Scope per job scope, tsyringe\'s child container.',
   };
+
+/** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
+const coldVsRaw = {
+  why:
+    'Raw Piscina at `maxThreads` = cores starts 2 threads that load only its own entry and a 5-line task module (3–8 ms ' +
+    'each); Background\'s first burst also starts 2 threads, each loading the library\'s worker entry and the task module ' +
+    '(≈ 38 ms each since the `require` change below, 58–90 ms before), and loads Piscina itself on the first worker task ' +
+    '(≈ 13 ms of the main thread; raw Piscina is loaded before the clock starts). Profiles of 2026-12-05: per thread, ' +
+    'start → first task 170–255 ms for Background against 80–100 ms for raw (profiled, ≈ 1.4× slower than unprofiled).',
+  next:
+    'Load Piscina with the application when `pool.prewarm` is on (13 ms); an application can also cache compiled code across ' +
+    'threads and restarts with Node 22\'s `NODE_COMPILE_CACHE` (not measured here: the bench runs Node 20).',
+  whenMet:
+    'since the threads load reflect-metadata and tsyringe with `require` (a39e7d3): before, 0.64× in a `--quick` run. What ' +
+    'is left of the gap is the library\'s thread entry (≈ 38 ms of module loading a thread against 3–8 ms) and Piscina loaded on ' +
+    'the first worker task.',
+};
+
+/** Issue 15, target 3: warm bursts against raw Piscina sized to the cores (bench/pool.mjs). */
+const warmVsRaw = {
+  why:
+    'Warm, both run 2 threads on the 2 vCPUs, so the ratio is the per-task cost against the task: ≈ 40 µs of dispatch and ' +
+    'round trip a task is < 1% of 50 ms, and the spread of these rows between runs (± 3–4%) is larger than that. One ' +
+    'difference that is not per task: the lane\'s threads run at nice +10 (`pool.niceIncrement`, for the event loop\'s ' +
+    'sake, target 6), so on a shared machine any other process\'s work goes before them, where raw Piscina\'s threads compete ' +
+    'as equals (a hypothesis, not measured apart).',
+  next: 'Compare `pool: { niceIncrement: 0 }` with the default in one `--only pool` run of 5 rounds before changing anything.',
+};
 
 export const analysis = {
   durableDrain: durable,
@@ -153,16 +189,20 @@ export const analysis = {
       'Done on 2026-12-05 (commit 3f3ff1f): the application\'s busy scopes in a linked list (a Set rehashed on most deletes: ' +
       '≈ 7% of a scope\'s life in a profile), the run\'s timer callbacks static (three closures per task, made in advance), a ' +
       'scope\'s label made only when asked for, the drain without a wrapper object, `disposeScope()` without an async function: ' +
-      '1.76–1.85× → 1.50–1.51× (two runs). Left, per scope above the baseline (≈ 1.7 µs): the TaskRun (≈ 30 fields) and its ' +
-      'AsyncResource, the drain promise and the deadline entry with its closure, and Background\'s construction (Scope, ' +
-      'InProcessRunner, a property on the container). Earlier experiments, for the record: ' +
+      '1.76–1.85× → 1.50–1.51× (two runs). Then (02629e6) one clock read per disposal and a static deadline callback: within ' +
+      'the noise (1.50–1.65× in `--only scope` runs). The target is now issue 15\'s 1.3× (issue 6 asked 1.5×). A profile of ' +
+      'the bench\'s `bg` scope life alone (1e5 × 7, 2026-12-05): tsyringe\'s own `dispose()` — an ES5 generator through ' +
+      'tslib\'s `__awaiter` — is ≈ 35% of it, and the baseline pays it too (this bench calls `scope.dispose()`; ' +
+      '`disposeScope()`, which the framework adapters and durable workers use, now skips it for a scope whose only disposable ' +
+      'is its Background: 3da0c5d); GC ≈ 22%; `Background`\'s constructor ≈ 4.5% of its own (seven private fields, the Scope, ' +
+      'the InProcessRunner, a property added to tsyringe\'s container), `scopeInfo()`\'s walk up three containers ≈ 1%. ' +
+      'Left above the baseline ≈ 1.6 µs; 1.3× needs ≈ 0.6 µs of it gone: a Scope without its own counts object (counted on ' +
+      'the Scope\'s fields), the InProcessRunner folded into Background, the scope\'s options and application remembered ' +
+      'per parent container rather than found by a walk each time. Earlier experiments, for the record: ' +
       'measured on patched copies of dist/ (built from commit 21e5be4; the bench\'s scope scenario, 6 runs each, ratio ' +
-      'medians): unpatched 1.77×; dropping cancelled deadline entries from the tail (now in the code, abf30a4): 1.67× (−0.7 µs ' +
-      'per scope); instead, arming the drain deadline on the next turn (one batched `setImmediate`) only for scopes still ' +
-      'draining then, and starting the scheduler\'s pump with `Promise.resolve().then()` rather than `queueMicrotask`: 1.65× ' +
-      '(−0.8 µs). To reach 1.5× the rest must go too, ≈ 1.5 µs per scope above the baseline, mostly allocation: a Tracker that ' +
-      'creates its counts object and drain promise only when asked, and a disposal that returns one shared resolved promise ' +
-      'when the scope is idle.',
+      'medians): unpatched 1.77×; dropping cancelled deadline entries from the tail (now in the code, abf30a4): 1.67×; ' +
+      'instead, arming the drain deadline on the next turn (one batched `setImmediate`) only for scopes still draining then, ' +
+      'and starting the scheduler\'s pump with `Promise.resolve().then()` rather than `queueMicrotask`: 1.65×.',
   },
   offload5: {
     why:
@@ -176,24 +216,31 @@ export const analysis = {
   },
   offloadFloor: {
     why:
-      'It is the first burst of 5 ms tasks: the pool starts with it. The first two no-op worker tasks of a fresh process take ' +
-      '125–137 ms through Background against 36–39 ms through raw Piscina: Piscina itself is loaded on the first worker task, ' +
-      'and each worker thread, beside its own start-up, imports reflect-metadata (11–15 ms), tsyringe (15–19 ms), the library\'s ' +
-      'worker entry (8–17 ms) and the task module, which imports the whole library index (9–15 ms). About 100 ms of a 2-core ' +
-      'machine against a 300 ms burst puts that burst at 0.85–0.99× of inline; every later burst is at the target.',
+      'It is the first burst of 5 ms tasks: the pool starts with it. Profiles of the first burst (main thread and each worker ' +
+      'thread, `--cpu-prof`, 2026-12-05; 5 fresh processes per contender): only 2 threads start during the burst (the ' +
+      'admission window holds the pool at the cores; Piscina\'s growth to 40 threads is what hurts raw Piscina at 40), and ' +
+      'each spends 58–90 ms (median 86) loading modules against 3–8 ms for a raw Piscina thread. Almost all of it was Node\'s ' +
+      'loader, not the modules\' code: Piscina loads the thread entry with `require()`, which on Node 20 loads an ES module ' +
+      'graph synchronously, and every CommonJS package that graph imports (reflect-metadata, tsyringe) is first scanned by the ' +
+      'cjs-module-lexer (the slow JS build, cold in each new thread) and wrapped: reflect-metadata 15–24 ms through `import` ' +
+      'against 4.5–5.5 ms through `require`, tsyringe 16–30 ms. Before the fix the first burst read 0.79–0.90× of inline.',
     next:
-      'Both parts exist now: `pool: { prewarm: true }` starts `minThreads` threads with the application (the warm rows show ' +
-      'what that gives), and task modules import from `tsyringe-background/tasks` (the bench\'s own task module does since ' +
-      '2d47c98), so that threads do not load the main-thread engine. The cold first burst read 0.87× and 0.90× in the two full ' +
-      'runs of 2026-12-05 (1.05× on 2026-12-01). Not the threads\' lower priority (1e51c3d): `--only pool`, one round each, ' +
-      'read 0.75× with `niceIncrement: 0` and 0.80× with 10. Every figure of that day ran slower on this VM (raw dispatch ' +
-      '≈ 2× the µs of 2026-12-01); profile the first burst (thread start, setup, imports) against raw Piscina\'s next.',
+      'Done (commits 2d47c98 and a39e7d3, 2026-12-05): task modules import from `tsyringe-background/tasks`, ' +
+      'and the thread entry and that entry load reflect-metadata and tsyringe with `require` (model/cjs.ts); a thread loads ' +
+      'tsyringe only for a task with a dependency or a setup module. Module loading per thread 86 → 38 ms (medians of 5, on a ' +
+      'patched copy); the first burst 0.79 → 1.09× of inline (5 paired rounds), and 1.07–1.08× in `npm run bench`. Left, if ' +
+      'it slips again: Piscina itself is loaded on the first worker task (≈ 13 ms of the main thread), and `pool.prewarm` ' +
+      'starts the threads with the application.',
     whenMet:
-      'only just: the first burst of 5 ms tasks, which starts the pool, is the slowest (≈ 1.0×; 0.85–0.99× on other runs of the ' +
-      'same day). The first two worker tasks of a process take 125–137 ms against 36–39 ms with raw Piscina (Piscina loaded on ' +
-      'first use, and each thread importing reflect-metadata, tsyringe, the worker entry and the whole library index through the ' +
-      'task module); starting `minThreads` before the first burst would take that out.',
+      'since the threads load reflect-metadata and tsyringe with `require` rather than `import` (Node 20\'s ESM loader ' +
+      'scanned and wrapped each CommonJS file in every fresh thread: 15–30 ms each) and load tsyringe only for a task that ' +
+      'has a dependency: module loading per thread 86 → 38 ms, the first burst 0.79–0.90× → 1.05–1.09× of inline. It stays ' +
+      'the slowest burst: the pool starts with it.',
   },
+  offload5ColdRaw2: coldVsRaw,
+  offload50ColdRaw2: coldVsRaw,
+  offload5WarmRaw2: warmVsRaw,
+  offload50WarmRaw2: warmVsRaw,
   rtP50: {
     why:
       'On this VM an unpinned round trip is bimodal, ≈ 15–25 µs or ≈ 80–95 µs, depending on whether the thread that waits has ' +
@@ -215,9 +262,22 @@ export const analysis = {
       'the task without `await` in the worker when its set-up and module are already loaded, skip `checkResult()` for primitive ' +
       'results, and count the promise hops on the main thread (TaskRun → Pool.run → #run → Piscina, and back), each a microtask.',
     whenMet:
-      'met unpinned, but not on the library\'s merit: on this VM the unpinned p50 mostly measures vCPU wake-ups, and raw ' +
-      'Piscina\'s main thread, idle sooner, pays more of them. The pinned row is the library\'s own cost (≈ 1.55–1.7×, with no ' +
-      'AbortController per attempt since ae8993f; see `rtP50.next` in bench/analysis.mjs).',
+      'met unpinned (1.13–1.15× in the runs of 2026-12-05 since commit 75a7d88, which runs an attempt in `Pool.run` itself: one ' +
+      'async function, one promise and one microtask fewer), though on this VM the unpinned p50 mostly measures vCPU ' +
+      'wake-ups; the pinned row below is the library\'s own cost.',
+  },
+  rtPinnedP50: {
+    why:
+      'Pinned to one core, a round trip costs what both threads spend: ≈ 32 µs against ≈ 23 µs for raw Piscina (2026-12-05). ' +
+      'Main-thread profile (`--cpu-prof`, pinned, 30 000 sequential round trips of a no-op task, before 75a7d88), per round ' +
+      'trip: GC 9.3 µs against 5.6 µs for raw Piscina; `Pool.#run` 3.3 µs of its own (its async frame, the request spread ' +
+      'from the call, the abort closure and the `Kill` object); then Piscina\'s own `postTask`/`runTask`, the same for both. ' +
+      'On the worker thread, three `await`s before the task ran (set-up, module, task). Since: the attempt runs in ' +
+      '`Pool.run` (75a7d88: 36 → 32 µs); the thread runs a ready task with no `await` before it (74d1530: no change measured).',
+    next:
+      'Allocation per round trip, which the GC row says is most of what is left: the invocation `Pool.call()` makes per task ' +
+      '(an object and two closures: a small class would do), the TaskRun\'s result promise and its AsyncResource, the request ' +
+      'object; then `--trace-gc` on both threads during the pinned run.',
   },
   rtP99: {
     why:
@@ -246,6 +306,9 @@ export const analysis = {
       'through Piscina and @napi-rs/nice), so that the event loop preempts a worker that shares its vCPU: the full runs of ' +
       '2026-12-05 read 1.73× (1.40–2.66×), against 4.97× on the page before, and raw Piscina (no nice) 2.8×. What is left is ' +
       'about what the same work in another process costs (row ↳ another process, 1.3×) plus the wake-ups of 2 vCPUs: measure ' +
-      'on 4 or more cores, where the target\'s premise holds.',
+      'on 4 or more cores, where the target\'s premise holds. The two full runs of 2026-12-05 after noon read 2.33× ' +
+      '(1.55–2.99×) and 1.79× (1.32–2.60×), the lane at ≈ 1.0 ms p99 in both, raw Piscina at 0.9 and 1.5 ms, another ' +
+      'process at 0.8 ms, over a baseline of 0.45–0.53 ms: the ratio swings with the baseline\'s own p99. Issue 15 asks ' +
+      '≤ 2× here (this row keeps issue 6\'s 1.5×): met in one of those two runs.',
   },
 };
