@@ -111,15 +111,37 @@ const afterJobOptions = { attempts: 1, priority: 1, removeOnComplete: true, remo
 const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
 const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 
-/** The call options of a worker's local run of a job. */
-type WorkerCallOptions = CallOptions & { [jobRun]: { attempt: number; progress(fraction: number, message: string | undefined): void } };
+/**
+ * A job this process is running: what its local run is an attempt of (the `jobRun` call option:
+ * the job's attempt number, and its progress saved on the job), the local run, and whether the
+ * job's producer cancelled it. One object a job.
+ */
+class RunningJob {
+  readonly attempt: number;
+  local: TaskHandle | undefined = undefined;
+  cancelled = false;
 
-/** The local task of a job this process is running. */
-interface RunningJob {
-  readonly local: TaskHandle;
-  /** Whether its producer cancelled it. */
-  cancelled: boolean;
+  constructor(
+    readonly job: Job,
+    readonly logger: BackgroundLogger,
+  ) {
+    this.attempt = job.attemptsMade + 1;
+  }
+
+  progress(fraction: number, message: string | undefined): void {
+    this.job.updateProgress({ fraction, message }).catch((error: unknown) => {
+      this.logger.warn({ err: error, taskId: this.job.id }, `the progress of durable task "${this.job.name}" could not be saved`);
+    });
+  }
+
+  cancel(reason: string): void {
+    this.cancelled = true;
+    this.local?.cancel(reason);
+  }
 }
+
+/** The call options of a worker's local run of a job. */
+type WorkerCallOptions = CallOptions & { [jobRun]: RunningJob };
 
 /** A durable task as any process can see it, read from Redis. */
 export interface DurableJob {
@@ -850,9 +872,6 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   for (const task of options.tasks) byName.set(task.name, task);
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
   const running = new Map<string, RunningJob>();
-  const progressFailed = (job: Job, name: string) => (error: unknown) => {
-    logger.warn({ err: error, taskId: job.id }, `the progress of durable task "${name}" could not be saved`);
-  };
   // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
   // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
   const processor = async (job: Job<JobData>): Promise<unknown> => {
@@ -868,27 +887,18 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     const jobId = job.id ?? '';
     try {
       const { args, timeoutMs } = job.data;
-      const options: WorkerCallOptions = {
-        durable: false,
-        retries: 0,
-        ...(timeoutMs === undefined ? {} : { timeoutMs }),
-        // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events
-        // and logs), its progress is the job's, and it is on record in Redis, not in this process.
-        [jobRun]: {
-          attempt: job.attemptsMade + 1,
-          progress: (fraction, message) => void job.updateProgress({ fraction, message }).catch(progressFailed(job, definition.name)),
-        },
-      };
-      const entry: RunningJob = {
-        local: scope
-          .resolve(Background)
-          .with(options)
-          .add(definition as TaskDefinition<unknown[]>, ...args),
-        cancelled: false,
-      };
+      const entry = new RunningJob(job, logger);
+      // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
+      // logs), its progress is the job's, and it is on record in Redis, not in this process.
+      const options: WorkerCallOptions = { durable: false, retries: 0, timeoutMs, [jobRun]: entry };
+      const local = scope
+        .resolve(Background)
+        .with(options)
+        .add(definition as TaskDefinition<unknown[]>, ...args);
+      entry.local = local;
       running.set(jobId, entry);
       try {
-        return await entry.local.result();
+        return await local.result();
       } catch (error) {
         // Cancelled by its producer: not worth another attempt.
         if (entry.cancelled) throw new UnrecoverableError(`cancelled: ${messageOf(error)}`);
@@ -920,10 +930,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     if (from !== channel) return;
     try {
       const { id, reason } = JSON.parse(message) as { id: string; reason: string };
-      const entry = running.get(id);
-      if (entry === undefined) return;
-      entry.cancelled = true;
-      entry.local.cancel(reason);
+      running.get(id)?.cancel(reason);
     } catch {
       // Not ours.
     }
