@@ -83,8 +83,16 @@ const durable = {
     'task of a worker process build its events (9b8f73a); a job\'s local run kept off the worker application\'s records, ' +
     'where each held its scope into the old generation (d36db17): 0.69 → 0.74×; `disposeScope()` without tsyringe\'s ' +
     '`dispose()` for a scope whose only disposable is its Background (3da0c5d): 0.73 → 0.80×, the worker\'s processor alone ' +
-    '8.3 → 6.2 µs a job. Left in the processor alone (profile): GC ≈ 40%, `with()` validating the call options per job, ' +
-    'the Background and its Scope per job scope, tsyringe\'s child container.',
+    '8.3 → 6.2 µs a job; one object per running job (RunningJob) rather than four and a closure: 0.80 → 0.82×. Left in the ' +
+    'processor alone (profile): GC ≈ 40%, `with()` validating the call options per job, the Background and its Scope per ' +
+    'job scope, tsyringe\'s child container. A lead for the next step: the processor alone (50 jobs at a time, 1e5 a sample) ' +
+    'is bimodal from process to process, ≈ 2.1 µs a job in some and ≈ 6 µs in most; `--trace-gc` shows why: in the slow ' +
+    'ones every scavenge promotes ≈ 3 MB (≈ 3 KB a job, most of a job\'s objects) and takes 5–6 ms, and a mark-compact ' +
+    'follows every ≈ 250 ms; in the fast ones scavenges take < 1 ms and promote nothing. With ' +
+    '`--no-allocation-site-pretenuring` every process is slow, so the fast mode is V8 pretenuring some long-lived ' +
+    'allocation site: something keeps a job\'s objects reachable across two scavenges (≈ 2 000 jobs). Find it (a heap ' +
+    'snapshot taken between two scavenges of a slow process, retainers of a finished TaskRun or job scope) and the worker ' +
+    'side could lose most of its GC.',
   };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
