@@ -90,16 +90,16 @@ const durable = {
     'ones every scavenge promotes ≈ 3 MB (≈ 3 KB a job, most of a job\'s objects) and takes 5–6 ms, and a mark-compact ' +
     'follows every ≈ 250 ms; in the fast ones scavenges take < 1 ms and promote nothing. With ' +
     '`--no-allocation-site-pretenuring` every process is slow, so the fast mode is V8 pretenuring some long-lived ' +
-    'allocation site: something keeps a job\'s objects reachable across two scavenges (≈ 2 000 jobs). Find it (a heap ' +
-    'snapshot taken between two scavenges of a slow process, retainers of a finished TaskRun or job scope) and the worker ' +
-    'side could lose most of its GC. A bisection with processors written against the public API, called directly (5e5 jobs, ' +
+    'allocation site. Found what promotes, the worker side could lose most of its GC. A bisection with processors written against the public API, called directly (5e5 jobs, ' +
     '50 at a time, `--trace-gc`): a child scope disposed by tsyringe 3.2–4.8 µs a job; with `Background` resolved and ' +
     '`disposeScope()` (no tsyringe `dispose()`) 2.0 µs; plus `add(fn).result()` 2.6–3.1 µs; a definition through ' +
     '`with()` and the `jobRun` option and a map of running jobs, as the worker does, 3–5 µs and 3 mark-compacts; the same with ' +
     'the option\'s object pointing at the BullMQ job and at the local handle (as `RunningJob` does) 7–8 µs and 15 ' +
-    'mark-compacts, as the worker\'s own processor. So how much is promoted grows with what hangs off a finished run: ' +
-    'something keeps finished runs reachable across scavenges (clearing the run\'s link to its job at the end did not ' +
-    'change it).',
+    'mark-compacts, as the worker\'s own processor: how much is promoted grows with what hangs off a run. Yet nothing keeps ' +
+    'finished runs: a heap snapshot taken mid-run holds the objects of the 50 jobs in flight and no more (53 TaskRuns, 55 ' +
+    'scopes), and clearing the run\'s link to its job at its end changed nothing. So the old generation grows by ≈ 3 MB a ' +
+    'scavenge from objects alive at the time of a scavenge only briefly; next, `--trace-gc-verbose` and V8\'s ' +
+    '`--trace-gc-object-stats` on the slow mode, to see which objects are promoted and why.',
   };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
