@@ -90,7 +90,8 @@ const durable = {
     'ones every scavenge promotes ≈ 3 MB (≈ 3 KB a job, most of a job\'s objects) and takes 5–6 ms, and a mark-compact ' +
     'follows every ≈ 250 ms; in the fast ones scavenges take < 1 ms and promote nothing. With ' +
     '`--no-allocation-site-pretenuring` every process is slow, so the fast mode is V8 pretenuring some long-lived ' +
-    'allocation site. Found what promotes, the worker side could lose most of its GC. A bisection with processors written against the public API, called directly (5e5 jobs, ' +
+    'allocation site. Once what is promoted is found, the worker side could lose most of its GC. A bisection with ' +
+    'processors written against the public API, called directly (5e5 jobs, ' +
     '50 at a time, `--trace-gc`): a child scope disposed by tsyringe 3.2–4.8 µs a job; with `Background` resolved and ' +
     '`disposeScope()` (no tsyringe `dispose()`) 2.0 µs; plus `add(fn).result()` 2.6–3.1 µs; a definition through ' +
     '`with()` and the `jobRun` option and a map of running jobs, as the worker does, 3–5 µs and 3 mark-compacts; the same with ' +
