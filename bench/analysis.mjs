@@ -102,8 +102,12 @@ const durable = {
     'scavenge from objects alive at the time of a scavenge only briefly. `--trace-gc-nvp` of a slow process: 2.5 MB (15% of ' +
     'the young generation) survives each scavenge and 99% of that is promoted, where a fast process keeps 0.25 MB (1.5%). ' +
     'Since a full GC finds only the jobs in flight, what survives a scavenge is reachable through something only a full GC ' +
-    'sees through (weak maps whose keys are young, the microtask queue, a young object\'s old-generation referrers): the ' +
-    'next thing to look at.',
+    'sees through (weak maps whose keys are young, the microtask queue, a young object\'s old-generation referrers). Found ' +
+    'the trigger, if not the mechanism: the `jobRun` object (`RunningJob`) kept pointing at the BullMQ job and the run after ' +
+    'the job ended; letting go of both at the end (`RunningJob.end()`) makes every process fast, ≈ 3 µs a job and 3–4 ' +
+    'mark-compacts (4 processes). The worker side with Redis did not move with it (4 paired runs: 0.83× against 0.86×, ' +
+    'within the noise): there the BullMQ job lives for its Redis round trips anyway. Next: the same `--trace-gc-nvp` on the ' +
+    'real worker side, and the per-job allocations that remain (`with()`, the Background and its Scope per job).',
   };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */

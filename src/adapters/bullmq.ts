@@ -120,23 +120,37 @@ class RunningJob {
   readonly attempt: number;
   local: TaskHandle | undefined = undefined;
   cancelled = false;
+  #job: Job | undefined;
+  readonly #logger: BackgroundLogger;
 
-  constructor(
-    readonly job: Job,
-    readonly logger: BackgroundLogger,
-  ) {
+  constructor(job: Job, logger: BackgroundLogger) {
     this.attempt = job.attemptsMade + 1;
+    this.#job = job;
+    this.#logger = logger;
   }
 
   progress(fraction: number, message: string | undefined): void {
-    this.job.updateProgress({ fraction, message }).catch((error: unknown) => {
-      this.logger.warn({ err: error, taskId: this.job.id }, `the progress of durable task "${this.job.name}" could not be saved`);
+    const job = this.#job;
+    job?.updateProgress({ fraction, message }).catch((error: unknown) => {
+      this.#logger.warn({ err: error, taskId: job.id }, `the progress of durable task "${job.name}" could not be saved`);
     });
   }
 
   cancel(reason: string): void {
     this.cancelled = true;
     this.local?.cancel(reason);
+  }
+
+  /**
+   * Lets go of the job and the local run once the job is over. Not for correctness (nothing
+   * reachable keeps this object then), for the GC: measured, while these stayed set most of
+   * each job's graph (the BullMQ job, its data, the run) reached the old generation through
+   * scavenges, in most processes: the processor alone took ≈ 6–8 µs a job against ≈ 3 µs, with a
+   * mark-compact every ≈ 250 ms (bench/analysis.mjs, durable).
+   */
+  end(): void {
+    this.#job = undefined;
+    this.local = undefined;
   }
 }
 
@@ -905,6 +919,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         throw error;
       } finally {
         running.delete(jobId);
+        entry.end();
       }
     } finally {
       await disposeScope(scope);
