@@ -81,29 +81,11 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
 
   p('## Absolute figures');
   p();
-  for (const d of details) {
-    p(`**${d.title}**`);
-    p();
-    p(`| ${d.head.map(escapeMd).join(' | ')} |`);
-    p(`|${d.head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
-    for (const row of d.rows) p(`| ${row.map((c) => escapeMd(String(c))).join(' | ')} |`);
-    p();
-  }
+  detailTables(p, details);
 
   p('## Machine and versions');
   p();
-  p(`- ${machine.cores} cores (\`availableParallelism()\`), ${machine.cpu}, ${machine.memGb.toFixed(0)} GB RAM, ${machine.os}`);
-  p(`- Node ${machine.node}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}; the run took ${Math.floor(totalS / 60)} min ${Math.round(totalS % 60)} s`);
-  const foreign = [...load.foreign].sort((a, b) => a - b);
-  const share = (q) => `${((foreign[Math.min(foreign.length - 1, Math.floor(foreign.length * q))] ?? 0) * 100).toFixed(0)}%`;
-  p(
-    `- Load: the machine is shared (other sessions run test suites on it). Load average ${load.before.map((l) => l.toFixed(1)).join(' / ')} ` +
-      `(1 / 5 / 15 min) at the start, ${load.after.map((l) => l.toFixed(1)).join(' / ')} at the end; the suite waited ${load.waitedS.toFixed(0)} s ` +
-      `in all for a quiet machine before its ${load.measurements} measurements, took ${load.retried} of them again, and other processes used a ` +
-      `median ${share(0.5)} (at most ${share(1)}) of the CPU while the measurements kept ran.` +
-      (load.disturbed.length === 0 ? '' : ` Still disturbed after 3 attempts: ${load.disturbed.join('; ')}.`),
-  );
+  machineLines(p, machine, load, { took: `; the run took ${Math.floor(totalS / 60)} min ${Math.round(totalS % 60)} s`, who: 'the suite' });
   p();
   p('## Reproduce');
   p();
@@ -217,14 +199,7 @@ export function webPage({ machine, rounds, rows, details, load, web, whole }) {
   p();
   p('## Absolute figures');
   p();
-  for (const d of details) {
-    p(`**${d.title}**`);
-    p();
-    p(`| ${d.head.map(escapeMd).join(' | ')} |`);
-    p(`|${d.head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
-    for (const row of d.rows) p(`| ${row.map((c) => escapeMd(String(c))).join(' | ')} |`);
-    p();
-  }
+  detailTables(p, details);
   const measurements = Object.values(web.frameworks).flat();
   const runs = measurements.reduce((a, m) => a + Object.values(m.runs).flat().length, 0);
   const redone = measurements.reduce((a, m) => a + (m.redone ?? 0), 0);
@@ -237,18 +212,7 @@ export function webPage({ machine, rounds, rows, details, load, web, whole }) {
   p();
   p('## Machine and load');
   p();
-  p(`- ${machine.cores} cores (\`availableParallelism()\`), ${machine.cpu}, ${machine.memGb.toFixed(0)} GB RAM, ${machine.os}`);
-  p(`- Node ${machine.node}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}`);
-  const foreign = [...load.foreign].sort((a, b) => a - b);
-  const share = (q) => `${((foreign[Math.min(foreign.length - 1, Math.floor(foreign.length * q))] ?? 0) * 100).toFixed(0)}%`;
-  p(
-    `- Load: the machine is shared (other sessions run test suites on it). Load average ${load.before.map((l) => l.toFixed(1)).join(' / ')} ` +
-      `(1 / 5 / 15 min) at the start, ${load.after.map((l) => l.toFixed(1)).join(' / ')} at the end; the section waited ${load.waitedS.toFixed(0)} s ` +
-      `in all for a quiet machine before its ${load.measurements} measurements, took ${load.retried} of them again, and other processes used a ` +
-      `median ${share(0.5)} (at most ${share(1)}) of the CPU while the measurements kept ran.` +
-      (load.disturbed.length === 0 ? '' : ` Still disturbed after 3 attempts: ${load.disturbed.join('; ')}.`),
-  );
+  machineLines(p, machine, load, { who: 'the section' });
   p();
   p('## Reproduce');
   p();
@@ -342,31 +306,13 @@ export function durablePage({ machine, rounds, rows, details, load, durable, who
   p();
   p('## Absolute figures');
   p();
-  for (const d of details) {
-    p(`**${d.title}**`);
-    p();
-    p(`| ${d.head.map(escapeMd).join(' | ')} |`);
-    p(`|${d.head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
-    for (const row of d.rows) p(`| ${row.map((c) => escapeMd(String(c))).join(' | ')} |`);
-    p();
-  }
+  detailTables(p, details);
   const runs = durable.reduce((a, r) => a + Object.values(r.drain).flat().length + Object.values(r.e2e).flat().length + Object.values(r.enqueue).flat().length, 0);
   p(`Absolute figures are for orientation only: they depend on the machine, the ratios much less. Timed runs kept: ${runs} (warm-ups not counted).`);
   p();
   p('## Machine and load');
   p();
-  p(`- ${machine.cores} cores (\`availableParallelism()\`), ${machine.cpu}, ${machine.memGb.toFixed(0)} GB RAM, ${machine.os}`);
-  p(`- Node ${machine.node}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
-  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}`);
-  const foreign = [...load.foreign].sort((a, b) => a - b);
-  const share = (q) => `${((foreign[Math.min(foreign.length - 1, Math.floor(foreign.length * q))] ?? 0) * 100).toFixed(0)}%`;
-  p(
-    `- Load: the machine is shared (other sessions run test suites on it). Load average ${load.before.map((l) => l.toFixed(1)).join(' / ')} ` +
-      `(1 / 5 / 15 min) at the start, ${load.after.map((l) => l.toFixed(1)).join(' / ')} at the end; the section waited ${load.waitedS.toFixed(0)} s ` +
-      `in all for a quiet machine before its ${load.measurements} measurements, took ${load.retried} of them again, and other processes used a ` +
-      `median ${share(0.5)} (at most ${share(1)}) of the CPU while the measurements kept ran (redis-server counts as the measurement's own).` +
-      (load.disturbed.length === 0 ? '' : ` Still disturbed after 3 attempts: ${load.disturbed.join('; ')}.`),
-  );
+  machineLines(p, machine, load, { who: 'the section', ownProcesses: ' (redis-server counts as the measurement\'s own)' });
   p();
   p('## Reproduce');
   p();
@@ -378,6 +324,39 @@ export function durablePage({ machine, rounds, rows, details, load, durable, who
   p('```');
   p();
   return out.join('\n');
+}
+
+/** The detail tables of a page ("Absolute figures"). */
+function detailTables(p, details) {
+  for (const d of details) {
+    p(`**${d.title}**`);
+    p();
+    p(`| ${d.head.map(escapeMd).join(' | ')} |`);
+    p(`|${d.head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+    for (const row of d.rows) p(`| ${row.map((c) => escapeMd(String(c))).join(' | ')} |`);
+    p();
+  }
+}
+
+/**
+ * A page's lines on the machine, the commit and the load while it measured.
+ * @param options.who what waited for a quiet machine ("the suite", "the section")
+ * @param options.took appended to the commit line (how long the run took), if any
+ * @param options.ownProcesses appended to the load line: which other processes are the measurement's own
+ */
+function machineLines(p, machine, load, { who, took = '', ownProcesses = '' }) {
+  p(`- ${machine.cores} cores (\`availableParallelism()\`), ${machine.cpu}, ${machine.memGb.toFixed(0)} GB RAM, ${machine.os}`);
+  p(`- Node ${machine.node}; ${Object.entries(machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  p(`- commit ${machine.commit}${machine.dirty ? ' with uncommitted changes under src/ (the build measured includes them)' : ''}; ${machine.date}${took}`);
+  const foreign = [...load.foreign].sort((a, b) => a - b);
+  const share = (q) => `${((foreign[Math.min(foreign.length - 1, Math.floor(foreign.length * q))] ?? 0) * 100).toFixed(0)}%`;
+  p(
+    `- Load: the machine is shared (other sessions run test suites on it). Load average ${load.before.map((l) => l.toFixed(1)).join(' / ')} ` +
+      `(1 / 5 / 15 min) at the start, ${load.after.map((l) => l.toFixed(1)).join(' / ')} at the end; ${who} waited ${load.waitedS.toFixed(0)} s ` +
+      `in all for a quiet machine before its ${load.measurements} measurements, took ${load.retried} of them again, and other processes used a ` +
+      `median ${share(0.5)} (at most ${share(1)}) of the CPU while the measurements kept ran${ownProcesses}.` +
+      (load.disturbed.length === 0 ? '' : ` Still disturbed after 3 attempts: ${load.disturbed.join('; ')}.`),
+  );
 }
 
 /** How many targets are met, and which are missed (bold, for the top of a page). */
