@@ -68,46 +68,21 @@ const durable = {
     'active, completed) the library reads and parses so that its handles settle; raw BullMQ reads none.',
   next:
     'The cost is per job, so the ratio rises with the work a real task does (with 0.5 ms of CPU in the task it would be ' +
-    'about 0.9×). To reach 0.9× on a no-op task the worker would have to do almost nothing per job ' +
-    'beyond BullMQ: run a definition that injects nothing without a child scope and without a `Background` task run ' +
-    '(`definition.fn(...args)` with a `TaskContext`, its timeout and events done by hand), and make the scope only for ' +
-    'definitions that inject; and pass the call options without resolving them per job (`with()` validates and merges ' +
-    'them each time). The enqueue side (8c) pays for a JSON check, a UUID, a deadline timer and two awaits per job before ' +
-    'its `queue.add()`: one deadline timer for all the jobs being sent, rather than one each, is the first thing to try. ' +
-    'Measured since, on patched copies (`--only durable`, one round each): a processor that calls the task\'s function ' +
-    'directly, with no scope, Background or run, reaches 0.90× (so the target needs the per-job path nearly free); without ' +
-    'the progress observer 0.64× against 0.60×; `with()` options no longer remembered in a WeakMap per call (2e70f0d): ' +
-    '0.67–0.69×. Done on 2026-12-05, each measured in paired runs (a script enqueues 20 000 jobs through the library, then ' +
-    'a raw processor or `startWorkers()` drains them; 3 alternating runs each; against raw BullMQ with the library\'s job ' +
-    'shape): a job\'s progress through an internal call option instead of an application-wide observer, which made every ' +
-    'task of a worker process build its events (9b8f73a); a job\'s local run kept off the worker application\'s records, ' +
-    'where each held its scope into the old generation (d36db17): 0.69 → 0.74×; `disposeScope()` without tsyringe\'s ' +
-    '`dispose()` for a scope whose only disposable is its Background (3da0c5d): 0.73 → 0.80×, the worker\'s processor alone ' +
-    '8.3 → 6.2 µs a job; one object per running job (RunningJob) rather than four and a closure: 0.80 → 0.82×. Left in the ' +
-    'processor alone (profile): GC ≈ 40%, `with()` validating the call options per job, the Background and its Scope per ' +
-    'job scope, tsyringe\'s child container. A lead for the next step: the processor alone (50 jobs at a time, 1e5 a sample) ' +
-    'is bimodal from process to process, ≈ 2.1 µs a job in some and ≈ 6 µs in most; `--trace-gc` shows why: in the slow ' +
-    'ones every scavenge promotes ≈ 3 MB (≈ 3 KB a job, most of a job\'s objects) and takes 5–6 ms, and a mark-compact ' +
-    'follows every ≈ 250 ms; in the fast ones scavenges take < 1 ms and promote nothing. With ' +
-    '`--no-allocation-site-pretenuring` every process is slow, so the fast mode is V8 pretenuring some long-lived ' +
-    'allocation site. Once what is promoted is found, the worker side could lose most of its GC. A bisection with ' +
-    'processors written against the public API, called directly (5e5 jobs, ' +
-    '50 at a time, `--trace-gc`): a child scope disposed by tsyringe 3.2–4.8 µs a job; with `Background` resolved and ' +
-    '`disposeScope()` (no tsyringe `dispose()`) 2.0 µs; plus `add(fn).result()` 2.6–3.1 µs; a definition through ' +
-    '`with()` and the `jobRun` option and a map of running jobs, as the worker does, 3–5 µs and 3 mark-compacts; the same with ' +
-    'the option\'s object pointing at the BullMQ job and at the local handle (as `RunningJob` does) 7–8 µs and 15 ' +
-    'mark-compacts, as the worker\'s own processor: how much is promoted grows with what hangs off a run. Yet nothing keeps ' +
-    'finished runs: a heap snapshot taken mid-run holds the objects of the 50 jobs in flight and no more (53 TaskRuns, 55 ' +
-    'scopes), and clearing the run\'s link to its job at its end changed nothing. So the old generation grows by ≈ 3 MB a ' +
-    'scavenge from objects alive at the time of a scavenge only briefly. `--trace-gc-nvp` of a slow process: 2.5 MB (15% of ' +
-    'the young generation) survives each scavenge and 99% of that is promoted, where a fast process keeps 0.25 MB (1.5%). ' +
-    'Since a full GC finds only the jobs in flight, what survives a scavenge is reachable through something only a full GC ' +
-    'sees through (weak maps whose keys are young, the microtask queue, a young object\'s old-generation referrers). Found ' +
-    'the trigger, if not the mechanism: the `jobRun` object (`RunningJob`) kept pointing at the BullMQ job and the run after ' +
-    'the job ended; letting go of both at the end (`RunningJob.end()`) makes every process fast, ≈ 3 µs a job and 3–4 ' +
-    'mark-compacts (4 processes). The worker side with Redis did not move with it (4 paired runs: 0.83× against 0.86×, ' +
-    'within the noise): there the BullMQ job lives for its Redis round trips anyway. Next: the same `--trace-gc-nvp` on the ' +
-    'real worker side, and the per-job allocations that remain (`with()`, the Background and its Scope per job).',
+    'about 0.9×). A processor that calls the task\'s function directly, with no scope, Background or run, reaches 0.90× ' +
+    '(patched copy): the target needs the per-job path nearly free. Done on 2026-12-05, each in paired runs (20 000 jobs ' +
+    'enqueued through the library, drained by a raw processor or by `startWorkers()`, 3–4 alternating runs, against raw ' +
+    'BullMQ with the library\'s job shape): `with()` options not remembered per call (2e70f0d); a job\'s progress through ' +
+    'an internal call option instead of an application-wide observer (9b8f73a); a job\'s local run kept off the worker ' +
+    'application\'s records (d36db17): 0.69 → 0.74×; `disposeScope()` without tsyringe\'s `dispose()` when the ' +
+    'Background is the scope\'s only disposable (3da0c5d): → 0.80×; one object per running job (f718eb6): → 0.82×. ' +
+    'The processor alone (called directly, 50 jobs at a time) went from 8.3 to ≈ 3 µs a job, the last step by letting ' +
+    'go of the BullMQ job and the run when the job ends (45bd2f0): kept, they made most of each job\'s graph reach the old ' +
+    'generation in most processes (`--trace-gc-nvp`: 15% of the young generation surviving each scavenge, 99% of it ' +
+    'promoted, a mark-compact every ≈ 250 ms), though a heap snapshot mid-run held only the 50 jobs in flight; why a ' +
+    'dead object\'s references kept young ones alive is not understood. With Redis that last step did not move the ' +
+    'ratio (0.83× against 0.86×, within the noise). Next: `--trace-gc-nvp` on the real worker side; the per-job ' +
+    'allocations left (`with()` validating per job, the Background and its Scope per job scope, tsyringe\'s child ' +
+    'container); on the enqueue side (8c), one deadline timer for all the jobs being sent rather than one each.',
   };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
