@@ -40,7 +40,7 @@ const abortFlags = config.abortFlags === undefined ? undefined : new Int32Array(
 let scope: Promise<DependencyContainer> | undefined;
 /** The thread's container once made (and set up, when there is a setup module). */
 let readyScope: DependencyContainer | undefined;
-/** The task modules imported so far. */
+/** The modules imported so far (`load()` records them). */
 const readyModules = new Set<string>();
 let typescript: Promise<void> | undefined;
 
@@ -78,7 +78,6 @@ async function prepare({ module, name }: WorkerRequest): Promise<void> {
       cause: error,
     });
   }
-  readyModules.add(module);
 }
 
 /** Runs a task whose module is loaded (and the thread set up), its dependencies resolved first. */
@@ -154,7 +153,10 @@ function load(url: string): Promise<unknown> {
     module = importModule(url);
     loaded.set(url, module);
     // A module that failed to load is tried again by the next task that needs it.
-    module.catch(() => loaded.delete(url));
+    module.then(
+      () => readyModules.add(url),
+      () => loaded.delete(url),
+    );
   }
   return module;
 }
@@ -243,7 +245,7 @@ if (config.preload !== undefined) {
   const setUpFirst = config.setupModule === undefined ? Promise.resolve() : setUp();
   setUpFirst.then(
     () => {
-      for (const module of preload) load(module).then(() => readyModules.add(module), () => undefined);
+      for (const module of preload) load(module).catch(() => undefined);
     },
     () => undefined,
   );
