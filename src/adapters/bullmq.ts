@@ -21,6 +21,7 @@ import {
   DurableTaskError,
   ResultTimeoutError,
   TaskCancelledError,
+  TaskContext,
   TaskSkippedError,
   type BackgroundLogger,
   type CallOptions,
@@ -113,18 +114,21 @@ const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 
 /**
  * A job this process is running: what its local run is an attempt of (the `jobRun` call option:
- * the job's attempt number, and its progress saved on the job), the local run, and whether the
- * job's producer cancelled it. One object a job.
+ * the job's attempt number, its progress saved on the job, and the job's own child scope when its
+ * task has dependencies to resolve there), the local run, and whether the job's producer
+ * cancelled it. One object a job.
  */
 class RunningJob {
   readonly attempt: number;
+  readonly scope: DependencyContainer | undefined;
   local: TaskHandle | undefined = undefined;
   cancelled = false;
   #job: Job | undefined;
   readonly #logger: BackgroundLogger;
 
-  constructor(job: Job, logger: BackgroundLogger) {
+  constructor(job: Job, logger: BackgroundLogger, scope: DependencyContainer | undefined) {
     this.attempt = job.attemptsMade + 1;
+    this.scope = scope;
     this.#job = job;
     this.#logger = logger;
   }
@@ -884,6 +888,16 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   const logger = options.logger ?? consoleLogger;
   const byName = new Map<string, TaskDefinition<never[]>>();
   for (const task of options.tasks) byName.set(task.name, task);
+  /**
+   * The definitions whose jobs get a child scope each: those with a dependency other than their
+   * TaskContext. Every job's local run is added on one Background, the workers' (a child scope
+   * of the container, made once); the job's own scope, when it has one, is where its dependencies
+   * are resolved (a Background among them: its tasks drain with the job), and it is drained and
+   * disposed once the job is over.
+   */
+  const scoped = new Set<TaskDefinition<never[]>>(options.tasks.filter((task) => task.inject.some((token: unknown) => token !== TaskContext)));
+  const workersScope = scopeRoot.createChildContainer();
+  let background: Background | undefined;
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
   const running = new Map<string, RunningJob>();
   // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
@@ -897,18 +911,18 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
           'pass its definition to startWorkers({ tasks })',
       );
     }
-    const scope = scopeRoot.createChildContainer();
+    // The job's own child scope, for a task with dependencies to resolve there; a task without
+    // any could not tell it from the workers' (below), and the scope would cost every job.
+    const scope = scoped.has(definition) ? scopeRoot.createChildContainer() : undefined;
     const jobId = job.id ?? '';
     try {
       const { args, timeoutMs } = job.data;
-      const entry = new RunningJob(job, logger);
+      const entry = new RunningJob(job, logger, scope);
       // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
       // logs), its progress is the job's, and it is on record in Redis, not in this process.
       const options: WorkerCallOptions = { durable: false, retries: 0, timeoutMs, [jobRun]: entry };
-      const local = scope
-        .resolve(Background)
-        .with(options)
-        .add(definition as TaskDefinition<unknown[]>, ...args);
+      background ??= workersScope.resolve(Background);
+      const local = background.with(options).add(definition as TaskDefinition<unknown[]>, ...args);
       entry.local = local;
       running.set(jobId, entry);
       try {
@@ -922,7 +936,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         entry.end();
       }
     } finally {
-      await disposeScope(scope);
+      if (scope !== undefined) await disposeScope(scope);
     }
   };
   const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {

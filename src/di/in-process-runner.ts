@@ -100,8 +100,13 @@ export class InProcessRunner implements Runner {
     }
   }
 
+  /** Where a request's dependencies come from: its job's own scope, if it has one, or this runner's. */
+  #containerFor(request: TaskRequest): DependencyContainer {
+    return request.timing?.job?.scope ?? this.#container;
+  }
+
   #definitionRun(request: TaskRequest, definition: TaskDefinition): TaskRun {
-    const { params, contextAt } = this.#paramsOf(request.name, definition.inject, request.args);
+    const { params, contextAt } = this.#paramsOf(this.#containerFor(request), request.name, definition.inject, request.args);
     return new TaskRun(request, new Call(definition.fn, params, undefined, contextAt), this.#scope, this.#app.lane);
   }
 
@@ -109,7 +114,7 @@ export class InProcessRunner implements Runner {
    * A definition's parameters: its dependencies resolved from the scope (the place of a
    * `TaskContext` kept, at `contextAt`), then `args`.
    */
-  #paramsOf(name: string, tokens: TaskDefinition['inject'], args: readonly unknown[]): { params: unknown[]; contextAt: number } {
+  #paramsOf(container: DependencyContainer, name: string, tokens: TaskDefinition['inject'], args: readonly unknown[]): { params: unknown[]; contextAt: number } {
     const params = new Array<unknown>(tokens.length + args.length);
     let contextAt = -1;
     for (let i = 0; i < tokens.length; i++) {
@@ -119,7 +124,7 @@ export class InProcessRunner implements Runner {
         continue;
       }
       try {
-        params[i] = this.#container.resolve(token);
+        params[i] = container.resolve(token);
       } catch (error) {
         throw new TaskDependencyError(name, { position: i, token: tokenName(token) }, error);
       }
@@ -131,7 +136,7 @@ export class InProcessRunner implements Runner {
   #classRun(request: TaskRequest, task: ClassTask): TaskRun {
     let instance: { run(...args: unknown[]): unknown };
     try {
-      instance = this.#container.resolve(task);
+      instance = this.#containerFor(request).resolve(task);
     } catch (error) {
       // tsyringe words it "Cannot inject the dependency "db" at position #0 of "X" constructor".
       const found = /^Cannot inject the dependency (?:"(.*?)" )?at position #(\d+)/.exec(messageOf(error));
@@ -167,7 +172,7 @@ export class InProcessRunner implements Runner {
   #inlineRun(request: TaskRequest, definition: WorkerTaskDefinition): TaskRun {
     const { name } = request;
     const args = this.#moveMarked(request);
-    const { params, contextAt } = this.#paramsOf(name, definition.inject, []);
+    const { params, contextAt } = this.#paramsOf(this.#containerFor(request), name, definition.inject, []);
     const invocation = inline(name, definition.fn as (...params: unknown[]) => unknown, params, contextAt, args);
     return new TaskRun(request, invocation, this.#scope, this.#app.lane);
   }

@@ -2,6 +2,7 @@ import type * as Croner from 'croner';
 import type { Cron } from 'croner';
 import { requireCjs } from './cjs.js';
 import { describe, invalid, isTimerMs, maxTimerMs, messageOf } from './checks.js';
+import type { DependencyContainer } from 'tsyringe';
 import type { TaskHandle } from './handle.js';
 import type { TaskOptions } from './task-options.js';
 
@@ -54,10 +55,15 @@ export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runne
  */
 export const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 
-/** What {@link jobRun} gives: the job's attempt, and where its progress goes. */
+/** What {@link jobRun} gives: the job's attempt, where its progress goes, and where its dependencies come from. */
 export interface JobLink {
   readonly attempt: number;
   progress(fraction: number, message: string | undefined): void;
+  /**
+   * The container the attempt's dependencies are resolved from (the job's own child scope), in
+   * place of the adding Background's; undefined for a task with none to resolve.
+   */
+  readonly scope: DependencyContainer | undefined;
 }
 
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
@@ -130,8 +136,8 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
     throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);
   }
   const job = (options as { [jobRun]?: Partial<JobLink> })[jobRun];
-  if (job !== undefined && !(Number.isSafeInteger(job.attempt) && job.attempt! >= 1 && typeof job.progress === 'function')) {
-    throw invalid('bg.with(options): options[jobRun]', 'an attempt number from 1 and a progress function', job);
+  if (job !== undefined && !(Number.isSafeInteger(job.attempt) && job.attempt! >= 1 && typeof job.progress === 'function' && (job.scope === undefined || typeof job.scope?.resolve === 'function'))) {
+    throw invalid('bg.with(options): options[jobRun]', 'an attempt number from 1, a progress function and a container or undefined', job);
   }
   return Object.freeze({
     options,

@@ -105,6 +105,35 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await expect(backend.job(progressing.id)).resolves.toMatchObject({ progress: { fraction: 0.5, message: 'half of two' } });
   });
 
+  it("a job's own scope: its tasks on that scope's Background drain before the job completes; a task with no dependency to resolve gets none", async () => {
+    const childGate = deferred();
+    let childStarted = false;
+    let childDone = false;
+    /** Adds an in-process task on the job scope's Background and returns at once. */
+    const fanOut = defineTask({ name: 'fanOut', inject: [Background] }, (jobBg: Background, label: string) => {
+      jobBg.add(async () => {
+        childStarted = true;
+        await childGate.promise;
+        childDone = true;
+      });
+      return label;
+    });
+    const { bg, backend, workerRoot } = setup({ tasks: [fanOut, tick] });
+    const childScopes = vi.spyOn(workerRoot, 'createChildContainer');
+    const handle = bg.with({ durable: true }).add(fanOut, 'fanned');
+    await vi.waitFor(() => expect(childStarted).toBe(true), { timeout: 5_000, interval: 5 });
+    // The function has returned; the job is not over while its scope drains.
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'running' });
+    expect(handle.status).toBe('running');
+    childGate.resolve();
+    await expect(handle.result()).resolves.toBe('fanned');
+    expect(childDone).toBe(true);
+    expect(childScopes).toHaveBeenCalledTimes(1);
+    // Jobs of a task without dependencies run on the workers' own Background: no scope each.
+    await Promise.all([bg.with({ durable: true }).add(tick).result(), bg.with({ durable: true }).add(tick).result()]);
+    expect(childScopes).toHaveBeenCalledTimes(1);
+  });
+
   it("a worker's attempt of a job is live in its application while it runs, and on record in Redis only: the worker's records keep its own tasks", async () => {
     const { bg, backend, workerRoot } = setup();
     gate = deferred();
