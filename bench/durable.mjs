@@ -15,7 +15,13 @@
  *            `priority` — every library job has one —, the same retention): what the job's shape
  *            costs, apart from the library's code
  *   lib      `bg.with({ durable: true }).add(def, ...args)` through `useBullMQ`, and
- *            `startWorkers({ tasks: [def], concurrency })`, each job in a child scope
+ *            `startWorkers({ tasks: [def], concurrency })`; the task has no dependency, so its
+ *            jobs run on the workers' Background without a scope each
+ *   libScoped  the same, the task injecting a per-job service (ContainerScoped, disposed): each
+ *            job in a child scope of its own (drain and e2e only: add() is the same as lib's)
+ *
+ * With 2 cores or more and `taskset`, redis-server runs on CPU 0 and the round's process on
+ * CPU 1 (run.mjs starts it pinned), as the web section pins its server.
  *
  * Three measurements, each variant in turn in an order that rotates from rep to rep:
  *   drain    jobs enqueued first (not timed), the producer closed; then a worker is started and
@@ -70,10 +76,15 @@ async function freePort() {
   return port;
 }
 
-/** A redis-server on 127.0.0.1, a free port, no persistence; resolves once it accepts connections. */
-async function startRedis() {
+/**
+ * A redis-server on 127.0.0.1, a free port, no persistence, pinned to CPU `cpu` when given;
+ * resolves once it accepts connections.
+ */
+async function startRedis(cpu) {
   const port = await freePort();
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const [command, ...args] = cpu === undefined ? argv : ['taskset', '-c', String(cpu), ...argv];
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   await new Promise((resolve, reject) => {
     child.stdout.setEncoding('utf8').on('data', (chunk) => {
@@ -105,16 +116,17 @@ async function startRedis() {
  * @param spec.batch add() calls per enqueue run
  * @param spec.enqueueReps enqueue runs of each variant, after one warm-up each
  * @param spec.bodyMs the task body: 0 for an async no-op, else an await of a timer of this many ms
+ * @param spec.redisCpu the CPU redis-server is pinned to (`taskset -c`), or undefined
  */
-async function measure({ round, variants, jobs, concurrency, reps, batch, enqueueReps, bodyMs }) {
+async function measure({ round, variants, jobs, concurrency, reps, batch, enqueueReps, bodyMs, redisCpu }) {
   await import('reflect-metadata');
-  const { container } = await import('tsyringe');
+  const { container, Lifecycle, scoped } = await import('tsyringe');
   const { Queue, Worker } = await import('bullmq');
   const { Redis } = await import('ioredis');
   const lib = await import('../dist/index.js');
   const { useBullMQ, startWorkers } = await import('../dist/adapters/bullmq.js');
 
-  const redis = await startRedis();
+  const redis = await startRedis(redisCpu);
   const connection = { host: '127.0.0.1', port: redis.port };
   const admin = new Redis({ ...connection, maxRetriesPerRequest: null });
   let logged = 0;
@@ -125,6 +137,15 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
   /** The task's function: what a raw processor calls, and what the library's definition is. */
   const work = bodyMs > 0 ? async () => void (await sleep(bodyMs), ran++) : async () => void ran++;
   const task = lib.defineTask({ name: 'noop' }, work);
+  /** A per-job service, as a database session: one per job scope, disposed with it. */
+  class JobSession {
+    async dispose() {}
+  }
+  scoped(Lifecycle.ContainerScoped)(JobSession);
+  /** The same body, with the session injected: each of its jobs gets a child scope. */
+  const scopedTask = lib.defineTask({ name: 'noopScoped', inject: [JobSession] }, (_session, ...args) => work(...args));
+  const taskOf = (variant) => (variant === 'libScoped' ? scopedTask : task);
+  const isLib = (variant) => variant === 'lib' || variant === 'libScoped';
   /** Small JSON arguments: an order's id, a customer, three lines. */
   const argsOf = (i) => [{ orderId: i, customer: `customer-${i % 97}`, lines: [{ sku: 'a-1', qty: 1 }, { sku: 'b-2', qty: 2 }, { sku: 'c-3', qty: 1 }] }];
   // The library's job, as src/adapters/bullmq.ts makes it for a task of default options.
@@ -146,7 +167,8 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
 
   /** A producer of `variant` on a fresh queue: `add(i)` (returns at once), `enqueued()`, `close()`. */
   async function producer(variant, queueName) {
-    if (variant === 'lib') {
+    if (isLib(variant)) {
+      const task = taskOf(variant);
       const root = app();
       const backend = useBullMQ(root, { connection, queueName, logger });
       // Counts the jobs in Redis: the backend's own queue.add() promises, resolved.
@@ -205,9 +227,9 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     let w;
     let close;
     let root;
-    if (variant === 'lib') {
+    if (isLib(variant)) {
       root = app();
-      const workers = startWorkers({ tasks: [task], container: root, connection, queueName, concurrency, logger });
+      const workers = startWorkers({ tasks: [taskOf(variant)], container: root, connection, queueName, concurrency, logger });
       w = workers.worker;
       close = async () => {
         await workers.close();
@@ -273,7 +295,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     const ms = performance.now() - t0;
     const c = used();
     let settledMs;
-    if (variant === 'lib') {
+    if (isLib(variant)) {
       // The handles follow their jobs through the event stream: wait until they all know.
       await within(Promise.all(p.handles.map((h) => h.result())), `e2e ${variant}: ${n} handles settled`);
       settledMs = performance.now() - t0;
@@ -299,7 +321,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
   }
 
   const out = { drain: {}, e2e: {}, enqueue: {} };
-  for (const v of variants) for (const k of Object.keys(out)) out[k][v] = [];
+  for (const v of variants) for (const k of Object.keys(out)) if (k !== 'enqueue' || v !== 'libScoped') out[k][v] = [];
   const started = performance.now();
   let redisCpuMs;
   try {
@@ -308,10 +330,12 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
       ['e2e', e2e, jobs, reps],
       ['enqueue', enqueue, batch, enqueueReps],
     ]) {
+      // A task's dependencies change nothing on the producer's side: enqueue measures one library variant.
+      const measured = kind === 'enqueue' ? variants.filter((v) => v !== 'libScoped') : variants;
       // Warm-up: every variant once, smaller, not kept.
-      for (const v of variants) await fn(v, Math.ceil(n / 4));
+      for (const v of measured) await fn(v, Math.ceil(n / 4));
       for (let rep = 0; rep < count; rep++) {
-        for (const v of rotate(variants, round + rep)) out[kind][v].push(await fn(v, n));
+        for (const v of rotate(measured, round + rep)) out[kind][v].push(await fn(v, n));
       }
     }
   } finally {
@@ -326,6 +350,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     batch,
     concurrency,
     bodyMs,
+    redisCpu,
     logged,
     measuredMs: performance.now() - started,
     // Redis's CPU time is the measurement's too (lib.mjs adds it before judging how much other

@@ -230,7 +230,7 @@ export function webPage({ machine, rounds, rows, details, load, web, whole }) {
 const durableMethod = [
   'Each round is a fresh process (bench/durable.mjs) that starts a redis-server of its own on 127.0.0.1 (a free port, no ' +
     'persistence) and stops it at the end; without redis-server the section is skipped with a notice. Everything runs ' +
-    'against the built output (dist/). Three variants, each run on a fresh queue, Redis flushed between runs:',
+    'against the built output (dist/). Four variants, each run on a fresh queue, Redis flushed between runs:',
   '',
   '- **raw**: BullMQ as an application uses it without the library: `queue.add(name, { args }, { removeOnComplete, removeOnFail })` ' +
     '(the library\'s retention, so that both keep the same jobs) and a `Worker` whose processor calls the task\'s function.',
@@ -239,8 +239,11 @@ const durableMethod = [
     'has one, so that priorities work: BullMQ keeps prioritized jobs in a sorted set). It separates what the job\'s shape ' +
     'costs from what the library\'s code costs.',
   '- **library**: `useBullMQ(root, { connection, queueName })` and `bg.with({ durable: true }).add(task, arg)` on a producer ' +
-    'application, `startWorkers({ tasks: [task], concurrency })` on a worker application (a child tsyringe scope per job, ' +
-    'drained and disposed after it).',
+    'application, `startWorkers({ tasks: [task], concurrency })` on a worker application. The task has no dependency, so its ' +
+    'jobs run on the workers\' `Background` with no scope each (a scope of its own could not change what such a task does).',
+  '- **library, the task injecting a per-job service**: the same, with a `ContainerScoped` service (with a `dispose()`, as a ' +
+    'database session) injected: each job gets a child tsyringe scope, where the service is resolved, drained and disposed ' +
+    'before the job completes. Worker side and end to end only (`add()` is the same).',
   '',
   'The task is the same async function in every variant (an async no-op that counts its runs), with one small JSON argument ' +
     '(an order: an id, a customer, three lines); the worker\'s concurrency is the same (50); producer and worker are in the ' +
@@ -262,7 +265,10 @@ const durableMethod = [
     'needs it: a handle does not say when its job reached Redis).',
   '',
   'CPU per job is this process\'s (`process.cpuUsage()`) and redis-server\'s (from /proc) over the timed part, divided by ' +
-    'the jobs. On 2 cores, redis-server and the Node process each take about one: jobs/s is the slower of the two.',
+    'the jobs. With 2 cores or more (and `taskset`), redis-server runs on CPU 0 and the round\'s process on CPU 1, as a ' +
+    'deployment with Redis on its own host would, and as the web section pins its server: left to the kernel, both ran on ' +
+    'one core part of the time, and the same variant\'s jobs/s swung by ±25% from run to run (2026-12-05), more than the ' +
+    'differences measured. Jobs/s is then the slower of the two processes: the Node one, for every variant.',
 ];
 
 

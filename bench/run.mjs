@@ -247,12 +247,16 @@ if (sections.includes('durable')) {
     console.log(`\nsection durable skipped: ${why}`);
   } else {
     // One redis-server per round, started and stopped by the round's process (bench/durable.mjs).
-    const variants = ['raw', 'rawLib', 'lib'];
+    const variants = ['raw', 'rawLib', 'lib', 'libScoped'];
+    // redis-server on CPU 0, the round's process (producer and worker) on CPU 1: unpinned, the
+    // kernel runs both on one core part of the time, and the same variant's jobs/s swung by
+    // ±25% from run to run (2026-12-05), more than the differences measured.
+    const pinned = hasTaskset() && cores >= 2;
     const done = [];
     for (let round = 0; round < rounds; round++) {
-      const spec = { scenario: 'durable', round, variants: rotate(variants, round), jobs: quick ? 2_000 : 5_000, concurrency: 50, reps: quick ? 1 : 3, batch: 2_000, enqueueReps: quick ? 1 : 3, bodyMs: 0 };
+      const spec = { scenario: 'durable', round, variants: rotate(variants, round), jobs: quick ? 2_000 : 5_000, concurrency: 50, reps: quick ? 1 : 3, batch: 2_000, enqueueReps: quick ? 1 : 3, bodyMs: 0, redisCpu: pinned ? 0 : undefined };
       try {
-        done.push(await run(spec));
+        done.push(await run(spec, { prefix: pinned ? ['taskset', '-c', '1'] : [] }));
       } catch (error) {
         // A round that fails (a job lost, Redis stuck: bench/durable.mjs bounds every wait) is
         // reported, and the suite goes on.
@@ -614,14 +618,18 @@ function summarize(res) {
     const { jobs, concurrency, batch } = rs[0];
     /** A round's median over its reps of a variant's `q`. */
     const med = (r, kind, v, q) => median(r[kind][v].map((x) => x[q]));
-    const abs = (kind, v, q, digits) => summary(rs.map((r) => med(r, kind, v, q)), digits);
+    const abs = (kind, v, q, digits) => (rs[0][kind][v] === undefined ? '—' : summary(rs.map((r) => med(r, kind, v, q)), digits));
+    // Runs saved before 2026-12-05 have no scoped variant, and were not pinned.
+    const scopedToo = rs[0].drain.libScoped !== undefined;
+    const where = rs[0].redisCpu === undefined ? 'unpinned' : `redis-server on CPU ${rs[0].redisCpu}, producer and worker on another`;
     section(
-      `8. Durable tasks on BullMQ: ${jobs} jobs per run, worker concurrency ${concurrency}, an async no-op task with a small JSON argument; batches of ${batch} add() calls; a redis-server of its own per round`,
+      `8. Durable tasks on BullMQ: ${jobs} jobs per run, worker concurrency ${concurrency}, an async no-op task with a small JSON argument; batches of ${batch} add() calls; a redis-server of its own per round (${where})`,
       ['', 'worker side jobs/s', 'Node CPU µs/job', 'Redis CPU µs/job', 'end to end jobs/s', 'Node CPU µs/job', 'add() µs (sync)', 'µs/job until in Redis'],
       [
         ['raw BullMQ (Queue.add, Worker)', 'raw'],
         ['raw BullMQ, the library\'s job data and options', 'rawLib'],
         ['useBullMQ + bg.add(), startWorkers()', 'lib'],
+        ...(scopedToo ? [['  the same, the task injecting a per-job service (a child scope each)', 'libScoped']] : []),
       ].map(([name, v]) => [
         name,
         abs('drain', v, 'perS', 0),
@@ -638,7 +646,9 @@ function summarize(res) {
     row({ id: '8a', key: 'durableDrain', figure: 'durable throughput, worker side (jobs waiting): library / raw BullMQ', values: ratio('drain', 'perS', 'lib', 'raw'), min: 0.9 });
     row({ id: '8a', key: 'durableDrainShape', figure: '  raw BullMQ with the library\'s job options / raw (reference)', values: ratio('drain', 'perS', 'rawLib', 'raw') });
     row({ id: '8a', key: 'durableDrainCode', figure: '  library / raw BullMQ with the library\'s job options (reference)', values: ratio('drain', 'perS', 'lib', 'rawLib') });
+    if (scopedToo) row({ id: '8a', key: 'durableDrainScoped', figure: '  library, the task injecting a per-job service (a child scope a job) / raw BullMQ (reference)', values: ratio('drain', 'perS', 'libScoped', 'raw') });
     row({ id: '8b', key: 'durableE2e', figure: 'durable throughput, end to end (first add() to last completion): library / raw BullMQ', values: ratio('e2e', 'perS', 'lib', 'raw'), min: 0.9 });
+    if (scopedToo) row({ id: '8b', key: 'durableE2eScoped', figure: '  library, the task injecting a per-job service / raw BullMQ (reference)', values: ratio('e2e', 'perS', 'libScoped', 'raw') });
     row({ id: '8b', key: 'durableE2eShape', figure: '  raw BullMQ with the library\'s job options / raw (reference)', values: ratio('e2e', 'perS', 'rawLib', 'raw') });
     row({ id: '8c', key: 'durableAddSync', figure: 'enqueue: time in a durable bg.add() call / in queue.add() (synchronous part)', values: ratio('enqueue', 'syncUs', 'lib', 'raw') });
     row({ id: '8c', key: 'durableAddEnqueued', figure: '  time per job until it is in Redis, bg.add() / queue.add() awaited', values: ratio('enqueue', 'enqueuedUs', 'lib', 'raw') });

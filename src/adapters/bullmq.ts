@@ -243,8 +243,17 @@ class BullMQBackend implements Runner, DurableBackend {
   #publisher: Redis | undefined;
   /** Resolves when the queue's connection is ready again, while it is down. */
   #reconnected: Promise<void> | undefined;
-  /** Jobs not enqueued yet (their add not sent, or not answered), by id: each one's sending. */
-  readonly #sending = new Map<string, Promise<unknown>>();
+  /**
+   * Jobs not enqueued yet (their add not sent, or not answered) and within their deadline, by id,
+   * oldest first: their deadlines come in the same order, so one timer, for the first, serves all.
+   */
+  readonly #sending = new Map<string, Sending>();
+  /** Jobs past their deadline (their handles failed) whose add is still pending, by id. */
+  readonly #late = new Map<string, Sending>();
+  /** Fires at the deadline of the first job in {@link #sending}, if any. */
+  #sendTimer: NodeJS.Timeout | undefined;
+  /** The queue's Redis client, once ready with the event stream open: while it is connected, jobs go to it at once. */
+  #client: { readonly status: string } | undefined;
   /** Adds the flows of tasks with `after`; made on the first. */
   #flowProducer: FlowProducer | undefined;
   /** The id of the last event read from the stream, and where the next look for a gap starts. */
@@ -286,6 +295,7 @@ class BullMQBackend implements Runner, DurableBackend {
       this.#events = events;
       this.#listen(events);
       await events.waitUntilReady();
+      this.#client = client;
     })();
     // A failed attempt is tried again by the next job.
     this.#ready.catch(() => (this.#ready = undefined));
@@ -317,7 +327,7 @@ class BullMQBackend implements Runner, DurableBackend {
     const handle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, name, reason));
     this.#live.set(id, handle);
     for (const prerequisite of after) prerequisite.awaitedBy = handle;
-    void this.#enqueue(handle, data, jobOptions, after);
+    this.#enqueue(handle, data, jobOptions, after);
     return handle;
   }
 
@@ -404,51 +414,88 @@ class BullMQBackend implements Runner, DurableBackend {
    * while the connection is up and only before the deadline: sent while Redis is down, ioredis
    * would keep it and send it once Redis is back, and a job whose handle said it would not run
    * would run. One sent in time whose answer comes late (the connection broke under it, and
-   * ioredis sent it again) is cancelled when it does come, and logged.
+   * ioredis sent it again) is cancelled when it does come, and logged. While the connection is up
+   * (most jobs), the job is sent at once, with nothing per job but its entry in the map: no timer
+   * (one for all: {@link #sweep}), no promise but BullMQ's.
    */
-  async #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    let late = false;
-    const expired = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        late = true;
-        reject(new Error(`Redis did not answer within ${this.#enqueueTimeoutMs} ms`));
-      }, this.#enqueueTimeoutMs);
-    });
-    const sent = (async () => {
-      try {
-        await this.#whenReady();
-        if (after.length > 0) {
-          // The jobs waited for are attached by id: this process's own must be in Redis first.
-          await Promise.allSettled(after.flatMap((prerequisite) => this.#sending.get(prerequisite.id) ?? []));
-          const flows = this.#flows();
-          await flows.waitUntilReady();
-          await this.#connected(flows);
-        }
-        await this.#connected();
-        if (late) return;
-        if (after.length === 0) await this.queue.add(handle.name, data, options);
-        else await this.#flows().add({ name: handle.name, queueName: this.queue.name, data, opts: options, children: this.#childrenOf(handle.id, after) });
-      } finally {
-        this.#sending.delete(handle.id);
-      }
-      if (late) {
-        this.#logger.error({ task: handle.name, taskId: handle.id }, `durable task "${handle.name}" was enqueued after its handle had failed (Redis answered too late); it is cancelled`);
-        this.#cancel(handle.id, handle.name, 'enqueued after its handle had failed');
-      }
-    })();
-    this.#sending.set(handle.id, sent);
-    try {
-      await Promise.race([sent, expired]);
-    } catch (error) {
-      this.enqueueFailures++;
-      const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', handle.id, `durable task "${handle.name}" (#${handle.id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
-      this.#logger.error({ task: handle.name, taskId: handle.id, err: failure }, `durable task "${handle.name}" could not be enqueued; it will not run`);
-      this.#live.delete(handle.id);
-      handle.settle('failed', { ok: false, error: failure });
-    } finally {
-      clearTimeout(timer);
+  #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): void {
+    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, done: undefined };
+    this.#sending.set(handle.id, sending);
+    this.#sendTimer ??= setTimeout(this.#sweep, this.#enqueueTimeoutMs);
+    const sent = after.length === 0 && this.#client?.status === 'ready' ? this.queue.add(handle.name, data, options) : this.#sendWhenUp(sending, data, options, after);
+    sending.done = sent.then(
+      (job) => this.#sent(sending, job !== undefined),
+      (error: unknown) => this.#notSent(sending, error),
+    );
+  }
+
+  /** Sends a job once the stream is open, the jobs it waits for are in Redis, and the connection is up; undefined if it came too late. */
+  async #sendWhenUp(sending: Sending, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): Promise<unknown> {
+    const { handle } = sending;
+    await this.#whenReady();
+    if (after.length > 0) {
+      // The jobs waited for are attached by id: this process's own must be in Redis first.
+      await Promise.allSettled(after.flatMap((prerequisite) => this.#sendingOf(prerequisite.id)?.done ?? []));
+      const flows = this.#flows();
+      await flows.waitUntilReady();
+      await this.#connected(flows);
     }
+    await this.#connected();
+    if (this.#late.has(handle.id)) return undefined;
+    if (after.length === 0) return this.queue.add(handle.name, data, options);
+    return this.#flows().add({ name: handle.name, queueName: this.queue.name, data, opts: options, children: this.#childrenOf(handle.id, after) });
+  }
+
+  /** A job not yet in Redis, within its deadline or past it. */
+  #sendingOf(id: string): Sending | undefined {
+    return this.#sending.get(id) ?? this.#late.get(id);
+  }
+
+  /** Redis has the job (`added`), or it was never sent, being late. */
+  #sent({ handle }: Sending, added: boolean): void {
+    this.#forget(handle.id);
+    const late = this.#late.delete(handle.id);
+    if (added && late) {
+      this.#logger.error({ task: handle.name, taskId: handle.id }, `durable task "${handle.name}" was enqueued after its handle had failed (Redis answered too late); it is cancelled`);
+      this.#cancel(handle.id, handle.name, 'enqueued after its handle had failed');
+    }
+  }
+
+  /** Sending the job failed: its handle fails, unless its deadline had failed it already. */
+  #notSent({ handle }: Sending, error: unknown): void {
+    this.#forget(handle.id);
+    if (!this.#late.delete(handle.id)) this.#failEnqueue(handle, error);
+  }
+
+  /** Takes a job out of {@link #sending}, and stops the timer once none is left. */
+  #forget(id: string): void {
+    if (this.#sending.delete(id) && this.#sending.size === 0 && this.#sendTimer !== undefined) {
+      clearTimeout(this.#sendTimer);
+      this.#sendTimer = undefined;
+    }
+  }
+
+  /** Fails the handles of the jobs whose deadline has passed, and waits for the next one's. */
+  readonly #sweep = (): void => {
+    this.#sendTimer = undefined;
+    const now = Date.now();
+    for (const [id, sending] of this.#sending) {
+      if (sending.deadline > now) {
+        this.#sendTimer = setTimeout(this.#sweep, sending.deadline - now);
+        return;
+      }
+      this.#sending.delete(id);
+      this.#late.set(id, sending);
+      this.#failEnqueue(sending.handle, new Error(`Redis did not answer within ${this.#enqueueTimeoutMs} ms`));
+    }
+  };
+
+  #failEnqueue(handle: DurableHandle, error: unknown): void {
+    this.enqueueFailures++;
+    const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', handle.id, `durable task "${handle.name}" (#${handle.id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
+    this.#logger.error({ task: handle.name, taskId: handle.id, err: failure }, `durable task "${handle.name}" could not be enqueued; it will not run`);
+    this.#live.delete(handle.id);
+    handle.settle('failed', { ok: false, error: failure });
   }
 
   /**
@@ -585,7 +632,7 @@ class BullMQBackend implements Runner, DurableBackend {
         this.#end(id, 'succeeded', { ok: true, value: returnvalue === null || returnvalue === undefined ? null : (JSON.parse(returnvalue) as unknown) });
       } else if (failed !== null && failed !== undefined) {
         this.#failed(id, failedReason ?? '');
-      } else if (exists === 0 && !this.#sending.has(id)) {
+      } else if (exists === 0 && this.#sendingOf(id) === undefined) {
         this.#end(id, 'cancelled', { ok: false, error: removedError(this.#live.get(id)?.name, id) });
       }
     });
@@ -702,12 +749,21 @@ class BullMQBackend implements Runner, DurableBackend {
 
   async close(): Promise<void> {
     await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit(), this.#flowProducer?.close()]);
+    clearTimeout(this.#sendTimer);
+    this.#sendTimer = undefined;
     for (const [id, handle] of this.#live) handle.settle('failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, 'the durable backend of this process was closed before the job ended') });
     this.#live.clear();
   }
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/** A job on its way to Redis: its handle, when its handle fails if Redis has not answered (epoch ms), and the sending's end. */
+interface Sending {
+  readonly handle: DurableHandle;
+  readonly deadline: number;
+  done: Promise<void> | undefined;
+}
 
 /** This process's view of a durable task: kept up to date by the queue's event stream. */
 class DurableHandle implements TaskHandle {

@@ -288,6 +288,31 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(backend.enqueueFailures).toBe(1);
     expect(logger.at('error').map((entry) => entry.message)).toContain('durable task "record" could not be enqueued; it will not run');
   });
+
+  it('gives each job its own enqueue deadline, counted from its add(), though one timer serves them all', async () => {
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { host: '127.0.0.1', port: await freePort() }, queueName: `down-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
+    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    const bg = producer.resolve(Background).with({ durable: true });
+    const failedAfter = (handle: ReturnType<typeof bg.add>, addedAt: number) =>
+      handle.result().then(
+        () => Number.NaN,
+        () => performance.now() - addedAt,
+      );
+    const firstAt = performance.now();
+    const first = bg.add(record, 'first', 1);
+    const firstFailed = failedAfter(first, firstAt);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const secondAt = performance.now();
+    const second = bg.add(record, 'second', 1);
+    const secondFailed = failedAfter(second, secondAt);
+    // Timing is the point here: the first job's deadline fails it alone; the second's comes ≈ 150 ms later.
+    expect(await firstFailed).toBeGreaterThanOrEqual(299);
+    expect(second.status).toBe('queued');
+    expect(await secondFailed).toBeGreaterThanOrEqual(299);
+    expect(backend.enqueueFailures).toBe(2);
+  });
 });
 
 
