@@ -39,6 +39,10 @@ export class Background implements AsyncDisposable, TaskAdder {
   #durable: Runner | undefined;
   readonly #isRoot: boolean;
   #disposal: Promise<void> | undefined;
+  /** The last call options merged by #optionsFor, over which base, and the result. */
+  #lastCall: CallSpec | undefined;
+  #lastBase: ResolvedTaskOptions | undefined;
+  #lastMerged: ResolvedTaskOptions | undefined;
 
   /**
    * Constructed by tsyringe; resolve it instead (`scope.resolve(Background)`).
@@ -80,7 +84,8 @@ export class Background implements AsyncDisposable, TaskAdder {
   /**
    * A view of this Background whose `add()` applies `options` to the tasks it adds: task
    * options (priority, retries, timeout…), which win over the definition's and the scope's,
-   * and when to start (`delayMs`, `runAt`, `after`). Views can be chained.
+   * and when to start (`delayMs`, `runAt`, `after`). Views can be chained. Make a new view for
+   * other options rather than changing the object given: a view may keep what it read of it.
    *
    * ```ts
    * bg.with({ priority: 'high', delayMs: 5_000 }).add(sendReminder, user.id);
@@ -230,8 +235,14 @@ export class Background implements AsyncDisposable, TaskAdder {
     if (definitionOptions !== undefined) {
       options = resolveTaskOptions(definitionOptions, options, `defineTask("${name}") options`, definitionKeys);
     }
-    if (call !== undefined) options = resolveTaskOptions(call.options, options, 'bg.with(options)', callKeys, false);
-    return options;
+    if (call === undefined) return options;
+    // A view adds the same kind of task again and again: its options, merged once, serve the next add too.
+    if (call !== this.#lastCall || options !== this.#lastBase) {
+      this.#lastCall = call;
+      this.#lastBase = options;
+      this.#lastMerged = resolveTaskOptions(call.options, options, 'bg.with(options)', callKeys, false);
+    }
+    return this.#lastMerged!;
   }
 }
 

@@ -102,6 +102,22 @@ describe('priorities', () => {
     expect(priorityOf(bg.add(defined))).toBe(75);
     expect(priorityOf(bg.with({ priority: 'critical' }).add(defined))).toBe(100);
   });
+
+  it("merge a view's options over each task's own, however the view's adds alternate between tasks and views", () => {
+    const { bg } = setup();
+    const optionsOf = (handle: unknown) => (handle as { options: { retries: number; priority: number } }).options;
+    const twice = defineTask({ name: 'twice', retries: 2 }, async () => undefined);
+    const plain = async () => undefined;
+    const high = bg.with({ priority: 'high' });
+    const once = bg.with({ retries: 1 });
+    // Each add through a view merges over the right base: the definition's, or the scope's defaults.
+    for (let i = 0; i < 2; i++) {
+      expect(optionsOf(high.add(twice))).toMatchObject({ retries: 2, priority: 75 });
+      expect(optionsOf(high.add(plain))).toMatchObject({ retries: 0, priority: 75 });
+      expect(optionsOf(once.add(twice))).toMatchObject({ retries: 1, priority: 50 });
+      expect(optionsOf(high.add(twice))).toMatchObject({ retries: 2, priority: 75 });
+    }
+  });
 });
 
 describe('retries', () => {
