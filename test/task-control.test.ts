@@ -105,17 +105,18 @@ describe('priorities', () => {
 
   it("merge a view's options over each task's own, however the view's adds alternate between tasks and views", () => {
     const { bg } = setup();
-    const optionsOf = (handle: unknown) => (handle as { options: { retries: number; priority: number } }).options;
-    const twice = defineTask({ name: 'twice', retries: 2 }, async () => undefined);
+    const priorityOf = (handle: unknown) => (handle as { priority: number }).priority;
+    const high = defineTask({ name: 'high', priority: 'high' }, async () => undefined);
+    const low = defineTask({ name: 'low', priority: 'low' }, async () => undefined);
     const plain = async () => undefined;
-    const high = bg.with({ priority: 'high' });
-    const once = bg.with({ retries: 1 });
-    // Each add through a view merges over the right base: the definition's, or the scope's defaults.
+    const retrying = bg.with({ retries: 1 }); // no priority of its own: the task's shows through
+    const critical = bg.with({ priority: 'critical' });
     for (let i = 0; i < 2; i++) {
-      expect(optionsOf(high.add(twice))).toMatchObject({ retries: 2, priority: 75 });
-      expect(optionsOf(high.add(plain))).toMatchObject({ retries: 0, priority: 75 });
-      expect(optionsOf(once.add(twice))).toMatchObject({ retries: 1, priority: 50 });
-      expect(optionsOf(high.add(twice))).toMatchObject({ retries: 2, priority: 75 });
+      expect(priorityOf(retrying.add(high))).toBe(75);
+      expect(priorityOf(retrying.add(low))).toBe(10);
+      expect(priorityOf(retrying.add(plain))).toBe(50);
+      expect(priorityOf(critical.add(low))).toBe(100);
+      expect(priorityOf(retrying.add(low))).toBe(10);
     }
   });
 });
