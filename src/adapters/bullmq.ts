@@ -104,6 +104,11 @@ const notInQueue = 'was not in the queue (cancelled or removed, or its record ex
 /** Options of the jobs named {@link afterJob}: one attempt, before every other job. */
 const afterJobOptions = { attempts: 1, priority: 1, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } } satisfies JobsOptions;
 
+/** Options every job of a task shares (BullMQ reads them, and copies them into Redis). */
+const backoffType = Object.freeze({ type: 'tsyringe-background' });
+const keepCompleted = Object.freeze({ age: 24 * 3600, count: 10_000 });
+const keepFailed = Object.freeze({ age: 7 * 24 * 3600 });
+
 /**
  * Marks of the public API's internals that adapters use (the same `Symbol.for` as in
  * src/model/call-options.ts): a handle that `after` lets through to this runner, and the call
@@ -317,12 +322,12 @@ class BullMQBackend implements Runner, DurableBackend {
     const jobOptions: JobsOptions = {
       jobId: id,
       attempts: options.retries + 1,
-      backoff: { type: 'tsyringe-background' },
-      ...(delay > 0 ? { delay } : {}),
+      backoff: backoffType,
+      delay,
       // Every job has a priority: BullMQ runs jobs without one before all prioritized jobs.
       priority: bullPriority(options.priority),
-      removeOnComplete: { age: 24 * 3600, count: 10_000 },
-      removeOnFail: { age: 7 * 24 * 3600 },
+      removeOnComplete: keepCompleted,
+      removeOnFail: keepFailed,
     };
     const handle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, name, reason));
     this.#live.set(id, handle);
@@ -397,7 +402,7 @@ class BullMQBackend implements Runner, DurableBackend {
         this.queue.upsertJobScheduler(name, repeat, {
           name,
           data,
-          opts: { attempts: options.retries + 1, backoff: { type: 'tsyringe-background' }, priority: bullPriority(options.priority) },
+          opts: { attempts: options.retries + 1, backoff: backoffType, priority: bullPriority(options.priority) },
         }),
       )
       .catch((error: unknown) => {
@@ -1156,37 +1161,62 @@ function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
   });
 }
 
-/** Checks that arguments survive JSON as they are: a `TypeError` naming the task and the path otherwise. */
+/**
+ * Checks that arguments survive JSON as they are: a `TypeError` naming the task and the path
+ * otherwise. It runs at every durable `add()`: the path is kept as keys, and made a string only
+ * for the error; the objects being visited, for circular references, as a stack.
+ */
 export function checkJson(taskName: string, args: readonly unknown[]): void {
-  const seen = new Set<object>();
-  const visit = (value: unknown, path: string, inArray: boolean): void => {
-    if (value === null || typeof value === 'string' || typeof value === 'boolean') return;
-    const problem = (what: string): never => {
-      throw new TypeError(`bg.add("${taskName}"): ${path} is ${what}, which does not survive JSON; a durable task's arguments must be plain data`);
-    };
-    if (value === undefined) {
-      // An object's undefined property is left out, and reads back the same; in a list it becomes null.
-      if (inArray) problem('undefined (it would arrive as null)');
-      return;
+  const path: (string | number)[] = [];
+  const open: object[] = [];
+  const problem = (what: string): never => {
+    const where = path.map((key, i) => (i === 0 ? `args[${key}]` : typeof key === 'number' ? `[${key}]` : `.${key}`)).join('');
+    throw new TypeError(`bg.add("${taskName}"): ${where} is ${what}, which does not survive JSON; a durable task's arguments must be plain data`);
+  };
+  const visit = (value: unknown, inArray: boolean): void => {
+    switch (typeof value) {
+      case 'string':
+      case 'boolean':
+        return;
+      case 'number':
+        if (!Number.isFinite(value)) problem(String(value));
+        return;
+      case 'undefined':
+        // An object's undefined property is left out, and reads back the same; in a list it becomes null.
+        if (inArray) problem('undefined (it would arrive as null)');
+        return;
+      case 'object':
+        if (value === null) return;
+        break;
+      default:
+        problem(typeof value === 'function' ? 'a function' : `a ${typeof value}`);
     }
-    if (typeof value === 'number') {
-      if (!Number.isFinite(value)) problem(`${String(value)}`);
-      return;
-    }
-    if (typeof value !== 'object') problem(typeof value === 'function' ? 'a function' : `a ${typeof value}`);
-    const object = value;
-    if (seen.has(object)) problem('a circular reference');
-    seen.add(object);
+    const object = value as Record<string, unknown>;
+    if (open.includes(object)) problem('a circular reference');
+    open.push(object);
     if (Array.isArray(object)) {
-      object.forEach((item, i) => visit(item, `${path}[${i}]`, true));
+      for (let i = 0; i < object.length; i++) {
+        path.push(i);
+        visit(object[i], true);
+        path.pop();
+      }
     } else {
       const proto = Object.getPrototypeOf(object) as unknown;
       if (proto !== Object.prototype && proto !== null) problem(`an instance of ${(object.constructor as { name?: string } | undefined)?.name ?? 'a class'}`);
-      for (const [key, item] of Object.entries(object)) visit(item, `${path}.${key}`, false);
+      for (const key in object) {
+        if (!Object.hasOwn(object, key)) continue;
+        path.push(key);
+        visit(object[key], false);
+        path.pop();
+      }
     }
-    seen.delete(object);
+    open.pop();
   };
-  args.forEach((arg, i) => visit(arg, `args[${i}]`, true));
+  for (let i = 0; i < args.length; i++) {
+    path.push(i);
+    visit(args[i], true);
+    path.pop();
+  }
 }
 
 function messageOf(error: unknown): string {

@@ -255,6 +255,9 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     ['NaN deep inside', { a: [1, { b: Number.NaN }] }, 'args[0].a[1].b is NaN'],
     ['undefined in a list', [undefined], 'args[0][0] is undefined (it would arrive as null)'],
     ['a bigint', 1n, 'args[0] is a bigint'],
+    ['a circular reference', (() => { const order: Record<string, unknown> = { lines: [{}] }; (order.lines as object[])[0] = { order }; return order; })(), 'args[0].lines[0].order is a circular reference'],
+    ['a hole in a list', Object.assign([1], { 2: 3 }), 'args[0][1] is undefined (it would arrive as null)'],
+    ['a symbol deep inside', { a: { b: Symbol('x') } }, 'args[0].a.b is a symbol'],
   ])('refuses at add(), naming the task and the path, an argument that does not survive JSON: %s', async (_what, value, message) => {
     const { bg, backend } = setup({ workers: false });
     expect(() => bg.with({ durable: true }).add(record, value as unknown as string, 1)).toThrow(
