@@ -571,11 +571,11 @@ class BullMQBackend implements Runner, DurableBackend {
     });
     events.on('completed', ({ jobId, returnvalue }, id) => {
       this.#read(id);
-      this.#end(jobId, 'succeeded', { ok: true, value: returnvalue });
+      this.#counted(jobId, () => this.#end(jobId, 'succeeded', { ok: true, value: returnvalue }));
     });
     events.on('failed', ({ jobId, failedReason }, id) => {
       this.#read(id);
-      this.#failed(jobId, failedReason);
+      this.#counted(jobId, () => this.#failed(jobId, failedReason));
     });
     events.on('removed', ({ jobId }, id) => {
       this.#read(id);
@@ -614,30 +614,28 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   /**
-   * Settles the live handles whose jobs have ended, from their jobs in Redis: one pipeline of
-   * four cheap commands a job (however many handles live, one round trip).
+   * Settles the live handles whose jobs have ended, from their jobs in Redis: one command a job,
+   * however many handles live, in one pipeline (one round trip). A job's hash says it all: BullMQ
+   * sets `finishedOn` when it ends, with `returnvalue` (JSON, `null` for undefined) if it
+   * succeeded and none if it failed (an attempt that failed before sets `failedReason`, so that
+   * field alone does not tell); `ats` counts the attempts started, which the handle may not have
+   * counted yet (its `active` events unread); `name` is there while the job is.
    */
   async #reconcile(): Promise<void> {
     const ids = [...this.#live.keys()];
     if (ids.length === 0) return;
-    const { keys } = this.queue;
     const pipeline = (await this.queue.getBackend().client).pipeline();
-    for (const id of ids) {
-      const key = this.queue.toKey(id);
-      // `ats`: the attempts started, which the handle may not have counted yet (its `active` events unread).
-      pipeline.runCommand('zscore', [keys.completed, id]).runCommand('zscore', [keys.failed, id]).runCommand('hmget', [key, 'returnvalue', 'failedReason', 'ats']).runCommand('exists', [key]);
-    }
+    for (const id of ids) pipeline.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name']);
     const replies = (await pipeline.exec()) ?? [];
     ids.forEach((id, i) => {
-      const [completed, failed, fields, exists] = replies.slice(4 * i, 4 * i + 4).map(([error, value]) => (error === null ? (value as unknown) : undefined));
-      const [returnvalue, failedReason, started] = (fields as (string | null)[] | undefined) ?? [];
-      const ended = (completed !== null && completed !== undefined) || (failed !== null && failed !== undefined);
-      if (ended) this.#live.get(id)?.startedAtLeast(Number(started ?? 0));
-      if (completed !== null && completed !== undefined) {
-        this.#end(id, 'succeeded', { ok: true, value: returnvalue === null || returnvalue === undefined ? null : (JSON.parse(returnvalue) as unknown) });
-      } else if (failed !== null && failed !== undefined) {
-        this.#failed(id, failedReason ?? '');
-      } else if (exists === 0 && this.#sendingOf(id) === undefined) {
+      const [error, fields] = replies[i] ?? [];
+      if (error !== null || !Array.isArray(fields)) return;
+      const [finishedOn, returnvalue, failedReason, started, name] = fields as (string | null)[];
+      if (finishedOn !== null && finishedOn !== undefined) {
+        this.#live.get(id)?.startedAtLeast(Number(started ?? 0));
+        if (returnvalue !== null && returnvalue !== undefined) this.#end(id, 'succeeded', { ok: true, value: JSON.parse(returnvalue) as unknown });
+        else this.#failed(id, failedReason ?? '');
+      } else if (name === null && this.#sendingOf(id) === undefined) {
         this.#end(id, 'cancelled', { ok: false, error: removedError(this.#live.get(id)?.name, id) });
       }
     });
@@ -675,6 +673,28 @@ class BullMQBackend implements Runner, DurableBackend {
     const cause = new DurableTaskError('ERR_DURABLE_FAILED', failed.id, failed.reason ?? `durable task "${failed.name}" (#${failed.id}) ${failed.status}`);
     const error = new TaskSkippedError(name, id, failed, cause);
     return { error, failedReason: failed.reason === undefined ? error.message : `${error.message}: ${failed.reason}` };
+  }
+
+  /**
+   * Ends a handle from its job's last event, once it counts its job's attempts: a handle that saw
+   * none start had its `active` events trimmed unread (the stream is read in order), so it reads
+   * the attempts its job started (`ats`) first, one round trip.
+   */
+  #counted(id: string, end: () => void): void {
+    const handle = this.#live.get(id);
+    if (handle === undefined || handle.attempt > 0) {
+      end();
+      return;
+    }
+    this.queue
+      .getBackend()
+      .client.then((client) => client.runCommand('hget', [this.queue.toKey(id), 'ats']))
+      .then(
+        (started) => handle.startedAtLeast(Number(started ?? 0)),
+        () => undefined,
+      )
+      .then(end)
+      .catch((error: unknown) => this.#logger.error({ taskId: id, err: error }, 'a durable handle could not be settled from its event'));
   }
 
   #end(id: string, status: TaskStatus, outcome: Outcome): void {

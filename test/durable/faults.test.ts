@@ -5,6 +5,7 @@
  * processes × 10 000 jobs. Effects are counted outside the processes that make them (lines in a
  * file, or INCR in Redis), so that a job run twice, or never, shows.
  */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -322,6 +323,38 @@ describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', (
     await expect(handle.result()).resolves.toEqual({ label: 'long', attempt: 1 });
     expect(started).toEqual(['long']);
     expect(handle.attempt).toBe(1);
+  });
+});
+
+describe.skipIf(!hasRedis)('durable faults: events trimmed before the producer read them', () => {
+  const redis = redisForSuite();
+
+  it('settles every handle from the jobs in Redis: values, failures and attempts', { timeout: 30_000 }, async () => {
+    const queueName = `trimmed-${randomUUID()}`;
+    const worker = await startWorkerProcess({ port: redis.port, queueName, effects: join(dir, `${queueName}.effects`), concurrency: 10 });
+    const { bg, backend } = producer(redis.connection, queueName);
+    await bg.add(count, 'warm').result();
+    // BullMQ trims the event stream to about this many entries (whole nodes of 100): set after the
+    // producer's queue wrote its own value (10 000) into the queue's meta hash.
+    const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => admin.quit());
+    await admin.hset(`bull:${queueName}:meta`, 'opts.maxLenEvents', '10');
+    const n = 100;
+    const held = Array.from({ length: n }, (_, i) => bg.add(hold, `t${i}`));
+    const unknown = bg.add(defineTask({ name: 'unknownToWorkers' }, async () => undefined));
+    await acknowledged(backend, [...held, unknown]);
+    // This process reads no event while the worker runs every job: a gate on Redis itself, polled
+    // synchronously, holds its event loop until all have ended (≈ 300 events, most trimmed unread).
+    worker.send('release *');
+    const ended = () => ['completed', 'failed'].reduce((sum, set) => sum + Number(execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', `bull:${queueName}:${set}`], { encoding: 'utf8' })), 0);
+    while (ended() < n + 2);
+    expect(Number(execFileSync('redis-cli', ['-p', String(redis.port), 'xlen', `bull:${queueName}:events`], { encoding: 'utf8' }))).toBeLessThan(3 * n);
+    const results = await Promise.all(held.map((handle) => handle.result({ timeoutMs: 10_000 })));
+    expect(results.map((result) => result.label)).toEqual(held.map((_, i) => `t${i}`));
+    expect(held.filter((handle) => handle.status !== 'succeeded' || handle.attempt < 1)).toEqual([]);
+    await expect(unknown.result({ timeoutMs: 10_000 })).rejects.toThrow(/no durable task named "unknownToWorkers" is known to this worker/);
+    expect(unknown.status).toBe('failed');
+    expect(unknown.attempt).toBe(1);
   });
 });
 
