@@ -248,8 +248,9 @@ const durableMethod = [
   'The task is the same async function in every variant (an async no-op that counts its runs), with one small JSON argument ' +
     '(an order: an id, a customer, three lines); the worker\'s concurrency is the same (50); producer and worker are in the ' +
     'one process of the round. Measurements, each variant in turn in an order that rotates from rep to rep, after one ' +
-    'smaller warm-up run of each (not kept), 3 reps per round; a round\'s figure is the median of its reps, the ratio is ' +
-    'taken within the round, and the page gives the median over the rounds with the lowest and highest in parentheses:',
+    'smaller warm-up run of each (not kept), 3 reps per round; a round\'s absolute figure is the median of its reps, its ' +
+    'ratio the median over its reps of the ratio within each rep (whose variants ran one after another), and the page ' +
+    'gives the median over the rounds with the lowest and highest in parentheses:',
   '',
   '- **8a Worker side**: every job enqueued first (not timed), the producer closed; then the worker is created and timed ' +
     'until it has completed every job (its `completed` events): the throughput of the worker side alone, the fair figure ' +

@@ -642,7 +642,10 @@ function summarize(res) {
       ]),
       { durable: true },
     );
-    const ratio = (kind, q, a, b) => rs.map((r) => med(r, kind, a, q) / med(r, kind, b, q));
+    // Paired within each rep (its variants ran one after another, in a rotating order), then the
+    // median over the round's reps: the machine's speed drifts between reps more than the
+    // variants differ (2026-12-05: the same variant's jobs/s ±25% from rep to rep).
+    const ratio = (kind, q, a, b) => rs.map((r) => median(r[kind][a].map((x, i) => x[q] / r[kind][b][i][q])));
     row({ id: '8a', key: 'durableDrain', figure: 'durable throughput, worker side (jobs waiting): library / raw BullMQ', values: ratio('drain', 'perS', 'lib', 'raw'), min: 0.9 });
     row({ id: '8a', key: 'durableDrainShape', figure: '  raw BullMQ with the library\'s job options / raw (reference)', values: ratio('drain', 'perS', 'rawLib', 'raw') });
     row({ id: '8a', key: 'durableDrainCode', figure: '  library / raw BullMQ with the library\'s job options (reference)', values: ratio('drain', 'perS', 'lib', 'rawLib') });
