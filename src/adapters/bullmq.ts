@@ -255,6 +255,8 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #sending = new Map<string, Sending>();
   /** Jobs past their deadline (their handles failed) whose add is still pending, by id. */
   readonly #late = new Map<string, Sending>();
+  /** Jobs added in this turn, sent at its end ({@link #flush}). */
+  #unsent: Sending[] = [];
   /** Fires at the deadline of the first job in {@link #sending}, if any. */
   #sendTimer: NodeJS.Timeout | undefined;
   /** The queue's Redis client, once ready with the event stream open: while it is connected, jobs go to it at once. */
@@ -424,10 +426,31 @@ class BullMQBackend implements Runner, DurableBackend {
    * (one for all: {@link #sweep}), no promise but BullMQ's.
    */
   #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): void {
-    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, done: undefined };
+    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined };
     this.#sending.set(handle.id, sending);
     this.#sendTimer ??= setTimeout(this.#sweep, this.#enqueueTimeoutMs);
-    const sent = after.length === 0 && this.#client?.status === 'ready' ? this.queue.add(handle.name, data, options) : this.#sendWhenUp(sending, data, options, after);
+    if (after.length === 0) {
+      // Sent after the caller's turn, with the other jobs added in it: add() returns without
+      // BullMQ's work on the job (its serialization, its command).
+      if (this.#unsent.push(sending) === 1) queueMicrotask(this.#flush);
+      return;
+    }
+    // Those it waits for must be on their way first (their `done` set).
+    this.#flush();
+    this.#track(sending, this.#sendWhenUp(sending, after));
+  }
+
+  /** Sends the jobs added since the last turn: straight to the queue's client while it is connected. */
+  readonly #flush = (): void => {
+    const batch = this.#unsent;
+    if (batch.length === 0) return;
+    this.#unsent = [];
+    const direct = this.#client?.status === 'ready';
+    for (const sending of batch) this.#track(sending, direct ? this.queue.add(sending.handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
+  };
+
+  /** Follows a job's sending to its end. */
+  #track(sending: Sending, sent: Promise<unknown>): void {
     sending.done = sent.then(
       (job) => this.#sent(sending, job !== undefined),
       (error: unknown) => this.#notSent(sending, error),
@@ -435,8 +458,8 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   /** Sends a job once the stream is open, the jobs it waits for are in Redis, and the connection is up; undefined if it came too late. */
-  async #sendWhenUp(sending: Sending, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): Promise<unknown> {
-    const { handle } = sending;
+  async #sendWhenUp(sending: Sending, after: readonly DurableHandle[]): Promise<unknown> {
+    const { handle, data, options } = sending;
     await this.#whenReady();
     if (after.length > 0) {
       // The jobs waited for are attached by id: this process's own must be in Redis first.
@@ -726,6 +749,9 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   async #remove(id: string, name: string, reason: string): Promise<void> {
     try {
+      // A job still on its way is removed once Redis has it: looked for before, it would be missed.
+      this.#flush();
+      await this.#sendingOf(id)?.done;
       const job = await this.queue.getJob(id);
       if (job === undefined) return;
       const state = await job.getState();
@@ -783,10 +809,15 @@ class BullMQBackend implements Runner, DurableBackend {
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
 
-/** A job on its way to Redis: its handle, when its handle fails if Redis has not answered (epoch ms), and the sending's end. */
+/**
+ * A job on its way to Redis: its handle, when its handle fails if Redis has not answered (epoch
+ * ms), the job, and the sending's end once it is handed to BullMQ.
+ */
 interface Sending {
   readonly handle: DurableHandle;
   readonly deadline: number;
+  readonly data: JobData;
+  readonly options: JobsOptions;
   done: Promise<void> | undefined;
 }
 

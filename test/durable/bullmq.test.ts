@@ -209,6 +209,17 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(calls.get('later')).toBeUndefined();
   });
 
+  it('cancelling a job in the turn that added it removes it from Redis once it arrives there', async () => {
+    const { bg, backend } = setup({ workers: false });
+    const cancelled = bg.with({ durable: true }).add(record, 'at once', 1);
+    expect(cancelled.cancel('changed my mind at once')).toBe(true);
+    // Sent after the cancelled one on the same connection: once it is in Redis, so was the other.
+    const next = bg.with({ durable: true }).add(record, 'next', 1);
+    await vi.waitFor(async () => expect(await backend.job(next.id)).toMatchObject({ status: 'queued' }), { timeout: 5_000, interval: 10 });
+    await vi.waitFor(async () => expect(await backend.job(cancelled.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    await expect(cancelled.result()).rejects.toBeInstanceOf(TaskCancelledError);
+  });
+
   it("cancels a running job from the producer's process: the worker's task sees its signal abort, and the job is not retried", async () => {
     const { bg, backend } = setup();
     aborted.length = 0;
