@@ -43,47 +43,38 @@ const web = {
 };
 
 /**
- * Section 8 (bench/durable.mjs), worker side and end to end: from profiles of the worker side and
- * patched copies of dist/ (2026-12-05).
+ * Section 8 (bench/durable.mjs), worker side and end to end: from profiles (CPU, and V8's
+ * allocation sampling) of the worker side and of a producer and worker in one process, and
+ * paired runs of the built output against the day's start (2026-12-05).
  */
 const durable = {
   why:
-    'Analysed on the 2-core machine of these pages (issue 14). The Node process is the bottleneck of every variant (redis-server spends about half as much CPU per job), ' +
-    'so jobs/s follows the Node CPU per job: "Node CPU µs/job" below, ≈ 60–75 µs for raw BullMQ, ≈ 115–120 µs for the library ' +
-    'before the changes of 2026-12-05 listed under next (≈ 95–110 µs since). ' +
-    'Redis does the same work for both: the same commands per job (INFO commandstats: one EVALSHA moveToActive/moveToFinished ' +
-    'per job, the same counts), and raw BullMQ with the library\'s exact job (row ↳) is close to raw. The difference is ' +
-    'the library\'s work per job in the worker (with a no-op task, all the work there is): a child scope, its ' +
-    '`Background` and an in-process task run (`createChildContainer`, `resolve(Background)`, `with()`, `add()`, `result()`, ' +
-    '`disposeScope`: ≈ 9 µs when the worker\'s processor is called alone, without Redis), and, until the worker stopped ' +
-    'asking for it, the `AbortController` BullMQ makes for every job of a processor that takes its signal (≈ 8–20 µs alone, ' +
-    'with its listener). ' +
-    'In the worker those costs are larger than alone (a `--cpu-prof` of the worker side, 10 000 jobs: more GC, and dearer ' +
-    'socket writes: the writes of the same commands took ≈ 120 µs of `writeBuffer` a job against ≈ 40 µs for raw — likely ' +
-    'because a busier Node process finds redis-server idle more often, and its wake-up is charged to the write). In all ≈ 50–60 µs more per job: about 0.6× on ' +
-    'a no-op task. Not asking BullMQ for the signal (cancellations reach the task through the worker\'s own map of running ' +
-    'jobs instead) gave, in a paired run in one process (10 000 jobs waiting, 5 reps each, alternating), 146 → 141 µs of ' +
-    'Node CPU per job and 0.69 → 0.70 of raw, within the noise. End to end (8b), the same process also pays ' +
-    'the producer\'s side: `add()` (8c) and the queue\'s event stream, whose entries for every job (added, waiting, ' +
-    'active, completed) the library reads and parses so that its handles settle; raw BullMQ reads none.',
+    'Analysed on the 2-core machine of these pages (issue 14). The Node process is the bottleneck of every variant (redis-server, on a ' +
+    'CPU of its own since 2026-12-05, spends less CPU per job), so jobs/s follows the Node CPU per job ("Node CPU µs/job" below). ' +
+    'Worker side (8a): the library\'s code per job is now small against BullMQ\'s and ioredis\'s own (≈ 2–3 µs when the processor ' +
+    'is called alone, 60–75 µs of Node CPU per job in all); what is left of the gap is within the spread of these rows, which is ' +
+    'wide (the same variant\'s jobs/s moves by ±25% from rep to rep on this VM, which is why the ratios are paired within reps). ' +
+    'A task with a dependency pays its job\'s child scope (tsyringe\'s `createChildContainer`, the service, its disposal): the ' +
+    '"per-job service" row. End to end (8b), the same process also runs the producer: `add()` (8c) and, for the handles, the ' +
+    'queue\'s event stream: every job\'s 4–5 events are read and decoded (raw BullMQ reads none), ≈ 40–60 µs of Node CPU and ' +
+    'most of the extra allocation per job in a burst; and when the reader falls more than BullMQ\'s 10 000 events behind (a ' +
+    'burst of thousands of jobs), the events trimmed unread are made up for by reading every live handle\'s job from Redis.',
   next:
-    'The cost is per job, so the ratio rises with the work a real task does (with 0.5 ms of CPU in the task it would be ' +
-    'about 0.9×). A processor that calls the task\'s function directly, with no scope, Background or run, reaches 0.90× ' +
-    '(patched copy): the target needs the per-job path nearly free. Done on 2026-12-05, each in paired runs (20 000 jobs ' +
-    'enqueued through the library, drained by a raw processor or by `startWorkers()`, 3–4 alternating runs, against raw ' +
-    'BullMQ with the library\'s job shape): `with()` options not remembered per call (2e70f0d); a job\'s progress through ' +
-    'an internal call option instead of an application-wide observer (9b8f73a); a job\'s local run kept off the worker ' +
-    'application\'s records (d36db17): 0.69 → 0.74×; `disposeScope()` without tsyringe\'s `dispose()` when the ' +
-    'Background is the scope\'s only disposable (3da0c5d): → 0.80×; one object per running job (f718eb6): → 0.82×. ' +
-    'The processor alone (called directly, 50 jobs at a time) went from 8.3 to ≈ 3 µs a job, the last step by letting ' +
-    'go of the BullMQ job and the run when the job ends (45bd2f0): kept, they made most of each job\'s graph reach the old ' +
-    'generation in most processes (`--trace-gc-nvp`: 15% of the young generation surviving each scavenge, 99% of it ' +
-    'promoted, a mark-compact every ≈ 250 ms), though a heap snapshot mid-run held only the 50 jobs in flight; why a ' +
-    'dead object\'s references kept young ones alive is not understood. With Redis that last step did not move the ' +
-    'ratio (0.83× against 0.86×, within the noise). Next: `--trace-gc-nvp` on the real worker side; the per-job ' +
-    'allocations left (`with()` validating per job, the Background and its Scope per job scope, tsyringe\'s child ' +
-    'container); on the enqueue side (8c), one deadline timer for all the jobs being sent rather than one each.',
-  };
+    'Done on 2026-12-05, in order, each measured in paired runs: progress through an internal call option instead of an ' +
+    'application-wide observer (9b8f73a); a job\'s local run kept off the worker application\'s records (d36db17); ' +
+    '`disposeScope()` without tsyringe\'s `dispose()` when the Background is the scope\'s only disposable (3da0c5d); one ' +
+    'object per running job, let go when the job ends (f718eb6, 45bd2f0): worker side 0.69 → 0.82× in paired runs, unpinned. ' +
+    'Then: a job gets a child scope only when its task has a dependency to resolve there, every attempt running on one ' +
+    'Background of the workers (edcef10; pinned paired runs, 10 reps: library / raw 0.85 → 1.00 median, new / old 1.06); on ' +
+    'the producer, one deadline timer for every job being sent instead of a timer, a race and an async function each ' +
+    '(0136e02), the jobs of a turn handed to BullMQ at its end (1142c42: add() returns before BullMQ\'s work on the job), the JSON ' +
+    'check without a string per value (ad716a9), a view\'s options merged once (2a2582b), and the gap check reading one HMGET a ' +
+    'job instead of four commands (08a920c: it was a third of the producer\'s allocations in a burst): producer and worker in one ' +
+    'process on one core, 5 000 jobs, 3 paired runs: 0.54 → 0.63–0.68× raw. Next: follow the event stream more cheaply ' +
+    '(BullMQ\'s QueueEvents decodes every field of every event; the handles need the job id, the event and, at the end, ' +
+    'the result), or follow a job only once its handle is asked (a design change: `status` is read synchronously); and ' +
+    'judge 8a on 4 cores, where redis-server, the worker and the machine\'s other work do not share two.',
+};
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
 const coldVsRaw = {

@@ -422,8 +422,8 @@ class BullMQBackend implements Runner, DurableBackend {
    * would keep it and send it once Redis is back, and a job whose handle said it would not run
    * would run. One sent in time whose answer comes late (the connection broke under it, and
    * ioredis sent it again) is cancelled when it does come, and logged. While the connection is up
-   * (most jobs), the job is sent at once, with nothing per job but its entry in the map: no timer
-   * (one for all: {@link #sweep}), no promise but BullMQ's.
+   * (most jobs), the jobs of a turn go to BullMQ at its end ({@link #flush}), with nothing per job
+   * but its entry in the map: no timer (one for all: {@link #sweep}), no promise but BullMQ's.
    */
   #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): void {
     const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined };
