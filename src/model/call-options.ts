@@ -50,8 +50,9 @@ export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runne
  * does, since the job retries); its progress goes to `progress` (the job's), without an
  * application-wide observer that would make every task build its events; and it is not kept on
  * this application's records once finished (they would fill with copies of jobs, and each would
- * hold its scope in the old generation). A `Symbol.for`, for the same reason as
- * {@link runnerHandle}.
+ * hold its scope in the old generation); and its dependencies are resolved from the job's own
+ * scope, when it has one, rather than from the adding Background's (a durable worker adds every
+ * job on one Background). A `Symbol.for`, for the same reason as {@link runnerHandle}.
  */
 export const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 
