@@ -357,7 +357,11 @@ function summarize(res) {
     const met = r.max !== undefined ? m0 <= r.max : r.min !== undefined ? m0 >= r.min : undefined;
     const unit = r.unit ?? '×';
     const target = r.max !== undefined ? `≤ ${r.max}${unit}` : r.min !== undefined ? `≥ ${r.min}${unit}` : undefined;
-    out.push({ ...r, target, median: m, low: Math.min(...r.values), high: Math.max(...r.values), measured: fmt(r.values, r.digits ?? 2, r.unit ?? '×'), met });
+    // A figure that rounds to its target on the other side of it gets one more digit (0.897 is not "0.90 ≥ 0.9").
+    const limit = r.max ?? r.min;
+    let digits = r.digits ?? 2;
+    if (limit !== undefined && met !== undefined && (met ? m0 !== limit && Number(m0.toFixed(digits)) === limit : Number(m0.toFixed(digits)) === limit)) digits++;
+    out.push({ ...r, target, median: m, low: Math.min(...r.values), high: Math.max(...r.values), measured: fmt(r.values, digits, r.unit ?? '×'), met });
   };
   /** Per-round median of a variant's block times, per task (µs). */
   const per = (result, v) => (median(result.times[v]) * 1000) / result.perBlock;
