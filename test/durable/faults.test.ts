@@ -347,7 +347,9 @@ describe.skipIf(!hasRedis)('durable faults: events trimmed before the producer r
     // synchronously, holds its event loop until all have ended (≈ 300 events, most trimmed unread).
     worker.send('release *');
     const ended = () => ['completed', 'failed'].reduce((sum, set) => sum + Number(execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', `bull:${queueName}:${set}`], { encoding: 'utf8' })), 0);
-    while (ended() < n + 2);
+    // Bounded: a synchronous loop would outlive the test's own timeout.
+    const giveUpAt = Date.now() + 20_000;
+    while (ended() < n + 2) if (Date.now() > giveUpAt) throw new Error(`the worker ended ${ended()} of ${n + 2} jobs in 20 s`);
     expect(Number(execFileSync('redis-cli', ['-p', String(redis.port), 'xlen', `bull:${queueName}:events`], { encoding: 'utf8' }))).toBeLessThan(3 * n);
     const results = await Promise.all(held.map((handle) => handle.result({ timeoutMs: 10_000 })));
     expect(results.map((result) => result.label)).toEqual(held.map((_, i) => `t${i}`));
