@@ -37,7 +37,8 @@ loadReflectMetadata();
 const config = (workerData ?? {}) as Partial<WorkerConfig>;
 const startCells = config.startMarks === undefined ? undefined : new BigInt64Array(config.startMarks);
 const abortFlags = config.abortFlags === undefined ? undefined : new Int32Array(config.abortFlags);
-let scope: Promise<DependencyContainer> | undefined;
+/** The setup module's run, while it runs (and once it has succeeded). */
+let settingUp: Promise<void> | undefined;
 /** The thread's container once made (and set up, when there is a setup module). */
 let readyScope: DependencyContainer | undefined;
 /** The modules imported so far (`load()` records them). */
@@ -129,19 +130,19 @@ function newContainer(): DependencyContainer {
 }
 
 /** The thread's container, set up by the setup module, once. */
-function setUp(): Promise<DependencyContainer> {
-  scope ??= (async () => {
+function setUp(): Promise<void> {
+  settingUp ??= (async () => {
     const threadScope = newContainer();
     const setup = (await load(config.setupModule!)) as { default?: unknown };
     if (typeof setup.default !== 'function') {
       throw new TypeError(`its default export must be a function taking the worker's container, got ${typeof setup.default}`);
     }
     await (setup.default as (scope: DependencyContainer) => unknown)(threadScope);
-    return (readyScope = threadScope);
+    readyScope = threadScope;
   })();
   // A failed setup is tried again, on a fresh container, by the thread's next task.
-  scope.catch(() => (scope = undefined));
-  return scope;
+  settingUp.catch(() => (settingUp = undefined));
+  return settingUp;
 }
 
 /** Imports a module; TypeScript source (tests, development) goes through tsx, when installed. */
