@@ -10,10 +10,10 @@
  * The variants, each on a fresh queue (Redis is flushed between runs):
  *   raw      BullMQ as one would use it: `queue.add(name, { args }, { removeOnComplete, removeOnFail })`
  *            (the library's retention), a `Worker` whose processor is the task's function
- *   rawLib   the same raw BullMQ with the library's exact job: its data (`{ args, timeoutMs,
- *            backoff }`) and options (a UUID `jobId`, `attempts`, a custom backoff type, a
- *            `priority` — every library job has one —, the same retention): what the job's shape
- *            costs, apart from the library's code
+ *   rawLib   the same raw BullMQ with the library's exact job for a task of default options (no
+ *            retries, no timeout): its data (`{ args }`) and options (a UUID `jobId`, a `priority`
+ *            — every library job has one —, the same retention): what the job's shape costs,
+ *            apart from the library's code
  *   lib      `bg.with({ durable: true }).add(def, ...args)` through `useBullMQ`, and
  *            `startWorkers({ tasks: [def], concurrency })`; the task has no dependency, so its
  *            jobs run on the workers' Background without a scope each
@@ -150,12 +150,11 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
   const argsOf = (i) => [{ orderId: i, customer: `customer-${i % 97}`, lines: [{ sku: 'a-1', qty: 1 }, { sku: 'b-2', qty: 2 }, { sku: 'c-3', qty: 1 }] }];
   // The library's job, as src/adapters/bullmq.ts makes it for a task of default options.
   const retention = { removeOnComplete: { age: 24 * 3600, count: 10_000 }, removeOnFail: { age: 7 * 24 * 3600 } };
-  const libBackoff = { baseMs: 1_000, maxMs: 30_000, factor: 2, jitter: 0.5 };
   const libPriority = 1_000_000 - lib.priorities.normal * 1_000;
   const rawJob = (variant, i) =>
     variant === 'raw'
       ? { data: { args: argsOf(i) }, opts: retention }
-      : { data: { args: argsOf(i), timeoutMs: undefined, backoff: libBackoff }, opts: { jobId: crypto.randomUUID(), attempts: 1, backoff: { type: 'tsyringe-background' }, priority: libPriority, ...retention } };
+      : { data: { args: argsOf(i) }, opts: { jobId: crypto.randomUUID(), priority: libPriority, ...retention } };
 
   let queues = 0;
   const fresh = () => `bench-${process.pid}-${++queues}`;

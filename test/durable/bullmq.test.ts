@@ -6,6 +6,7 @@
  * delayed job cancelled, and Redis unreachable.
  */
 import { randomUUID } from 'node:crypto';
+import { Job } from 'bullmq';
 import { injectable, Lifecycle, scoped } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers } from '../../src/adapters/bullmq.js';
@@ -149,7 +150,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   });
 
   it("retries with the task's own retries and backoff; a definition can be durable itself", async () => {
-    const { bg } = setup();
+    const { bg, backend } = setup();
     calls = new Map();
     const handle = bg.with({ durable: true, retries: 2, backoff: { baseMs: 5, jitter: 0 } }).add(record, 'flaky', 3);
     // ctx.attempt in the worker is the job's attempt, as the handle counts it.
@@ -157,6 +158,15 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(handle.attempt).toBe(3);
     expect(calls.get('flaky')).toBe(3);
     await expect(bg.add(durableRecord, 'defined').result()).resolves.toBe('durably defined');
+    // A job carries what its worker needs and no more: a backoff and attempts only when it may retry.
+    const once = bg.with({ durable: true }).add(record, 'once', 1);
+    await once.result();
+    const [retried, single] = await Promise.all([Job.fromId(backend.queue, handle.id), Job.fromId(backend.queue, once.id)]);
+    expect(retried?.data).toMatchObject({ args: ['flaky', 3], backoff: { baseMs: 5, jitter: 0 } });
+    expect(retried?.opts).toMatchObject({ attempts: 3, backoff: { type: 'tsyringe-background' } });
+    expect(single?.data).toEqual({ args: ['once', 1] });
+    expect(single?.opts.backoff).toBeUndefined();
+    expect(single?.opts.delay).toBeUndefined();
   });
 
   it('fails the handle with the error the job failed with once its attempts are used up', async () => {
