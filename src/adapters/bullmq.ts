@@ -117,6 +117,16 @@ type AfterData =
 
 const notInQueue = 'was not in the queue (cancelled or removed, or its record expired)';
 
+/**
+ * Jobs sent to Redis per turn of the event loop in a burst of add() calls. The queue's event
+ * stream, which the handles follow, keeps about 10 000 events (BullMQ trims it), 4–5 a job: a
+ * burst of thousands of jobs sent in one turn left its reader more than that behind, and every
+ * live handle was then read from Redis to make up for the events trimmed unread (in a burst of
+ * 5 000 jobs, a tenth of the producer's and worker's time). Slices let the reader, and a worker
+ * in the same process, take their turns in between.
+ */
+const burstSlice = 500;
+
 /** Options of the jobs named {@link afterJob}: one attempt, before every other job. */
 const afterJobOptions = { attempts: 1, priority: 1, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } } satisfies JobsOptions;
 
@@ -451,16 +461,26 @@ class BullMQBackend implements Runner, DurableBackend {
       return;
     }
     // Those it waits for must be on their way first (their `done` set).
-    this.#flush();
+    this.#flush(true);
     this.#track(sending, this.#sendWhenUp(sending, after));
   }
 
-  /** Sends the jobs added since the last turn: straight to the queue's client while it is connected. */
-  readonly #flush = (): void => {
-    const batch = this.#unsent;
-    if (batch.length === 0) return;
-    this.#unsent = [];
+  /**
+   * Sends the jobs added since the last turn: straight to the queue's client while it is
+   * connected, {@link burstSlice} at most a turn of the event loop unless `everything` is asked
+   * for, the rest at the next turns, in order.
+   */
+  readonly #flush = (everything = false): void => {
+    const unsent = this.#unsent;
+    if (unsent.length === 0) return;
     const direct = this.#client?.status === 'ready';
+    let batch = unsent;
+    if (direct && !everything && unsent.length > burstSlice) {
+      batch = unsent.splice(0, burstSlice);
+      setImmediate(this.#flush);
+    } else {
+      this.#unsent = [];
+    }
     for (const sending of batch) this.#track(sending, direct ? this.queue.add(sending.handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
   };
 
@@ -662,6 +682,10 @@ class BullMQBackend implements Runner, DurableBackend {
   async #reconcile(): Promise<void> {
     const ids = [...this.#live.keys()];
     if (ids.length === 0) return;
+    this.#logger.info(
+      { handles: ids.length },
+      `the durable queue's event stream may have been trimmed past events this process had not read (it fell behind): its ${ids.length} live handles are read from Redis`,
+    );
     const pipeline = (await this.queue.getBackend().client).pipeline();
     for (const id of ids) pipeline.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name']);
     const replies = (await pipeline.exec()) ?? [];
@@ -765,7 +789,7 @@ class BullMQBackend implements Runner, DurableBackend {
   async #remove(id: string, name: string, reason: string): Promise<void> {
     try {
       // A job still on its way is removed once Redis has it: looked for before, it would be missed.
-      this.#flush();
+      this.#flush(true);
       await this.#sendingOf(id)?.done;
       const job = await this.queue.getJob(id);
       if (job === undefined) return;
@@ -814,6 +838,8 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async close(): Promise<void> {
+    // What was added before is sent before the queue closes.
+    this.#flush(true);
     await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit(), this.#flowProducer?.close()]);
     clearTimeout(this.#sendTimer);
     this.#sendTimer = undefined;

@@ -230,6 +230,20 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await expect(cancelled.result()).rejects.toBeInstanceOf(TaskCancelledError);
   });
 
+  it('cancelling a job of a burst before its slice went to Redis removes it there too', async () => {
+    const { bg, backend } = setup({ workers: false });
+    const durable = bg.with({ durable: true });
+    const warm = durable.add(record, 'warm', 1);
+    await vi.waitFor(async () => expect(await backend.job(warm.id)).toBeDefined(), { timeout: 5_000, interval: 10 });
+    // A burst goes to Redis 500 jobs a turn: the last ones are still in this process.
+    const burst = Array.from({ length: 1_200 }, (_, i) => durable.add(record, `b${i}`, 1));
+    const last = burst.at(-1)!;
+    expect(last.cancel('changed my mind')).toBe(true);
+    await vi.waitFor(async () => expect(await backend.job(burst.at(-2)!.id)).toMatchObject({ status: 'queued' }), { timeout: 10_000, interval: 10 });
+    await vi.waitFor(async () => expect(await backend.job(last.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    expect(last.status).toBe('cancelled');
+  });
+
   it("cancels a running job from the producer's process: the worker's task sees its signal abort, and the job is not retried", async () => {
     const { bg, backend } = setup();
     aborted.length = 0;
