@@ -661,8 +661,10 @@ class BullMQBackend implements Runner, DurableBackend {
         const from = this.#checkedFrom;
         this.#checkedFrom = this.#position;
         const client = await this.queue.getBackend().client;
-        const [first] = (await client.runCommand('xrange', [this.queue.keys.events, '-', '+', 'COUNT', 1])) as [string, unknown][];
-        if (first !== undefined && compareStreamIds(first[0], from) > 0) await this.#reconcile();
+        const stream = this.queue.keys.events;
+        const [first] = (await client.runCommand('xrange', [stream, '-', '+', 'COUNT', 1])) as [string, unknown][];
+        const trimmed = first !== undefined && compareStreamIds(first[0], from) > 0 && !(from === '0-0' && (await neverTrimmed(client, stream)));
+        if (trimmed) await this.#reconcile();
       }
     } catch (error) {
       if (this.queue.closing === undefined) this.#logger.warn({ err: error }, "the durable queue's event stream could not be checked for events trimmed unread");
@@ -1195,6 +1197,18 @@ function backoffFor(backoff: JobData['backoff'] | undefined, attempt: number): n
   if (backoff === undefined) return 1_000;
   const delay = Math.min(backoff.maxMs, backoff.baseMs * backoff.factor ** (attempt - 1));
   return Math.round(delay * (1 - backoff.jitter * Math.random()));
+}
+
+/**
+ * Whether no entry of a stream was ever trimmed (every entry added is still there): how a reader
+ * that started on an empty stream, and so compares with no entry it read, tells a first entry
+ * that is the first ever from a stream trimmed before it read. Redis 7's `entries-added`; false
+ * (perhaps trimmed) without it.
+ */
+async function neverTrimmed(client: { runCommand(name: string, args: unknown[]): Promise<unknown> }, stream: unknown): Promise<boolean> {
+  const info = (await client.runCommand('xinfo', ['STREAM', stream])) as unknown[];
+  const field = (name: string): unknown => info[info.indexOf(name) + 1];
+  return info.includes('entries-added') && Number(field('entries-added')) === Number(field('length'));
 }
 
 /** BullMQ's priority (1 first, up to 2 097 151) for ours (higher first; `normal` is 50). */
