@@ -481,7 +481,11 @@ class BullMQBackend implements Runner, DurableBackend {
     } else {
       this.#unsent = [];
     }
-    for (const sending of batch) this.#track(sending, direct ? this.queue.add(sending.handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
+    for (const sending of batch) {
+      // Failed already while it waited for its turn (its deadline passed): never sent.
+      if (this.#late.delete(sending.handle.id)) continue;
+      this.#track(sending, direct ? this.queue.add(sending.handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
+    }
   };
 
   /** Follows a job's sending to its end. */
@@ -549,7 +553,11 @@ class BullMQBackend implements Runner, DurableBackend {
       }
       this.#sending.delete(id);
       this.#late.set(id, sending);
-      this.#failEnqueue(sending.handle, new Error(`Redis did not answer within ${this.#enqueueTimeoutMs} ms`));
+      const why =
+        sending.done === undefined
+          ? `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`
+          : `Redis did not answer within ${this.#enqueueTimeoutMs} ms`;
+      this.#failEnqueue(sending.handle, new Error(why));
     }
   };
 
