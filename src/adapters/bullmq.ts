@@ -664,9 +664,10 @@ class BullMQBackend implements Runner, DurableBackend {
 
   async #lookForGaps(): Promise<void> {
     this.#lookingForGap = true;
+    let from = this.#checkedFrom;
     try {
       while (this.#checkedFrom !== this.#position && this.queue.closing === undefined) {
-        const from = this.#checkedFrom;
+        from = this.#checkedFrom;
         this.#checkedFrom = this.#position;
         const client = await this.queue.getBackend().client;
         const stream = this.queue.keys.events;
@@ -675,7 +676,9 @@ class BullMQBackend implements Runner, DurableBackend {
         if (trimmed) await this.#reconcile();
       }
     } catch (error) {
-      if (this.queue.closing === undefined) this.#logger.warn({ err: error }, "the durable queue's event stream could not be checked for events trimmed unread");
+      // What was read since `from` is not checked: the next look, at the next event, checks it.
+      this.#checkedFrom = from;
+      if (this.queue.closing === undefined) this.#logger.warn({ err: error }, "the durable queue's event stream could not be checked for events trimmed unread; it is checked again at the next event");
     } finally {
       this.#lookingForGap = false;
     }

@@ -360,6 +360,47 @@ describe.skipIf(!hasRedis)('durable faults: events trimmed before the producer r
   });
 });
 
+describe.skipIf(!hasRedis)('durable faults: a look for trimmed events that fails', () => {
+  const redis = redisForSuite();
+
+  // (The failed look's window is checked again from where it started; here the events trimmed after
+  // the hold would also tell the next look, so this test does not tell the two apart.)
+  it('is logged and made again at the next event: the handles whose ends were trimmed still settle', { timeout: 30_000 }, async () => {
+    const queueName = `trimmed-${randomUUID()}`;
+    const worker = await startWorkerProcess({ port: redis.port, queueName, effects: join(dir, `${queueName}.effects`), concurrency: 10 });
+    const { bg, backend, logger } = producer(redis.connection, queueName);
+    await bg.add(count, 'warm').result();
+    const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => admin.quit());
+    const n = 50;
+    const held = Array.from({ length: n }, (_, i) => bg.add(hold, `t${i}`));
+    await acknowledged(backend, held);
+    await admin.hset(`bull:${queueName}:meta`, 'opts.maxLenEvents', '10');
+    // The first look for a gap once the loop is free again fails (as when Redis goes away in the middle of it).
+    const client = (await backend.queue.getBackend().client) as unknown as { runCommand: (name: string, args: unknown[]) => Promise<unknown> };
+    const runCommand = client.runCommand;
+    let armed = false;
+    let failures = 0;
+    client.runCommand = (name, args) => (armed && name === 'xrange' && failures++ === 0 ? Promise.reject(new Error('connection lost (injected)')) : runCommand(name, args));
+    closers.push(async () => void (client.runCommand = runCommand));
+    // As in the test above: the event loop held until the worker has ended every job, most of their events trimmed unread.
+    worker.send('release *');
+    const ended = () => Number(execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', `bull:${queueName}:completed`], { encoding: 'utf8' }));
+    const giveUpAt = Date.now() + 20_000;
+    while (ended() < n + 1) if (Date.now() > giveUpAt) throw new Error(`the worker ended ${ended()} of ${n + 1} jobs in 20 s`);
+    // From now on nothing is trimmed: only the trimming during the hold can tell a look that events were lost.
+    execFileSync('redis-cli', ['-p', String(redis.port), 'hset', `bull:${queueName}:meta`, 'opts.maxLenEvents', '10000']);
+    armed = true;
+    await vi.waitFor(() => expect(failures).toBeGreaterThan(0), { timeout: 10_000, interval: 10 });
+    // One more job: its events bring the next look.
+    const next = bg.add(count, 'next');
+    const results = await Promise.all([...held, next].map((handle) => handle.result({ timeoutMs: 10_000 })));
+    expect(results).toHaveLength(n + 1);
+    expect(held.filter((handle) => handle.status !== 'succeeded')).toEqual([]);
+    expect(logger.at('warn').map((entry) => entry.message)).toContain("the durable queue's event stream could not be checked for events trimmed unread; it is checked again at the next event");
+  });
+});
+
 describe.skipIf(!hasRedis)('durable faults: a burst of add() calls longer than the event stream', () => {
   const redis = redisForSuite();
 
