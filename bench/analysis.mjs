@@ -57,8 +57,11 @@ const durable = {
     'A task with a dependency pays its job\'s child scope (tsyringe\'s `createChildContainer`, the service, its disposal): the ' +
     '"per-job service" row. End to end (8b), the same process also runs the producer: `add()` (8c) and, for the handles, the ' +
     'queue\'s event stream: every job\'s 4–5 events are read and decoded (raw BullMQ reads none), ≈ 40–60 µs of Node CPU and ' +
-    'most of the extra allocation per job in a burst; and when the reader falls more than BullMQ\'s 10 000 events behind (a ' +
-    'burst of thousands of jobs), the events trimmed unread are made up for by reading every live handle\'s job from Redis.',
+    'most of the extra allocation per job in a burst. Paired runs of 2026-12-05 evening (5 000 jobs, producer and worker in one ' +
+    'process on one core, built variants with parts of the producer switched off) split what end to end costs above raw: ' +
+    'the producer\'s own path and the library\'s worker side ≈ 30 µs a job (0.82–0.86× raw with no event read at all), ' +
+    'QueueEvents reading and decoding the events ≈ 18 µs, the handles\' listeners ≈ 5–10 µs; and, before the burst was sliced ' +
+    '(below), every live handle read back from Redis once or twice a burst (≈ 9% of the run).',
   next:
     'Done on 2026-12-05, in order, each measured in paired runs: progress through an internal call option instead of an ' +
     'application-wide observer (9b8f73a); a job\'s local run kept off the worker application\'s records (d36db17); ' +
@@ -70,10 +73,15 @@ const durable = {
     '(0136e02), the jobs of a turn handed to BullMQ at its end (1142c42: add() returns before BullMQ\'s work on the job), the JSON ' +
     'check without a string per value (ad716a9), a view\'s options merged once (2a2582b), and the gap check reading one HMGET a ' +
     'job instead of four commands (08a920c: it was a third of the producer\'s allocations in a burst): producer and worker in one ' +
-    'process on one core, 5 000 jobs, 3 paired runs: 0.54 → 0.63–0.68× raw. Next: follow the event stream more cheaply ' +
-    '(BullMQ\'s QueueEvents decodes every field of every event; the handles need the job id, the event and, at the end, ' +
-    'the result), or follow a job only once its handle is asked (a design change: `status` is read synchronously); and ' +
-    'judge 8a on 4 cores, where redis-server, the worker and the machine\'s other work do not share two.',
+    'process on one core, 5 000 jobs, 3 paired runs: 0.54 → 0.63–0.68× raw. That evening: a job carries only what its worker ' +
+    'needs (no backoff or attempts without retries, no `delay: 0`: 6f7f8b6, ≈ 5–10% less Node CPU a job on the worker side, ' +
+    'raw BullMQ\'s included), and a burst of add() calls goes to Redis 500 jobs a turn of the event loop (e40c877): sent in one ' +
+    'turn, a burst of 5 000 left the event stream\'s reader more than BullMQ\'s 10 000 events behind, and every live handle was ' +
+    'read back from Redis: 5 paired runs, 0.62 → 0.76× raw. Next: without following events at all the same runs read ' +
+    '0.82–0.86×, so 0.9× end to end needs both a cheaper producer path and following only the jobs whose handles are ' +
+    'watched (a design change: `status` is read synchronously); a lean reader of the stream instead of QueueEvents saves ' +
+    '≈ 4–5 µs a job at most (measured with a bare XREAD loop). Judge 8a on 4 cores, where redis-server, the worker and the ' +
+    'machine\'s other work do not share two.',
 };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
