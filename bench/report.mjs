@@ -66,13 +66,7 @@ export function page({ machine, rounds, rows, details, load, totalS }) {
     }
     p();
   }
-  const near = rows.filter((r) => r.met === true && analysis[r.key]?.whenMet !== undefined);
-  if (near.length > 0) {
-    p('## Notes on targets met');
-    p();
-    for (const r of near) p(`- **${r.id}, ${r.figure.trim()}** (${r.measured}): ${analysis[r.key].whenMet}`);
-    p();
-  }
+  notesOnMet(p, rows);
 
   p('## What each figure measures');
   p();
@@ -307,6 +301,7 @@ export function durablePage({ machine, rounds, rows, details, load, durable, who
   if (missed.length > 0) {
     missedCauses(p, missed, 'profile the worker side (`node --cpu-prof`)');
   }
+  notesOnMet(p, rows);
   p('## What is measured');
   p();
   for (const line of durableMethod) p(line);
@@ -404,6 +399,23 @@ function missedCauses(p, missed, profileFirst) {
     }
     p();
   }
+}
+
+/**
+ * What bench/analysis.mjs says of rows whose targets are met on this run (`whenMet`: how close,
+ * how steady), printed once per analysis with the rows it covers.
+ */
+function notesOnMet(p, rows) {
+  const notes = new Map();
+  for (const r of rows) {
+    const a = analysis[r.key];
+    if (r.met === true && a?.whenMet !== undefined) notes.set(a, [...(notes.get(a) ?? []), r]);
+  }
+  if (notes.size === 0) return;
+  p('## Notes on targets met');
+  p();
+  for (const [a, list] of notes) p(`- ${list.map((r) => `**${r.id}, ${r.figure.trim()}** (${r.measured})`).join('; ')}: ${a.whenMet}`);
+  p();
 }
 
 /** A row's verdict, and how many of the last runs agree with it (bench/verdicts.json). */
