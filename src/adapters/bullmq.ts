@@ -1068,7 +1068,18 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   const running = new Map<string, RunningJob>();
   // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
   // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
+  /** How many jobs the processor is in (its scope's disposal included): `close({ timeoutMs })` waits for 0. */
+  let active = 0;
+  let whenIdle: (() => void) | undefined;
   const processor = async (job: Job<JobData>): Promise<unknown> => {
+    active++;
+    try {
+      return await runJob(job);
+    } finally {
+      if (--active === 0) whenIdle?.();
+    }
+  };
+  const runJob = async (job: Job<JobData>): Promise<unknown> => {
     if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>);
     const definition = byName.get(job.name);
     if (definition === undefined) {
@@ -1140,10 +1151,16 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       let inTime = true;
       if (timeoutMs !== undefined) {
         // Paused, the worker takes no new job and its active ones go on; at the deadline, closing
-        // with force stops renewing their locks instead of waiting for them.
+        // with force stops renewing their locks instead of waiting for them. (Not BullMQ's
+        // `pause()` that waits for them: still waiting when the worker was closed with force, it
+        // reconnected the worker's blocking connection once they ended, and that connection,
+        // listened to by nobody, kept the process alive and reconnecting for ever.)
+        await worker.pause(true);
         let timer: NodeJS.Timeout | undefined;
         const deadline = new Promise<false>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)));
-        inTime = await Promise.race([worker.pause().then(() => true), deadline]);
+        const idle = active === 0 ? true : new Promise<true>((resolve) => (whenIdle = () => resolve(true)));
+        inTime = await Promise.race([idle, deadline]);
+        whenIdle = undefined;
         clearTimeout(timer);
         if (!inTime) {
           const left = [...running.keys()];

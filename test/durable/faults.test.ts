@@ -224,7 +224,10 @@ describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', (
     return workers;
   }
 
-  it('close() takes no more jobs and resolves only once the active ones have ended and their scopes are disposed', { timeout: 20_000 }, async () => {
+  it.each([
+    ['close()', undefined],
+    ['close({ timeoutMs }) within its deadline', 10_000],
+  ])('%s takes no more jobs and resolves only once the active ones have ended and their scopes are disposed', { timeout: 20_000 }, async (_, timeoutMs) => {
     const queueName = `close-${randomUUID()}`;
     const { bg, backend } = producer(redis.connection, queueName);
     const workers = workersOn(queueName);
@@ -233,11 +236,13 @@ describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', (
     const active = ['a', 'b', 'c'].map((label) => bg.add(held, label));
     await vi.waitFor(() => expect(active.map((handle) => handle.status)).toEqual(['running', 'running', 'running']), { timeout: 5_000, interval: 5 });
     let closed = false;
-    const closing = workers.close().then(() => {
+    const closing = workers.close(timeoutMs === undefined ? undefined : { timeoutMs }).then(() => {
       closed = true;
       order.push('closed');
     });
-    expect(workers.worker.closing).toBeInstanceOf(Promise);
+    // With a deadline the worker is paused first, and closed once its jobs have ended.
+    if (timeoutMs === undefined) expect(workers.worker.closing).toBeInstanceOf(Promise);
+    else await vi.waitFor(() => expect(workers.worker.isPaused()).toBe(true), { timeout: 5_000, interval: 5 });
     const later = bg.add(held, 'later');
     await acknowledged(backend, [later]);
     for (const [label, handle] of [['b', active[1]!], ['a', active[0]!]] as const) {
@@ -282,6 +287,20 @@ describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', (
     // Taken again after a lost lock, as after a crash: not a failed attempt of the job, but a second start seen.
     await expect(handle.result()).resolves.toEqual({ label: 'slow', attempt: 1 });
     expect(handle.attempt).toBe(2);
+  });
+
+  it('close({ timeoutMs }) that gives up on a running job leaves no connection behind: the process ends by itself once the job has ended', { timeout: 20_000 }, async () => {
+    const queueName = `close-exit-${randomUUID()}`;
+    const worker = await startWorkerProcess({ port: redis.port, queueName, effects: join(dir, `${queueName}.effects`), concurrency: 1 });
+    const { bg } = producer(redis.connection, queueName);
+    bg.add(hold, 'left');
+    await worker.line(/^started left 1$/);
+    worker.send('close-by 100');
+    await worker.line(/^closed$/);
+    // Bounded: a connection reconnecting for ever would keep it running.
+    const exit = await Promise.race([worker.exited, new Promise((resolve) => setTimeout(resolve, 10_000, 'still running after 10 s'))]);
+    expect(exit).toEqual({ code: 0, signal: null });
+    expect(worker.stderr).not.toContain('Unhandled error event');
   });
 
   it('close() has no deadline of its own: it keeps renewing the lock of a job that outlasts lockDuration many times, so no other worker takes it', { timeout: 20_000 }, async () => {
