@@ -318,6 +318,8 @@ class BullMQBackend implements Runner, DurableBackend {
       await this.queue.waitUntilReady();
       const client = await this.queue.getBackend().client;
       const [last] = (await client.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1])) as [string, unknown][];
+      // Closed meanwhile: an event stream opened now would never be closed (nor the process end).
+      if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
       this.#position = this.#checkedFrom = last?.[0] ?? '0-0';
       const events = new QueueEvents(this.queue.name, {
         connection: this.#connection,

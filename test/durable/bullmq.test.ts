@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Job } from 'bullmq';
+import { Redis } from 'ioredis';
 import { injectable, Lifecycle, scoped } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers } from '../../src/adapters/bullmq.js';
@@ -350,6 +351,38 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(await firstFailed).toBeGreaterThanOrEqual(299);
     expect(await secondFailed).toBeGreaterThanOrEqual(299);
     expect(backend.enqueueFailures).toBe(2);
+  });
+
+  it('close() while the backend is still connecting opens no event stream after it: no connection is left open', async () => {
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const queueName = `early-${randomUUID()}`;
+    const backend = useBullMQ(producer, { connection: redis.connection, queueName, logger });
+    closers.push(() => shutdown({ container: producer }));
+    // The answer to the backend's first look at the stream (before it opens it) waits for the test.
+    const client = (await backend.queue.getBackend().client) as unknown as { runCommand: (name: string, args: unknown[]) => Promise<unknown> };
+    const runCommand = client.runCommand;
+    const gate = deferred();
+    let asked = false;
+    client.runCommand = (name, args) => {
+      const reply = runCommand(name, args);
+      if (name !== 'xrevrange') return reply;
+      asked = true;
+      return gate.promise.then(() => reply);
+    };
+    const handle = producer.resolve(Background).with({ durable: true }).add(record, 'early', 1);
+    await vi.waitFor(() => expect(asked).toBe(true), { timeout: 5_000, interval: 5 });
+    const closing = backend.close();
+    gate.resolve();
+    await closing;
+    await expect(handle.result()).rejects.toBeInstanceOf(DurableTaskError);
+    // Every connection of this queue's backend is gone from the server (BullMQ names them after the queue).
+    const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => admin.quit());
+    const name = `bull:${Buffer.from(queueName).toString('base64')}`;
+    // (Opened, the stream's connection would be there within a few ms: this asserts an absence.)
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(String(await admin.client('LIST')).split('\n').filter((line) => line.includes(`name=${name}`))).toEqual([]);
   });
 
   it('fails a job whose deadline passed while it waited for its turn to be sent, and never sends it', async () => {
