@@ -272,8 +272,8 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #live = new Map<string, DurableHandle>();
   /** Publishes cancellations of running jobs to the workers; made on the first. */
   #publisher: Redis | undefined;
-  /** Resolves when the queue's connection is ready again, while it is down. */
-  #reconnected: Promise<void> | undefined;
+  /** While the queue's connection (or the flow producer's) is down: resolves when it is ready again. */
+  readonly #reconnected = new Map<Queue | FlowProducer, Promise<void>>();
   /**
    * Jobs not enqueued yet (their add not sent, or not answered) and within their deadline, by id,
    * oldest first: their deadlines come in the same order, so one timer, for the first, serves all.
@@ -595,6 +595,7 @@ class BullMQBackend implements Runner, DurableBackend {
 
   #flows(): FlowProducer {
     if (this.#flowProducer === undefined) {
+      if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
       this.#flowProducer = new FlowProducer({ connection: this.#connection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
       this.#flowProducer.on('error', (error) => this.#logger.warn({ err: error }, 'the durable flow producer lost its connection to Redis; it reconnects'));
     }
@@ -605,18 +606,18 @@ class BullMQBackend implements Runner, DurableBackend {
   async #connected(on: Queue | FlowProducer = this.queue): Promise<void> {
     const client = await on.getBackend().client;
     if (client.status === 'ready') return;
-    if (on !== this.queue) {
-      await new Promise((resolve) => client.once('ready', resolve));
-      return;
-    }
-    // One listener for every job waiting, however many.
-    this.#reconnected ??= new Promise<void>((resolve) => {
-      client.once('ready', () => {
-        this.#reconnected = undefined;
-        resolve();
+    // One listener for every job waiting, however many (one each piled up past Node's limit of 10).
+    let reconnected = this.#reconnected.get(on);
+    if (reconnected === undefined) {
+      reconnected = new Promise<void>((resolve) => {
+        client.once('ready', () => {
+          this.#reconnected.delete(on);
+          resolve();
+        });
       });
-    });
-    await this.#reconnected;
+      this.#reconnected.set(on, reconnected);
+    }
+    await reconnected;
   }
 
   #listen(events: QueueEvents): void {
@@ -788,8 +789,13 @@ class BullMQBackend implements Runner, DurableBackend {
   #cancel(id: string, name: string, reason: string): void {
     this.#live.delete(id);
     void this.#remove(id, name, reason);
-    this.#publisher ??= redisFor(this.#connection);
-    this.#publisher.on('error', () => undefined);
+    // Closed: no worker is told, as no job of this backend is followed any more (and a publisher
+    // made now would never be closed).
+    if (this.queue.closing !== undefined) return;
+    if (this.#publisher === undefined) {
+      this.#publisher = redisFor(this.#connection);
+      this.#publisher.on('error', () => undefined);
+    }
     this.#publisher.publish(cancelChannel(this.queue.name, this.#prefix), JSON.stringify({ id, reason })).catch((error: unknown) => {
       this.#logger.warn({ taskId: id, err: error }, 'the cancellation of a durable job could not be sent to the workers');
     });

@@ -231,6 +231,25 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await expect(cancelled.result()).rejects.toBeInstanceOf(TaskCancelledError);
   });
 
+  it('cancels many jobs without piling up listeners (no MaxListenersExceededWarning)', async () => {
+    const { bg, backend } = setup({ workers: false });
+    const durable = bg.with({ durable: true });
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      const handles = Array.from({ length: 15 }, (_, i) => durable.add(record, `c${i}`, 1));
+      await vi.waitFor(async () => expect(await backend.job(handles.at(-1)!.id)).toBeDefined(), { timeout: 5_000, interval: 10 });
+      for (const handle of handles) expect(handle.cancel('not needed')).toBe(true);
+      await vi.waitFor(async () => expect(await Promise.all(handles.map((handle) => backend.job(handle.id)))).toEqual(handles.map(() => undefined)), { timeout: 5_000, interval: 20 });
+      // Node emits its warning on the next turn at the latest.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('cancelling a job of a burst before its slice went to Redis removes it there too', async () => {
     const { bg, backend } = setup({ workers: false });
     const durable = bg.with({ durable: true });

@@ -155,11 +155,20 @@ describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
     await acknowledged(patient.backend, handles);
     // Mid-processing: 4 jobs running (held), 16 waiting.
     await worker.matches(/^started (job-\d+) 1$/, 4);
+    // A task waiting for another (a flow): the flow producer is connected before Redis goes away.
+    const early = patient.bg.with({ after: [handles[19]!] }).add(count, 'after-early');
+    await acknowledged(patient.backend, [early]);
+    const warnings: string[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    closers.push(async () => void process.off('warning', onWarning));
 
     await redis.stop();
     // The running jobs end while Redis is down: their completion waits for it.
     worker.send('release *');
     const patientWhileDown = ['down-1', 'down-2'].map((label) => patient.bg.add(hold, label));
+    // Flows added while Redis is down wait for the flow producer's connection: one listener for all.
+    const dependents = handles.slice(4, 16).map((handle, i) => patient.bg.with({ after: [handle] }).add(count, `after-${i}`));
     const hastyWhileDown = ['lost-1', 'lost-2'].map((label) => hasty.bg.add(hold, label));
     for (const handle of hastyWhileDown) {
       await expect(handle.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
@@ -169,6 +178,8 @@ describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
 
     const results = await Promise.all([...handles, ...patientWhileDown].map((handle) => handle.result({ timeoutMs: 30_000 })));
     expect(results.map((result) => (result as { label: string }).label)).toEqual([...labels, 'down-1', 'down-2']);
+    await Promise.all([early, ...dependents].map((handle) => handle.result({ timeoutMs: 30_000 })));
+    expect(warnings).toEqual([]);
     // A round trip on the hasty producer's connection: anything it had kept to send while Redis
     // was down has been sent and answered before (one connection answers in order). Its failed
     // jobs must not exist: they would run.
