@@ -1074,11 +1074,11 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   let background: Background | undefined;
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
   const running = new Map<string, RunningJob>();
-  // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
-  // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
   /** How many jobs the processor is in (its scope's disposal included): `close({ timeoutMs })` waits for 0. */
   let active = 0;
   let whenIdle: (() => void) | undefined;
+  // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
+  // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
   const processor = async (job: Job<JobData>): Promise<unknown> => {
     active++;
     try {

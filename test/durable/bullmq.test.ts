@@ -433,7 +433,6 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   });
 });
 
-
 describe('the durable backend refuses bad options where they are given, naming the option and the value', () => {
   it.each([
     ['useBullMQ', () => useBullMQ(42 as never), 'useBullMQ(root): root must be a tsyringe container, got 42 (number)'],
