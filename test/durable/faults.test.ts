@@ -82,6 +82,22 @@ async function acknowledged(backend: DurableBackend, handles: readonly TaskHandl
   );
 }
 
+/** Runs `redis-cli` against the server on `port`, synchronously: how a test reads Redis while it holds its own event loop. */
+function redisCli(port: number, ...args: string[]): string {
+  return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
+}
+
+/**
+ * Holds this process's event loop until the queue has ended `n` jobs (completed or failed), polling
+ * Redis synchronously: its producer reads no event meanwhile. Bounded: a synchronous loop would
+ * outlive the test's own timeout.
+ */
+function holdUntilEnded(port: number, queueName: string, n: number): void {
+  const ended = (): number => ['completed', 'failed'].reduce((sum, set) => sum + Number(redisCli(port, 'zcard', `bull:${queueName}:${set}`)), 0);
+  const giveUpAt = Date.now() + 20_000;
+  while (ended() < n) if (Date.now() > giveUpAt) throw new Error(`the worker ended ${ended()} of ${n} jobs in 20 s`);
+}
+
 describe.skipIf(!hasRedis)('durable faults: a worker process killed mid-job', () => {
   const redis = redisForSuite();
 
@@ -373,14 +389,10 @@ describe.skipIf(!hasRedis)('durable faults: events trimmed before the producer r
     const held = Array.from({ length: n }, (_, i) => bg.add(hold, `t${i}`));
     const unknown = bg.add(defineTask({ name: 'unknownToWorkers' }, async () => undefined));
     await acknowledged(backend, [...held, unknown]);
-    // This process reads no event while the worker runs every job: a gate on Redis itself, polled
-    // synchronously, holds its event loop until all have ended (≈ 300 events, most trimmed unread).
+    // This process reads no event while the worker runs every job (≈ 300 events, most trimmed unread).
     worker.send('release *');
-    const ended = () => ['completed', 'failed'].reduce((sum, set) => sum + Number(execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', `bull:${queueName}:${set}`], { encoding: 'utf8' })), 0);
-    // Bounded: a synchronous loop would outlive the test's own timeout.
-    const giveUpAt = Date.now() + 20_000;
-    while (ended() < n + 2) if (Date.now() > giveUpAt) throw new Error(`the worker ended ${ended()} of ${n + 2} jobs in 20 s`);
-    expect(Number(execFileSync('redis-cli', ['-p', String(redis.port), 'xlen', `bull:${queueName}:events`], { encoding: 'utf8' }))).toBeLessThan(3 * n);
+    holdUntilEnded(redis.port, queueName, n + 2);
+    expect(Number(redisCli(redis.port, 'xlen', `bull:${queueName}:events`))).toBeLessThan(3 * n);
     const results = await Promise.all(held.map((handle) => handle.result({ timeoutMs: 10_000 })));
     expect(results.map((result) => result.label)).toEqual(held.map((_, i) => `t${i}`));
     expect(held.filter((handle) => handle.status !== 'succeeded' || handle.attempt < 1)).toEqual([]);
@@ -413,13 +425,11 @@ describe.skipIf(!hasRedis)('durable faults: a look for trimmed events that fails
     let failures = 0;
     client.runCommand = (name, args) => (armed && name === 'xrange' && failures++ === 0 ? Promise.reject(new Error('connection lost (injected)')) : runCommand(name, args));
     closers.push(async () => void (client.runCommand = runCommand));
-    // As in the test above: the event loop held until the worker has ended every job, most of their events trimmed unread.
+    // As in the test above: no event read until the worker has ended every job, most of their events trimmed unread.
     worker.send('release *');
-    const ended = () => Number(execFileSync('redis-cli', ['-p', String(redis.port), 'zcard', `bull:${queueName}:completed`], { encoding: 'utf8' }));
-    const giveUpAt = Date.now() + 20_000;
-    while (ended() < n + 1) if (Date.now() > giveUpAt) throw new Error(`the worker ended ${ended()} of ${n + 1} jobs in 20 s`);
+    holdUntilEnded(redis.port, queueName, n + 1);
     // From now on nothing is trimmed: only the trimming during the hold can tell a look that events were lost.
-    execFileSync('redis-cli', ['-p', String(redis.port), 'hset', `bull:${queueName}:meta`, 'opts.maxLenEvents', '10000']);
+    redisCli(redis.port, 'hset', `bull:${queueName}:meta`, 'opts.maxLenEvents', '10000');
     armed = true;
     await vi.waitFor(() => expect(failures).toBeGreaterThan(0), { timeout: 10_000, interval: 10 });
     // One more job: its events bring the next look.
