@@ -772,7 +772,7 @@ class BullMQBackend implements Runner, DurableBackend {
         () => undefined,
       )
       .then(end)
-      .catch((error: unknown) => this.#logger.error({ taskId: id, err: error }, 'a durable handle could not be settled from its event'));
+      .catch((error: unknown) => this.#logger.error({ task: handle.name, taskId: id, err: error }, `the handle of durable task "${handle.name}" (#${id}) could not be settled from its job's last event`));
   }
 
   #end(id: string, status: TaskStatus, outcome: Outcome): void {
