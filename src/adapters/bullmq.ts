@@ -127,6 +127,12 @@ const notInQueue = 'was not in the queue (cancelled or removed, or its record ex
  */
 const burstSlice = 500;
 
+/**
+ * How long the event stream's reader stays open once no handle is followed, in ms: a process that
+ * awaits a handle now and then keeps one connection rather than opening one each time.
+ */
+const readerIdleMs = 2_000;
+
 /** Options of the jobs named {@link afterJob}: one attempt, before every other job. */
 const afterJobOptions = { attempts: 1, priority: 1, removeOnComplete: true, removeOnFail: { age: 7 * 24 * 3600 } } satisfies JobsOptions;
 
@@ -261,14 +267,27 @@ export function useBullMQ(root: DependencyContainer = globalContainer, options: 
 class BullMQBackend implements Runner, DurableBackend {
   readonly queue: Queue;
   enqueueFailures = 0;
-  /** The queue's event stream, opened once Redis was reached (a stream never connected cannot be closed). */
+  /**
+   * The reader of the queue's event stream, while a handle is followed: from the moment its first
+   * position is known (a job enqueued after it has every event read) until it is closed, once no
+   * handle has been followed for {@link readerIdleMs}.
+   */
   #events: QueueEvents | undefined;
+  /** The reader's opening, from the first handle followed until the reader is closed. */
+  #reading: Promise<void> | undefined;
+  /** Closes the reader when no handle has been followed for a while. */
+  #idleTimer: NodeJS.Timeout | undefined;
+  /** Handles followed after their jobs were sent, read from Redis once the reader is open. */
+  #toReadBack: DurableHandle[] = [];
   #ready: Promise<unknown> | undefined;
   readonly #connection: ConnectionOptions;
   readonly #prefix: string | undefined;
   readonly #logger: BackgroundLogger;
   readonly #enqueueTimeoutMs: number;
-  /** Handles of this process still waiting for their job's outcome, by job id. */
+  /**
+   * The handles this process follows (someone watches them: {@link DurableHandle}) and that wait
+   * for their job's outcome, by job id. A handle nobody watches is in no map once its job is sent.
+   */
   readonly #live = new Map<string, DurableHandle>();
   /** Publishes cancellations of running jobs to the workers; made on the first. */
   #publisher: Redis | undefined;
@@ -306,16 +325,27 @@ class BullMQBackend implements Runner, DurableBackend {
     this.#prefix = prefix;
   }
 
-  /**
-   * Resolves once Redis is reached and the event stream is open. Events are read from the
-   * stream's last entry as it was before: a job is enqueued only after, so none of its events is
-   * missed. (Reading from `$`, QueueEvents' default, starts only when its first XREAD reaches
-   * Redis, after `waitUntilReady()` has resolved: the first jobs' events, their end included when
-   * they are quick, were lost, and their handles never settled.)
-   */
+  /** Resolves once the queue's connection is ready: from then on, jobs go to it at once. */
   #whenReady(): Promise<unknown> {
     this.#ready ??= (async () => {
       await this.queue.waitUntilReady();
+      this.#client = await this.queue.getBackend().client;
+    })();
+    // A failed attempt is tried again by the next job.
+    this.#ready.catch(() => (this.#ready = undefined));
+    return this.#ready;
+  }
+
+  /**
+   * Opens the reader of the event stream, from the stream's last entry as it is now: a job
+   * enqueued after has every event read, and what happened to a job before is in its hash, read
+   * after this position ({@link #readBack}). (Reading from `$`, QueueEvents' default, starts only
+   * when its first XREAD reaches Redis, after `waitUntilReady()` has resolved: events in between
+   * were lost, and the ends of quick jobs with them.)
+   */
+  #openReader(): Promise<void> {
+    this.#reading ??= (async () => {
+      await this.#whenReady();
       const client = await this.queue.getBackend().client;
       const [last] = (await client.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1])) as [string, unknown][];
       // Closed meanwhile: an event stream opened now would never be closed (nor the process end).
@@ -330,12 +360,70 @@ class BullMQBackend implements Runner, DurableBackend {
       this.#events = events;
       this.#listen(events);
       await events.waitUntilReady();
-      this.#client = client;
     })();
-    // A failed attempt is tried again by the next job.
-    this.#ready.catch(() => (this.#ready = undefined));
-    return this.#ready;
+    const reading = this.#reading;
+    reading.catch(() => {
+      if (this.#reading === reading && this.#events === undefined) this.#reading = undefined;
+    });
+    return reading;
   }
+
+  /**
+   * Follows a handle someone watches (its `status`, `attempt` or `progress` read, or its
+   * `result()` asked for) until its job ends: its job's events are read from the stream, and,
+   * unless it was watched before its job was sent with the reader open, what happened before is
+   * read from Redis. The stream is read only while a handle is followed: a fire-and-forget
+   * `add()` costs no reading.
+   */
+  follow(handle: DurableHandle): void {
+    if (handle.ended || handle.periodic || this.#live.has(handle.id)) return;
+    if (this.queue.closing !== undefined) {
+      handle.settle('failed', { ok: false, error: closedError(handle.id) });
+      return;
+    }
+    this.#live.set(handle.id, handle);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    const sending = this.#sendingOf(handle.id);
+    // Not sent yet, and the reader's position is known: every event of its job will be read.
+    if (sending !== undefined && sending.done === undefined && this.#events !== undefined) return;
+    if (this.#toReadBack.push(handle) === 1) this.#readBackSoon();
+  }
+
+  /** Reads the handles followed since the last time back from Redis, once the reader is open. */
+  readonly #readBackSoon = (): void => {
+    this.#openReader()
+      .then(() => {
+        const handles = this.#toReadBack.filter((handle) => this.#live.get(handle.id) === handle);
+        this.#toReadBack = [];
+        return this.#readBack(handles);
+      })
+      .catch((error: unknown) => {
+        if (this.queue.closing !== undefined) {
+          this.#logger.debug({ err: error }, 'the durable handles being followed were not read from Redis: the backend was closed');
+          return;
+        }
+        this.#logger.warn({ err: error }, 'the durable handles being followed could not be read from Redis; tried again in 1 s');
+        setTimeout(this.#readBackSoon, 1_000).unref();
+      });
+  };
+
+  /** Takes a handle out of those followed; the reader is closed once none has been for a while. */
+  #unfollow(id: string): void {
+    if (!this.#live.delete(id) || this.#live.size > 0 || this.#events === undefined) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(this.#closeReader, readerIdleMs);
+    this.#idleTimer.unref();
+  }
+
+  readonly #closeReader = (): void => {
+    this.#idleTimer = undefined;
+    const events = this.#events;
+    if (events === undefined || this.#live.size > 0) return;
+    this.#events = undefined;
+    this.#reading = undefined;
+    void events.close().catch(() => undefined);
+  };
 
   add(request: TaskRequest): TaskHandle {
     const { name, kind, args, options, timing } = request;
@@ -359,7 +447,6 @@ class BullMQBackend implements Runner, DurableBackend {
     if (delay > 0) jobOptions.delay = delay;
     if (options.retries > 0) Object.assign(jobOptions, retryOptions(options.retries));
     const handle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, name, reason));
-    this.#live.set(id, handle);
     for (const prerequisite of after) prerequisite.awaitedBy = handle;
     this.#enqueue(handle, data, jobOptions, after);
     return handle;
@@ -390,13 +477,13 @@ class BullMQBackend implements Runner, DurableBackend {
         throw new TypeError(`${which} is the schedule of durable task "${handle.name}", which never finishes; give the handle of a one-off task`);
       }
       const other = handle.awaitedBy;
-      if (other !== undefined && other.status !== 'cancelled' && handle.status !== 'succeeded') {
+      if (other !== undefined && other.known !== 'cancelled' && handle.known !== 'succeeded') {
         throw new TypeError(
           `${which} is durable task "${handle.name}" (#${handle.id}), which durable task "${other.name}" (#${other.id}) waits for already: ` +
             `BullMQ gives a job one parent, so one durable task at most can wait for it; run "${name}" after "${other.name}", or after a task of its own`,
         );
       }
-      if (handle.status !== 'succeeded') kept.add(handle);
+      if (handle.known !== 'succeeded') kept.add(handle);
     });
     return [...kept];
   }
@@ -567,7 +654,7 @@ class BullMQBackend implements Runner, DurableBackend {
     this.enqueueFailures++;
     const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', handle.id, `durable task "${handle.name}" (#${handle.id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
     this.#logger.error({ task: handle.name, taskId: handle.id, err: failure }, `durable task "${handle.name}" could not be enqueued; it will not run`);
-    this.#live.delete(handle.id);
+    this.#unfollow(handle.id);
     handle.settle('failed', { ok: false, error: failure });
   }
 
@@ -621,35 +708,49 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   #listen(events: QueueEvents): void {
-    const live = (id: string): DurableHandle | undefined => this.#live.get(id);
-    events.on('active', ({ jobId }, id) => {
-      this.#read(id);
-      live(jobId)?.started();
-    });
-    events.on('progress', ({ jobId, data }, id) => {
-      this.#read(id);
-      live(jobId)?.reported(data);
-    });
-    events.on('delayed', ({ jobId }, id) => {
-      this.#read(id);
-      live(jobId)?.waiting('delayed');
-    });
-    events.on('waiting', ({ jobId }, id) => {
-      this.#read(id);
-      live(jobId)?.waiting('queued');
-    });
-    events.on('completed', ({ jobId, returnvalue }, id) => {
-      this.#read(id);
-      this.#counted(jobId, () => this.#end(jobId, 'succeeded', { ok: true, value: returnvalue }));
-    });
-    events.on('failed', ({ jobId, failedReason }, id) => {
-      this.#read(id);
-      this.#counted(jobId, () => this.#failed(jobId, failedReason));
-    });
-    events.on('removed', ({ jobId }, id) => {
-      this.#read(id);
-      this.#end(jobId, 'cancelled', { ok: false, error: removedError(live(jobId)?.name, jobId) });
-    });
+    for (const event of jobEvents) {
+      events.on(event, (fields: JobEventFields, id: string) => {
+        this.#read(id);
+        const handle = this.#live.get(fields.jobId);
+        if (handle === undefined) return;
+        // Being read from Redis: its events wait for what is read, and those after it apply then.
+        if (handle.held !== undefined) handle.held.push({ event, fields, id });
+        else if (handle.since === undefined) this.#apply(handle, event, fields);
+        else this.#applyAfter(handle, event, fields, id);
+      });
+    }
+  }
+
+  /**
+   * Applies an event to a handle read from Redis at the stream's entry `handle.since` only if it
+   * came after that entry: one before is in what was read (a reader that lags behind reads it
+   * after), and counted twice it would count an attempt twice.
+   */
+  #applyAfter(handle: DurableHandle, event: JobEvent, fields: JobEventFields, id: string): void {
+    if (compareStreamIds(id, handle.since ?? '0-0') <= 0) return;
+    handle.since = undefined;
+    this.#apply(handle, event, fields);
+  }
+
+  /** What an event of its job tells a followed handle. */
+  #apply(handle: DurableHandle, event: JobEvent, fields: JobEventFields): void {
+    const id = handle.id;
+    switch (event) {
+      case 'active':
+        return handle.started();
+      case 'progress':
+        return handle.reported(fields.data);
+      case 'delayed':
+        return handle.waiting('delayed');
+      case 'waiting':
+        return handle.waiting('queued');
+      case 'completed':
+        return this.#counted(id, () => this.#end(id, 'succeeded', { ok: true, value: fields.returnvalue }));
+      case 'failed':
+        return this.#counted(id, () => this.#failed(id, fields.failedReason ?? ''));
+      case 'removed':
+        return this.#end(id, 'cancelled', { ok: false, error: removedError(handle.name, id) });
+    }
   }
 
   /**
@@ -687,36 +788,73 @@ class BullMQBackend implements Runner, DurableBackend {
     }
   }
 
-  /**
-   * Settles the live handles whose jobs have ended, from their jobs in Redis: one command a job,
-   * however many handles live, in one pipeline (one round trip). A job's hash says it all: BullMQ
-   * sets `finishedOn` when it ends, with `returnvalue` (JSON, `null` for undefined) if it
-   * succeeded and none if it failed (an attempt that failed before sets `failedReason`, so that
-   * field alone does not tell); `ats` counts the attempts started, which the handle may not have
-   * counted yet (its `active` events unread); `name` is there while the job is.
-   */
+  /** Reads every followed handle back from Redis: events may have been trimmed unread. */
   async #reconcile(): Promise<void> {
-    const ids = [...this.#live.keys()];
-    if (ids.length === 0) return;
+    if (this.#live.size === 0) return;
     this.#logger.info(
-      { handles: ids.length },
-      `the durable queue's event stream may have been trimmed past events this process had not read (it fell behind): its ${ids.length} live handles are read from Redis`,
+      { handles: this.#live.size },
+      `the durable queue's event stream may have been trimmed past events this process had not read (it fell behind): its ${this.#live.size} followed handles are read from Redis`,
     );
-    const pipeline = (await this.queue.getBackend().client).pipeline();
-    for (const id of ids) pipeline.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name']);
-    const replies = (await pipeline.exec()) ?? [];
-    ids.forEach((id, i) => {
-      const [error, fields] = replies[i] ?? [];
-      if (error !== null || !Array.isArray(fields)) return;
-      const [finishedOn, returnvalue, failedReason, started, name] = fields as (string | null)[];
-      if (finishedOn !== null && finishedOn !== undefined) {
-        this.#live.get(id)?.startedAtLeast(Number(started ?? 0));
-        if (returnvalue !== null && returnvalue !== undefined) this.#end(id, 'succeeded', { ok: true, value: JSON.parse(returnvalue) as unknown });
-        else this.#failed(id, failedReason ?? '');
-      } else if (name === null && this.#sendingOf(id) === undefined) {
-        this.#end(id, 'cancelled', { ok: false, error: removedError(this.#live.get(id)?.name, id) });
+    await this.#readBack([...this.#live.values()]);
+  }
+
+  /**
+   * Brings followed handles up to date from their jobs in Redis, in one transaction (one round
+   * trip) however many: the stream's last entry, and each job's hash. A job's hash says if it
+   * ended: BullMQ sets `finishedOn` when it does, with `returnvalue` (JSON, `null` for undefined)
+   * if it succeeded and none if it failed (an attempt that failed before sets `failedReason`, so
+   * that field alone does not tell); `ats` counts the attempts started, `name` is there while the
+   * job is. The state of each job not ended takes one more command. Meanwhile a handle's events
+   * are held; those after the stream's entry read with the hashes apply then, in order (those
+   * before are in what was read).
+   */
+  async #readBack(handles: readonly DurableHandle[]): Promise<void> {
+    const reading = handles.filter((handle) => handle.held === undefined);
+    if (reading.length === 0) return;
+    for (const handle of reading) handle.held = [];
+    let at: string | undefined;
+    try {
+      const client = await this.queue.getBackend().client;
+      // Jobs still on their way when the look was made: their absence from Redis says nothing.
+      const wasSending = reading.map((handle) => this.#sendingOf(handle.id) !== undefined);
+      const transaction = client.multi();
+      transaction.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1]);
+      for (const { id } of reading) transaction.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name', 'progress']);
+      const [last, ...replies] = (await transaction.exec()) ?? [];
+      if (last === undefined || last[0] !== null) throw last?.[0] ?? new Error('the transaction was discarded');
+      at = (last[1] as [string, unknown][])[0]?.[0] ?? '0-0';
+      const going: { handle: DurableHandle; started: number; progress: unknown }[] = [];
+      reading.forEach((handle, i) => {
+        const [error, fields] = replies[i] ?? [];
+        if (error !== null || !Array.isArray(fields) || this.#live.get(handle.id) !== handle) return;
+        const [finishedOn, returnvalue, failedReason, ats, name, progress] = fields as (string | null)[];
+        const started = Number(ats ?? 0);
+        const reported = progress === null || progress === undefined ? undefined : (JSON.parse(progress) as unknown);
+        if (finishedOn !== null && finishedOn !== undefined) {
+          handle.caughtUp(undefined, started, reported);
+          if (returnvalue !== null && returnvalue !== undefined) this.#end(handle.id, 'succeeded', { ok: true, value: JSON.parse(returnvalue) as unknown });
+          else this.#failed(handle.id, failedReason ?? '');
+        } else if (name === null || name === undefined) {
+          if (!wasSending[i]) this.#end(handle.id, 'cancelled', { ok: false, error: removedError(handle.name, handle.id) });
+        } else {
+          going.push({ handle, started, progress: reported });
+        }
+      });
+      const states = await Promise.all(going.map(({ handle }) => this.queue.getJobState(handle.id).catch(() => 'unknown')));
+      going.forEach(({ handle, started, progress }, i) => handle.caughtUp(statusOf(states[i] ?? 'unknown', started), started, progress));
+    } finally {
+      // Then the events held meanwhile that came after what was read (or all of them, if
+      // nothing was); those of the entries up to it are dropped when the reader reaches them.
+      for (const handle of reading) {
+        const held = handle.held ?? [];
+        handle.held = undefined;
+        for (const { event, fields, id } of held) {
+          if (this.#live.get(handle.id) !== handle) break;
+          if (at === undefined || compareStreamIds(id, at) > 0) this.#apply(handle, event, fields);
+        }
+        if (at !== undefined && compareStreamIds(at, this.#position) > 0) handle.since = at;
       }
-    });
+    }
   }
 
   /**
@@ -778,7 +916,7 @@ class BullMQBackend implements Runner, DurableBackend {
   #end(id: string, status: TaskStatus, outcome: Outcome): void {
     const handle = this.#live.get(id);
     if (handle === undefined) return;
-    this.#live.delete(id);
+    this.#unfollow(id);
     handle.settle(status, outcome);
   }
 
@@ -787,7 +925,7 @@ class BullMQBackend implements Runner, DurableBackend {
    * is asked to stop it if one is running it. The handle has already ended `cancelled`.
    */
   #cancel(id: string, name: string, reason: string): void {
-    this.#live.delete(id);
+    this.#unfollow(id);
     void this.#remove(id, name, reason);
     // Closed: no worker is told, as no job of this backend is followed any more (and a publisher
     // made now would never be closed).
@@ -837,19 +975,21 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async handle(id: string): Promise<TaskHandle | undefined> {
-    await this.#whenReady();
     const live = this.#live.get(id);
     if (live !== undefined) return live;
     // Followed before its job is read: an end that comes meanwhile settles it too.
     const handle = new DurableHandle(this, id, 'durable task', 'queued', (reason) => this.#cancel(id, handle.name, reason));
     this.#live.set(id, handle);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     let job: Job | undefined;
     let state: string | undefined;
     try {
+      await this.#openReader();
       job = await this.queue.getJob(id);
       state = await job?.getState();
     } finally {
-      if (job === undefined) this.#live.delete(id);
+      if (job === undefined) this.#unfollow(id);
     }
     if (job === undefined) return undefined;
     handle.found(snapshot(job, state ?? 'unknown'));
@@ -861,15 +1001,34 @@ class BullMQBackend implements Runner, DurableBackend {
   async close(): Promise<void> {
     // What was added before is sent before the queue closes.
     this.#flush(true);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit(), this.#flowProducer?.close()]);
     clearTimeout(this.#sendTimer);
     this.#sendTimer = undefined;
-    for (const [id, handle] of this.#live) handle.settle('failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, 'the durable backend of this process was closed before the job ended') });
+    for (const [id, handle] of this.#live) handle.settle('failed', { ok: false, error: closedError(id) });
     this.#live.clear();
   }
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/** The events of the queue's stream that tell a handle about its job. */
+const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed'] as const;
+type JobEvent = (typeof jobEvents)[number];
+/** What QueueEvents gives with them (parsed: `data` and `returnvalue` from JSON). */
+interface JobEventFields {
+  readonly jobId: string;
+  readonly data?: unknown;
+  readonly returnvalue?: unknown;
+  readonly failedReason?: string;
+}
+/** An event held for a handle being read from Redis, with its entry's id. */
+interface HeldEvent {
+  readonly event: JobEvent;
+  readonly fields: JobEventFields;
+  readonly id: string;
+}
 
 /**
  * A job on its way to Redis: its handle, when its handle fails if Redis has not answered (epoch
@@ -883,7 +1042,13 @@ interface Sending {
   done: Promise<void> | undefined;
 }
 
-/** This process's view of a durable task: kept up to date by the queue's event stream. */
+/**
+ * This process's view of a durable task. It is followed (kept up to date by the queue's event
+ * stream) from the first time someone watches it: reads its `status`, `attempt` or `progress`,
+ * or asks for its `result()`. Until then it costs nothing but itself: a fire-and-forget `add()`
+ * reads no event. Watched after its job was sent, it first says what this process knew (the job
+ * `queued` or `delayed`), and is brought up to date from Redis within a round trip.
+ */
 class DurableHandle implements TaskHandle {
   /** Lets `bg.with({ after })` pass it on to its backend. */
   readonly [runnerHandle] = true;
@@ -891,13 +1056,18 @@ class DurableHandle implements TaskHandle {
   readonly backend: BullMQBackend;
   readonly id: string;
   name: string;
-  status: TaskStatus;
   /** Whether it stands for a schedule (its id is the task's name), which never finishes. */
   readonly periodic: boolean;
   /** The durable task of this process that waits for it (its job's parent), if any. */
   awaitedBy: DurableHandle | undefined;
-  attempt = 0;
-  progress: TaskProgress | undefined = undefined;
+  /** While it is being read from Redis: its job's events read meanwhile, applied after. */
+  held: HeldEvent[] | undefined = undefined;
+  /** Read from Redis at this entry of the stream, which the reader has not reached: its events up to it are dropped. */
+  since: string | undefined = undefined;
+  #status: TaskStatus;
+  #attempt = 0;
+  #progress: TaskProgress | undefined = undefined;
+  #watched = false;
   readonly #cancelJob: (reason: string) => void;
   #outcome: Outcome | undefined;
   #result: Promise<unknown> | undefined;
@@ -907,48 +1077,86 @@ class DurableHandle implements TaskHandle {
     this.backend = backend;
     this.id = id;
     this.name = name;
-    this.status = status;
+    this.#status = status;
     this.#cancelJob = cancelJob;
     this.periodic = periodic;
   }
 
+  get status(): TaskStatus {
+    this.#watch();
+    return this.#status;
+  }
+
+  get attempt(): number {
+    this.#watch();
+    return this.#attempt;
+  }
+
+  get progress(): TaskProgress | undefined {
+    this.#watch();
+    return this.#progress;
+  }
+
+  /** Its status as this process knows it, without following it. */
+  get known(): TaskStatus {
+    return this.#status;
+  }
+
+  get ended(): boolean {
+    return this.#outcome !== undefined;
+  }
+
+  #watch(): void {
+    if (this.#watched) return;
+    this.#watched = true;
+    this.backend.follow(this);
+  }
+
   /** Takes what Redis says of its job (for a handle made from an id). */
   found(job: DurableJob): void {
+    this.#watched = true;
     this.name = job.name;
     if (this.#outcome !== undefined) return;
-    this.status = job.status;
-    this.attempt = job.attempt;
-    this.progress = job.progress;
+    this.caughtUp(job.status, job.attempt, job.progress);
+  }
+
+  /** Takes what Redis says of its job that has not ended: its status, the attempts started, its progress. */
+  caughtUp(status: TaskStatus | undefined, attempt: number, progress: unknown): void {
+    if (this.#outcome !== undefined) return;
+    if (status !== undefined) this.#status = status;
+    this.startedAtLeast(attempt);
+    this.reported(progress);
   }
 
   started(): void {
     if (this.#outcome !== undefined) return;
-    this.status = 'running';
-    this.attempt++;
-    this.progress = undefined;
+    this.#status = 'running';
+    this.#attempt++;
+    this.#progress = undefined;
   }
 
   /** Counts `n` attempts started when Redis says so before the event stream has (a job settled from Redis). */
   startedAtLeast(n: number): void {
-    if (this.#outcome === undefined && n > this.attempt) this.attempt = n;
+    if (this.#outcome === undefined && n > this.#attempt) this.#attempt = n;
   }
 
   reported(data: unknown): void {
     if (this.#outcome !== undefined || typeof data !== 'object' || data === null) return;
     const { fraction, message } = data as { fraction?: unknown; message?: unknown };
-    if (typeof fraction === 'number') this.progress = Object.freeze({ fraction, message: typeof message === 'string' ? message : undefined });
+    if (typeof fraction !== 'number') return;
+    this.#progress = Object.freeze({ fraction, message: typeof message === 'string' ? message : undefined });
   }
 
   waiting(status: 'queued' | 'delayed'): void {
     if (this.#outcome !== undefined) return;
-    this.status = this.attempt > 0 ? 'retrying' : status;
+    this.#status = this.#attempt > 0 ? 'retrying' : status;
   }
 
   settle(status: TaskStatus, outcome: Outcome): void {
     if (this.#outcome !== undefined) return;
-    this.status = status;
+    this.#status = status;
     // A skipped task never ran (BullMQ starts its job only to fail it).
-    if (status === 'skipped') this.attempt = 0;
+    if (status === 'skipped') this.#attempt = 0;
     this.#outcome = outcome;
     this.#settle?.(outcome);
   }
@@ -966,6 +1174,7 @@ class DurableHandle implements TaskHandle {
   }
 
   result(options?: ResultOptions): Promise<unknown> {
+    this.#watch();
     if (this.#result === undefined) {
       const outcome = this.#outcome;
       this.#result =
@@ -983,7 +1192,7 @@ class DurableHandle implements TaskHandle {
     return Promise.race([
       this.#result,
       new Promise<never>((_resolve, reject) => {
-        timer = setTimeout(() => reject(new ResultTimeoutError(this.name, this.id, timeoutMs, this.status)), timeoutMs);
+        timer = setTimeout(() => reject(new ResultTimeoutError(this.name, this.id, timeoutMs, this.#status)), timeoutMs);
       }),
     ]).finally(() => clearTimeout(timer));
   }
@@ -1211,6 +1420,28 @@ async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
     }
   }
   return null;
+}
+
+/** What a followed handle fails with when the backend is closed before its job ended. */
+function closedError(id: string): DurableTaskError {
+  return new DurableTaskError('ERR_DURABLE_FAILED', id, 'the durable backend of this process was closed before the job ended');
+}
+
+/** A handle's status for the state of a job that has not ended (`queue.getJobState()`), with `started` attempts; undefined if it tells nothing. */
+function statusOf(state: string, started: number): TaskStatus | undefined {
+  switch (state) {
+    case 'active':
+      return 'running';
+    case 'waiting':
+    case 'prioritized':
+      return started > 0 ? 'retrying' : 'queued';
+    case 'delayed':
+      return started > 0 ? 'retrying' : 'delayed';
+    case 'waiting-children':
+      return 'delayed';
+    default:
+      return undefined;
+  }
 }
 
 /** What a handle whose job was removed fails with. */

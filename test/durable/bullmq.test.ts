@@ -6,12 +6,12 @@
  * delayed job cancelled, and Redis unreachable.
  */
 import { randomUUID } from 'node:crypto';
-import { Job } from 'bullmq';
+import { Job, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { injectable, Lifecycle, scoped } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers } from '../../src/adapters/bullmq.js';
-import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
+import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext, type TaskHandle } from '../../src/index.js';
 import { shout } from '../fixtures/worker-tasks.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors } from '../helpers.js';
 import { freePort, hasRedis, redisForSuite } from './redis.js';
@@ -43,6 +43,14 @@ const held = defineTask({ name: 'held', inject: [JobSession] }, async (session: 
   await gate.promise;
   return { label, session: session.id.length };
 });
+/** Its first attempt says it started, waits for `gate`, and fails; the second returns. */
+let firstStarted = deferred();
+const heldOnce = defineTask({ name: 'heldOnce', inject: [TaskContext] }, async (ctx, label: string) => {
+  if (ctx.attempt > 1) return { label, attempt: ctx.attempt };
+  firstStarted.resolve();
+  await gate.promise;
+  throw new Error(`${label}: the first attempt fails`);
+});
 /** Runs until its signal aborts; says what it saw. */
 const aborted: string[] = [];
 const abortable = defineTask({ name: 'abortable', inject: [TaskContext] }, async (ctx, label: string) => {
@@ -72,7 +80,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const workerRoot = freshApp({ logger: captureLogger(), pool: { maxThreads: 1, setupModule: new URL('../fixtures/worker-setup.ts', import.meta.url) } });
     let workers: DurableWorkers | undefined;
     if (options.workers !== false) {
-      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, ordered, abortable, tick, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
+      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, heldOnce, ordered, abortable, tick, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
     }
     closers.push(
       () => shutdown({ container: producer }),
@@ -105,6 +113,108 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await progressing.result();
     expect(progressing.progress).toEqual({ fraction: 0.5, message: 'half of two' });
     await expect(backend.job(progressing.id)).resolves.toMatchObject({ progress: { fraction: 0.5, message: 'half of two' } });
+  });
+
+  /** The lines of CLIENT LIST naming the connections of `queueName`'s event stream readers. */
+  async function streamReaders(queueName: string): Promise<string[]> {
+    const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    try {
+      const name = `bull:${Buffer.from(queueName).toString('base64')}:qe`;
+      return String(await admin.client('LIST'))
+        .split('\n')
+        .filter((line) => line.includes(`name=${name}`));
+    } finally {
+      await admin.quit();
+    }
+  }
+
+  it('a handle nobody watches costs no reading: no event stream is opened; watched after its job ended, it reads the outcome from Redis', async () => {
+    const { bg, queueName, workers } = setup();
+    calls = new Map();
+    let completed = 0;
+    workers!.worker.on('completed', () => completed++);
+    const handles = Array.from({ length: 20 }, (_, i) => bg.with({ durable: true }).add(record, `quiet-${i}`, 1));
+    await vi.waitFor(() => expect(completed).toBe(20), { timeout: 10_000, interval: 10 });
+    expect(await streamReaders(queueName)).toEqual([]);
+    // Watched now: the first read says what this process knew; Redis tells the rest.
+    const first = handles[0]!;
+    expect(first.status).toBe('queued');
+    await expect(first.result()).resolves.toMatchObject({ label: 'quiet-0', attempt: 1 });
+    expect([first.status, first.attempt, first.progress]).toEqual(['succeeded', 1, { fraction: 0.5, message: 'half of quiet-0' }]);
+    const results = (await Promise.all(handles.map((handle) => handle.result()))) as { label: string }[];
+    expect(results.map((result) => result.label)).toEqual(handles.map((_, i) => `quiet-${i}`));
+    expect(handles.map((handle) => handle.attempt)).toEqual(handles.map(() => 1));
+    // Opened to follow them, and closed once none has been followed for a while.
+    expect(await streamReaders(queueName)).toHaveLength(1);
+    await vi.waitFor(async () => expect(await streamReaders(queueName)).toEqual([]), { timeout: 6_000, interval: 100 });
+  });
+
+  it('a handle watched while its job runs catches up from Redis, then follows it: each attempt counted once, however late the reader reads', async () => {
+    const { bg, backend } = setup();
+    gate = deferred();
+    firstStarted = deferred();
+    // Another handle followed: the event stream is being read.
+    const other = bg.with({ durable: true }).add(held, 'keeps the stream read');
+    await vi.waitFor(() => expect(other.status).toBe('running'), { timeout: 5_000, interval: 5 });
+    // The reader reads the start of the watched job's first attempt, and passes it on only after
+    // the handle was read from Redis (as a reader that lags behind does).
+    const prototype = QueueEvents.prototype as unknown as { emit: (event: string, ...args: unknown[]) => boolean };
+    const emit = prototype.emit;
+    const late: (() => void)[] = [];
+    let target = '';
+    prototype.emit = function (this: unknown, event, ...args) {
+      if (event === 'active' && (args[0] as { jobId?: string } | undefined)?.jobId === target) {
+        late.push(() => emit.call(this, event, ...args));
+        return true;
+      }
+      return emit.call(this, event, ...args);
+    };
+    let handle: TaskHandle;
+    try {
+      handle = bg.with({ durable: true, retries: 1, backoff: { baseMs: 1, jitter: 0 } }).add(heldOnce, 'late');
+      target = handle.id;
+      await firstStarted.promise;
+      await vi.waitFor(() => expect(late).toHaveLength(1), { timeout: 5_000, interval: 5 });
+      // Watched now: the first read says what this process knew; Redis tells the rest.
+      expect(handle.status).toBe('queued');
+      await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 5_000, interval: 5 });
+      expect(handle.attempt).toBe(1);
+    } finally {
+      prototype.emit = emit;
+    }
+    for (const deliver of late) deliver();
+    expect([handle.status, handle.attempt]).toEqual(['running', 1]);
+    gate.resolve();
+    await expect(handle.result()).resolves.toEqual({ label: 'late', attempt: 2 });
+    expect([handle.status, handle.attempt]).toEqual(['succeeded', 2]);
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'succeeded', attempt: 2 });
+    await expect(other.result()).resolves.toMatchObject({ label: 'keeps the stream read' });
+  });
+
+  it('handles watched at random moments of their jobs\' lives end as their jobs did, each attempt counted once', async () => {
+    const { bg, backend } = setup();
+    calls = new Map();
+    const n = 300;
+    const retrying = bg.with({ durable: true, retries: 1, backoff: { baseMs: 2, jitter: 0 } });
+    // Half the jobs fail their first attempt; each handle is watched (its status read, or its
+    // result asked for) in the turn of its add() (a third: read back from Redis while their jobs
+    // start), or up to 100 ms later.
+    const handles = Array.from({ length: n }, (_, i) => retrying.add(record, `random-${i}`, 1 + (i % 2)));
+    const watched = handles.map((handle, i) => {
+      const watch = (): void => void (i % 3 === 0 ? handle.status : handle.result().catch(() => undefined));
+      if (i % 3 === 1) {
+        watch();
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => setTimeout(() => resolve(watch()), Math.random() * 100));
+    });
+    await Promise.all(watched);
+    const results = (await Promise.all(handles.map((handle) => handle.result()))) as { label: string; attempt: number }[];
+    expect(results.map((result) => result.label)).toEqual(handles.map((_, i) => `random-${i}`));
+    expect(results.map((result) => result.attempt)).toEqual(handles.map((_, i) => 1 + (i % 2)));
+    expect(handles.map((handle) => [handle.status, handle.attempt])).toEqual(handles.map((_, i) => ['succeeded', 1 + (i % 2)]));
+    const jobs = await Promise.all(handles.map((handle) => backend.job(handle.id)));
+    expect(jobs.map((job) => job?.attempt)).toEqual(handles.map((_, i) => 1 + (i % 2)));
   });
 
   it("a job's own scope: its tasks on that scope's Background drain before the job completes; a task with no dependency to resolve gets none", async () => {
@@ -372,7 +482,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(backend.enqueueFailures).toBe(2);
   });
 
-  it('close() while the backend is still connecting opens no event stream after it: no connection is left open', async () => {
+  it('close() while the event stream is being opened for a watched handle opens none after it: no connection is left open', async () => {
     const logger = captureLogger();
     const producer = freshApp({ logger });
     const queueName = `early-${randomUUID()}`;
@@ -390,13 +500,18 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
       return gate.promise.then(() => reply);
     };
     const handle = producer.resolve(Background).with({ durable: true }).add(record, 'early', 1);
+    // Watched: the stream is opened to follow it.
+    const outcome = handle.result();
     await vi.waitFor(() => expect(asked).toBe(true), { timeout: 5_000, interval: 5 });
     const closing = backend.close();
     gate.resolve();
     await closing;
-    await expect(handle.result()).rejects.toBeInstanceOf(DurableTaskError);
-    // The backend gives up on its connecting, and says so for the job it could not send.
-    await vi.waitFor(() => expect(logger.at('error').map((entry) => (entry.fields.err as Error | undefined)?.message)).toContain(`durable task "record" (#${handle.id}) could not be enqueued: the durable backend was closed`), { timeout: 5_000, interval: 5 });
+    const failure = await outcome.then(() => undefined, (error: unknown) => error);
+    expect(failure).toBeInstanceOf(DurableTaskError);
+    expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_FAILED');
+    expect((failure as DurableTaskError).message).toContain('closed before the job ended');
+    // The backend gives up on opening the stream, and says so.
+    await vi.waitFor(() => expect(logger.at('debug').map((entry) => entry.message)).toContain('the durable handles being followed were not read from Redis: the backend was closed'), { timeout: 5_000, interval: 5 });
     // Every connection of this queue's backend is gone from the server (BullMQ names them after the queue).
     const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
     closers.push(() => admin.quit());
