@@ -19,6 +19,8 @@
  *            jobs run on the workers' Background without a scope each
  *   libScoped  the same, the task injecting a per-job service (ContainerScoped, disposed): each
  *            job in a child scope of its own (drain and e2e only: add() is the same as lib's)
+ *   libWatched  lib, every handle's result() asked for at its add(): the producer follows every
+ *            job through the queue's event stream (e2e only, timed until the last handle settled)
  *
  * With 2 cores or more and `taskset`, redis-server runs on CPU 0 and the round's process on
  * CPU 1 (run.mjs starts it pinned), as the web section pins its server.
@@ -145,7 +147,9 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
   /** The same body, with the session injected: each of its jobs gets a child scope. */
   const scopedTask = lib.defineTask({ name: 'noopScoped', inject: [JobSession] }, (_session, ...args) => work(...args));
   const taskOf = (variant) => (variant === 'libScoped' ? scopedTask : task);
-  const isLib = (variant) => variant === 'lib' || variant === 'libScoped';
+  const isLib = (variant) => variant === 'lib' || variant === 'libScoped' || variant === 'libWatched';
+  /** The variants a measurement runs: a task's dependencies change nothing on the producer's side, and a watched handle matters only while a worker runs. */
+  const runs = (kind, variant) => (kind === 'e2e' ? true : kind === 'drain' ? variant !== 'libWatched' : variant !== 'libScoped' && variant !== 'libWatched');
   /** Small JSON arguments: an order's id, a customer, three lines. */
   const argsOf = (i) => [{ orderId: i, customer: `customer-${i % 97}`, lines: [{ sku: 'a-1', qty: 1 }, { sku: 'b-2', qty: 2 }, { sku: 'c-3', qty: 1 }] }];
   // The library's job, as src/adapters/bullmq.ts makes it for a task of default options.
@@ -181,13 +185,17 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
         });
       const until = (n) => (inRedis >= n ? Promise.resolve() : new Promise((resolve) => (waiter = { n, resolve })));
       const bg = root.createChildContainer().resolve(lib.Background).with({ durable: true });
+      const watched = variant === 'libWatched';
       // Warm: the first add() opens the connection and the event stream.
       bg.add(task, ...argsOf(-1));
       await within(until(1), 'lib: the warm-up job enqueued');
       return {
         handles: [],
         add(i) {
-          this.handles.push(bg.add(task, ...argsOf(i)));
+          const handle = bg.add(task, ...argsOf(i));
+          // Watched: followed through the event stream from its add().
+          if (watched) handle.result().catch(() => undefined);
+          this.handles.push(handle);
         },
         enqueued: (n) => until(n + 1),
         async close() {
@@ -291,11 +299,13 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     const t0 = performance.now();
     for (let i = 0; i < n; i++) p.add(i);
     await within(w.done(n), `e2e ${variant}: ${n} jobs completed`);
+    // Watched: done once every handle knows.
+    if (variant === 'libWatched') await within(Promise.all(p.handles.map((h) => h.result())), `e2e ${variant}: ${n} handles settled`);
     const ms = performance.now() - t0;
     const c = used();
     let settledMs;
     if (isLib(variant)) {
-      // The handles follow their jobs through the event stream: wait until they all know.
+      // The handles (watched now, if they were not) read their jobs' outcomes: wait until they all know.
       await within(Promise.all(p.handles.map((h) => h.result())), `e2e ${variant}: ${n} handles settled`);
       settledMs = performance.now() - t0;
     }
@@ -320,7 +330,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
   }
 
   const out = { drain: {}, e2e: {}, enqueue: {} };
-  for (const v of variants) for (const k of Object.keys(out)) if (k !== 'enqueue' || v !== 'libScoped') out[k][v] = [];
+  for (const v of variants) for (const k of Object.keys(out)) if (runs(k, v)) out[k][v] = [];
   const started = performance.now();
   let redisCpuMs;
   try {
@@ -329,8 +339,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
       ['e2e', e2e, jobs, reps],
       ['enqueue', enqueue, batch, enqueueReps],
     ]) {
-      // A task's dependencies change nothing on the producer's side: enqueue measures one library variant.
-      const measured = kind === 'enqueue' ? variants.filter((v) => v !== 'libScoped') : variants;
+      const measured = variants.filter((v) => runs(kind, v));
       // Warm-up: every variant once, smaller, not kept.
       for (const v of measured) await fn(v, Math.ceil(n / 4));
       for (let rep = 0; rep < count; rep++) {

@@ -224,13 +224,13 @@ export function webPage({ machine, rounds, rows, details, load, web, whole }) {
 const durableMethod = [
   'Each round is a fresh process (bench/durable.mjs) that starts a redis-server of its own on 127.0.0.1 (a free port, no ' +
     'persistence) and stops it at the end; without redis-server the section is skipped with a notice. Everything runs ' +
-    'against the built output (dist/). Four variants, each run on a fresh queue, Redis flushed between runs:',
+    'against the built output (dist/). Five variants, each run on a fresh queue, Redis flushed between runs:',
   '',
   '- **raw**: BullMQ as an application uses it without the library: `queue.add(name, { args }, { removeOnComplete, removeOnFail })` ' +
     '(the library\'s retention, so that both keep the same jobs) and a `Worker` whose processor calls the task\'s function.',
-  '- **raw, the library\'s job data and options**: the same raw BullMQ, with the exact job the library makes: data ' +
-    '`{ args, timeoutMs, backoff }`, a UUID `jobId`, `attempts`, a custom backoff type, and a `priority` (every library job ' +
-    'has one, so that priorities work: BullMQ keeps prioritized jobs in a sorted set). It separates what the job\'s shape ' +
+  '- **raw, the library\'s job data and options**: the same raw BullMQ, with the exact job the library makes for a task ' +
+    'without retries: data `{ args }`, a UUID `jobId`, and a `priority` (every library job has one, so that priorities ' +
+    'work: BullMQ keeps prioritized jobs in a sorted set). It separates what the job\'s shape ' +
     'costs from what the library\'s code costs.',
   '- **library**: `useBullMQ(root, { connection, queueName })` and `bg.with({ durable: true }).add(task, arg)` on a producer ' +
     'application, `startWorkers({ tasks: [task], concurrency })` on a worker application. The task has no dependency, so its ' +
@@ -238,6 +238,9 @@ const durableMethod = [
   '- **library, the task injecting a per-job service**: the same, with a `ContainerScoped` service (with a `dispose()`, as a ' +
     'database session) injected: each job gets a child tsyringe scope, where the service is resolved, drained and disposed ' +
     'before the job completes. Worker side and end to end only (`add()` is the same).',
+  '- **library, every handle watched**: the library variant with each handle\'s `result()` asked for at its `add()`, so ' +
+    'that the producer follows every job through the queue\'s event stream (a handle nobody watches is not followed: ' +
+    'see [durable.md](durable.md)). End to end only, timed until the last handle has settled.',
   '',
   'The task is the same async function in every variant (an async no-op that counts its runs), with one small JSON argument ' +
     '(an order: an id, a customer, three lines); the worker\'s concurrency is the same (50); producer and worker are in the ' +
@@ -251,8 +254,9 @@ const durableMethod = [
     'for "how many jobs a worker process gets through".',
   '- **8b End to end**: the worker started and warm (one job through), then every job added at once (the calls not ' +
     'awaited one by one) and timed from the first `add()` to the worker\'s last completion. Producer and worker share the ' +
-    'process, as a small deployment runs them; the library\'s producer also follows its jobs through the queue\'s event ' +
-    'stream (its handles settle from it), which raw BullMQ does not do.',
+    'process, as a small deployment runs them. Nobody watches the library\'s handles while the run is timed (as with ' +
+    'fire-and-forget `add()` calls), so its producer reads no event, as raw BullMQ\'s does not; the "every handle ' +
+    'watched" row is the cost of following them all.',
   '- **8c Enqueue**: a batch of `add()` calls on a warm producer (one job enqueued first), no worker running. *Synchronous ' +
     'part*: the loop of calls, per call (`bg.add()` returns its handle at once; `queue.add()` returns a promise). *Until ' +
     'in Redis*: from the first call until every job is in Redis, per job: the `queue.add()` promises for raw; for the ' +

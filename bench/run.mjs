@@ -247,7 +247,7 @@ if (sections.includes('durable')) {
     console.log(`\nsection durable skipped: ${why}`);
   } else {
     // One redis-server per round, started and stopped by the round's process (bench/durable.mjs).
-    const variants = ['raw', 'rawLib', 'lib', 'libScoped'];
+    const variants = ['raw', 'rawLib', 'lib', 'libScoped', 'libWatched'];
     // redis-server on CPU 0, the round's process (producer and worker) on CPU 1: unpinned, the
     // kernel runs both on one core part of the time, and the same variant's jobs/s swung by
     // ±25% from run to run (2026-12-05), more than the differences measured.
@@ -625,6 +625,8 @@ function summarize(res) {
     const abs = (kind, v, q, digits) => (rs[0][kind][v] === undefined ? '—' : summary(rs.map((r) => med(r, kind, v, q)), digits));
     // Runs saved before 2026-12-05 have no scoped variant, and were not pinned.
     const scopedToo = rs[0].drain.libScoped !== undefined;
+    // Runs saved before 2026-12-05 evening have no watched variant (every handle was followed then).
+    const watchedToo = rs[0].e2e.libWatched !== undefined;
     const where = rs[0].redisCpu === undefined ? 'unpinned' : `redis-server on CPU ${rs[0].redisCpu}, producer and worker on another`;
     section(
       `8. Durable tasks on BullMQ: ${jobs} jobs per run, worker concurrency ${concurrency}, an async no-op task with a small JSON argument; batches of ${batch} add() calls; a redis-server of its own per round (${where})`,
@@ -634,6 +636,7 @@ function summarize(res) {
         ['raw BullMQ, the library\'s job data and options', 'rawLib'],
         ['useBullMQ + bg.add(), startWorkers()', 'lib'],
         ...(scopedToo ? [['  the same, the task injecting a per-job service (a child scope each)', 'libScoped']] : []),
+        ...(watchedToo ? [['  the same, every handle\'s result() asked for at add() (end to end: until the last handle settled)', 'libWatched']] : []),
       ].map(([name, v]) => [
         name,
         abs('drain', v, 'perS', 0),
@@ -656,6 +659,7 @@ function summarize(res) {
     if (scopedToo) row({ id: '8a', key: 'durableDrainScoped', figure: '  library, the task injecting a per-job service (a child scope a job) / raw BullMQ (reference)', values: ratio('drain', 'perS', 'libScoped', 'raw') });
     row({ id: '8b', key: 'durableE2e', figure: 'durable throughput, end to end (first add() to last completion): library / raw BullMQ', values: ratio('e2e', 'perS', 'lib', 'raw'), min: 0.9 });
     if (scopedToo) row({ id: '8b', key: 'durableE2eScoped', figure: '  library, the task injecting a per-job service / raw BullMQ (reference)', values: ratio('e2e', 'perS', 'libScoped', 'raw') });
+    if (watchedToo) row({ id: '8b', key: 'durableE2eWatched', figure: '  library, every handle watched (followed through the event stream) until the last settled / raw BullMQ (reference)', values: ratio('e2e', 'perS', 'libWatched', 'raw') });
     row({ id: '8b', key: 'durableE2eShape', figure: '  raw BullMQ with the library\'s job options / raw (reference)', values: ratio('e2e', 'perS', 'rawLib', 'raw') });
     row({ id: '8c', key: 'durableAddSync', figure: 'enqueue: time in a durable bg.add() call / in queue.add() (synchronous part)', values: ratio('enqueue', 'syncUs', 'lib', 'raw') });
     row({ id: '8c', key: 'durableAddEnqueued', figure: '  time per job until it is in Redis, bg.add() / queue.add() awaited', values: ratio('enqueue', 'enqueuedUs', 'lib', 'raw') });

@@ -275,10 +275,17 @@ class BullMQBackend implements Runner, DurableBackend {
   #events: QueueEvents | undefined;
   /** The reader's opening, from the first handle followed until the reader is closed. */
   #reading: Promise<void> | undefined;
+  /**
+   * Whether the reader's position has been asked for on the queue's connection: a job sent after
+   * on that connection comes after it in the stream, and its events are all read.
+   */
+  #positionAsked = false;
+  /** Counts the readers closed: a reader still opening when it was closed is not opened. */
+  #readersClosed = 0;
   /** Closes the reader when no handle has been followed for a while. */
   #idleTimer: NodeJS.Timeout | undefined;
-  /** Handles followed after their jobs were sent, read from Redis once the reader is open. */
-  #toReadBack: DurableHandle[] = [];
+  /** Handles followed that may have missed events of their jobs, read from Redis once the reader is open. */
+  readonly #toReadBack = new Set<DurableHandle>();
   #ready: Promise<unknown> | undefined;
   readonly #connection: ConnectionOptions;
   readonly #prefix: string | undefined;
@@ -304,8 +311,8 @@ class BullMQBackend implements Runner, DurableBackend {
   #unsent: Sending[] = [];
   /** Fires at the deadline of the first job in {@link #sending}, if any. */
   #sendTimer: NodeJS.Timeout | undefined;
-  /** The queue's Redis client, once ready with the event stream open: while it is connected, jobs go to it at once. */
-  #client: { readonly status: string } | undefined;
+  /** The queue's Redis client, once ready: while it is connected, jobs go to it at once. */
+  #client: QueueClient | undefined;
   /** Adds the flows of tasks with `after`; made on the first. */
   #flowProducer: FlowProducer | undefined;
   /** The id of the last event read from the stream, and where the next look for a gap starts. */
@@ -341,39 +348,55 @@ class BullMQBackend implements Runner, DurableBackend {
    * enqueued after has every event read, and what happened to a job before is in its hash, read
    * after this position ({@link #readBack}). (Reading from `$`, QueueEvents' default, starts only
    * when its first XREAD reaches Redis, after `waitUntilReady()` has resolved: events in between
-   * were lost, and the ends of quick jobs with them.)
+   * were lost, and the ends of quick jobs with them.) Should it fail, the handles followed are
+   * read back by the next reader.
    */
   #openReader(): Promise<void> {
-    this.#reading ??= (async () => {
-      await this.#whenReady();
-      const client = await this.queue.getBackend().client;
-      const [last] = (await client.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1])) as [string, unknown][];
-      // Closed meanwhile: an event stream opened now would never be closed (nor the process end).
-      if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
-      this.#position = this.#checkedFrom = last?.[0] ?? '0-0';
-      const events = new QueueEvents(this.queue.name, {
-        connection: this.#connection,
-        lastEventId: this.#position,
-        ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }),
+    if (this.#reading === undefined) {
+      const reading = this.#startReader();
+      this.#reading = reading;
+      reading.catch(() => {
+        if (this.#reading !== reading) return;
+        this.#reading = undefined;
+        this.#positionAsked = false;
+        void this.#events?.close().catch(() => undefined);
+        this.#events = undefined;
+        if (this.queue.closing === undefined) this.#readBackLater(this.#live.values());
       });
-      events.on('error', (error) => this.#logger.warn({ err: error }, "the durable queue's event stream lost its connection to Redis; it reconnects"));
-      this.#events = events;
-      this.#listen(events);
-      await events.waitUntilReady();
-    })();
-    const reading = this.#reading;
-    reading.catch(() => {
-      if (this.#reading === reading && this.#events === undefined) this.#reading = undefined;
+    }
+    return this.#reading;
+  }
+
+  /** Asks for the position at once (in this turn) when the queue's connection is ready. */
+  async #startReader(): Promise<void> {
+    const generation = this.#readersClosed;
+    const ask = (client: QueueClient): Promise<unknown> => {
+      this.#positionAsked = true;
+      return client.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1]);
+    };
+    const client = this.#client;
+    const asked = client?.status === 'ready' ? ask(client) : this.#whenReady().then(() => ask(this.#client!));
+    const [last] = (await asked) as [string, unknown][];
+    // Closed meanwhile: an event stream opened now would never be closed (nor the process end).
+    if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
+    if (generation !== this.#readersClosed) throw new Error('the event stream was closed');
+    this.#position = this.#checkedFrom = last?.[0] ?? '0-0';
+    const events = new QueueEvents(this.queue.name, {
+      connection: this.#connection,
+      lastEventId: this.#position,
+      ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }),
     });
-    return reading;
+    events.on('error', (error) => this.#logger.warn({ err: error }, "the durable queue's event stream lost its connection to Redis; it reconnects"));
+    this.#events = events;
+    this.#listen(events);
+    await events.waitUntilReady();
   }
 
   /**
    * Follows a handle someone watches (its `status`, `attempt` or `progress` read, or its
    * `result()` asked for) until its job ends: its job's events are read from the stream, and,
-   * unless it was watched before its job was sent with the reader open, what happened before is
-   * read from Redis. The stream is read only while a handle is followed: a fire-and-forget
-   * `add()` costs no reading.
+   * unless it was watched before its job was sent, what happened before is read from Redis. The
+   * stream is read only while a handle is followed: a fire-and-forget `add()` costs no reading.
    */
   follow(handle: DurableHandle): void {
     if (handle.ended || handle.periodic || this.#live.has(handle.id)) return;
@@ -385,17 +408,23 @@ class BullMQBackend implements Runner, DurableBackend {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     const sending = this.#sendingOf(handle.id);
-    // Not sent yet, and the reader's position is known: every event of its job will be read.
-    if (sending !== undefined && sending.done === undefined && this.#events !== undefined) return;
-    if (this.#toReadBack.push(handle) === 1) this.#readBackSoon();
+    // Not sent yet: it is sent after the reader's position is asked for ({@link #flush}).
+    if (sending !== undefined && sending.done === undefined) return;
+    this.#readBackLater([handle]);
   }
 
-  /** Reads the handles followed since the last time back from Redis, once the reader is open. */
+  /** Reads handles back from Redis once the reader is open, with any others waiting for it. */
+  #readBackLater(handles: Iterable<DurableHandle>): void {
+    const first = this.#toReadBack.size === 0;
+    for (const handle of handles) this.#toReadBack.add(handle);
+    if (first && this.#toReadBack.size > 0) this.#readBackSoon();
+  }
+
   readonly #readBackSoon = (): void => {
     this.#openReader()
       .then(() => {
-        const handles = this.#toReadBack.filter((handle) => this.#live.get(handle.id) === handle);
-        this.#toReadBack = [];
+        const handles = [...this.#toReadBack].filter((handle) => this.#live.get(handle.id) === handle);
+        this.#toReadBack.clear();
         return this.#readBack(handles);
       })
       .catch((error: unknown) => {
@@ -410,7 +439,7 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /** Takes a handle out of those followed; the reader is closed once none has been for a while. */
   #unfollow(id: string): void {
-    if (!this.#live.delete(id) || this.#live.size > 0 || this.#events === undefined) return;
+    if (!this.#live.delete(id) || this.#live.size > 0 || this.#reading === undefined) return;
     clearTimeout(this.#idleTimer);
     this.#idleTimer = setTimeout(this.#closeReader, readerIdleMs);
     this.#idleTimer.unref();
@@ -418,11 +447,12 @@ class BullMQBackend implements Runner, DurableBackend {
 
   readonly #closeReader = (): void => {
     this.#idleTimer = undefined;
-    const events = this.#events;
-    if (events === undefined || this.#live.size > 0) return;
-    this.#events = undefined;
+    if (this.#reading === undefined || this.#live.size > 0) return;
+    this.#readersClosed++;
     this.#reading = undefined;
-    void events.close().catch(() => undefined);
+    this.#positionAsked = false;
+    void this.#events?.close().catch(() => undefined);
+    this.#events = undefined;
   };
 
   add(request: TaskRequest): TaskHandle {
@@ -570,10 +600,15 @@ class BullMQBackend implements Runner, DurableBackend {
     } else {
       this.#unsent = [];
     }
+    // The jobs of followed handles go after the reader's position, asked for now on the same connection.
+    if (direct && !this.#positionAsked && this.#live.size > 0 && batch.some(({ handle }) => this.#live.get(handle.id) === handle)) void this.#openReader();
+    const covered = direct && this.#positionAsked;
     for (const sending of batch) {
+      const { handle } = sending;
       // Failed already while it waited for its turn (its deadline passed): never sent.
-      if (this.#late.delete(sending.handle.id)) continue;
-      this.#track(sending, direct ? this.queue.add(sending.handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
+      if (this.#late.delete(handle.id)) continue;
+      this.#track(sending, direct ? this.queue.add(handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
+      if (!covered && this.#live.get(handle.id) === handle) this.#readBackLater([handle]);
     }
   };
 
@@ -1012,6 +1047,9 @@ class BullMQBackend implements Runner, DurableBackend {
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: Error };
+
+/** The queue's connection, as BullMQ gives it. */
+type QueueClient = Awaited<ReturnType<Queue['getBackend']>['client']>;
 
 /** The events of the queue's stream that tell a handle about its job. */
 const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed'] as const;

@@ -149,6 +149,32 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await vi.waitFor(async () => expect(await streamReaders(queueName)).toEqual([]), { timeout: 6_000, interval: 100 });
   });
 
+  it('handles watched in the turn of their add() are followed from their first event: none is read back from Redis', async () => {
+    const { bg, backend } = setup();
+    calls = new Map();
+    // Warm: the queue's connection is ready; no handle was watched, so the stream is not read.
+    const warm = bg.with({ durable: true }).add(record, 'warm', 1);
+    await vi.waitFor(async () => expect((await backend.job(warm.id))?.status).toBe('succeeded'), { timeout: 5_000, interval: 10 });
+    const client = (await backend.queue.getBackend().client) as unknown as { multi: () => unknown };
+    const multi = client.multi;
+    let readBacks = 0;
+    client.multi = function (this: unknown) {
+      readBacks++;
+      return multi.call(this);
+    };
+    try {
+      const handles = Array.from({ length: 50 }, (_, i) => bg.with({ durable: true }).add(record, `watched-${i}`, 1 + (i % 2)));
+      const results = handles.map((handle) => handle.result().catch((error: unknown) => error));
+      expect(handles.map((handle) => handle.status)).toEqual(handles.map(() => 'queued'));
+      const settled = await Promise.all(results);
+      expect(settled.map((result) => (result instanceof Error ? 'failed' : 'succeeded'))).toEqual(handles.map((_, i) => (i % 2 === 0 ? 'succeeded' : 'failed')));
+      expect(handles.map((handle) => handle.attempt)).toEqual(handles.map(() => 1));
+      expect(readBacks).toBe(0);
+    } finally {
+      client.multi = multi;
+    }
+  });
+
   it('a handle watched while its job runs catches up from Redis, then follows it: each attempt counted once, however late the reader reads', async () => {
     const { bg, backend } = setup();
     gate = deferred();
