@@ -870,7 +870,7 @@ class BullMQBackend implements Runner, DurableBackend {
           if (returnvalue !== null && returnvalue !== undefined) this.#end(handle.id, 'succeeded', { ok: true, value: JSON.parse(returnvalue) as unknown });
           else this.#failed(handle.id, failedReason ?? '');
         } else if (name === null || name === undefined) {
-          if (!wasSending[i]) this.#end(handle.id, 'cancelled', { ok: false, error: removedError(handle.name, handle.id) });
+          if (!wasSending[i]) this.#end(handle.id, 'failed', { ok: false, error: goneError(handle.name, handle.id) });
         } else {
           going.push({ handle, started, progress: reported });
         }
@@ -1480,6 +1480,19 @@ function statusOf(state: string, started: number): TaskStatus | undefined {
     default:
       return undefined;
   }
+}
+
+/**
+ * What a handle read from Redis fails with when its job is not there: it ended and the queue's
+ * retention removed its record, or it was removed; which, and how it ended, nobody can tell.
+ */
+function goneError(name: string, id: string): DurableTaskError {
+  return new DurableTaskError(
+    'ERR_DURABLE_GONE',
+    id,
+    `durable task "${name}" (#${id}): its job is no longer in Redis, so its outcome is unknown here (the queue keeps an ended job for ${keepCompleted.age / 3600} h and the last ${keepCompleted.count} completed, ` +
+      'and a job can be removed by hand); watch a handle (read its status or ask for its result) before its job ends to be told how it ended',
+  );
 }
 
 /** What a handle whose job was removed fails with. */

@@ -19,7 +19,7 @@ export type BackgroundErrorCode =
   | DurableErrorCode;
 
 /** Codes of {@link DurableTaskError}: what went wrong around a durable task's job. */
-export type DurableErrorCode = 'ERR_DURABLE_ENQUEUE' | 'ERR_DURABLE_FAILED';
+export type DurableErrorCode = 'ERR_DURABLE_ENQUEUE' | 'ERR_DURABLE_FAILED' | 'ERR_DURABLE_GONE';
 
 /** Codes of {@link WorkerTaskError}: what went wrong around a worker task, rather than in it. */
 export type WorkerErrorCode =
@@ -220,7 +220,9 @@ const skippedBecause: Record<string, string> = {
  * A durable task's job could not be enqueued (`ERR_DURABLE_ENQUEUE`: Redis unreachable past the
  * backend's bound), or failed in a worker once its attempts were used up (`ERR_DURABLE_FAILED`:
  * the message is the job's failure reason, `failedReason` as BullMQ keeps it; a worker that does
- * not know the task's name fails it at once, saying so).
+ * not know the task's name fails it at once, saying so), or was no longer in Redis when its
+ * handle was first watched (`ERR_DURABLE_GONE`: its outcome is unknown to this process; the
+ * queue keeps an ended job's record for a while only).
  */
 export class DurableTaskError extends BackgroundError {
   declare readonly code: DurableErrorCode;

@@ -64,7 +64,11 @@ export interface TaskHandle<R = unknown> {
   readonly id: string;
   /** The definition's name, the class name, or the function's name (`anonymous` if none). */
   readonly name: string;
-  /** Where the task is now. */
+  /**
+   * Where the task is now. A durable task's handle follows its job from the first time it is
+   * watched (this read, `attempt`, `progress` or `result()`); watched after its job was sent, its
+   * first read says what this process knew then, and Redis tells it the rest within a round trip.
+   */
   readonly status: TaskStatus;
   /** The current attempt, from 1 (0 before the first starts). */
   readonly attempt: number;

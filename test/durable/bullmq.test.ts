@@ -149,6 +149,20 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await vi.waitFor(async () => expect(await streamReaders(queueName)).toEqual([]), { timeout: 6_000, interval: 100 });
   });
 
+  it('a handle first watched after its job was removed from Redis fails saying its outcome is unknown (ERR_DURABLE_GONE)', async () => {
+    const { bg, backend } = setup();
+    calls = new Map();
+    const handle = bg.with({ durable: true }).add(record, 'gone', 1);
+    await vi.waitFor(async () => expect((await backend.job(handle.id))?.status).toBe('succeeded'), { timeout: 5_000, interval: 10 });
+    // As the queue's retention does, in time, to every ended job.
+    await backend.queue.remove(handle.id);
+    const failure = await handle.result().then(() => undefined, (error: unknown) => error);
+    expect(failure).toBeInstanceOf(DurableTaskError);
+    expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_GONE');
+    expect((failure as DurableTaskError).message).toContain(`durable task "record" (#${handle.id}): its job is no longer in Redis, so its outcome is unknown here`);
+    expect(handle.status).toBe('failed');
+  });
+
   it('handles watched in the turn of their add() are followed from their first event: none is read back from Redis', async () => {
     const { bg, backend } = setup();
     calls = new Map();
