@@ -145,7 +145,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
   }
   scoped(Lifecycle.ContainerScoped)(JobSession);
   /** The same body, with the session injected: each of its jobs gets a child scope. */
-  const scopedTask = lib.defineTask({ name: 'noopScoped', inject: [JobSession] }, (_session, ...args) => work(...args));
+  const scopedTask = lib.defineTask({ name: 'noopScoped', inject: [JobSession] }, async (_session, ...args) => work(...args));
   const taskOf = (variant) => (variant === 'libScoped' ? scopedTask : task);
   const isLib = (variant) => variant === 'lib' || variant === 'libScoped' || variant === 'libWatched';
   /** The variants a measurement runs: a task's dependencies change nothing on the producer's side, and a watched handle matters only while a worker runs. */

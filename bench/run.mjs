@@ -434,7 +434,7 @@ function summarize(res) {
       row({ id: '2', key: `mem${label}`, figure: `heap per pending task at ${label}`, values: rs.map((r) => r.bg.perTaskBytes / 1024), unit: ' KB', max: 1.0 });
       row({ id: '2', key: `mem${label}Raw`, figure: '  bg / raw', values: rs.map((r) => r.bg.perTaskBytes / r.raw.perTaskBytes) });
       row({ id: '2', key: `mem${label}Plimit`, figure: '  bg / p-limit', values: rs.map((r) => r.bg.perTaskBytes / r.plimit.perTaskBytes) });
-      row({ id: '2', key: `left${label}`, figure: `  heap left after ${label} finished (records of 1000)`, values: rs.map((r) => r.bg.leftBytes / 2 ** 20), unit: ' MB', max: 2.0 });
+      row({ id: '2', key: `left${label}`, figure: `  heap left after ${label} finished (records of 100)`, values: rs.map((r) => r.bg.leftBytes / 2 ** 20), unit: ' MB', max: 2.0 });
       row({ id: '2', key: `left${label}Off`, figure: '  same, records off', values: rs.map((r) => r.bgOff.leftBytes / 2 ** 20), unit: ' MB', max: 1.0 });
     }
   }

@@ -306,6 +306,15 @@ describe('status, results and records', () => {
     expect(bg.list()).toEqual([]);
     expect(bg.stats().byStatus.succeeded).toBe(3);
   });
+
+  it('keep the last 100 finished tasks by default', async () => {
+    const { bg } = setup();
+    const handles = Array.from({ length: 150 }, (_, n) => bg.add(async () => n));
+    await bg.drain();
+    expect(bg.list().map((h) => h.id)).toEqual(handles.slice(50).reverse().map((h) => h.id));
+    expect(bg.get(handles[49]!.id)).toBeUndefined();
+    expect(bg.stats().byStatus.succeeded).toBe(150);
+  });
 });
 
 describe('delayed tasks', () => {

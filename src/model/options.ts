@@ -149,8 +149,9 @@ export interface BackgroundOptions {
   /**
    * How many finished tasks `get()` and `list()` still show, and for how long: finished tasks
    * beyond either bound are forgotten, so a long-running application does not grow. Read from
-   * the application root.
-   * @default { maxCount: 1_000, maxAgeMs: 60_000 }
+   * the application root. Each finished task kept while the young generation is collected is
+   * copied by the GC: keep more only when you read them.
+   * @default { maxCount: 100, maxAgeMs: 60_000 }
    */
   records?: { maxCount?: number | undefined; maxAgeMs?: number | undefined } | undefined;
 }
@@ -195,7 +196,7 @@ export const defaultOptions: ResolvedOptions = Object.freeze({
   root: false,
   defaults: defaultTaskOptions,
   maxQueued: Infinity,
-  records: Object.freeze({ maxCount: 1_000, maxAgeMs: 60_000 }),
+  records: Object.freeze({ maxCount: 100, maxAgeMs: 60_000 }),
   pool: Object.freeze({
     maxThreads: defaultMaxThreads,
     minThreads: Math.min(availableParallelism(), defaultMaxThreads),
