@@ -44,7 +44,12 @@ const web = {
     '`/with-background` than under `/plain` or `/with-promises` (158–161 against 130–131 times) and each scavenge takes ' +
     'longer (1.75 against 1.16–1.21 ms: more survives it), ≈ 2.8 µs of GC a request against 1.2–1.4; the records of ' +
     'finished tasks (1 000 kept) are a third of that excess (records off: 240–248 ms of scavenges against 286–298). The ' +
-    'scavenges are also what the p99 waits behind.',
+    'scavenges are also what the p99 waits behind. Since then (8bc8865) `records.maxCount` defaults to 100: with 1 000, ' +
+    '219–220 ms of scavenges in 5 s, with 100 174–180 (the bare promises 141, the plain route 129; two alternating runs ' +
+    'each), p99 6–7 → 5 ms in those runs; at ≈ 10 000 requests a second 1 000 records were a tenth of a second of history. ' +
+    'Not seen in the section\'s req/s or p99 ratios the same evening (one run: 0.79–0.81× req/s, p99 1.51× Fastify, 1.62× ' +
+    'Hono), inside this VM\'s spread; the same GC measurement an hour later read twice the req/s on every route (the ' +
+    'machine\'s other load changed), which is why single runs of it decide nothing.',
 };
 
 /**
@@ -56,41 +61,38 @@ const durable = {
   why:
     'Analysed on the 2-core machine of these pages (issue 14). The Node process is the bottleneck of every variant (redis-server, on a ' +
     'CPU of its own since 2026-12-05, spends less CPU per job), so jobs/s follows the Node CPU per job ("Node CPU µs/job" below). ' +
-    'Worker side (8a): the library\'s code per job is now small against BullMQ\'s and ioredis\'s own (≈ 2–3 µs when the processor ' +
-    'is called alone, 60–75 µs of Node CPU per job in all); what is left of the gap is within the spread of these rows, which is ' +
-    'wide (the same variant\'s jobs/s moves by ±25% from rep to rep on this VM, which is why the ratios are paired within reps). ' +
-    'A task with a dependency pays its job\'s child scope (tsyringe\'s `createChildContainer`, the service, its disposal): the ' +
-    '"per-job service" row. End to end (8b), the same process also runs the producer: `add()` (8c) and, for the handles, the ' +
-    'queue\'s event stream: every job\'s 4–5 events are read and decoded (raw BullMQ reads none), ≈ 40–60 µs of Node CPU and ' +
-    'most of the extra allocation per job in a burst. Paired runs of 2026-12-05 evening (5 000 jobs, producer and worker in one ' +
-    'process on one core, built variants with parts of the producer switched off) split what end to end costs above raw: ' +
-    'the producer\'s own path and the library\'s worker side ≈ 30 µs a job (0.82–0.86× raw with no event read at all), ' +
-    'QueueEvents reading and decoding the events ≈ 18 µs, the handles\' listeners ≈ 5–10 µs; and, before the burst was sliced ' +
-    '(below), every live handle read back from Redis once or twice a burst (≈ 9% of the run).',
+    'Worker side (8a), in steady state (2026-12-05 evening: 30 000 jobs, the worker\'s Node CPU per job over the last 20 000, ' +
+    'pinned, variants alternated, 3 reps): raw BullMQ 51–58 µs a job; the library 70–87. Built variants of the processor ' +
+    'that stop early place the gap: stopped right after `bg.with()` (no local run) 57–62; after `add()`, not awaiting the ' +
+    'run, 68–80; a bare AsyncResource and a microtask around the task\'s call, instead of the local run, 62–68; the call ' +
+    'alone 53–60. So it is the local run of each attempt (its TaskRun in the worker\'s application: lifecycle events, logs, ' +
+    'the attempt\'s context, cancellation, timeout), ≈ 15–20 µs of Node CPU a job in a real worker, against 1–2 µs when the ' +
+    'processor is called in a tight loop without I/O (more code between two I/O callbacks). The Redis commands are the ' +
+    'same, one for one (INFO commandstats). Runs of 5 000 jobs read 8a at 0.87–1.01 (5 runs, median 0.92); of 8 000 jobs, ' +
+    'steadier, 0.80–0.83 (3 runs). End to end (8b), producer and worker in one process: since 2026-12-05 evening a handle ' +
+    'is followed through the queue\'s event stream only once someone watches it, so a fire-and-forget `add()` reads no event, ' +
+    'as raw BullMQ reads none; before, every job\'s 4–5 events were read and decoded (≈ 18 µs of Node CPU a job in ' +
+    'QueueEvents, 5–10 in the handles\' listeners): the "every handle watched" row is that cost now, paid only for ' +
+    'the handles watched.',
   next:
     'Done on 2026-12-05, in order, each measured in paired runs: progress through an internal call option instead of an ' +
     'application-wide observer (9b8f73a); a job\'s local run kept off the worker application\'s records (d36db17); ' +
     '`disposeScope()` without tsyringe\'s `dispose()` when the Background is the scope\'s only disposable (3da0c5d); one ' +
-    'object per running job, let go when the job ends (f718eb6, 45bd2f0): worker side 0.69 → 0.82× in paired runs, unpinned. ' +
-    'Then: a job gets a child scope only when its task has a dependency to resolve there, every attempt running on one ' +
-    'Background of the workers (edcef10; pinned paired runs, 10 reps: library / raw 0.85 → 1.00 median, new / old 1.06); on ' +
-    'the producer, one deadline timer for every job being sent instead of a timer, a race and an async function each ' +
-    '(0136e02), the jobs of a turn handed to BullMQ at its end (1142c42: add() returns before BullMQ\'s work on the job), the JSON ' +
-    'check without a string per value (ad716a9), a view\'s options merged once (2a2582b), and the gap check reading one HMGET a ' +
-    'job instead of four commands (08a920c: it was a third of the producer\'s allocations in a burst): producer and worker in one ' +
-    'process on one core, 5 000 jobs, 3 paired runs: 0.54 → 0.63–0.68× raw. That evening: a job carries only what its worker ' +
-    'needs (no backoff or attempts without retries, no `delay: 0`: 6f7f8b6, ≈ 5–10% less Node CPU a job on the worker side, ' +
-    'raw BullMQ\'s included), and a burst of add() calls goes to Redis 500 jobs a turn of the event loop (e40c877): sent in one ' +
-    'turn, a burst of 5 000 left the event stream\'s reader more than BullMQ\'s 10 000 events behind, and every live handle was ' +
-    'read back from Redis: 5 paired runs, 0.62 → 0.76× raw. Next: without following events at all the same runs read ' +
-    '0.82–0.86×, so 0.9× end to end needs both a cheaper producer path and following only the jobs whose handles are ' +
-    'watched (a design change: `status` is read synchronously); a lean reader of the stream instead of QueueEvents saves ' +
-    '≈ 4–5 µs a job at most (measured with a bare XREAD loop). Judge 8a on 4 cores, where redis-server, the worker and the ' +
-    'machine\'s other work do not share two.',
+    'object per running job, let go when the job ends (f718eb6, 45bd2f0); a child scope only for a job whose task has a ' +
+    'dependency to resolve there (edcef10); on the producer, one deadline timer for every job being sent (0136e02), the jobs ' +
+    'of a turn handed to BullMQ at its end (1142c42), the JSON check without a string per value (ad716a9), a view\'s options ' +
+    'merged once (2a2582b), the gap check reading one HMGET a job (08a920c); a job carrying only what its worker needs ' +
+    '(6f7f8b6), a burst sent 500 jobs a turn (e40c877); then handles followed only once watched (f4a4a3c, 2b6dc21): 8b ' +
+    '0.73–0.91 → 0.90–1.12 over 8 runs. Next, for 8a: a lean attempt when nobody observes the worker\'s application (no ' +
+    'observer, no OpenTelemetry, an async definition on the event loop): the task called with a TaskContext of its own, its ' +
+    'timeout and cancellation through one AbortController. Its floor, measured (a bare async context around the call), is ' +
+    '≈ 8 µs a job above raw, ≈ 0.87×: 0.9× with a no-op task needs the call itself bare, and the local run is what makes ' +
+    'an attempt visible in the worker\'s events and live view — a design call. Any task body of a millisecond or more ' +
+    'makes these µs a few percent.',
   whenMet:
-    'not steadily: the full run of 2026-12-05 17:09 (these pages) met both; two runs of this section alone right after it read ' +
-    '8a 0.89× and 0.82×, 8b 0.85× and 0.73× (bench/verdicts.json keeps them): on this shared 2-core VM the spread between runs is ' +
-    'wider than the margin. Before that evening\'s two changes (the job\'s shape, the burst sent in slices) 8b read 0.68–0.72×.',
+    '8b: in every run since handles are followed only once watched (2026-12-05 evening: 5 runs of 5 000 jobs 0.92–1.12, 3 ' +
+    'of 8 000 jobs 0.902–0.92); watching every handle reads 0.72–0.87 (reference row). 8a: met in runs of 5 000 jobs now ' +
+    'and then (3 of 5 that evening), not in the steadier runs of 8 000 jobs.',
 };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
