@@ -82,6 +82,12 @@ async function acknowledged(backend: DurableBackend, handles: readonly TaskHandl
   );
 }
 
+/** Watches handles (reads their status): the producer follows their jobs' events from now on. */
+function watched<T extends TaskHandle>(handles: T[]): T[] {
+  for (const handle of handles) void handle.status;
+  return handles;
+}
+
 /** Runs `redis-cli` against the server on `port`, synchronously: how a test reads Redis while it holds its own event loop. */
 function redisCli(port: number, ...args: string[]): string {
   return execFileSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' });
@@ -386,9 +392,10 @@ describe.skipIf(!hasRedis)('durable faults: events trimmed before the producer r
     closers.push(() => admin.quit());
     await admin.hset(`bull:${queueName}:meta`, 'opts.maxLenEvents', '10');
     const n = 100;
-    const held = Array.from({ length: n }, (_, i) => bg.add(hold, `t${i}`));
-    const unknown = bg.add(defineTask({ name: 'unknownToWorkers' }, async () => undefined));
-    await acknowledged(backend, [...held, unknown]);
+    // Watched from their add(): followed through the stream, whose events are then trimmed unread.
+    const held = watched(Array.from({ length: n }, (_, i) => bg.add(hold, `t${i}`)));
+    const [unknown] = watched([bg.add(defineTask({ name: 'unknownToWorkers' }, async () => undefined))]);
+    await acknowledged(backend, [...held, unknown!]);
     // This process reads no event while the worker runs every job (≈ 300 events, most trimmed unread).
     worker.send('release *');
     holdUntilEnded(redis.port, queueName, n + 2);
@@ -396,9 +403,9 @@ describe.skipIf(!hasRedis)('durable faults: events trimmed before the producer r
     const results = await Promise.all(held.map((handle) => handle.result({ timeoutMs: 10_000 })));
     expect(results.map((result) => result.label)).toEqual(held.map((_, i) => `t${i}`));
     expect(held.filter((handle) => handle.status !== 'succeeded' || handle.attempt < 1)).toEqual([]);
-    await expect(unknown.result({ timeoutMs: 10_000 })).rejects.toThrow(/no durable task named "unknownToWorkers" is known to this worker/);
-    expect(unknown.status).toBe('failed');
-    expect(unknown.attempt).toBe(1);
+    await expect(unknown!.result({ timeoutMs: 10_000 })).rejects.toThrow(/no durable task named "unknownToWorkers" is known to this worker/);
+    expect(unknown!.status).toBe('failed');
+    expect(unknown!.attempt).toBe(1);
   });
 });
 
@@ -415,7 +422,7 @@ describe.skipIf(!hasRedis)('durable faults: a look for trimmed events that fails
     const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
     closers.push(() => admin.quit());
     const n = 50;
-    const held = Array.from({ length: n }, (_, i) => bg.add(hold, `t${i}`));
+    const held = watched(Array.from({ length: n }, (_, i) => bg.add(hold, `t${i}`)));
     await acknowledged(backend, held);
     await admin.hset(`bull:${queueName}:meta`, 'opts.maxLenEvents', '10');
     // The first look for a gap once the loop is free again fails (as when Redis goes away in the middle of it).
@@ -452,7 +459,8 @@ describe.skipIf(!hasRedis)('durable faults: a burst of add() calls longer than t
     // Each job writes 2 events as it is added: 20 000 for the burst, twice what the stream keeps
     // (BullMQ's 10 000). The worker starts once all are in Redis: only the producer's pace counts.
     const n = 10_000;
-    const handles = Array.from({ length: n }, (_, i) => bg.add(count, String(i)));
+    // Watched from their add(): the stream's reader follows every job.
+    const handles = watched(Array.from({ length: n }, (_, i) => bg.add(count, String(i))));
     await acknowledged(backend, [handles.at(-1)!]);
     await startWorkerProcess({ port: redis.port, queueName, effects: join(dir, `${queueName}.effects`), concurrency: 50 });
     await Promise.all([warm, ...handles].map((handle) => handle.result({ timeoutMs: 30_000 })));
