@@ -280,6 +280,10 @@ class BullMQBackend implements Runner, DurableBackend {
    * on that connection comes after it in the stream, and its events are all read.
    */
   #positionAsked = false;
+  /** Whether the reader is connected and reading. */
+  #readerReady = false;
+  /** Whether {@link #flush} waits for the reader to be ready. */
+  #awaitingReader = false;
   /** Counts the readers closed: a reader still opening when it was closed is not opened. */
   #readersClosed = 0;
   /** Closes the reader when no handle has been followed for a while. */
@@ -359,6 +363,7 @@ class BullMQBackend implements Runner, DurableBackend {
         if (this.#reading !== reading) return;
         this.#reading = undefined;
         this.#positionAsked = false;
+        this.#readerReady = false;
         void this.#events?.close().catch(() => undefined);
         this.#events = undefined;
         if (this.queue.closing === undefined) this.#readBackLater(this.#live.values());
@@ -390,6 +395,7 @@ class BullMQBackend implements Runner, DurableBackend {
     this.#events = events;
     this.#listen(events);
     await events.waitUntilReady();
+    if (generation === this.#readersClosed) this.#readerReady = true;
   }
 
   /**
@@ -451,6 +457,7 @@ class BullMQBackend implements Runner, DurableBackend {
     this.#readersClosed++;
     this.#reading = undefined;
     this.#positionAsked = false;
+    this.#readerReady = false;
     void this.#events?.close().catch(() => undefined);
     this.#events = undefined;
   };
@@ -593,6 +600,20 @@ class BullMQBackend implements Runner, DurableBackend {
     const unsent = this.#unsent;
     if (unsent.length === 0) return;
     const direct = this.#client?.status === 'ready';
+    // Jobs of followed handles wait for the stream's reader to be running (a connection's set-up,
+    // when none is): a burst sent before it would run ahead of it, past what the stream keeps.
+    if (direct && !everything && !this.#readerReady && this.#live.size > 0 && unsent.some(({ handle }) => this.#live.get(handle.id) === handle)) {
+      if (!this.#awaitingReader) {
+        this.#awaitingReader = true;
+        void this.#openReader()
+          .catch(() => undefined)
+          .then(() => {
+            this.#awaitingReader = false;
+            this.#flush();
+          });
+      }
+      return;
+    }
     let batch = unsent;
     if (direct && !everything && unsent.length > burstSlice) {
       batch = unsent.splice(0, burstSlice);
