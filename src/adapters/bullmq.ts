@@ -128,6 +128,12 @@ const notInQueue = 'was not in the queue (cancelled or removed, or its record ex
 const burstSlice = 500;
 
 /**
+ * How long a worker remembers the cancellation of a job it was not running, in case it takes the
+ * job just after: a job's fetch and the cancellation travel on two connections.
+ */
+const cancelRememberedMs = 10_000;
+
+/**
  * How long the event stream's reader stays open once no handle is followed, in ms: a process that
  * awaits a handle now and then keeps one connection rather than opening one each time.
  */
@@ -983,6 +989,11 @@ class BullMQBackend implements Runner, DurableBackend {
   #cancel(id: string, name: string, reason: string): void {
     this.#unfollow(id);
     void this.#remove(id, name, reason);
+    this.#tellWorkers(id, reason);
+  }
+
+  /** Asks every worker to stop the job if it runs it (it remembers the request a while if not, in case it is about to). */
+  #tellWorkers(id: string, reason: string): void {
     // Closed: no worker is told, as no job of this backend is followed any more (and a publisher
     // made now would never be closed).
     if (this.queue.closing !== undefined) return;
@@ -1009,16 +1020,20 @@ class BullMQBackend implements Runner, DurableBackend {
       const job = await this.queue.getJob(id);
       if (job === undefined) return;
       const state = await job.getState();
-      // Running: its worker is told below, and fails it (a record then kept, as a cancelled job's).
+      // Running: its worker is told (again: the first word may have come before it took the job),
+      // and fails it (a record then kept, as a cancelled job's).
+      if (state === 'active') this.#tellWorkers(id, reason);
       if (state === 'active' || state === 'completed' || state === 'failed') return;
       const parent = job.parent;
       if (parent?.id !== undefined) {
         const data: AfterData = { kind: 'cancelled', id, name, reason };
         await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: parent.id, queue: parent.queueKey }, failParentOnFailure: true });
       }
-      await this.queue.remove(id, { removeChildren: false });
+      // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now.
+      if ((await this.queue.remove(id, { removeChildren: false })) === 0) this.#tellWorkers(id, reason);
     } catch {
-      // Taken by a worker meanwhile: it is stopped as a running job is.
+      // Taken by a worker meanwhile, or Redis went away: told again, it stops the job if it has it.
+      this.#tellWorkers(id, reason);
     }
   }
 
@@ -1342,6 +1357,12 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   let background: Background | undefined;
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
   const running = new Map<string, RunningJob>();
+  /**
+   * Cancellations of jobs this process was not running when they came, by job id, with when they
+   * are forgotten: one may come just before this process takes the job (the producer asks again
+   * once it knows a worker has it, and the job would run if both came early).
+   */
+  const cancelledEarly = new Map<string, { reason: string; until: number }>();
   /** How many jobs the processor is in (its scope's disposal included): `close({ timeoutMs })` waits for 0. */
   let active = 0;
   let whenIdle: (() => void) | undefined;
@@ -1378,6 +1399,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       const local = background.with(options).add(definition as TaskDefinition<unknown[]>, ...args);
       entry.local = local;
       running.set(jobId, entry);
+      if (cancelledEarly.size > 0) {
+        const early = cancelledEarly.get(jobId);
+        if (early !== undefined) {
+          cancelledEarly.delete(jobId);
+          entry.cancel(early.reason);
+        }
+      }
       try {
         return await local.result();
       } catch (error) {
@@ -1412,7 +1440,18 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     if (from !== channel) return;
     try {
       const { id, reason } = JSON.parse(message) as { id: string; reason: string };
-      running.get(id)?.cancel(reason);
+      const entry = running.get(id);
+      if (entry !== undefined) {
+        entry.cancel(reason);
+        return;
+      }
+      const now = Date.now();
+      for (const [early, { until }] of cancelledEarly) {
+        if (until > now) break;
+        cancelledEarly.delete(early);
+      }
+      cancelledEarly.delete(id);
+      cancelledEarly.set(id, { reason, until: now + cancelRememberedMs });
     } catch {
       // Not ours.
     }

@@ -414,6 +414,26 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(last.status).toBe('cancelled');
   });
 
+  it('a worker that is asked to cancel a job before it takes it cancels the job when it does: the task never runs', async () => {
+    const { bg, backend, queueName } = setup();
+    calls = new Map();
+    const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => admin.quit());
+    const channel = `bull:${queueName}:tsyringe-background:cancel`;
+    // The worker listens for cancellations.
+    await vi.waitFor(async () => expect(((await admin.pubsub('NUMSUB', channel)) as [string, number])[1]).toBe(1), { timeout: 5_000, interval: 10 });
+    const handle = bg.with({ durable: true, delayMs: 200 }).add(record, 'cancelled early', 1);
+    await vi.waitFor(async () => expect((await backend.job(handle.id))?.status).toBe('delayed'), { timeout: 5_000, interval: 10 });
+    // As a producer's cancellation that comes before the worker has the job (they travel on two connections).
+    await admin.publish(channel, JSON.stringify({ id: handle.id, reason: 'changed my mind' }));
+    const failure = await handle.result().then(() => undefined, (error: unknown) => error);
+    expect(failure).toBeInstanceOf(DurableTaskError);
+    expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_FAILED');
+    expect((failure as DurableTaskError).message).toMatch(/^cancelled: Task "record" \(#[0-9a-f-]+\) was cancelled/);
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'cancelled' });
+    expect(calls.get('cancelled early')).toBeUndefined();
+  });
+
   it("cancels a running job from the producer's process: the worker's task sees its signal abort, and the job is not retried", async () => {
     const { bg, backend } = setup();
     aborted.length = 0;
