@@ -903,7 +903,7 @@ class BullMQBackend implements Runner, DurableBackend {
         }
       });
       const states = await Promise.all(going.map(({ handle }) => this.queue.getJobState(handle.id).catch(() => 'unknown')));
-      going.forEach(({ handle, started, progress }, i) => handle.caughtUp(statusOf(states[i] ?? 'unknown', started), started, progress));
+      going.forEach(({ handle, started, progress }, i) => handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', started), started, progress));
     } finally {
       // Then the events held meanwhile that came after what was read (or all of them, if
       // nothing was); those of the entries up to it are dropped when the reader reaches them.
@@ -1525,8 +1525,11 @@ function closedError(id: string): DurableTaskError {
   return new DurableTaskError('ERR_DURABLE_FAILED', id, 'the durable backend of this process was closed before the job ended');
 }
 
-/** A handle's status for the state of a job that has not ended (`queue.getJobState()`), with `started` attempts; undefined if it tells nothing. */
-function statusOf(state: string, started: number): TaskStatus | undefined {
+/**
+ * The status of a job in one of BullMQ's states before its end (`queue.getJobState()`), after
+ * `started` attempts (waiting again after one: `retrying`); undefined for the other states.
+ */
+function waitingOrRunning(state: string, started: number): TaskStatus | undefined {
   switch (state) {
     case 'active':
       return 'running';
@@ -1629,12 +1632,12 @@ interface Skipped {
 }
 
 function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
-  const statusOf: Record<string, TaskStatus> = { waiting: 'queued', prioritized: 'queued', 'waiting-children': 'delayed', delayed: job.attemptsMade > 0 ? 'retrying' : 'delayed', active: 'running', completed: 'succeeded', failed: 'failed' };
+  const ended: Record<string, TaskStatus> = { completed: 'succeeded', failed: 'failed' };
   const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
   return Object.freeze({
     id: job.id ?? '',
     name: job.name,
-    status: skipped !== undefined ? 'skipped' : state === 'failed' && job.failedReason.startsWith('cancelled: ') ? 'cancelled' : (statusOf[state] ?? 'queued'),
+    status: skipped !== undefined ? 'skipped' : state === 'failed' && job.failedReason.startsWith('cancelled: ') ? 'cancelled' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued'),
     attempt: skipped !== undefined ? 0 : state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
     progress:
       typeof progress === 'object' && typeof progress.fraction === 'number'
