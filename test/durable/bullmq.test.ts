@@ -434,6 +434,34 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(calls.get('cancelled early')).toBeUndefined();
   });
 
+  it('a job waiting again after a failed attempt reads retrying, in backend.job(id) as on its handle', async () => {
+    const { bg, backend, queueName, workerRoot } = setup({ workers: false });
+    const blockerStarted = deferred();
+    const blockerGate = deferred();
+    const blocker = defineTask({ name: 'blocker' }, async () => {
+      blockerStarted.resolve();
+      await blockerGate.promise;
+    });
+    // One slot: while the blocker holds it, the job's second attempt waits.
+    const workers = startWorkers({ container: workerRoot, tasks: [heldOnce, blocker], connection: redis.connection, queueName, concurrency: 1 });
+    closers.push(() => workers.close());
+    gate = deferred();
+    firstStarted = deferred();
+    const handle = bg.with({ durable: true, retries: 1, backoff: { baseMs: 0, jitter: 0 } }).add(heldOnce, 'again');
+    expect(handle.status).toBe('queued');
+    await firstStarted.promise;
+    const block = bg.with({ durable: true, priority: 'critical' }).add(blocker);
+    await vi.waitFor(async () => expect((await backend.job(block.id))?.status).toBe('queued'), { timeout: 5_000, interval: 10 });
+    // The first attempt fails; without a backoff the job waits again, behind the blocker.
+    gate.resolve();
+    await blockerStarted.promise;
+    await vi.waitFor(async () => expect((await backend.job(handle.id))?.status).toBe('retrying'), { timeout: 5_000, interval: 10 });
+    await vi.waitFor(() => expect(handle.status).toBe('retrying'), { timeout: 5_000, interval: 5 });
+    expect(handle.attempt).toBe(1);
+    blockerGate.resolve();
+    await expect(handle.result()).resolves.toEqual({ label: 'again', attempt: 2 });
+  });
+
   it("cancels a running job from the producer's process: the worker's task sees its signal abort, and the job is not retried", async () => {
     const { bg, backend } = setup();
     aborted.length = 0;
