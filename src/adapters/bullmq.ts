@@ -281,12 +281,7 @@ class BullMQBackend implements Runner, DurableBackend {
   #events: QueueEvents | undefined;
   /** The reader's opening, from the first handle followed until the reader is closed. */
   #reading: Promise<void> | undefined;
-  /**
-   * Whether the reader's position has been asked for on the queue's connection: a job sent after
-   * on that connection comes after it in the stream, and its events are all read.
-   */
-  #positionAsked = false;
-  /** Whether the reader is connected and reading. */
+  /** Whether the reader is connected and reading: every event of a job sent from now on is read. */
   #readerReady = false;
   /** Whether {@link #flush} waits for the reader to be ready. */
   #awaitingReader = false;
@@ -368,7 +363,6 @@ class BullMQBackend implements Runner, DurableBackend {
       reading.catch(() => {
         if (this.#reading !== reading) return;
         this.#reading = undefined;
-        this.#positionAsked = false;
         this.#readerReady = false;
         void this.#events?.close().catch(() => undefined);
         this.#events = undefined;
@@ -378,16 +372,10 @@ class BullMQBackend implements Runner, DurableBackend {
     return this.#reading;
   }
 
-  /** Asks for the position at once (in this turn) when the queue's connection is ready. */
   async #startReader(): Promise<void> {
     const generation = this.#readersClosed;
-    const ask = (client: QueueClient): Promise<unknown> => {
-      this.#positionAsked = true;
-      return client.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1]);
-    };
-    const client = this.#client;
-    const asked = client?.status === 'ready' ? ask(client) : this.#whenReady().then(() => ask(this.#client!));
-    const [last] = (await asked) as [string, unknown][];
+    await this.#whenReady();
+    const [last] = (await this.#client!.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1])) as [string, unknown][];
     // Closed meanwhile: an event stream opened now would never be closed (nor the process end).
     if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
     if (generation !== this.#readersClosed) throw new Error('the event stream was closed');
@@ -413,16 +401,21 @@ class BullMQBackend implements Runner, DurableBackend {
   follow(handle: DurableHandle): void {
     if (handle.ended || handle.periodic || this.#live.has(handle.id)) return;
     if (this.queue.closing !== undefined) {
-      handle.settle('failed', { ok: false, error: closedError(handle.id) });
+      handle.settle('failed', { ok: false, error: closedError(handle) });
       return;
     }
+    this.#keep(handle);
+    const sending = this.#sendingOf(handle.id);
+    // Not sent yet: it is sent once the reader runs ({@link #flush}), or read back.
+    if (sending !== undefined && sending.done === undefined) return;
+    this.#readBackLater([handle]);
+  }
+
+  /** Puts a handle among those followed: the reader stays open. */
+  #keep(handle: DurableHandle): void {
     this.#live.set(handle.id, handle);
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
-    const sending = this.#sendingOf(handle.id);
-    // Not sent yet: it is sent after the reader's position is asked for ({@link #flush}).
-    if (sending !== undefined && sending.done === undefined) return;
-    this.#readBackLater([handle]);
   }
 
   /** Reads handles back from Redis once the reader is open, with any others waiting for it. */
@@ -462,7 +455,6 @@ class BullMQBackend implements Runner, DurableBackend {
     if (this.#reading === undefined || this.#live.size > 0) return;
     this.#readersClosed++;
     this.#reading = undefined;
-    this.#positionAsked = false;
     this.#readerReady = false;
     void this.#events?.close().catch(() => undefined);
     this.#events = undefined;
@@ -627,9 +619,9 @@ class BullMQBackend implements Runner, DurableBackend {
     } else {
       this.#unsent = [];
     }
-    // The jobs of followed handles go after the reader's position, asked for now on the same connection.
-    if (direct && !this.#positionAsked && this.#live.size > 0 && batch.some(({ handle }) => this.#live.get(handle.id) === handle)) void this.#openReader();
-    const covered = direct && this.#positionAsked;
+    // Sent with the reader running, a followed handle's job has every event read; else (a flush
+    // of everything, for a cancellation, an `after` or close(), or no connection) it is read back.
+    const covered = direct && this.#readerReady;
     for (const sending of batch) {
       const { handle } = sending;
       // Failed already while it waited for its turn (its deadline passed): never sent.
@@ -705,9 +697,11 @@ class BullMQBackend implements Runner, DurableBackend {
       this.#sending.delete(id);
       this.#late.set(id, sending);
       const why =
-        sending.done === undefined
-          ? `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`
-          : `Redis did not answer within ${this.#enqueueTimeoutMs} ms`;
+        sending.done !== undefined
+          ? `Redis did not answer within ${this.#enqueueTimeoutMs} ms`
+          : this.#awaitingReader && this.#live.get(id) === sending.handle
+            ? `it was still waiting after ${this.#enqueueTimeoutMs} ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`
+            : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`;
       this.#failEnqueue(sending.handle, new Error(why));
     }
   };
@@ -1050,9 +1044,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (live !== undefined) return live;
     // Followed before its job is read: an end that comes meanwhile settles it too.
     const handle = new DurableHandle(this, id, 'durable task', 'queued', (reason) => this.#cancel(id, handle.name, reason));
-    this.#live.set(id, handle);
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = undefined;
+    this.#keep(handle);
     let job: Job | undefined;
     let state: string | undefined;
     try {
@@ -1077,7 +1069,7 @@ class BullMQBackend implements Runner, DurableBackend {
     await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit(), this.#flowProducer?.close()]);
     clearTimeout(this.#sendTimer);
     this.#sendTimer = undefined;
-    for (const [id, handle] of this.#live) handle.settle('failed', { ok: false, error: closedError(id) });
+    for (const handle of this.#live.values()) handle.settle('failed', { ok: false, error: closedError(handle) });
     this.#live.clear();
   }
 }
@@ -1521,8 +1513,8 @@ async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
 }
 
 /** What a followed handle fails with when the backend is closed before its job ended. */
-function closedError(id: string): DurableTaskError {
-  return new DurableTaskError('ERR_DURABLE_FAILED', id, 'the durable backend of this process was closed before the job ended');
+function closedError({ name, id }: DurableHandle): DurableTaskError {
+  return new DurableTaskError('ERR_DURABLE_FAILED', id, `durable task "${name}" (#${id}): the durable backend of this process was closed before its job ended (the job itself runs as usual)`);
 }
 
 /**
@@ -1553,8 +1545,9 @@ function goneError(name: string, id: string): DurableTaskError {
   return new DurableTaskError(
     'ERR_DURABLE_GONE',
     id,
-    `durable task "${name}" (#${id}): its job is no longer in Redis, so its outcome is unknown here (the queue keeps an ended job for ${keepCompleted.age / 3600} h and the last ${keepCompleted.count} completed, ` +
-      'and a job can be removed by hand); watch a handle (read its status or ask for its result) before its job ends to be told how it ended',
+    `durable task "${name}" (#${id}): its job is no longer in Redis, so its outcome is unknown here (the queue keeps a completed job ${keepCompleted.age / 3600} h, ` +
+      `the last ${keepCompleted.count} of them, and a failed one ${keepFailed.age / 24 / 3600} days; a job can also be removed by hand); ` +
+      'watch a handle (read its status or ask for its result) before its job ends to be told how it ended',
   );
 }
 

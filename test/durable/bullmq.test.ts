@@ -115,11 +115,14 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await expect(backend.job(progressing.id)).resolves.toMatchObject({ progress: { fraction: 0.5, message: 'half of two' } });
   });
 
-  /** The lines of CLIENT LIST naming the connections of `queueName`'s event stream readers. */
-  async function streamReaders(queueName: string): Promise<string[]> {
+  /**
+   * The lines of CLIENT LIST naming connections of `queueName` (BullMQ names them after the
+   * queue): all of them, or those of its event stream's readers (`':qe'`).
+   */
+  async function connectionsOf(queueName: string, kind: '' | ':qe' = ''): Promise<string[]> {
     const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
     try {
-      const name = `bull:${Buffer.from(queueName).toString('base64')}:qe`;
+      const name = `bull:${Buffer.from(queueName).toString('base64')}${kind}`;
       return String(await admin.client('LIST'))
         .split('\n')
         .filter((line) => line.includes(`name=${name}`));
@@ -131,11 +134,12 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   it('a handle nobody watches costs no reading: no event stream is opened; watched after its job ended, it reads the outcome from Redis', async () => {
     const { bg, queueName, workers } = setup();
     calls = new Map();
+    gate = deferred();
     let completed = 0;
     workers!.worker.on('completed', () => completed++);
     const handles = Array.from({ length: 20 }, (_, i) => bg.with({ durable: true }).add(record, `quiet-${i}`, 1));
     await vi.waitFor(() => expect(completed).toBe(20), { timeout: 10_000, interval: 10 });
-    expect(await streamReaders(queueName)).toEqual([]);
+    expect(await connectionsOf(queueName, ':qe')).toEqual([]);
     // Watched now: the first read says what this process knew; Redis tells the rest.
     const first = handles[0]!;
     expect(first.status).toBe('queued');
@@ -144,9 +148,13 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const results = (await Promise.all(handles.map((handle) => handle.result()))) as { label: string }[];
     expect(results.map((result) => result.label)).toEqual(handles.map((_, i) => `quiet-${i}`));
     expect(handles.map((handle) => handle.attempt)).toEqual(handles.map(() => 1));
-    // Opened to follow them, and closed once none has been followed for a while.
-    expect(await streamReaders(queueName)).toHaveLength(1);
-    await vi.waitFor(async () => expect(await streamReaders(queueName)).toEqual([]), { timeout: 6_000, interval: 100 });
+    // Opened to follow them, open while a handle is followed, and closed once none has been for a while.
+    const open = bg.with({ durable: true }).add(held, 'keeps the stream read');
+    await vi.waitFor(() => expect(open.status).toBe('running'), { timeout: 5_000, interval: 5 });
+    expect(await connectionsOf(queueName, ':qe')).toHaveLength(1);
+    gate.resolve();
+    await open.result();
+    await vi.waitFor(async () => expect(await connectionsOf(queueName, ':qe')).toEqual([]), { timeout: 6_000, interval: 100 });
   });
 
   it('a handle first watched after its job was removed from Redis fails saying its outcome is unknown (ERR_DURABLE_GONE)', async () => {
@@ -597,14 +605,11 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const failure = await outcome.then(() => undefined, (error: unknown) => error);
     expect(failure).toBeInstanceOf(DurableTaskError);
     expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_FAILED');
-    expect((failure as DurableTaskError).message).toContain('closed before the job ended');
+    expect((failure as DurableTaskError).message).toBe(`durable task "record" (#${handle.id}): the durable backend of this process was closed before its job ended (the job itself runs as usual)`);
     // The backend gives up on opening the stream, and says so.
     await vi.waitFor(() => expect(logger.at('debug').map((entry) => entry.message)).toContain('the durable handles being followed were not read from Redis: the backend was closed'), { timeout: 5_000, interval: 5 });
-    // Every connection of this queue's backend is gone from the server (BullMQ names them after the queue).
-    const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
-    closers.push(() => admin.quit());
-    const name = `bull:${Buffer.from(queueName).toString('base64')}`;
-    expect(String(await admin.client('LIST')).split('\n').filter((line) => line.includes(`name=${name}`))).toEqual([]);
+    // Every connection of this queue's backend is gone from the server.
+    expect(await connectionsOf(queueName)).toEqual([]);
   });
 
   it('fails a job whose deadline passed while it waited for its turn to be sent, and never sends it', async () => {
@@ -626,6 +631,9 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
       marker = bg.add(record, 'marker', 1);
     });
     const last = burst.at(-1)!;
+    // Watched only after the hold (watched in the burst's turn, the burst would wait for the
+    // event stream's reader instead: the next test).
+    await vi.waitFor(() => expect(marker).toBeDefined(), { timeout: 5_000, interval: 10 });
     await expect(last.result()).rejects.toThrow(/could not be enqueued: it was still waiting for its turn to be sent after 1000 ms/);
     await expect(last.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_ENQUEUE' });
     await vi.waitFor(async () => expect(await backend.job(marker!.id)).toBeDefined(), { timeout: 5_000, interval: 20 });
@@ -633,6 +641,36 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     // logged so); the last ones were never sent.
     expect(await backend.job(last.id)).toBeUndefined();
     expect(logger.at('error').filter((entry) => entry.fields.taskId === last.id).map((entry) => entry.message)).toEqual(['durable task "record" could not be enqueued; it will not run']);
+  });
+
+  it('fails a watched job whose deadline passed while it waited for the event stream to be opened, saying so, and never sends it', async () => {
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const queueName = `reader-${randomUUID()}`;
+    const backend = useBullMQ(producer, { connection: redis.connection, queueName, logger, enqueueTimeoutMs: 300 });
+    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    const bg = producer.resolve(Background).with({ durable: true });
+    const warm = bg.add(record, 'warm', 1);
+    await vi.waitFor(async () => expect(await backend.job(warm.id)).toBeDefined(), { timeout: 5_000, interval: 10 });
+    // The reader's first look at the stream is answered only once the test says so.
+    const client = (await backend.queue.getBackend().client) as unknown as { runCommand: (name: string, args: unknown[]) => Promise<unknown> };
+    const runCommand = client.runCommand;
+    const look = deferred();
+    client.runCommand = (name, args) => (name === 'xrevrange' ? look.promise.then(() => runCommand(name, args)) : runCommand(name, args));
+    closers.push(async () => void (client.runCommand = runCommand));
+    const watched = bg.add(record, 'watched', 1);
+    const outcome = watched.result().then(() => undefined, (error: unknown) => error);
+    const failure = await outcome;
+    expect(failure).toBeInstanceOf(DurableTaskError);
+    expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_ENQUEUE');
+    expect((failure as DurableTaskError).message).toBe(
+      `durable task "record" (#${watched.id}) could not be enqueued: it was still waiting after 300 ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`,
+    );
+    look.resolve();
+    // Sent after the reader opened, on the same connection: the watched job would be in Redis before it.
+    const marker = bg.add(record, 'marker', 1);
+    await vi.waitFor(async () => expect(await backend.job(marker.id)).toBeDefined(), { timeout: 5_000, interval: 20 });
+    expect(await backend.job(watched.id)).toBeUndefined();
   });
 });
 
