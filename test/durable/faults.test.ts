@@ -204,9 +204,12 @@ describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
     expect(warnings).toEqual([]);
     // A round trip on the hasty producer's connection: anything it had kept to send while Redis
     // was down has been sent and answered before (one connection answers in order). Its failed
-    // jobs must not exist: they would run.
+    // jobs must not exist (they would run), unless an add already on its way when the connection
+    // broke was resent by ioredis once Redis was back: then the producer cancels it and says so
+    // at error (a known limit, docs/durable.md: a quick job may have run by then). Never silently.
     await hasty.backend.queue.count();
-    for (const handle of hastyWhileDown) await expect(hasty.backend.job(handle.id)).resolves.toBeUndefined();
+    const lateAnswers = new Set(hasty.logger.at('error').filter((entry) => entry.message.includes('was enqueued after its handle had failed')).map((entry) => entry.fields.taskId));
+    for (const handle of hastyWhileDown) if (!lateAnswers.has(handle.id)) await expect(hasty.backend.job(handle.id)).resolves.toBeUndefined();
 
     worker.send('close');
     await worker.line(/^closed$/);
@@ -214,7 +217,7 @@ describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
     for (const label of [...labels, 'down-1', 'down-2']) {
       expect({ label, ...byLabel.get(label) }).toEqual({ label, starts: [{ pid: worker.pid, attempt: 1 }], done: [worker.pid] });
     }
-    expect(byLabel.has('lost-1') || byLabel.has('lost-2')).toBe(false);
+    expect(hastyWhileDown.filter((handle, i) => byLabel.has(`lost-${i + 1}`) && !lateAnswers.has(handle.id))).toEqual([]);
   });
 });
 
