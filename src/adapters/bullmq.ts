@@ -56,8 +56,12 @@ export interface BullMQConnection {
 /** Options of {@link useBullMQ}. */
 export interface UseBullMQOptions extends BullMQConnection {
   /**
-   * How long `add()`'s job may wait for Redis before its handle fails with `DurableTaskError`
-   * `ERR_DURABLE_ENQUEUE` (logged and counted, never dropped silently), in ms.
+   * How long `add()`'s job may wait to be sent to Redis (the connection down, or a burst ahead of
+   * it) before its handle fails with `DurableTaskError` `ERR_DURABLE_ENQUEUE` (logged and
+   * counted, never dropped silently; the job is then never sent), in ms. A job already sent is
+   * settled by Redis's answer, however late: if the connection broke under it, ioredis sends it
+   * again once Redis is back, or gives up on it after its `maxRetriesPerRequest` (the handle then
+   * follows the job if Redis has it, and fails if not).
    * @default 10_000
    */
   enqueueTimeoutMs?: number | undefined;
@@ -310,8 +314,17 @@ class BullMQBackend implements Runner, DurableBackend {
    * oldest first: their deadlines come in the same order, so one timer, for the first, serves all.
    */
   readonly #sending = new Map<string, Sending>();
-  /** Jobs past their deadline (their handles failed) whose add is still pending, by id. */
+  /** Jobs whose deadline passed before they were handed to BullMQ (their handles failed): never sent, by id. */
   readonly #late = new Map<string, Sending>();
+  /**
+   * Jobs handed to BullMQ whose answer has not come by their deadline (the connection broke under
+   * them), by id: Redis may have them, and ioredis sends them again once it is back, so their
+   * handles wait for the answer rather than fail.
+   */
+  readonly #overdue = new Map<string, Sending>();
+  #onClose: (() => void) | undefined;
+  /** Resolves when {@link close} begins: a look in Redis for a job in doubt stops waiting then. */
+  readonly #closed = new Promise<void>((resolve) => (this.#onClose = resolve));
   /** Jobs added in this turn, sent at its end ({@link #flush}). */
   #unsent: Sending[] = [];
   /** Fires at the deadline of the first job in {@link #sending}, if any. */
@@ -569,13 +582,15 @@ class BullMQBackend implements Runner, DurableBackend {
    * Enqueues a job, or fails its handle once `enqueueTimeoutMs` has passed. The job is sent only
    * while the connection is up and only before the deadline: sent while Redis is down, ioredis
    * would keep it and send it once Redis is back, and a job whose handle said it would not run
-   * would run. One sent in time whose answer comes late (the connection broke under it, and
-   * ioredis sent it again) is cancelled when it does come, and logged. While the connection is up
+   * would run. One handed to BullMQ in time is settled by Redis's answer alone, however late: the
+   * connection may have broken under it after Redis ran the add, or ioredis sends it again once
+   * Redis is back, so failing its handle at the deadline could say "will not run" of a job that
+   * runs. While the connection is up
    * (most jobs), the jobs of a turn go to BullMQ at its end ({@link #flush}), with nothing per job
    * but its entry in the map: no timer (one for all: {@link #sweep}), no promise but BullMQ's.
    */
   #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): void {
-    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined };
+    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false };
     this.#sending.set(handle.id, sending);
     this.#sendTimer ??= setTimeout(this.#sweep, this.#enqueueTimeoutMs);
     if (after.length === 0) {
@@ -626,6 +641,7 @@ class BullMQBackend implements Runner, DurableBackend {
       const { handle } = sending;
       // Failed already while it waited for its turn (its deadline passed): never sent.
       if (this.#late.delete(handle.id)) continue;
+      sending.handed = direct;
       this.#track(sending, direct ? this.queue.add(handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
       if (!covered && this.#live.get(handle.id) === handle) this.#readBackLater([handle]);
     }
@@ -634,7 +650,7 @@ class BullMQBackend implements Runner, DurableBackend {
   /** Follows a job's sending to its end. */
   #track(sending: Sending, sent: Promise<unknown>): void {
     sending.done = sent.then(
-      (job) => this.#sent(sending, job !== undefined),
+      () => this.#sent(sending),
       (error: unknown) => this.#notSent(sending, error),
     );
   }
@@ -652,33 +668,69 @@ class BullMQBackend implements Runner, DurableBackend {
     }
     await this.#connected();
     if (this.#late.has(handle.id)) return undefined;
+    sending.handed = true;
     if (after.length === 0) return this.queue.add(handle.name, data, options);
     return this.#flows().add({ name: handle.name, queueName: this.queue.name, data, opts: options, children: this.#childrenOf(handle.id, after) });
   }
 
-  /** A job not yet in Redis, within its deadline or past it. */
+  /** A job not yet in Redis: within its deadline, past it unsent, or past it unanswered. */
   #sendingOf(id: string): Sending | undefined {
-    return this.#sending.get(id) ?? this.#late.get(id);
+    return this.#sending.get(id) ?? this.#late.get(id) ?? this.#overdue.get(id);
   }
 
-  /** Redis has the job (`added`), or it was never sent, being late. */
-  #sent({ handle }: Sending, added: boolean): void {
+  /** Redis has the job, or it was never sent, being late. */
+  #sent({ handle }: Sending): void {
     this.#forget(handle.id);
-    const late = this.#late.delete(handle.id);
-    if (added && late) {
-      this.#logger.error({ task: handle.name, taskId: handle.id }, `durable task "${handle.name}" was enqueued after its handle had failed (Redis answered too late); it is cancelled`);
-      this.#cancel(handle.id, handle.name, 'enqueued after its handle had failed');
+    this.#late.delete(handle.id);
+  }
+
+  /**
+   * Sending the job failed: its handle fails, unless its deadline had failed it already. When
+   * Redis itself refused the job (a ReplyError), or it was never handed to BullMQ, it is not in
+   * Redis. Otherwise (the connection failed under it: ioredis gave up on it after its retries, or
+   * the queue was closed) Redis may have run the add before the connection broke: Redis is asked
+   * once it can be reached, and the handle follows the job if it is there (ioredis will not send
+   * an add it gave up on again: its answer is final).
+   */
+  async #notSent(sending: Sending, error: unknown): Promise<void> {
+    const { handle } = sending;
+    if (this.#late.delete(handle.id)) return this.#forget(handle.id);
+    if (sending.handed && (error as Error | undefined)?.name !== 'ReplyError') {
+      this.#overdue.set(handle.id, sending);
+      this.#sending.delete(handle.id);
+      const there = await this.#lookFor(handle.id);
+      this.#forget(handle.id);
+      if (there === true) {
+        this.#logger.warn({ task: handle.name, taskId: handle.id, err: error }, `durable task "${handle.name}" was enqueued, though its add failed (${messageOf(error)}): Redis had run it before the connection broke`);
+        if (this.#live.get(handle.id) === handle) this.#readBackLater([handle]);
+        return;
+      }
+      const why = there === false ? 'asked once it could be reached, Redis does not have the job' : 'the backend was closed before Redis could be asked whether it has the job';
+      return this.#failEnqueue(handle, new Error(`${messageOf(error)} (${why})`, { cause: error }));
     }
-  }
-
-  /** Sending the job failed: its handle fails, unless its deadline had failed it already. */
-  #notSent({ handle }: Sending, error: unknown): void {
     this.#forget(handle.id);
-    if (!this.#late.delete(handle.id)) this.#failEnqueue(handle, error);
+    this.#failEnqueue(handle, error);
   }
 
-  /** Takes a job out of {@link #sending}, and stops the timer once none is left. */
+  /** Whether Redis has a job, once the queue's connection is up; undefined if the backend closes first. */
+  async #lookFor(id: string): Promise<boolean | undefined> {
+    while (this.queue.closing === undefined) {
+      try {
+        const up = await Promise.race([this.#connected().then(() => true), this.#closed.then(() => false)]);
+        if (!up) return undefined;
+        const client = await this.queue.getBackend().client;
+        return (await client.hexists(this.queue.toKey(id), 'timestamp')) === 1;
+      } catch {
+        // The connection broke again: wait a little, and for it again.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    return undefined;
+  }
+
+  /** Takes a job out of those on their way, and stops the timer once none is within its deadline. */
   #forget(id: string): void {
+    this.#overdue.delete(id);
     if (this.#sending.delete(id) && this.#sending.size === 0 && this.#sendTimer !== undefined) {
       clearTimeout(this.#sendTimer);
       this.#sendTimer = undefined;
@@ -689,20 +741,32 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #sweep = (): void => {
     this.#sendTimer = undefined;
     const now = Date.now();
+    const unanswered: string[] = [];
     for (const [id, sending] of this.#sending) {
       if (sending.deadline > now) {
         this.#sendTimer = setTimeout(this.#sweep, sending.deadline - now);
-        return;
+        break;
       }
       this.#sending.delete(id);
+      if (sending.handed) {
+        this.#overdue.set(id, sending);
+        unanswered.push(id);
+        continue;
+      }
       this.#late.set(id, sending);
       const why =
         sending.done !== undefined
-          ? `Redis did not answer within ${this.#enqueueTimeoutMs} ms`
+          ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)`
           : this.#awaitingReader && this.#live.get(id) === sending.handle
             ? `it was still waiting after ${this.#enqueueTimeoutMs} ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`
             : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`;
       this.#failEnqueue(sending.handle, new Error(why));
+    }
+    if (unanswered.length > 0) {
+      this.#logger.warn(
+        { taskIds: unanswered },
+        `${unanswered.length} durable job(s) sent to Redis have had no answer within ${this.#enqueueTimeoutMs} ms (the connection broke under them): their handles wait for the answer, which ioredis asks for again once Redis is back`,
+      );
     }
   };
 
@@ -1062,11 +1126,14 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async close(): Promise<void> {
+    this.#onClose?.();
     // What was added before is sent before the queue closes.
     this.#flush(true);
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit(), this.#flowProducer?.close()]);
+    // Jobs still on their way settle their handles first, answered or not (the connection closed).
+    await Promise.allSettled([...this.#sending.values(), ...this.#overdue.values()].flatMap((sending) => sending.done ?? []));
     clearTimeout(this.#sendTimer);
     this.#sendTimer = undefined;
     for (const handle of this.#live.values()) handle.settle('failed', { ok: false, error: closedError(handle) });
@@ -1097,8 +1164,9 @@ interface HeldEvent {
 }
 
 /**
- * A job on its way to Redis: its handle, when its handle fails if Redis has not answered (epoch
- * ms), the job, and the sending's end once it is handed to BullMQ.
+ * A job on its way to Redis: its handle, when its handle fails if the job has not been handed to
+ * BullMQ by then (epoch ms), the job, the sending's end once it has begun, and whether the job was
+ * handed to BullMQ (from then, only Redis's answer settles it: it may be in Redis).
  */
 interface Sending {
   readonly handle: DurableHandle;
@@ -1106,6 +1174,7 @@ interface Sending {
   readonly data: JobData;
   readonly options: JobsOptions;
   done: Promise<void> | undefined;
+  handed: boolean;
 }
 
 /**

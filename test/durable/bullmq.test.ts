@@ -547,7 +547,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const handle = producer.resolve(Background).with({ durable: true }).add(record, 'lost', 1);
     const error = await handle.result().catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
-    expect((error as Error).message).toMatch(/^durable task "record" \(#[0-9a-f-]+\) could not be enqueued: Redis did not answer within 300 ms$/);
+    expect((error as Error).message).toMatch(/^durable task "record" \(#[0-9a-f-]+\) could not be enqueued: Redis could not be reached within 300 ms \(it was never sent\)$/);
     expect(handle.status).toBe('failed');
     expect(backend.enqueueFailures).toBe(1);
     expect(logger.at('error').map((entry) => entry.message)).toContain('durable task "record" could not be enqueued; it will not run');

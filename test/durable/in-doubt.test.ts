@@ -1,0 +1,137 @@
+/**
+ * Jobs whose add was sent when the producer's connection broke (a proxy on 127.0.0.1 in front of
+ * a real redis-server breaks it at the chosen moment): Redis may or may not have run the add, and
+ * ioredis may send it again. A handle never says "will not run" of a job that runs: it is settled
+ * by Redis's answer, or by asking Redis once it can be reached, however long after the deadline.
+ */
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { startWorkers, useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
+import { Background, defineTask, shutdown } from '../../src/index.js';
+import { captureLogger, freshApp, watchProcessErrors } from '../helpers.js';
+import { startProxy, type RedisProxy } from './proxy.js';
+import { hasRedis, redisForSuite } from './redis.js';
+
+watchProcessErrors();
+
+/** How many times each label ran, in the workers of this process. */
+const runs = new Map<string, number>();
+const counted = defineTask({ name: 'counted' }, async (label: string) => {
+  runs.set(label, (runs.get(label) ?? 0) + 1);
+  return `ran ${label}`;
+});
+
+describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection broke', () => {
+  const redis = redisForSuite();
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  /**
+   * A producer whose connections go through a proxy (its deadline 200 ms; ioredis gives up on a
+   * command at the first break when `giveUp`), and workers in this process on a direct connection.
+   * A first job, awaited, leaves the queue's connection and the event stream's reader open.
+   */
+  async function setup(giveUp: boolean) {
+    const proxy: RedisProxy = await startProxy(redis.port);
+    const queueName = `doubt-${randomUUID()}`;
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const connection = { ...proxy.connection, retryStrategy: () => 20, ...(giveUp ? { maxRetriesPerRequest: 0 } : {}) };
+    const backend: DurableBackend = useBullMQ(producer, { connection, queueName, logger, enqueueTimeoutMs: 200 });
+    const workerRoot = freshApp({ logger: captureLogger() });
+    const workers = startWorkers({ container: workerRoot, tasks: [counted], connection: redis.connection, queueName });
+    const direct = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(
+      () => proxy.close(),
+      () => shutdown({ container: producer }),
+      () => backend.close(),
+      () => workers.close(),
+      () => shutdown({ container: workerRoot }),
+      () => direct.quit(),
+    );
+    const bg = producer.resolve(Background).with({ durable: true });
+    await expect(bg.add(counted, `warm-${queueName}`).result()).resolves.toBe(`ran warm-${queueName}`);
+    /** Whether Redis has the job. */
+    const inRedis = async (id: string): Promise<boolean> => (await direct.hexists(backend.queue.toKey(id), 'timestamp')) === 1;
+    return { proxy, logger, backend, bg, inRedis };
+  }
+
+  it('a job sent as the connection broke is not failed at its deadline: ioredis sends it again once Redis is back, and its handle ends as its job does', async () => {
+    const { proxy, logger, backend, bg } = await setup(false);
+    proxy.mode = 'dropRequests';
+    const label = randomUUID();
+    const handle = bg.add(counted, label);
+    const outcome = handle.result();
+    // Its deadline passes with the add sent and unanswered: said once, at warn; the handle waits.
+    await vi.waitFor(() => expect(logger.at('warn').some((entry) => (entry.fields.taskIds as string[] | undefined)?.includes(handle.id))).toBe(true), { timeout: 5_000, interval: 10 });
+    expect(logger.at('warn').find((entry) => entry.fields.taskIds !== undefined)?.message).toMatch(/^1 durable job\(s\) sent to Redis have had no answer within 200 ms/);
+    expect(handle.status).toBe('queued');
+    expect(backend.enqueueFailures).toBe(0);
+    proxy.mode = 'pass';
+    proxy.cut();
+    await expect(outcome).resolves.toBe(`ran ${label}`);
+    expect(runs.get(label)).toBe(1);
+    expect(backend.enqueueFailures).toBe(0);
+    expect(logger.at('error')).toEqual([]);
+  });
+
+  it('an add Redis ran whose answer was lost, and that ioredis gave up on, is looked for once Redis can be reached: its handle follows the job', async () => {
+    const { proxy, logger, backend, bg, inRedis } = await setup(true);
+    proxy.mode = 'dropReplies';
+    const label = randomUUID();
+    const handle = bg.add(counted, label);
+    await vi.waitFor(async () => expect(await inRedis(handle.id)).toBe(true), { timeout: 5_000, interval: 10 });
+    // The break rejects the add (maxRetriesPerRequest: 0): ioredis will not send it again.
+    proxy.mode = 'pass';
+    proxy.cut();
+    await expect(handle.result()).resolves.toBe(`ran ${label}`);
+    expect(runs.get(label)).toBe(1);
+    expect(backend.enqueueFailures).toBe(0);
+    // The look that settles the add's doubt may come after the handle's own read from Redis.
+    await vi.waitFor(
+      () =>
+        expect(logger.at('warn').map((entry) => entry.message)).toContain(
+          'durable task "counted" was enqueued, though its add failed (Reached the max retries per request limit (which is 0). Refer to "maxRetriesPerRequest" option for details.): Redis had run it before the connection broke',
+        ),
+      { timeout: 5_000, interval: 10 },
+    );
+    expect(logger.at('error')).toEqual([]);
+  });
+
+  it('an add that never reached Redis, and that ioredis gave up on, fails its handle once Redis says it does not have the job; it never runs', async () => {
+    const { proxy, backend, bg, inRedis } = await setup(true);
+    proxy.mode = 'dropRequests';
+    const label = randomUUID();
+    const handle = bg.add(counted, label);
+    await vi.waitFor(() => expect(proxy.dropped).toContain(handle.id), { timeout: 5_000, interval: 5 });
+    proxy.mode = 'pass';
+    proxy.cut();
+    const error = await handle.result().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
+    expect((error as Error).message).toBe(
+      `durable task "counted" (#${handle.id}) could not be enqueued: Reached the max retries per request limit (which is 0). Refer to "maxRetriesPerRequest" option for details. (asked once it could be reached, Redis does not have the job)`,
+    );
+    expect(backend.enqueueFailures).toBe(1);
+    // A round trip on the producer's queue connection: anything it still had to send was answered before.
+    await backend.queue.count();
+    expect(await inRedis(handle.id)).toBe(false);
+    expect(runs.has(label)).toBe(false);
+  });
+
+  it('close() while a job in doubt waits for Redis to be reached fails its handle, saying Redis could not be asked', async () => {
+    const { proxy, backend, bg } = await setup(true);
+    proxy.mode = 'dropRequests';
+    const handle = bg.add(counted, randomUUID());
+    await vi.waitFor(() => expect(proxy.dropped).toContain(handle.id), { timeout: 5_000, interval: 5 });
+    proxy.mode = 'refuse';
+    proxy.cut();
+    const outcome = handle.result().catch((e: unknown) => e);
+    await backend.close();
+    const error = await outcome;
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
+    expect((error as Error).message).toMatch(/\(the backend was closed before Redis could be asked whether it has the job\)$/);
+  });
+});

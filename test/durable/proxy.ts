@@ -1,0 +1,68 @@
+/**
+ * A TCP proxy on 127.0.0.1 in front of a redis-server, for tests that need a connection to break
+ * at a chosen moment: a command that never reaches Redis, or one that Redis runs but whose answer
+ * never comes back. Its connections pass bytes both ways until told otherwise.
+ */
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * `pass`: both ways. `dropRequests`: what clients send is thrown away (Redis never sees it).
+ * `dropReplies`: what Redis answers is thrown away (it runs the commands; nobody hears back).
+ * `refuse`: new connections are closed at once (Redis looks unreachable).
+ */
+export type ProxyMode = 'pass' | 'dropRequests' | 'dropReplies' | 'refuse';
+
+export interface RedisProxy {
+  readonly port: number;
+  readonly connection: { host: string; port: number };
+  /** Applies to the connections open now and to those made later. */
+  mode: ProxyMode;
+  /** What clients sent while their requests were dropped (latin1): where a test sees a command went out. */
+  dropped: string;
+  /** Closes every connection open now (the clients see their connection break, and reconnect). */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+export async function startProxy(targetPort: number): Promise<RedisProxy> {
+  const sockets = new Set<Socket>();
+  const track = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const proxy: RedisProxy = {
+    port: 0,
+    connection: { host: '127.0.0.1', port: 0 },
+    mode: 'pass',
+    dropped: '',
+    cut() {
+      for (const socket of sockets) socket.destroy();
+    },
+    close: () => new Promise<void>((resolve) => {
+      proxy.cut();
+      server.close(() => resolve());
+    }),
+  };
+  const server: Server = createServer((client) => {
+    if (proxy.mode === 'refuse') {
+      client.destroy();
+      return;
+    }
+    const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
+    track(client);
+    track(upstream);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.on('data', (chunk) => {
+      if (proxy.mode === 'dropRequests') proxy.dropped += chunk.toString('latin1');
+      else upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (proxy.mode !== 'dropReplies') client.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return Object.assign(proxy, { port, connection: { host: '127.0.0.1', port } });
+}
