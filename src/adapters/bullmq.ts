@@ -561,21 +561,46 @@ class BullMQBackend implements Runner, DurableBackend {
           this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${reason})`);
         });
     }, true);
-    saved = this.#whenReady()
-      .then(() =>
-        this.queue.upsertJobScheduler(name, repeat, {
-          name,
-          data,
-          opts: { priority: bullPriority(options.priority), ...(options.retries > 0 ? retryOptions(options.retries) : {}) },
-        }),
-      )
-      .catch((error: unknown) => {
+    const template = { name, data, opts: { priority: bullPriority(options.priority), ...(options.retries > 0 ? retryOptions(options.retries) : {}) } };
+    saved = this.#saveSchedule(name, repeat, template).catch((error: unknown) => {
         this.enqueueFailures++;
         const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', name, `the schedule of durable task "${name}" could not be saved: ${messageOf(error)}`, { cause: error });
-        this.#logger.error({ task: name, err: failure }, `the schedule of durable task "${name}" could not be saved; it will not run`);
-        handle.settle('failed', { ok: false, error: failure });
-      });
+      this.#logger.error({ task: name, err: failure }, `the schedule of durable task "${name}" could not be saved; it will not run`);
+      handle.settle('failed', { ok: false, error: failure });
+    });
     return handle;
+  }
+
+  /**
+   * Saves a schedule, again after each break of the connection under it (saving it twice is
+   * harmless: its id is the task's name), until Redis answers or refuses it, or the backend is
+   * closed: a schedule that may have been saved is never said not to run.
+   */
+  async #saveSchedule(name: string, repeat: Parameters<Queue['upsertJobScheduler']>[1], template: Parameters<Queue['upsertJobScheduler']>[2]): Promise<void> {
+    for (;;) {
+      await this.#whenReady();
+      try {
+        await this.queue.upsertJobScheduler(name, repeat, template);
+        return;
+      } catch (error) {
+        const next = await this.#afterFailure(error);
+        if (next === 'answer') throw error;
+        if (next === 'closed') throw new Error(`${messageOf(error)}, and the backend was closed before it could be saved again (it may have been saved before the connection broke)`, { cause: error });
+      }
+    }
+  }
+
+  /**
+   * After a command on the queue's connection failed: `again` once the connection is up again if
+   * it broke under the command (Redis may or may not have run it), `closed` if the backend is
+   * closed first, or `answer` if the failure was the answer (Redis refused it, or BullMQ did).
+   */
+  async #afterFailure(error: unknown): Promise<'again' | 'closed' | 'answer'> {
+    if ((error as Error | undefined)?.name === 'ReplyError') return 'answer';
+    const client = await this.queue.getBackend().client;
+    if ((error as Error | undefined)?.name !== 'MaxRetriesPerRequestError' && client.status === 'ready') return 'answer';
+    if (this.queue.closing !== undefined) return 'closed';
+    return (await Promise.race([this.#connected().then(() => true), this.#closed.then(() => false)])) ? 'again' : 'closed';
   }
 
   /**
@@ -1071,28 +1096,43 @@ class BullMQBackend implements Runner, DurableBackend {
    * children, the jobs it waited for, are tasks of their own: they stay.)
    */
   async #remove(id: string, name: string, reason: string): Promise<void> {
-    try {
-      // A job still on its way is removed once Redis has it: looked for before, it would be missed.
-      this.#flush(true);
-      await this.#sendingOf(id)?.done;
-      const job = await this.queue.getJob(id);
-      if (job === undefined) return;
-      const state = await job.getState();
-      // Running: its worker is told (again: the first word may have come before it took the job),
-      // and fails it (a record then kept, as a cancelled job's).
-      if (state === 'active') this.#tellWorkers(id, reason);
-      if (state === 'active' || state === 'completed' || state === 'failed') return;
-      const parent = job.parent;
-      if (parent?.id !== undefined) {
-        const data: AfterData = { kind: 'cancelled', id, name, reason };
-        await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: parent.id, queue: parent.queueKey }, failParentOnFailure: true });
+    // A job still on its way is removed once Redis has it: looked for before, it would be missed.
+    this.#flush(true);
+    await this.#sendingOf(id)?.done;
+    for (;;) {
+      try {
+        await this.#removeOnce(id, name, reason);
+        return;
+      } catch (error) {
+        // Redis went away: the job is looked for again once it is back (else it would run, cancelled).
+        const next = await this.#afterFailure(error);
+        if (next === 'again') continue;
+        if (next === 'closed') {
+          this.#logger.error({ task: name, taskId: id, err: error }, `durable task "${name}" was cancelled, but its job could not be removed from Redis before the backend was closed; it may still run`);
+        }
+        // Taken by a worker meanwhile, or refused: told again, a worker stops the job if it has it.
+        this.#tellWorkers(id, reason);
+        return;
       }
-      // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now.
-      if ((await this.queue.remove(id, { removeChildren: false })) === 0) this.#tellWorkers(id, reason);
-    } catch {
-      // Taken by a worker meanwhile, or Redis went away: told again, it stops the job if it has it.
-      this.#tellWorkers(id, reason);
     }
+  }
+
+  /** One look at a cancelled job in Redis, and its removal if it waits. */
+  async #removeOnce(id: string, name: string, reason: string): Promise<void> {
+    const job = await this.queue.getJob(id);
+    if (job === undefined) return;
+    const state = await job.getState();
+    // Running: its worker is told (again: the first word may have come before it took the job),
+    // and fails it (a record then kept, as a cancelled job's).
+    if (state === 'active') this.#tellWorkers(id, reason);
+    if (state === 'active' || state === 'completed' || state === 'failed') return;
+    const parent = job.parent;
+    if (parent?.id !== undefined) {
+      const data: AfterData = { kind: 'cancelled', id, name, reason };
+      await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: parent.id, queue: parent.queueKey }, failParentOnFailure: true });
+    }
+    // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now.
+    if ((await this.queue.remove(id, { removeChildren: false })) === 0) this.#tellWorkers(id, reason);
   }
 
   async job(id: string): Promise<DurableJob | undefined> {

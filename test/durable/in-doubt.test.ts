@@ -121,6 +121,38 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     expect(runs.has(label)).toBe(false);
   });
 
+  it("a schedule whose save was cut off is saved again once Redis can be reached (saving it twice is harmless): its handle never says it will not run", async () => {
+    const { proxy, logger, backend, bg } = await setup(true);
+    proxy.mode = 'dropRequests';
+    const name = 'counted';
+    const handle = bg.with({ every: 60_000, overlap: true }).add(counted, 'tick');
+    await vi.waitFor(() => expect(proxy.dropped).toContain('every'), { timeout: 5_000, interval: 5 });
+    proxy.mode = 'pass';
+    proxy.cut();
+    await vi.waitFor(async () => expect(await backend.queue.getJobScheduler(name)).toMatchObject({ key: name, every: 60_000 }), { timeout: 5_000, interval: 20 });
+    expect(handle.status).toBe('delayed');
+    expect(backend.enqueueFailures).toBe(0);
+    expect(logger.at('error')).toEqual([]);
+    handle.cancel();
+    await vi.waitFor(async () => expect(await backend.queue.getJobScheduler(name)).toBeUndefined(), { timeout: 5_000, interval: 20 });
+  });
+
+  it('a cancellation whose removal was cut off removes the job once Redis can be reached: a cancelled job does not run later', async () => {
+    const { proxy, logger, bg, inRedis } = await setup(true);
+    const label = randomUUID();
+    // Delayed past the workers' memory of cancellations of jobs they do not have (10 s).
+    const handle = bg.with({ delayMs: 60_000 }).add(counted, label);
+    await vi.waitFor(async () => expect(await inRedis(handle.id)).toBe(true), { timeout: 5_000, interval: 10 });
+    proxy.mode = 'dropRequests';
+    handle.cancel();
+    expect(handle.status).toBe('cancelled');
+    await vi.waitFor(() => expect(proxy.dropped).toContain(handle.id), { timeout: 5_000, interval: 5 });
+    proxy.mode = 'pass';
+    proxy.cut();
+    await vi.waitFor(async () => expect(await inRedis(handle.id)).toBe(false), { timeout: 5_000, interval: 20 });
+    expect(logger.at('error')).toEqual([]);
+  });
+
   it('close() while a job in doubt waits for Redis to be reached fails its handle, saying Redis could not be asked', async () => {
     const { proxy, backend, bg } = await setup(true);
     proxy.mode = 'dropRequests';
