@@ -13,7 +13,6 @@ import {
   openScope,
   registerThen,
   resolveRequestScopeOptions,
-  type RequestFields,
   type RequestScopeOptions as Options,
 } from './request-scope.js';
 
@@ -56,14 +55,12 @@ export type RequestScopeOptions = Options<Request>;
 export function requestScope(options?: RequestScopeOptions): RequestHandler {
   const resolved = resolveRequestScopeOptions(options);
   return (req, res, next) => {
-    const { scope, close } = openScope(resolved, req, fieldsOf);
+    const { scope, close } = openScope(resolved, req.method, req.originalUrl);
     closeOnResponse(res, close);
     req.container = scope;
     registerThen(resolved, scope, req, next);
   };
 }
-
-const fieldsOf = (req: Request): RequestFields => ({ method: req.method, url: req.originalUrl });
 
 export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } from './live-view.js';
 

@@ -15,7 +15,6 @@ import {
   openScope,
   registerThen,
   resolveRequestScopeOptions,
-  type RequestFields,
   type ResolvedRequestScopeOptions,
   type RequestScopeOptions as Options,
 } from './request-scope.js';
@@ -34,8 +33,6 @@ declare module 'fastify' {
 /** Options of {@link requestScope}: `register` receives the `FastifyRequest`. */
 export type RequestScopeOptions = Options<FastifyRequest>;
 
-const fieldsOf = (request: FastifyRequest): RequestFields => ({ method: request.method, url: request.url });
-
 const plugin: FastifyPluginCallback<RequestScopeOptions> = (fastify, options, done) => {
   let resolved: ResolvedRequestScopeOptions<FastifyRequest>;
   try {
@@ -47,7 +44,7 @@ const plugin: FastifyPluginCallback<RequestScopeOptions> = (fastify, options, do
   // Fastify 5 refuses a reference type as a decorator's initial value: null, set per request.
   fastify.decorateRequest('diScope', null, []);
   fastify.addHook('onRequest', (request, reply, next) => {
-    const { scope, close } = openScope(resolved, request, fieldsOf);
+    const { scope, close } = openScope(resolved, request.method, request.url);
     closeOnResponse(reply.raw, close);
     request.diScope = scope;
     // A hook's failure goes to Fastify's error handling as it was thrown.

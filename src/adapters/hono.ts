@@ -13,7 +13,6 @@ import {
   openScope,
   resolveRequestScopeOptions,
   type NodeResponse,
-  type RequestFields,
   type RequestScopeOptions as Options,
 } from './request-scope.js';
 
@@ -56,7 +55,7 @@ export type RequestScopeOptions = Options<Context>;
 export function requestScope(options?: RequestScopeOptions): MiddlewareHandler<RequestScopeEnv> {
   const resolved = resolveRequestScopeOptions(options);
   return async (c, next) => {
-    const { scope, close } = openScope(resolved, c, fieldsOf);
+    const { scope, close } = openScope(resolved, c.req.method, c.req.url);
     const outgoing = nodeResponseOf(c.env);
     if (outgoing !== undefined) closeOnResponse(outgoing, close);
     c.set('container', scope);
@@ -67,11 +66,6 @@ export function requestScope(options?: RequestScopeOptions): MiddlewareHandler<R
       if (outgoing === undefined) close();
     }
   };
-}
-
-function fieldsOf(c: Context): RequestFields {
-  const { pathname, search } = new URL(c.req.url);
-  return { method: c.req.method, url: pathname + search };
 }
 
 /** The Node response `@hono/node-server` passes in the env as `outgoing`, when it is there. */

@@ -76,33 +76,37 @@ export function resolveRequestScopeOptions<Request>(options: RequestScopeOptions
   return Object.freeze({ parent, register, logger });
 }
 
-/** What a failed disposal's log entry says of its request. */
-export interface RequestFields {
-  readonly method: string;
-  readonly url: string;
-}
-
 /**
  * Makes a request's scope, a child of `options.parent`. `close()` starts its disposal with
  * `disposeScope()` (the scope's Background drains first, then its other disposables) the first
  * time it is called and does nothing after; it returns at once, so the response never waits
- * for background work. A failed disposal is logged with `fieldsOf(request)`, read only then.
+ * for background work. A failed disposal is logged with the request's `method` and `url` (a
+ * full URL is logged as its path and query). Only these two strings are kept, not the request:
+ * a scope drains its tasks after the response, and the request's objects (its headers, its
+ * framework's context) would live as long, surviving collections for nothing.
  */
-export function openScope<Request>(
-  options: Pick<ResolvedRequestScopeOptions<Request>, 'parent' | 'logger'>,
-  request: Request,
-  fieldsOf: (request: Request) => RequestFields,
-): OpenScope {
+export function openScope(options: Pick<ResolvedRequestScopeOptions<unknown>, 'parent' | 'logger'>, method: string, url: string): OpenScope {
   const scope = options.parent.createChildContainer();
   let closed = false;
   const close = (): void => {
     if (closed) return;
     closed = true;
     disposeScope(scope).catch((err: unknown) => {
-      logSafely(options.logger, { err, ...fieldsOf(request) }, 'disposing a request scope failed');
+      logSafely(options.logger, { err, method, url: pathOf(url) }, 'disposing a request scope failed');
     });
   };
   return { scope, close };
+}
+
+/** A URL's path and query: itself when it is already one, else read from the full URL. */
+function pathOf(url: string): string {
+  if (url.startsWith('/')) return url;
+  try {
+    const { pathname, search } = new URL(url);
+    return pathname + search;
+  } catch {
+    return url;
+  }
 }
 
 /** Closes the scope when the response has finished or its connection has closed, whichever comes first. */

@@ -8,7 +8,7 @@ import { requestScopeScenarios } from './scenarios.js';
 
 requestScopeScenarios('express', async ({ parent, logger, register, route }) => {
   const app = express();
-  app.use(requestScope({ parent, logger, register: (scope, req) => register(scope, (name) => req.get(name)) }));
+  app.use(requestScope({ parent, logger, register: (scope, req) => register(scope, (name) => req.get(name), req) }));
   app.get('/work', async (req, res) => {
     res.json(await route(req.container));
   });

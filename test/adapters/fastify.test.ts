@@ -13,10 +13,14 @@ requestScopeScenarios('fastify', async ({ parent, logger, register, route }) => 
     parent,
     logger,
     register: (scope, request) =>
-      register(scope, (name) => {
-        const value = request.headers[name];
-        return Array.isArray(value) ? value[0] : value;
-      }),
+      register(
+        scope,
+        (name) => {
+          const value = request.headers[name];
+          return Array.isArray(value) ? value[0] : value;
+        },
+        request,
+      ),
   });
   app.get('/work', async (request) => route(request.diScope));
   const address = await app.listen({ port: 0, host: '127.0.0.1' });

@@ -10,7 +10,7 @@ import { requestScopeScenarios } from './scenarios.js';
 
 requestScopeScenarios('hono', async ({ parent, logger, register, route }) => {
   const app = new Hono<RequestScopeEnv>();
-  app.use(requestScope({ parent, logger, register: (scope, c) => register(scope, (name) => c.req.header(name)) }));
+  app.use(requestScope({ parent, logger, register: (scope, c) => register(scope, (name) => c.req.header(name), c) }));
   app.get('/work', async (c) => c.json(await route(c.var.container)));
   app.onError((_error, c) => c.text('failed', 500)); // Hono's default handler also prints the error
   const listening = deferred<number>();

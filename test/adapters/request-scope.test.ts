@@ -27,7 +27,6 @@ describe('resolveRequestScopeOptions()', () => {
 });
 
 describe('openScope()', () => {
-  const fields = () => ({ method: 'GET', url: '/x' });
 
   it('makes a child of the parent, and disposes it once however often close() is called', async () => {
     const parent = freshApp();
@@ -39,7 +38,7 @@ describe('openScope()', () => {
         disposed.resolve();
       }
     }
-    const { scope, close } = openScope({ parent, logger: captureLogger() }, {}, fields);
+    const { scope, close } = openScope({ parent, logger: captureLogger() }, 'GET', '/x');
     parent.register('marker', { useValue: 'from the parent' });
     expect(scope.resolve('marker')).toBe('from the parent');
     scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
@@ -57,7 +56,7 @@ describe('openScope()', () => {
     const spy = vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => printed.resolve(args));
     try {
       const logger = { ...captureLogger(), error: () => { throw new Error('logger down'); } };
-      const { scope, close } = openScope({ parent: freshApp(), logger }, {}, fields);
+      const { scope, close } = openScope({ parent: freshApp(), logger }, 'GET', 'http://127.0.0.1:3000/x');
       class Faulty {
         dispose(): void {
           throw new Error('cannot close');

@@ -4,8 +4,11 @@
  * with fetch. Gates order every step; nothing sleeps.
  */
 import 'reflect-metadata';
+import { request as httpRequest } from 'node:http';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { inject, injectable, Lifecycle, scoped, type DependencyContainer } from 'tsyringe';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Background, defineTask, shutdown, type BackgroundLogger } from '../../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors, type Deferred } from '../helpers.js';
 
@@ -13,8 +16,11 @@ import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors, type D
 export interface ServerOptions {
   parent: DependencyContainer;
   logger: BackgroundLogger;
-  /** The adapter's `register` hook, given the request's headers rather than the framework's request. */
-  register: (scope: DependencyContainer, header: (name: string) => string | undefined) => void | Promise<void>;
+  /**
+   * The adapter's `register` hook, given the request's headers rather than the framework's
+   * request, and that request itself (only to see when it is collected).
+   */
+  register: (scope: DependencyContainer, header: (name: string) => string | undefined, request: object) => void | Promise<void>;
   /** `GET /work`, given the request's scope as the framework exposes it; answers with its result as JSON. */
   route: (scope: DependencyContainer) => Promise<unknown>;
 }
@@ -68,6 +74,25 @@ class FaultyResource {
     this.journal.disposed.resolve();
     throw new Error('the session could not be closed');
   }
+}
+
+/** A full garbage collection, from this process (V8's `gc`, exposed for a new context). */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+/** GET `url` on a connection of its own, closed after the answer; resolves with the answer's body. */
+function getOnce(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    httpRequest(url, { agent: false, headers: { connection: 'close' } }, (response) => {
+      let body = '';
+      response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve(body)).on('error', reject);
+    })
+      .on('error', reject)
+      .end();
+  });
 }
 
 export function requestScopeScenarios(framework: string, start: StartServer): void {
@@ -190,6 +215,43 @@ export function requestScopeScenarios(framework: string, start: StartServer): vo
       await nextTurn();
       expect(journal.disposals).toBe(1);
       expect(logger.at('error')).toEqual([]);
+    });
+
+    it("lets the request's own objects be collected once it is answered, while its scope still drains a task", async () => {
+      const gate = deferred();
+      const ended = deferred();
+      const slow = defineTask({ name: 'slow' }, async () => {
+        await gate.promise;
+        ended.resolve();
+      });
+      let request: WeakRef<object> | undefined;
+      const url = await serve(
+        async (scope) => {
+          scope.resolve(Background).add(slow);
+          return { ok: true };
+        },
+        (scope, _header, req) => {
+          request = new WeakRef(req);
+          scope.register(Resource, { useClass: Resource }, { lifecycle: Lifecycle.ContainerScoped });
+          scope.resolve(Resource);
+        },
+      );
+
+      expect(JSON.parse(await getOnce(url))).toEqual({ ok: true });
+      // Answered and its connection closed: nothing of the server's holds the request any more;
+      // the scope, draining its task, must not either (it would live as long as the task).
+      await vi.waitFor(
+        async () => {
+          await nextTurn();
+          collectGarbage();
+          expect(request?.deref()).toBeUndefined();
+        },
+        { timeout: 3_000, interval: 20 },
+      );
+      expect(journal.disposals).toBe(0);
+      gate.resolve();
+      await ended.promise;
+      await journal.disposed.promise;
     });
 
     it('logs a failed disposal through the logger; the client has its normal answer, and no rejection goes unhandled', async () => {
