@@ -23,7 +23,7 @@ const layers = {
   engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
   di: ['container', 'in-process-runner'],
   '.': ['tasks', 'group', 'background', 'shutdown', 'observe', 'graceful', 'index'],
-  adapters: ['request-scope', 'live-view', 'express', 'fastify', 'hono', 'opentelemetry', 'bullmq', 'dashboard', 'express-dashboard', 'fastify-dashboard', 'hono-dashboard'],
+  adapters: ['request-scope', 'live-view', 'express', 'fastify', 'hono', 'opentelemetry', 'bullmq-jobs', 'bullmq-handle', 'bullmq-producer', 'bullmq-workers', 'bullmq', 'dashboard', 'express-dashboard', 'fastify-dashboard', 'hono-dashboard'],
 };
 /** Layers that must not know tsyringe: the engine runs tasks, whoever resolved them. */
 const withoutTsyringe = ['engine'];
@@ -38,6 +38,11 @@ const frameworks = {
   'adapters/fastify': ['fastify', 'fastify-plugin'],
   'adapters/hono': ['hono', '@hono/node-server'],
   'adapters/opentelemetry': ['@opentelemetry/api'],
+  // The durable backend's parts, and its entry point.
+  'adapters/bullmq-jobs': ['bullmq', 'ioredis'],
+  'adapters/bullmq-handle': ['bullmq', 'ioredis'],
+  'adapters/bullmq-producer': ['bullmq', 'ioredis'],
+  'adapters/bullmq-workers': ['bullmq', 'ioredis'],
   'adapters/bullmq': ['bullmq', 'ioredis'],
   // The dashboards: bull-board's core in one module, each framework's bull-board adapter in its
   // own entry point (with its framework, which is shared with that framework's adapter).

@@ -152,7 +152,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
   const runs = (kind, variant) => (kind === 'e2e' ? true : kind === 'drain' ? variant !== 'libWatched' : variant !== 'libScoped' && variant !== 'libWatched');
   /** Small JSON arguments: an order's id, a customer, three lines. */
   const argsOf = (i) => [{ orderId: i, customer: `customer-${i % 97}`, lines: [{ sku: 'a-1', qty: 1 }, { sku: 'b-2', qty: 2 }, { sku: 'c-3', qty: 1 }] }];
-  // The library's job, as src/adapters/bullmq.ts makes it for a task of default options.
+  // The library's job, as src/adapters/bullmq-producer.ts makes it for a task of default options.
   const retention = { removeOnComplete: { age: 24 * 3600, count: 10_000 }, removeOnFail: { age: 7 * 24 * 3600 } };
   const libPriority = 1_000_000 - lib.priorities.normal * 1_000;
   const rawJob = (variant, i) =>

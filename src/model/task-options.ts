@@ -123,7 +123,7 @@ export function resolveTaskOptions(
 
 /**
  * The delay before attempt `attempt + 1`, after attempt `attempt` failed. Durable workers repeat
- * this formula (`backoffFor()` in src/adapters/bullmq.ts): change both.
+ * this formula (`backoffFor()` in src/adapters/bullmq-jobs.ts): change both.
  */
 export function backoffDelay({ baseMs, maxMs, factor, jitter }: ResolvedTaskOptions['backoff'], attempt: number, random = Math.random): number {
   const delay = Math.min(maxMs, baseMs * factor ** (attempt - 1));

@@ -1,0 +1,189 @@
+/**
+ * A durable task's handle in the process that added it: followed from the queue's event stream
+ * once someone watches it, and settled by its job's end. Its backend is the producer
+ * (src/adapters/bullmq-producer.ts), which it knows only as a {@link HandleBackend}.
+ */
+import { ResultTimeoutError, TaskCancelledError, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../index.js';
+import { runnerHandle, type DurableJob, type Outcome } from './bullmq-jobs.js';
+
+/** The events of the queue's stream that tell a handle about its job. */
+export const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed'] as const;
+
+export type JobEvent = (typeof jobEvents)[number];
+
+/** What QueueEvents gives with them (parsed: `data` and `returnvalue` from JSON). */
+export interface JobEventFields {
+  readonly jobId: string;
+  readonly data?: unknown;
+  readonly returnvalue?: unknown;
+  readonly failedReason?: string;
+}
+
+/** An event held for a handle being read from Redis, with its entry's id. */
+interface HeldEvent {
+  readonly event: JobEvent;
+  readonly fields: JobEventFields;
+  readonly id: string;
+}
+
+/** What a handle needs of its backend (the producer): its queue's name, and to follow the handle once it is watched. */
+export interface HandleBackend {
+  readonly queue: { readonly name: string };
+  follow(handle: DurableHandle): void;
+}
+
+/**
+ * This process's view of a durable task. It is followed (kept up to date by the queue's event
+ * stream) from the first time someone watches it: reads its `status`, `attempt` or `progress`,
+ * or asks for its `result()`. Until then it costs nothing but itself: a fire-and-forget `add()`
+ * reads no event. Watched after its job was sent, it first says what this process knew (the job
+ * `queued` or `delayed`), and is brought up to date from Redis within a round trip.
+ */
+export class DurableHandle implements TaskHandle {
+  /** Lets `bg.with({ after })` pass it on to its backend. */
+  readonly [runnerHandle] = true;
+  /** The backend whose queue holds its job. */
+  readonly backend: HandleBackend;
+  readonly id: string;
+  name: string;
+  /** Whether it stands for a schedule (its id is the task's name), which never finishes. */
+  readonly periodic: boolean;
+  /** The durable task of this process that waits for it (its job's parent), if any. */
+  awaitedBy: DurableHandle | undefined;
+  /** While it is being read from Redis: its job's events read meanwhile, applied after. */
+  held: HeldEvent[] | undefined = undefined;
+  /** Read from Redis at this entry of the stream, which the reader has not reached: its events up to it are dropped. */
+  since: string | undefined = undefined;
+  #status: TaskStatus;
+  #attempt = 0;
+  #progress: TaskProgress | undefined = undefined;
+  #watched = false;
+  readonly #cancelJob: (reason: string) => void;
+  #outcome: Outcome | undefined;
+  #result: Promise<unknown> | undefined;
+  #settle: ((outcome: Outcome) => void) | undefined;
+
+  constructor(backend: HandleBackend, id: string, name: string, status: TaskStatus, cancelJob: (reason: string) => void, periodic = false) {
+    this.backend = backend;
+    this.id = id;
+    this.name = name;
+    this.#status = status;
+    this.#cancelJob = cancelJob;
+    this.periodic = periodic;
+  }
+
+  get status(): TaskStatus {
+    this.#watch();
+    return this.#status;
+  }
+
+  get attempt(): number {
+    this.#watch();
+    return this.#attempt;
+  }
+
+  get progress(): TaskProgress | undefined {
+    this.#watch();
+    return this.#progress;
+  }
+
+  /** Its status as this process knows it, without following it. */
+  get known(): TaskStatus {
+    return this.#status;
+  }
+
+  get ended(): boolean {
+    return this.#outcome !== undefined;
+  }
+
+  #watch(): void {
+    if (this.#watched) return;
+    this.#watched = true;
+    this.backend.follow(this);
+  }
+
+  /** Takes what Redis says of its job (for a handle made from an id). */
+  found(job: DurableJob): void {
+    this.#watched = true;
+    this.name = job.name;
+    if (this.#outcome !== undefined) return;
+    this.caughtUp(job.status, job.attempt, job.progress);
+  }
+
+  /** Takes what Redis says of its job that has not ended: its status, the attempts started, its progress. */
+  caughtUp(status: TaskStatus | undefined, attempt: number, progress: unknown): void {
+    if (this.#outcome !== undefined) return;
+    if (status !== undefined) this.#status = status;
+    this.startedAtLeast(attempt);
+    this.reported(progress);
+  }
+
+  started(): void {
+    if (this.#outcome !== undefined) return;
+    this.#status = 'running';
+    this.#attempt++;
+    this.#progress = undefined;
+  }
+
+  /** Counts `n` attempts started when Redis says so before the event stream has (a job settled from Redis). */
+  startedAtLeast(n: number): void {
+    if (this.#outcome === undefined && n > this.#attempt) this.#attempt = n;
+  }
+
+  reported(data: unknown): void {
+    if (this.#outcome !== undefined || typeof data !== 'object' || data === null) return;
+    const { fraction, message } = data as { fraction?: unknown; message?: unknown };
+    if (typeof fraction !== 'number') return;
+    this.#progress = Object.freeze({ fraction, message: typeof message === 'string' ? message : undefined });
+  }
+
+  waiting(status: 'queued' | 'delayed'): void {
+    if (this.#outcome !== undefined) return;
+    this.#status = this.#attempt > 0 ? 'retrying' : status;
+  }
+
+  settle(status: TaskStatus, outcome: Outcome): void {
+    if (this.#outcome !== undefined) return;
+    this.#status = status;
+    // A skipped task never ran (BullMQ starts its job only to fail it).
+    if (status === 'skipped') this.#attempt = 0;
+    this.#outcome = outcome;
+    this.#settle?.(outcome);
+  }
+
+  /**
+   * Ends the task `cancelled` at once: its job is removed if it still waits, and a worker running
+   * it sees its `TaskContext.signal` abort (the job then fails, without retries).
+   */
+  cancel(reason?: unknown): boolean {
+    if (this.#outcome !== undefined) return false;
+    const error = new TaskCancelledError(this.name, this.id, reason);
+    this.settle('cancelled', { ok: false, error });
+    this.#cancelJob(error.message);
+    return true;
+  }
+
+  result(options?: ResultOptions): Promise<unknown> {
+    this.#watch();
+    if (this.#result === undefined) {
+      const outcome = this.#outcome;
+      this.#result =
+        outcome !== undefined
+          ? outcome.ok
+            ? Promise.resolve(outcome.value)
+            : Promise.reject(outcome.error)
+          : new Promise((resolve, reject) => {
+              this.#settle = (o) => (o.ok ? resolve(o.value) : reject(o.error));
+            });
+    }
+    const timeoutMs = options?.timeoutMs;
+    if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
+    let timer: NodeJS.Timeout | undefined;
+    return Promise.race([
+      this.#result,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new ResultTimeoutError(this.name, this.id, timeoutMs, this.#status)), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+}

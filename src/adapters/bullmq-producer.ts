@@ -1,0 +1,1136 @@
+/**
+ * The producer side of the durable backend (src/adapters/bullmq.ts is its entry point):
+ * `useBullMQ()` registers it on an application's root, so that `add()` of a task with
+ * `durable: true` enqueues a job (its handle's id is the job's id), sent at the end of the turn;
+ * it follows the handles someone watches from the queue's event stream, reads back what they
+ * missed, cancels jobs, and maps `after` onto BullMQ flows.
+ *
+ * `after` is a BullMQ flow: the dependent job is a parent in `waiting-children`, and the jobs it
+ * waits for, already in Redis, are attached to it as its children by their ids (BullMQ attaches
+ * an existing job to the parent of a flow that names its id); each is attached with
+ * `failParentOnFailure`, so that its failure fails the dependent, which then reads `skipped`.
+ */
+import { randomUUID } from 'node:crypto';
+import { FlowProducer, Job, Queue, QueueEvents, type ConnectionOptions, type FlowJobNode, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { container as globalContainer, type DependencyContainer } from 'tsyringe';
+import { consoleLogger, DurableRunner, DurableTaskError, TaskCancelledError, TaskSkippedError, type BackgroundLogger, type Runner, type TaskHandle, type TaskRequest, type TaskStatus } from '../index.js';
+import { describe } from './request-scope.js';
+import {
+  afterJob,
+  afterJobOptions,
+  bullPriority,
+  cancelChannel,
+  checkConnection,
+  checkJson,
+  childFailed,
+  defaultConnection,
+  defaultQueueName,
+  failureOf,
+  jobData,
+  keepCompleted,
+  keepFailed,
+  messageOf,
+  redisFor,
+  retryOptions,
+  type AfterData,
+  type BullMQConnection,
+  type DurableJob,
+  type JobData,
+  type Outcome,
+} from './bullmq-jobs.js';
+import { DurableHandle, jobEvents, type JobEvent, type JobEventFields } from './bullmq-handle.js';
+
+/** Options of {@link useBullMQ}. */
+export interface UseBullMQOptions extends BullMQConnection {
+  /**
+   * How long `add()`'s job may wait to be sent to Redis (the connection down, or a burst ahead of
+   * it) before its handle fails with `DurableTaskError` `ERR_DURABLE_ENQUEUE` (logged and
+   * counted, never dropped silently; the job is then never sent), in ms. A job already sent is
+   * settled by Redis's answer, however late: if the connection broke under it, ioredis sends it
+   * again once Redis is back, or gives up on it after its `maxRetriesPerRequest` (the handle then
+   * follows the job if Redis has it, and fails if not).
+   * @default 10_000
+   */
+  enqueueTimeoutMs?: number | undefined;
+}
+
+/**
+ * Jobs sent to Redis per turn of the event loop in a burst of add() calls. The queue's event
+ * stream, which the handles follow, keeps about 10 000 events (BullMQ trims it), 4–5 a job: a
+ * burst of thousands of jobs sent in one turn left its reader more than that behind, and every
+ * live handle was then read from Redis to make up for the events trimmed unread (in a burst of
+ * 5 000 jobs, a tenth of the producer's and worker's time). Slices let the reader, and a worker
+ * in the same process, take their turns in between.
+ */
+const burstSlice = 500;
+
+/**
+ * How long the event stream's reader stays open once no handle is followed, in ms: a process that
+ * awaits a handle now and then keeps one connection rather than opening one each time.
+ */
+const readerIdleMs = 2_000;
+
+/** The durable backend of one application, as {@link useBullMQ} returns it. */
+export interface DurableBackend {
+  /** The BullMQ queue the jobs go to. */
+  readonly queue: Queue;
+  /** Jobs that could not be enqueued since the start. */
+  readonly enqueueFailures: number;
+  /** A durable task by id, from Redis: any process's, while BullMQ keeps its job. */
+  job(id: string): Promise<DurableJob | undefined>;
+  /**
+   * A handle of a durable task by id, whichever process added it (`undefined` when BullMQ keeps
+   * no job of that id): it follows the job from now on (`status`, `result()`, `cancel()`), and
+   * another durable task can run after it (`bg.with({ durable: true, after: [handle] })`).
+   *
+   * ```ts
+   * const invoice = await backend.handle(invoiceJobId);           // added by another process
+   * if (invoice) bg.with({ durable: true, after: [invoice] }).add(sendInvoice, id);
+   * ```
+   */
+  handle(id: string): Promise<TaskHandle | undefined>;
+  /** Closes the queue and its event stream; handles still waiting reject with `DurableTaskError`. */
+  close(): Promise<void>;
+}
+
+/**
+ * Registers a durable backend on an application's root container: from then on, `add()` of a
+ * task with `durable: true` (on its definition, or `bg.with({ durable: true })`) enqueues a
+ * BullMQ job and returns its handle at once. Only definitions can be durable, and their
+ * arguments must survive JSON (a `TypeError` at `add()` otherwise); `every` and `cron` make a job
+ * scheduler, and `after` a flow (the task's job waits in Redis for the jobs of the handles given).
+ *
+ * ```ts
+ * const backend = useBullMQ(container, { connection: { host: '127.0.0.1', port: 6379 } });
+ * bg.with({ durable: true }).add(sendInvoice, invoiceId);   // survives a restart of this process
+ * ```
+ */
+export function useBullMQ(root: DependencyContainer = globalContainer, options: UseBullMQOptions = {}): DurableBackend {
+  if (typeof (root as Partial<DependencyContainer> | null)?.register !== 'function') {
+    throw new TypeError(`useBullMQ(root): root must be a tsyringe container, got ${describe(root)}`);
+  }
+  checkConnection('useBullMQ', options);
+  const { enqueueTimeoutMs } = options;
+  if (enqueueTimeoutMs !== undefined && !(Number.isSafeInteger(enqueueTimeoutMs) && enqueueTimeoutMs >= 1 && enqueueTimeoutMs <= 2_147_483_647)) {
+    throw new RangeError(`useBullMQ(root, options): options.enqueueTimeoutMs must be an integer from 1 to 2147483647, got ${describe(enqueueTimeoutMs)}`);
+  }
+  const backend = new BullMQBackend(options);
+  root.register(DurableRunner, { useValue: backend });
+  return backend;
+}
+
+class BullMQBackend implements Runner, DurableBackend {
+  readonly queue: Queue;
+  enqueueFailures = 0;
+  /**
+   * The reader of the queue's event stream, while a handle is followed: from the moment its first
+   * position is known (a job enqueued after it has every event read) until it is closed, once no
+   * handle has been followed for {@link readerIdleMs}.
+   */
+  #events: QueueEvents | undefined;
+  /** The reader's opening, from the first handle followed until the reader is closed. */
+  #reading: Promise<void> | undefined;
+  /** Whether the reader is connected and reading: every event of a job sent from now on is read. */
+  #readerReady = false;
+  /** Whether {@link #flush} waits for the reader to be ready. */
+  #awaitingReader = false;
+  /** Counts the readers closed: a reader still opening when it was closed is not opened. */
+  #readersClosed = 0;
+  /** Closes the reader when no handle has been followed for a while. */
+  #idleTimer: NodeJS.Timeout | undefined;
+  /** Handles followed that may have missed events of their jobs, read from Redis once the reader is open. */
+  readonly #toReadBack = new Set<DurableHandle>();
+  #ready: Promise<unknown> | undefined;
+  readonly #connection: ConnectionOptions;
+  readonly #prefix: string | undefined;
+  readonly #logger: BackgroundLogger;
+  readonly #enqueueTimeoutMs: number;
+  /**
+   * The handles this process follows (someone watches them: {@link DurableHandle}) and that wait
+   * for their job's outcome, by job id. A handle nobody watches is in no map once its job is sent.
+   */
+  readonly #live = new Map<string, DurableHandle>();
+  /** Publishes cancellations of running jobs to the workers; made on the first. */
+  #publisher: Redis | undefined;
+  /** While the queue's connection (or the flow producer's) is down: resolves when it is ready again. */
+  readonly #reconnected = new Map<Queue | FlowProducer, Promise<void>>();
+  /**
+   * Jobs not enqueued yet (their add not sent, or not answered) and within their deadline, by id,
+   * oldest first: their deadlines come in the same order, so one timer, for the first, serves all.
+   */
+  readonly #sending = new Map<string, Sending>();
+  /** Jobs whose deadline passed before they were handed to BullMQ (their handles failed): never sent, by id. */
+  readonly #late = new Map<string, Sending>();
+  /**
+   * Jobs handed to BullMQ whose answer has not come by their deadline (the connection broke under
+   * them), by id: Redis may have them, and ioredis sends them again once it is back, so their
+   * handles wait for the answer rather than fail.
+   */
+  readonly #overdue = new Map<string, Sending>();
+  #onClose: (() => void) | undefined;
+  /** Resolves when {@link close} begins: a look in Redis for a job in doubt stops waiting then. */
+  readonly #closed = new Promise<void>((resolve) => (this.#onClose = resolve));
+  /** Jobs added in this turn, sent at its end ({@link #flush}). */
+  #unsent: Sending[] = [];
+  /** Fires at the deadline of the first job in {@link #sending}, if any. */
+  #sendTimer: NodeJS.Timeout | undefined;
+  /** The queue's Redis client, once ready: while it is connected, jobs go to it at once. */
+  #client: QueueClient | undefined;
+  /** Adds the flows of tasks with `after`; made on the first. */
+  #flowProducer: FlowProducer | undefined;
+  /** The id of the last event read from the stream, and where the next look for a gap starts. */
+  #position = '0-0';
+  #checkedFrom = '0-0';
+  #lookingForGap = false;
+
+  constructor(options: UseBullMQOptions) {
+    const connection = options.connection ?? defaultConnection;
+    const name = options.queueName ?? defaultQueueName;
+    const prefix = options.prefix;
+    this.#logger = options.logger ?? consoleLogger;
+    this.#enqueueTimeoutMs = options.enqueueTimeoutMs ?? 10_000;
+    this.queue = new Queue(name, { connection, ...(prefix === undefined ? {} : { prefix }) });
+    this.queue.on('error', (error) => this.#logger.warn({ err: error }, 'the durable queue lost its connection to Redis; it reconnects'));
+    this.#connection = connection;
+    this.#prefix = prefix;
+  }
+
+  /** Resolves once the queue's connection is ready: from then on, jobs go to it at once. */
+  #whenReady(): Promise<unknown> {
+    this.#ready ??= (async () => {
+      await this.queue.waitUntilReady();
+      this.#client = await this.queue.getBackend().client;
+    })();
+    // A failed attempt is tried again by the next job.
+    this.#ready.catch(() => (this.#ready = undefined));
+    return this.#ready;
+  }
+
+  /**
+   * Opens the reader of the event stream, from the stream's last entry as it is now: a job
+   * enqueued after has every event read, and what happened to a job before is in its hash, read
+   * after this position ({@link #readBack}). (Reading from `$`, QueueEvents' default, starts only
+   * when its first XREAD reaches Redis, after `waitUntilReady()` has resolved: events in between
+   * were lost, and the ends of quick jobs with them.) Should it fail, the handles followed are
+   * read back by the next reader.
+   */
+  #openReader(): Promise<void> {
+    if (this.#reading === undefined) {
+      const reading = this.#startReader();
+      this.#reading = reading;
+      reading.catch(() => {
+        if (this.#reading !== reading) return;
+        this.#reading = undefined;
+        this.#readerReady = false;
+        void this.#events?.close().catch(() => undefined);
+        this.#events = undefined;
+        if (this.queue.closing === undefined) this.#readBackLater(this.#live.values());
+      });
+    }
+    return this.#reading;
+  }
+
+  async #startReader(): Promise<void> {
+    const generation = this.#readersClosed;
+    await this.#whenReady();
+    const [last] = (await this.#client!.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1])) as [string, unknown][];
+    // Closed meanwhile: an event stream opened now would never be closed (nor the process end).
+    if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
+    if (generation !== this.#readersClosed) throw new Error('the event stream was closed');
+    this.#position = this.#checkedFrom = last?.[0] ?? '0-0';
+    const events = new QueueEvents(this.queue.name, {
+      connection: this.#connection,
+      lastEventId: this.#position,
+      ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }),
+    });
+    events.on('error', (error) => this.#logger.warn({ err: error }, "the durable queue's event stream lost its connection to Redis; it reconnects"));
+    this.#events = events;
+    this.#listen(events);
+    await events.waitUntilReady();
+    if (generation === this.#readersClosed) this.#readerReady = true;
+  }
+
+  /**
+   * Follows a handle someone watches (its `status`, `attempt` or `progress` read, or its
+   * `result()` asked for) until its job ends: its job's events are read from the stream, and,
+   * unless it was watched before its job was sent, what happened before is read from Redis. The
+   * stream is read only while a handle is followed: a fire-and-forget `add()` costs no reading.
+   */
+  follow(handle: DurableHandle): void {
+    if (handle.ended || handle.periodic || this.#live.has(handle.id)) return;
+    if (this.queue.closing !== undefined) {
+      handle.settle('failed', { ok: false, error: closedError(handle) });
+      return;
+    }
+    this.#keep(handle);
+    const sending = this.#sendingOf(handle.id);
+    // Not sent yet: it is sent once the reader runs ({@link #flush}), or read back.
+    if (sending !== undefined && sending.done === undefined) return;
+    this.#readBackLater([handle]);
+  }
+
+  /** Puts a handle among those followed: the reader stays open. */
+  #keep(handle: DurableHandle): void {
+    this.#live.set(handle.id, handle);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+  }
+
+  /** Reads handles back from Redis once the reader is open, with any others waiting for it. */
+  #readBackLater(handles: Iterable<DurableHandle>): void {
+    const first = this.#toReadBack.size === 0;
+    for (const handle of handles) this.#toReadBack.add(handle);
+    if (first && this.#toReadBack.size > 0) this.#readBackSoon();
+  }
+
+  readonly #readBackSoon = (): void => {
+    this.#openReader()
+      .then(() => {
+        const handles = [...this.#toReadBack].filter((handle) => this.#live.get(handle.id) === handle);
+        this.#toReadBack.clear();
+        return this.#readBack(handles);
+      })
+      .catch((error: unknown) => {
+        if (this.queue.closing !== undefined) {
+          this.#logger.debug({ err: error }, 'the durable handles being followed were not read from Redis: the backend was closed');
+          return;
+        }
+        this.#logger.warn({ err: error }, 'the durable handles being followed could not be read from Redis; tried again in 1 s');
+        setTimeout(this.#readBackSoon, 1_000).unref();
+      });
+  };
+
+  /** Takes a handle out of those followed; the reader is closed once none has been for a while. */
+  #unfollow(id: string): void {
+    if (!this.#live.delete(id) || this.#live.size > 0 || this.#reading === undefined) return;
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = setTimeout(this.#closeReader, readerIdleMs);
+    this.#idleTimer.unref();
+  }
+
+  readonly #closeReader = (): void => {
+    this.#idleTimer = undefined;
+    if (this.#reading === undefined || this.#live.size > 0) return;
+    this.#readersClosed++;
+    this.#reading = undefined;
+    this.#readerReady = false;
+    void this.#events?.close().catch(() => undefined);
+    this.#events = undefined;
+  };
+
+  add(request: TaskRequest): TaskHandle {
+    const { name, kind, args, options, timing } = request;
+    if (kind !== 'definition' && kind !== 'worker') {
+      throw new TypeError(`bg.add("${name}"): a durable task must be a defineTask() or workerTask() definition, got ${kind === 'class' ? 'a class' : 'a plain function'}: a worker finds it by its name`);
+    }
+    const after = timing === undefined || timing.after.length === 0 ? [] : this.#prerequisites(name, timing.after);
+    checkJson(name, args);
+    const cadence = timing?.cadence;
+    if (cadence !== undefined) return this.#schedule(request, cadence, timing!.overlap);
+    const id = randomUUID();
+    const delay = timing === undefined ? 0 : Math.max(0, dueAt(timing) - Date.now());
+    const data = jobData(args, options);
+    const jobOptions: JobsOptions = {
+      jobId: id,
+      // Every job has a priority: BullMQ runs jobs without one before all prioritized jobs.
+      priority: bullPriority(options.priority),
+      removeOnComplete: keepCompleted,
+      removeOnFail: keepFailed,
+    };
+    if (delay > 0) jobOptions.delay = delay;
+    if (options.retries > 0) Object.assign(jobOptions, retryOptions(options.retries));
+    const handle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, name, reason));
+    for (const prerequisite of after) prerequisite.awaitedBy = handle;
+    this.#enqueue(handle, data, jobOptions, after);
+    return handle;
+  }
+
+  /**
+   * The handles a durable task waits for, checked: the jobs of this queue's one-off tasks, each
+   * waited for by one durable task (BullMQ gives a job one parent). Those that have succeeded
+   * already are left out; the others become children of the task's job.
+   */
+  #prerequisites(name: string, handles: readonly TaskHandle[]): DurableHandle[] {
+    const kept = new Set<DurableHandle>();
+    handles.forEach((handle, i) => {
+      const which = `bg.add("${name}"): options.after[${i}]`;
+      if (!(handle instanceof DurableHandle)) {
+        throw new TypeError(
+          `${which} is in-process task "${handle.name}" (#${handle.id}), and a durable task waits only for durable tasks of its queue (the wait lives in Redis, ` +
+            `where no worker sees this process's tasks); make "${handle.name}" durable too, or add "${name}" once that handle's result() has resolved`,
+        );
+      }
+      if (handle.backend !== this) {
+        throw new TypeError(
+          `${which} is durable task "${handle.name}" (#${handle.id}) of another queue ("${handle.backend.queue.name}"), and a durable task waits only for jobs of its own queue ("${this.queue.name}"); ` +
+            `add "${name}" through that queue's application, or once that handle's result() has resolved`,
+        );
+      }
+      if (handle.periodic) {
+        throw new TypeError(`${which} is the schedule of durable task "${handle.name}", which never finishes; give the handle of a one-off task`);
+      }
+      const other = handle.awaitedBy;
+      if (other !== undefined && other.known !== 'cancelled' && handle.known !== 'succeeded') {
+        throw new TypeError(
+          `${which} is durable task "${handle.name}" (#${handle.id}), which durable task "${other.name}" (#${other.id}) waits for already: ` +
+            `BullMQ gives a job one parent, so one durable task at most can wait for it; run "${name}" after "${other.name}", or after a task of its own`,
+        );
+      }
+      if (handle.known !== 'succeeded') kept.add(handle);
+    });
+    return [...kept];
+  }
+
+  /**
+   * A durable periodic task: a BullMQ job scheduler whose id is the task's name, so that every
+   * process adding it keeps one schedule (the last one's arguments and options win), and each
+   * tick makes one job in the whole cluster. Its handle stands for the schedule.
+   */
+  #schedule(request: TaskRequest, cadence: NonNullable<NonNullable<TaskRequest['timing']>['cadence']>, overlap: boolean): TaskHandle {
+    const { name, args, options } = request;
+    if (!overlap) {
+      throw new TypeError(
+        `bg.add("${name}"): a durable periodic task's runs are separate jobs, which may overlap when one outlasts the interval; ` +
+          'say that you accept it with overlap: true',
+      );
+    }
+    const repeat = 'every' in cadence ? { every: cadence.every } : { pattern: cadence.expression, ...(cadence.tz === undefined ? {} : { tz: cadence.tz }) };
+    const data = jobData(args, options);
+    let saved: Promise<unknown> = Promise.resolve();
+    const handle = new DurableHandle(this, name, name, 'delayed', (reason) => {
+      // After the schedule is saved (or failed to be), never before: it would come back.
+      saved
+        .catch(() => undefined)
+        .then(() => this.queue.removeJobScheduler(name))
+        .catch((error: unknown) => {
+          this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${reason})`);
+        });
+    }, true);
+    const template = { name, data, opts: { priority: bullPriority(options.priority), ...(options.retries > 0 ? retryOptions(options.retries) : {}) } };
+    saved = this.#saveSchedule(name, repeat, template).catch((error: unknown) => {
+        this.enqueueFailures++;
+        const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', name, `the schedule of durable task "${name}" could not be saved: ${messageOf(error)}`, { cause: error });
+      this.#logger.error({ task: name, err: failure }, `the schedule of durable task "${name}" could not be saved; it will not run`);
+      handle.settle('failed', { ok: false, error: failure });
+    });
+    return handle;
+  }
+
+  /**
+   * Saves a schedule, again after each break of the connection under it (saving it twice is
+   * harmless: its id is the task's name), until Redis answers or refuses it, or the backend is
+   * closed: a schedule that may have been saved is never said not to run.
+   */
+  async #saveSchedule(name: string, repeat: Parameters<Queue['upsertJobScheduler']>[1], template: Parameters<Queue['upsertJobScheduler']>[2]): Promise<void> {
+    for (;;) {
+      await this.#whenReady();
+      try {
+        await this.queue.upsertJobScheduler(name, repeat, template);
+        return;
+      } catch (error) {
+        const next = await this.#afterFailure(error);
+        if (next === 'answer') throw error;
+        if (next === 'closed') throw new Error(`${messageOf(error)}, and the backend was closed before it could be saved again (it may have been saved before the connection broke)`, { cause: error });
+      }
+    }
+  }
+
+  /**
+   * After a command on the queue's connection failed: `again` once the connection is up again if
+   * it broke under the command (Redis may or may not have run it), `closed` if the backend is
+   * closed first, or `answer` if the failure was the answer (Redis refused it, or BullMQ did).
+   */
+  async #afterFailure(error: unknown): Promise<'again' | 'closed' | 'answer'> {
+    if ((error as Error | undefined)?.name === 'ReplyError') return 'answer';
+    const client = await this.queue.getBackend().client;
+    if ((error as Error | undefined)?.name !== 'MaxRetriesPerRequestError' && client.status === 'ready') return 'answer';
+    if (this.queue.closing !== undefined) return 'closed';
+    return (await Promise.race([this.#connected().then(() => true), this.#closed.then(() => false)])) ? 'again' : 'closed';
+  }
+
+  /**
+   * Enqueues a job, or fails its handle once `enqueueTimeoutMs` has passed. The job is sent only
+   * while the connection is up and only before the deadline: sent while Redis is down, ioredis
+   * would keep it and send it once Redis is back, and a job whose handle said it would not run
+   * would run. One handed to BullMQ in time is settled by Redis's answer alone, however late: the
+   * connection may have broken under it after Redis ran the add, or ioredis sends it again once
+   * Redis is back, so failing its handle at the deadline could say "will not run" of a job that
+   * runs. While the connection is up
+   * (most jobs), the jobs of a turn go to BullMQ at its end ({@link #flush}), with nothing per job
+   * but its entry in the map: no timer (one for all: {@link #sweep}), no promise but BullMQ's.
+   */
+  #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): void {
+    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false };
+    this.#sending.set(handle.id, sending);
+    this.#sendTimer ??= setTimeout(this.#sweep, this.#enqueueTimeoutMs);
+    if (after.length === 0) {
+      // Sent after the caller's turn, with the other jobs added in it: add() returns without
+      // BullMQ's work on the job (its serialization, its command).
+      if (this.#unsent.push(sending) === 1) queueMicrotask(this.#flush);
+      return;
+    }
+    // Those it waits for must be on their way first (their `done` set).
+    this.#flush(true);
+    this.#track(sending, this.#sendWhenUp(sending, after));
+  }
+
+  /**
+   * Sends the jobs added since the last turn: straight to the queue's client while it is
+   * connected, {@link burstSlice} at most a turn of the event loop unless `everything` is asked
+   * for, the rest at the next turns, in order.
+   */
+  readonly #flush = (everything = false): void => {
+    const unsent = this.#unsent;
+    if (unsent.length === 0) return;
+    const direct = this.#client?.status === 'ready';
+    // Jobs of followed handles wait for the stream's reader to be running (a connection's set-up,
+    // when none is): a burst sent before it would run ahead of it, past what the stream keeps.
+    if (direct && !everything && !this.#readerReady && this.#live.size > 0 && unsent.some(({ handle }) => this.#live.get(handle.id) === handle)) {
+      if (!this.#awaitingReader) {
+        this.#awaitingReader = true;
+        void this.#openReader()
+          .catch(() => undefined)
+          .then(() => {
+            this.#awaitingReader = false;
+            this.#flush();
+          });
+      }
+      return;
+    }
+    let batch = unsent;
+    if (direct && !everything && unsent.length > burstSlice) {
+      batch = unsent.splice(0, burstSlice);
+      setImmediate(this.#flush);
+    } else {
+      this.#unsent = [];
+    }
+    // Sent with the reader running, a followed handle's job has every event read; else (a flush
+    // of everything, for a cancellation, an `after` or close(), or no connection) it is read back.
+    const covered = direct && this.#readerReady;
+    for (const sending of batch) {
+      const { handle } = sending;
+      // Failed already while it waited for its turn (its deadline passed): never sent.
+      if (this.#late.delete(handle.id)) continue;
+      sending.handed = direct;
+      this.#track(sending, direct ? this.queue.add(handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
+      if (!covered && this.#live.get(handle.id) === handle) this.#readBackLater([handle]);
+    }
+  };
+
+  /** Follows a job's sending to its end. */
+  #track(sending: Sending, sent: Promise<unknown>): void {
+    sending.done = sent.then(
+      () => this.#sent(sending),
+      (error: unknown) => this.#notSent(sending, error),
+    );
+  }
+
+  /** Sends a job once the stream is open, the jobs it waits for are in Redis, and the connection is up; undefined if it came too late. */
+  async #sendWhenUp(sending: Sending, after: readonly DurableHandle[]): Promise<unknown> {
+    const { handle, data, options } = sending;
+    await this.#whenReady();
+    if (after.length > 0) {
+      // The jobs waited for are attached by id: this process's own must be in Redis first.
+      await Promise.allSettled(after.flatMap((prerequisite) => this.#sendingOf(prerequisite.id)?.done ?? []));
+      const flows = this.#flows();
+      await flows.waitUntilReady();
+      await this.#connected(flows);
+    }
+    await this.#connected();
+    if (this.#late.has(handle.id)) return undefined;
+    sending.handed = true;
+    if (after.length === 0) return this.queue.add(handle.name, data, options);
+    return this.#flows().add({ name: handle.name, queueName: this.queue.name, data, opts: options, children: this.#childrenOf(handle.id, after) });
+  }
+
+  /** A job not yet in Redis: within its deadline, past it unsent, or past it unanswered. */
+  #sendingOf(id: string): Sending | undefined {
+    return this.#sending.get(id) ?? this.#late.get(id) ?? this.#overdue.get(id);
+  }
+
+  /** Redis has the job, or it was never sent, being late. */
+  #sent({ handle }: Sending): void {
+    this.#forget(handle.id);
+    this.#late.delete(handle.id);
+  }
+
+  /**
+   * Sending the job failed: its handle fails, unless its deadline had failed it already. When
+   * Redis itself refused the job (a ReplyError), or it was never handed to BullMQ, it is not in
+   * Redis. Otherwise (the connection failed under it: ioredis gave up on it after its retries, or
+   * the queue was closed) Redis may have run the add before the connection broke: Redis is asked
+   * once it can be reached, and the handle follows the job if it is there (ioredis will not send
+   * an add it gave up on again: its answer is final).
+   */
+  async #notSent(sending: Sending, error: unknown): Promise<void> {
+    const { handle } = sending;
+    if (this.#late.delete(handle.id)) return this.#forget(handle.id);
+    if (sending.handed && (error as Error | undefined)?.name !== 'ReplyError') {
+      this.#overdue.set(handle.id, sending);
+      this.#sending.delete(handle.id);
+      const there = await this.#lookFor(handle.id);
+      this.#forget(handle.id);
+      if (there === true) {
+        this.#logger.warn({ task: handle.name, taskId: handle.id, err: error }, `durable task "${handle.name}" was enqueued, though its add failed (${messageOf(error)}): Redis had run it before the connection broke`);
+        if (this.#live.get(handle.id) === handle) this.#readBackLater([handle]);
+        return;
+      }
+      const why = there === false ? 'asked once it could be reached, Redis does not have the job' : 'the backend was closed before Redis could be asked whether it has the job';
+      return this.#failEnqueue(handle, new Error(`${messageOf(error)} (${why})`, { cause: error }));
+    }
+    this.#forget(handle.id);
+    this.#failEnqueue(handle, error);
+  }
+
+  /** Whether Redis has a job, once the queue's connection is up; undefined if the backend closes first. */
+  async #lookFor(id: string): Promise<boolean | undefined> {
+    while (this.queue.closing === undefined) {
+      try {
+        const up = await Promise.race([this.#connected().then(() => true), this.#closed.then(() => false)]);
+        if (!up) return undefined;
+        const client = await this.queue.getBackend().client;
+        return (await client.hexists(this.queue.toKey(id), 'timestamp')) === 1;
+      } catch {
+        // The connection broke again: wait a little, and for it again.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    return undefined;
+  }
+
+  /** Takes a job out of those on their way, and stops the timer once none is within its deadline. */
+  #forget(id: string): void {
+    this.#overdue.delete(id);
+    if (this.#sending.delete(id) && this.#sending.size === 0 && this.#sendTimer !== undefined) {
+      clearTimeout(this.#sendTimer);
+      this.#sendTimer = undefined;
+    }
+  }
+
+  /** Fails the handles of the jobs whose deadline has passed, and waits for the next one's. */
+  readonly #sweep = (): void => {
+    this.#sendTimer = undefined;
+    const now = Date.now();
+    const unanswered: string[] = [];
+    for (const [id, sending] of this.#sending) {
+      if (sending.deadline > now) {
+        this.#sendTimer = setTimeout(this.#sweep, sending.deadline - now);
+        break;
+      }
+      this.#sending.delete(id);
+      if (sending.handed) {
+        this.#overdue.set(id, sending);
+        unanswered.push(id);
+        continue;
+      }
+      this.#late.set(id, sending);
+      const why =
+        sending.done !== undefined
+          ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)`
+          : this.#awaitingReader && this.#live.get(id) === sending.handle
+            ? `it was still waiting after ${this.#enqueueTimeoutMs} ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`
+            : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`;
+      this.#failEnqueue(sending.handle, new Error(why));
+    }
+    if (unanswered.length > 0) {
+      this.#logger.warn(
+        { taskIds: unanswered },
+        `${unanswered.length} durable job(s) sent to Redis have had no answer within ${this.#enqueueTimeoutMs} ms (the connection broke under them): their handles wait for the answer, which ioredis asks for again once Redis is back`,
+      );
+    }
+  };
+
+  #failEnqueue(handle: DurableHandle, error: unknown): void {
+    this.enqueueFailures++;
+    const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', handle.id, `durable task "${handle.name}" (#${handle.id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
+    this.#logger.error({ task: handle.name, taskId: handle.id, err: failure }, `durable task "${handle.name}" could not be enqueued; it will not run`);
+    this.#unfollow(handle.id);
+    handle.settle('failed', { ok: false, error: failure });
+  }
+
+  /**
+   * The children of a dependent's job: each job waited for, by its id (BullMQ attaches the job of
+   * that id, its failure failing the dependent; were there none, it makes one under that id that
+   * fails at once, saying so), and the dependent's guard.
+   */
+  #childrenOf(id: string, after: readonly DurableHandle[]): FlowJobNode[] {
+    const queueName = this.queue.name;
+    const children: FlowJobNode[] = after.map(({ id: jobId, name }) => ({
+      name: afterJob,
+      queueName,
+      data: { kind: 'missing', id: jobId, name } satisfies AfterData,
+      opts: { ...afterJobOptions, jobId, failParentOnFailure: true },
+    }));
+    children.push({
+      name: afterJob,
+      queueName,
+      data: { kind: 'guard', after: after.map(({ id: jobId, name }) => ({ id: jobId, name })) } satisfies AfterData,
+      opts: { ...afterJobOptions, jobId: `${id}.after`, failParentOnFailure: true },
+    });
+    return children;
+  }
+
+  #flows(): FlowProducer {
+    if (this.#flowProducer === undefined) {
+      if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
+      this.#flowProducer = new FlowProducer({ connection: this.#connection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
+      this.#flowProducer.on('error', (error) => this.#logger.warn({ err: error }, 'the durable flow producer lost its connection to Redis; it reconnects'));
+    }
+    return this.#flowProducer;
+  }
+
+  /** Resolves once the queue's connection (or the flow producer's) is up (at once when it is). */
+  async #connected(on: Queue | FlowProducer = this.queue): Promise<void> {
+    const client = await on.getBackend().client;
+    if (client.status === 'ready') return;
+    // One listener for every job waiting, however many (one each piled up past Node's limit of 10).
+    let reconnected = this.#reconnected.get(on);
+    if (reconnected === undefined) {
+      reconnected = new Promise<void>((resolve) => {
+        client.once('ready', () => {
+          this.#reconnected.delete(on);
+          resolve();
+        });
+      });
+      this.#reconnected.set(on, reconnected);
+    }
+    await reconnected;
+  }
+
+  #listen(events: QueueEvents): void {
+    for (const event of jobEvents) {
+      events.on(event, (fields: JobEventFields, id: string) => {
+        this.#read(id);
+        const handle = this.#live.get(fields.jobId);
+        if (handle === undefined) return;
+        // Being read from Redis: its events wait for what is read, and those after it apply then.
+        if (handle.held !== undefined) handle.held.push({ event, fields, id });
+        else if (handle.since === undefined) this.#apply(handle, event, fields);
+        else this.#applyAfter(handle, event, fields, id);
+      });
+    }
+  }
+
+  /**
+   * Applies an event to a handle read from Redis at the stream's entry `handle.since` only if it
+   * came after that entry: one before is in what was read (a reader that lags behind reads it
+   * after), and counted twice it would count an attempt twice.
+   */
+  #applyAfter(handle: DurableHandle, event: JobEvent, fields: JobEventFields, id: string): void {
+    if (compareStreamIds(id, handle.since ?? '0-0') <= 0) return;
+    handle.since = undefined;
+    this.#apply(handle, event, fields);
+  }
+
+  /** What an event of its job tells a followed handle. */
+  #apply(handle: DurableHandle, event: JobEvent, fields: JobEventFields): void {
+    const id = handle.id;
+    switch (event) {
+      case 'active':
+        return handle.started();
+      case 'progress':
+        return handle.reported(fields.data);
+      case 'delayed':
+        return handle.waiting('delayed');
+      case 'waiting':
+        return handle.waiting('queued');
+      case 'completed':
+        return this.#counted(id, () => this.#end(id, 'succeeded', { ok: true, value: fields.returnvalue }));
+      case 'failed':
+        return this.#counted(id, () => this.#failed(id, fields.failedReason ?? ''));
+      case 'removed':
+        return this.#end(id, 'cancelled', { ok: false, error: removedError(handle.name, id) });
+    }
+  }
+
+  /**
+   * Follows the position of the reader of the event stream. BullMQ trims the stream (to about
+   * 10 000 events): a reader that falls further behind (a busy process, a burst of jobs) never
+   * sees the events trimmed before it read them, and a handle whose end was among them would
+   * never settle. So, while events come, the stream's first entry is compared with the position
+   * as it was before the last look: past it, events may have been trimmed unread, and the live
+   * handles are read from Redis instead.
+   */
+  #read(id: string): void {
+    this.#position = id;
+    if (!this.#lookingForGap) void this.#lookForGaps();
+  }
+
+  async #lookForGaps(): Promise<void> {
+    this.#lookingForGap = true;
+    let from = this.#checkedFrom;
+    try {
+      while (this.#checkedFrom !== this.#position && this.queue.closing === undefined) {
+        from = this.#checkedFrom;
+        this.#checkedFrom = this.#position;
+        const client = await this.queue.getBackend().client;
+        const stream = this.queue.keys.events;
+        const [first] = (await client.runCommand('xrange', [stream, '-', '+', 'COUNT', 1])) as [string, unknown][];
+        const trimmed = first !== undefined && compareStreamIds(first[0], from) > 0 && !(from === '0-0' && (await neverTrimmed(client, stream)));
+        if (trimmed) await this.#reconcile();
+      }
+    } catch (error) {
+      // What was read since `from` is not checked: the next look, at the next event, checks it.
+      this.#checkedFrom = from;
+      if (this.queue.closing === undefined) this.#logger.warn({ err: error }, "the durable queue's event stream could not be checked for events trimmed unread; it is checked again at the next event");
+    } finally {
+      this.#lookingForGap = false;
+    }
+  }
+
+  /** Reads every followed handle back from Redis: events may have been trimmed unread. */
+  async #reconcile(): Promise<void> {
+    if (this.#live.size === 0) return;
+    this.#logger.info(
+      { handles: this.#live.size },
+      `the durable queue's event stream may have been trimmed past events this process had not read (it fell behind): its ${this.#live.size} followed handles are read from Redis`,
+    );
+    await this.#readBack([...this.#live.values()]);
+  }
+
+  /**
+   * Brings followed handles up to date from their jobs in Redis, in one transaction (one round
+   * trip) however many: the stream's last entry, and each job's hash. A job's hash says if it
+   * ended: BullMQ sets `finishedOn` when it does, with `returnvalue` (JSON, `null` for undefined)
+   * if it succeeded and none if it failed (an attempt that failed before sets `failedReason`, so
+   * that field alone does not tell); `ats` counts the attempts started, `name` is there while the
+   * job is. The state of each job not ended takes one more command. Meanwhile a handle's events
+   * are held; those after the stream's entry read with the hashes apply then, in order (those
+   * before are in what was read).
+   */
+  async #readBack(handles: readonly DurableHandle[]): Promise<void> {
+    const reading = handles.filter((handle) => handle.held === undefined);
+    if (reading.length === 0) return;
+    for (const handle of reading) handle.held = [];
+    let at: string | undefined;
+    try {
+      const client = await this.queue.getBackend().client;
+      // Jobs still on their way when the look was made: their absence from Redis says nothing.
+      const wasSending = reading.map((handle) => this.#sendingOf(handle.id) !== undefined);
+      const transaction = client.multi();
+      transaction.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1]);
+      for (const { id } of reading) transaction.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name', 'progress']);
+      const [last, ...replies] = (await transaction.exec()) ?? [];
+      if (last === undefined || last[0] !== null) throw last?.[0] ?? new Error('the transaction was discarded');
+      at = (last[1] as [string, unknown][])[0]?.[0] ?? '0-0';
+      const going: { handle: DurableHandle; started: number; progress: unknown }[] = [];
+      reading.forEach((handle, i) => {
+        const [error, fields] = replies[i] ?? [];
+        if (error !== null || !Array.isArray(fields) || this.#live.get(handle.id) !== handle) return;
+        const [finishedOn, returnvalue, failedReason, ats, name, progress] = fields as (string | null)[];
+        const started = Number(ats ?? 0);
+        const reported = progress === null || progress === undefined ? undefined : (JSON.parse(progress) as unknown);
+        if (finishedOn !== null && finishedOn !== undefined) {
+          handle.caughtUp(undefined, started, reported);
+          if (returnvalue !== null && returnvalue !== undefined) this.#end(handle.id, 'succeeded', { ok: true, value: JSON.parse(returnvalue) as unknown });
+          else this.#failed(handle.id, failedReason ?? '');
+        } else if (name === null || name === undefined) {
+          if (!wasSending[i]) this.#end(handle.id, 'failed', { ok: false, error: goneError(handle.name, handle.id) });
+        } else {
+          going.push({ handle, started, progress: reported });
+        }
+      });
+      const states = await Promise.all(going.map(({ handle }) => this.queue.getJobState(handle.id).catch(() => 'unknown')));
+      going.forEach(({ handle, started, progress }, i) => handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', started), started, progress));
+    } finally {
+      // Then the events held meanwhile that came after what was read (or all of them, if
+      // nothing was); those of the entries up to it are dropped when the reader reaches them.
+      for (const handle of reading) {
+        const held = handle.held ?? [];
+        handle.held = undefined;
+        for (const { event, fields, id } of held) {
+          if (this.#live.get(handle.id) !== handle) break;
+          if (at === undefined || compareStreamIds(id, at) > 0) this.#apply(handle, event, fields);
+        }
+        if (at !== undefined && compareStreamIds(at, this.#position) > 0) handle.since = at;
+      }
+    }
+  }
+
+  /**
+   * Ends the handle of a job that failed: `skipped` when it failed because a job it waited for
+   * did (BullMQ fails a parent so: `child <key> failed`), once that job is read; `failed` otherwise.
+   */
+  #failed(id: string, failedReason: string): void {
+    const handle = this.#live.get(id);
+    if (handle === undefined) return;
+    if (childFailed(failedReason) === undefined) {
+      this.#end(id, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, failedReason) });
+      return;
+    }
+    void this.#skipped(id, handle.name, failedReason)
+      .catch(() => undefined)
+      .then((skipped) => {
+        if (skipped !== undefined) this.#end(id, 'skipped', { ok: false, error: skipped.error });
+        else this.#end(id, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, failedReason) });
+      });
+  }
+
+  /**
+   * Why a job was skipped, when it failed because a job it waited for did: that job's failure
+   * (or, when it is one of ours, what it says of the job waited for), read from Redis.
+   */
+  async #skipped(id: string, name: string, failedReason: string): Promise<Skipped | undefined> {
+    const key = childFailed(failedReason);
+    if (key === undefined) return undefined;
+    const childId = key.slice(key.lastIndexOf(':') + 1);
+    const child = await Job.fromId(this.queue, childId).catch(() => undefined);
+    const failed = child === undefined ? { id: childId, name: 'durable task', status: 'failed', reason: `its job ${key} is no longer in Redis` } : failureOf(child);
+    const cause = new DurableTaskError('ERR_DURABLE_FAILED', failed.id, failed.reason ?? `durable task "${failed.name}" (#${failed.id}) ${failed.status}`);
+    const error = new TaskSkippedError(name, id, failed, cause);
+    return { error, failedReason: failed.reason === undefined ? error.message : `${error.message}: ${failed.reason}` };
+  }
+
+  /**
+   * Ends a handle from its job's last event, once it counts its job's attempts: a handle that saw
+   * none start had its `active` events trimmed unread (the stream is read in order), so it reads
+   * the attempts its job started (`ats`) first, one round trip.
+   */
+  #counted(id: string, end: () => void): void {
+    const handle = this.#live.get(id);
+    if (handle === undefined || handle.attempt > 0) {
+      end();
+      return;
+    }
+    this.queue
+      .getBackend()
+      .client.then((client) => client.runCommand('hget', [this.queue.toKey(id), 'ats']))
+      .then(
+        (started) => handle.startedAtLeast(Number(started ?? 0)),
+        () => undefined,
+      )
+      .then(end)
+      .catch((error: unknown) => this.#logger.error({ task: handle.name, taskId: id, err: error }, `the handle of durable task "${handle.name}" (#${id}) could not be settled from its job's last event`));
+  }
+
+  #end(id: string, status: TaskStatus, outcome: Outcome): void {
+    const handle = this.#live.get(id);
+    if (handle === undefined) return;
+    this.#unfollow(id);
+    handle.settle(status, outcome);
+  }
+
+  /**
+   * Cancels a job wherever it is: removed if it still waits (or is delayed), and every worker
+   * is asked to stop it if one is running it. The handle has already ended `cancelled`.
+   */
+  #cancel(id: string, name: string, reason: string): void {
+    this.#unfollow(id);
+    void this.#remove(id, name, reason);
+    this.#tellWorkers(id, reason);
+  }
+
+  /** Asks every worker to stop the job if it runs it (it remembers the request a while if not, in case it is about to). */
+  #tellWorkers(id: string, reason: string): void {
+    // Closed: no worker is told, as no job of this backend is followed any more (and a publisher
+    // made now would never be closed).
+    if (this.queue.closing !== undefined) return;
+    if (this.#publisher === undefined) {
+      this.#publisher = redisFor(this.#connection);
+      this.#publisher.on('error', () => undefined);
+    }
+    this.#publisher.publish(cancelChannel(this.queue.name, this.#prefix), JSON.stringify({ id, reason })).catch((error: unknown) => {
+      this.#logger.warn({ taskId: id, err: error }, 'the cancellation of a durable job could not be sent to the workers');
+    });
+  }
+
+  /**
+   * Removes a cancelled job that waits. A job that a durable task waits for (its parent) is not
+   * just removed: BullMQ would move the parent on once it has no child left, and the task would
+   * run. A child that fails at once is added to the parent first, which then ends skipped. (Its
+   * children, the jobs it waited for, are tasks of their own: they stay.)
+   */
+  async #remove(id: string, name: string, reason: string): Promise<void> {
+    // A job still on its way is removed once Redis has it: looked for before, it would be missed.
+    this.#flush(true);
+    await this.#sendingOf(id)?.done;
+    for (;;) {
+      try {
+        await this.#removeOnce(id, name, reason);
+        return;
+      } catch (error) {
+        // Redis went away: the job is looked for again once it is back (else it would run, cancelled).
+        const next = await this.#afterFailure(error);
+        if (next === 'again') continue;
+        if (next === 'closed') {
+          this.#logger.error({ task: name, taskId: id, err: error }, `durable task "${name}" was cancelled, but its job could not be removed from Redis before the backend was closed; it may still run`);
+        }
+        // Taken by a worker meanwhile, or refused: told again, a worker stops the job if it has it.
+        this.#tellWorkers(id, reason);
+        return;
+      }
+    }
+  }
+
+  /** One look at a cancelled job in Redis, and its removal if it waits. */
+  async #removeOnce(id: string, name: string, reason: string): Promise<void> {
+    const job = await this.queue.getJob(id);
+    if (job === undefined) return;
+    const state = await job.getState();
+    // Running: its worker is told (again: the first word may have come before it took the job),
+    // and fails it (a record then kept, as a cancelled job's).
+    if (state === 'active') this.#tellWorkers(id, reason);
+    if (state === 'active' || state === 'completed' || state === 'failed') return;
+    const parent = job.parent;
+    if (parent?.id !== undefined) {
+      const data: AfterData = { kind: 'cancelled', id, name, reason };
+      await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: parent.id, queue: parent.queueKey }, failParentOnFailure: true });
+    }
+    // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now.
+    if ((await this.queue.remove(id, { removeChildren: false })) === 0) this.#tellWorkers(id, reason);
+  }
+
+  async job(id: string): Promise<DurableJob | undefined> {
+    const job = await this.queue.getJob(id);
+    if (job === undefined) return undefined;
+    const state = await job.getState();
+    const skipped = state === 'failed' ? await this.#skipped(id, job.name, job.failedReason) : undefined;
+    return snapshot(job, state, skipped);
+  }
+
+  async handle(id: string): Promise<TaskHandle | undefined> {
+    const live = this.#live.get(id);
+    if (live !== undefined) return live;
+    // Followed before its job is read: an end that comes meanwhile settles it too.
+    const handle = new DurableHandle(this, id, 'durable task', 'queued', (reason) => this.#cancel(id, handle.name, reason));
+    this.#keep(handle);
+    let job: Job | undefined;
+    let state: string | undefined;
+    try {
+      await this.#openReader();
+      job = await this.queue.getJob(id);
+      state = await job?.getState();
+    } finally {
+      if (job === undefined) this.#unfollow(id);
+    }
+    if (job === undefined) return undefined;
+    handle.found(snapshot(job, state ?? 'unknown'));
+    if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
+    else if (state === 'failed') this.#failed(id, job.failedReason);
+    return handle;
+  }
+
+  async close(): Promise<void> {
+    this.#onClose?.();
+    // What was added before is sent before the queue closes.
+    this.#flush(true);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit(), this.#flowProducer?.close()]);
+    // Jobs still on their way settle their handles first, answered or not (the connection closed).
+    await Promise.allSettled([...this.#sending.values(), ...this.#overdue.values()].flatMap((sending) => sending.done ?? []));
+    clearTimeout(this.#sendTimer);
+    this.#sendTimer = undefined;
+    for (const handle of this.#live.values()) handle.settle('failed', { ok: false, error: closedError(handle) });
+    this.#live.clear();
+  }
+}
+
+/** The queue's connection, as BullMQ gives it. */
+type QueueClient = Awaited<ReturnType<Queue['getBackend']>['client']>;
+
+/**
+ * A job on its way to Redis: its handle, when its handle fails if the job has not been handed to
+ * BullMQ by then (epoch ms), the job, the sending's end once it has begun, and whether the job was
+ * handed to BullMQ (from then, only Redis's answer settles it: it may be in Redis).
+ */
+interface Sending {
+  readonly handle: DurableHandle;
+  readonly deadline: number;
+  readonly data: JobData;
+  readonly options: JobsOptions;
+  done: Promise<void> | undefined;
+  handed: boolean;
+}
+
+/** What a followed handle fails with when the backend is closed before its job ended. */
+function closedError({ name, id }: DurableHandle): DurableTaskError {
+  return new DurableTaskError('ERR_DURABLE_FAILED', id, `durable task "${name}" (#${id}): the durable backend of this process was closed before its job ended (the job itself runs as usual)`);
+}
+
+/**
+ * The status of a job in one of BullMQ's states before its end (`queue.getJobState()`), after
+ * `started` attempts (waiting again after one: `retrying`); undefined for the other states.
+ */
+function waitingOrRunning(state: string, started: number): TaskStatus | undefined {
+  switch (state) {
+    case 'active':
+      return 'running';
+    case 'waiting':
+    case 'prioritized':
+      return started > 0 ? 'retrying' : 'queued';
+    case 'delayed':
+      return started > 0 ? 'retrying' : 'delayed';
+    case 'waiting-children':
+      return 'delayed';
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * What a handle read from Redis fails with when its job is not there: it ended and the queue's
+ * retention removed its record, or it was removed; which, and how it ended, nobody can tell.
+ */
+function goneError(name: string, id: string): DurableTaskError {
+  return new DurableTaskError(
+    'ERR_DURABLE_GONE',
+    id,
+    `durable task "${name}" (#${id}): its job is no longer in Redis, so its outcome is unknown here (the queue keeps a completed job ${keepCompleted.age / 3600} h, ` +
+      `the last ${keepCompleted.count} of them, and a failed one ${keepFailed.age / 24 / 3600} days; a job can also be removed by hand); ` +
+      'watch a handle (read its status or ask for its result) before its job ends to be told how it ended',
+  );
+}
+
+/** What a handle whose job was removed fails with. */
+function removedError(name: string | undefined, id: string): TaskCancelledError {
+  return new TaskCancelledError(name ?? 'durable task', id, 'its job was removed');
+}
+
+/** Orders two stream entry ids (`<ms>-<sequence>`). */
+function compareStreamIds(a: string, b: string): number {
+  const [aMs = 0, aSeq = 0] = a.split('-').map(Number);
+  const [bMs = 0, bSeq = 0] = b.split('-').map(Number);
+  return aMs - bMs || aSeq - bSeq;
+}
+
+/**
+ * Whether no entry of a stream was ever trimmed (every entry added is still there): how a reader
+ * that started on an empty stream, and so compares with no entry it read, tells a first entry
+ * that is the first ever from a stream trimmed before it read. Redis 7's `entries-added`; false
+ * (perhaps trimmed) without it.
+ */
+async function neverTrimmed(client: { runCommand(name: string, args: unknown[]): Promise<unknown> }, stream: unknown): Promise<boolean> {
+  const info = (await client.runCommand('xinfo', ['STREAM', stream])) as unknown[];
+  const field = (name: string): unknown => info[info.indexOf(name) + 1];
+  return info.includes('entries-added') && Number(field('entries-added')) === Number(field('length'));
+}
+
+function dueAt(timing: NonNullable<TaskRequest['timing']>): number {
+  if (timing.runAt !== undefined) return timing.runAt;
+  return Date.now() + (timing.delayMs ?? 0);
+}
+
+/** Why a job was skipped: the handle's error, and the job's reason as `backend.job(id)` reads it. */
+interface Skipped {
+  readonly error: TaskSkippedError;
+  readonly failedReason: string;
+}
+
+function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
+  const ended: Record<string, TaskStatus> = { completed: 'succeeded', failed: 'failed' };
+  const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
+  return Object.freeze({
+    id: job.id ?? '',
+    name: job.name,
+    status: skipped !== undefined ? 'skipped' : state === 'failed' && job.failedReason.startsWith('cancelled: ') ? 'cancelled' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued'),
+    attempt: skipped !== undefined ? 0 : state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
+    progress:
+      typeof progress === 'object' && typeof progress.fraction === 'number'
+        ? Object.freeze({ fraction: progress.fraction, message: typeof progress.message === 'string' ? progress.message : undefined })
+        : undefined,
+    result: job.returnvalue as unknown,
+    failedReason: skipped !== undefined ? skipped.failedReason : job.failedReason === '' ? undefined : job.failedReason,
+  });
+}

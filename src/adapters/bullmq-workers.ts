@@ -1,0 +1,329 @@
+/**
+ * The worker side of the durable backend (src/adapters/bullmq.ts is its entry point):
+ * `startWorkers()` runs the jobs of a set of definitions in any process, each in a child scope of
+ * a container there, as a local run of the workers' application; producers' cancellations reach
+ * the running job over a Redis channel.
+ */
+import { Job, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq';
+import { container as globalContainer, type DependencyContainer } from 'tsyringe';
+import { Background, consoleLogger, disposeScope, TaskContext, type BackgroundLogger, type CallOptions, type TaskDefinition, type TaskHandle } from '../index.js';
+import { describe } from './request-scope.js';
+import {
+  afterJob,
+  backoffFor,
+  cancelChannel,
+  checkConnection,
+  defaultConnection,
+  defaultQueueName,
+  jobRun,
+  messageOf,
+  notInQueue,
+  redisFor,
+  type AfterData,
+  type BullMQConnection,
+  type FailedPrerequisite,
+  type JobData,
+} from './bullmq-jobs.js';
+
+/**
+ * How long a worker remembers the cancellation of a job it was not running, in case it takes the
+ * job just after: a job's fetch and the cancellation travel on two connections.
+ */
+const cancelRememberedMs = 10_000;
+
+/**
+ * A job this process is running: what its local run is an attempt of (the `jobRun` call option:
+ * the job's attempt number, its progress saved on the job, and the job's own child scope when its
+ * task has dependencies to resolve there), the local run, and whether the job's producer
+ * cancelled it. One object a job.
+ */
+class RunningJob {
+  readonly attempt: number;
+  readonly scope: DependencyContainer | undefined;
+  local: TaskHandle | undefined = undefined;
+  cancelled = false;
+  #job: Job | undefined;
+  readonly #logger: BackgroundLogger;
+
+  constructor(job: Job, logger: BackgroundLogger, scope: DependencyContainer | undefined) {
+    this.attempt = job.attemptsMade + 1;
+    this.scope = scope;
+    this.#job = job;
+    this.#logger = logger;
+  }
+
+  progress(fraction: number, message: string | undefined): void {
+    const job = this.#job;
+    job?.updateProgress({ fraction, message }).catch((error: unknown) => {
+      this.#logger.warn({ err: error, taskId: job.id }, `the progress of durable task "${job.name}" could not be saved`);
+    });
+  }
+
+  cancel(reason: string): void {
+    this.cancelled = true;
+    this.local?.cancel(reason);
+  }
+
+  /**
+   * Lets go of the job and the local run once the job is over. Not for correctness (nothing
+   * reachable keeps this object then), for the GC: measured, while these stayed set most of
+   * each job's graph (the BullMQ job, its data, the run) reached the old generation through
+   * scavenges, in most processes: the processor alone took ≈ 6–8 µs a job against ≈ 3 µs, with a
+   * mark-compact every ≈ 250 ms (bench/analysis.mjs, durable).
+   */
+  end(): void {
+    this.#job = undefined;
+    this.local = undefined;
+  }
+}
+
+/** The call options of a worker's local run of a job. */
+type WorkerCallOptions = CallOptions & { [jobRun]: RunningJob };
+
+/** Options of {@link startWorkers}. */
+export interface StartWorkersOptions extends BullMQConnection {
+  /** The definitions this process runs; a job of another name fails at once, without retries, saying so (`ERR_DURABLE_FAILED` for its producer). */
+  tasks: readonly TaskDefinition<never[]>[];
+  /**
+   * The container each job's scope is a child of: the job's dependencies are resolved there.
+   * @default the global container
+   */
+  container?: DependencyContainer | undefined;
+  /** Jobs run at once in this process. @default 10 */
+  concurrency?: number | undefined;
+  /**
+   * More of BullMQ's worker options, passed as they are: how long a job's lock lasts and how
+   * often stalled jobs are looked for (`lockDuration`, `stalledInterval`, `maxStalledCount`:
+   * how soon, and how many times, a job whose worker died is run again elsewhere), `limiter`,
+   * `name`… `connection`, `concurrency` and `prefix` are the options above; the retries'
+   * backoff (`settings.backoffStrategy`) is always the task's own.
+   * @default BullMQ's defaults (`lockDuration` 30 s, `stalledInterval` 30 s, `maxStalledCount` 1)
+   *
+   * ```ts
+   * startWorkers({ tasks, connection, workerOptions: { lockDuration: 10_000, stalledInterval: 5_000 } });
+   * ```
+   */
+  workerOptions?: Omit<WorkerOptions, 'connection' | 'concurrency' | 'prefix'> | undefined;
+}
+
+/** Workers started by {@link startWorkers}. */
+export interface DurableWorkers {
+  readonly worker: Worker;
+  /**
+   * Stops taking jobs and waits for the active ones to end (BullMQ's `worker.close()`); their
+   * scopes drain and are disposed. With `timeoutMs`, waits at most that long: jobs still active
+   * then are left to run again on another worker once their locks expire (as after a crash),
+   * logged with their ids, and their tasks here are not stopped (end the process).
+   * @throws RangeError (the promise rejects) when `timeoutMs` is not an integer from 0 to 2147483647.
+   */
+  close(options?: { timeoutMs?: number | undefined }): Promise<void>;
+}
+
+/**
+ * Runs the durable jobs of `tasks` in this process: each job in a child scope of `container`
+ * (its dependencies resolved there; the scope drained and disposed after the job), with a
+ * `TaskContext` whose `progress()` becomes the job's progress; a `workerTask()` runs on this
+ * process's worker-thread pool. Retries and their backoff are the job's (`retries`, `backoff`
+ * of the task); `timeoutMs` bounds each attempt.
+ *
+ * ```ts
+ * const workers = startWorkers({ tasks: [sendInvoice, renderReport], connection, concurrency: 20 });
+ * process.once('SIGTERM', () => workers.close({ timeoutMs: 20_000 }));
+ * ```
+ */
+export function startWorkers(options: StartWorkersOptions): DurableWorkers {
+  checkConnection('startWorkers', options);
+  const { tasks, concurrency } = options;
+  if (!Array.isArray(tasks) || tasks.length === 0) {
+    throw new TypeError(`startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got ${describe(tasks)}`);
+  }
+  const names = new Set<string>();
+  tasks.forEach((task: unknown, i) => {
+    const name = (task as Partial<TaskDefinition> | null)?.name;
+    if (typeof name !== 'string' || typeof (task as Partial<TaskDefinition>).fn !== 'function') {
+      throw new TypeError(`startWorkers(options): options.tasks[${i}] must be a defineTask() or workerTask() definition, got ${describe(task)}`);
+    }
+    if (names.has(name)) throw new TypeError(`startWorkers(options): options.tasks has two definitions named "${name}"; a job finds its task by name`);
+    names.add(name);
+  });
+  if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
+    throw new RangeError(`startWorkers(options): options.concurrency must be a positive integer, got ${describe(concurrency)}`);
+  }
+  const scopeRoot = options.container ?? globalContainer;
+  const logger = options.logger ?? consoleLogger;
+  const byName = new Map<string, TaskDefinition<never[]>>();
+  for (const task of options.tasks) byName.set(task.name, task);
+  /**
+   * The definitions whose jobs get a child scope each: those with a dependency other than their
+   * TaskContext. Every job's local run is added on one Background, the workers' (a child scope
+   * of the container, made once); the job's own scope, when it has one, is where its dependencies
+   * are resolved (a Background among them: its tasks drain with the job), and it is drained and
+   * disposed once the job is over.
+   */
+  const scoped = new Set<TaskDefinition<never[]>>(options.tasks.filter((task) => task.inject.some((token: unknown) => token !== TaskContext)));
+  const workersScope = scopeRoot.createChildContainer();
+  let background: Background | undefined;
+  /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
+  const running = new Map<string, RunningJob>();
+  /**
+   * Cancellations of jobs this process was not running when they came, by job id, with when they
+   * are forgotten: one may come just before this process takes the job (the producer asks again
+   * once it knows a worker has it, and the job would run if both came early).
+   */
+  const cancelledEarly = new Map<string, { reason: string; until: number }>();
+  /** How many jobs the processor is in (its scope's disposal included): `close({ timeoutMs })` waits for 0. */
+  let active = 0;
+  let whenIdle: (() => void) | undefined;
+  // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
+  // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
+  const processor = async (job: Job<JobData>): Promise<unknown> => {
+    active++;
+    try {
+      return await runJob(job);
+    } finally {
+      if (--active === 0) whenIdle?.();
+    }
+  };
+  const runJob = async (job: Job<JobData>): Promise<unknown> => {
+    if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>);
+    const definition = byName.get(job.name);
+    if (definition === undefined) {
+      throw new UnrecoverableError(
+        `no durable task named "${job.name}" is known to this worker (it runs ${[...byName.keys()].map((n) => `"${n}"`).join(', ') || 'none'}); ` +
+          'pass its definition to startWorkers({ tasks })',
+      );
+    }
+    // The job's own child scope, for a task with dependencies to resolve there; a task without
+    // any could not tell it from the workers' (below), and the scope would cost every job.
+    const scope = scoped.has(definition) ? scopeRoot.createChildContainer() : undefined;
+    const jobId = job.id ?? '';
+    try {
+      const { args, timeoutMs } = job.data;
+      const entry = new RunningJob(job, logger, scope);
+      // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
+      // logs), its progress is the job's, and it is on record in Redis, not in this process.
+      const options: WorkerCallOptions = { durable: false, retries: 0, timeoutMs, [jobRun]: entry };
+      background ??= workersScope.resolve(Background);
+      const local = background.with(options).add(definition as TaskDefinition<unknown[]>, ...args);
+      entry.local = local;
+      running.set(jobId, entry);
+      if (cancelledEarly.size > 0) {
+        const early = cancelledEarly.get(jobId);
+        if (early !== undefined) {
+          cancelledEarly.delete(jobId);
+          entry.cancel(early.reason);
+        }
+      }
+      try {
+        return await local.result();
+      } catch (error) {
+        // Cancelled by its producer: not worth another attempt.
+        if (entry.cancelled) throw new UnrecoverableError(`cancelled: ${messageOf(error)}`);
+        throw error;
+      } finally {
+        running.delete(jobId);
+        entry.end();
+      }
+    } finally {
+      if (scope !== undefined) await disposeScope(scope);
+    }
+  };
+  const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {
+    ...options.workerOptions,
+    connection: options.connection ?? defaultConnection,
+    concurrency: options.concurrency ?? 10,
+    ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
+    settings: {
+      ...options.workerOptions?.settings,
+      backoffStrategy: (attemptsMade, _type, _error, job) => backoffFor((job?.data as JobData | undefined)?.backoff, attemptsMade),
+    },
+  });
+  worker.on('error', (error) => logger.warn({ err: error }, 'a durable worker lost its connection to Redis; it reconnects'));
+  // Producers' cancellations of running jobs: the worker running one cancels its task.
+  const subscriber = redisFor(options.connection ?? defaultConnection);
+  subscriber.on('error', () => undefined);
+  const channel = cancelChannel(worker.name, options.prefix);
+  subscriber.subscribe(channel).catch((error: unknown) => logger.warn({ err: error }, 'a durable worker could not listen for cancellations'));
+  subscriber.on('message', (from: string, message: string) => {
+    if (from !== channel) return;
+    try {
+      const { id, reason } = JSON.parse(message) as { id: string; reason: string };
+      const entry = running.get(id);
+      if (entry !== undefined) {
+        entry.cancel(reason);
+        return;
+      }
+      const now = Date.now();
+      for (const [early, { until }] of cancelledEarly) {
+        if (until > now) break;
+        cancelledEarly.delete(early);
+      }
+      cancelledEarly.delete(id);
+      cancelledEarly.set(id, { reason, until: now + cancelRememberedMs });
+    } catch {
+      // Not ours.
+    }
+  });
+  return {
+    worker,
+    async close(options = {}) {
+      const { timeoutMs } = options;
+      if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
+        throw new RangeError(`workers.close(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);
+      }
+      let inTime = true;
+      if (timeoutMs !== undefined) {
+        // Paused, the worker takes no new job and its active ones go on; at the deadline, closing
+        // with force stops renewing their locks instead of waiting for them. (Not BullMQ's
+        // `pause()` that waits for them: still waiting when the worker was closed with force, it
+        // reconnected the worker's blocking connection once they ended, and that connection,
+        // listened to by nobody, kept the process alive and reconnecting for ever.)
+        await worker.pause(true);
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<false>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)));
+        const idle = active === 0 ? true : new Promise<true>((resolve) => (whenIdle = () => resolve(true)));
+        inTime = await Promise.race([idle, deadline]);
+        whenIdle = undefined;
+        clearTimeout(timer);
+        if (!inTime) {
+          const left = [...running.keys()];
+          logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);
+        }
+      }
+      await worker.close(!inTime);
+      await subscriber.quit().catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * Runs a job of {@link afterJob}. A guard checks, once its dependent's flow is in Redis, the jobs
+ * the dependent waits for: one that had failed before it was attached would never move the
+ * dependent on, nor would one another durable task waits for (BullMQ did not attach it). Its
+ * failure, and that of the other kinds, which fail at once, fails the dependent: skipped.
+ */
+async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
+  const data = job.data;
+  const fail = async (failed: FailedPrerequisite): Promise<never> => {
+    if (data.kind === 'guard') await job.updateData({ ...data, failed });
+    throw new UnrecoverableError(`durable task "${failed.name}" (#${failed.id}) ${failed.status === 'cancelled' ? 'was cancelled' : failed.status}${failed.reason === undefined ? '' : `: ${failed.reason}`}`);
+  };
+  if (data.kind === 'missing') return fail({ id: data.id, name: data.name, status: notInQueue });
+  if (data.kind === 'cancelled') return fail({ id: data.id, name: data.name, status: 'cancelled', reason: data.reason });
+  for (const { id, name } of data.after) {
+    const prerequisite = await Job.fromId(worker, id);
+    if (prerequisite === undefined) return fail({ id, name, status: notInQueue });
+    // Made by the flow for want of the job: it fails by itself.
+    if (prerequisite.name === afterJob) continue;
+    const state = await prerequisite.getState();
+    if (state === 'completed') continue;
+    if (state === 'failed') {
+      const cancelled = prerequisite.failedReason.startsWith('cancelled: ');
+      return fail({ id, name, status: cancelled ? 'cancelled' : 'failed', reason: prerequisite.failedReason });
+    }
+    if (prerequisite.parentKey !== job.parentKey) {
+      return fail({ id, name, status: `is waited for by another durable task already (${prerequisite.parentKey ?? 'another job'}), and BullMQ gives a job one parent` });
+    }
+  }
+  return null;
+}
