@@ -642,10 +642,12 @@ class BullMQBackend implements Runner, DurableBackend {
   };
 
   #failEnqueue(handle: DurableHandle, error: unknown): void {
+    this.#unfollow(handle.id);
+    // Cancelled meanwhile: the job not being enqueued is what was asked for.
+    if (handle.ended) return;
     this.enqueueFailures++;
     const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', handle.id, `durable task "${handle.name}" (#${handle.id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
     this.#logger.error({ task: handle.name, taskId: handle.id, err: failure }, `durable task "${handle.name}" could not be enqueued; it will not run`);
-    this.#unfollow(handle.id);
     handle.settle('failed', { ok: false, error: failure });
   }
 
