@@ -49,7 +49,17 @@ const web = {
     'each), p99 6–7 → 5 ms in those runs; at ≈ 10 000 requests a second 1 000 records were a tenth of a second of history. ' +
     'Not seen in the section\'s req/s or p99 ratios the same evening (one run: 0.79–0.81× req/s, p99 1.51× Fastify, 1.62× ' +
     'Hono), inside this VM\'s spread; the same GC measurement an hour later read twice the req/s on every route (the ' +
-    'machine\'s other load changed), which is why single runs of it decide nothing.',
+    'machine\'s other load changed), which is why single runs of it decide nothing. Later that night (9c1a29e) a request ' +
+    'scope draining its tasks stopped keeping its request alive (the adapters kept the request for the log line of a failed ' +
+    'disposal: headers, body and the framework\'s request or Hono\'s context lived as long as the slowest task); four runs ' +
+    'of the section after it: p99 Fastify 1.34–1.46×, Hono 1.34–1.64×, req/s 0.77–0.87×: no change the spread can show. ' +
+    'And a server CPU profile under load (Fastify, `/with-background` against `/with-promises`, per request) spreads the ' +
+    'library\'s ≈ 7 µs over some thirty functions of 0.15–0.65 µs each (tsyringe\'s resolve, `disposeScope()`, the run\'s ' +
+    'start and end, records, the lane) plus ≈ 1.4 µs of GC: there is no single cost left to cut. The rows "request p99 at ' +
+    'half /plain\'s req/s" (section 7\') measure the same routes at a fixed rate the server carries with room to spare ' +
+    '(≈ 50–65% busy): p99 0.98× Express, 1.21× Fastify, 1.42× Hono in their first run (bare promises 1.02–1.28×): there too ' +
+    'the extra latency follows the extra CPU a request (the server busier, requests wait longer for the event loop), not ' +
+    'the saturation alone. For the team: whether the target is judged at saturation or at a stated load.',
 };
 
 /**

@@ -625,6 +625,24 @@ function summarize(res) {
       ),
       { web: true },
     );
+    if (list.every(([, rs]) => rs.every((r) => r.paced !== undefined))) {
+      section(
+        "7'. The same routes at a fixed rate, half of what /plain served flat out (autocannon's overallRate, the same 20 connections): the latency a request sees at a load the server carries with room to spare",
+        ['', 'rate req/s', 'p50 ms', 'p99 ms', 'p99.9 ms', 'server CPU µs/req', 'server CPU busy'],
+        list.flatMap(([fw, rs]) =>
+          ['plain', 'with', 'raw'].map((v) => [
+            `${names[fw]}: GET ${{ plain: '/plain', with: '/with-background', raw: '/with-promises (reference)' }[v]}`,
+            summary(rs.map((r) => r.paced.rate), 0),
+            summary(rs.map((r) => r.paced[v].p50), 2),
+            summary(rs.map((r) => r.paced[v].p99), 2),
+            summary(rs.map((r) => r.paced[v].p999), 2),
+            summary(rs.map((r) => r.paced[v].cpuPerRequestUs), 0),
+            `${summary(rs.map((r) => r.paced[v].serverCpuShare * 100), 0)}%`,
+          ]),
+        ),
+        { web: true },
+      );
+    }
     for (const [i, [fw, rs]] of list.entries()) {
       const id = `7${'abc'[i]}`;
       const ratio = (q, v = 'with') => rs.map((r) => r[v][q] / r.plain[q]);
@@ -632,6 +650,12 @@ function summarize(res) {
       row({ id, key: `web${fw}Rps`, figure: '  req/s, with background / without', values: ratio('rps'), min: 0.95 });
       row({ id, key: `web${fw}Cpu`, figure: '  server CPU per request, with background / without (reference)', values: ratio('cpuPerRequestUs') });
       row({ id, key: `web${fw}RawRps`, figure: '  (req/s, the same tasks as bare promises / without, for reference)', values: ratio('rps', 'raw') });
+      // Runs saved before 2026-12-05 21:00 have no fixed-rate runs.
+      if (rs.every((r) => r.paced !== undefined)) {
+        const paced = (q, v = 'with') => rs.map((r) => r.paced[v][q] / r.paced.plain[q]);
+        row({ id, key: `web${fw}PacedP99`, figure: "  request p99 at half /plain's req/s, with background / without (reference)", values: paced('p99') });
+        row({ id, key: `web${fw}PacedRawP99`, figure: '  (the same, the tasks as bare promises / without, for reference)', values: paced('p99', 'raw') });
+      }
     }
     row({ id: '7', key: 'webLost', figure: 'background tasks not completed by the end of a run (all frameworks)', values: res.web.frameworks.express.map((_, round) => list.reduce((a, [, rs]) => a + (rs[round]?.tasks.lost ?? 0), 0)), max: 0, unit: ' tasks', digits: 0 });
   }

@@ -201,7 +201,7 @@ async function measure({ kind: framework, round, pairs, runMs, warmMs, connectio
    * One run of autocannon on a route: responses within the run's `ms`, with their latency (ms, as
    * a float), and the share of the machine's CPU that other processes used meanwhile.
    */
-  const once_ = async (variant, ms) => {
+  const once_ = async (variant, ms, rate) => {
     const before = await stats();
     const machine0 = machineCpu();
     const own0 = process.cpuUsage();
@@ -215,6 +215,7 @@ async function measure({ kind: framework, round, pairs, runMs, warmMs, connectio
       pipelining: 1,
       duration: ms / 1000,
       sampleInt: 100, // the run ends at the first sample after `duration`: keeps the tail short
+      ...(rate === undefined ? {} : { overallRate: rate }),
     });
     // autocannon's own histogram has a resolution of 1 ms: the latencies are kept here instead.
     instance.on('response', (_client, status, _bytes, responseTime) => {
@@ -254,10 +255,10 @@ async function measure({ kind: framework, round, pairs, runMs, warmMs, connectio
    * land in one route's figures. The least disturbed attempt is kept.
    */
   let redone = 0;
-  const load = async (variant, ms) => {
+  const load = async (variant, ms, rate) => {
     let best;
     for (let attempt = 1; attempt <= 3; attempt++) {
-      const r = await once_(variant, ms);
+      const r = await once_(variant, ms, rate);
       if (best === undefined || r.foreign < best.foreign) best = r;
       if (r.foreign <= 0.1) break;
       redone++;
@@ -272,6 +273,14 @@ async function measure({ kind: framework, round, pairs, runMs, warmMs, connectio
   for (let p = 0; p < pairs; p++) {
     for (const v of rotate(variants, round + p)) runs[v].push(await load(v, runMs));
   }
+  // Then at a fixed rate, half of what /plain served flat out: the latency a request sees at a
+  // load the server carries with room to spare, rather than in a queue that saturation makes
+  // (where p99 follows the throughput: 20 connections over fewer requests a second).
+  const rate = Math.round((runs.plain.reduce((a, r) => a + r.rps, 0) / runs.plain.length) * 0.5);
+  const paced = { plain: [], with: [], raw: [] };
+  for (let p = 0; p < Math.ceil(pairs / 2); p++) {
+    for (const v of rotate(variants, round + p)) paced[v].push(await load(v, runMs * 2, rate));
+  }
   const measuredMs = performance.now() - t0;
   const end = await idle();
   const { user, system } = process.cpuUsage();
@@ -279,29 +288,31 @@ async function measure({ kind: framework, round, pairs, runMs, warmMs, connectio
   await exited;
 
   /** The variant's runs pooled: every latency of its runs, every response over their total time. */
-  const pooled = (list) => {
+  const pooled = (list, ms = runMs) => {
     const all = list.flatMap((r) => r.latencies).sort((a, b) => a - b);
     const requests = list.reduce((a, r) => a + r.serverRequests, 0);
     return {
-      rps: all.length / ((list.length * runMs) / 1000),
+      rps: all.length / ((list.length * ms) / 1000),
       p50: quantile(all, 0.5),
       p99: quantile(all, 0.99),
       p999: quantile(all, 0.999),
       cpuPerRequestUs: (list.reduce((a, r) => a + r.serverCpuMs, 0) * 1000) / requests,
-      serverCpuShare: list.reduce((a, r) => a + r.serverCpuMs, 0) / (list.length * runMs),
+      serverCpuShare: list.reduce((a, r) => a + r.serverCpuMs, 0) / (list.length * ms),
       heapMb: Math.max(...list.map((r) => r.heapMb)),
       bad: list.reduce((a, r) => a + r.bad, 0),
     };
   };
   const summed = { plain: pooled(runs.plain), with: pooled(runs.with), raw: pooled(runs.raw) };
-  for (const list of Object.values(runs)) for (const r of list) delete r.latencies;
+  const atRate = { rate, plain: pooled(paced.plain, runMs * 2), with: pooled(paced.with, runMs * 2), raw: pooled(paced.raw, runMs * 2) };
+  for (const list of [...Object.values(runs), ...Object.values(paced)]) for (const r of list) delete r.latencies;
   const { requests, disposed, added, completed, failed, logged } = end.counts;
-  const kept = Object.values(runs).flat();
+  const kept = [...Object.values(runs), ...Object.values(paced)].flat();
   return {
     framework,
     pinned: serverCpu !== undefined,
     runs,
     ...summed,
+    paced: atRate,
     measuredMs,
     redone,
     // What lib.mjs judges the measurement by (rather than by the whole process's time, which
