@@ -567,8 +567,9 @@ class BullMQBackend implements Runner, DurableBackend {
     const { handle } = sending;
     if (this.#late.delete(handle.id)) return this.#forget(handle.id);
     if (sending.handed && (error as Error | undefined)?.name !== 'ReplyError') {
+      // In doubt until Redis is asked: found by a cancellation or an `after` meanwhile, which wait for it.
+      this.#forget(handle.id);
       this.#overdue.set(handle.id, sending);
-      this.#sending.delete(handle.id);
       const there = await this.#lookFor(handle.id);
       this.#forget(handle.id);
       if (there === true) {
