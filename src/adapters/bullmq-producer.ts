@@ -446,7 +446,10 @@ class BullMQBackend implements Runner, DurableBackend {
     const client = await this.queue.getBackend().client;
     if ((error as Error | undefined)?.name !== 'MaxRetriesPerRequestError' && client.status === 'ready') return 'answer';
     if (this.queue.closing !== undefined) return 'closed';
-    return (await Promise.race([this.#connected().then(() => true), this.#closed.then(() => false)])) ? 'again' : 'closed';
+    return this.#connected().then(
+      () => 'again',
+      () => 'closed',
+    );
   }
 
   /**
@@ -577,8 +580,8 @@ class BullMQBackend implements Runner, DurableBackend {
         if (this.#live.get(handle.id) === handle) this.#readBackLater([handle]);
         return;
       }
-      const why = there === false ? 'asked once it could be reached, Redis does not have the job' : 'the backend was closed before Redis could be asked whether it has the job';
-      return this.#failEnqueue(handle, new Error(`${messageOf(error)} (${why})`, { cause: error }));
+      if (there === undefined) return this.#failEnqueue(handle, new Error(`${messageOf(error)} (the backend was closed before Redis could be asked whether it has the job)`, { cause: error }), true);
+      return this.#failEnqueue(handle, new Error(`${messageOf(error)} (asked once it could be reached, Redis does not have the job)`, { cause: error }));
     }
     this.#forget(handle.id);
     this.#failEnqueue(handle, error);
@@ -588,11 +591,11 @@ class BullMQBackend implements Runner, DurableBackend {
   async #lookFor(id: string): Promise<boolean | undefined> {
     while (this.queue.closing === undefined) {
       try {
-        const up = await Promise.race([this.#connected().then(() => true), this.#closed.then(() => false)]);
-        if (!up) return undefined;
+        await this.#connected();
         const client = await this.queue.getBackend().client;
         return (await client.hexists(this.queue.toKey(id), 'timestamp')) === 1;
       } catch {
+        if (this.queue.closing !== undefined) return undefined;
         // The connection broke again: wait a little, and for it again.
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -642,13 +645,21 @@ class BullMQBackend implements Runner, DurableBackend {
     }
   };
 
-  #failEnqueue(handle: DurableHandle, error: unknown): void {
+  /**
+   * Fails a handle whose job is not in Redis, or, `inDoubt`, whose job Redis may have (its add was
+   * cut off, and the backend closed before Redis could be asked): said so, never "will not run".
+   */
+  #failEnqueue(handle: DurableHandle, error: unknown, inDoubt = false): void {
     this.#unfollow(handle.id);
     // Cancelled meanwhile: the job not being enqueued is what was asked for.
     if (handle.ended) return;
     this.enqueueFailures++;
-    const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', handle.id, `durable task "${handle.name}" (#${handle.id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
-    this.#logger.error({ task: handle.name, taskId: handle.id, err: failure }, `durable task "${handle.name}" could not be enqueued; it will not run`);
+    const { name, id } = handle;
+    const failure = inDoubt
+      ? new DurableTaskError('ERR_DURABLE_ENQUEUE', id, `durable task "${name}" (#${id}) may or may not have been enqueued: ${messageOf(error)}; it may run`, { cause: error })
+      : new DurableTaskError('ERR_DURABLE_ENQUEUE', id, `durable task "${name}" (#${id}) could not be enqueued: ${messageOf(error)}`, { cause: error });
+    const said = inDoubt ? 'may or may not have been enqueued (the backend was closed before Redis could say); it may run' : 'could not be enqueued; it will not run';
+    this.#logger.error({ task: name, taskId: id, err: failure }, `durable task "${name}" ${said}`);
     handle.settle('failed', { ok: false, error: failure });
   }
 
@@ -683,7 +694,10 @@ class BullMQBackend implements Runner, DurableBackend {
     return this.#flowProducer;
   }
 
-  /** Resolves once the queue's connection (or the flow producer's) is up (at once when it is). */
+  /**
+   * Resolves once the queue's connection (or the flow producer's) is up (at once when it is);
+   * rejects if the backend is closed first.
+   */
   async #connected(on: Queue | FlowProducer = this.queue): Promise<void> {
     const client = await on.getBackend().client;
     if (client.status === 'ready') return;
@@ -698,7 +712,9 @@ class BullMQBackend implements Runner, DurableBackend {
       });
       this.#reconnected.set(on, reconnected);
     }
-    await reconnected;
+    // Closed meanwhile, it will not reconnect: what waited for it (a job to send, a look) ends now.
+    await Promise.race([reconnected, this.#closed]);
+    if (this.queue.closing !== undefined) throw new Error('the durable backend was closed while Redis could not be reached');
   }
 
   #listen(events: QueueEvents): void {

@@ -219,7 +219,8 @@ const skippedBecause: Record<string, string> = {
 /**
  * A durable task's job could not be enqueued (`ERR_DURABLE_ENQUEUE`: not sent, Redis unreachable
  * past the backend's bound; or refused by Redis; or, the connection broken after it was sent, not
- * in Redis when asked: it will not run), or failed in a worker once its attempts were used up (`ERR_DURABLE_FAILED`:
+ * in Redis when asked: it will not run; or in doubt, the backend closed before Redis could be
+ * asked, which its message says), or failed in a worker once its attempts were used up (`ERR_DURABLE_FAILED`:
  * the message is the job's failure reason, `failedReason` as BullMQ keeps it; a worker that does
  * not know the task's name fails it at once, saying so), or was no longer in Redis when its
  * handle was first watched (`ERR_DURABLE_GONE`: its outcome is unknown to this process; the
