@@ -233,6 +233,28 @@ export function redisFor(connection: ConnectionOptions): Redis {
   return new Redis(options);
 }
 
+/**
+ * Ends a client of {@link redisFor}: with `quit()` while it is connected (what it sent is answered
+ * first), for `quitMs` at most (a server that stopped answering would hold it for ever), and at
+ * once otherwise: a client that is reconnecting keeps `quit()` until Redis is back, which may be
+ * never, and has nothing in flight to wait for.
+ */
+export async function endClient(client: Redis, quitMs = 1_000): Promise<void> {
+  if (client.status === 'ready') {
+    let timer: NodeJS.Timeout | undefined;
+    const quit = await Promise.race([
+      client.quit().then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => (timer = setTimeout(resolve, quitMs, false))),
+    ]);
+    clearTimeout(timer);
+    if (quit) return;
+  }
+  client.disconnect();
+}
+
 /** Checks what producers and workers share: the options object, the queue's name and prefix, the logger. */
 export function checkConnection(where: string, options: BullMQConnection): void {
   if (typeof options !== 'object' || options === null) throw new TypeError(`${where}(options): options must be an object, got ${describe(options)}`);

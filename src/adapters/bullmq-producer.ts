@@ -26,6 +26,7 @@ import {
   childFailed,
   defaultConnection,
   defaultQueueName,
+  endClient,
   failureOf,
   jobData,
   keepCompleted,
@@ -90,8 +91,15 @@ export interface DurableBackend {
    * ```
    */
   handle(id: string): Promise<TaskHandle | undefined>;
-  /** Closes the queue and its event stream; handles still waiting reject with `DurableTaskError`. */
-  close(): Promise<void>;
+  /**
+   * Closes the queue and its event stream: the jobs added before are sent first, and what was
+   * sent is answered before the connections close, for `timeoutMs` at most (a Redis that stopped
+   * answering would hold them for ever); then they are dropped, and the jobs still unanswered fail
+   * saying they may or may not have been enqueued. Handles followed that still wait for their
+   * jobs' outcome reject with `DurableTaskError` (the jobs themselves run as usual).
+   * @throws RangeError (the promise rejects) when `timeoutMs` is not an integer from 0 to 2147483647.
+   */
+  close(options?: { timeoutMs?: number | undefined }): Promise<void>;
 }
 
 /**
@@ -1030,15 +1038,39 @@ class BullMQBackend implements Runner, DurableBackend {
     return handle;
   }
 
-  async close(): Promise<void> {
+  async close(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
+    const { timeoutMs = 5_000 } = options;
+    if (!(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
+      throw new RangeError(`backend.close(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);
+    }
     this.#onClose?.();
     // What was added before is sent before the queue closes.
     this.#flush(true);
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
-    await Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher?.quit(), this.#flowProducer?.close()]);
-    // Jobs still on their way settle their handles first, answered or not (the connection closed).
-    await Promise.allSettled([...this.#sending.values(), ...this.#overdue.values()].flatMap((sending) => sending.done ?? []));
+    const closing = Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher === undefined ? undefined : endClient(this.#publisher), this.#flowProducer?.close()]);
+    let timer: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([closing.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)))]);
+    clearTimeout(timer);
+    if (!inTime) {
+      // Their QUIT unanswered: dropped, which fails what they still wait for (and ends their close()).
+      this.#logger.warn({ timeoutMs }, `the durable backend's connections to Redis did not close within ${timeoutMs} ms (Redis did not answer); they are dropped`);
+      await Promise.allSettled([this.#events?.disconnect(), this.queue.disconnect(), this.#flowProducer?.disconnect()]);
+      this.#publisher?.disconnect();
+      await closing;
+    }
+    // The connections closed, what is still on its way will never be answered (ioredis does not
+    // even fail the commands it kept to send again after a break when it is disconnected): a job
+    // never handed to BullMQ is not sent, one handed is in doubt.
+    for (const [id, sending] of [...this.#sending, ...this.#overdue]) {
+      this.#forget(id);
+      if (sending.handed) {
+        this.#failEnqueue(sending.handle, new Error('Redis had not answered its add when the backend was closed'), true);
+      } else {
+        this.#late.set(id, sending);
+        this.#failEnqueue(sending.handle, new Error('the durable backend was closed before it could be sent'));
+      }
+    }
     clearTimeout(this.#sendTimer);
     this.#sendTimer = undefined;
     for (const handle of this.#live.values()) handle.settle('failed', { ok: false, error: closedError(handle) });

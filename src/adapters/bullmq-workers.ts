@@ -15,6 +15,7 @@ import {
   checkConnection,
   defaultConnection,
   defaultQueueName,
+  endClient,
   jobRun,
   messageOf,
   notInQueue,
@@ -291,7 +292,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         }
       }
       await worker.close(!inTime);
-      await subscriber.quit().catch(() => undefined);
+      await endClient(subscriber);
     },
   };
 }

@@ -170,6 +170,29 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     expect(await inRedis(handle.id)).toBe(false);
   });
 
+  it('close() against a Redis that stopped answering ends within its timeoutMs: a job sent and unanswered fails saying it may have been enqueued', async () => {
+    const { proxy, logger, backend, bg } = await setup(false);
+    // A cancellation first: the backend then has a publisher of its own to close too.
+    bg.with({ delayMs: 60_000 }).add(counted, randomUUID()).cancel();
+    // Redis no longer sees what is sent: not the add, not even the connections' QUIT.
+    proxy.mode = 'dropRequests';
+    const handle = bg.add(counted, randomUUID());
+    const outcome = handle.result().catch((e: unknown) => e);
+    await vi.waitFor(() => expect(logger.at('warn').some((entry) => (entry.fields.taskIds as string[] | undefined)?.includes(handle.id))).toBe(true), { timeout: 5_000, interval: 10 });
+    const closed = await Promise.race([backend.close({ timeoutMs: 300 }).then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 3_000, 'still closing after 3 s'))]);
+    expect(closed).toBe('closed');
+    expect(logger.at('warn').map((entry) => entry.message)).toContain("the durable backend's connections to Redis did not close within 300 ms (Redis did not answer); they are dropped");
+    const error = await outcome;
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
+    expect((error as Error).message).toMatch(/may or may not have been enqueued: Redis had not answered its add when the backend was closed; it may run$/);
+    expect(backend.enqueueFailures).toBe(1);
+  });
+
+  it('close() names a wrong timeoutMs', async () => {
+    const { backend } = await setup(false);
+    await expect(backend.close({ timeoutMs: -1 })).rejects.toThrow(new RangeError('backend.close(options): options.timeoutMs must be an integer from 0 to 2147483647, got -1 (number)'));
+  });
+
   it('close() while a job in doubt waits for Redis to be reached fails its handle, saying Redis could not be asked', async () => {
     const { proxy, backend, bg } = await setup(true);
     proxy.mode = 'dropRequests';
