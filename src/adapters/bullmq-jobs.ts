@@ -217,6 +217,21 @@ export function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** Whether a command failed because Redis answered with an error (it ran, and refused), not because the connection failed. */
+export function refusedByRedis(error: unknown): boolean {
+  return (error as Error | undefined)?.name === 'ReplyError';
+}
+
+/**
+ * Checks a time in ms given as `option`: an integer from `min` to 2147483647 (Node's longest
+ * timer), or undefined; a RangeError naming the option and the value otherwise.
+ */
+export function checkMs(option: string, value: unknown, min: 0 | 1): void {
+  if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= 2_147_483_647)) {
+    throw new RangeError(`${option} must be an integer from ${min} to 2147483647, got ${describe(value)}`);
+  }
+}
+
 /** The channel on which producers ask workers to stop a running job. */
 export function cancelChannel(queueName: string, prefix: string | undefined): string {
   return `${prefix ?? 'bull'}:${queueName}:tsyringe-background:cancel`;

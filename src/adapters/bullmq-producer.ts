@@ -23,6 +23,7 @@ import {
   cancelChannel,
   checkConnection,
   checkJson,
+  checkMs,
   childFailed,
   defaultConnection,
   defaultQueueName,
@@ -33,6 +34,7 @@ import {
   keepFailed,
   messageOf,
   redisFor,
+  refusedByRedis,
   retryOptions,
   type AfterData,
   type BullMQConnection,
@@ -119,10 +121,7 @@ export function useBullMQ(root: DependencyContainer = globalContainer, options: 
     throw new TypeError(`useBullMQ(root): root must be a tsyringe container, got ${describe(root)}`);
   }
   checkConnection('useBullMQ', options);
-  const { enqueueTimeoutMs } = options;
-  if (enqueueTimeoutMs !== undefined && !(Number.isSafeInteger(enqueueTimeoutMs) && enqueueTimeoutMs >= 1 && enqueueTimeoutMs <= 2_147_483_647)) {
-    throw new RangeError(`useBullMQ(root, options): options.enqueueTimeoutMs must be an integer from 1 to 2147483647, got ${describe(enqueueTimeoutMs)}`);
-  }
+  checkMs('useBullMQ(root, options): options.enqueueTimeoutMs', options.enqueueTimeoutMs, 1);
   const backend = new BullMQBackend(options);
   root.register(DurableRunner, { useValue: backend });
   return backend;
@@ -416,30 +415,37 @@ class BullMQBackend implements Runner, DurableBackend {
         });
     }, true);
     const template = { name, data, opts: { priority: bullPriority(options.priority), ...(options.retries > 0 ? retryOptions(options.retries) : {}) } };
-    saved = this.#saveSchedule(name, repeat, template).catch((error: unknown) => {
-        this.enqueueFailures++;
-        const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', name, `the schedule of durable task "${name}" could not be saved: ${messageOf(error)}`, { cause: error });
-      this.#logger.error({ task: name, err: failure }, `the schedule of durable task "${name}" could not be saved; it will not run`);
+    /** Fails the handle: the schedule is not in Redis, or, `inDoubt`, may be (its save was cut off, and the backend closed). */
+    const fail = (error: unknown, inDoubt: boolean): void => {
+      this.enqueueFailures++;
+      const said = inDoubt ? 'may or may not have been saved' : 'could not be saved';
+      const failure = new DurableTaskError('ERR_DURABLE_ENQUEUE', name, `the schedule of durable task "${name}" ${said}: ${messageOf(error)}${inDoubt ? '; it may run' : ''}`, { cause: error });
+      this.#logger.error({ task: name, err: failure }, `the schedule of durable task "${name}" ${said}; ${inDoubt ? 'it may run' : 'it will not run'}`);
       handle.settle('failed', { ok: false, error: failure });
-    });
+    };
+    saved = this.#saveSchedule(name, repeat, template).then(
+      (cutOff) => cutOff !== undefined && fail(cutOff, true),
+      (error: unknown) => fail(error, false),
+    );
     return handle;
   }
 
   /**
    * Saves a schedule, again after each break of the connection under it (saving it twice is
-   * harmless: its id is the task's name), until Redis answers or refuses it, or the backend is
-   * closed: a schedule that may have been saved is never said not to run.
+   * harmless: its id is the task's name), until Redis answers (undefined) or refuses it (it
+   * throws), or the backend is closed first: then it returns the error that cut the last save
+   * off, in doubt (that save may have reached Redis before the connection broke).
    */
-  async #saveSchedule(name: string, repeat: Parameters<Queue['upsertJobScheduler']>[1], template: Parameters<Queue['upsertJobScheduler']>[2]): Promise<void> {
+  async #saveSchedule(name: string, repeat: Parameters<Queue['upsertJobScheduler']>[1], template: Parameters<Queue['upsertJobScheduler']>[2]): Promise<Error | undefined> {
     for (;;) {
       await this.#whenReady();
       try {
         await this.queue.upsertJobScheduler(name, repeat, template);
-        return;
+        return undefined;
       } catch (error) {
         const next = await this.#afterFailure(error);
         if (next === 'answer') throw error;
-        if (next === 'closed') throw new Error(`${messageOf(error)}, and the backend was closed before it could be saved again (it may have been saved before the connection broke)`, { cause: error });
+        if (next === 'closed') return new Error(`${messageOf(error)} (the backend was closed before it could be saved again)`, { cause: error });
       }
     }
   }
@@ -450,7 +456,7 @@ class BullMQBackend implements Runner, DurableBackend {
    * closed first, or `answer` if the failure was the answer (Redis refused it, or BullMQ did).
    */
   async #afterFailure(error: unknown): Promise<'again' | 'closed' | 'answer'> {
-    if ((error as Error | undefined)?.name === 'ReplyError') return 'answer';
+    if (refusedByRedis(error)) return 'answer';
     const client = await this.queue.getBackend().client;
     if ((error as Error | undefined)?.name !== 'MaxRetriesPerRequestError' && client.status === 'ready') return 'answer';
     if (this.queue.closing !== undefined) return 'closed';
@@ -577,7 +583,7 @@ class BullMQBackend implements Runner, DurableBackend {
   async #notSent(sending: Sending, error: unknown): Promise<void> {
     const { handle } = sending;
     if (this.#late.delete(handle.id)) return this.#forget(handle.id);
-    if (sending.handed && (error as Error | undefined)?.name !== 'ReplyError') {
+    if (sending.handed && !refusedByRedis(error)) {
       // In doubt until Redis is asked: found by a cancellation or an `after` meanwhile, which wait for it.
       this.#forget(handle.id);
       this.#overdue.set(handle.id, sending);
@@ -624,7 +630,7 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #sweep = (): void => {
     this.#sendTimer = undefined;
     const now = Date.now();
-    const unanswered: string[] = [];
+    const unanswered: DurableHandle[] = [];
     for (const [id, sending] of this.#sending) {
       if (sending.deadline > now) {
         this.#sendTimer = setTimeout(this.#sweep, sending.deadline - now);
@@ -633,7 +639,7 @@ class BullMQBackend implements Runner, DurableBackend {
       this.#sending.delete(id);
       if (sending.handed) {
         this.#overdue.set(id, sending);
-        unanswered.push(id);
+        unanswered.push(sending.handle);
         continue;
       }
       this.#late.set(id, sending);
@@ -647,7 +653,7 @@ class BullMQBackend implements Runner, DurableBackend {
     }
     if (unanswered.length > 0) {
       this.#logger.warn(
-        { taskIds: unanswered },
+        { taskIds: unanswered.map(({ id }) => id), tasks: [...new Set(unanswered.map(({ name }) => name))] },
         `${unanswered.length} durable job(s) sent to Redis have had no answer within ${this.#enqueueTimeoutMs} ms (the connection broke under them): their handles wait for the answer, which ioredis asks for again once Redis is back`,
       );
     }
@@ -1039,10 +1045,8 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async close(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
+    checkMs('backend.close(options): options.timeoutMs', options.timeoutMs, 0);
     const { timeoutMs = 5_000 } = options;
-    if (!(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
-      throw new RangeError(`backend.close(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);
-    }
     this.#onClose?.();
     // What was added before is sent before the queue closes.
     this.#flush(true);

@@ -13,6 +13,7 @@ import {
   backoffFor,
   cancelChannel,
   checkConnection,
+  checkMs,
   defaultConnection,
   defaultQueueName,
   endClient,
@@ -269,9 +270,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     worker,
     async close(options = {}) {
       const { timeoutMs } = options;
-      if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
-        throw new RangeError(`workers.close(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);
-      }
+      checkMs('workers.close(options): options.timeoutMs', timeoutMs, 0);
       let inTime = true;
       if (timeoutMs !== undefined) {
         // Paused, the worker takes no new job and its active ones go on; at the deadline, closing

@@ -22,6 +22,16 @@ const counted = defineTask({ name: 'counted' }, async (label: string) => {
   return `ran ${label}`;
 });
 
+/** Waits until the producer has said, at warn, that the add of job `id` had no answer by its deadline. */
+function saidUnanswered(logger: ReturnType<typeof captureLogger>, id: string): Promise<void> {
+  return vi.waitFor(() => expect(logger.at('warn').some((entry) => (entry.fields.taskIds as string[] | undefined)?.includes(id))).toBe(true), { timeout: 5_000, interval: 10 });
+}
+
+/** `'closed'` once `closing` settles, or `'still closing'` after 3 s: a hang fails the test that sees it, not the suite's timeout. */
+function closedWithin3s(closing: Promise<unknown>): Promise<unknown> {
+  return Promise.race([closing.then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 3_000, 'still closing'))]);
+}
+
 describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection broke', () => {
   const redis = redisForSuite();
   const closers: (() => Promise<unknown>)[] = [];
@@ -66,8 +76,10 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     const handle = bg.add(counted, label);
     const outcome = handle.result();
     // Its deadline passes with the add sent and unanswered: said once, at warn; the handle waits.
-    await vi.waitFor(() => expect(logger.at('warn').some((entry) => (entry.fields.taskIds as string[] | undefined)?.includes(handle.id))).toBe(true), { timeout: 5_000, interval: 10 });
-    expect(logger.at('warn').find((entry) => entry.fields.taskIds !== undefined)?.message).toMatch(/^1 durable job\(s\) sent to Redis have had no answer within 200 ms/);
+    await saidUnanswered(logger, handle.id);
+    const warned = logger.at('warn').find((entry) => entry.fields.taskIds !== undefined);
+    expect(warned?.message).toMatch(/^1 durable job\(s\) sent to Redis have had no answer within 200 ms/);
+    expect(warned?.fields).toEqual({ taskIds: [handle.id], tasks: ['counted'] });
     expect(handle.status).toBe('queued');
     expect(backend.enqueueFailures).toBe(0);
     proxy.mode = 'pass';
@@ -137,6 +149,21 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     await vi.waitFor(async () => expect(await backend.queue.getJobScheduler(name)).toBeUndefined(), { timeout: 5_000, interval: 20 });
   });
 
+  it('close() before a schedule cut off could be saved again fails its handle saying the schedule may or may not have been saved, never "will not run"', async () => {
+    const { proxy, logger, backend, bg } = await setup(true);
+    proxy.mode = 'dropRequests';
+    const handle = bg.with({ every: 60_000, overlap: true }).add(counted, 'tick');
+    await vi.waitFor(() => expect(proxy.dropped).toContain('every'), { timeout: 5_000, interval: 5 });
+    proxy.mode = 'refuse';
+    proxy.cut();
+    const outcome = handle.result().catch((e: unknown) => e);
+    expect(await closedWithin3s(backend.close())).toBe('closed');
+    const error = await outcome;
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE' });
+    expect((error as Error).message).toMatch(/^the schedule of durable task "counted" may or may not have been saved: .* \(the backend was closed before it could be saved again\); it may run$/);
+    expect(logger.at('error').map((entry) => entry.message)).toEqual(['the schedule of durable task "counted" may or may not have been saved; it may run']);
+  });
+
   it('a cancellation whose removal was cut off removes the job once Redis can be reached: a cancelled job does not run later', async () => {
     const { proxy, logger, bg, inRedis } = await setup(true);
     const label = randomUUID();
@@ -161,8 +188,7 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     const handle = bg.add(counted, randomUUID());
     const outcome = handle.result().catch((e: unknown) => e);
     // Bounded here so that a hang fails this test rather than the suite's timeout.
-    const closed = await Promise.race([backend.close().then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 3_000, 'still closing after 3 s'))]);
-    expect(closed).toBe('closed');
+    expect(await closedWithin3s(backend.close())).toBe('closed');
     const error = await outcome;
     expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
     expect((error as Error).message).toMatch(/could not be enqueued: the durable backend was closed while Redis could not be reached$/);
@@ -178,9 +204,8 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     proxy.mode = 'dropRequests';
     const handle = bg.add(counted, randomUUID());
     const outcome = handle.result().catch((e: unknown) => e);
-    await vi.waitFor(() => expect(logger.at('warn').some((entry) => (entry.fields.taskIds as string[] | undefined)?.includes(handle.id))).toBe(true), { timeout: 5_000, interval: 10 });
-    const closed = await Promise.race([backend.close({ timeoutMs: 300 }).then(() => 'closed'), new Promise((resolve) => setTimeout(resolve, 3_000, 'still closing after 3 s'))]);
-    expect(closed).toBe('closed');
+    await saidUnanswered(logger, handle.id);
+    expect(await closedWithin3s(backend.close({ timeoutMs: 300 }))).toBe('closed');
     expect(logger.at('warn').map((entry) => entry.message)).toContain("the durable backend's connections to Redis did not close within 300 ms (Redis did not answer); they are dropped");
     const error = await outcome;
     expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
