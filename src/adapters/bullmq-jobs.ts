@@ -248,6 +248,24 @@ export function redisFor(connection: ConnectionOptions): Redis {
   return new Redis(options);
 }
 
+/** Whether a connection option is a client (the caller's, shared) rather than options to make one from. */
+export function isClient(connection: ConnectionOptions): boolean {
+  return typeof (connection as { duplicate?: unknown }).duplicate === 'function';
+}
+
+/**
+ * A client for a queue, made from options as BullMQ makes one (its defaults: 127.0.0.1:6379, a
+ * retry every 1 to 20 s), but owned by the caller, who can always end it: BullMQ ends neither a
+ * client whose set-up it could not finish (Redis went away during it: its `close()` and
+ * `disconnect()` wait for that set-up for ever, and the client reconnects for ever) nor any
+ * client it was given.
+ */
+export function queueClientFor(connection: ConnectionOptions): Redis {
+  const { url, ...rest } = connection as { url?: string };
+  const options: object = { host: '127.0.0.1', port: 6379, retryStrategy: (times: number) => Math.max(Math.min(Math.exp(times), 20_000), 1_000), ...rest };
+  return url === undefined ? new Redis(options) : new Redis(url, options);
+}
+
 /**
  * Ends a client of {@link redisFor}: with `quit()` while it is connected (what it sent is answered
  * first), for `quitMs` at most (a server that stopped answering would hold it for ever), and at

@@ -29,10 +29,12 @@ import {
   defaultQueueName,
   endClient,
   failureOf,
+  isClient,
   jobData,
   keepCompleted,
   keepFailed,
   messageOf,
+  queueClientFor,
   redisFor,
   refusedByRedis,
   retryOptions,
@@ -76,7 +78,10 @@ const readerIdleMs = 2_000;
 
 /** The durable backend of one application, as {@link useBullMQ} returns it. */
 export interface DurableBackend {
-  /** The BullMQ queue the jobs go to. */
+  /**
+   * The BullMQ queue the jobs go to. Made again (on the same connection) should BullMQ fail to set
+   * up its connection (Redis went away during it): read it when needed rather than keep it.
+   */
   readonly queue: Queue;
   /** Jobs that could not be enqueued since the start. */
   readonly enqueueFailures: number;
@@ -128,7 +133,16 @@ export function useBullMQ(root: DependencyContainer = globalContainer, options: 
 }
 
 class BullMQBackend implements Runner, DurableBackend {
-  readonly queue: Queue;
+  #queue: Queue;
+  /** The queue's client when this backend made it (from connection options), to end at close; undefined when the caller gave one. */
+  readonly #ownClient: Redis | undefined;
+  /** What a queue is made on: the client above, or the caller's. */
+  readonly #queueConnection: ConnectionOptions;
+  readonly #queueName: string;
+  /** Cancelled jobs being removed from Redis: close() lets them end first. */
+  readonly #removals = new Set<Promise<void>>();
+  /** Set when {@link close} begins: no queue is made again after. */
+  #closing = false;
   enqueueFailures = 0;
   /**
    * The reader of the queue's event stream, while a handle is followed: from the moment its first
@@ -193,21 +207,61 @@ class BullMQBackend implements Runner, DurableBackend {
 
   constructor(options: UseBullMQOptions) {
     const connection = options.connection ?? defaultConnection;
-    const name = options.queueName ?? defaultQueueName;
-    const prefix = options.prefix;
     this.#logger = options.logger ?? consoleLogger;
     this.#enqueueTimeoutMs = options.enqueueTimeoutMs ?? 10_000;
-    this.queue = new Queue(name, { connection, ...(prefix === undefined ? {} : { prefix }) });
-    this.queue.on('error', (error) => this.#logger.warn({ err: error }, 'the durable queue lost its connection to Redis; it reconnects'));
     this.#connection = connection;
-    this.#prefix = prefix;
+    this.#prefix = options.prefix;
+    this.#queueName = options.queueName ?? defaultQueueName;
+    this.#ownClient = isClient(connection) ? undefined : queueClientFor(connection);
+    // Its errors are the queue's, said there; after the queue is closed (while it quits) nobody listens.
+    this.#ownClient?.on('error', () => undefined);
+    this.#queueConnection = this.#ownClient ?? connection;
+    this.#queue = this.#newQueue();
+  }
+
+  /** The queue the jobs go to (made again on the same connection if BullMQ could not set it up: {@link #setUpFailed}). */
+  get queue(): Queue {
+    return this.#queue;
+  }
+
+  #newQueue(): Queue {
+    const queue = new Queue(this.#queueName, { connection: this.#queueConnection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
+    queue.on('error', (error) => this.#logger.warn({ err: error }, 'the durable queue lost its connection to Redis; it reconnects'));
+    // The first reaction to a failed set-up: whatever awaited it finds the new queue in place.
+    queue.getBackend().client.catch((error: unknown) => this.#setUpFailed(queue, error));
+    return queue;
+  }
+
+  /**
+   * BullMQ sets a queue's connection up once (it waits for it, then asks Redis its version): when
+   * the connection breaks during that and the client gives up on the question (its
+   * `maxRetriesPerRequest`), the queue fails every command for ever. It is made again, on the same
+   * client, which keeps reconnecting.
+   */
+  #setUpFailed(queue: Queue, error: unknown): void {
+    if (queue !== this.#queue || this.#closing) return;
+    this.#logger.warn({ err: error }, `BullMQ could not set up the durable queue's connection to Redis (${messageOf(error)}); the queue is made again`);
+    this.#ready = undefined;
+    this.#client = undefined;
+    this.#reconnected.delete(queue);
+    this.#queue = this.#newQueue();
+    void queue.close().catch(() => undefined);
   }
 
   /** Resolves once the queue's connection is ready: from then on, jobs go to it at once. */
   #whenReady(): Promise<unknown> {
     this.#ready ??= (async () => {
-      await this.queue.waitUntilReady();
-      this.#client = await this.queue.getBackend().client;
+      for (;;) {
+        const queue = this.queue;
+        try {
+          await queue.waitUntilReady();
+          this.#client = await queue.getBackend().client;
+          return;
+        } catch (error) {
+          // Unless its set-up failed and a new queue was made, whose turn it is now.
+          if (queue === this.queue) throw error;
+        }
+      }
     })();
     // A failed attempt is tried again by the next job.
     this.#ready.catch(() => (this.#ready = undefined));
@@ -457,7 +511,10 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   async #afterFailure(error: unknown): Promise<'again' | 'closed' | 'answer'> {
     if (refusedByRedis(error)) return 'answer';
-    const client = await this.queue.getBackend().client;
+    const queue = this.queue;
+    const client = await queue.getBackend().client.catch(() => undefined);
+    // Its set-up failed: a new queue is made, unless the backend is closed.
+    if (client === undefined) return queue === this.queue ? 'closed' : 'again';
     if ((error as Error | undefined)?.name !== 'MaxRetriesPerRequestError' && client.status === 'ready') return 'answer';
     if (this.queue.closing !== undefined) return 'closed';
     return this.#connected().then(
@@ -603,13 +660,13 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /** Whether Redis has a job, once the queue's connection is up; undefined if the backend closes first. */
   async #lookFor(id: string): Promise<boolean | undefined> {
-    while (this.queue.closing === undefined) {
+    while (!this.#closing) {
       try {
         await this.#connected();
         const client = await this.queue.getBackend().client;
         return (await client.hexists(this.queue.toKey(id), 'timestamp')) === 1;
       } catch {
-        if (this.queue.closing !== undefined) return undefined;
+        if (this.#closing) return undefined;
         // The connection broke again: wait a little, and for it again.
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
@@ -712,8 +769,14 @@ class BullMQBackend implements Runner, DurableBackend {
    * Resolves once the queue's connection (or the flow producer's) is up (at once when it is);
    * rejects if the backend is closed first.
    */
-  async #connected(on: Queue | FlowProducer = this.queue): Promise<void> {
-    const client = await on.getBackend().client;
+  async #connected(flows?: FlowProducer): Promise<void> {
+    const on = flows ?? this.queue;
+    const client = await on.getBackend().client.catch((error: unknown) => {
+      // The queue's set-up failed and a new one was made: its connection is waited for.
+      if (flows === undefined && on !== this.queue) return undefined;
+      throw error;
+    });
+    if (client === undefined) return this.#connected();
     if (client.status === 'ready') return;
     // One listener for every job waiting, however many (one each piled up past Node's limit of 10).
     let reconnected = this.#reconnected.get(on);
@@ -950,7 +1013,11 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   #cancel(id: string, name: string, reason: string): void {
     this.#unfollow(id);
-    void this.#remove(id, name, reason);
+    const removal = this.#remove(id, name, reason).catch((error: unknown) => {
+      this.#logger.error({ task: name, taskId: id, err: error }, `durable task "${name}" was cancelled, but its job could not be removed from Redis; it may still run`);
+    });
+    this.#removals.add(removal);
+    void removal.then(() => this.#removals.delete(removal));
     this.#tellWorkers(id, reason);
   }
 
@@ -1044,28 +1111,12 @@ class BullMQBackend implements Runner, DurableBackend {
     return handle;
   }
 
-  async close(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
-    checkMs('backend.close(options): options.timeoutMs', options.timeoutMs, 0);
-    const { timeoutMs = 5_000 } = options;
-    this.#onClose?.();
-    // What was added before is sent before the queue closes.
-    this.#flush(true);
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = undefined;
-    const closing = Promise.allSettled([this.#events?.close(), this.queue.close(), this.#publisher === undefined ? undefined : endClient(this.#publisher), this.#flowProducer?.close()]);
-    let timer: NodeJS.Timeout | undefined;
-    const inTime = await Promise.race([closing.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)))]);
-    clearTimeout(timer);
-    if (!inTime) {
-      // Their QUIT unanswered: dropped, which fails what they still wait for (and ends their close()).
-      this.#logger.warn({ timeoutMs }, `the durable backend's connections to Redis did not close within ${timeoutMs} ms (Redis did not answer); they are dropped`);
-      await Promise.allSettled([this.#events?.disconnect(), this.queue.disconnect(), this.#flowProducer?.disconnect()]);
-      this.#publisher?.disconnect();
-      await closing;
-    }
-    // The connections closed, what is still on its way will never be answered (ioredis does not
-    // even fail the commands it kept to send again after a break when it is disconnected): a job
-    // never handed to BullMQ is not sent, one handed is in doubt.
+  /**
+   * At close, once the connections are closed or about to be dropped: what is still on its way
+   * will never be answered (ioredis does not even fail the commands it kept to send again after a
+   * break when it is disconnected): a job never handed to BullMQ is not sent, one handed is in doubt.
+   */
+  #failUnanswered(): void {
     for (const [id, sending] of [...this.#sending, ...this.#overdue]) {
       this.#forget(id);
       if (sending.handed) {
@@ -1075,11 +1126,50 @@ class BullMQBackend implements Runner, DurableBackend {
         this.#failEnqueue(sending.handle, new Error('the durable backend was closed before it could be sent'));
       }
     }
+  }
+
+  async close(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
+    checkMs('backend.close(options): options.timeoutMs', options.timeoutMs, 0);
+    const { timeoutMs = 5_000 } = options;
+    const deadline = Date.now() + timeoutMs;
+    this.#closing = true;
+    // What was added before is sent before the queue closes, and what was cancelled is removed
+    // (within the bound: a removal may be waiting for Redis to be back).
+    this.#flush(true);
+    await within(Promise.allSettled(this.#removals), timeoutMs);
+    this.#onClose?.();
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
+    // The queue's own client is ended here, after the queue (BullMQ leaves a client it was given
+    // alone): quit, what was sent answered first, within the bound.
+    const ownClient = this.#ownClient;
+    const queueClosed = this.queue.close().then(() => (ownClient === undefined ? undefined : endClient(ownClient, timeoutMs)));
+    const closing = Promise.allSettled([this.#events?.close(), queueClosed, this.#publisher === undefined ? undefined : endClient(this.#publisher), this.#flowProducer?.close()]);
+    if (!(await within(closing, Math.max(0, deadline - Date.now())))) {
+      // Their QUIT unanswered: dropped, which fails what they still wait for (and ends their close()).
+      this.#logger.warn({ timeoutMs }, `the durable backend's connections to Redis did not close within ${timeoutMs} ms (Redis did not answer); they are dropped`);
+      // Before they are dropped, which would fail each add with a mere "Connection is closed".
+      this.#failUnanswered();
+      ownClient?.disconnect();
+      this.#publisher?.disconnect();
+      // BullMQ's own connections (the event stream's, the flows'): its disconnect() and close()
+      // wait for ever on a connection whose set-up never ended, so they are given a moment, not more.
+      await within(Promise.allSettled([this.#events?.disconnect(), this.#flowProducer?.disconnect(), closing]), 1_000);
+    }
+    this.#failUnanswered();
     clearTimeout(this.#sendTimer);
     this.#sendTimer = undefined;
     for (const handle of this.#live.values()) handle.settle('failed', { ok: false, error: closedError(handle) });
     this.#live.clear();
   }
+}
+
+/** Whether `promise` settles within `ms`. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([promise.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false)))]);
+  clearTimeout(timer);
+  return settled;
 }
 
 /** The queue's connection, as BullMQ gives it. */

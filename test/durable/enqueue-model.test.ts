@@ -5,8 +5,10 @@
  * producer's deadline passing at random moments. Checked against Redis itself, after every step:
  * a handle that failed never has its job in Redis (it said the job would not run); at the end,
  * once Redis is reachable again, every handle has settled with the truth: its job is in Redis
- * exactly when its handle neither failed nor was cancelled. `FC_SEED` and `FC_RUNS` change the
- * seed and the number of programs.
+ * exactly when its handle neither failed nor was cancelled. The same programs end a second time
+ * with `close()` in whatever state they left the connection: it ends within its bound, no client
+ * is left reconnecting, nothing is left unhandled, and what each handle said stays true. `FC_SEED`
+ * and `FC_RUNS` (`FC_CLOSE_RUNS` for the second) change the seed and the number of programs.
  */
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
@@ -50,12 +52,14 @@ interface Tracked {
   cancelled: boolean;
   /** Its outcome, for a watched handle: `ok`, or the error's code. */
   outcome?: string;
+  /** Its error's message, when it failed. */
+  message?: string | undefined;
 }
 
 describe.skipIf(!hasRedis)('a durable job on its way to Redis, under random connection faults', () => {
   const redis = redisForSuite();
   let direct: Redis;
-  const tally = { programs: 0, steps: 0, added: 0, failed: 0, cancelled: 0, inRedis: 0 };
+  const tally = { closed: 0, programs: 0, steps: 0, added: 0, failed: 0, cancelled: 0, inRedis: 0 };
   beforeAll(() => {
     direct = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
   });
@@ -65,7 +69,7 @@ describe.skipIf(!hasRedis)('a durable job on its way to Redis, under random conn
     console.log(`durable enqueue model: ${JSON.stringify(tally)}`);
   });
 
-  async function run({ steps, giveUpAfter }: { steps: Step[]; giveUpAfter: number | undefined }): Promise<void> {
+  async function run({ steps, giveUpAfter }: { steps: Step[]; giveUpAfter: number | undefined }, closeUnderFault = false): Promise<void> {
     const proxy = await startProxy(redis.port);
     const logger = captureLogger();
     const producer = freshApp({ logger });
@@ -81,6 +85,33 @@ describe.skipIf(!hasRedis)('a durable job on its way to Redis, under random conn
         expect({ id: entry.handle.id, outcome: entry.outcome, inRedis: await inRedis(entry.handle.id) }).toEqual({ id: entry.handle.id, outcome: 'ERR_DURABLE_ENQUEUE', inRedis: false });
       }
     };
+    /**
+     * close() in whatever state the program left the connection: it ends within its bound, every
+     * watched handle has ended by then, and once Redis is reachable again (checked on a direct
+     * connection) what each handle said is true: a job that "will not run" is not in Redis, one
+     * that succeeded is, one cancelled is gone unless its removal was said (logged) to be
+     * impossible; only a handle failed "in doubt" may go either way.
+     */
+    const closeAndCheck = async (): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<'hung'>((resolve) => (timer = setTimeout(resolve, 300 + 3_000, 'hung')));
+      const ended = await Promise.race([backend.close({ timeoutMs: 300 }).then(() => 'closed' as const), bound]);
+      clearTimeout(timer);
+      expect(ended).toBe('closed');
+      await new Promise((resolve) => setImmediate(resolve));
+      proxy.mode = 'pass';
+      const unremoved = new Set(logger.at('error').flatMap(({ fields }) => (fields.taskId === undefined ? [] : [fields.taskId as string])));
+      for (const entry of tracked) {
+        if (entry.watched && !entry.cancelled) expect({ id: entry.handle.id, ended: entry.outcome !== undefined }).toEqual({ id: entry.handle.id, ended: true });
+        const present = await inRedis(entry.handle.id);
+        const said = entry.cancelled ? 'cancelled' : entry.watched ? entry.outcome : undefined;
+        const error = entry.message ?? '';
+        if (said === 'ok') expect({ id: entry.handle.id, present }).toEqual({ id: entry.handle.id, present: true });
+        if (said === 'cancelled' && !unremoved.has(entry.handle.id)) expect({ id: entry.handle.id, cancelledButPresent: present }).toEqual({ id: entry.handle.id, cancelledButPresent: false });
+        if (said === 'ERR_DURABLE_ENQUEUE' && !error.includes('may or may not')) expect({ id: entry.handle.id, present }).toEqual({ id: entry.handle.id, present: false });
+      }
+      tally.closed++;
+    };
     try {
       tally.programs++;
       for (const action of steps) {
@@ -91,7 +122,10 @@ describe.skipIf(!hasRedis)('a durable job on its way to Redis, under random conn
             if (action.watched) {
               entry.handle.result().then(
                 () => (entry.outcome = 'ok'),
-                (error: { code?: string }) => (entry.outcome = error.code ?? 'no code'),
+                (error: { code?: string; message?: string }) => {
+                  entry.outcome = error.code ?? 'no code';
+                  entry.message = error.message;
+                },
               );
             }
             tracked.push(entry);
@@ -108,6 +142,10 @@ describe.skipIf(!hasRedis)('a durable job on its way to Redis, under random conn
           await new Promise((resolve) => setTimeout(resolve, action.ms));
         }
         await checkFailed();
+      }
+      if (closeUnderFault) {
+        await closeAndCheck();
+        return;
       }
       // Redis reachable again, on fresh connections: every handle settles with the truth.
       proxy.mode = 'pass';
@@ -140,8 +178,13 @@ describe.skipIf(!hasRedis)('a durable job on its way to Redis, under random conn
   }
 
   it('never says "will not run" of a job Redis has, and ends every handle as Redis says', async () => {
-    await fc.assert(fc.asyncProperty(programs, run), { seed, numRuns: runs, endOnFailure: true });
+    await fc.assert(fc.asyncProperty(programs, (program) => run(program)), { seed, numRuns: runs, endOnFailure: true });
     expect(tally.failed).toBeGreaterThan(0);
     expect(tally.inRedis).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('closes within its bound under any fault, and what each handle said stays true', async () => {
+    await fc.assert(fc.asyncProperty(programs, (program) => run(program, true)), { seed, numRuns: Number(process.env.FC_CLOSE_RUNS ?? runs), endOnFailure: true });
+    expect(tally.closed).toBeGreaterThan(0);
   }, 180_000);
 });

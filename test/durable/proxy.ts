@@ -19,6 +19,13 @@ export interface RedisProxy {
   mode: ProxyMode;
   /** What clients sent while their requests were dropped (latin1): where a test sees a command went out. */
   dropped: string;
+  /**
+   * Looks at what a client sends before it passes (given the chunk and everything that connection
+   * sent so far, latin1): `cut` closes that connection instead, the chunk unsent.
+   */
+  onRequest: ((chunk: string, sent: string) => 'pass' | 'cut') | undefined;
+  /** Client connections open now. */
+  readonly connections: number;
   /** Closes every connection open now (the clients see their connection break, and reconnect). */
   cut(): void;
   close(): Promise<void>;
@@ -26,6 +33,7 @@ export interface RedisProxy {
 
 export async function startProxy(targetPort: number): Promise<RedisProxy> {
   const sockets = new Set<Socket>();
+  const clients = new Set<Socket>();
   const track = (socket: Socket): void => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -36,6 +44,10 @@ export async function startProxy(targetPort: number): Promise<RedisProxy> {
     connection: { host: '127.0.0.1', port: 0 },
     mode: 'pass',
     dropped: '',
+    onRequest: undefined,
+    get connections() {
+      return clients.size;
+    },
     cut() {
       for (const socket of sockets) socket.destroy();
     },
@@ -52,10 +64,15 @@ export async function startProxy(targetPort: number): Promise<RedisProxy> {
     const upstream = createConnection({ host: '127.0.0.1', port: targetPort });
     track(client);
     track(upstream);
+    clients.add(client);
+    client.on('close', () => clients.delete(client));
+    let sent = '';
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
     client.on('data', (chunk) => {
-      if (proxy.mode === 'dropRequests') proxy.dropped += chunk.toString('latin1');
+      sent += chunk.toString('latin1');
+      if (proxy.onRequest?.(chunk.toString('latin1'), sent) === 'cut') client.destroy();
+      else if (proxy.mode === 'dropRequests') proxy.dropped += chunk.toString('latin1');
       else upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
