@@ -288,6 +288,20 @@ export async function endClient(client: Redis, quitMs = 1_000): Promise<void> {
   client.disconnect();
 }
 
+/** Whether `promise` settles (either way) within `ms`. */
+export async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    promise.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false))),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}
+
 /** Checks what producers and workers share: the options object, the queue's name and prefix, the logger. */
 export function checkConnection(where: string, options: BullMQConnection): void {
   if (typeof options !== 'object' || options === null) throw new TypeError(`${where}(options): options must be an object, got ${describe(options)}`);

@@ -38,6 +38,7 @@ import {
   redisFor,
   refusedByRedis,
   retryOptions,
+  within,
   type AfterData,
   type BullMQConnection,
   type DurableJob,
@@ -1162,14 +1163,6 @@ class BullMQBackend implements Runner, DurableBackend {
     for (const handle of this.#live.values()) handle.settle('failed', { ok: false, error: closedError(handle) });
     this.#live.clear();
   }
-}
-
-/** Whether `promise` settles within `ms`. */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([promise.then(() => true, () => true), new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false)))]);
-  clearTimeout(timer);
-  return settled;
 }
 
 /** The queue's connection, as BullMQ gives it. */

@@ -21,6 +21,7 @@ import {
   messageOf,
   notInQueue,
   redisFor,
+  within,
   type AfterData,
   type BullMQConnection,
   type FailedPrerequisite,
@@ -32,6 +33,9 @@ import {
  * job just after: a job's fetch and the cancellation travel on two connections.
  */
 const cancelRememberedMs = 10_000;
+
+/** How long the workers' connections may take to close once no job is active, in ms, before they are dropped. */
+const connectionsCloseMs = 1_000;
 
 /**
  * A job this process is running: what its local run is an attempt of (the `jobRun` call option:
@@ -115,7 +119,9 @@ export interface DurableWorkers {
    * Stops taking jobs and waits for the active ones to end (BullMQ's `worker.close()`); their
    * scopes drain and are disposed. With `timeoutMs`, waits at most that long: jobs still active
    * then are left to run again on another worker once their locks expire (as after a crash),
-   * logged with their ids, and their tasks here are not stopped (end the process).
+   * logged with their ids, and their tasks here are not stopped (end the process). Once no job
+   * is active, the connections close within a second, and are dropped after it (logged at
+   * `warn`: a Redis that stopped answering never answers their QUIT).
    * @throws RangeError (the promise rejects) when `timeoutMs` is not an integer from 0 to 2147483647.
    */
   close(options?: { timeoutMs?: number | undefined }): Promise<void>;
@@ -175,7 +181,9 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   const cancelledEarly = new Map<string, { reason: string; until: number }>();
   /** How many jobs the processor is in (its scope's disposal included): `close({ timeoutMs })` waits for 0. */
   let active = 0;
+  /** Called when no job is active any more (one waiter at a time: close()). */
   let whenIdle: (() => void) | undefined;
+  const idle = (): Promise<true> => (active === 0 ? Promise.resolve(true) : new Promise<true>((resolve) => (whenIdle = () => resolve(true))));
   // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
   // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
   const processor = async (job: Job<JobData>): Promise<unknown> => {
@@ -281,8 +289,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         await worker.pause(true);
         let timer: NodeJS.Timeout | undefined;
         const deadline = new Promise<false>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)));
-        const idle = active === 0 ? true : new Promise<true>((resolve) => (whenIdle = () => resolve(true)));
-        inTime = await Promise.race([idle, deadline]);
+        inTime = await Promise.race([idle(), deadline]);
         whenIdle = undefined;
         clearTimeout(timer);
         if (!inTime) {
@@ -290,7 +297,17 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
           logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);
         }
       }
-      await worker.close(!inTime);
+      const closing = worker.close(!inTime);
+      // Once no job of ours is active (at once with `timeoutMs`), BullMQ has only its connections
+      // to close: a Redis that stopped answering never answers its QUIT, so they are dropped after
+      // a second, which ends that close.
+      if (inTime) await idle();
+      whenIdle = undefined;
+      if (!(await within(closing, connectionsCloseMs))) {
+        logger.warn({ ms: connectionsCloseMs }, `the durable workers' connections to Redis did not close within ${connectionsCloseMs} ms once no job was active (Redis did not answer); they are dropped`);
+        await within(worker.disconnect(), connectionsCloseMs);
+        await within(closing, connectionsCloseMs);
+      }
       await endClient(subscriber);
     },
   };

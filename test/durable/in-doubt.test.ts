@@ -259,4 +259,18 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     expect(await closedWithin3s(backend.close())).toBe('closed');
     await vi.waitFor(() => expect(proxy.connections).toBe(0), { timeout: 2_000, interval: 20 });
   });
+
+  it('workers.close() against a Redis that stopped answering ends: once no job is active, the connections are dropped after a second', async () => {
+    for (const options of [{}, { timeoutMs: 200 }]) {
+      const proxy = await startProxy(redis.port);
+      closers.push(() => proxy.close());
+      const logger = captureLogger();
+      const workers = startWorkers({ container: freshApp({ logger }), tasks: [counted], connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName: `stopped-${randomUUID()}`, logger });
+      await workers.worker.waitUntilReady();
+      proxy.mode = 'dropRequests';
+      expect(await closedWithin3s(workers.close(options))).toBe('closed');
+      expect(logger.at('warn').map(({ message }) => message)).toContain("the durable workers' connections to Redis did not close within 1000 ms once no job was active (Redis did not answer); they are dropped");
+      await vi.waitFor(() => expect(proxy.connections).toBe(0), { timeout: 2_000, interval: 20 });
+    }
+  });
 });
