@@ -141,7 +141,9 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #queueConnection: ConnectionOptions;
   readonly #queueName: string;
   /** Cancelled jobs being removed from Redis: close() lets them end first. */
-  readonly #removals = new Set<Promise<void>>();
+  readonly #removals = new Map<Promise<void>, { readonly id: string; readonly name: string }>();
+  /** Cancelled jobs that close() said may still run (their removal still pending at its bound). */
+  readonly #unremoved = new Set<string>();
   /** Set when {@link close} begins: no queue is made again after. */
   #closing = false;
   enqueueFailures = 0;
@@ -607,7 +609,9 @@ class BullMQBackend implements Runner, DurableBackend {
     await this.#whenReady();
     if (after.length > 0) {
       // The jobs waited for are attached by id: this process's own must be in Redis first.
+      sending.awaitingPrerequisites = true;
       await Promise.allSettled(after.flatMap((prerequisite) => this.#sendingOf(prerequisite.id)?.done ?? []));
+      sending.awaitingPrerequisites = false;
       const flows = this.#flows();
       await flows.waitUntilReady();
       await this.#connected(flows);
@@ -702,11 +706,13 @@ class BullMQBackend implements Runner, DurableBackend {
       }
       this.#late.set(id, sending);
       const why =
-        sending.done !== undefined
-          ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)`
-          : this.#awaitingReader && this.#live.get(id) === sending.handle
-            ? `it was still waiting after ${this.#enqueueTimeoutMs} ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`
-            : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`;
+        sending.awaitingPrerequisites === true
+          ? `the jobs it runs after were not in Redis within ${this.#enqueueTimeoutMs} ms (Redis could not be reached, or had not answered their adds); it was never sent`
+          : sending.done !== undefined
+            ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)`
+            : this.#awaitingReader && this.#live.get(id) === sending.handle
+              ? `it was still waiting after ${this.#enqueueTimeoutMs} ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`
+              : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`;
       this.#failEnqueue(sending.handle, new Error(why));
     }
     if (unanswered.length > 0) {
@@ -1017,7 +1023,7 @@ class BullMQBackend implements Runner, DurableBackend {
     const removal = this.#remove(id, name, reason).catch((error: unknown) => {
       this.#logger.error({ task: name, taskId: id, err: error }, `durable task "${name}" was cancelled, but its job could not be removed from Redis; it may still run`);
     });
-    this.#removals.add(removal);
+    this.#removals.set(removal, { id, name });
     void removal.then(() => this.#removals.delete(removal));
     this.#tellWorkers(id, reason);
   }
@@ -1045,7 +1051,9 @@ class BullMQBackend implements Runner, DurableBackend {
   async #remove(id: string, name: string, reason: string): Promise<void> {
     // A job still on its way is removed once Redis has it: looked for before, it would be missed.
     this.#flush(true);
-    await this.#sendingOf(id)?.done;
+    // (Or until the backend closes: an add that Redis never answers would hold it for ever.)
+    const sending = this.#sendingOf(id);
+    if (sending !== undefined) await Promise.race([sending.done, this.#closed]);
     for (;;) {
       try {
         await this.#removeOnce(id, name, reason);
@@ -1054,7 +1062,7 @@ class BullMQBackend implements Runner, DurableBackend {
         // Redis went away: the job is looked for again once it is back (else it would run, cancelled).
         const next = await this.#afterFailure(error);
         if (next === 'again') continue;
-        if (next === 'closed') {
+        if (next === 'closed' && !this.#unremoved.has(id)) {
           this.#logger.error({ task: name, taskId: id, err: error }, `durable task "${name}" was cancelled, but its job could not be removed from Redis before the backend was closed; it may still run`);
         }
         // Taken by a worker meanwhile, or refused: told again, a worker stops the job if it has it.
@@ -1137,7 +1145,12 @@ class BullMQBackend implements Runner, DurableBackend {
     // What was added before is sent before the queue closes, and what was cancelled is removed
     // (within the bound: a removal may be waiting for Redis to be back).
     this.#flush(true);
-    await within(Promise.allSettled(this.#removals), timeoutMs);
+    if (!(await within(Promise.allSettled(this.#removals.keys()), timeoutMs))) {
+      for (const { id, name } of this.#removals.values()) {
+        this.#unremoved.add(id);
+        this.#logger.error({ task: name, taskId: id }, `durable task "${name}" was cancelled, but its job could not be removed from Redis within ${timeoutMs} ms, before the backend was closed; it may still run`);
+      }
+    }
     this.#onClose?.();
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
@@ -1180,6 +1193,8 @@ interface Sending {
   readonly options: JobsOptions;
   done: Promise<void> | undefined;
   handed: boolean;
+  /** While its sending waits for the jobs it runs after (`after`) to be in Redis. */
+  awaitingPrerequisites?: boolean;
 }
 
 /** What a followed handle fails with when the backend is closed before its job ended. */

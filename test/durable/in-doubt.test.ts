@@ -180,6 +180,42 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     expect(logger.at('error')).toEqual([]);
   });
 
+  it('a dependent whose prerequisite is in doubt past its own deadline fails saying so, never sent', async () => {
+    const { proxy, logger, bg, inRedis } = await setup(false);
+    proxy.mode = 'dropReplies';
+    const first = bg.add(counted, randomUUID());
+    const second = bg.with({ after: [first] }).add(counted, randomUUID());
+    const error = await second.result().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: second.id });
+    expect((error as Error).message).toMatch(
+      /could not be enqueued: the jobs it runs after were not in Redis within 200 ms \(Redis could not be reached, or had not answered their adds\); it was never sent$/,
+    );
+    await saidUnanswered(logger, first.id);
+    expect(await inRedis(second.id)).toBe(false);
+  });
+
+  it('close() right after a cancellation waits for its removal within timeoutMs, and says so when Redis did not answer it: the job may still run', async () => {
+    const { logger, backend, bg, inRedis } = await setup(false);
+    const removed = bg.with({ delayMs: 60_000 }).add(counted, randomUUID());
+    const stays = bg.with({ delayMs: 60_000 }).add(counted, randomUUID());
+    await vi.waitFor(async () => expect([await inRedis(removed.id), await inRedis(stays.id)]).toEqual([true, true]), { timeout: 5_000, interval: 10 });
+    // Removed before the backend closes, although close() comes in the same turn.
+    removed.cancel();
+    await backend.close({ timeoutMs: 2_000 });
+    expect(await inRedis(removed.id)).toBe(false);
+    expect(logger.at('error')).toEqual([]);
+    const { backend: second, bg: bg2, proxy: proxy2, logger: logger2, inRedis: inRedis2 } = await setup(false);
+    const unanswered = bg2.with({ delayMs: 60_000 }).add(counted, randomUUID());
+    await vi.waitFor(async () => expect(await inRedis2(unanswered.id)).toBe(true), { timeout: 5_000, interval: 10 });
+    proxy2.mode = 'dropRequests';
+    unanswered.cancel();
+    expect(await closedWithin3s(second.close({ timeoutMs: 200 }))).toBe('closed');
+    expect(logger2.at('error').map(({ fields, message }) => [fields.taskId, message])).toContainEqual([
+      unanswered.id,
+      'durable task "counted" was cancelled, but its job could not be removed from Redis within 200 ms, before the backend was closed; it may still run',
+    ]);
+  });
+
   it('close() while a job waits for the connection to come back to be sent ends at once: the job is never sent, its handle fails saying why', async () => {
     const { proxy, backend, bg, inRedis } = await setup(false);
     proxy.mode = 'refuse';
