@@ -113,6 +113,8 @@ describe('worker tasks', () => {
   it.each([
     ['a function', () => 1, /argument #0 \(args\[0\]\) is a function \(anonymous\), which cannot cross to another thread/],
     ['a symbol inside an object', { tag: Symbol('t') }, /argument #0 \(args\[0\]\.tag\) is a symbol \(Symbol\(t\)\)/],
+    ['a symbol-keyed property', { a: { [Symbol('k')]: 1 } }, /argument #0 \(args\[0\]\.a\) has a symbol-keyed property \(Symbol\(k\)\), which structured clone leaves out/],
+    ['an error with a field of its own', [Object.assign(new Error('x'), { code: 'E_X' })], /argument #0 \(args\[0\]\[0\]\) is an error with its own field "code", which structured clone leaves out/],
     ['a class instance', new (class Point { x = 1 })(), /argument #0 \(args\[0\]\) is an instance of Point: it would arrive as a plain object without its class/],
     ['a MessagePort not marked with transfer()', new MessageChannel().port1, /argument #0 \(args\[0\]\) is a MessagePort, which can only be moved: mark it with transfer\(\)/],
   ])('reject %s as an argument at add(), naming the task and the position; nothing is queued', (_label, arg, message) => {

@@ -194,6 +194,12 @@ export function checkJson(taskName: string, args: readonly unknown[]): void {
         visit(object[i], true);
         path.pop();
       }
+      // A list's own named properties are left out: looked for only when it has more keys than items.
+      if (Object.keys(object).length > object.length) {
+        const named = Object.keys(object).find((key) => !/^(0|[1-9]\d*)$/.test(key))!;
+        path.push(named);
+        problem('a named property of a list');
+      }
     } else {
       const proto = Object.getPrototypeOf(object) as unknown;
       if (proto !== Object.prototype && proto !== null) problem(`an instance of ${(object.constructor as { name?: string } | undefined)?.name ?? 'a class'}`);
@@ -204,6 +210,8 @@ export function checkJson(taskName: string, args: readonly unknown[]): void {
         path.pop();
       }
     }
+    const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));
+    if (symbol !== undefined) problem(`an object with a symbol-keyed property (${String(symbol)}), left out`);
     open.pop();
   };
   for (let i = 0; i < args.length; i++) {

@@ -111,11 +111,18 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
       }
     } else if (object instanceof Set) {
       for (const entry of object) visit(entry, `${path}.<set entry>`);
+    } else if (types.isNativeError(object)) {
+      // Structured clone keeps an error's name, message, stack and cause, not its own fields.
+      const field = Object.keys(object).find((key) => key !== 'cause');
+      if (field !== undefined) fail(path, `is an error with its own field "${field}", which structured clone leaves out; pass it as plain data ({ message, ${field} })`);
+      if ('cause' in object) visit(object.cause, `${path}.cause`);
     } else {
       for (const key of Object.keys(object)) {
         visit((object as Record<string, unknown>)[key], Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`);
       }
     }
+    const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));
+    if (symbol !== undefined) fail(path, `has a symbol-keyed property (${String(symbol)}), which structured clone leaves out`);
   };
   visit(root, rootPath);
 }

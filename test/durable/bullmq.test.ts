@@ -519,6 +519,8 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     ['a circular reference', (() => { const order: Record<string, unknown> = { lines: [{}] }; (order.lines as object[])[0] = { order }; return order; })(), 'args[0].lines[0].order is a circular reference'],
     ['a hole in a list', Object.assign([1], { 2: 3 }), 'args[0][1] is undefined (it would arrive as null)'],
     ['a symbol deep inside', { a: { b: Symbol('x') } }, 'args[0].a.b is a symbol'],
+    ['a symbol-keyed property', { a: { [Symbol('tag')]: 1, b: 2 } }, 'args[0].a is an object with a symbol-keyed property (Symbol(tag)), left out'],
+    ['a named property of a list', { lines: Object.assign([1, 2], { total: 3 }) }, 'args[0].lines.total is a named property of a list'],
   ])('refuses at add(), naming the task and the path, an argument that does not survive JSON: %s', async (_what, value, message) => {
     const { bg, backend } = setup({ workers: false });
     expect(() => bg.with({ durable: true }).add(record, value as unknown as string, 1)).toThrow(
