@@ -612,8 +612,17 @@ class BullMQBackend implements Runner, DurableBackend {
       sending.awaitingPrerequisites = true;
       await Promise.allSettled(after.flatMap((prerequisite) => this.#sendingOf(prerequisite.id)?.done ?? []));
       sending.awaitingPrerequisites = false;
-      const flows = this.#flows();
-      await flows.waitUntilReady();
+      let flows = this.#flows();
+      for (;;) {
+        try {
+          await flows.waitUntilReady();
+          break;
+        } catch (error) {
+          // Unless its set-up failed and it was dropped, for a new one.
+          if (this.#flowProducer === flows) throw error;
+          flows = this.#flows();
+        }
+      }
       await this.#connected(flows);
     }
     await this.#connected();
@@ -765,9 +774,17 @@ class BullMQBackend implements Runner, DurableBackend {
 
   #flows(): FlowProducer {
     if (this.#flowProducer === undefined) {
-      if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
-      this.#flowProducer = new FlowProducer({ connection: this.#connection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
-      this.#flowProducer.on('error', (error) => this.#logger.warn({ err: error }, 'the durable flow producer lost its connection to Redis; it reconnects'));
+      if (this.#closing) throw new Error('the durable backend was closed');
+      // On the queue's client: one connection fewer, and one that close() ends for sure.
+      const flows = new FlowProducer({ connection: this.#queueConnection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
+      flows.on('error', (error) => this.#logger.warn({ err: error }, 'the durable flow producer lost its connection to Redis; it reconnects'));
+      // Its set-up failed as a queue's can ({@link #setUpFailed}): the next dependent makes a new one.
+      flows.getBackend().client.catch(() => {
+        if (this.#flowProducer !== flows || this.#closing) return;
+        this.#flowProducer = undefined;
+        void flows.close().catch(() => undefined);
+      });
+      this.#flowProducer = flows;
     }
     return this.#flowProducer;
   }

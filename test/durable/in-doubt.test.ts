@@ -296,6 +296,35 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     await vi.waitFor(() => expect(proxy.connections).toBe(0), { timeout: 2_000, interval: 20 });
   });
 
+  it("a flow producer whose set-up BullMQ could not finish is made again: a task with `after` reaches Redis", async () => {
+    const proxy = await startProxy(redis.port);
+    closers.push(() => proxy.close());
+    // Once armed, the first INFO that is not a connection's first (ioredis's ready check) is a
+    // BullMQ version check: the flow producer's, on whichever connection it has.
+    const info = /\r\ninfo\r\n/gi;
+    let armed = false;
+    proxy.onRequest = (chunk, sent) => {
+      if (!armed || !chunk.match(info) || (sent.match(info)?.length ?? 0) < 2) return 'pass';
+      armed = false;
+      return 'cut';
+    };
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { ...proxy.connection, retryStrategy: () => 20, maxRetriesPerRequest: 0 }, queueName: `flow-set-up-${randomUUID()}`, logger, enqueueTimeoutMs: 5_000 });
+    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    const direct = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => direct.quit());
+    const inRedis = async (id: string): Promise<boolean> => (await direct.hexists(backend.queue.toKey(id), 'timestamp')) === 1;
+    const bg = producer.resolve(Background).with({ durable: true });
+    const first = bg.add(counted, randomUUID());
+    await vi.waitFor(async () => expect(await inRedis(first.id)).toBe(true), { timeout: 5_000, interval: 10 });
+    armed = true;
+    const second = bg.with({ after: [first] }).add(counted, randomUUID());
+    await vi.waitFor(async () => expect(await inRedis(second.id)).toBe(true), { timeout: 5_000, interval: 10 });
+    expect(armed).toBe(false);
+    expect(second.status).not.toBe('failed');
+  });
+
   it('workers.close() against a Redis that stopped answering ends: once no job is active, the connections are dropped after a second', async () => {
     for (const options of [{}, { timeoutMs: 200 }]) {
       const proxy = await startProxy(redis.port);
