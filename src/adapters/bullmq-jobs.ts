@@ -263,7 +263,7 @@ export function isClient(connection: ConnectionOptions): boolean {
 
 /**
  * A client for a queue, made from options as BullMQ makes one (its defaults: 127.0.0.1:6379, a
- * retry every 1 to 20 s), but owned by the caller, who can always end it: BullMQ ends neither a
+ * retry every 1 to 20 s), but owned by whoever made it, who can always end it: BullMQ ends neither a
  * client whose set-up it could not finish (Redis went away during it: its `close()` and
  * `disconnect()` wait for that set-up for ever, and the client reconnects for ever) nor any
  * client it was given.

@@ -300,7 +300,7 @@ class BullMQBackend implements Runner, DurableBackend {
     await this.#whenReady();
     const [last] = (await this.#client!.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1])) as [string, unknown][];
     // Closed meanwhile: an event stream opened now would never be closed (nor the process end).
-    if (this.queue.closing !== undefined) throw new Error('the durable backend was closed');
+    if (this.#closing) throw new Error('the durable backend was closed');
     if (generation !== this.#readersClosed) throw new Error('the event stream was closed');
     this.#position = this.#checkedFrom = last?.[0] ?? '0-0';
     const events = new QueueEvents(this.queue.name, {
@@ -1174,7 +1174,10 @@ class BullMQBackend implements Runner, DurableBackend {
     // The queue's own client is ended here, after the queue (BullMQ leaves a client it was given
     // alone): quit, what was sent answered first, within the bound.
     const ownClient = this.#ownClient;
-    const queueClosed = this.queue.close().then(() => (ownClient === undefined ? undefined : endClient(ownClient, timeoutMs)));
+    const queueClosed = this.queue
+      .close()
+      .catch(() => undefined)
+      .then(() => (ownClient === undefined ? undefined : endClient(ownClient, timeoutMs)));
     const closing = Promise.allSettled([this.#events?.close(), queueClosed, this.#publisher === undefined ? undefined : endClient(this.#publisher), this.#flowProducer?.close()]);
     if (!(await within(closing, Math.max(0, deadline - Date.now())))) {
       // Their QUIT unanswered: dropped, which fails what they still wait for (and ends their close()).
