@@ -17,7 +17,8 @@ export function disposeScope(scope: DependencyContainer): Promise<void> {
   // tsyringe would dispose every instance again on a second call.
   const rest = (): Promise<void> | void => (isDisposed(scope) ? undefined : disposeRest(scope, background));
   // Chained rather than an async function: one disposal per request, one promise fewer each.
-  if (background === undefined) return Promise.resolve(rest());
+  // A disposable's dispose() that throws rejects the promise, as tsyringe's would.
+  if (background === undefined) return new Promise((resolve) => resolve(rest()));
   return background.dispose().then(rest);
 }
 

@@ -227,7 +227,7 @@ describe('disposeScope()', () => {
     expect(disposals).toBe(1);
   });
 
-  it("needs no tsyringe dispose() for a scope whose only disposable is its Background: marked disposed all the same; with other instances, tsyringe disposes them", async () => {
+  it("disposes the scope's other instances as tsyringe would, without running tsyringe's dispose(): marked disposed, each other instance once, in parallel", async () => {
     const root = freshApp({ logger: captureLogger() });
     const alone = root.createChildContainer();
     const task = alone.resolve(Background).add(async () => 'drained');
@@ -243,14 +243,55 @@ describe('disposeScope()', () => {
     expect(emptyDispose).not.toHaveBeenCalled();
     expect(() => empty.resolve(Session)).toThrow(/disposed/);
 
-    const withSession = root.createChildContainer();
-    withSession.register(Session, Session);
-    const session = withSession.resolve(Session);
-    withSession.resolve(Background);
-    const sessionDispose = vi.spyOn(withSession, 'dispose');
-    await disposeScope(withSession);
-    expect(sessionDispose).toHaveBeenCalledTimes(1);
-    expect(session.closed).toBe(true);
+    // Two sessions whose disposals wait on gates: both have begun before either ends.
+    const gates = [deferred(), deferred()];
+    const begun: number[] = [];
+    class Gated {
+      static made = 0;
+      readonly n = Gated.made++;
+      dispose(): Promise<void> {
+        begun.push(this.n);
+        return gates[this.n]!.promise;
+      }
+    }
+    const withSessions = root.createChildContainer();
+    withSessions.register('a', { useClass: Gated });
+    withSessions.register('b', { useClass: Gated });
+    withSessions.resolve('a');
+    withSessions.resolve('b');
+    const bg = withSessions.resolve(Background);
+    const bgDispose = vi.spyOn(bg, 'dispose');
+    const sessionsDispose = vi.spyOn(withSessions, 'dispose');
+    let ended = false;
+    const disposal = disposeScope(withSessions).then(() => (ended = true));
+    await vi.waitFor(() => expect(begun).toEqual([0, 1]));
+    gates[0]!.resolve();
+    await nextTurn();
+    expect(ended).toBe(false);
+    gates[1]!.resolve();
+    await disposal;
+    expect(sessionsDispose).not.toHaveBeenCalled();
+    expect(bgDispose).toHaveBeenCalledTimes(1);
+    expect(() => withSessions.resolve(Session)).toThrow(/disposed/);
+  });
+
+  it.each([
+    ['throws', () => { throw new Error('session lost'); }],
+    ['rejects', () => Promise.reject(new Error('session lost'))],
+  ])("rejects (never throws) when an instance's dispose() %s, with or without a Background", async (_how, dispose) => {
+    for (const withBackground of [false, true]) {
+      const scope = freshApp({ logger: captureLogger() }).createChildContainer();
+      scope.register('failing', {
+        useClass: class Failing {
+          dispose = dispose;
+        },
+      });
+      scope.resolve('failing');
+      if (withBackground) scope.resolve(Background);
+      let disposal: Promise<void> | undefined;
+      expect(() => (disposal = disposeScope(scope))).not.toThrow();
+      await expect(disposal).rejects.toThrow('session lost');
+    }
   });
 
   it('disposes a scope that never resolved a Background', async () => {

@@ -108,22 +108,28 @@ export function backgroundOf<T>(scope: DependencyContainer): T | undefined {
 
 /**
  * Disposes what tsyringe would dispose of a container whose `Background` (if any) is already
- * disposed. When that Background is its only disposable instance, there is nothing else to
- * dispose: the container is marked disposed as tsyringe's `dispose()` marks it, without running
- * it (an ES5 generator through tslib's `__awaiter`, about a third of a request scope's life in a
- * profile). Otherwise, or should tsyringe's private `disposables` and `disposed` fields (stable
- * through 4.x) change, tsyringe's own `dispose()`.
+ * disposed: the container is marked disposed, and each of its other disposable instances is
+ * disposed, in parallel, as tsyringe's `dispose()` does, but without running it (an ES5
+ * generator through tslib's `__awaiter`, a large part of a request scope's disposal in a
+ * profile) and without calling the Background's `dispose()` again. Should tsyringe's private
+ * `disposables` and `disposed` fields (stable through 4.x) change, tsyringe's own `dispose()`.
  */
 export function disposeRest(scope: DependencyContainer, background: object | undefined): Promise<void> | void {
   const own = scope as unknown as { disposables?: unknown; disposed?: unknown };
   const { disposables } = own;
-  const onlyBackground = disposables instanceof Set && (disposables.size === 0 || (disposables.size === 1 && disposables.has(background)));
-  if (onlyBackground && own.disposed === false) {
-    own.disposed = true;
-    return undefined;
+  if (!(disposables instanceof Set) || own.disposed !== false) return scope.dispose();
+  own.disposed = true;
+  let pending: unknown[] | undefined;
+  for (const disposable of disposables as Set<{ dispose(): unknown }>) {
+    if (disposable === background) continue;
+    // As tsyringe: a thrown error rejects the disposal, a returned value is awaited if there is one.
+    const disposing = disposable.dispose();
+    if (disposing) (pending ??= []).push(disposing);
   }
-  return scope.dispose();
+  if (pending !== undefined) return Promise.all(pending).then(nothing);
 }
+
+const nothing = (): void => undefined;
 
 /** Whether tsyringe has disposed this container (its private `disposed` flag, stable through 4.x). */
 export function isDisposed(scope: DependencyContainer): boolean {
