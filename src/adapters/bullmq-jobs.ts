@@ -281,18 +281,7 @@ export function queueClientFor(connection: ConnectionOptions): Redis {
  * never, and has nothing in flight to wait for.
  */
 export async function endClient(client: Redis, quitMs = 1_000): Promise<void> {
-  if (client.status === 'ready') {
-    let timer: NodeJS.Timeout | undefined;
-    const quit = await Promise.race([
-      client.quit().then(
-        () => true,
-        () => true,
-      ),
-      new Promise<boolean>((resolve) => (timer = setTimeout(resolve, quitMs, false))),
-    ]);
-    clearTimeout(timer);
-    if (quit) return;
-  }
+  if (client.status === 'ready' && (await within(client.quit(), quitMs))) return;
   client.disconnect();
 }
 
