@@ -178,7 +178,7 @@ describe.skipIf(!hasRedis)('a durable job on its way to Redis, under random conn
   }
 
   it('never says "will not run" of a job Redis has, and ends every handle as Redis says', async () => {
-    await fc.assert(fc.asyncProperty(programs, (program) => run(program)), { seed, numRuns: runs, endOnFailure: true });
+    await fc.assert(fc.asyncProperty(programs, (program) => run(program)), { seed, numRuns: runs, endOnFailure: true, ...(process.env.FC_PATH === undefined ? {} : { path: process.env.FC_PATH }) });
     expect(tally.failed).toBeGreaterThan(0);
     expect(tally.inRedis).toBeGreaterThan(0);
   }, 180_000);

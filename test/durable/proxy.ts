@@ -9,13 +9,17 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
  * `pass`: both ways. `dropRequests`: what clients send is thrown away (Redis never sees it).
  * `dropReplies`: what Redis answers is thrown away (it runs the commands; nobody hears back).
  * `refuse`: new connections are closed at once (Redis looks unreachable).
+ *
+ * A connection that lost bytes (dropped either way) breaks at the next change of mode, whatever
+ * the new one: a TCP connection never loses bytes and goes on (passing again, its client would
+ * read the answer of one command as another's), it breaks sooner or later.
  */
 export type ProxyMode = 'pass' | 'dropRequests' | 'dropReplies' | 'refuse';
 
 export interface RedisProxy {
   readonly port: number;
   readonly connection: { host: string; port: number };
-  /** Applies to the connections open now and to those made later. */
+  /** Applies to the connections open now (breaking those that lost bytes) and to those made later. */
   mode: ProxyMode;
   /** What clients sent while their requests were dropped (latin1): where a test sees a command went out. */
   dropped: string;
@@ -34,6 +38,9 @@ export interface RedisProxy {
 export async function startProxy(targetPort: number): Promise<RedisProxy> {
   const sockets = new Set<Socket>();
   const clients = new Set<Socket>();
+  /** Client connections that lost bytes in the current mode. */
+  const lossy = new Set<Socket>();
+  let mode: ProxyMode = 'pass';
   const track = (socket: Socket): void => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -42,7 +49,14 @@ export async function startProxy(targetPort: number): Promise<RedisProxy> {
   const proxy: RedisProxy = {
     port: 0,
     connection: { host: '127.0.0.1', port: 0 },
-    mode: 'pass',
+    get mode() {
+      return mode;
+    },
+    set mode(next: ProxyMode) {
+      mode = next;
+      for (const client of lossy) client.destroy();
+      lossy.clear();
+    },
     dropped: '',
     onRequest: undefined,
     get connections() {
@@ -57,7 +71,7 @@ export async function startProxy(targetPort: number): Promise<RedisProxy> {
     }),
   };
   const server: Server = createServer((client) => {
-    if (proxy.mode === 'refuse') {
+    if (mode === 'refuse') {
       client.destroy();
       return;
     }
@@ -65,18 +79,24 @@ export async function startProxy(targetPort: number): Promise<RedisProxy> {
     track(client);
     track(upstream);
     clients.add(client);
-    client.on('close', () => clients.delete(client));
+    client.on('close', () => {
+      clients.delete(client);
+      lossy.delete(client);
+    });
     let sent = '';
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
     client.on('data', (chunk) => {
       sent += chunk.toString('latin1');
       if (proxy.onRequest?.(chunk.toString('latin1'), sent) === 'cut') client.destroy();
-      else if (proxy.mode === 'dropRequests') proxy.dropped += chunk.toString('latin1');
-      else upstream.write(chunk);
+      else if (mode === 'dropRequests') {
+        proxy.dropped += chunk.toString('latin1');
+        lossy.add(client);
+      } else upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
-      if (proxy.mode !== 'dropReplies') client.write(chunk);
+      if (mode !== 'dropReplies') client.write(chunk);
+      else lossy.add(client);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
