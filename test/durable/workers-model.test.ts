@@ -6,7 +6,8 @@
  * `timeoutMs`, in whatever state the program left the connection. Checked: close() ends within
  * its bound (the wait for active jobs, plus the connections' second and their drop), the workers
  * leave no connection open (none reconnects for ever), no rejection is left unhandled, and every
- * job the workers ran, they ran to its end. `FC_SEED` and `FC_RUNS` change the seed and the number
+ * job the workers ran, they ran to its end. Programs wait at random for a job to be running, so
+ * that close() often meets active jobs (counted in the tally). `FC_SEED` and `FC_RUNS` change the seed and the number
  * of programs.
  */
 import { randomUUID } from 'node:crypto';
@@ -36,13 +37,16 @@ type Step =
   | { readonly kind: 'add'; readonly count: number; readonly ms: number }
   | { readonly kind: 'mode'; readonly mode: ProxyMode }
   | { readonly kind: 'cut' }
-  | { readonly kind: 'wait'; readonly ms: number };
+  | { readonly kind: 'wait'; readonly ms: number }
+  /** Waits (300 ms at most) until a job added so far is running: close() then often meets active jobs. */
+  | { readonly kind: 'busy' };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('add' as const), count: fc.integer({ min: 1, max: 5 }), ms: fc.integer({ min: 0, max: 60 }) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('mode' as const), mode: fc.constantFrom<ProxyMode>('pass', 'dropRequests', 'dropReplies', 'refuse') }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('cut' as const) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('wait' as const), ms: fc.integer({ min: 0, max: 120 }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('busy' as const) }) },
 );
 const programs = fc.record({
   steps: fc.array(step, { minLength: 3, maxLength: 12 }),
@@ -52,7 +56,7 @@ const programs = fc.record({
 
 describe.skipIf(!hasRedis)('durable workers closed under random connection faults', () => {
   const redis = redisForSuite();
-  const tally = { programs: 0, added: 0, started: 0, closedUnderFault: 0 };
+  const tally = { programs: 0, added: 0, started: 0, activeAtClose: 0, closedUnderFault: 0 };
 
   async function run({ steps, concurrency, timeoutMs }: { steps: Step[]; concurrency: number; timeoutMs: number | undefined }): Promise<void> {
     tally.programs++;
@@ -87,11 +91,15 @@ describe.skipIf(!hasRedis)('durable workers closed under random connection fault
           proxy.mode = action.mode;
         } else if (action.kind === 'cut') {
           proxy.cut();
+        } else if (action.kind === 'busy') {
+          const running = (): boolean => labels.some((label) => (started.get(label) ?? 0) > (ended.get(label) ?? 0));
+          for (let waited = 0; waited < 300 && !running(); waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
         } else {
           await new Promise((resolve) => setTimeout(resolve, action.ms));
         }
       }
       if (proxy.mode !== 'pass') tally.closedUnderFault++;
+      tally.activeAtClose += labels.filter((label) => (started.get(label) ?? 0) > (ended.get(label) ?? 0)).length;
       // The jobs' own time (without timeoutMs, close() waits for them), the connections' second
       // and their drop's second, and room for a busy machine.
       const bound = (timeoutMs ?? longest) + 1_000 + 1_000 + 3_000;
