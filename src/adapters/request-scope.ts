@@ -48,6 +48,10 @@ export interface ResolvedRequestScopeOptions<Request> {
 /** The end of a response as Node reports it, HTTP/1 (`ServerResponse`) and HTTP/2 alike. */
 export interface NodeResponse {
   once(event: 'finish' | 'close', listener: () => void): unknown;
+  /** Whether the response has finished (`'finish'` has been emitted). */
+  readonly writableFinished?: boolean;
+  /** Whether its connection has closed under it, or it was destroyed (`'close'` has been or is about to be emitted). */
+  readonly destroyed?: boolean;
 }
 
 /** One request's scope, and the door that disposes it (the first call only). */
@@ -109,8 +113,16 @@ function pathOf(url: string): string {
   }
 }
 
-/** Closes the scope when the response has finished or its connection has closed, whichever comes first. */
+/**
+ * Closes the scope when the response has finished or its connection has closed, whichever comes
+ * first; at once when that happened already (a client gone while a middleware or hook before the
+ * scope's own was still running: neither event would come again, and the scope would never close).
+ */
 export function closeOnResponse(response: NodeResponse, close: () => void): void {
+  if (response.writableFinished === true || response.destroyed === true) {
+    close();
+    return;
+  }
   response.once('finish', close);
   response.once('close', close);
 }

@@ -6,8 +6,12 @@ import { describe, expect, it } from 'vitest';
 import { requestScope } from '../../src/adapters/express.js';
 import { requestScopeScenarios } from './scenarios.js';
 
-requestScopeScenarios('express', async ({ parent, logger, register, route }) => {
+requestScopeScenarios('express', async ({ parent, logger, register, route, before }) => {
   const app = express();
+  app.use(async (_req, res, next) => {
+    await before(new Promise((closed) => res.once('close', () => closed(undefined))));
+    next();
+  });
   app.use(requestScope({ parent, logger, register: (scope, req) => register(scope, (name) => req.get(name), req) }));
   app.get('/work', async (req, res) => {
     res.json(await route(req.container));

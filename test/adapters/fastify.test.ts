@@ -7,8 +7,11 @@ import { Background, shutdown } from '../../src/index.js';
 import { captureLogger, deferred, freshApp } from '../helpers.js';
 import { requestScopeScenarios } from './scenarios.js';
 
-requestScopeScenarios('fastify', async ({ parent, logger, register, route }) => {
+requestScopeScenarios('fastify', async ({ parent, logger, register, route, before }) => {
   const app = Fastify({ forceCloseConnections: true }); // close() waits for no connection an aborted fetch left open
+  app.addHook('onRequest', async (_request, reply) => {
+    await before(new Promise((closed) => reply.raw.once('close', () => closed(undefined))));
+  });
   await app.register(requestScope, {
     parent,
     logger,

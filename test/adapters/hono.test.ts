@@ -1,4 +1,5 @@
 /** `tsyringe-background/hono` on a real `@hono/node-server` server: the shared scenarios, then Hono's own. */
+import type { ServerResponse } from 'node:http';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { Lifecycle, type DependencyContainer } from 'tsyringe';
@@ -8,8 +9,12 @@ import { Background, shutdown } from '../../src/index.js';
 import { captureLogger, deferred, freshApp } from '../helpers.js';
 import { requestScopeScenarios } from './scenarios.js';
 
-requestScopeScenarios('hono', async ({ parent, logger, register, route }) => {
-  const app = new Hono<RequestScopeEnv>();
+requestScopeScenarios('hono', async ({ parent, logger, register, route, before }) => {
+  const app = new Hono<RequestScopeEnv & { Bindings: { outgoing: ServerResponse } }>();
+  app.use(async (c, next) => {
+    await before(new Promise((closed) => c.env.outgoing.once('close', () => closed(undefined))));
+    await next();
+  });
   app.use(requestScope({ parent, logger, register: (scope, c) => register(scope, (name) => c.req.header(name), c) }));
   app.get('/work', async (c) => c.json(await route(c.var.container)));
   app.onError((_error, c) => c.text('failed', 500)); // Hono's default handler also prints the error

@@ -23,6 +23,11 @@ export interface ServerOptions {
   register: (scope: DependencyContainer, header: (name: string) => string | undefined, request: object) => void | Promise<void>;
   /** `GET /work`, given the request's scope as the framework exposes it; answers with its result as JSON. */
   route: (scope: DependencyContainer) => Promise<unknown>;
+  /**
+   * Awaited by a middleware (a hook) of the application's own that runs before the adapter's, as
+   * an authentication lookup would; given a promise of the response's `'close'`.
+   */
+  before: (responseClosed: Promise<void>) => Promise<void>;
 }
 
 export interface RunningServer {
@@ -104,7 +109,7 @@ export function requestScopeScenarios(framework: string, start: StartServer): vo
     let logger: ReturnType<typeof captureLogger>;
 
     /** A fresh application, its journal, and a server whose hook registers the request's id and the disposables. */
-    async function serve(route: ServerOptions['route'], register?: ServerOptions['register']): Promise<string> {
+    async function serve(route: ServerOptions['route'], register?: ServerOptions['register'], before: ServerOptions['before'] = async () => undefined): Promise<string> {
       logger = captureLogger();
       app = freshApp({ logger });
       journal = new Journal();
@@ -121,6 +126,7 @@ export function requestScopeScenarios(framework: string, start: StartServer): vo
             scope.register(FaultyResource, { useClass: FaultyResource }, { lifecycle: Lifecycle.ContainerScoped });
           }),
         route,
+        before,
       });
       return server.url;
     }
@@ -214,6 +220,30 @@ export function requestScopeScenarios(framework: string, start: StartServer): vo
       await nextTurn();
       await nextTurn();
       expect(journal.disposals).toBe(1);
+      expect(logger.at('error')).toEqual([]);
+    });
+
+    it('disposes the scope of a request whose client went away before the adapter ran (a middleware before it was still working)', async () => {
+      const arrived = deferred();
+      let scope: DependencyContainer | undefined;
+      const url = await serve(
+        async () => ({ late: true }),
+        (opened) => {
+          scope = opened;
+        },
+        async (responseClosed) => {
+          arrived.resolve();
+          await responseClosed;
+        },
+      );
+
+      const controller = new AbortController();
+      const response = fetch(url, { signal: controller.signal });
+      await arrived.promise;
+      controller.abort();
+      await expect(response).rejects.toThrow(/abort/i);
+      // Neither 'finish' nor 'close' comes again: the scope is disposed as it opens.
+      await vi.waitFor(() => expect(() => scope!.resolve(AppMarker)).toThrow(/disposed/), { timeout: 2_000, interval: 10 });
       expect(logger.at('error')).toEqual([]);
     });
 
