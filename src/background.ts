@@ -12,6 +12,7 @@ import { definitionKeys, type AnyTask, type TaskArgs, type TaskDefinition, type 
 import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 
 const isRun = (handle: unknown): boolean => handle instanceof TaskRun;
+const newestFirst = (a: TaskRun, b: TaskRun): number => b.number - a.number;
 
 /**
  * Runs fire-and-forget tasks for one tsyringe container (a scope), with their dependencies
@@ -141,6 +142,8 @@ export class Background implements AsyncDisposable, TaskAdder {
     const all = filter.application === true;
     const out: TaskHandle[] = [];
     for (const run of this.#liveRuns(all)) if (wanted === undefined || wanted.has(run.status)) out.push(run);
+    // Each scope's live tasks come newest first, the scopes oldest first: across scopes, by age.
+    if (all) (out as TaskRun[]).sort(newestFirst);
     const finished = this.#app.records.list();
     for (let i = finished.length - 1; i >= 0; i--) {
       const run = finished[i]!;

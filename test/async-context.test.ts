@@ -3,12 +3,13 @@
  * inside its own AsyncLocalStorage.run(), and what it sees of the store is checked, in every lane
  * and on every path — queued behind the limit, retried (and its retryIf), timed out, delayed,
  * after another task, each run of a periodic task, and the main-thread side of a worker task
- * (its failure's log entry).
+ * (its failure's log entry); and its end by cancel() or a drain deadline, whichever context
+ * calls or sets it.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { injectable } from 'tsyringe';
 import { afterEach, expect, it } from 'vitest';
-import { Background, defineTask, shutdown, TaskContext, type BackgroundLogger, type TaskHandle } from '../src/index.js';
+import { Background, defineTask, observeTasks, shutdown, TaskContext, type BackgroundLogger, type TaskHandle } from '../src/index.js';
 import { throwsCustom } from './fixtures/worker-tasks.js';
 import { deferred, freshApp, watchProcessErrors } from './helpers.js';
 
@@ -113,3 +114,50 @@ it('every lane and path runs a task in the context of the add() that made it', a
   expect(logged(/^task "flaky" failed \(attempt 1 of 2\)/)).toEqual(['retried']);
   expect(logged(/^task "slow" timed out$/)).toEqual(['timedOut']);
 }, 20_000);
+
+it("a task's end by cancel() or abandonment comes in its own context, whichever context ends it: its observers' event, its abort listeners, its log entries", async () => {
+  const logger = storeLogger();
+  const root = freshApp({ logger, drainTimeoutMs: 30 });
+  roots.push(root);
+  const seen: string[] = [];
+  observeTasks((event) => {
+    if (event.type === 'cancelled' || event.type === 'abandoned') seen.push(`${event.type} of ${event.name} in ${als.getStore()}`);
+  }, { container: root });
+  const started = deferred();
+  let running = 0;
+  const waiting = defineTask({ name: 'waiting', inject: [TaskContext] }, async (ctx: TaskContext) => {
+    const label = als.getStore();
+    ctx.signal.addEventListener('abort', () => seen.push(`abort listener of ${label} in ${als.getStore()}`));
+    if (++running === 4) started.resolve();
+    await new Promise(() => undefined);
+  });
+
+  // Cancelled from request-b's context.
+  const bg = root.createChildContainer().resolve(Background);
+  const a = als.run('request-a', () => bg.add(waiting));
+  // Three request scopes disposed in their own contexts: their drain deadlines share one timer.
+  const scopes = ['request-1', 'request-2', 'request-3'].map((label) => {
+    const scope = root.createChildContainer().resolve(Background);
+    als.run(label, () => scope.add(waiting));
+    return { label, scope };
+  });
+  await started.promise;
+  als.run('request-b', () => a.cancel());
+  const disposals: Promise<void>[] = [];
+  for (const { label, scope } of scopes) {
+    als.run(label, () => disposals.push(scope.dispose()));
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  await Promise.all(disposals);
+  expect(seen.sort()).toEqual(
+    [
+      'abort listener of request-a in request-a',
+      'cancelled of waiting in request-a',
+      ...['request-1', 'request-2', 'request-3'].flatMap((label) => [`abandoned of waiting in ${label}`, `abort listener of ${label} in ${label}`]),
+    ].sort(),
+  );
+  const entries = logger.seen.filter(({ message }) => message.startsWith('scope disposed') || message.endsWith('was cancelled'));
+  expect(entries.map(({ message, store }) => `${message.slice(0, 20)} in ${store}`).sort()).toEqual(
+    ['task "waiting" was c in request-a', 'scope disposed with  in request-1', 'scope disposed with  in request-2', 'scope disposed with  in request-3'].sort(),
+  );
+});

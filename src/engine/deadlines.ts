@@ -5,11 +5,18 @@
  * entry in a queue ordered by due time; one timer waits for the earliest live entry, and it
  * holds the process open only while some entry is live.
  *
+ * Each entry fires in the async context of the call that set it (its AsyncLocalStorage stores),
+ * not in that of whichever entry armed the shared timer.
+ *
  * Entries fire by the timer's schedule, not by comparing clocks: the delay to the next entry is
  * its due time minus the one that fired, so fake timers in tests drive it like real ones.
  */
+import { AsyncResource } from 'node:async_hooks';
+
 export interface Deadline {
   readonly at: number;
+  /** The async context of whoever set it, where it fires (as a timer of its own would). */
+  readonly context: AsyncResource;
   /** Called with `target`; both dropped on cancellation, so a cancelled entry holds nothing until its time comes. */
   fire: (target: never) => void;
   target: unknown;
@@ -29,7 +36,7 @@ export class Deadlines {
    * A static `fire` and its target, rather than a closure, spare an allocation per deadline.
    */
   add<T>(ms: number, fire: (target: T) => void, target?: T, from: number = Date.now()): Deadline {
-    const deadline: Deadline = { at: from + ms, fire, target, live: true };
+    const deadline: Deadline = { at: from + ms, context: new AsyncResource('tsyringe-background.deadline', { requireManualDestroy: true }), fire, target, live: true };
     const entries = this.#entries;
     let i = entries.length;
     while (i > this.#head && entries[i - 1]!.at > deadline.at) i--;
@@ -46,6 +53,7 @@ export class Deadlines {
     deadline.live = false;
     deadline.fire = noop;
     deadline.target = undefined;
+    deadline.context.emitDestroy();
     // Most scopes drain in the order they were disposed, so cancelled entries usually sit at the
     // tail: drop them now rather than keep them until the timer fires.
     const entries = this.#entries;
@@ -70,7 +78,8 @@ export class Deadlines {
       if (!deadline.live) continue;
       deadline.live = false;
       this.#live--;
-      deadline.fire(deadline.target as never);
+      deadline.context.runInAsyncScope(deadline.fire as (target: unknown) => void, undefined, deadline.target);
+      deadline.context.emitDestroy();
     }
     while (this.#head < entries.length && !entries[this.#head]!.live) this.#head++;
     if (this.#head === entries.length) {

@@ -134,6 +134,12 @@ export class Periodic implements TaskHandle {
     if (this.#live.size === 0 || this.#overlap) {
       try {
         const run = this.#owner.spawn(this);
+        // Cancelled while the run was added (by an observer of its `added` event): so is the run.
+        const stopped = this.#stopped as TaskCancelledError | undefined;
+        if (stopped !== undefined) {
+          run.cancel(stopped.cause);
+          return;
+        }
         this.#current = run;
         this.#live.add(run);
         this.attempt++;

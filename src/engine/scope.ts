@@ -116,10 +116,13 @@ export class Scope implements RunOwner {
     if (this.#pending++ === 0) this.#host.busy(this);
     this.counts.total++;
     this.#host.added(run);
-    run.added();
     if (after === undefined || after.length === 0) run.enqueue();
     else run.after(after);
     if (run.status === 'delayed') this.#everDelayed = true;
+    // Told once the task is in place (queued in its lane, delayed, or waiting for `after`), before
+    // it can start (a lane starts from a microtask): an observer that cancels it, or disposes
+    // the scope, then ends a task that is where its status says.
+    run.added();
   }
 
   /** Starts a periodic task of this scope; each tick asks `ticks` for its run. */
@@ -160,10 +163,17 @@ export class Scope implements RunOwner {
         this.#deadline = undefined;
         this.#state = 'closed';
       }
-      const resolve = this.#resolveIdle;
-      this.#idle = this.#resolveIdle = undefined;
-      resolve?.();
+      // Waiters are told from a microtask, if no task came meanwhile: an observer of this task's
+      // end (told right after this) may add one, which they wait for too.
+      if (this.#resolveIdle !== undefined) queueMicrotask(() => this.#tellIdle());
     }
+  }
+
+  #tellIdle(): void {
+    if (this.#pending !== 0) return;
+    const resolve = this.#resolveIdle;
+    this.#idle = this.#resolveIdle = undefined;
+    resolve?.();
   }
 
   /** Resolves once no task is left, tasks added meanwhile included. */
@@ -234,18 +244,29 @@ export class Scope implements RunOwner {
 
   #abandon(left: TaskRun[], drainTimeoutMs: number, by: AbandonedBy, what: string): number {
     if (left.length === 0) return 0;
-    const running = left.filter((run) => run.status === 'running').length;
-    const delayed = left.filter((run) => run.status === 'delayed' || run.status === 'retrying').length;
     const why = by === 'scope' ? 'its scope was disposed' : 'the application was closed';
     // Abandoning a task gives its slot back, which must not start one being abandoned too: the
     // lanes start nothing until the sweep is over.
     const lanes = new Set(left.map((run) => run.lane));
     for (const lane of lanes) lane.hold();
+    // Those the sweep abandons, with their status then: one may end otherwise meanwhile (an abort
+    // listener of another cancels it), and is neither abandoned nor counted so.
+    let running = 0;
+    let delayed = 0;
+    const abandoned: TaskRun[] = [];
     try {
-      for (const run of left) run.abandon(drainTimeoutMs, why);
+      for (const run of left) {
+        const status = run.status;
+        if (!run.abandon(drainTimeoutMs, why)) continue;
+        abandoned.push(run);
+        if (status === 'running') running++;
+        else if (status === 'delayed' || status === 'retrying') delayed++;
+      }
     } finally {
       for (const lane of lanes) lane.resume();
     }
+    left = abandoned;
+    if (left.length === 0) return 0;
     const tasks = left.slice(0, namedInLog).map((run) => `${run.name}#${run.id}`);
     // Abandoned work is lost work: an error, naming the first tasks (the rest are counted).
     logSafely(

@@ -188,8 +188,13 @@ export class TaskRun implements TaskHandle, Job {
     return status === 'running' && this.#invocation?.startedAt?.() === 0 ? 'queued' : status;
   }
 
+  /** Its place in the order tasks were made in this process: later is larger. */
+  get number(): number {
+    return this.#number;
+  }
+
   get id(): string {
-    return (this.#id ??= taskIdOf(this.#number));
+    return (this.#id ??= this.job?.id ?? taskIdOf(this.#number));
   }
 
   /** The current attempt's signal: aborted on cancellation, timeout or abandonment. */
@@ -281,6 +286,8 @@ export class TaskRun implements TaskHandle, Job {
     if (hooks !== undefined) {
       started = this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }) as TaskStartedEvent;
       hooks.observer?.(started);
+      // Cancelled (or abandoned) by an observer of its start: it does not run.
+      if (this.#status !== 'running' || attempt !== this.attempt) return;
     }
     let awaited: Promise<unknown> | undefined;
     let returned: unknown;
@@ -312,46 +319,86 @@ export class TaskRun implements TaskHandle, Job {
 
   /**
    * The attempt, run inside `wrapper`. A wrapper that throws before calling `attempt()`, or
-   * returns without calling it, is logged and the attempt runs without it.
+   * returns without calling it, is logged and the attempt runs without it. One that throws after
+   * calling it, or returns something other than a promise when `attempt()` returned one, is
+   * logged too, and the task's own outcome stands (its promise is followed, never left unhandled).
    */
   #wrapped(wrapper: AttemptWrapper, event: TaskStartedEvent, fn: ((...params: unknown[]) => unknown) | undefined): unknown {
     let called = false;
+    const attemptNumber = this.attempt;
+    /** What `attempt()` returned, or threw (`failed`). */
+    let attempted: unknown;
+    let failed = false;
     const attempt = (): unknown => {
       if (called) throw new Error('an attempt wrapper called attempt() twice');
       called = true;
-      return fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
+      try {
+        // Ended (cancelled, abandoned, timed out) before the wrapper ran it: the task does not
+        // run, and the wrapper sees why, as a task's own failure.
+        if (this.#status !== 'running' || attemptNumber !== this.attempt) throw this.#outcome?.ok === false ? this.#outcome.error : new Error(`task "${this.name}" ended before its attempt ran`);
+        attempted = fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
+      } catch (error) {
+        failed = true;
+        attempted = error;
+        throw error;
+      }
+      return attempted;
     };
     let returned: unknown;
     try {
       returned = wrapper(event, attempt);
     } catch (error) {
-      if (called) throw error;
-      this.#log('error', { err: error }, `an attempt wrapper threw before running task "${this.name}"; it runs without the wrapper`);
+      if (!called) {
+        this.#log('error', { err: error }, `an attempt wrapper threw before running task "${this.name}"; it runs without the wrapper`);
+        return attempt();
+      }
+      if (failed && error === attempted) throw error;
+      this.#log('error', { err: error }, `an attempt wrapper threw after running task "${this.name}"; the task's own outcome stands`);
+      if (failed) throw attempted;
+      return attempted;
+    }
+    if (!called) {
+      this.#log('error', {}, `an attempt wrapper returned without running task "${this.name}"; it runs without the wrapper`);
       return attempt();
     }
-    if (called) return returned;
-    this.#log('error', {}, `an attempt wrapper returned without running task "${this.name}"; it runs without the wrapper`);
-    return attempt();
+    if (!failed && isThenable(attempted) && !isThenable(returned)) {
+      this.#log('error', {}, `an attempt wrapper returned something other than the promise of attempt() for task "${this.name}"; the task's own outcome stands`);
+      return attempted;
+    }
+    return returned;
   }
 
+  /**
+   * Ends the task `cancelled`. Its end (the observers' event, its attempt's abort listeners, the
+   * log entry) happens in the async context of its `add()`, as everything about it does,
+   * whichever context cancels it.
+   */
   cancel(reason?: unknown): boolean {
-    const from = this.#status;
-    if (finalStatuses.has(from)) return false;
-    const error = new TaskCancelledError(this.name, this.id, reason);
-    this.#finish('cancelled', { ok: false, error });
-    if (from === 'running') this.#abortAttempt(error);
-    this.#log('debug', { attempt: this.attempt }, `task "${this.name}" was cancelled`);
+    if (finalStatuses.has(this.#status)) return false;
+    this.#asyncContext.runInAsyncScope(TaskRun.#cancel, undefined, this, reason);
     return true;
   }
 
-  /** Gives up on a task that has not ended; returns whether it had not. */
+  static #cancel(run: TaskRun, reason: unknown): void {
+    const from = run.#status;
+    const error = new TaskCancelledError(run.name, run.id, reason);
+    run.#finish('cancelled', { ok: false, error });
+    if (from === 'running') run.#abortAttempt(error);
+    run.#log('debug', { attempt: run.attempt }, `task "${run.name}" was cancelled`);
+  }
+
+  /** Gives up on a task that has not ended (in the async context of its `add()`, as {@link cancel}); returns whether it had not. */
   abandon(drainTimeoutMs: number, why: string): boolean {
-    const from = this.#status;
-    if (finalStatuses.has(from)) return false;
-    const error = new TaskAbandonedError(this.name, this.id, drainTimeoutMs, why);
-    this.#finish('abandoned', { ok: false, error });
-    if (from === 'running') this.#abortAttempt(error);
+    if (finalStatuses.has(this.#status)) return false;
+    this.#asyncContext.runInAsyncScope(TaskRun.#abandon, undefined, this, drainTimeoutMs, why);
     return true;
+  }
+
+  static #abandon(run: TaskRun, drainTimeoutMs: number, why: string): void {
+    const from = run.#status;
+    const error = new TaskAbandonedError(run.name, run.id, drainTimeoutMs, why);
+    run.#finish('abandoned', { ok: false, error });
+    if (from === 'running') run.#abortAttempt(error);
   }
 
   /** Ends a task that never ran because one it was to run after did not succeed. */
@@ -429,10 +476,23 @@ export class TaskRun implements TaskHandle, Job {
     this.#status = 'retrying';
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    const retry = attempt <= retries && this.#worthRetrying(error, attempt, retryIf);
+    const job = this.job;
+    // An attempt of a job: the job's queue runs the next attempt, if any, not this run.
+    const jobAttempts = job?.attempts ?? 1;
+    const retry = job === undefined ? attempt <= retries && this.#worthRetrying(error, attempt, retryIf) : attempt < jobAttempts && this.#worthRetrying(error, attempt, retryIf);
     if (this.#status !== 'retrying') {
       // retryIf cancelled the task: that is its outcome.
       if (abort) this.#abortAttempt(error);
+      return;
+    }
+    if (job !== undefined) {
+      if (!retry && attempt < jobAttempts) job.stopRetrying?.();
+      this.#lastDurationMs = durationMs;
+      this.#finish(finalStatus, { ok: false, error });
+      if (abort) this.#abortAttempt(error);
+      const what = finalStatus === 'timedOut' ? 'timed out' : 'failed';
+      if (retry) this.#log('warn', { attempt, attempts: jobAttempts, durationMs, err: error }, `task "${this.name}" ${what} (attempt ${attempt} of ${jobAttempts}); its queue runs it again`);
+      else this.#log('error', { attempt, durationMs, err: error }, `task "${this.name}" ${what}`);
       return;
     }
     if (!retry) {
@@ -496,12 +556,14 @@ export class TaskRun implements TaskHandle, Job {
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
     this.owner.settled(this);
+    // Out of its lane's queue before an observer can look at it (or add to it); a slot it holds
+    // is given back after (which may start another task).
+    if (from === 'queued') this.lane.withdraw(this);
     const observer = this.owner.hooks?.observer;
     if (observer !== undefined) {
       const durationMs = from === 'running' ? this.#elapsed() : this.#lastDurationMs;
       observer(this.#event(outcome.ok ? { type: 'succeeded', durationMs: durationMs! } : { type: status as Exclude<FinalStatus, 'succeeded'>, durationMs, error: outcome.error }));
     }
-    if (from === 'queued') this.lane.withdraw(this);
     this.#freeSlot();
     this.#settle?.(outcome);
     this.#settle = undefined;

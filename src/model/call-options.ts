@@ -59,6 +59,20 @@ export const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 /** What {@link jobRun} gives: the job's attempt, where its progress goes, and where its dependencies come from. */
 export interface JobLink {
   readonly attempt: number;
+  /**
+   * The job's id: the local run's own (`ctx.id`, its log entries and errors), so that what the
+   * attempt says names the job. Undefined: a local id, as any task's.
+   */
+  readonly id?: string | undefined;
+  /**
+   * How many attempts the job has in all (its queue tries it again after a failed one while some
+   * are left): a failed attempt with more to come is logged at `warn`, as a retry, rather than at
+   * `error` as the task's failure; and when the task's `retryIf` says no, {@link stopRetrying} is
+   * called before the local run ends. Undefined: 1.
+   */
+  readonly attempts?: number | undefined;
+  /** Called when the task's `retryIf` refuses another attempt of a job that has some left. */
+  stopRetrying?(): void;
   progress(fraction: number, message: string | undefined): void;
   /**
    * The container the attempt's dependencies are resolved from (the job's own child scope), in
@@ -137,8 +151,18 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
     throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);
   }
   const job = (options as { [jobRun]?: Partial<JobLink> })[jobRun];
-  if (job !== undefined && !(Number.isSafeInteger(job.attempt) && job.attempt! >= 1 && typeof job.progress === 'function' && (job.scope === undefined || typeof job.scope?.resolve === 'function'))) {
-    throw invalid('bg.with(options): options[jobRun]', 'an attempt number from 1, a progress function and a container or undefined', job);
+  if (
+    job !== undefined &&
+    !(
+      Number.isSafeInteger(job.attempt) &&
+      job.attempt! >= 1 &&
+      typeof job.progress === 'function' &&
+      (job.scope === undefined || typeof job.scope?.resolve === 'function') &&
+      (job.id === undefined || (typeof job.id === 'string' && job.id !== '')) &&
+      (job.attempts === undefined || (Number.isSafeInteger(job.attempts) && job.attempts >= 1))
+    )
+  ) {
+    throw invalid('bg.with(options): options[jobRun]', 'an attempt number from 1, a progress function, a container or undefined, and optionally an id and a number of attempts', job);
   }
   return Object.freeze({
     options,

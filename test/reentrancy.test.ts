@@ -1,0 +1,263 @@
+/**
+ * Exactly one outcome per task when the code that reacts to a task's life reaches back into it:
+ * observers of its events and attempt wrappers that cancel it, add tasks or dispose its scope, and
+ * abort listeners that cancel others during a sweep. Each case was found from outside (an
+ * observer's `added` cancelling its task made it run anyway, with a negative `pending`) and
+ * fails on the code before its fix.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  Background,
+  observeTasks,
+  shutdown,
+  TaskCancelledError,
+  TaskContext,
+  defineTask,
+  wrapAttempts,
+  type TaskEvent,
+  type TaskHandle,
+} from '../src/index.js';
+import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
+
+const errors = watchProcessErrors();
+const roots: ReturnType<typeof freshApp>[] = [];
+afterEach(async () => {
+  await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 1_000 })));
+});
+
+function app(options: Parameters<typeof freshApp>[0] = {}) {
+  const logger = captureLogger();
+  const root = freshApp({ logger, ...options });
+  roots.push(root);
+  const events: TaskEvent[] = [];
+  observeTasks((event) => void events.push(event), { container: root });
+  const scope = root.createChildContainer();
+  const typesOf = (id: string): string[] => events.filter((event) => event.id === id).map((event) => event.type);
+  return { root, logger, events, typesOf, scope, bg: scope.resolve(Background) };
+}
+
+/** Cancels, from its `type` event, each task whose name is in `names` (found by its id: from `added`, before add() has returned its handle). */
+function cancelOn(root: ReturnType<typeof freshApp>, type: TaskEvent['type'], names: readonly string[]): void {
+  const lookup = root.resolve(Background);
+  observeTasks(
+    (event) => {
+      if (event.type === type && names.includes(event.name)) lookup.get(event.id, { application: true })?.cancel('from the observer');
+    },
+    { container: root },
+  );
+}
+
+describe('an observer of a task\'s "added" event that cancels it', () => {
+  it('ends it cancelled, once, whether it was queued, delayed or waiting for another: it never starts and nothing is left counted', async () => {
+    const { root, bg, typesOf } = app({ maxQueued: 2 });
+    const handles: TaskHandle[] = [];
+    cancelOn(root, 'added', ['queued', 'delayed', 'after']);
+    let ran = 0;
+    const first = bg.add(async function first() {});
+    handles.push(bg.add(async function queued() { ran++; }));
+    handles.push(bg.with({ delayMs: 10 }).add(async function delayed() { ran++; }));
+    handles.push(bg.with({ after: [first] }).add(async function after() { ran++; }));
+    expect(handles.map((handle) => handle.status)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+    await bg.drain();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect({ ran, pending: bg.pending, statuses: handles.map((handle) => handle.status) }).toEqual({ ran: 0, pending: 0, statuses: ['cancelled', 'cancelled', 'cancelled'] });
+    for (const handle of handles) expect(typesOf(handle.id)).toEqual(['added', 'cancelled']);
+    const stats = bg.stats();
+    expect({ total: stats.total, cancelled: stats.byStatus.cancelled, failed: stats.byStatus.failed, succeeded: stats.byStatus.succeeded }).toEqual({ total: 4, cancelled: 3, failed: 0, succeeded: 1 });
+    // The queue counts nothing for them: maxQueued (2) takes two more.
+    const gate = deferred();
+    bg.add(async () => gate.promise);
+    bg.add(async () => gate.promise);
+    gate.resolve();
+    await bg.drain();
+  });
+
+  it('a disposal started from it abandons at once a delayed task due after the drain deadline', async () => {
+    const { root, scope, bg, logger } = app({ drainTimeoutMs: 50 });
+    let disposal: Promise<void> | undefined;
+    observeTasks((event) => {
+      if (event.type === 'added' && event.name === 'late') disposal = bg.dispose();
+    }, { container: root });
+    const late = bg.with({ delayMs: 10_000 }).add(async function late() {});
+    expect(late.status).toBe('abandoned');
+    await disposal;
+    expect(logger.at('error').map(({ message }) => message)).toEqual([expect.stringContaining('scope disposed with 1 task(s) due after the drain deadline of 50 ms')]);
+    expect(scope).toBeDefined();
+  });
+});
+
+describe('a task ended before its attempt runs', () => {
+  it('cancelled by an observer of its "started" event, it does not run (it ran with its arguments dropped)', async () => {
+    const { root, bg, typesOf } = app();
+    const handles: TaskHandle[] = [];
+    cancelOn(root, 'started', ['victim']);
+    const calls: unknown[][] = [];
+    const victim = defineTask({ name: 'victim' }, async (a: number, b: string) => void calls.push([a, b]));
+    handles.push(bg.add(victim, 1, 'one'));
+    const other = bg.add(async (a: number) => a * 2, 21);
+    await expect(handles[0]!.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    expect(await other.result()).toBe(42);
+    expect(calls).toEqual([]);
+    expect(typesOf(handles[0]!.id)).toEqual(['added', 'started', 'cancelled']);
+    expect(bg.pending).toBe(0);
+  });
+
+  it("cancelled inside an attempt wrapper before it calls attempt(), it does not run, and attempt() throws the task's cancellation", async () => {
+    const { root, bg } = app();
+    const seen: unknown[] = [];
+    const added: { handle?: TaskHandle } = {};
+    wrapAttempts((_event, attempt) => {
+      added.handle?.cancel('from the wrapper');
+      try {
+        return attempt();
+      } catch (error) {
+        seen.push(error);
+        throw error;
+      }
+    }, { container: root });
+    let ran = false;
+    const handle = (added.handle = bg.add(async function wrapped() { ran = true; }));
+    await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    await nextTurn();
+    expect({ ran, seen: seen.map((error) => (error as Error).constructor.name) }).toEqual({ ran: false, seen: ['TaskCancelledError'] });
+  });
+});
+
+describe('a periodic task cancelled from the "added" event of one of its runs', () => {
+  it('stays cancelled, and so does that run', async () => {
+    const { root, bg } = app();
+    const added: { schedule?: TaskHandle } = {};
+    let run: string | undefined;
+    observeTasks((event) => {
+      if (event.type === 'added' && event.name === 'tick') {
+        run = event.id;
+        added.schedule?.cancel('from the observer');
+      }
+    }, { container: root });
+    let ran = 0;
+    const schedule = (added.schedule = bg.with({ every: 5 }).add(async function tick() { ran++; }));
+    await expect(schedule.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    expect({ status: schedule.status, ran, run: run === undefined ? undefined : bg.get(run)?.status }).toEqual({ status: 'cancelled', ran: 0, run: 'cancelled' });
+  });
+});
+
+describe('a sweep that abandons tasks, one of whose abort listeners cancels the others', () => {
+  it('reports as abandoned only those it abandoned, in the shutdown report and its log entry', async () => {
+    const logger = captureLogger();
+    const root = freshApp({ logger, concurrency: 1 });
+    const bg = root.createChildContainer().resolve(Background);
+    const batch: TaskHandle[] = [];
+    const started = deferred();
+    const leader = defineTask({ name: 'leader', inject: [TaskContext] }, async (ctx: TaskContext) => {
+      ctx.signal.addEventListener('abort', () => {
+        for (const handle of batch) handle.cancel('the leader was aborted');
+      });
+      started.resolve();
+      await new Promise(() => undefined);
+    });
+    for (let i = 0; i < 3; i++) batch.push(bg.with({ priority: 'low' }).add(async function follower() {}));
+    batch.push(bg.with({ priority: 'high' }).add(leader));
+    await started.promise;
+    const report = await shutdown({ container: root, timeoutMs: 20 });
+    const abandoned = batch.filter((handle) => handle.status === 'abandoned').length;
+    expect({ abandoned, cancelled: batch.filter((handle) => handle.status === 'cancelled').length }).toEqual({ abandoned: 1, cancelled: 3 });
+    expect({ report: report.abandoned, totals: report.totals.abandoned }).toEqual({ report: 1, totals: 1 });
+    const entry = logger.at('error').find(({ message }) => message.startsWith('application closed'));
+    expect(entry?.fields).toMatchObject({ abandoned: 1, running: 1, queued: 0 });
+    expect(entry?.message).toContain('with 1 task(s) unfinished');
+  });
+});
+
+describe('an observer of a task\'s end', () => {
+  it('that adds a task: drain() waits for that one too', async () => {
+    const { root, bg } = app();
+    const gate = deferred();
+    let follow: TaskHandle | undefined;
+    observeTasks((event) => {
+      if (event.type === 'succeeded' && event.name === 'first') follow = bg.add(async function follow() { await gate.promise; });
+    }, { container: root });
+    bg.add(async function first() {});
+    let drained = false;
+    const draining = bg.drain().then(() => (drained = true));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect({ drained, follow: follow?.status }).toEqual({ drained: false, follow: 'running' });
+    gate.resolve();
+    await draining;
+    expect(bg.pending).toBe(0);
+  });
+
+  it('of a cancelled queued task, sees it out of the queue: maxQueued takes a new task at once', async () => {
+    const { root, bg } = app({ concurrency: 1, maxQueued: 1 });
+    const gate = deferred();
+    const added: unknown[] = [];
+    observeTasks((event) => {
+      if (event.type === 'cancelled' && event.name === 'waiting') {
+        try {
+          added.push(bg.add(async function replacement() {}).status);
+        } catch (error) {
+          added.push(error);
+        }
+      }
+    }, { container: root });
+    bg.add(async () => gate.promise);
+    await nextTurn();
+    const waiting = bg.add(async function waiting() {});
+    waiting.cancel();
+    expect(added).toEqual(['queued']);
+    gate.resolve();
+    await bg.drain();
+  });
+});
+
+describe('an attempt wrapper that breaks its contract', () => {
+  it("throwing after attempt(): logged, the task's own outcome stands, and its failure is never unhandled", async () => {
+    const { root, bg, logger } = app();
+    wrapAttempts((_event, attempt) => {
+      attempt();
+      throw new Error('the wrapper broke');
+    }, { container: root });
+    const failing = bg.add(async function failing() {
+      await nextTurn();
+      throw new Error('the task failed');
+    });
+    await expect(failing.result()).rejects.toThrow('the task failed');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(errors.unhandled).toEqual([]);
+    expect(logger.at('error').map(({ message }) => message)).toEqual([`an attempt wrapper threw after running task "failing"; the task's own outcome stands`, 'task "failing" failed']);
+  });
+
+  it("returning something other than attempt()'s promise: logged, and the task ends when its own promise does", async () => {
+    const { root, bg, logger } = app();
+    wrapAttempts((_event, attempt) => {
+      attempt();
+      return 'something else';
+    }, { container: root });
+    const gate = deferred();
+    const slow = bg.add(async function slow() {
+      await gate.promise;
+      return 7;
+    });
+    await nextTurn();
+    await nextTurn();
+    expect(slow.status).toBe('running');
+    gate.resolve();
+    expect(await slow.result()).toBe(7);
+    expect(logger.at('error').map(({ message }) => message)).toEqual([`an attempt wrapper returned something other than the promise of attempt() for task "slow"; the task's own outcome stands`]);
+  });
+});
+
+describe('bg.list({ application: true })', () => {
+  it('lists live tasks newest first across scopes', async () => {
+    const { root } = app();
+    const gate = deferred();
+    const a = root.createChildContainer().resolve(Background);
+    const b = root.createChildContainer().resolve(Background);
+    const first = a.add(async () => gate.promise);
+    const second = b.add(async () => gate.promise);
+    const third = a.add(async () => gate.promise);
+    expect(a.list({ application: true }).map(({ id }) => id).filter((id) => [first.id, second.id, third.id].includes(id))).toEqual([third.id, second.id, first.id]);
+    gate.resolve();
+    await Promise.all([a.drain(), b.drain()]);
+  });
+});
