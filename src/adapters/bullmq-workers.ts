@@ -4,15 +4,26 @@
  * a container there, as a local run of the workers' application; producers' cancellations reach
  * the running job over a Redis channel.
  */
-import { Job, UnrecoverableError, Worker, type WorkerOptions } from 'bullmq';
+import { Job, UnrecoverableError, WaitingError, Worker, type WorkerOptions } from 'bullmq';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
-import { Background, consoleLogger, disposeScope, TaskContext, type BackgroundLogger, type CallOptions, type TaskDefinition, type TaskHandle } from '../index.js';
+import {
+  Background,
+  BackgroundDisposedError,
+  consoleLogger,
+  disposeScope,
+  TaskContext,
+  type BackgroundLogger,
+  type CallOptions,
+  type TaskDefinition,
+  type TaskHandle,
+} from '../index.js';
 import { describe } from './request-scope.js';
 import {
   afterJob,
   backoffFor,
   cancelChannel,
   checkConnection,
+  checkJson,
   checkMs,
   defaultConnection,
   defaultQueueName,
@@ -39,23 +50,35 @@ const connectionsCloseMs = 1_000;
 
 /**
  * A job this process is running: what its local run is an attempt of (the `jobRun` call option:
- * the job's attempt number, its progress saved on the job, and the job's own child scope when its
- * task has dependencies to resolve there), the local run, and whether the job's producer
- * cancelled it. One object a job.
+ * the job's id, its attempt number and attempts in all, its progress saved on the job, and the
+ * job's own child scope when its task has dependencies to resolve there), the local run, whether
+ * the job's producer cancelled it, and whether the task's `retryIf` refused it another attempt.
+ * One object a job.
  */
 class RunningJob {
+  readonly id: string | undefined;
   readonly attempt: number;
+  readonly attempts: number;
   readonly scope: DependencyContainer | undefined;
   local: TaskHandle | undefined = undefined;
   cancelled = false;
+  /** Set when the task's `retryIf` said no while the job had attempts left: it then fails for good. */
+  retryRefused = false;
   #job: Job | undefined;
   readonly #logger: BackgroundLogger;
 
   constructor(job: Job, logger: BackgroundLogger, scope: DependencyContainer | undefined) {
+    this.id = job.id;
     this.attempt = job.attemptsMade + 1;
+    // BullMQ's default is 0: one attempt.
+    this.attempts = Math.max(1, job.opts.attempts ?? 1);
     this.scope = scope;
     this.#job = job;
     this.#logger = logger;
+  }
+
+  stopRetrying(): void {
+    this.retryRefused = true;
   }
 
   progress(fraction: number, message: string | undefined): void {
@@ -88,7 +111,7 @@ type WorkerCallOptions = CallOptions & { [jobRun]: RunningJob };
 
 /** Options of {@link startWorkers}. */
 export interface StartWorkersOptions extends BullMQConnection {
-  /** The definitions this process runs; a job of another name fails at once, without retries, saying so (`ERR_DURABLE_FAILED` for its producer). */
+  /** The definitions this process runs; a job of another name fails at once, without retries, saying so (`ERR_DURABLE_FAILED` for its producer; logged at `error`). */
   tasks: readonly TaskDefinition<never[]>[];
   /**
    * The container each job's scope is a child of: the job's dependencies are resolved there.
@@ -132,7 +155,14 @@ export interface DurableWorkers {
  * (its dependencies resolved there; the scope drained and disposed after the job), with a
  * `TaskContext` whose `progress()` becomes the job's progress; a `workerTask()` runs on this
  * process's worker-thread pool. Retries and their backoff are the job's (`retries`, `backoff`
- * of the task); `timeoutMs` bounds each attempt.
+ * of the task; its `retryIf` saying no fails the job for good); `timeoutMs` bounds each attempt,
+ * and the attempt's run takes the job's id (`ctx.id`, its logs and errors). A value the task
+ * returns that JSON cannot carry as it is fails the job without retries, logged at `error`.
+ *
+ * When the application of `container` closes (`shutdown()`, `gracefulShutdown()`), the workers
+ * stop taking jobs (logged once at `warn`): a job they take after, and a job whose run the close
+ * abandoned at its deadline, go back to the queue without counting an attempt, for another worker
+ * to run. `close()` still closes them.
  *
  * ```ts
  * const workers = startWorkers({ tasks: [sendInvoice, renderReport], connection, concurrency: 20 });
@@ -184,24 +214,53 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   /** Called when no job is active any more (one waiter at a time: close()). */
   let whenIdle: (() => void) | undefined;
   const idle = (): Promise<true> => (active === 0 ? Promise.resolve(true) : new Promise<true>((resolve) => (whenIdle = () => resolve(true))));
-  // One parameter, not three: BullMQ gives every job of a processor that takes its signal an
+  /** Whether the workers stopped taking jobs because their application closed. */
+  let stopped = false;
+  /**
+   * The workers' application has closed (its Background takes no new task, or abandoned a job's
+   * run at its drain deadline): the worker takes no more jobs (paused here; `close()` still
+   * closes it), said once.
+   */
+  const stopTaking = (): void => {
+    if (stopped) return;
+    stopped = true;
+    logger.warn(
+      { queue: worker.name },
+      'durable workers stopped taking jobs: their application closed (shutdown()); the jobs they took and could not run go back to the queue, ' +
+        'to run on another worker without counting an attempt; call workers.close() to close their connections',
+    );
+    worker.pause(true).catch((error: unknown) => logger.warn({ err: error }, 'durable workers could not be paused'));
+  };
+  /**
+   * Puts back a job this process took and cannot run, its application having closed: waiting
+   * again, its lock released and its attempts unchanged (BullMQ's `WaitingError` tells the worker
+   * that the processor moved it), for another worker to run.
+   */
+  const putBack = async (job: Job<JobData>, token: string | undefined): Promise<never> => {
+    stopTaking();
+    await job.moveToWait(token);
+    throw new WaitingError();
+  };
+  // Two parameters, not three: BullMQ gives every job of a processor that takes its signal an
   // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
-  const processor = async (job: Job<JobData>): Promise<unknown> => {
+  const processor = async (job: Job<JobData>, token?: string): Promise<unknown> => {
     active++;
     try {
-      return await runJob(job);
+      return await runJob(job, token);
     } finally {
       if (--active === 0) whenIdle?.();
     }
   };
-  const runJob = async (job: Job<JobData>): Promise<unknown> => {
+  const runJob = async (job: Job<JobData>, token: string | undefined): Promise<unknown> => {
     if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>);
     const definition = byName.get(job.name);
     if (definition === undefined) {
-      throw new UnrecoverableError(
-        `no durable task named "${job.name}" is known to this worker (it runs ${[...byName.keys()].map((n) => `"${n}"`).join(', ') || 'none'}); ` +
-          'pass its definition to startWorkers({ tasks })',
-      );
+      const known = [...byName.keys()];
+      const message =
+        `no durable task named "${job.name}" is known to this worker (it runs ${known.map((n) => `"${n}"`).join(', ') || 'none'}); ` +
+        'pass its definition to startWorkers({ tasks })';
+      logger.error({ task: job.name, taskId: job.id, known }, `durable job ${job.id} failed without retries: ${message}`);
+      throw new UnrecoverableError(message);
     }
     // The job's own child scope, for a task with dependencies to resolve there; a task without
     // any could not tell it from the workers' (below), and the scope would cost every job.
@@ -213,8 +272,14 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
       // logs), its progress is the job's, and it is on record in Redis, not in this process.
       const options: WorkerCallOptions = { durable: false, retries: 0, timeoutMs, [jobRun]: entry };
-      background ??= workersScope.resolve(Background);
-      const local = background.with(options).add(definition as TaskDefinition<unknown[]>, ...args);
+      let local: TaskHandle;
+      try {
+        background ??= workersScope.resolve(Background);
+        local = background.with(options).add(definition as TaskDefinition<unknown[]>, ...args);
+      } catch (error) {
+        if (error instanceof BackgroundDisposedError) return await putBack(job, token);
+        throw error;
+      }
       entry.local = local;
       running.set(jobId, entry);
       if (cancelledEarly.size > 0) {
@@ -224,16 +289,29 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
           entry.cancel(early.reason);
         }
       }
+      let value: unknown;
       try {
-        return await local.result();
+        value = await local.result();
       } catch (error) {
         // Cancelled by its producer: not worth another attempt.
         if (entry.cancelled) throw new UnrecoverableError(`cancelled: ${messageOf(error)}`);
+        // Abandoned at the drain deadline of the application's close: not the task's failure.
+        if (local.status === 'abandoned') return await putBack(job, token);
+        // The task's retryIf said no.
+        if (entry.retryRefused) throw new UnrecoverableError(messageOf(error));
         throw error;
       } finally {
         running.delete(jobId);
         entry.end();
       }
+      const problem = jsonProblem(value);
+      if (problem !== undefined) {
+        // The task's work is done: another attempt would do it again.
+        const message = `durable task "${definition.name}" (job ${jobId}) returned a value that does not survive JSON: ${problem}; its job fails without retries (a durable task must return plain data)`;
+        logger.error({ task: definition.name, taskId: jobId, attempt: entry.attempt }, message);
+        throw new UnrecoverableError(message);
+      }
+      return value;
     } finally {
       if (scope !== undefined) await disposeScope(scope);
     }
@@ -311,6 +389,23 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       await endClient(subscriber);
     },
   };
+}
+
+/**
+ * Why a task's return value does not survive JSON as it is (`result.total is a bigint`), or
+ * undefined when it does: {@link checkJson}'s checks, the value itself allowed to be `undefined`
+ * (a task that returns nothing).
+ */
+function jsonProblem(value: unknown): string | undefined {
+  if (value === undefined || value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
+  try {
+    checkJson('', [value]);
+    return undefined;
+  } catch (error) {
+    // checkJson's message names the path from args[0]: here it is the result's.
+    const said = /: args\[0\](.*?) is (.*), which does not survive JSON/s.exec(messageOf(error));
+    return said === null ? messageOf(error) : `result${said[1]} is ${said[2]}`;
+  }
 }
 
 /**
