@@ -508,8 +508,12 @@ export class TaskRun implements TaskHandle, Job {
     this.#timer = setTimeout(TaskRun.#retry, delayMs, this);
     this.#freeSlot();
     if (abort) this.#abortAttempt(error);
+    // Ended meanwhile (an abort listener, or a task the freed slot started, cancelled it): its
+    // final event has come, and it is not retried.
+    if (this.#status !== 'retrying') return;
     const observer = this.owner.hooks?.observer;
     if (observer !== undefined) observer(this.#event({ type: 'attemptFailed', durationMs, error, retryInMs: delayMs }));
+    if (this.#status !== 'retrying') return;
     this.#log(
       'warn',
       { attempt, retries, durationMs, retryInMs: delayMs, err: error },

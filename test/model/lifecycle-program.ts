@@ -2,7 +2,8 @@
  * Random programs against the public API, and the invariants checked after every step: the
  * model-based lifecycle suite (test/lifecycle-model.test.ts runs it). A program is a list of
  * steps — add tasks of every event-loop lane with every option, cancel from outside and from
- * inside (a task's body, its `finally`, an abort listener, `retryIf`), open the gates tasks wait
+ * inside (a task's body, its `finally`, an abort listener, `retryIf`, an observer of its events,
+ * which may also add tasks, drain or dispose scopes), open the gates tasks wait
  * on, move time, drain, dispose scopes, wait for room, shut the application down — run on a
  * fresh application; after each step the world is checked against the promises the docs make.
  */
@@ -69,12 +70,25 @@ export type Step =
   | { readonly op: 'waitForRoom'; readonly scope: number }
   | { readonly op: 'shutdown'; readonly timeoutMs: number };
 
+/**
+ * What an observer of the application's lifecycle events does on an event of type `on`: cancel
+ * that task, cancel another (a handle the program made), add a task, or drain or dispose a scope
+ * (`ref` picks which). A program has a few, each reacting a few times at most.
+ */
+export interface Reaction {
+  readonly on: 'added' | 'started' | 'attemptFailed' | 'retrying' | 'succeeded' | 'failed' | 'cancelled' | 'timedOut' | 'abandoned';
+  readonly action: 'cancelSelf' | 'cancelOther' | 'add' | 'drain' | 'dispose';
+  readonly ref: Ref;
+}
+
 export interface World {
   readonly concurrency: number;
   readonly maxQueued: number;
   readonly drainTimeoutMs: number;
   /** The worker pool's, when the program adds worker tasks. */
   readonly maxThreads: number;
+  /** What an observer does as tasks live, and die. */
+  readonly reactions: readonly Reaction[];
 }
 
 export interface Program {
@@ -116,6 +130,15 @@ const step = (lanes: AddStep['lane'][]): fc.Arbitrary<Step> => fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('shutdown' as const), timeoutMs: fc.integer({ min: 0, max: 40 }) }) },
 );
 
+const reaction: fc.Arbitrary<Reaction> = fc.record({
+  on: fc.constantFrom('added' as const, 'started' as const, 'attemptFailed' as const, 'retrying' as const, 'succeeded' as const, 'failed' as const, 'cancelled' as const, 'timedOut' as const, 'abandoned' as const),
+  action: fc.constantFrom('cancelSelf' as const, 'cancelSelf' as const, 'cancelOther' as const, 'add' as const, 'drain' as const, 'dispose' as const),
+  ref,
+});
+
+/** How many times in all a program's reactions act: an observer that adds on `succeeded` would otherwise add for ever. */
+const reactionBudget = 8;
+
 /** Random programs: a small application and up to `maxSteps` steps; worker tasks too with `workers`. */
 export function programs(maxSteps = 40, { workers = false } = {}): fc.Arbitrary<Program> {
   const lanes: AddStep['lane'][] = workers ? ['async', 'sync', 'context', 'worker', 'worker', 'worker', 'worker'] : ['async', 'sync', 'context'];
@@ -125,6 +148,7 @@ export function programs(maxSteps = 40, { workers = false } = {}): fc.Arbitrary<
       maxQueued: fc.constantFrom(Infinity, 2, 4),
       drainTimeoutMs: fc.integer({ min: 5, max: 60 }),
       maxThreads: fc.integer({ min: 1, max: 2 }),
+      reactions: fc.array(reaction, { maxLength: 2 }),
     }),
     steps: fc.array(step(lanes), { minLength: workers ? 5 : 1, maxLength: maxSteps }),
   });
@@ -265,15 +289,62 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
     life.state = event.type === 'started' ? 'running' : event.type === 'attemptFailed' ? 'backoff' : 'waiting';
   };
   const observation = observeTasks(onEvent, { container: root });
+  let reactionsLeft = reactionBudget;
+  /** The program's reactions to events, after the checks' observer has seen each. */
+  const react = (event: TaskEvent): void => {
+    for (const { on, action, ref: r } of world.reactions) {
+      if (event.type !== on || reactionsLeft <= 0) continue;
+      reactionsLeft--;
+      const where = `an observer of ${on}`;
+      switch (action) {
+        case 'cancelSelf': {
+          // From `added`, before add() has returned its handle: found by its id.
+          const handle = bgs[0]!.get(event.id, { application: true });
+          if (handle !== undefined) cancelFrom(where, { handle, kind: 'once', id: event.id });
+          break;
+        }
+        case 'cancelOther':
+          cancelFrom(where, pick(r));
+          break;
+        case 'add': {
+          const scope = r % scopes;
+          try {
+            track(bgs[scope]!.add(async () => 'added by an observer'), 'once', scope);
+          } catch (error) {
+            const name = error instanceof Error ? error.name : String(error);
+            if (name !== 'BackgroundDisposedError' && name !== 'QueueFullError') violate(`add() from ${where} threw ${String(error)}`);
+          }
+          break;
+        }
+        case 'drain': {
+          const scope = r % scopes;
+          const bg = bgs[scope]!;
+          void bg.drain().then(() => {
+            const open = entries.filter((entry) => entry.kind === 'once' && entry.scope === scope && !finalStatuses.has(entry.handle.status));
+            if (bg.pending !== 0 || open.length > 0) violate(`drain() of scope ${scope} from ${where} resolved with pending ${bg.pending} and ${open.map((e) => `#${e.id} ${e.handle.status}`).join(', ')} unfinished`);
+          });
+          break;
+        }
+        case 'dispose': {
+          const scope = r % scopes;
+          disposing.add(scope);
+          if (shutdownReport !== undefined && bgs[scope]!.pending > 0) shutdownReport.exact = false;
+          void bgs[scope]!.dispose();
+          break;
+        }
+      }
+    }
+  };
+  const reactions = world.reactions.length === 0 ? undefined : observeTasks(react, { container: root });
 
   const isDone = (entry: Entry, status: TaskStatus): boolean => (entry.kind === 'periodic' ? status === 'cancelled' : finalStatuses.has(status));
 
   /** Cancels through the handle and checks what cancel() says against what the handle was. */
-  const cancelFrom = (where: string, target: Entry | undefined): void => {
+  const cancelFrom = (where: string, target: Pick<Entry, 'handle' | 'kind' | 'id'> | undefined): void => {
     if (target === undefined) return;
     const before = target.handle.status;
     const cancelled = target.handle.cancel(where);
-    if (cancelled === isDone(target, before)) violate(`cancel() from ${where} returned ${cancelled} on #${target.id}, which was ${before}`);
+    if (cancelled === isDone(target as Entry, before)) violate(`cancel() from ${where} returned ${cancelled} on #${target.id}, which was ${before}`);
     if (cancelled && target.handle.status !== 'cancelled') violate(`cancel() from ${where} returned true but #${target.id} is ${target.handle.status}`);
   };
 
@@ -534,6 +605,7 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
   }
   for (const [id, life] of lives) if (life.state !== 'ended') violate(`#${id} had no final event by the end (last: ${life.state})`);
   observation();
+  reactions?.();
   if (waiters.some((waiter) => !waiter.settled)) violate(`${waiters.filter((w) => !w.settled).length} waitForRoom() never settled`);
   if (clock.fake) await clock.advance(10_000);
   if (violations.length > 0) throw new Violation(violations.join('\n'));
