@@ -4,7 +4,7 @@
  * (src/adapters/bullmq-producer.ts), which it knows only as a {@link HandleBackend}.
  */
 import { ResultTimeoutError, TaskCancelledError, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../index.js';
-import { runnerHandle, type DurableJob, type Outcome } from './bullmq-jobs.js';
+import { resultTimeoutOf, runnerHandle, type DurableJob, type Outcome } from './bullmq-jobs.js';
 
 /** The events of the queue's stream that tell a handle about its job. */
 export const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed'] as const;
@@ -48,6 +48,8 @@ export class DurableHandle implements TaskHandle {
   name: string;
   /** Whether it stands for a schedule (its id is the task's name), which never finishes. */
   readonly periodic: boolean;
+  /** Before this time (epoch ms) its job cannot start: its `delayMs` or `runAt`, as added here (0: none). */
+  notBefore = 0;
   /** The durable task of this process that waits for it (its job's parent), if any. */
   awaitedBy: DurableHandle | undefined;
   /** While it is being read from Redis: its job's events read meanwhile, applied after. */
@@ -58,12 +60,18 @@ export class DurableHandle implements TaskHandle {
   #attempt = 0;
   #progress: TaskProgress | undefined = undefined;
   #watched = false;
-  readonly #cancelJob: (reason: string) => void;
+  readonly #cancelJob: (error: TaskCancelledError) => boolean;
+  #cancelling: TaskCancelledError | undefined;
   #outcome: Outcome | undefined;
   #result: Promise<unknown> | undefined;
   #settle: ((outcome: Outcome) => void) | undefined;
 
-  constructor(backend: HandleBackend, id: string, name: string, status: TaskStatus, cancelJob: (reason: string) => void, periodic = false) {
+  /**
+   * `cancelJob` asks for the job's cancellation, and says whether the handle ends `cancelled` at
+   * once (the job is known not to have ended) or its backend settles it once Redis has said how
+   * the job took it ({@link cancelling}).
+   */
+  constructor(backend: HandleBackend, id: string, name: string, status: TaskStatus, cancelJob: (error: TaskCancelledError) => boolean, periodic = false) {
     this.backend = backend;
     this.id = id;
     this.name = name;
@@ -96,6 +104,15 @@ export class DurableHandle implements TaskHandle {
     return this.#outcome !== undefined;
   }
 
+  /**
+   * The error of a cancellation asked for before this process knew whether the job had ended:
+   * the handle ends `cancelled` with it if the cancellation reached the job in time, and as the
+   * job ended otherwise.
+   */
+  get cancelling(): TaskCancelledError | undefined {
+    return this.#outcome === undefined ? this.#cancelling : undefined;
+  }
+
   #watch(): void {
     if (this.#watched) return;
     this.#watched = true;
@@ -115,7 +132,9 @@ export class DurableHandle implements TaskHandle {
     if (this.#outcome !== undefined) return;
     if (status !== undefined) this.#status = status;
     this.startedAtLeast(attempt);
-    this.reported(progress);
+    // Waiting for a retry: the failed attempt's progress (still on the job in Redis) is cleared.
+    if (status === 'retrying') this.#progress = undefined;
+    else this.reported(progress);
   }
 
   started(): void {
@@ -140,6 +159,8 @@ export class DurableHandle implements TaskHandle {
   waiting(status: 'queued' | 'delayed'): void {
     if (this.#outcome !== undefined) return;
     this.#status = this.#attempt > 0 ? 'retrying' : status;
+    // A retry is scheduled: the failed attempt's progress is cleared, as in process.
+    if (this.#attempt > 0) this.#progress = undefined;
   }
 
   settle(status: TaskStatus, outcome: Outcome): void {
@@ -152,18 +173,25 @@ export class DurableHandle implements TaskHandle {
   }
 
   /**
-   * Ends the task `cancelled` at once: its job is removed if it still waits, and a worker running
-   * it sees its `TaskContext.signal` abort (the job then fails, without retries).
+   * Cancels the job: it is removed if it still waits, and a worker running it sees its
+   * `TaskContext.signal` abort (the job then fails, without retries). Returns `false`, doing
+   * nothing, when this process knows the task has ended (or its cancellation was asked for
+   * already), `true` otherwise. The handle ends `cancelled` at once when this process knows the
+   * job has not ended: not sent to Redis yet, its delay not run out, or followed and up to date.
+   * Otherwise (a handle nobody watched since its job was sent, or one being read from Redis) the
+   * job may have ended already: the handle ends once Redis has answered, `cancelled` if the job
+   * was removed or stopped, and as the job ended if it had succeeded or failed first.
    */
   cancel(reason?: unknown): boolean {
-    if (this.#outcome !== undefined) return false;
+    if (this.#outcome !== undefined || this.#cancelling !== undefined) return false;
     const error = new TaskCancelledError(this.name, this.id, reason);
-    this.settle('cancelled', { ok: false, error });
-    this.#cancelJob(error.message);
+    this.#cancelling = error;
+    if (this.#cancelJob(error)) this.settle('cancelled', { ok: false, error });
     return true;
   }
 
   result(options?: ResultOptions): Promise<unknown> {
+    const timeoutMs = resultTimeoutOf(options);
     this.#watch();
     if (this.#result === undefined) {
       const outcome = this.#outcome;
@@ -176,7 +204,6 @@ export class DurableHandle implements TaskHandle {
               this.#settle = (o) => (o.ok ? resolve(o.value) : reject(o.error));
             });
     }
-    const timeoutMs = options?.timeoutMs;
     if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
     let timer: NodeJS.Timeout | undefined;
     return Promise.race([

@@ -3,6 +3,7 @@
  * the queue is, the job a durable task becomes (its data, its BullMQ options, the small jobs that
  * carry `after`), what any process reads of a job, and the checks made where the mistake is.
  */
+import { createRequire } from 'node:module';
 import type { ConnectionOptions, Job, JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { BackgroundLogger, TaskProgress, TaskRequest, TaskStatus } from '../index.js';
@@ -156,16 +157,41 @@ export function failureOf(child: Job): FailedPrerequisite {
 }
 
 /**
+ * How deep an argument may nest: `JSON.stringify` runs out of stack a few thousand levels down
+ * (and the worker's `JSON.parse` with it), so deeper data does not survive JSON.
+ */
+export const maxJsonDepth = 1_000;
+
+/**
  * Checks that arguments survive JSON as they are: a `TypeError` naming the task and the path
- * otherwise. It runs at every durable `add()`: the path is kept as keys, and made a string only
- * for the error; the objects being visited, for circular references, as a stack.
+ * otherwise. It runs at every durable `add()`.
  */
 export function checkJson(taskName: string, args: readonly unknown[]): void {
+  const problem = jsonProblem(args, 'args');
+  if (problem !== undefined) throw new TypeError(`bg.add("${taskName}"): ${problem}, which does not survive JSON; a durable task's arguments must be plain data`);
+}
+
+/** Thrown inside {@link jsonProblem}'s walk to leave it at the first problem. */
+class JsonProblem extends Error {
+  constructor(readonly said: string) {
+    super(said);
+  }
+}
+
+/**
+ * Why values do not survive JSON as they are (`args[0].a[1].b is NaN`), or undefined when they
+ * do: `args` names each value by its index (`args[0]`), `result` names the one value `result`. The
+ * path is kept as keys, and made a string only for the problem; the objects being visited, for
+ * circular references, as a stack (no deeper than {@link maxJsonDepth}, so the walk never runs
+ * out of stack itself).
+ */
+export function jsonProblem(values: readonly unknown[], root: 'args' | 'result'): string | undefined {
   const path: (string | number)[] = [];
   const open: object[] = [];
   const problem = (what: string): never => {
-    const where = path.map((key, i) => (i === 0 ? `args[${key}]` : typeof key === 'number' ? `[${key}]` : `.${key}`)).join('');
-    throw new TypeError(`bg.add("${taskName}"): ${where} is ${what}, which does not survive JSON; a durable task's arguments must be plain data`);
+    const keys = path.length > 12 ? [...path.slice(0, 8), '…', ...path.slice(-2)] : path;
+    const where = keys.map((key, i) => (i === 0 ? (root === 'args' ? `args[${key}]` : 'result') : key === '…' ? '…' : typeof key === 'number' ? `[${key}]` : `.${key}`)).join('');
+    throw new JsonProblem(`${where} is ${what}`);
   };
   const visit = (value: unknown, inArray: boolean): void => {
     switch (typeof value) {
@@ -187,8 +213,16 @@ export function checkJson(taskName: string, args: readonly unknown[]): void {
     }
     const object = value as Record<string, unknown>;
     if (open.includes(object)) problem('a circular reference');
+    if (open.length >= maxJsonDepth) problem(`nested more than ${maxJsonDepth} levels deep`);
+    const list = Array.isArray(object);
+    if (!list) {
+      const proto = Object.getPrototypeOf(object) as unknown;
+      if (proto !== Object.prototype && proto !== null) problem(`an instance of ${(object.constructor as { name?: string } | undefined)?.name ?? 'a class'}`);
+    }
+    // JSON.stringify sends what toJSON returns in its place (an own one, enumerable or not, or an inherited one).
+    if (typeof object.toJSON === 'function') problem('an object with a toJSON method (JSON would send what it returns instead)');
     open.push(object);
-    if (Array.isArray(object)) {
+    if (list) {
       for (let i = 0; i < object.length; i++) {
         path.push(i);
         visit(object[i], true);
@@ -201,8 +235,6 @@ export function checkJson(taskName: string, args: readonly unknown[]): void {
         problem('a named property of a list');
       }
     } else {
-      const proto = Object.getPrototypeOf(object) as unknown;
-      if (proto !== Object.prototype && proto !== null) problem(`an instance of ${(object.constructor as { name?: string } | undefined)?.name ?? 'a class'}`);
       for (const key in object) {
         if (!Object.hasOwn(object, key)) continue;
         path.push(key);
@@ -214,10 +246,69 @@ export function checkJson(taskName: string, args: readonly unknown[]): void {
     if (symbol !== undefined) problem(`an object with a symbol-keyed property (${String(symbol)}), left out`);
     open.pop();
   };
-  for (let i = 0; i < args.length; i++) {
-    path.push(i);
-    visit(args[i], true);
-    path.pop();
+  try {
+    for (let i = 0; i < values.length; i++) {
+      path.push(i);
+      // A result may be undefined (a task that returns nothing); an argument may not (it would arrive as null).
+      visit(values[i], root === 'args');
+      path.pop();
+    }
+    return undefined;
+  } catch (error) {
+    if (error instanceof JsonProblem) return error.said;
+    // Called with the stack nearly used up already: said as the value's problem, not as a bare RangeError.
+    if (error instanceof RangeError) {
+      try {
+        problem(`too deeply nested to be checked here (${error.message})`);
+      } catch (said) {
+        return (said as JsonProblem).said;
+      }
+    }
+    throw error;
+  }
+}
+
+/**
+ * The `timeoutMs` of a durable handle's `result(options)`, checked as an in-process handle checks
+ * it: an integer from 0 to 2147483647, or none; a `RangeError` for another number, a `TypeError`
+ * for anything else.
+ */
+export function resultTimeoutOf(options: { timeoutMs?: number | undefined } | undefined): number | undefined {
+  const timeoutMs = options?.timeoutMs;
+  if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
+    const ErrorType = typeof timeoutMs === 'number' ? RangeError : TypeError;
+    throw new ErrorType(`handle.result(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);
+  }
+  return timeoutMs;
+}
+
+/** What {@link checkCron} uses of cron-parser, the parser of BullMQ's job schedulers. */
+interface CronParser {
+  readonly CronExpressionParser: { parse(expression: string, options: { tz?: string; currentDate: Date }): { next(): unknown } };
+}
+
+let cronParser: CronParser | undefined;
+
+/**
+ * Checks that BullMQ's job scheduler takes a cron expression (croner, which checked it at
+ * `bg.with()`, takes a wider syntax: a year field, `W`): parsed as BullMQ parses it, with
+ * cron-parser (BullMQ's own copy, loaded on first use from where BullMQ is), the time zone and
+ * now, and with a next run (BullMQ silently saves no schedule without one). A `TypeError` naming
+ * the task and the expression otherwise.
+ */
+export function checkCron(taskName: string, expression: string, tz: string | undefined): void {
+  cronParser ??= createRequire(createRequire(import.meta.url).resolve('bullmq'))('cron-parser') as CronParser;
+  const what = `bg.add("${taskName}"): options.cron ${JSON.stringify(expression)}${tz === undefined ? '' : ` with options.tz ${JSON.stringify(tz)}`}`;
+  let interval: { next(): unknown };
+  try {
+    interval = cronParser.CronExpressionParser.parse(expression, { ...(tz === undefined ? {} : { tz }), currentDate: new Date() });
+  } catch (error) {
+    throw new TypeError(`${what} is not taken by BullMQ's job scheduler (cron-parser: ${messageOf(error)}), which runs durable periodic tasks; write it in the syntax both accept`, { cause: error });
+  }
+  try {
+    interval.next();
+  } catch (error) {
+    throw new TypeError(`${what} has no further run for BullMQ's job scheduler (cron-parser: ${messageOf(error)}), which would save no schedule`, { cause: error });
   }
 }
 

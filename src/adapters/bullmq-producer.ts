@@ -14,7 +14,19 @@ import { randomUUID } from 'node:crypto';
 import { FlowProducer, Job, Queue, QueueEvents, type ConnectionOptions, type FlowJobNode, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
-import { consoleLogger, DurableRunner, DurableTaskError, TaskCancelledError, TaskSkippedError, type BackgroundLogger, type Runner, type TaskHandle, type TaskRequest, type TaskStatus } from '../index.js';
+import {
+  consoleLogger,
+  DurableRunner,
+  DurableTaskError,
+  TaskCancelledError,
+  TaskSkippedError,
+  type BackgroundLogger,
+  type Runner,
+  type TaskHandle,
+  type TaskOptions,
+  type TaskRequest,
+  type TaskStatus,
+} from '../index.js';
 import { describe } from './request-scope.js';
 import {
   afterJob,
@@ -22,6 +34,7 @@ import {
   bullPriority,
   cancelChannel,
   checkConnection,
+  checkCron,
   checkJson,
   checkMs,
   childFailed,
@@ -388,6 +401,13 @@ class BullMQBackend implements Runner, DurableBackend {
     if (kind !== 'definition' && kind !== 'worker') {
       throw new TypeError(`bg.add("${name}"): a durable task must be a defineTask() or workerTask() definition, got ${kind === 'class' ? 'a class' : 'a plain function'}: a worker finds it by its name`);
     }
+    // The worker, in another process, has the definition and nothing of this call: it applies the definition's own retryIf.
+    if (options.retries > 0 && options.retryIf !== undefined && options.retryIf !== (request.task as { options: TaskOptions }).options.retryIf) {
+      throw new TypeError(
+        `bg.add("${name}"): a retryIf given per call (bg.with({ retryIf })) or as a scope default cannot reach the worker that runs a durable task ` +
+          `(it may be another process, which has only the definition); put retryIf on the definition of "${name}" (defineTask({ name: "${name}", retryIf, … }))`,
+      );
+    }
     const after = timing === undefined || timing.after.length === 0 ? [] : this.#prerequisites(name, timing.after);
     checkJson(name, args);
     const cadence = timing?.cadence;
@@ -404,7 +424,8 @@ class BullMQBackend implements Runner, DurableBackend {
     };
     if (delay > 0) jobOptions.delay = delay;
     if (options.retries > 0) Object.assign(jobOptions, retryOptions(options.retries));
-    const handle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (reason) => this.#cancel(id, name, reason));
+    const handle: DurableHandle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (error) => this.#cancel(handle, error));
+    if (delay > 0) handle.notBefore = Date.now() + delay;
     for (const prerequisite of after) prerequisite.awaitedBy = handle;
     this.#enqueue(handle, data, jobOptions, after);
     return handle;
@@ -459,19 +480,29 @@ class BullMQBackend implements Runner, DurableBackend {
           'say that you accept it with overlap: true',
       );
     }
-    const repeat = 'every' in cadence ? { every: cadence.every } : { pattern: cadence.expression, ...(cadence.tz === undefined ? {} : { tz: cadence.tz }) };
+    if (!('every' in cadence)) checkCron(name, cadence.expression, cadence.tz);
+    // The first run one period after add(), as in process (BullMQ's would be at once); a schedule
+    // already in Redis keeps its own times (BullMQ reads startDate only for a new one).
+    const repeat = 'every' in cadence ? { every: cadence.every, startDate: Date.now() + cadence.every } : { pattern: cadence.expression, ...(cadence.tz === undefined ? {} : { tz: cadence.tz }) };
     const data = jobData(args, options);
     let saved: Promise<unknown> = Promise.resolve();
-    const handle = new DurableHandle(this, name, name, 'delayed', (reason) => {
+    const handle = new DurableHandle(this, name, name, 'delayed', (cancelled) => {
       // After the schedule is saved (or failed to be), never before: it would come back.
       saved
         .catch(() => undefined)
         .then(() => this.queue.removeJobScheduler(name))
         .catch((error: unknown) => {
-          this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${reason})`);
+          this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${cancelled.message})`);
         });
+      // A schedule never ends by itself: it ends cancelled at once.
+      return true;
     }, true);
-    const template = { name, data, opts: { priority: bullPriority(options.priority), ...(options.retries > 0 ? retryOptions(options.retries) : {}) } };
+    // Its runs are kept in Redis as long as one-off jobs are, not for ever.
+    const template = {
+      name,
+      data,
+      opts: { priority: bullPriority(options.priority), removeOnComplete: keepCompleted, removeOnFail: keepFailed, ...(options.retries > 0 ? retryOptions(options.retries) : {}) },
+    };
     /** Fails the handle: the schedule is not in Redis, or, `inDoubt`, may be (its save was cut off, and the backend closed). */
     const fail = (error: unknown, inDoubt: boolean): void => {
       this.enqueueFailures++;
@@ -860,7 +891,7 @@ class BullMQBackend implements Runner, DurableBackend {
       case 'failed':
         return this.#counted(id, () => this.#failed(id, fields.failedReason ?? ''));
       case 'removed':
-        return this.#end(id, 'cancelled', { ok: false, error: removedError(handle.name, id) });
+        return this.#end(id, 'cancelled', { ok: false, error: handle.cancelling ?? removedError(handle.name, id) });
     }
   }
 
@@ -975,6 +1006,11 @@ class BullMQBackend implements Runner, DurableBackend {
   #failed(id: string, failedReason: string): void {
     const handle = this.#live.get(id);
     if (handle === undefined) return;
+    // Stopped by a cancellation (this process's, or another's: then with what Redis recorded of it).
+    if (failedReason.startsWith(cancelledPrefix)) {
+      this.#end(id, 'cancelled', { ok: false, error: handle.cancelling ?? new TaskCancelledError(handle.name, id, failedReason.slice(cancelledPrefix.length)) });
+      return;
+    }
     if (childFailed(failedReason) === undefined) {
       this.#end(id, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, failedReason) });
       return;
@@ -1032,17 +1068,32 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   /**
-   * Cancels a job wherever it is: removed if it still waits (or is delayed), and every worker
-   * is asked to stop it if one is running it. The handle has already ended `cancelled`.
+   * Cancels a job wherever it is: removed if it still waits (or is delayed), never sent if it is
+   * still in this process, and every worker is asked to stop it if one is running it. Returns
+   * whether its handle ends `cancelled` at once: when this process knows that the job has not
+   * ended (it is on its way to Redis, its delay has not run out, or its handle is followed and up
+   * to date; a 50 ms margin on the delay covers the clocks of Redis and this process). Otherwise the
+   * handle is followed and ended by what Redis says: `cancelled` once the job is removed or
+   * stopped, and as it ended if it had ended first.
    */
-  #cancel(id: string, name: string, reason: string): void {
-    this.#unfollow(id);
-    const removal = this.#remove(id, name, reason).catch((error: unknown) => {
-      this.#logger.error({ task: name, taskId: id, err: error }, `durable task "${name}" was cancelled, but its job could not be removed from Redis; it may still run`);
+  #cancel(handle: DurableHandle, error: TaskCancelledError): boolean {
+    const { id, name } = handle;
+    const known =
+      this.#sendingOf(id) !== undefined || Date.now() + 50 < handle.notBefore || (this.#live.get(id) === handle && handle.held === undefined && !this.#toReadBack.has(handle));
+    if (known) this.#unfollow(id);
+    else this.#keep(handle);
+    const reason = error.message;
+    const removal = this.#remove(handle, reason).catch((failure: unknown) => {
+      this.#logger.error({ task: name, taskId: id, err: failure }, `durable task "${name}" was cancelled, but its job could not be removed from Redis; it may still run`);
     });
     this.#removals.set(removal, { id, name });
-    void removal.then(() => this.#removals.delete(removal));
+    void removal.then(() => {
+      this.#removals.delete(removal);
+      // Not removed (running, ended, or Redis could not say): the handle follows the job to its end.
+      if (!known && this.#live.get(id) === handle) this.#readBackLater([handle]);
+    });
     this.#tellWorkers(id, reason);
+    return known;
   }
 
   /** Asks every worker to stop the job if it runs it (it remembers the request a while if not, in case it is about to). */
@@ -1063,17 +1114,25 @@ class BullMQBackend implements Runner, DurableBackend {
    * Removes a cancelled job that waits. A job that a durable task waits for (its parent) is not
    * just removed: BullMQ would move the parent on once it has no child left, and the task would
    * run. A child that fails at once is added to the parent first, which then ends skipped. (Its
-   * children, the jobs it waited for, are tasks of their own: they stay.)
+   * children, the jobs it waited for, are tasks of their own: they stay.) A job not handed to
+   * BullMQ yet is never sent.
    */
-  async #remove(id: string, name: string, reason: string): Promise<void> {
+  async #remove(handle: DurableHandle, reason: string): Promise<void> {
+    const { id, name } = handle;
+    const sending = this.#sendingOf(id);
+    if (sending !== undefined && !sending.handed && this.#sending.has(id)) {
+      // Its turn to be sent, or the wait for the connection, finds it late: it is skipped.
+      this.#forget(id);
+      this.#late.set(id, sending);
+      return;
+    }
     // A job still on its way is removed once Redis has it: looked for before, it would be missed.
     this.#flush(true);
     // (Or until the backend closes: an add that Redis never answers would hold it for ever.)
-    const sending = this.#sendingOf(id);
     if (sending !== undefined) await Promise.race([sending.done, this.#closed]);
     for (;;) {
       try {
-        await this.#removeOnce(id, name, reason);
+        await this.#removeOnce(handle, reason);
         return;
       } catch (error) {
         // Redis went away: the job is looked for again once it is back (else it would run, cancelled).
@@ -1089,8 +1148,12 @@ class BullMQBackend implements Runner, DurableBackend {
     }
   }
 
-  /** One look at a cancelled job in Redis, and its removal if it waits. */
-  async #removeOnce(id: string, name: string, reason: string): Promise<void> {
+  /**
+   * One look at a cancelled job in Redis, and its removal if it waits: a handle that waits for
+   * Redis's word ({@link DurableHandle.cancelling}) ends `cancelled` once its job is removed.
+   */
+  async #removeOnce(handle: DurableHandle, reason: string): Promise<void> {
+    const { id, name } = handle;
     const job = await this.queue.getJob(id);
     if (job === undefined) return;
     const state = await job.getState();
@@ -1105,6 +1168,7 @@ class BullMQBackend implements Runner, DurableBackend {
     }
     // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now.
     if ((await this.queue.remove(id, { removeChildren: false })) === 0) this.#tellWorkers(id, reason);
+    else if (handle.cancelling !== undefined && this.#live.get(id) === handle) this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
   }
 
   async job(id: string): Promise<DurableJob | undefined> {
@@ -1119,7 +1183,7 @@ class BullMQBackend implements Runner, DurableBackend {
     const live = this.#live.get(id);
     if (live !== undefined) return live;
     // Followed before its job is read: an end that comes meanwhile settles it too.
-    const handle = new DurableHandle(this, id, 'durable task', 'queued', (reason) => this.#cancel(id, handle.name, reason));
+    const handle: DurableHandle = new DurableHandle(this, id, 'durable task', 'queued', (error) => this.#cancel(handle, error));
     this.#keep(handle);
     let job: Job | undefined;
     let state: string | undefined;
@@ -1256,6 +1320,9 @@ function goneError(name: string, id: string): DurableTaskError {
   );
 }
 
+/** How a worker begins the `failedReason` of a job it stopped because it was cancelled. */
+const cancelledPrefix = 'cancelled: ';
+
 /** What a handle whose job was removed fails with. */
 function removedError(name: string | undefined, id: string): TaskCancelledError {
   return new TaskCancelledError(name ?? 'durable task', id, 'its job was removed');
@@ -1294,13 +1361,15 @@ interface Skipped {
 function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
   const ended: Record<string, TaskStatus> = { completed: 'succeeded', failed: 'failed' };
   const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
+  const status = skipped !== undefined ? 'skipped' : state === 'failed' && job.failedReason.startsWith(cancelledPrefix) ? 'cancelled' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued');
   return Object.freeze({
     id: job.id ?? '',
     name: job.name,
-    status: skipped !== undefined ? 'skipped' : state === 'failed' && job.failedReason.startsWith('cancelled: ') ? 'cancelled' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued'),
+    status,
     attempt: skipped !== undefined ? 0 : state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
+    // Waiting for a retry: the failed attempt's progress, still on the job, is cleared, as in process.
     progress:
-      typeof progress === 'object' && typeof progress.fraction === 'number'
+      status !== 'retrying' && typeof progress === 'object' && typeof progress.fraction === 'number'
         ? Object.freeze({ fraction: progress.fraction, message: typeof progress.message === 'string' ? progress.message : undefined })
         : undefined,
     result: job.returnvalue as unknown,

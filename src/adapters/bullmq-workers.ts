@@ -23,7 +23,7 @@ import {
   backoffFor,
   cancelChannel,
   checkConnection,
-  checkJson,
+  jsonProblem,
   checkMs,
   defaultConnection,
   defaultQueueName,
@@ -304,7 +304,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         running.delete(jobId);
         entry.end();
       }
-      const problem = jsonProblem(value);
+      const problem = jsonProblem([value], 'result');
       if (problem !== undefined) {
         // The task's work is done: another attempt would do it again.
         const message = `durable task "${definition.name}" (job ${jobId}) returned a value that does not survive JSON: ${problem}; its job fails without retries (a durable task must return plain data)`;
@@ -389,23 +389,6 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       await endClient(subscriber);
     },
   };
-}
-
-/**
- * Why a task's return value does not survive JSON as it is (`result.total is a bigint`), or
- * undefined when it does: {@link checkJson}'s checks, the value itself allowed to be `undefined`
- * (a task that returns nothing).
- */
-function jsonProblem(value: unknown): string | undefined {
-  if (value === undefined || value === null || typeof value === 'string' || typeof value === 'boolean') return undefined;
-  try {
-    checkJson('', [value]);
-    return undefined;
-  } catch (error) {
-    // checkJson's message names the path from args[0]: here it is the result's.
-    const said = /: args\[0\](.*?) is (.*), which does not survive JSON/s.exec(messageOf(error));
-    return said === null ? messageOf(error) : `result${said[1]} is ${said[2]}`;
-  }
 }
 
 /**

@@ -1,0 +1,258 @@
+/**
+ * What the producer's handles and add() say must be what Redis and the workers do (faults found
+ * by an outside probe): cancel() of a handle nobody watched never turns a job that ended into a
+ * cancelled one; options a worker elsewhere cannot apply, or BullMQ cannot take, are refused at
+ * add(); schedules keep their runs as long as one-off jobs, and start one period after add();
+ * result({ timeoutMs }) is checked as in process; a job cancelled by another process reads
+ * cancelled; a retry clears the failed attempt's progress; odd arguments get the documented
+ * TypeError. Against a real redis-server, with workers in this process on another container.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers } from '../../src/adapters/bullmq.js';
+import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
+import { captureLogger, freshApp, watchProcessErrors } from '../helpers.js';
+import { hasRedis, redisForSuite } from './redis.js';
+
+watchProcessErrors();
+
+const answer = defineTask({ name: 'truthAnswer' }, async (n: number) => n);
+const broken = defineTask({ name: 'truthBroken' }, async (why: string) => {
+  throw new Error(why);
+});
+/** Runs until its signal aborts. */
+const abortable = defineTask({ name: 'truthAbortable', inject: [TaskContext] }, async (ctx) => {
+  await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve(), { once: true }));
+});
+/** Reports half its work, then fails. */
+const halfThenFail = defineTask({ name: 'truthHalfThenFail', inject: [TaskContext] }, async (ctx) => {
+  ctx.progress(0.5, `half of attempt ${ctx.attempt}`);
+  throw new Error(`attempt ${ctx.attempt} fails`);
+});
+const tick = defineTask({ name: 'truthTick' }, async () => undefined);
+const never = (): boolean => false;
+const picky = defineTask({ name: 'truthPicky', durable: true, retries: 2, retryIf: never }, async (label: string) => label);
+
+describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what Redis does', () => {
+  const redis = redisForSuite();
+
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  /** A producer application and, unless told otherwise, a worker application on one fresh queue. */
+  function setup(options: { workers?: boolean } = {}) {
+    const queueName = `truth-${randomUUID()}`;
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend: DurableBackend = useBullMQ(producer, { connection: redis.connection, queueName, logger });
+    const workerRoot = freshApp({ logger: captureLogger() });
+    let workers: DurableWorkers | undefined;
+    if (options.workers !== false) {
+      workers = startWorkers({ container: workerRoot, tasks: [answer, broken, abortable, halfThenFail, tick, picky], connection: redis.connection, queueName, concurrency: 4 });
+    }
+    closers.push(
+      () => shutdown({ container: producer }),
+      () => backend.close(),
+      async () => workers?.close(),
+      () => shutdown({ container: workerRoot }),
+    );
+    const bg = producer.createChildContainer().resolve(Background);
+    return { bg, backend, producer, queueName };
+  }
+
+  /** Waits until Redis says the job has `status`, reading it from Redis only (the handle is not watched). */
+  async function untilJob(backend: DurableBackend, id: string, status: string): Promise<void> {
+    await vi.waitFor(async () => expect((await backend.job(id))?.status).toBe(status), { timeout: 5_000, interval: 10 });
+  }
+
+  describe('cancel() of a handle nobody watched', () => {
+    it('after its job succeeded: the handle ends succeeded with the value, not cancelled, and Redis keeps the job', async () => {
+      const { bg, backend } = setup();
+      const handle = bg.with({ durable: true }).add(answer, 42);
+      await untilJob(backend, handle.id, 'succeeded');
+      expect(handle.cancel('too late')).toBe(true);
+      await expect(handle.result()).resolves.toBe(42);
+      expect(handle.status).toBe('succeeded');
+      expect(handle.cancel('again')).toBe(false);
+      await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'succeeded', result: 42 });
+    });
+
+    it('after its job failed: the handle ends failed with the job\'s reason, not cancelled', async () => {
+      const { bg, backend } = setup();
+      const handle = bg.with({ durable: true }).add(broken, 'no luck');
+      await untilJob(backend, handle.id, 'failed');
+      expect(handle.cancel('too late')).toBe(true);
+      const error = await handle.result().then(() => undefined, (failure: unknown) => failure);
+      expect(error).toBeInstanceOf(DurableTaskError);
+      expect((error as DurableTaskError).message).toBe('no luck');
+      expect(handle.status).toBe('failed');
+    });
+
+    it('while its job waits: the job is removed, and the handle ends cancelled with the reason', async () => {
+      const { bg, backend } = setup({ workers: false });
+      const handle = bg.with({ durable: true }).add(answer, 1);
+      await untilJob(backend, handle.id, 'queued');
+      expect(handle.cancel('not needed')).toBe(true);
+      const error = await handle.result().then(() => undefined, (failure: unknown) => failure);
+      expect(error).toBeInstanceOf(TaskCancelledError);
+      expect((error as TaskCancelledError).cause).toBe('not needed');
+      expect(handle.status).toBe('cancelled');
+      await expect(backend.job(handle.id)).resolves.toBeUndefined();
+    });
+
+    it('while its delay has not run out: the handle ends cancelled at once (its job cannot have run), and the job is removed', async () => {
+      const { bg, backend } = setup();
+      const handle = bg.with({ durable: true, delayMs: 60_000 }).add(answer, 3);
+      await untilJob(backend, handle.id, 'delayed');
+      expect(handle.cancel('not needed')).toBe(true);
+      expect(handle.status).toBe('cancelled');
+      await expect(handle.result()).rejects.toMatchObject({ cause: 'not needed' });
+      await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    });
+
+    it('while its job runs: the worker stops it, and the handle ends cancelled with the reason', async () => {
+      const { bg, backend } = setup();
+      const handle = bg.with({ durable: true, retries: 2 }).add(abortable);
+      await untilJob(backend, handle.id, 'running');
+      expect(handle.cancel('stop')).toBe(true);
+      const error = await handle.result().then(() => undefined, (failure: unknown) => failure);
+      expect(error).toBeInstanceOf(TaskCancelledError);
+      expect((error as TaskCancelledError).cause).toBe('stop');
+      expect(handle.status).toBe('cancelled');
+      await untilJob(backend, handle.id, 'cancelled');
+    });
+  });
+
+  it('refuses at add() a retryIf a worker cannot see (per call, or unlike the definition\'s), and accepts the definition\'s own', async () => {
+    const { bg, backend } = setup({ workers: false });
+    const perCall = `bg.add("truthAnswer"): a retryIf given per call (bg.with({ retryIf })) or as a scope default cannot reach the worker that runs a durable task`;
+    expect(() => bg.with({ durable: true, retries: 2, retryIf: never }).add(answer, 1)).toThrow(new RegExp(`^${perCall.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*put retryIf on the definition of "truthAnswer"`));
+    expect(() => bg.with({ retryIf: () => true }).add(picky, 'x')).toThrow(TypeError);
+    expect(() => bg.with({ retryIf: () => true }).add(picky, 'x')).toThrow(/^bg\.add\("truthPicky"\): a retryIf given per call/);
+    const accepted = bg.add(picky, 'fine');
+    await untilJob(backend, accepted.id, 'queued');
+    expect(await backend.queue.count()).toBe(1);
+  });
+
+  it.each([
+    ['a year field', '0 0 9 * * * 2030', 'too many fields'],
+    ['a W day', '0 0 15W * *', '15W'],
+  ])('refuses at add() a cron expression BullMQ\'s scheduler does not take: %s', async (_what, expression, said) => {
+    const { bg, backend } = setup({ workers: false });
+    const view = bg.with({ durable: true, cron: expression, overlap: true });
+    let error: unknown;
+    try {
+      view.add(tick);
+    } catch (thrown) {
+      error = thrown;
+    }
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toContain(`bg.add("truthTick"): options.cron ${JSON.stringify(expression)} is not taken by BullMQ's job scheduler`);
+    expect((error as Error).message).toContain(said);
+    expect(await backend.queue.getJobSchedulersCount()).toBe(0);
+    // One both take still passes.
+    bg.with({ durable: true, cron: '0 0 9 * * MON-FRI', tz: 'Europe/Paris', overlap: true }).add(tick);
+    await vi.waitFor(async () => expect(await backend.queue.getJobScheduler('truthTick')).toMatchObject({ pattern: '0 0 9 * * MON-FRI' }), { timeout: 5_000, interval: 10 });
+  });
+
+  it('gives the runs of a durable schedule the retention of one-off jobs, and its first run one period after add()', async () => {
+    const { bg, backend } = setup({ workers: false });
+    const addedAt = Date.now();
+    bg.with({ durable: true, every: 60_000, overlap: true }).add(tick);
+    await vi.waitFor(async () => expect(await backend.queue.getJobScheduler('truthTick')).toBeDefined(), { timeout: 5_000, interval: 10 });
+    const scheduler = (await backend.queue.getJobScheduler('truthTick'))!;
+    expect(scheduler.template?.opts).toMatchObject({ removeOnComplete: { age: 86_400, count: 10_000 }, removeOnFail: { age: 604_800 } });
+    expect(scheduler.next).toBeGreaterThanOrEqual(addedAt + 60_000);
+    const [run] = await backend.queue.getJobs(['delayed']);
+    expect(run?.opts).toMatchObject({ removeOnComplete: { age: 86_400, count: 10_000 }, removeOnFail: { age: 604_800 } });
+    expect(run!.timestamp + run!.delay).toBeGreaterThanOrEqual(addedAt + 60_000);
+  });
+
+  it.each([[-1], [1.5], [2 ** 40], ['x'], [Number.NaN]])('checks result({ timeoutMs: %s }) as an in-process handle does', (timeoutMs) => {
+    const { bg } = setup({ workers: false });
+    const local = bg.add(async () => 1);
+    const expected = (() => {
+      try {
+        void local.result({ timeoutMs: timeoutMs as number });
+      } catch (error) {
+        return error as Error;
+      }
+      throw new Error('the in-process handle took it');
+    })();
+    const durable = bg.with({ durable: true, delayMs: 60_000 }).add(answer, 1);
+    expect(() => durable.result({ timeoutMs: timeoutMs as number })).toThrow(expected);
+    expect(() => durable.result({ timeoutMs: timeoutMs as number })).toThrow(expected.constructor);
+    durable.cancel();
+  });
+
+  it("ends another process's handle of a job cancelled while it ran cancelled, as backend.job(id) reads it", async () => {
+    const { bg, backend, queueName } = setup();
+    const other = freshApp({ logger: captureLogger() });
+    const otherBackend = useBullMQ(other, { connection: redis.connection, queueName });
+    closers.push(() => shutdown({ container: other }), () => otherBackend.close());
+    const handle = bg.with({ durable: true }).add(abortable);
+    await untilJob(backend, handle.id, 'running');
+    const seen = (await otherBackend.handle(handle.id))!;
+    expect(seen.status).toBe('running');
+    expect(handle.cancel('stop it')).toBe(true);
+    const error = await seen.result().then(() => undefined, (failure: unknown) => failure);
+    expect(error).toBeInstanceOf(TaskCancelledError);
+    expect(seen.status).toBe('cancelled');
+    await untilJob(backend, handle.id, 'cancelled');
+    // Read after the end, by id, from Redis alone.
+    const later = (await otherBackend.handle(handle.id))!;
+    expect(later.status).toBe('cancelled');
+    await expect(later.result()).rejects.toBeInstanceOf(TaskCancelledError);
+  });
+
+  it('clears the progress of a failed attempt once its retry is scheduled, on the handle and in backend.job(id)', async () => {
+    const { bg, backend } = setup();
+    const handle = bg.with({ durable: true, retries: 1, backoff: { baseMs: 60_000, jitter: 0 } }).add(halfThenFail);
+    expect(handle.status).toBe('queued');
+    await vi.waitFor(() => expect(handle.status).toBe('retrying'), { timeout: 5_000, interval: 5 });
+    expect(handle.attempt).toBe(1);
+    expect(handle.progress).toBeUndefined();
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'retrying', progress: undefined });
+    // A handle read from Redis while it waits says the same.
+    const read = (await backend.handle(handle.id))!;
+    expect(read.status).toBe('retrying');
+    expect(read.progress).toBeUndefined();
+    expect(handle.cancel()).toBe(true);
+  });
+
+  describe('arguments that do not survive JSON', () => {
+    it('refuses an argument nested too deep with the documented TypeError, naming the task and the path', async () => {
+      const { bg, backend } = setup({ workers: false });
+      const root: Record<string, unknown> = {};
+      let node = root;
+      for (let i = 0; i < 20_000; i++) node = (node.a = {});
+      expect(() => bg.with({ durable: true }).add(answer, root as unknown as number)).toThrow(
+        new TypeError("bg.add(\"truthAnswer\"): args[0].a.a.a.a.a.a.a….a.a is nested more than 1000 levels deep, which does not survive JSON; a durable task's arguments must be plain data"),
+      );
+      expect(await backend.queue.count()).toBe(0);
+    });
+
+    it.each([
+      ['a non-enumerable toJSON', Object.defineProperty({ x: 1 }, 'toJSON', { value: () => 'replaced' }), 'args[0]'],
+      ['a toJSON on a list', { a: Object.defineProperty([1, 2], 'toJSON', { value: () => 'replaced' }) }, 'args[0].a'],
+      ['an enumerable toJSON', { a: [{ toJSON: () => 'replaced' }] }, 'args[0].a[0]'],
+    ])('refuses an object with %s, which JSON would replace', async (_what, value, path) => {
+      const { bg, backend } = setup({ workers: false });
+      expect(() => bg.with({ durable: true }).add(answer, value as unknown as number)).toThrow(
+        new TypeError(`bg.add("truthAnswer"): ${path} is an object with a toJSON method (JSON would send what it returns instead), which does not survive JSON; a durable task's arguments must be plain data`),
+      );
+      expect(await backend.queue.count()).toBe(0);
+    });
+  });
+
+  it('a cancellation asked twice before Redis answered is asked once', async () => {
+    const { bg, backend } = setup({ workers: false });
+    const handle = bg.with({ durable: true }).add(answer, 7);
+    await untilJob(backend, handle.id, 'queued');
+    expect(handle.cancel('once')).toBe(true);
+    expect(handle.cancel('twice')).toBe(false);
+    await expect(handle.result()).rejects.toMatchObject({ cause: 'once' });
+  });
+});
