@@ -4,10 +4,11 @@
  * application, this does for an HTTP server in front of it, with the signals wired.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Server as NetServer, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground } from './background.js';
-import { appOf } from './di/container.js';
+import { appOf, optionsOf } from './di/container.js';
 import { shutdown } from './shutdown.js';
 import type { ShutdownReport } from './engine/application.js';
 import { describe, invalid, isTimerMs, maxTimerMs } from './model/checks.js';
@@ -26,7 +27,9 @@ import { logSafely, type BackgroundLogger } from './model/logger.js';
 export interface GracefulServer {
   close(callback?: (error?: Error) => void): unknown;
   prependListener(event: 'request', listener: (request: IncomingMessage, response: ServerResponse) => void): unknown;
+  prependListener(event: 'connection', listener: (socket: Socket) => void): unknown;
   removeListener(event: 'request', listener: (request: IncomingMessage, response: ServerResponse) => void): unknown;
+  removeListener(event: 'connection', listener: (socket: Socket) => void): unknown;
   closeIdleConnections?(): void;
   closeAllConnections?(): void;
 }
@@ -54,7 +57,7 @@ export interface GracefulShutdownOptions {
   /**
    * The one deadline for the whole sequence: the requests in flight, then every scope's drain
    * and the worker pool's close. An integer from 0 to 2147483647.
-   * @default the application root's `drainTimeoutMs`
+   * @default the application root's `drainTimeoutMs` (as registered when the sequence starts)
    */
   timeoutMs?: number | undefined;
   /**
@@ -72,14 +75,15 @@ export interface GracefulShutdownOptions {
   /**
    * Where the sequence's start, its summary, and a second signal's list of what it abandons are
    * logged.
-   * @default the logger registered in the application root's `BackgroundOptions` (`consoleLogger`
-   * unless you registered one; its `info` is silent)
+   * @default the logger registered in the application root's `BackgroundOptions` when the
+   * sequence starts (`consoleLogger` unless you registered one; its `info` is silent)
    */
   logger?: BackgroundLogger | undefined;
   /**
    * Ends the process once a signal's sequence is over, with the report's `exitCode`, or at once
    * with 128 + the signal's number on a second signal. Replace it in tests.
-   * @default process.exit
+   * @default `process.exit`, once what was written to `process.stdout` and `process.stderr` has
+   * gone (a second at most: a slow reader of a pipe would lose the summary otherwise)
    */
   exit?: ((code: number) => void) | undefined;
 }
@@ -172,8 +176,11 @@ const listedAtMost = 20;
  */
 export function gracefulShutdown(options: GracefulShutdownOptions = {}): GracefulShutdown {
   const resolved = resolveGracefulOptions(options);
-  const { servers, container, timeoutMs, requestsTimeoutMs, signals, logger, exit } = resolved;
+  const { servers, container, signals, exit } = resolved;
   const requests = servers.map((server) => trackRequests(server));
+  /** The deadlines and the logger, read when the sequence starts (set once). */
+  let settings: Settings | undefined;
+  const settled = (): Settings => (settings ??= settingsOf(resolved));
   let closing: Promise<GracefulShutdownReport> | undefined;
   let signalled = 0;
   let exited = false;
@@ -186,7 +193,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
   };
 
   const close = (): Promise<GracefulShutdownReport> => {
-    closing ??= run(resolved, requests).finally(() => {
+    closing ??= run(container, settled(), requests).finally(() => {
       for (const tracked of requests) tracked.stop();
       detach();
     });
@@ -200,6 +207,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
       forceExit(signal);
       return;
     }
+    const { timeoutMs, requestsTimeoutMs, logger } = settled();
     logSafely(logger, 'info', { signal, timeoutMs, requestsTimeoutMs }, `${signal} received: shutting down gracefully within ${timeoutMs} ms (a second signal exits at once)`);
     close().then(
       (report) => exitOnce(report.exitCode),
@@ -223,7 +231,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
     const more = live.length - listed.length;
     const names = listed.map((task) => `${task.name} (#${task.id}, ${task.status})`).join(', ') + (more > 0 ? `, and ${more} more` : '');
     logSafely(
-      logger,
+      settled().logger,
       'error',
       { signal, exitCode: code, abandoned: live.length, tasks: listed, more, requestsInFlight: inFlight },
       `second ${signal} during graceful shutdown: exiting at once with code ${code}; abandoning ${inFlight} request(s) in flight and ${live.length} unfinished task(s)` +
@@ -246,18 +254,36 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
 interface ResolvedGracefulOptions {
   readonly servers: readonly GracefulServer[];
   readonly container: DependencyContainer;
+  /** As given: undefined reads the application's when the sequence starts ({@link settingsOf}). */
+  readonly timeoutMs: number | undefined;
+  readonly requestsTimeoutMs: number | undefined;
+  readonly signals: readonly NodeJS.Signals[];
+  readonly logger: BackgroundLogger | undefined;
+  readonly exit: (code: number) => void;
+}
+
+/** The sequence's deadlines and logger, read when it starts. */
+interface Settings {
   readonly timeoutMs: number;
   readonly requestsTimeoutMs: number;
-  readonly signals: readonly NodeJS.Signals[];
   readonly logger: BackgroundLogger;
-  readonly exit: (code: number) => void;
+}
+
+/**
+ * The options left to the application, read from it now: what its root registers by the time the
+ * sequence starts, though `gracefulShutdown()` may have been called before the registration.
+ */
+function settingsOf({ container, timeoutMs, requestsTimeoutMs, logger }: ResolvedGracefulOptions): Settings {
+  const registered = appOf(container).options;
+  const deadline = timeoutMs ?? registered.drainTimeoutMs;
+  return { timeoutMs: deadline, requestsTimeoutMs: Math.min(requestsTimeoutMs ?? Math.floor(deadline / 2), deadline), logger: logger ?? registered.logger };
 }
 
 /** Fills in the defaults and checks every option, naming what is wrong. */
 function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGracefulOptions {
   const at = 'gracefulShutdown(options)';
   if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
-  const { server, container = globalContainer, timeoutMs, requestsTimeoutMs, signals = ['SIGTERM', 'SIGINT'], logger, exit = (code: number) => process.exit(code) } = options;
+  const { server, container = globalContainer, timeoutMs, requestsTimeoutMs, signals = ['SIGTERM', 'SIGINT'], logger, exit = exitOnceWritten } = options;
   const servers: readonly unknown[] = server === undefined ? [] : Array.isArray(server) ? server : [server];
   for (const [i, each] of servers.entries()) {
     if (!isServer(each)) {
@@ -276,26 +302,50 @@ function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGrace
   }
   if (logger !== undefined && !isLogger(logger)) throw new TypeError(`${at}: options.logger must be an object with error, warn, info and debug methods, got ${describe(logger)}`);
   if (typeof exit !== 'function') throw new TypeError(`${at}: options.exit must be a function, got ${describe(exit)}`);
-  // Reading the application now checks its registered options here rather than at the signal.
-  const app = appOf(container);
-  const deadline = timeoutMs ?? app.options.drainTimeoutMs;
+  // The registered options, read (and so checked) here rather than at the signal, without making
+  // the application: that would fix its root's options before they are all registered.
+  const deadline = timeoutMs ?? optionsOf(container).drainTimeoutMs;
   if (requestsTimeoutMs !== undefined && !(isTimerMs(requestsTimeoutMs) && requestsTimeoutMs <= deadline)) {
     throw invalid(`${at}: options.requestsTimeoutMs`, `an integer from 0 to timeoutMs (${deadline})`, requestsTimeoutMs);
   }
   return Object.freeze({
     servers: servers as readonly GracefulServer[],
     container,
-    timeoutMs: deadline,
-    requestsTimeoutMs: requestsTimeoutMs ?? Math.floor(deadline / 2),
+    timeoutMs,
+    requestsTimeoutMs,
     signals: Object.freeze([...new Set(signals as readonly NodeJS.Signals[])]), // one listener each: a signal is one signal
-    logger: logger ?? app.options.logger,
+    logger,
     exit,
   });
 }
 
+/** How long the default `exit` waits for the process's own output to be written. */
+const flushMs = 1_000;
+
+/**
+ * `process.exit(code)` once what was written to `process.stdout` and `process.stderr` has gone
+ * (within {@link flushMs}): on a pipe whose reader is slow, writes wait in the stream, and an
+ * exit would lose them (the summary, the list of what a second signal abandons).
+ */
+function exitOnceWritten(code: number): void {
+  const waiting = [process.stdout, process.stderr].filter((stream) => stream.writableLength > 0);
+  if (waiting.length === 0) {
+    process.exit(code);
+    return;
+  }
+  const timer = setTimeout(() => process.exit(code), flushMs);
+  let left = waiting.length;
+  for (const stream of waiting) {
+    stream.once('drain', () => {
+      if (--left > 0) return;
+      clearTimeout(timer);
+      process.exit(code);
+    });
+  }
+}
+
 /** The sequence: requests, then the application, then the summary. */
-async function run(options: ResolvedGracefulOptions, requests: readonly RequestTracker[]): Promise<GracefulShutdownReport> {
-  const { container, timeoutMs, requestsTimeoutMs, logger } = options;
+async function run(container: DependencyContainer, { timeoutMs, requestsTimeoutMs, logger }: Settings, requests: readonly RequestTracker[]): Promise<GracefulShutdownReport> {
   const startedAt = performance.now();
   for (const tracked of requests) tracked.stopAccepting();
   let timer: NodeJS.Timeout | undefined;
@@ -351,6 +401,13 @@ function trackRequests(server: GracefulServer): RequestTracker {
   const perSocket = new WeakMap<object, ServerResponse[]>();
   /** Responses this tracker told `Connection: close`. */
   const told = new WeakSet<ServerResponse>();
+  /** The connections made since, and whether each has carried a request. */
+  const sockets = new Map<Socket, boolean>();
+  const onConnection = (socket: Socket): void => {
+    sockets.set(socket, false);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  server.prependListener('connection', onConnection);
   let closing = false;
   let finished = 0;
   let settleIdle!: () => void;
@@ -379,6 +436,7 @@ function trackRequests(server: GracefulServer): RequestTracker {
     const socket = request.httpVersionMajor === 1 ? request.socket : undefined;
     let queue: ServerResponse[] | undefined;
     if (socket) {
+      if (sockets.has(socket)) sockets.set(socket, true);
       queue = perSocket.get(socket);
       if (queue === undefined) perSocket.set(socket, (queue = []));
       if (closing && queue.length > 0) takeBack(queue[queue.length - 1]!);
@@ -416,9 +474,16 @@ function trackRequests(server: GracefulServer): RequestTracker {
     idle,
     stopAccepting() {
       closing = true;
-      // The error (the server was not listening) says nothing the sequence needs.
-      server.close(() => undefined);
-      server.closeIdleConnections?.();
+      // The server stops listening. Not by its own close(): a Node HTTP server's closes its idle
+      // connections too, and takes for idle one whose response has ended but is still being
+      // written to a slow client, which it would cut short. (The error, when the server was not
+      // listening, says nothing the sequence needs.)
+      if (server instanceof NetServer) NetServer.prototype.close.call(server, () => undefined);
+      else server.close(() => undefined);
+      // Idle connections close now: those that have carried requests and have none in flight.
+      // (One that has not carried one yet may be receiving its first: it is left to end with
+      // its response, or to closeAll().)
+      for (const [socket, used] of sockets) if (used && (perSocket.get(socket)?.length ?? 0) === 0) socket.destroy();
       for (const response of inFlight) {
         const queue = response.req.httpVersionMajor === 1 ? perSocket.get(response.req.socket) : undefined;
         if (queue?.[queue.length - 1] === response) goodbye(response);
@@ -427,11 +492,14 @@ function trackRequests(server: GracefulServer): RequestTracker {
     },
     closeAll() {
       const cutOff = inFlight.size;
+      // The server's own close too now, for what it ends besides (its timeouts' checks).
+      server.close(() => undefined);
       server.closeAllConnections?.();
       return cutOff;
     },
     stop() {
       server.removeListener('request', onRequest);
+      server.removeListener('connection', onConnection);
     },
   };
 }

@@ -123,3 +123,18 @@ describe('gracefulShutdown() in a child process under load', () => {
     expect((summary!.fields.requests as { finished: number }).finished).toBeGreaterThan(0);
   });
 });
+
+describe("gracefulShutdown()'s default exit in a child process", () => {
+  it('waits for what it logged to be written before exiting: a slow reader of its stderr still gets every line and the summary', { timeout: 15_000 }, async () => {
+    const flush = startScript(fileURLToPath(new URL('fixtures/graceful-flush.mjs', import.meta.url)));
+    await flush.waitFor(/^ready$/m);
+    flush.child.kill('SIGTERM');
+    // A reader busy meanwhile (a log shipper, a supervisor): the child's writes wait in its stream.
+    const until = Date.now() + 400;
+    while (Date.now() < until);
+    const { code, stderr } = await flush.exited;
+    expect(code).toBe(1);
+    expect(stderr.match(/application closed with 1 task\(s\) unfinished/g)?.length).toBe(2_000);
+    expect(stderr).toMatch(/shut down in \d+ ms with work lost/);
+  });
+});

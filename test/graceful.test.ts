@@ -6,9 +6,9 @@
 import { once } from 'node:events';
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import type { DependencyContainer } from 'tsyringe';
+import { container, type DependencyContainer } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Background, BackgroundDisposedError, disposeScope, gracefulShutdown, type BackgroundOptions } from '../src/index.js';
+import { Background, BackgroundDisposedError, BackgroundOptions, disposeScope, gracefulShutdown } from '../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -210,6 +210,34 @@ describe('gracefulShutdown(): the sequence', () => {
     agent.destroy();
   });
 
+  it('a response ended but still being written to a slow client when the close begins is let finish: every byte arrives, and it counts as finished', async () => {
+    const size = 32 * 1024 * 1024;
+    const h = await start((_req, res) => {
+      res.setHeader('content-length', size);
+      res.end(Buffer.alloc(size, 'x'));
+    });
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, signals: [], exit: vi.fn() });
+    const paused = deferred<IncomingMessage>();
+    const received = new Promise<number>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: h.port, path: '/big', agent: false }, (res) => {
+        res.pause(); // a slow client: the server's end() is called, its bytes wait in the socket
+        paused.resolve(res);
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => (bytes += chunk.length));
+        res.once('end', () => resolve(bytes));
+        res.once('error', reject);
+      });
+      req.once('error', reject);
+      req.end();
+    });
+    const res = await paused.promise;
+    const closing = graceful.close();
+    await nextTurn();
+    res.resume();
+    expect(await received).toBe(size);
+    await expect(closing).resolves.toMatchObject({ requests: { finished: 1, cutOff: 0 }, exitCode: 0 });
+  });
+
   it('requests still in flight at requestsTimeoutMs are cut off: their connections closed, the drain gets the rest, exit code 1', async () => {
     const arrived = deferred();
     const h = await start(async (_req, _res, scope) => {
@@ -242,6 +270,23 @@ describe('gracefulShutdown(): the sequence', () => {
     await gracefulShutdown({ container: other.app, signals: [], logger: own }).close();
     expect(own.at('info').map((e) => e.message)).toEqual([expect.stringMatching(summaryPattern)]);
     expect(other.logger.entries).toEqual([]);
+  });
+});
+
+describe('gracefulShutdown() called before the application registers its options', () => {
+  it('reads them when the sequence starts: the logger and drainTimeoutMs registered after it are the ones used', async () => {
+    const root = container.createChildContainer();
+    const graceful = gracefulShutdown({ container: root, signals: [], exit: vi.fn() });
+    const logger = captureLogger();
+    root.register(BackgroundOptions, { useValue: { root: true, logger, drainTimeoutMs: 40 } });
+    root.createChildContainer().resolve(Background).add(async function outlivesTheDeadline() {
+      await new Promise(() => undefined);
+    });
+    const startedAt = performance.now();
+    const report = await graceful.close();
+    expect(performance.now() - startedAt).toBeLessThan(1_000); // its 40 ms, not the default 10 s
+    expect(report).toMatchObject({ abandoned: 1, exitCode: 1 });
+    expect(logger.at('error').map(({ message }) => message)).toEqual([expect.stringContaining('application closed with 1 task(s) unfinished'), expect.stringMatching(/^shut down in \d+ ms with work lost/)]);
   });
 });
 

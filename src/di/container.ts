@@ -58,6 +58,15 @@ export function scopeInfo(scope: DependencyContainer): ScopeInfo {
   return { options, app, isRoot: true };
 }
 
+/**
+ * A container's options as registered now, read without making its application (which would
+ * fix its root's options before the caller has registered them).
+ */
+export function optionsOf(scope: DependencyContainer): ResolvedOptions {
+  const parent = parentOf(scope);
+  return resolveOptions(ownOptions(scope), parent === undefined ? defaultOptions : optionsOf(parent));
+}
+
 /** The root container of the application a container belongs to. */
 export function rootOf(scope: DependencyContainer): DependencyContainer {
   return roots.get(scopeInfo(scope).app)!;
