@@ -143,10 +143,11 @@ export function createLiveView(options: ResolvedLiveViewOptions): LiveViewHandle
 /**
  * The path below a mount point, from a request's path and the mount point's route pattern
  * (`/background`, `/t/:tenant/background`): as many segments are dropped as the pattern has.
+ * Empty segments are not counted (a router may take `//background//api` for `/background/api`).
  */
 export function pathBelow(pathname: string, mountPattern: string): string {
   const depth = mountPattern.split('/').filter((segment) => segment !== '').length;
-  const segments = pathname.split('/').slice(1);
+  const segments = pathname.split('/').filter((segment) => segment !== '');
   return `/${segments.slice(depth).join('/')}`;
 }
 

@@ -279,7 +279,20 @@ describe('the live view without a framework', () => {
     ['/t/acme/background/api/stats', '/t/:tenant/background', '/api/stats'],
     ['/api/stats', '', '/api/stats'],
     ['/api/stats', '/', '/api/stats'],
+    ['//background//api/stats', '/background', '/api/stats'],
   ])('pathBelow(%j, %j) is %j', (pathname, mount, below) => {
     expect(pathBelow(pathname, mount)).toBe(below);
+  });
+
+  it('fastify with ignoreDuplicateSlashes: a path Fastify routes to the view with doubled slashes is served', async () => {
+    const app = Fastify({ routerOptions: { ignoreDuplicateSlashes: true } } as never);
+    await app.register(fastifyLiveView, { prefix: '/background', container: freshApp() });
+    try {
+      for (const url of ['/background/api/stats', '//background/api/stats', '/background//api/stats']) {
+        expect({ url, status: (await app.inject({ url })).statusCode }).toEqual({ url, status: 200 });
+      }
+    } finally {
+      await app.close();
+    }
   });
 });
