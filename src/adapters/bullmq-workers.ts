@@ -304,7 +304,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         running.delete(jobId);
         entry.end();
       }
-      const problem = jsonProblem([value], 'result');
+      // (Most tasks return nothing, or a primitive: no walk for those.)
+      const problem = value === undefined || value === null || typeof value === 'string' || typeof value === 'boolean' ? undefined : jsonProblem([value], 'result');
       if (problem !== undefined) {
         // The task's work is done: another attempt would do it again.
         const message = `durable task "${definition.name}" (job ${jobId}) returned a value that does not survive JSON: ${problem}; its job fails without retries (a durable task must return plain data)`;
