@@ -123,6 +123,27 @@ describe('a task ended before its attempt runs', () => {
   });
 });
 
+describe('a task that its retryIf cancels', () => {
+  it("ends once, its cancelled event carrying the duration of the attempt that failed", async () => {
+    const { bg, events } = app();
+    const added: { handle?: TaskHandle } = {};
+    const handle = (added.handle = bg.with({
+      retries: 2,
+      retryIf: () => {
+        added.handle?.cancel('from retryIf');
+        return true;
+      },
+    }).add(async function fails() {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      throw new Error('attempt failed');
+    }));
+    await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    const ended = events.filter((event) => event.id === handle.id && event.type !== 'added' && event.type !== 'started');
+    expect(ended.map((event) => event.type)).toEqual(['cancelled']);
+    expect((ended[0] as { durationMs?: number }).durationMs).toBeGreaterThanOrEqual(4);
+  });
+});
+
 describe('a periodic task cancelled from the "added" event of one of its runs', () => {
   it('stays cancelled, and so does that run', async () => {
     const { root, bg } = app();

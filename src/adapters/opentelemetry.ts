@@ -25,6 +25,7 @@ export const instrumentationName = 'tsyringe-background';
 
 /** The attributes set on spans and metric points. */
 export const attributes = Object.freeze({
+  application: 'background.application',
   name: 'background.task.name',
   id: 'background.task.id',
   scope: 'background.task.scope',
@@ -50,7 +51,19 @@ export interface InstrumentOptions {
    * @default the global meter provider (`metrics.getMeterProvider()`)
    */
   meterProvider?: MeterProvider | false | undefined;
+  /**
+   * The value of `background.application` on this application's spans and metric points, which
+   * tells applications that share a tracer or meter provider apart (each has its own points of
+   * every metric, its own queued and running gauges). Give each application its own.
+   * @default `app-1`, `app-2`, …: the applications of the process in the order they were first
+   * instrumented (an application instrumented again keeps its name)
+   */
+  application?: string | undefined;
 }
+
+/** The default names given to applications, by their root `Background`. */
+const applicationNames = new WeakMap<Background, string>();
+let instrumentedApplications = 0;
 
 /**
  * Traces and measures every task of an application with OpenTelemetry (`@opentelemetry/api`,
@@ -58,14 +71,16 @@ export interface InstrumentOptions {
  *
  * - **Spans**: one per attempt, named after the task, a child of the span active at `add()`
  *   (the request's, typically); the task's own spans (a query, an HTTP call) are its children.
- *   Attributes: `background.task.name`, `.id`, `.scope`, `.attempt`, `.waited_ms`, and
- *   `.outcome` when it ends. Status: OK when it succeeds; ERROR, with the exception recorded,
+ *   Attributes: `background.application`, `background.task.name`, `.id`, `.scope`, `.attempt`,
+ *   `.waited_ms`, and `.outcome` when it ends. Status: OK when it succeeds; ERROR, with the exception recorded,
  *   when the attempt fails, times out or is abandoned (outcome `retried` when another attempt
  *   follows); unset when it is cancelled.
  * - **Metrics**: `background.tasks` (counter of outcomes, by task name and outcome),
  *   `background.task.duration` (histogram of attempt durations, ms, by name and outcome),
  *   `background.task.wait` (histogram of the wait before each attempt started, ms, by name),
  *   `background.tasks.queued` and `background.tasks.running` (gauges of the application, now).
+ *   Every point carries `background.application` (see {@link InstrumentOptions.application}),
+ *   so that applications sharing a meter provider are told apart.
  *
  * ```ts
  * import { instrumentTasks } from 'tsyringe-background/opentelemetry';
@@ -73,16 +88,24 @@ export interface InstrumentOptions {
  * ```
  *
  * A worker task's span covers its round trip from the main thread; the span context does not
- * cross into the worker thread.
+ * cross into the worker thread. Its attempt starts (span, `waited_ms`, `background.task.wait`)
+ * when the pool admits it, not when it reaches its thread; one cancelled or abandoned in between
+ * still has a span and a duration point (see docs/observability.md).
  */
 export function instrumentTasks(options: InstrumentOptions = {}): TaskObservation {
   if (typeof options !== 'object' || options === null) throw new TypeError(`instrumentTasks(options): options must be an object, got ${describe(options)}`);
+  if (options.application !== undefined && (typeof options.application !== 'string' || options.application === '')) {
+    throw new TypeError(`instrumentTasks(options): application must be a non-empty string, got ${describe(options.application)}`);
+  }
   const scope = options.container ?? globalContainer;
+  const app: Background = scope.resolve(ApplicationBackground);
+  let application = options.application ?? applicationNames.get(app);
+  if (application === undefined) applicationNames.set(app, (application = `app-${++instrumentedApplications}`));
   const stops: (() => void)[] = [];
   const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
-  if (tracerProvider !== false) stops.push(traceTasks(scope, tracerProvider));
+  if (tracerProvider !== false) stops.push(traceTasks(scope, application, tracerProvider));
   const meterProvider = options.meterProvider ?? metrics.getMeterProvider();
-  if (meterProvider !== false) stops.push(measureTasks(scope, meterProvider));
+  if (meterProvider !== false) stops.push(measureTasks(scope, app, application, meterProvider));
   let stopped = false;
   const stop = (): void => {
     if (stopped) return;
@@ -93,7 +116,7 @@ export function instrumentTasks(options: InstrumentOptions = {}): TaskObservatio
 }
 
 /** Spans: opened by an attempt wrapper (so that the task's code runs inside), ended by the events. */
-function traceTasks(scope: DependencyContainer, provider: TracerProvider): () => void {
+function traceTasks(scope: DependencyContainer, application: string, provider: TracerProvider): () => void {
   const tracer = provider.getTracer(instrumentationName);
   /** The span of each task's attempt in progress, by task id. */
   const open = new Map<string, Span>();
@@ -105,6 +128,7 @@ function traceTasks(scope: DependencyContainer, provider: TracerProvider): () =>
         {
           kind: SpanKind.INTERNAL,
           attributes: {
+            [attributes.application]: application,
             [attributes.name]: event.name,
             [attributes.id]: event.id,
             [attributes.scope]: event.scope,
@@ -152,36 +176,42 @@ function end(span: Span, outcome: string, error: Error | undefined, isError = er
 }
 
 /** Metrics: counters and histograms from the events, gauges read from the application on collection. */
-function measureTasks(scope: DependencyContainer, provider: MeterProvider): () => void {
+function measureTasks(scope: DependencyContainer, app: Background, application: string, provider: MeterProvider): () => void {
   const meter = provider.getMeter(instrumentationName);
   const outcomes = meter.createCounter('background.tasks', { description: 'Tasks that reached an outcome, by task name and outcome.', unit: '{task}' });
   const durations = meter.createHistogram('background.task.duration', { description: 'How long each attempt ran, by task name and outcome.', unit: 'ms' });
   const waits = meter.createHistogram('background.task.wait', { description: 'How long each attempt waited for a slot before it started.', unit: 'ms' });
   const queued = meter.createObservableGauge('background.tasks.queued', { description: "The application's tasks waiting for a slot now.", unit: '{task}' });
   const running = meter.createObservableGauge('background.tasks.running', { description: "The application's tasks running now.", unit: '{task}' });
-  const app: Background = scope.resolve(ApplicationBackground);
-  const readQueued = (result: ObservableResult): void => result.observe(app.stats({ application: true }).queued);
-  const readRunning = (result: ObservableResult): void => result.observe(app.stats({ application: true }).running);
+  const ofApplication: Attributes = { [attributes.application]: application };
+  const readQueued = (result: ObservableResult): void => result.observe(app.stats({ application: true }).queued, ofApplication);
+  const readRunning = (result: ObservableResult): void => result.observe(app.stats({ application: true }).running, ofApplication);
+  /** Tasks whose last attempt failed and was recorded as `retried`, and that have not started another. */
+  const retried = new Set<string>();
   queued.addCallback(readQueued);
   running.addCallback(readRunning);
   const observing = observeTasks(
     (event: TaskEvent) => {
-      const byName: Attributes = { [attributes.name]: event.name };
+      const byName: Attributes = { ...ofApplication, [attributes.name]: event.name };
       switch (event.type) {
         case 'added':
         case 'retrying':
         case 'progress':
           return;
         case 'started':
+          retried.delete(event.id);
           waits.record(event.waitedMs, byName);
           return;
         case 'attemptFailed':
+          retried.add(event.id);
           durations.record(event.durationMs, { ...byName, [attributes.outcome]: 'retried' });
           return;
         default: {
           const byOutcome = { ...byName, [attributes.outcome]: event.type };
           outcomes.add(1, byOutcome);
-          if (event.durationMs !== undefined) durations.record(event.durationMs, byOutcome);
+          // Ended while waiting for its next attempt (cancelled, abandoned): its durationMs is
+          // that of the attempt already recorded as `retried`.
+          if (!retried.delete(event.id) && event.durationMs !== undefined) durations.record(event.durationMs, byOutcome);
         }
       }
     },
@@ -189,6 +219,7 @@ function measureTasks(scope: DependencyContainer, provider: MeterProvider): () =
   );
   return () => {
     observing();
+    retried.clear();
     queued.removeCallback(readQueued);
     running.removeCallback(readRunning);
   };

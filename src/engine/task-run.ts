@@ -474,6 +474,8 @@ export class TaskRun implements TaskHandle, Job {
     const durationMs = this.#elapsed();
     const { retries, retryIf, backoff } = this.#options;
     this.#status = 'retrying';
+    // The attempt's duration, for the final event of a task that retryIf (or what it runs) ends.
+    this.#lastDurationMs = durationMs;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const job = this.job;

@@ -2,16 +2,23 @@
  * OpenTelemetry (issue 13, item 4), with the SDK's in-memory span exporter and a metric reader
  * the test collects from: a span per attempt, a child of the span active at add(), the task's own
  * spans its children, statuses by outcome; metrics of outcomes, durations, waits, and the queued
- * and running gauges; nothing once stopped.
+ * and running gauges; nothing once stopped. Applications sharing a meter provider are told apart
+ * (`background.application`); an attempt is measured once, also when the task ends during its
+ * backoff; a worker task cancelled before it reached its thread is traced as documented.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { context, trace, type Span } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram } from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { attributes, instrumentTasks } from '../../src/adapters/opentelemetry.js';
-import { Background, defineTask, shutdown, TaskContext, type TaskObservation } from '../../src/index.js';
-import { captureLogger, deferred, freshApp, watchProcessErrors } from '../helpers.js';
+import { Background, defineTask, observeTasks, shutdown, TaskContext, type BackgroundOptions, type TaskObservation } from '../../src/index.js';
+import { modelOk } from '../fixtures/worker-tasks.js';
+import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from '../helpers.js';
 
 /** Collects on demand. */
 class TestReader extends MetricReader {
@@ -37,12 +44,12 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function instrumented() {
+function instrumented(options: BackgroundOptions = {}) {
   const exporter = new InMemorySpanExporter();
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   const reader = new TestReader();
   const meterProvider = new MeterProvider({ readers: [reader] });
-  const root = freshApp({ logger: captureLogger() });
+  const root = freshApp({ logger: captureLogger(), ...options });
   const stop: TaskObservation = instrumentTasks({ container: root, tracerProvider, meterProvider });
   cleanups.push(() => shutdown({ container: root }), stop, () => meterProvider.shutdown());
   const tracer = tracerProvider.getTracer('test');
@@ -174,5 +181,90 @@ describe('instrumentTasks()', () => {
     await root.resolve(Background).add(async function traced() {}).result();
     expect(exporter.getFinishedSpans().map((span) => span.name)).toEqual(['traced']);
     expect(trace.getActiveSpan()).toBeUndefined();
+  });
+
+  it('tells applications that share a meter provider apart: each has its own gauges, counts and durations', async () => {
+    const reader = new TestReader();
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    cleanups.push(() => meterProvider.shutdown());
+    const gate = deferred();
+    const held = defineTask({ name: 'held' }, async () => {
+      await gate.promise;
+    });
+    const handles = (['shop', 'billing'] as const).flatMap((application, index) => {
+      const root = freshApp({ logger: captureLogger(), concurrency: 1 });
+      cleanups.push(() => shutdown({ container: root }), instrumentTasks({ container: root, tracerProvider: false, meterProvider, application }));
+      const bg = root.resolve(Background);
+      return Array.from({ length: index === 0 ? 5 : 1 }, () => bg.add(held));
+    });
+    cleanups.push(() => gate.resolve());
+    await nextTurn();
+    const metrics = async () => (await reader.collect()).resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics);
+    const byApplication = async (metric: string, read: (point: DataPoint<unknown>) => unknown = (point) => point.value) => {
+      const points: DataPoint<unknown>[] = (await metrics()).find((m) => m.descriptor.name === metric)?.dataPoints ?? [];
+      return Object.fromEntries(points.map((point) => [String(point.attributes[attributes.application]), read(point)]));
+    };
+    expect(await byApplication('background.tasks.queued')).toEqual({ shop: 4, billing: 0 });
+    expect(await byApplication('background.tasks.running')).toEqual({ shop: 1, billing: 1 });
+    gate.resolve();
+    await Promise.all(handles.map((handle) => handle.result()));
+    expect(await byApplication('background.tasks')).toEqual({ shop: 5, billing: 1 });
+    expect(await byApplication('background.task.duration', (point) => (point as DataPoint<Histogram>).value.count)).toEqual({ shop: 5, billing: 1 });
+    expect(await byApplication('background.task.wait', (point) => (point as DataPoint<Histogram>).value.count)).toEqual({ shop: 5, billing: 1 });
+    expect(await byApplication('background.tasks.queued')).toEqual({ shop: 0, billing: 0 });
+  });
+
+  it('names an application app-1, app-2, … by default, on spans and points; the same application keeps its name', async () => {
+    const first = instrumented();
+    const second = instrumented();
+    await first.bg.add(async function one() {}).result();
+    await second.bg.add(async function two() {}).result();
+    const named = (span: ReadableSpan | undefined) => span?.attributes[attributes.application];
+    const one = named(first.named('one')[0]);
+    expect(one).toMatch(/^app-\d+$/);
+    expect(named(second.named('two')[0])).toMatch(/^app-\d+$/);
+    expect(named(second.named('two')[0])).not.toBe(one);
+    expect((await first.points('background.tasks')).map((point) => point.attributes[attributes.application])).toEqual([one]);
+    expect((await first.points('background.tasks.running')).map((point) => point.attributes)).toEqual([{ [attributes.application]: one }]);
+    first.stop();
+    const exporter = new InMemorySpanExporter();
+    const again = instrumentTasks({ container: first.root, tracerProvider: new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }), meterProvider: false });
+    cleanups.push(again);
+    await first.bg.add(async function three() {}).result();
+    expect(exporter.getFinishedSpans().map(named)).toEqual([one]);
+    expect(() => instrumentTasks({ container: first.root, application: '' })).toThrow(/application must be a non-empty string/);
+  });
+
+  it.each(['cancelled', 'abandoned'] as const)('records an attempt once when its task is %s while it waits to be retried', async (how) => {
+    const { root, bg, points } = instrumented();
+    const failing = bg.with({ retries: 3, backoff: { baseMs: 60_000, jitter: 0 } }).add(async function failing() {
+      throw new Error('down');
+    });
+    await vi.waitFor(() => expect(failing.status).toBe('retrying'));
+    if (how === 'cancelled') failing.cancel();
+    else await shutdown({ container: root, timeoutMs: 0 });
+    await failing.result().catch(() => undefined);
+    expect(failing.status).toBe(how);
+    const durations = (await points('background.task.duration')) as DataPoint<Histogram>[];
+    expect(durations.map((point) => [point.attributes[attributes.outcome], point.value.count])).toEqual([['retried', 1]]);
+    expect((await points('background.tasks')).map((point) => [point.attributes[attributes.outcome], point.value])).toEqual([[how, 1]]);
+  });
+
+  it('traces a worker task from its admission to the pool: one cancelled before it reached its thread has a span and a duration (docs/observability.md)', async () => {
+    // A thread that takes its time to be ready: its setup module waits.
+    const dir = await mkdtemp(join(tmpdir(), 'otel-slow-setup-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const setupModule = join(dir, 'setup.mjs');
+    await writeFile(setupModule, 'export default () => new Promise((resolve) => setTimeout(resolve, 400));\n');
+    const { root, bg, named, points } = instrumented({ pool: { maxThreads: 1, minThreads: 0, setupModule: pathToFileURL(setupModule) } });
+    const admitted = deferred();
+    cleanups.push(observeTasks((event) => event.type === 'started' && admitted.resolve(), { container: root }));
+    const handle = bg.add(modelOk, new Int32Array(1));
+    await admitted.promise;
+    expect(handle.status).toBe('queued'); // admitted to the pool, waiting for its thread
+    handle.cancel();
+    await handle.result().catch(() => undefined);
+    expect(named('modelOk').map((span) => [span.attributes[attributes.attempt], span.attributes[attributes.outcome]])).toEqual([[1, 'cancelled']]);
+    expect((await points('background.task.duration')).map((point) => point.attributes[attributes.outcome])).toEqual(['cancelled']);
   });
 });
