@@ -1,6 +1,6 @@
 import { types } from 'node:util';
 import { MessagePort } from 'node:worker_threads';
-import { describe } from '../model/checks.js';
+import { describe, messageOf } from '../model/checks.js';
 
 /** What a worker task may receive as a transferable: memory that moves instead of being copied. */
 export type Transferable = ArrayBuffer | ArrayBufferView | MessagePort;
@@ -81,6 +81,14 @@ export function checkResult(taskName: string, result: unknown): void {
 
 function walk(root: unknown, rootPath: string, transferList: Transferable[], fail: (path: string, problem: string) => never): void {
   const seen = new Set<object>();
+  // Cloning reads every field, getters included: one that throws fails the clone too.
+  const read = (object: object, key: string, path: string): unknown => {
+    try {
+      return (object as Record<string, unknown>)[key];
+    } catch (error) {
+      return fail(path, `cannot be read: its getter threw (${messageOf(error)})`);
+    }
+  };
   const visit = (value: unknown, path: string): void => {
     const type = typeof value;
     if (type === 'function' || type === 'symbol') {
@@ -90,6 +98,8 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
     if (type !== 'object' || value === null || seen.has(value as object)) return;
     const object = value as object;
     seen.add(object);
+    // Structured clone refuses a Proxy, whatever it wraps (and looking into one runs its traps).
+    if (types.isProxy(object)) fail(path, 'is a Proxy, which cannot cross to another thread; pass the plain data it wraps');
     if (marked.has(object)) {
       const moved = ArrayBuffer.isView(object) ? (object.buffer as ArrayBuffer) : (object as Transferable);
       if (moved instanceof ArrayBuffer && isDetached(moved)) {
@@ -115,10 +125,11 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
       // Structured clone keeps an error's name, message, stack and cause, not its own fields.
       const field = Object.keys(object).find((key) => key !== 'cause');
       if (field !== undefined) fail(path, `is an error with its own field "${field}", which structured clone leaves out; pass it as plain data ({ message, ${field} })`);
-      if ('cause' in object) visit(object.cause, `${path}.cause`);
+      if ('cause' in object) visit(read(object, 'cause', `${path}.cause`), `${path}.cause`);
     } else {
       for (const key of Object.keys(object)) {
-        visit((object as Record<string, unknown>)[key], Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`);
+        const at = Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`;
+        visit(read(object, key, at), at);
       }
     }
     const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));

@@ -92,8 +92,9 @@ async function run({ module, name, args, id, port, attempt = 1, slot, token }: W
         `(it defines ${defined.length === 0 ? 'none' : defined.map((n) => `"${n}"`).join(', ')})`,
     );
   }
+  let context: TaskContext | undefined;
   const params = task.inject.map((token, position): unknown => {
-    if (token === TaskContext) return contextFor(id, name, attempt, port, slot ?? -1);
+    if (token === TaskContext) return (context = contextFor(id, name, attempt, port, slot ?? -1));
     try {
       return threadScope().resolve(token);
     } catch (error) {
@@ -108,6 +109,11 @@ async function run({ module, name, args, id, port, attempt = 1, slot, token }: W
   // loading) it was waiting for its thread to be ready, and counted as queued.
   if (startCells !== undefined && slot !== undefined) markStarted(startCells, slot, token ?? 0);
   try {
+    // Given up on while it was queued (its thread still starting or running the setup module, where
+    // the abort's message cannot stop it): it never starts, and answers with the abort. The flag is
+    // read after the start mark, so an abort that came before the task started is always seen
+    // here; one that came after it found the task running.
+    context?.throwIfAborted();
     const result = await (task.fn as (...all: unknown[]) => unknown)(...params, ...args);
     checkResult(name, result);
     return result;

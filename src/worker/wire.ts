@@ -3,7 +3,7 @@
  * structured cloning keeps an error's message but turns a custom class into a plain `Error` and
  * drops `code` and other own properties, so errors travel as plain records and are rebuilt.
  */
-import { describe, printed } from '../model/checks.js';
+import { describe, messageOf, printed } from '../model/checks.js';
 import { TaskNonErrorError, WorkerTaskError, type WorkerErrorCode } from '../model/errors.js';
 
 import type { MessagePort } from 'node:worker_threads';
@@ -39,8 +39,13 @@ export interface WireError {
   /** Own enumerable properties (`code` among them), those that could be cloned. */
   readonly props: Record<string, unknown>;
   /** The error's `cause`: an error, as a record too; any other value as it is. */
-  readonly cause?: { readonly error: WireError } | { readonly value: unknown };
+  readonly cause?: WireCause;
+  /** An `AggregateError`'s `errors`, each as a cause is. */
+  readonly errors?: readonly WireCause[];
 }
+
+/** An error's `cause`, or one of an `AggregateError`'s `errors`: an error as a record, any other value as it is. */
+export type WireCause = { readonly error: WireError } | { readonly value: unknown };
 
 /** Messages on a task's channel. */
 export type ChannelMessage =
@@ -67,9 +72,9 @@ const builtins: Record<string, ErrorConstructor> = {
   URIError,
 };
 
-/** The worker's answer for a task that threw `error` (an Error or anything else). */
+/** The worker's answer for a task that threw `error` (an Error or anything else). Never throws. */
 export function failureOf(error: unknown): WorkerResponse {
-  if (error instanceof Error) return { ok: false, error: toWire(error) };
+  if (read(() => error instanceof Error, () => false)) return { ok: false, error: toWire(error as Error) };
   try {
     return { ok: false, thrown: structuredClone(error) };
   } catch {
@@ -85,19 +90,55 @@ export function outcomeOf(name: string, response: WorkerResponse): unknown {
   throw response.thrown;
 }
 
-/** Turns an error into plain data; `depth` bounds `cause` chains. */
+/**
+ * Turns an error into plain data; `depth` bounds `cause` chains. Never throws: a field whose
+ * getter throws (or a Proxy's trap) is left out, or, for the name and the message, replaced.
+ */
 export function toWire(error: Error, depth = 0): WireError {
+  const fields = error as unknown as Record<string, unknown>;
   const props: Record<string, unknown> = {};
-  for (const key of Object.keys(error)) {
+  for (const key of read(() => Object.keys(error), () => [])) {
     if (key === 'cause') continue;
-    const value = (error as unknown as Record<string, unknown>)[key];
+    const value = read(() => fields[key], () => undefined);
     if (isCloneable(value)) props[key] = value;
   }
-  const base = { name: error.name, message: error.message, stack: error.stack, props };
-  if (!('cause' in error) || depth >= 8) return base;
-  const cause = error.cause;
-  if (cause instanceof Error) return { ...base, cause: { error: toWire(cause, depth + 1) } };
-  return isCloneable(cause) ? { ...base, cause: { value: cause } } : base;
+  const name = read(() => fields.name, () => undefined);
+  const message = read(() => fields.message, (problem) => `(its message could not be read: ${textOf(problem)})`);
+  const stack = read(() => fields.stack, () => undefined);
+  const base: WireError = {
+    name: typeof name === 'string' ? name : 'Error',
+    message: typeof message === 'string' ? message : textOf(message),
+    stack: typeof stack === 'string' ? stack : undefined,
+    props,
+  };
+  if (depth >= 8) return base;
+  // An AggregateError's `errors` is an own field that Object.keys() does not list.
+  const errors = read(
+    () => (error instanceof AggregateError ? Array.from(error.errors as Iterable<unknown>, (entry) => causeOf(entry, depth) ?? { value: textOf(entry) }) : undefined),
+    () => undefined,
+  );
+  const cause = read(() => ('cause' in error ? causeOf(error.cause, depth) : undefined), () => undefined);
+  return { ...base, ...(errors === undefined ? {} : { errors }), ...(cause === undefined ? {} : { cause }) };
+}
+
+/** A cause (or an `AggregateError`'s entry) as data: an error as a record, a cloneable value as it is, else nothing. */
+function causeOf(value: unknown, depth: number): WireCause | undefined {
+  if (read(() => value instanceof Error, () => false)) return { error: toWire(value as Error, depth + 1) };
+  return isCloneable(value) ? { value } : undefined;
+}
+
+/** What `get()` returns, or `fallback()` of what it threw (a getter that throws, a Proxy's trap). */
+function read<T>(get: () => T, fallback: (problem: unknown) => T): T {
+  try {
+    return get();
+  } catch (problem) {
+    return fallback(problem);
+  }
+}
+
+/** A value as text, even one whose `message` or `toString()` throws. */
+function textOf(value: unknown): string {
+  return read(() => messageOf(value), () => printed(value));
 }
 
 /** A class of errors: what {@link registerErrorClass} takes. */
@@ -141,20 +182,30 @@ export function registerErrorClass(errorClass: ErrorClass, name: string = errorC
   errorClasses.set(name, errorClass);
 }
 
-/** Rebuilds an error from its record: a registered class, the same built-in class, or `Error` named as the original. */
+/**
+ * Rebuilds an error from its record: a registered class, the same built-in class (an
+ * `AggregateError`, or an error of an unregistered subclass of it, with its `errors`), or `Error`
+ * named as the original.
+ */
 export function fromWire(wire: WireError): Error {
-  const cause = wire.cause === undefined ? undefined : 'error' in wire.cause ? fromWire(wire.cause.error) : wire.cause.value;
-  const options = wire.cause === undefined ? undefined : { cause };
+  const options = wire.cause === undefined ? undefined : { cause: fromCause(wire.cause) };
+  const errors = wire.errors?.map(fromCause);
   const registered = errorClasses.get(wire.name);
-  if (registered !== undefined) return rebuilt(registered, wire, options);
+  if (registered !== undefined) return rebuilt(registered, wire, options, errors);
   const error =
     wire.name === 'WorkerTaskError' && typeof wire.props.code === 'string'
       ? new WorkerTaskError(wire.props.code as WorkerErrorCode, wire.message, options)
-      : new (builtins[wire.name] ?? Error)(wire.message, options);
+      : errors !== undefined
+        ? new AggregateError(errors, wire.message, options)
+        : new (builtins[wire.name] ?? Error)(wire.message, options);
   if (error.name !== wire.name) error.name = wire.name;
   Object.assign(error, wire.props);
   if (wire.stack !== undefined) error.stack = wire.stack;
   return error;
+}
+
+function fromCause(cause: WireCause): unknown {
+  return 'error' in cause ? fromWire(cause.error) : cause.value;
 }
 
 function isCloneable(value: unknown): boolean {
@@ -167,13 +218,14 @@ function isCloneable(value: unknown): boolean {
 }
 
 /** An error of a registered class, rebuilt on its prototype without calling its constructor. */
-function rebuilt(errorClass: ErrorClass, wire: WireError, options: { cause: unknown } | undefined): Error {
+function rebuilt(errorClass: ErrorClass, wire: WireError, options: { cause: unknown } | undefined, errors: unknown[] | undefined): Error {
   const error = Object.create(errorClass.prototype as object) as Error;
   const hidden = (key: string, value: unknown): void => {
     Object.defineProperty(error, key, { value, writable: true, configurable: true, enumerable: false });
   };
   hidden('message', wire.message);
   if (options !== undefined) hidden('cause', options.cause);
+  if (errors !== undefined) hidden('errors', errors);
   Object.assign(error, wire.props);
   if (error.name !== wire.name) error.name = wire.name;
   hidden('stack', wire.stack ?? `${wire.name}: ${wire.message}`);

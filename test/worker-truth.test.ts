@@ -1,0 +1,170 @@
+/**
+ * Worker tasks, from an outside probe: a task that injects TaskContext, cancelled or abandoned
+ * while queued (its thread still running the setup module), never starts; what a worker task
+ * throws comes back as its own failure even when it is hard to read (an AggregateError and its
+ * `errors`, fields whose getters throw); a result that cannot be sent back (a Proxy, a getter
+ * that throws) fails with the documented TypeError naming the task and the path.
+ */
+import { BroadcastChannel } from 'node:worker_threads';
+import type { DependencyContainer } from 'tsyringe';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Background, BackgroundOptions, disposeScope, shutdown, TaskAbandonedError, TaskCancelledError, WorkerTaskError } from '../src/index.js';
+import { setupGateChannel } from './fixtures/worker-truth-setup.js';
+import {
+  countsCalls,
+  echoes,
+  returnsProxy,
+  returnsThrowingGetter,
+  throwsAggregate,
+  throwsUnreadable,
+  whichThread,
+} from './fixtures/worker-truth-tasks.js';
+import { captureLogger, freshApp, watchProcessErrors } from './helpers.js';
+
+watchProcessErrors();
+
+const failureOf = (promise: Promise<unknown>): Promise<Error & Record<string, unknown>> =>
+  promise.then(
+    () => {
+      throw new Error('expected the task to fail');
+    },
+    (error: unknown) => error as Error & Record<string, unknown>,
+  );
+
+describe('a worker task that injects TaskContext, given up on while queued (its thread in the setup module)', () => {
+  const roots: DependencyContainer[] = [];
+  const gate = new BroadcastChannel(setupGateChannel);
+  gate.unref();
+  afterEach(async () => {
+    await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 5_000 })));
+  });
+  afterAll(() => {
+    gate.close();
+  });
+
+  /** One thread, whose setup module waits for the test; a grace period no test outlasts. */
+  function app(): DependencyContainer {
+    const root = freshApp({
+      logger: captureLogger(),
+      pool: { maxThreads: 1, minThreads: 1, terminateAfterMs: 600_000, setupModule: new URL('./fixtures/worker-truth-setup.ts', import.meta.url) },
+    });
+    roots.push(root);
+    return root;
+  }
+
+  /** Resolves when a thread's setup module says it waits. */
+  const setupWaits = (): Promise<void> =>
+    new Promise((resolve) => {
+      gate.onmessage = (event) => {
+        if ((event as { data?: { what?: string } }).data?.what === 'waiting') resolve();
+      };
+    });
+  const releaseSetup = (): void => {
+    gate.postMessage({ what: 'go' });
+  };
+
+  it('is never called when it is cancelled, and the thread goes on to the next task', async () => {
+    const root = app();
+    const bg = root.createChildContainer().resolve(Background);
+    const calls = new Int32Array(new SharedArrayBuffer(8));
+    const waiting = setupWaits();
+    const handle = bg.add(countsCalls, calls);
+    await waiting;
+    expect(handle.status).toBe('queued');
+    expect(handle.cancel('changed my mind')).toBe(true);
+    await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    releaseSetup();
+    // One thread: this task runs after the cancelled one has had its turn.
+    await expect(bg.add(whichThread).result()).resolves.toEqual(expect.any(Number));
+    expect(Array.from(calls)).toEqual([0, 0]);
+    expect(handle.status).toBe('cancelled');
+  });
+
+  it('is never called when its scope abandons it at the drain deadline', async () => {
+    const root = app();
+    const scope = root.createChildContainer();
+    scope.register(BackgroundOptions, { useValue: { drainTimeoutMs: 0 } });
+    const bg = scope.resolve(Background);
+    const calls = new Int32Array(new SharedArrayBuffer(8));
+    const waiting = setupWaits();
+    const handle = bg.add(countsCalls, calls);
+    await waiting;
+    expect(handle.status).toBe('queued');
+    await disposeScope(scope);
+    expect(handle.status).toBe('abandoned');
+    await expect(handle.result()).rejects.toBeInstanceOf(TaskAbandonedError);
+    releaseSetup();
+    await expect(root.createChildContainer().resolve(Background).add(whichThread).result()).resolves.toEqual(expect.any(Number));
+    expect(Array.from(calls)).toEqual([0, 0]);
+  });
+
+  it('still runs when it is not given up on (the check stops only aborted calls)', async () => {
+    const root = app();
+    const bg = root.createChildContainer().resolve(Background);
+    const calls = new Int32Array(new SharedArrayBuffer(8));
+    const waiting = setupWaits();
+    const handle = bg.add(countsCalls, calls);
+    await waiting;
+    releaseSetup();
+    await expect(handle.result()).resolves.toBe('ran');
+    expect(Array.from(calls)).toEqual([1, 0]);
+  });
+});
+
+describe('what a worker task throws or returns, when it is hard to read', () => {
+  let root: DependencyContainer;
+  let bg: Background;
+  beforeAll(() => {
+    root = freshApp({ logger: captureLogger(), pool: { maxThreads: 1, minThreads: 1 } });
+    bg = root.createChildContainer().resolve(Background);
+  });
+  afterAll(() => shutdown({ container: root }));
+
+  it('rebuilds an AggregateError as one, with its errors rebuilt as causes are', async () => {
+    const error = await failureOf(bg.add(throwsAggregate).result());
+    expect(error).toBeInstanceOf(AggregateError);
+    expect(error.message).toBe('several failed');
+    expect(error.stack).toContain('worker-truth-tasks.ts');
+    expect(error.cause).toBeInstanceOf(RangeError);
+    const errors = (error as unknown as AggregateError).errors as unknown[];
+    expect(errors).toHaveLength(3);
+    expect(errors[0]).toBeInstanceOf(TypeError);
+    expect(errors[0]).toMatchObject({ message: 'first' });
+    expect(errors[1]).toBeInstanceOf(Error);
+    expect(errors[1]).toMatchObject({ message: 'second', code: 'E_SECOND' });
+    expect(errors[2]).toBe('not an error');
+  });
+
+  it.each([
+    ['message', { name: 'RangeError', message: '(its message could not be read: message getter threw)' }],
+    ['stack', { name: 'RangeError', message: 'the task failed' }],
+    ['name', { name: 'Error', message: 'the task failed' }],
+    ['cause', { name: 'RangeError', message: 'the task failed' }],
+  ] as const)("keeps the task's own error when its %s getter throws", async (field, expected) => {
+    const error = await failureOf(bg.add(throwsUnreadable, field).result());
+    expect(error).not.toBeInstanceOf(WorkerTaskError);
+    expect({ name: error.name, message: error.message, code: error.code }).toEqual({ ...expected, code: 'E_TASK' });
+    if (expected.name === 'RangeError') expect(error).toBeInstanceOf(RangeError);
+    expect(error.cause).toBeUndefined();
+  });
+
+  it('fails a Proxy result with the TypeError naming the task and the path', async () => {
+    const error = await failureOf(bg.add(returnsProxy).result());
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error.message).toBe(
+      'worker task "returnsProxy" returned a value that cannot be sent back: result.rows[0] is a Proxy, which cannot cross to another thread; pass the plain data it wraps',
+    );
+  });
+
+  it('fails a result whose getter throws with the TypeError naming the task and the path', async () => {
+    const error = await failureOf(bg.add(returnsThrowingGetter).result());
+    expect(error).toBeInstanceOf(TypeError);
+    expect(error.message).toBe('worker task "returnsThrowingGetter" returned a value that cannot be sent back: result.total cannot be read: its getter threw (not computed)');
+  });
+
+  it('refuses a Proxy argument at add(), naming its path', () => {
+    expect(() => bg.add(echoes, { at: new Proxy({}, {}) })).toThrow(
+      new TypeError('bg.add("echoes"): argument #0 (args[0].at) is a Proxy, which cannot cross to another thread; pass the plain data it wraps'),
+    );
+  });
+});
