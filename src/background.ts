@@ -6,6 +6,7 @@ import { Scope } from './engine/scope.js';
 import { TaskRun } from './engine/task-run.js';
 import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callKeys, resolveCall, type CallOptions, type CallSpec } from './model/call-options.js';
+import { describe } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { DurableRunner, kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionKeys, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
@@ -100,7 +101,10 @@ export class Background implements AsyncDisposable, TaskAdder {
     resolveTaskOptions(options, defaultTaskOptions, 'bg.with(options)', callKeys, false);
     const view: TaskAdder = {
       add: ((task: unknown, ...args: unknown[]) => this.#add(call, task, args)) as TaskAdder['add'],
-      with: (more) => this.with({ ...options, ...more }),
+      with: (more) => {
+        if (typeof more !== 'object' || more === null || Array.isArray(more)) throw new TypeError(`bg.with(options).with(more): more must be an object, got ${describe(more)}`);
+        return this.with({ ...options, ...more });
+      },
     };
     return view;
   }
@@ -138,6 +142,7 @@ export class Background implements AsyncDisposable, TaskAdder {
    * application's.
    */
   list(filter: { status?: TaskStatus | readonly TaskStatus[] | undefined; application?: boolean | undefined } = {}): TaskHandle[] {
+    checkListFilter(filter);
     const wanted = filter.status === undefined ? undefined : new Set<TaskStatus>(typeof filter.status === 'string' ? [filter.status] : filter.status);
     const all = filter.application === true;
     const out: TaskHandle[] = [];
@@ -250,6 +255,22 @@ export class Background implements AsyncDisposable, TaskAdder {
 }
 
 closeApplicationsWith(Background);
+
+const taskStatuses: readonly string[] = ['queued', 'delayed', 'running', 'retrying', 'succeeded', 'failed', 'cancelled', 'timedOut', 'skipped', 'abandoned'];
+
+/** The filter of `bg.list()`, checked: a misspelt status or key would list nothing, silently. */
+function checkListFilter(filter: unknown): void {
+  if (typeof filter !== 'object' || filter === null) throw new TypeError(`bg.list(filter): filter must be an object, got ${describe(filter)}`);
+  const unknown = Object.keys(filter).find((key) => key !== 'status' && key !== 'application');
+  if (unknown !== undefined) throw new TypeError(`bg.list(filter): filter.${unknown} is not a known option; known options: status, application`);
+  const { status } = filter as { status?: unknown };
+  if (status === undefined) return;
+  const statuses = typeof status === 'string' ? [status] : Array.isArray(status) ? (status as unknown[]) : undefined;
+  const wrong = statuses === undefined ? status : statuses.find((each) => typeof each !== 'string' || !taskStatuses.includes(each));
+  if (statuses === undefined || wrong !== undefined) {
+    throw new TypeError(`bg.list(filter): filter.status must be a task status or an array of them (${taskStatuses.join(', ')}), got ${describe(wrong)}`);
+  }
+}
 
 /**
  * Resolves, from any container, the `Background` of its application's root: for work that must

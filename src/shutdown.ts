@@ -2,7 +2,7 @@ import { container as globalContainer, type DependencyContainer } from 'tsyringe
 import type { Background } from './background.js';
 import { appOf, appOfDisposed, backgroundOf, disposeRest, isDisposed } from './di/container.js';
 import type { ShutdownReport } from './engine/application.js';
-import { describe, isTimerMs, maxTimerMs } from './model/checks.js';
+import { describe, invalid, isTimerMs, maxTimerMs } from './model/checks.js';
 import { newCounts } from './model/handle.js';
 
 /**
@@ -53,6 +53,11 @@ export interface ShutdownOptions {
  */
 export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
   if (typeof options !== 'object' || options === null) throw new TypeError(`shutdown(options): options must be an object, got ${describe(options)}`);
+  const unknown = Object.keys(options).find((key) => key !== 'container' && key !== 'timeoutMs');
+  if (unknown !== undefined) throw new TypeError(`shutdown(options): options.${unknown} is not a known option; known options: container, timeoutMs`);
+  if (options.container !== undefined && typeof (options.container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
+    throw new TypeError(`shutdown(options): options.container must be a tsyringe container, got ${describe(options.container)}`);
+  }
   const scope = options.container ?? globalContainer;
   // Under a disposed container no registration can be read: the application is found without
   // them (a root's disposal has closed it, or is closing it: the close is shared).
@@ -60,8 +65,6 @@ export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport>
   if (found === null) return Promise.resolve(Object.freeze({ abandoned: 0, durationMs: 0, totals: Object.freeze(newCounts()) }));
   const app = found ?? appOf(scope);
   const timeoutMs = options.timeoutMs ?? app.options.drainTimeoutMs;
-  if (!isTimerMs(timeoutMs)) {
-    throw new RangeError(`shutdown(options): options.timeoutMs must be an integer from 0 to ${maxTimerMs}, got ${describe(timeoutMs)}`);
-  }
+  if (!isTimerMs(timeoutMs)) throw invalid('shutdown(options): options.timeoutMs', `an integer from 0 to ${maxTimerMs}`, timeoutMs);
   return app.close(timeoutMs);
 }

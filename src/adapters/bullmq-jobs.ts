@@ -274,7 +274,11 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
  * for anything else.
  */
 export function resultTimeoutOf(options: { timeoutMs?: number | undefined } | undefined): number | undefined {
-  const timeoutMs = options?.timeoutMs;
+  if (options === undefined) return undefined;
+  if (typeof options !== 'object' || options === null) throw new TypeError(`handle.result(options): options must be an object, got ${describe(options)}`);
+  const unknown = Object.keys(options).find((key) => key !== 'timeoutMs');
+  if (unknown !== undefined) throw new TypeError(`handle.result(options): options.${unknown} is not a known option; known options: timeoutMs`);
+  const timeoutMs = options.timeoutMs;
   if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
     const ErrorType = typeof timeoutMs === 'number' ? RangeError : TypeError;
     throw new ErrorType(`handle.result(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);

@@ -46,8 +46,10 @@ export function scopeInfo(scope: DependencyContainer): ScopeInfo {
   const own = ownOptions(scope);
   const above = parent === undefined ? undefined : scopeInfo(parent);
   const options = resolveOptions(own, above?.options ?? defaultOptions);
-  if (above !== undefined && !(own !== undefined && options.root)) return { options, app: above.app, isRoot: false };
   let app = apps.get(scope);
+  // A root stays one: options registered on it again without `root: true` (to change its limit,
+  // say) change its application; they do not hand its scopes over to the application above.
+  if (above !== undefined && app === undefined && !(own !== undefined && options.root)) return { options, app: above.app, isRoot: false };
   if (app === undefined) {
     apps.set(scope, (app = new Application(options)));
     roots.set(app, scope);

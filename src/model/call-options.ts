@@ -116,7 +116,7 @@ export const callKeys: readonly string[] = ['delayMs', 'runAt', 'after', 'every'
  * `canFollow` tells which handles `after` may hold: those of one-off tasks this process runs.
  */
 export function resolveCall(options: unknown, canFollow: (handle: unknown) => boolean): CallSpec {
-  if (typeof options !== 'object' || options === null) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new TypeError(`bg.with(options): options must be an object, got ${describe(options)}`);
   }
   const { delayMs, runAt, after, every, cron, tz, overlap } = options as CallOptions;

@@ -26,7 +26,9 @@ export function messageOf(error: unknown): string {
  * was given (of the right type, out of range), a `TypeError` otherwise.
  */
 export function invalid(path: string, expected: string, value: unknown): Error {
-  const ErrorType = typeof value === 'number' ? RangeError : TypeError;
+  // A number out of range is a RangeError; a number where something else is expected (a boolean,
+  // a function, an object) is a wrong type, as any other value.
+  const ErrorType = typeof value === 'number' && /\b(integer|number)\b/.test(expected) ? RangeError : TypeError;
   return new ErrorType(`${path} must be ${expected}, got ${describe(value)}`);
 }
 

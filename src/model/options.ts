@@ -227,7 +227,7 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
   if (cached) return cached;
   const options = given as Record<string, unknown>;
   for (const key of Object.keys(options)) {
-    if (!(key in defaultOptions)) {
+    if (!Object.hasOwn(defaultOptions, key)) {
       throw new TypeError(
         `options.${key} is not a known option; known options: ${Object.keys(defaultOptions).join(', ')}`,
       );

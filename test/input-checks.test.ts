@@ -1,0 +1,62 @@
+/**
+ * Bad input found from outside, each refused where the mistake is made with the error the docs
+ * give (TypeError for a wrong type or a misspelt option, RangeError for a number out of range),
+ * and a root's options registered again, which must not turn it into a scope of the application
+ * above.
+ */
+import { container } from 'tsyringe';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ApplicationBackground, Background, BackgroundOptions, shutdown } from '../src/index.js';
+import { freshApp, watchProcessErrors } from './helpers.js';
+
+watchProcessErrors();
+const roots: ReturnType<typeof freshApp>[] = [];
+afterEach(async () => {
+  await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 1_000 })));
+});
+function app(options: Parameters<typeof freshApp>[0] = {}) {
+  const root = freshApp(options);
+  const bg = root.createChildContainer().resolve(Background);
+  roots.push(root);
+  return { root, bg };
+}
+
+describe('a root whose options are registered again without root: true', () => {
+  it('stays a root: its scopes stay in its application, and shutdown() of it closes it, not the application above', async () => {
+    const { root } = app({ concurrency: 10 });
+    const rootBg = root.resolve(Background);
+    root.register(BackgroundOptions, { useValue: { concurrency: 2 } }); // "to change options, register a new object"
+    const request = root.createChildContainer();
+    expect(request.resolve(ApplicationBackground)).toBe(rootBg);
+    const above = container.resolve(Background);
+    await shutdown({ container: root });
+    expect(() => rootBg.add(async () => undefined)).toThrow(/disposed/);
+    expect(above.add(async () => 'the global application still takes tasks').status).toBe('queued');
+  });
+});
+
+describe('options refused with the right error, naming what is wrong', () => {
+  it.each<[string, () => unknown, ErrorConstructor, string]>([
+    ['a number for a boolean option', () => app({ root: 1 as never }), TypeError, 'options.root must be a boolean, got 1 (number)'],
+    ['a number for the logger', () => app({ logger: 5 as never }), TypeError, 'options.logger must be an object with error, warn, info and debug methods, got 5 (number)'],
+    ['a name inherited from Object.prototype', () => app({ valueOf: 1 } as never), TypeError, 'options.valueOf is not a known option'],
+    ['a misspelt shutdown() option', () => shutdown({ timeout: 50 } as never), TypeError, 'shutdown(options): options.timeout is not a known option; known options: container, timeoutMs'],
+    ['a shutdown() container that is not one', () => shutdown({ container: 5 } as never), TypeError, 'shutdown(options): options.container must be a tsyringe container, got 5 (number)'],
+    ['a string shutdown() timeoutMs', () => shutdown({ container: freshApp(), timeoutMs: '5' } as never), TypeError, 'shutdown(options): options.timeoutMs must be an integer from 0 to 2147483647, got "5" (string)'],
+    ['a misspelt result() option', () => app().bg.add(async () => undefined).result({ timeout: 50 } as never), TypeError, 'handle.result(options): options.timeout is not a known option; known options: timeoutMs'],
+    ['a list as bg.with() options', () => app().bg.with([] as never), TypeError, 'bg.with(options): options must be an object, got an instance of Array'],
+    ['null as a view\'s more options', () => app().bg.with({ priority: 'high' }).with(null as never), TypeError, 'bg.with(options).with(more): more must be an object, got null'],
+    ['a misspelt status in list()', () => app().bg.list({ status: 'bogus' as never }), TypeError, 'bg.list(filter): filter.status must be a task status or an array of them'],
+    ['null as list()\'s filter', () => app().bg.list(null as never), TypeError, 'bg.list(filter): filter must be an object, got null'],
+    ['a misspelt list() option', () => app().bg.list({ state: 'running' } as never), TypeError, 'bg.list(filter): filter.state is not a known option; known options: status, application'],
+  ])('%s', (_what, call, ErrorType, message) => {
+    let thrown: unknown;
+    try {
+      call();
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ErrorType);
+    expect((thrown as Error).message).toContain(message);
+  });
+});
