@@ -146,6 +146,8 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
     if (typeof at !== 'number' || !Number.isFinite(at)) {
       throw new TypeError(`bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got ${describe(runAt)}`);
     }
+    // Past a Date's range (±8.64e15 ms), a time that never comes: the task would wait for ever.
+    if (Math.abs(at) > 8.64e15) throw new RangeError(`bg.with(options): options.runAt must be a time a Date can hold (within ±8.64e15 epoch milliseconds), got ${describe(runAt)}`);
   }
   if (after !== undefined && !(Array.isArray(after) && after.every((handle) => canFollow(handle) || isRunnerHandle(handle)))) {
     throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);

@@ -338,7 +338,8 @@ function setupHref(value: unknown): string {
 export function fileHref(value: unknown): string | undefined {
   if (value instanceof URL) value = value.href;
   if (typeof value !== 'string') return undefined;
-  if (value.startsWith('file:')) return new URL(value).href;
+  // A malformed one ('file://[bad') is not a file: URL: undefined, for the caller's error naming it.
+  if (value.startsWith('file:')) return URL.canParse(value) ? new URL(value).href : undefined;
   return isAbsolute(value) ? pathToFileURL(value).href : undefined;
 }
 
