@@ -76,3 +76,15 @@ describe('times and modules that cannot be', () => {
     expect((thrown as Error).message).toContain(message);
   });
 });
+
+describe('a backoff whose maxMs is below a baseMs it inherits', () => {
+  it("says where the baseMs comes from: the scope's registered defaults", () => {
+    const { bg } = app({ defaults: { backoff: { baseMs: 5_000 } } });
+    const view = bg.with({ backoff: { maxMs: 2_000 } });
+    expect(() => view.add(async () => undefined)).toThrow(
+      new RangeError(
+        'bg.with(options).backoff.maxMs must be an integer from 5000 to 2147483647, got 2000 (number) (at least backoff.baseMs, 5000 here, inherited from the options these are merged over: a definition\'s, or the scope\'s registered defaults; give baseMs too)',
+      ),
+    );
+  });
+});

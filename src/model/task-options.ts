@@ -143,15 +143,19 @@ function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], path: s
     if (!backoffKeys.includes(key)) throw new TypeError(`${path}.${key} is not a known option; known options: ${backoffKeys.join(', ')}`);
   }
   const baseMs = given.baseMs === undefined ? base.baseMs : integer(given.baseMs, `${path}.baseMs`, 0, maxTimerMs);
-  const maxMs = given.maxMs === undefined ? Math.max(base.maxMs, baseMs) : integer(given.maxMs, `${path}.maxMs`, baseMs, maxTimerMs);
+  // Its lower bound may come from the options it is merged over, which the message then names.
+  const inherited = given.baseMs === undefined ? ` (at least backoff.baseMs, ${baseMs} here, inherited from the options these are merged over: a definition's, or the scope's registered defaults; give baseMs too)` : '';
+  const maxMs = given.maxMs === undefined ? Math.max(base.maxMs, baseMs) : integer(given.maxMs, `${path}.maxMs`, baseMs, maxTimerMs, inherited);
   const factor = given.factor === undefined ? base.factor : number(given.factor, `${path}.factor`, 1, 100);
   const jitter = given.jitter === undefined ? base.jitter : number(given.jitter, `${path}.jitter`, 0, 1);
   return Object.freeze({ baseMs, maxMs, factor, jitter });
 }
 
-function integer(value: unknown, path: string, min: number, max: number): number {
+function integer(value: unknown, path: string, min: number, max: number, why = ''): number {
   if (Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max) return value as number;
-  throw invalid(path, `an integer from ${min} to ${max}`, value);
+  const error = invalid(path, `an integer from ${min} to ${max}`, value);
+  if (why !== '' && typeof value === 'number') error.message += why;
+  throw error;
 }
 
 function number(value: unknown, path: string, min: number, max: number): number {
