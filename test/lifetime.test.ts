@@ -59,4 +59,7 @@ it("after shutdown(), the error says the application's close began, and when", a
   await shutdown({ container: root });
   expect(() => bg.add(async () => 0)).toThrow(/accepts no new tasks: it belonged to scope #\d+, whose application began closing at \d{4}-/);
   expect(() => root.resolve(Background).add(async () => 0)).toThrow(/it belonged to the application root, whose application began closing at /);
+  // Not the advice for a Background kept too long: ApplicationBackground is closed too.
+  expect(() => bg.add(async () => 0)).toThrow(/\(shutdown\(\), or the disposal of its root\); no Background of that application takes tasks after that$/);
+  expect(() => bg.add(async () => 0)).not.toThrow(/ApplicationBackground/);
 });

@@ -63,13 +63,17 @@ export class BackgroundDisposedError extends BackgroundError {
    *   `byApplication`); the message then says so, and how to fix a Background kept too long.
    */
   constructor(taskName: string, state: string, closed?: { scope: string; at: number; byApplication: boolean }) {
+    const when = closed === undefined ? '' : `${new Date(closed.at).toISOString()} (${Math.max(0, Date.now() - closed.at)} ms ago)`;
+    // After the application's close began, no Background of it takes tasks, ApplicationBackground
+    // included: the advice about a Background kept too long would send the reader the wrong way.
     const why =
       closed === undefined
         ? ''
-        : `: it belonged to ${closed.scope}, ${closed.byApplication ? 'whose application began closing' : 'whose disposal began'} at ` +
-          `${new Date(closed.at).toISOString()} (${Math.max(0, Date.now() - closed.at)} ms ago). An instance that outlives that scope ` +
-          '(a @singleton() first resolved from a request scope, say) keeps a Background that can no longer run anything: make that ' +
-          "service scoped too (Lifecycle.ContainerScoped), or inject ApplicationBackground for work that must outlive the request";
+        : closed.byApplication
+          ? `: it belonged to ${closed.scope}, whose application began closing at ${when} (shutdown(), or the disposal of its root); no Background of that application takes tasks after that`
+          : `: it belonged to ${closed.scope}, whose disposal began at ${when}. An instance that outlives that scope ` +
+            '(a @singleton() first resolved from a request scope, say) keeps a Background that can no longer run anything: make that ' +
+            "service scoped too (Lifecycle.ContainerScoped), or inject ApplicationBackground for work that must outlive the request";
     super('ERR_BACKGROUND_DISPOSED', `Cannot add task "${taskName}": this Background is ${state} and accepts no new tasks${why}`);
     this.scope = closed?.scope;
     this.disposedAt = closed?.at;
