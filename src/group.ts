@@ -22,7 +22,10 @@ export interface TaskGroup extends TaskAdder {
 /** A group that adds through `adder` and keeps the handles in `handles`. */
 export function groupOf(adder: TaskAdder, handles: TaskHandle[] = []): TaskGroup {
   return {
-    handles,
+    // A copy: pushed into, the group's own list would have all() wait for what it never added.
+    get handles() {
+      return Object.freeze([...handles]);
+    },
     add: ((task: AnyTask, ...args: unknown[]) => {
       const handle = adder.add(task, ...(args as never[]));
       handles.push(handle);

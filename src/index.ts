@@ -39,6 +39,7 @@ export {
   type ClassTask,
   type DefineTaskOptions,
   type AnyTask,
+  type InjectOfUnknownLength,
   type Instances,
   type TaskArgs,
   type TaskDefinition,

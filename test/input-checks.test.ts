@@ -88,3 +88,14 @@ describe('a backoff whose maxMs is below a baseMs it inherits', () => {
     );
   });
 });
+
+describe("a group's handles", () => {
+  it('are a frozen copy: pushing into them cannot make all() wait for what the group never added', async () => {
+    const group = app().bg.group();
+    group.add(async () => 1);
+    const seen = group.handles;
+    expect(() => (seen as unknown[]).push({ result: () => Promise.reject(new Error('not a handle')) })).toThrow(TypeError);
+    await expect(group.all()).resolves.toEqual([1]);
+    expect(group.handles).toHaveLength(1);
+  });
+});

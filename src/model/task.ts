@@ -19,16 +19,27 @@ export type Instances<Tokens extends readonly unknown[]> = {
   -readonly [K in keyof Tokens]: Tokens[K] extends string | symbol ? any : Tokens[K] extends InjectionToken<infer T> ? T : never;
 };
 
+/**
+ * The type `inject` is given when its tokens are an array of unknown length (a variable typed
+ * `(typeof Mailer)[]`, say): no array is assignable to it, so `defineTask()` does not compile,
+ * and the error shows this text. Without the length, the task's parameters cannot be split into
+ * dependencies and `add()` arguments.
+ */
+export type InjectOfUnknownLength =
+  'inject must list its tokens inline (inject: [A, B]) or be declared as const: an array of unknown length cannot tell the dependencies from the arguments of add()';
+
 /** Options of {@link defineTask}. */
 export interface DefineTaskOptions<Tokens extends readonly InjectionToken[]> extends TaskOptions {
   /** Names the task in handles, logs and errors. A non-empty string. */
   readonly name: string;
   /**
    * Tokens resolved from the Background's container when the task is added; their instances
-   * are passed, in this order, before the arguments given to `add()`.
+   * are passed, in this order, before the arguments given to `add()`. Written inline or declared
+   * `as const`, so that its length is known; an array of unknown length does not compile
+   * ({@link InjectOfUnknownLength}).
    * @default []
    */
-  readonly inject?: Tokens;
+  readonly inject?: number extends Tokens['length'] ? InjectOfUnknownLength : Tokens;
 }
 
 /** `T` without its first `N` elements: a task's parameters without its injected dependencies. */
@@ -78,8 +89,12 @@ export type ClassTask<Args extends unknown[] = never[], R = unknown> = Construct
  * bg.add(sendWelcome, 'a@b.c');   // bg.add(sendWelcome, 42) does not compile
  * ```
  *
+ * `inject` must be written inline or declared `as const`: an array whose length its type does
+ * not know does not compile ({@link InjectOfUnknownLength}).
+ *
  * @throws TypeError when the name is not a non-empty string, `inject` holds something that is
- * not a token (often `undefined` from a circular import), or `fn` is not a function.
+ * not a token (often `undefined` from a circular import; a hole; an object that is not a
+ * `delay()` token), or `fn` is not a function.
  */
 export function defineTask<
   const Tokens extends readonly InjectionToken[],
@@ -96,14 +111,20 @@ export function defineTask<
   if (!Array.isArray(inject)) {
     throw new TypeError(`defineTask("${name}"): options.inject must be an array of tokens, got ${describe(inject)}`);
   }
-  inject.forEach((token: unknown, i) => {
+  // An index loop, not forEach: forEach skips the holes of a sparse array (`[, Mailer]`).
+  for (let i = 0; i < inject.length; i++) {
+    const token: unknown = inject[i];
     if (!isToken(token)) {
-      const hint = token === undefined ? ' (an import cycle can leave a class undefined here)' : '';
+      const hint = !(i in inject)
+        ? ' (a hole in the array)'
+        : token === undefined
+          ? ' (an import cycle can leave a class undefined here)'
+          : '';
       throw new TypeError(
         `defineTask("${name}"): options.inject[${i}] must be a class, string, symbol or delay() token, got ${describe(token)}${hint}`,
       );
     }
-  });
+  }
   if (typeof fn !== 'function') {
     throw new TypeError(`defineTask("${name}"): fn must be a function, got ${describe(fn)}`);
   }
@@ -135,12 +156,17 @@ export function isAsyncFunction(fn: unknown): boolean {
 
 function isToken(token: unknown): token is InjectionToken {
   const type = typeof token;
-  return (
-    type === 'function' ||
-    type === 'symbol' ||
-    (type === 'string' && token !== '') ||
-    (type === 'object' && token !== null)
-  );
+  return type === 'function' || type === 'symbol' || (type === 'string' && token !== '') || isDelayToken(token);
+}
+
+/**
+ * Whether a value is a token made by tsyringe's `delay()`: an instance of its
+ * `DelayedConstructor`, known by its `createProxy` method. Recognized by shape rather than
+ * `instanceof`, so that this module need not load tsyringe (a worker thread imports it to find
+ * its tasks) and a second copy of tsyringe is still recognized.
+ */
+function isDelayToken(token: unknown): boolean {
+  return typeof token === 'object' && token !== null && typeof (token as { createProxy?: unknown }).createProxy === 'function';
 }
 
 /** A printable name of a token, for errors. */
