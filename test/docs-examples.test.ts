@@ -119,7 +119,7 @@ describe('docs/task-control.md examples', () => {
         "error: scope disposed with 1 task(s) due after the drain deadline of 50 ms (0 running, 0 queued, 1 delayed or retrying); they were aborted and abandoned; work that must outlive its request belongs on the application's Background (inject ApplicationBackground)",
       ],
     });
-    expect(result.lateError).toMatch(/^Task "late" \(#\d+\) was abandoned: its scope was disposed and the task had not settled within the drain deadline of 50 ms$/);
+    expect(result.lateError).toMatch(/^Task "late" \(#\d+\) was abandoned: its scope was disposed and the task was due after the drain deadline of 50 ms$/);
   });
 
   it('periodic.ts: every N ms, failures logged, no overlap, stopped by cancel() and by disposal', async () => {

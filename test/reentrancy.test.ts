@@ -80,6 +80,7 @@ describe('an observer of a task\'s "added" event that cancels it', () => {
     }, { container: root });
     const late = bg.with({ delayMs: 10_000 }).add(async function late() {});
     expect(late.status).toBe('abandoned');
+    await expect(late.result()).rejects.toThrow(`Task "late" (#${late.id}) was abandoned: its scope was disposed and the task was due after the drain deadline of 50 ms`);
     await disposal;
     expect(logger.at('error').map(({ message }) => message)).toEqual([expect.stringContaining('scope disposed with 1 task(s) due after the drain deadline of 50 ms')]);
     expect(scope).toBeDefined();

@@ -41,6 +41,9 @@ export type PeriodicTicks = Pick<PeriodicOwner, 'spawn' | 'tickFailed'>;
 
 let scopesMade = 0;
 
+/** What the log entry says of delayed tasks abandoned as the drain begins. */
+const dueAfterDeadline = 'due after the drain deadline';
+
 /** The most abandoned tasks named one by one in the log entry. */
 const namedInLog = 20;
 
@@ -231,7 +234,7 @@ export class Scope implements RunOwner {
     for (let run = this.#head; run !== undefined; run = run.nextLive) {
       if (run.status === 'delayed' && run.dueAt > deadline) (late ??= []).push(run);
     }
-    return late === undefined ? 0 : this.#abandon(late, drainTimeoutMs, by, 'due after the drain deadline');
+    return late === undefined ? 0 : this.#abandon(late, drainTimeoutMs, by, dueAfterDeadline);
   }
 
   /**
@@ -257,7 +260,7 @@ export class Scope implements RunOwner {
     try {
       for (const run of left) {
         const status = run.status;
-        if (!run.abandon(drainTimeoutMs, why)) continue;
+        if (!run.abandon(drainTimeoutMs, why, what === dueAfterDeadline)) continue;
         abandoned.push(run);
         if (status === 'running') running++;
         else if (status === 'delayed' || status === 'retrying') delayed++;

@@ -388,15 +388,15 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   /** Gives up on a task that has not ended (in the async context of its `add()`, as {@link cancel}); returns whether it had not. */
-  abandon(drainTimeoutMs: number, why: string): boolean {
+  abandon(drainTimeoutMs: number, why: string, dueAfter = false): boolean {
     if (finalStatuses.has(this.#status)) return false;
-    this.#asyncContext.runInAsyncScope(TaskRun.#abandon, undefined, this, drainTimeoutMs, why);
+    this.#asyncContext.runInAsyncScope(TaskRun.#abandon, undefined, this, drainTimeoutMs, why, dueAfter);
     return true;
   }
 
-  static #abandon(run: TaskRun, drainTimeoutMs: number, why: string): void {
+  static #abandon(run: TaskRun, drainTimeoutMs: number, why: string, dueAfter: boolean): void {
     const from = run.#status;
-    const error = new TaskAbandonedError(run.name, run.id, drainTimeoutMs, why);
+    const error = new TaskAbandonedError(run.name, run.id, drainTimeoutMs, why, dueAfter);
     run.#finish('abandoned', { ok: false, error });
     if (from === 'running') run.#abortAttempt(error);
   }

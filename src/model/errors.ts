@@ -173,11 +173,12 @@ export class QueueFullError extends BackgroundError {
  * when the drain deadline passed. A running task's `AbortSignal` was aborted with this error.
  */
 export class TaskAbandonedError extends BackgroundError {
-  constructor(taskName: string, taskId: string, drainTimeoutMs: number, why = 'its scope was disposed') {
+  /** @param dueAfter it was delayed until after the deadline, and abandoned when the drain began. */
+  constructor(taskName: string, taskId: string, drainTimeoutMs: number, why = 'its scope was disposed', dueAfter = false) {
     super(
       'ERR_TASK_ABANDONED',
-      `Task "${taskName}" (#${taskId}) was abandoned: ${why} and the task had not ` +
-        `settled within the drain deadline of ${drainTimeoutMs} ms`,
+      `Task "${taskName}" (#${taskId}) was abandoned: ${why} and the task ` +
+        `${dueAfter ? 'was due after' : 'had not settled within'} the drain deadline of ${drainTimeoutMs} ms`,
     );
   }
 }
