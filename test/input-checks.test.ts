@@ -99,3 +99,18 @@ describe("a group's handles", () => {
     expect(group.handles).toHaveLength(1);
   });
 });
+
+describe('a cron expression with no further run', () => {
+  it('stops its schedule at once, and nothing keeps it: get() no longer finds it, as any schedule that ended', async () => {
+    const { bg } = app();
+    const handle = bg.with({ cron: '0 0 30 2 *' }).add(async function never() {}); // 30 February
+    expect(handle.status).toBe('cancelled');
+    const stopped = await handle.result().then(
+      () => undefined,
+      (error: unknown) => error as { cause?: unknown },
+    );
+    expect(String(stopped?.cause)).toContain('has no further run');
+    expect(bg.get(handle.id)).toBeUndefined();
+    expect(bg.get(handle.id, { application: true })).toBeUndefined();
+  });
+});

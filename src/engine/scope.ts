@@ -140,6 +140,8 @@ export class Scope implements RunOwner {
         this.#host.unscheduled(p);
       },
     });
+    // Stopped as it was made (a cron with no further run): never registered, so nothing keeps it.
+    if (periodic.status === 'cancelled') return periodic;
     (this.#periodics ??= new Set()).add(periodic);
     this.#host.scheduled(periodic);
     return periodic;
