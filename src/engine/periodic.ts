@@ -106,7 +106,10 @@ export class Periodic implements TaskHandle {
     const now = Date.now();
     const cadence = this.#cadence;
     if ('every' in cadence) {
-      this.#nextAt = Math.max(this.#nextAt + cadence.every, now);
+      const next = this.#nextAt + cadence.every;
+      // A whole period missed (the event loop stalled, the machine slept): the missed ticks are
+      // skipped, and the next comes a period after this one, not at once.
+      this.#nextAt = next > now ? next : now + cadence.every;
     } else {
       const next = cadence.cron.nextRun(new Date(now));
       if (next === null) {

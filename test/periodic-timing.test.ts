@@ -1,0 +1,35 @@
+/**
+ * When an `every` schedule's ticks come, under fake timers and a clock moved past them (an event
+ * loop that stalled, a machine that slept): a missed period is skipped, never caught up with a
+ * run right after the late one.
+ */
+import { afterEach, expect, it, vi } from 'vitest';
+import { Background, shutdown } from '../src/index.js';
+import { freshApp, watchProcessErrors } from './helpers.js';
+
+watchProcessErrors();
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+it('after a stall longer than its period, the next run comes a period after the late one', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'Date'] });
+  const root = freshApp();
+  const bg = root.createChildContainer().resolve(Background);
+  const starts: number[] = [];
+  const schedule = bg.with({ every: 50 }).add(async function tick() {
+    starts.push(Date.now());
+  });
+  const t0 = Date.now();
+  await vi.advanceTimersByTimeAsync(50); // the first run, on time
+  // The event loop stalls for 175 ms: the clock moves, no timer runs meanwhile.
+  vi.setSystemTime(Date.now() + 175);
+  await vi.advanceTimersByTimeAsync(50); // the tick that was due comes late, then the next ones
+  await vi.advanceTimersByTimeAsync(120);
+  schedule.cancel();
+  const gaps = starts.slice(1).map((at, i) => at - starts[i]!);
+  expect(starts[0]! - t0).toBe(50);
+  expect(gaps.length).toBeGreaterThanOrEqual(2);
+  for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(50);
+  await shutdown({ container: root, timeoutMs: 100 });
+});
