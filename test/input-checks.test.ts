@@ -114,3 +114,20 @@ describe('a cron expression with no further run', () => {
     expect(bg.get(handle.id, { application: true })).toBeUndefined();
   });
 });
+
+describe('maxQueued and tasks added while slots are free', () => {
+  it('counts only those that will wait: with concurrency 1 and maxQueued 1, two add() calls in one turn are taken, the third is refused', async () => {
+    const { bg } = app({ concurrency: 1, maxQueued: 1 });
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const first = bg.add(async () => gate.then(() => 1)); // takes the free slot at the next microtask
+    let room = false;
+    void bg.waitForRoom().then(() => (room = true));
+    const second = bg.add(async () => gate.then(() => 2)); // waits for that slot
+    expect(() => bg.add(async () => 3)).toThrow('the queue is full (maxQueued 1: 1 queued, 1 running)');
+    await Promise.resolve();
+    expect(room).toBe(true);
+    open();
+    await expect(Promise.all([first.result(), second.result()])).resolves.toEqual([1, 2]);
+  });
+});

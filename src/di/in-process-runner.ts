@@ -85,7 +85,9 @@ export class InProcessRunner implements Runner {
     const app = this.#app;
     if (checkRoom) {
       const { maxQueued } = app.options;
-      if (app.queued >= maxQueued) throw new QueueFullError(request.name, maxQueued, app.queued, app.running);
+      const waiting = app.waiting;
+      // (Tasks about to take a free slot are counted as running.)
+      if (waiting >= maxQueued) throw new QueueFullError(request.name, maxQueued, waiting, app.running + app.queued - waiting);
     }
     const { task, args } = request;
     switch (request.kind) {

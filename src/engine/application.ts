@@ -100,6 +100,14 @@ export class Application implements ScopeHost {
     return this.lane.queued + (this.#pool?.admission.queued ?? 0);
   }
 
+  /**
+   * Tasks waiting with no slot free for them, on the event loop and for the worker pool: what
+   * `maxQueued` bounds (tasks added this turn that will take free slots wait for nothing).
+   */
+  get waiting(): number {
+    return this.lane.waiting + (this.#pool?.admission.waiting ?? 0);
+  }
+
   /** Tasks holding a slot, on the event loop and on the worker pool. */
   get running(): number {
     return this.lane.running + (this.#pool?.admission.running ?? 0);
@@ -240,7 +248,7 @@ export class Application implements ScopeHost {
 
   /** Resolves once the queue has room for one more task. */
   waitForRoom(): Promise<void> {
-    if (this.queued < this.#options.maxQueued || this.#state !== 'open') return Promise.resolve();
+    if (this.waiting < this.#options.maxQueued || this.#state !== 'open') return Promise.resolve();
     return new Promise((resolve) => {
       this.#roomWaiters.push(resolve);
       this.lane.watcher = this.#checkRoom;
@@ -255,7 +263,7 @@ export class Application implements ScopeHost {
    * ones add nothing.
    */
   readonly #checkRoom = (): void => {
-    if (this.queued >= this.#options.maxQueued && this.#state === 'open') return;
+    if (this.waiting >= this.#options.maxQueued && this.#state === 'open') return;
     const ready = this.#roomWaiters;
     this.#roomWaiters = [];
     for (const resolve of ready) resolve();

@@ -110,6 +110,14 @@ export class Lane {
     return this.#queued;
   }
 
+  /**
+   * Jobs waiting with no slot free for them: those beyond the free slots (a job submitted this
+   * turn takes a free one at the next microtask, so it waits for nothing).
+   */
+  get waiting(): number {
+    return Math.max(0, this.#queued - Math.max(0, this.#limit - this.#running));
+  }
+
   submit(job: Job): void {
     this.#queued++;
     this.#waiting++;
