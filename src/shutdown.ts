@@ -50,6 +50,7 @@ export interface ShutdownOptions {
  * ```
  *
  * Idempotent; never rejects.
+ * @throws TypeError (RangeError for a `timeoutMs` out of range), synchronously, naming the option that is wrong.
  */
 export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
   if (typeof options !== 'object' || options === null) throw new TypeError(`shutdown(options): options must be an object, got ${describe(options)}`);

@@ -18,7 +18,7 @@ import {
   type TaskEvent,
 } from '../src/index.js';
 import { sumBytes } from './fixtures/worker-tasks.js';
-import { captureLogger, deferred, freshApp, watchProcessErrors } from './helpers.js';
+import { captureLogger, deferred, freshApp, observedApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
 const roots: ReturnType<typeof freshApp>[] = [];
@@ -28,13 +28,7 @@ afterEach(async () => {
 });
 
 function app(options: Parameters<typeof freshApp>[0] = {}) {
-  const logger = captureLogger();
-  const root = freshApp({ logger, ...options });
-  roots.push(root);
-  const events: TaskEvent[] = [];
-  const stop = observeTasks((event) => void events.push(event), { container: root });
-  const scope = root.createChildContainer();
-  return { root, logger, events, stop, scope, bg: scope.resolve(Background) };
+  return observedApp(roots, options);
 }
 
 /** Each event as `type@attempt`, for the task `id`. */

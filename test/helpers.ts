@@ -1,6 +1,6 @@
 import { container, type DependencyContainer } from 'tsyringe';
 import { afterEach, beforeEach, expect } from 'vitest';
-import { BackgroundOptions, type BackgroundLogger } from '../src/index.js';
+import { Background, BackgroundOptions, observeTasks, type BackgroundLogger, type TaskEvent } from '../src/index.js';
 
 /** A promise with its resolve and reject exposed: a gate a test opens when it chooses. */
 export interface Deferred<T = void> {
@@ -95,4 +95,19 @@ export function holdCell(): { cell: Int32Array; entered(): Promise<void>; open()
       Atomics.notify(cell, 0);
     },
   };
+}
+
+/**
+ * A fresh application for one test, pushed on `roots` (for the file's afterEach to shut down),
+ * with a captured logger, every lifecycle event collected in `events`, and a request scope's
+ * Background.
+ */
+export function observedApp(roots: DependencyContainer[], options: BackgroundOptions = {}) {
+  const logger = captureLogger();
+  const root = freshApp({ logger, ...options });
+  roots.push(root);
+  const events: TaskEvent[] = [];
+  const stop = observeTasks((event) => void events.push(event), { container: root });
+  const scope = root.createChildContainer();
+  return { root, logger, events, stop, scope, bg: scope.resolve(Background) };
 }

@@ -17,7 +17,7 @@ import {
   type TaskEvent,
   type TaskHandle,
 } from '../src/index.js';
-import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
+import { captureLogger, deferred, freshApp, nextTurn, observedApp, watchProcessErrors } from './helpers.js';
 
 const errors = watchProcessErrors();
 const roots: ReturnType<typeof freshApp>[] = [];
@@ -26,14 +26,9 @@ afterEach(async () => {
 });
 
 function app(options: Parameters<typeof freshApp>[0] = {}) {
-  const logger = captureLogger();
-  const root = freshApp({ logger, ...options });
-  roots.push(root);
-  const events: TaskEvent[] = [];
-  observeTasks((event) => void events.push(event), { container: root });
-  const scope = root.createChildContainer();
-  const typesOf = (id: string): string[] => events.filter((event) => event.id === id).map((event) => event.type);
-  return { root, logger, events, typesOf, scope, bg: scope.resolve(Background) };
+  const opened = observedApp(roots, options);
+  const typesOf = (id: string): string[] => opened.events.filter((event) => event.id === id).map((event) => event.type);
+  return { ...opened, typesOf };
 }
 
 /** Cancels, from its `type` event, each task whose name is in `names` (found by its id: from `added`, before add() has returned its handle). */
@@ -202,7 +197,7 @@ describe('an observer of a task\'s end', () => {
     bg.add(async function first() {});
     let drained = false;
     const draining = bg.drain().then(() => (drained = true));
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await nextTurn();
     expect({ drained, follow: follow?.status }).toEqual({ drained: false, follow: 'running' });
     gate.resolve();
     await draining;

@@ -8,7 +8,7 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import type { DependencyContainer } from 'tsyringe';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Background, BackgroundOptions, disposeScope, shutdown, TaskAbandonedError, TaskCancelledError, WorkerTaskError } from '../src/index.js';
+import { Background, BackgroundOptions, disposeScope, shutdown, TaskAbandonedError, TaskCancelledError, WorkerTaskError, type TaskHandle } from '../src/index.js';
 import { setupGateChannel } from './fixtures/worker-truth-setup.js';
 import {
   countsCalls,
@@ -59,6 +59,14 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
         if ((event as { data?: { what?: string } }).data?.what === 'waiting') resolve();
       };
     });
+  /** Adds the counting task, and resolves once its thread waits in the setup module: the task reads 'queued' then. */
+  const addWhileSetupWaits = async (bg: Background): Promise<{ handle: TaskHandle; calls: Int32Array }> => {
+    const calls = new Int32Array(new SharedArrayBuffer(8));
+    const waiting = setupWaits();
+    const handle = bg.add(countsCalls, calls);
+    await waiting;
+    return { handle, calls };
+  };
   const releaseSetup = (): void => {
     gate.postMessage({ what: 'go' });
   };
@@ -66,10 +74,7 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
   it('is never called when it is cancelled, and the thread goes on to the next task', async () => {
     const root = app();
     const bg = root.createChildContainer().resolve(Background);
-    const calls = new Int32Array(new SharedArrayBuffer(8));
-    const waiting = setupWaits();
-    const handle = bg.add(countsCalls, calls);
-    await waiting;
+    const { handle, calls } = await addWhileSetupWaits(bg);
     expect(handle.status).toBe('queued');
     expect(handle.cancel('changed my mind')).toBe(true);
     await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
@@ -85,10 +90,7 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
     const scope = root.createChildContainer();
     scope.register(BackgroundOptions, { useValue: { drainTimeoutMs: 0 } });
     const bg = scope.resolve(Background);
-    const calls = new Int32Array(new SharedArrayBuffer(8));
-    const waiting = setupWaits();
-    const handle = bg.add(countsCalls, calls);
-    await waiting;
+    const { handle, calls } = await addWhileSetupWaits(bg);
     expect(handle.status).toBe('queued');
     await disposeScope(scope);
     expect(handle.status).toBe('abandoned');
@@ -101,10 +103,7 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
   it('still runs when it is not given up on (the check stops only aborted calls)', async () => {
     const root = app();
     const bg = root.createChildContainer().resolve(Background);
-    const calls = new Int32Array(new SharedArrayBuffer(8));
-    const waiting = setupWaits();
-    const handle = bg.add(countsCalls, calls);
-    await waiting;
+    const { handle, calls } = await addWhileSetupWaits(bg);
     releaseSetup();
     await expect(handle.result()).resolves.toBe('ran');
     expect(Array.from(calls)).toEqual([1, 0]);

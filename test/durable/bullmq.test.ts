@@ -10,10 +10,11 @@ import { Job, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { injectable, Lifecycle, scoped } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers } from '../../src/adapters/bullmq.js';
+import { startWorkers, useBullMQ } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext, type TaskHandle } from '../../src/index.js';
 import { shout } from '../fixtures/worker-tasks.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors } from '../helpers.js';
+import { openQueue } from './queue-apps.js';
 import { freePort, hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
@@ -73,23 +74,12 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
 
   /** A producer application and a worker application on one fresh queue. */
   function setup(options: { tasks?: Parameters<typeof startWorkers>[0]['tasks']; workers?: boolean } = {}) {
-    const queueName = `test-${randomUUID()}`;
-    const logger = captureLogger();
-    const producer = freshApp({ logger });
-    const backend: DurableBackend = useBullMQ(producer, { connection: redis.connection, queueName, logger });
-    const workerRoot = freshApp({ logger: captureLogger(), pool: { maxThreads: 1, setupModule: new URL('../fixtures/worker-setup.ts', import.meta.url) } });
-    let workers: DurableWorkers | undefined;
-    if (options.workers !== false) {
-      workers = startWorkers({ container: workerRoot, tasks: options.tasks ?? [record, held, heldOnce, ordered, abortable, tick, durableRecord, shout], connection: redis.connection, queueName, concurrency: 4 });
-    }
-    closers.push(
-      () => shutdown({ container: producer }),
-      () => backend.close(),
-      async () => workers?.close(),
-      () => shutdown({ container: workerRoot }),
-    );
-    const bg = producer.createChildContainer().resolve(Background);
-    return { bg, backend, logger, producer, workerRoot, queueName, workers };
+    return openQueue(redis.connection, closers, {
+      prefix: 'test',
+      tasks: options.tasks ?? [record, held, heldOnce, ordered, abortable, tick, durableRecord, shout],
+      workers: options.workers,
+      workerApp: { pool: { maxThreads: 1, setupModule: new URL('../fixtures/worker-setup.ts', import.meta.url) } },
+    });
   }
 
   it('enqueues at add() and returns the job as a handle: a worker runs it in a child scope of its container, disposed after', async () => {

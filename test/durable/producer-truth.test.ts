@@ -7,11 +7,11 @@
  * cancelled; a retry clears the failed attempt's progress; odd arguments get the documented
  * TypeError. Against a real redis-server, with workers in this process on another container.
  */
-import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers } from '../../src/adapters/bullmq.js';
-import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
+import { useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
+import { defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
 import { captureLogger, freshApp, watchProcessErrors } from '../helpers.js';
+import { openQueue } from './queue-apps.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
@@ -43,23 +43,7 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
 
   /** A producer application and, unless told otherwise, a worker application on one fresh queue. */
   function setup(options: { workers?: boolean } = {}) {
-    const queueName = `truth-${randomUUID()}`;
-    const logger = captureLogger();
-    const producer = freshApp({ logger });
-    const backend: DurableBackend = useBullMQ(producer, { connection: redis.connection, queueName, logger });
-    const workerRoot = freshApp({ logger: captureLogger() });
-    let workers: DurableWorkers | undefined;
-    if (options.workers !== false) {
-      workers = startWorkers({ container: workerRoot, tasks: [answer, broken, abortable, halfThenFail, tick, picky], connection: redis.connection, queueName, concurrency: 4 });
-    }
-    closers.push(
-      () => shutdown({ container: producer }),
-      () => backend.close(),
-      async () => workers?.close(),
-      () => shutdown({ container: workerRoot }),
-    );
-    const bg = producer.createChildContainer().resolve(Background);
-    return { bg, backend, producer, queueName };
+    return openQueue(redis.connection, closers, { prefix: 'truth', tasks: [answer, broken, abortable, halfThenFail, tick, picky], workers: options.workers });
   }
 
   /** Waits until Redis says the job has `status`, reading it from Redis only (the handle is not watched). */
