@@ -56,6 +56,14 @@ export function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/** What `promise` rejected with, or undefined when it resolved: a test's way to look at a failure. */
+export function failureOf(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+}
+
 /**
  * Records unhandled rejections and uncaught exceptions during each test of the calling file, and
  * fails the test that saw any. Tests may also assert on the arrays themselves.

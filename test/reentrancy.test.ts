@@ -5,7 +5,7 @@
  * observer's `added` cancelling its task made it run anyway, with a negative `pending`) and
  * fails on the code before its fix.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
   observeTasks,
@@ -22,6 +22,7 @@ import { captureLogger, deferred, freshApp, nextTurn, observedApp, watchProcessE
 const errors = watchProcessErrors();
 const roots: ReturnType<typeof freshApp>[] = [];
 afterEach(async () => {
+  vi.useRealTimers();
   await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 1_000 })));
 });
 
@@ -44,6 +45,7 @@ function cancelOn(root: ReturnType<typeof freshApp>, type: TaskEvent['type'], na
 
 describe('an observer of a task\'s "added" event that cancels it', () => {
   it('ends it cancelled, once, whether it was queued, delayed or waiting for another: it never starts and nothing is left counted', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     const { root, bg, typesOf } = app({ maxQueued: 2 });
     const handles: TaskHandle[] = [];
     cancelOn(root, 'added', ['queued', 'delayed', 'after']);
@@ -54,7 +56,7 @@ describe('an observer of a task\'s "added" event that cancels it', () => {
     handles.push(bg.with({ after: [first] }).add(async function after() { ran++; }));
     expect(handles.map((handle) => handle.status)).toEqual(['cancelled', 'cancelled', 'cancelled']);
     await bg.drain();
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await vi.advanceTimersByTimeAsync(30); // past the delayed task's 10 ms
     expect({ ran, pending: bg.pending, statuses: handles.map((handle) => handle.status) }).toEqual({ ran: 0, pending: 0, statuses: ['cancelled', 'cancelled', 'cancelled'] });
     for (const handle of handles) expect(typesOf(handle.id)).toEqual(['added', 'cancelled']);
     const stats = bg.stats();
@@ -142,6 +144,7 @@ describe('a task that its retryIf cancels', () => {
 
 describe('a periodic task cancelled from the "added" event of one of its runs', () => {
   it('stays cancelled, and so does that run', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
     const { root, bg } = app();
     const added: { schedule?: TaskHandle } = {};
     let run: string | undefined;
@@ -153,8 +156,9 @@ describe('a periodic task cancelled from the "added" event of one of its runs', 
     }, { container: root });
     let ran = 0;
     const schedule = (added.schedule = bg.with({ every: 5 }).add(async function tick() { ran++; }));
-    await expect(schedule.result()).rejects.toBeInstanceOf(TaskCancelledError);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    const outcome = expect(schedule.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    await vi.advanceTimersByTimeAsync(30); // six periods of 5 ms
+    await outcome;
     expect({ status: schedule.status, ran, run: run === undefined ? undefined : bg.get(run)?.status }).toEqual({ status: 'cancelled', ran: 0, run: 'cancelled' });
   });
 });

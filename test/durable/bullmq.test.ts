@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext, type TaskHandle } from '../../src/index.js';
 import { shout } from '../fixtures/worker-tasks.js';
-import { captureLogger, deferred, freshApp, watchProcessErrors } from '../helpers.js';
+import { captureLogger, failureOf, deferred, freshApp, watchProcessErrors } from '../helpers.js';
 import { openQueue } from './queue-apps.js';
 import { freePort, hasRedis, redisForSuite } from './redis.js';
 
@@ -154,7 +154,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await vi.waitFor(async () => expect((await backend.job(handle.id))?.status).toBe('succeeded'), { timeout: 5_000, interval: 10 });
     // As the queue's retention does, in time, to every ended job.
     await backend.queue.remove(handle.id);
-    const failure = await handle.result().then(() => undefined, (error: unknown) => error);
+    const failure = await failureOf(handle.result());
     expect(failure).toBeInstanceOf(DurableTaskError);
     expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_GONE');
     expect((failure as DurableTaskError).message).toContain(`durable task "record" (#${handle.id}): its job is no longer in Redis, so its outcome is unknown here`);
@@ -424,7 +424,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await vi.waitFor(async () => expect((await backend.job(handle.id))?.status).toBe('delayed'), { timeout: 5_000, interval: 10 });
     // As a producer's cancellation that comes before the worker has the job (they travel on two connections).
     await admin.publish(channel, JSON.stringify({ id: handle.id, reason: 'changed my mind' }));
-    const failure = await handle.result().then(() => undefined, (error: unknown) => error);
+    const failure = await failureOf(handle.result());
     // Cancelled by another process: the handle reads it as backend.job(id) does, the cause what the job recorded.
     expect(failure).toBeInstanceOf(TaskCancelledError);
     expect((failure as TaskCancelledError).message).toBe(`Task "record" (#${handle.id}) was cancelled`);
@@ -596,7 +596,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const closing = backend.close();
     gate.resolve();
     await closing;
-    const failure = await outcome.then(() => undefined, (error: unknown) => error);
+    const failure = await failureOf(outcome);
     expect(failure).toBeInstanceOf(DurableTaskError);
     expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_FAILED');
     expect((failure as DurableTaskError).message).toBe(`durable task "record" (#${handle.id}): the durable backend of this process was closed before its job ended (the job itself runs as usual)`);
@@ -653,7 +653,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     client.runCommand = (name, args) => (name === 'xrevrange' ? look.promise.then(() => runCommand(name, args)) : runCommand(name, args));
     closers.push(async () => void (client.runCommand = runCommand));
     const watched = bg.add(record, 'watched', 1);
-    const outcome = watched.result().then(() => undefined, (error: unknown) => error);
+    const outcome = failureOf(watched.result());
     const failure = await outcome;
     expect(failure).toBeInstanceOf(DurableTaskError);
     expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_ENQUEUE');

@@ -10,7 +10,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
-import { captureLogger, freshApp, watchProcessErrors } from '../helpers.js';
+import { captureLogger, failureOf, freshApp, watchProcessErrors } from '../helpers.js';
 import { openQueue } from './queue-apps.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
@@ -68,7 +68,7 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
       const handle = bg.with({ durable: true }).add(broken, 'no luck');
       await untilJob(backend, handle.id, 'failed');
       expect(handle.cancel('too late')).toBe(true);
-      const error = await handle.result().then(() => undefined, (failure: unknown) => failure);
+      const error = await failureOf(handle.result());
       expect(error).toBeInstanceOf(DurableTaskError);
       expect((error as DurableTaskError).message).toBe('no luck');
       expect(handle.status).toBe('failed');
@@ -79,7 +79,7 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
       const handle = bg.with({ durable: true }).add(answer, 1);
       await untilJob(backend, handle.id, 'queued');
       expect(handle.cancel('not needed')).toBe(true);
-      const error = await handle.result().then(() => undefined, (failure: unknown) => failure);
+      const error = await failureOf(handle.result());
       expect(error).toBeInstanceOf(TaskCancelledError);
       expect((error as TaskCancelledError).cause).toBe('not needed');
       expect(handle.status).toBe('cancelled');
@@ -101,7 +101,7 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
       const handle = bg.with({ durable: true, retries: 2 }).add(abortable);
       await untilJob(backend, handle.id, 'running');
       expect(handle.cancel('stop')).toBe(true);
-      const error = await handle.result().then(() => undefined, (failure: unknown) => failure);
+      const error = await failureOf(handle.result());
       expect(error).toBeInstanceOf(TaskCancelledError);
       expect((error as TaskCancelledError).cause).toBe('stop');
       expect(handle.status).toBe('cancelled');
@@ -181,7 +181,7 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
     const seen = (await otherBackend.handle(handle.id))!;
     expect(seen.status).toBe('running');
     expect(handle.cancel('stop it')).toBe(true);
-    const error = await seen.result().then(() => undefined, (failure: unknown) => failure);
+    const error = await failureOf(seen.result());
     expect(error).toBeInstanceOf(TaskCancelledError);
     expect(seen.status).toBe('cancelled');
     await untilJob(backend, handle.id, 'cancelled');

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableWorkers } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, shutdown, TaskContext, type TaskDefinition } from '../../src/index.js';
-import { captureLogger, freshApp, watchProcessErrors } from '../helpers.js';
+import { captureLogger, failureOf, freshApp, watchProcessErrors } from '../helpers.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
@@ -87,8 +87,6 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
     const first = options.workers === false ? undefined : worker(queueName, options.concurrency);
     return { bg, backend, queueName, ...first! };
   }
-
-  const failureOf = (promise: Promise<unknown>): Promise<unknown> => promise.then(() => undefined, (error: unknown) => error);
 
   it("an attempt's ctx.id is its job's id, the handle's", async () => {
     const { bg } = setup();

@@ -27,8 +27,11 @@ const runs = Number(process.env.FC_RUNS ?? 8);
 /** Jobs started and ended, by label, in this process's workers. */
 const started = new Map<string, number>();
 const ended = new Map<string, number>();
+/** Called as each job starts: how a `busy` step learns of it without polling. */
+const onStart = new Set<() => void>();
 const job = defineTask({ name: 'model-job' }, async (label: string, ms: number) => {
   started.set(label, (started.get(label) ?? 0) + 1);
+  for (const notify of onStart) notify();
   await new Promise((resolve) => setTimeout(resolve, ms));
   ended.set(label, (ended.get(label) ?? 0) + 1);
 });
@@ -93,7 +96,17 @@ describe.skipIf(!hasRedis)('durable workers closed under random connection fault
           proxy.cut();
         } else if (action.kind === 'busy') {
           const running = (): boolean => labels.some((label) => (started.get(label) ?? 0) > (ended.get(label) ?? 0));
-          for (let waited = 0; waited < 300 && !running(); waited += 5) await new Promise((resolve) => setTimeout(resolve, 5));
+          let notify = (): void => undefined;
+          let timer: NodeJS.Timeout | undefined;
+          if (!running()) {
+            await new Promise<void>((resolve) => {
+              notify = () => running() && resolve();
+              onStart.add(notify);
+              timer = setTimeout(resolve, 300); // no job may start under the fault
+            });
+          }
+          onStart.delete(notify);
+          clearTimeout(timer);
         } else {
           await new Promise((resolve) => setTimeout(resolve, action.ms));
         }
