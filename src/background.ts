@@ -202,9 +202,11 @@ export class Background implements AsyncDisposable, TaskAdder {
    * {@link shutdown}.
    */
   dispose(): Promise<void> {
-    this.#disposal ??= this.#isRoot
-      ? this.#app.close(this.#scope.options.drainTimeoutMs).then(() => undefined)
-      : this.#scope.dispose();
+    if (this.#disposal === undefined) {
+      const disposal = this.#isRoot ? this.#app.close(this.#scope.options.drainTimeoutMs).then(() => undefined) : this.#scope.dispose();
+      // An observer of the disposal may have disposed again meanwhile: the first promise stays.
+      this.#disposal ??= disposal;
+    }
     return this.#disposal;
   }
 

@@ -43,3 +43,37 @@ it('leaves no timer behind once the last deadline is cancelled and its time has 
   expect(fire).not.toHaveBeenCalled();
   expect(vi.getTimerCount()).toBe(0);
 });
+
+it('a timer that fires late fires every entry due by the clock, and measures the next wait from the clock', () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  const deadlines = new Deadlines();
+  const start = Date.now();
+  const fired: string[] = [];
+  const record = (name: string) => (): void => void fired.push(`${name}@${Date.now() - start}`);
+  for (const [name, ms] of [['a', 100], ['b', 200], ['c', 300], ['d', 400]] as const) deadlines.add(ms, record(name));
+  // The event loop is held for 250 ms: the clock moves on, the timer set for a has not fired.
+  vi.setSystemTime(start + 250);
+  vi.advanceTimersByTime(100);
+  expect(fired).toEqual(['a@350', 'b@350', 'c@350']);
+  vi.advanceTimersByTime(49);
+  expect(fired).toHaveLength(3);
+  vi.advanceTimersByTime(1);
+  expect(fired).toEqual(['a@350', 'b@350', 'c@350', 'd@400']);
+  expect(deadlines.live).toBe(0);
+});
+
+it('fires no entry before its time when the clock is set back', () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  const deadlines = new Deadlines();
+  const start = Date.now();
+  const fired: number[] = [];
+  deadlines.add(100, () => fired.push(100));
+  deadlines.add(150, () => fired.push(150));
+  vi.setSystemTime(start - 1_000);
+  vi.advanceTimersByTime(100);
+  expect(fired).toEqual([100]);
+  vi.advanceTimersByTime(49);
+  expect(fired).toEqual([100]);
+  vi.advanceTimersByTime(1);
+  expect(fired).toEqual([100, 150]);
+});

@@ -63,3 +63,23 @@ it("after shutdown(), the error says the application's close began, and when", a
   expect(() => bg.add(async () => 0)).toThrow(/\(shutdown\(\), or the disposal of its root\); no Background of that application takes tasks after that$/);
   expect(() => bg.add(async () => 0)).not.toThrow(/ApplicationBackground/);
 });
+
+it('scopes are numbered in the order their Backgrounds are made; roots take no number', async () => {
+  const scopeOf = (bg: Background): string | undefined => {
+    try {
+      bg.add(async () => 0);
+    } catch (error) {
+      return (error as BackgroundDisposedError).scope;
+    }
+    throw new Error('add() was expected to throw');
+  };
+  const first = freshApp();
+  const a = first.createChildContainer().resolve(Background);
+  const second = freshApp();
+  second.resolve(Background); // a root's Background: 'the application root'
+  const b = second.createChildContainer().resolve(Background);
+  await Promise.all([a.dispose(), b.dispose()]);
+  const [numberA, numberB] = [scopeOf(a), scopeOf(b)].map((label) => Number(/^scope #(\d+)$/.exec(label ?? "")?.[1]));
+  expect(numberB).toBe(numberA! + 1);
+  await Promise.all([shutdown({ container: first }), shutdown({ container: second })]);
+});

@@ -14,9 +14,11 @@ import {
   TaskContext,
   defineTask,
   wrapAttempts,
+  type ShutdownReport,
   type TaskEvent,
   type TaskHandle,
 } from '../src/index.js';
+import { deadlines } from '../src/engine/deadlines.js';
 import { captureLogger, deferred, freshApp, nextTurn, observedApp, watchProcessErrors } from './helpers.js';
 
 const errors = watchProcessErrors();
@@ -280,5 +282,47 @@ describe('bg.list({ application: true })', () => {
     expect(a.list({ application: true }).map(({ id }) => id).filter((id) => [first.id, second.id, third.id].includes(id))).toEqual([third.id, second.id, first.id]);
     gate.resolve();
     await Promise.all([a.drain(), b.drain()]);
+  });
+});
+
+describe('a disposal or shutdown started again by an observer of a task it abandons', () => {
+  it("a scope's: the same promise, and no second drain deadline left holding the process", async () => {
+    const { root, bg } = app({ drainTimeoutMs: 60_000 });
+    let again: Promise<void> | undefined;
+    observeTasks((event) => {
+      if (event.type === 'abandoned') again ??= bg.dispose();
+    }, { container: root });
+    bg.with({ delayMs: 120_000 }).add(async function late() {});
+    const gate = deferred();
+    const running = bg.add(async function running() {
+      await gate.promise;
+    });
+    const disposal = bg.dispose();
+    expect(again).toBe(disposal);
+    expect(deadlines.live).toBe(1);
+    gate.resolve();
+    await disposal;
+    expect({ running: running.status, deadlines: deadlines.live }).toEqual({ running: 'succeeded', deadlines: 0 });
+  });
+
+  it("the application's: the same promise, under the first call's deadline", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    const { root, bg } = app();
+    let again: Promise<ShutdownReport> | undefined;
+    observeTasks((event) => {
+      if (event.type === 'abandoned') again ??= shutdown({ container: root, timeoutMs: 0 });
+    }, { container: root });
+    bg.with({ delayMs: 120_000 }).add(async function late() {});
+    const gate = deferred();
+    const running = bg.add(async function running() {
+      await gate.promise;
+    });
+    const first = shutdown({ container: root, timeoutMs: 60_000 });
+    expect(again).toBe(first);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(running.status).toBe('running');
+    gate.resolve();
+    const report = await first;
+    expect({ abandoned: report.abandoned, totalAbandoned: report.totals.abandoned, running: running.status }).toEqual({ abandoned: 1, totalAbandoned: 1, running: 'succeeded' });
   });
 });

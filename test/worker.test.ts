@@ -302,9 +302,12 @@ describe('worker tasks and disposal', () => {
     expect(logger.entries).toEqual([
       { level: 'debug', fields: { ...fields, step: 1, n: 7 }, message: 'starting' },
       { level: 'info', fields: { ...fields, step: 2 }, message: 'half way' },
-      { level: 'warn', fields: { ...fields, step: 3 }, message: 'a little late' },
+      { level: 'warn', fields: { ...fields, step: 3, err: expect.any(RangeError) as unknown }, message: 'a little late' },
       { level: 'error', fields: { ...fields, fields: expect.stringMatching(/step: 4, callback: \[Function: callback\]/) as unknown }, message: 'could not clone this one' },
     ]);
+    // An error among the fields comes back as a failure does: its class, own fields and cause (a clone keeps only the first).
+    const err = logger.entries[2]!.fields.err as RangeError & { code: string; limit: number };
+    expect({ message: err.message, code: err.code, limit: err.limit, cause: (err.cause as Error).message }).toEqual({ message: 'over quota', code: 'E_QUOTA', limit: 5, cause: 'the plan' });
   });
 
   it('closing the application drains, then closes the pool; nothing reaches the pool after', async () => {

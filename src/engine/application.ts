@@ -279,7 +279,13 @@ export class Application implements ScopeHost {
    * deadline). Idempotent; never rejects.
    */
   close(timeoutMs: number): Promise<ShutdownReport> {
-    this.#closing ??= this.#close(timeoutMs);
+    if (this.#closing === undefined) {
+      // Set before the close calls out (periodic tasks' and abandoned tasks' observers, abort
+      // listeners): one that shuts down again gets this promise, not a second close.
+      let begin!: (report: Promise<ShutdownReport>) => void;
+      this.#closing = new Promise<ShutdownReport>((resolve) => (begin = resolve));
+      begin(this.#close(timeoutMs));
+    }
     return this.#closing;
   }
 

@@ -8,8 +8,10 @@
  * Each entry fires in the async context of the call that set it (its AsyncLocalStorage stores),
  * not in that of whichever entry armed the shared timer.
  *
- * Entries fire by the timer's schedule, not by comparing clocks: the delay to the next entry is
- * its due time minus the one that fired, so fake timers in tests drive it like real ones.
+ * When the timer fires, every entry due by then fires: due by the clock, or by the entry it was
+ * set for (a timer that fired has waited its delay, whatever the clock says: fake timers that
+ * leave `Date` alone, a clock set back). The next wait is measured from the clock too, so a
+ * timer that fires late (a busy event loop) does not push every later deadline back by as much.
  */
 import { AsyncResource } from 'node:async_hooks';
 
@@ -48,6 +50,11 @@ export class Deadlines {
     return deadline;
   }
 
+  /** How many deadlines are set and neither fired nor cancelled. */
+  get live(): number {
+    return this.#live;
+  }
+
   cancel(deadline: Deadline): void {
     if (!deadline.live) return;
     deadline.live = false;
@@ -73,7 +80,8 @@ export class Deadlines {
     this.#timer = undefined;
     this.#armedFor = undefined;
     const entries = this.#entries;
-    while (this.#head < entries.length && entries[this.#head]!.at <= fired.at) {
+    const now = Math.max(fired.at, Date.now());
+    while (this.#head < entries.length && entries[this.#head]!.at <= now) {
       const deadline = entries[this.#head++]!;
       if (!deadline.live) continue;
       deadline.live = false;
@@ -92,7 +100,8 @@ export class Deadlines {
       this.#head = 0;
     }
     const next = this.#entries[this.#head]!;
-    this.#arm(next, next.at - fired.at);
+    // Firing took time too (each abandoned scope logs its tasks).
+    this.#arm(next, next.at - Math.max(now, Date.now()));
   };
 }
 

@@ -15,7 +15,7 @@ import type { Transferable } from '../worker/clone.js';
 import { StartMarks, type StartMark } from '../worker/start-marks.js';
 import type { WorkerConfig } from '../worker/thread.js';
 import { workerTaskModules } from '../model/worker-task.js';
-import { outcomeOf, toWire, type ChannelMessage, type WorkerCall, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
+import { logFieldsOf, outcomeOf, toWire, type ChannelMessage, type WorkerCall, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Invocation } from './task-run.js';
@@ -159,7 +159,10 @@ export class Pool {
     const attemptNo = attempt.attempt;
     const onMessage = (message: ChannelMessage): void => {
       if ('progress' in message) attempt.reportProgress(...message.progress);
-      else if ('log' in message) attempt.logFromWorker(attemptNo, ...message.log);
+      else if ('log' in message) {
+        const [level, fields, text, errors] = message.log;
+        attempt.logFromWorker(attemptNo, level, logFieldsOf(fields, errors), text);
+      }
     };
     channel.port1.on('message', onMessage);
     const request: WorkerRequest = { ...task, port: channel.port2 };

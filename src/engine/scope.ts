@@ -53,8 +53,8 @@ const namedInLog = 20;
  */
 export class Scope implements RunOwner {
   readonly options: ResolvedOptions;
-  /** The scope's number, in the order scopes are made. */
-  readonly #number = ++scopesMade;
+  /** The scope's number, in the order scopes other than roots are made in this process. */
+  readonly #number: number;
   /** Its name when it is not `scope #<number>` (the application root's). */
   #label: string | undefined;
   /** When its intake closed (epoch ms): its disposal began. */
@@ -81,6 +81,7 @@ export class Scope implements RunOwner {
     this.options = options;
     this.#host = host;
     this.#label = label;
+    this.#number = label === undefined ? ++scopesMade : 0;
   }
 
   /** How errors and events name this scope: `scope #3` (numbered as scopes are made), or the root's name. */
@@ -206,17 +207,15 @@ export class Scope implements RunOwner {
     // One clock read for the close, the late delayed tasks and the deadline.
     const now = Date.now();
     this.close(now);
+    // Set before anything calls out (abandoning calls observers and abort listeners, which may
+    // dispose again: they get this promise, and set no deadline of their own).
     if (this.#disposal === undefined) {
+      this.#disposal = this.drain();
       const { drainTimeoutMs } = this.options;
       if (this.#pending > 0) this.abandonDelayedPast(now + drainTimeoutMs, drainTimeoutMs, 'scope');
-      if (this.#pending === 0) {
-        this.#state = 'closed';
-        this.#disposal = Promise.resolve();
-      } else {
-        // settled() cancels the deadline and closes the scope once the last task ends.
-        this.#deadline = deadlines.add(drainTimeoutMs, Scope.#drainExpired, this, now);
-        this.#disposal = this.drain();
-      }
+      // settled() cancels the deadline and closes the scope once the last task ends.
+      if (this.#pending === 0) this.#state = 'closed';
+      else this.#deadline = deadlines.add(drainTimeoutMs, Scope.#drainExpired, this, now);
     }
     return this.#disposal;
   }

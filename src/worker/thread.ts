@@ -15,7 +15,7 @@ import { tokenName } from '../model/task.js';
 import { findWorkerTask, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
 import { isAborted, markStarted } from './start-marks.js';
-import { failureOf, fromWire, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
+import { failureOf, fromWire, logMessageOf, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 
 /** What the pool hands every thread. */
 export interface WorkerConfig {
@@ -221,9 +221,9 @@ function contextFor(id: string, name: string, attempt: number, port: MessagePort
     (level: 'error' | 'warn' | 'info' | 'debug') =>
     (fields: Record<string, unknown>, message: string): void => {
       try {
-        port?.postMessage({ log: [level, fields, message] } satisfies ChannelMessage);
+        port?.postMessage(logMessageOf(level, fields, message));
       } catch {
-        // Fields that cannot cross (a function, a class instance): their printed form does.
+        // Fields that cannot cross (a function, a symbol): their printed form does.
         port?.postMessage({ log: [level, { fields: printed(fields) }, String(message)] } satisfies ChannelMessage);
       }
     };

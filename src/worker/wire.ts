@@ -51,8 +51,39 @@ export type WireCause = { readonly error: WireError } | { readonly value: unknow
 export type ChannelMessage =
   | { readonly abort: WireError }
   | { readonly progress: readonly [fraction: number, message: string | undefined] }
-  /** An entry the task wrote through `ctx.logger`: the main thread writes it to the scope's logger. */
-  | { readonly log: readonly [level: 'error' | 'warn' | 'info' | 'debug', fields: Record<string, unknown>, message: string] };
+  /**
+   * An entry the task wrote through `ctx.logger`: the main thread writes it to the scope's logger.
+   * `errors`: the fields whose values are errors, sent as records (a structured clone would drop
+   * their class and own fields) and rebuilt on the main thread.
+   */
+  | { readonly log: readonly [level: LogLevel, fields: Record<string, unknown>, message: string, errors?: readonly string[]] };
+
+type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/**
+ * The message for an entry a worker task logs. Errors among the fields go as records, to come
+ * back as themselves (an `err` field keeps its class, `code` and own fields, as in a failure);
+ * other values are cloned by the channel.
+ */
+export function logMessageOf(level: LogLevel, fields: Record<string, unknown>, message: string): ChannelMessage {
+  let errors: string[] | undefined;
+  let sent = fields;
+  for (const key of read(() => (typeof fields === 'object' && fields !== null ? Object.keys(fields) : []), () => [])) {
+    const value = read(() => fields[key], () => undefined);
+    if (!read(() => value instanceof Error, () => false)) continue;
+    if (sent === fields) sent = { ...fields };
+    sent[key] = toWire(value as Error);
+    (errors ??= []).push(key);
+  }
+  return { log: errors === undefined ? [level, sent, message] : [level, sent, message, errors] };
+}
+
+/** The fields of a worker's log entry, its errors rebuilt. */
+export function logFieldsOf(fields: Record<string, unknown>, errors: readonly string[] | undefined): Record<string, unknown> {
+  if (errors === undefined) return fields;
+  for (const key of errors) fields[key] = fromWire(fields[key] as WireError);
+  return fields;
+}
 
 /** What a worker sends back. */
 export type WorkerResponse =
