@@ -8,12 +8,12 @@ import { Server as NetServer, type Socket } from 'node:net';
 import { constants } from 'node:os';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground } from './background.js';
-import { appOf, optionsOf } from './di/container.js';
-import { shutdown } from './shutdown.js';
-import type { ShutdownReport } from './engine/application.js';
-import { describe, invalid, isTimerMs, maxTimerMs } from './model/checks.js';
-import type { TaskStatus } from './model/handle.js';
+import { appMadeFor, appOf, appOfDisposed } from './di/container.js';
+import type { Application, ShutdownReport } from './engine/application.js';
+import { describe, invalid, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
+import { newCounts, type TaskStatus } from './model/handle.js';
 import { logSafely, type BackgroundLogger } from './model/logger.js';
+import { defaultOptions } from './model/options.js';
 
 /**
  * What {@link gracefulShutdown} needs of a server: a Node `http.Server` or `https.Server` (what
@@ -193,7 +193,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
   };
 
   const close = (): Promise<GracefulShutdownReport> => {
-    closing ??= run(container, settled(), requests).finally(() => {
+    closing ??= run(settled(), requests).finally(() => {
       for (const tracked of requests) tracked.stop();
       detach();
     });
@@ -262,27 +262,62 @@ interface ResolvedGracefulOptions {
   readonly exit: (code: number) => void;
 }
 
-/** The sequence's deadlines and logger, read when it starts. */
+/** The sequence's application, deadlines and logger, read when it starts. */
 interface Settings {
+  /** Undefined when none was ever made (a root tsyringe disposed before any Background). */
+  readonly app: Application | undefined;
   readonly timeoutMs: number;
   readonly requestsTimeoutMs: number;
   readonly logger: BackgroundLogger;
 }
 
 /**
- * The options left to the application, read from it now: what its root registers by the time the
+ * The application and the options left to it, read now: what its root registers by the time the
  * sequence starts, though `gracefulShutdown()` may have been called before the registration.
+ * Never throws: registrations that cannot be read any more (tsyringe disposed the root, or an
+ * invalid one was registered since) leave the application made already, with the options in
+ * force, and the problem is logged; a signal's sequence must run whatever was registered.
  */
 function settingsOf({ container, timeoutMs, requestsTimeoutMs, logger }: ResolvedGracefulOptions): Settings {
-  const registered = appOf(container).options;
-  const deadline = timeoutMs ?? registered.drainTimeoutMs;
-  return { timeoutMs: deadline, requestsTimeoutMs: Math.min(requestsTimeoutMs ?? Math.floor(deadline / 2), deadline), logger: logger ?? registered.logger };
+  let app: Application | undefined;
+  let unreadable: unknown;
+  try {
+    const disposed = appOfDisposed(container);
+    app = disposed === null ? undefined : (disposed ?? appOf(container));
+  } catch (error) {
+    unreadable = error;
+    app = appMadeFor(container);
+  }
+  const options = app?.options ?? defaultOptions;
+  const deadline = timeoutMs ?? options.drainTimeoutMs;
+  const settings: Settings = { app, timeoutMs: deadline, requestsTimeoutMs: Math.min(requestsTimeoutMs ?? Math.floor(deadline / 2), deadline), logger: logger ?? options.logger };
+  if (unreadable !== undefined) {
+    logSafely(
+      settings.logger,
+      'error',
+      { err: unreadable },
+      `graceful shutdown: the application's registered BackgroundOptions could not be read (${messageOf(unreadable)}); going on with the options in force (drain within ${deadline} ms)`,
+    );
+  }
+  if (requestsTimeoutMs !== undefined && requestsTimeoutMs > deadline) {
+    logSafely(
+      settings.logger,
+      'warn',
+      { requestsTimeoutMs, timeoutMs: deadline },
+      `graceful shutdown: options.requestsTimeoutMs (${requestsTimeoutMs}) is more than the deadline (${deadline} ms, registered since): the requests in flight get ${deadline} ms`,
+    );
+  }
+  return settings;
 }
+
+const knownOptions = ['server', 'container', 'timeoutMs', 'requestsTimeoutMs', 'signals', 'logger', 'exit'] as const satisfies readonly (keyof GracefulShutdownOptions)[];
 
 /** Fills in the defaults and checks every option, naming what is wrong. */
 function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGracefulOptions {
   const at = 'gracefulShutdown(options)';
   if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
+  const unknown = Object.keys(options).find((key) => !(knownOptions as readonly string[]).includes(key));
+  if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${knownOptions.join(', ')}`);
   const { server, container = globalContainer, timeoutMs, requestsTimeoutMs, signals = ['SIGTERM', 'SIGINT'], logger, exit = exitOnceWritten } = options;
   const servers: readonly unknown[] = server === undefined ? [] : Array.isArray(server) ? server : [server];
   for (const [i, each] of servers.entries()) {
@@ -302,11 +337,10 @@ function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGrace
   }
   if (logger !== undefined && !isLogger(logger)) throw new TypeError(`${at}: options.logger must be an object with error, warn, info and debug methods, got ${describe(logger)}`);
   if (typeof exit !== 'function') throw new TypeError(`${at}: options.exit must be a function, got ${describe(exit)}`);
-  // The registered options, read (and so checked) here rather than at the signal, without making
-  // the application: that would fix its root's options before they are all registered.
-  const deadline = timeoutMs ?? optionsOf(container).drainTimeoutMs;
-  if (requestsTimeoutMs !== undefined && !(isTimerMs(requestsTimeoutMs) && requestsTimeoutMs <= deadline)) {
-    throw invalid(`${at}: options.requestsTimeoutMs`, `an integer from 0 to timeoutMs (${deadline})`, requestsTimeoutMs);
+  // Checked against the deadline when it is given here; one left to the application is read when
+  // the sequence starts (it may be registered after this call), which then caps the requests' time.
+  if (requestsTimeoutMs !== undefined && !(isTimerMs(requestsTimeoutMs) && requestsTimeoutMs <= (timeoutMs ?? maxTimerMs))) {
+    throw invalid(`${at}: options.requestsTimeoutMs`, timeoutMs === undefined ? `an integer from 0 to ${maxTimerMs}` : `an integer from 0 to timeoutMs (${timeoutMs})`, requestsTimeoutMs);
   }
   return Object.freeze({
     servers: servers as readonly GracefulServer[],
@@ -345,7 +379,7 @@ function exitOnceWritten(code: number): void {
 }
 
 /** The sequence: requests, then the application, then the summary. */
-async function run(container: DependencyContainer, { timeoutMs, requestsTimeoutMs, logger }: Settings, requests: readonly RequestTracker[]): Promise<GracefulShutdownReport> {
+async function run({ app, timeoutMs, requestsTimeoutMs, logger }: Settings, requests: readonly RequestTracker[]): Promise<GracefulShutdownReport> {
   const startedAt = performance.now();
   for (const tracked of requests) tracked.stopAccepting();
   let timer: NodeJS.Timeout | undefined;
@@ -361,7 +395,8 @@ async function run(container: DependencyContainer, { timeoutMs, requestsTimeoutM
     finished += tracked.finished;
   }
   const left = Math.max(0, Math.floor(timeoutMs - (performance.now() - startedAt)));
-  const drained = await shutdown({ container, timeoutMs: left });
+  // What shutdown({ container, timeoutMs: left }) does, on the application found as the sequence began.
+  const drained = app === undefined ? Object.freeze({ abandoned: 0, durationMs: 0, totals: Object.freeze(newCounts()) }) : await app.close(left);
   const durationMs = Math.round(performance.now() - startedAt);
   const exitCode = drained.totals.abandoned === 0 && cutOff === 0 ? 0 : 1;
   const report: GracefulShutdownReport = Object.freeze({ ...drained, durationMs, requests: Object.freeze({ finished, cutOff }), exitCode });

@@ -291,6 +291,50 @@ describe('gracefulShutdown() called before the application registers its options
   });
 });
 
+describe("gracefulShutdown() when the application's registrations cannot be read as the sequence starts", () => {
+  it('a root tsyringe disposed: the signal still runs the sequence, which reports the close that disposal made, and exits 0', async () => {
+    const logger = captureLogger();
+    const root = freshApp({ logger });
+    const ran = root.createChildContainer().resolve(Background).add(async function beforeTheDisposal() {});
+    const { exit, next } = fakeExit();
+    gracefulShutdown({ container: root, exit });
+    await root.dispose();
+    process.emit('SIGTERM');
+    await expect(next).resolves.toBe(0);
+    expect(ran.status).toBe('succeeded');
+    expect(logger.at('info').at(-1)?.fields).toMatchObject({ exitCode: 0, totals: { total: 1, succeeded: 1 } });
+  });
+
+  it('an invalid registration since: logged at error, and the sequence drains with the options in force', async () => {
+    const logger = captureLogger();
+    const root = freshApp({ logger, concurrency: 1 });
+    const work = deferred();
+    const task = root.createChildContainer().resolve(Background).add(async function inFlight() {
+      await work.promise;
+    });
+    const graceful = gracefulShutdown({ container: root, signals: [], exit: vi.fn() });
+    root.register(BackgroundOptions, { useValue: { root: true, concurrency: 0 } });
+    const closing = graceful.close();
+    work.resolve();
+    await expect(closing).resolves.toMatchObject({ exitCode: 0, totals: { succeeded: 1, abandoned: 0 } });
+    expect(task.status).toBe('succeeded');
+    expect(logger.at('error').map(({ message }) => message)).toEqual([
+      expect.stringMatching(/^graceful shutdown: the application's registered BackgroundOptions could not be read \(options.concurrency must be a positive integer or Infinity, got 0 \(number\)\); going on with the options in force \(drain within \d+ ms\)$/),
+    ]);
+  });
+
+  it('requestsTimeoutMs is checked against a deadline registered after the call when the sequence starts: the requests get at most the deadline, with a warning', async () => {
+    const root = container.createChildContainer();
+    const graceful = gracefulShutdown({ container: root, requestsTimeoutMs: 20_000, signals: [], exit: vi.fn() });
+    const logger = captureLogger();
+    root.register(BackgroundOptions, { useValue: { root: true, logger, drainTimeoutMs: 50 } });
+    await expect(graceful.close()).resolves.toMatchObject({ exitCode: 0 });
+    expect(logger.at('warn').map(({ message }) => message)).toEqual([
+      'graceful shutdown: options.requestsTimeoutMs (20000) is more than the deadline (50 ms, registered since): the requests in flight get 50 ms',
+    ]);
+  });
+});
+
 describe('gracefulShutdown(): signals', () => {
   it('on SIGTERM: runs the sequence, logs its start and its summary, exits 0, and removes its listeners', async () => {
     const work = deferred();
@@ -437,7 +481,8 @@ describe('gracefulShutdown(options): validation', () => {
     ['container', { container: 'x' }, TypeError, 'options.container must be a tsyringe container, got "x" (string)'],
     ['timeoutMs', { container, timeoutMs: -1 }, RangeError, 'options.timeoutMs must be an integer from 0 to 2147483647, got -1 (number)'],
     ['timeoutMs (type)', { container, timeoutMs: '1' }, TypeError, 'options.timeoutMs must be an integer from 0 to 2147483647, got "1" (string)'],
-    ['requestsTimeoutMs', { container, requestsTimeoutMs: 1_001 }, RangeError, 'options.requestsTimeoutMs must be an integer from 0 to timeoutMs (1000), got 1001 (number)'],
+    ['unknown option', { container, timeout: 5 }, TypeError, 'options.timeout is not a known option; known options: server, container, timeoutMs, requestsTimeoutMs, signals, logger, exit'],
+    ['requestsTimeoutMs', { container, requestsTimeoutMs: -1 }, RangeError, 'options.requestsTimeoutMs must be an integer from 0 to 2147483647, got -1 (number)'],
     ['requestsTimeoutMs vs timeoutMs', { container, timeoutMs: 10, requestsTimeoutMs: 11 }, RangeError, 'options.requestsTimeoutMs must be an integer from 0 to timeoutMs (10), got 11 (number)'],
     ['signals', { container, signals: 'SIGTERM' }, TypeError, 'options.signals must be an array of signal names, got "SIGTERM" (string)'],
     ['signals[0]', { container, signals: ['SIGKILL'] }, TypeError, 'options.signals[0] must be the name of a signal a process can listen to ("SIGTERM", "SIGINT", …), got "SIGKILL" (string)'],

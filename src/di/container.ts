@@ -86,14 +86,23 @@ export function appOf(scope: DependencyContainer): Application {
  * line is disposed: {@link appOf} answers then.
  */
 export function appOfDisposed(scope: DependencyContainer): Application | null | undefined {
-  const line: DependencyContainer[] = [];
-  for (let c: DependencyContainer | undefined = scope; c !== undefined; c = parentOf(c)) line.push(c);
-  if (!line.some(isDisposed)) return undefined;
-  for (const c of line) {
+  for (let c: DependencyContainer | undefined = scope; c !== undefined; c = parentOf(c)) {
+    if (isDisposed(c)) return appMadeFor(scope) ?? null;
+  }
+  return undefined;
+}
+
+/**
+ * The application made for a container or its nearest ancestor that has one, found without
+ * reading registrations (which may be unreadable: disposed, or invalid since); undefined when
+ * none was made.
+ */
+export function appMadeFor(scope: DependencyContainer): Application | undefined {
+  for (let c: DependencyContainer | undefined = scope; c !== undefined; c = parentOf(c)) {
     const app = apps.get(c);
     if (app !== undefined) return app;
   }
-  return null;
+  return undefined;
 }
 
 function ownOptions(scope: DependencyContainer): unknown {
