@@ -5,12 +5,12 @@ import type { Application } from './engine/application.js';
 import { Scope } from './engine/scope.js';
 import { TaskRun } from './engine/task-run.js';
 import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
-import { callKeys, resolveCall, type CallOptions, type CallSpec } from './model/call-options.js';
+import { callLevel, resolveCall, type CallOptions, type CallSpec } from './model/call-options.js';
 import { describe } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { DurableRunner, kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js';
-import { definitionKeys, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
-import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
+import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
+import { checkMerged, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 
 const isRun = (handle: unknown): boolean => handle instanceof TaskRun;
 const newestFirst = (a: TaskRun, b: TaskRun): number => b.number - a.number;
@@ -74,9 +74,16 @@ export class Background implements AsyncDisposable, TaskAdder {
    *   loop for longer than `warnBlockingMs`).
    *
    * A task that fails is logged with its name, id, duration and error; it affects no other task.
+   * When `add()` throws, nothing is queued.
    *
-   * @throws TypeError when `task` is not a task.
-   * @throws TaskDependencyError when a dependency cannot be resolved (nothing is queued).
+   * @throws TypeError when `task` is not a task; for a worker task, when an argument cannot be
+   * sent to a worker thread; for a durable task, when an argument does not survive JSON, when its
+   * options cannot map onto the durable backend (a periodic one without `overlap: true`, say), or
+   * when the application has no durable backend.
+   * @throws RangeError when a `backoff.maxMs` given without `baseMs` (by the view or the
+   * definition) is below the `baseMs` it inherits.
+   * @throws TaskDependencyError when a dependency cannot be resolved.
+   * @throws QueueFullError when the application already holds `maxQueued` tasks waiting for a slot.
    * @throws BackgroundDisposedError once disposal has begun.
    */
   add<T extends AnyTask>(task: T, ...args: TaskArgs<T>): TaskHandle<TaskResult<T>> {
@@ -93,12 +100,15 @@ export class Background implements AsyncDisposable, TaskAdder {
    * bg.with({ priority: 'high', delayMs: 5_000 }).add(sendReminder, user.id);
    * ```
    *
-   * @throws TypeError | RangeError when an option is invalid, naming it.
+   * @throws TypeError | RangeError when an option is invalid, naming it. A `backoff.maxMs` given
+   * without `baseMs` is checked against the `baseMs` it inherits by `add()`, where the
+   * definition's and the scope's options are known.
    */
   with(options: CallOptions): TaskAdder {
     const call = resolveCall(options, isRun);
+    // Each field on its own; a backoff.maxMs given without baseMs is checked at add(), merged (#optionsFor).
     // Not remembered: a view's options are often made per call (a WeakMap entry each would load the GC).
-    resolveTaskOptions(options, defaultTaskOptions, 'bg.with(options)', callKeys, false);
+    resolveTaskOptions(options, defaultTaskOptions, callLevel, false);
     const view: TaskAdder = {
       add: ((task: unknown, ...args: unknown[]) => this.#add(call, task, args)) as TaskAdder['add'],
       with: (more) => {
@@ -125,7 +135,9 @@ export class Background implements AsyncDisposable, TaskAdder {
 
   /**
    * The task with this id, among this scope's live tasks and its finished tasks still on
-   * record (see `records`); with `{ application: true }`, among the whole application's.
+   * record (see `records`); with `{ application: true }`, among the whole application's. A
+   * periodic task is found from any scope of its application, scheduled or, once stopped
+   * (`cancelled`), kept on record as a finished task is.
    */
   get(id: string, options?: { application?: boolean | undefined }): TaskHandle | undefined {
     for (const run of this.#liveRuns(options?.application === true)) if (run.id === id) return run;
@@ -133,6 +145,7 @@ export class Background implements AsyncDisposable, TaskAdder {
       if (run.id === id && (options?.application === true || run.owner === this.#scope)) return run;
     }
     for (const periodic of this.#app.periodics) if (periodic.id === id) return periodic;
+    for (const periodic of this.#app.stoppedPeriodics.list()) if (periodic.id === id) return periodic;
     return undefined;
   }
 
@@ -239,20 +252,21 @@ export class Background implements AsyncDisposable, TaskAdder {
     return (this.#durable = this.#container.resolve(DurableRunner));
   }
 
-  /** The task options of one task: the scope's defaults, then the definition's, then the call's. */
+  /**
+   * The task options of one task: the scope's defaults, then the definition's, then the call's,
+   * checked once merged (a level's `backoff.maxMs` against the `baseMs` it inherits).
+   */
   #optionsFor(name: string, definitionOptions: object | undefined, call: CallSpec | undefined): ResolvedTaskOptions {
     let options = this.#scope.options.defaults;
-    if (definitionOptions !== undefined) {
-      options = resolveTaskOptions(definitionOptions, options, `defineTask("${name}") options`, definitionKeys);
-    }
-    if (call === undefined) return options;
+    if (definitionOptions !== undefined) options = resolveTaskOptions(definitionOptions, options, definitionLevel(name));
+    if (call === undefined) return checkMerged(options, name);
     // A view adds the same kind of task again and again: its options, merged once, serve the next add too.
     if (call !== this.#lastCall || options !== this.#lastBase) {
       this.#lastCall = call;
       this.#lastBase = options;
-      this.#lastMerged = resolveTaskOptions(call.options, options, 'bg.with(options)', callKeys, false);
+      this.#lastMerged = resolveTaskOptions(call.options, options, callLevel, false);
     }
-    return this.#lastMerged!;
+    return checkMerged(this.#lastMerged!, name);
   }
 }
 

@@ -10,7 +10,7 @@ import { container as globalContainer, type DependencyContainer } from 'tsyringe
 import { ApplicationBackground } from './background.js';
 import { appMadeFor, appOf, appOfDisposed } from './di/container.js';
 import type { Application, ShutdownReport } from './engine/application.js';
-import { describe, invalid, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
+import { checkContainer, checkKnownKeys, describe, invalid, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
 import { newCounts, type TaskStatus } from './model/handle.js';
 import { logSafely, type BackgroundLogger } from './model/logger.js';
 import { defaultOptions } from './model/options.js';
@@ -316,8 +316,7 @@ const knownOptions = ['server', 'container', 'timeoutMs', 'requestsTimeoutMs', '
 function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGracefulOptions {
   const at = 'gracefulShutdown(options)';
   if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
-  const unknown = Object.keys(options).find((key) => !(knownOptions as readonly string[]).includes(key));
-  if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${knownOptions.join(', ')}`);
+  checkKnownKeys(options, knownOptions, at);
   const { server, container = globalContainer, timeoutMs, requestsTimeoutMs, signals = ['SIGTERM', 'SIGINT'], logger, exit = exitOnceWritten } = options;
   const servers: readonly unknown[] = server === undefined ? [] : Array.isArray(server) ? server : [server];
   for (const [i, each] of servers.entries()) {
@@ -325,9 +324,7 @@ function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGrace
       throw new TypeError(`${at}: options.server${Array.isArray(server) ? `[${i}]` : ''} must be a Node http or https server (or an array of them), got ${describe(each)}`);
     }
   }
-  if (typeof (container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
-    throw new TypeError(`${at}: options.container must be a tsyringe container, got ${describe(container)}`);
-  }
+  checkContainer(container, at);
   if (timeoutMs !== undefined && !isTimerMs(timeoutMs)) throw invalid(`${at}: options.timeoutMs`, `an integer from 0 to ${maxTimerMs}`, timeoutMs);
   if (!Array.isArray(signals)) throw new TypeError(`${at}: options.signals must be an array of signal names, got ${describe(signals)}`);
   for (const [i, signal] of (signals as unknown[]).entries()) {

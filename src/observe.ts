@@ -1,6 +1,6 @@
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { appOf } from './di/container.js';
-import { describe } from './model/checks.js';
+import { checkContainer, checkKnownKeys, describe } from './model/checks.js';
 import type { AttemptWrapper, TaskObserver } from './model/events.js';
 
 /** Options of {@link observeTasks}. */
@@ -11,6 +11,8 @@ export interface ObserveOptions {
    */
   container?: DependencyContainer | undefined;
 }
+
+const observeKeys = ['container'] as const satisfies readonly (keyof ObserveOptions)[];
 
 /** Stops an observation: call it, or let `using` dispose it. Idempotent. */
 export interface TaskObservation {
@@ -32,10 +34,15 @@ export interface TaskObservation {
  * // later
  * stop();
  * ```
+ *
+ * @throws TypeError when `observer` is not a function, an option is not a known one, or
+ * `container` is not a tsyringe container.
  */
 export function observeTasks(observer: TaskObserver, options: ObserveOptions = {}): TaskObservation {
   if (typeof observer !== 'function') throw new TypeError(`observeTasks(observer): observer must be a function, got ${describe(observer)}`);
   if (typeof options !== 'object' || options === null) throw new TypeError(`observeTasks(observer, options): options must be an object, got ${describe(options)}`);
+  checkKnownKeys(options, observeKeys, 'observeTasks(observer, options)');
+  checkContainer(options.container, 'observeTasks(observer, options)');
   return observation(appOf(options.container ?? globalContainer).observe(observer));
 }
 
@@ -52,10 +59,15 @@ export function observeTasks(observer: TaskObserver, options: ObserveOptions = {
  * const store = new AsyncLocalStorage<{ taskId: string }>();
  * wrapAttempts((event, attempt) => store.run({ taskId: event.id }, attempt));
  * ```
+ *
+ * @throws TypeError when `wrapper` is not a function, an option is not a known one, or
+ * `container` is not a tsyringe container.
  */
 export function wrapAttempts(wrapper: AttemptWrapper, options: ObserveOptions = {}): TaskObservation {
   if (typeof wrapper !== 'function') throw new TypeError(`wrapAttempts(wrapper): wrapper must be a function, got ${describe(wrapper)}`);
   if (typeof options !== 'object' || options === null) throw new TypeError(`wrapAttempts(wrapper, options): options must be an object, got ${describe(options)}`);
+  checkKnownKeys(options, observeKeys, 'wrapAttempts(wrapper, options)');
+  checkContainer(options.container, 'wrapAttempts(wrapper, options)');
   return observation(appOf(options.container ?? globalContainer).wrapAttempts(wrapper));
 }
 

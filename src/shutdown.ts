@@ -2,7 +2,7 @@ import { container as globalContainer, type DependencyContainer } from 'tsyringe
 import type { Background } from './background.js';
 import { appOf, appOfDisposed, backgroundOf, disposeRest, isDisposed } from './di/container.js';
 import type { ShutdownReport } from './engine/application.js';
-import { describe, invalid, isTimerMs, maxTimerMs } from './model/checks.js';
+import { checkContainer, checkKnownKeys, describe, invalid, isTimerMs, maxTimerMs } from './model/checks.js';
 import { newCounts } from './model/handle.js';
 
 /**
@@ -36,6 +36,8 @@ export interface ShutdownOptions {
   timeoutMs?: number | undefined;
 }
 
+const shutdownKeys = ['container', 'timeoutMs'] as const satisfies readonly (keyof ShutdownOptions)[];
+
 /**
  * Closes an application: stops intake in every scope, drains every scope that has work within
  * one deadline, aborts and logs what is left, then closes shared resources. The building block
@@ -54,11 +56,8 @@ export interface ShutdownOptions {
  */
 export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
   if (typeof options !== 'object' || options === null) throw new TypeError(`shutdown(options): options must be an object, got ${describe(options)}`);
-  const unknown = Object.keys(options).find((key) => key !== 'container' && key !== 'timeoutMs');
-  if (unknown !== undefined) throw new TypeError(`shutdown(options): options.${unknown} is not a known option; known options: container, timeoutMs`);
-  if (options.container !== undefined && typeof (options.container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
-    throw new TypeError(`shutdown(options): options.container must be a tsyringe container, got ${describe(options.container)}`);
-  }
+  checkKnownKeys(options, shutdownKeys, 'shutdown(options)');
+  checkContainer(options.container, 'shutdown(options)');
   const scope = options.container ?? globalContainer;
   // Under a disposed container no registration can be read: the application is found without
   // them (a root's disposal has closed it, or is closing it: the close is shared).

@@ -77,3 +77,18 @@ it('fires no entry before its time when the clock is set back', () => {
   vi.advanceTimersByTime(1);
   expect(fired).toEqual([100, 150]);
 });
+
+it('keeps no more than a bounded share of cancelled entries while a later one is pending', () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  const deadlines = new Deadlines();
+  const fire = vi.fn();
+  // Each a scope disposed and drained at once, after one that still drains: its deadline is last.
+  deadlines.add(600_000, fire);
+  const late = deadlines.add(600_000, fire);
+  for (let i = 0; i < 10_000; i++) deadlines.cancel(deadlines.add(599_000, fire));
+  expect(deadlines.live).toBe(2);
+  expect(deadlines.queued).toBeLessThan(2_100);
+  deadlines.cancel(late);
+  vi.advanceTimersByTime(600_000);
+  expect(fire).toHaveBeenCalledTimes(1);
+});

@@ -127,7 +127,7 @@ const badCalls: BadCall[] = [
     'after: a periodic task',
     (bg, periodic) => bg.with({ after: [periodic!] }).add(spy('after periodic')),
     TypeError,
-    /options\.after must be an array of handles of one-off tasks returned by add\(\) \(a periodic task never finishes\)/,
+    /^bg\.with\(options\): options\.after\[0\] must be a handle of a one-off task returned by add\(\) \(a periodic task never finishes\), got an instance of Periodic$/,
     { run: (bg) => bg.with({ every: 60_000 }).add(spy('periodic')) },
   ],
   [

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { container, type DependencyContainer } from 'tsyringe';
 import { afterEach, beforeEach, expect } from 'vitest';
 import { Background, BackgroundOptions, observeTasks, type BackgroundLogger, type TaskEvent } from '../src/index.js';
@@ -49,6 +51,15 @@ export function freshApp(options: BackgroundOptions = {}): DependencyContainer {
   const root = container.createChildContainer();
   root.register(BackgroundOptions, { useValue: { root: true, ...options } });
   return root;
+}
+
+/**
+ * A full garbage collection, from this process: Vitest's workers run without --expose-gc, but
+ * the flag can be set at run time, and a fresh context then sees V8's `gc`.
+ */
+export function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
 }
 
 /** Lets every pending microtask and one macrotask turn run. */

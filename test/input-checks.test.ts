@@ -6,7 +6,7 @@
  */
 import { container } from 'tsyringe';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApplicationBackground, Background, BackgroundOptions, shutdown } from '../src/index.js';
+import { ApplicationBackground, Background, BackgroundOptions, observeTasks, shutdown, transfer, workerTask, wrapAttempts } from '../src/index.js';
 import { freshApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -42,9 +42,20 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a name inherited from Object.prototype', () => app({ valueOf: 1 } as never), TypeError, 'options.valueOf is not a known option'],
     ['a misspelt shutdown() option', () => shutdown({ timeout: 50 } as never), TypeError, 'shutdown(options): options.timeout is not a known option; known options: container, timeoutMs'],
     ['a shutdown() container that is not one', () => shutdown({ container: 5 } as never), TypeError, 'shutdown(options): options.container must be a tsyringe container, got 5 (number)'],
+    ['an observeTasks() container that is not one', () => observeTasks(() => undefined, { container: 42 as never }), TypeError, 'observeTasks(observer, options): options.container must be a tsyringe container, got 42 (number)'],
+    ['a misspelt observeTasks() option', () => observeTasks(() => undefined, { containr: freshApp() } as never), TypeError, 'observeTasks(observer, options): options.containr is not a known option; known options: container'],
+    ['a wrapAttempts() container that is not one', () => wrapAttempts((_event, attempt) => attempt(), { container: {} as never }), TypeError, 'wrapAttempts(wrapper, options): options.container must be a tsyringe container, got an object'],
+    ['a misspelt wrapAttempts() option', () => wrapAttempts((_event, attempt) => attempt(), { containr: freshApp() } as never), TypeError, 'wrapAttempts(wrapper, options): options.containr is not a known option; known options: container'],
     ['a string shutdown() timeoutMs', () => shutdown({ container: freshApp(), timeoutMs: '5' } as never), TypeError, 'shutdown(options): options.timeoutMs must be an integer from 0 to 2147483647, got "5" (string)'],
     ['a misspelt result() option', () => app().bg.add(async () => undefined).result({ timeout: 50 } as never), TypeError, 'handle.result(options): options.timeout is not a known option; known options: timeoutMs'],
-    ['a list as bg.with() options', () => app().bg.with([] as never), TypeError, 'bg.with(options): options must be an object, got an instance of Array'],
+    ['a list as bg.with() options', () => app().bg.with([] as never), TypeError, 'bg.with(options): options must be an object, got an empty array'],
+    ['an Invalid Date as runAt', () => app().bg.with({ runAt: new Date('not a date') }), TypeError, 'bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got an Invalid Date'],
+    ['undefined among the handles of after', () => app().bg.with({ after: [undefined as never] }), TypeError, 'bg.with(options): options.after[0] must be a handle of a one-off task returned by add() (a periodic task never finishes), got undefined (undefined)'],
+    ['a hole among the handles of after', () => { const { bg } = app(); const after = [bg.add(async () => 1)]; after.length = 2; return bg.with({ after }); }, TypeError, 'bg.with(options): options.after[1] must be a handle of a one-off task returned by add() (a periodic task never finishes), got undefined (undefined)'],
+    ['a periodic handle in after', () => { const { bg } = app(); return bg.with({ after: [bg.with({ every: 1_000 }).add(async () => 1)] }); }, TypeError, 'bg.with(options): options.after[0] must be a handle of a one-off task returned by add() (a periodic task never finishes), got an instance of Periodic'],
+    ['an http: URL as a worker task\'s module', () => workerTask(new URL('http://x/t.js'), { name: 'w' }, () => 1), TypeError, 'workerTask("w"): moduleUrl must be the module\'s import.meta.url (a file: URL) or an absolute path, got URL "http://x/t.js"'],
+    ['an http: URL as the setup module', () => app({ pool: { setupModule: new URL('http://x/setup.js') } }), TypeError, 'options.pool.setupModule must be a file: URL (new URL(..., import.meta.url)) or an absolute path, got URL "http://x/setup.js"'],
+    ['an empty list to transfer()', () => transfer([] as never), TypeError, 'transfer(value): value must be an ArrayBuffer, a typed array, a DataView or a MessagePort, got an empty array'],
     ['null as a view\'s more options', () => app().bg.with({ priority: 'high' }).with(null as never), TypeError, 'bg.with(options).with(more): more must be an object, got null'],
     ['a misspelt status in list()', () => app().bg.list({ status: 'bogus' as never }), TypeError, 'bg.list(filter): filter.status must be a task status or an array of them'],
     ['null as list()\'s filter', () => app().bg.list(null as never), TypeError, 'bg.list(filter): filter must be an object, got null'],
@@ -64,12 +75,12 @@ describe('options refused with the right error, naming what is wrong', () => {
 });
 
 describe('a backoff whose maxMs is below a baseMs it inherits', () => {
-  it("says where the baseMs comes from: the scope's registered defaults", () => {
+  it("is refused at add(), naming the task and where the baseMs comes from: the scope's registered defaults", () => {
     const { bg } = app({ defaults: { backoff: { baseMs: 5_000 } } });
     const view = bg.with({ backoff: { maxMs: 2_000 } });
     expect(() => view.add(async () => undefined)).toThrow(
       new RangeError(
-        'bg.with(options).backoff.maxMs must be an integer from 5000 to 2147483647, got 2000 (number) (at least backoff.baseMs, 5000 here, inherited from the options these are merged over: a definition\'s, or the scope\'s registered defaults; give baseMs too)',
+        'bg.add("anonymous"): bg.with(options).backoff.maxMs must be an integer from 5000 to 2147483647, got 2000 (number) (at least backoff.baseMs, 5000 here, inherited from the registered defaults (options.defaults); give baseMs too)',
       ),
     );
   });
@@ -87,7 +98,7 @@ describe("a group's handles", () => {
 });
 
 describe('a cron expression with no further run', () => {
-  it('stops its schedule at once, and nothing keeps it: get() no longer finds it, as any schedule that ended', async () => {
+  it('stops its schedule at once; it is on record as any schedule that ended, and only there', async () => {
     const { bg } = app();
     const handle = bg.with({ cron: '0 0 30 2 *' }).add(async function never() {}); // 30 February
     expect(handle.status).toBe('cancelled');
@@ -96,8 +107,8 @@ describe('a cron expression with no further run', () => {
       (error: unknown) => error as { cause?: unknown },
     );
     expect(String(stopped?.cause)).toContain('has no further run');
-    expect(bg.get(handle.id)).toBeUndefined();
-    expect(bg.get(handle.id, { application: true })).toBeUndefined();
+    expect(bg.get(handle.id)).toBe(handle);
+    expect(bg.list({ status: 'delayed', application: true })).toEqual([]);
   });
 });
 

@@ -33,3 +33,18 @@ it('after a stall longer than its period, the next run comes a period after the 
   for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(50);
   await shutdown({ container: root, timeoutMs: 100 });
 });
+
+it('a stopped schedule stays on record as a finished task does: get() finds it cancelled, until the records drop it', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  const root = freshApp({ records: { maxCount: 100, maxAgeMs: 1_000 } });
+  const bg = root.createChildContainer().resolve(Background);
+  const schedule = bg.with({ every: 60_000 }).add(async function hourly() {});
+  const oneOff = bg.with({ delayMs: 60_000 }).add(async function later() {});
+  expect([schedule.cancel(), oneOff.cancel()]).toEqual([true, true]);
+  expect([bg.get(schedule.id)?.status, bg.get(oneOff.id)?.status]).toEqual(['cancelled', 'cancelled']);
+  // From another scope of the application too, as while it was scheduled.
+  expect(root.createChildContainer().resolve(Background).get(schedule.id)).toBe(schedule);
+  await vi.advanceTimersByTimeAsync(2_500);
+  expect([bg.get(schedule.id), bg.get(oneOff.id)]).toEqual([undefined, undefined]);
+  await shutdown({ container: root, timeoutMs: 100 });
+});

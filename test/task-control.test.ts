@@ -558,6 +558,92 @@ describe('groups and dependencies', () => {
   });
 });
 
+describe('a backoff.maxMs given without baseMs', () => {
+  /** The waits before each retry of a task that always fails, from the warn entries. */
+  async function retryWaits(logger: ReturnType<typeof captureLogger>, handle: { result(): Promise<unknown> }): Promise<unknown[]> {
+    await vi.advanceTimersByTimeAsync(10_000);
+    await handle.result().catch(() => undefined);
+    return logger.at('warn').map((entry) => entry.fields.retryInMs);
+  }
+  const alwaysFails = async function alwaysFails() {
+    throw new Error('nope');
+  };
+
+  it("caps the backoff it is merged over: bg.with({ backoff: { maxMs } }) under the registered defaults' baseMs", async () => {
+    fakeTime();
+    const { bg, logger } = setup({ defaults: { retries: 3, backoff: { baseMs: 5, factor: 10, jitter: 0 } } });
+    const handle = bg.with({ backoff: { maxMs: 100 } }).add(alwaysFails);
+    await expect(retryWaits(logger, handle)).resolves.toEqual([5, 50, 100]);
+  });
+
+  it("in a definition too, merged over the registered defaults' baseMs at add(); and a view's over the definition's", async () => {
+    fakeTime();
+    const { bg, logger } = setup({ defaults: { retries: 2, backoff: { baseMs: 40, jitter: 0 } } });
+    const capped = defineTask({ name: 'capped', backoff: { maxMs: 50 } }, alwaysFails);
+    await expect(retryWaits(logger, bg.add(capped))).resolves.toEqual([40, 50]);
+    logger.entries.length = 0;
+    const cheap = defineTask({ name: 'cheap', retries: 2, backoff: { baseMs: 10 } }, alwaysFails);
+    await expect(retryWaits(logger, bg.with({ backoff: { maxMs: 15 } }).add(cheap))).resolves.toEqual([10, 15]);
+  });
+
+  it.each<[string, () => unknown, string]>([
+    [
+      "below the registered defaults' baseMs",
+      () => setup({ defaults: { backoff: { baseMs: 5_000 } } }).bg.with({ backoff: { maxMs: 2_000 } }).add(alwaysFails),
+      'bg.add("alwaysFails"): bg.with(options).backoff.maxMs must be an integer from 5000 to 2147483647, got 2000 (number) (at least backoff.baseMs, 5000 here, inherited from the registered defaults (options.defaults); give baseMs too)',
+    ],
+    [
+      "below the definition's baseMs",
+      () => setup({ defaults: { backoff: { baseMs: 5 } } }).bg.with({ backoff: { maxMs: 20 } }).add(defineTask({ name: 'slow', backoff: { baseMs: 50 } }, alwaysFails)),
+      'bg.add("slow"): bg.with(options).backoff.maxMs must be an integer from 50 to 2147483647, got 20 (number) (at least backoff.baseMs, 50 here, inherited from the definition\'s options; give baseMs too)',
+    ],
+    [
+      "a view's, below the library's default baseMs",
+      () => setup().bg.with({ backoff: { maxMs: 500 } }).add(alwaysFails),
+      'bg.add("alwaysFails"): bg.with(options).backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
+    ],
+    [
+      "a definition's, below the library's default baseMs",
+      () => setup().bg.add(defineTask({ name: 'capped', backoff: { maxMs: 500 } }, alwaysFails)),
+      'bg.add("capped"): defineTask("capped") options.backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
+    ],
+    [
+      "registered defaults', below the library's default baseMs",
+      () => setup({ defaults: { backoff: { maxMs: 500 } } }).bg,
+      'options.defaults.backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
+    ],
+  ])('%s is a RangeError when the merged options are known, naming where the baseMs comes from', (_what, call, message) => {
+    expect(call).toThrow(new RangeError(message));
+  });
+
+  it('is refused at add() with nothing queued, and the same view adds a task whose baseMs it does not go below', () => {
+    const { bg } = setup({ defaults: { backoff: { baseMs: 5_000 } } });
+    const view = bg.with({ backoff: { maxMs: 2_000 } });
+    expect(() => view.add(alwaysFails)).toThrow(RangeError);
+    expect(bg.stats().total).toBe(0);
+    const quick = defineTask({ name: 'quick', backoff: { baseMs: 100 } }, async () => 'ran');
+    expect(view.add(quick).status).toBe('queued');
+  });
+
+  it("over a parent container's registered baseMs, a child's registered maxMs is merged too", () => {
+    const { app } = setup({ defaults: { backoff: { baseMs: 5 } } });
+    const child = app.createChildContainer();
+    child.register(BackgroundOptions, { useValue: { defaults: { backoff: { maxMs: 500 } } } });
+    expect(() => child.resolve(Background)).not.toThrow();
+  });
+
+  it("is still checked on its own where it is given: a number out of range, or below the level's own baseMs", () => {
+    const { bg } = setup();
+    expect(() => bg.with({ backoff: { maxMs: -1 } })).toThrow(new RangeError('bg.with(options).backoff.maxMs must be an integer from 0 to 2147483647, got -1 (number)'));
+    expect(() => bg.with({ backoff: { baseMs: 100, maxMs: 50 } })).toThrow(
+      new RangeError('bg.with(options).backoff.maxMs must be an integer from 100 to 2147483647, got 50 (number)'),
+    );
+    expect(() => defineTask({ name: 'd', backoff: { maxMs: '5' as never } }, alwaysFails)).toThrow(
+      new TypeError('defineTask("d") options.backoff.maxMs must be an integer from 0 to 2147483647, got "5" (string)'),
+    );
+  });
+});
+
 describe('option validation', () => {
   it.each([
     [{ priority: 'urgent' }, TypeError, `bg.with(options).priority must be 'critical', 'high', 'normal', 'low' or a finite number, got "urgent" (string)`],
@@ -574,7 +660,8 @@ describe('option validation', () => {
     [{ cron: 'every tuesday' }, TypeError, `bg.with(options): options.cron "every tuesday" is not valid`],
     [{ overlap: true }, TypeError, 'bg.with(options): options.overlap applies to periodic tasks only; give options.every or options.cron too'],
     [{ every: 10, delayMs: 5 }, TypeError, 'bg.with(options): options.delayMs cannot be given with options.every; a periodic task starts at its first tick'],
-    [{ after: [42] }, TypeError, 'bg.with(options): options.after must be an array of handles of one-off tasks returned by add()'],
+    [{ after: 42 }, TypeError, 'bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got 42 (number)'],
+    [{ after: [42] }, TypeError, 'bg.with(options): options.after[0] must be a handle of a one-off task returned by add() (a periodic task never finishes), got 42 (number)'],
     [{ sooner: true }, TypeError, 'bg.with(options).sooner is not a known option'],
   ])('bg.with(%o) throws a %o naming the option', (options, type, message) => {
     const { bg } = setup();

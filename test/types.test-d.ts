@@ -33,6 +33,20 @@ class ReindexUser {
   }
 }
 
+/** Overloaded: a call of either signature compiles, `parse('42')` and `parse(42)`. */
+function parse(text: string): number;
+function parse(value: number): number;
+function parse(input: string | number): number {
+  return Number(input);
+}
+class ParseJob {
+  run(text: string): number;
+  run(value: number): number;
+  run(input: string | number): number {
+    return Number(input);
+  }
+}
+
 declare const bg: Background;
 
 describe('defineTask typing', () => {
@@ -112,6 +126,23 @@ describe('bg.add typing', () => {
       // @ts-expect-error here, on the argument: b must be a string
       3,
     );
+  });
+
+  it('types an overloaded function, or an overloaded run(), by its last signature; an arrow function or a definition gives the one meant', () => {
+    // A TypeScript limit: inferring a type's parameters sees only its last overload (docs/tasks.md, Typed arguments).
+    expectTypeOf(bg.add(parse, 42)).toEqualTypeOf<TaskHandle<number>>();
+    // @ts-expect-error parse('42') compiles, but add() sees only parse(value: number)
+    bg.add(parse, '42');
+    expectTypeOf(bg.add(ParseJob, 42)).toEqualTypeOf<TaskHandle<number>>();
+    // @ts-expect-error new ParseJob().run('42') compiles, but add() sees only run(value: number)
+    bg.add(ParseJob, '42');
+    expectTypeOf(bg.add((text: string) => parse(text), '42')).toEqualTypeOf<TaskHandle<number>>();
+    const parseText = defineTask({ name: 'parseText' }, (text: string) => parse(text));
+    expectTypeOf(bg.add(parseText, '42')).toEqualTypeOf<TaskHandle<number>>();
+    const runText = defineTask({ name: 'runText', inject: [ParseJob] }, (job, text: string) => job.run(text));
+    expectTypeOf(bg.add(runText, '42')).toEqualTypeOf<TaskHandle<number>>();
+    // @ts-expect-error the definition takes the signature it was given: a string
+    bg.add(runText, 42);
   });
 
   it('only takes tasks', () => {

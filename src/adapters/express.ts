@@ -7,7 +7,7 @@
  */
 import type { Request, RequestHandler } from 'express';
 import type { DependencyContainer } from 'tsyringe';
-import { createLiveView, resolveLiveViewOptions, splitTarget, type LiveViewOptions } from './live-view.js';
+import { createLiveView, pathBelow, resolveLiveViewOptions, splitTarget, type LiveViewOptions } from './live-view.js';
 import {
   closeOnResponse,
   openScope,
@@ -83,8 +83,11 @@ export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } f
 export function liveView(options?: LiveViewOptions): RequestHandler {
   const handle = createLiveView(resolveLiveViewOptions(options));
   return (req, res, next) => {
-    // Below a mount point, Express gives req.url relative to it.
-    handle({ method: req.method, ...splitTarget(req.url) }).then((answer) => {
+    // Below a mount point, Express gives req.url relative to it (an absolute-form target keeps
+    // its scheme and host: splitTarget drops them). Empty segments are dropped, as Fastify's
+    // and Hono's routes below the mount point see them.
+    const { path, query } = splitTarget(req.url);
+    handle({ method: req.method, path: pathBelow(path, ''), query }).then((answer) => {
       res.status(answer.status).set(answer.headers).end(answer.body);
     }, next);
   };

@@ -111,6 +111,8 @@ export const liveView: FastifyPluginCallback<LiveViewOptions> = (fastify, option
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
   const route = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    // The target as sent (an absolute-form one reduced to its path by splitTarget), then as
+    // many segments dropped as the prefix has.
     const { path, query } = splitTarget(request.raw.url ?? '/');
     const answer = await handle({ method: request.method, path: pathBelow(path, mount), query });
     return reply.code(answer.status).headers(answer.headers).send(answer.body);

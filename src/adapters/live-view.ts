@@ -81,6 +81,13 @@ export interface LiveViewTaskList {
 /** How many tasks `GET /api/tasks` returns: `limit` defaults to 50 and may be from 1 to 500. */
 export const liveViewLimits = Object.freeze({ default: 50, max: 500 });
 
+/**
+ * The page's timing: a round of requests starts `refreshMs` after the previous one ended, and
+ * a round not answered in full within `roundTimeoutMs` is given up (its requests aborted) and
+ * counts as failed, so that one answer that never comes cannot stop the refreshes.
+ */
+export const liveViewPageTiming = Object.freeze({ refreshMs: 1000, roundTimeoutMs: 5000 });
+
 const known = { queued: true, delayed: true, running: true, retrying: true, succeeded: true, failed: true, cancelled: true, timedOut: true, skipped: true, abandoned: true } satisfies Record<TaskStatus, true>;
 const statuses = Object.keys(known) as TaskStatus[];
 const failedStatuses: ReadonlySet<TaskStatus> = new Set<TaskStatus>(['failed', 'cancelled', 'timedOut', 'skipped', 'abandoned']);
@@ -104,15 +111,21 @@ export function resolveLiveViewOptions(options: LiveViewOptions | undefined): Re
 
 /**
  * Checks a path or URL a page links to: an absolute path on this site (`/background`) or an
- * `http(s)` URL, with no whitespace or control characters.
+ * `http(s)` URL, with no whitespace (Unicode's too: U+00A0, U+2028…) or control characters
+ * (C0, DEL, C1). A path may not start with `//` nor `/\`: browsers take both for a link to
+ * another host (URL parsing reads `\` as `/` in http(s) URLs).
  * @throws TypeError naming `what` otherwise.
  */
 export function checkLink(what: string, value: unknown): asserts value is string {
-  const ok =
-    typeof value === 'string' &&
-    ![...value].some((c) => c.charCodeAt(0) <= 0x20 || c.charCodeAt(0) === 0x7f) &&
-    ((value.startsWith('/') && !value.startsWith('//')) || /^https?:\/\/[^/]/i.test(value));
-  if (!ok) throw new TypeError(`${what} must be an absolute path (such as "/background/queues") or an http(s) URL, got ${describe(value)}`);
+  const refused = `${what} must be an absolute path (such as "/background/queues") or an http(s) URL, got ${describe(value)}`;
+  if (typeof value !== 'string') throw new TypeError(refused);
+  const invisible = /[\s\p{Cc}]/u.exec(value);
+  if (invisible !== null) {
+    const codePoint = `U+${invisible[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+    throw new TypeError(`${refused}, which has whitespace or a control character (${codePoint}) in it`);
+  }
+  if (/^\/[/\\]/.test(value)) throw new TypeError(`${refused}, which browsers take for a link to another host`);
+  if (!value.startsWith('/') && !/^https?:\/\/[^/]/i.test(value)) throw new TypeError(refused);
 }
 
 /**
@@ -151,10 +164,17 @@ export function pathBelow(pathname: string, mountPattern: string): string {
   return `/${segments.slice(depth).join('/')}`;
 }
 
-/** A request target (`/api/tasks?status=running`) cut into its path and its query. */
+/**
+ * A request target (`/api/tasks?status=running`) cut into its path and its query. An
+ * absolute-form target (`http://host/api/tasks?…`, which a proxy may send: RFC 9112 §3.2.2)
+ * gives its path (`/api/tasks`) the same, still percent-encoded.
+ */
 export function splitTarget(target: string): { path: string; query: URLSearchParams } {
-  const at = target.indexOf('?');
-  return at < 0 ? { path: target, query: new URLSearchParams() } : { path: target.slice(0, at), query: new URLSearchParams(target.slice(at + 1)) };
+  const origin = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(target);
+  const rest = origin === null ? target : target.slice(origin[0].length);
+  const at = rest.indexOf('?');
+  const path = at < 0 ? rest : rest.slice(0, at);
+  return { path: path === '' ? '/' : path, query: new URLSearchParams(at < 0 ? '' : rest.slice(at + 1)) };
 }
 
 function background(options: ResolvedLiveViewOptions): Background {
@@ -196,17 +216,66 @@ async function getTask(options: ResolvedLiveViewOptions, encodedId: string): Pro
   return json(200, await taskOf(handle));
 }
 
-/** The task's fields; its error only when it ended without succeeding (its `result()` has settled then). */
+/**
+ * The task's fields; its error only when it ended without succeeding (its `result()` has settled
+ * then). Only strings, numbers and `null` are copied, so that the answer is always JSON. A task
+ * whose fields cannot be read is shown with an error that says so: one task never takes the
+ * list down with it.
+ */
 async function taskOf(handle: TaskHandle): Promise<LiveViewTask> {
-  const { id, name, status, attempt, progress } = handle;
-  const error = failedStatuses.has(status) ? await handle.result().then(() => null, errorOf) : null;
-  return { id, name, status, attempt, progress: progress === undefined ? null : { fraction: progress.fraction, message: progress.message ?? null }, error };
+  const { id, name, status, attempt } = handle;
+  try {
+    const { progress } = handle;
+    const error = failedStatuses.has(status) ? await handle.result().then(() => null, errorOf) : null;
+    const message = progress?.message === undefined ? null : textOf(() => progress.message, 'progress message');
+    return { id, name, status, attempt, progress: progress === undefined ? null : { fraction: progress.fraction, message }, error };
+  } catch (error) {
+    const why = textOf(() => errorOf(error).message, 'reason');
+    return { id, name, status, attempt, progress: null, error: { name: 'Error', message: `the live view could not read this task: ${why}` } };
+  }
 }
 
+/** An error reduced to its name, message and code (a string or a number), each read with care: a getter may throw. */
 function errorOf(error: unknown): LiveViewError {
-  if (!(error instanceof Error)) return { name: 'Error', message: String(error) };
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' || typeof code === 'number' ? { name: error.name, message: error.message, code } : { name: error.name, message: error.message };
+  if (!isError(error)) return { name: 'Error', message: textOf(() => error, 'value') };
+  const name = textOf(() => error.name, 'name');
+  const message = textOf(() => error.message, 'message');
+  let code: unknown;
+  try {
+    code = (error as { code?: unknown }).code;
+  } catch {
+    code = undefined;
+  }
+  return typeof code === 'string' || typeof code === 'number' ? { name, message, code } : { name, message };
+}
+
+/** Whether a value is an Error; a revoked Proxy (whose `instanceof` throws) is not. */
+function isError(value: unknown): value is Error {
+  try {
+    return value instanceof Error;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A value as text for the page: a string as it is, anything else printed. When reading or
+ * printing it throws (a getter, a `toString()`), a text that says its `what` could not be read,
+ * and why when that can be read: `(its message could not be read: getter failed)`.
+ */
+function textOf(read: () => unknown, what: string): string {
+  try {
+    const value = read();
+    return typeof value === 'string' ? value : String(value);
+  } catch (problem) {
+    let why = '';
+    try {
+      if (isError(problem) && typeof problem.message === 'string' && problem.message !== '') why = `: ${problem.message}`;
+    } catch {
+      // Its own message cannot be read either: say only what could not be.
+    }
+    return `(its ${what} could not be read${why})`;
+  }
 }
 
 function badQuery(parameter: string, expected: string, got: string): LiveViewResponse {
@@ -268,8 +337,8 @@ const script = `
     return node;
   }
 
-  async function getJson(path) {
-    const response = await fetch(base + path, { cache: 'no-store', headers: { accept: 'application/json' } });
+  async function getJson(path, signal) {
+    const response = await fetch(base + path, { cache: 'no-store', headers: { accept: 'application/json' }, signal });
     const body = await response.json();
     if (!response.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + response.status);
     return body;
@@ -317,13 +386,21 @@ const script = `
     byId(id + '-count').textContent = list.count > list.tasks.length ? '(' + list.tasks.length + ' of ' + list.count + ')' : '(' + list.count + ')';
   }
 
+  // Each round has a deadline (an AbortController and a timer, which older browsers have too):
+  // an answer that never comes fails its round, and the next round starts all the same.
   async function refresh() {
+    const round = new AbortController();
+    let timedOut = false;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      round.abort();
+    }, ${liveViewPageTiming.roundTimeoutMs});
     try {
       if (!document.hidden) {
         const [stats, liveTasks, finishedTasks] = await Promise.all([
-          getJson('api/stats'),
-          getJson('api/tasks?status=' + live + '&limit=50'),
-          getJson('api/tasks?status=' + finished + '&limit=20'),
+          getJson('api/stats', round.signal),
+          getJson('api/tasks?status=' + live + '&limit=50', round.signal),
+          getJson('api/tasks?status=' + finished + '&limit=20', round.signal),
         ]);
         renderCounts(stats);
         renderTable('live', liveTasks);
@@ -333,10 +410,13 @@ const script = `
         document.body.dataset.refreshes = String(++refreshes);
       }
     } catch (error) {
+      const why = timedOut ? 'no answer within ${liveViewPageTiming.roundTimeoutMs / 1000} s' : error && error.message ? error.message : String(error);
       byId('state').className = 'error';
-      byId('state').textContent = 'could not refresh: ' + (error && error.message ? error.message : String(error));
+      byId('state').textContent = 'could not refresh: ' + why;
     } finally {
-      setTimeout(refresh, 1000);
+      clearTimeout(deadline);
+      round.abort(); // what is left of a failed round: its other requests
+      setTimeout(refresh, ${liveViewPageTiming.refreshMs});
     }
   }
 

@@ -61,6 +61,8 @@ export interface InstrumentOptions {
   application?: string | undefined;
 }
 
+const instrumentKeys = ['container', 'tracerProvider', 'meterProvider', 'application'] as const satisfies readonly (keyof InstrumentOptions)[];
+
 /** The default names given to applications, by their root `Background`. */
 const applicationNames = new WeakMap<Background, string>();
 let instrumentedApplications = 0;
@@ -91,11 +93,21 @@ let instrumentedApplications = 0;
  * cross into the worker thread. Its attempt starts (span, `waited_ms`, `background.task.wait`)
  * when the pool admits it, not when it reaches its thread; one cancelled or abandoned in between
  * still has a span and a duration point (see docs/observability.md).
+ *
+ * @throws TypeError when an option is not a known one or has the wrong type (a `container` that
+ * is not a tsyringe container, an empty `application`).
  */
 export function instrumentTasks(options: InstrumentOptions = {}): TaskObservation {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`instrumentTasks(options): options must be an object, got ${describe(options)}`);
+  const at = 'instrumentTasks(options)';
+  if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
+  // The checks of observeTasks() and shutdown(), in their words: this adapter sees only the public API.
+  const unknown = Object.keys(options).find((key) => !(instrumentKeys as readonly string[]).includes(key));
+  if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${instrumentKeys.join(', ')}`);
+  if (options.container !== undefined && typeof (options.container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
+    throw new TypeError(`${at}: options.container must be a tsyringe container, got ${describe(options.container)}`);
+  }
   if (options.application !== undefined && (typeof options.application !== 'string' || options.application === '')) {
-    throw new TypeError(`instrumentTasks(options): application must be a non-empty string, got ${describe(options.application)}`);
+    throw new TypeError(`${at}: options.application must be a non-empty string, got ${describe(options.application)}`);
   }
   const scope = options.container ?? globalContainer;
   const app: Background = scope.resolve(ApplicationBackground);

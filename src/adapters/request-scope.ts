@@ -169,12 +169,20 @@ function isLogger(value: unknown): value is BackgroundLogger {
   );
 }
 
-/** A value as an error message shows it: `42 (number)`, `"x" (string)`, `an instance of Map`. */
+/**
+ * A value as an error message shows it: `42 (number)`, `"x" (string)`, `an instance of Map`.
+ * What may be wrong with a value of the very kind asked for shows too: `an empty array`,
+ * `an Invalid Date`, `URL "http://x/t.js"` (a URL, not of the scheme asked for). The same as
+ * `describe()` in src/model/checks.ts, which the adapters, users of the public API, cannot import.
+ */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   if (typeof value === 'object') {
+    if (Array.isArray(value) && value.length === 0) return 'an empty array';
+    if (value instanceof Date && Number.isNaN(value.getTime())) return 'an Invalid Date';
+    if (value instanceof URL) return `URL ${JSON.stringify(value.href)}`;
     const name = (value as { constructor?: { name?: string } }).constructor?.name;
     return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
   }

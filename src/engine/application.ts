@@ -41,6 +41,8 @@ export class Application implements ScopeHost {
   readonly counts: Counts = newCounts();
   /** Finished tasks still shown by `get()` and `list()`. */
   readonly records: Records<TaskRun>;
+  /** Periodic tasks stopped (cancelled), kept as finished tasks are, for `get()`. */
+  readonly stoppedPeriodics: Records<Periodic>;
   /** Periodic tasks not stopped yet. */
   readonly periodics = new Set<Periodic>();
   /**
@@ -72,6 +74,7 @@ export class Application implements ScopeHost {
     this.#options = options;
     this.lane = new Lane(options.concurrency);
     this.records = new Records(options.records);
+    this.stoppedPeriodics = new Records(options.records);
     if (options.pool.prewarm && !options.pool.inline) this.pool.prewarm();
   }
 
@@ -122,6 +125,7 @@ export class Application implements ScopeHost {
     this.#options = options;
     this.lane.limit = options.concurrency;
     this.records.limits = options.records;
+    this.stoppedPeriodics.limits = options.records;
   }
 
   /** Whether `scope` takes new tasks: its own state, or the application's when that is closing. */
@@ -194,6 +198,7 @@ export class Application implements ScopeHost {
 
   unscheduled(periodic: Periodic): void {
     this.periodics.delete(periodic);
+    this.stoppedPeriodics.keep(periodic);
   }
 
   /**

@@ -32,6 +32,8 @@ export class Deadlines {
   #timer: NodeJS.Timeout | undefined;
   /** The entry the timer was set for. */
   #armedFor: Deadline | undefined;
+  /** While entries fire (a callback may cancel others: the queue is not compacted under the loop). */
+  #firing = false;
 
   /**
    * Calls `fire(target)` in `ms` from `from` (epoch ms; now by default), unless cancelled first.
@@ -55,6 +57,11 @@ export class Deadlines {
     return this.#live;
   }
 
+  /** How many entries the queue holds, cancelled ones not dropped yet included. */
+  get queued(): number {
+    return this.#entries.length - this.#head;
+  }
+
   cancel(deadline: Deadline): void {
     if (!deadline.live) return;
     deadline.live = false;
@@ -66,6 +73,13 @@ export class Deadlines {
     const entries = this.#entries;
     while (entries.length > this.#head && !entries[entries.length - 1]!.live && entries[entries.length - 1] !== this.#armedFor) entries.pop();
     if (--this.#live === 0) this.#timer?.unref();
+    // Those cancelled before a later one still pending would wait for their time to be dropped:
+    // with long deadlines, that is a great many. Dropped once they are most of the queue.
+    const queued = entries.length - this.#head;
+    if (queued > 1024 && this.#live < queued / 4 && !this.#firing) {
+      this.#entries = entries.filter((entry, i) => i >= this.#head && (entry.live || entry === this.#armedFor));
+      this.#head = 0;
+    }
   }
 
   #arm(deadline: Deadline, ms: number): void {
@@ -81,13 +95,18 @@ export class Deadlines {
     this.#armedFor = undefined;
     const entries = this.#entries;
     const now = Math.max(fired.at, Date.now());
-    while (this.#head < entries.length && entries[this.#head]!.at <= now) {
-      const deadline = entries[this.#head++]!;
-      if (!deadline.live) continue;
-      deadline.live = false;
-      this.#live--;
-      deadline.context.runInAsyncScope(deadline.fire as (target: unknown) => void, undefined, deadline.target);
-      deadline.context.emitDestroy();
+    this.#firing = true;
+    try {
+      while (this.#head < entries.length && entries[this.#head]!.at <= now) {
+        const deadline = entries[this.#head++]!;
+        if (!deadline.live) continue;
+        deadline.live = false;
+        this.#live--;
+        deadline.context.runInAsyncScope(deadline.fire as (target: unknown) => void, undefined, deadline.target);
+        deadline.context.emitDestroy();
+      }
+    } finally {
+      this.#firing = false;
     }
     while (this.#head < entries.length && !entries[this.#head]!.live) this.#head++;
     if (this.#head === entries.length) {

@@ -160,6 +160,14 @@ export class TaskRun implements TaskHandle, Job {
   #outcome: Settled | undefined;
   #result: Promise<unknown> | undefined;
   #settle: ((outcome: Settled) => void) | undefined;
+  /**
+   * The tasks that run `after` this one and wait for it; each leaves when it ends otherwise
+   * (cancelled, abandoned), so that a long-running task does not keep those it no longer gates.
+   */
+  #dependents: Set<TaskRun> | undefined;
+  /** The tasks this one runs `after`, while it waits for them; and how many have not succeeded yet. */
+  #prerequisites: TaskRun[] | undefined;
+  #waitingFor = 0;
 
   constructor(spec: RunSpec, invocation: Invocation, owner: RunOwner, lane: Lane) {
     this.name = spec.name;
@@ -246,17 +254,32 @@ export class TaskRun implements TaskHandle, Job {
    */
   after(handles: readonly TaskRun[]): void {
     this.#status = 'delayed';
-    let left = handles.length;
-    for (const handle of handles) {
-      handle.result().then(
-        () => {
-          if (--left === 0 && this.#status === 'delayed') this.enqueue();
-        },
-        (error: unknown) => {
-          if (this.#status === 'delayed') this.skip(new TaskSkippedError(this.name, this.id, handle, error));
-        },
-      );
+    const prerequisites = [...new Set(handles)];
+    this.#prerequisites = prerequisites;
+    this.#waitingFor = prerequisites.length;
+    for (const handle of prerequisites) {
+      const outcome = handle.#outcome;
+      if (outcome === undefined) (handle.#dependents ??= new Set()).add(this);
+      // Told from a microtask, as one that ends later tells its dependents.
+      else queueMicrotask(() => this.#prerequisiteEnded(handle, outcome));
     }
+  }
+
+  /** One of the tasks this one runs `after` has ended (in the context of this task's `add()`). */
+  #prerequisiteEnded(handle: TaskRun, outcome: Settled): void {
+    if (this.#status !== 'delayed') return;
+    if (!outcome.ok) this.#asyncContext.runInAsyncScope(() => this.skip(new TaskSkippedError(this.name, this.id, handle, outcome.error)));
+    else if (--this.#waitingFor === 0) this.#asyncContext.runInAsyncScope(() => this.enqueue());
+  }
+
+  /** Tells the tasks waiting for this one (`after`) that it has ended, from a microtask. */
+  #tellDependents(outcome: Settled): void {
+    const dependents = this.#dependents;
+    if (dependents === undefined) return;
+    this.#dependents = undefined;
+    queueMicrotask(() => {
+      for (const dependent of dependents) dependent.#prerequisiteEnded(this, outcome);
+    });
   }
 
   // The timers' callbacks are static, the run passed as an argument: three closures per run
@@ -411,6 +434,7 @@ export class TaskRun implements TaskHandle, Job {
   /** Records progress; called by the task's context (or, for a worker task, by the pool). */
   reportProgress(fraction: number, message?: string): void {
     checkFraction(fraction);
+    checkMessage(this, message);
     if (this.#status !== 'running') return;
     this.progress = Object.freeze({ fraction, message });
     this.job?.progress(fraction, message);
@@ -561,6 +585,10 @@ export class TaskRun implements TaskHandle, Job {
     this.#self = undefined;
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
+    if (this.#prerequisites !== undefined) {
+      for (const handle of this.#prerequisites) handle.#dependents?.delete(this);
+      this.#prerequisites = undefined;
+    }
     this.owner.settled(this);
     // Out of its lane's queue before an observer can look at it (or add to it); a slot it holds
     // is given back after (which may start another task).
@@ -573,6 +601,7 @@ export class TaskRun implements TaskHandle, Job {
     this.#freeSlot();
     this.#settle?.(outcome);
     this.#settle = undefined;
+    this.#tellDependents(outcome);
   }
 
   /** Gives back the slot the current attempt holds in its lane, once. */
@@ -638,6 +667,7 @@ export class TaskRun implements TaskHandle, Job {
       },
       progress: (fraction: number, message?: string) => {
         checkFraction(fraction);
+        checkMessage(this, message);
         if (attempt === this.attempt) this.reportProgress(fraction, message);
       },
     });
@@ -675,6 +705,16 @@ function checkFraction(fraction: number): void {
   }
 }
 
+/**
+ * A progress message, checked: a string or `undefined`, even from an attempt that is over. It is
+ * kept as it is and shown as text (the live view, the logs), so no object, number or bigint.
+ */
+function checkMessage(task: { readonly name: string; readonly id: string }, message: unknown): void {
+  if (message !== undefined && typeof message !== 'string') {
+    throw new TypeError(`progress(fraction, message) in task "${task.name}" (#${task.id}): message must be a string or undefined, got ${describe(message)}`);
+  }
+}
+
 /** The `timeoutMs` of `result(options)`, checked: an integer a timer can wait, or none. */
 export function resultTimeoutOf(options: ResultOptions | undefined): number | undefined {
   if (options === undefined) return undefined;
@@ -688,15 +728,51 @@ export function resultTimeoutOf(options: ResultOptions | undefined): number | un
   return timeoutMs;
 }
 
-/** `promise`, or a rejection with `expired()` once `timeoutMs` have passed; leaves no timer. */
+interface Waiter {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** The callers of {@link within} waiting for each unsettled promise. */
+const waiters = new WeakMap<Promise<unknown>, Set<Waiter>>();
+
+/**
+ * `promise`, or a rejection with `expired()` once `timeoutMs` have passed; leaves no timer. A
+ * wait that expires leaves nothing behind: all the waits on one promise share one reaction to it,
+ * and an expired one leaves their set (a `Promise.race` per call would keep each call's promises
+ * and error until `promise` settles, which a long-running or periodic task may never do).
+ */
 export function within<T>(promise: Promise<T>, timeoutMs: number, expired: () => Error): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
+  let set = waiters.get(promise);
+  if (set === undefined) {
+    const waiting = (set = new Set<Waiter>());
+    waiters.set(promise, waiting);
+    const tell = (settle: (waiter: Waiter) => void): void => {
+      waiters.delete(promise);
+      for (const waiter of waiting) settle(waiter);
+    };
+    promise.then(
+      (value) => tell((waiter) => waiter.resolve(value)),
+      (error: unknown) => tell((waiter) => waiter.reject(error)),
+    );
+  }
+  const waiting = set;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      waiting.delete(waiter);
       reject(expired());
     }, timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => {
-    clearTimeout(timer);
+    const waiter: Waiter = {
+      resolve: (value) => {
+        clearTimeout(timer);
+        resolve(value as T);
+      },
+      reject: (error) => {
+        clearTimeout(timer);
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what the task rejected with, passed on as it is
+        reject(error);
+      },
+    };
+    waiting.add(waiter);
   });
 }

@@ -4,7 +4,7 @@ import { requireCjs } from './cjs.js';
 import { describe, invalid, isTimerMs, maxTimerMs, messageOf } from './checks.js';
 import type { DependencyContainer } from 'tsyringe';
 import type { TaskHandle } from './handle.js';
-import type { TaskOptions } from './task-options.js';
+import type { OptionsLevel, TaskOptions } from './task-options.js';
 
 /**
  * Options for the tasks added through one `bg.with(options)` view: the task options, which win
@@ -111,6 +111,9 @@ export interface CallSpec {
 /** Keys of call options that are not task options. */
 export const callKeys: readonly string[] = ['delayMs', 'runAt', 'after', 'every', 'cron', 'tz', 'overlap'];
 
+/** The level of a view's options (`bg.with(options)`), the nearest of the three. */
+export const callLevel: OptionsLevel = Object.freeze({ path: 'bg.with(options)', source: 'the options of bg.with()', extraKeys: callKeys });
+
 /**
  * Validates the non-task part of call options (task options are validated when merged).
  * `canFollow` tells which handles `after` may hold: those of one-off tasks this process runs.
@@ -149,8 +152,15 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
     // Past a Date's range (±8.64e15 ms), a time that never comes: the task would wait for ever.
     if (Math.abs(at) > 8.64e15) throw new RangeError(`bg.with(options): options.runAt must be a time a Date can hold (within ±8.64e15 epoch milliseconds), got ${describe(runAt)}`);
   }
-  if (after !== undefined && !(Array.isArray(after) && after.every((handle) => canFollow(handle) || isRunnerHandle(handle)))) {
-    throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);
+  if (after !== undefined) {
+    if (!Array.isArray(after)) {
+      throw new TypeError(`bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got ${describe(after)}`);
+    }
+    // findIndex, not some(): it visits the holes of a sparse array too.
+    const wrong = after.findIndex((handle) => !(canFollow(handle) || isRunnerHandle(handle)));
+    if (wrong !== -1) {
+      throw new TypeError(`bg.with(options): options.after[${wrong}] must be a handle of a one-off task returned by add() (a periodic task never finishes), got ${describe(after[wrong])}`);
+    }
   }
   const job = (options as { [jobRun]?: Partial<JobLink> })[jobRun];
   if (

@@ -4,16 +4,47 @@ import { inspect } from 'node:util';
 /** The longest delay a Node timer honours; a longer one fires after 1 ms. */
 export const maxTimerMs = 2 ** 31 - 1;
 
-/** A short, printable form of any value with its type: `-1 (number)`, `"x" (string)`. */
+/**
+ * A short, printable form of any value with its type: `-1 (number)`, `"x" (string)`.
+ * What may be wrong with a value of the very kind asked for shows too: `an empty array`,
+ * `an Invalid Date`, `URL "http://x/t.js"` (a URL, not of the scheme asked for).
+ */
 export function describe(value: unknown): string {
   if (value === null) return 'null';
   if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
   if (typeof value === 'object') {
+    if (Array.isArray(value) && value.length === 0) return 'an empty array';
+    if (value instanceof Date && Number.isNaN(value.getTime())) return 'an Invalid Date';
+    if (value instanceof URL) return `URL ${JSON.stringify(value.href)}`;
     const name = (value as { constructor?: { name?: string } }).constructor?.name;
     return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
   }
   return `${String(value)} (${typeof value})`; // eslint-disable-line @typescript-eslint/no-base-to-string -- only primitives reach here
+}
+
+/**
+ * Refuses a key of `options` that is not among `known`, which would otherwise be ignored: a
+ * misspelt option silently left at its default. `at` is the call as messages name it
+ * (`shutdown(options)`).
+ * @throws TypeError naming the first unknown key and the known ones.
+ */
+export function checkKnownKeys(options: object, known: readonly string[], at: string): void {
+  const unknown = Object.keys(options).find((key) => !known.includes(key));
+  if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${known.join(', ')}`);
+}
+
+/**
+ * Refuses an `options.container` that is not a tsyringe container, known by its
+ * `createChildContainer` method (by shape: a container of another copy of tsyringe is one too).
+ * `undefined` passes, for the caller's default. `at` is the call as messages name it.
+ * @throws TypeError naming the option and what was received.
+ */
+export function checkContainer(container: unknown, at: string): void {
+  const isContainer = typeof container === 'object' && container !== null && typeof (container as { createChildContainer?: unknown }).createChildContainer === 'function';
+  if (container !== undefined && !isContainer) {
+    throw new TypeError(`${at}: options.container must be a tsyringe container, got ${describe(container)}`);
+  }
 }
 
 /** The message of an error, or the value printed when it is not one. */

@@ -5,7 +5,7 @@ import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
 import { describe, invalid, isTimerMs, maxTimerMs } from './checks.js';
 import { consoleLogger, type BackgroundLogger } from './logger.js';
-import { defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
+import { checkMerged, defaultsLevel, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
 
 /**
  * Options of the application's worker-thread pool, which runs `workerTask()` definitions. Read
@@ -136,8 +136,8 @@ export interface BackgroundOptions {
   /** The application's worker-thread pool. Read from the application root. */
   pool?: PoolOptions | undefined;
   /**
-   * Task options for every task of the scope (priority, retries, backoff, retryIf, timeoutMs);
-   * a definition's own options and `bg.with()` win over them.
+   * Task options for every task of the scope (priority, retries, backoff, retryIf, timeoutMs,
+   * durable); a definition's own options and `bg.with()` win over them.
    */
   defaults?: TaskOptions | undefined;
   /**
@@ -251,7 +251,7 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
 
 function taskDefaults(given: unknown, base: ResolvedTaskOptions): ResolvedTaskOptions {
   if (typeof given !== 'object' || given === null) throw new TypeError(`options.defaults must be an object, got ${describe(given)}`);
-  return resolveTaskOptions(given, base, 'options.defaults');
+  return checkMerged(resolveTaskOptions(given, base, defaultsLevel));
 }
 
 function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOptions['records'] {
@@ -266,6 +266,16 @@ function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOp
 
 const poolKeys = ['maxThreads', 'minThreads', 'idleTimeout', 'resourceLimits', 'setupModule', 'terminateAfterMs', 'inline', 'prewarm', 'niceIncrement'];
 const limitKeys = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'];
+/**
+ * The smallest limits a worker thread is allowed. Below what a thread needs to start (the library's
+ * worker entry and tsyringe loaded, a trivial task run: 6 MB of old generation on Node 20, 8 MB on
+ * Node 22 and 24; 0.28 MB of stack on all three), a thread dies as it starts, which leaves tasks
+ * queued for ever (Piscina does not replace a thread that dies before it is ready), and a stack
+ * under 0.25 MB ends the whole process (Node's own behaviour). The minimums leave a margin for
+ * the application's own modules. The young generation and the code range have none: V8 raises a
+ * smaller value to its own floor (0.001 MB of either started and ran).
+ */
+const limitMinimums: Readonly<Record<string, number>> = { maxOldGenerationSizeMb: 16, stackSizeMb: 1 };
 
 function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (given === undefined) return base;
@@ -310,6 +320,12 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
       }
       if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) {
         throw invalid(`options.pool.resourceLimits.${key}`, 'a positive number of megabytes', value);
+      }
+      const minimum = limitMinimums[key];
+      if (minimum !== undefined && value < minimum) {
+        throw new RangeError(
+          `options.pool.resourceLimits.${key} must be at least ${minimum} (megabytes): with less, a worker thread may die as it starts; got ${describe(value)}`,
+        );
       }
     }
   }

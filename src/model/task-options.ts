@@ -85,22 +85,31 @@ const taskKeys = ['priority', 'retries', 'backoff', 'retryIf', 'timeoutMs', 'dur
 const backoffKeys = ['baseMs', 'maxMs', 'factor', 'jitter'];
 const cache = new WeakMap<object, WeakMap<ResolvedTaskOptions, ResolvedTaskOptions>>();
 
+/** Where task options are given: one of the three levels, or a view's options checked alone. */
+export interface OptionsLevel {
+  /** The options' path in messages: `defineTask("x") options`, `options.defaults`, `bg.with(options)`. */
+  readonly path: string;
+  /** The level as a message names it when a value is inherited from it: `the definition's options`. */
+  readonly source: string;
+  /** Keys allowed there besides task options (a definition's `name` and `inject`, say). */
+  readonly extraKeys?: readonly string[] | undefined;
+}
+
+/** The level of registered `defaults`. */
+export const defaultsLevel: OptionsLevel = Object.freeze({ path: 'options.defaults', source: 'the registered defaults (options.defaults)' });
+
 /**
- * Validates task options given at `path` (for messages: `defineTask("x") options`,
- * `options.defaults`, `bg.with(options)`) and merges them over `base`. `extraKeys` are other
- * keys allowed there (a definition's `name` and `inject`, say). Cached per object and base, unless
- * `remember` is false (options made per call).
+ * Validates task options given at `level` and merges them over `base`. A field checked against
+ * another (`backoff.maxMs` against `backoff.baseMs`) is checked here only when the level gives
+ * both: a `maxMs` given alone may be below the `baseMs` it inherits, which {@link checkMerged}
+ * refuses once the levels are all merged. Cached per object and base, unless `remember` is false
+ * (options made per call).
  */
-export function resolveTaskOptions(
-  given: object,
-  base: ResolvedTaskOptions,
-  path: string,
-  extraKeys: readonly string[] = [],
-  remember = true,
-): ResolvedTaskOptions {
+export function resolveTaskOptions(given: object, base: ResolvedTaskOptions, level: OptionsLevel, remember = true): ResolvedTaskOptions {
   let byBase = remember ? cache.get(given) : undefined;
   const cached = byBase?.get(base);
   if (cached) return cached;
+  const { path, extraKeys = [] } = level;
   const options = given as Record<string, unknown>;
   for (const key of Object.keys(options)) {
     if (!taskKeys.includes(key) && !extraKeys.includes(key)) {
@@ -110,7 +119,7 @@ export function resolveTaskOptions(
   const resolved: ResolvedTaskOptions = Object.freeze({
     priority: options.priority === undefined ? base.priority : priorityOf(options.priority, `${path}.priority`),
     retries: options.retries === undefined ? base.retries : integer(options.retries, `${path}.retries`, 0, 1_000),
-    backoff: options.backoff === undefined ? base.backoff : backoffOf(options.backoff, base.backoff, `${path}.backoff`),
+    backoff: options.backoff === undefined ? base.backoff : backoffOf(options.backoff, base.backoff, level),
     retryIf: options.retryIf === undefined ? base.retryIf : functionOf<ResolvedTaskOptions['retryIf']>(options.retryIf, `${path}.retryIf`),
     timeoutMs: options.timeoutMs === undefined ? base.timeoutMs : integer(options.timeoutMs, `${path}.timeoutMs`, 1, maxTimerMs),
     durable: options.durable === undefined ? base.durable : booleanOf(options.durable, `${path}.durable`),
@@ -120,6 +129,28 @@ export function resolveTaskOptions(
   byBase.set(base, resolved);
   return resolved;
 }
+
+/**
+ * Checks merged task options for what no single level can: a `backoff.maxMs` given without
+ * `baseMs` that is below the `baseMs` it inherits. The message names the level that gave `maxMs`,
+ * where the `baseMs` came from and, when given, the task being added.
+ * @throws RangeError naming them.
+ */
+export function checkMerged(options: ResolvedTaskOptions, task?: string): ResolvedTaskOptions {
+  const { baseMs, maxMs } = options.backoff;
+  if (maxMs >= baseMs) return options;
+  const origin = origins.get(options.backoff);
+  const from = origin?.baseMsFrom === undefined ? "the library's default" : `inherited from ${origin.baseMsFrom}`;
+  const error = invalid(origin?.maxMsAt ?? 'backoff.maxMs', `an integer from ${baseMs} to ${maxTimerMs}`, maxMs);
+  error.message = `${task === undefined ? '' : `bg.add("${task}"): `}${error.message} (at least backoff.baseMs, ${baseMs} here, ${from}; give baseMs too)`;
+  throw error;
+}
+
+/**
+ * For each resolved backoff made by merging: the path of the `maxMs` given last, and the level
+ * that gave its `baseMs` (none recorded: the library's default), for {@link checkMerged}'s message.
+ */
+const origins = new WeakMap<ResolvedTaskOptions['backoff'], { readonly maxMsAt: string | undefined; readonly baseMsFrom: string | undefined }>();
 
 /**
  * The delay before attempt `attempt + 1`, after attempt `attempt` failed. Durable workers repeat
@@ -136,26 +167,33 @@ function priorityOf(value: unknown, path: string): number {
   throw invalid(path, `'critical', 'high', 'normal', 'low' or a finite number`, value);
 }
 
-function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], path: string): ResolvedTaskOptions['backoff'] {
+function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], level: OptionsLevel): ResolvedTaskOptions['backoff'] {
+  const path = `${level.path}.backoff`;
   if (typeof value !== 'object' || value === null) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
   const given = value as Record<string, unknown>;
   for (const key of Object.keys(given)) {
     if (!backoffKeys.includes(key)) throw new TypeError(`${path}.${key} is not a known option; known options: ${backoffKeys.join(', ')}`);
   }
-  const baseMs = given.baseMs === undefined ? base.baseMs : integer(given.baseMs, `${path}.baseMs`, 0, maxTimerMs);
-  // Its lower bound may come from the options it is merged over, which the message then names.
-  const inherited = given.baseMs === undefined ? ` (at least backoff.baseMs, ${baseMs} here, inherited from the options these are merged over: a definition's, or the scope's registered defaults; give baseMs too)` : '';
-  const maxMs = given.maxMs === undefined ? Math.max(base.maxMs, baseMs) : integer(given.maxMs, `${path}.maxMs`, baseMs, maxTimerMs, inherited);
+  const ownBaseMs = given.baseMs === undefined ? undefined : integer(given.baseMs, `${path}.baseMs`, 0, maxTimerMs);
+  const baseMs = ownBaseMs ?? base.baseMs;
+  // A maxMs given alone is bounded by the baseMs it inherits, known once every level is merged (checkMerged).
+  const maxMs = given.maxMs === undefined ? Math.max(base.maxMs, baseMs) : integer(given.maxMs, `${path}.maxMs`, ownBaseMs ?? 0, maxTimerMs);
   const factor = given.factor === undefined ? base.factor : number(given.factor, `${path}.factor`, 1, 100);
   const jitter = given.jitter === undefined ? base.jitter : number(given.jitter, `${path}.jitter`, 0, 1);
-  return Object.freeze({ baseMs, maxMs, factor, jitter });
+  const backoff = Object.freeze({ baseMs, maxMs, factor, jitter });
+  const inherited = origins.get(base);
+  if (inherited !== undefined || ownBaseMs !== undefined || given.maxMs !== undefined) {
+    origins.set(backoff, {
+      maxMsAt: given.maxMs === undefined ? inherited?.maxMsAt : `${path}.maxMs`,
+      baseMsFrom: ownBaseMs === undefined ? inherited?.baseMsFrom : level.source,
+    });
+  }
+  return backoff;
 }
 
-function integer(value: unknown, path: string, min: number, max: number, why = ''): number {
+function integer(value: unknown, path: string, min: number, max: number): number {
   if (Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max) return value as number;
-  const error = invalid(path, `an integer from ${min} to ${max}`, value);
-  if (why !== '' && typeof value === 'number') error.message += why;
-  throw error;
+  throw invalid(path, `an integer from ${min} to ${max}`, value);
 }
 
 function number(value: unknown, path: string, min: number, max: number): number {

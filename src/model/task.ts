@@ -1,9 +1,14 @@
 import type { InjectionToken } from 'tsyringe';
 import { describe } from './checks.js';
-import { defaultTaskOptions, resolveTaskOptions, type TaskOptions } from './task-options.js';
+import { defaultTaskOptions, resolveTaskOptions, type OptionsLevel, type TaskOptions } from './task-options.js';
 
 /** The keys a definition's options may hold besides task options. */
 export const definitionKeys: readonly string[] = ['name', 'inject'];
+
+/** The level of the options of the definition named `name`. */
+export function definitionLevel(name: string): OptionsLevel {
+  return { path: `defineTask("${name}") options`, source: "the definition's options", extraKeys: definitionKeys };
+}
 
 /** Any constructor, as tsyringe takes it. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tsyringe's own constructor type
@@ -128,8 +133,9 @@ export function defineTask<
   if (typeof fn !== 'function') {
     throw new TypeError(`defineTask("${name}"): fn must be a function, got ${describe(fn)}`);
   }
-  // Bad task options fail here, at definition time; they are merged over a scope's defaults at add().
-  resolveTaskOptions(options, defaultTaskOptions, `defineTask("${name}") options`, definitionKeys);
+  // Bad task options fail here, at definition time; they are merged over a scope's defaults at add(),
+  // where a backoff.maxMs given without baseMs is checked against the baseMs it inherits.
+  resolveTaskOptions(options, defaultTaskOptions, definitionLevel(name));
   return Object.freeze({
     name,
     inject: Object.freeze([...inject]),

@@ -228,15 +228,16 @@ describe('options', () => {
     [{ backend, queues: [queue('a')] }, `${at}: give options.backend or options.queues, not both`],
     [{ backend: {} }, `${at}: options.backend must be the durable backend useBullMQ() returned, got an object`],
     [{ backend: 'redis://x' }, `${at}: options.backend must be the durable backend useBullMQ() returned, got "redis://x" (string)`],
-    [{ queues: [] }, `${at}: options.queues must be a non-empty array of BullMQ queues, got an instance of Array`],
+    [{ queues: [] }, `${at}: options.queues must be a non-empty array of BullMQ queues, got an empty array`],
     [{ queues: queue('a') }, `${at}: options.queues must be a non-empty array of BullMQ queues, got an object`],
     [{ queues: [queue('a'), 'b'] }, `${at}: options.queues[1] must be a BullMQ Queue, got "b" (string)`],
     [{ queues: [queue('a'), queue('a')] }, `${at}: options.queues[1] is a second queue named "a"; bull-board tells queues apart by name`],
     [{ backend, readOnly: 'yes' }, `${at}: options.readOnly must be a boolean, got "yes" (string)`],
     [{ backend, liveViewPath: 'background' }, `${at}: options.liveViewPath must be an absolute path (such as "/background/queues") or an http(s) URL, got "background" (string)`],
-    [{ backend, liveViewPath: '//evil.example' }, `${at}: options.liveViewPath must be an absolute path (such as "/background/queues") or an http(s) URL, got "//evil.example" (string)`],
+    [{ backend, liveViewPath: '//evil.example' }, `${at}: options.liveViewPath must be an absolute path (such as "/background/queues") or an http(s) URL, got "//evil.example" (string), which browsers take for a link to another host`],
+    [{ backend, liveViewPath: '/\\evil.example' }, `${at}: options.liveViewPath must be an absolute path (such as "/background/queues") or an http(s) URL, got "/\\\\evil.example" (string), which browsers take for a link to another host`],
     [{ backend, liveViewPath: 'javascript:alert(1)' }, `${at}: options.liveViewPath must be an absolute path (such as "/background/queues") or an http(s) URL, got "javascript:alert(1)" (string)`],
-    [{ backend, uiConfig: [] }, `${at}: options.uiConfig must be an object (bull-board's UIConfig), got an instance of Array`],
+    [{ backend, uiConfig: [] }, `${at}: options.uiConfig must be an object (bull-board's UIConfig), got an empty array`],
   ])('%j: TypeError', (options, message) => {
     expect(() => resolveDashboardOptions(options as DurableDashboardOptions)).toThrow(new TypeError(message));
   });

@@ -4,12 +4,18 @@
  * running with progress, two queued, one succeeded, one failed), and checks what it shows, then
  * that it follows a task to its end after the test opens its gate. Tasks are held on gates; the
  * test waits for the page's own refreshes (it counts them in `body[data-refreshes]`), never for
- * a fixed time. One browser for the file.
+ * a fixed time. Then, on a plain Node server, a request that never gets its answer: the test
+ * holds it, passes the page's deadline for the round itself (the page's timer of that length is
+ * the test's to fire), and sees the page say so and refresh again. One browser for the file.
  */
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import puppeteer, { type Browser, type BrowserContext, type Page } from 'puppeteer-core';
 import type { DependencyContainer } from 'tsyringe';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createLiveView, liveViewPageTiming, pathBelow, resolveLiveViewOptions, splitTarget } from '../../src/adapters/live-view.js';
 import { Background, defineTask, shutdown, TaskContext, type TaskHandle } from '../../src/index.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
 import { authorization, liveViewServers, type LiveViewServer } from './live-view-servers.js';
@@ -212,5 +218,97 @@ describe.skipIf(!hasChromium).each(Object.entries(liveViewServers))('%s: the liv
     expect(after.finished[2]).toMatchObject({ fraction: 0.4, progress: '40%rows 40 of 100' }); // its last report stays
     expect(after.pwned).toBe(false);
     expect(pageErrors).toEqual([]); // nothing the Content-Security-Policy refused, no script error
+  });
+});
+
+describe.skipIf(!hasChromium)('the live view page when an answer never comes', () => {
+  let app: DependencyContainer;
+  let context: BrowserContext;
+  let page: Page;
+  let scriptErrors: string[];
+  let closeServer: () => Promise<void>;
+
+  afterEach(async () => {
+    await context?.close();
+    await closeServer?.();
+    await shutdown({ container: app });
+  });
+
+  /**
+   * Replaces the page's timers of the round's deadline length with ones the test fires itself
+   * (`__passDeadlines()`: fires those pending, returns how many): set before the page's script runs.
+   */
+  const controlDeadlines = `(() => {
+    const deadlineMs = ${liveViewPageTiming.roundTimeoutMs};
+    const realSetTimeout = window.setTimeout.bind(window);
+    const realClearTimeout = window.clearTimeout.bind(window);
+    const pending = new Map();
+    let nextId = 1e9;
+    window.setTimeout = (callback, ms, ...args) => {
+      if (ms !== deadlineMs) return realSetTimeout(callback, ms, ...args);
+      pending.set(++nextId, () => callback(...args));
+      return nextId;
+    };
+    window.clearTimeout = (id) => {
+      if (!pending.delete(id)) realClearTimeout(id);
+    };
+    window.__passDeadlines = () => {
+      const due = [...pending.values()];
+      pending.clear();
+      for (const fire of due) fire();
+      return due.length;
+    };
+  })()`;
+
+  it('a round whose answer never comes fails once its deadline passes ("could not refresh"), and the page goes on refreshing', async () => {
+    app = freshApp({ logger: captureLogger() });
+    const gate = deferred();
+    const task = app.resolve(Background).add(defineTask({ name: 'waiting' }, () => gate.promise));
+    const view = createLiveView(resolveLiveViewOptions({ container: app }));
+    let holdNextStats = false;
+    const held = deferred<ServerResponse>();
+    const server = createServer((req, res) => {
+      const { path, query } = splitTarget(req.url ?? '/');
+      const below = pathBelow(path, '/background');
+      if (holdNextStats && below === '/api/stats') {
+        holdNextStats = false; // one request held, as a stalled proxy would; every later one is answered
+        held.resolve(res);
+        return;
+      }
+      void view({ method: req.method ?? 'GET', path: below, query }).then((answer) => res.writeHead(answer.status, answer.headers).end(answer.body));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    closeServer = async () => {
+      gate.resolve();
+      server.closeAllConnections();
+      await new Promise((closed) => server.close(closed));
+    };
+
+    context = await browser.createBrowserContext();
+    page = await context.newPage();
+    scriptErrors = [];
+    page.on('pageerror', (error) => scriptErrors.push(String(error)));
+    await page.evaluateOnNewDocument(controlDeadlines);
+    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/background/`);
+    const before = await waitForView(page, (view) => view.refreshes > 0 && view.live.length === 1);
+    expect(before.live[0]).toMatchObject({ id: task.id, name: 'waiting', status: 'running' });
+
+    holdNextStats = true;
+    const stalled = await held.promise; // a later round's api/stats: it gets no answer
+    const closed = once(stalled, 'close');
+    const waiting = (await page.evaluate(readView)) as View;
+    expect(waiting).toMatchObject({ stateIsError: false }); // the round waits, and nothing says so yet
+    expect(await page.evaluate('window.__passDeadlines()')).toBe(1); // the round's deadline, and only it
+    await page.waitForFunction("document.getElementById('state').classList.contains('error')", { timeout: 5_000 });
+    const failed = (await page.evaluate(readView)) as View;
+    expect(failed).toMatchObject({ refreshes: waiting.refreshes, state: `could not refresh: no answer within ${liveViewPageTiming.roundTimeoutMs / 1000} s`, stateIsError: true });
+    await closed; // the page gave the request up
+
+    await page.waitForFunction(`Number(document.body.dataset.refreshes ?? 0) > ${failed.refreshes}`, { timeout: 5_000 });
+    const after = (await page.evaluate(readView)) as View;
+    expect(after).toMatchObject({ stateIsError: false, live: [{ id: task.id, status: 'running' }] });
+    expect(after.state).toMatch(/^updated /);
+    expect(scriptErrors).toEqual([]);
   });
 });

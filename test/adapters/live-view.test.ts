@@ -1,17 +1,22 @@
 /**
  * The live view's JSON API (and its page, as served) through each framework, over real HTTP on
- * 127.0.0.1: status codes, shapes, the 400/404/405 answers, and a task's progress while it runs.
- * Tasks are held on gates; nothing sleeps. Then the framework-free core on its own.
+ * 127.0.0.1: status codes, shapes, the 400/404/405 answers, a task's progress while it runs, and
+ * paths every framework reads alike (empty segments, absolute-form targets). Tasks are held on
+ * gates; nothing sleeps. Then the framework-free core on its own, tasks it must show whatever
+ * they hold, and the links it accepts.
  */
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import Fastify from 'fastify';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { liveView as expressLiveView } from '../../src/adapters/express.js';
 import { liveView as fastifyLiveView } from '../../src/adapters/fastify.js';
 import { liveView as honoLiveView } from '../../src/adapters/hono.js';
-import { createLiveView, pathBelow, resolveLiveViewOptions, type LiveViewResponse } from '../../src/adapters/live-view.js';
-import { Background, defineTask, shutdown, TaskContext, type TaskHandle } from '../../src/index.js';
-import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
+import { createLiveView, pathBelow, resolveLiveViewOptions, splitTarget, type LiveViewResponse } from '../../src/adapters/live-view.js';
+import { ApplicationBackground, Background, defineTask, shutdown, TaskContext, type TaskHandle } from '../../src/index.js';
+import { oddProgress } from '../fixtures/worker-tasks.js';
+import { captureLogger, deferred, failureOf, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
 import { authorization, liveViewServers, type LiveViewServer } from './live-view-servers.js';
 
 watchProcessErrors();
@@ -27,6 +32,34 @@ interface Held {
   step: Deferred;
   finish: Deferred;
   reported: Deferred<number>[];
+}
+
+/**
+ * One GET sent on a raw socket, with `target` in the request line as it is (an absolute-form
+ * `http://host/path`, which fetch() never sends): the status and the body, de-chunked.
+ */
+async function rawGet(target: string): Promise<{ status: number; body: string }> {
+  const { hostname, port, host } = new URL(target);
+  const socket = connect(Number(port), hostname);
+  socket.end(`GET ${target} HTTP/1.1\r\nHost: ${host}\r\nAuthorization: ${authorization}\r\nConnection: close\r\n\r\n`);
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  await once(socket, 'close');
+  const text = Buffer.concat(chunks).toString('utf8');
+  const [head = '', ...rest] = text.split('\r\n\r\n');
+  let body = rest.join('\r\n\r\n');
+  if (/^transfer-encoding: *chunked/im.test(head)) {
+    let decoded = '';
+    for (let at = 0; ; ) {
+      const end = body.indexOf('\r\n', at);
+      const size = parseInt(body.slice(at, end), 16);
+      if (!(size > 0)) break;
+      decoded += body.slice(end + 2, end + 2 + size);
+      at = end + 2 + size + 2;
+    }
+    body = decoded;
+  }
+  return { status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]), body };
 }
 
 describe.each(Object.entries(liveViewServers))('%s: the live view mounted at /background', (_framework, start) => {
@@ -205,6 +238,27 @@ describe.each(Object.entries(liveViewServers))('%s: the live view mounted at /ba
     expect(head).toMatchObject({ status: 200, body: '' });
   });
 
+  it('empty path segments do not count, as on every framework: //api//stats is /api/stats', async () => {
+    const { running } = await addTasks();
+    const stats = bg.stats({ application: true });
+    for (const path of ['//api//stats', '/api//stats', '/api/stats/']) {
+      expect({ path, ...(await get(path)) }).toMatchObject({ path, status: 200, body: stats });
+    }
+    expect(await get(`/api/tasks//${running.id}`)).toMatchObject({ status: 200, body: { id: running.id, name: 'importRows', status: 'running' } });
+    expect(await get('//api//tasks?status=running')).toMatchObject({ status: 200, body: { count: 1, tasks: [{ id: running.id }] } });
+  });
+
+  it('an absolute-form request target (GET http://host/background/api/stats HTTP/1.1, as a proxy may send it) is served by its path', async () => {
+    const { running } = await addTasks();
+    const stats = await rawGet(`${server.base}/api/stats`);
+    expect(stats.status).toBe(200);
+    expect(JSON.parse(stats.body)).toEqual(bg.stats({ application: true }));
+    const task = await rawGet(`${server.base}/api/tasks/${running.id}?ignored=1`);
+    expect({ status: task.status, body: JSON.parse(task.body) as unknown }).toMatchObject({ status: 200, body: { id: running.id, status: 'running' } });
+    const list = await rawGet(`${server.base}/api/tasks?status=running&limit=1`);
+    expect({ status: list.status, body: JSON.parse(list.body) as unknown }).toMatchObject({ status: 200, body: { count: 1, limit: 1, tasks: [{ id: running.id }] } });
+  });
+
   it('mounted behind the application’s authentication, it answers nothing without it', async () => {
     for (const path of ['', '/', '/api/stats', '/api/tasks/1']) expect((await fetch(server.base + path)).status, path).toBe(401);
   });
@@ -284,6 +338,19 @@ describe('the live view without a framework', () => {
     expect(pathBelow(pathname, mount)).toBe(below);
   });
 
+  it.each([
+    ['/api/tasks?status=running', '/api/tasks', 'status=running'],
+    ['/api/stats', '/api/stats', ''],
+    ['//api//stats', '//api//stats', ''], // a path, not a host: only a scheme starts an absolute-form target
+    ['http://127.0.0.1:3000/background/api/tasks?limit=1', '/background/api/tasks', 'limit=1'],
+    ['HTTPS://example.com/a%2Fb', '/a%2Fb', ''],
+    ['http://example.com', '/', ''],
+    ['http://example.com?limit=1', '/', 'limit=1'],
+  ])('splitTarget(%j) is the path %j and the query %j', (target, path, query) => {
+    const split = splitTarget(target);
+    expect({ path: split.path, query: split.query.toString() }).toEqual({ path, query });
+  });
+
   it('fastify with ignoreDuplicateSlashes: a path Fastify routes to the view with doubled slashes is served', async () => {
     const app = Fastify({ routerOptions: { ignoreDuplicateSlashes: true } } as never);
     await app.register(fastifyLiveView, { prefix: '/background', container: freshApp() });
@@ -294,5 +361,162 @@ describe('the live view without a framework', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('tasks the view must show whatever they hold: one task never takes a list down', () => {
+  const query = new URLSearchParams();
+  const view = (container: DependencyContainer) => createLiveView(resolveLiveViewOptions({ container }));
+  const roots: DependencyContainer[] = [];
+
+  afterEach(async () => {
+    await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 5_000 })));
+  });
+
+  function app(): { root: DependencyContainer; bg: Background } {
+    const root = freshApp({ logger: captureLogger() });
+    roots.push(root);
+    return { root, bg: root.resolve(Background) };
+  }
+
+  const circular: Record<string, unknown> = {};
+  circular.self = circular;
+
+  it.each([
+    ['an object that refers to itself', circular, 'an object'],
+    ['a bigint', 5n, '5 (bigint)'],
+    ['a number', 42, '42 (number)'],
+    ['an object', { rows: 3 }, 'an object'],
+    ['null', null, 'null'],
+  ])('ctx.progress(0.5, %s) is a TypeError naming the task and the value; the view answers', async (_what, message, got) => {
+    const { root, bg } = app();
+    const reports = defineTask({ name: 'reportsOddly', inject: [TaskContext] }, async (ctx: TaskContext) => {
+      ctx.progress(0.5, message as never);
+      return 'reported';
+    });
+    const healthy = bg.add(defineTask({ name: 'healthy' }, async () => 'fine'));
+    const odd = bg.add(reports);
+    const error = await failureOf(odd.result());
+    const text = `progress(fraction, message) in task "reportsOddly" (#${odd.id}): message must be a string or undefined, got ${got}`;
+    expect(error).toEqual(new TypeError(text));
+    expect(odd.progress).toBeUndefined();
+    await healthy.result();
+    const answer = await view(root)({ method: 'GET', path: '/api/tasks', query });
+    expect({ status: answer.status, body: JSON.parse(answer.body) as unknown }).toMatchObject({
+      status: 200,
+      body: {
+        count: 2,
+        tasks: expect.arrayContaining([
+          expect.objectContaining({ id: odd.id, status: 'failed', progress: null, error: { name: 'TypeError', message: text } }),
+          expect.objectContaining({ id: healthy.id, status: 'succeeded' }),
+        ]) as unknown,
+      },
+    });
+  });
+
+  it('in a worker thread too: the message is refused there, before anything crosses', async () => {
+    const { root, bg } = app();
+    const odd = bg.add(oddProgress);
+    const error = await failureOf(odd.result());
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toBe(`progress(fraction, message) in task "oddProgress" (#${odd.id}): message must be a string or undefined, got an object`);
+    expect(odd.progress).toBeUndefined();
+    const answer = await view(root)({ method: 'GET', path: `/api/tasks/${odd.id}`, query });
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.body)).toMatchObject({ status: 'failed', error: { name: 'TypeError' } });
+  });
+
+  it('an error whose message, name or code getter throws: each such field says it could not be read; the other tasks are listed', async () => {
+    const { root, bg } = app();
+    const throwing = (what: string) => ({
+      get() {
+        throw new Error(`no ${what} today`);
+      },
+    });
+    const unreadable = bg.add(
+      defineTask({ name: 'unreadable' }, async () => {
+        throw Object.defineProperties(new Error('hidden'), { message: throwing('message'), name: throwing('name'), code: throwing('code') });
+      }),
+    );
+    const healthy = bg.add(defineTask({ name: 'healthy' }, async () => 'fine'));
+    await failureOf(unreadable.result());
+    await healthy.result();
+    const unreadableShown = {
+      id: unreadable.id,
+      name: 'unreadable',
+      status: 'failed',
+      attempt: 1,
+      progress: null,
+      error: { name: '(its name could not be read: no name today)', message: '(its message could not be read: no message today)' },
+    };
+    const list = await view(root)({ method: 'GET', path: '/api/tasks', query });
+    expect({ status: list.status, body: JSON.parse(list.body) as unknown }).toEqual({
+      status: 200,
+      body: { count: 2, limit: 50, tasks: expect.arrayContaining([{ id: healthy.id, name: 'healthy', status: 'succeeded', attempt: 1, progress: null, error: null }, unreadableShown]) as unknown },
+    });
+    const one = await view(root)({ method: 'GET', path: `/api/tasks/${unreadable.id}`, query });
+    expect({ status: one.status, body: JSON.parse(one.body) as unknown }).toEqual({ status: 200, body: unreadableShown });
+  });
+
+  it('handles that hold what JSON cannot carry, or cannot be read at all: shown as text, or with an error that says so, next to the others', async () => {
+    const handle = (id: string, fields: object): TaskHandle => ({ id, name: `task${id}`, status: 'running', attempt: 1, progress: undefined, result: () => new Promise(() => undefined), ...fields }) as never;
+    const handles = [
+      handle('1', { progress: { fraction: 0.5, message: circular } }),
+      handle('2', { progress: { fraction: 0.25, message: 7n } }),
+      Object.defineProperty(handle('3', {}), 'progress', throwing()),
+      handle('4', { progress: { fraction: 0.75, message: 'rows 75 of 100' } }),
+    ];
+    const fake = { list: () => handles, get: (id: string) => handles.find((h) => h.id === id), stats: () => ({}) };
+    const container = { resolve: (token: unknown) => (token === ApplicationBackground ? fake : undefined) } as never;
+    const answer = await view(container)({ method: 'GET', path: '/api/tasks', query });
+    const shown = (id: string, fields: object) => ({ id, name: `task${id}`, status: 'running', attempt: 1, progress: null, error: null, ...fields });
+    expect({ status: answer.status, body: JSON.parse(answer.body) as unknown }).toEqual({
+      status: 200,
+      body: {
+        count: 4,
+        limit: 50,
+        tasks: [
+          shown('1', { progress: { fraction: 0.5, message: '[object Object]' } }),
+          shown('2', { progress: { fraction: 0.25, message: '7' } }),
+          shown('3', { error: { name: 'Error', message: 'the live view could not read this task: progress is write-only here' } }),
+          shown('4', { progress: { fraction: 0.75, message: 'rows 75 of 100' } }),
+        ],
+      },
+    });
+
+    function throwing(): PropertyDescriptor {
+      return {
+        get() {
+          throw new Error('progress is write-only here');
+        },
+      };
+    }
+  });
+});
+
+describe('dashboardPath: a link on this site or an http(s) URL', () => {
+  const at = 'liveView(options): options.dashboardPath';
+  const refused = (value: string) => `${at} must be an absolute path (such as "/background/queues") or an http(s) URL, got ${JSON.stringify(value)} (string)`;
+
+  it.each([
+    ['/\\evil.example/x', 'which browsers take for a link to another host'],
+    ['/\\\\evil.example', 'which browsers take for a link to another host'],
+    ['//evil.example/x', 'which browsers take for a link to another host'],
+    ['/a b', 'which has whitespace or a control character (U+0020) in it'],
+    ['/a\tb', 'which has whitespace or a control character (U+0009) in it'],
+    ['/a\u00a0b', 'which has whitespace or a control character (U+00A0) in it'],
+    ['/a\u2028b', 'which has whitespace or a control character (U+2028) in it'],
+    ['/a\u3000b', 'which has whitespace or a control character (U+3000) in it'],
+    ['/a\ufeffb', 'which has whitespace or a control character (U+FEFF) in it'],
+    ['/a\u0085b', 'which has whitespace or a control character (U+0085) in it'],
+    ['/a\u009bb', 'which has whitespace or a control character (U+009B) in it'],
+    ['/a\u007fb', 'which has whitespace or a control character (U+007F) in it'],
+    ['https://ops.example.com/\u2029', 'which has whitespace or a control character (U+2029) in it'],
+  ])('%j is refused, saying why', (value, why) => {
+    expect(() => resolveLiveViewOptions({ dashboardPath: value })).toThrow(new TypeError(`${refused(value)}, ${why}`));
+  });
+
+  it.each(['/', '/background/queues', '/a\\b', '/q?a=1&b="2"', 'https://ops.example.com/background', 'HTTP://ops.example.com'])('%j is accepted', (value) => {
+    expect(resolveLiveViewOptions({ dashboardPath: value }).dashboardPath).toBe(value);
   });
 });

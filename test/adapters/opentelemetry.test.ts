@@ -235,6 +235,15 @@ describe('instrumentTasks()', () => {
     expect(() => instrumentTasks({ container: first.root, application: '' })).toThrow(/application must be a non-empty string/);
   });
 
+  it.each<[string, unknown, string]>([
+    ['a container that is not one', { container: {} }, 'instrumentTasks(options): options.container must be a tsyringe container, got an object'],
+    ['a number as the container', { container: 42 }, 'instrumentTasks(options): options.container must be a tsyringe container, got 42 (number)'],
+    ['a misspelt option', { containr: freshApp() }, 'instrumentTasks(options): options.containr is not a known option; known options: container, tracerProvider, meterProvider, application'],
+    ['an empty application', { application: '' }, 'instrumentTasks(options): options.application must be a non-empty string, got "" (string)'],
+  ])('refuses %s with a TypeError naming the option, instrumenting nothing', (_what, options, message) => {
+    expect(() => instrumentTasks({ tracerProvider: false, meterProvider: false, ...(options as object) })).toThrow(new TypeError(message));
+  });
+
   it.each(['cancelled', 'abandoned'] as const)('records an attempt once when its task is %s while it waits to be retried', async (how) => {
     const { root, bg, points } = instrumented();
     const failing = bg.with({ retries: 3, backoff: { baseMs: 60_000, jitter: 0 } }).add(async function failing() {

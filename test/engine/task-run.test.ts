@@ -63,7 +63,7 @@ function isFinal(status: TaskStatus): boolean {
 }
 
 function options(given: TaskOptions = {}) {
-  return resolveTaskOptions(given, defaultTaskOptions, 'test');
+  return resolveTaskOptions(given, defaultTaskOptions, { path: 'test', source: 'the test' });
 }
 
 /** A fake owner: records each `settled` call with the status the run had then. */
