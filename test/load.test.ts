@@ -6,23 +6,18 @@
  * after collection, no timer or listener is left behind, and a 10 ms interval keeps ticking
  * while the burst drains. The measured figures are printed.
  */
-import { getHeapStatistics, setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+import { getHeapStatistics } from 'node:v8';
 import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import * as lib from '../src/index.js';
 import { kinds, prng, runLoad } from './fixtures/load-scenario.mjs';
-import { watchProcessErrors } from './helpers.js';
+import { collectGarbage, watchProcessErrors } from './helpers.js';
 
-// Vitest's workers run without --expose-gc; the flag can still be set at run time, and a fresh
-// context then sees the `gc` function.
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
 
 /** The used heap after full collections, in bytes. */
 async function settledHeap(): Promise<number> {
   for (let i = 0; i < 3; i++) {
-    gc();
+    collectGarbage();
     await new Promise((resolve) => setImmediate(resolve));
   }
   return getHeapStatistics().used_heap_size;

@@ -38,7 +38,9 @@ export interface TaskContext {
   /**
    * Reports how far the task has come, read through `handle.progress`.
    * @param fraction from 0 to 1
+   * @param message a short text shown with it (the live view, `handle.progress`)
    * @throws RangeError when `fraction` is outside 0 to 1
+   * @throws TypeError when `message` is given and is not a string
    */
   progress(fraction: number, message?: string): void;
 }

@@ -29,7 +29,11 @@ export interface PoolOptions {
    * @default 10_000
    */
   idleTimeout?: number | undefined;
-  /** Memory limits of each worker thread (Node's `ResourceLimits`); a thread over them fails its task. */
+  /**
+   * Memory limits of each worker thread (Node's `ResourceLimits`); a thread over them fails its
+   * task. `maxOldGenerationSizeMb` at least 16 and `stackSizeMb` at least 1: with less, a thread
+   * may die as it starts (or, for the stack, take the process with it).
+   */
   resourceLimits?: ResourceLimits | undefined;
   /**
    * A module (its `file:` URL, such as `new URL('./worker-setup.js', import.meta.url)`, or an

@@ -5,12 +5,10 @@
  */
 import 'reflect-metadata';
 import { request as httpRequest } from 'node:http';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { inject, injectable, Lifecycle, scoped, type DependencyContainer } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Background, defineTask, shutdown, type BackgroundLogger } from '../../src/index.js';
-import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors, type Deferred } from '../helpers.js';
+import { captureLogger, collectGarbage, deferred, freshApp, nextTurn, watchProcessErrors, type Deferred } from '../helpers.js';
 
 /** What a test server is made of: the adapter's options, and the one route, `GET /work`. */
 export interface ServerOptions {
@@ -79,12 +77,6 @@ class FaultyResource {
     this.journal.disposed.resolve();
     throw new Error('the session could not be closed');
   }
-}
-
-/** A full garbage collection, from this process (V8's `gc`, exposed for a new context). */
-function collectGarbage(): void {
-  setFlagsFromString('--expose-gc');
-  (runInNewContext('gc') as () => void)();
 }
 
 /** GET `url` on a connection of its own, closed after the answer; resolves with the answer's body. */
