@@ -24,6 +24,7 @@ import {
   needsUnregistered,
   quickProgress,
   returnsFunction,
+  shoutsBlob,
   spins,
   sumBytes,
   throwsCustom,
@@ -161,6 +162,15 @@ describe('worker tasks', () => {
     expect((error as Error).message).toBe(
       'worker task "returnsFunction" returned a value that cannot be sent back: result.callback is a function (callback), which cannot cross to another thread',
     );
+  });
+
+  it('take a Blob as an argument and give one back (its internal symbol-keyed slots are not data left out)', async () => {
+    const { bg } = app();
+    const { read, blob } = await bg.add(shoutsBlob, { blob: new Blob(['abc']) }).result();
+    expect(read).toBe('abc');
+    expect(blob).toBeInstanceOf(Blob);
+    expect(blob.type).toBe('text/plain');
+    await expect(blob.text()).resolves.toBe('ABC');
   });
 
   it('wrap a non-Error thrown in the worker', async () => {

@@ -15,7 +15,17 @@ import type { Transferable } from '../worker/clone.js';
 import { StartMarks, type StartMark } from '../worker/start-marks.js';
 import type { WorkerConfig } from '../worker/thread.js';
 import { workerTaskModules } from '../model/worker-task.js';
-import { logFieldsOf, outcomeOf, toWire, type ChannelMessage, type WorkerCall, type WorkerRequest, type WorkerResponse } from '../worker/wire.js';
+import {
+  isThreadMessage,
+  logFieldsOf,
+  outcomeOf,
+  toWire,
+  type ChannelMessage,
+  type LeftBehind,
+  type WorkerCall,
+  type WorkerRequest,
+  type WorkerResponse,
+} from '../worker/wire.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Invocation } from './task-run.js';
@@ -61,6 +71,8 @@ export class Pool {
   #sampler: NodeJS.Timeout | undefined;
   #lastCpu = machineCpu();
   #lastOwn = ownCpu();
+  /** Tasks whose thread a callback left behind by an ended task is ending with process.exit(): what to say. */
+  readonly #exitedBy = new Map<string, string>();
 
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
@@ -140,6 +152,7 @@ export class Pool {
     } finally {
       this.#inFlight--;
       this.#marks.release(mark);
+      this.#exitedBy.delete(attempt.id);
     }
   }
 
@@ -245,8 +258,31 @@ export class Pool {
     piscina.on('error', (error: unknown) => {
       logSafely(this.#logger, 'error', { err: error }, 'the worker pool reported an error');
     });
+    piscina.on('message', (message: unknown) => {
+      if (isThreadMessage(message)) this.#leftBehind(message.leftBehind);
+    });
     this.#piscina = piscina;
     return piscina;
+  }
+
+  /**
+   * A callback that an ended task left behind on its thread threw, or called process.exit(): it
+   * is that task's doing, logged as such. It cannot fail the task, which has ended; a throw fails
+   * nothing else either (the thread goes on), an exit fails the tasks its thread was running.
+   */
+  #leftBehind({ task, error, rejection = false, exitCode, running }: LeftBehind): void {
+    const where = `worker task "${task.name}" (#${task.id}, ${task.module})`;
+    const fields = { task: task.name, taskId: task.id, attempt: task.attempt };
+    const others = running.map(({ id, name }) => `"${name}" (#${id})`).join(', ');
+    if (error !== undefined) {
+      const err = errorOf(task.name, error);
+      const then = others === '' ? '' : `; its thread was running ${others} by then, which goes on`;
+      logSafely(this.#logger, 'error', { ...fields, err }, `${where} had ended when a callback it left behind ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}`);
+      return;
+    }
+    const failing = others === '' ? 'and was replaced' : `failing ${others}`;
+    logSafely(this.#logger, 'error', fields, `${where} had ended when a callback it left behind called process.exit(${exitCode}): its thread ended, ${failing}`);
+    for (const { id } of running) this.#exitedBy.set(id, `process.exit(${exitCode}) in a callback that ${where} left behind after it ended`);
   }
 
   #explain({ name, module, id }: WorkerRequest, error: unknown): unknown {
@@ -261,11 +297,21 @@ export class Pool {
       );
     }
     if (/worker exited/i.test(message)) {
-      return new WorkerTaskError('ERR_WORKER_EXITED', `${where} failed: its worker thread exited before the task finished (${message}) and was replaced`, {
+      const by = this.#exitedBy.get(id);
+      const how = by === undefined ? '' : `, by ${by}`;
+      return new WorkerTaskError('ERR_WORKER_EXITED', `${where} failed: its worker thread exited before the task finished (${message}${how}) and was replaced`, {
         cause: error,
       });
     }
-    return new WorkerTaskError('ERR_WORKER_FAILED', `${where} failed in the worker pool: ${message}`, { cause: error });
+    // The worker reports an error from a callback an ended task left behind, and its thread goes
+    // on: one that ends the thread came from this task's own callbacks, or from one no task can be
+    // named for (see thread.ts).
+    return new WorkerTaskError(
+      'ERR_WORKER_FAILED',
+      `${where} failed in the worker pool: ${message} (thrown outside the task's own call, which ends its thread: ` +
+        'by a callback the task started, or by one left behind on the thread that no ended task could be named for)',
+      { cause: error },
+    );
   }
 
   /** Samples CPU use while tasks wait for admission, to widen the window when it idles. */
@@ -295,6 +341,15 @@ export class Pool {
     admission.limit = admissionWindow({ limit, queued, running, idleShare, ownShare, base: this.#base, max: this.settings.maxThreads });
     if (queued === 0 && running === 0) this.#stopWatching();
   };
+}
+
+/** The error a worker's failure record holds, rebuilt. */
+function errorOf(name: string, failure: WorkerResponse): unknown {
+  try {
+    return outcomeOf(name, failure);
+  } catch (error) {
+    return error;
+  }
 }
 
 /** What the admission window sees at one sample. */

@@ -1,6 +1,7 @@
 import { types } from 'node:util';
 import { MessagePort } from 'node:worker_threads';
 import { describe, messageOf } from '../model/checks.js';
+import { maxNesting } from './wire.js';
 
 /** What a worker task may receive as a transferable: memory that moves instead of being copied. */
 export type Transferable = ArrayBuffer | ArrayBufferView | MessagePort;
@@ -52,6 +53,13 @@ const cloneable: ReadonlySet<unknown> = new Set([
 ]);
 
 /**
+ * Host objects among those: structured clone copies what they hold itself (a `Blob`'s bytes,
+ * behind internal slots that Node keeps on own symbol-keyed properties), so there is nothing in
+ * them to walk, and their own symbols are not data that would be left out.
+ */
+const hostObjects: ReadonlySet<unknown> = new Set([Blob.prototype]);
+
+/**
  * Checks that a worker task's arguments survive structured cloning as they are, and collects
  * what was marked with {@link transfer}. Throws a `TypeError` naming the task, the argument's
  * position and path, and what is wrong, so that a bad argument fails at `add()` rather than as
@@ -89,7 +97,7 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
       return fail(path, `cannot be read: its getter threw (${messageOf(error)})`);
     }
   };
-  const visit = (value: unknown, path: string): void => {
+  const visit = (value: unknown, path: string, depth: number): void => {
     const type = typeof value;
     if (type === 'function' || type === 'symbol') {
       const what = type === 'function' ? `a function (${(value as () => void).name || 'anonymous'})` : `a symbol (${String(value)})`;
@@ -97,6 +105,9 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
     }
     if (type !== 'object' || value === null || seen.has(value as object)) return;
     const object = value as object;
+    if (depth > maxNesting) {
+      fail(`${shortened(path)} (level ${depth})`, `is nested more than ${maxNesting} levels deep, past what crosses to another thread safely; flatten it (a list of rows with parent ids, say)`);
+    }
     seen.add(object);
     // Structured clone refuses a Proxy, whatever it wraps (and looking into one runs its traps).
     if (types.isProxy(object)) fail(path, 'is a Proxy, which cannot cross to another thread; pass the plain data it wraps');
@@ -114,28 +125,36 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
     if (!cloneable.has(prototype) && !types.isNativeError(object)) {
       fail(path, `is ${describe(object)}: it would arrive as a plain object without its class and methods; use plain data instead`);
     }
+    if (hostObjects.has(prototype)) return;
     if (object instanceof Map) {
       for (const [key, entry] of object) {
-        visit(key, `${path}.<map key>`);
-        visit(entry, `${path}.get(${String(key)})`);
+        visit(key, `${path}.<map key>`, depth + 1);
+        visit(entry, `${path}.get(${String(key)})`, depth + 1);
       }
     } else if (object instanceof Set) {
-      for (const entry of object) visit(entry, `${path}.<set entry>`);
+      for (const entry of object) visit(entry, `${path}.<set entry>`, depth + 1);
     } else if (types.isNativeError(object)) {
       // Structured clone keeps an error's name, message, stack and cause, not its own fields.
       const field = Object.keys(object).find((key) => key !== 'cause');
       if (field !== undefined) fail(path, `is an error with its own field "${field}", which structured clone leaves out; pass it as plain data ({ message, ${field} })`);
-      if ('cause' in object) visit(read(object, 'cause', `${path}.cause`), `${path}.cause`);
+      if ('cause' in object) visit(read(object, 'cause', `${path}.cause`), `${path}.cause`, depth + 1);
     } else {
       for (const key of Object.keys(object)) {
         const at = Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`;
-        visit(read(object, key, at), at);
+        visit(read(object, key, at), at, depth + 1);
       }
     }
     const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));
     if (symbol !== undefined) fail(path, `has a symbol-keyed property (${String(symbol)}), which structured clone leaves out`);
   };
-  visit(root, rootPath);
+  visit(root, rootPath, 1);
+}
+
+/** A path too long to print whole (one nested a thousand levels deep): its start, up to a step. */
+function shortened(path: string): string {
+  if (path.length <= 80) return path;
+  const cut = Math.max(path.lastIndexOf('.', 60), path.lastIndexOf('[', 60));
+  return `${path.slice(0, cut > 0 ? cut : 60)}…`;
 }
 
 /** A transferred ArrayBuffer is detached: even an empty slice of it throws. */

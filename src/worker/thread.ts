@@ -4,18 +4,19 @@
  * dependencies from the thread's container and runs it. Always answers with a
  * {@link WorkerResponse}, so that errors keep their class name, `code` and `cause`.
  */
-import { workerData, type MessagePort } from 'node:worker_threads';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type * as Tsyringe from 'tsyringe';
 import type { DependencyContainer } from 'tsyringe';
 import { loadReflectMetadata, requireCjs } from '../model/cjs.js';
-import { messageOf, printed } from '../model/checks.js';
+import { describe, messageOf, printed } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { tokenName } from '../model/task.js';
 import { findWorkerTask, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
 import { isAborted, markStarted } from './start-marks.js';
-import { failureOf, fromWire, logMessageOf, type ChannelMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
+import { failureOf, fromWire, logMessageOf, type ChannelMessage, type LeftBehind, type ThreadMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 
 /** What the pool hands every thread. */
 export interface WorkerConfig {
@@ -44,6 +45,16 @@ let readyScope: DependencyContainer | undefined;
 /** The modules imported so far (`load()` records them). */
 const readyModules = new Set<string>();
 let typescript: Promise<void> | undefined;
+
+/** One call of a task's function on this thread: the async context of whatever the call starts. */
+interface Call {
+  readonly task: LeftBehind['task'];
+  ended: boolean;
+}
+/** Names the call whose async context a callback runs in (a timer, a promise's reaction, an I/O callback). */
+const calls = new AsyncLocalStorage<Call>();
+/** The calls running now. */
+const running = new Set<Call>();
 
 export default async function runTask(request: WorkerRequest): Promise<WorkerResponse> {
   try {
@@ -108,16 +119,20 @@ async function run({ module, name, args, id, port, attempt = 1, slot, token }: W
   // The task starts now: until here (the thread starting, the setup module, the task's module
   // loading) it was waiting for its thread to be ready, and counted as queued.
   if (startCells !== undefined && slot !== undefined) markStarted(startCells, slot, token ?? 0);
+  const call: Call = { task: { id, name, module, attempt }, ended: false };
+  running.add(call);
   try {
     // Given up on while it was queued (its thread still starting or running the setup module, where
     // the abort's message cannot stop it): it never starts, and answers with the abort. The flag is
     // read after the start mark, so an abort that came before the task started is always seen
     // here; one that came after it found the task running.
     context?.throwIfAborted();
-    const result = await (task.fn as (...all: unknown[]) => unknown)(...params, ...args);
+    const result = await calls.run(call, () => (task.fn as (...all: unknown[]) => unknown)(...params, ...args));
     checkResult(name, result);
     return result;
   } finally {
+    call.ended = true;
+    running.delete(call);
     port?.close();
   }
 }
@@ -238,6 +253,10 @@ function contextFor(id: string, name: string, attempt: number, port: MessagePort
       if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
         throw new RangeError(`progress(fraction): fraction must be a number from 0 to 1, got ${String(fraction)}`);
       }
+      // As on the main thread: a message that would cross as an object (a structured clone) is refused here.
+      if (message !== undefined && typeof message !== 'string') {
+        throw new TypeError(`progress(fraction, message) in task "${name}" (#${id}): message must be a string or undefined, got ${describe(message)}`);
+      }
       port?.postMessage({ progress: [fraction, message] } satisfies ChannelMessage);
     },
   });
@@ -256,4 +275,39 @@ if (config.preload !== undefined) {
     },
     () => undefined,
   );
+}
+
+// A callback a task left behind (a timer, a promise rejection nobody handles) can throw after
+// the task has ended, and an idle thread blocks in Atomics.wait(), where no callback runs: it
+// runs once the thread gets its next task. Uncaught, the error would end the thread and fail that
+// task. When the callback's async context names a task that has ended, the error is reported to
+// the pool as that task's and the thread goes on; otherwise (the running task's own callback, or
+// one no task can be named for) it ends the thread, as it would with no listener. (On Node 20 and
+// 22, a callback queued with queueMicrotask() loses the context: it cannot be named.)
+process.on('uncaughtException', (error: unknown, origin: string) => {
+  const call = calls.getStore();
+  if (call?.ended === true) {
+    report({ task: call.task, error: failureOf(error), rejection: origin === 'unhandledRejection', running: runningTasks() });
+    return;
+  }
+  // A listener of the application's own handles it.
+  if (process.listenerCount('uncaughtException') > 1) return;
+  throw error;
+});
+
+// process.exit() cannot be stopped: the thread ends, and the task it runs fails. Still, when a
+// callback a task left behind calls it, the pool learns which task that was (this message
+// reaches it before the thread's exit does).
+process.on('exit', (code: number) => {
+  const call = calls.getStore();
+  if (call?.ended === true) report({ task: call.task, exitCode: code, running: runningTasks() });
+});
+
+function runningTasks(): LeftBehind['running'] {
+  return [...running].map(({ task }) => ({ id: task.id, name: task.name }));
+}
+
+/** Tells the pool (failureOf() made the error cloneable). */
+function report(leftBehind: LeftBehind): void {
+  parentPort?.postMessage({ leftBehind } satisfies ThreadMessage);
 }

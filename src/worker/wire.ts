@@ -6,7 +6,47 @@
 import { describe, messageOf, printed } from '../model/checks.js';
 import { TaskNonErrorError, WorkerTaskError, type WorkerErrorCode } from '../model/errors.js';
 
+import { types } from 'node:util';
 import type { MessagePort } from 'node:worker_threads';
+
+/**
+ * How deep a worker task's arguments and result may be nested: an object (an array, a map, a
+ * set, an error's cause) inside this many others. Deeper, V8's serializer can run out of stack
+ * as it copies them to another thread, and in the worker that failure is lost: the task would
+ * never settle. The same bound as a durable task's JSON arguments.
+ */
+export const maxNesting = 1_000;
+
+/**
+ * Whether `value` holds an object nested more than `limit` levels deep (the outermost object is
+ * level 1). Iterative, so that it cannot run out of stack itself; what it cannot read counts as
+ * flat (cloning it fails anyway).
+ */
+export function nestedDeeperThan(value: unknown, limit: number): boolean {
+  const seen = new Set<object>();
+  const pending: [unknown, number][] = [[value, 1]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [at, depth] = next;
+    if (typeof at !== 'object' || at === null || seen.has(at)) continue;
+    if (depth > limit) return true;
+    seen.add(at);
+    try {
+      // A Blob's bytes sit behind symbol-keyed slots, which Object.values() does not list.
+      if (types.isProxy(at) || ArrayBuffer.isView(at)) continue;
+      if (at instanceof Map) {
+        for (const [key, entry] of at) pending.push([key, depth + 1], [entry, depth + 1]);
+      } else if (at instanceof Set) {
+        for (const entry of at) pending.push([entry, depth + 1]);
+      } else {
+        if (types.isNativeError(at) && 'cause' in at) pending.push([at.cause, depth + 1]);
+        for (const entry of Object.values(at)) pending.push([entry, depth + 1]);
+      }
+    } catch {
+      // A getter that throws: the clone of this value fails on it in any case.
+    }
+  }
+  return false;
+}
 
 /** Which worker task to run, with what: the part of a request that is the same for every attempt. */
 export type WorkerCall = Pick<WorkerRequest, 'module' | 'name' | 'args'>;
@@ -44,8 +84,20 @@ export interface WireError {
   readonly errors?: readonly WireCause[];
 }
 
-/** An error's `cause`, or one of an `AggregateError`'s `errors`: an error as a record, any other value as it is. */
-export type WireCause = { readonly error: WireError } | { readonly value: unknown };
+/**
+ * An error's `cause`, or one of an `AggregateError`'s `errors`: an error as a record, any other
+ * value as it is, or (`loop`) the error this many levels up the chain, which it loops back to.
+ */
+export type WireCause = { readonly error: WireError } | { readonly value: unknown } | { readonly loop: number };
+
+/**
+ * How many errors of a `cause` chain cross the thread boundary (the top one counted); past that,
+ * the last one's cause is {@link cutChain}.
+ */
+export const maxCauseChain = 100;
+
+/** What stands, as the cause of the last error kept, for the rest of a chain too long to send. */
+export const cutChain = `(the cause chain was cut here: it is more than ${maxCauseChain} errors long)`;
 
 /** Messages on a task's channel. */
 export type ChannelMessage =
@@ -59,6 +111,28 @@ export type ChannelMessage =
   | { readonly log: readonly [level: LogLevel, fields: Record<string, unknown>, message: string, errors?: readonly string[]] };
 
 type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/**
+ * What a worker thread tells the pool when a callback that an ended task left behind threw
+ * (`error`) or called `process.exit()` (`exitCode`): which task it was, and which were running.
+ */
+export interface LeftBehind {
+  readonly task: { readonly id: string; readonly name: string; readonly module: string; readonly attempt: number };
+  readonly error?: WorkerResponse;
+  /** Whether `error` is the reason of a promise rejection that nothing handled. */
+  readonly rejection?: boolean;
+  readonly exitCode?: number;
+  /** The tasks the thread was running then (an idle thread runs such a callback only with its next task). */
+  readonly running: readonly { readonly id: string; readonly name: string }[];
+}
+
+/** Messages a worker thread sends the pool outside any task's answer. */
+export type ThreadMessage = { readonly leftBehind: LeftBehind };
+
+/** Whether a message from a worker thread is a {@link ThreadMessage}. */
+export function isThreadMessage(message: unknown): message is ThreadMessage {
+  return typeof message === 'object' && message !== null && 'leftBehind' in message;
+}
 
 /**
  * The message for an entry a worker task logs. Errors among the fields go as records, to come
@@ -106,11 +180,7 @@ const builtins: Record<string, ErrorConstructor> = {
 /** The worker's answer for a task that threw `error` (an Error or anything else). Never throws. */
 export function failureOf(error: unknown): WorkerResponse {
   if (read(() => error instanceof Error, () => false)) return { ok: false, error: toWire(error as Error) };
-  try {
-    return { ok: false, thrown: structuredClone(error) };
-  } catch {
-    return { ok: false, printed: printed(error) };
-  }
+  return isCloneable(error) ? { ok: false, thrown: error } : { ok: false, printed: printed(error) };
 }
 
 /** What the main thread makes of a worker's answer for task `name`: its value, or the throw rebuilt. */
@@ -122,16 +192,25 @@ export function outcomeOf(name: string, response: WorkerResponse): unknown {
 }
 
 /**
- * Turns an error into plain data; `depth` bounds `cause` chains. Never throws: a field whose
- * getter throws (or a Proxy's trap) is left out, or, for the name and the message, replaced.
+ * Turns an error into plain data, its `cause` chain up to {@link maxCauseChain} errors and a
+ * chain that loops back ending where it loops. Never throws: a field whose getter throws (or a
+ * Proxy's trap) is left out, or, for the name and the message, replaced.
  */
-export function toWire(error: Error, depth = 0): WireError {
+export function toWire(error: Error): WireError {
+  return wireOf(error, []);
+}
+
+/** `error` as a record; `above`: the errors above it in the chain, the nearest last. */
+function wireOf(error: Error, above: Error[]): WireError {
   const fields = error as unknown as Record<string, unknown>;
+  // The record nests two levels a cause: what a field may hold shrinks down the chain, so that
+  // the whole answer stays within what crosses a thread safely.
+  const room = Math.max(0, maxNesting - 2 * above.length - 8);
   const props: Record<string, unknown> = {};
   for (const key of read(() => Object.keys(error), () => [])) {
     if (key === 'cause') continue;
     const value = read(() => fields[key], () => undefined);
-    if (isCloneable(value)) props[key] = value;
+    if (isCloneable(value, room)) props[key] = value;
   }
   const name = read(() => fields.name, () => undefined);
   const message = read(() => fields.message, (problem) => `(its message could not be read: ${textOf(problem)})`);
@@ -142,20 +221,28 @@ export function toWire(error: Error, depth = 0): WireError {
     stack: typeof stack === 'string' ? stack : undefined,
     props,
   };
-  if (depth >= 8) return base;
+  const path = [...above, error];
   // An AggregateError's `errors` is an own field that Object.keys() does not list.
   const errors = read(
-    () => (error instanceof AggregateError ? Array.from(error.errors as Iterable<unknown>, (entry) => causeOf(entry, depth) ?? { value: textOf(entry) }) : undefined),
+    () => (error instanceof AggregateError ? Array.from(error.errors as Iterable<unknown>, (entry) => causeOf(entry, path) ?? { value: textOf(entry) }) : undefined),
     () => undefined,
   );
-  const cause = read(() => ('cause' in error ? causeOf(error.cause, depth) : undefined), () => undefined);
+  const cause = read(() => ('cause' in error ? causeOf(error.cause, path) : undefined), () => undefined);
   return { ...base, ...(errors === undefined ? {} : { errors }), ...(cause === undefined ? {} : { cause }) };
 }
 
-/** A cause (or an `AggregateError`'s entry) as data: an error as a record, a cloneable value as it is, else nothing. */
-function causeOf(value: unknown, depth: number): WireCause | undefined {
-  if (read(() => value instanceof Error, () => false)) return { error: toWire(value as Error, depth + 1) };
-  return isCloneable(value) ? { value } : undefined;
+/**
+ * A cause (or an `AggregateError`'s entry) of the last error of `path` as data: an error as a
+ * record (or as the loop back to one of `path`, or cut when the chain is too long), a cloneable
+ * value as it is, else nothing.
+ */
+function causeOf(value: unknown, path: Error[]): WireCause | undefined {
+  if (read(() => value instanceof Error, () => false)) {
+    const at = path.lastIndexOf(value as Error);
+    if (at >= 0) return { loop: path.length - 1 - at };
+    return path.length >= maxCauseChain ? { value: cutChain } : { error: wireOf(value as Error, path) };
+  }
+  return isCloneable(value, maxNesting - 2 * path.length - 8) ? { value } : undefined;
 }
 
 /** What `get()` returns, or `fallback()` of what it threw (a getter that throws, a Proxy's trap). */
@@ -216,30 +303,43 @@ export function registerErrorClass(errorClass: ErrorClass, name: string = errorC
 /**
  * Rebuilds an error from its record: a registered class, the same built-in class (an
  * `AggregateError`, or an error of an unregistered subclass of it, with its `errors`), or `Error`
- * named as the original.
+ * named as the original. A chain that looped comes back looping.
  */
 export function fromWire(wire: WireError): Error {
-  const options = wire.cause === undefined ? undefined : { cause: fromCause(wire.cause) };
-  const errors = wire.errors?.map(fromCause);
+  return rebuild(wire, []);
+}
+
+/** `wire` rebuilt; `above`: the errors rebuilt above it in the chain, the nearest last. */
+function rebuild(wire: WireError, above: Error[]): Error {
+  // The error first, then its cause and errors, which may loop back to it.
   const registered = errorClasses.get(wire.name);
-  if (registered !== undefined) return rebuilt(registered, wire, options, errors);
   const error =
-    wire.name === 'WorkerTaskError' && typeof wire.props.code === 'string'
-      ? new WorkerTaskError(wire.props.code as WorkerErrorCode, wire.message, options)
-      : errors !== undefined
-        ? new AggregateError(errors, wire.message, options)
-        : new (builtins[wire.name] ?? Error)(wire.message, options);
+    registered !== undefined
+      ? rebuilt(registered, wire)
+      : wire.name === 'WorkerTaskError' && typeof wire.props.code === 'string'
+        ? new WorkerTaskError(wire.props.code as WorkerErrorCode, wire.message)
+        : wire.errors !== undefined
+          ? new AggregateError([], wire.message)
+          : new (builtins[wire.name] ?? Error)(wire.message);
+  const path = [...above, error];
+  const fromCause = (cause: WireCause): unknown => ('error' in cause ? rebuild(cause.error, path) : 'loop' in cause ? path[path.length - 1 - cause.loop] : cause.value);
+  // As the constructor's `{ cause }` and AggregateError's `errors` would set them: own, not enumerable.
+  if (wire.cause !== undefined) hidden(error, 'cause', fromCause(wire.cause));
+  if (wire.errors !== undefined) hidden(error, 'errors', wire.errors.map(fromCause));
+  if (registered !== undefined) return error;
   if (error.name !== wire.name) error.name = wire.name;
   Object.assign(error, wire.props);
   if (wire.stack !== undefined) error.stack = wire.stack;
   return error;
 }
 
-function fromCause(cause: WireCause): unknown {
-  return 'error' in cause ? fromWire(cause.error) : cause.value;
+function hidden(error: Error, key: string, value: unknown): void {
+  Object.defineProperty(error, key, { value, writable: true, configurable: true, enumerable: false });
 }
 
-function isCloneable(value: unknown): boolean {
+/** Whether structured clone copies `value`, nested at most `room` levels deep (see {@link maxNesting}). */
+function isCloneable(value: unknown, room = maxNesting): boolean {
+  if (typeof value === 'object' && value !== null && nestedDeeperThan(value, room)) return false;
   try {
     structuredClone(value);
     return true;
@@ -248,17 +348,12 @@ function isCloneable(value: unknown): boolean {
   }
 }
 
-/** An error of a registered class, rebuilt on its prototype without calling its constructor. */
-function rebuilt(errorClass: ErrorClass, wire: WireError, options: { cause: unknown } | undefined, errors: unknown[] | undefined): Error {
+/** An error of a registered class, rebuilt on its prototype without calling its constructor; its cause and errors are set after. */
+function rebuilt(errorClass: ErrorClass, wire: WireError): Error {
   const error = Object.create(errorClass.prototype as object) as Error;
-  const hidden = (key: string, value: unknown): void => {
-    Object.defineProperty(error, key, { value, writable: true, configurable: true, enumerable: false });
-  };
-  hidden('message', wire.message);
-  if (options !== undefined) hidden('cause', options.cause);
-  if (errors !== undefined) hidden('errors', errors);
+  hidden(error, 'message', wire.message);
   Object.assign(error, wire.props);
   if (error.name !== wire.name) error.name = wire.name;
-  hidden('stack', wire.stack ?? `${wire.name}: ${wire.message}`);
+  hidden(error, 'stack', wire.stack ?? `${wire.name}: ${wire.message}`);
   return error;
 }

@@ -26,7 +26,7 @@ function onePoolThreadTwoAdmitted(): Pool {
 }
 
 function holdsRun(pool: Pool, cell: Int32Array, label: string, given: TaskOptions = {}): TaskRun {
-  const options = resolveTaskOptions(given, defaultTaskOptions, 'test');
+  const options = resolveTaskOptions(given, defaultTaskOptions, { path: 'test', source: 'the test' });
   const run = new TaskRun({ name: 'holds', options }, pool.call({ module, name: 'holds', args: [cell, label] }, [], false), owner, pool.admission);
   run.enqueue();
   return run;

@@ -1,0 +1,75 @@
+/**
+ * A callback a worker task leaves behind on its thread (a timer, a rejection nobody handles) can
+ * throw after the task has ended, and an idle thread runs it only with its next task. The error
+ * is the ended task's: logged with its name and id, and the task the thread runs then goes on.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { Background, shutdown, WorkerTaskError, type BackgroundOptions } from '../src/index.js';
+import { leavesExit, leavesRejection, leavesThrow, ownTimerThrows, yieldsOnce } from './fixtures/left-behind-tasks.js';
+import { captureLogger, freshApp, watchProcessErrors } from './helpers.js';
+
+const roots: ReturnType<typeof freshApp>[] = [];
+
+/** One thread, so that the next task runs where the callback was left. */
+function app(options: BackgroundOptions = {}) {
+  const logger = captureLogger();
+  const root = freshApp({ logger, ...options, pool: { maxThreads: 1, minThreads: 1, ...options.pool } });
+  roots.push(root);
+  return { logger, bg: root.createChildContainer().resolve(Background) };
+}
+
+watchProcessErrors();
+afterEach(async () => {
+  await Promise.all(roots.splice(0).map((root) => shutdown({ container: root, timeoutMs: 5_000 })));
+});
+
+describe('a callback an ended worker task left behind', () => {
+  it.each([
+    ['throws', leavesThrow, 'threw', 'late boom'],
+    ['rejects, unhandled', leavesRejection, 'rejected a promise nothing handled', 'late rejection'],
+  ] as const)('%s: logged as that task’s error; the next task on its thread succeeds, on the same thread', async (_, leaves, what, message) => {
+    const { bg, logger } = app();
+    const culprit = bg.add(leaves);
+    const culpritThread = await culprit.result();
+    const next = await bg.add(yieldsOnce, 'innocent').result();
+    expect(next).toEqual({ label: 'innocent', threadId: culpritThread });
+    await vi.waitFor(() => expect(logger.at('error')).toHaveLength(1), { timeout: 5_000, interval: 5 });
+    const [entry] = logger.at('error');
+    expect(entry!.fields).toMatchObject({ task: leaves.name, taskId: culprit.id, attempt: 1, err: { message } });
+    expect(entry!.message).toMatch(
+      new RegExp(`^worker task "${leaves.name}" \\(#${culprit.id}, file:.*\\) had ended when a callback it left behind ${what}: ${message}; its thread was running "yieldsOnce" \\(#\\d+\\) by then, which goes on$`),
+    );
+  });
+
+  it('calls process.exit(): the task running then fails with ERR_WORKER_EXITED naming the ended task, and the pool goes on', async () => {
+    const { bg, logger } = app();
+    const culprit = bg.add(leavesExit);
+    await culprit.result();
+    const victim = bg.add(yieldsOnce, 'victim');
+    const error = await victim.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerTaskError);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_EXITED' });
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `^worker task "yieldsOnce" \\(#${victim.id}, file:.*\\) failed: its worker thread exited before the task finished ` +
+          `\\(worker exited with code: 3, by process.exit\\(3\\) in a callback that worker task "leavesExit" \\(#${culprit.id}, file:.*\\) left behind after it ended\\) and was replaced$`,
+      ),
+    );
+    expect(logger.entries.find((entry) => entry.fields.task === 'leavesExit')).toMatchObject({
+      level: 'error',
+      fields: { taskId: culprit.id },
+      message: expect.stringMatching(/had ended when a callback it left behind called process\.exit\(3\): its thread ended, failing "yieldsOnce" \(#\d+\)$/) as unknown,
+    });
+    await expect(bg.add(yieldsOnce, 'after').result()).resolves.toMatchObject({ label: 'after' });
+  });
+
+  it("a task's own callback that throws while the task runs still fails that task, and ends its thread", async () => {
+    const { bg } = app();
+    const error = await bg.add(ownTimerThrows).result().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_FAILED' });
+    expect((error as Error).message).toMatch(
+      /^worker task "ownTimerThrows" \(#\d+, file:.*\) failed in the worker pool: own boom \(thrown outside the task's own call, which ends its thread: /,
+    );
+    await expect(bg.add(yieldsOnce, 'after').result()).resolves.toMatchObject({ label: 'after' });
+  });
+});
