@@ -23,7 +23,17 @@ export interface BullMQConnection {
   queueName?: string | undefined;
   /** BullMQ's key prefix in Redis. @default 'bull' */
   prefix?: string | undefined;
-  /** Where failures to enqueue, and workers' failures, are logged. @default consoleLogger */
+  /**
+   * Where the durable backend logs. For `useBullMQ()`: failures to enqueue, cancellations that
+   * could not reach Redis, lost connections. For `startWorkers()`: everything the workers log —
+   * their own entries (a job of an unknown task, a lost lock, a lost connection, `close()`'s
+   * warnings) and the entries of each job's attempt (`task "x" failed (attempt 1 of 4); its
+   * queue runs it again`, the last failure, the task's own `ctx.logger` entries); the tasks a job
+   * adds to a `Background` it injects are the application's, and log to its
+   * `BackgroundOptions.logger`. Without it, the workers' own entries go to `consoleLogger` and the
+   * attempts' to the application's `BackgroundOptions.logger`.
+   * @default consoleLogger
+   */
   logger?: BackgroundLogger | undefined;
 }
 
@@ -33,6 +43,12 @@ export interface JobData {
   readonly timeoutMs?: number | undefined;
   /** Only in the jobs of a task with retries. */
   readonly backoff?: { readonly baseMs: number; readonly maxMs: number; readonly factor: number; readonly jitter: number } | undefined;
+  /**
+   * Only in the job of a task cancelled while it was running (or taken by a worker as it was being
+   * removed): the cancellation's reason, written by the producer so that a worker that takes the
+   * job later (after its first worker died) cancels it before its task starts.
+   */
+  readonly cancelled?: string | undefined;
 }
 
 /**
@@ -138,6 +154,19 @@ export function childFailed(failedReason: string): string | undefined {
   return /^child (\S+) failed$/.exec(failedReason)?.[1];
 }
 
+/** How a worker begins the `failedReason` of a job it stopped because it was cancelled. */
+export const cancelledPrefix = 'cancelled: ';
+
+/**
+ * What a failed job waited for says of itself: `cancelled` with the cancellation's reason when a
+ * cancellation stopped it (its `failedReason` without {@link cancelledPrefix}, which the word
+ * `cancelled` already says: the reason then reads as that of a job cancelled while it waited),
+ * `failed` with its `failedReason` otherwise.
+ */
+export function endedWith(failedReason: string): { status: 'cancelled' | 'failed'; reason: string } {
+  return failedReason.startsWith(cancelledPrefix) ? { status: 'cancelled', reason: failedReason.slice(cancelledPrefix.length) } : { status: 'failed', reason: failedReason };
+}
+
 /** What a failed child says of the job its parent waited for. */
 export function failureOf(child: Job): FailedPrerequisite {
   if (child.name === afterJob) {
@@ -152,8 +181,7 @@ export function failureOf(child: Job): FailedPrerequisite {
         return { id: data.id, name: data.name, status: 'cancelled', reason: data.reason };
     }
   }
-  const cancelled = child.failedReason.startsWith('cancelled: ');
-  return { id: child.id ?? '', name: child.name, status: cancelled ? 'cancelled' : 'failed', reason: child.failedReason };
+  return { id: child.id ?? '', name: child.name, ...endedWith(child.failedReason) };
 }
 
 /**
@@ -339,6 +367,22 @@ export function checkMs(option: string, value: unknown, min: 0 | 1): void {
 export function cancelChannel(queueName: string, prefix: string | undefined): string {
   return `${prefix ?? 'bull'}:${queueName}:tsyringe-background:cancel`;
 }
+
+/**
+ * The sorted set where producers record the cancellations they publish (member: the message,
+ * score: when it was sent, in ms), so that a worker that was not listening when one was sent (it
+ * started just after, or its subscription was reconnecting) reads it once it listens. A producer
+ * trims it to the last {@link cancelRecordMs} and at most {@link cancelRecordMax} entries.
+ */
+export function cancelRecordKey(queueName: string, prefix: string | undefined): string {
+  return `${prefix ?? 'bull'}:${queueName}:tsyringe-background:cancelled`;
+}
+
+/** How long the cancellations sent are kept in {@link cancelRecordKey}, in ms. */
+export const cancelRecordMs = 10 * 60_000;
+
+/** How many cancellations {@link cancelRecordKey} keeps at most (the latest). */
+export const cancelRecordMax = 10_000;
 
 /** A client of its own, for publishing or subscribing: a duplicate of a given one, or new from options. */
 export function redisFor(connection: ConnectionOptions): Redis {

@@ -33,6 +33,10 @@ import {
   afterJobOptions,
   bullPriority,
   cancelChannel,
+  cancelledPrefix,
+  cancelRecordKey,
+  cancelRecordMax,
+  cancelRecordMs,
   checkConnection,
   checkCron,
   checkJson,
@@ -155,6 +159,10 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #queueName: string;
   /** Cancelled jobs being removed from Redis: close() lets them end first. */
   readonly #removals = new Map<Promise<void>, { readonly id: string; readonly name: string }>();
+  /** Cancellation requests being sent to the workers ({@link #tellWorkers}): close() lets them be sent first. */
+  readonly #tells = new Set<Promise<void>>();
+  /** The cancellations being sent, by job id: how many tries are on their way, and whether one was sent. */
+  readonly #telling = new Map<string, Telling>();
   /** Cancelled jobs that close() said may still run (their removal still pending at its bound). */
   readonly #unremoved = new Set<string>();
   /** Set when {@link close} begins: no queue is made again after. */
@@ -190,6 +198,8 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #live = new Map<string, DurableHandle>();
   /** Publishes cancellations of running jobs to the workers; made on the first. */
   #publisher: Redis | undefined;
+  /** While the publisher's connection is down and a request waits for it: resolves when it is ready again. */
+  #publisherReady: Promise<void> | undefined;
   /** While the queue's connection (or the flow producer's) is down: resolves when it is ready again. */
   readonly #reconnected = new Map<Queue | FlowProducer, Promise<void>>();
   /**
@@ -1092,22 +1102,104 @@ class BullMQBackend implements Runner, DurableBackend {
       // Not removed (running, ended, or Redis could not say): the handle follows the job to its end.
       if (!known && this.#live.get(id) === handle) this.#readBackLater([handle]);
     });
-    this.#tellWorkers(id, reason);
+    this.#tellWorkers(id, name, reason);
     return known;
   }
 
-  /** Asks every worker to stop the job if it runs it (it remembers the request a while if not, in case it is about to). */
-  #tellWorkers(id: string, reason: string): void {
+  /**
+   * Asks every worker to stop the job if it runs it: the request is published on the workers'
+   * channel and recorded in Redis in one transaction ({@link cancelRecordKey}: a worker that was
+   * not listening at that instant reads it once it listens, and remembers it a while in case it
+   * takes the job just after). As a removal is ({@link #remove}), a request whose connection broke
+   * under it is sent again once the connection is back, until Redis has it or the backend is
+   * closed; `close()` lets the requests on their way be sent first, within its bound, and says at
+   * `error` which could not be. One that Redis refused is logged once, whatever the number of tries.
+   */
+  #tellWorkers(id: string, name: string, reason: string): void {
     // Closed: no worker is told, as no job of this backend is followed any more (and a publisher
     // made now would never be closed).
     if (this.queue.closing !== undefined) return;
+    let telling = this.#telling.get(id);
+    if (telling === undefined) {
+      telling = { name, pending: 0, sent: false, error: undefined, reported: false };
+      this.#telling.set(id, telling);
+    }
+    telling.pending++;
+    const told = telling;
+    const settled: Promise<void> = this.#sendCancellation(id, reason)
+      .then(
+        () => void (told.sent = true),
+        (error: unknown) => void (told.error ??= error),
+      )
+      .finally(() => {
+        this.#tells.delete(settled);
+        if (--told.pending > 0) return;
+        this.#telling.delete(id);
+        if (told.sent || told.reported) return;
+        this.#logger.error(
+          { task: name, taskId: id, err: told.error },
+          `the cancellation of durable task "${name}" (#${id}) could not be sent to the workers (${messageOf(told.error)}); a worker running its job is not told to stop it: it may still run`,
+        );
+      });
+    this.#tells.add(settled);
+  }
+
+  /**
+   * Publishes and records one request to stop a job, again each time the publisher's connection
+   * broke under it (Redis may or may not have it: a second copy only tells the workers twice),
+   * once it is back. Rejects when Redis refused it, or when the backend is closed before it could
+   * be sent.
+   */
+  async #sendCancellation(id: string, reason: string): Promise<void> {
     if (this.#publisher === undefined) {
       this.#publisher = redisFor(this.#connection);
       this.#publisher.on('error', () => undefined);
     }
-    this.#publisher.publish(cancelChannel(this.queue.name, this.#prefix), JSON.stringify({ id, reason })).catch((error: unknown) => {
-      this.#logger.warn({ taskId: id, err: error }, 'the cancellation of a durable job could not be sent to the workers');
+    const publisher = this.#publisher;
+    const message = JSON.stringify({ id, reason });
+    const record = cancelRecordKey(this.queue.name, this.#prefix);
+    const channel = cancelChannel(this.queue.name, this.#prefix);
+    for (;;) {
+      const now = Date.now();
+      try {
+        const results = await publisher
+          .multi()
+          .zadd(record, now, message)
+          .zremrangebyscore(record, '-inf', now - cancelRecordMs)
+          .zremrangebyrank(record, 0, -cancelRecordMax - 1)
+          .pexpire(record, cancelRecordMs)
+          .publish(channel, message)
+          .exec();
+        if (results === null) throw new Error('Redis aborted the transaction');
+        const failed = results.find(([error]) => error !== null)?.[0];
+        if (failed) throw failed;
+        return;
+      } catch (error) {
+        // Refused by Redis (it answered), or failed otherwise on a connection that is up: the answer.
+        if (refusedByRedis(error)) throw error;
+        if ((error as Error | undefined)?.name !== 'MaxRetriesPerRequestError' && publisher.status === 'ready') throw error;
+        if (!(await this.#publisherBack(publisher))) throw error;
+      }
+    }
+  }
+
+  /**
+   * Resolves true once the publisher's connection is ready again (at once when it is), false when
+   * the backend is closed first (or the publisher ended). One listener, however many requests wait.
+   */
+  async #publisherBack(publisher: Redis): Promise<boolean> {
+    const status = (): string => publisher.status;
+    if (status() === 'ready') return true;
+    if (status() === 'end') return false;
+    this.#publisherReady ??= new Promise<void>((resolve) => {
+      publisher.once('ready', () => {
+        this.#publisherReady = undefined;
+        resolve();
+      });
     });
+    // (close() resolves #closed once its wait for the requests on their way has ended.)
+    await Promise.race([this.#publisherReady, this.#closed]);
+    return status() === 'ready';
   }
 
   /**
@@ -1142,7 +1234,7 @@ class BullMQBackend implements Runner, DurableBackend {
           this.#logger.error({ task: name, taskId: id, err: error }, `durable task "${name}" was cancelled, but its job could not be removed from Redis before the backend was closed; it may still run`);
         }
         // Taken by a worker meanwhile, or refused: told again, a worker stops the job if it has it.
-        this.#tellWorkers(id, reason);
+        this.#tellWorkers(id, name, reason);
         return;
       }
     }
@@ -1158,8 +1250,13 @@ class BullMQBackend implements Runner, DurableBackend {
     if (job === undefined) return;
     const state = await job.getState();
     // Running: its worker is told (again: the first word may have come before it took the job),
-    // and fails it (a record then kept, as a cancelled job's).
-    if (state === 'active') this.#tellWorkers(id, reason);
+    // and fails it (a record then kept, as a cancelled job's). The job is marked too: should its
+    // worker be dead (the job locked until its lock expires), the worker that takes it again
+    // cancels it before its task starts, however long after.
+    if (state === 'active') {
+      await this.#markCancelled(job, reason);
+      this.#tellWorkers(id, name, reason);
+    }
     if (state === 'active' || state === 'completed' || state === 'failed') return;
     const parent = job.parent;
     if (parent?.id !== undefined) {
@@ -1167,8 +1264,23 @@ class BullMQBackend implements Runner, DurableBackend {
       await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: parent.id, queue: parent.queueKey }, failParentOnFailure: true });
     }
     // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now.
-    if ((await this.queue.remove(id, { removeChildren: false })) === 0) this.#tellWorkers(id, reason);
-    else if (handle.cancelling !== undefined && this.#live.get(id) === handle) this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
+    if ((await this.queue.remove(id, { removeChildren: false })) === 0) {
+      await this.#markCancelled(job, reason);
+      this.#tellWorkers(id, name, reason);
+    } else if (handle.cancelling !== undefined && this.#live.get(id) === handle) this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
+  }
+
+  /**
+   * Writes the cancellation into a running job's data ({@link JobData.cancelled}): the worker that
+   * takes the job (again) reads it with the job, at no cost to other jobs. A job gone meanwhile
+   * (ended and removed) needs none.
+   */
+  async #markCancelled(job: Job, reason: string): Promise<void> {
+    try {
+      await job.updateData({ ...(job.data as JobData), cancelled: reason });
+    } catch (error) {
+      if (!/^Missing key for job/.test(messageOf(error))) throw error;
+    }
   }
 
   async job(id: string): Promise<DurableJob | undefined> {
@@ -1225,11 +1337,24 @@ class BullMQBackend implements Runner, DurableBackend {
     this.#closing = true;
     // What was added before is sent before the queue closes, and what was cancelled is removed
     // (within the bound: a removal may be waiting for Redis to be back).
+    // So are the requests to stop running jobs sent to the workers (a removal that finds its job
+    // running sends one more: waited for until none is left).
     this.#flush(true);
-    if (!(await within(Promise.allSettled(this.#removals.keys()), timeoutMs))) {
+    const cancellations = async (): Promise<void> => {
+      while (this.#removals.size > 0 || this.#tells.size > 0) await Promise.allSettled([...this.#removals.keys(), ...this.#tells]);
+    };
+    if (!(await within(cancellations(), timeoutMs))) {
       for (const { id, name } of this.#removals.values()) {
         this.#unremoved.add(id);
         this.#logger.error({ task: name, taskId: id }, `durable task "${name}" was cancelled, but its job could not be removed from Redis within ${timeoutMs} ms, before the backend was closed; it may still run`);
+      }
+      for (const [id, telling] of this.#telling) {
+        telling.reported = true;
+        if (this.#unremoved.has(id)) continue;
+        this.#logger.error(
+          { task: telling.name, taskId: id },
+          `durable task "${telling.name}" was cancelled, but the request to stop its job could not be sent to the workers within ${timeoutMs} ms, before the backend was closed; it may still run`,
+        );
       }
     }
     this.#onClose?.();
@@ -1260,6 +1385,19 @@ class BullMQBackend implements Runner, DurableBackend {
     for (const handle of this.#live.values()) handle.settle('failed', { ok: false, error: closedError(handle) });
     this.#live.clear();
   }
+}
+
+/** The requests to stop one job on their way to the workers ({@link BullMQBackend.#tellWorkers}). */
+interface Telling {
+  readonly name: string;
+  /** Tries not settled yet. */
+  pending: number;
+  /** Whether one of them reached Redis. */
+  sent: boolean;
+  /** The first failure, said once all have failed. */
+  error: unknown;
+  /** Said already (at close()'s bound, at `error`): not said again when the tries fail. */
+  reported: boolean;
 }
 
 /** The queue's connection, as BullMQ gives it. */
@@ -1319,9 +1457,6 @@ function goneError(name: string, id: string): DurableTaskError {
       'watch a handle (read its status or ask for its result) before its job ends to be told how it ended',
   );
 }
-
-/** How a worker begins the `failedReason` of a job it stopped because it was cancelled. */
-const cancelledPrefix = 'cancelled: ';
 
 /** What a handle whose job was removed fails with. */
 function removedError(name: string | undefined, id: string): TaskCancelledError {

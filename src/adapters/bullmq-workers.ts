@@ -9,6 +9,7 @@ import { container as globalContainer, type DependencyContainer } from 'tsyringe
 import {
   Background,
   BackgroundDisposedError,
+  BackgroundOptions,
   consoleLogger,
   disposeScope,
   TaskContext,
@@ -22,12 +23,15 @@ import {
   afterJob,
   backoffFor,
   cancelChannel,
+  cancelledPrefix,
+  cancelRecordKey,
   checkConnection,
   jsonProblem,
   checkMs,
   defaultConnection,
   defaultQueueName,
   endClient,
+  endedWith,
   jobRun,
   messageOf,
   notInQueue,
@@ -40,10 +44,12 @@ import {
 } from './bullmq-jobs.js';
 
 /**
- * How long a worker remembers the cancellation of a job it was not running, in case it takes the
- * job just after: a job's fetch and the cancellation travel on two connections.
+ * How long a worker remembers the cancellation of a job it was not running, beyond the time its
+ * job may take to be taken again after its worker died (the lock's `lockDuration`, then up to two
+ * stalled-job checks, `stalledInterval` apart), in ms: a job's fetch and the cancellation travel
+ * on two connections, and a job whose worker died is taken again once its lock has expired.
  */
-const cancelRememberedMs = 10_000;
+const cancelMarginMs = 10_000;
 
 /** How long the workers' connections may take to close once no job is active, in ms, before they are dropped. */
 const connectionsCloseMs = 1_000;
@@ -176,14 +182,15 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     throw new TypeError(`startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got ${describe(tasks)}`);
   }
   const names = new Set<string>();
-  tasks.forEach((task: unknown, i) => {
+  // entries(), not forEach(): it visits the holes of a sparse array too.
+  for (const [i, task] of (tasks as readonly unknown[]).entries()) {
     const name = (task as Partial<TaskDefinition> | null)?.name;
     if (typeof name !== 'string' || typeof (task as Partial<TaskDefinition>).fn !== 'function') {
       throw new TypeError(`startWorkers(options): options.tasks[${i}] must be a defineTask() or workerTask() definition, got ${describe(task)}`);
     }
     if (names.has(name)) throw new TypeError(`startWorkers(options): options.tasks has two definitions named "${name}"; a job finds its task by name`);
     names.add(name);
-  });
+  }
   if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
     throw new RangeError(`startWorkers(options): options.concurrency must be a positive integer, got ${describe(concurrency)}`);
   }
@@ -200,6 +207,9 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
    */
   const scoped = new Set<TaskDefinition<never[]>>(options.tasks.filter((task) => task.inject.some((token: unknown) => token !== TaskContext)));
   const workersScope = scopeRoot.createChildContainer();
+  // The attempts' own entries (their failures, their ctx.logger) go where the workers log, when
+  // given (merged over the application's options, the nearest winning).
+  if (options.logger !== undefined) workersScope.register(BackgroundOptions, { useValue: { logger: options.logger } });
   let background: Background | undefined;
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
   const running = new Map<string, RunningJob>();
@@ -251,7 +261,23 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       if (--active === 0) whenIdle?.();
     }
   };
+  /**
+   * Whether the cancellation requests producers recorded before this worker listened have been
+   * read (or could not be, or {@link recordedWaitMs} have passed): until then a job taken waits
+   * for them, or one cancelled before this worker started would run. Once read, no job waits.
+   */
+  let recordedRead = false;
+  let readRecorded!: () => void;
+  const recordedLoaded = new Promise<void>(
+    (resolve) =>
+      (readRecorded = () => {
+        recordedRead = true;
+        resolve();
+      }),
+  );
+  setTimeout(() => readRecorded(), recordedWaitMs).unref();
   const runJob = async (job: Job<JobData>, token: string | undefined): Promise<unknown> => {
+    if (!recordedRead) await recordedLoaded;
     if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>);
     const definition = byName.get(job.name);
     if (definition === undefined) {
@@ -282,7 +308,9 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       }
       entry.local = local;
       running.set(jobId, entry);
-      if (cancelledEarly.size > 0) {
+      // Cancelled while its job ran on a worker that died: the producer marked the job.
+      if (job.data.cancelled !== undefined) entry.cancel(job.data.cancelled);
+      else if (cancelledEarly.size > 0) {
         const early = cancelledEarly.get(jobId);
         if (early !== undefined) {
           cancelledEarly.delete(jobId);
@@ -294,7 +322,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         value = await local.result();
       } catch (error) {
         // Cancelled by its producer: not worth another attempt.
-        if (entry.cancelled) throw new UnrecoverableError(`cancelled: ${messageOf(error)}`);
+        if (entry.cancelled) throw new UnrecoverableError(`${cancelledPrefix}${messageOf(error)}`);
         // Abandoned at the drain deadline of the application's close: not the task's failure.
         if (local.status === 'abandoned') return await putBack(job, token);
         // The task's retryIf said no.
@@ -327,37 +355,70 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       backoffStrategy: (attemptsMade, _type, _error, job) => backoffFor((job?.data as JobData | undefined)?.backoff, attemptsMade),
     },
   });
-  worker.on('error', (error) => logger.warn({ err: error }, 'a durable worker lost its connection to Redis; it reconnects'));
+  worker.on('error', (error) => logWorkerError(logger, error));
   // Producers' cancellations of running jobs: the worker running one cancels its task.
-  const subscriber = redisFor(options.connection ?? defaultConnection);
+  const connection = options.connection ?? defaultConnection;
+  const lockDuration = options.workerOptions?.lockDuration ?? 30_000;
+  const stalledInterval = options.workerOptions?.stalledInterval ?? 30_000;
+  const rememberMs = lockDuration + 2 * stalledInterval + cancelMarginMs;
+  const subscriber = redisFor(connection);
   subscriber.on('error', () => undefined);
   const channel = cancelChannel(worker.name, options.prefix);
-  subscriber.subscribe(channel).catch((error: unknown) => logger.warn({ err: error }, 'a durable worker could not listen for cancellations'));
-  subscriber.on('message', (from: string, message: string) => {
-    if (from !== channel) return;
+  const record = cancelRecordKey(worker.name, options.prefix);
+  /** Set when close() begins: a failure to listen is then no news. */
+  let closing = false;
+  /** A request to stop a job: stops it if it runs here, else is remembered for {@link rememberMs}. */
+  const cancelRequested = (message: string, now: number): void => {
+    let request: { id: string; reason: string };
     try {
-      const { id, reason } = JSON.parse(message) as { id: string; reason: string };
-      const entry = running.get(id);
-      if (entry !== undefined) {
-        entry.cancel(reason);
-        return;
-      }
-      const now = Date.now();
-      for (const [early, { until }] of cancelledEarly) {
-        if (until > now) break;
-        cancelledEarly.delete(early);
-      }
-      cancelledEarly.delete(id);
-      cancelledEarly.set(id, { reason, until: now + cancelRememberedMs });
+      request = JSON.parse(message) as { id: string; reason: string };
     } catch {
-      // Not ours.
+      return; // Not ours.
     }
+    const { id, reason } = request;
+    if (typeof id !== 'string' || typeof reason !== 'string') return;
+    const entry = running.get(id);
+    if (entry !== undefined) {
+      entry.cancel(reason);
+      return;
+    }
+    for (const [early, { until }] of cancelledEarly) {
+      if (until > now) break;
+      cancelledEarly.delete(early);
+    }
+    cancelledEarly.delete(id);
+    cancelledEarly.set(id, { reason, until: now + rememberMs });
+  };
+  subscriber.on('message', (from: string, message: string) => {
+    if (from === channel) cancelRequested(message, Date.now());
   });
+  /**
+   * Listens, then reads the requests producers recorded (those sent while this worker was not
+   * listening yet, or while its subscription was reconnecting): once the subscription is
+   * confirmed, so that none falls between the two. Each time the subscriber's connection is ready.
+   */
+  const listen = async (): Promise<void> => {
+    try {
+      await subscriber.subscribe(channel);
+      const client = await worker.getBackend().client;
+      const recorded = await client.zrange(record, 0, -1);
+      const now = Date.now();
+      for (const message of recorded) cancelRequested(message, now);
+    } catch (error) {
+      if (closing) return;
+      logger.warn({ err: error }, `a durable worker could not listen for cancellations (${messageOf(error)}); it listens again once its connection is back`);
+    } finally {
+      readRecorded();
+    }
+  };
+  subscriber.on('ready', () => void listen());
   return {
     worker,
     async close(options = {}) {
       const { timeoutMs } = options;
       checkMs('workers.close(options): options.timeoutMs', timeoutMs, 0);
+      closing = true;
+      readRecorded();
       let inTime = true;
       if (timeoutMs !== undefined) {
         // Paused, the worker takes no new job and its active ones go on; at the deadline, closing
@@ -376,20 +437,66 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
           logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);
         }
       }
-      const closing = worker.close(!inTime);
+      const closed = worker.close(!inTime);
       // Once no job of ours is active (at once with `timeoutMs`), BullMQ has only its connections
       // to close: a Redis that stopped answering never answers its QUIT, so they are dropped after
       // a second, which ends that close.
       if (inTime) await idle();
       whenIdle = undefined;
-      if (!(await within(closing, connectionsCloseMs))) {
+      if (!(await within(closed, connectionsCloseMs))) {
         logger.warn({ ms: connectionsCloseMs }, `the durable workers' connections to Redis did not close within ${connectionsCloseMs} ms once no job was active (Redis did not answer); they are dropped`);
         await within(worker.disconnect(), connectionsCloseMs);
-        await within(closing, connectionsCloseMs);
+        await within(closed, connectionsCloseMs);
       }
       await endClient(subscriber);
     },
   };
+}
+
+/** The longest a job taken as the workers start waits for the cancellation requests recorded before they listened. */
+const recordedWaitMs = 5_000;
+
+/** The codes of Node's and ioredis's errors that say the connection to Redis failed. */
+const connectionCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
+
+/**
+ * Logs what a BullMQ worker reported as an error, as what it is. A lost lock (BullMQ's `Missing
+ * lock for job <id>. <command>`, `Lock mismatch for job <id>…`, or `could not renew lock for job
+ * <id>`): Redis did not renew the job's lock in time (it did not answer within `lockDuration`, or
+ * the process was held that long), so another worker may take the job (BullMQ's stalled-job
+ * check moves it back to wait, or fails it once it stalled more than `maxStalledCount` times);
+ * what the attempt here returns is refused, and the job runs again. A lost connection: ioredis
+ * reconnects. Anything else, as BullMQ said it.
+ */
+function logWorkerError(logger: BackgroundLogger, error: Error): void {
+  const message = messageOf(error);
+  const lost = /^(?:Missing lock|Lock mismatch) for job (\S+?)\.? (?:Cmd )?(\w+)/.exec(message);
+  if (lost !== null) {
+    const [, taskId, command] = lost;
+    logger.warn(
+      { taskId, err: error },
+      `durable job ${taskId}: this worker had lost its lock on the job when its attempt ended (${command}), so the attempt's outcome is discarded: ` +
+        `the job runs again, on whichever worker takes it once BullMQ finds it stalled (it fails if it stalled more than maxStalledCount times); ` +
+        'a lock is lost when Redis does not renew it within lockDuration (Redis or this process held that long)',
+    );
+    return;
+  }
+  const unrenewed = /^could not renew lock for job (\S+)/.exec(message);
+  if (unrenewed !== null) {
+    const taskId = unrenewed[1];
+    logger.warn(
+      { taskId, err: error },
+      `durable job ${taskId}: this worker could not renew its lock on the job, whose attempt goes on here; once the lock expires, another worker may take the job and run it again, ` +
+        "and this attempt's outcome is then discarded (Redis or this process held longer than lockDuration)",
+    );
+    return;
+  }
+  const code = (error as { code?: unknown }).code;
+  if ((typeof code === 'string' && connectionCodes.has(code)) || message === 'Connection is closed.' || message.includes('ECONNREFUSED') || error.name === 'MaxRetriesPerRequestError') {
+    logger.warn({ err: error }, `a durable worker lost its connection to Redis (${message}); it reconnects`);
+    return;
+  }
+  logger.warn({ err: error }, `a durable worker's BullMQ worker reported an error: ${message}`);
 }
 
 /**
@@ -413,10 +520,7 @@ async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
     if (prerequisite.name === afterJob) continue;
     const state = await prerequisite.getState();
     if (state === 'completed') continue;
-    if (state === 'failed') {
-      const cancelled = prerequisite.failedReason.startsWith('cancelled: ');
-      return fail({ id, name, status: cancelled ? 'cancelled' : 'failed', reason: prerequisite.failedReason });
-    }
+    if (state === 'failed') return fail({ id, name, ...endedWith(prerequisite.failedReason) });
     if (prerequisite.parentKey !== job.parentKey) {
       return fail({ id, name, status: `is waited for by another durable task already (${prerequisite.parentKey ?? 'another job'}), and BullMQ gives a job one parent` });
     }

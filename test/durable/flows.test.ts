@@ -201,7 +201,11 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect(error).toBeInstanceOf(TaskSkippedError);
     expect((error as Error).message).toBe(`Task "step" (#${afterWaiting.id}) was skipped: it was to run after task "step" (#${waiting.id}), which was cancelled`);
     await vi.waitFor(async () => expect(await backend.job(waiting.id)).toBeUndefined(), bound);
-    await expect(backend.job(afterWaiting.id)).resolves.toMatchObject({ status: 'skipped' });
+    await expect(backend.job(afterWaiting.id)).resolves.toMatchObject({
+      status: 'skipped',
+      failedReason: `Task "step" (#${afterWaiting.id}) was skipped: it was to run after task "step" (#${waiting.id}), which was cancelled: Task "step" (#${waiting.id}) was cancelled`,
+    });
+    expect((error as Error).cause).toMatchObject({ message: `Task "step" (#${waiting.id}) was cancelled` });
 
     gate('running');
     const running = bg.with({ durable: true }).add(step, 'running');
@@ -210,7 +214,12 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     running.cancel('stop');
     const stopped = await afterRunning.result().catch((e: unknown) => e);
     expect((stopped as Error).message).toBe(`Task "step" (#${afterRunning.id}) was skipped: it was to run after task "step" (#${running.id}), which was cancelled`);
-    await expect(backend.job(afterRunning.id)).resolves.toMatchObject({ status: 'skipped' });
+    // Read the same way as the waiting one's: the running job's failedReason (`cancelled: …`) without its prefix.
+    await expect(backend.job(afterRunning.id)).resolves.toMatchObject({
+      status: 'skipped',
+      failedReason: `Task "step" (#${afterRunning.id}) was skipped: it was to run after task "step" (#${running.id}), which was cancelled: Task "step" (#${running.id}) was cancelled`,
+    });
+    expect((stopped as Error).cause).toMatchObject({ message: `Task "step" (#${running.id}) was cancelled` });
     expect(effects).not.toContain('after delayed started');
     expect(effects).not.toContain('after running started');
   });

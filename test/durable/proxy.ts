@@ -30,6 +30,8 @@ export interface RedisProxy {
   onRequest: ((chunk: string, sent: string) => 'pass' | 'cut') | undefined;
   /** Client connections open now. */
   readonly connections: number;
+  /** Connections refused so far (`refuse`): how a test sees its clients tried to reconnect. */
+  readonly refused: number;
   /** Closes every connection open now (the clients see their connection break, and reconnect). */
   cut(): void;
   close(): Promise<void>;
@@ -41,6 +43,7 @@ export async function startProxy(targetPort: number): Promise<RedisProxy> {
   /** Client connections that lost bytes in the current mode. */
   const lossy = new Set<Socket>();
   let mode: ProxyMode = 'pass';
+  let refused = 0;
   const track = (socket: Socket): void => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -62,6 +65,9 @@ export async function startProxy(targetPort: number): Promise<RedisProxy> {
     get connections() {
       return clients.size;
     },
+    get refused() {
+      return refused;
+    },
     cut() {
       for (const socket of sockets) socket.destroy();
     },
@@ -72,6 +78,7 @@ export async function startProxy(targetPort: number): Promise<RedisProxy> {
   };
   const server: Server = createServer((client) => {
     if (mode === 'refuse') {
+      refused++;
       client.destroy();
       return;
     }
