@@ -141,8 +141,11 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
     const handles = [active, ...added];
     expect(await queue.getJobCounts('failed', 'completed', 'delayed')).toEqual({ failed: 0, completed: 0, delayed: 0 });
     for (const handle of handles) expect((await queue.getJob(handle.id))?.attemptsMade).toBe(0);
-    // Both were taken here: the active one, and the first added, whose run the closed application refused.
-    expect([(await queue.getJob(active.id))?.attemptsStarted, (await queue.getJob(added[0]!.id))?.attemptsStarted]).toEqual([1, 1]);
+    // The active one was taken here; so is, most often, the first added (the worker's second slot
+    // fetches it before the close), whose run the closed application refused: either way, put back
+    // with its attempt not counted (attemptsMade 0, above).
+    expect((await queue.getJob(active.id))?.attemptsStarted).toBe(1);
+    expect((await queue.getJob(added[0]!.id))?.attemptsStarted).toBeLessThanOrEqual(1);
     expect(logger.at('warn').map((entry) => entry.message)).toEqual([expect.stringContaining('durable workers stopped taking jobs: their application closed')]);
     // None of the added ones ran here.
     expect([runs.get('active'), runs.get('a'), runs.get('b'), runs.get('c')]).toEqual([1, undefined, undefined, undefined]);
