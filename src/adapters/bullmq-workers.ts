@@ -25,6 +25,7 @@ import {
   cancelChannel,
   cancelledPrefix,
   cancelRecordKey,
+  cancelRecordMs,
   checkConnection,
   jsonProblem,
   checkMs,
@@ -272,10 +273,11 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     (resolve) =>
       (readRecorded = () => {
         recordedRead = true;
+        clearTimeout(recordedWait); // which would hold these workers, closed or not, until it fires
         resolve();
       }),
   );
-  setTimeout(() => readRecorded(), recordedWaitMs).unref();
+  const recordedWait = setTimeout(() => readRecorded(), recordedWaitMs).unref();
   const runJob = async (job: Job<JobData>, token: string | undefined): Promise<unknown> => {
     if (!recordedRead) await recordedLoaded;
     if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>);
@@ -401,9 +403,11 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     try {
       await subscriber.subscribe(channel);
       const client = await worker.getBackend().client;
-      const recorded = await client.zrange(record, 0, -1);
+      // Those of the window only: the set is trimmed as requests are written, so with none written
+      // for a while it holds older ones.
+      const recorded = await client.zrange(record, 0, -1, { WITHSCORES: true });
       const now = Date.now();
-      for (const message of recorded) cancelRequested(message, now);
+      for (let i = 0; i + 1 < recorded.length; i += 2) if (Number(recorded[i + 1]) >= now - cancelRecordMs) cancelRequested(recorded[i]!, now);
     } catch (error) {
       if (closing) return;
       logger.warn({ err: error }, `a durable worker could not listen for cancellations (${messageOf(error)}); it listens again once its connection is back`);

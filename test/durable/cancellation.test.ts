@@ -331,6 +331,21 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     expect(started).toEqual([]);
   });
 
+  it('a worker that starts reads only the requests of the last 10 minutes: an older one left in the record cancels nothing', async () => {
+    const { bg, queueName, workerRoot } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
+    started.length = aborted.length = 0;
+    release = deferred();
+    const handle = bg.with({ durable: true }).add(noted, 'asked long ago');
+    await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).state).toBe('prioritized'), { timeout: 5_000, interval: 10 });
+    // A request for the same id recorded 11 minutes ago (the set is trimmed only as requests are written).
+    await admin().zadd(`bull:${queueName}:tsyringe-background:cancelled`, Date.now() - 11 * 60_000, JSON.stringify({ id: handle.id, reason: 'too old' }));
+    const workers = startWorkers({ container: workerRoot, tasks: [noted], connection: redis.connection, queueName });
+    closers.push(() => workers.close());
+    await vi.waitFor(() => expect(started).toEqual(['asked long ago']), { timeout: 10_000, interval: 5 });
+    release.resolve();
+    await expect(handle.result()).resolves.toBe('asked long ago');
+  });
+
   it("logs a worker's lost lock as a lost lock, naming the job (not as a lost connection)", async () => {
     const { bg, queueName, workerRoot } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
     started.length = aborted.length = 0;
