@@ -4,7 +4,7 @@
  * run right after the late one.
  */
 import { afterEach, expect, it, vi } from 'vitest';
-import { Background, shutdown } from '../src/index.js';
+import { Background, observeTasks, shutdown } from '../src/index.js';
 import { freshApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -46,5 +46,43 @@ it('a stopped schedule stays on record as a finished task does: get() finds it c
   expect(root.createChildContainer().resolve(Background).get(schedule.id)).toBe(schedule);
   await vi.advanceTimersByTimeAsync(2_500);
   expect([bg.get(schedule.id), bg.get(oneOff.id)]).toEqual([undefined, undefined]);
+  await shutdown({ container: root, timeoutMs: 100 });
+});
+
+it('after the clock is set back (NTP corrects a clock a day ahead), a cron schedule runs again within a period, not a day later', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: new Date('2026-12-06T10:00:00Z') });
+  const root = freshApp();
+  const bg = root.createChildContainer().resolve(Background);
+  const starts: number[] = [];
+  const schedule = bg.with({ cron: '*/5 * * * *', tz: 'UTC' }).add(async function heartbeat() {
+    starts.push(Date.now());
+  });
+  await vi.advanceTimersByTimeAsync(5 * 60_000);
+  expect(starts).toHaveLength(1);
+  vi.setSystemTime(Date.now() - 24 * 3_600_000);
+  const stepped = Date.now();
+  await vi.advanceTimersByTimeAsync(11 * 60_000);
+  expect(starts.length).toBeGreaterThanOrEqual(2);
+  expect(starts[1]! - stepped).toBeLessThanOrEqual(10 * 60_000);
+  schedule.cancel();
+  await shutdown({ container: root, timeoutMs: 100 });
+});
+
+it("a scope disposed from an observer of a periodic run's added event drains that run, as a one-off task's", async () => {
+  const root = freshApp();
+  const scope = root.createChildContainer();
+  const bg = scope.resolve(Background);
+  let disposal: Promise<void> | undefined;
+  const stop = observeTasks((event) => {
+    if (event.type === 'added' && event.name === 'tick') disposal ??= bg.dispose();
+  }, { container: root });
+  let ran = 0;
+  const schedule = bg.with({ every: 5 }).add(async function tick() {
+    ran++;
+  });
+  await vi.waitFor(() => expect(disposal).toBeDefined(), { timeout: 2_000, interval: 5 });
+  await disposal;
+  stop();
+  expect({ ran, schedule: schedule.status, runs: schedule.attempt }).toEqual({ ran: 1, schedule: 'cancelled', runs: 1 });
   await shutdown({ container: root, timeoutMs: 100 });
 });

@@ -73,9 +73,13 @@ export class Periodic implements TaskHandle {
     return this.#stopped === undefined ? this.#nextAt : undefined;
   }
 
+  /** Whether it was cancelled (its runs with it), not only stopped (by its scope's disposal). */
+  #cancelled = false;
+
   /** Stops the schedule and cancels every run of it not ended yet. */
   cancel(reason?: unknown): boolean {
     if (this.#stopped !== undefined) return false;
+    this.#cancelled = true;
     this.stop(new TaskCancelledError(this.name, this.id, reason));
     for (const run of [...this.#live]) run.cancel(reason);
     return true;
@@ -130,7 +134,12 @@ export class Periodic implements TaskHandle {
     if (this.#stopped !== undefined) return;
     const now = Date.now();
     if (now < this.#nextAt) {
-      // A capped wait ended before the tick's time (cron runs months apart): wait again.
+      // A capped wait ended before the tick's time (cron runs months apart): wait again. Or the
+      // clock was set back (NTP, a day): the next tick is measured from the clock again, rather
+      // than left where the old clock put it.
+      const cadence = this.#cadence;
+      const fromNow = 'every' in cadence ? now + cadence.every : (cadence.cron.nextRun(new Date(now))?.getTime() ?? this.#nextAt);
+      this.#nextAt = Math.min(this.#nextAt, fromNow);
       this.#wait(now);
       return;
     }
@@ -138,15 +147,17 @@ export class Periodic implements TaskHandle {
       try {
         const run = this.#owner.spawn(this);
         // Cancelled while the run was added (by an observer of its `added` event): so is the run.
+        // Only stopped (its scope's disposal began there), the run goes on, as a run going on
+        // when the schedule stops does: the disposal drains it.
         const stopped = this.#stopped as TaskCancelledError | undefined;
-        if (stopped !== undefined) {
+        if (stopped !== undefined && this.#cancelled) {
           run.cancel(stopped.cause);
           return;
         }
         this.#current = run;
         this.#live.add(run);
         this.attempt++;
-        this.status = 'running';
+        if (stopped === undefined) this.status = 'running';
         const ran = (): void => {
           this.#live.delete(run);
           if (this.#stopped === undefined && this.#live.size === 0) this.status = 'delayed';
@@ -162,6 +173,6 @@ export class Periodic implements TaskHandle {
         this.#owner.tickFailed(this, error);
       }
     }
-    this.#arm();
+    if (this.#stopped === undefined) this.#arm();
   };
 }
