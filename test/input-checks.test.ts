@@ -38,6 +38,7 @@ describe('a root whose options are registered again without root: true', () => {
 describe('options refused with the right error, naming what is wrong', () => {
   it.each<[string, () => unknown, ErrorConstructor, string]>([
     ['a number for a boolean option', () => app({ root: 1 as never }), TypeError, 'options.root must be a boolean, got 1 (number)'],
+    ['an empty time zone', () => app().bg.with({ cron: '0 * * * *', tz: '' }), TypeError, 'bg.with(options): options.tz must be a time zone name, got "" (string)'],
     ['a number for the logger', () => app({ logger: 5 as never }), TypeError, 'options.logger must be an object with error, warn, info and debug methods, got 5 (number)'],
     ['a name inherited from Object.prototype', () => app({ valueOf: 1 } as never), TypeError, 'options.valueOf is not a known option'],
     ['a misspelt shutdown() option', () => shutdown({ timeout: 50 } as never), TypeError, 'shutdown(options): options.timeout is not a known option; known options: container, timeoutMs'],

@@ -203,7 +203,7 @@ function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefi
   }
   if (cron === undefined) return undefined;
   if (typeof cron !== 'string') throw new TypeError(`bg.with(options): options.cron must be a cron expression string, got ${describe(cron)}`);
-  if (tz !== undefined && typeof tz !== 'string') throw new TypeError(`bg.with(options): options.tz must be a time zone name, got ${describe(tz)}`);
+  if (tz !== undefined && (typeof tz !== 'string' || tz === '')) throw new TypeError(`bg.with(options): options.tz must be a time zone name, got ${describe(tz)}`);
   return { cron: cronOf(cron, tz), expression: cron, tz };
 }
 
