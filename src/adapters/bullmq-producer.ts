@@ -1013,12 +1013,14 @@ class BullMQBackend implements Runner, DurableBackend {
    * Ends the handle of a job that failed: `skipped` when it failed because a job it waited for
    * did (BullMQ fails a parent so: `child <key> failed`), once that job is read; `failed` otherwise.
    */
-  #failed(id: string, failedReason: string): void {
+  #failed(id: string, failedReason: string, cancelledMark?: string): void {
     const handle = this.#live.get(id);
     if (handle === undefined) return;
-    // Stopped by a cancellation (this process's, or another's: then with what Redis recorded of it).
-    if (failedReason.startsWith(cancelledPrefix)) {
-      this.#end(id, 'cancelled', { ok: false, error: handle.cancelling ?? new TaskCancelledError(handle.name, id, failedReason.slice(cancelledPrefix.length)) });
+    // Stopped by a cancellation (this process's, or another's: then with what Redis recorded of
+    // it), or failed after one marked it (BullMQ failing it as stalled, its worker dead).
+    if (failedReason.startsWith(cancelledPrefix) || cancelledMark !== undefined) {
+      const reason = cancelledMark ?? failedReason.slice(cancelledPrefix.length);
+      this.#end(id, 'cancelled', { ok: false, error: handle.cancelling ?? new TaskCancelledError(handle.name, id, reason) });
       return;
     }
     if (childFailed(failedReason) === undefined) {
@@ -1309,7 +1311,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (job === undefined) return undefined;
     handle.found(snapshot(job, state ?? 'unknown'));
     if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
-    else if (state === 'failed') this.#failed(id, job.failedReason);
+    else if (state === 'failed') this.#failed(id, job.failedReason, (job.data as Partial<JobData> | undefined)?.cancelled);
     return handle;
   }
 
@@ -1496,7 +1498,9 @@ interface Skipped {
 function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
   const ended: Record<string, TaskStatus> = { completed: 'succeeded', failed: 'failed' };
   const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
-  const status = skipped !== undefined ? 'skipped' : state === 'failed' && job.failedReason.startsWith(cancelledPrefix) ? 'cancelled' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued');
+  // Failed after a cancellation marked it (BullMQ failing it as stalled, its worker dead): cancelled too.
+  const cancelled = state === 'failed' && (job.failedReason.startsWith(cancelledPrefix) || (job.data as Partial<JobData> | undefined)?.cancelled !== undefined);
+  const status = skipped !== undefined ? 'skipped' : cancelled ? 'cancelled' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued');
   return Object.freeze({
     id: job.id ?? '',
     name: job.name,

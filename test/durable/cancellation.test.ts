@@ -305,6 +305,25 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     expect(logger.at('error')).toEqual([]);
   });
 
+  it('a job cancelled while its worker is dead, then failed by BullMQ as stalled, reads cancelled, as its handle said', async () => {
+    const { bg, backend, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
+    const added = bg.with({ durable: true }).add(noted, 'stalled for good');
+    await vi.waitFor(async () => expect((await jobState(queueName, added.id)).state).toBe('prioritized'), { timeout: 5_000, interval: 10 });
+    const dead = new Worker(queueName, undefined, { connection: redis.connection, autorun: false, lockDuration: 60_000 });
+    closers.push(() => dead.close());
+    const job = (await dead.getNextJob('dead-worker-token'))!;
+    const handle = (await backend.handle(added.id))!;
+    expect(handle.cancel('stop it')).toBe(true);
+    // The cancellation has marked the running job; BullMQ's stalled check then fails it (past maxStalledCount).
+    await vi.waitFor(async () => expect((await backend.queue.getJob(added.id))?.data).toHaveProperty('cancelled'), { timeout: 5_000, interval: 10 });
+    const marked = (await backend.queue.getJob(added.id))!;
+    await marked.moveToFailed(new Error('job stalled more than allowable limit'), 'dead-worker-token');
+    expect(job.id).toBe(added.id);
+    await expect(backend.job(added.id)).resolves.toMatchObject({ status: 'cancelled' });
+    expect((await backend.handle(added.id))?.status).toBe('cancelled');
+    expect(handle.status).toBe('cancelled');
+  });
+
   it('a worker that starts after a cancellation was sent reads it: the job it then takes is cancelled before its task starts', async () => {
     const { bg, backend, queueName, workerRoot } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
     started.length = aborted.length = 0;
