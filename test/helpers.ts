@@ -67,12 +67,21 @@ export function nextTurn(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-/** What `promise` rejected with, or undefined when it resolved: a test's way to look at a failure. */
-export function failureOf(promise: Promise<unknown>): Promise<unknown> {
+/** What `promise` rejected with; a promise that resolves fails the test. */
+export function failureOf(promise: Promise<unknown>): Promise<Error & Record<string, unknown>> {
   return promise.then(
-    () => undefined,
-    (error: unknown) => error,
+    () => {
+      throw new Error('expected a rejection, but the promise resolved');
+    },
+    (error: unknown) => error as Error & Record<string, unknown>,
   );
+}
+
+/** Waits 1 ms for `handle`'s result; a weak reference to the ResultTimeoutError that ends the wait (none kept here). */
+export async function expiredWait(handle: { result(options: { timeoutMs: number }): Promise<unknown> }): Promise<WeakRef<object>> {
+  const error = await failureOf(handle.result({ timeoutMs: 1 }));
+  if (error.code !== 'ERR_RESULT_TIMEOUT') throw new Error('the wait should have expired');
+  return new WeakRef(error);
 }
 
 /**

@@ -6,7 +6,7 @@
  */
 import { afterEach, expect, it } from 'vitest';
 import { Background, shutdown, type TaskHandle } from '../src/index.js';
-import { collectGarbage, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
+import { collectGarbage, deferred, expiredWait, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
 
@@ -26,16 +26,6 @@ function longRunning() {
     return 'done';
   });
   return { bg, long, gate };
-}
-
-/** Waits 1 ms for `handle`'s result; a weak reference to the ResultTimeoutError that ends the wait. */
-async function expiredWait(handle: TaskHandle): Promise<WeakRef<object>> {
-  const error = await handle.result({ timeoutMs: 1 }).then(
-    () => undefined,
-    (failure: unknown) => failure as { code?: unknown },
-  );
-  if (error?.code !== 'ERR_RESULT_TIMEOUT') throw new Error('the wait should have expired');
-  return new WeakRef(error);
 }
 
 it('a task added after a long-running one and cancelled is let go while that one runs', async () => {

@@ -9,17 +9,9 @@ import type { DependencyContainer } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Background, shutdown, TaskNonErrorError, type AnyTask, type TaskArgs, type TaskHandle, type TaskResult } from '../src/index.js';
 import { nested, returnsNested, throwsCauseChain, throwsCircularCause, throwsNestedField, throwsNestedValue, whichThread } from './fixtures/deep-tasks.js';
-import { captureLogger, freshApp, watchProcessErrors } from './helpers.js';
+import { captureLogger, failureOf, freshApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
-
-const failureOf = (promise: Promise<unknown>): Promise<Error & Record<string, unknown>> =>
-  promise.then(
-    () => {
-      throw new Error('expected the task to fail');
-    },
-    (error: unknown) => error as Error & Record<string, unknown>,
-  );
 
 /** The errors of a `cause` chain, top first, up to `max` of them (a loop would go on for ever). */
 function chainOf(error: unknown, max = 1_000): unknown[] {

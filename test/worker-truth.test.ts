@@ -19,17 +19,9 @@ import {
   throwsUnreadable,
   whichThread,
 } from './fixtures/worker-truth-tasks.js';
-import { captureLogger, freshApp, watchProcessErrors } from './helpers.js';
+import { captureLogger, failureOf, freshApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
-
-const failureOf = (promise: Promise<unknown>): Promise<Error & Record<string, unknown>> =>
-  promise.then(
-    () => {
-      throw new Error('expected the task to fail');
-    },
-    (error: unknown) => error as Error & Record<string, unknown>,
-  );
 
 describe('a worker task that injects TaskContext, given up on while queued (its thread in the setup module)', () => {
   const roots: DependencyContainer[] = [];

@@ -156,8 +156,8 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await backend.queue.remove(handle.id);
     const failure = await failureOf(handle.result());
     expect(failure).toBeInstanceOf(DurableTaskError);
-    expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_GONE');
-    expect((failure as DurableTaskError).message).toContain(`durable task "record" (#${handle.id}): its job is no longer in Redis, so its outcome is unknown here`);
+    expect(failure.code).toBe('ERR_DURABLE_GONE');
+    expect(failure.message).toContain(`durable task "record" (#${handle.id}): its job is no longer in Redis, so its outcome is unknown here`);
     expect(handle.status).toBe('failed');
   });
 
@@ -427,8 +427,8 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const failure = await failureOf(handle.result());
     // Cancelled by another process: the handle reads it as backend.job(id) does, the cause what the job recorded.
     expect(failure).toBeInstanceOf(TaskCancelledError);
-    expect((failure as TaskCancelledError).message).toBe(`Task "record" (#${handle.id}) was cancelled`);
-    expect((failure as TaskCancelledError).cause).toMatch(/^Task "record" \(#[0-9a-f-]+\) was cancelled/);
+    expect(failure.message).toBe(`Task "record" (#${handle.id}) was cancelled`);
+    expect(failure.cause).toMatch(/^Task "record" \(#[0-9a-f-]+\) was cancelled/);
     expect(handle.status).toBe('cancelled');
     await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'cancelled' });
     expect(calls.get('cancelled early')).toBeUndefined();
@@ -598,8 +598,8 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await closing;
     const failure = await failureOf(outcome);
     expect(failure).toBeInstanceOf(DurableTaskError);
-    expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_FAILED');
-    expect((failure as DurableTaskError).message).toBe(`durable task "record" (#${handle.id}): the durable backend of this process was closed before its job ended (the job itself runs as usual)`);
+    expect(failure.code).toBe('ERR_DURABLE_FAILED');
+    expect(failure.message).toBe(`durable task "record" (#${handle.id}): the durable backend of this process was closed before its job ended (the job itself runs as usual)`);
     // The backend gives up on opening the stream, and says so.
     await vi.waitFor(() => expect(logger.at('debug').map((entry) => entry.message)).toContain('the durable handles being followed were not read from Redis: the backend was closed'), { timeout: 5_000, interval: 5 });
     // Every connection of this queue's backend is gone from the server.
@@ -656,8 +656,8 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const outcome = failureOf(watched.result());
     const failure = await outcome;
     expect(failure).toBeInstanceOf(DurableTaskError);
-    expect((failure as DurableTaskError).code).toBe('ERR_DURABLE_ENQUEUE');
-    expect((failure as DurableTaskError).message).toBe(
+    expect(failure.code).toBe('ERR_DURABLE_ENQUEUE');
+    expect(failure.message).toBe(
       `durable task "record" (#${watched.id}) could not be enqueued: it was still waiting after 300 ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`,
     );
     look.resolve();

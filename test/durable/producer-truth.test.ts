@@ -70,7 +70,7 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
       expect(handle.cancel('too late')).toBe(true);
       const error = await failureOf(handle.result());
       expect(error).toBeInstanceOf(DurableTaskError);
-      expect((error as DurableTaskError).message).toBe('no luck');
+      expect(error.message).toBe('no luck');
       expect(handle.status).toBe('failed');
     });
 
@@ -81,7 +81,7 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
       expect(handle.cancel('not needed')).toBe(true);
       const error = await failureOf(handle.result());
       expect(error).toBeInstanceOf(TaskCancelledError);
-      expect((error as TaskCancelledError).cause).toBe('not needed');
+      expect(error.cause).toBe('not needed');
       expect(handle.status).toBe('cancelled');
       await expect(backend.job(handle.id)).resolves.toBeUndefined();
     });
@@ -103,7 +103,7 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
       expect(handle.cancel('stop')).toBe(true);
       const error = await failureOf(handle.result());
       expect(error).toBeInstanceOf(TaskCancelledError);
-      expect((error as TaskCancelledError).cause).toBe('stop');
+      expect(error.cause).toBe('stop');
       expect(handle.status).toBe('cancelled');
       await untilJob(backend, handle.id, 'cancelled');
     });

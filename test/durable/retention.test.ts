@@ -4,24 +4,14 @@
  * the job ended), against a real redis-server on 127.0.0.1.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineTask, type TaskHandle } from '../../src/index.js';
-import { collectGarbage, nextTurn, watchProcessErrors } from '../helpers.js';
+import { defineTask } from '../../src/index.js';
+import { collectGarbage, expiredWait, nextTurn, watchProcessErrors } from '../helpers.js';
 import { openQueue } from './queue-apps.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
 
 const later = defineTask({ name: 'later' }, async () => 'ran');
-
-/** Waits 1 ms for `handle`'s result; a weak reference to the ResultTimeoutError that ends the wait. */
-async function expiredWait(handle: TaskHandle): Promise<WeakRef<object>> {
-  const error = await handle.result({ timeoutMs: 1 }).then(
-    () => undefined,
-    (failure: unknown) => failure as { code?: unknown },
-  );
-  if (error?.code !== 'ERR_RESULT_TIMEOUT') throw new Error('the wait should have expired');
-  return new WeakRef(error);
-}
 
 describe.skipIf(!hasRedis)('durable handles: what they keep', () => {
   const redis = redisForSuite();
