@@ -6,7 +6,8 @@
 import { createRequire } from 'node:module';
 import type { ConnectionOptions, Job, JobsOptions } from 'bullmq';
 import { Redis } from 'ioredis';
-import type { BackgroundLogger, TaskProgress, TaskRequest, TaskStatus } from '../index.js';
+import type { DependencyContainer } from 'tsyringe';
+import type { BackgroundLogger, TaskDefinition, TaskHandle, TaskProgress, TaskRequest, TaskStatus } from '../index.js';
 import { describe } from './request-scope.js';
 
 /** Where the queue is. */
@@ -109,11 +110,26 @@ export const keepFailed = Object.freeze({ age: 7 * 24 * 3600 });
 
 /**
  * Marks of the public API's internals that adapters use (the same `Symbol.for` as in
- * src/model/call-options.ts): a handle that `after` lets through to this runner, and the call
- * option that makes a worker's local run an attempt of its job.
+ * src/model/call-options.ts): a handle that `after` lets through to this runner, and the
+ * `Background` method that adds a worker's local run as an attempt of its job.
  */
 export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
 export const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
+
+/** What a job's attempt is linked to (src/model/call-options.ts's `JobLink`, which adapters do not see). */
+export interface JobLink {
+  readonly id: string | undefined;
+  readonly attempt: number;
+  readonly attempts: number;
+  readonly scope: DependencyContainer | undefined;
+  progress(fraction: number, message: string | undefined): void;
+  stopRetrying(): void;
+}
+
+/** A `Background` seen through {@link jobRun}: `with({ durable: false, retries: 0, timeoutMs }).add(task, ...args)`, the run an attempt of `job`. */
+export interface JobRunAdder {
+  [jobRun](task: TaskDefinition<never[]>, args: unknown[], job: JobLink, timeoutMs: number | undefined): TaskHandle;
+}
 
 /** A durable task as any process can see it, read from Redis. */
 export interface DurableJob {

@@ -14,7 +14,6 @@ import {
   disposeScope,
   TaskContext,
   type BackgroundLogger,
-  type CallOptions,
   type TaskDefinition,
   type TaskHandle,
 } from '../index.js';
@@ -39,6 +38,8 @@ import {
   redisFor,
   within,
   type AfterData,
+  type JobLink,
+  type JobRunAdder,
   type BullMQConnection,
   type FailedPrerequisite,
   type JobData,
@@ -56,13 +57,13 @@ const cancelMarginMs = 10_000;
 const connectionsCloseMs = 1_000;
 
 /**
- * A job this process is running: what its local run is an attempt of (the `jobRun` call option:
+ * A job this process is running: what its local run is an attempt of (its `JobLink`:
  * the job's id, its attempt number and attempts in all, its progress saved on the job, and the
  * job's own child scope when its task has dependencies to resolve there), the local run, whether
  * the job's producer cancelled it, and whether the task's `retryIf` refused it another attempt.
  * One object a job.
  */
-class RunningJob {
+class RunningJob implements JobLink {
   readonly id: string | undefined;
   readonly attempt: number;
   readonly attempts: number;
@@ -112,9 +113,6 @@ class RunningJob {
     this.local = undefined;
   }
 }
-
-/** The call options of a worker's local run of a job. */
-type WorkerCallOptions = CallOptions & { [jobRun]: RunningJob };
 
 /** Options of {@link startWorkers}. */
 export interface StartWorkersOptions extends BullMQConnection {
@@ -211,7 +209,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   // The attempts' own entries (their failures, their ctx.logger) go where the workers log, when
   // given (merged over the application's options, the nearest winning).
   if (options.logger !== undefined) workersScope.register(BackgroundOptions, { useValue: { logger: options.logger } });
-  let background: Background | undefined;
+  let background: (Background & JobRunAdder) | undefined;
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
   const running = new Map<string, RunningJob>();
   /**
@@ -297,13 +295,12 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     try {
       const { args, timeoutMs } = job.data;
       const entry = new RunningJob(job, logger, scope);
-      // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
-      // logs), its progress is the job's, and it is on record in Redis, not in this process.
-      const options: WorkerCallOptions = { durable: false, retries: 0, timeoutMs, [jobRun]: entry };
       let local: TaskHandle;
       try {
-        background ??= workersScope.resolve(Background);
-        local = background.with(options).add(definition as TaskDefinition<unknown[]>, ...args);
+        background ??= workersScope.resolve(Background) as Background & JobRunAdder;
+        // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
+        // logs), its progress is the job's, and it is on record in Redis, not in this process.
+        local = background[jobRun](definition, args, entry, timeoutMs);
       } catch (error) {
         if (error instanceof BackgroundDisposedError) return await putBack(job, token);
         throw error;

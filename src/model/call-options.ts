@@ -43,12 +43,13 @@ export interface CallOptions extends TaskOptions {
 export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
 
 /**
- * Internal call option (not documented): the run is one attempt of a job whose record is kept
- * elsewhere (a durable worker's job, in Redis). It counts its attempts from `attempt` (the job's:
- * `attemptsMade + 1`), so that `ctx.attempt`, the handle, the events and the logs count as the
- * job does (retries still stop at `attempt > retries`: give it with `retries: 0`, as the worker
- * does, since the job retries); its progress goes to `progress` (the job's), without an
- * application-wide observer that would make every task build its events; and it is not kept on
+ * Internal door (not documented), a method of `Background` under this key: adds a run that is one
+ * attempt of a job whose record is kept elsewhere (a durable worker's job, in Redis), as
+ * `bg.with({ durable: false, retries: 0, timeoutMs }).add(task, ...args)` would, with a
+ * {@link JobLink}. It counts its attempts from `attempt` (the job's: `attemptsMade + 1`), so
+ * that `ctx.attempt`, the handle, the events and the logs count as the job does (the job
+ * retries, not the run); its progress goes to `progress` (the job's), without an
+ * application-wide observer that would make every task build its events; it is not kept on
  * this application's records once finished (they would fill with copies of jobs, and each would
  * hold its scope in the old generation); and its dependencies are resolved from the job's own
  * scope, when it has one, rather than from the adding Background's (a durable worker adds every
@@ -104,7 +105,7 @@ export interface CallSpec {
   /** For a periodic task: when it runs, and whether runs may overlap. */
   readonly cadence: Cadence | undefined;
   readonly overlap: boolean;
-  /** The job this run is an attempt of ({@link jobRun}). */
+  /** The job this run is an attempt of ({@link jobRun}); never from a view's options. */
   readonly job: JobLink | undefined;
 }
 
@@ -162,20 +163,6 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
       throw new TypeError(`bg.with(options): options.after[${wrong}] must be a handle of a one-off task returned by add() (a periodic task never finishes), got ${describe(after[wrong])}`);
     }
   }
-  const job = (options as { [jobRun]?: Partial<JobLink> })[jobRun];
-  if (
-    job !== undefined &&
-    !(
-      Number.isSafeInteger(job.attempt) &&
-      job.attempt! >= 1 &&
-      typeof job.progress === 'function' &&
-      (job.scope === undefined || typeof job.scope?.resolve === 'function') &&
-      (job.id === undefined || (typeof job.id === 'string' && job.id !== '')) &&
-      (job.attempts === undefined || (Number.isSafeInteger(job.attempts) && job.attempts >= 1))
-    )
-  ) {
-    throw invalid('bg.with(options): options[jobRun]', 'an attempt number from 1, a progress function, a container or undefined, and optionally an id and a number of attempts', job);
-  }
   return Object.freeze({
     options,
     delayMs,
@@ -183,7 +170,7 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
     after: (after ?? []),
     cadence,
     overlap: overlap ?? false,
-    job: job as JobLink | undefined,
+    job: undefined,
   });
 }
 
