@@ -115,7 +115,7 @@ export class Periodic implements TaskHandle {
       // skipped, and the next comes a period after this one, not at once.
       this.#nextAt = next > now ? next : now + cadence.every;
     } else {
-      const next = cadence.cron.nextRun(new Date(now));
+      const next = cadence.cron.nextAfter(new Date(now));
       if (next === null) {
         this.stop(new TaskCancelledError(this.name, this.id, `the cron expression ${cadence.expression} has no further run`));
         return;
@@ -138,7 +138,7 @@ export class Periodic implements TaskHandle {
       // clock was set back (NTP, a day): the next tick is measured from the clock again, rather
       // than left where the old clock put it.
       const cadence = this.#cadence;
-      const fromNow = 'every' in cadence ? now + cadence.every : (cadence.cron.nextRun(new Date(now))?.getTime() ?? this.#nextAt);
+      const fromNow = 'every' in cadence ? now + cadence.every : (cadence.cron.nextAfter(new Date(now))?.getTime() ?? this.#nextAt);
       this.#nextAt = Math.min(this.#nextAt, fromNow);
       this.#wait(now);
       return;

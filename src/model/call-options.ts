@@ -1,8 +1,6 @@
-import type * as Croner from 'croner';
-import type { Cron } from 'croner';
-import { requireCjs } from './cjs.js';
 import { describe, invalid, isTimerMs, maxTimerMs, messageOf } from './checks.js';
 import type { DependencyContainer } from 'tsyringe';
+import { cronTimes, type CronTimes } from './cron-times.js';
 import type { TaskHandle } from './handle.js';
 import type { OptionsLevel, TaskOptions } from './task-options.js';
 
@@ -83,7 +81,7 @@ export interface JobLink {
 }
 
 /** When a periodic task runs: every `every` ms, or at the times of a cron expression. */
-export type Cadence = { readonly every: number } | { readonly cron: Cron; readonly expression: string; readonly tz: string | undefined };
+export type Cadence = { readonly every: number } | { readonly cron: CronTimes; readonly expression: string; readonly tz: string | undefined };
 
 /** When a task may start, from validated call options: what a runner reads of them. */
 export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap' | 'job'>;
@@ -194,14 +192,10 @@ function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefi
   return { cron: cronOf(cron, tz), expression: cron, tz };
 }
 
-/** Builds a cron from an expression and a time zone; throws a TypeError naming the option. */
-export function cronOf(expression: string, tz: string | undefined): Cron {
+/** The times of a cron expression in a time zone; throws a TypeError naming the option. */
+export function cronOf(expression: string, tz: string | undefined): CronTimes {
   try {
-    // Loaded on first use, not at import (worker threads import this library too).
-    const { Cron: CronJob } = requireCjs('croner') as typeof Croner;
-    const cron = new CronJob(expression, { paused: true, ...(tz === undefined ? {} : { timezone: tz }) });
-    cron.nextRun();
-    return cron;
+    return cronTimes(expression, tz);
   } catch (error) {
     const what = tz === undefined ? `options.cron ${JSON.stringify(expression)}` : `options.cron ${JSON.stringify(expression)} with options.tz ${JSON.stringify(tz)}`;
     throw new TypeError(`bg.with(options): ${what} is not valid: ${messageOf(error)}`, { cause: error });
