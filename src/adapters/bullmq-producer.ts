@@ -976,6 +976,7 @@ class BullMQBackend implements Runner, DurableBackend {
       if (last === undefined || last[0] !== null) throw last?.[0] ?? new Error('the transaction was discarded');
       at = (last[1] as [string, unknown][])[0]?.[0] ?? '0-0';
       const going: { handle: DurableHandle; started: number; progress: unknown }[] = [];
+      const gone: DurableHandle[] = [];
       reading.forEach((handle, i) => {
         const [error, fields] = replies[i] ?? [];
         if (error !== null || !Array.isArray(fields) || this.#live.get(handle.id) !== handle) return;
@@ -987,11 +988,12 @@ class BullMQBackend implements Runner, DurableBackend {
           if (returnvalue !== null && returnvalue !== undefined) this.#end(handle.id, 'succeeded', { ok: true, value: JSON.parse(returnvalue) as unknown });
           else this.#failed(handle.id, failedReason ?? '');
         } else if (name === null || name === undefined) {
-          if (!wasSending[i]) this.#end(handle.id, 'failed', { ok: false, error: goneError(handle.name, handle.id) });
+          if (!wasSending[i]) gone.push(handle);
         } else {
           going.push({ handle, started, progress: reported });
         }
       });
+      if (gone.length > 0) await this.#endGone(gone, client);
       const states = await Promise.all(going.map(({ handle }) => this.queue.getJobState(handle.id).catch(() => 'unknown')));
       going.forEach(({ handle, started, progress }, i) => handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', started), started, progress));
     } finally {
@@ -1070,6 +1072,32 @@ class BullMQBackend implements Runner, DurableBackend {
       )
       .then(end)
       .catch((error: unknown) => this.#logger.error({ task: handle.name, taskId: id, err: error }, `the handle of durable task "${handle.name}" (#${id}) could not be settled from its job's last event`));
+  }
+
+  /**
+   * Ends the handles whose jobs are no longer in Redis: `cancelled` when the cancellation record
+   * has a request for the job (another process cancelled it, and removed it if it waited: every
+   * cancellation is recorded, for 10 minutes), else failed with `ERR_DURABLE_GONE`, its outcome
+   * unknown here. The record is read once for them all.
+   */
+  async #endGone(handles: readonly DurableHandle[], client: QueueClient): Promise<void> {
+    const requested = new Map<string, string>();
+    try {
+      const record = cancelRecordKey(this.queue.name, this.#prefix);
+      const recorded = (await client.runCommand('zrangebyscore', [record, Date.now() - cancelRecordMs, '+inf'])) as string[];
+      for (const message of recorded) {
+        const { id, reason } = JSON.parse(message) as { id?: unknown; reason?: unknown };
+        if (typeof id === 'string' && typeof reason === 'string') requested.set(id, reason);
+      }
+    } catch {
+      // Unread (Redis went away, or a request not ours): the outcome stays unknown.
+    }
+    for (const handle of handles) {
+      if (this.#live.get(handle.id) !== handle) continue;
+      const reason = requested.get(handle.id);
+      if (reason === undefined) this.#end(handle.id, 'failed', { ok: false, error: goneError(handle.name, handle.id) });
+      else this.#end(handle.id, 'cancelled', { ok: false, error: new TaskCancelledError(handle.name, handle.id, reason) });
+    }
   }
 
   #end(id: string, status: TaskStatus, outcome: Outcome): void {

@@ -161,6 +161,28 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(handle.status).toBe('failed');
   });
 
+  it('a handle first watched after another process cancelled its waiting job (and so removed it) reads cancelled, not an unknown outcome', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    // A second producer process on the same queue.
+    const other = freshApp({ logger: captureLogger() });
+    const otherBackend = useBullMQ(other, { connection: redis.connection, queueName, logger: captureLogger() });
+    closers.push(
+      () => otherBackend.close(),
+      () => shutdown({ container: other }),
+    );
+    const handle = bg.with({ durable: true }).add(record, 'cancelled elsewhere', 1);
+    await vi.waitFor(async () => expect((await otherBackend.job(handle.id))?.status).toBe('queued'), { timeout: 5_000, interval: 10 });
+    const theirs = (await otherBackend.handle(handle.id))!;
+    theirs.cancel('not needed any more');
+    await expect(theirs.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    // Watched only now, by the process that added it.
+    const failure = await failureOf(handle.result());
+    expect(failure).toBeInstanceOf(TaskCancelledError);
+    expect(handle.status).toBe('cancelled');
+    expect(String(failure.cause)).toContain(handle.id);
+  });
+
   it('handles watched in the turn of their add() are followed from their first event: none is read back from Redis', async () => {
     const { bg, backend } = setup();
     calls = new Map();
