@@ -11,6 +11,7 @@ import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { DurableRunner, kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
 import { checkMerged, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
+import { cronTimes, cronTimesDoor } from './model/cron-times.js';
 
 const isRun = (handle: unknown): boolean => handle instanceof TaskRun;
 const newestFirst = (a: TaskRun, b: TaskRun): number => b.number - a.number;
@@ -231,7 +232,8 @@ export class Background implements AsyncDisposable, TaskAdder {
   }
 
   static {
-    // The door of durable workers (see jobRun): on the prototype, out of the class's type, so not public API.
+    // The doors of the durable backend (see jobRun, cronTimesDoor): out of the class's type, so not public API.
+    Object.defineProperty(Background, cronTimesDoor, { value: cronTimes });
     Object.defineProperty(Background.prototype, jobRun, {
       value(this: Background, task: TaskDefinition, args: unknown[], job: JobLink, timeoutMs: number | undefined): TaskHandle {
         return this.#addJobRun(task, args, job, timeoutMs);

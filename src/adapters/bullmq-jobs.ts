@@ -4,10 +4,10 @@
  * carry `after`), what any process reads of a job, and the checks made where the mistake is.
  */
 import { createRequire } from 'node:module';
-import type { ConnectionOptions, Job, JobsOptions } from 'bullmq';
+import { defaultRepeatStrategy, type ConnectionOptions, type Job, type JobsOptions, type RepeatStrategy } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { DependencyContainer } from 'tsyringe';
-import type { BackgroundLogger, TaskDefinition, TaskHandle, TaskProgress, TaskRequest, TaskStatus } from '../index.js';
+import { Background, type BackgroundLogger, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
 import { describe } from './request-scope.js';
 
 /** Where the queue is. */
@@ -328,6 +328,46 @@ export function resultTimeoutOf(options: { timeoutMs?: number | undefined } | un
     throw new ErrorType(`handle.result(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);
   }
   return timeoutMs;
+}
+
+/** The key of `Background`'s static door to the library's cron times (src/model/cron-times.ts's `cronTimesDoor`). */
+const cronTimesDoor: unique symbol = Symbol.for('tsyringe-background.cronTimes');
+
+/** `Background` seen through {@link cronTimesDoor}. */
+interface CronTimesDoor {
+  [cronTimesDoor](expression: string, tz: string | undefined): { nextAfter(from: Date): Date | null };
+}
+
+/**
+ * BullMQ's repeat strategy for the queue's cron schedules, given to its producers' `Queue` and its
+ * workers' `Worker` (BullMQ asks it for a schedule's next time when a process adds the schedule,
+ * and when a worker takes one of its runs): the times of periodic tasks in process, across
+ * daylight-saving changes as docs/task-control.md says. BullMQ's own (cron-parser's) ran a
+ * skipped time 30 minutes late (`'30 2 * * *'` in Berlin), ran a time again when asked from the
+ * second pass of a repeated hour (a deploy then), dropped Lord Howe's shifted half hours, and on
+ * its fall-back night ran an hourly schedule hundreds of times in a row and then never again.
+ * A schedule made otherwise (with `startDate`, `endDate` or `immediately`, as by hand; `every`
+ * never comes here) keeps BullMQ's. A schedule's times are made once per expression and zone (a few hundred at most).
+ */
+export function cronRepeatStrategy(): RepeatStrategy {
+  const times = new Map<string, { nextAfter(from: Date): Date | null }>();
+  return (millis, opts) => {
+    const { pattern, tz } = opts;
+    if (pattern === undefined || pattern === null || opts.startDate !== undefined || opts.endDate !== undefined || opts.immediately === true) return defaultRepeatStrategy(millis, opts);
+    const key = `${tz ?? ''} ${pattern}`;
+    let found = times.get(key);
+    if (found === undefined) {
+      try {
+        found = (Background as unknown as CronTimesDoor)[cronTimesDoor](pattern, tz ?? undefined);
+      } catch {
+        // Not an expression croner takes (a schedule made by hand): BullMQ's parser decides.
+        return defaultRepeatStrategy(millis, opts);
+      }
+      if (times.size >= 500) times.clear();
+      times.set(key, found);
+    }
+    return found.nextAfter(new Date(millis))?.getTime();
+  };
 }
 
 /** What {@link checkCron} uses of cron-parser, the parser of BullMQ's job schedulers. */

@@ -37,6 +37,7 @@ import {
   cancelRecordKey,
   cancelRecordMax,
   cancelRecordMs,
+  cronRepeatStrategy,
   checkConnection,
   checkCron,
   checkJson,
@@ -251,7 +252,8 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   #newQueue(): Queue {
-    const queue = new Queue(this.#queueName, { connection: this.#queueConnection, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
+    // A cron schedule's times are the library's (BullMQ asks the queue of the process that adds it, then the worker that takes each run).
+    const queue = new Queue(this.#queueName, { connection: this.#queueConnection, settings: { repeatStrategy: cronRepeatStrategy() }, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
     queue.on('error', (error) => this.#logger.warn({ err: error }, 'the durable queue lost its connection to Redis; it reconnects'));
     // The first reaction to a failed set-up: whatever awaited it finds the new queue in place.
     queue.getBackend().client.catch((error: unknown) => this.#setUpFailed(queue, error));

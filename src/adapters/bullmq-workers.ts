@@ -28,6 +28,7 @@ import {
   checkConnection,
   jsonProblem,
   checkMs,
+  cronRepeatStrategy,
   defaultConnection,
   defaultQueueName,
   endClient,
@@ -130,7 +131,8 @@ export interface StartWorkersOptions extends BullMQConnection {
    * often stalled jobs are looked for (`lockDuration`, `stalledInterval`, `maxStalledCount`:
    * how soon, and how many times, a job whose worker died is run again elsewhere), `limiter`,
    * `name`… `connection`, `concurrency` and `prefix` are the options above; the retries'
-   * backoff (`settings.backoffStrategy`) is always the task's own.
+   * backoff (`settings.backoffStrategy`) is always the task's own, and a cron schedule's next
+   * time (`settings.repeatStrategy`) the library's (as in process, across daylight-saving changes).
    * @default BullMQ's defaults (`lockDuration` 30 s, `stalledInterval` 30 s, `maxStalledCount` 1)
    *
    * ```ts
@@ -355,6 +357,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     settings: {
       ...options.workerOptions?.settings,
       backoffStrategy: (attemptsMade, _type, _error, job) => backoffFor((job?.data as JobData | undefined)?.backoff, attemptsMade),
+      repeatStrategy: cronRepeatStrategy(),
     },
   });
   worker.on('error', (error) => logWorkerError(logger, error));

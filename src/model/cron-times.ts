@@ -23,6 +23,13 @@ const dayMs = 86_400_000;
 /** Longer than any span a fall-back repeats. */
 const repeatMs = 3 * 3_600_000;
 
+/**
+ * The key of a static method of `Background`, `(expression, tz) => CronTimes` ({@link cronTimes}):
+ * how the durable backend, an adapter that sees only the public API, gives BullMQ's job
+ * schedulers these times. Not public API; a `Symbol.for`, as the other marks of adapters.
+ */
+export const cronTimesDoor: unique symbol = Symbol.for('tsyringe-background.cronTimes');
+
 /** When a periodic task with a cron expression runs. */
 export interface CronTimes {
   /** The first run strictly after `from`; null when the expression has no further time. */
