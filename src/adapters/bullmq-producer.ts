@@ -495,7 +495,10 @@ class BullMQBackend implements Runner, DurableBackend {
     if (!('every' in cadence)) checkCron(name, cadence.expression, cadence.tz);
     // The first run one period after add(), as in process (BullMQ's would be at once); a schedule
     // already in Redis keeps its own times (BullMQ reads startDate only for a new one).
-    const repeat = 'every' in cadence ? { every: cadence.every, startDate: Date.now() + cadence.every } : { pattern: cadence.expression, ...(cadence.tz === undefined ? {} : { tz: cadence.tz }) };
+    // Without a tz, the zone of the process that adds it (as in process), saved with the schedule:
+    // else each worker would read the expression in its own zone, and the producer in its.
+    const tz = 'every' in cadence ? undefined : (cadence.tz ?? processZone());
+    const repeat = 'every' in cadence ? { every: cadence.every, startDate: Date.now() + cadence.every } : { pattern: cadence.expression, ...(tz === undefined ? {} : { tz }) };
     const data = jobData(args, options);
     let saved: Promise<unknown> = Promise.resolve();
     const handle = new DurableHandle(this, name, name, 'delayed', (cancelled) => {
@@ -1449,6 +1452,11 @@ interface Sending {
   handed: boolean;
   /** While its sending waits for the jobs it runs after (`after`) to be in Redis. */
   awaitingPrerequisites?: boolean;
+}
+
+/** This process's time zone (`TZ`, or the system's), if the runtime says. */
+function processZone(): string | undefined {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || undefined;
 }
 
 /** What a followed handle fails with when the backend is closed before its job ended. */

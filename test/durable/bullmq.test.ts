@@ -514,10 +514,14 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await vi.waitFor(async () => expect(await backend.queue.getJobSchedulersCount()).toBe(0), { timeout: 5_000, interval: 10 });
   });
 
-  it('keeps a cron schedule with its time zone, and refuses at add() a durable schedule whose runs could overlap unnoticed', async () => {
+  it('keeps a cron schedule with its time zone (the adding process\'s when none is given), and refuses at add() a durable schedule whose runs could overlap unnoticed', async () => {
     const { bg, backend } = setup({ workers: false });
     bg.with({ durable: true, cron: '0 9 * * *', tz: 'Europe/Paris', overlap: true }).add(tick);
     await vi.waitFor(async () => expect(await backend.queue.getJobScheduler('tick')).toMatchObject({ pattern: '0 9 * * *', tz: 'Europe/Paris' }), { timeout: 5_000, interval: 10 });
+    // Without one, the zone of the process that adds it, saved with it (not each worker's own).
+    bg.with({ durable: true, cron: '0 10 * * *', overlap: true }).add(ordered, 'zoned');
+    const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    await vi.waitFor(async () => expect(await backend.queue.getJobScheduler('ordered')).toMatchObject({ pattern: '0 10 * * *', tz: zone }), { timeout: 5_000, interval: 10 });
     expect(() => bg.with({ durable: true, every: 1_000 }).add(tick)).toThrow(
       "bg.add(\"tick\"): a durable periodic task's runs are separate jobs, which may overlap when one outlasts the interval; say that you accept it with overlap: true",
     );
