@@ -49,6 +49,28 @@ it.each([
   expect(await runsOf(cron, tz, start, hours)).toEqual(runs);
 });
 
+it("a fall-back of more than 3 hours (Vostok's 7 of 1994): every hour runs in both passes, a time of a fixed hour in the first only, never in the past", () => {
+  const times = (cron: string, from: string, count: number): string[] => {
+    const cronTimes = cronOf(cron, 'Antarctica/Vostok');
+    const out: string[] = [];
+    for (let next = cronTimes.nextAfter(new Date(from)); next !== null && out.length < count; next = cronTimes.nextAfter(next)) out.push(next.toISOString());
+    return out;
+  };
+  // The clocks went from 00:00 +07 back to 17:00 +00 at 17:00Z on 1994-01-31: both offsets are whole hours.
+  expect(times('0 * * * *', '1994-01-31T15:30:00Z', 12)).toEqual(Array.from({ length: 12 }, (_, i) => new Date(Date.parse('1994-01-31T16:00:00Z') + i * 3_600_000).toISOString()));
+  // 20:30 came at 13:30Z (+07), and again at 20:30Z (+00): once.
+  expect(times('30 20 * * *', '1994-01-31T12:00:00Z', 2)).toEqual(['1994-01-31T13:30:00.000Z', '1994-02-01T20:30:00.000Z']);
+  // Asked from inside the second pass, four hours in: the next hour, not an instant of the first pass.
+  expect(cronOf('0 * * * *', 'Antarctica/Vostok').nextAfter(new Date('1994-01-31T20:10:00Z'))?.toISOString()).toBe('1994-01-31T21:00:00.000Z');
+});
+
+it('refuses an ISO date as cron at add(): croner read it in the process\'s zone whatever tz said, and one time is runAt\'s', () => {
+  const bg = freshApp().createChildContainer().resolve(Background);
+  expect(() => bg.with({ cron: '2026-03-29T02:30:00', tz: 'America/New_York' })).toThrow(
+    'bg.with(options): options.cron "2026-03-29T02:30:00" with options.tz "America/New_York" is not valid: a date is not a cron expression; give options.runAt for a single run',
+  );
+});
+
 // ---------------------------------------------------------------------------------------------
 // The oracle: walk every second or minute, read the wall clock with Intl, apply the rules.
 

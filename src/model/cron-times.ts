@@ -11,17 +11,21 @@
  * croner's zoned answers instead would need the same offset arithmetic, and a list of its
  * mistakes.) Far from an offset change, nearly always, that is one croner call and five offset
  * look-ups: about as long as croner's own zoned answer. Near one, a binary search finds the
- * instant of the change. It assumes what holds of every zone today: an offset changes at most
- * once in 48 hours, and a fall-back repeats less than 3 hours (1 h in most zones, 30 min on Lord
- * Howe).
+ * instant of the change. It assumes what holds of every zone's history in Intl (418 zones, 1970 to
+ * 2040, scanned): an offset changes at most once in 48 hours; a fall-back repeats at most a day
+ * (1 h in most zones, 30 min on Lord Howe, 3 h at Casey in 2023, 7 h at Vostok in 1994).
  */
 import type * as Croner from 'croner';
 import type { Cron } from 'croner';
 import { requireCjs } from './cjs.js';
 
 const dayMs = 86_400_000;
-/** Longer than any span a fall-back repeats. */
-const repeatMs = 3 * 3_600_000;
+/**
+ * Longer than any span a fall-back repeats (3 h missed Vostok's 7 h of 1994: from its fourth
+ * hour, the next run was an instant of the first pass, in the past, and the schedule ran at
+ * once, again and again). A day costs a longer search only on the two days around a fall-back.
+ */
+const repeatMs = dayMs;
 
 /**
  * The key of a static method of `Background`, `(expression, tz) => CronTimes` ({@link cronTimes}):
@@ -43,8 +47,8 @@ export function cronTimes(expression: string, tz: string | undefined): CronTimes
   const zoned = new CronJob(expression, { paused: true, ...(tz === undefined ? {} : { timezone: tz }) });
   // Throws for a zone croner cannot use: the check at add() that the library always made.
   zoned.nextRun();
-  // An ISO date rather than an expression (croner takes one): a single instant, nothing to map.
-  if (zoned.getOnce() !== null) return { nextAfter: (from) => zoned.nextRun(from) };
+  // croner takes an ISO date too, read in the process's zone whatever `tz` says: one time is runAt's.
+  if (zoned.getOnce() !== null) throw new TypeError('a date is not a cron expression; give options.runAt for a single run');
   const everyHour = new CronPattern(expression).hour.every(Boolean);
   // `utcOffset: 0` rather than `timezone: 'UTC'`: the same times, without croner's Intl round trips (6 times faster).
   return new WallClockTimes(new CronJob(expression, { paused: true, utcOffset: 0 }), everyHour, tz);
