@@ -127,7 +127,9 @@ const durable = {
     '(--trace-opt/--trace-deopt): it looks like the young generation growing from its minimum while more of each job\'s objects ' +
     'survive a scavenge than raw\'s (a local run, its AsyncResource, its promise, the RunningJob), so the lever left is ' +
     'allocation a job. Three runs of the section after the change: 8a 0.84, 0.87, 0.88 (lib / raw with the library\'s job ' +
-    'options 0.93, 0.87, 0.88), 8b 0.86, 0.96, 0.93.',
+    'options 0.93, 0.87, 0.88), 8b 0.86, 0.96, 0.93. A warm-up of two whole runs per variant instead of one quarter run ' +
+    '(tried, not kept): 8a 0.87 and 1.01 over two runs of the section (spread 0.76–1.12; library / raw with its job options 0.92, ' +
+    '0.87): no change the spread can show.',
 };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
