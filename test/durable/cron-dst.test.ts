@@ -78,6 +78,13 @@ describe.skipIf(!hasRedis)('durable cron schedules across daylight-saving change
   const runs: number[] = [];
   const hourly = defineTask({ name: 'hourly' }, async () => void runs.push(Date.now()));
 
+  it("the producer saves a schedule's first time by the library's rules: '30 2 * * *' in Berlin at 03:00 on the spring-forward day (BullMQ's: 03:30)", async () => {
+    vi.useFakeTimers({ toFake: ['Date'], now: at('2026-03-29T00:30:00.000Z'), shouldAdvanceTime: true });
+    const { bg, backend } = openQueue(redis.connection, closers, { prefix: 'cron-dst', tasks: [hourly], workers: false });
+    bg.with({ durable: true, cron: '30 2 * * *', tz: 'Europe/Berlin', overlap: true }).add(hourly);
+    await vi.waitFor(async () => expect((await backend.queue.getJobScheduler('hourly'))?.next).toBe(at('2026-03-29T01:00:00.000Z')), { timeout: 5_000, interval: 20 });
+  });
+
   it("an hourly schedule on Lord Howe's fall-back night runs once an hour: the producer and the worker both ask the library", async () => {
     // One second before 01:00 (+11): the hour after it is 02:00 (+10:30), 90 minutes later.
     vi.useFakeTimers({ toFake: ['Date'], now: at('2026-04-04T13:59:59.000Z'), shouldAdvanceTime: true });
