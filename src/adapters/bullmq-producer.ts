@@ -108,7 +108,8 @@ export interface DurableBackend {
   job(id: string): Promise<DurableJob | undefined>;
   /**
    * A handle of a durable task by id, whichever process added it (`undefined` when BullMQ keeps
-   * no job of that id): it follows the job from now on (`status`, `result()`, `cancel()`), and
+   * no job of that id, unless a cancellation removed it in the last 10 minutes: the handle then
+   * reads `cancelled`): it follows the job from now on (`status`, `result()`, `cancel()`), and
    * another durable task can run after it (`bg.with({ durable: true, after: [handle] })`).
    *
    * ```ts
@@ -1086,23 +1087,30 @@ class BullMQBackend implements Runner, DurableBackend {
    * unknown here. The record is read once for them all.
    */
   async #endGone(handles: readonly DurableHandle[], client: QueueClient): Promise<void> {
-    const requested = new Map<string, string>();
-    try {
-      const record = cancelRecordKey(this.queue.name, this.#prefix);
-      const recorded = (await client.runCommand('zrangebyscore', [record, Date.now() - cancelRecordMs, '+inf'])) as string[];
-      for (const message of recorded) {
-        const { id, reason } = JSON.parse(message) as { id?: unknown; reason?: unknown };
-        if (typeof id === 'string' && typeof reason === 'string') requested.set(id, reason);
-      }
-    } catch {
-      // Unread (Redis went away, or a request not ours): the outcome stays unknown.
-    }
+    // Unread (Redis went away): the outcome stays unknown.
+    const requested = await this.#recordedCancellations(client).catch(() => new Map<string, string>());
     for (const handle of handles) {
       if (this.#live.get(handle.id) !== handle) continue;
       const reason = requested.get(handle.id);
       if (reason === undefined) this.#end(handle.id, 'failed', { ok: false, error: goneError(handle.name, handle.id) });
       else this.#end(handle.id, 'cancelled', { ok: false, error: new TaskCancelledError(handle.name, handle.id, reason) });
     }
+  }
+
+  /** The cancellations every process recorded in Redis in the last 10 minutes: their reasons, by job id. */
+  async #recordedCancellations(client: QueueClient): Promise<Map<string, string>> {
+    const requested = new Map<string, string>();
+    const record = cancelRecordKey(this.queue.name, this.#prefix);
+    const recorded = (await client.runCommand('zrangebyscore', [record, Date.now() - cancelRecordMs, '+inf'])) as string[];
+    for (const message of recorded) {
+      try {
+        const { id, reason } = JSON.parse(message) as { id?: unknown; reason?: unknown };
+        if (typeof id === 'string' && typeof reason === 'string') requested.set(id, reason);
+      } catch {
+        // Not ours.
+      }
+    }
+    return requested;
   }
 
   #end(id: string, status: TaskStatus, outcome: Outcome): void {
@@ -1341,7 +1349,13 @@ class BullMQBackend implements Runner, DurableBackend {
     } finally {
       if (job === undefined) this.#unfollow(id);
     }
-    if (job === undefined) return undefined;
+    if (job === undefined) {
+      // Removed by a cancellation (it waited), which every process records for 10 minutes.
+      const reason = (await this.#recordedCancellations(await this.queue.getBackend().client)).get(id);
+      if (reason === undefined) return undefined;
+      handle.settle('cancelled', { ok: false, error: new TaskCancelledError(handle.name, id, reason) });
+      return handle;
+    }
     handle.found(snapshot(job, state ?? 'unknown'));
     if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
     else if (state === 'failed') this.#failed(id, job.failedReason, (job.data as Partial<JobData> | undefined)?.cancelled);

@@ -183,6 +183,32 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(String(failure.cause)).toContain(handle.id);
   });
 
+  it('backend.handle(id) of a job another process cancelled while it waited (and so removed) reads cancelled; of a job never added, undefined', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const other = freshApp({ logger: captureLogger() });
+    const otherBackend = useBullMQ(other, { connection: redis.connection, queueName, logger: captureLogger() });
+    closers.push(
+      () => otherBackend.close(),
+      () => shutdown({ container: other }),
+    );
+    const handle = bg.with({ durable: true, delayMs: 60_000 }).add(record, 'cancelled, then asked for by id', 1);
+    await vi.waitFor(async () => expect((await otherBackend.job(handle.id))?.status).toBe('delayed'), { timeout: 5_000, interval: 10 });
+    (await otherBackend.handle(handle.id))!.cancel('not needed any more');
+    await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    // A process that knows only the id (this one restarted, say).
+    const third = freshApp({ logger: captureLogger() });
+    const thirdBackend = useBullMQ(third, { connection: redis.connection, queueName, logger: captureLogger() });
+    closers.push(
+      () => thirdBackend.close(),
+      () => shutdown({ container: third }),
+    );
+    const found = await thirdBackend.handle(handle.id);
+    expect(found?.status).toBe('cancelled');
+    await expect(found!.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    expect(found!.cancel('again')).toBe(false);
+    expect(await thirdBackend.handle(randomUUID())).toBeUndefined();
+  });
+
   it('handles watched in the turn of their add() are followed from their first event: none is read back from Redis', async () => {
     const { bg, backend } = setup();
     calls = new Map();
