@@ -229,6 +229,30 @@ describe('timeouts', () => {
     expect(handle.status).toBe('timedOut');
     expect(handle.attempt).toBe(2);
   });
+
+  it('time out an async attempt that settles after its bound even when the event loop, held, ran its own timer first', async () => {
+    // Real timers: Node runs every due timer of one duration before another's. A 60 ms timer set
+    // first makes the 60 ms list due before the 20 ms one; the loop is then held past everything.
+    const { bg } = setup();
+    const start = performance.now();
+    const hold = (ms: number): void => {
+      while (performance.now() - start < ms);
+    };
+    const first = setTimeout(() => undefined, 60);
+    hold(45);
+    let started = false;
+    const handle = bg.with({ timeoutMs: 20 }).add(async function sleepsPastItsBound() {
+      started = true;
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      return 'done';
+    });
+    while (!started) await Promise.resolve();
+    // Due now: the first timer (at 60), this timeout (at ≥ 65), the task's own sleep (at ≥ 105).
+    hold(200);
+    await expect(handle.result()).rejects.toThrow(TaskTimeoutError);
+    expect(handle.status).toBe('timedOut');
+    clearTimeout(first);
+  });
 });
 
 describe('cancellation', () => {

@@ -332,10 +332,12 @@ export class TaskRun implements TaskHandle, Job {
     }
     awaited.then(
       (value) => {
-        this.#attemptSucceeded(attempt, value);
+        if (this.#pastTimeout(attempt)) TaskRun.#timedOut(this, attempt);
+        else this.#attemptSucceeded(attempt, value);
       },
       (error: unknown) => {
-        this.#attemptFailed(attempt, error);
+        if (this.#pastTimeout(attempt)) TaskRun.#timedOut(this, attempt);
+        else this.#attemptFailed(attempt, error);
       },
     );
   }
@@ -470,6 +472,26 @@ export class TaskRun implements TaskHandle, Job {
     if (this.#status !== 'running' || attempt !== this.attempt) return;
     const error = isError(thrown) ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
     this.#afterFailure(error, 'failed', false);
+  }
+
+  /**
+   * Whether the running async attempt `attempt` settles after its `timeoutMs` though its timeout
+   * has not fired: with the event loop held past both (a burst of work), Node runs every due timer
+   * of one duration before those of another, so the task's own timer (a 60 ms sleep) could end it
+   * first, and it read `succeeded` after 80 ms of a 20 ms bound (an outside probe, on a durable
+   * worker taking a burst of jobs). Its timer is then cleared: the attempt times out.
+   */
+  #pastTimeout(attempt: number): boolean {
+    const timeoutMs = this.#options.timeoutMs;
+    if (timeoutMs === undefined || this.#timer === undefined || this.#status !== 'running' || attempt !== this.attempt) return false;
+    // The clock of a handed-on attempt starts when it reaches its thread.
+    const handedOn = this.#invocation?.startedAt?.();
+    const late = handedOn === undefined ? performance.now() - this.#startedAt >= timeoutMs : handedOn !== 0 && Date.now() - handedOn >= timeoutMs;
+    if (late) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    return late;
   }
 
   static #timedOut(run: TaskRun, attempt: number): void {
