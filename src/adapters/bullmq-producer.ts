@@ -1326,11 +1326,23 @@ class BullMQBackend implements Runner, DurableBackend {
     }
   }
 
-  async job(id: string): Promise<DurableJob | undefined> {
+  /**
+   * A job and its state, read one after the other: a job that ended between the two reads is read
+   * again, so that its outcome (`failedReason`, `returnvalue`) is there with its final state.
+   */
+  async #jobAndState(id: string): Promise<{ job: Job; state: string } | undefined> {
     const job = await this.queue.getJob(id);
     if (job === undefined) return undefined;
     const state = await job.getState();
-    const skipped = state === 'failed' ? await this.#skipped(id, job.name, job.failedReason) : undefined;
+    if ((state === 'completed' || state === 'failed') && job.finishedOn === undefined) return { job: (await this.queue.getJob(id)) ?? job, state };
+    return { job, state };
+  }
+
+  async job(id: string): Promise<DurableJob | undefined> {
+    const read = await this.#jobAndState(id);
+    if (read === undefined) return undefined;
+    const { job, state } = read;
+    const skipped = state === 'failed' ? await this.#skipped(id, job.name, job.failedReason ?? '') : undefined;
     return snapshot(job, state, skipped);
   }
 
@@ -1344,8 +1356,7 @@ class BullMQBackend implements Runner, DurableBackend {
     let state: string | undefined;
     try {
       await this.#openReader();
-      job = await this.queue.getJob(id);
-      state = await job?.getState();
+      ({ job, state } = (await this.#jobAndState(id)) ?? {});
     } finally {
       if (job === undefined) this.#unfollow(id);
     }
@@ -1358,7 +1369,7 @@ class BullMQBackend implements Runner, DurableBackend {
     }
     handle.found(snapshot(job, state ?? 'unknown'));
     if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
-    else if (state === 'failed') this.#failed(id, job.failedReason, (job.data as Partial<JobData> | undefined)?.cancelled);
+    else if (state === 'failed') this.#failed(id, job.failedReason ?? '', (job.data as Partial<JobData> | undefined)?.cancelled);
     return handle;
   }
 
@@ -1551,7 +1562,7 @@ function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
   const ended: Record<string, TaskStatus> = { completed: 'succeeded', failed: 'failed' };
   const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
   // Failed after a cancellation marked it (BullMQ failing it as stalled, its worker dead): cancelled too.
-  const cancelled = state === 'failed' && (job.failedReason.startsWith(cancelledPrefix) || (job.data as Partial<JobData> | undefined)?.cancelled !== undefined);
+  const cancelled = state === 'failed' && ((job.failedReason ?? '').startsWith(cancelledPrefix) || (job.data as Partial<JobData> | undefined)?.cancelled !== undefined);
   const status = skipped !== undefined ? 'skipped' : cancelled ? 'cancelled' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued');
   return Object.freeze({
     id: job.id ?? '',
@@ -1564,6 +1575,6 @@ function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
         ? Object.freeze({ fraction: progress.fraction, message: typeof progress.message === 'string' ? progress.message : undefined })
         : undefined,
     result: job.returnvalue as unknown,
-    failedReason: skipped !== undefined ? skipped.failedReason : job.failedReason === '' ? undefined : job.failedReason,
+    failedReason: skipped !== undefined ? skipped.failedReason : job.failedReason || undefined,
   });
 }

@@ -60,6 +60,11 @@ const abortable = defineTask({ name: 'abortable', inject: [TaskContext] }, async
 });
 let ticks = 0;
 const tick = defineTask({ name: 'tick' }, async () => void ticks++);
+/** Fails once `gate` opens. */
+const failsLater = defineTask({ name: 'failsLater' }, async () => {
+  await gate.promise;
+  throw new Error('it fails late');
+});
 const order: string[] = [];
 const ordered = defineTask({ name: 'ordered' }, async (label: string) => void order.push(label));
 const durableRecord = defineTask({ name: 'durableRecord', durable: true, retries: 2, backoff: { baseMs: 10, jitter: 0 } }, async (label: string) => `durably ${label}`);
@@ -181,6 +186,32 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(failure).toBeInstanceOf(TaskCancelledError);
     expect(handle.status).toBe('cancelled');
     expect(String(failure.cause)).toContain(handle.id);
+  });
+
+  it.each(['job', 'handle'] as const)('backend.%s(id) of a job that fails between its read and its state\'s reads it failed, with its reason', async (how) => {
+    const { bg, backend } = setup({ tasks: [failsLater] });
+    gate = deferred();
+    const handle = bg.with({ durable: true }).add(failsLater);
+    await vi.waitFor(async () => expect((await backend.job(handle.id))?.status).toBe('running'), { timeout: 5_000, interval: 10 });
+    // The job is read while it runs; it fails before its state is read.
+    const getJob = backend.queue.getJob.bind(backend.queue);
+    let once = true;
+    backend.queue.getJob = async (id: string) => {
+      const job = await getJob(id);
+      if (once) {
+        once = false;
+        gate.resolve();
+        await vi.waitFor(async () => expect(await backend.queue.getJobState(id)).toBe('failed'), { timeout: 5_000, interval: 10 });
+      }
+      return job;
+    };
+    if (how === 'job') {
+      await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'failed', failedReason: 'it fails late' });
+    } else {
+      const found = (await backend.handle(handle.id))!;
+      await expect(found.result()).rejects.toThrow('it fails late');
+      expect(found.status).toBe('failed');
+    }
   });
 
   it('backend.handle(id) of a job another process cancelled while it waited (and so removed) reads cancelled; of a job never added, undefined', async () => {
