@@ -104,7 +104,10 @@ export interface DurableBackend {
   readonly queue: Queue;
   /** Jobs that could not be enqueued since the start. */
   readonly enqueueFailures: number;
-  /** A durable task by id, from Redis: any process's, while BullMQ keeps its job. */
+  /**
+   * A durable task by id, from Redis: any process's, while BullMQ keeps its job.
+   * @throws Error (the promise rejects) once `close()` was called.
+   */
   job(id: string): Promise<DurableJob | undefined>;
   /**
    * A handle of a durable task by id, whichever process added it (`undefined` when BullMQ keeps
@@ -116,6 +119,8 @@ export interface DurableBackend {
    * const invoice = await backend.handle(invoiceJobId);           // added by another process
    * if (invoice) bg.with({ durable: true, after: [invoice] }).add(sendInvoice, id);
    * ```
+   *
+   * @throws Error (the promise rejects) once `close()` was called, unless this process follows that job already.
    */
   handle(id: string): Promise<TaskHandle | undefined>;
   /**
@@ -1326,6 +1331,11 @@ class BullMQBackend implements Runner, DurableBackend {
     }
   }
 
+  /** Refuses a read once `close()` was called (ioredis's own "Connection is closed." said less). */
+  #checkOpen(method: 'job' | 'handle'): void {
+    if (this.#closing) throw new Error(`backend.${method}(id): the durable backend was closed (backend.close()); read jobs with an open one`);
+  }
+
   /**
    * A job and its state, read one after the other: a job that ended between the two reads is read
    * again, so that its outcome (`failedReason`, `returnvalue`) is there with its final state.
@@ -1339,6 +1349,7 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async job(id: string): Promise<DurableJob | undefined> {
+    this.#checkOpen('job');
     const read = await this.#jobAndState(id);
     if (read === undefined) return undefined;
     const { job, state } = read;
@@ -1349,6 +1360,7 @@ class BullMQBackend implements Runner, DurableBackend {
   async handle(id: string): Promise<TaskHandle | undefined> {
     const live = this.#live.get(id);
     if (live !== undefined) return live;
+    this.#checkOpen('handle');
     // Followed before its job is read: an end that comes meanwhile settles it too.
     const handle: DurableHandle = new DurableHandle(this, id, 'durable task', 'queued', (error) => this.#cancel(handle, error));
     this.#keep(handle);

@@ -214,6 +214,13 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     }
   });
 
+  it('backend.job(id) and backend.handle(id) after backend.close() reject saying the backend was closed', async () => {
+    const { backend } = setup({ workers: false });
+    await backend.close();
+    await expect(backend.job('any')).rejects.toThrow('backend.job(id): the durable backend was closed (backend.close()); read jobs with an open one');
+    await expect(backend.handle('any')).rejects.toThrow('backend.handle(id): the durable backend was closed (backend.close()); read jobs with an open one');
+  });
+
   it('backend.handle(id) of a job another process cancelled while it waited (and so removed) reads cancelled; of a job never added, undefined', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
     const other = freshApp({ logger: captureLogger() });
