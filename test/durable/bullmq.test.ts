@@ -87,6 +87,17 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     });
   }
 
+  /** Another producer process's backend on `queueName` (its own application), closed after the test. */
+  function producerOn(queueName: string) {
+    const app = freshApp({ logger: captureLogger() });
+    const backend = useBullMQ(app, { connection: redis.connection, queueName, logger: captureLogger() });
+    closers.push(
+      () => backend.close(),
+      () => shutdown({ container: app }),
+    );
+    return backend;
+  }
+
   it('enqueues at add() and returns the job as a handle: a worker runs it in a child scope of its container, disposed after', async () => {
     const { bg, backend } = setup();
     calls = new Map();
@@ -169,12 +180,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   it('a handle first watched after another process cancelled its waiting job (and so removed it) reads cancelled, not an unknown outcome', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
     // A second producer process on the same queue.
-    const other = freshApp({ logger: captureLogger() });
-    const otherBackend = useBullMQ(other, { connection: redis.connection, queueName, logger: captureLogger() });
-    closers.push(
-      () => otherBackend.close(),
-      () => shutdown({ container: other }),
-    );
+    const otherBackend = producerOn(queueName);
     const handle = bg.with({ durable: true }).add(record, 'cancelled elsewhere', 1);
     await vi.waitFor(async () => expect((await otherBackend.job(handle.id))?.status).toBe('queued'), { timeout: 5_000, interval: 10 });
     const theirs = (await otherBackend.handle(handle.id))!;
@@ -223,23 +229,13 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
 
   it('backend.handle(id) of a job another process cancelled while it waited (and so removed) reads cancelled; of a job never added, undefined', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
-    const other = freshApp({ logger: captureLogger() });
-    const otherBackend = useBullMQ(other, { connection: redis.connection, queueName, logger: captureLogger() });
-    closers.push(
-      () => otherBackend.close(),
-      () => shutdown({ container: other }),
-    );
+    const otherBackend = producerOn(queueName);
     const handle = bg.with({ durable: true, delayMs: 60_000 }).add(record, 'cancelled, then asked for by id', 1);
     await vi.waitFor(async () => expect((await otherBackend.job(handle.id))?.status).toBe('delayed'), { timeout: 5_000, interval: 10 });
     (await otherBackend.handle(handle.id))!.cancel('not needed any more');
     await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
     // A process that knows only the id (this one restarted, say).
-    const third = freshApp({ logger: captureLogger() });
-    const thirdBackend = useBullMQ(third, { connection: redis.connection, queueName, logger: captureLogger() });
-    closers.push(
-      () => thirdBackend.close(),
-      () => shutdown({ container: third }),
-    );
+    const thirdBackend = producerOn(queueName);
     const found = await thirdBackend.handle(handle.id);
     expect(found?.status).toBe('cancelled');
     await expect(found!.result()).rejects.toBeInstanceOf(TaskCancelledError);
