@@ -8,7 +8,7 @@ import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callLevel, jobRun, resolveCall, type CallOptions, type CallSpec, type JobLink } from './model/call-options.js';
 import { describe } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
-import { DurableRunner, kindOf, nameOf, type Runner, type TaskRequest } from './model/runner.js';
+import { DurableRunner, jobContext, kindOf, nameOf, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
 import { checkMerged, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 import { cronTimes, cronTimesDoor } from './model/cron-times.js';
@@ -232,8 +232,16 @@ export class Background implements AsyncDisposable, TaskAdder {
   }
 
   static {
-    // The doors of the durable backend (see jobRun, cronTimesDoor): out of the class's type, so not public API.
+    // The doors of the durable backend (see jobRun, cronTimesDoor, jobContext): out of the class's type, so not public API.
     Object.defineProperty(Background, cronTimesDoor, { value: cronTimes });
+    Object.defineProperty(Background.prototype, jobContext, {
+      get(this: Background): JobContext | undefined {
+        return this.#app.jobContext;
+      },
+      set(this: Background, value: JobContext | undefined) {
+        this.#app.jobContext = value;
+      },
+    });
     Object.defineProperty(Background.prototype, jobRun, {
       value(this: Background, task: TaskDefinition, args: unknown[], job: JobLink, timeoutMs: number | undefined): TaskHandle {
         return this.#addJobRun(task, args, job, timeoutMs);
@@ -265,8 +273,10 @@ export class Background implements AsyncDisposable, TaskAdder {
     this.#app.checkIntake(this.#scope, name);
     const definition = kind === 'definition' || kind === 'worker' ? (given as TaskDefinition) : undefined;
     const options = this.#optionsFor(name, definition?.options, call);
-    const runner = options.durable ? this.#durableRunner(name) : this.#runner;
-    return runner.add({ name, kind, task: given, args, options, timing });
+    if (!options.durable) return this.#runner.add({ name, kind, task: given, args, options, timing });
+    const runner = this.#durableRunner(name);
+    // What the job carries of this call's context (its trace) to the worker, when an adapter asks.
+    return runner.add({ name, kind, task: given, args, options, timing, carried: this.#app.jobContext?.capture() });
   }
 
   /** The application's durable backend, registered under {@link DurableRunner}. */

@@ -50,6 +50,11 @@ export interface JobData {
    * job later (after its first worker died) cancels it before its task starts.
    */
   readonly cancelled?: string | undefined;
+  /**
+   * Only in the job of a one-off task added while its application carried a context (its trace,
+   * through `instrumentTasks()`): that context at `add()`, entered around each attempt.
+   */
+  readonly context?: Readonly<Record<string, string>> | undefined;
 }
 
 /**
@@ -58,8 +63,8 @@ export interface JobData {
  * CPU a job (6 paired runs: 2–25%, median ≈ 13%) draining jobs of a task without retries once they
  * no longer carried a backoff they never use, nor `attempts: 1` and `delay: 0` in their options.
  */
-export function jobData(args: unknown[], options: TaskRequest['options']): JobData {
-  return { args, timeoutMs: options.timeoutMs, backoff: options.retries > 0 ? options.backoff : undefined };
+export function jobData(args: unknown[], options: TaskRequest['options'], context?: TaskRequest['carried']): JobData {
+  return { args, timeoutMs: options.timeoutMs, backoff: options.retries > 0 ? options.backoff : undefined, context };
 }
 
 /** The options of the jobs of a task with retries (BullMQ's defaults make one attempt). */
@@ -115,6 +120,8 @@ export const keepFailed = Object.freeze({ age: 7 * 24 * 3600 });
  */
 export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runnerHandle');
 export const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
+/** The `Background` property that is its application's `JobContext` (src/model/runner.ts). */
+export const jobContext: unique symbol = Symbol.for('tsyringe-background.jobContext');
 
 /** What a job's attempt is linked to (src/model/call-options.ts's `JobLink`, which adapters do not see). */
 export interface JobLink {
@@ -129,6 +136,8 @@ export interface JobLink {
 /** A `Background` seen through {@link jobRun}: `with({ durable: false, retries: 0, timeoutMs }).add(task, ...args)`, the run an attempt of `job`. */
 export interface JobRunAdder {
   [jobRun](task: TaskDefinition<never[]>, args: unknown[], job: JobLink, timeoutMs: number | undefined): TaskHandle;
+  /** What enters the context a job carries ({@link JobData.context}), when an adapter set one on the application. */
+  readonly [jobContext]: { enter<T>(carried: NonNullable<TaskRequest['carried']>, run: () => T): T } | undefined;
 }
 
 /** A durable task as any process can see it, read from Redis. */

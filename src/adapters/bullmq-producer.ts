@@ -432,7 +432,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (cadence !== undefined) return this.#schedule(request, cadence, timing!.overlap);
     const id = randomUUID();
     const delay = timing === undefined ? 0 : Math.max(0, dueAt(timing) - Date.now());
-    const data = jobData(args, options);
+    const data = jobData(args, options, request.carried);
     const jobOptions: JobsOptions = {
       jobId: id,
       // Every job has a priority: BullMQ runs jobs without one before all prioritized jobs.

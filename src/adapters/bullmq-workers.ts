@@ -33,6 +33,7 @@ import {
   defaultQueueName,
   endClient,
   endedWith,
+  jobContext,
   jobRun,
   messageOf,
   notInQueue,
@@ -298,14 +299,17 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     const scope = scoped.has(definition) ? scopeRoot.createChildContainer() : undefined;
     const jobId = job.id ?? '';
     try {
-      const { args, timeoutMs } = job.data;
+      const { args, timeoutMs, context } = job.data;
       const entry = new RunningJob(job, logger, scope);
       let local: TaskHandle;
       try {
-        background ??= workersScope.resolve(Background) as Background & JobRunAdder;
+        const adder = (background ??= workersScope.resolve(Background) as Background & JobRunAdder);
         // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
         // logs), its progress is the job's, and it is on record in Redis, not in this process.
-        local = background[jobRun](definition, args, entry, timeoutMs);
+        // Added inside the context its add() carried (its trace), when this application enters one.
+        const entering = context === undefined ? undefined : adder[jobContext];
+        if (entering === undefined || context === undefined) local = adder[jobRun](definition, args, entry, timeoutMs);
+        else local = entering.enter(context, () => adder[jobRun](definition, args, entry, timeoutMs));
       } catch (error) {
         if (error instanceof BackgroundDisposedError) return await putBack(job, token);
         throw error;

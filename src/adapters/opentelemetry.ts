@@ -7,6 +7,7 @@
 import {
   context,
   metrics,
+  propagation,
   SpanKind,
   SpanStatusCode,
   trace,
@@ -89,6 +90,11 @@ let instrumentedApplications = 0;
  * const stop = instrumentTasks();   // after the OpenTelemetry SDK has started
  * ```
  *
+ * A durable task's job carries the context active at `add()` (through the global propagator:
+ * W3C trace context and baggage with the SDK's defaults), so that its attempts' spans in a
+ * worker's process are children of that span; instrument the workers' application too. A
+ * schedule's runs start traces of their own.
+ *
  * A worker task's span covers its round trip from the main thread; the span context does not
  * cross into the worker thread. Its attempt starts (span, `waited_ms`, `background.task.wait`)
  * when the pool admits it, not when it reaches its thread; one cancelled or abandoned in between
@@ -115,7 +121,7 @@ export function instrumentTasks(options: InstrumentOptions = {}): TaskObservatio
   if (application === undefined) applicationNames.set(app, (application = `app-${++instrumentedApplications}`));
   const stops: (() => void)[] = [];
   const tracerProvider = options.tracerProvider ?? trace.getTracerProvider();
-  if (tracerProvider !== false) stops.push(traceTasks(scope, application, tracerProvider));
+  if (tracerProvider !== false) stops.push(traceTasks(scope, application, tracerProvider), carryContext(app));
   const meterProvider = options.meterProvider ?? metrics.getMeterProvider();
   if (meterProvider !== false) stops.push(measureTasks(scope, app, application, meterProvider));
   let stopped = false;
@@ -173,6 +179,57 @@ function traceTasks(scope: DependencyContainer, application: string, provider: T
     observing();
     for (const span of open.values()) span.end();
     open.clear();
+  };
+}
+
+/**
+ * The `Background` property that is its application's job context (src/model/runner.ts's
+ * `jobContext`: the facade captures at a durable `add()`, the durable worker enters around each
+ * attempt of the job). A `Symbol.for`: this adapter sees only the package entry.
+ */
+const jobContext: unique symbol = Symbol.for('tsyringe-background.jobContext');
+type Carried = Readonly<Record<string, string>>;
+interface ContextDoor {
+  [jobContext]: typeof carrier | undefined;
+}
+
+/**
+ * A durable task's context, carried by its job through the global propagator (the SDK sets the
+ * W3C trace context and baggage by default): what is active at `add()` in one process is the
+ * parent of the attempt's span in the worker's. A propagator that throws carries nothing.
+ */
+const carrier = {
+  capture(): Carried | undefined {
+    const carried: Record<string, string> = {};
+    try {
+      propagation.inject(context.active(), carried);
+    } catch {
+      return undefined;
+    }
+    return Object.keys(carried).length > 0 ? carried : undefined;
+  },
+  enter<T>(carried: Carried, run: () => T): T {
+    let entered;
+    try {
+      entered = propagation.extract(context.active(), carried);
+    } catch {
+      return run();
+    }
+    return context.with(entered, run);
+  },
+};
+
+/** How many instrumentations trace each application: its durable jobs carry their context while one does. */
+const carrying = new WeakMap<Background, number>();
+
+function carryContext(app: Background): () => void {
+  const door = app as unknown as ContextDoor;
+  carrying.set(app, (carrying.get(app) ?? 0) + 1);
+  door[jobContext] = carrier;
+  return () => {
+    const left = (carrying.get(app) ?? 1) - 1;
+    carrying.set(app, left);
+    if (left === 0) door[jobContext] = undefined;
   };
 }
 

@@ -9,6 +9,7 @@ import type { AttemptWrapper, TaskEvent, TaskHooks, TaskObserver } from '../mode
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
+import type { JobContext } from '../model/runner.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Periodic } from './periodic.js';
@@ -68,6 +69,8 @@ export class Application implements ScopeHost {
    * is built for nobody.
    */
   hooks: TaskHooks | undefined;
+  /** What carries the context of a durable task's `add()` to its worker, when an adapter set one. */
+  jobContext: JobContext | undefined;
 
   /** @param options the options of the application's root container */
   constructor(options: ResolvedOptions) {

@@ -37,7 +37,35 @@ export interface TaskRequest {
    * `undefined`: now. (A field of its own, so that the plain `add()` makes one small object.)
    */
   readonly timing: CallTiming | undefined;
+  /**
+   * A durable task's context at `add()` (a trace's), as its job carries it to the worker: set
+   * only when the application has a {@link JobContext} and it captured something.
+   */
+  readonly carried?: CarriedContext | undefined;
 }
+
+/** A context as strings a job can carry (W3C `traceparent`, `tracestate`, `baggage`, say). */
+export type CarriedContext = Readonly<Record<string, string>>;
+
+/**
+ * What carries a task's context (its trace, typically) from the process that adds a durable
+ * task to the process whose worker runs it. An adapter sets one on an application (the
+ * OpenTelemetry one, while it traces) through the `Background` property under
+ * {@link jobContext}; the facade captures at `add()`, the durable worker enters it around each
+ * attempt of the job. Neither may throw (an adapter's own failure is its own to swallow).
+ */
+export interface JobContext {
+  /** The caller's context, now, or `undefined` when there is none to carry. */
+  capture(): CarriedContext | undefined;
+  /** Calls `run` inside the context that `carried` stands for, and returns what it returns. */
+  enter<T>(carried: CarriedContext, run: () => T): T;
+}
+
+/**
+ * The key of a `Background` property (get and set) that is its application's {@link JobContext}.
+ * Not public API; a `Symbol.for`, so that adapters, which see only the package entry, reach it.
+ */
+export const jobContext: unique symbol = Symbol.for('tsyringe-background.jobContext');
 
 /** What runs tasks: the in-process engine, or a durable backend. */
 export interface Runner {
