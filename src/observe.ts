@@ -52,7 +52,8 @@ export function observeTasks(observer: TaskObserver, options: ObserveOptions = {
  * logging context. `wrapper(event, attempt)` receives the attempt's `started` event; it must call
  * `attempt()` once, synchronously, and return what it returns (the task's value or promise),
  * letting what it throws through. One that throws before calling it, or never calls it, is
- * logged and the attempt runs without it. Several wrappers nest, the first added outermost.
+ * logged and the attempt runs without it, still inside every other wrapper. Several wrappers
+ * nest, the first added outermost.
  * While there is none, nothing is built.
  *
  * ```ts

@@ -15,7 +15,9 @@ import {
   TaskCancelledError,
   TaskSkippedError,
   TaskTimeoutError,
+  type AttemptWrapper,
   type TaskEvent,
+  type TaskHandle,
 } from '../src/index.js';
 import { sumBytes } from './fixtures/worker-tasks.js';
 import { captureLogger, deferred, freshApp, observedApp, watchProcessErrors } from './helpers.js';
@@ -202,5 +204,66 @@ describe('wrapAttempts()', () => {
       }).result(),
     ).rejects.toThrow('task failure');
     passing();
+  });
+
+  it.each([
+    ['outermost', 'throws'],
+    ['outermost', 'returns without calling attempt()'],
+    ['between the two good ones', 'throws'],
+    ['between the two good ones', 'returns without calling attempt()'],
+    ['innermost', 'throws'],
+    ['innermost', 'returns without calling attempt()'],
+  ] as const)('skips a faulty wrapper alone (%s, one that %s): logged, the attempt runs inside every good one, in their order', async (where, how) => {
+    const { root, bg, logger } = app();
+    const store = new AsyncLocalStorage<string[]>();
+    const saw: string[] = [];
+    const good = (name: string): AttemptWrapper => (event, attempt) => {
+      saw.push(`${name} saw ${event.name}@${event.attempt}`);
+      return store.run([...(store.getStore() ?? []), name], attempt);
+    };
+    const faulty: AttemptWrapper = () => {
+      if (how === 'throws') throw new Error('wrapper bug');
+      return undefined;
+    };
+    const order = { outermost: [faulty, good('first'), good('second')], 'between the two good ones': [good('first'), faulty, good('second')], innermost: [good('first'), good('second'), faulty] }[where];
+    for (const wrapper of order) wrapAttempts(wrapper, { container: root });
+    const asyncTask = bg.add(async function asyncTask() {
+      await Promise.resolve();
+      return store.getStore();
+    });
+    await expect(asyncTask.result()).resolves.toEqual(['first', 'second']);
+    const syncTask = bg.add(function syncTask() {
+      return store.getStore();
+    });
+    await expect(syncTask.result()).resolves.toEqual(['first', 'second']);
+    expect(saw).toEqual(['first saw asyncTask@1', 'second saw asyncTask@1', 'first saw syncTask@1', 'second saw syncTask@1']);
+    const logged = how === 'throws' ? 'an attempt wrapper threw before running task "%s"; it runs without the wrapper' : 'an attempt wrapper returned without running task "%s"; it runs without the wrapper';
+    expect(logger.at('error').map((entry) => entry.message)).toEqual(['asyncTask', 'syncTask'].map((name) => logged.replace('%s', name)));
+  });
+
+  it('does not call the wrappers inside one that ended the task before calling attempt(): the task does not run', async () => {
+    const { root, bg, events } = app();
+    const added: { handle?: TaskHandle } = {};
+    const seen: string[] = [];
+    wrapAttempts((_event, attempt) => {
+      added.handle?.cancel('not now');
+      try {
+        return attempt();
+      } catch (error) {
+        seen.push(`outer: ${(error as Error).constructor.name}`);
+        throw error;
+      }
+    }, { container: root });
+    wrapAttempts((_event, attempt) => {
+      seen.push('inner called');
+      return attempt();
+    }, { container: root });
+    let ran = false;
+    const handle = (added.handle = bg.add(async function cancelledByAWrapper() {
+      ran = true;
+    }));
+    await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    expect({ ran, seen }).toEqual({ ran: false, seen: ['outer: TaskCancelledError'] });
+    expect(story(events, handle.id)).toEqual(['added@0', 'started@1', 'cancelled@1']);
   });
 });

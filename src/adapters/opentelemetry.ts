@@ -133,7 +133,12 @@ export function instrumentTasks(options: InstrumentOptions = {}): TaskObservatio
   return Object.assign(stop, { [Symbol.dispose]: stop });
 }
 
-/** Spans: opened by an attempt wrapper (so that the task's code runs inside), ended by the events. */
+/**
+ * Spans: opened by an attempt wrapper (so that the task's code runs inside), ended by the events.
+ * Every span opened is ended by an event: the wrapper is called only while the attempt is running
+ * (a task ended before an outer wrapper calls `attempt()` never reaches this one, and has no span),
+ * and whatever ends the attempt after that comes as an event.
+ */
 function traceTasks(scope: DependencyContainer, application: string, provider: TracerProvider): () => void {
   const tracer = provider.getTracer(instrumentationName);
   /** The span of each task's attempt in progress, by task id. */

@@ -65,8 +65,8 @@ export class Application implements ScopeHost {
   #wrappers: readonly AttemptWrapper[] = [];
   /**
    * What every task reports its events to (all the observers) and runs its attempts inside (the
-   * wrappers nested, the first outermost); `undefined` while there are neither, so that nothing
-   * is built for nobody.
+   * wrappers, the first outermost, each guarded on its own by the run so that a faulty one is
+   * skipped alone); `undefined` while there are neither, so that nothing is built for nobody.
    */
   hooks: TaskHooks | undefined;
   /** What carries the context of a durable task's `add()` to its worker, when an adapter set one. */
@@ -230,8 +230,8 @@ export class Application implements ScopeHost {
   /** Hooks are read at every event: the lists are replaced, never changed, so a dispatch under way keeps its own. */
   #rehook(): void {
     const observer = this.#observers.length === 0 ? undefined : this.#dispatch;
-    const wrapper = nest(this.#wrappers);
-    this.hooks = observer === undefined && wrapper === undefined ? undefined : Object.freeze({ observer, wrapper });
+    const wrappers = this.#wrappers.length === 0 ? undefined : this.#wrappers;
+    this.hooks = observer === undefined && wrappers === undefined ? undefined : Object.freeze({ observer, wrappers });
   }
 
   readonly #dispatch = (event: TaskEvent): void => {
@@ -321,16 +321,6 @@ export class Application implements ScopeHost {
   async #drainAll(): Promise<void> {
     while (this.#busyHead !== undefined) await Promise.all(this.#busyScopes().map((scope) => scope.drain()));
   }
-}
-
-/** One wrapper made of several, the first outermost; none for none. */
-function nest(wrappers: readonly AttemptWrapper[]): AttemptWrapper | undefined {
-  if (wrappers.length <= 1) return wrappers[0];
-  const list = [...wrappers];
-  return (event, attempt) => {
-    const at = (i: number): unknown => (i === list.length ? attempt() : list[i]!(event, () => at(i + 1)));
-    return at(0);
-  };
 }
 
 /** `list` without the first `item` in it. */

@@ -304,7 +304,7 @@ export class TaskRun implements TaskHandle, Job {
     if (timeoutMs !== undefined) this.#timer = setTimeout(TaskRun.#timedOut, timeoutMs, this, attempt);
     const startedAt = (this.#startedAt = performance.now());
     const hooks = this.owner.hooks;
-    const wrapper = hooks?.wrapper;
+    const wrappers = hooks?.wrappers;
     let started: TaskStartedEvent | undefined;
     if (hooks !== undefined) {
       started = this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }) as TaskStartedEvent;
@@ -315,7 +315,7 @@ export class TaskRun implements TaskHandle, Job {
     let awaited: Promise<unknown> | undefined;
     let returned: unknown;
     try {
-      if (wrapper !== undefined) returned = this.#wrapped(wrapper, started!, fn);
+      if (wrappers !== undefined) returned = this.#wrapped(wrappers, 0, started!, fn);
       else returned = fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
       // Inside the try: a returned Proxy can throw from `instanceof` or from reading `then`.
       if (returned instanceof Promise) awaited = returned;
@@ -343,12 +343,17 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   /**
-   * The attempt, run inside `wrapper`. A wrapper that throws before calling `attempt()`, or
-   * returns without calling it, is logged and the attempt runs without it. One that throws after
-   * calling it, or returns something other than a promise when `attempt()` returned one, is
-   * logged too, and the task's own outcome stands (its promise is followed, never left unhandled).
+   * The attempt, run inside `wrappers[at]` and, within it, inside the wrappers after it (the
+   * first outermost): each is guarded on its own, so that a faulty one is skipped alone. A
+   * wrapper that throws before calling `attempt()`, or returns without calling it, is logged and
+   * the attempt runs without it (inside the others). One that throws after calling it, or returns
+   * something other than a promise when `attempt()` returned one, is logged too, and the task's
+   * own outcome stands (its promise is followed, never left unhandled). A task ended before a
+   * wrapper calls `attempt()` does not run: `attempt()` throws why, and the wrappers inside that
+   * one are not called (none of them sees an attempt that never runs).
    */
-  #wrapped(wrapper: AttemptWrapper, event: TaskStartedEvent, fn: ((...params: unknown[]) => unknown) | undefined): unknown {
+  #wrapped(wrappers: readonly AttemptWrapper[], at: number, event: TaskStartedEvent, fn: ((...params: unknown[]) => unknown) | undefined): unknown {
+    const wrapper = wrappers[at]!;
     let called = false;
     const attemptNumber = this.attempt;
     /** What `attempt()` returned, or threw (`failed`). */
@@ -361,7 +366,8 @@ export class TaskRun implements TaskHandle, Job {
         // Ended (cancelled, abandoned, timed out) before the wrapper ran it: the task does not
         // run, and the wrapper sees why, as a task's own failure.
         if (this.#status !== 'running' || attemptNumber !== this.attempt) throw this.#outcome?.ok === false ? this.#outcome.error : new Error(`task "${this.name}" ended before its attempt ran`);
-        attempted = fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
+        if (at + 1 < wrappers.length) attempted = this.#wrapped(wrappers, at + 1, event, fn);
+        else attempted = fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
       } catch (error) {
         failed = true;
         attempted = error;

@@ -56,8 +56,9 @@ export type TaskStartedEvent = Extract<TaskEvent, { type: 'started' }>;
  */
 export type AttemptWrapper = (event: TaskStartedEvent, attempt: () => unknown) => unknown;
 
-/** Who watches an application's tasks: an observer of their events, a wrapper of their attempts. */
+/** Who watches an application's tasks: an observer of their events, the wrappers of their attempts. */
 export interface TaskHooks {
   readonly observer: TaskObserver | undefined;
-  readonly wrapper: AttemptWrapper | undefined;
+  /** The wrappers, the first outermost, each guarded on its own by the run; `undefined` for none. */
+  readonly wrappers: readonly AttemptWrapper[] | undefined;
 }

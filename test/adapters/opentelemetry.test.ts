@@ -16,7 +16,9 @@ import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, ty
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { attributes, instrumentTasks } from '../../src/adapters/opentelemetry.js';
-import { Background, defineTask, observeTasks, shutdown, TaskContext, type BackgroundOptions, type TaskObservation } from '../../src/index.js';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DependencyContainer } from 'tsyringe';
+import { Background, defineTask, observeTasks, shutdown, TaskCancelledError, TaskContext, wrapAttempts, type BackgroundOptions, type TaskHandle, type TaskObservation } from '../../src/index.js';
 import { modelOk } from '../fixtures/worker-tasks.js';
 import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from '../helpers.js';
 
@@ -44,12 +46,15 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function instrumented(options: BackgroundOptions = {}) {
+/** An instrumented application; `before` is called with its root before `instrumentTasks()` (to add wrappers outside the adapter's). */
+function instrumented(options: BackgroundOptions = {}, before?: (root: DependencyContainer) => void) {
   const exporter = new InMemorySpanExporter();
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   const reader = new TestReader();
   const meterProvider = new MeterProvider({ readers: [reader] });
-  const root = freshApp({ logger: captureLogger(), ...options });
+  const logger = captureLogger();
+  const root = freshApp({ logger, ...options });
+  before?.(root);
   const stop: TaskObservation = instrumentTasks({ container: root, tracerProvider, meterProvider });
   cleanups.push(() => shutdown({ container: root }), stop, () => meterProvider.shutdown());
   const tracer = tracerProvider.getTracer('test');
@@ -57,7 +62,7 @@ function instrumented(options: BackgroundOptions = {}) {
   const named = (name: string): ReadableSpan[] => spans().filter((span) => span.name === name);
   const collect = async () => (await reader.collect()).resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics);
   const points = async (metric: string) => (await collect()).find((m) => m.descriptor.name === metric)?.dataPoints ?? [];
-  return { root, bg: root.createChildContainer().resolve(Background), tracer, spans, named, points, stop };
+  return { root, logger, bg: root.createChildContainer().resolve(Background), tracer, spans, named, points, stop };
 }
 
 const parentOf = (span: ReadableSpan): string | undefined => span.parentSpanContext?.spanId;
@@ -129,6 +134,49 @@ describe('instrumentTasks()', () => {
     gate.resolve();
     expect(named('cancellable').map((span) => [span.attributes[attributes.outcome], span.status.code])).toEqual([['cancelled', 0]]);
     expect(named('never')).toEqual([]);
+  });
+
+  it('makes no span, and leaves none open, for a task that an attempt wrapper outside the adapter cancels before calling attempt() (docs/observability.md)', async () => {
+    const added: { handle?: TaskHandle } = {};
+    const { bg, named, points, stop } = instrumented({}, (root) => {
+      wrapAttempts((_event, attempt) => {
+        added.handle?.cancel('policy: not now');
+        return attempt();
+      }, { container: root });
+    });
+    let ran = false;
+    const handle = (added.handle = bg.add(async function rateLimited() {
+      ran = true;
+    }));
+    await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    expect(ran).toBe(false);
+    expect(named('rateLimited')).toEqual([]);
+    stop(); // ends (and exports) what the adapter still holds open
+    expect(named('rateLimited')).toEqual([]);
+    expect((await points('background.tasks')).map((point) => [point.attributes[attributes.outcome], point.value])).toEqual([['cancelled', 1]]);
+  });
+
+  it.each(['outside', 'inside'] as const)("keeps the task's span, the parent of its own spans, when a faulty attempt wrapper %s the adapter's is skipped", async (where) => {
+    const store = new AsyncLocalStorage<string>();
+    const faulty = (): unknown => {
+      throw new Error('wrapper bug');
+    };
+    const { root, logger, bg, tracer, named } = instrumented({}, (root) => {
+      if (where === 'outside') cleanups.push(wrapAttempts(faulty, { container: root }));
+    });
+    cleanups.push(wrapAttempts((event, attempt) => store.run(event.id, attempt), { container: root }));
+    if (where === 'inside') cleanups.push(wrapAttempts(faulty, { container: root }));
+    let seen: string | undefined;
+    const handle = bg.add(async function traced() {
+      seen = store.getStore();
+      tracer.startActiveSpan('own work', (span) => span.end());
+    });
+    await handle.result();
+    const [task] = named('traced');
+    expect(task?.attributes[attributes.outcome]).toBe('succeeded');
+    expect(named('own work').map(parentOf)).toEqual([task?.spanContext().spanId]);
+    expect(seen).toBe(handle.id);
+    expect(logger.at('error').map((entry) => entry.message)).toEqual(['an attempt wrapper threw before running task "traced"; it runs without the wrapper']);
   });
 
   it('counts outcomes and records durations and waits by task name, and gauges what is queued and running', async () => {
