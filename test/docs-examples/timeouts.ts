@@ -39,7 +39,9 @@ export async function main() {
     await new Promise(() => undefined); // ignores any signal: it never settles
   });
   const lookup = bg.add(lookUpCompany, 'example.com'); // its definition's 20 ms win over the default
-  const next = bg.add(async function next() {
+  // A call's own timeout wins over both (an async attempt that settles past its bound times out,
+  // even when a loaded machine delays the turn it settles in: this one is given room).
+  const next = bg.with({ timeoutMs: 5_000 }).add(async function next() {
     return 'started as soon as the slots were freed';
   });
   const hungError = (await hung.result().catch((error: unknown) => error)) as Error;
