@@ -580,6 +580,21 @@ describe('groups and dependencies', () => {
     await expect(afterCancelled.result()).rejects.toThrow(/which was cancelled$/);
     expect(order).toEqual(['first', 'second']);
   });
+
+  it('waits for the handles the view was given, whatever becomes of the array given to with()', async () => {
+    const { bg } = setup();
+    const gate = deferred();
+    const first = bg.add(async () => gate.promise);
+    const handles = [first];
+    const view = bg.with({ after: handles });
+    handles.push({} as never);
+    handles.shift();
+    const dependent = view.add(async () => 'ran');
+    await nextTurn();
+    expect(dependent.status).toBe('delayed');
+    gate.resolve();
+    await expect(dependent.result()).resolves.toBe('ran');
+  });
 });
 
 describe('a backoff.maxMs given without baseMs', () => {

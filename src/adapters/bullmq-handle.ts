@@ -104,6 +104,11 @@ export class DurableHandle implements TaskHandle {
     return this.#outcome !== undefined;
   }
 
+  /** Its error, once it has ended otherwise than succeeded. */
+  get error(): Error | undefined {
+    return this.#outcome?.ok === false ? this.#outcome.error : undefined;
+  }
+
   /**
    * The error of a cancellation asked for before this process knew whether the job had ended:
    * the handle ends `cancelled` with it if the cancellation reached the job in time, and as the

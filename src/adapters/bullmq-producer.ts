@@ -60,6 +60,7 @@ import {
   type AfterData,
   type BullMQConnection,
   type DurableJob,
+  type FailedPrerequisite,
   type JobData,
   type Outcome,
 } from './bullmq-jobs.js';
@@ -426,7 +427,7 @@ class BullMQBackend implements Runner, DurableBackend {
           `(it may be another process, which has only the definition); put retryIf on the definition of "${name}" (defineTask({ name: "${name}", retryIf, … }))`,
       );
     }
-    const after = timing === undefined || timing.after.length === 0 ? [] : this.#prerequisites(name, timing.after);
+    const { after, detach } = timing === undefined || timing.after.length === 0 ? noPrerequisites : this.#prerequisites(name, timing.after);
     checkJson(name, args);
     const cadence = timing?.cadence;
     if (cadence !== undefined) return this.#schedule(request, cadence, timing!.overlap);
@@ -442,20 +443,41 @@ class BullMQBackend implements Runner, DurableBackend {
     };
     if (delay > 0) jobOptions.delay = delay;
     if (options.retries > 0) Object.assign(jobOptions, retryOptions(options.retries));
+    // One this process knows has ended otherwise than succeeded: skipped at once, as in process.
+    const ended = after.find((prerequisite) => prerequisite.ended);
+    if (ended !== undefined) return this.#skippedAtOnce(id, name, ended, data, jobOptions);
     const handle: DurableHandle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (error) => this.#cancel(handle, error));
     if (delay > 0) handle.notBefore = Date.now() + delay;
     for (const prerequisite of after) prerequisite.awaitedBy = handle;
-    this.#enqueue(handle, data, jobOptions, after);
+    this.#enqueue(handle, data, jobOptions, after, detach);
+    return handle;
+  }
+
+  /**
+   * A durable task added after one this process knows has ended otherwise than succeeded: its
+   * handle is skipped at once, as in process, and its job goes to Redis all the same, with a guard
+   * that fails it at once saying why, so that every process reads it skipped, in the same words.
+   */
+  #skippedAtOnce(id: string, name: string, prerequisite: DurableHandle, data: JobData, options: JobsOptions): DurableHandle {
+    const handle = new DurableHandle(this, id, name, 'skipped', () => false);
+    const error = new TaskSkippedError(name, id, { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known }, prerequisite.error);
+    handle.settle('skipped', { ok: false, error });
+    this.#logger.debug({ task: name, taskId: id, err: error }, `task "${name}" was skipped`);
+    const failed: FailedPrerequisite = { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known, reason: prerequisite.error?.message };
+    this.#enqueue(handle, data, options, [prerequisite], [], failed);
     return handle;
   }
 
   /**
    * The handles a durable task waits for, checked: the jobs of this queue's one-off tasks, each
-   * waited for by one durable task (BullMQ gives a job one parent). Those that have succeeded
-   * already are left out; the others become children of the task's job.
+   * waited for by one durable task at a time (BullMQ gives a job one parent). Those known to have
+   * succeeded already are left out (as are those whose former dependent succeeded: it ran after
+   * them); the others become children of the task's job. `detach`: jobs whose former dependent
+   * has ended otherwise, to be freed from it before the task's flow is sent.
    */
-  #prerequisites(name: string, handles: readonly TaskHandle[]): DurableHandle[] {
+  #prerequisites(name: string, handles: readonly TaskHandle[]): Prerequisites {
     const kept = new Set<DurableHandle>();
+    const detach: Detachment[] = [];
     handles.forEach((handle, i) => {
       const which = `bg.add("${name}"): options.after[${i}]`;
       if (!(handle instanceof DurableHandle)) {
@@ -474,15 +496,18 @@ class BullMQBackend implements Runner, DurableBackend {
         throw new TypeError(`${which} is the schedule of durable task "${handle.name}", which never finishes; give the handle of a one-off task`);
       }
       const other = handle.awaitedBy;
-      if (other !== undefined && other.known !== 'cancelled' && handle.known !== 'succeeded') {
+      if (handle.known === 'succeeded' || other?.known === 'succeeded' || kept.has(handle)) return;
+      // A dependent ended, or being cancelled, no longer waits: the job is freed from it before the new dependent's flow is sent.
+      if (other !== undefined && !other.ended && other.cancelling === undefined && !handle.ended) {
         throw new TypeError(
           `${which} is durable task "${handle.name}" (#${handle.id}), which durable task "${other.name}" (#${other.id}) waits for already: ` +
             `BullMQ gives a job one parent, so one durable task at most can wait for it; run "${name}" after "${other.name}", or after a task of its own`,
         );
       }
-      if (handle.known !== 'succeeded') kept.add(handle);
+      kept.add(handle);
+      if (other !== undefined) detach.push({ id: handle.id, from: other.id });
     });
-    return [...kept];
+    return { after: [...kept], detach };
   }
 
   /**
@@ -589,8 +614,8 @@ class BullMQBackend implements Runner, DurableBackend {
    * (most jobs), the jobs of a turn go to BullMQ at its end ({@link #flush}), with nothing per job
    * but its entry in the map: no timer (one for all: {@link #sweep}), no promise but BullMQ's.
    */
-  #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[]): void {
-    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false };
+  #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[], detach: readonly Detachment[] = [], failed?: FailedPrerequisite): void {
+    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false, detach, failed };
     this.#sending.set(handle.id, sending);
     this.#sendTimer ??= setTimeout(this.#sweep, this.#enqueueTimeoutMs);
     if (after.length === 0) {
@@ -663,6 +688,7 @@ class BullMQBackend implements Runner, DurableBackend {
       // The jobs waited for are attached by id: this process's own must be in Redis first.
       sending.awaitingPrerequisites = true;
       await Promise.allSettled(after.flatMap((prerequisite) => this.#sendingOf(prerequisite.id)?.done ?? []));
+      if (sending.detach.length > 0) await this.#detach(sending.detach);
       sending.awaitingPrerequisites = false;
       let flows = this.#flows();
       for (;;) {
@@ -681,7 +707,24 @@ class BullMQBackend implements Runner, DurableBackend {
     if (this.#late.has(handle.id)) return undefined;
     sending.handed = true;
     if (after.length === 0) return this.queue.add(handle.name, data, options);
-    return this.#flows().add({ name: handle.name, queueName: this.queue.name, data, opts: options, children: this.#childrenOf(handle.id, after) });
+    return this.#flows().add({ name: handle.name, queueName: this.queue.name, data, opts: options, children: this.#childrenOf(handle.id, after, sending.failed) });
+  }
+
+  /**
+   * Frees jobs from the dependents that waited for them before and have ended since: BullMQ
+   * attaches a job to a new parent only once its old one is gone (a cancelled dependent's job,
+   * whose removal is waited for) or has let it go. Each job left attached (Redis unreachable,
+   * say) is found by the new dependent's guard, which then skips it, saying why.
+   */
+  async #detach(detach: readonly Detachment[]): Promise<void> {
+    const formerly = new Set(detach.map(({ from }) => from));
+    await Promise.all([...this.#removals].flatMap(([removal, { id }]) => (formerly.has(id) ? [removal] : [])));
+    await Promise.all(
+      detach.map(async ({ id, from }) => {
+        const job = await Job.fromId(this.queue, id);
+        if (job?.parentKey === this.queue.toKey(from)) await job.removeChildDependency();
+      }),
+    ).catch(() => undefined);
   }
 
   /** A job not yet in Redis: within its deadline, past it unsent, or past it unanswered. */
@@ -807,9 +850,10 @@ class BullMQBackend implements Runner, DurableBackend {
    * that id, its failure failing the dependent; were there none, it makes one under that id that
    * fails at once, saying so), and the dependent's guard.
    */
-  #childrenOf(id: string, after: readonly DurableHandle[]): FlowJobNode[] {
+  #childrenOf(id: string, after: readonly DurableHandle[], failed: FailedPrerequisite | undefined): FlowJobNode[] {
     const queueName = this.queue.name;
-    const children: FlowJobNode[] = after.map(({ id: jobId, name }) => ({
+    // Known to have failed (skipped at add()): the guard alone, which fails at once.
+    const children: FlowJobNode[] = failed !== undefined ? [] : after.map(({ id: jobId, name }) => ({
       name: afterJob,
       queueName,
       data: { kind: 'missing', id: jobId, name } satisfies AfterData,
@@ -818,7 +862,7 @@ class BullMQBackend implements Runner, DurableBackend {
     children.push({
       name: afterJob,
       queueName,
-      data: { kind: 'guard', after: after.map(({ id: jobId, name }) => ({ id: jobId, name })) } satisfies AfterData,
+      data: { kind: 'guard', after: after.map(({ id: jobId, name }) => ({ id: jobId, name })), ...(failed === undefined ? {} : { failed }) } satisfies AfterData,
       opts: { ...afterJobOptions, jobId: `${id}.after`, failParentOnFailure: true },
     });
     return children;
@@ -1379,9 +1423,13 @@ class BullMQBackend implements Runner, DurableBackend {
       handle.settle('cancelled', { ok: false, error: new TaskCancelledError(handle.name, id, reason) });
       return handle;
     }
-    handle.found(snapshot(job, state ?? 'unknown'));
+    // Skipped (a job it waited for failed): read before the handle is given, as job(id) reads it, so that it never reads `failed` first.
+    const cancelledMark = (job.data as Partial<JobData> | undefined)?.cancelled;
+    const skipped = state === 'failed' && cancelledMark === undefined ? await this.#skipped(id, job.name, job.failedReason ?? '').catch(() => undefined) : undefined;
+    handle.found(snapshot(job, state ?? 'unknown', skipped));
     if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
-    else if (state === 'failed') this.#failed(id, job.failedReason ?? '', (job.data as Partial<JobData> | undefined)?.cancelled);
+    else if (skipped !== undefined) this.#end(id, 'skipped', { ok: false, error: skipped.error });
+    else if (state === 'failed') this.#failed(id, job.failedReason ?? '', cancelledMark);
     return handle;
   }
 
@@ -1489,7 +1537,25 @@ interface Sending {
   handed: boolean;
   /** While its sending waits for the jobs it runs after (`after`) to be in Redis. */
   awaitingPrerequisites?: boolean;
+  /** Jobs it runs after, to be freed from the dependent that waited for them before ({@link BullMQBackend.#detach}). */
+  readonly detach: readonly Detachment[];
+  /** Skipped at `add()` (a job it was to run after had ended otherwise): its guard says so at once. */
+  readonly failed?: FailedPrerequisite | undefined;
 }
+
+/** A job a new dependent waits for, and the id of the dependent, ended since, that waited for it before. */
+interface Detachment {
+  readonly id: string;
+  readonly from: string;
+}
+
+/** The jobs a durable task waits for, checked. */
+interface Prerequisites {
+  readonly after: readonly DurableHandle[];
+  readonly detach: readonly Detachment[];
+}
+
+const noPrerequisites: Prerequisites = { after: [], detach: [] };
 
 /** This process's time zone (`TZ`, or the system's), if the runtime says. */
 function processZone(): string | undefined {

@@ -524,6 +524,8 @@ async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
   };
   if (data.kind === 'missing') return fail({ id: data.id, name: data.name, status: notInQueue });
   if (data.kind === 'cancelled') return fail({ id: data.id, name: data.name, status: 'cancelled', reason: data.reason });
+  // Known to have failed where it was added (its producer skipped it at once).
+  if (data.failed !== undefined) return fail(data.failed);
   for (const { id, name } of data.after) {
     const prerequisite = await Job.fromId(worker, id);
     if (prerequisite === undefined) return fail({ id, name, status: notInQueue });

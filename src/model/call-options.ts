@@ -165,12 +165,15 @@ export function resolveCall(options: unknown, canFollow: (handle: unknown) => bo
     options,
     delayMs,
     runAt: at,
-    after: (after ?? []),
+    // A copy: the handles checked are those it waits for, whatever becomes of the caller's array.
+    after: after === undefined ? noHandles : Object.freeze(after.slice()),
     cadence,
     overlap: overlap ?? false,
     job: undefined,
   });
 }
+
+const noHandles: readonly TaskHandle[] = Object.freeze([]);
 
 /** Whether a value is a handle another runner made ({@link runnerHandle}). */
 function isRunnerHandle(handle: unknown): boolean {

@@ -181,13 +181,18 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect(effects).not.toContain('dependent started');
   });
 
-  it('skips the dependent of a task that had failed already when it was added (the guard sees it)', async () => {
-    const { bg, backend } = setup();
+  it('skips the dependent of a task that had failed already when it was added: at once here, and in Redis in the same words', async () => {
+    const { bg, backend, queueName } = setup();
     const broken = bg.with({ durable: true }).add(failing, 'early');
     await broken.result().catch(() => undefined);
     const dependent = bg.with({ durable: true, after: [broken] }).add(step, 'late');
-    await expect(dependent.result()).rejects.toThrow(`was to run after task "failing" (#${broken.id}), which failed`);
-    await expect(backend.job(dependent.id)).resolves.toMatchObject({ status: 'skipped' });
+    expect(dependent.status).toBe('skipped');
+    const message = `Task "step" (#${dependent.id}) was skipped: it was to run after task "failing" (#${broken.id}), which failed`;
+    await expect(dependent.result()).rejects.toThrow(message);
+    await vi.waitFor(async () => expect(await backend.job(dependent.id)).toMatchObject({ status: 'skipped', failedReason: `${message}: early breaks` }), bound);
+    const elsewhere = (await producer(queueName).backend.handle(dependent.id))!;
+    expect(elsewhere.status).toBe('skipped');
+    await expect(elsewhere.result()).rejects.toThrow(message);
     expect(effects).toEqual(['early failed']);
   });
 
@@ -228,8 +233,8 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     const { bg, backend } = setup();
     const gone = bg.with({ durable: true, delayMs: 60_000 }).add(step, 'gone');
     await vi.waitFor(async () => expect(await backend.job(gone.id)).toBeDefined(), bound);
-    gone.cancel();
-    await vi.waitFor(async () => expect(await backend.job(gone.id)).toBeUndefined(), bound);
+    // Removed by someone else (the dashboard, a script): this process does not know.
+    await backend.queue.remove(gone.id);
     const dependent = bg.with({ durable: true, after: [gone] }).add(step, 'orphan');
     await expect(dependent.result()).rejects.toThrow(
       `Task "step" (#${dependent.id}) was skipped: it was to run after task "step" (#${gone.id}), which was not in the queue (cancelled or removed, or its record expired)`,
@@ -250,6 +255,84 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     await expect(kept.result()).resolves.toBe('kept');
     await expect(backend.job(kept.id)).resolves.toMatchObject({ status: 'succeeded' });
     expect(effects).not.toContain('dropped started');
+  });
+
+  it('skips a dependent at once when a task it waits for was cancelled before its job was sent: which was cancelled, here and in Redis', async () => {
+    const { bg, backend } = setup();
+    const dropped = bg.with({ durable: true }).add(step, 'dropped');
+    dropped.cancel('changed my mind');
+    const dependent = bg.with({ durable: true, after: [dropped] }).add(step, 'dependent');
+    expect(dependent.status).toBe('skipped');
+    const error = await dependent.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TaskSkippedError);
+    expect((error as Error).message).toBe(`Task "step" (#${dependent.id}) was skipped: it was to run after task "step" (#${dropped.id}), which was cancelled`);
+    expect((error as Error).cause).toMatchObject({ name: 'TaskCancelledError', message: `Task "step" (#${dropped.id}) was cancelled` });
+    await vi.waitFor(
+      async () =>
+        expect(await backend.job(dependent.id)).toMatchObject({
+          status: 'skipped',
+          failedReason: `${(error as Error).message}: Task "step" (#${dropped.id}) was cancelled`,
+        }),
+      bound,
+    );
+    // The cancelled task's job was never sent.
+    await expect(backend.job(dropped.id)).resolves.toBeUndefined();
+    expect(effects).toEqual([]);
+  });
+
+  it('lets a new dependent wait for a task whose former dependent was cancelled: it runs once the task succeeds (waiting, or running)', async () => {
+    const { bg } = setup();
+    for (const phase of ['waiting', 'running']) {
+      const held = gate(phase);
+      const task = bg.with({ durable: true, ...(phase === 'waiting' ? { delayMs: 100 } : {}) }).add(step, phase);
+      const first = bg.with({ durable: true, after: [task] }).add(step, `first after ${phase}`);
+      if (phase === 'running') await vi.waitFor(() => expect(effects).toContain('running started'), bound);
+      else await vi.waitFor(async () => expect(first.status).toBe('delayed'), bound);
+      expect(first.cancel()).toBe(true);
+      // At once, while the cancelled dependent's job is still being removed.
+      const second = bg.with({ durable: true, after: [task] }).add(step, `second after ${phase}`);
+      held.resolve();
+      await expect(second.result()).resolves.toBe(`second after ${phase}`);
+      expect(effects).not.toContain(`first after ${phase} started`);
+    }
+  });
+
+  it("lets a new dependent wait for a task whose former dependent has ended: left out when that one succeeded, freed from it when it was skipped", async () => {
+    const { bg, backend } = setup();
+    const done = bg.with({ durable: true }).add(step, 'done');
+    const ran = bg.with({ durable: true, after: [done] }).add(step, 'ran');
+    await ran.result();
+    // `done`'s handle was never watched: the dependent's success says it succeeded.
+    const next = bg.with({ durable: true, after: [done] }).add(step, 'next');
+    await expect(next.result()).resolves.toBe('next');
+
+    // Skipped because another task it waited for failed: the first task still waits, attached to it in Redis.
+    const slow = gate('slow');
+    const pending = bg.with({ durable: true }).add(step, 'slow');
+    const broken = bg.with({ durable: true }).add(failing, 'broken');
+    const skipped = bg.with({ durable: true, after: [pending, broken] }).add(step, 'skipped');
+    await expect(skipped.result()).rejects.toBeInstanceOf(TaskSkippedError);
+    const again = bg.with({ durable: true, after: [pending] }).add(step, 'again');
+    await vi.waitFor(async () => expect((await backend.job(again.id))?.status).toBe('delayed'), bound);
+    slow.resolve();
+    await expect(again.result()).resolves.toBe('again');
+    expect(effects).not.toContain('skipped started');
+  });
+
+  it('reads a skipped task as skipped from the first status of a handle made by id in another application', async () => {
+    const queueName = `flows-${randomUUID()}`;
+    effects.length = 0;
+    const one = producer(queueName);
+    workers(queueName);
+    const broken = one.bg.with({ durable: true }).add(failing, 'broken');
+    const dependent = one.bg.with({ durable: true, after: [broken] }).add(step, 'dependent');
+    await expect(dependent.result()).rejects.toBeInstanceOf(TaskSkippedError);
+    for (let i = 0; i < 3; i++) {
+      const reader = producer(queueName);
+      const handle = (await reader.backend.handle(dependent.id))!;
+      expect(handle.status).toBe('skipped');
+      await expect(handle.result()).rejects.toBeInstanceOf(TaskSkippedError);
+    }
   });
 
   it('waits across applications: one adds the task, another the dependent (by backend.handle(id)), workers in a third; the first may be gone', async () => {
