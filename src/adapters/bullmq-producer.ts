@@ -954,7 +954,7 @@ class BullMQBackend implements Runner, DurableBackend {
       case 'completed':
         return this.#counted(id, () => this.#end(id, 'succeeded', { ok: true, value: fields.returnvalue }));
       case 'failed':
-        return this.#counted(id, () => this.#failed(id, fields.failedReason ?? ''));
+        return this.#counted(id, () => this.#failedFromEvent(id, fields.failedReason ?? ''));
       case 'removed':
         return this.#end(id, 'cancelled', { ok: false, error: handle.cancelling ?? removedError(handle.name, id) });
     }
@@ -1070,6 +1070,24 @@ class BullMQBackend implements Runner, DurableBackend {
    * Ends the handle of a job that failed: `skipped` when it failed because a job it waited for
    * did (BullMQ fails a parent so: `child <key> failed`), once that job is read; `failed` otherwise.
    */
+  /**
+   * A `failed` event: for a job BullMQ failed as stalled (its worker died, again and again), the
+   * job's data is read first, one HGET, as `backend.job(id)` reads it: a cancellation may have
+   * marked it while no worker could be told ({@link JobData.cancelled}), and it then ends `cancelled`.
+   */
+  #failedFromEvent(id: string, failedReason: string): void {
+    if (failedReason !== stalledReason) return this.#failed(id, failedReason);
+    this.queue
+      .getBackend()
+      .client.then((client) => client.runCommand('hget', [this.queue.toKey(id), 'data']))
+      .then(
+        (data) => (JSON.parse(typeof data === 'string' ? data : '{}') as Partial<JobData>).cancelled,
+        () => undefined,
+      )
+      .then((cancelledMark) => this.#failed(id, failedReason, cancelledMark))
+      .catch((error: unknown) => this.#logger.error({ taskId: id, err: error }, `the handle of durable job ${id} could not be settled from its job's last event`));
+  }
+
   #failed(id: string, failedReason: string, cancelledMark?: string): void {
     const handle = this.#live.get(id);
     if (handle === undefined) return;
@@ -1556,6 +1574,9 @@ interface Prerequisites {
 }
 
 const noPrerequisites: Prerequisites = { after: [], detach: [] };
+
+/** The `failedReason` BullMQ gives a job it failed as stalled too often (moveStalledJobsToWait). */
+const stalledReason = 'job stalled more than allowable limit';
 
 /** This process's time zone (`TZ`, or the system's), if the runtime says. */
 function processZone(): string | undefined {

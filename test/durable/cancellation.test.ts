@@ -305,13 +305,22 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     expect(logger.at('error')).toEqual([]);
   });
 
-  it('a job cancelled while its worker is dead, then failed by BullMQ as stalled, reads cancelled, as its handle said', async () => {
+  it('a job cancelled while its worker is dead, then failed by BullMQ as stalled, reads cancelled, as its handle said, and as a handle followed elsewhere says', async () => {
     const { bg, backend, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
     const added = bg.with({ durable: true }).add(noted, 'stalled for good');
     await vi.waitFor(async () => expect((await jobState(queueName, added.id)).state).toBe('prioritized'), { timeout: 5_000, interval: 10 });
     const dead = new Worker(queueName, undefined, { connection: redis.connection, autorun: false, lockDuration: 60_000 });
     closers.push(() => dead.close());
     const job = await dead.getNextJob('dead-worker-token');
+    // Another process follows the job through the queue's events (its failed event says "stalled" only).
+    const elsewhere = freshApp({ logger: captureLogger() });
+    const other = useBullMQ(elsewhere, { connection: redis.connection, queueName, logger: captureLogger() });
+    closers.push(
+      () => other.close(),
+      () => shutdown({ container: elsewhere }),
+    );
+    const followed = (await other.handle(added.id))!;
+    expect(followed.status).toBe('running');
     const handle = (await backend.handle(added.id))!;
     expect(handle.cancel('stop it')).toBe(true);
     // The cancellation has marked the running job; BullMQ's stalled check then fails it (past maxStalledCount).
@@ -322,6 +331,8 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     await expect(backend.job(added.id)).resolves.toMatchObject({ status: 'cancelled' });
     expect((await backend.handle(added.id))?.status).toBe('cancelled');
     expect(handle.status).toBe('cancelled');
+    await expect(followed.result({ timeoutMs: 5_000 })).rejects.toMatchObject({ name: 'TaskCancelledError', message: `Task "noted" (#${added.id}) was cancelled` });
+    expect(followed.status).toBe('cancelled');
   });
 
   it('a worker that starts after a cancellation was sent reads it: the job it then takes is cancelled before its task starts', async () => {
