@@ -1,6 +1,6 @@
 import { container, inject, injectable } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import { Background } from '../src/index.js';
+import { Background, TaskDependencyError } from '../src/index.js';
 import { freshApp } from './helpers.js';
 
 @injectable()
@@ -41,6 +41,37 @@ describe('resolving Background', () => {
     }
     const child = container.createChildContainer();
     expect(child.resolve(ByType).bg).toBe(child.resolve(Background));
+  });
+
+  it('says what is missing when a class task has constructor parameters and no decorator metadata (tsx, esbuild)', () => {
+    // What tsx or esbuild compile from `@injectable() class ReindexUser { constructor(readonly search: SearchClient) {} … }`:
+    // the decorator runs, but no design:paramtypes is written, so tsyringe knows no parameters.
+    class ReindexUser {
+      constructor(readonly search: unknown) {}
+      run(): void {}
+    }
+    injectable()(ReindexUser);
+    expect(Reflect.getMetadata('design:paramtypes', ReindexUser)).toBeUndefined();
+    const bg = freshApp().createChildContainer().resolve(Background);
+    let thrown: unknown;
+    try {
+      bg.add(ReindexUser);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(TaskDependencyError);
+    expect(thrown).toMatchObject({
+      code: 'ERR_TASK_DEPENDENCY',
+      position: undefined,
+      parameter: undefined,
+      token: undefined,
+      message:
+        'Cannot add task "ReindexUser": tsyringe knows no constructor parameters of ReindexUser: it needs @injectable(), and either decorator metadata ' +
+        '(emitDecoratorMetadata in tsconfig; tsx and esbuild emit none) or @inject(token) on each parameter',
+    });
+    expect((thrown as Error).cause).toBeInstanceOf(Error);
+    expect(((thrown as Error).cause as Error).message).toBe('TypeInfo not known for "ReindexUser"');
+    expect(bg.pending).toBe(0);
   });
 
   it('runs tasks in the scope that resolved it', async () => {

@@ -82,7 +82,8 @@ export class BackgroundDisposedError extends BackgroundError {
 
 /**
  * Thrown synchronously by `add()` when one of a task's dependencies cannot be resolved from the
- * Background's container (or a class task's constructor throws). Names the task, the parameter
+ * Background's container (or a class task's constructor throws, or tsyringe knows none of its
+ * constructor's parameters: no decorator metadata). Names the task, the parameter
  * position and the token; tsyringe's own error is the `cause`. Nothing was queued.
  */
 export class TaskDependencyError extends BackgroundError {
@@ -93,17 +94,28 @@ export class TaskDependencyError extends BackgroundError {
   /** The name of the constructor parameter that could not be resolved (class tasks). */
   readonly parameter: string | undefined;
 
+  /**
+   * @param where.unknownParametersOf a class task whose constructor takes parameters that tsyringe
+   *   has no list of (`TypeInfo not known for "<Class>"`): the message then says how to give it one.
+   */
   constructor(
     taskName: string,
-    where: { position?: number | undefined; token?: string | undefined; parameter?: string | undefined },
+    where: { position?: number | undefined; token?: string | undefined; parameter?: string | undefined; unknownParametersOf?: string | undefined },
     cause: unknown,
   ) {
-    const { position, token, parameter } = where;
+    const { position, token, parameter, unknownParametersOf } = where;
     const what =
-      position === undefined
-        ? 'its constructor failed'
-        : `the dependency at position #${position} (${token !== undefined ? `token ${token}` : parameter !== undefined ? `parameter ${parameter}` : 'a constructor parameter'}) cannot be resolved`;
-    super('ERR_TASK_DEPENDENCY', `Cannot add task "${taskName}": ${what}: ${messageOf(cause)}`, { cause });
+      unknownParametersOf !== undefined
+        ? `tsyringe knows no constructor parameters of ${unknownParametersOf}`
+        : position === undefined
+          ? 'its constructor failed'
+          : `the dependency at position #${position} (${token !== undefined ? `token ${token}` : parameter !== undefined ? `parameter ${parameter}` : 'a constructor parameter'}) cannot be resolved`;
+    // The reason is tsyringe's message, or, when tsyringe knows no parameters, the fix (its message is in `cause`).
+    const why =
+      unknownParametersOf !== undefined
+        ? 'it needs @injectable(), and either decorator metadata (emitDecoratorMetadata in tsconfig; tsx and esbuild emit none) or @inject(token) on each parameter'
+        : messageOf(cause);
+    super('ERR_TASK_DEPENDENCY', `Cannot add task "${taskName}": ${what}: ${why}`, { cause });
     this.position = position;
     this.token = token;
     this.parameter = parameter;
