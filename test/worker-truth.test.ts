@@ -96,8 +96,12 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
     const root = app();
     const bg = root.createChildContainer().resolve(Background);
     const { handle, calls } = await addWhileSetupWaits(bg);
+    // Admitted, waiting for its thread: not started, so no attempt yet, as its status says.
+    expect({ status: handle.status, attempt: handle.attempt }).toEqual({ status: 'queued', attempt: 0 });
+    expect(bg.get(handle.id)).toMatchObject({ status: 'queued', attempt: 0 });
     releaseSetup();
     await expect(handle.result()).resolves.toBe('ran');
+    expect({ status: handle.status, attempt: handle.attempt }).toEqual({ status: 'succeeded', attempt: 1 });
     expect(Array.from(calls)).toEqual([1, 0]);
   });
 });

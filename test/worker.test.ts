@@ -72,6 +72,15 @@ describe('worker tasks', () => {
     expect(workerThread).not.toBe(threadId);
   });
 
+  it("load a setup module named by its compiled .js URL from its TypeScript source when only the source is there (an application run by tsx)", async () => {
+    // fixtures/worker-setup.js does not exist; fixtures/worker-setup.ts does, as in an application run from source.
+    const { bg } = app({ pool: { setupModule: new URL('./fixtures/worker-setup.js', import.meta.url), maxThreads: 1 } });
+    await expect(bg.add(greet, 'Ada').result()).resolves.toEqual({ text: 'Hello, Ada', taskName: 'greet' });
+    // A .js URL of neither file still fails, naming the module it was given.
+    const { bg: missing } = app({ pool: { setupModule: new URL('./fixtures/no-such-setup.js', import.meta.url), maxThreads: 1 } });
+    await expect(missing.add(greet, 'Ada').result()).rejects.toMatchObject({ code: 'ERR_WORKER_SETUP', message: expect.stringContaining('no-such-setup.js failed') as unknown });
+  });
+
   it('resolve per-thread singletons: each thread sets up once and keeps its own instances', async () => {
     const { bg } = app({ pool: { maxThreads: 2, minThreads: 2 } });
     const results = await Promise.all(Array.from({ length: 12 }, () => bg.add(countOnThread).result()));
@@ -332,7 +341,7 @@ describe('worker tasks and disposal', () => {
     await expect(closing).resolves.toMatchObject({ abandoned: 0 });
     await expect(handle.result()).resolves.toBe('finished');
     expect(pool.threads).toBe(0);
-    await expect(pool.run({ module: tasksModule, name: 'greet', args: ['late'] }, { id: '0', onAbort: () => undefined, attempt: 1, reportProgress: () => undefined, logFromWorker: () => undefined }, [], false)).rejects.toThrow(
+    await expect(pool.run({ module: tasksModule, name: 'greet', args: ['late'] }, { id: '0', onAbort: () => undefined, attempts: 1, reportProgress: () => undefined, logFromWorker: () => undefined }, [], false)).rejects.toThrow(
       /the worker pool is closed/,
     );
   });

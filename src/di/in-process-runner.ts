@@ -41,7 +41,7 @@ export class InProcessRunner implements Runner {
       run.dueAt = dueAtOf(timing);
       // An attempt of a job kept elsewhere (a durable worker's) counts from the job's attempts.
       if (timing.job !== undefined) {
-        run.attempt = timing.job.attempt - 1;
+        run.attempts = timing.job.attempt - 1;
         run.job = timing.job;
       }
     }
@@ -140,11 +140,7 @@ export class InProcessRunner implements Runner {
     try {
       instance = this.#containerFor(request).resolve(task);
     } catch (error) {
-      // tsyringe words it "Cannot inject the dependency "db" at position #0 of "X" constructor".
-      const found = /^Cannot inject the dependency (?:"(.*?)" )?at position #(\d+)/.exec(messageOf(error));
-      throw found
-        ? new TaskDependencyError(request.name, { position: Number(found[2]), parameter: found[1] }, error)
-        : new TaskDependencyError(request.name, {}, error);
+      throw classTaskFailure(request.name, error);
     }
     // eslint-disable-next-line @typescript-eslint/unbound-method -- Call calls it with the instance as `this`
     return new TaskRun(request, new Call(instance.run, request.args, instance), this.#scope, this.#app.lane);
@@ -178,6 +174,19 @@ export class InProcessRunner implements Runner {
     const invocation = inline(name, definition.fn as (...params: unknown[]) => unknown, params, contextAt, args);
     return new TaskRun(request, invocation, this.#scope, this.#app.lane);
   }
+}
+
+/** Why tsyringe could not build a class task, read from its outermost message (`error` is kept as the `cause`). */
+function classTaskFailure(taskName: string, error: unknown): TaskDependencyError {
+  const message = messageOf(error);
+  // tsyringe words it "Cannot inject the dependency "db" at position #0 of "X" constructor".
+  const found = /^Cannot inject the dependency (?:"(.*?)" )?at position #(\d+)/.exec(message);
+  if (found) return new TaskDependencyError(taskName, { position: Number(found[2]), parameter: found[1] }, error);
+  // A constructor with parameters and no list of them: no @injectable(), or no decorator
+  // metadata (tsx, esbuild) and no @inject() on its parameters. The constructor never ran.
+  const unknown = /^TypeInfo not known for "(.*)"$/.exec(message);
+  if (unknown) return new TaskDependencyError(taskName, { unknownParametersOf: unknown[1] }, error);
+  return new TaskDependencyError(taskName, {}, error);
 }
 
 /** An in-process task waits in this process's memory: only for tasks run here, not a durable task's job. */

@@ -33,7 +33,8 @@ import type { Invocation } from './task-run.js';
 /** What the pool needs of a task's attempt: when it aborts, and where its progress goes. */
 export interface AttemptLink {
   readonly id: string;
-  readonly attempt: number;
+  /** The attempt's number (the task's attempts begun, this one included). */
+  readonly attempts: number;
   /** Calls `listener` when the attempt aborts, with the reason; `undefined` stops listening. */
   onAbort(listener: ((reason: Error) => void) | undefined): void;
   reportProgress(fraction: number, message?: string): void;
@@ -130,7 +131,7 @@ export class Pool {
         throw new WorkerTaskError('ERR_WORKER_FAILED', `worker task "${task.name}" was not run: the worker pool is closed`);
       }
       this.#watch();
-      const request: WorkerRequest = { module: task.module, name: task.name, args: task.args, id: attempt.id, attempt: attempt.attempt, slot: mark.slot, token: mark.token };
+      const request: WorkerRequest = { module: task.module, name: task.name, args: task.args, id: attempt.id, attempt: attempt.attempts, slot: mark.slot, token: mark.token };
       // What Piscina listens to, to stop the task (dequeue it, or terminate its thread).
       const kill = new Kill();
       if (withContext) return await this.#runWithContext(request, attempt, transferList, mark, kill);
@@ -169,7 +170,7 @@ export class Pool {
         kill.abort(reason);
       }, this.settings.terminateAfterMs);
     };
-    const attemptNo = attempt.attempt;
+    const attemptNo = attempt.attempts;
     const onMessage = (message: ChannelMessage): void => {
       if ('progress' in message) attempt.reportProgress(...message.progress);
       else if ('log' in message) {

@@ -110,7 +110,12 @@ export class TaskRun implements TaskHandle, Job {
   /** The scope it belongs to. */
   readonly owner: RunOwner;
   #status: TaskStatus = 'queued';
-  attempt = 0;
+  /**
+   * Attempts begun, as the engine counts them (an attempt handed to the worker pool counts from
+   * its admission, as its `started` event does); `attempt` is what its handle says. Its runner may
+   * set it before it joins its scope (an attempt of a job whose earlier attempts ran elsewhere).
+   */
+  attempts = 0;
   progress: TaskProgress | undefined = undefined;
   /**
    * The job this run is an attempt of, when its record is kept elsewhere (a durable worker's):
@@ -194,6 +199,12 @@ export class TaskRun implements TaskHandle, Job {
   get status(): TaskStatus {
     const status = this.#status;
     return status === 'running' && this.#invocation?.startedAt?.() === 0 ? 'queued' : status;
+  }
+
+  /** The attempts started, as the handle says: an attempt that reads `queued` (above) has not started. */
+  get attempt(): number {
+    const attempts = this.attempts;
+    return this.#status === 'running' && this.#invocation?.startedAt?.() === 0 ? attempts - 1 : attempts;
   }
 
   /** Its place in the order tasks were made in this process: later is larger. */
@@ -295,7 +306,7 @@ export class TaskRun implements TaskHandle, Job {
 
   #start(): void {
     this.#status = 'running';
-    const attempt = ++this.attempt;
+    const attempt = ++this.attempts;
     this.#holdsSlot = true;
     this.#controller = undefined;
     this.#abortListener = undefined;
@@ -310,7 +321,7 @@ export class TaskRun implements TaskHandle, Job {
       started = this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }) as TaskStartedEvent;
       hooks.observer?.(started);
       // Cancelled (or abandoned) by an observer of its start: it does not run.
-      if (this.#status !== 'running' || attempt !== this.attempt) return;
+      if (this.#status !== 'running' || attempt !== this.attempts) return;
     }
     let awaited: Promise<unknown> | undefined;
     let returned: unknown;
@@ -355,7 +366,7 @@ export class TaskRun implements TaskHandle, Job {
   #wrapped(wrappers: readonly AttemptWrapper[], at: number, event: TaskStartedEvent, fn: ((...params: unknown[]) => unknown) | undefined): unknown {
     const wrapper = wrappers[at]!;
     let called = false;
-    const attemptNumber = this.attempt;
+    const attemptNumber = this.attempts;
     /** What `attempt()` returned, or threw (`failed`). */
     let attempted: unknown;
     let failed = false;
@@ -365,7 +376,7 @@ export class TaskRun implements TaskHandle, Job {
       try {
         // Ended (cancelled, abandoned, timed out) before the wrapper ran it: the task does not
         // run, and the wrapper sees why, as a task's own failure.
-        if (this.#status !== 'running' || attemptNumber !== this.attempt) throw this.#outcome?.ok === false ? this.#outcome.error : new Error(`task "${this.name}" ended before its attempt ran`);
+        if (this.#status !== 'running' || attemptNumber !== this.attempts) throw this.#outcome?.ok === false ? this.#outcome.error : new Error(`task "${this.name}" ended before its attempt ran`);
         if (at + 1 < wrappers.length) attempted = this.#wrapped(wrappers, at + 1, event, fn);
         else attempted = fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
       } catch (error) {
@@ -415,7 +426,7 @@ export class TaskRun implements TaskHandle, Job {
     const error = new TaskCancelledError(run.name, run.id, reason);
     run.#finish('cancelled', { ok: false, error });
     if (from === 'running') run.#abortAttempt(error);
-    run.#log('debug', { attempt: run.attempt }, `task "${run.name}" was cancelled`);
+    run.#log('debug', { attempt: run.attempts }, `task "${run.name}" was cancelled`);
   }
 
   /** Gives up on a task that has not ended (in the async context of its `add()`, as {@link cancel}); returns whether it had not. */
@@ -470,12 +481,12 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   #attemptSucceeded(attempt: number, value: unknown): void {
-    if (this.#status !== 'running' || attempt !== this.attempt) return;
+    if (this.#status !== 'running' || attempt !== this.attempts) return;
     this.#finish('succeeded', { ok: true, value });
   }
 
   #attemptFailed(attempt: number, thrown: unknown): void {
-    if (this.#status !== 'running' || attempt !== this.attempt) return;
+    if (this.#status !== 'running' || attempt !== this.attempts) return;
     const error = isError(thrown) ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
     this.#afterFailure(error, 'failed', false);
   }
@@ -489,7 +500,7 @@ export class TaskRun implements TaskHandle, Job {
    */
   #pastTimeout(attempt: number): boolean {
     const timeoutMs = this.#options.timeoutMs;
-    if (timeoutMs === undefined || this.#timer === undefined || this.#status !== 'running' || attempt !== this.attempt) return false;
+    if (timeoutMs === undefined || this.#timer === undefined || this.#status !== 'running' || attempt !== this.attempts) return false;
     // The clock of a handed-on attempt starts when it reaches its thread.
     const handedOn = this.#invocation?.startedAt?.();
     const late = handedOn === undefined ? performance.now() - this.#startedAt >= timeoutMs : handedOn !== 0 && Date.now() - handedOn >= timeoutMs;
@@ -501,7 +512,7 @@ export class TaskRun implements TaskHandle, Job {
   }
 
   static #timedOut(run: TaskRun, attempt: number): void {
-    if (run.#status !== 'running' || attempt !== run.attempt) return;
+    if (run.#status !== 'running' || attempt !== run.attempts) return;
     const timeoutMs = run.#options.timeoutMs!;
     // The clock of a handed-on attempt starts when it reaches its thread.
     const startedAt = run.#invocation?.startedAt?.();
@@ -522,7 +533,7 @@ export class TaskRun implements TaskHandle, Job {
    * the task once.
    */
   #afterFailure(error: Error, finalStatus: 'failed' | 'timedOut', abort: boolean): void {
-    const attempt = this.attempt;
+    const attempt = this.attempts;
     const durationMs = this.#elapsed();
     const { retries, retryIf, backoff } = this.#options;
     this.#status = 'retrying';
@@ -657,7 +668,7 @@ export class TaskRun implements TaskHandle, Job {
 
   /** An event about this task, its common fields filled in. */
   #event(what: DistributiveOmit<TaskEvent, keyof TaskEventBase>): TaskEvent {
-    return { id: this.id, name: this.name, scope: this.owner.label ?? '', attempt: this.attempt, at: Date.now(), ...what };
+    return { id: this.id, name: this.name, scope: this.owner.label ?? '', attempt: this.attempts, at: Date.now(), ...what };
   }
 
   /** Logs through the owner's logger with the task's fields; a throwing logger is survived. */
@@ -672,7 +683,7 @@ export class TaskRun implements TaskHandle, Job {
 
   /** The context of the current attempt, for a task that injects `TaskContext`. */
   context(): TaskContext {
-    const attempt = this.attempt;
+    const attempt = this.attempts;
     const base = this.owner.logger;
     const fields = { task: this.name, taskId: this.id, attempt };
     const withTask =
@@ -696,7 +707,7 @@ export class TaskRun implements TaskHandle, Job {
       progress: (fraction: number, message?: string) => {
         checkFraction(fraction);
         checkMessage(this, message);
-        if (attempt === this.attempt) this.reportProgress(fraction, message);
+        if (attempt === this.attempts) this.reportProgress(fraction, message);
       },
     });
   }

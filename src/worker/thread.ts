@@ -5,6 +5,8 @@
  * {@link WorkerResponse}, so that errors keep their class name, `code` and `cause`.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type * as Tsyringe from 'tsyringe';
 import type { DependencyContainer } from 'tsyringe';
@@ -183,7 +185,8 @@ function load(url: string): Promise<unknown> {
   return module;
 }
 
-async function importModule(url: string): Promise<unknown> {
+async function importModule(given: string): Promise<unknown> {
+  const url = sourceOf(given);
   if (/\.[cm]?tsx?$/.test(new URL(url).pathname)) {
     typescript ??= import('tsx/esm/api').then(
       ({ register }) => {
@@ -198,6 +201,24 @@ async function importModule(url: string): Promise<unknown> {
     await typescript;
   }
   return import(url);
+}
+
+/**
+ * The module to import for `url`: itself, or, when it names a `.js` (`.mjs`, `.cjs`) file that is
+ * not there but whose TypeScript source is (`.ts`, `.mts`, `.cts`), that source. An application
+ * run from source by tsx names its setup module `new URL('./worker-setup.js', import.meta.url)`,
+ * as TypeScript wants, and tsx maps such specifiers to the source when it imports them: so does
+ * the pool. Compiled output, where the `.js` file is there, is imported as it is.
+ */
+function sourceOf(url: string): string {
+  const compiled = /\.([cm]?)js$/.exec(url);
+  if (compiled === null || !url.startsWith('file:')) return url;
+  const source = `${url.slice(0, -compiled[0].length)}.${compiled[1]}ts`;
+  try {
+    return !existsSync(fileURLToPath(url)) && existsSync(fileURLToPath(source)) ? source : url;
+  } catch {
+    return url;
+  }
 }
 
 /**
