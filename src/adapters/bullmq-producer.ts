@@ -427,7 +427,7 @@ class BullMQBackend implements Runner, DurableBackend {
           `(it may be another process, which has only the definition); put retryIf on the definition of "${name}" (defineTask({ name: "${name}", retryIf, … }))`,
       );
     }
-    const { after, detach } = timing === undefined || timing.after.length === 0 ? noPrerequisites : this.#prerequisites(name, timing.after);
+    const { after, detach, undecided } = timing === undefined || timing.after.length === 0 ? noPrerequisites : this.#prerequisites(name, timing.after);
     checkJson(name, args);
     const cadence = timing?.cadence;
     if (cadence !== undefined) return this.#schedule(request, cadence, timing!.overlap);
@@ -448,8 +448,8 @@ class BullMQBackend implements Runner, DurableBackend {
     if (ended !== undefined) return this.#skippedAtOnce(id, name, ended, data, jobOptions);
     const handle: DurableHandle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (error) => this.#cancel(handle, error));
     if (delay > 0) handle.notBefore = Date.now() + delay;
-    for (const prerequisite of after) prerequisite.awaitedBy = handle;
-    this.#enqueue(handle, data, jobOptions, after, detach);
+    for (const prerequisite of after) if (!undecided.includes(prerequisite)) prerequisite.awaitedBy = handle;
+    this.#enqueue(handle, data, jobOptions, after, detach, undefined, undecided);
     return handle;
   }
 
@@ -460,12 +460,17 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   #skippedAtOnce(id: string, name: string, prerequisite: DurableHandle, data: JobData, options: JobsOptions): DurableHandle {
     const handle = new DurableHandle(this, id, name, 'skipped', () => false);
+    this.#enqueue(handle, data, options, [prerequisite], [], this.#skip(handle, prerequisite));
+    return handle;
+  }
+
+  /** Ends `handle` skipped, as it was to run after `prerequisite`, which has ended otherwise than succeeded; what its guard says. */
+  #skip(handle: DurableHandle, prerequisite: DurableHandle): FailedPrerequisite {
+    const { id, name } = handle;
     const error = new TaskSkippedError(name, id, { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known }, prerequisite.error);
     handle.settle('skipped', { ok: false, error });
     this.#logger.debug({ task: name, taskId: id, err: error }, `task "${name}" was skipped`);
-    const failed: FailedPrerequisite = { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known, reason: prerequisite.error?.message };
-    this.#enqueue(handle, data, options, [prerequisite], [], failed);
-    return handle;
+    return { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known, reason: prerequisite.error?.message };
   }
 
   /**
@@ -478,6 +483,7 @@ class BullMQBackend implements Runner, DurableBackend {
   #prerequisites(name: string, handles: readonly TaskHandle[]): Prerequisites {
     const kept = new Set<DurableHandle>();
     const detach: Detachment[] = [];
+    const undecided: DurableHandle[] = [];
     handles.forEach((handle, i) => {
       const which = `bg.add("${name}"): options.after[${i}]`;
       if (!(handle instanceof DurableHandle)) {
@@ -497,6 +503,12 @@ class BullMQBackend implements Runner, DurableBackend {
       }
       const other = handle.awaitedBy;
       if (handle.known === 'succeeded' || other?.known === 'succeeded' || kept.has(handle)) return;
+      // Its own cancellation asked for, its outcome not known yet: decided once it is ({@link #sendWhenUp}).
+      if (handle.cancelling !== undefined) {
+        kept.add(handle);
+        undecided.push(handle);
+        return;
+      }
       // A dependent ended, or being cancelled, no longer waits: the job is freed from it before the new dependent's flow is sent.
       if (other !== undefined && !other.ended && other.cancelling === undefined && !handle.ended) {
         throw new TypeError(
@@ -507,7 +519,7 @@ class BullMQBackend implements Runner, DurableBackend {
       kept.add(handle);
       if (other !== undefined) detach.push({ id: handle.id, from: other.id });
     });
-    return { after: [...kept], detach };
+    return { after: [...kept], detach, undecided };
   }
 
   /**
@@ -614,8 +626,16 @@ class BullMQBackend implements Runner, DurableBackend {
    * (most jobs), the jobs of a turn go to BullMQ at its end ({@link #flush}), with nothing per job
    * but its entry in the map: no timer (one for all: {@link #sweep}), no promise but BullMQ's.
    */
-  #enqueue(handle: DurableHandle, data: JobData, options: JobsOptions, after: readonly DurableHandle[], detach: readonly Detachment[] = [], failed?: FailedPrerequisite): void {
-    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false, detach, failed };
+  #enqueue(
+    handle: DurableHandle,
+    data: JobData,
+    options: JobsOptions,
+    after: readonly DurableHandle[],
+    detach: readonly Detachment[] = [],
+    failed?: FailedPrerequisite,
+    undecided: readonly DurableHandle[] = [],
+  ): void {
+    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false, detach, failed, undecided };
     this.#sending.set(handle.id, sending);
     this.#sendTimer ??= setTimeout(this.#sweep, this.#enqueueTimeoutMs);
     if (after.length === 0) {
@@ -681,9 +701,25 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   /** Sends a job once the stream is open, the jobs it waits for are in Redis, and the connection is up; undefined if it came too late. */
-  async #sendWhenUp(sending: Sending, after: readonly DurableHandle[]): Promise<unknown> {
+  async #sendWhenUp(sending: Sending, waitedFor: readonly DurableHandle[]): Promise<unknown> {
     const { handle, data, options } = sending;
     await this.#whenReady();
+    let after = waitedFor;
+    if (sending.undecided.length > 0) {
+      // Tasks whose cancellation was asked for before this process knew whether they had ended:
+      // once they have, one that ended otherwise than succeeded skips this one; one that had
+      // succeeded is left out, as a task known to have succeeded is.
+      sending.awaitingPrerequisites = true;
+      await Promise.all(sending.undecided.map((prerequisite) => prerequisite.result().then(noop, noop)));
+      const ended = sending.undecided.find((prerequisite) => prerequisite.known !== 'succeeded');
+      if (ended !== undefined) {
+        sending.failed = this.#skip(handle, ended);
+        after = [ended];
+      } else {
+        after = after.filter((prerequisite) => !sending.undecided.includes(prerequisite));
+        for (const prerequisite of after) prerequisite.awaitedBy ??= handle;
+      }
+    }
     if (after.length > 0) {
       // The jobs waited for are attached by id: this process's own must be in Redis first.
       sending.awaitingPrerequisites = true;
@@ -1557,8 +1593,10 @@ interface Sending {
   awaitingPrerequisites?: boolean;
   /** Jobs it runs after, to be freed from the dependent that waited for them before ({@link BullMQBackend.#detach}). */
   readonly detach: readonly Detachment[];
-  /** Skipped at `add()` (a job it was to run after had ended otherwise): its guard says so at once. */
-  readonly failed?: FailedPrerequisite | undefined;
+  /** Skipped (a job it was to run after had ended otherwise): its guard says so at once. */
+  failed?: FailedPrerequisite | undefined;
+  /** Jobs it runs after whose cancellation was asked for while their outcome was unknown here: decided before it is sent. */
+  readonly undecided: readonly DurableHandle[];
 }
 
 /** A job a new dependent waits for, and the id of the dependent, ended since, that waited for it before. */
@@ -1571,9 +1609,12 @@ interface Detachment {
 interface Prerequisites {
   readonly after: readonly DurableHandle[];
   readonly detach: readonly Detachment[];
+  /** Those whose cancellation was asked for, their outcome not known yet. */
+  readonly undecided: readonly DurableHandle[];
 }
 
-const noPrerequisites: Prerequisites = { after: [], detach: [] };
+const noPrerequisites: Prerequisites = { after: [], detach: [], undecided: [] };
+const noop = (): void => undefined;
 
 /** The `failedReason` BullMQ gives a job it failed as stalled too often (moveStalledJobsToWait). */
 const stalledReason = 'job stalled more than allowable limit';
