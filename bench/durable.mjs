@@ -114,9 +114,9 @@ async function startRedis(cpu) {
  * @param spec.variants the variants, in this round's order
  * @param spec.jobs jobs per drain or e2e run
  * @param spec.concurrency the worker's concurrency
- * @param spec.reps runs of each variant per measurement, after three warm-up runs each
+ * @param spec.reps runs of each variant per measurement, after one warm-up run each
  * @param spec.batch add() calls per enqueue run
- * @param spec.enqueueReps enqueue runs of each variant, after three warm-up runs each
+ * @param spec.enqueueReps enqueue runs of each variant, after one warm-up each
  * @param spec.bodyMs the task body: 0 for an async no-op, else an await of a timer of this many ms
  * @param spec.redisCpu the CPU redis-server is pinned to (`taskset -c`), or undefined
  */
@@ -340,15 +340,8 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
       ['enqueue', enqueue, batch, enqueueReps],
     ]) {
       const measured = variants.filter((v) => runs(kind, v));
-      // Warm-up, not kept: every variant three times, smaller. Three whole runs, not one longer:
-      // what V8 must learn is how the objects of an application and its workers change as they
-      // close (their fields take their final shapes the first times an application, its scopes and
-      // its tasks end, and V8 then drops the code it optimized for the earlier shapes, to optimize
-      // it again later). A process that runs one application for hours pays that once; a round
-      // that opens and closes one per run paid it in its first two measured runs of each variant
-      // (`--trace-deopt`, 2026-12-06: the library's hot functions deoptimized, "wrong map", at the
-      // start of the 2nd and 3rd application of the process, and not after).
-      for (let warm = 0; warm < 3; warm++) for (const v of rotate(measured, round + warm)) await fn(v, Math.ceil(n / 4));
+      // Warm-up: every variant once, smaller, not kept.
+      for (const v of measured) await fn(v, Math.ceil(n / 4));
       for (let rep = 0; rep < count; rep++) {
         for (const v of rotate(measured, round + rep)) out[kind][v].push(await fn(v, n));
       }

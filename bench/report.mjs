@@ -244,9 +244,8 @@ const durableMethod = [
   '',
   'The task is the same async function in every variant (an async no-op that counts its runs), with one small JSON argument ' +
     '(an order: an id, a customer, three lines); the worker\'s concurrency is the same (50); producer and worker are in the ' +
-    'one process of the round. Measurements, each variant in turn in an order that rotates from rep to rep, after three ' +
-    'smaller warm-up runs of each (not kept: V8 reoptimizes the code of the objects of an application the first times one ' +
-    'closes, which a long-running process pays once), 3 reps per round; a round\'s absolute figure is the median of its reps, its ' +
+    'one process of the round. Measurements, each variant in turn in an order that rotates from rep to rep, after one ' +
+    'smaller warm-up run of each (not kept), 3 reps per round; a round\'s absolute figure is the median of its reps, its ' +
     'ratio the median over its reps of the ratio within each rep (whose variants ran one after another), and the page ' +
     'gives the median over the rounds with the lowest and highest in parentheses:',
   '',
