@@ -104,7 +104,16 @@ const durable = {
     'timeout and cancellation through one AbortController. Its floor, measured (a bare async context around the call), is ' +
     '≈ 8 µs a job above raw, ≈ 0.87×: 0.9× with a no-op task needs the call itself bare, and the local run is what makes ' +
     'an attempt visible in the worker\'s events and live view — a design call. Any task body of a millisecond or more ' +
-    'makes these µs a few percent.',
+    'makes these µs a few percent. 2026-12-06 (session 14): the "early phase" of the scratch script that drains lib runs only ' +
+    '(see whenMet) was V8 dropping the library\'s optimized code ("wrong map" deopts of the add, the run\'s start and end, ' +
+    'the scope\'s hooks, at the start of the process\'s 2nd and 3rd application: an application\'s and its scopes\' fields ' +
+    'take their final shapes the first times they close); a process that runs one application pays that once. In the ' +
+    'section itself (--trace-deopt in a round) none of those functions deoptimizes in a measured run, with one warm-up as ' +
+    'with three (three runs with three warm-ups: 8a 0.85, 0.70, 0.87; reverted). In the first of those runs the library\'s ' +
+    'third drain rep of each round read about raw\'s Node CPU a job (60/55, 51/51, 52/48 µs) and its first two 5–20 µs more; ' +
+    'the other two runs had the machine\'s slow state in some reps (raw itself 48 → 116 µs a job within one round), which ' +
+    'hides any such pattern. Next: a GC trace of each run within one round (a major GC of an earlier variant\'s garbage ' +
+    'landing in the next run would favour whichever runs first), on a machine that holds one state.',
   whenMet:
     '8b: in 12 of the 14 runs since handles are followed only once watched (2026-12-05 evening and night: 0.86–1.12; 5 runs of 5 000 ' +
     'jobs 0.92–1.12, 9 of 8 000 jobs 0.86–0.97); watching every handle reads 0.72–0.87 (reference row). 8a: met in runs of ' +
