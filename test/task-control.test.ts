@@ -410,6 +410,24 @@ describe('periodic tasks', () => {
     await expect(schedule.result()).rejects.toThrow(TaskCancelledError);
   });
 
+  it('count as attempts the runs started: a run added but waiting for its slot has not started', async () => {
+    fakeTime();
+    const { bg } = setup({ concurrency: 1 });
+    const gate = deferred();
+    bg.add(async function holdsTheSlot() {
+      await gate.promise;
+    });
+    const schedule = bg.with({ every: 100 }).add(async function tick() {});
+    await vi.advanceTimersByTimeAsync(150);
+    // Its first run was added at 100 ms and waits for the one slot.
+    expect({ status: schedule.status, attempt: schedule.attempt }).toEqual({ status: 'running', attempt: 0 });
+    expect(bg.list({ status: 'queued' }).map((task) => task.name)).toEqual(['tick']);
+    gate.resolve();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(schedule.attempt).toBe(1);
+    schedule.cancel();
+  });
+
   it('skip a tick while the previous run is still going, unless overlap is allowed', async () => {
     fakeTime();
     const { bg } = setup();

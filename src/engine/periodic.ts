@@ -34,8 +34,8 @@ export class Periodic implements TaskHandle {
   readonly id: string;
   readonly name: string;
   status: TaskStatus = 'delayed';
-  /** Runs started so far. */
-  attempt = 0;
+  /** Runs added so far (one a tick that could add one). */
+  #runs = 0;
   readonly #cadence: Cadence;
   readonly #overlap: boolean;
   readonly #owner: PeriodicOwner;
@@ -47,6 +47,13 @@ export class Periodic implements TaskHandle {
   #stopped: TaskCancelledError | undefined;
   #result: Promise<never> | undefined;
   #reject: ((error: Error) => void) | undefined;
+
+  /** Runs started so far: a run added but still waiting for its slot (or its thread) has not started. */
+  get attempt(): number {
+    let started = this.#runs;
+    for (const run of this.#live) if (run.attempt === 0) started--;
+    return started;
+  }
 
   constructor(spec: PeriodicSpec, owner: PeriodicOwner) {
     this.id = taskIdOf(nextTaskNumber());
@@ -156,7 +163,7 @@ export class Periodic implements TaskHandle {
         }
         this.#current = run;
         this.#live.add(run);
-        this.attempt++;
+        this.#runs++;
         if (stopped === undefined) this.status = 'running';
         const ran = (): void => {
           this.#live.delete(run);
