@@ -10,7 +10,9 @@ import {
   TaskContext,
   TaskSkippedError,
   TaskTimeoutError,
+  observeTasks,
   shutdown,
+  type TaskHandle,
 } from '../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
@@ -426,6 +428,26 @@ describe('periodic tasks', () => {
     await vi.advanceTimersByTimeAsync(1);
     expect(schedule.attempt).toBe(1);
     schedule.cancel();
+  });
+
+  it("read 'delayed' the moment a run ends, from the run's own final event on", async () => {
+    fakeTime();
+    const { app, bg } = setup();
+    const seen: string[] = [];
+    const added: { schedule?: TaskHandle } = {};
+    const observation = observeTasks(
+      (event) => {
+        if (event.type === 'succeeded' && event.name === 'tick') seen.push(added.schedule!.status);
+      },
+      { container: app },
+    );
+    const schedule = (added.schedule = bg.with({ every: 100 }).add(async function tick() {}));
+    await vi.advanceTimersByTimeAsync(150);
+    observation();
+    expect(seen).toEqual(['delayed']);
+    expect(schedule.status).toBe('delayed');
+    schedule.cancel();
+    expect(schedule.status).toBe('cancelled');
   });
 
   it('skip a tick while the previous run is still going, unless overlap is allowed', async () => {

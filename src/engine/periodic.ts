@@ -2,7 +2,7 @@ import type { Cadence } from '../model/call-options.js';
 import { maxTimerMs } from '../model/checks.js';
 import { BackgroundDisposedError, ResultTimeoutError, TaskCancelledError } from '../model/errors.js';
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
-import type { ResultOptions, TaskHandle, TaskProgress, TaskStatus } from '../model/handle.js';
+import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
 import { resultTimeoutOf, within, type TaskRun } from './task-run.js';
 
 /** Who a periodic task is, and when it runs. */
@@ -33,7 +33,6 @@ export interface PeriodicOwner {
 export class Periodic implements TaskHandle {
   readonly id: string;
   readonly name: string;
-  status: TaskStatus = 'delayed';
   /** Runs added so far (one a tick that could add one). */
   #runs = 0;
   readonly #cadence: Cadence;
@@ -47,6 +46,16 @@ export class Periodic implements TaskHandle {
   #stopped: TaskCancelledError | undefined;
   #result: Promise<never> | undefined;
   #reject: ((error: Error) => void) | undefined;
+
+  /**
+   * `'running'` while a run has not ended, `'delayed'` between runs, `'cancelled'` once stopped:
+   * read from the runs themselves, so that it says `'delayed'` the moment the last one ends.
+   */
+  get status(): TaskStatus {
+    if (this.#stopped !== undefined) return 'cancelled';
+    for (const run of this.#live) if (!finalStatuses.has(run.status)) return 'running';
+    return 'delayed';
+  }
 
   /** Runs started so far: a run added but still waiting for its slot (or its thread) has not started. */
   get attempt(): number {
@@ -97,7 +106,6 @@ export class Periodic implements TaskHandle {
     if (this.#stopped !== undefined) return;
     this.#stopped = error;
     clearTimeout(this.#timer);
-    this.status = 'cancelled';
     this.#reject?.(error);
     this.#owner.stopped(this);
   }
@@ -164,10 +172,8 @@ export class Periodic implements TaskHandle {
         this.#current = run;
         this.#live.add(run);
         this.#runs++;
-        if (stopped === undefined) this.status = 'running';
         const ran = (): void => {
           this.#live.delete(run);
-          if (this.#stopped === undefined && this.#live.size === 0) this.status = 'delayed';
         };
         void run.result().then(ran, ran);
       } catch (error) {
