@@ -326,3 +326,57 @@ describe('a disposal or shutdown started again by an observer of a task it aband
     expect({ abandoned: report.abandoned, totalAbandoned: report.totals.abandoned, running: running.status }).toEqual({ abandoned: 1, totalAbandoned: 1, running: 'succeeded' });
   });
 });
+
+describe('an observer that cancels a task from one of its events', () => {
+  it.each(['added', 'started', 'attemptFailed', 'retrying'] as const)(
+    'in "%s": every other observer still sees that event before the task\'s final one',
+    async (type) => {
+      const root = freshApp({ logger: captureLogger() });
+      roots.push(root);
+      const lookup = root.resolve(Background);
+      // The canceller is told first; the recorder after it, of the same events.
+      observeTasks(
+        (event) => {
+          if (event.type === type) lookup.get(event.id, { application: true })?.cancel('from the first observer');
+        },
+        { container: root },
+      );
+      const seen: string[] = [];
+      observeTasks((event) => void seen.push(`${event.type}/${event.attempt}`), { container: root });
+      const bg = root.createChildContainer().resolve(Background);
+      const handle = bg.with({ retries: 1, backoff: { baseMs: 1, jitter: 0 } }).add(async function flaky() {
+        throw new Error('fails');
+      });
+      await handle.result().catch(() => undefined);
+      expect(handle.status).toBe('cancelled');
+      expect(seen.at(-1)).toBe(`cancelled/${handle.attempt}`);
+      expect(seen.slice(0, -1)).toEqual(
+        { added: ['added/0'], started: ['added/0', 'started/1'], attemptFailed: ['added/0', 'started/1', 'attemptFailed/1'], retrying: ['added/0', 'started/1', 'attemptFailed/1', 'retrying/1'] }[type],
+      );
+    },
+  );
+
+  it('tells the others of the cancelled task in the async context of its own add()', async () => {
+    const { AsyncLocalStorage } = await import('node:async_hooks');
+    const request = new AsyncLocalStorage<string>();
+    const root = freshApp({ logger: captureLogger() });
+    roots.push(root);
+    const bg = root.createChildContainer().resolve(Background);
+    const gate = deferred();
+    const other = request.run('request B', () => bg.add(async function b() {
+      await gate.promise;
+    }));
+    // An observer of task a's start cancels task b (another request's).
+    observeTasks(
+      (event) => {
+        if (event.type === 'started' && event.name === 'a') other.cancel('from a');
+      },
+      { container: root },
+    );
+    const contexts: string[] = [];
+    observeTasks((event) => void contexts.push(`${event.name} ${event.type} in ${request.getStore() ?? 'none'}`), { container: root });
+    await request.run('request A', () => bg.add(async function a() {}).result());
+    gate.resolve();
+    expect(contexts).toEqual(['a added in request A', 'b started in request B', 'a started in request A', 'b cancelled in request B', 'a succeeded in request A']);
+  });
+});

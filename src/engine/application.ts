@@ -3,6 +3,7 @@
  * that have work, the periodic tasks, the records of finished tasks, and the application-wide
  * close. It owns its scopes; they report to it through {@link ScopeHost}.
  */
+import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
 import type { AttemptWrapper, TaskEvent, TaskHooks, TaskObserver } from '../model/events.js';
@@ -234,7 +235,28 @@ export class Application implements ScopeHost {
     this.hooks = observer === undefined && wrappers === undefined ? undefined : Object.freeze({ observer, wrappers });
   }
 
+  /**
+   * Events that happened while the observers were being told of another (an observer cancelled a
+   * task, added one): each is told to them all once that one has reached every observer, so that
+   * every observer sees a task's events in their order; each in the async context it happened in.
+   */
+  #toldLater: (() => void)[] | undefined;
+
   readonly #dispatch = (event: TaskEvent): void => {
+    if (this.#toldLater !== undefined) {
+      this.#toldLater.push(AsyncResource.bind(() => this.#tell(event)));
+      return;
+    }
+    const later: (() => void)[] = (this.#toldLater = []);
+    try {
+      this.#tell(event);
+      for (let i = 0; i < later.length; i++) later[i]!();
+    } finally {
+      this.#toldLater = undefined;
+    }
+  };
+
+  #tell(event: TaskEvent): void {
     for (const observer of this.#observers) {
       try {
         const returned = observer(event) as unknown;
@@ -243,7 +265,7 @@ export class Application implements ScopeHost {
         this.#observerFailed(event, error);
       }
     }
-  };
+  }
 
   #observerFailed(event: TaskEvent, error: unknown): void {
     logSafely(
