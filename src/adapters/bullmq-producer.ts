@@ -223,9 +223,15 @@ class BullMQBackend implements Runner, DurableBackend {
    * handles wait for the answer rather than fail.
    */
   readonly #overdue = new Map<string, Sending>();
-  #onClose: (() => void) | undefined;
-  /** Resolves when {@link close} begins: a look in Redis for a job in doubt stops waiting then. */
-  readonly #closed = new Promise<void>((resolve) => (this.#onClose = resolve));
+  /**
+   * What waits until {@link close} begins ({@link #orClosed}): a look in Redis for a job in doubt,
+   * a removal waiting for its job to be sent, a wait for a connection. A set, not a promise each
+   * raced against one that lives as long as the backend: every race left a reaction (and the
+   * async context it was made in, a request's span) on that promise until close().
+   */
+  readonly #closeWaiters = new Set<() => void>();
+  /** Set when close() has told the waiters. */
+  #closeTold = false;
   /** Jobs added in this turn, sent at its end ({@link #flush}). */
   #unsent: Sending[] = [];
   /** Fires at the deadline of the first job in {@link #sending}, if any. */
@@ -946,7 +952,7 @@ class BullMQBackend implements Runner, DurableBackend {
       this.#reconnected.set(on, reconnected);
     }
     // Closed meanwhile, it will not reconnect: what waited for it (a job to send, a look) ends now.
-    await Promise.race([reconnected, this.#closed]);
+    await this.#orClosed(reconnected);
     if (this.queue.closing !== undefined) throw new Error('the durable backend was closed while Redis could not be reached');
   }
 
@@ -1343,8 +1349,8 @@ class BullMQBackend implements Runner, DurableBackend {
         resolve();
       });
     });
-    // (close() resolves #closed once its wait for the requests on their way has ended.)
-    await Promise.race([this.#publisherReady, this.#closed]);
+    // (close() tells the waiters once its wait for the requests on their way has ended.)
+    await this.#orClosed(this.#publisherReady);
     return status() === 'ready';
   }
 
@@ -1367,7 +1373,7 @@ class BullMQBackend implements Runner, DurableBackend {
     // A job still on its way is removed once Redis has it: looked for before, it would be missed.
     this.#flush(true);
     // (Or until the backend closes: an add that Redis never answers would hold it for ever.)
-    if (sending !== undefined) await Promise.race([sending.done, this.#closed]);
+    if (sending !== undefined) await this.#orClosed(sending.done);
     for (;;) {
       try {
         await this.#removeOnce(handle, reason);
@@ -1427,6 +1433,23 @@ class BullMQBackend implements Runner, DurableBackend {
     } catch (error) {
       if (!/^Missing key for job/.test(messageOf(error))) throw error;
     }
+  }
+
+  /**
+   * Resolves when `promise` settles (with its value, or `undefined` if it rejects), or when
+   * {@link close} has told its waiters, whichever comes first; leaves nothing behind either way.
+   */
+  #orClosed<T>(promise: Promise<T> | undefined): Promise<T | undefined> {
+    if (promise === undefined || this.#closeTold) return Promise.resolve(undefined);
+    return new Promise<T | undefined>((resolve) => {
+      const wake = (): void => resolve(undefined);
+      this.#closeWaiters.add(wake);
+      const done = (value: T | undefined): void => {
+        this.#closeWaiters.delete(wake);
+        resolve(value);
+      };
+      promise.then(done, () => done(undefined));
+    });
   }
 
   /** Refuses a read once `close()` was called (ioredis's own "Connection is closed." said less). */
@@ -1531,7 +1554,9 @@ class BullMQBackend implements Runner, DurableBackend {
         );
       }
     }
-    this.#onClose?.();
+    this.#closeTold = true;
+    for (const wake of this.#closeWaiters) wake();
+    this.#closeWaiters.clear();
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     // The queue's own client is ended here, after the queue (BullMQ leaves a client it was given

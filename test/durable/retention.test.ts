@@ -34,3 +34,40 @@ describe.skipIf(!hasRedis)('durable handles: what they keep', () => {
     await expect(waiting).resolves.toMatchObject({ code: 'ERR_TASK_CANCELLED' });
   });
 });
+
+describe.skipIf(!hasRedis)('durable cancellations: what they keep', () => {
+  const redis = redisForSuite();
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  it('a task cancelled while its job is on its way to Redis keeps nothing of the context it was cancelled in, once its removal is done', async () => {
+    const { AsyncLocalStorage } = await import('node:async_hooks');
+    const requests = new AsyncLocalStorage<{ id: number; body: string }>();
+    const { bg, backend } = openQueue(redis.connection, closers, { prefix: 'retention', tasks: [later], workers: false });
+    // The queue's connection up first: the jobs below are handed to it at once, answered later.
+    const first = bg.with({ durable: true }).add(later);
+    for (let i = 0; i < 100 && (await backend.job(first.id)) === undefined; i++) await nextTurn();
+    first.cancel();
+    const stores: WeakRef<{ id: number }>[] = [];
+    const handles = [first];
+    const added = Array.from({ length: 2_000 }, () => bg.with({ durable: true }).add(later));
+    handles.push(...added);
+    // A turn later the jobs have been handed to BullMQ, not answered yet: each removal waits for its job.
+    await nextTurn();
+    added.forEach((handle, i) => {
+      const store = { id: i, body: 'x'.repeat(1_000) };
+      stores.push(new WeakRef(store));
+      requests.run(store, () => handle.cancel('the client went away'));
+    });
+    await Promise.all(handles.map((handle) => handle.result().catch(() => undefined)));
+    // Every job removed (or never sent): nothing of them in Redis.
+    for (let i = 0; i < 50 && (await backend.queue.getJobCountByTypes('waiting', 'prioritized', 'delayed')) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(await backend.queue.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(0);
+    // The cancellations' last steps (the record of each in Redis) end meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    collectGarbage();
+    expect(stores.flatMap((ref) => ref.deref()?.id ?? [])).toEqual([]);
+  });
+});
