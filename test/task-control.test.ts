@@ -430,6 +430,24 @@ describe('periodic tasks', () => {
     schedule.cancel();
   });
 
+  it('count no run that ended before it started: runs cancelled while they waited for their slot', async () => {
+    fakeTime();
+    const { bg } = setup({ concurrency: 1 });
+    const gate = deferred();
+    bg.add(async function holdsTheSlot() {
+      await gate.promise;
+    });
+    const schedule = bg.with({ every: 100, overlap: true }).add(async function tick() {});
+    await vi.advanceTimersByTimeAsync(350);
+    expect(bg.list({ status: 'queued' })).toHaveLength(3);
+    expect(schedule.attempt).toBe(0);
+    // Cancelling the schedule cancels its runs, none of which started.
+    schedule.cancel();
+    await vi.advanceTimersByTimeAsync(1);
+    expect({ status: schedule.status, attempt: schedule.attempt }).toEqual({ status: 'cancelled', attempt: 0 });
+    gate.resolve();
+  });
+
   it("read 'delayed' the moment a run ends, from the run's own final event on", async () => {
     fakeTime();
     const { app, bg } = setup();

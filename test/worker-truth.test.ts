@@ -70,6 +70,8 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
     expect(handle.status).toBe('queued');
     expect(handle.cancel('changed my mind')).toBe(true);
     await expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    // Its attempt never reached a thread: none started.
+    expect(handle.attempt).toBe(0);
     releaseSetup();
     // One thread: this task runs after the cancelled one has had its turn.
     await expect(bg.add(whichThread).result()).resolves.toEqual(expect.any(Number));
@@ -85,7 +87,7 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
     const { handle, calls } = await addWhileSetupWaits(bg);
     expect(handle.status).toBe('queued');
     await disposeScope(scope);
-    expect(handle.status).toBe('abandoned');
+    expect({ status: handle.status, attempt: handle.attempt }).toEqual({ status: 'abandoned', attempt: 0 });
     await expect(handle.result()).rejects.toBeInstanceOf(TaskAbandonedError);
     releaseSetup();
     await expect(root.createChildContainer().resolve(Background).add(whichThread).result()).resolves.toEqual(expect.any(Number));

@@ -2,6 +2,7 @@ import { MessageChannel, threadId } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
+  observeTasks,
   shutdown,
   TaskCancelledError,
   TaskNonErrorError,
@@ -9,6 +10,7 @@ import {
   transfer,
   workerTask,
   WorkerTaskError,
+  wrapAttempts,
   type BackgroundOptions,
 } from '../src/index.js';
 import { admissionWindow } from '../src/engine/pool.js';
@@ -27,6 +29,7 @@ import {
   shoutsBlob,
   spins,
   sumBytes,
+  sumBytesFlaky,
   throwsCustom,
   throwsString,
 } from './fixtures/worker-tasks.js';
@@ -79,6 +82,39 @@ describe('worker tasks', () => {
     // A .js URL of neither file still fails, naming the module it was given.
     const { bg: missing } = app({ pool: { setupModule: new URL('./fixtures/no-such-setup.js', import.meta.url), maxThreads: 1 } });
     await expect(missing.add(greet, 'Ada').result()).rejects.toMatchObject({ code: 'ERR_WORKER_SETUP', message: expect.stringContaining('no-such-setup.js failed') as unknown });
+  });
+
+  it("count a retry's attempt from when it reaches its thread, as its status says: never running/2, then queued/1", async () => {
+    const { root, bg } = app();
+    const seen: string[] = [];
+    const read = (where: string, id: string): void => {
+      const task = bg.get(id, { application: true });
+      if (task !== undefined) seen.push(`${where} ${task.status}/${task.attempt}`);
+    };
+    const stop = observeTasks((event) => read(event.type, event.id), { container: root });
+    const unwrap = wrapAttempts((event, attempt) => {
+      read('wrapper before', event.id);
+      const returned = attempt();
+      read('wrapper after', event.id);
+      return returned;
+    }, { container: root });
+    const handle = bg.with({ retries: 1, backoff: { baseMs: 1, jitter: 0 } }).add(sumBytesFlaky, new Uint8Array([1, 2, 3]));
+    await expect(handle.result()).resolves.toBe(6);
+    stop();
+    unwrap();
+    // Each attempt reads queued (not started) until its thread takes it: attempt 2 reads queued/1 at its start.
+    expect(seen.filter((line) => line.startsWith('started') || line.startsWith('wrapper before'))).toEqual([
+      'started queued/0',
+      'wrapper before queued/0',
+      'started queued/1',
+      'wrapper before queued/1',
+    ]);
+    // Once handed on, the thread may take it at any moment: either reading is right, nothing else.
+    expect(seen.filter((line) => line.startsWith('wrapper after'))).toEqual([
+      expect.stringMatching(/^wrapper after (queued\/0|running\/1)$/),
+      expect.stringMatching(/^wrapper after (queued\/1|running\/2)$/),
+    ]);
+    expect(seen.at(-1)).toBe('succeeded succeeded/2');
   });
 
   it('resolve per-thread singletons: each thread sets up once and keeps its own instances', async () => {

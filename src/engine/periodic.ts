@@ -174,6 +174,8 @@ export class Periodic implements TaskHandle {
         this.#runs++;
         const ran = (): void => {
           this.#live.delete(run);
+          // Ended before it started (cancelled, abandoned, skipped while queued): not a run started.
+          if (run.attempt === 0) this.#runs--;
         };
         void run.result().then(ran, ran);
       } catch (error) {

@@ -92,13 +92,16 @@ export class Pool {
    */
   call(task: WorkerCall, transferList: readonly Transferable[], withContext: boolean): Invocation {
     let current: StartMark | undefined;
+    /** Which attempt `current` marks: a retry's is not handed on yet while its own start is told. */
+    let of = 0;
     return {
       sync: false,
       invoke: (attempt: AttemptLink) => {
         current = this.#marks.take();
+        of = attempt.attempts;
         return this.run(task, attempt, transferList, withContext, current);
       },
-      startedAt: () => (current === undefined ? 0 : this.#marks.startedAt(current)),
+      startedAt: (attempts: number) => (current === undefined || of !== attempts ? 0 : this.#marks.startedAt(current)),
     };
   }
 

@@ -64,7 +64,7 @@ export interface Invocation {
    * really started (epoch ms), or 0 while it still waits (for a thread). Until then the run
    * reads as `queued`, and its `timeoutMs` has not begun.
    */
-  startedAt?(): number;
+  startedAt?(attempt: number): number;
 }
 
 /**
@@ -160,6 +160,8 @@ export class TaskRun implements TaskHandle, Job {
    * starts it, and so do its retries, timeouts and logs.
    */
   readonly #asyncContext = new AsyncResource('tsyringe-background.task', { requireManualDestroy: true });
+  /** Ended while its last attempt waited for a worker thread: the handle does not count that attempt. */
+  #lastNeverRan = false;
   /** Whether the current attempt holds a slot in its lane (from start() until it ends). */
   #holdsSlot = false;
   #outcome: Settled | undefined;
@@ -198,13 +200,14 @@ export class TaskRun implements TaskHandle, Job {
    */
   get status(): TaskStatus {
     const status = this.#status;
-    return status === 'running' && this.#invocation?.startedAt?.() === 0 ? 'queued' : status;
+    return status === 'running' && this.#invocation?.startedAt?.(this.attempts) === 0 ? 'queued' : status;
   }
 
   /** The attempts started, as the handle says: an attempt that reads `queued` (above) has not started. */
   get attempt(): number {
     const attempts = this.attempts;
-    return this.#status === 'running' && this.#invocation?.startedAt?.() === 0 ? attempts - 1 : attempts;
+    if (this.#lastNeverRan) return attempts - 1;
+    return this.#status === 'running' && this.#invocation?.startedAt?.(attempts) === 0 ? attempts - 1 : attempts;
   }
 
   /** Its place in the order tasks were made in this process: later is larger. */
@@ -426,7 +429,7 @@ export class TaskRun implements TaskHandle, Job {
     const error = new TaskCancelledError(run.name, run.id, reason);
     run.#finish('cancelled', { ok: false, error });
     if (from === 'running') run.#abortAttempt(error);
-    run.#log('debug', { attempt: run.attempts }, `task "${run.name}" was cancelled`);
+    run.#log('debug', { attempt: run.attempt }, `task "${run.name}" was cancelled`);
   }
 
   /** Gives up on a task that has not ended (in the async context of its `add()`, as {@link cancel}); returns whether it had not. */
@@ -502,7 +505,7 @@ export class TaskRun implements TaskHandle, Job {
     const timeoutMs = this.#options.timeoutMs;
     if (timeoutMs === undefined || this.#timer === undefined || this.#status !== 'running' || attempt !== this.attempts) return false;
     // The clock of a handed-on attempt starts when it reaches its thread.
-    const handedOn = this.#invocation?.startedAt?.();
+    const handedOn = this.#invocation?.startedAt?.(this.attempts);
     const late = handedOn === undefined ? performance.now() - this.#startedAt >= timeoutMs : handedOn !== 0 && Date.now() - handedOn >= timeoutMs;
     if (late) {
       clearTimeout(this.#timer);
@@ -515,7 +518,7 @@ export class TaskRun implements TaskHandle, Job {
     if (run.#status !== 'running' || attempt !== run.attempts) return;
     const timeoutMs = run.#options.timeoutMs!;
     // The clock of a handed-on attempt starts when it reaches its thread.
-    const startedAt = run.#invocation?.startedAt?.();
+    const startedAt = run.#invocation?.startedAt?.(run.attempts);
     if (startedAt !== undefined) {
       const left = startedAt === 0 ? timeoutMs : startedAt + timeoutMs - Date.now();
       if (left > 0) {
@@ -622,6 +625,8 @@ export class TaskRun implements TaskHandle, Job {
     this.#fn = undefined;
     this.#params = undefined;
     this.#self = undefined;
+    // Ended while its attempt waited for a worker thread: that attempt never ran.
+    if (from === 'running' && this.#invocation?.startedAt?.(this.attempts) === 0) this.#lastNeverRan = true;
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
     if (this.#prerequisites !== undefined) {
