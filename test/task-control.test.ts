@@ -430,6 +430,29 @@ describe('periodic tasks', () => {
     schedule.cancel();
   });
 
+  it("read 'running' from a run's added event on, its run queued or not", async () => {
+    fakeTime();
+    const { app, bg } = setup({ concurrency: 1 });
+    const gate = deferred();
+    bg.add(async function holdsTheSlot() {
+      await gate.promise;
+    });
+    const seen: string[] = [];
+    const added: { schedule?: TaskHandle } = {};
+    const observation = observeTasks(
+      (event) => {
+        if (event.type === 'added' && event.name === 'tick') seen.push(`${added.schedule!.status}/${added.schedule!.attempt}`);
+      },
+      { container: app },
+    );
+    const schedule = (added.schedule = bg.with({ every: 100 }).add(async function tick() {}));
+    await vi.advanceTimersByTimeAsync(150);
+    observation();
+    expect(seen).toEqual(['running/0']);
+    schedule.cancel();
+    gate.resolve();
+  });
+
   it('count no run that ended before it started: runs cancelled while they waited for their slot', async () => {
     fakeTime();
     const { bg } = setup({ concurrency: 1 });

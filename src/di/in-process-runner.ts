@@ -62,9 +62,10 @@ export class InProcessRunner implements Runner {
     return this.#scope.schedule(
       { name, cadence, overlap },
       {
-        spawn: () => {
+        spawn: (_periodic, adopt) => {
           this.#app.checkIntake(this.#scope, name);
           const run = this.#run(once, true);
+          adopt(run);
           this.#scope.add(run);
           return run;
         },

@@ -15,8 +15,11 @@ export interface PeriodicSpec {
 
 /** What a periodic task needs of its owner (its scope), which implements it. */
 export interface PeriodicOwner {
-  /** Adds this tick's run; throws when it cannot (`BackgroundDisposedError` ends the schedule). */
-  spawn(periodic: Periodic): TaskRun;
+  /**
+   * Adds this tick's run, handing it to `adopt` before it joins its scope (its `added` event);
+   * throws when it cannot (`BackgroundDisposedError` ends the schedule).
+   */
+  spawn(periodic: Periodic, adopt: (run: TaskRun) => void): TaskRun;
   /** The schedule has stopped: no tick comes any more. */
   stopped(periodic: Periodic): void;
   /** A tick's run could not be added (a full queue, a dependency that no longer resolves). */
@@ -159,19 +162,25 @@ export class Periodic implements TaskHandle {
       return;
     }
     if (this.#live.size === 0 || this.#overlap) {
+      let adopted: TaskRun | undefined;
       try {
-        const run = this.#owner.spawn(this);
+        // Live (and counted) before its `added` event: the schedule reads `running` there.
+        const run = this.#owner.spawn(this, (made) => {
+          adopted = made;
+          this.#live.add(made);
+          this.#runs++;
+        });
         // Cancelled while the run was added (by an observer of its `added` event): so is the run.
         // Only stopped (its scope's disposal began there), the run goes on, as a run going on
         // when the schedule stops does: the disposal drains it.
         const stopped = this.#stopped as TaskCancelledError | undefined;
         if (stopped !== undefined && this.#cancelled) {
+          this.#live.delete(run);
+          this.#runs--;
           run.cancel(stopped.cause);
           return;
         }
         this.#current = run;
-        this.#live.add(run);
-        this.#runs++;
         const ran = (): void => {
           this.#live.delete(run);
           // Ended before it started (cancelled, abandoned, skipped while queued): not a run started.
@@ -179,6 +188,8 @@ export class Periodic implements TaskHandle {
         };
         void run.result().then(ran, ran);
       } catch (error) {
+        // Adopted, then refused as it joined its scope: it never ran.
+        if (adopted !== undefined && this.#live.delete(adopted)) this.#runs--;
         // Intake closed (the scope is being disposed): the schedule ends. Anything else (a full
         // queue, a dependency that no longer resolves) costs this tick only, and is logged.
         if (error instanceof BackgroundDisposedError) {

@@ -132,7 +132,7 @@ export class Scope implements RunOwner {
   /** Starts a periodic task of this scope; each tick asks `ticks` for its run. */
   schedule(spec: PeriodicSpec, ticks: PeriodicTicks): Periodic {
     const periodic = new Periodic(spec, {
-      spawn: (p) => ticks.spawn(p),
+      spawn: (p, adopt) => ticks.spawn(p, adopt),
       tickFailed: (p, error) => {
         ticks.tickFailed(p, error);
       },
