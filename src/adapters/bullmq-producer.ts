@@ -1452,6 +1452,29 @@ class BullMQBackend implements Runner, DurableBackend {
     });
   }
 
+  /**
+   * At close: reads the jobs of handles whose cancellation was asked while their outcome was
+   * unknown here, until each has ended (a running job's worker stops it in a moment) or is gone
+   * (removed, as a waiting job is); its handle then ends as the job did. `close()` bounds the wait.
+   */
+  async #settleCancelled(handles: readonly DurableHandle[]): Promise<void> {
+    let waiting = handles;
+    while (waiting.length > 0) {
+      const reads = await Promise.all(waiting.map(({ id }) => this.#jobAndState(id).catch(() => null)));
+      const next: DurableHandle[] = [];
+      waiting.forEach((handle, i) => {
+        const read = reads[i];
+        if (handle.ended || this.#live.get(handle.id) !== handle) return;
+        if (read === undefined) this.#end(handle.id, 'cancelled', { ok: false, error: handle.cancelling! });
+        else if (read?.state === 'completed') this.#end(handle.id, 'succeeded', { ok: true, value: read.job.returnvalue as unknown });
+        else if (read?.state === 'failed') this.#failed(handle.id, read.job.failedReason ?? '', (read.job.data as Partial<JobData> | undefined)?.cancelled);
+        else next.push(handle);
+      });
+      waiting = next;
+      if (waiting.length > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   /** Refuses a read once `close()` was called (ioredis's own "Connection is closed." said less). */
   #checkOpen(method: 'job' | 'handle'): void {
     if (this.#closing) throw new Error(`backend.${method}(id): the durable backend was closed (backend.close()); read jobs with an open one`);
@@ -1554,6 +1577,10 @@ class BullMQBackend implements Runner, DurableBackend {
         );
       }
     }
+    // Handles whose cancellation was asked before this process knew how their job stood: how it
+    // ended (stopped, or as the job had ended first) is read from Redis, within the bound.
+    const deciding = [...this.#live.values()].filter((handle) => handle.cancelling !== undefined);
+    if (deciding.length > 0) await within(this.#settleCancelled(deciding), Math.max(0, deadline - Date.now()));
     this.#closeTold = true;
     for (const wake of this.#closeWaiters) wake();
     this.#closeWaiters.clear();
@@ -1650,8 +1677,12 @@ function processZone(): string | undefined {
 }
 
 /** What a followed handle fails with when the backend is closed before its job ended. */
-function closedError({ name, id }: DurableHandle): DurableTaskError {
-  return new DurableTaskError('ERR_DURABLE_FAILED', id, `durable task "${name}" (#${id}): the durable backend of this process was closed before its job ended (the job itself runs as usual)`);
+function closedError({ name, id, cancelling }: DurableHandle): DurableTaskError {
+  const why =
+    cancelling === undefined
+      ? 'the durable backend of this process was closed before its job ended (the job itself runs as usual)'
+      : 'the durable backend of this process was closed before Redis said how its cancellation ended (its workers were asked to stop its job; backend.job(id) elsewhere reads the outcome)';
+  return new DurableTaskError('ERR_DURABLE_FAILED', id, `durable task "${name}" (#${id}): ${why}`);
 }
 
 /**

@@ -335,6 +335,22 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     expect(followed.status).toBe('cancelled');
   });
 
+  it('a running job cancelled through a handle nobody watched, then the backend closed at once: the handle ends cancelled, as the job did', async () => {
+    const { bg, backend, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted] });
+    started.length = aborted.length = 0;
+    release = deferred();
+    const handle = bg.with({ durable: true }).add(noted, 'closed right after');
+    await vi.waitFor(() => expect(started).toEqual(['closed right after']), { timeout: 5_000, interval: 10 });
+    // Not watched: cancel() asks, and the handle waits for Redis's word; close() comes in the same turn.
+    expect(handle.cancel('stop it')).toBe(true);
+    const closed = backend.close();
+    await expect(handle.result()).rejects.toMatchObject({ name: 'TaskCancelledError', message: `Task "noted" (#${handle.id}) was cancelled` });
+    await closed;
+    expect(handle.status).toBe('cancelled');
+    expect(aborted).toEqual(['closed right after']);
+    await vi.waitFor(async () => expect(await jobState(queueName, handle.id)).toEqual({ state: 'failed', failedReason: expect.stringMatching(/^cancelled: /) as unknown }), { timeout: 5_000, interval: 10 });
+  });
+
   it('a worker that starts after a cancellation was sent reads it: the job it then takes is cancelled before its task starts', async () => {
     const { bg, backend, queueName, workerRoot } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
     started.length = aborted.length = 0;
