@@ -131,6 +131,8 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
     const { bg, backend, app, logger, queueName } = setup({ concurrency: 2 });
     const retried = bg.with({ retries: 2, backoff: { baseMs: 1, jitter: 0 } });
     const active = retried.add(slow, 'active', 1_000);
+    // Its task running (not only its job taken: a job taken may still wait to start, and be put back).
+    await vi.waitFor(() => expect(runs.get('active')).toBe(1), { timeout: 5_000, interval: 5 });
     await vi.waitFor(async () => expect((await backend.job(active.id))?.status).toBe('running'), { timeout: 5_000, interval: 5 });
     // Its application closes with a deadline shorter than the active job: jobs come meanwhile.
     const closing = shutdown({ container: app, timeoutMs: 300 });
