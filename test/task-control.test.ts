@@ -391,6 +391,15 @@ describe('delayed tasks', () => {
   });
 });
 
+/** Takes the one slot of a `concurrency: 1` application until the gate it returns is opened. */
+function holdTheSlot(bg: Background) {
+  const gate = deferred();
+  bg.add(async function holdsTheSlot() {
+    await gate.promise;
+  });
+  return gate;
+}
+
 describe('periodic tasks', () => {
   it('run every N ms until cancelled; a failing run is logged and the next still comes', async () => {
     fakeTime();
@@ -415,10 +424,7 @@ describe('periodic tasks', () => {
   it('count as attempts the runs started: a run added but waiting for its slot has not started', async () => {
     fakeTime();
     const { bg } = setup({ concurrency: 1 });
-    const gate = deferred();
-    bg.add(async function holdsTheSlot() {
-      await gate.promise;
-    });
+    const gate = holdTheSlot(bg);
     const schedule = bg.with({ every: 100 }).add(async function tick() {});
     await vi.advanceTimersByTimeAsync(150);
     // Its first run was added at 100 ms and waits for the one slot.
@@ -433,10 +439,7 @@ describe('periodic tasks', () => {
   it("read 'running' from a run's added event on, its run queued or not", async () => {
     fakeTime();
     const { app, bg } = setup({ concurrency: 1 });
-    const gate = deferred();
-    bg.add(async function holdsTheSlot() {
-      await gate.promise;
-    });
+    const gate = holdTheSlot(bg);
     const seen: string[] = [];
     const added: { schedule?: TaskHandle } = {};
     const observation = observeTasks(
@@ -456,10 +459,7 @@ describe('periodic tasks', () => {
   it('count no run that ended before it started: runs cancelled while they waited for their slot', async () => {
     fakeTime();
     const { bg } = setup({ concurrency: 1 });
-    const gate = deferred();
-    bg.add(async function holdsTheSlot() {
-      await gate.promise;
-    });
+    const gate = holdTheSlot(bg);
     const schedule = bg.with({ every: 100, overlap: true }).add(async function tick() {});
     await vi.advanceTimersByTimeAsync(350);
     expect(bg.list({ status: 'queued' })).toHaveLength(3);

@@ -3,7 +3,7 @@
  * waits that expired (an outside probe: 80 000 polls of a delayed job's handle held 100 MB until
  * the job ended), against a real redis-server on 127.0.0.1.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { defineTask } from '../../src/index.js';
 import { collectGarbage, expiredWait, nextTurn, watchProcessErrors } from '../helpers.js';
 import { openQueue } from './queue-apps.js';
@@ -13,7 +13,7 @@ watchProcessErrors();
 
 const later = defineTask({ name: 'later' }, async () => 'ran');
 
-describe.skipIf(!hasRedis)('durable handles: what they keep', () => {
+describe.skipIf(!hasRedis)('durable handles and cancellations: what they keep', () => {
   const redis = redisForSuite();
   const closers: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
@@ -32,14 +32,6 @@ describe.skipIf(!hasRedis)('durable handles: what they keep', () => {
     expect(handle.status).toBe('delayed');
     expect(handle.cancel('done polling')).toBe(true);
     await expect(waiting).resolves.toMatchObject({ code: 'ERR_TASK_CANCELLED' });
-  });
-});
-
-describe.skipIf(!hasRedis)('durable cancellations: what they keep', () => {
-  const redis = redisForSuite();
-  const closers: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const close of closers.splice(0).reverse()) await close();
   });
 
   it('a task cancelled while its job is on its way to Redis keeps nothing of the context it was cancelled in, once its removal is done', async () => {
@@ -63,11 +55,14 @@ describe.skipIf(!hasRedis)('durable cancellations: what they keep', () => {
     });
     await Promise.all(handles.map((handle) => handle.result().catch(() => undefined)));
     // Every job removed (or never sent): nothing of them in Redis.
-    for (let i = 0; i < 50 && (await backend.queue.getJobCountByTypes('waiting', 'prioritized', 'delayed')) > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(await backend.queue.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(0);
-    // The cancellations' last steps (the record of each in Redis) end meanwhile.
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    collectGarbage();
-    expect(stores.flatMap((ref) => ref.deref()?.id ?? [])).toEqual([]);
+    await vi.waitFor(async () => expect(await backend.queue.getJobCountByTypes('waiting', 'prioritized', 'delayed')).toBe(0), { timeout: 5_000, interval: 20 });
+    // Once the cancellations' last steps (each one's record in Redis) have ended, no store is kept.
+    await vi.waitFor(
+      () => {
+        collectGarbage();
+        expect(stores.flatMap((ref) => ref.deref()?.id ?? [])).toEqual([]);
+      },
+      { timeout: 5_000, interval: 50 },
+    );
   });
 });
