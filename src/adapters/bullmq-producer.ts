@@ -1162,7 +1162,11 @@ class BullMQBackend implements Runner, DurableBackend {
     const childId = key.slice(key.lastIndexOf(':') + 1);
     const child = await Job.fromId(this.queue, childId).catch(() => undefined);
     const failed = child === undefined ? { id: childId, name: 'durable task', status: 'failed', reason: `its job ${key} is no longer in Redis` } : failureOf(child);
-    const cause = new DurableTaskError('ERR_DURABLE_FAILED', failed.id, failed.reason ?? `durable task "${failed.name}" (#${failed.id}) ${failed.status}`);
+    // Its error as its own handle reads it: cancelled (with the reason given), or failed.
+    const cause =
+      failed.status === 'cancelled'
+        ? new TaskCancelledError(failed.name, failed.id, failed.reason)
+        : new DurableTaskError('ERR_DURABLE_FAILED', failed.id, failed.reason ?? `durable task "${failed.name}" (#${failed.id}) ${failed.status}`);
     const error = new TaskSkippedError(name, id, failed, cause);
     return { error, failedReason: failed.reason === undefined ? error.message : `${error.message}: ${failed.reason}` };
   }
@@ -1197,24 +1201,25 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   async #endGone(handles: readonly DurableHandle[], client: QueueClient): Promise<void> {
     // Unread (Redis went away): the outcome stays unknown.
-    const requested = await this.#recordedCancellations(client).catch(() => new Map<string, string>());
+    const requested = await this.#recordedCancellations(client).catch(() => new Map<string, RecordedCancellation>());
     for (const handle of handles) {
       if (this.#live.get(handle.id) !== handle) continue;
-      const reason = requested.get(handle.id);
+      const reason = requested.get(handle.id)?.reason;
       if (reason === undefined) this.#end(handle.id, 'failed', { ok: false, error: goneError(handle.name, handle.id) });
       else this.#end(handle.id, 'cancelled', { ok: false, error: new TaskCancelledError(handle.name, handle.id, reason) });
     }
   }
 
-  /** The cancellations every process recorded in Redis in the last 10 minutes: their reasons, by job id. */
-  async #recordedCancellations(client: QueueClient): Promise<Map<string, string>> {
-    const requested = new Map<string, string>();
+  /** The cancellations every process recorded in Redis in the last 10 minutes, by job id. */
+  async #recordedCancellations(client: QueueClient): Promise<Map<string, RecordedCancellation>> {
+    const requested = new Map<string, RecordedCancellation>();
     const record = cancelRecordKey(this.queue.name, this.#prefix);
     const recorded = (await client.runCommand('zrangebyscore', [record, Date.now() - cancelRecordMs, '+inf'])) as string[];
     for (const message of recorded) {
       try {
-        const { id, reason } = JSON.parse(message) as { id?: unknown; reason?: unknown };
-        if (typeof id === 'string' && typeof reason === 'string') requested.set(id, reason);
+        const { id, reason, name } = JSON.parse(message) as { id?: unknown; reason?: unknown; name?: unknown };
+        // A record written by an older version has no name.
+        if (typeof id === 'string' && typeof reason === 'string') requested.set(id, { reason, name: typeof name === 'string' ? name : undefined });
       } catch {
         // Not ours.
       }
@@ -1244,7 +1249,8 @@ class BullMQBackend implements Runner, DurableBackend {
       this.#sendingOf(id) !== undefined || Date.now() + 50 < handle.notBefore || (this.#live.get(id) === handle && handle.held === undefined && !this.#toReadBack.has(handle));
     if (known) this.#unfollow(id);
     else this.#keep(handle);
-    const reason = error.message;
+    // What other processes read as the cause: the reason given to cancel(), as text.
+    const reason = error.cause === undefined ? error.message : messageOf(error.cause);
     const removal = this.#remove(handle, reason).catch((failure: unknown) => {
       this.#logger.error({ task: name, taskId: id, err: failure }, `durable task "${name}" was cancelled, but its job could not be removed from Redis; it may still run`);
     });
@@ -1278,7 +1284,7 @@ class BullMQBackend implements Runner, DurableBackend {
     }
     telling.pending++;
     const told = telling;
-    const settled: Promise<void> = this.#sendCancellation(id, reason)
+    const settled: Promise<void> = this.#sendCancellation(id, name, reason)
       .then(
         () => void (told.sent = true),
         (error: unknown) => void (told.error ??= error),
@@ -1302,13 +1308,13 @@ class BullMQBackend implements Runner, DurableBackend {
    * once it is back. Rejects when Redis refused it, or when the backend is closed before it could
    * be sent.
    */
-  async #sendCancellation(id: string, reason: string): Promise<void> {
+  async #sendCancellation(id: string, name: string, reason: string): Promise<void> {
     if (this.#publisher === undefined) {
       this.#publisher = redisFor(this.#connection);
       this.#publisher.on('error', () => undefined);
     }
     const publisher = this.#publisher;
-    const message = JSON.stringify({ id, reason });
+    const message = JSON.stringify({ id, reason, name });
     const record = cancelRecordKey(this.queue.name, this.#prefix);
     const channel = cancelChannel(this.queue.name, this.#prefix);
     for (;;) {
@@ -1518,9 +1524,10 @@ class BullMQBackend implements Runner, DurableBackend {
     }
     if (job === undefined) {
       // Removed by a cancellation (it waited), which every process records for 10 minutes.
-      const reason = (await this.#recordedCancellations(await this.queue.getBackend().client)).get(id);
-      if (reason === undefined) return undefined;
-      handle.settle('cancelled', { ok: false, error: new TaskCancelledError(handle.name, id, reason) });
+      const recorded = (await this.#recordedCancellations(await this.queue.getBackend().client)).get(id);
+      if (recorded === undefined) return undefined;
+      handle.name = recorded.name ?? handle.name;
+      handle.settle('cancelled', { ok: false, error: new TaskCancelledError(handle.name, id, recorded.reason) });
       return handle;
     }
     // Skipped (a job it waited for failed): read before the handle is given, as job(id) reads it, so that it never reads `failed` first.
@@ -1627,6 +1634,13 @@ interface Telling {
 }
 
 /** The queue's connection, as BullMQ gives it. */
+/** A request to stop a job, as every process records it in Redis for 10 minutes. */
+interface RecordedCancellation {
+  reason: string;
+  /** The task's name (undefined in a record an older version wrote). */
+  name: string | undefined;
+}
+
 type QueueClient = Awaited<ReturnType<Queue['getBackend']>['client']>;
 
 /**

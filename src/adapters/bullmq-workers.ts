@@ -71,7 +71,8 @@ class RunningJob implements JobLink {
   readonly attempts: number;
   readonly scope: DependencyContainer | undefined;
   local: TaskHandle | undefined = undefined;
-  cancelled = false;
+  /** The first reason it was cancelled with, once it was: what its `failedReason` records after `cancelled: `. */
+  cancelReason: string | undefined;
   /** Set when the task's `retryIf` said no while the job had attempts left: it then fails for good. */
   retryRefused = false;
   #job: Job | undefined;
@@ -99,7 +100,7 @@ class RunningJob implements JobLink {
   }
 
   cancel(reason: string): void {
-    this.cancelled = true;
+    this.cancelReason ??= reason;
     this.local?.cancel(reason);
   }
 
@@ -330,7 +331,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         value = await local.result();
       } catch (error) {
         // Cancelled by its producer: not worth another attempt.
-        if (entry.cancelled) throw new UnrecoverableError(`${cancelledPrefix}${messageOf(error)}`);
+        // Recorded with the reason given to cancel(), which any process then reads as the cause.
+        if (entry.cancelReason !== undefined) throw new UnrecoverableError(`${cancelledPrefix}${entry.cancelReason}`);
         // Abandoned at the drain deadline of the application's close: not the task's failure.
         if (local.status === 'abandoned') return await putBack(job, token);
         // The task's retryIf said no.

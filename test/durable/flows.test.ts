@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { DependencyContainer } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
-import { Background, defineTask, DurableTaskError, observeTasks, shutdown, TaskContext, TaskSkippedError, type TaskEvent, type TaskHandle } from '../../src/index.js';
+import { Background, defineTask, DurableTaskError, observeTasks, shutdown, TaskCancelledError, TaskContext, TaskSkippedError, type TaskEvent, type TaskHandle } from '../../src/index.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
@@ -208,9 +208,11 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     await vi.waitFor(async () => expect(await backend.job(waiting.id)).toBeUndefined(), bound);
     await expect(backend.job(afterWaiting.id)).resolves.toMatchObject({
       status: 'skipped',
-      failedReason: `Task "step" (#${afterWaiting.id}) was skipped: it was to run after task "step" (#${waiting.id}), which was cancelled: Task "step" (#${waiting.id}) was cancelled`,
+      failedReason: `Task "step" (#${afterWaiting.id}) was skipped: it was to run after task "step" (#${waiting.id}), which was cancelled: not needed`,
     });
-    expect((error as Error).cause).toMatchObject({ message: `Task "step" (#${waiting.id}) was cancelled` });
+    // Its cause the cancelled task's error, as its handle reads it: the reason given is that error's cause.
+    expect((error as Error).cause).toBeInstanceOf(TaskCancelledError);
+    expect((error as Error).cause).toMatchObject({ message: `Task "step" (#${waiting.id}) was cancelled`, cause: 'not needed' });
 
     gate('running');
     const running = bg.with({ durable: true }).add(step, 'running');
@@ -219,12 +221,13 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     running.cancel('stop');
     const stopped = await afterRunning.result().catch((e: unknown) => e);
     expect((stopped as Error).message).toBe(`Task "step" (#${afterRunning.id}) was skipped: it was to run after task "step" (#${running.id}), which was cancelled`);
-    // Read the same way as the waiting one's: the running job's failedReason (`cancelled: …`) without its prefix.
+    // Read the same way as the waiting one's: the running job's failedReason (`cancelled: ` and the reason given) without its prefix.
     await expect(backend.job(afterRunning.id)).resolves.toMatchObject({
       status: 'skipped',
-      failedReason: `Task "step" (#${afterRunning.id}) was skipped: it was to run after task "step" (#${running.id}), which was cancelled: Task "step" (#${running.id}) was cancelled`,
+      failedReason: `Task "step" (#${afterRunning.id}) was skipped: it was to run after task "step" (#${running.id}), which was cancelled: stop`,
     });
-    expect((stopped as Error).cause).toMatchObject({ message: `Task "step" (#${running.id}) was cancelled` });
+    expect((stopped as Error).cause).toBeInstanceOf(TaskCancelledError);
+    expect((stopped as Error).cause).toMatchObject({ message: `Task "step" (#${running.id}) was cancelled`, cause: 'stop' });
     expect(effects).not.toContain('after delayed started');
     expect(effects).not.toContain('after running started');
   });
