@@ -229,6 +229,28 @@ describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
       expect({ label, ran: byLabel.get(label)?.done.length ?? 0 }).toEqual({ label, ran: failedWhileDown.includes(handle) ? 0 : 1 });
     });
   });
+
+  it('a job added as Redis goes away for 7.5 s is sent once it is back, within its 10 s bound: the producer tries to reconnect every second, not after growing waits', { timeout: 30_000 }, async () => {
+    const queueName = `outage-${randomUUID()}`;
+    const effects = join(dir, `${queueName}.effects`);
+    const { bg, backend } = producer(redis.connection, queueName, 10_000);
+    // Connected first, as a running service is.
+    await backend.queue.count();
+    await redis.stop();
+    const handle = bg.add(count, 'added while down');
+    // BullMQ's own waits (1 s six times, then 1.1, 3 and 8 s) tried again 10.1 s after the break.
+    await new Promise((resolve) => setTimeout(resolve, 7_500));
+    await redis.start();
+    const worker = await startWorkerProcess({ port: redis.port, queueName, effects, concurrency: 1 });
+    // A task that returns nothing: its job's returnvalue is null.
+    await expect(handle.result({ timeoutMs: 15_000 })).resolves.toBeNull();
+    expect(backend.enqueueFailures).toBe(0);
+    worker.send('close');
+    await worker.line(/^closed$/);
+    const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => admin.quit());
+    expect(await admin.get(`${queueName}:done:added while down`)).toBe('1');
+  });
 });
 
 /** A per-job service: its scope's disposal is recorded. */
