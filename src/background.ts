@@ -8,7 +8,7 @@ import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callLevel, jobRun, resolveCall, type CallOptions, type CallSpec, type JobLink } from './model/call-options.js';
 import { describe } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
-import { DurableRunner, jobContext, kindOf, nameOf, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
+import { closeWith, DurableRunner, jobContext, kindOf, nameOf, type CloseParticipant, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
 import { checkMerged, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 import { cronTimes, cronTimesDoor } from './model/cron-times.js';
@@ -232,7 +232,7 @@ export class Background implements AsyncDisposable, TaskAdder {
   }
 
   static {
-    // The doors of the durable backend (see jobRun, cronTimesDoor, jobContext): out of the class's type, so not public API.
+    // The doors of the durable backend (see jobRun, cronTimesDoor, jobContext, closeWith): out of the class's type, so not public API.
     Object.defineProperty(Background, cronTimesDoor, { value: cronTimes });
     Object.defineProperty(Background.prototype, jobContext, {
       get(this: Background): JobContext | undefined {
@@ -240,6 +240,11 @@ export class Background implements AsyncDisposable, TaskAdder {
       },
       set(this: Background, value: JobContext | undefined) {
         this.#app.jobContext = value;
+      },
+    });
+    Object.defineProperty(Background.prototype, closeWith, {
+      value(this: Background, participant: CloseParticipant): () => void {
+        return this.#app.closeWith(participant);
       },
     });
     Object.defineProperty(Background.prototype, jobRun, {

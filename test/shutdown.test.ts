@@ -113,3 +113,52 @@ describe('shutdown()', () => {
     expect(() => child.resolve(Background).add(async () => 0)).toThrow(/this Background is disposed/);
   });
 });
+
+describe('what closes with the application (the closeWith door durable workers use)', () => {
+  const closeWith = Symbol.for('tsyringe-background.closeWith');
+  type Participant = (timeoutMs: number) => Promise<void>;
+  const door = (bg: Background): ((participant: Participant) => () => void) =>
+    (bg as unknown as Record<symbol, (participant: Participant) => () => void>)[closeWith]!.bind(bg);
+
+  it('is called as the close begins, with its deadline, and the close waits for it; one taken off is not called', async () => {
+    const app = freshApp({ logger: captureLogger() });
+    const bg = app.resolve(Background);
+    const gate = deferred();
+    const calls: number[] = [];
+    door(bg)(async (timeoutMs) => {
+      calls.push(timeoutMs);
+      await gate.promise;
+    });
+    const leave = door(bg)(async () => void calls.push(-1));
+    leave();
+    let closed = false;
+    const closing = shutdown({ container: app, timeoutMs: 1_234 }).then(() => (closed = true));
+    expect(calls).toEqual([1_234]);
+    await nextTurn();
+    expect(closed).toBe(false);
+    gate.resolve();
+    await closing;
+    expect(calls).toEqual([1_234]);
+  });
+
+  it('a failing one is logged and the close still resolves with its report; one joined after the close began is called at once with what is left', async () => {
+    const logger = captureLogger();
+    const app = freshApp({ logger });
+    const bg = app.resolve(Background);
+    door(bg)(() => Promise.reject(new Error('closing it broke')));
+    door(bg)(() => {
+      throw new Error('it threw');
+    });
+    const closing = shutdown({ container: app, timeoutMs: 5_000 });
+    const late: number[] = [];
+    door(bg)(async (timeoutMs) => void late.push(timeoutMs));
+    expect(late).toHaveLength(1);
+    expect(late[0]).toBeGreaterThan(4_000);
+    expect(late[0]).toBeLessThanOrEqual(5_000);
+    await expect(closing).resolves.toMatchObject({ abandoned: 0 });
+    expect(logger.at('error').map((entry) => [entry.message, (entry.fields.err as Error).message])).toEqual([
+      ['closing what closes with the application failed', 'it threw'],
+      ['closing what closes with the application failed', 'closing it broke'],
+    ]);
+  });
+});

@@ -122,6 +122,8 @@ export const runnerHandle: unique symbol = Symbol.for('tsyringe-background.runne
 export const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 /** The `Background` property that is its application's `JobContext` (src/model/runner.ts). */
 export const jobContext: unique symbol = Symbol.for('tsyringe-background.jobContext');
+/** The `Background` method that has its application close something with it (src/model/runner.ts). */
+export const closeWith: unique symbol = Symbol.for('tsyringe-background.closeWith');
 
 /** What a job's attempt is linked to (src/model/call-options.ts's `JobLink`, which adapters do not see). */
 export interface JobLink {
@@ -138,6 +140,8 @@ export interface JobRunAdder {
   [jobRun](task: TaskDefinition<never[]>, args: unknown[], job: JobLink, timeoutMs: number | undefined): TaskHandle;
   /** What enters the context a job carries ({@link JobData.context}), when an adapter set one on the application. */
   readonly [jobContext]: { enter<T>(carried: NonNullable<TaskRequest['carried']>, run: () => T): T } | undefined;
+  /** Has the application call `close(timeoutMs)` as its close begins, and wait for it; returns what takes it off. */
+  [closeWith](close: (timeoutMs: number) => Promise<void>): () => void;
 }
 
 /** A durable task as any process can see it, read from Redis. */

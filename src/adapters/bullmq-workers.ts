@@ -33,6 +33,7 @@ import {
   defaultQueueName,
   endClient,
   endedWith,
+  closeWith,
   jobContext,
   jobRun,
   messageOf,
@@ -153,7 +154,8 @@ export interface DurableWorkers {
    * then are left to run again on another worker once their locks expire (as after a crash),
    * logged with their ids, and their tasks here are not stopped (end the process). Once no job
    * is active, the connections close within a second, and are dropped after it (logged at
-   * `warn`: a Redis that stopped answering never answers their QUIT).
+   * `warn`: a Redis that stopped answering never answers their QUIT). Once they are closing
+   * (a first call, or their application's close), returns that close.
    * @throws RangeError (the promise rejects) when `timeoutMs` is not an integer from 0 to 2147483647.
    */
   close(options?: { timeoutMs?: number | undefined }): Promise<void>;
@@ -168,10 +170,11 @@ export interface DurableWorkers {
  * and the attempt's run takes the job's id (`ctx.id`, its logs and errors). A value the task
  * returns that JSON cannot carry as it is fails the job without retries, logged at `error`.
  *
- * When the application of `container` closes (`shutdown()`, `gracefulShutdown()`), the workers
- * stop taking jobs (logged once at `warn`): a job they take after, and a job whose run the close
- * abandoned at its deadline, go back to the queue without counting an attempt, for another worker
- * to run. `close()` still closes them.
+ * The workers close with the application of `container` (`shutdown()`, `gracefulShutdown()`): they
+ * stop taking jobs as its close begins, and its close waits for theirs (up to a second past its
+ * deadline); a job taken as it began, and a job whose run the close abandoned at its deadline, go
+ * back to the queue without counting an attempt, for another worker to run. `close()` afterwards
+ * returns the same close.
  *
  * ```ts
  * const workers = startWorkers({ tasks: [sendInvoice, renderReport], connection, concurrency: 20 });
@@ -213,7 +216,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   // The attempts' own entries (their failures, their ctx.logger) go where the workers log, when
   // given (merged over the application's options, the nearest winning).
   if (options.logger !== undefined) workersScope.register(BackgroundOptions, { useValue: { logger: options.logger } });
-  let background: (Background & JobRunAdder) | undefined;
+  // Made now, so that the workers close with their application (below).
+  const background = workersScope.resolve(Background) as Background & JobRunAdder;
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
   const running = new Map<string, RunningJob>();
   /**
@@ -240,7 +244,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     logger.warn(
       { queue: worker.name },
       'durable workers stopped taking jobs: their application closed (shutdown()); the jobs they took and could not run go back to the queue, ' +
-        'to run on another worker without counting an attempt; call workers.close() to close their connections',
+        'to run on another worker without counting an attempt',
     );
     worker.pause(true).catch((error: unknown) => logger.warn({ err: error }, 'durable workers could not be paused'));
   };
@@ -304,7 +308,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       const entry = new RunningJob(job, logger, scope);
       let local: TaskHandle;
       try {
-        const adder = (background ??= workersScope.resolve(Background) as Background & JobRunAdder);
+        const adder = background;
         // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
         // logs), its progress is the job's, and it is on record in Redis, not in this process.
         // Added inside the context its add() carried (its trace), when this application enters one.
@@ -425,46 +429,59 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     }
   };
   subscriber.on('ready', () => void listen());
+  /** Takes the workers off their application's close (set below). */
+  let leave = (): void => undefined;
+  const closeNow = async (timeoutMs: number | undefined): Promise<void> => {
+    leave();
+    closing = true;
+    readRecorded();
+    let inTime = true;
+    if (timeoutMs !== undefined) {
+      // Paused, the worker takes no new job and its active ones go on; at the deadline, closing
+      // with force stops renewing their locks instead of waiting for them. (Not BullMQ's
+      // `pause()` that waits for them: still waiting when the worker was closed with force, it
+      // reconnected the worker's blocking connection once they ended, and that connection,
+      // listened to by nobody, kept the process alive and reconnecting for ever.)
+      await worker.pause(true);
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<false>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)));
+      inTime = await Promise.race([idle(), deadline]);
+      whenIdle = undefined;
+      clearTimeout(timer);
+      if (!inTime) {
+        const left = [...running.keys()];
+        logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);
+      }
+    }
+    const workerClosed = worker.close(!inTime);
+    // Once no job of ours is active (at once with `timeoutMs`), BullMQ has only its connections
+    // to close: a Redis that stopped answering never answers its QUIT, so they are dropped after
+    // a second, which ends that close.
+    if (inTime) await idle();
+    whenIdle = undefined;
+    if (!(await within(workerClosed, connectionsCloseMs))) {
+      logger.warn({ ms: connectionsCloseMs }, `the durable workers' connections to Redis did not close within ${connectionsCloseMs} ms once no job was active (Redis did not answer); they are dropped`);
+      await within(worker.disconnect(), connectionsCloseMs);
+      await within(workerClosed, connectionsCloseMs);
+    }
+    await endClient(subscriber);
+  };
+  let closed: Promise<void> | undefined;
+  // The application's close closes them too, within its deadline and a second more: a job whose
+  // run it abandoned at the deadline is put back in the queue then (one round trip), not left to
+  // wait out its lock because the process exited first.
+  leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs + putBackMs)));
   return {
     worker,
     async close(options = {}) {
-      const { timeoutMs } = options;
-      checkMs('workers.close(options): options.timeoutMs', timeoutMs, 0);
-      closing = true;
-      readRecorded();
-      let inTime = true;
-      if (timeoutMs !== undefined) {
-        // Paused, the worker takes no new job and its active ones go on; at the deadline, closing
-        // with force stops renewing their locks instead of waiting for them. (Not BullMQ's
-        // `pause()` that waits for them: still waiting when the worker was closed with force, it
-        // reconnected the worker's blocking connection once they ended, and that connection,
-        // listened to by nobody, kept the process alive and reconnecting for ever.)
-        await worker.pause(true);
-        let timer: NodeJS.Timeout | undefined;
-        const deadline = new Promise<false>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)));
-        inTime = await Promise.race([idle(), deadline]);
-        whenIdle = undefined;
-        clearTimeout(timer);
-        if (!inTime) {
-          const left = [...running.keys()];
-          logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);
-        }
-      }
-      const closed = worker.close(!inTime);
-      // Once no job of ours is active (at once with `timeoutMs`), BullMQ has only its connections
-      // to close: a Redis that stopped answering never answers its QUIT, so they are dropped after
-      // a second, which ends that close.
-      if (inTime) await idle();
-      whenIdle = undefined;
-      if (!(await within(closed, connectionsCloseMs))) {
-        logger.warn({ ms: connectionsCloseMs }, `the durable workers' connections to Redis did not close within ${connectionsCloseMs} ms once no job was active (Redis did not answer); they are dropped`);
-        await within(worker.disconnect(), connectionsCloseMs);
-        await within(closed, connectionsCloseMs);
-      }
-      await endClient(subscriber);
+      checkMs('workers.close(options): options.timeoutMs', options.timeoutMs, 0);
+      return (closed ??= closeNow(options.timeoutMs));
     },
   };
 }
+
+/** How much longer than its application's close deadline the workers' close may take: the time to put back the jobs it abandoned. */
+const putBackMs = 1_000;
 
 /** The longest a job taken as the workers start waits for the cancellation requests recorded before they listened. */
 const recordedWaitMs = 5_000;

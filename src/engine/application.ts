@@ -10,7 +10,7 @@ import type { AttemptWrapper, TaskEvent, TaskHooks, TaskObserver } from '../mode
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
-import type { JobContext } from '../model/runner.js';
+import type { CloseParticipant, JobContext } from '../model/runner.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Periodic } from './periodic.js';
@@ -59,6 +59,8 @@ export class Application implements ScopeHost {
   #state: ApplicationState = 'open';
   /** When the close began (epoch ms). */
   #closedAt = 0;
+  /** When the close's deadline is (epoch ms). */
+  #deadlineAt = 0;
   #closing: Promise<ShutdownReport> | undefined;
   #options: ResolvedOptions;
   #pool: Pool | undefined;
@@ -72,6 +74,9 @@ export class Application implements ScopeHost {
   hooks: TaskHooks | undefined;
   /** What carries the context of a durable task's `add()` to its worker, when an adapter set one. */
   jobContext: JobContext | undefined;
+  /** What adapters close with the application (durable workers), and, once its close began, their closes. */
+  #participants = new Set<CloseParticipant>();
+  #participantsClosing: Promise<void>[] = [];
 
   /** @param options the options of the application's root container */
   constructor(options: ResolvedOptions) {
@@ -304,6 +309,30 @@ export class Application implements ScopeHost {
   };
 
   /**
+   * Has `participant` closed with the application: called as its close begins (at once when it
+   * has begun), its promise waited for with the worker pool's. Returns what takes it off.
+   */
+  closeWith(participant: CloseParticipant): () => void {
+    if (this.#state !== 'open') {
+      this.#participantsClosing.push(this.#join(participant, Math.max(0, this.#deadlineAt - Date.now())));
+      return noop;
+    }
+    this.#participants.add(participant);
+    return () => void this.#participants.delete(participant);
+  }
+
+  /** Closes a participant, whose failure (it should have none) is logged, not thrown: the close never rejects. */
+  #join(participant: CloseParticipant, timeoutMs: number): Promise<void> {
+    const failed = (error: unknown): void => logSafely(this.#options.logger, 'error', { err: error }, 'closing what closes with the application failed');
+    try {
+      return participant(timeoutMs).catch(failed);
+    } catch (error) {
+      failed(error);
+      return Promise.resolve();
+    }
+  }
+
+  /**
    * Stops intake in every scope, waits up to `timeoutMs` for all of them to drain, abandons
    * what is left, then closes shared resources (the worker pool, within what is left of the
    * deadline). Idempotent; never rejects.
@@ -323,6 +352,9 @@ export class Application implements ScopeHost {
     const startedAt = performance.now();
     this.#state = 'closing';
     this.#closedAt = Date.now();
+    this.#deadlineAt = this.#closedAt + timeoutMs;
+    for (const participant of this.#participants) this.#participantsClosing.push(this.#join(participant, timeoutMs));
+    this.#participants.clear();
     for (const periodic of [...this.periodics]) periodic.stop(new TaskCancelledError(periodic.name, periodic.id, 'the application was closed'));
     this.#checkRoom();
     let abandoned = 0;
@@ -336,7 +368,7 @@ export class Application implements ScopeHost {
     this.#pool?.admission.stop();
     for (const scope of this.#busyScopes()) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
-    await this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt)));
+    await Promise.all([this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt))), ...this.#participantsClosing]);
     return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt), totals: Object.freeze({ ...this.counts }) });
   }
 
@@ -344,6 +376,8 @@ export class Application implements ScopeHost {
     while (this.#busyHead !== undefined) await Promise.all(this.#busyScopes().map((scope) => scope.drain()));
   }
 }
+
+const noop = (): void => undefined;
 
 /** `list` without the first `item` in it. */
 function without<T>(list: readonly T[], item: T): readonly T[] {

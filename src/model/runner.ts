@@ -67,6 +67,21 @@ export interface JobContext {
  */
 export const jobContext: unique symbol = Symbol.for('tsyringe-background.jobContext');
 
+/**
+ * Something an adapter closes with an application (a durable backend's workers): called once, as
+ * the application's close begins, with its deadline; the close then waits for the promise
+ * (which must settle, within `timeoutMs` and a few seconds at most, and never reject) as it does
+ * for the worker pool's.
+ */
+export type CloseParticipant = (timeoutMs: number) => Promise<void>;
+
+/**
+ * The key of a `Background` method, `(participant: CloseParticipant) => () => void`, that has its
+ * application close `participant` with it (at once when it is closing or closed already); the
+ * function it returns takes `participant` off. Not public API; a `Symbol.for`, as {@link jobContext}.
+ */
+export const closeWith: unique symbol = Symbol.for('tsyringe-background.closeWith');
+
 /** What runs tasks: the in-process engine, or a durable backend. */
 export interface Runner {
   /**

@@ -282,6 +282,29 @@ const held = defineTask({ name: 'held', inject: [JobScope, TaskContext] }, async
 describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', () => {
   const redis = redisForSuite();
 
+  it("the workers close with their application: a worker process that exits as soon as its application's shutdown() has resolved (as gracefulShutdown() does) leaves no job active in Redis, none run twice", { timeout: 30_000 }, async () => {
+    const queueName = `app-close-${randomUUID()}`;
+    const effects = join(dir, `${queueName}.effects`);
+    const { bg } = producer(redis.connection, queueName);
+    const worker = await startWorkerProcess({ port: redis.port, queueName, effects, concurrency: 5 });
+    worker.send('release *');
+    const handles = Array.from({ length: 3_000 }, (_, i) => bg.add(hold, `job-${i}`));
+    // Mid-stream: the worker takes a job as soon as it ends one.
+    await worker.matches(/^started job-\d+ 1$/, 300);
+    worker.send('shutdown 2000');
+    await worker.line(/^shut down 0$/);
+    await worker.exited;
+    // Nothing it took waits out its lock: each job it ended is ended in Redis, each other one is back.
+    expect(redisCli(redis.port, 'llen', `bull:${queueName}:active`).trim()).toBe('0');
+    const again = await startWorkerProcess({ port: redis.port, queueName, effects, concurrency: 20 });
+    again.send('release *');
+    await Promise.all(handles.map((handle) => handle.result({ timeoutMs: 20_000 })));
+    const byLabel = effectsIn(effects);
+    const twice = [...byLabel].filter(([, { done }]) => done.length !== 1).map(([label]) => label);
+    expect(twice).toEqual([]);
+    expect(byLabel.size).toBe(3_000);
+  });
+
   function workersOn(queueName: string, workerOptions?: StartWorkersOptions['workerOptions']): DurableWorkers {
     const root = freshApp({ logger: captureLogger() });
     const workers = startWorkers({ container: root, tasks: [held], connection: redis.connection, queueName, concurrency: 3, ...(workerOptions === undefined ? {} : { workerOptions }) });

@@ -138,8 +138,10 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
     const closing = shutdown({ container: app, timeoutMs: 300 });
     const added = ['a', 'b', 'c'].map((label) => retried.add(slow, label, 10));
     await closing;
+    // Once the close has resolved (a process would exit then), every job it took is back in Redis:
+    // the workers closed with their application.
     const queue = backend.queue;
-    await vi.waitFor(async () => expect(await queue.getJobCounts('active')).toEqual({ active: 0 }), { timeout: 5_000, interval: 10 });
+    expect(await queue.getJobCounts('active', 'wait', 'prioritized')).toEqual({ active: 0, wait: 0, prioritized: 4 });
     const handles = [active, ...added];
     expect(await queue.getJobCounts('failed', 'completed', 'delayed')).toEqual({ failed: 0, completed: 0, delayed: 0 });
     for (const handle of handles) expect((await queue.getJob(handle.id))?.attemptsMade).toBe(0);
