@@ -1,6 +1,6 @@
 /**
  * `tsyringe-background/fastify`: a request scope for Fastify 5. A plugin (wrapped with
- * `fastify-plugin`, so it applies to the whole application) gives each request a child
+ * `fastify-plugin`, so it applies beyond its own context: register it on the root) gives each request a child
  * container as `request.diScope`, disposed with `disposeScope()` once the response has been
  * sent or the client has gone away. And `liveView`, a plugin that serves a read-only page and
  * JSON API of the application's tasks under the prefix you register it with.
@@ -59,7 +59,8 @@ const plugin: FastifyPluginCallback<RequestScopeOptions> = (fastify, options, do
  * (whichever comes first, once): the scope's `Background` drains first, then its other
  * disposables are disposed. The response never waits for that; a failure is logged through
  * `options.logger`, never sent to the client. Made with `fastify-plugin`, so its hook and the
- * `diScope` decorator apply to every route of the application.
+ * `diScope` decorator apply to the context that registers it and every context below it:
+ * register it on the root instance for every route of the application.
  *
  * ```ts
  * const app = Fastify();

@@ -52,7 +52,24 @@ export interface NodeResponse {
   readonly writableFinished?: boolean;
   /** Whether its connection has closed under it, or it was destroyed (`'close'` has been or is about to be emitted). */
   readonly destroyed?: boolean;
+  /** An HTTP/1 response's connection: `null` while the response waits behind earlier ones on it (pipelining). */
+  readonly socket?: unknown;
+  /** An HTTP/1 response's request, whose `socket` is the connection the request came on. */
+  readonly req?: { readonly socket?: Connection | null | undefined } | undefined;
 }
+
+/** What a response's connection says of its end. */
+interface Connection {
+  once(event: 'close', listener: () => void): unknown;
+  readonly destroyed?: boolean;
+}
+
+/**
+ * The closes of responses that wait behind earlier ones on their connection (HTTP/1 pipelining):
+ * Node gives such a response its connection only once the earlier ones are done, so one whose
+ * client left before then never emits `'finish'` nor `'close'`. One listener a connection.
+ */
+const waitingOn = new WeakMap<Connection, Set<() => void>>();
 
 /** One request's scope, and the door that disposes it (the first call only). */
 export interface OpenScope {
@@ -117,14 +134,42 @@ function pathOf(url: string): string {
  * Closes the scope when the response has finished or its connection has closed, whichever comes
  * first; at once when that happened already (a client gone while a middleware or hook before the
  * scope's own was still running: neither event would come again, and the scope would never close).
+ * A response waiting behind earlier ones on its connection (pipelining) closes it when that
+ * connection closes too: its own events come only once it has the connection.
  */
 export function closeOnResponse(response: NodeResponse, close: () => void): void {
   if (response.writableFinished === true || response.destroyed === true) {
     close();
     return;
   }
-  response.once('finish', close);
-  response.once('close', close);
+  const connection = response.socket === null ? response.req?.socket : undefined;
+  if (connection === undefined || connection === null) {
+    response.once('finish', close);
+    response.once('close', close);
+    return;
+  }
+  // Waiting behind earlier responses: its connection's end closes it too.
+  if (connection.destroyed === true) {
+    close();
+    return;
+  }
+  let closes = waitingOn.get(connection);
+  if (closes === undefined) {
+    const all = (closes = new Set());
+    waitingOn.set(connection, all);
+    connection.once('close', () => {
+      waitingOn.delete(connection);
+      for (const each of all) each();
+    });
+  }
+  const waiting = closes;
+  const closeOnce = (): void => {
+    waiting.delete(closeOnce);
+    close();
+  };
+  waiting.add(closeOnce);
+  response.once('finish', closeOnce);
+  response.once('close', closeOnce);
 }
 
 /**

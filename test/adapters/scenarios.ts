@@ -5,6 +5,7 @@
  */
 import 'reflect-metadata';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { inject, injectable, Lifecycle, scoped, type DependencyContainer } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Background, defineTask, shutdown, type BackgroundLogger } from '../../src/index.js';
@@ -212,6 +213,35 @@ export function requestScopeScenarios(framework: string, start: StartServer): vo
       await nextTurn();
       await nextTurn();
       expect(journal.disposals).toBe(1);
+      expect(logger.at('error')).toEqual([]);
+    });
+
+    it('disposes the scopes of requests pipelined behind a slow one on one connection when the client closes it, their responses still waiting for their turn', async () => {
+      const gate = deferred();
+      const arrived = new Set<string>();
+      const allArrived = deferred();
+      const url = new URL(
+        await serve(async (scope) => {
+          scope.resolve(Resource);
+          const { id } = scope.resolve(RequestInfo);
+          arrived.add(id);
+          if (arrived.size === 3) allArrived.resolve();
+          if (id === 'first') await gate.promise;
+          return { id };
+        }),
+      );
+      const client = connect(Number(url.port), '127.0.0.1');
+      client.on('error', () => undefined);
+      const get = (id: string): string => `GET ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nx-request-id: ${id}\r\n\r\n`;
+      client.write(get('first') + get('second') + get('third'));
+      // Each handler has run; the two later responses wait for the first, which waits for the gate.
+      await allArrived.promise;
+      client.destroy();
+      await vi.waitFor(() => expect(journal.disposals).toBe(3), { timeout: 2_000, interval: 10 });
+      gate.resolve();
+      await nextTurn();
+      await nextTurn();
+      expect(journal.disposals).toBe(3);
       expect(logger.at('error')).toEqual([]);
     });
 
