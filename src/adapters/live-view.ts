@@ -194,7 +194,8 @@ async function listTasks(options: ResolvedLiveViewOptions, query: URLSearchParam
   let limit: number = liveViewLimits.default;
   const givenLimit = query.get('limit');
   if (givenLimit !== null) {
-    limit = /^[0-9]{1,4}$/.test(givenLimit) ? Number(givenLimit) : NaN;
+    // Digits only (no sign, exponent, fraction or space); leading zeros are read past.
+    limit = /^[0-9]+$/.test(givenLimit) ? Number(givenLimit) : NaN;
     if (!(limit >= 1 && limit <= liveViewLimits.max)) return badQuery('limit', `an integer from 1 to ${liveViewLimits.max}`, givenLimit);
   }
   const found = background(options).list({ status: query.has('status') ? wanted : undefined, application: true });
@@ -339,8 +340,11 @@ const script = `
 
   async function getJson(path, signal) {
     const response = await fetch(base + path, { cache: 'no-store', headers: { accept: 'application/json' }, signal });
-    const body = await response.json();
-    if (!response.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + response.status);
+    // Not the view's answer (a login that expired: a 401, or a redirect to an HTML page), said as what it is.
+    const isJson = (response.headers.get('content-type') || '').startsWith('application/json');
+    const body = isJson ? await response.json().catch(() => undefined) : undefined;
+    if (!response.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + response.status + (response.statusText ? ' ' + response.statusText : ''));
+    if (body === undefined) throw new Error("the answer was not the live view's JSON (HTTP " + response.status + (response.redirected ? ', redirected to ' + response.url : '') + ')');
     return body;
   }
 

@@ -6,7 +6,8 @@
  * test waits for the page's own refreshes (it counts them in `body[data-refreshes]`), never for
  * a fixed time. Then, on a plain Node server, a request that never gets its answer: the test
  * holds it, passes the page's deadline for the round itself (the page's timer of that length is
- * the test's to fire), and sees the page say so and refresh again. One browser for the file.
+ * the test's to fire), and sees the page say so and refresh again; and answers that are not the
+ * view's (a 401, a redirect to a login page), which the page names. One browser for the file.
  */
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
@@ -309,6 +310,58 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
     const after = (await page.evaluate(readView)) as View;
     expect(after).toMatchObject({ stateIsError: false, live: [{ id: task.id, status: 'running' }] });
     expect(after.state).toMatch(/^updated /);
+    expect(scriptErrors).toEqual([]);
+  });
+
+  it('a round answered by something else than the view (a login that expired: a 401 with no body, a redirect to an HTML page) says what came, not a JSON parse error', async () => {
+    app = freshApp({ logger: captureLogger() });
+    const gate = deferred();
+    app.resolve(Background).add(defineTask({ name: 'waiting' }, () => gate.promise));
+    const view = createLiveView(resolveLiveViewOptions({ container: app }));
+    let expired: 'no' | '401' | 'redirect' = 'no';
+    const server = createServer((req, res) => {
+      const { path, query } = splitTarget(req.url ?? '/');
+      if (path === '/login') {
+        res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><p>log in</p>');
+        return;
+      }
+      const below = pathBelow(path, '/background');
+      if (below.startsWith('/api/') && expired === '401') {
+        res.writeHead(401).end();
+        return;
+      }
+      if (below.startsWith('/api/') && expired === 'redirect') {
+        res.writeHead(302, { location: '/login' }).end();
+        return;
+      }
+      void view({ method: req.method ?? 'GET', path: below, query }).then((answer) => res.writeHead(answer.status, answer.headers).end(answer.body));
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    closeServer = async () => {
+      gate.resolve();
+      server.closeAllConnections();
+      await new Promise((closed) => server.close(closed));
+    };
+
+    context = await browser.createBrowserContext();
+    page = await context.newPage();
+    scriptErrors = [];
+    page.on('pageerror', (error) => scriptErrors.push(String(error)));
+    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/background/`);
+    await waitForView(page, (shown) => shown.refreshes > 0 && shown.live.length === 1);
+
+    expired = '401';
+    await page.waitForFunction("document.getElementById('state').textContent.startsWith('could not refresh')", { timeout: 5_000 });
+    expect(await page.evaluate(readView)).toMatchObject({ state: 'could not refresh: HTTP 401 Unauthorized', stateIsError: true });
+
+    expired = 'redirect';
+    await page.waitForFunction("document.getElementById('state').textContent.includes('not the live view')", { timeout: 5_000 });
+    const redirected = (await page.evaluate(readView)) as View;
+    expect(redirected.state).toMatch(/^could not refresh: the answer was not the live view's JSON \(HTTP 200, redirected to http:\/\/127\.0\.0\.1:\d+\/login\)$/);
+
+    expired = 'no';
+    await page.waitForFunction("document.getElementById('state').textContent.startsWith('updated')", { timeout: 5_000 });
     expect(scriptErrors).toEqual([]);
   });
 });

@@ -159,6 +159,8 @@ describe.each(Object.entries(liveViewServers))('%s: the live view mounted at /ba
     expect(all.tasks.map((t) => t.id).slice(2)).toEqual([failed.id, succeeded.id]);
     expect(all.tasks.map((t) => t.id).slice(0, 2).sort()).toEqual([queued.id, running.id].sort());
     expect((await get('/api/tasks?limit=1')).body).toMatchObject({ count: 4, limit: 1, tasks: [{ id: all.tasks[0]!.id }] });
+    // Leading zeros are read past, however many.
+    for (const given of ['0002', '00002', '0000000002']) expect((await get(`/api/tasks?limit=${given}`)).body).toMatchObject({ count: 4, limit: 2 });
   });
 
   it("GET /api/tasks/:id: a task's progress while it runs, then how it ended", async () => {
@@ -210,6 +212,9 @@ describe.each(Object.entries(liveViewServers))('%s: the live view mounted at /ba
     ['limit=501', 'limit', 'limit must be an integer from 1 to 500, got "501"'],
     ['limit=ten', 'limit', 'limit must be an integer from 1 to 500, got "ten"'],
     ['limit=', 'limit', 'limit must be an integer from 1 to 500, got ""'],
+    ['limit=0000000501', 'limit', 'limit must be an integer from 1 to 500, got "0000000501"'],
+    ['limit=1e2', 'limit', 'limit must be an integer from 1 to 500, got "1e2"'],
+    ['limit=-5', 'limit', 'limit must be an integer from 1 to 500, got "-5"'],
     ['status=runing', 'status', 'status must be a comma-separated list of statuses (queued, delayed, running, retrying, succeeded, failed, cancelled, timedOut, skipped, abandoned), got "runing"'],
     ['status=running,', 'status', 'status must be a comma-separated list of statuses (queued, delayed, running, retrying, succeeded, failed, cancelled, timedOut, skipped, abandoned), got "running,"'],
   ])('400 with a JSON error naming the parameter: ?%s', async (query, parameter, message) => {
