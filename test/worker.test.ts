@@ -255,6 +255,25 @@ describe('worker tasks', () => {
     await expect(bg.add(greet, 'second').result()).resolves.toMatchObject({ text: 'Hi, second' });
   });
 
+  it('try a setup module whose own evaluation threw again with the next task (Node keeps a failed evaluation: it is imported again by another URL)', async () => {
+    const { bg } = app({ pool: { setupModule: new URL('./fixtures/flaky-import-setup.ts', import.meta.url), maxThreads: 1, minThreads: 1 } });
+    const error = await bg.add(greet, 'first').result().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_SETUP' });
+    expect((error as Error).message).toMatch(/^worker task "greet" \(file:.*worker-tasks\.ts\) cannot run: the setup module file:.*flaky-import-setup\.ts failed: config file not there yet$/);
+    await expect(bg.add(greet, 'second').result()).resolves.toMatchObject({ text: 'Hey, second' });
+    await expect(bg.add(greet, 'third').result()).resolves.toMatchObject({ text: 'Hey, third' });
+  });
+
+  it('try a task module whose evaluation threw again with the next task of it, found by its own URL', async () => {
+    const { bg } = app({ pool: { maxThreads: 1, minThreads: 1 } });
+    const { shout } = await import('./fixtures/flaky-import-tasks.js');
+    const error = await bg.add(shout, 'first').result().catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_TASK_NOT_FOUND' });
+    expect((error as Error).message).toMatch(/^worker task "shout" \(file:.*flaky-import-tasks\.ts\) cannot run: its module cannot be imported in the worker: index not built yet$/);
+    await expect(bg.add(shout, 'second').result()).resolves.toBe('SECOND!');
+    await expect(bg.add(shout, 'third').result()).resolves.toBe('THIRD!');
+  });
+
   it('contain a worker that calls process.exit(): the task fails clearly, the thread is replaced, queued tasks run', async () => {
     const { bg, logger } = app({ pool: { maxThreads: 1, minThreads: 1 } });
     const open = gate();

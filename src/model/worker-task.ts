@@ -81,8 +81,14 @@ export function workerTasksOf(module: string): string[] {
   return [...registry.values()].filter((task) => task.module === module).map((task) => task.name);
 }
 
+/**
+ * The query a worker thread adds to a module's URL to import it again after its evaluation failed
+ * (Node keeps a failed evaluation for the URL it was imported by): the module's own URL, without it.
+ */
+export const retryQuery = /[?&]tsyringe-background-retry=\d+$/;
+
 function moduleHref(moduleUrl: unknown, name: string): string {
-  const href = fileHref(moduleUrl);
+  const href = fileHref(moduleUrl)?.replace(retryQuery, '');
   if (href !== undefined) return href;
   throw new TypeError(
     `workerTask("${name}"): moduleUrl must be the module's import.meta.url (a file: URL) or an absolute path, got ${describe(moduleUrl)}`,

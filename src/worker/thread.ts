@@ -170,16 +170,24 @@ function setUp(): Promise<void> {
 
 /** Imports a module; TypeScript source (tests, development) goes through tsx, when installed. */
 const loaded = new Map<string, Promise<unknown>>();
+/** How many times each module failed to load here. */
+const failures = new Map<string, number>();
 
 function load(url: string): Promise<unknown> {
   let module = loaded.get(url);
   if (module === undefined) {
-    module = importModule(url);
+    // A module that failed to load is tried again by the next task that needs it. Node keeps a
+    // failed evaluation for the URL it was imported by, so the retry imports it by another one:
+    // the module itself is evaluated again (not a module it imports whose own evaluation failed).
+    const failed = failures.get(url) ?? 0;
+    module = importModule(failed === 0 ? url : `${url}${url.includes('?') ? '&' : '?'}tsyringe-background-retry=${failed}`);
     loaded.set(url, module);
-    // A module that failed to load is tried again by the next task that needs it.
     module.then(
       () => readyModules.add(url),
-      () => loaded.delete(url),
+      () => {
+        loaded.delete(url);
+        failures.set(url, failed + 1);
+      },
     );
   }
   return module;
@@ -211,11 +219,14 @@ async function importModule(given: string): Promise<unknown> {
  * the pool. Compiled output, where the `.js` file is there, is imported as it is.
  */
 function sourceOf(url: string): string {
-  const compiled = /\.([cm]?)js$/.exec(url);
-  if (compiled === null || !url.startsWith('file:')) return url;
-  const source = `${url.slice(0, -compiled[0].length)}.${compiled[1]}ts`;
+  // A query (a retry's) stays on whichever file is imported.
+  const queryAt = url.indexOf('?');
+  const file = queryAt < 0 ? url : url.slice(0, queryAt);
+  const compiled = /\.([cm]?)js$/.exec(file);
+  if (compiled === null || !file.startsWith('file:')) return url;
+  const source = `${file.slice(0, -compiled[0].length)}.${compiled[1]}ts`;
   try {
-    return !existsSync(fileURLToPath(url)) && existsSync(fileURLToPath(source)) ? source : url;
+    return !existsSync(fileURLToPath(file)) && existsSync(fileURLToPath(source)) ? source + url.slice(file.length) : url;
   } catch {
     return url;
   }
