@@ -74,6 +74,8 @@ export class Pool {
   #lastOwn = ownCpu();
   /** Tasks whose thread a callback left behind by an ended task is ending with process.exit(): what to say. */
   readonly #exitedBy = new Map<string, string>();
+  /** Tasks whose thread an error thrown outside an ended task's call is ending: that error. */
+  readonly #diedOf = new Map<string, WorkerResponse>();
 
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
@@ -157,6 +159,7 @@ export class Pool {
       this.#inFlight--;
       this.#marks.release(mark);
       this.#exitedBy.delete(attempt.id);
+      this.#diedOf.delete(attempt.id);
     }
   }
 
@@ -263,7 +266,9 @@ export class Pool {
       logSafely(this.#logger, 'error', { err: error }, 'the worker pool reported an error');
     });
     piscina.on('message', (message: unknown) => {
-      if (isThreadMessage(message)) this.#leftBehind(message.leftBehind);
+      if (!isThreadMessage(message)) return;
+      if ('leftBehind' in message) this.#leftBehind(message.leftBehind);
+      else for (const { id } of message.died.running) this.#diedOf.set(id, message.died.error);
     });
     this.#piscina = piscina;
     return piscina;
@@ -289,7 +294,8 @@ export class Pool {
     for (const { id } of running) this.#exitedBy.set(id, `process.exit(${exitCode}) in a callback that ${where} left behind after it ended`);
   }
 
-  #explain({ name, module, id }: WorkerRequest, error: unknown): unknown {
+  #explain(request: WorkerRequest, error: unknown): unknown {
+    const { name, module, id } = request;
     const where = `worker task "${name}" (#${id}, ${module})`;
     const code = (error as { code?: unknown } | undefined)?.code;
     const message = messageOf(error);
@@ -300,6 +306,9 @@ export class Pool {
         { cause: error },
       );
     }
+    const died = this.#diedOf.get(id);
+    // Its thread ended because of an error it reported first: that error, as if thrown.
+    if (died !== undefined && /worker exited/i.test(message)) return this.#explain(request, errorOf(name, died));
     if (/worker exited/i.test(message)) {
       const by = this.#exitedBy.get(id);
       const how = by === undefined ? '' : `, by ${by}`;

@@ -59,12 +59,20 @@ const calls = new AsyncLocalStorage<Call>();
 const running = new Set<Call>();
 
 export default async function runTask(request: WorkerRequest): Promise<WorkerResponse> {
+  let response: WorkerResponse;
   try {
-    return { ok: true, value: await execute(request) };
+    response = { ok: true, value: await execute(request) };
   } catch (error) {
-    return failureOf(error);
+    response = failureOf(error);
   }
+  // The thread is ending because of an error thrown outside the task's call (below): no answer
+  // goes, so that the task fails with that error once the thread has exited.
+  if (dying) await new Promise<never>(() => undefined);
+  return response;
 }
+
+/** Set once an error thrown outside any ended task's call is ending the thread. */
+let dying = false;
 
 /** Runs the task at once when the thread is ready for it (no `await` before it starts), else once it is. */
 function execute(request: WorkerRequest): Promise<unknown> {
@@ -324,7 +332,13 @@ process.on('uncaughtException', (error: unknown, origin: string) => {
   }
   // A listener of the application's own handles it.
   if (process.listenerCount('uncaughtException') > 1) return;
-  throw error;
+  // The thread ends, failing what it runs with this error (the message reaches the pool before
+  // the thread's exit does). Not by throwing it again from here, as it would end with no
+  // listener: a thread ended that way sometimes never exited (Node 20 to 24, a microtask's throw
+  // under load: its port stayed open and kept the process alive after the pool was closed).
+  dying = true;
+  parentPort?.postMessage({ died: { error: failureOf(error), running: runningTasks() } } satisfies ThreadMessage);
+  process.exit(1);
 });
 
 // process.exit() cannot be stopped: the thread ends, and the task it runs fails. Still, when a

@@ -126,12 +126,19 @@ export interface LeftBehind {
   readonly running: readonly { readonly id: string; readonly name: string }[];
 }
 
+/** An error thrown outside any ended task's call: it ends the thread, and fails the tasks it runs. */
+export interface Died {
+  readonly error: WorkerResponse;
+  /** The tasks the thread was running then. */
+  readonly running: readonly { readonly id: string; readonly name: string }[];
+}
+
 /** Messages a worker thread sends the pool outside any task's answer. */
-export type ThreadMessage = { readonly leftBehind: LeftBehind };
+export type ThreadMessage = { readonly leftBehind: LeftBehind } | { readonly died: Died };
 
 /** Whether a message from a worker thread is a {@link ThreadMessage}. */
 export function isThreadMessage(message: unknown): message is ThreadMessage {
-  return typeof message === 'object' && message !== null && 'leftBehind' in message;
+  return typeof message === 'object' && message !== null && ('leftBehind' in message || 'died' in message);
 }
 
 /**
