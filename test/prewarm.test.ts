@@ -64,3 +64,39 @@ it('is validated like the other pool options', () => {
   root.register(BackgroundOptions, { useValue: { root: true, pool: { prewarm: 1 } } as unknown as BackgroundOptions });
   expect(() => root.resolve(Background)).toThrow('options.pool.prewarm must be a boolean, got 1 (number)');
 });
+
+it("logs what a callback the setup module left behind throws, naming the module, and the prewarmed threads go on (they used to die and be replaced, running the setup again, for ever)", async () => {
+  const logger = captureLogger();
+  const leaves = new URL('./fixtures/setup-leaves-throw.ts', import.meta.url);
+  const root = freshApp({ logger, pool: { prewarm: true, minThreads: 2, maxThreads: 2, setupModule: leaves } });
+  roots.push(root);
+  const bg = root.createChildContainer().resolve(Background);
+  await vi.waitFor(() => expect(logger.at('error')).toHaveLength(2), { timeout: 10_000, interval: 20 });
+  for (const entry of logger.at('error')) {
+    expect(entry.message).toMatch(/^the setup module file:.*setup-leaves-throw\.ts had run when a callback it left behind threw: thrown by a timer the setup left; the thread goes on$/);
+    expect(entry.fields).toMatchObject({ setupModule: leaves.href });
+  }
+  await expect(bg.add(announcedDouble, 4).result()).resolves.toBe(8);
+  expect(appOf(root).pool.threads).toBe(2);
+  expect(logger.at('error')).toHaveLength(2);
+});
+
+it('stops prewarming once callbacks the setup module left behind have ended 3 idle threads with process.exit(), saying so: threads then run it with their first task', async () => {
+  const logger = captureLogger();
+  const leaves = new URL('./fixtures/setup-leaves-exit.ts', import.meta.url);
+  // One thread: each is replaced only once the one before has ended, so none is set up past the third.
+  const root = freshApp({ logger, pool: { prewarm: true, minThreads: 1, maxThreads: 1, setupModule: leaves } });
+  roots.push(root);
+  const bg = root.createChildContainer().resolve(Background);
+  const stopped = (): string[] => logger.at('error').map((entry) => entry.message).filter((message) => message.includes('no longer run it'));
+  await vi.waitFor(() => expect(stopped()).toHaveLength(1), { timeout: 15_000, interval: 20 });
+  expect(stopped()[0]).toMatch(/^the setup module file:.*setup-leaves-exit\.ts has ended 3 idle threads \(process\.exit\(\) in a callback it left behind\): new threads no longer run it as they start \(prewarm\), only with their first task$/);
+  const exits = (): number => logger.at('error').filter((entry) => entry.message.includes('called process.exit(5): its thread ended, and was replaced')).length;
+  expect(exits()).toBe(3);
+  // Its replacement started without the setup: it is not ended (15 times the setup's own timer).
+  await vi.waitFor(() => expect(appOf(root).pool.threads).toBe(1), { timeout: 10_000, interval: 20 });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  expect(exits()).toBe(3);
+  // A task still runs: its thread runs the setup first (whose timer then ends that thread, after it).
+  await expect(bg.add(announcedDouble, 4).result()).resolves.toBe(8);
+});

@@ -76,6 +76,23 @@ describe('a callback an ended worker task left behind', () => {
   });
 });
 
+describe("a callback the setup module left behind", () => {
+  it('throws while a task runs: logged as the setup module\'s error; the task and its thread go on', async () => {
+    const setupModule = new URL('./fixtures/setup-leaves-throw.ts', import.meta.url);
+    const { bg, logger } = app({ pool: { setupModule } });
+    const first = (await bg.add(yieldsOnce, 'first').result()) as { threadId: number };
+    // The setup's timer is due by now: the idle thread runs it with its next task.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await expect(bg.add(yieldsOnce, 'second').result()).resolves.toEqual({ label: 'second', threadId: first.threadId });
+    // Reported over the thread's own channel: it may arrive after the task's answer.
+    await vi.waitFor(() =>
+      expect(logger.at('error').map((entry) => entry.message)).toEqual([
+        expect.stringMatching(/^the setup module file:.*setup-leaves-throw\.ts had run when a callback it left behind threw: thrown by a timer the setup left; its thread was running "yieldsOnce" \(#\d+\) by then, which goes on$/),
+      ]),
+    );
+  });
+});
+
 describe('a thread ended by an error thrown outside an ended task', () => {
   afterEach(() => stopScripts());
 

@@ -21,6 +21,7 @@ import {
   outcomeOf,
   toWire,
   type ChannelMessage,
+  type Died,
   type LeftBehind,
   type WorkerCall,
   type WorkerRequest,
@@ -44,6 +45,8 @@ export interface AttemptLink {
 
 /** How often the admission window is reconsidered while tasks wait for it. */
 const sampleMs = 200;
+/** How many idle threads a callback left behind by the setup module may end before new threads stop prewarming. */
+const setupExitsToStop = 3;
 /** Above this share of the machine's CPU time idle, waiting tasks are admitted wider. */
 const idleEnough = 0.25;
 
@@ -76,6 +79,10 @@ export class Pool {
   readonly #exitedBy = new Map<string, string>();
   /** Tasks whose thread an error thrown outside an ended task's call is ending: that error. */
   readonly #diedOf = new Map<string, WorkerResponse>();
+  /** Flags the threads read (see {@link WorkerConfig.controls}): whether new threads still prewarm. */
+  readonly #controls = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+  /** Threads that a callback their setup module left behind ended while they ran no task. */
+  #setupExits = 0;
 
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
@@ -240,7 +247,7 @@ export class Pool {
       setupModule,
       startMarks: this.#marks.buffer,
       abortFlags: this.#marks.abortBuffer,
-      ...(this.settings.prewarm ? { preload: workerTaskModules() } : {}),
+      ...(this.settings.prewarm ? { preload: workerTaskModules(), controls: this.#controls.buffer } : {}),
     };
     // Loaded here, not at import: every worker thread imports this library through its task
     // modules, and should not pay for loading Piscina (nor should an app with no worker task).
@@ -268,7 +275,7 @@ export class Pool {
     piscina.on('message', (message: unknown) => {
       if (!isThreadMessage(message)) return;
       if ('leftBehind' in message) this.#leftBehind(message.leftBehind);
-      else for (const { id } of message.died.running) this.#diedOf.set(id, message.died.error);
+      else this.#died(message.died);
     });
     this.#piscina = piscina;
     return piscina;
@@ -279,7 +286,11 @@ export class Pool {
    * is that task's doing, logged as such. It cannot fail the task, which has ended; a throw fails
    * nothing else either (the thread goes on), an exit fails the tasks its thread was running.
    */
-  #leftBehind({ task, error, rejection = false, exitCode, running }: LeftBehind): void {
+  #leftBehind({ task, setup, error, rejection = false, exitCode, running }: LeftBehind): void {
+    if (setup === true) {
+      this.#setupLeftBehind(task.module, error, rejection, exitCode, running);
+      return;
+    }
     const where = `worker task "${task.name}" (#${task.id}, ${task.module})`;
     const fields = { task: task.name, taskId: task.id, attempt: task.attempt };
     const others = running.map(({ id, name }) => `"${name}" (#${id})`).join(', ');
@@ -292,6 +303,43 @@ export class Pool {
     const failing = others === '' ? 'and was replaced' : `failing ${others}`;
     logSafely(this.#logger, 'error', fields, `${where} had ended when a callback it left behind called process.exit(${exitCode}): its thread ended, ${failing}`);
     for (const { id } of running) this.#exitedBy.set(id, `process.exit(${exitCode}) in a callback that ${where} left behind after it ended`);
+  }
+
+  /**
+   * A callback the setup module left behind threw (logged; the thread goes on, and so does the
+   * task it runs) or called process.exit() (its thread ended; the tasks it ran fail). A prewarmed
+   * thread runs the setup as it starts, so one that such a callback ends is replaced by one that
+   * runs it again: after {@link setupExitsToStop} such ends with no task running, new threads
+   * stop running it as they start, and run it with their first task instead, as without prewarm.
+   */
+  #setupLeftBehind(module: string, error: WorkerResponse | undefined, rejection: boolean, exitCode: number | undefined, running: LeftBehind['running']): void {
+    const others = running.map(({ id, name }) => `"${name}" (#${id})`).join(', ');
+    if (error !== undefined) {
+      const err = errorOf('setup module', error);
+      const then = others === '' ? '; the thread goes on' : `; its thread was running ${others} by then, which goes on`;
+      logSafely(this.#logger, 'error', { setupModule: module, err }, `the setup module ${module} had run when a callback it left behind ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}`);
+      return;
+    }
+    const failing = others === '' ? 'and was replaced' : `failing ${others}`;
+    logSafely(this.#logger, 'error', { setupModule: module }, `the setup module ${module} had run when a callback it left behind called process.exit(${exitCode}): its thread ended, ${failing}`);
+    for (const { id } of running) this.#exitedBy.set(id, `process.exit(${exitCode}) in a callback that the setup module ${module} left behind`);
+    if (running.length > 0 || Atomics.load(this.#controls, 0) === 1) return;
+    if (++this.#setupExits < setupExitsToStop) return;
+    Atomics.store(this.#controls, 0, 1);
+    logSafely(
+      this.#logger,
+      'error',
+      { setupModule: module },
+      `the setup module ${module} has ended ${this.#setupExits} idle threads (process.exit() in a callback it left behind): new threads no longer run it as they start (prewarm), only with their first task`,
+    );
+  }
+
+  /** A thread is ending because of an error thrown outside any ended task's call: it fails the tasks it ran, or is logged. */
+  #died({ error, running }: Died): void {
+    for (const { id } of running) this.#diedOf.set(id, error);
+    if (running.length > 0) return;
+    const err = errorOf('worker thread', error);
+    logSafely(this.#logger, 'error', { err }, `a worker thread ended, running no task: ${messageOf(err)} (thrown by a callback no task could be named for: one a task module's top level set up); it is replaced`);
   }
 
   #explain(request: WorkerRequest, error: unknown): unknown {

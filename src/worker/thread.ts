@@ -33,6 +33,8 @@ export interface WorkerConfig {
    * runs then too), rather than with the first task. A failure here is left to that task.
    */
   readonly preload?: readonly string[] | undefined;
+  /** For a prewarmed pool: one flag, set (1) by the pool once new threads are to start without preloading. */
+  readonly controls?: SharedArrayBuffer | undefined;
 }
 
 loadReflectMetadata();
@@ -52,6 +54,8 @@ let typescript: Promise<void> | undefined;
 interface Call {
   readonly task: LeftBehind['task'];
   ended: boolean;
+  /** Set for the setup module's run (its import and its function), whose callbacks are its own. */
+  readonly setup?: true;
 }
 /** Names the call whose async context a callback runs in (a timer, a promise's reaction, an I/O callback). */
 const calls = new AsyncLocalStorage<Call>();
@@ -162,15 +166,23 @@ function newContainer(): DependencyContainer {
 
 /** The thread's container, set up by the setup module, once. */
 function setUp(): Promise<void> {
-  settingUp ??= (async () => {
-    const threadScope = newContainer();
-    const setup = (await load(config.setupModule!)) as { default?: unknown };
-    if (typeof setup.default !== 'function') {
-      throw new TypeError(`its default export must be a function taking the worker's container, got ${typeof setup.default}`);
+  if (settingUp !== undefined) return settingUp;
+  // In a context of its own: a callback the setup leaves behind (a timer, a rejection) is the
+  // setup module's, reported as such once the setup has ended, as an ended task's is.
+  const call: Call = { task: { id: '', name: '', module: config.setupModule!, attempt: 0 }, ended: false, setup: true };
+  settingUp = calls.run(call, async () => {
+    try {
+      const threadScope = newContainer();
+      const setup = (await load(config.setupModule!)) as { default?: unknown };
+      if (typeof setup.default !== 'function') {
+        throw new TypeError(`its default export must be a function taking the worker's container, got ${typeof setup.default}`);
+      }
+      await (setup.default as (scope: DependencyContainer) => unknown)(threadScope);
+      readyScope = threadScope;
+    } finally {
+      call.ended = true;
     }
-    await (setup.default as (scope: DependencyContainer) => unknown)(threadScope);
-    readyScope = threadScope;
-  })();
+  });
   // A failed setup is tried again, on a fresh container, by the thread's next task.
   settingUp.catch(() => (settingUp = undefined));
   return settingUp;
@@ -305,7 +317,9 @@ function contextFor(id: string, name: string, attempt: number, port: MessagePort
 // A prewarmed thread sets up and imports what its tasks will need as it starts. (Its pool runs
 // Piscina's asynchronous wait for tasks, which leaves the event loop free to finish this.)
 // Failures are left to the first task that needs the setup or the module, which tries again.
-if (config.preload !== undefined) {
+// Unless the pool has stopped it: the setup module ended prewarmed threads as they started.
+const prewarmStopped = config.controls !== undefined && Atomics.load(new Int32Array(config.controls), 0) === 1;
+if (config.preload !== undefined && !prewarmStopped) {
   const { preload } = config;
   // The task modules after the setup module, as a task's own are.
   const setUpFirst = config.setupModule === undefined ? Promise.resolve() : setUp();
@@ -327,7 +341,7 @@ if (config.preload !== undefined) {
 process.on('uncaughtException', (error: unknown, origin: string) => {
   const call = calls.getStore();
   if (call?.ended === true) {
-    report({ task: call.task, error: failureOf(error), rejection: origin === 'unhandledRejection', running: runningTasks() });
+    report({ task: call.task, setup: call.setup, error: failureOf(error), rejection: origin === 'unhandledRejection', running: runningTasks() });
     return;
   }
   // A listener of the application's own handles it.
@@ -346,7 +360,7 @@ process.on('uncaughtException', (error: unknown, origin: string) => {
 // reaches it before the thread's exit does).
 process.on('exit', (code: number) => {
   const call = calls.getStore();
-  if (call?.ended === true) report({ task: call.task, exitCode: code, running: runningTasks() });
+  if (call?.ended === true) report({ task: call.task, setup: call.setup, exitCode: code, running: runningTasks() });
 });
 
 function runningTasks(): LeftBehind['running'] {

@@ -117,7 +117,10 @@ type LogLevel = 'error' | 'warn' | 'info' | 'debug';
  * (`error`) or called `process.exit()` (`exitCode`): which task it was, and which were running.
  */
 export interface LeftBehind {
+  /** The ended task that left the callback behind; with `setup`, the setup module (its `module`). */
   readonly task: { readonly id: string; readonly name: string; readonly module: string; readonly attempt: number };
+  /** Set when the callback is the setup module's, not a task's. */
+  readonly setup?: true | undefined;
   readonly error?: WorkerResponse;
   /** Whether `error` is the reason of a promise rejection that nothing handled. */
   readonly rejection?: boolean;
