@@ -208,7 +208,12 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
       return;
     }
     const { timeoutMs, requestsTimeoutMs, logger } = settled();
-    logSafely(logger, 'info', { signal, timeoutMs, requestsTimeoutMs }, `${signal} received: shutting down gracefully within ${timeoutMs} ms (a second signal exits at once)`);
+    if (closing === undefined) {
+      logSafely(logger, 'info', { signal, timeoutMs, requestsTimeoutMs }, `${signal} received: shutting down gracefully within ${timeoutMs} ms (a second signal exits at once)`);
+    } else {
+      // close() began the sequence already, and set its deadline.
+      logSafely(logger, 'info', { signal }, `${signal} received: joining the graceful shutdown already under way (close()); a second signal exits at once`);
+    }
     close().then(
       (report) => exitOnce(report.exitCode),
       (error: unknown) => {

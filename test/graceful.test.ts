@@ -447,6 +447,11 @@ describe('gracefulShutdown(): signals', () => {
     await expect(closing).resolves.toMatchObject({ exitCode: 0 });
     await expect(next).resolves.toBe(0);
     expect(exit).toHaveBeenCalledTimes(1);
+    // Said as a join: the sequence, and its deadline, began with close().
+    expect(h.logger.at('info').map((entry) => entry.message)).toEqual([
+      'SIGTERM received: joining the graceful shutdown already under way (close()); a second signal exits at once',
+      expect.stringMatching(summaryPattern),
+    ]);
   });
 
   it('detach() and [Symbol.dispose]() remove the listeners, once; signals: [] installs none', async () => {

@@ -229,7 +229,7 @@ export class Pool {
     const stranded = this.#inFlight;
     try {
       if (!(await withDeadline(piscina.destroy(), timeoutMs))) {
-        logSafely(this.#logger, 'warn', { timeoutMs }, `closing the worker pool took longer than ${timeoutMs} ms; it goes on in the background`);
+        logSafely(this.#logger, 'warn', { timeoutMs }, `closing the worker pool took longer than the ${timeoutMs} ms left of the close's deadline; it goes on in the background`);
       }
     } catch (error) {
       logSafely(this.#logger, 'error', { err: error }, 'closing the worker pool failed');
