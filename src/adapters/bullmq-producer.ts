@@ -114,7 +114,12 @@ export interface DurableBackend {
    * A handle of a durable task by id, whichever process added it (`undefined` when BullMQ keeps
    * no job of that id, unless a cancellation removed it in the last 10 minutes: the handle then
    * reads `cancelled`): it follows the job from now on (`status`, `result()`, `cancel()`), and
-   * another durable task can run after it (`bg.with({ durable: true, after: [handle] })`).
+   * another durable task can run after it (`bg.with({ durable: true, after: [handle] })`). The id
+   * of a periodic task's schedule is its task's name: its handle, `delayed`, stands for the
+   * schedule as `add()`'s does (`cancel()` removes it).
+   *
+   * A job's or a schedule's handle reads what this process knows: one whose schedule another
+   * process removed stays `delayed` here (the removal reaches no handle but the remover's).
    *
    * ```ts
    * const invoice = await backend.handle(invoiceJobId);           // added by another process
@@ -1525,7 +1530,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (job === undefined) {
       // Removed by a cancellation (it waited), which every process records for 10 minutes.
       const recorded = (await this.#recordedCancellations(await this.queue.getBackend().client)).get(id);
-      if (recorded === undefined) return undefined;
+      if (recorded === undefined) return this.#scheduleHandle(id);
       handle.name = recorded.name ?? handle.name;
       handle.settle('cancelled', { ok: false, error: new TaskCancelledError(handle.name, id, recorded.reason) });
       return handle;
@@ -1538,6 +1543,21 @@ class BullMQBackend implements Runner, DurableBackend {
     else if (skipped !== undefined) this.#end(id, 'skipped', { ok: false, error: skipped.error });
     else if (state === 'failed') this.#failed(id, job.failedReason ?? '', cancelledMark);
     return handle;
+  }
+
+  /**
+   * The handle of a schedule in Redis whose id (its task's name) is `name`, as `add()` of a
+   * periodic task gives it (`delayed`, never finishing; `cancel()` removes the schedule), or
+   * `undefined` when there is none.
+   */
+  async #scheduleHandle(name: string): Promise<TaskHandle | undefined> {
+    if ((await this.queue.getJobScheduler(name)) === undefined) return undefined;
+    return new DurableHandle(this, name, name, 'delayed', (cancelled) => {
+      this.queue.removeJobScheduler(name).catch((error: unknown) => {
+        this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${cancelled.message})`);
+      });
+      return true;
+    }, true);
   }
 
   /**

@@ -571,9 +571,17 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     other.resolve(Background).with({ durable: true, every: 150, overlap: true }).add(tick);
     await vi.waitFor(() => expect(ticks).toBeGreaterThanOrEqual(3), { timeout: 10_000, interval: 20 });
     expect(await backend.queue.getJobSchedulersCount()).toBe(1);
+    // Another process reaches the schedule by its id, the task's name; and removes it.
+    const found = await otherBackend.handle('tick');
+    expect(found).toMatchObject({ id: 'tick', name: 'tick', status: 'delayed' });
+    expect(found!.cancel('done elsewhere')).toBe(true);
+    expect(found!.status).toBe('cancelled');
+    await vi.waitFor(async () => expect(await backend.queue.getJobSchedulersCount()).toBe(0), { timeout: 5_000, interval: 10 });
+    await expect(otherBackend.handle('tick')).resolves.toBeUndefined();
+    // The removal reaches no other handle: this process's reads what it knows.
+    expect(schedule.status).toBe('delayed');
     expect(schedule.cancel('done')).toBe(true);
     expect(schedule.status).toBe('cancelled');
-    await vi.waitFor(async () => expect(await backend.queue.getJobSchedulersCount()).toBe(0), { timeout: 5_000, interval: 10 });
   });
 
   it('keeps a cron schedule with its time zone (the adding process\'s when none is given), and refuses at add() a durable schedule whose runs could overlap unnoticed', async () => {
