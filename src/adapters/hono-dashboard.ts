@@ -37,6 +37,7 @@ export type HonoDashboardOptions = MountedDashboardOptions;
 export function durableDashboard(options: HonoDashboardOptions): Hono {
   const resolved = resolveDashboardOptions(options);
   const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath);
+  const slashMounted = basePath === '/' || (options.basePath as string).endsWith('/');
   const adapter = new HonoAdapter(serveStatic);
   adapter.setBasePath(basePath);
   const board = mountBoard(adapter, resolved).registerPlugin();
@@ -48,8 +49,9 @@ export function durableDashboard(options: HonoDashboardOptions): Hono {
       return new Response(refusal.body, { status: refusal.status, headers: refusal.headers });
     }
     // Hono routes strictly: the page is at basePath, not at basePath/, where the page's own
-    // <base href> sends a reload of its home.
-    if (basePath !== '/' && c.req.path === `${basePath}/`) return c.redirect(basePath + new URL(c.req.url).search, 308);
+    // <base href> sends a reload of its home. (Mounted at a path with its trailing slash, as its
+    // basePath says, the page is at basePath/ already, and basePath never reaches it.)
+    if (!slashMounted && c.req.path === `${basePath}/`) return c.redirect(basePath + new URL(c.req.url).search, 308);
     return next();
   });
   app.route('/', board);

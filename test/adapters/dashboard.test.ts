@@ -217,6 +217,34 @@ describe.skipIf(!hasRedis).each(Object.entries(servers))('%s: the dashboard at /
   });
 });
 
+describe.skipIf(!hasRedis)('hono: a basePath given with its trailing slash, and mounted at it', () => {
+  const redis = redisForSuite();
+
+  it('serves the page at that path (no redirect to the path without the slash, which the mount does not reach), with its API and assets below it', async () => {
+    const app = freshApp({ logger: captureLogger() });
+    const backend = useBullMQ(app, { connection: redis.connection, queueName: `dashboard-${randomUUID()}`, logger: captureLogger() });
+    const hono = new Hono();
+    hono.route('/admin/queues/', honoDashboard({ backend, basePath: '/admin/queues/' }));
+    hono.route('/admin', honoLiveView({ dashboardPath: '/admin/queues/' }));
+    const listening = deferred<number>();
+    const server = serve({ fetch: hono.fetch, port: 0, hostname: '127.0.0.1' }, (info) => listening.resolve(info.port));
+    const origin = `http://127.0.0.1:${await listening.promise}`;
+    try {
+      const page = await fetch(`${origin}/admin/queues/`, { redirect: 'manual' });
+      expect(page.status).toBe(200);
+      const html = await page.text();
+      expect(html).toContain('<base href="/admin/queues/" />');
+      const script = /<script defer src="(static\/js\/[^"]+\.js)">/.exec(html)![1]!;
+      expect((await fetch(`${origin}/admin/queues/${script}`)).status).toBe(200);
+      expect((await fetch(`${origin}/admin/queues/api/queues`)).status).toBe(200);
+    } finally {
+      await closeNodeServer(server as Server);
+      await shutdown({ container: app });
+      await backend.close();
+    }
+  });
+});
+
 describe('options', () => {
   const queue = (name: string) => ({ name, getJobCounts: () => undefined, getJobs: () => undefined }) as unknown as DashboardQueue;
   const backend = { queue: queue('app') } as unknown as DurableBackend;
