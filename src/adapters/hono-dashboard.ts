@@ -37,7 +37,7 @@ export type HonoDashboardOptions = MountedDashboardOptions;
 export function durableDashboard(options: HonoDashboardOptions): Hono {
   const resolved = resolveDashboardOptions(options);
   const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath);
-  const slashMounted = basePath === '/' || (options.basePath as string).endsWith('/');
+  const slashMounted = basePath === '/' || options.basePath.endsWith('/');
   const adapter = new HonoAdapter(serveStatic);
   adapter.setBasePath(basePath);
   const board = mountBoard(adapter, resolved).registerPlugin();
