@@ -1653,7 +1653,6 @@ interface Telling {
   reported: boolean;
 }
 
-/** The queue's connection, as BullMQ gives it. */
 /** A request to stop a job, as every process records it in Redis for 10 minutes. */
 interface RecordedCancellation {
   reason: string;
@@ -1661,6 +1660,7 @@ interface RecordedCancellation {
   name: string | undefined;
 }
 
+/** The queue's connection, as BullMQ gives it. */
 type QueueClient = Awaited<ReturnType<Queue['getBackend']>['client']>;
 
 /**

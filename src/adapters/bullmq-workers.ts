@@ -23,6 +23,7 @@ import {
   backoffFor,
   cancelChannel,
   cancelledPrefix,
+  closeWith,
   cancelRecordKey,
   cancelRecordMs,
   checkConnection,
@@ -33,7 +34,6 @@ import {
   defaultQueueName,
   endClient,
   endedWith,
-  closeWith,
   jobContext,
   jobRun,
   messageOf,
@@ -308,13 +308,12 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       const entry = new RunningJob(job, logger, scope);
       let local: TaskHandle;
       try {
-        const adder = background;
         // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
         // logs), its progress is the job's, and it is on record in Redis, not in this process.
         // Added inside the context its add() carried (its trace), when this application enters one.
-        const entering = context === undefined ? undefined : adder[jobContext];
-        if (entering === undefined || context === undefined) local = adder[jobRun](definition, args, entry, timeoutMs);
-        else local = entering.enter(context, () => adder[jobRun](definition, args, entry, timeoutMs));
+        const entering = context === undefined ? undefined : background[jobContext];
+        if (entering === undefined || context === undefined) local = background[jobRun](definition, args, entry, timeoutMs);
+        else local = entering.enter(context, () => background[jobRun](definition, args, entry, timeoutMs));
       } catch (error) {
         if (error instanceof BackgroundDisposedError) return await putBack(job, token);
         throw error;
