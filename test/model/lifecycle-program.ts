@@ -68,7 +68,11 @@ export type Step =
   | { readonly op: 'drain'; readonly scope: number }
   | { readonly op: 'dispose'; readonly scope: number }
   | { readonly op: 'waitForRoom'; readonly scope: number }
-  | { readonly op: 'shutdown'; readonly timeoutMs: number };
+  | { readonly op: 'shutdown'; readonly timeoutMs: number }
+  /** Something an adapter closes with the application (the durable workers do, through the `closeWith` door): its close ends after `settleMs`, or when released. */
+  | { readonly op: 'join'; readonly settleMs: number | undefined }
+  | { readonly op: 'leave'; readonly ref: Ref }
+  | { readonly op: 'release'; readonly ref: Ref };
 
 /**
  * What an observer of the application's lifecycle events does on an event of type `on`: cancel
@@ -128,6 +132,9 @@ const step = (lanes: AddStep['lane'][]): fc.Arbitrary<Step> => fc.oneof(
   { weight: 1, arbitrary: fc.record({ op: fc.constant('dispose' as const), scope: fc.nat({ max: scopes - 1 }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('waitForRoom' as const), scope: fc.nat({ max: scopes - 1 }) }) },
   { weight: 1, arbitrary: fc.record({ op: fc.constant('shutdown' as const), timeoutMs: fc.integer({ min: 0, max: 40 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('join' as const), settleMs: maybe(fc.integer({ min: 0, max: 30 })) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('leave' as const), ref }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('release' as const), ref }) },
 );
 
 const reaction: fc.Arbitrary<Reaction> = fc.record({
@@ -242,6 +249,7 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
     report: ShutdownReport | undefined;
     abandonedBefore: number;
     exact: boolean;
+    readonly timeoutMs: number;
   }
   let shutdownReport = undefined as ShutdownSeen | undefined;
   /** Tasks ended `abandoned` in the whole application, periodic runs included. */
@@ -319,9 +327,12 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
         case 'drain': {
           const scope = r % scopes;
           const bg = bgs[scope]!;
+          // An idle scope's drain() resolves at once (as documented): a reaction after this one
+          // may add to the scope before the promise's reaction runs.
+          const idle = bg.pending === 0;
           void bg.drain().then(() => {
             const open = entries.filter((entry) => entry.kind === 'once' && entry.scope === scope && !finalStatuses.has(entry.handle.status));
-            if (bg.pending !== 0 || open.length > 0) violate(`drain() of scope ${scope} from ${where} resolved with pending ${bg.pending} and ${open.map((e) => `#${e.id} ${e.handle.status}`).join(', ')} unfinished`);
+            if (!idle && (bg.pending !== 0 || open.length > 0)) violate(`drain() of scope ${scope} from ${where} resolved with pending ${bg.pending} and ${open.map((e) => `#${e.id} ${e.handle.status}`).join(', ')} unfinished`);
           });
           break;
         }
@@ -460,7 +471,54 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
   };
   const gates = new Map<Entry, Body$>();
 
+  /**
+   * What closes with the application: each is called once as the close begins (at once when it
+   * has begun: then with no more than what is left of the deadline), never once it has left, and
+   * the close resolves only after every one it called has settled.
+   */
+  interface Participant {
+    readonly step: number;
+    /** Whether its close ends by itself (after its `settleMs`), or only when released. */
+    readonly selfSettling: boolean;
+    /** Joined once the close had begun: closed at once, the close waiting for it only if still draining. */
+    readonly late: boolean;
+    calls: number[];
+    left: boolean;
+    released: boolean;
+    settled: boolean;
+    release: () => void;
+    leave: () => void;
+  }
+  const participants: Participant[] = [];
+  const closeWith = (bgs[0] as unknown as Record<symbol, (participant: (timeoutMs: number) => Promise<void>) => () => void>)[Symbol.for('tsyringe-background.closeWith')]!;
+  const join = (settleMs: number | undefined): void => {
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const release = (): void => {
+      participant.released = true;
+      open();
+    };
+    const participant: Participant = { step: stepNo, selfSettling: settleMs !== undefined, late: shutdownReport !== undefined, calls: [], left: false, released: false, settled: false, release, leave: () => undefined };
+    participants.push(participant);
+    participant.leave = closeWith.call(bgs[0], (timeoutMs) => {
+      participant.calls.push(timeoutMs);
+      if (settleMs !== undefined) setTimeout(release, settleMs);
+      return gate.then(() => void (participant.settled = true));
+    });
+  };
+  const checkParticipants = (): void => {
+    const closeBegan = shutdownReport !== undefined;
+    for (const participant of participants) {
+      const which = `the participant joined at step ${participant.step}`;
+      if (participant.calls.length > 1) violate(`${which} was called ${participant.calls.length} times`);
+      if (closeBegan && !participant.left && participant.calls.length === 0) violate(`${which} was not called though the close began`);
+      if (participant.calls.some((ms) => ms > (shutdownReport?.timeoutMs ?? Infinity))) violate(`${which} was called with ${participant.calls.join(', ')} ms, past the close's ${shutdownReport?.timeoutMs} ms`);
+      if (!participant.late && shutdownReport?.report !== undefined && participant.calls.length === 1 && !participant.settled) violate(`shutdown() resolved before ${which} had closed`);
+    }
+  };
+
   const check = (): void => {
+    checkParticipants();
     for (const entry of entries) {
       const status = entry.handle.status;
       if (!allStatuses.has(status)) violate(`#${entry.id} has an unknown status ${status}`);
@@ -568,11 +626,23 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
         if (shutdownReport !== undefined) break;
         const abandonedBefore = abandonedSoFar();
         const exact = [...disposing].every((scope) => bgs[scope]!.pending === 0);
-        const record: ShutdownSeen = { report: undefined, abandonedBefore, exact };
+        const record: ShutdownSeen = { report: undefined, abandonedBefore, exact, timeoutMs: s.timeoutMs };
         shutdownReport = record;
         void shutdown({ container: root, timeoutMs: s.timeoutMs }).then((report) => (record.report = report));
         break;
       }
+      case 'join':
+        join(s.settleMs);
+        break;
+      case 'leave': {
+        const participant = participants.length === 0 ? undefined : participants[s.ref % participants.length]!;
+        if (participant !== undefined && participant.calls.length === 0) participant.left = true;
+        participant?.leave();
+        break;
+      }
+      case 'release':
+        if (participants.length > 0) participants[s.ref % participants.length]!.release();
+        break;
     }
     await clock.settle();
     check();
@@ -590,8 +660,17 @@ export async function runProgram({ world, steps }: Program, clock: Clock, tally?
   const closing = shutdown({ container: root, timeoutMs: withWorkers ? 3_000 : 20 });
   let closed = false;
   void closing.then(() => (closed = true));
+  // The close waits for what closes with it: held ones are let go once it has begun.
+  const held = participants.filter((participant) => participant.calls.length === 1 && !participant.released && !participant.selfSettling && !participant.late);
+  await clock.settle();
+  if (held.length > 0 && closed) violate(`shutdown() resolved while ${held.length} participant(s) it called had not closed`);
+  for (const participant of participants) participant.release();
   for (let i = 0; i < 1_000 && !closed; i++) await clock.advance(5);
   if (!closed) violate('shutdown() did not resolve');
+  for (const participant of participants) {
+    if (!participant.left && participant.calls.length !== 1) violate(`the participant joined at step ${participant.step} was called ${participant.calls.length} times by the end`);
+    if (participant.left && participant.calls.length > 0) violate(`the participant joined at step ${participant.step} was called after it left`);
+  }
   await clock.settle();
   check();
   for (const entry of entries) {
