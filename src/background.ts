@@ -293,7 +293,10 @@ export class Background implements AsyncDisposable, TaskAdder {
           'register one on its root container (useBullMQ() from tsyringe-background/bullmq)',
       );
     }
-    return (this.#durable = this.#container.resolve(DurableRunner));
+    const runner = (this.#durable = this.#container.resolve(DurableRunner));
+    // The application's close waits for what it was given (a durable job on its way to Redis).
+    this.#app.settleWith(runner);
+    return runner;
   }
 
   /**

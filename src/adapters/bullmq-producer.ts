@@ -95,6 +95,8 @@ const burstSlice = 500;
  * awaits a handle now and then keeps one connection rather than opening one each time.
  */
 const readerIdleMs = 2_000;
+/** How much longer than its application's close deadline the backend's {@link BullMQBackend.settle} may wait for Redis's answers. */
+const settleGraceMs = 1_000;
 
 /** The durable backend of one application, as {@link useBullMQ} returns it. */
 export interface DurableBackend {
@@ -180,6 +182,8 @@ class BullMQBackend implements Runner, DurableBackend {
   readonly #unremoved = new Set<string>();
   /** Set when {@link close} begins: no queue is made again after. */
   #closing = false;
+  /** Waiting for every job added to be answered or failed ({@link settle}). */
+  readonly #sentWaiters = new Set<() => void>();
   enqueueFailures = 0;
   /**
    * The reader of the queue's event stream, while a handle is followed: from the moment its first
@@ -837,6 +841,36 @@ class BullMQBackend implements Runner, DurableBackend {
       clearTimeout(this.#sendTimer);
       this.#sendTimer = undefined;
     }
+    this.#wakeIfSent();
+  }
+
+  /** Wakes {@link settle} once no job added is on its way. */
+  #wakeIfSent(): void {
+    if (this.#sending.size > 0 || this.#overdue.size > 0 || this.#sentWaiters.size === 0) return;
+    for (const wake of this.#sentWaiters) wake();
+    this.#sentWaiters.clear();
+  }
+
+  /**
+   * What the application's close waits for (as it begins, intake stopped): every job added before
+   * it is answered by Redis (or has failed its bound), and every cancellation asked for is sent,
+   * within `timeoutMs` and a second more; a process may then exit without losing a job `add()`
+   * accepted. What is still on its way then is logged at `error`. The backend stays open
+   * (`close()` closes it): its handles go on following their jobs.
+   */
+  async settle(timeoutMs: number): Promise<void> {
+    this.#flush(true);
+    const sent = async (): Promise<void> => {
+      while (this.#sending.size > 0 || this.#overdue.size > 0) await new Promise<void>((resolve) => this.#sentWaiters.add(resolve));
+      while (this.#removals.size > 0 || this.#tells.size > 0) await Promise.allSettled([...this.#removals.keys(), ...this.#tells]);
+    };
+    if (await within(sent(), timeoutMs + settleGraceMs)) return;
+    const unsent = [...this.#sending.values(), ...this.#overdue.values()].map(({ handle }) => handle);
+    this.#logger.error(
+      { taskIds: unsent.map(({ id }) => id), tasks: [...new Set(unsent.map(({ name }) => name))], cancellations: this.#removals.size + this.#tells.size },
+      `the application closed with ${unsent.length} durable job(s) added before it not yet in Redis, and ${this.#removals.size + this.#tells.size} cancellation(s) not yet sent, ` +
+        `${timeoutMs + settleGraceMs} ms after its close began (Redis did not answer): a process that exits now may lose them`,
+    );
   }
 
   /** Fails the handles of the jobs whose deadline has passed, and waits for the next one's. */
@@ -866,6 +900,7 @@ class BullMQBackend implements Runner, DurableBackend {
               : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`;
       this.#failEnqueue(sending.handle, new Error(why));
     }
+    this.#wakeIfSent();
     if (unanswered.length > 0) {
       this.#logger.warn(
         { taskIds: unanswered.map(({ id }) => id), tasks: [...new Set(unanswered.map(({ name }) => name))] },

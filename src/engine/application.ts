@@ -10,7 +10,7 @@ import type { AttemptWrapper, TaskEvent, TaskHooks, TaskObserver } from '../mode
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
-import type { CloseParticipant, JobContext } from '../model/runner.js';
+import type { CloseParticipant, JobContext, Runner } from '../model/runner.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Periodic } from './periodic.js';
@@ -77,6 +77,8 @@ export class Application implements ScopeHost {
   /** What adapters close with the application (durable workers), and, once its close began, their closes. */
   #participants = new Set<CloseParticipant>();
   #participantsClosing: Promise<void>[] = [];
+  /** The runners whose {@link Runner.settle} the close waits for. */
+  #settled = new WeakSet<Runner>();
 
   /** @param options the options of the application's root container */
   constructor(options: ResolvedOptions) {
@@ -319,6 +321,13 @@ export class Application implements ScopeHost {
     }
     this.#participants.add(participant);
     return () => void this.#participants.delete(participant);
+  }
+
+  /** Has the application's close wait for what `runner` took (its {@link Runner.settle}), once whatever the scopes that use it. */
+  settleWith(runner: Runner): void {
+    if (runner.settle === undefined || this.#settled.has(runner)) return;
+    this.#settled.add(runner);
+    this.closeWith((timeoutMs) => runner.settle!(timeoutMs));
   }
 
   /** Closes a participant, whose failure (it should have none) is logged, not thrown: the close never rejects. */

@@ -90,6 +90,13 @@ export interface Runner {
    * `TypeError` for arguments it cannot carry.
    */
   add(request: TaskRequest): TaskHandle;
+  /**
+   * What the application's close waits for, called once as it begins (intake has stopped): the
+   * tasks this runner took are where they go (a durable backend: every job added is in Redis, or
+   * has failed its bound), so that a process may exit once the close has resolved. Settles within
+   * `timeoutMs` and a second at most; never rejects.
+   */
+  settle?(timeoutMs: number): Promise<void>;
 }
 
 /**

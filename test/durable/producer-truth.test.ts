@@ -7,6 +7,7 @@
  * cancelled; a retry clears the failed attempt's progress; odd arguments get the documented
  * TypeError. Against a real redis-server, with workers in this process on another container.
  */
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
@@ -45,6 +46,20 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
   function setup(options: { workers?: boolean } = {}) {
     return openQueue(redis.connection, closers, { prefix: 'truth', tasks: [answer, broken, abortable, halfThenFail, tick, picky], workers: options.workers });
   }
+
+  it("the application's close waits until every durable job add() accepted is in Redis: a process may exit once shutdown() has resolved (gracefulShutdown() does)", async () => {
+    const { bg, backend, producer, queueName } = setup({ workers: false });
+    // Connected, as a running service is; and a client of the test's, ready to read at once.
+    await backend.queue.count();
+    const admin = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => admin.quit());
+    await admin.ping();
+    // A burst goes out in slices, a turn each: most of it is still on its way when the close begins.
+    for (let i = 0; i < 5_000; i++) bg.with({ durable: true }).add(answer, i);
+    await shutdown({ container: producer });
+    expect(await admin.zcard(`bull:${queueName}:prioritized`)).toBe(5_000);
+    expect(backend.enqueueFailures).toBe(0);
+  });
 
   /** Waits until Redis says the job has `status`, reading it from Redis only (the handle is not watched). */
   async function untilJob(backend: DurableBackend, id: string, status: string): Promise<void> {
