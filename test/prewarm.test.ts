@@ -73,7 +73,7 @@ it("logs what a callback the setup module left behind throws, naming the module,
   const bg = root.createChildContainer().resolve(Background);
   await vi.waitFor(() => expect(logger.at('error')).toHaveLength(2), { timeout: 10_000, interval: 20 });
   for (const entry of logger.at('error')) {
-    expect(entry.message).toMatch(/^the setup module file:.*setup-leaves-throw\.ts had run when a callback it left behind threw: thrown by a timer the setup left; the thread goes on$/);
+    expect(entry.message).toMatch(/^a callback the setup module file:.*setup-leaves-throw\.ts set up threw: thrown by a timer the setup left; the thread goes on$/);
     expect(entry.fields).toMatchObject({ setupModule: leaves.href });
   }
   await expect(bg.add(announcedDouble, 4).result()).resolves.toBe(8);
@@ -81,22 +81,28 @@ it("logs what a callback the setup module left behind throws, naming the module,
   expect(logger.at('error')).toHaveLength(2);
 });
 
-it('stops prewarming once callbacks the setup module left behind have ended 3 idle threads with process.exit(), saying so: threads then run it with their first task', async () => {
+it.each([
+  ['after it has run', 'setup-leaves-exit.ts'],
+  ['while it still runs', 'setup-exits-while-setting-up.ts'],
+])('stops prewarming once callbacks the setup module set up (%s) have ended 3 idle threads with process.exit(), saying so: threads then run it with their first task', async (_when, fixture) => {
   const logger = captureLogger();
-  const leaves = new URL('./fixtures/setup-leaves-exit.ts', import.meta.url);
+  const leaves = new URL(`./fixtures/${fixture}`, import.meta.url);
   // One thread: each is replaced only once the one before has ended, so none is set up past the third.
   const root = freshApp({ logger, pool: { prewarm: true, minThreads: 1, maxThreads: 1, setupModule: leaves } });
   roots.push(root);
   const bg = root.createChildContainer().resolve(Background);
   const stopped = (): string[] => logger.at('error').map((entry) => entry.message).filter((message) => message.includes('no longer run it'));
   await vi.waitFor(() => expect(stopped()).toHaveLength(1), { timeout: 15_000, interval: 20 });
-  expect(stopped()[0]).toMatch(/^the setup module file:.*setup-leaves-exit\.ts has ended 3 idle threads \(process\.exit\(\) in a callback it left behind\): new threads no longer run it as they start \(prewarm\), only with their first task$/);
-  const exits = (): number => logger.at('error').filter((entry) => entry.message.includes('called process.exit(5): its thread ended, and was replaced')).length;
+  expect(stopped()[0]).toMatch(/^the setup module file:.*(setup-leaves-exit|setup-exits-while-setting-up)\.ts has ended 3 idle threads \(process\.exit\(\) in a callback it set up\): new threads no longer run it as they start \(prewarm\), only with their first task$/);
+  const exits = (): number => logger.at('error').filter((entry) => /called process\.exit\(\d\): its thread ended, and was replaced$/.test(entry.message)).length;
   expect(exits()).toBe(3);
   // Its replacement started without the setup: it is not ended (15 times the setup's own timer).
   await vi.waitFor(() => expect(appOf(root).pool.threads).toBe(1), { timeout: 10_000, interval: 20 });
   await new Promise((resolve) => setTimeout(resolve, 300));
   expect(exits()).toBe(3);
-  // A task still runs: its thread runs the setup first (whose timer then ends that thread, after it).
-  await expect(bg.add(announcedDouble, 4).result()).resolves.toBe(8);
+  // A task's thread runs the setup first: after it has run, the setup's timer ends the thread
+  // once the task is done; while it still runs, with the task waiting for it, which fails.
+  const outcome = bg.add(announcedDouble, 4).result();
+  if (fixture === 'setup-leaves-exit.ts') await expect(outcome).resolves.toBe(8);
+  else await expect(outcome).rejects.toMatchObject({ code: 'ERR_WORKER_EXITED', message: expect.stringContaining('in a callback that the setup module') as unknown });
 });

@@ -87,9 +87,33 @@ describe("a callback the setup module left behind", () => {
     // Reported over the thread's own channel: it may arrive after the task's answer.
     await vi.waitFor(() =>
       expect(logger.at('error').map((entry) => entry.message)).toEqual([
-        expect.stringMatching(/^the setup module file:.*setup-leaves-throw\.ts had run when a callback it left behind threw: thrown by a timer the setup left; its thread was running "yieldsOnce" \(#\d+\) by then, which goes on$/),
+        expect.stringMatching(/^a callback the setup module file:.*setup-leaves-throw\.ts set up threw: thrown by a timer the setup left; its thread was running "yieldsOnce" \(#\d+\) by then, which goes on$/),
       ]),
     );
+  });
+});
+
+describe('a callback the setup module set up while it still runs (an async setup)', () => {
+  it("throws: the setup module's error, logged; the task waiting for the setup runs once it is done, on the same thread", async () => {
+    const { bg, logger } = app({ pool: { setupModule: new URL('./fixtures/setup-throws-while-setting-up.ts', import.meta.url) } });
+    const first = (await bg.add(yieldsOnce, 'first').result()) as { threadId: number };
+    await expect(bg.add(yieldsOnce, 'second').result()).resolves.toEqual({ label: 'second', threadId: first.threadId });
+    await vi.waitFor(() =>
+      expect(logger.at('error').map((entry) => entry.message)).toEqual([
+        expect.stringMatching(/^a callback the setup module file:.*setup-throws-while-setting-up\.ts set up threw: thrown while the setup ran; its thread was running "yieldsOnce" \(#\d+\) by then, which goes on$/),
+      ]),
+    );
+  });
+
+  it('calls process.exit(): the task waiting for the setup fails naming the setup module, and is not counted as an idle thread', async () => {
+    const { bg, logger } = app({ pool: { setupModule: new URL('./fixtures/setup-exits-while-setting-up.ts', import.meta.url) } });
+    const failed = await bg.add(yieldsOnce, 'waits for the setup').result().catch((error: unknown) => error);
+    expect(failed).toBeInstanceOf(WorkerTaskError);
+    expect(failed).toMatchObject({ code: 'ERR_WORKER_EXITED', message: expect.stringMatching(/by process\.exit\(4\) in a callback that the setup module file:.*setup-exits-while-setting-up\.ts set up\) and was replaced$/) as unknown });
+    expect(logger.at('error').map((entry) => entry.message)).toContainEqual(
+      expect.stringMatching(/^a callback the setup module file:.*setup-exits-while-setting-up\.ts set up called process\.exit\(4\): its thread ended, failing "yieldsOnce" \(#\d+\)$/),
+    );
+    expect(logger.at('error').some((entry) => entry.message.includes('idle threads'))).toBe(false);
   });
 });
 

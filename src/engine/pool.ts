@@ -306,8 +306,8 @@ export class Pool {
   }
 
   /**
-   * A callback the setup module left behind threw (logged; the thread goes on, and so does the
-   * task it runs) or called process.exit() (its thread ended; the tasks it ran fail). A prewarmed
+   * A callback the setup module set up threw (logged; the thread goes on, and so do the tasks it
+   * has) or called process.exit() (its thread ended; the tasks it had fail). A prewarmed
    * thread runs the setup as it starts, so one that such a callback ends is replaced by one that
    * runs it again: after {@link setupExitsToStop} such ends with no task running, new threads
    * stop running it as they start, and run it with their first task instead, as without prewarm.
@@ -317,20 +317,20 @@ export class Pool {
     if (error !== undefined) {
       const err = errorOf('setup module', error);
       const then = others === '' ? '; the thread goes on' : `; its thread was running ${others} by then, which goes on`;
-      logSafely(this.#logger, 'error', { setupModule: module, err }, `the setup module ${module} had run when a callback it left behind ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}`);
+      logSafely(this.#logger, 'error', { setupModule: module, err }, `a callback the setup module ${module} set up ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}`);
       return;
     }
     const failing = others === '' ? 'and was replaced' : `failing ${others}`;
-    logSafely(this.#logger, 'error', { setupModule: module }, `the setup module ${module} had run when a callback it left behind called process.exit(${exitCode}): its thread ended, ${failing}`);
-    for (const { id } of running) this.#exitedBy.set(id, `process.exit(${exitCode}) in a callback that the setup module ${module} left behind`);
-    if (running.length > 0 || Atomics.load(this.#controls, 0) === 1) return;
+    logSafely(this.#logger, 'error', { setupModule: module }, `a callback the setup module ${module} set up called process.exit(${exitCode}): its thread ended, ${failing}`);
+    for (const { id } of running) this.#exitedBy.set(id, `process.exit(${exitCode}) in a callback that the setup module ${module} set up`);
+    if (!this.settings.prewarm || running.length > 0 || Atomics.load(this.#controls, 0) === 1) return;
     if (++this.#setupExits < setupExitsToStop) return;
     Atomics.store(this.#controls, 0, 1);
     logSafely(
       this.#logger,
       'error',
       { setupModule: module },
-      `the setup module ${module} has ended ${this.#setupExits} idle threads (process.exit() in a callback it left behind): new threads no longer run it as they start (prewarm), only with their first task`,
+      `the setup module ${module} has ended ${this.#setupExits} idle threads (process.exit() in a callback it set up): new threads no longer run it as they start (prewarm), only with their first task`,
     );
   }
 

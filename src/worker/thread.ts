@@ -59,15 +59,19 @@ interface Call {
 }
 /** Names the call whose async context a callback runs in (a timer, a promise's reaction, an I/O callback). */
 const calls = new AsyncLocalStorage<Call>();
-/** The calls running now. */
-const running = new Set<Call>();
+/** The tasks this thread has been given and not answered yet: running, or waiting for the setup or their module. */
+const received = new Set<{ readonly id: string; readonly name: string }>();
 
 export default async function runTask(request: WorkerRequest): Promise<WorkerResponse> {
+  const task = { id: request.id, name: request.name };
+  received.add(task);
   let response: WorkerResponse;
   try {
     response = { ok: true, value: await execute(request) };
   } catch (error) {
     response = failureOf(error);
+  } finally {
+    received.delete(task);
   }
   // The thread is ending because of an error thrown outside the task's call (below): no answer
   // goes, so that the task fails with that error once the thread has exited.
@@ -134,7 +138,6 @@ async function run({ module, name, args, id, port, attempt = 1, slot, token }: W
   // loading) it was waiting for its thread to be ready, and counted as queued.
   if (startCells !== undefined && slot !== undefined) markStarted(startCells, slot, token ?? 0);
   const call: Call = { task: { id, name, module, attempt }, ended: false };
-  running.add(call);
   try {
     // Given up on while it was queued (its thread still starting or running the setup module, where
     // the abort's message cannot stop it): it never starts, and answers with the abort. The flag is
@@ -146,7 +149,6 @@ async function run({ module, name, args, id, port, attempt = 1, slot, token }: W
     return result;
   } finally {
     call.ended = true;
-    running.delete(call);
     port?.close();
   }
 }
@@ -340,7 +342,9 @@ if (config.preload !== undefined && !prewarmStopped) {
 // 22, a callback queued with queueMicrotask() loses the context: it cannot be named.)
 process.on('uncaughtException', (error: unknown, origin: string) => {
   const call = calls.getStore();
-  if (call?.ended === true) {
+  // A callback of a task that has ended, or one the setup module set up (while it runs, too: it
+  // is the setup's, whatever task waits for the setup).
+  if (call?.ended === true || call?.setup === true) {
     report({ task: call.task, setup: call.setup, error: failureOf(error), rejection: origin === 'unhandledRejection', running: runningTasks() });
     return;
   }
@@ -360,11 +364,11 @@ process.on('uncaughtException', (error: unknown, origin: string) => {
 // reaches it before the thread's exit does).
 process.on('exit', (code: number) => {
   const call = calls.getStore();
-  if (call?.ended === true) report({ task: call.task, setup: call.setup, exitCode: code, running: runningTasks() });
+  if (call?.ended === true || call?.setup === true) report({ task: call.task, setup: call.setup, exitCode: code, running: runningTasks() });
 });
 
 function runningTasks(): LeftBehind['running'] {
-  return [...running].map(({ task }) => ({ id: task.id, name: task.name }));
+  return [...received];
 }
 
 /** Tells the pool (failureOf() made the error cloneable). */
