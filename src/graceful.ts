@@ -102,7 +102,9 @@ export interface GracefulShutdownReport extends ShutdownReport {
   /**
    * Requests answered during the sequence (in flight when it began, or arriving on connections
    * still open), and requests whose connection was closed at `requestsTimeoutMs` before their
-   * response had finished.
+   * response had finished, or that came on a connection behind a response that had told its
+   * client `Connection: close` already (Node drops them). A request whose client closed its
+   * connection before the response is neither.
    */
   readonly requests: { readonly finished: number; readonly cutOff: number };
   /** 0 when nothing was lost (`totals.abandoned === 0` and no request cut off), 1 otherwise. */
@@ -421,7 +423,7 @@ interface RequestTracker {
   readonly idle: Promise<void>;
   /** Closes the server to new connections and its idle ones; from now on, connections close after their last response. */
   stopAccepting(): void;
-  /** Closes every connection still open; returns how many responses it cut off. */
+  /** Closes every connection still open; returns how many responses it cut off, and how many requests Node dropped before. */
   closeAll(): number;
   /** Stops watching the server's requests. */
   stop(): void;
@@ -438,6 +440,10 @@ function trackRequests(server: GracefulServer): RequestTracker {
   const perSocket = new WeakMap<object, ServerResponse[]>();
   /** Responses this tracker told `Connection: close`. */
   const told = new WeakSet<ServerResponse>();
+  /** How each response in flight ends, for its connection's close. */
+  const enders = new WeakMap<ServerResponse, (how: 'close') => void>();
+  /** Requests taken after the close began that Node could not answer (behind a response that closed their connection). */
+  let droppedCount = 0;
   /** The connections made since, and whether each has carried a request. */
   const sockets = new Map<Socket, boolean>();
   const onConnection = (socket: Socket): void => {
@@ -472,11 +478,26 @@ function trackRequests(server: GracefulServer): RequestTracker {
     // HTTP/2 forbids the header, and its streams share a session: only HTTP/1 connections are handled.
     const socket = request.httpVersionMajor === 1 ? request.socket : undefined;
     let queue: ServerResponse[] | undefined;
+    /** Taken behind a response that has told its client `Connection: close` already: Node drops it. */
+    let dropped = false;
     if (socket) {
       if (sockets.has(socket)) sockets.set(socket, true);
       queue = perSocket.get(socket);
-      if (queue === undefined) perSocket.set(socket, (queue = []));
-      if (closing && queue.length > 0) takeBack(queue[queue.length - 1]!);
+      if (queue === undefined) {
+        const responses: ServerResponse[] = (queue = []);
+        perSocket.set(socket, responses);
+        // A response waiting behind others on its connection has neither 'finish' nor 'close'
+        // when the connection closes before its turn (its client gone, or Node closing it after
+        // a response that said `Connection: close`): it ends with the connection.
+        socket.once('close', () => {
+          for (const waiting of [...responses]) enders.get(waiting)?.('close');
+        });
+      }
+      const newest = queue[queue.length - 1];
+      if (closing && newest !== undefined) {
+        if (told.has(newest) && newest.headersSent) dropped = true;
+        else takeBack(newest);
+      }
       queue.push(response);
       if (closing) goodbye(response);
     }
@@ -484,10 +505,12 @@ function trackRequests(server: GracefulServer): RequestTracker {
     const end = (how: 'finish' | 'close'): void => {
       if (ended) return;
       ended = true;
+      enders.delete(response);
       inFlight.delete(response);
       if (queue) queue.splice(queue.indexOf(response), 1);
       if (!closing) return;
       if (how === 'finish') finished++;
+      else if (dropped) droppedCount++;
       // The response is handed to the system: close its connection now rather than after a
       // round trip, so that no request the client sends on it meanwhile is taken and then
       // cannot be answered. (Not while the request's body is still coming: closing on unread
@@ -496,6 +519,7 @@ function trackRequests(server: GracefulServer): RequestTracker {
       if (socket && queue!.length === 0 && request.complete) socket.destroy();
       if (inFlight.size === 0) settleIdle();
     };
+    enders.set(response, end);
     response.once('finish', () => end('finish'));
     response.once('close', () => end('close'));
   };
@@ -528,7 +552,7 @@ function trackRequests(server: GracefulServer): RequestTracker {
       if (inFlight.size === 0) settleIdle();
     },
     closeAll() {
-      const cutOff = inFlight.size;
+      const cutOff = inFlight.size + droppedCount;
       // The server's own close too now, for what it ends besides (its timeouts' checks).
       server.close(() => undefined);
       server.closeAllConnections?.();

@@ -9,7 +9,7 @@ import { connect, type AddressInfo } from 'node:net';
 import { container, type DependencyContainer } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Background, BackgroundDisposedError, BackgroundOptions, disposeScope, gracefulShutdown } from '../src/index.js';
-import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
+import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors, type Deferred } from './helpers.js';
 
 watchProcessErrors();
 
@@ -193,6 +193,60 @@ describe('gracefulShutdown(): the sequence', () => {
     expect(responses[0]).not.toMatch(/\r\nConnection: close\r\n/i);
     expect(responses[1]).toMatch(/\r\nConnection: close\r\n/i);
     await expect(closing).resolves.toMatchObject({ requests: { finished: 2, cutOff: 0 }, exitCode: 0 });
+  });
+
+  it('requests pipelined behind a slow one whose client then closed its connection hold nothing: the close ends without waiting for requestsTimeoutMs, none counted cut off, exit code 0', async () => {
+    const slow = deferred();
+    const arrived = deferred();
+    let seen = 0;
+    const h = await start(async (req, res) => {
+      if (++seen === 4) arrived.resolve();
+      if (req.url === '/slow') await slow.promise;
+      res.end('ok');
+    });
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, timeoutMs: 10_000, requestsTimeoutMs: 8_000, signals: [], exit: vi.fn() });
+    const socket = connect(h.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    socket.write(['/slow', '/a', '/b', '/c'].map((path) => `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+    await arrived.promise; // the three behind /slow have answered, and wait for its turn
+    socket.destroy();
+    await once(socket, 'close');
+    const startedAt = performance.now();
+    const report = await graceful.close();
+    slow.resolve();
+    expect(performance.now() - startedAt).toBeLessThan(4_000);
+    expect(report).toMatchObject({ requests: { finished: 0, cutOff: 0 }, exitCode: 0 });
+  });
+
+  it('a request that comes behind a response that told its client Connection: close already, which Node drops, is counted cut off, and holds nothing', async () => {
+    const slow = deferred();
+    const arrivals = new Map<string, Deferred>([['/slow', deferred()], ['/late1', deferred()], ['/late2', deferred()]]);
+    const h = await start(async (req, res) => {
+      arrivals.get(req.url!)?.resolve();
+      if (req.url === '/slow') await slow.promise;
+      res.end(`answer ${req.url}`);
+    });
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, timeoutMs: 10_000, requestsTimeoutMs: 8_000, signals: [], exit: vi.fn() });
+    const socket = connect(h.port, '127.0.0.1');
+    let received = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (received += chunk));
+    socket.on('error', () => undefined);
+    const ended = once(socket, 'close');
+    socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+    await arrivals.get('/slow')!.promise;
+    const startedAt = performance.now();
+    const closing = graceful.close();
+    // Answered at once, behind /slow: it is the newest, told Connection: close, its headers written.
+    socket.write('GET /late1 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await arrivals.get('/late1')!.promise;
+    socket.write('GET /late2 HTTP/1.1\r\nHost: x\r\n\r\n');
+    await arrivals.get('/late2')!.promise;
+    slow.resolve();
+    await ended;
+    const report = await closing;
+    expect(performance.now() - startedAt).toBeLessThan(4_000);
+    expect(received.split(/(?=HTTP\/1\.1 )/).map((response) => response.slice(response.lastIndexOf('\n') + 1))).toEqual(['answer /slow', 'answer /late1']);
+    expect(report).toMatchObject({ requests: { finished: 2, cutOff: 1 }, exitCode: 1 });
   });
 
   it('connections with no request in flight do not hold the close: an idle keep-alive one and one that never sent a request', async () => {
