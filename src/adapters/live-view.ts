@@ -338,13 +338,20 @@ const script = `
     return node;
   }
 
-  async function getJson(path, signal) {
+  // The view's answer has its key (byStatus, tasks). Another's (a login that expired: a 401, a
+  // redirect to a login page, a proxy's own JSON) is said as what it is.
+  async function getJson(path, signal, key) {
     const response = await fetch(base + path, { cache: 'no-store', headers: { accept: 'application/json' }, signal });
-    // Not the view's answer (a login that expired: a 401, or a redirect to an HTML page), said as what it is.
     const isJson = (response.headers.get('content-type') || '').startsWith('application/json');
     const body = isJson ? await response.json().catch(() => undefined) : undefined;
-    if (!response.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + response.status + (response.statusText ? ' ' + response.statusText : ''));
-    if (body === undefined) throw new Error("the answer was not the live view's JSON (HTTP " + response.status + (response.redirected ? ', redirected to ' + response.url : '') + ')');
+    const own = body !== null && typeof body === 'object';
+    if (!response.ok) {
+      // The view's own errors: { error: { message } }; a framework's: { error: 'Unauthorized', message }.
+      const viewError = own && body.error !== null && typeof body.error === 'object' && typeof body.error.message === 'string' ? body.error.message : undefined;
+      const theirs = own && typeof body.message === 'string' ? ': ' + body.message : '';
+      throw new Error(viewError || 'HTTP ' + response.status + (response.statusText ? ' ' + response.statusText : '') + theirs);
+    }
+    if (!own || !(key in body)) throw new Error("the answer was not the live view's JSON (HTTP " + response.status + (response.redirected ? ', redirected to ' + response.url : '') + ')');
     return body;
   }
 
@@ -402,9 +409,9 @@ const script = `
     try {
       if (!document.hidden) {
         const [stats, liveTasks, finishedTasks] = await Promise.all([
-          getJson('api/stats', round.signal),
-          getJson('api/tasks?status=' + live + '&limit=50', round.signal),
-          getJson('api/tasks?status=' + finished + '&limit=20', round.signal),
+          getJson('api/stats', round.signal, 'byStatus'),
+          getJson('api/tasks?status=' + live + '&limit=50', round.signal, 'tasks'),
+          getJson('api/tasks?status=' + finished + '&limit=20', round.signal, 'tasks'),
         ]);
         renderCounts(stats);
         renderTable('live', liveTasks);

@@ -318,7 +318,7 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
     const gate = deferred();
     app.resolve(Background).add(defineTask({ name: 'waiting' }, () => gate.promise));
     const view = createLiveView(resolveLiveViewOptions({ container: app }));
-    let expired: 'no' | '401' | 'redirect' = 'no';
+    let expired: 'no' | '401' | 'redirect' | 'framework' | 'other json' = 'no';
     const server = createServer((req, res) => {
       const { path, query } = splitTarget(req.url ?? '/');
       if (path === '/login') {
@@ -332,6 +332,16 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
       }
       if (below.startsWith('/api/') && expired === 'redirect') {
         res.writeHead(302, { location: '/login' }).end();
+        return;
+      }
+      // Fastify's own error reply, from an authentication hook that throws.
+      if (below.startsWith('/api/') && expired === 'framework') {
+        res.writeHead(401, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify({ statusCode: 401, error: 'Unauthorized', message: 'session expired' }));
+        return;
+      }
+      // A proxy's own JSON, of another shape.
+      if (below.startsWith('/api/') && expired === 'other json') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
         return;
       }
       void view({ method: req.method ?? 'GET', path: below, query }).then((answer) => res.writeHead(answer.status, answer.headers).end(answer.body));
@@ -359,6 +369,13 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
     await page.waitForFunction("document.getElementById('state').textContent.includes('not the live view')", { timeout: 5_000 });
     const redirected = (await page.evaluate(readView)) as View;
     expect(redirected.state).toMatch(/^could not refresh: the answer was not the live view's JSON \(HTTP 200, redirected to http:\/\/127\.0\.0\.1:\d+\/login\)$/);
+
+    expired = 'framework';
+    await page.waitForFunction("document.getElementById('state').textContent.includes('session expired')", { timeout: 5_000 });
+    expect(await page.evaluate(readView)).toMatchObject({ state: 'could not refresh: HTTP 401 Unauthorized: session expired', stateIsError: true });
+
+    expired = 'other json';
+    await page.waitForFunction("document.getElementById('state').textContent === \"could not refresh: the answer was not the live view's JSON (HTTP 200)\"", { timeout: 5_000 });
 
     expired = 'no';
     await page.waitForFunction("document.getElementById('state').textContent.startsWith('updated')", { timeout: 5_000 });
