@@ -1290,7 +1290,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (known) this.#unfollow(id);
     else this.#keep(handle);
     // What other processes read as the cause: the reason given to cancel(), as text.
-    const reason = error.cause === undefined ? error.message : messageOf(error.cause);
+    const reason = error.cause === undefined ? error.message : reasonText(error.cause);
     const removal = this.#remove(handle, reason).catch((failure: unknown) => {
       this.#logger.error({ task: name, taskId: id, err: failure }, `durable task "${name}" was cancelled, but its job could not be removed from Redis; it may still run`);
     });
@@ -1741,6 +1741,27 @@ const noop = (): void => undefined;
 const stalledReason = 'job stalled more than allowable limit';
 
 /** This process's time zone (`TZ`, or the system's), if the runtime says. */
+/** The longest cancellation reason sent to other processes (it is kept in Redis with the job, and in the record of cancellations). */
+const reasonMaxLength = 1_000;
+
+/**
+ * A reason given to `cancel()` as other processes read it: a string as it is, an `Error`'s
+ * message, anything else as JSON (or its printed form); cut to {@link reasonMaxLength} characters.
+ */
+function reasonText(reason: unknown): string {
+  let text: string;
+  if (typeof reason === 'string') text = reason;
+  else if (reason instanceof Error) text = reason.message;
+  else {
+    try {
+      text = JSON.stringify(reason) ?? String(reason);
+    } catch {
+      text = String(reason);
+    }
+  }
+  return text.length <= reasonMaxLength ? text : `${text.slice(0, reasonMaxLength)}… (${text.length - reasonMaxLength} more characters)`;
+}
+
 function processZone(): string | undefined {
   return Intl.DateTimeFormat().resolvedOptions().timeZone || undefined;
 }

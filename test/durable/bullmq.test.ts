@@ -245,6 +245,22 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(await thirdBackend.handle(randomUUID())).toBeUndefined();
   });
 
+  it.each([
+    ['an object', { why: 'duplicate', by: 'admin' }, '{"why":"duplicate","by":"admin"}'],
+    ['an Error', new Error('superseded'), 'superseded'],
+    ['a very long string', 'x'.repeat(5_000), `${'x'.repeat(1_000)}… (4000 more characters)`],
+  ])('a cancellation reason given as %s reaches other processes as text', async (_what, reason, text) => {
+    const { bg, queueName } = setup({ workers: false });
+    const handle = bg.with({ durable: true, delayMs: 60_000 }).add(record, 'cancelled with a reason', 1);
+    const otherBackend = producerOn(queueName);
+    await vi.waitFor(async () => expect((await otherBackend.job(handle.id))?.status).toBe('delayed'), { timeout: 5_000, interval: 10 });
+    handle.cancel(reason);
+    await expect(handle.result()).rejects.toMatchObject({ cause: reason });
+    await vi.waitFor(async () => expect(await otherBackend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    const found = await producerOn(queueName).handle(handle.id);
+    await expect(found!.result()).rejects.toMatchObject({ name: 'TaskCancelledError', cause: text });
+  });
+
   it('handles watched in the turn of their add() are followed from their first event: none is read back from Redis', async () => {
     const { bg, backend } = setup();
     calls = new Map();
