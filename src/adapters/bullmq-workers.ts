@@ -170,11 +170,11 @@ export interface DurableWorkers {
  * and the attempt's run takes the job's id (`ctx.id`, its logs and errors). A value the task
  * returns that JSON cannot carry as it is fails the job without retries, logged at `error`.
  *
- * The workers close with the application of `container` (`shutdown()`, `gracefulShutdown()`): they
- * stop taking jobs as its close begins, and its close waits for theirs (up to a second past its
- * deadline); a job taken as it began, and a job whose run the close abandoned at its deadline, go
- * back to the queue without counting an attempt, for another worker to run. `close()` afterwards
- * returns the same close.
+ * Once they have taken a job, the workers close with the application of `container` (`shutdown()`,
+ * `gracefulShutdown()`): they stop taking jobs as its close begins, and its close waits for theirs
+ * (up to a second past its deadline); a job taken as it began, and a job whose run the close
+ * abandoned at its deadline, go back to the queue without counting an attempt, for another worker
+ * to run. `close()` afterwards returns the same close.
  *
  * ```ts
  * const workers = startWorkers({ tasks: [sendInvoice, renderReport], connection, concurrency: 20 });
@@ -216,8 +216,20 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   // The attempts' own entries (their failures, their ctx.logger) go where the workers log, when
   // given (merged over the application's options, the nearest winning).
   if (options.logger !== undefined) workersScope.register(BackgroundOptions, { useValue: { logger: options.logger } });
-  // Made now, so that the workers close with their application (below).
-  const background = workersScope.resolve(Background) as Background & JobRunAdder;
+  /**
+   * The workers' Background, made with their first job (as any Background, it reads the
+   * application's options as it is made): from then on the workers close with its application.
+   */
+  let background: (Background & JobRunAdder) | undefined;
+  const backgroundNow = (): Background & JobRunAdder => {
+    if (background !== undefined) return background;
+    background = workersScope.resolve(Background) as Background & JobRunAdder;
+    // The application's close closes them too, within its deadline and a second more: a job whose
+    // run it abandoned at the deadline is put back in the queue then (one round trip), not left to
+    // wait out its lock because the process exited first.
+    leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs + putBackMs, Date.now() + timeoutMs + putBackMs)));
+    return background;
+  };
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
   const running = new Map<string, RunningJob>();
   /**
@@ -308,12 +320,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       const entry = new RunningJob(job, logger, scope);
       let local: TaskHandle;
       try {
+        const adder = backgroundNow();
         // An attempt of the job: it counts its attempt as the job does (ctx.attempt, its events and
         // logs), its progress is the job's, and it is on record in Redis, not in this process.
         // Added inside the context its add() carried (its trace), when this application enters one.
-        const entering = context === undefined ? undefined : background[jobContext];
-        if (entering === undefined || context === undefined) local = background[jobRun](definition, args, entry, timeoutMs);
-        else local = entering.enter(context, () => background[jobRun](definition, args, entry, timeoutMs));
+        const entering = context === undefined ? undefined : adder[jobContext];
+        if (entering === undefined || context === undefined) local = adder[jobRun](definition, args, entry, timeoutMs);
+        else local = entering.enter(context, () => adder[jobRun](definition, args, entry, timeoutMs));
       } catch (error) {
         if (error instanceof BackgroundDisposedError) return await putBack(job, token);
         throw error;
@@ -428,9 +441,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     }
   };
   subscriber.on('ready', () => void listen());
-  /** Takes the workers off their application's close (set below). */
+  /** Takes the workers off their application's close (set with their Background, above). */
   let leave = (): void => undefined;
-  const closeNow = async (timeoutMs: number | undefined): Promise<void> => {
+  /**
+   * Closes the workers: their jobs within `timeoutMs` (none: no bound), then their connections,
+   * within a second or by `closeBy` (epoch ms), which bounds the whole close when given.
+   */
+  const closeNow = async (timeoutMs: number | undefined, closeBy?: number): Promise<void> => {
     leave();
     closing = true;
     readRecorded();
@@ -454,22 +471,20 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     }
     const workerClosed = worker.close(!inTime);
     // Once no job of ours is active (at once with `timeoutMs`), BullMQ has only its connections
-    // to close: a Redis that stopped answering never answers its QUIT, so they are dropped after
-    // a second, which ends that close.
+    // to close (and the outcomes of the jobs that ended to write): a Redis that stopped answering
+    // never answers, so they are dropped once a second has passed, one second for them all.
     if (inTime) await idle();
     whenIdle = undefined;
-    if (!(await within(workerClosed, connectionsCloseMs))) {
-      logger.warn({ ms: connectionsCloseMs }, `the durable workers' connections to Redis did not close within ${connectionsCloseMs} ms once no job was active (Redis did not answer); they are dropped`);
-      await within(worker.disconnect(), connectionsCloseMs);
-      await within(workerClosed, connectionsCloseMs);
+    const until = closeBy ?? Date.now() + connectionsCloseMs;
+    const left = (): number => Math.max(0, until - Date.now());
+    const budget = closeBy === undefined ? connectionsCloseMs : left();
+    if (!(await within(workerClosed, budget))) {
+      logger.warn({ ms: budget }, `the durable workers' connections to Redis did not close within ${budget} ms once no job was active (Redis did not answer); they are dropped`);
+      await within(Promise.allSettled([worker.disconnect(), workerClosed]), left());
     }
-    await endClient(subscriber);
+    await endClient(subscriber, left());
   };
   let closed: Promise<void> | undefined;
-  // The application's close closes them too, within its deadline and a second more: a job whose
-  // run it abandoned at the deadline is put back in the queue then (one round trip), not left to
-  // wait out its lock because the process exited first.
-  leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs + putBackMs)));
   return {
     worker,
     async close(options = {}) {

@@ -325,6 +325,26 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     expect(second.status).not.toBe('failed');
   });
 
+  it("the workers' application's close against a Redis that stopped answering ends within a second past its deadline: the connections' second is shared, not one a step", async () => {
+    const proxy = await startProxy(redis.port);
+    closers.push(() => proxy.close());
+    const queueName = `frozen-${randomUUID()}`;
+    const workerRoot = freshApp({ logger: captureLogger() });
+    startWorkers({ container: workerRoot, tasks: [counted], connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName, logger: captureLogger() });
+    const producer = freshApp({ logger: captureLogger() });
+    const backend = useBullMQ(producer, { connection: redis.connection, queueName, logger: captureLogger() });
+    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    // One job run: the workers close with their application from now on.
+    await expect(producer.resolve(Background).with({ durable: true }).add(counted, 'before the freeze').result({ timeoutMs: 10_000 })).resolves.toBe('ran before the freeze');
+    proxy.mode = 'dropRequests';
+    const startedAt = performance.now();
+    await shutdown({ container: workerRoot, timeoutMs: 300 });
+    const took = performance.now() - startedAt;
+    expect(took).toBeGreaterThanOrEqual(300);
+    expect(took).toBeLessThan(300 + 1_000 + 400);
+    await vi.waitFor(() => expect(proxy.connections).toBe(0), { timeout: 2_000, interval: 20 });
+  });
+
   it('workers.close() against a Redis that stopped answering ends: once no job is active, the connections are dropped after a second', async () => {
     for (const options of [{}, { timeoutMs: 200 }]) {
       const proxy = await startProxy(redis.port);

@@ -164,6 +164,21 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
     for (const handle of handles) await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'succeeded', attempt: 1 });
   });
 
+  it('workers started on an application already closed put back the first job they take, say so once at warn, and close with it', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const app = freshApp({ logger: captureLogger() });
+    await shutdown({ container: app });
+    const logger = captureLogger();
+    const workers = startWorkers({ container: app, tasks, connection: redis.connection, queueName, logger });
+    closers.push(() => workers.close());
+    const handle = bg.add(slow, 'never here', 10);
+    await vi.waitFor(() => expect(logger.at('warn').map((entry) => entry.message)).toEqual([expect.stringContaining('durable workers stopped taking jobs: their application closed')]), { timeout: 5_000, interval: 10 });
+    // Closed with their application, with nobody calling close().
+    await vi.waitFor(() => expect(workers.worker.isRunning()).toBe(false), { timeout: 5_000, interval: 10 });
+    await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'queued', attempt: 0 });
+    expect(runs.get('never here')).toBeUndefined();
+  });
+
   it('a result JSON cannot carry fails its job at once, without retries, naming the task, the job and the path; logged at error', async () => {
     const { bg, logger } = setup();
     const retried = bg.with({ retries: 2, backoff: { baseMs: 1, jitter: 0 } });
