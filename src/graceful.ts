@@ -107,7 +107,7 @@ export interface GracefulShutdownReport extends ShutdownReport {
    * connection before the response is neither.
    */
   readonly requests: { readonly finished: number; readonly cutOff: number };
-  /** 0 when nothing was lost (`totals.abandoned === 0` and no request cut off), 1 otherwise. */
+  /** 0 when nothing was lost (`totals.abandoned === 0`, `abandoned === 0`: durable jobs not in Redis count, and no request cut off), 1 otherwise. */
   readonly exitCode: 0 | 1;
 }
 
@@ -402,7 +402,8 @@ async function run({ app, timeoutMs, requestsTimeoutMs, logger }: Settings, requ
   // What shutdown({ container, timeoutMs: left }) does, on the application found as the sequence began.
   const drained = app === undefined ? Object.freeze({ abandoned: 0, durationMs: 0, totals: Object.freeze(newCounts()) }) : await app.close(left);
   const durationMs = Math.round(performance.now() - startedAt);
-  const exitCode = drained.totals.abandoned === 0 && cutOff === 0 ? 0 : 1;
+  // Nothing abandoned since the start, none by this close (durable jobs not in Redis included), no request cut off.
+  const exitCode = drained.totals.abandoned === 0 && drained.abandoned === 0 && cutOff === 0 ? 0 : 1;
   const report: GracefulShutdownReport = Object.freeze({ ...drained, durationMs, requests: Object.freeze({ finished, cutOff }), exitCode });
   const { totals } = drained;
   const fields = { durationMs, requests: report.requests, abandoned: drained.abandoned, totals, exitCode };

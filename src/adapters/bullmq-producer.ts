@@ -858,19 +858,29 @@ class BullMQBackend implements Runner, DurableBackend {
    * accepted. What is still on its way then is logged at `error`. The backend stays open
    * (`close()` closes it): its handles go on following their jobs.
    */
-  async settle(timeoutMs: number): Promise<void> {
-    this.#flush(true);
-    const sent = async (): Promise<void> => {
-      while (this.#sending.size > 0 || this.#overdue.size > 0) await new Promise<void>((resolve) => this.#sentWaiters.add(resolve));
-      while (this.#removals.size > 0 || this.#tells.size > 0) await Promise.allSettled([...this.#removals.keys(), ...this.#tells]);
-    };
-    if (await within(sent(), timeoutMs + settleGraceMs)) return;
+  async settle(timeoutMs: number): Promise<number> {
+    // The jobs of this turn go as every burst does, a slice a turn (not all at once: the event
+    // loop would be held for as long, and Redis's answers read only after the bound had passed).
+    const startedAt = Date.now();
+    const until = startedAt + timeoutMs + settleGraceMs;
+    const onTheirWay = (): boolean => this.#sending.size > 0 || this.#overdue.size > 0 || this.#removals.size > 0 || this.#tells.size > 0;
+    while (onTheirWay() && Date.now() < until) {
+      const waiting = this.#sending.size > 0 || this.#overdue.size > 0 ? new Promise<void>((resolve) => this.#sentWaiters.add(resolve)) : Promise.allSettled([...this.#removals.keys(), ...this.#tells]);
+      await within(waiting, until - Date.now());
+    }
+    // Past the bound: what Redis answered meanwhile is read first (a timer can come before the
+    // answers waiting on the connection).
+    if (onTheirWay()) await new Promise((resolve) => setImmediate(resolve));
+    if (!onTheirWay()) return 0;
     const unsent = [...this.#sending.values(), ...this.#overdue.values()].map(({ handle }) => handle);
+    const cancelled = new Set([...[...this.#removals.values()].map(({ id }) => id), ...this.#telling.keys()]);
+    const listed = (ids: Iterable<string>): string[] => [...ids].slice(0, 100);
     this.#logger.error(
-      { taskIds: unsent.map(({ id }) => id), tasks: [...new Set(unsent.map(({ name }) => name))], cancellations: this.#removals.size + this.#tells.size },
-      `the application closed with ${unsent.length} durable job(s) added before it not yet in Redis, and ${this.#removals.size + this.#tells.size} cancellation(s) not yet sent, ` +
-        `${timeoutMs + settleGraceMs} ms after its close began (Redis did not answer): a process that exits now may lose them`,
+      { taskIds: listed(unsent.map(({ id }) => id)), tasks: [...new Set(unsent.map(({ name }) => name))], cancelledTaskIds: listed(cancelled) },
+      `the application closed with ${unsent.length} durable job(s) added before it not yet in Redis (a process that exits now may lose them), ` +
+        `and ${cancelled.size} cancellation(s) not yet sent (their jobs may still run), ${Date.now() - startedAt} ms after its close began (Redis had not answered)`,
     );
+    return unsent.length + cancelled.size;
   }
 
   /** Fails the handles of the jobs whose deadline has passed, and waits for the next one's. */

@@ -24,7 +24,11 @@ export type ApplicationState = 'open' | 'closing' | 'closed';
 
 /** What an application-wide close reports. */
 export interface ShutdownReport {
-  /** Tasks this close abandoned: still unfinished at its deadline (or delayed past it). */
+  /**
+   * Tasks this close abandoned: still unfinished at its deadline (or delayed past it); and, with a
+   * durable backend, the durable jobs added before it that were not yet in Redis a second past
+   * its deadline, and the cancellations not yet sent (logged at `error`).
+   */
   readonly abandoned: number;
   /** How long the close took, in milliseconds. */
   readonly durationMs: number;
@@ -76,7 +80,7 @@ export class Application implements ScopeHost {
   jobContext: JobContext | undefined;
   /** What adapters close with the application (durable workers), and, once its close began, their closes. */
   #participants = new Set<CloseParticipant>();
-  #participantsClosing: Promise<void>[] = [];
+  #participantsClosing: Promise<number | void>[] = [];
   /** The runners whose {@link Runner.settle} the close waits for. */
   #settled = new WeakSet<Runner>();
 
@@ -331,7 +335,7 @@ export class Application implements ScopeHost {
   }
 
   /** Closes a participant, whose failure (it should have none) is logged, not thrown: the close never rejects. */
-  #join(participant: CloseParticipant, timeoutMs: number): Promise<void> {
+  #join(participant: CloseParticipant, timeoutMs: number): Promise<number | void> {
     const failed = (error: unknown): void => logSafely(this.#options.logger, 'error', { err: error }, 'closing what closes with the application failed');
     try {
       return participant(timeoutMs).catch(failed);
@@ -377,7 +381,9 @@ export class Application implements ScopeHost {
     this.#pool?.admission.stop();
     for (const scope of this.#busyScopes()) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
-    await Promise.all([this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt))), ...this.#participantsClosing]);
+    const [, ...unfinished] = await Promise.all([this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt))), ...this.#participantsClosing]);
+    // What closes with it could not finish (durable jobs not in Redis): abandoned too.
+    for (const count of unfinished) abandoned += typeof count === 'number' ? count : 0;
     return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt), totals: Object.freeze({ ...this.counts }) });
   }
 

@@ -71,9 +71,10 @@ export const jobContext: unique symbol = Symbol.for('tsyringe-background.jobCont
  * Something an adapter closes with an application (a durable backend's workers): called once, as
  * the application's close begins, with its deadline; the close then waits for the promise
  * (which must settle, within `timeoutMs` and a few seconds at most, and never reject) as it does
- * for the worker pool's.
+ * for the worker pool's. It may resolve with how many things it could not finish, which the
+ * close counts as abandoned.
  */
-export type CloseParticipant = (timeoutMs: number) => Promise<void>;
+export type CloseParticipant = (timeoutMs: number) => Promise<number | void>;
 
 /**
  * The key of a `Background` method, `(participant: CloseParticipant) => () => void`, that has its
@@ -94,9 +95,10 @@ export interface Runner {
    * What the application's close waits for, called once as it begins (intake has stopped): the
    * tasks this runner took are where they go (a durable backend: every job added is in Redis, or
    * has failed its bound), so that a process may exit once the close has resolved. Settles within
-   * `timeoutMs` and a second at most; never rejects.
+   * `timeoutMs` and a second at most; never rejects. Resolves with how many it could not finish
+   * (jobs not in Redis, cancellations not sent): the close counts them as abandoned.
    */
-  settle?(timeoutMs: number): Promise<void>;
+  settle?(timeoutMs: number): Promise<number | void>;
 }
 
 /**

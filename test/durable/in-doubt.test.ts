@@ -325,6 +325,28 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     expect(second.status).not.toBe('failed');
   });
 
+  it("the producer's application's close against a Redis that stopped answering ends a second past its deadline, its jobs not in Redis counted abandoned and logged", async () => {
+    const proxy = await startProxy(redis.port);
+    closers.push(() => proxy.close());
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName: `unsent-${randomUUID()}`, logger, enqueueTimeoutMs: 10_000 });
+    closers.push(() => backend.close({ timeoutMs: 100 }));
+    await backend.queue.count();
+    proxy.mode = 'dropRequests';
+    const bg = producer.resolve(Background).with({ durable: true });
+    for (const label of ['a', 'b', 'c']) bg.add(counted, label);
+    const startedAt = performance.now();
+    const report = await shutdown({ container: producer, timeoutMs: 200 });
+    const took = performance.now() - startedAt;
+    expect(took).toBeGreaterThanOrEqual(1_150);
+    expect(took).toBeLessThan(200 + 1_000 + 400);
+    expect(report.abandoned).toBe(3);
+    expect(logger.at('error').map((entry) => entry.message)).toContainEqual(
+      expect.stringMatching(/^the application closed with 3 durable job\(s\) added before it not yet in Redis \(a process that exits now may lose them\), and 0 cancellation\(s\) not yet sent \(their jobs may still run\), 1\d\d\d ms after its close began \(Redis had not answered\)$/),
+    );
+  });
+
   it("the workers' application's close against a Redis that stopped answering ends within a second past its deadline: the connections' second is shared, not one a step", async () => {
     const proxy = await startProxy(redis.port);
     closers.push(() => proxy.close());
