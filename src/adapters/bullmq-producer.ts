@@ -559,17 +559,8 @@ class BullMQBackend implements Runner, DurableBackend {
     const repeat = 'every' in cadence ? { every: cadence.every, startDate: Date.now() + cadence.every } : { pattern: cadence.expression, ...(tz === undefined ? {} : { tz }) };
     const data = jobData(args, options);
     let saved: Promise<unknown> = Promise.resolve();
-    const handle = new DurableHandle(this, name, name, 'delayed', (cancelled) => {
-      // After the schedule is saved (or failed to be), never before: it would come back.
-      saved
-        .catch(() => undefined)
-        .then(() => this.queue.removeJobScheduler(name))
-        .catch((error: unknown) => {
-          this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${cancelled.message})`);
-        });
-      // A schedule never ends by itself: it ends cancelled at once.
-      return true;
-    }, true);
+    // Removed after it is saved (or failed to be), never before: it would come back.
+    const handle = new DurableHandle(this, name, name, 'delayed', (cancelled) => this.#removeSchedule(name, cancelled, saved), true);
     // Its runs are kept in Redis as long as one-off jobs are, not for ever.
     const template = {
       name,
@@ -1597,12 +1588,21 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   async #scheduleHandle(name: string): Promise<TaskHandle | undefined> {
     if ((await this.queue.getJobScheduler(name)) === undefined) return undefined;
-    return new DurableHandle(this, name, name, 'delayed', (cancelled) => {
-      this.queue.removeJobScheduler(name).catch((error: unknown) => {
+    return new DurableHandle(this, name, name, 'delayed', (cancelled) => this.#removeSchedule(name, cancelled), true);
+  }
+
+  /**
+   * A schedule's handle's cancel(): removes the schedule once `after` has settled (its save);
+   * a failure is logged. A schedule never ends by itself: its handle ends cancelled at once (true).
+   */
+  #removeSchedule(name: string, cancelled: TaskCancelledError, after: Promise<unknown> = Promise.resolve()): true {
+    after
+      .catch(() => undefined)
+      .then(() => this.queue.removeJobScheduler(name))
+      .catch((error: unknown) => {
         this.#logger.error({ task: name, err: error }, `the schedule of durable task "${name}" could not be removed (${cancelled.message})`);
       });
-      return true;
-    }, true);
+    return true;
   }
 
   /**

@@ -82,10 +82,12 @@ export function workerTasksOf(module: string): string[] {
 }
 
 /**
- * The query a worker thread adds to a module's URL to import it again after its evaluation failed
- * (Node keeps a failed evaluation for the URL it was imported by): the module's own URL, without it.
+ * The query parameter a worker thread adds to a module's URL to import it again after its
+ * evaluation failed (Node keeps a failed evaluation for the URL it was imported by); a
+ * definition's module is its URL without it.
  */
-export const retryQuery = /[?&]tsyringe-background-retry=\d+$/;
+export const retryParameter = 'tsyringe-background-retry';
+const retryQuery = new RegExp(`[?&]${retryParameter}=\\d+$`);
 
 function moduleHref(moduleUrl: unknown, name: string): string {
   const href = fileHref(moduleUrl)?.replace(retryQuery, '');

@@ -15,7 +15,7 @@ import { describe, messageOf, printed } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { tokenName } from '../model/task.js';
-import { findWorkerTask, workerTasksOf } from '../model/worker-task.js';
+import { findWorkerTask, retryParameter, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
 import { isAborted, markStarted } from './start-marks.js';
 import { failureOf, fromWire, logMessageOf, type ChannelMessage, type LeftBehind, type ThreadMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
@@ -202,7 +202,7 @@ function load(url: string): Promise<unknown> {
     // failed evaluation for the URL it was imported by, so the retry imports it by another one:
     // the module itself is evaluated again (not a module it imports whose own evaluation failed).
     const failed = failures.get(url) ?? 0;
-    module = importModule(failed === 0 ? url : `${url}${url.includes('?') ? '&' : '?'}tsyringe-background-retry=${failed}`);
+    module = importModule(failed === 0 ? url : `${url}${url.includes('?') ? '&' : '?'}${retryParameter}=${failed}`);
     loaded.set(url, module);
     module.then(
       () => readyModules.add(url),

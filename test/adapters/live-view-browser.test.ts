@@ -261,22 +261,17 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
     };
   })()`;
 
-  it('a round whose answer never comes fails once its deadline passes ("could not refresh"), and the page goes on refreshing', async () => {
-    app = freshApp({ logger: captureLogger() });
-    const gate = deferred();
-    const task = app.resolve(Background).add(defineTask({ name: 'waiting' }, () => gate.promise));
+  /**
+   * A plain Node server of the view under /background, for an application with one task held on
+   * `gate`; `answer` may answer a request first (returning true); then the page, opened on it.
+   */
+  async function openOnPlainServer(gate: Deferred, answer: (path: string, below: string, res: ServerResponse) => boolean, beforeGoto?: (opened: Page) => Promise<unknown>): Promise<void> {
     const view = createLiveView(resolveLiveViewOptions({ container: app }));
-    let holdNextStats = false;
-    const held = deferred<ServerResponse>();
     const server = createServer((req, res) => {
       const { path, query } = splitTarget(req.url ?? '/');
       const below = pathBelow(path, '/background');
-      if (holdNextStats && below === '/api/stats') {
-        holdNextStats = false; // one request held, as a stalled proxy would; every later one is answered
-        held.resolve(res);
-        return;
-      }
-      void view({ method: req.method ?? 'GET', path: below, query }).then((answer) => res.writeHead(answer.status, answer.headers).end(answer.body));
+      if (answer(path, below, res)) return;
+      void view({ method: req.method ?? 'GET', path: below, query }).then((viewed) => res.writeHead(viewed.status, viewed.headers).end(viewed.body));
     });
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -285,13 +280,30 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
       server.closeAllConnections();
       await new Promise((closed) => server.close(closed));
     };
-
     context = await browser.createBrowserContext();
     page = await context.newPage();
     scriptErrors = [];
     page.on('pageerror', (error) => scriptErrors.push(String(error)));
-    await page.evaluateOnNewDocument(controlDeadlines);
+    await beforeGoto?.(page);
     await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/background/`);
+  }
+
+  it('a round whose answer never comes fails once its deadline passes ("could not refresh"), and the page goes on refreshing', async () => {
+    app = freshApp({ logger: captureLogger() });
+    const gate = deferred();
+    const task = app.resolve(Background).add(defineTask({ name: 'waiting' }, () => gate.promise));
+    let holdNextStats = false;
+    const held = deferred<ServerResponse>();
+    await openOnPlainServer(
+      gate,
+      (_path, below, res) => {
+        if (!holdNextStats || below !== '/api/stats') return false;
+        holdNextStats = false; // one request held, as a stalled proxy would; every later one is answered
+        held.resolve(res);
+        return true;
+      },
+      (opened) => opened.evaluateOnNewDocument(controlDeadlines),
+    );
     const before = await waitForView(page, (view) => view.refreshes > 0 && view.live.length === 1);
     expect(before.live[0]).toMatchObject({ id: task.id, name: 'waiting', status: 'running' });
 
@@ -317,48 +329,18 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
     app = freshApp({ logger: captureLogger() });
     const gate = deferred();
     app.resolve(Background).add(defineTask({ name: 'waiting' }, () => gate.promise));
-    const view = createLiveView(resolveLiveViewOptions({ container: app }));
     let expired: 'no' | '401' | 'redirect' | 'framework' | 'other json' = 'no';
-    const server = createServer((req, res) => {
-      const { path, query } = splitTarget(req.url ?? '/');
-      if (path === '/login') {
-        res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><p>log in</p>');
-        return;
-      }
-      const below = pathBelow(path, '/background');
-      if (below.startsWith('/api/') && expired === '401') {
-        res.writeHead(401).end();
-        return;
-      }
-      if (below.startsWith('/api/') && expired === 'redirect') {
-        res.writeHead(302, { location: '/login' }).end();
-        return;
-      }
+    await openOnPlainServer(gate, (path, below, res) => {
+      if (path === '/login') res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><p>log in</p>');
+      else if (!below.startsWith('/api/') || expired === 'no') return false;
+      else if (expired === '401') res.writeHead(401).end();
+      else if (expired === 'redirect') res.writeHead(302, { location: '/login' }).end();
       // Fastify's own error reply, from an authentication hook that throws.
-      if (below.startsWith('/api/') && expired === 'framework') {
-        res.writeHead(401, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify({ statusCode: 401, error: 'Unauthorized', message: 'session expired' }));
-        return;
-      }
+      else if (expired === 'framework') res.writeHead(401, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify({ statusCode: 401, error: 'Unauthorized', message: 'session expired' }));
       // A proxy's own JSON, of another shape.
-      if (below.startsWith('/api/') && expired === 'other json') {
-        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
-        return;
-      }
-      void view({ method: req.method ?? 'GET', path: below, query }).then((answer) => res.writeHead(answer.status, answer.headers).end(answer.body));
+      else res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      return true;
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    closeServer = async () => {
-      gate.resolve();
-      server.closeAllConnections();
-      await new Promise((closed) => server.close(closed));
-    };
-
-    context = await browser.createBrowserContext();
-    page = await context.newPage();
-    scriptErrors = [];
-    page.on('pageerror', (error) => scriptErrors.push(String(error)));
-    await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/background/`);
     await waitForView(page, (shown) => shown.refreshes > 0 && shown.live.length === 1);
 
     expired = '401';
