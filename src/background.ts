@@ -10,7 +10,7 @@ import { describe } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { closeWith, DurableRunner, jobContext, kindOf, nameOf, type CloseParticipant, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
-import { checkMerged, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
+import { checkMerged, defaultTaskOptions, rememberedTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 import { cronTimes, cronTimesDoor } from './model/cron-times.js';
 
 const isRun = (handle: unknown): boolean => handle instanceof TaskRun;
@@ -305,7 +305,7 @@ export class Background implements AsyncDisposable, TaskAdder {
    */
   #optionsFor(name: string, definitionOptions: object | undefined, call: CallSpec | undefined): ResolvedTaskOptions {
     let options = this.#scope.options.defaults;
-    if (definitionOptions !== undefined) options = resolveTaskOptions(definitionOptions, options, definitionLevel(name));
+    if (definitionOptions !== undefined) options = rememberedTaskOptions(definitionOptions, options) ?? resolveTaskOptions(definitionOptions, options, definitionLevel(name));
     if (call === undefined) return checkMerged(options, name);
     // A view adds the same kind of task again and again: its options, merged once, serve the next add too.
     if (call !== this.#lastCall || options !== this.#lastBase) {

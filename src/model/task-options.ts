@@ -131,6 +131,15 @@ export function resolveTaskOptions(given: object, base: ResolvedTaskOptions, lev
 }
 
 /**
+ * What {@link resolveTaskOptions} made and remembered for `given` over `base`, if it did: a
+ * lookup that needs no level (a definition's level is a string and an object a call, made for
+ * nothing on every add but the first).
+ */
+export function rememberedTaskOptions(given: object, base: ResolvedTaskOptions): ResolvedTaskOptions | undefined {
+  return cache.get(given)?.get(base);
+}
+
+/**
  * Checks merged task options for what no single level can: a `backoff.maxMs` given without
  * `baseMs` that is below the `baseMs` it inherits. The message names the level that gave `maxMs`,
  * where the `baseMs` came from and, when given, the task being added.
