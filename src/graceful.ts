@@ -107,7 +107,11 @@ export interface GracefulShutdownReport extends ShutdownReport {
    * connection before the response is neither.
    */
   readonly requests: { readonly finished: number; readonly cutOff: number };
-  /** 0 when nothing was lost (`totals.abandoned === 0`, `abandoned === 0`: durable jobs not in Redis count, and no request cut off), 1 otherwise. */
+  /**
+   * 0 when nothing was lost, 1 otherwise: no task abandoned but durable jobs put back in their
+   * queue (`totals.abandoned === requeued`, `abandoned === requeued`: durable jobs not in Redis
+   * count), and no request cut off.
+   */
   readonly exitCode: 0 | 1;
 }
 
@@ -152,8 +156,8 @@ const listedAtMost = 20;
  * 2. {@link shutdown} drains every scope of the application (request scopes included) and closes
  *    the worker pool, within what is left of `timeoutMs`;
  * 3. one summary is logged: at `info`, or at `error` when work was lost;
- * 4. the process exits: 0 when nothing was lost (no task abandoned since the start, no request
- *    cut off), 1 otherwise.
+ * 4. the process exits: 0 when nothing was lost (no task abandoned since the start but runs of
+ *    durable jobs put back in their queue, no request cut off), 1 otherwise.
  *
  * A second signal during the sequence logs the tasks it abandons (names and ids) at `error` and
  * exits at once with 128 + the signal's number (130 for SIGINT, 143 for SIGTERM). The listeners
@@ -400,14 +404,16 @@ async function run({ app, timeoutMs, requestsTimeoutMs, logger }: Settings, requ
   }
   const left = Math.max(0, Math.floor(timeoutMs - (performance.now() - startedAt)));
   // What shutdown({ container, timeoutMs: left }) does, on the application found as the sequence began.
-  const drained = app === undefined ? Object.freeze({ abandoned: 0, durationMs: 0, totals: Object.freeze(newCounts()) }) : await app.close(left);
+  const drained = app === undefined ? Object.freeze({ abandoned: 0, requeued: 0, durationMs: 0, totals: Object.freeze(newCounts()) }) : await app.close(left);
   const durationMs = Math.round(performance.now() - startedAt);
-  // Nothing abandoned since the start, none by this close (durable jobs not in Redis included), no request cut off.
-  const exitCode = drained.totals.abandoned === 0 && drained.abandoned === 0 && cutOff === 0 ? 0 : 1;
+  // Nothing abandoned since the start, none by this close (durable jobs not in Redis included), no
+  // request cut off; a durable job whose run it abandoned is back in its queue, not lost.
+  const { requeued } = drained;
+  const exitCode = drained.totals.abandoned === requeued && drained.abandoned === requeued && cutOff === 0 ? 0 : 1;
   const report: GracefulShutdownReport = Object.freeze({ ...drained, durationMs, requests: Object.freeze({ finished, cutOff }), exitCode });
   const { totals } = drained;
-  const fields = { durationMs, requests: report.requests, abandoned: drained.abandoned, totals, exitCode };
-  const tasks = `${totals.total} task(s) since the start: ${totals.succeeded} succeeded, ${totals.failed} failed, ${totals.timedOut} timed out, ${totals.cancelled} cancelled, ${totals.skipped} skipped, ${totals.abandoned} abandoned`;
+  const fields = { durationMs, requests: report.requests, abandoned: drained.abandoned, requeued, totals, exitCode };
+  const tasks = `${totals.total} task(s) since the start: ${totals.succeeded} succeeded, ${totals.failed} failed, ${totals.timedOut} timed out, ${totals.cancelled} cancelled, ${totals.skipped} skipped, ${totals.abandoned} abandoned${requeued === 0 ? '' : ` (${requeued} of them durable jobs put back in their queue, to run on another worker)`}`;
   const summary = `${finished} request(s) finished in flight, ${cutOff} cut off; ${tasks}`;
   if (exitCode === 0) logSafely(logger, 'info', fields, `shut down gracefully in ${durationMs} ms: ${summary}`);
   else logSafely(logger, 'error', fields, `shut down in ${durationMs} ms with work lost: ${summary}`);

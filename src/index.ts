@@ -46,6 +46,6 @@ export {
   type TaskResult,
 } from './model/task.js';
 export { workerTask, type WorkerTaskDefinition } from './model/worker-task.js';
-export { DurableRunner, type Runner, type TaskKind, type TaskRequest } from './model/runner.js';
+export { DurableRunner, type CloseOutcome, type Runner, type TaskKind, type TaskRequest } from './model/runner.js';
 export { transfer } from './worker/clone.js';
 export { registerErrorClass, type ErrorClass } from './worker/wire.js';

@@ -46,8 +46,9 @@ const shutdownKeys = ['container', 'timeoutMs'] as const satisfies readonly (key
  * ```ts
  * process.once('SIGTERM', async () => {
  *   await new Promise((closed) => server.close(closed));   // stop accepting, finish in-flight requests
- *   const { totals } = await shutdown({ timeoutMs: 20_000 });
- *   process.exit(totals.abandoned === 0 ? 0 : 1);   // request scopes' abandoned work counts too
+ *   const { totals, requeued } = await shutdown({ timeoutMs: 20_000 });
+ *   // Request scopes' abandoned work counts too; durable jobs put back in their queue are not lost.
+ *   process.exit(totals.abandoned === requeued ? 0 : 1);
  * });
  * ```
  *
@@ -62,7 +63,7 @@ export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport>
   // Under a disposed container no registration can be read: the application is found without
   // them (a root's disposal has closed it, or is closing it: the close is shared).
   const found = appOfDisposed(scope);
-  if (found === null) return Promise.resolve(Object.freeze({ abandoned: 0, durationMs: 0, totals: Object.freeze(newCounts()) }));
+  if (found === null) return Promise.resolve(Object.freeze({ abandoned: 0, requeued: 0, durationMs: 0, totals: Object.freeze(newCounts()) }));
   const app = found ?? appOf(scope);
   const timeoutMs = options.timeoutMs ?? app.options.drainTimeoutMs;
   if (!isTimerMs(timeoutMs)) throw invalid('shutdown(options): options.timeoutMs', `an integer from 0 to ${maxTimerMs}`, timeoutMs);

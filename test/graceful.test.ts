@@ -155,7 +155,7 @@ describe('gracefulShutdown(): the sequence', () => {
     expect(infos).toHaveLength(1);
     expect(infos[0]!.message).toMatch(summaryPattern);
     expect(summaryPattern.exec(infos[0]!.message)!.slice(1).map(Number)).toEqual([1, 0, 3, 3]);
-    expect(infos[0]!.fields).toEqual({ durationMs: report.durationMs, requests: { finished: 1, cutOff: 0 }, abandoned: 0, totals: report.totals, exitCode: 0 });
+    expect(infos[0]!.fields).toEqual({ durationMs: report.durationMs, requests: { finished: 1, cutOff: 0 }, abandoned: 0, requeued: 0, totals: report.totals, exitCode: 0 });
     expect(h.logger.at('error')).toEqual([]);
     expect(exit).not.toHaveBeenCalled(); // close() never exits: the signal's listener does
     agent.destroy();

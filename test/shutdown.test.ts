@@ -116,7 +116,7 @@ describe('shutdown()', () => {
 
 describe('what closes with the application (the closeWith door durable workers use)', () => {
   const closeWith = Symbol.for('tsyringe-background.closeWith');
-  type Participant = (timeoutMs: number) => Promise<void>;
+  type Participant = (timeoutMs: number) => Promise<{ unfinished?: number; requeued?: number } | void>;
   const door = (bg: Background): ((participant: Participant) => () => void) =>
     (bg as unknown as Record<symbol, (participant: Participant) => () => void>)[closeWith]!.bind(bg);
 
@@ -139,6 +139,16 @@ describe('what closes with the application (the closeWith door durable workers u
     gate.resolve();
     await closing;
     expect(calls).toEqual([1_234]);
+  });
+
+  it("what they could not finish is added to the report's abandoned, and the runs of durable jobs they put back to its requeued", async () => {
+    const app = freshApp({ logger: captureLogger() });
+    const bg = app.resolve(Background);
+    door(bg)(async () => ({ unfinished: 2 }));
+    door(bg)(async () => ({ requeued: 1 }));
+    door(bg)(async () => undefined);
+    door(bg)(async () => ({ unfinished: 1, requeued: 3 }));
+    await expect(shutdown({ container: app, timeoutMs: 1_000 })).resolves.toMatchObject({ abandoned: 3, requeued: 4 });
   });
 
   it('a failing one is logged and the close still resolves with its report; one joined after the close began is called at once with what is left', async () => {

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { defaultRepeatStrategy, type ConnectionOptions, type Job, type JobsOptions, type RepeatStrategy } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { DependencyContainer } from 'tsyringe';
-import { Background, type BackgroundLogger, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
+import { Background, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
 import { describe } from './request-scope.js';
 
 /** Where the queue is. */
@@ -141,7 +141,7 @@ export interface JobRunAdder {
   /** What enters the context a job carries ({@link JobData.context}), when an adapter set one on the application. */
   readonly [jobContext]: { enter<T>(carried: NonNullable<TaskRequest['carried']>, run: () => T): T } | undefined;
   /** Has the application call `close(timeoutMs)` as its close begins, and wait for it; returns what takes it off. */
-  [closeWith](close: (timeoutMs: number) => Promise<void>): () => void;
+  [closeWith](close: (timeoutMs: number) => Promise<CloseOutcome | void>): () => void;
 }
 
 /** A durable task as any process can see it, read from Redis. */

@@ -17,6 +17,7 @@ import { container as globalContainer, type DependencyContainer } from 'tsyringe
 import {
   consoleLogger,
   DurableRunner,
+  type CloseOutcome,
   DurableTaskError,
   TaskCancelledError,
   TaskSkippedError,
@@ -849,7 +850,7 @@ class BullMQBackend implements Runner, DurableBackend {
    * accepted. What is still on its way then is logged at `error`. The backend stays open
    * (`close()` closes it): its handles go on following their jobs.
    */
-  async settle(timeoutMs: number): Promise<number> {
+  async settle(timeoutMs: number): Promise<CloseOutcome> {
     // The jobs of this turn go as every burst does, a slice a turn (not all at once: the event
     // loop would be held for as long, and Redis's answers read only after the bound had passed).
     const startedAt = Date.now();
@@ -862,7 +863,7 @@ class BullMQBackend implements Runner, DurableBackend {
     // Past the bound: what Redis answered meanwhile is read first (a timer can come before the
     // answers waiting on the connection).
     if (onTheirWay()) await new Promise((resolve) => setImmediate(resolve));
-    if (!onTheirWay()) return 0;
+    if (!onTheirWay()) return {};
     const unsent = [...this.#sending.values(), ...this.#overdue.values()].map(({ handle }) => handle);
     const cancelled = new Set([...[...this.#removals.values()].map(({ id }) => id), ...this.#telling.keys()]);
     const listed = (ids: Iterable<string>): string[] => [...ids].slice(0, 100);
@@ -871,7 +872,7 @@ class BullMQBackend implements Runner, DurableBackend {
       `the application closed with ${unsent.length} durable job(s) added before it not yet in Redis (a process that exits now may lose them), ` +
         `and ${cancelled.size} cancellation(s) not yet sent (their jobs may still run), ${Date.now() - startedAt} ms after its close began (Redis had not answered)`,
     );
-    return unsent.length + cancelled.size;
+    return { unfinished: unsent.length + cancelled.size };
   }
 
   /** Fails the handles of the jobs whose deadline has passed, and waits for the next one's. */

@@ -174,7 +174,8 @@ export interface DurableWorkers {
  * `gracefulShutdown()`): they stop taking jobs as its close begins, and its close waits for theirs
  * (up to a second past its deadline); a job taken as it began, and a job whose run the close
  * abandoned at its deadline, go back to the queue without counting an attempt, for another worker
- * to run. `close()` afterwards returns the same close.
+ * to run (the latter counted in the close's report as `requeued`: not lost, so `gracefulShutdown()`
+ * exits 0 for them). `close()` afterwards returns the same close.
  *
  * ```ts
  * const workers = startWorkers({ tasks: [sendInvoice, renderReport], connection, concurrency: 20 });
@@ -227,7 +228,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     // The application's close closes them too, within its deadline and a second more: a job whose
     // run it abandoned at the deadline is put back in the queue then (one round trip), not left to
     // wait out its lock because the process exited first.
-    leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs + putBackMs, Date.now() + timeoutMs + putBackMs)));
+    leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs + putBackMs, Date.now() + timeoutMs + putBackMs)).then(() => ({ requeued })));
     return background;
   };
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
@@ -265,11 +266,14 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
    * again, its lock released and its attempts unchanged (BullMQ's `WaitingError` tells the worker
    * that the processor moved it), for another worker to run.
    */
-  const putBack = async (job: Job<JobData>, token: string | undefined): Promise<never> => {
+  const putBack = async (job: Job<JobData>, token: string | undefined, abandoned: boolean): Promise<never> => {
     stopTaking();
     await job.moveToWait(token);
+    if (abandoned) requeued++;
     throw new WaitingError();
   };
+  /** Jobs put back whose run the application's close had abandoned (its report's `requeued`: not lost). */
+  let requeued = 0;
   // Two parameters, not three: BullMQ gives every job of a processor that takes its signal an
   // AbortController, ≈ 5–10 µs of a worker's CPU per job (bench/durable.mjs); `running` does the same.
   const ended = (): void => {
@@ -328,7 +332,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         if (entering === undefined || context === undefined) local = adder[jobRun](definition, args, entry, timeoutMs);
         else local = entering.enter(context, () => adder[jobRun](definition, args, entry, timeoutMs));
       } catch (error) {
-        if (error instanceof BackgroundDisposedError) return await putBack(job, token);
+        if (error instanceof BackgroundDisposedError) return await putBack(job, token, false);
         throw error;
       }
       entry.local = local;
@@ -350,7 +354,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         // Recorded with the reason given to cancel(), which any process then reads as the cause.
         if (entry.cancelReason !== undefined) throw new UnrecoverableError(`${cancelledPrefix}${entry.cancelReason}`);
         // Abandoned at the drain deadline of the application's close: not the task's failure.
-        if (local.status === 'abandoned') return await putBack(job, token);
+        if (local.status === 'abandoned') return await putBack(job, token, true);
         // The task's retryIf said no.
         if (entry.retryRefused) throw new UnrecoverableError(messageOf(error));
         throw error;

@@ -10,7 +10,7 @@ import type { AttemptWrapper, TaskEvent, TaskHooks, TaskObserver } from '../mode
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
-import type { CloseParticipant, JobContext, Runner } from '../model/runner.js';
+import type { CloseOutcome, CloseParticipant, JobContext, Runner } from '../model/runner.js';
 import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Periodic } from './periodic.js';
@@ -30,12 +30,18 @@ export interface ShutdownReport {
    * its deadline, and the cancellations not yet sent (logged at `error`).
    */
   readonly abandoned: number;
+  /**
+   * Of `abandoned` (and of `totals.abandoned`): runs of durable jobs whose jobs this close put back
+   * in their queue, where another worker runs them (their attempt not counted): not lost.
+   */
+  readonly requeued: number;
   /** How long the close took, in milliseconds. */
   readonly durationMs: number;
   /**
    * The whole application's tasks since it started, by final status (and `total` added), as
    * the close ended: what request scopes abandoned at their own deadlines is in
-   * `totals.abandoned`. `totals.abandoned === 0` means no task of the application was lost.
+   * `totals.abandoned`. `totals.abandoned === requeued` means no task of the application was lost
+   * (`totals.abandoned === 0` without durable workers).
    */
   readonly totals: Readonly<Counts>;
 }
@@ -80,7 +86,7 @@ export class Application implements ScopeHost {
   jobContext: JobContext | undefined;
   /** What adapters close with the application (durable workers), and, once its close began, their closes. */
   #participants = new Set<CloseParticipant>();
-  #participantsClosing: Promise<number | void>[] = [];
+  #participantsClosing: Promise<CloseOutcome | void>[] = [];
   /** The runners whose {@link Runner.settle} the close waits for. */
   #settled = new WeakSet<Runner>();
 
@@ -335,7 +341,7 @@ export class Application implements ScopeHost {
   }
 
   /** Closes a participant, whose failure (it should have none) is logged, not thrown: the close never rejects. */
-  #join(participant: CloseParticipant, timeoutMs: number): Promise<number | void> {
+  #join(participant: CloseParticipant, timeoutMs: number): Promise<CloseOutcome | void> {
     const failed = (error: unknown): void => logSafely(this.#options.logger, 'error', { err: error }, 'closing what closes with the application failed');
     try {
       return participant(timeoutMs).catch(failed);
@@ -381,10 +387,14 @@ export class Application implements ScopeHost {
     this.#pool?.admission.stop();
     for (const scope of this.#busyScopes()) abandoned += scope.abandon(timeoutMs, 'application');
     this.#state = 'closed';
-    const [, ...unfinished] = await Promise.all([this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt))), ...this.#participantsClosing]);
-    // What closes with it could not finish (durable jobs not in Redis): abandoned too.
-    for (const count of unfinished) abandoned += typeof count === 'number' ? count : 0;
-    return Object.freeze({ abandoned, durationMs: Math.round(performance.now() - startedAt), totals: Object.freeze({ ...this.counts }) });
+    const [, ...outcomes] = await Promise.all([this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt))), ...this.#participantsClosing]);
+    let requeued = 0;
+    for (const outcome of outcomes) {
+      // What closes with it could not finish (durable jobs not in Redis): abandoned too.
+      abandoned += outcome?.unfinished ?? 0;
+      requeued += outcome?.requeued ?? 0;
+    }
+    return Object.freeze({ abandoned, requeued, durationMs: Math.round(performance.now() - startedAt), totals: Object.freeze({ ...this.counts }) });
   }
 
   async #drainAll(): Promise<void> {

@@ -67,14 +67,24 @@ export interface JobContext {
  */
 export const jobContext: unique symbol = Symbol.for('tsyringe-background.jobContext');
 
+/** What a participant in an application's close ({@link CloseParticipant}, {@link Runner.settle}) says of how it ended. */
+export interface CloseOutcome {
+  /** Things it could not finish (durable jobs not in Redis, cancellations not sent): the close counts them abandoned. */
+  readonly unfinished?: number | undefined;
+  /**
+   * Runs of durable jobs that the close abandoned (counted abandoned as they ended) and whose jobs
+   * went back to their queue, to run again on another worker: abandoned here, not lost.
+   */
+  readonly requeued?: number | undefined;
+}
+
 /**
  * Something an adapter closes with an application (a durable backend's workers): called once, as
  * the application's close begins, with its deadline; the close then waits for the promise
  * (which must settle, within `timeoutMs` and a few seconds at most, and never reject) as it does
- * for the worker pool's. It may resolve with how many things it could not finish, which the
- * close counts as abandoned.
+ * for the worker pool's, and adds up what it resolves with.
  */
-export type CloseParticipant = (timeoutMs: number) => Promise<number | void>;
+export type CloseParticipant = (timeoutMs: number) => Promise<CloseOutcome | void>;
 
 /**
  * The key of a `Background` method, `(participant: CloseParticipant) => () => void`, that has its
@@ -96,9 +106,9 @@ export interface Runner {
    * tasks this runner took are where they go (a durable backend: every job added is in Redis, or
    * has failed its bound), so that a process may exit once the close has resolved. Settles within
    * `timeoutMs` and a second at most; never rejects. Resolves with how many it could not finish
-   * (jobs not in Redis, cancellations not sent): the close counts them as abandoned.
+   * (jobs not in Redis, cancellations not sent: `unfinished`), which the close counts abandoned.
    */
-  settle?(timeoutMs: number): Promise<number | void>;
+  settle?(timeoutMs: number): Promise<CloseOutcome | void>;
 }
 
 /**

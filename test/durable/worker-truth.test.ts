@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableWorkers } from '../../src/adapters/bullmq.js';
-import { Background, defineTask, DurableTaskError, shutdown, TaskContext, type TaskDefinition } from '../../src/index.js';
+import { Background, defineTask, DurableTaskError, gracefulShutdown, shutdown, TaskContext, type TaskDefinition } from '../../src/index.js';
 import { captureLogger, failureOf, freshApp, watchProcessErrors } from '../helpers.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
@@ -137,7 +137,8 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
     // Its application closes with a deadline shorter than the active job: jobs come meanwhile.
     const closing = shutdown({ container: app, timeoutMs: 300 });
     const added = ['a', 'b', 'c'].map((label) => retried.add(slow, label, 10));
-    await closing;
+    // The active one's run was abandoned at the deadline, and its job put back: not lost.
+    expect(await closing).toMatchObject({ abandoned: 1, requeued: 1, totals: { abandoned: 1 } });
     // Once the close has resolved (a process would exit then), every job it took is back in Redis:
     // the workers closed with their application.
     const queue = backend.queue;
@@ -162,6 +163,27 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
       { label: 'c', attempt: 1 },
     ]);
     for (const handle of handles) await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'succeeded', attempt: 1 });
+  });
+
+  it("gracefulShutdown() of a worker process whose jobs outlast its deadline exits 0: their runs were abandoned, their jobs put back, nothing lost", async () => {
+    const { bg, backend, app, queueName } = setup({ concurrency: 2 });
+    const handles = ['long-1', 'long-2'].map((label) => bg.add(slow, label, 1_000));
+    await vi.waitFor(() => expect([runs.get('long-1'), runs.get('long-2')]).toEqual([1, 1]), { timeout: 5_000, interval: 5 });
+    const logger = captureLogger();
+    const exits: number[] = [];
+    const report = await gracefulShutdown({ container: app, timeoutMs: 300, signals: [], logger, exit: (code) => exits.push(code) }).close();
+    expect(report).toMatchObject({ abandoned: 2, requeued: 2, totals: { abandoned: 2 }, exitCode: 0 });
+    expect(logger.at('info').map((entry) => entry.message)).toEqual([
+      expect.stringMatching(/^shut down gracefully in \d+ ms: .*, 2 abandoned \(2 of them durable jobs put back in their queue, to run on another worker\)$/),
+    ]);
+    expect(logger.at('error')).toEqual([]);
+    // They run again elsewhere, their first attempt not counted.
+    worker(queueName);
+    await expect(Promise.all(handles.map((handle) => handle.result()))).resolves.toEqual([
+      { label: 'long-1', attempt: 1 },
+      { label: 'long-2', attempt: 1 },
+    ]);
+    await expect(backend.job(handles[0]!.id)).resolves.toMatchObject({ status: 'succeeded', attempt: 1 });
   });
 
   it('workers started on an application already closed put back the first job they take, say so once at warn, and close with it', async () => {
