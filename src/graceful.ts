@@ -414,7 +414,10 @@ async function run({ app, timeoutMs, requestsTimeoutMs, logger }: Settings, requ
   const { totals } = drained;
   const fields = { durationMs, requests: report.requests, abandoned: drained.abandoned, requeued, totals, exitCode };
   const tasks = `${totals.total} task(s) since the start: ${totals.succeeded} succeeded, ${totals.failed} failed, ${totals.timedOut} timed out, ${totals.cancelled} cancelled, ${totals.skipped} skipped, ${totals.abandoned} abandoned${requeued === 0 ? '' : ` (${requeued} of them durable jobs put back in their queue, to run on another worker)`}`;
-  const summary = `${finished} request(s) finished in flight, ${cutOff} cut off; ${tasks}`;
+  // Durable jobs not in Redis and cancellations not sent are in no total: this close's count, when it says more than the totals.
+  const closeAbandoned =
+    drained.abandoned === totals.abandoned ? '' : `; this close abandoned ${drained.abandoned} (tasks unfinished at its deadline, durable jobs not in Redis, cancellations not sent)`;
+  const summary = `${finished} request(s) finished in flight, ${cutOff} cut off; ${tasks}${closeAbandoned}`;
   if (exitCode === 0) logSafely(logger, 'info', fields, `shut down gracefully in ${durationMs} ms: ${summary}`);
   else logSafely(logger, 'error', fields, `shut down in ${durationMs} ms with work lost: ${summary}`);
   return report;

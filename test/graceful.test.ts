@@ -312,6 +312,20 @@ describe('gracefulShutdown(): the sequence', () => {
     ]);
   });
 
+  it('the summary says what the close abandoned that no total counts (durable jobs not in Redis, cancellations not sent): exit code 1', async () => {
+    const logger = captureLogger();
+    const app = freshApp({ logger });
+    const bg = app.resolve(Background);
+    // What the durable backend does through its door: its close could not finish two things.
+    const closeWith = Symbol.for('tsyringe-background.closeWith');
+    (bg as unknown as Record<symbol, (participant: () => Promise<unknown>) => () => void>)[closeWith]!.call(bg, async () => ({ unfinished: 2 }));
+    const report = await gracefulShutdown({ container: app, signals: [], exit: vi.fn() }).close();
+    expect(report).toMatchObject({ abandoned: 2, requeued: 0, exitCode: 1, totals: { abandoned: 0 } });
+    expect(logger.at('error').map((e) => e.message)).toEqual([
+      expect.stringMatching(/ with work lost: .* 0 abandoned; this close abandoned 2 \(tasks unfinished at its deadline, durable jobs not in Redis, cancellations not sent\)$/),
+    ]);
+  });
+
   it("with no server, closes the application alone; logs to the application's logger, or to options.logger", async () => {
     const { appBg, app, logger } = await start(() => undefined);
     appBg.add(async () => 'done');

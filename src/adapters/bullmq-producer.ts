@@ -15,13 +15,14 @@ import { FlowProducer, Job, Queue, QueueEvents, type ConnectionOptions, type Flo
 import type { Redis } from 'ioredis';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import {
+  Background,
   consoleLogger,
   DurableRunner,
-  type CloseOutcome,
   DurableTaskError,
   TaskCancelledError,
   TaskSkippedError,
   type BackgroundLogger,
+  type CloseOutcome,
   type Runner,
   type TaskHandle,
   type TaskOptions,
@@ -44,6 +45,7 @@ import {
   checkJson,
   checkMs,
   childFailed,
+  closeWith,
   defaultConnection,
   defaultQueueName,
   endClient,
@@ -63,6 +65,7 @@ import {
   type DurableJob,
   type FailedPrerequisite,
   type JobData,
+  type JobRunAdder,
   type Outcome,
 } from './bullmq-jobs.js';
 import { DurableHandle, jobEvents, type JobEvent, type JobEventFields } from './bullmq-handle.js';
@@ -161,7 +164,7 @@ export function useBullMQ(root: DependencyContainer = globalContainer, options: 
   }
   checkConnection('useBullMQ', options);
   checkMs('useBullMQ(root, options): options.enqueueTimeoutMs', options.enqueueTimeoutMs, 1);
-  const backend = new BullMQBackend(options);
+  const backend = new BullMQBackend(options, root);
   root.register(DurableRunner, { useValue: backend });
   return backend;
 }
@@ -255,7 +258,14 @@ class BullMQBackend implements Runner, DurableBackend {
   #checkedFrom = '0-0';
   #lookingForGap = false;
 
-  constructor(options: UseBullMQOptions) {
+  /** The container given to useBullMQ(): its application's close waits for {@link settle} once this backend has cancelled a job ({@link #joinClose}). */
+  readonly #root: DependencyContainer;
+  #joinedClose = false;
+  /** The settle going on, shared by an application's close that joined it twice. */
+  #settling: Promise<CloseOutcome> | undefined;
+
+  constructor(options: UseBullMQOptions, root: DependencyContainer) {
+    this.#root = root;
     const connection = options.connection ?? defaultConnection;
     this.#logger = options.logger ?? consoleLogger;
     this.#enqueueTimeoutMs = options.enqueueTimeoutMs ?? 10_000;
@@ -850,10 +860,39 @@ class BullMQBackend implements Runner, DurableBackend {
    * accepted. What is still on its way then is logged at `error`. The backend stays open
    * (`close()` closes it): its handles go on following their jobs.
    */
-  async settle(timeoutMs: number): Promise<CloseOutcome> {
+  settle(timeoutMs: number): Promise<CloseOutcome> {
+    // Joined twice by one application (its first durable add(), its first cancellation): one
+    // settle, its outcome counted once.
+    if (this.#settling !== undefined) return this.#settling.then(() => ({}));
+    const settling = (this.#settling = this.#settleNow(timeoutMs));
+    void settling.then(() => {
+      if (this.#settling === settling) this.#settling = undefined;
+    });
+    return settling;
+  }
+
+  /**
+   * Has the application of {@link #root} wait for {@link settle} at its close, once: a process
+   * that cancels jobs it did not add (handles of `handle(id)`) must have sent the cancellations
+   * before it exits, as one that adds jobs (the application joins it at its first durable add()).
+   */
+  #joinClose(): void {
+    if (this.#joinedClose) return;
+    this.#joinedClose = true;
+    try {
+      const background = this.#root.resolve(Background) as unknown as Pick<JobRunAdder, typeof closeWith>;
+      background[closeWith]((timeoutMs) => this.settle(timeoutMs));
+    } catch {
+      // A container tsyringe has disposed: its application has closed already.
+    }
+  }
+
+  async #settleNow(timeoutMs: number): Promise<CloseOutcome> {
     // The jobs of this turn go as every burst does, a slice a turn (not all at once: the event
     // loop would be held for as long, and Redis's answers read only after the bound had passed).
     const startedAt = Date.now();
+    // Jobs whose bound passes while the close waits for them are lost to it (the process exits).
+    const failedBefore = this.enqueueFailures;
     const until = startedAt + timeoutMs + settleGraceMs;
     const onTheirWay = (): boolean => this.#sending.size > 0 || this.#overdue.size > 0 || this.#removals.size > 0 || this.#tells.size > 0;
     while (onTheirWay() && Date.now() < until) {
@@ -863,16 +902,17 @@ class BullMQBackend implements Runner, DurableBackend {
     // Past the bound: what Redis answered meanwhile is read first (a timer can come before the
     // answers waiting on the connection).
     if (onTheirWay()) await new Promise((resolve) => setImmediate(resolve));
-    if (!onTheirWay()) return {};
+    const failedMeanwhile = this.enqueueFailures - failedBefore;
+    if (!onTheirWay()) return { unfinished: failedMeanwhile };
     const unsent = [...this.#sending.values(), ...this.#overdue.values()].map(({ handle }) => handle);
     const cancelled = new Set([...[...this.#removals.values()].map(({ id }) => id), ...this.#telling.keys()]);
     const listed = (ids: Iterable<string>): string[] => [...ids].slice(0, 100);
     this.#logger.error(
       { taskIds: listed(unsent.map(({ id }) => id)), tasks: [...new Set(unsent.map(({ name }) => name))], cancelledTaskIds: listed(cancelled) },
       `the application closed with ${unsent.length} durable job(s) added before it not yet in Redis (a process that exits now may lose them), ` +
-        `and ${cancelled.size} cancellation(s) not yet sent (their jobs may still run), ${Date.now() - startedAt} ms after its close began (Redis had not answered)`,
+        `and ${cancelled.size} cancellation(s) not yet sent (their jobs may still run), ${Date.now() - startedAt} ms after its close began (still being sent, or not answered by Redis)`,
     );
-    return { unfinished: unsent.length + cancelled.size };
+    return { unfinished: unsent.length + cancelled.size + failedMeanwhile };
   }
 
   /** Fails the handles of the jobs whose deadline has passed, and waits for the next one's. */
@@ -1286,6 +1326,7 @@ class BullMQBackend implements Runner, DurableBackend {
    * stopped, and as it ended if it had ended first.
    */
   #cancel(handle: DurableHandle, error: TaskCancelledError): boolean {
+    this.#joinClose();
     const { id, name } = handle;
     const known =
       this.#sendingOf(id) !== undefined || Date.now() + 50 < handle.notBefore || (this.#live.get(id) === handle && handle.held === undefined && !this.#toReadBack.has(handle));

@@ -343,8 +343,54 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     expect(took).toBeLessThan(200 + 1_000 + 400);
     expect(report.abandoned).toBe(3);
     expect(logger.at('error').map((entry) => entry.message)).toContainEqual(
-      expect.stringMatching(/^the application closed with 3 durable job\(s\) added before it not yet in Redis \(a process that exits now may lose them\), and 0 cancellation\(s\) not yet sent \(their jobs may still run\), 1\d\d\d ms after its close began \(Redis had not answered\)$/),
+      expect.stringMatching(/^the application closed with 3 durable job\(s\) added before it not yet in Redis \(a process that exits now may lose them\), and 0 cancellation\(s\) not yet sent \(their jobs may still run\), 1\d\d\d ms after its close began \(still being sent, or not answered by Redis\)$/),
     );
+  });
+
+  it("jobs whose enqueue bound passes while the producer's application's close waits for them count in its abandoned: the process would exit without them", async () => {
+    const proxy = await startProxy(redis.port);
+    closers.push(() => proxy.close());
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName: `unreachable-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
+    closers.push(() => backend.close({ timeoutMs: 100 }));
+    await backend.queue.count();
+    // Redis is gone as the close begins (the producer knows: it tried to reconnect): the jobs of the turn can never be sent.
+    proxy.mode = 'refuse';
+    proxy.cut();
+    await vi.waitFor(() => expect(proxy.refused).toBeGreaterThan(0), { timeout: 5_000, interval: 5 });
+    const bg = producer.resolve(Background).with({ durable: true });
+    const handles = ['a', 'b', 'c'].map((label) => bg.add(counted, label));
+    const report = await shutdown({ container: producer, timeoutMs: 2_000 });
+    expect(handles.map((handle) => handle.status)).toEqual(['failed', 'failed', 'failed']);
+    expect(report.abandoned).toBe(3);
+    expect(backend.enqueueFailures).toBe(3);
+  });
+
+  it("a process that cancels jobs it did not add (handles of backend.handle(id)) sends the cancellations before its application's close resolves", async () => {
+    const queueName = `cancels-only-${randomUUID()}`;
+    const adder = freshApp({ logger: captureLogger() });
+    const adding = useBullMQ(adder, { connection: redis.connection, queueName, logger: captureLogger() });
+    closers.push(() => shutdown({ container: adder }), () => adding.close());
+    const later = adder.resolve(Background).with({ durable: true, delayMs: 60_000 });
+    const added = ['x', 'y', 'z'].map((label) => later.add(counted, label));
+    const direct = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => direct.quit());
+    const delayed = `bull:${queueName}:delayed`;
+    await vi.waitFor(async () => expect(await direct.zcard(delayed)).toBe(3), { timeout: 5_000, interval: 10 });
+    // Another process: it adds nothing, it only cancels, then exits as soon as its close resolves.
+    const proxy = await startProxy(redis.port);
+    closers.push(() => proxy.close());
+    const canceller = freshApp({ logger: captureLogger() });
+    const cancelling = useBullMQ(canceller, { connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName, logger: captureLogger() });
+    closers.push(() => cancelling.close({ timeoutMs: 100 }));
+    const handles = await Promise.all(added.map((handle) => cancelling.handle(handle.id)));
+    for (const handle of handles) expect(handle?.cancel('not needed')).toBe(true);
+    await shutdown({ container: canceller, timeoutMs: 2_000 });
+    // The process exits now: nothing more of it reaches Redis.
+    proxy.mode = 'refuse';
+    proxy.cut();
+    expect(await direct.zcard(delayed)).toBe(0);
   });
 
   it("the workers' application's close against a Redis that stopped answering ends within a second past its deadline: the connections' second is shared, not one a step", async () => {
