@@ -10,6 +10,7 @@ import { container as globalContainer, type DependencyContainer } from 'tsyringe
 import { ApplicationBackground } from './background.js';
 import { appMadeFor, appOf, appOfDisposed } from './di/container.js';
 import type { Application, ShutdownReport } from './engine/application.js';
+import { withDeadline } from './engine/deadlines.js';
 import { checkContainer, checkKnownKeys, describe, invalid, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
 import { newCounts, type TaskStatus } from './model/handle.js';
 import { logSafely, type BackgroundLogger } from './model/logger.js';
@@ -402,6 +403,9 @@ async function run({ app, timeoutMs, requestsTimeoutMs, logger }: Settings, requ
     cutOff += tracked.closeAll();
     finished += tracked.finished;
   }
+  // The responses cut off end with their connections, a moment later: their request scopes'
+  // disposal begins then, and the drain below includes it.
+  if (cutOff > 0) await withDeadline(Promise.all(requests.map((tracked) => tracked.idle)), Math.max(0, timeoutMs - (performance.now() - startedAt)));
   const left = Math.max(0, Math.floor(timeoutMs - (performance.now() - startedAt)));
   // What shutdown({ container, timeoutMs: left }) does, on the application found as the sequence began.
   const drained = app === undefined ? Object.freeze({ abandoned: 0, requeued: 0, durationMs: 0, totals: Object.freeze(newCounts()) }) : await app.close(left);

@@ -6,7 +6,8 @@
 import { once } from 'node:events';
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import { container, type DependencyContainer } from 'tsyringe';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { container, Lifecycle, type DependencyContainer } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Background, BackgroundDisposedError, BackgroundOptions, disposeScope, gracefulShutdown } from '../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn, watchProcessErrors, type Deferred } from './helpers.js';
@@ -310,6 +311,62 @@ describe('gracefulShutdown(): the sequence', () => {
     expect(h.logger.at('error').map((e) => e.message)).toEqual([
       expect.stringMatching(/^shut down in \d+ ms with work lost: 0 request\(s\) finished in flight, 1 cut off; 1 task\(s\) since the start: 1 succeeded, .* 0 abandoned$/),
     ]);
+  });
+
+  it("waits for a request scope's async disposal (its session's dispose()) begun with the response, with or without tasks in the scope", async () => {
+    const gates = [deferred(), deferred()];
+    const disposed: number[] = [];
+    let n = 0;
+    class Session {
+      readonly id = n++;
+      async dispose(): Promise<void> {
+        await gates[this.id]!.promise;
+        disposed.push(this.id);
+      }
+    }
+    const h = await start((req, res, scope) => {
+      scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
+      scope.resolve(Session);
+      if (req.url === '/with-task') scope.resolve(Background).add(async function quick() {});
+      res.end('ok');
+    });
+    expect((await get(h.port, '/with-task')).status).toBe(200);
+    expect((await get(h.port, '/without')).status).toBe(200);
+    let closed = false;
+    const closing = gracefulShutdown({ server: h.server, container: h.app, timeoutMs: 5_000, signals: [], exit: vi.fn() })
+      .close()
+      .then((report) => ((closed = true), report));
+    await sleep(100);
+    expect(closed).toBe(false);
+    gates[0]!.resolve();
+    await sleep(50);
+    expect(closed).toBe(false);
+    gates[1]!.resolve();
+    await expect(closing).resolves.toMatchObject({ exitCode: 0 });
+    expect(disposed.sort()).toEqual([0, 1]);
+  });
+
+  it('a request cut off at requestsTimeoutMs has its scope disposed (its session too) before the close resolves', async () => {
+    const disposed: string[] = [];
+    class Session {
+      dispose(): void {
+        disposed.push('session');
+      }
+    }
+    const arrived = deferred();
+    const h = await start(async (_req, _res, scope) => {
+      scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
+      scope.resolve(Session);
+      arrived.resolve();
+      await new Promise(() => undefined); // never answers
+    });
+    const graceful = gracefulShutdown({ server: h.server, container: h.app, timeoutMs: 2_000, requestsTimeoutMs: 30, signals: [], exit: vi.fn() });
+    const reply = get(h.port, '/stuck');
+    await arrived.promise;
+    const report = await graceful.close();
+    expect(report).toMatchObject({ requests: { cutOff: 1 }, exitCode: 1 });
+    expect(disposed).toEqual(['session']);
+    await expect(reply).resolves.toEqual({ error: 'ECONNRESET' });
   });
 
   it('the summary says what the close abandoned that no total counts (durable jobs not in Redis, cancellations not sent): exit code 1', async () => {

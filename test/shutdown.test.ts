@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Background, BackgroundDisposedError, BackgroundOptions, defineTask, shutdown, TaskAbandonedError, TaskContext } from '../src/index.js';
+import { Lifecycle } from 'tsyringe';
+import { Background, BackgroundDisposedError, BackgroundOptions, defineTask, disposeScope, shutdown, TaskAbandonedError, TaskContext } from '../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
 
 afterEach(() => {
@@ -170,5 +171,54 @@ describe('what closes with the application (the closeWith door durable workers u
       ['closing what closes with the application failed', 'it threw'],
       ['closing what closes with the application failed', 'closing it broke'],
     ]);
+  });
+});
+
+describe("scopes' disposals going on at the close", () => {
+  class Session {
+    static gate = deferred();
+    static disposed = 0;
+    async dispose(): Promise<void> {
+      await Session.gate.promise;
+      Session.disposed++;
+    }
+  }
+
+  it("waits, within its deadline, for a scope's other instances being disposed (disposeScope() of a request's scope with a session)", async () => {
+    Session.gate = deferred();
+    Session.disposed = 0;
+    const app = freshApp({ logger: captureLogger() });
+    app.resolve(Background);
+    const scope = app.createChildContainer();
+    scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
+    scope.resolve(Session);
+    scope.resolve(Background).add(async () => undefined);
+    const disposal = disposeScope(scope);
+    let closed = false;
+    const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
+    await nextTurn();
+    await nextTurn();
+    expect(closed).toBe(false);
+    Session.gate.resolve();
+    await closing;
+    expect(Session.disposed).toBe(1);
+    await disposal;
+  });
+
+  it('one still going on at the deadline is logged at warn, and the close resolves', async () => {
+    Session.gate = deferred();
+    const logger = captureLogger();
+    const app = freshApp({ logger });
+    app.resolve(Background);
+    const scope = app.createChildContainer();
+    scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
+    scope.resolve(Session);
+    const disposal = disposeScope(scope);
+    await expect(shutdown({ container: app, timeoutMs: 50 })).resolves.toMatchObject({ abandoned: 0 });
+    expect(logger.at('warn').map((entry) => entry.message)).toEqual([
+      'application closing with 1 scope disposal(s) still going on at its deadline (a dispose() of a scope\'s instance that had not finished): a process that exits now cuts them short',
+    ]);
+    Session.gate.resolve();
+    await disposal;
   });
 });

@@ -146,7 +146,11 @@ export function disposeRest(scope: DependencyContainer, background: object | und
     const disposing = disposable.dispose();
     if (disposing) (pending ??= []).push(disposing);
   }
-  if (pending !== undefined) return Promise.all(pending).then(nothing);
+  if (pending === undefined) return;
+  const disposal = Promise.all(pending).then(nothing);
+  // Its application's close waits for it (a request's session closing after the response).
+  appMadeFor(scope)?.disposing(disposal);
+  return disposal;
 }
 
 const nothing = (): void => undefined;

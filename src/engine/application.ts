@@ -86,6 +86,8 @@ export class Application implements ScopeHost {
   jobContext: JobContext | undefined;
   /** What adapters close with the application (durable workers), and, once its close began, their closes. */
   #participants = new Set<CloseParticipant>();
+  /** Disposals of scopes' other instances still going on (an async `dispose()`, a request's session): the close waits for them. */
+  readonly #disposals = new Set<Promise<void>>();
   #participantsClosing: Promise<CloseOutcome | void>[] = [];
   /** The runners whose {@link Runner.settle} the close waits for. */
   #settled = new WeakSet<Runner>();
@@ -333,6 +335,16 @@ export class Application implements ScopeHost {
     return () => void this.#participants.delete(participant);
   }
 
+  /**
+   * Has the application's close wait, within its deadline, for `disposal`: a scope's other
+   * disposable instances being disposed once its Background has drained (`disposeScope()`).
+   */
+  disposing(disposal: Promise<void>): void {
+    this.#disposals.add(disposal);
+    const done = (): void => void this.#disposals.delete(disposal);
+    disposal.then(done, done);
+  }
+
   /** Has the application's close wait for what `runner` took (its {@link Runner.settle}), once whatever the scopes that use it. */
   settleWith(runner: Runner): void {
     if (runner.settle === undefined || this.#settled.has(runner)) return;
@@ -382,6 +394,7 @@ export class Application implements ScopeHost {
       abandoned += scope.abandonDelayedPast(Date.now() + timeoutMs, timeoutMs, 'application');
     }
     await withDeadline(this.#drainAll(), timeoutMs);
+    await this.#awaitDisposals();
     // Nothing starts any more: what still waits is abandoned now, not started then aborted.
     this.lane.stop();
     this.#pool?.admission.stop();
@@ -395,6 +408,24 @@ export class Application implements ScopeHost {
       requeued += outcome?.requeued ?? 0;
     }
     return Object.freeze({ abandoned, requeued, durationMs: Math.round(performance.now() - startedAt), totals: Object.freeze({ ...this.counts }) });
+  }
+
+  /**
+   * Waits, within the deadline, for the disposals of scopes' other instances going on: those
+   * whose Background has just drained begin in the microtasks after it (hence a tick first). Those
+   * still going on at the deadline are logged; they are no task, and nothing else waits for them.
+   */
+  async #awaitDisposals(): Promise<void> {
+    await new Promise<void>((resolve) => process.nextTick(resolve));
+    if (this.#disposals.size === 0) return;
+    const left = Math.max(0, this.#deadlineAt - Date.now());
+    if (await withDeadline(Promise.allSettled(this.#disposals), left)) return;
+    logSafely(
+      this.#options.logger,
+      'warn',
+      { disposals: this.#disposals.size },
+      `application closing with ${this.#disposals.size} scope disposal(s) still going on at its deadline (a dispose() of a scope's instance that had not finished): a process that exits now cuts them short`,
+    );
   }
 
   async #drainAll(): Promise<void> {
