@@ -553,8 +553,13 @@ function trackRequests(server: GracefulServer): RequestTracker {
       // connections too, and takes for idle one whose response has ended but is still being
       // written to a slow client, which it would cut short. (The error, when the server was not
       // listening, says nothing the sequence needs.)
-      if (server instanceof NetServer) NetServer.prototype.close.call(server, () => undefined);
-      else server.close(() => undefined);
+      if (server instanceof NetServer) {
+        NetServer.prototype.close.call(server, () => undefined);
+        // Still starting (Fastify's listen() waits for its plugins): it stops listening once it
+        // starts, after the other 'listening' listeners (Fastify's reads the address), before any
+        // connection can be taken.
+        if (!server.listening) server.once('listening', () => process.nextTick(() => NetServer.prototype.close.call(server, () => undefined)));
+      } else server.close(() => undefined);
       // Idle connections close now: those that have carried requests and have none in flight.
       // (One that has not carried one yet may be receiving its first: it is left to end with
       // its response, or to closeAll().)

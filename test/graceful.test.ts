@@ -369,6 +369,21 @@ describe('gracefulShutdown(): the sequence', () => {
     await expect(reply).resolves.toEqual({ error: 'ECONNRESET' });
   });
 
+  it('a server that starts listening after the close began (Fastify listens once its plugins are loaded) stops listening at once', async () => {
+    const app = freshApp({ logger: captureLogger() });
+    const server = createServer((_req, res) => res.end('served'));
+    servers.push(server);
+    await gracefulShutdown({ server, container: app, signals: [], exit: vi.fn() }).close();
+    let port = 0;
+    server.prependOnceListener('listening', () => (port = (server.address() as AddressInfo).port));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    expect(port).toBeGreaterThan(0);
+    await nextTurn();
+    expect(server.listening).toBe(false);
+    await expect(get(port, '/')).resolves.toEqual({ error: 'ECONNREFUSED' });
+  });
+
   it('the summary says what the close abandoned that no total counts (durable jobs not in Redis, cancellations not sent): exit code 1', async () => {
     const logger = captureLogger();
     const app = freshApp({ logger });
