@@ -155,6 +155,41 @@ describe('observeTasks()', () => {
     expect(second).toHaveLength(3);
   });
 
+  it('a task an observer of its start cancels never ran that attempt: its end carries no duration (none to measure), and its handle does not count the attempt', async () => {
+    const { root, events, bg } = app();
+    let runs = 0;
+    observeTasks(
+      (event) => {
+        if (event.type === 'started' && (event.name === 'stoppedAtOnce' || event.attempt === 2)) bg.get(event.id)?.cancel('not now');
+      },
+      { container: root },
+    );
+    const first = bg.add(async function stoppedAtOnce() {
+      runs++;
+    });
+    await expect(first.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    expect(runs).toBe(0);
+    expect(first.attempt).toBe(0);
+    expect(events.filter((event) => event.id === first.id).map((event) => [event.type, 'durationMs' in event ? event.durationMs : '-'])).toEqual([
+      ['added', '-'],
+      ['started', '-'],
+      ['cancelled', undefined],
+    ]);
+    // Its first attempt ran and failed; its second, stopped as it started, did not run.
+    const second = bg.with({ retries: 1, backoff: { baseMs: 1, jitter: 0 } }).add(async function failsThenStopped() {
+      runs++;
+      throw new Error('first attempt fails');
+    });
+    await expect(second.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    expect(runs).toBe(1);
+    expect(second.attempt).toBe(1);
+    const ended = events.filter((event) => event.id === second.id && (event.type === 'attemptFailed' || event.type === 'cancelled'));
+    expect(ended.map((event) => [event.type, typeof (event as { durationMs?: number }).durationMs])).toEqual([
+      ['attemptFailed', 'number'],
+      ['cancelled', 'undefined'],
+    ]);
+  });
+
   it('refuses an observer that is not a function', () => {
     expect(() => observeTasks(42 as never)).toThrow('observeTasks(observer): observer must be a function, got 42 (number)');
   });

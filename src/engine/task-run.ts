@@ -162,6 +162,8 @@ export class TaskRun implements TaskHandle, Job {
   readonly #asyncContext = new AsyncResource('tsyringe-background.task', { requireManualDestroy: true });
   /** Ended while its last attempt waited for a worker thread: the handle does not count that attempt. */
   #lastNeverRan = false;
+  /** While the observers hear of its attempt's start: one that ends it then, ends it before it ran. */
+  #announcing = false;
   /** Whether the current attempt holds a slot in its lane (from start() until it ends). */
   #holdsSlot = false;
   #outcome: Settled | undefined;
@@ -322,7 +324,12 @@ export class TaskRun implements TaskHandle, Job {
     let started: TaskStartedEvent | undefined;
     if (hooks !== undefined) {
       started = this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }) as TaskStartedEvent;
-      hooks.observer?.(started);
+      this.#announcing = true;
+      try {
+        hooks.observer?.(started);
+      } finally {
+        this.#announcing = false;
+      }
       // Cancelled (or abandoned) by an observer of its start: it does not run.
       if (this.#status !== 'running' || attempt !== this.attempts) return;
     }
@@ -627,6 +634,9 @@ export class TaskRun implements TaskHandle, Job {
     this.#self = undefined;
     // Ended while its attempt waited for a worker thread: that attempt never ran.
     if (from === 'running' && this.#invocation?.startedAt?.(this.attempts) === 0) this.#lastNeverRan = true;
+    // Ended by an observer of its attempt's start: that attempt never ran (no span, no duration).
+    const announced = from === 'running' && this.#announcing;
+    if (announced) this.#lastNeverRan = true;
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
     if (this.#prerequisites !== undefined) {
@@ -639,7 +649,7 @@ export class TaskRun implements TaskHandle, Job {
     if (from === 'queued') this.lane.withdraw(this);
     const observer = this.owner.hooks?.observer;
     if (observer !== undefined) {
-      const durationMs = from === 'running' ? this.#elapsed() : this.#lastDurationMs;
+      const durationMs = announced ? undefined : from === 'running' ? this.#elapsed() : this.#lastDurationMs;
       observer(this.#event(outcome.ok ? { type: 'succeeded', durationMs: durationMs! } : { type: status as Exclude<FinalStatus, 'succeeded'>, durationMs, error: outcome.error }));
     }
     this.#freeSlot();
