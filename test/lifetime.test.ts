@@ -6,7 +6,7 @@
 import { inject, injectable, singleton } from 'tsyringe';
 import { expect, it } from 'vitest';
 import { ApplicationBackground, Background, BackgroundDisposedError, disposeScope, shutdown } from '../src/index.js';
-import { freshApp, watchProcessErrors } from './helpers.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
 
@@ -82,4 +82,20 @@ it('scopes are numbered in the order their Backgrounds are made; roots take no n
   const [numberA, numberB] = [scopeOf(a), scopeOf(b)].map((label) => Number(/^scope #(\d+)$/.exec(label ?? "")?.[1]));
   expect(numberB).toBe(numberA! + 1);
   await Promise.all([shutdown({ container: first }), shutdown({ container: second })]);
+});
+
+it("after shutdown() began, a scope that still had work (the close drained it) gives the application's wording too, during the close and after", async () => {
+  const root = freshApp({ logger: captureLogger() });
+  const bg = root.createChildContainer().resolve(Background);
+  const gate = deferred();
+  bg.add(() => gate.promise);
+  bg.with({ delayMs: 60_000 }).add(async () => 'later');
+  const closing = shutdown({ container: root, timeoutMs: 5_000 });
+  const during = (): unknown => bg.add(async () => 0);
+  expect(during).toThrow(/accepts no new tasks: it belonged to scope #\d+, whose application began closing at \d{4}-.*no Background of that application takes tasks after that$/);
+  expect(during).not.toThrow(/ApplicationBackground/);
+  gate.resolve();
+  await closing;
+  expect(during).toThrow(/whose application began closing at /);
+  expect(during).not.toThrow(/whose disposal began/);
 });

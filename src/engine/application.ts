@@ -167,7 +167,8 @@ export class Application implements ScopeHost {
   checkIntake(scope: Scope, taskName: string): void {
     const intake = this.#intakeOf(scope);
     if (intake === 'open') return;
-    const byScope = scope.closedAt !== undefined && (this.#state === 'open' || scope.closedAt <= this.#closedAt);
+    // A scope the close itself closed (one with work) reads its close's time: the application's wording.
+    const byScope = scope.closedAt !== undefined && (this.#state === 'open' || scope.closedAt < this.#closedAt);
     throw new BackgroundDisposedError(taskName, intake === 'draining' ? 'being disposed' : 'disposed', {
       scope: scope.label,
       at: byScope ? scope.closedAt! : this.#closedAt,
