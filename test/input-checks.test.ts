@@ -98,18 +98,18 @@ describe("a group's handles", () => {
   });
 });
 
-describe('a cron expression with no further run', () => {
-  it('stops its schedule at once; it is on record as any schedule that ended, and only there', async () => {
+describe('a cron expression with no time from now on', () => {
+  it('is refused at bg.with(), as a durable one is at add(): a schedule that would never run is a mistake; nothing queued is lost', async () => {
     const { bg } = app();
-    const handle = bg.with({ cron: '0 0 30 2 *' }).add(async function never() {}); // 30 February
-    expect(handle.status).toBe('cancelled');
-    const stopped = await handle.result().then(
-      () => undefined,
-      (error: unknown) => error as { cause?: unknown },
-    );
-    expect(String(stopped?.cause)).toContain('has no further run');
-    expect(bg.get(handle.id)).toBe(handle);
-    expect(bg.list({ status: 'delayed', application: true })).toEqual([]);
+    const queued = bg.with({ delayMs: 10 }).add(async () => 'still runs');
+    for (const cron of ['0 0 30 2 *', '0 0 31 4 *', '0 0 0 1 1 * 2020']) {
+      expect(() => bg.with({ cron })).toThrow(
+        new TypeError(
+          `bg.with(options): options.cron ${JSON.stringify(cron)} is not valid: it has no time from now on (a day that never comes, such as February 30, or only years that have passed)`,
+        ),
+      );
+    }
+    await expect(queued.result()).resolves.toBe('still runs');
   });
 });
 
