@@ -155,7 +155,7 @@ describe('observeTasks()', () => {
     expect(second).toHaveLength(3);
   });
 
-  it('a task an observer of its start cancels never ran that attempt: its end carries no duration (none to measure), and its handle does not count the attempt', async () => {
+  it("a task an observer of its start cancels never ran that attempt's code: its end carries no duration (none to measure)", async () => {
     const { root, events, bg } = app();
     let runs = 0;
     observeTasks(
@@ -169,7 +169,7 @@ describe('observeTasks()', () => {
     });
     await expect(first.result()).rejects.toBeInstanceOf(TaskCancelledError);
     expect(runs).toBe(0);
-    expect(first.attempt).toBe(0);
+    expect(first.attempt).toBe(1);
     expect(events.filter((event) => event.id === first.id).map((event) => [event.type, 'durationMs' in event ? event.durationMs : '-'])).toEqual([
       ['added', '-'],
       ['started', '-'],
@@ -182,7 +182,7 @@ describe('observeTasks()', () => {
     });
     await expect(second.result()).rejects.toBeInstanceOf(TaskCancelledError);
     expect(runs).toBe(1);
-    expect(second.attempt).toBe(1);
+    expect(second.attempt).toBe(2);
     const ended = events.filter((event) => event.id === second.id && (event.type === 'attemptFailed' || event.type === 'cancelled'));
     expect(ended.map((event) => [event.type, typeof (event as { durationMs?: number }).durationMs])).toEqual([
       ['attemptFailed', 'number'],

@@ -634,9 +634,8 @@ export class TaskRun implements TaskHandle, Job {
     this.#self = undefined;
     // Ended while its attempt waited for a worker thread: that attempt never ran.
     if (from === 'running' && this.#invocation?.startedAt?.(this.attempts) === 0) this.#lastNeverRan = true;
-    // Ended by an observer of its attempt's start: that attempt never ran (no span, no duration).
+    // Ended by an observer of its attempt's start: that attempt's code never ran (no span, no duration).
     const announced = from === 'running' && this.#announcing;
-    if (announced) this.#lastNeverRan = true;
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
     if (this.#prerequisites !== undefined) {
