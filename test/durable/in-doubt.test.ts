@@ -347,6 +347,27 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     );
   });
 
+  it("a cancellation Redis has not answered when the producer's application's close ends counts once in its abandoned, named, and logged as such", async () => {
+    const proxy = await startProxy(redis.port);
+    closers.push(() => proxy.close());
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName: `unsent-cancel-${randomUUID()}`, logger, enqueueTimeoutMs: 10_000 });
+    closers.push(() => backend.close({ timeoutMs: 100 }));
+    const handle = producer.resolve(Background).with({ durable: true, delayMs: 60_000 }).add(counted, 'later');
+    const direct = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
+    closers.push(() => direct.quit());
+    await vi.waitFor(async () => expect(await direct.hexists(backend.queue.toKey(handle.id), 'timestamp')).toBe(1), { timeout: 5_000, interval: 10 });
+    // Redis stops answering: the cancellation (its removal and its message to the workers) cannot be sent.
+    proxy.mode = 'dropRequests';
+    expect(handle.cancel('no longer needed')).toBe(true);
+    const report = await shutdown({ container: producer, timeoutMs: 200 });
+    expect(report.abandoned).toBe(1);
+    const said = logger.at('error').find((entry) => entry.message.startsWith('the application closed with'));
+    expect(said?.message).toMatch(/^the application closed with 0 durable job\(s\) added before it not yet in Redis .*, and 1 cancellation\(s\) not yet sent \(their jobs may still run\)/);
+    expect(said?.fields.cancelledTaskIds).toEqual([handle.id]);
+  });
+
   it("jobs whose enqueue bound passes while the producer's application's close waits for them count in its abandoned: the process would exit without them", async () => {
     const proxy = await startProxy(redis.port);
     closers.push(() => proxy.close());
