@@ -1,9 +1,9 @@
 // The types of defineTask()'s `inject` and the checks it makes on its tokens. The type
 // assertions (expectTypeOf, @ts-expect-error) are checked by `npm run typecheck` (tsc over
 // test/); the runtime tests by vitest.
-import { delay, type InjectionToken } from 'tsyringe';
+import { delay, inject, injectable, type InjectionToken } from 'tsyringe';
 import { describe, expect, expectTypeOf, it } from 'vitest';
-import { Background, defineTask, TaskContext, workerTask, type TaskDefinition, type TaskHandle } from '../src/index.js';
+import { Background, defineTask, TaskContext, TaskDependencyError, workerTask, type TaskDefinition, type TaskHandle } from '../src/index.js';
 import type { InjectOfUnknownLength } from '../src/model/task.js';
 import { freshApp } from './helpers.js';
 
@@ -149,5 +149,30 @@ describe('defineTask() refuses what is not a token', () => {
     const background = freshApp().createChildContainer().resolve(Background);
     await expect(background.add(greet, 'a@b.c').result()).resolves.toBe('sent to a@b.c');
     await background.dispose();
+  });
+
+  it("resolves a delay() token's class at add(), as any dependency: a missing registration throws there, and the scope's disposal (tsyringe's container.dispose()) cannot fail the task", async () => {
+    class NeedsConfig {
+      constructor(@inject('MissingConfig') readonly config: unknown) {}
+    }
+    injectable()(NeedsConfig);
+    const lazy = defineTask({ name: 'lazy', inject: [delay(() => NeedsConfig)] }, (dep) => typeof dep);
+    const scope = freshApp().createChildContainer();
+    const background = scope.resolve(Background);
+    expect(() => background.add(lazy)).toThrow(TaskDependencyError);
+    expect(() => background.add(lazy)).toThrow(/^Cannot add task "lazy": the dependency .*delay\(\(\) => NeedsConfig\)/);
+    expect(background.pending).toBe(0);
+    // Resolvable: resolved now, so that disposing the container with the task queued changes nothing.
+    scope.register('MissingConfig', { useValue: { region: 'eu' } });
+    const handle = defineTask({ name: 'lazyOk', inject: [delay(() => NeedsConfig)] }, async (dep) => (dep as NeedsConfig).config);
+    const added = background.add(handle);
+    await scope.dispose();
+    await expect(added.result()).resolves.toEqual({ region: 'eu' });
+  });
+
+  it('refuses TaskContext listed twice: a task gets one context', () => {
+    expect(() => defineTask({ name: 'twice', inject: [TaskContext, 'X', TaskContext] }, () => 0)).toThrow(
+      new TypeError('defineTask("twice"): options.inject[2] is TaskContext again (also at 0); a task gets one context: list it once'),
+    );
   });
 });

@@ -15,7 +15,7 @@ import type { TaskHandle } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import { dueAtOf, type Cadence } from '../model/call-options.js';
 import type { Runner, TaskRequest } from '../model/runner.js';
-import { tokenName, type ClassTask, type TaskDefinition } from '../model/task.js';
+import { isDelayToken, tokenName, type ClassTask, type TaskDefinition } from '../model/task.js';
 import type { WorkerTaskDefinition } from '../model/worker-task.js';
 import { checkCloneable, checkResult, collectTransfers, type Transferable } from '../worker/clone.js';
 import { failureOf, outcomeOf, type WorkerResponse } from '../worker/wire.js';
@@ -127,7 +127,11 @@ export class InProcessRunner implements Runner {
         continue;
       }
       try {
-        params[i] = container.resolve(token);
+        const value = container.resolve(token);
+        // tsyringe's delay() gives a proxy that resolves its class on first use: from a container
+        // that may be disposed by then, and failing in the task rather than here. Resolved now.
+        if (isDelayToken(token)) Reflect.getPrototypeOf(value as object);
+        params[i] = value;
       } catch (error) {
         throw new TaskDependencyError(name, { position: i, token: tokenName(token) }, error);
       }

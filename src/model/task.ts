@@ -1,6 +1,7 @@
 import type { InjectionToken } from 'tsyringe';
 import { describe } from './checks.js';
 import { defaultTaskOptions, resolveTaskOptions, type OptionsLevel, type TaskOptions } from './task-options.js';
+import { TaskContext } from './context.js';
 
 /** The keys a definition's options may hold besides task options. */
 export const definitionKeys: readonly string[] = ['name', 'inject'];
@@ -119,6 +120,10 @@ export function defineTask<
   // An index loop, not forEach: forEach skips the holes of a sparse array (`[, Mailer]`).
   for (let i = 0; i < inject.length; i++) {
     const token: unknown = inject[i];
+    // One context a run: a second place would be left undefined.
+    if (token === TaskContext && inject.indexOf(token) < i) {
+      throw new TypeError(`defineTask("${name}"): options.inject[${i}] is TaskContext again (also at ${inject.indexOf(token)}); a task gets one context: list it once`);
+    }
     if (!isToken(token)) {
       const hint = !(i in inject)
         ? ' (a hole in the array)'
@@ -171,7 +176,7 @@ function isToken(token: unknown): token is InjectionToken {
  * `instanceof`, so that this module need not load tsyringe (a worker thread imports it to find
  * its tasks) and a second copy of tsyringe is still recognized.
  */
-function isDelayToken(token: unknown): boolean {
+export function isDelayToken(token: unknown): boolean {
   return typeof token === 'object' && token !== null && typeof (token as { createProxy?: unknown }).createProxy === 'function';
 }
 
@@ -179,7 +184,14 @@ function isDelayToken(token: unknown): boolean {
 export function tokenName(token: InjectionToken): string {
   if (typeof token === 'function') return token.name || '(anonymous class)';
   if (typeof token === 'string') return JSON.stringify(token);
-  return typeof token === 'symbol' ? token.toString() : 'a delay() token';
+  if (typeof token === 'symbol') return token.toString();
+  let wrapped: unknown;
+  try {
+    wrapped = isDelayToken(token) ? (token as unknown as { wrap(): unknown }).wrap() : undefined;
+  } catch {
+    // Its callback threw: named without it.
+  }
+  return typeof wrapped === 'function' && wrapped.name !== '' ? `delay(() => ${wrapped.name})` : 'a delay() token';
 }
 
 /** Anything `add()` takes: a definition, a class task, or a plain function. */
