@@ -164,7 +164,7 @@ describe('defineTask() refuses what is not a token', () => {
     expect(background.pending).toBe(0);
     // Resolvable: resolved now, so that disposing the container with the task queued changes nothing.
     scope.register('MissingConfig', { useValue: { region: 'eu' } });
-    const handle = defineTask({ name: 'lazyOk', inject: [delay(() => NeedsConfig)] }, async (dep) => (dep as NeedsConfig).config);
+    const handle = defineTask({ name: 'lazyOk', inject: [delay(() => NeedsConfig)] }, async (dep) => dep.config);
     const added = background.add(handle);
     await scope.dispose();
     await expect(added.result()).resolves.toEqual({ region: 'eu' });

@@ -127,7 +127,7 @@ export class InProcessRunner implements Runner {
         continue;
       }
       try {
-        const value = container.resolve(token);
+        const value: unknown = container.resolve(token);
         // tsyringe's delay() gives a proxy that resolves its class on first use: from a container
         // that may be disposed by then, and failing in the task rather than here. Resolved now.
         if (isDelayToken(token)) Reflect.getPrototypeOf(value as object);
