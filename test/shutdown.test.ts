@@ -205,6 +205,59 @@ describe("scopes' disposals going on at the close", () => {
     await disposal;
   });
 
+  it("waits for every instance's disposal: one rejecting early, or throwing at once, does not end the wait for the others; the disposal rejects with the first error once all are done", async () => {
+    for (const failing of ['rejects', 'throws'] as const) {
+      const gate = deferred();
+      let slowDone = false;
+      class Failing {
+        dispose(): Promise<void> | void {
+          if (failing === 'throws') throw new Error('dispose threw');
+          return Promise.reject(new Error('dispose rejected'));
+        }
+      }
+      class Slow {
+        async dispose(): Promise<void> {
+          await gate.promise;
+          slowDone = true;
+        }
+      }
+      const app = freshApp({ logger: captureLogger() });
+      app.resolve(Background);
+      const scope = app.createChildContainer();
+      for (const kind of [Failing, Slow]) scope.register(kind, { useClass: kind }, { lifecycle: Lifecycle.ContainerScoped });
+      scope.resolve(Failing);
+      scope.resolve(Slow);
+      const disposal = disposeScope(scope);
+      let disposalSettled = false;
+      void disposal.catch(() => undefined).finally(() => (disposalSettled = true));
+      let closed = false;
+      const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
+      await nextTurn();
+      await nextTurn();
+      expect({ failing, closed, disposalSettled }).toEqual({ failing, closed: false, disposalSettled: false });
+      gate.resolve();
+      await closing;
+      expect(slowDone).toBe(true);
+      await expect(disposal).rejects.toThrow(failing === 'throws' ? 'dispose threw' : 'dispose rejected');
+    }
+  });
+
+  it("a scope whose tasks the close abandons at its deadline disposes its other instances then: one still at it is logged at warn", async () => {
+    Session.gate = deferred();
+    const logger = captureLogger();
+    const app = freshApp({ logger });
+    app.resolve(Background);
+    const scope = app.createChildContainer();
+    scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
+    scope.resolve(Session);
+    scope.resolve(Background).add(() => new Promise(() => undefined));
+    const disposal = disposeScope(scope);
+    await shutdown({ container: app, timeoutMs: 50 });
+    expect(logger.at('warn').map((entry) => entry.message)).toEqual([expect.stringMatching(/^application closing with 1 scope disposal\(s\) still going on at its deadline/)]);
+    Session.gate.resolve();
+    await disposal;
+  });
+
   it('one still going on at the deadline is logged at warn, and the close resolves', async () => {
     Session.gate = deferred();
     const logger = captureLogger();

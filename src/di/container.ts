@@ -140,17 +140,29 @@ export function disposeRest(scope: DependencyContainer, background: object | und
   if (!(disposables instanceof Set) || own.disposed !== false) return scope.dispose();
   own.disposed = true;
   let pending: unknown[] | undefined;
+  let thrown: { error: unknown } | undefined;
   for (const disposable of disposables as Set<{ dispose(): unknown }>) {
     if (disposable === background) continue;
-    // As tsyringe: a thrown error rejects the disposal, a returned value is awaited if there is one.
-    const disposing = disposable.dispose();
-    if (disposing) (pending ??= []).push(disposing);
+    // As tsyringe: a thrown error rejects the disposal, a returned value is awaited if there is
+    // one. Unlike it, the other instances are still disposed, and each awaited.
+    try {
+      const disposing = disposable.dispose();
+      if (disposing) (pending ??= []).push(disposing);
+    } catch (error) {
+      thrown ??= { error };
+    }
   }
-  if (pending === undefined) return;
-  const disposal = Promise.all(pending).then(nothing);
-  // Its application's close waits for it (a request's session closing after the response).
-  appMadeFor(scope)?.disposing(disposal);
-  return disposal;
+  if (pending === undefined) {
+    if (thrown !== undefined) throw thrown.error;
+    return;
+  }
+  const settled = Promise.allSettled(pending);
+  // Its application's close waits for every one (a request's session closing after the response).
+  appMadeFor(scope)?.disposing(settled.then(nothing));
+  return settled.then((results) => {
+    if (thrown !== undefined) throw thrown.error;
+    for (const result of results) if (result.status === 'rejected') throw result.reason;
+  });
 }
 
 const nothing = (): void => undefined;

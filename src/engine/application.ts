@@ -395,11 +395,12 @@ export class Application implements ScopeHost {
       abandoned += scope.abandonDelayedPast(Date.now() + timeoutMs, timeoutMs, 'application');
     }
     await withDeadline(this.#drainAll(), timeoutMs);
-    await this.#awaitDisposals();
     // Nothing starts any more: what still waits is abandoned now, not started then aborted.
     this.lane.stop();
     this.#pool?.admission.stop();
     for (const scope of this.#busyScopes()) abandoned += scope.abandon(timeoutMs, 'application');
+    // The scopes drained (or abandoned) being disposed dispose their other instances now.
+    await this.#awaitDisposals();
     this.#state = 'closed';
     const [, ...outcomes] = await Promise.all([this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt))), ...this.#participantsClosing]);
     let requeued = 0;
@@ -413,8 +414,9 @@ export class Application implements ScopeHost {
 
   /**
    * Waits, within the deadline, for the disposals of scopes' other instances going on: those
-   * whose Background has just drained begin in the microtasks after it (hence a tick first). Those
-   * still going on at the deadline are logged; they are no task, and nothing else waits for them.
+   * whose Background has just drained, or been abandoned, begin in the microtasks after it (hence
+   * a tick first). Those still going on at the deadline are logged; they are no task, and nothing
+   * else waits for them.
    */
   async #awaitDisposals(): Promise<void> {
     await new Promise<void>((resolve) => process.nextTick(resolve));
