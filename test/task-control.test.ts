@@ -607,6 +607,26 @@ describe('a bounded queue', () => {
     await bg.drain();
     expect(done).toEqual([1, 2, 3, 6, 4]);
   });
+
+  it('does not refuse a task that waits (delayMs, runAt, after) when the queue is full: it joins the queue when due, never refused then', async () => {
+    const { bg } = setup({ concurrency: 1, maxQueued: 1 });
+    const gate = deferred();
+    const order: string[] = [];
+    const first = bg.add(async () => {
+      await gate.promise;
+      order.push('first');
+    });
+    await nextTurn();
+    bg.add(async () => void order.push('queued'));
+    expect(() => bg.add(async () => 0)).toThrow(QueueFullError);
+    const later = bg.with({ delayMs: 20 }).add(async () => void order.push('delayed'));
+    const after = bg.with({ after: [first] }).add(async () => void order.push('after'));
+    expect([later.status, after.status]).toEqual(['delayed', 'delayed']);
+    gate.resolve();
+    await Promise.all([later.result(), after.result()]);
+    // `after` joined the queue as `first` ended (behind the one queued); the delayed one when due.
+    expect(order).toEqual(['first', 'queued', 'after', 'delayed']);
+  });
 });
 
 describe('groups and dependencies', () => {

@@ -36,9 +36,13 @@ export class InProcessRunner implements Runner {
     const { timing } = request;
     if (timing?.cadence !== undefined) return this.#schedule(request, timing.cadence, timing.overlap);
     if (timing !== undefined) checkAfter(request.name, timing.after);
-    const run = this.#run(request, true);
+    const dueAt = timing === undefined ? 0 : dueAtOf(timing);
+    // A task that waits (its time, or the tasks it runs after) joins the queue later, never refused
+    // then: a full queue does not refuse it now either.
+    const waits = dueAt > Date.now() || (timing?.after?.length ?? 0) > 0;
+    const run = this.#run(request, !waits);
     if (timing !== undefined) {
-      run.dueAt = dueAtOf(timing);
+      run.dueAt = dueAt;
       // An attempt of a job kept elsewhere (a durable worker's) counts from the job's attempts.
       if (timing.job !== undefined) {
         run.attempts = timing.job.attempt - 1;
