@@ -448,7 +448,16 @@ export class TaskRun implements TaskHandle, Job {
 
   static #abandon(run: TaskRun, drainTimeoutMs: number, why: string, dueAfter: boolean): void {
     const from = run.#status;
-    const error = new TaskAbandonedError(run.name, run.id, drainTimeoutMs, why, dueAfter);
+    // Without a stack: it would be the close's, the same for every task of a sweep that may end
+    // a hundred thousand at once (capturing one each was most of the sweep's time).
+    const { stackTraceLimit } = Error;
+    Error.stackTraceLimit = 0;
+    let error: TaskAbandonedError;
+    try {
+      error = new TaskAbandonedError(run.name, run.id, drainTimeoutMs, why, dueAfter);
+    } finally {
+      Error.stackTraceLimit = stackTraceLimit;
+    }
     run.#finish('abandoned', { ok: false, error });
     if (from === 'running') run.#abortAttempt(error);
   }
