@@ -675,6 +675,12 @@ describe('groups and dependencies', () => {
     expect(error).toBeInstanceOf(TaskSkippedError);
     expect((error as Error).message).toMatch(/was skipped: it was to run after task "anonymous" \(#\d+\), which failed$/);
     expect(((error as Error).cause as Error).message).toBe('upstream failed');
+    // Down a chain of skips, each cause is the error that began it: causes do not nest.
+    let last = dependent;
+    for (let i = 0; i < 3; i++) last = bg.with({ after: [last] }).add(async () => undefined);
+    const deep = await last.result().catch((e: unknown) => e);
+    expect((deep as Error).message).toMatch(/which was skipped$/);
+    expect((deep as Error).cause).toBe((error as Error).cause);
     const cancelled = bg.with({ delayMs: 10_000 }).add(async () => undefined);
     const afterCancelled = bg.with({ after: [cancelled] }).add(async () => undefined);
     cancelled.cancel();
