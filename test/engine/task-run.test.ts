@@ -1457,7 +1457,9 @@ class World {
         break;
       case 'skipped': {
         const predOutcome = t.pred?.outcome;
-        const sameCause = predOutcome === undefined || predOutcome.ok || cause === predOutcome.error;
+        // After a skipped predecessor, the error that began the chain of skips (causes do not nest).
+        const expected = predOutcome === undefined || predOutcome.ok ? undefined : predOutcome.error instanceof TaskSkippedError ? predOutcome.error.cause : predOutcome.error;
+        const sameCause = predOutcome === undefined || predOutcome.ok || cause === expected;
         ensure(error instanceof TaskSkippedError && sameCause, () => `${name()}: result() rejected with ${String(error)}`);
         break;
       }
