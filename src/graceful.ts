@@ -143,6 +143,8 @@ export interface GracefulShutdown {
 
 /** The statuses of a task that has not ended. */
 const liveStatuses: readonly TaskStatus[] = ['queued', 'delayed', 'running', 'retrying'];
+/** How long the responses cut off at `requestsTimeoutMs` may take to end with their connections. */
+const cutOffEndMs = 1_000;
 /** How many live tasks a second signal names before it counts the rest. */
 const listedAtMost = 20;
 
@@ -403,9 +405,10 @@ async function run({ app, timeoutMs, requestsTimeoutMs, logger }: Settings, requ
     cutOff += tracked.closeAll();
     finished += tracked.finished;
   }
-  // The responses cut off end with their connections, a moment later: their request scopes'
+  // The responses cut off end with their connections, a moment later (a second at most: a server
+  // that cannot close its connections leaves them to the process's exit): their request scopes'
   // disposal begins then, and the drain below includes it.
-  if (cutOff > 0) await withDeadline(Promise.all(requests.map((tracked) => tracked.idle)), Math.max(0, timeoutMs - (performance.now() - startedAt)));
+  if (cutOff > 0) await withDeadline(Promise.all(requests.map((tracked) => tracked.idle)), Math.min(cutOffEndMs, Math.max(0, timeoutMs - (performance.now() - startedAt))));
   const left = Math.max(0, Math.floor(timeoutMs - (performance.now() - startedAt)));
   // What shutdown({ container, timeoutMs: left }) does, on the application found as the sequence began.
   const drained = app === undefined ? Object.freeze({ abandoned: 0, requeued: 0, durationMs: 0, totals: Object.freeze(newCounts()) }) : await app.close(left);
