@@ -198,7 +198,11 @@ function cadenceOf(every: unknown, cron: unknown, tz: unknown): Cadence | undefi
 /** The times of a cron expression in a time zone; throws a TypeError naming the option. */
 export function cronOf(expression: string, tz: string | undefined): CronTimes {
   try {
-    return cronTimes(expression, tz);
+    const times = cronTimes(expression, tz);
+    // None at all from now (February 30, years all past): a schedule that would never run is a
+    // mistake. (A schedule whose last time passes later stops then.)
+    if (times.nextAfter(new Date()) === null) throw new TypeError('it has no time from now on (a day that never comes, such as February 30, or only years that have passed)');
+    return times;
   } catch (error) {
     const what = tz === undefined ? `options.cron ${JSON.stringify(expression)}` : `options.cron ${JSON.stringify(expression)} with options.tz ${JSON.stringify(tz)}`;
     throw new TypeError(`bg.with(options): ${what} is not valid: ${messageOf(error)}`, { cause: error });

@@ -46,11 +46,9 @@ export function cronTimes(expression: string, tz: string | undefined): CronTimes
   const { Cron: CronJob, CronPattern } = requireCjs('croner') as typeof Croner;
   const zoned = new CronJob(expression, { paused: true, ...(tz === undefined ? {} : { timezone: tz }) });
   // Throws for a zone croner cannot use: the check at add() that the library always made.
-  const first = zoned.nextRun();
+  zoned.nextRun();
   // croner takes an ISO date too, read in the process's zone whatever `tz` says: one time is runAt's.
   if (zoned.getOnce() !== null) throw new TypeError('a date is not a cron expression; give options.runAt for a single run');
-  // None at all from now (February 30, years all past): a schedule that would never run is a mistake.
-  if (first === null) throw new TypeError('it has no time from now on (a day that never comes, such as February 30, or only years that have passed)');
   const everyHour = new CronPattern(expression).hour.every(Boolean);
   // `utcOffset: 0` rather than `timezone: 'UTC'`: the same times, without croner's Intl round trips (6 times faster).
   return new WallClockTimes(new CronJob(expression, { paused: true, utcOffset: 0 }), everyHour, tz);
