@@ -627,6 +627,19 @@ describe('a bounded queue', () => {
     // `after` joined the queue as `first` ended (behind the one queued); the delayed one when due.
     expect(order).toEqual(['first', 'queued', 'after', 'delayed']);
   });
+
+  it('refuses a task after tasks that have all ended when the queue is full: it joins the queue at once', async () => {
+    const { bg } = setup({ concurrency: 1, maxQueued: 1 });
+    const done = bg.add(async () => 'done');
+    await done.result();
+    const gate = deferred();
+    bg.add(async () => gate.promise);
+    await nextTurn();
+    bg.add(async () => 'queued');
+    expect(() => bg.with({ after: [done] }).add(async () => 'after')).toThrow(QueueFullError);
+    gate.resolve();
+    await bg.drain();
+  });
 });
 
 describe('groups and dependencies', () => {
@@ -681,6 +694,17 @@ describe('groups and dependencies', () => {
     const deep = await last.result().catch((e: unknown) => e);
     expect((deep as Error).message).toMatch(/which was skipped$/);
     expect((deep as Error).cause).toBe((error as Error).cause);
+    // A task that failed with a skip's error (rethrown) failed: its own error is the cause.
+    const rethrows = bg.add(async () => {
+      await last.result();
+    });
+    const afterRethrow = await bg
+      .with({ after: [rethrows] })
+      .add(async () => undefined)
+      .result()
+      .catch((e: unknown) => e);
+    expect((afterRethrow as Error).message).toMatch(/which failed$/);
+    expect((afterRethrow as Error).cause).toBe(deep);
     const cancelled = bg.with({ delayMs: 10_000 }).add(async () => undefined);
     const afterCancelled = bg.with({ after: [cancelled] }).add(async () => undefined);
     cancelled.cancel();

@@ -11,7 +11,7 @@ import { Call, TaskRun, type Invocation } from '../engine/task-run.js';
 import { messageOf } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { QueueFullError, TaskDependencyError } from '../model/errors.js';
-import type { TaskHandle } from '../model/handle.js';
+import { finalStatuses, type TaskHandle } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import { dueAtOf, type Cadence } from '../model/call-options.js';
 import type { Runner, TaskRequest } from '../model/runner.js';
@@ -37,9 +37,10 @@ export class InProcessRunner implements Runner {
     if (timing?.cadence !== undefined) return this.#schedule(request, timing.cadence, timing.overlap);
     if (timing !== undefined) checkAfter(request.name, timing.after);
     const dueAt = timing === undefined ? 0 : dueAtOf(timing);
-    // A task that waits (its time, or the tasks it runs after) joins the queue later, never refused
-    // then: a full queue does not refuse it now either.
-    const waits = dueAt > Date.now() || (timing?.after?.length ?? 0) > 0;
+    // A task that waits (its time, or tasks it runs after that have not ended) joins the queue
+    // later, never refused then: a full queue does not refuse it now either. (After tasks that
+    // have all ended, it joins now, or is skipped.)
+    const waits = dueAt > Date.now() || (timing?.after?.some((handle) => !finalStatuses.has(handle.status)) ?? false);
     const run = this.#run(request, !waits);
     if (timing !== undefined) {
       run.dueAt = dueAt;

@@ -287,7 +287,7 @@ export class TaskRun implements TaskHandle, Job {
     if (!outcome.ok) {
       // After a skipped task, the error that began the chain of skips: causes do not nest down a
       // chain (a logger writing each skip's causes would write the whole chain every time).
-      const cause = outcome.error instanceof TaskSkippedError ? outcome.error.cause : outcome.error;
+      const cause = handle.#status === 'skipped' && outcome.error instanceof TaskSkippedError ? outcome.error.cause : outcome.error;
       this.#asyncContext.runInAsyncScope(() => this.skip(new TaskSkippedError(this.name, this.id, handle, cause)));
     }
     else if (--this.#waitingFor === 0) this.#asyncContext.runInAsyncScope(() => this.enqueue());

@@ -1458,7 +1458,8 @@ class World {
       case 'skipped': {
         const predOutcome = t.pred?.outcome;
         // After a skipped predecessor, the error that began the chain of skips (causes do not nest).
-        const expected = predOutcome === undefined || predOutcome.ok ? undefined : predOutcome.error instanceof TaskSkippedError ? predOutcome.error.cause : predOutcome.error;
+        const skippedPred = t.pred?.run.status === 'skipped' && !predOutcome?.ok && predOutcome?.error instanceof TaskSkippedError;
+        const expected = predOutcome === undefined || predOutcome.ok ? undefined : skippedPred ? (predOutcome.error as Error).cause : predOutcome.error;
         const sameCause = predOutcome === undefined || predOutcome.ok || cause === expected;
         ensure(error instanceof TaskSkippedError && sameCause, () => `${name()}: result() rejected with ${String(error)}`);
         break;
