@@ -493,7 +493,10 @@ class BullMQBackend implements Runner, DurableBackend {
   /** Ends `handle` skipped, as it was to run after `prerequisite`, which has ended otherwise than succeeded; what its guard says. */
   #skip(handle: DurableHandle, prerequisite: DurableHandle): FailedPrerequisite {
     const { id, name } = handle;
-    const error = new TaskSkippedError(name, id, { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known }, prerequisite.error);
+    // After a skipped task, the error that began the chain of skips, as in process: causes do not nest.
+    const before = prerequisite.error;
+    const cause = prerequisite.known === 'skipped' && before instanceof TaskSkippedError ? before.cause : before;
+    const error = new TaskSkippedError(name, id, { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known }, cause);
     handle.settle('skipped', { ok: false, error });
     this.#logger.debug({ task: name, taskId: id, err: error }, `task "${name}" was skipped`);
     return { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known, reason: prerequisite.error?.message };

@@ -570,7 +570,11 @@ async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
     if (prerequisite.name === afterJob) continue;
     const state = await prerequisite.getState();
     if (state === 'completed') continue;
-    if (state === 'failed') return fail({ id, name, ...endedWith(prerequisite.failedReason) });
+    if (state === 'failed') {
+      // Read while it was still active, it failed since: its reason is read now.
+      const reason = prerequisite.failedReason ?? (await Job.fromId(worker, id))?.failedReason;
+      return fail({ id, name, ...endedWith(reason ?? 'failed') });
+    }
     if (prerequisite.parentKey !== job.parentKey) {
       return fail({ id, name, status: `is waited for by another durable task already (${prerequisite.parentKey ?? 'another job'}), and BullMQ gives a job one parent` });
     }

@@ -194,6 +194,11 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect(elsewhere.status).toBe('skipped');
     await expect(elsewhere.result()).rejects.toThrow(message);
     expect(effects).toEqual(['early failed']);
+    // After the skipped one, skipped at once in turn: its cause is the error that began the chain, not nested.
+    const first = await dependent.result().catch((e: unknown) => e);
+    const next = await bg.with({ durable: true, after: [dependent] }).add(step, 'later still').result().catch((e: unknown) => e);
+    expect((next as Error).message).toMatch(/which was skipped$/);
+    expect((next as Error).cause).toBe((first as Error).cause);
   });
 
   it('skips the dependent of a task cancelled while it waits (its job removed) or while it runs (its job failed)', async () => {
