@@ -1683,7 +1683,9 @@ class BullMQBackend implements Runner, DurableBackend {
     if (!(await within(cancellations(), timeoutMs))) {
       for (const { id, name } of this.#removals.values()) {
         this.#unremoved.add(id);
-        this.#logger.error({ task: name, taskId: id }, `durable task "${name}" was cancelled, but its job could not be removed from Redis within ${timeoutMs} ms, before the backend was closed; it may still run`);
+        // Both on their way (a job that may be running): one entry says both.
+        const what = this.#telling.has(id) ? 'its job could not be removed from Redis, nor the request to stop it sent to the workers,' : 'its job could not be removed from Redis';
+        this.#logger.error({ task: name, taskId: id }, `durable task "${name}" was cancelled, but ${what} within ${timeoutMs} ms, before the backend was closed; it may still run`);
       }
       for (const [id, telling] of this.#telling) {
         telling.reported = true;
