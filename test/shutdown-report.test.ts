@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { expect, it, vi } from 'vitest';
 import { appOf } from '../src/di/container.js';
 import { ApplicationBackground, Background, shutdown } from '../src/index.js';
-import { holds, readsFifo, spins, spinsWithContext } from './fixtures/worker-tasks.js';
+import { holds, modelOk, readsFifo, spins, spinsWithContext } from './fixtures/worker-tasks.js';
 import { captureLogger, freshApp, holdCell, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -112,4 +112,18 @@ it("logs a pool close that overruns its deadline, and resolves anyway: a thread 
   expect(logger.at('warn').map((entry) => entry.message)).toContainEqual(expect.stringMatching(/^closing the worker pool took longer than the \d+ ms left of the close's deadline; it goes on in the background$/));
   // Lets the thread out of its open(), so that it can be terminated.
   await writeFile(fifo, 'done');
+}, 20_000);
+
+it("a close that abandoned work at its deadline still gives an idle pool's threads time to be terminated: no overrun is logged", async () => {
+  const logger = captureLogger();
+  const root = freshApp({ logger, pool: { maxThreads: 1, minThreads: 0, terminateAfterMs: 60_000, setupModule: new URL('./fixtures/worker-setup.ts', import.meta.url) } });
+  const bg = root.resolve(ApplicationBackground);
+  // A thread, idle now.
+  await expect(bg.add(modelOk, new Int32Array(2)).result()).resolves.toBe('ok (2)');
+  bg.add(function neverEnds() {
+    return new Promise(() => undefined);
+  });
+  const report = await shutdown({ container: root, timeoutMs: 50 });
+  expect(report.abandoned).toBe(1);
+  expect(logger.at('warn').filter((entry) => entry.message.startsWith('closing the worker pool'))).toEqual([]);
 }, 20_000);

@@ -45,6 +45,8 @@ export interface AttemptLink {
 
 /** How often the admission window is reconsidered while tasks wait for it. */
 const sampleMs = 200;
+/** The least time the pool's close gives its threads to be terminated, past the close's deadline if need be. */
+const destroyAtLeastMs = 1_000;
 /** How many idle threads a callback left behind by the setup module may end before new threads stop prewarming. */
 const setupExitsToStop = 3;
 /** Above this share of the machine's CPU time idle, waiting tasks are admitted wider. */
@@ -213,9 +215,9 @@ export class Pool {
     return outcomeOf(task.name, response);
   }
 
-  /** Waits up to `timeoutMs` for the threads to finish, then terminates them. Never rejects. */
   /**
-   * Stops every thread, within `timeoutMs`; never rejects. The application closes its pool once
+   * Stops every thread, within `timeoutMs` (a second at least: terminating them takes a moment,
+   * and a close that abandoned work at its deadline has none left); never rejects. The application closes its pool once
    * every task has ended, so a run still in flight belongs to a task that was given up on (an
    * abandoned or cancelled task that injects TaskContext, in its grace period): its thread is
    * terminated now rather than waited for. (Piscina's own close() waits for such runs, and after
@@ -228,8 +230,9 @@ export class Pool {
     if (piscina === undefined) return;
     const stranded = this.#inFlight;
     try {
-      if (!(await withDeadline(piscina.destroy(), timeoutMs))) {
-        logSafely(this.#logger, 'warn', { timeoutMs }, `closing the worker pool took longer than the ${timeoutMs} ms left of the close's deadline; it goes on in the background`);
+      const boundMs = Math.max(timeoutMs, destroyAtLeastMs);
+      if (!(await withDeadline(piscina.destroy(), boundMs))) {
+        logSafely(this.#logger, 'warn', { timeoutMs: boundMs }, `closing the worker pool took longer than the ${boundMs} ms left of the close's deadline; it goes on in the background`);
       }
     } catch (error) {
       logSafely(this.#logger, 'error', { err: error }, 'closing the worker pool failed');
