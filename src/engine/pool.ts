@@ -85,6 +85,8 @@ export class Pool {
   readonly #controls = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   /** Threads that a callback their setup module left behind ended while they ran no task. */
   #setupExits = 0;
+  /** Idle threads ended by an error no task could be named for (see {@link #died}). */
+  #idleDeaths = 0;
 
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
@@ -337,12 +339,27 @@ export class Pool {
     );
   }
 
-  /** A thread is ending because of an error thrown outside any ended task's call: it fails the tasks it ran, or is logged. */
+  /**
+   * A thread is ending because of an error thrown outside any ended task's call: it fails the
+   * tasks it ran, or is logged. A prewarmed thread loads the task modules as it starts, so one
+   * that a callback of a module's top level ends is replaced by one that loads it again: after
+   * {@link setupExitsToStop} such ends with no task running, new threads stop loading them as they
+   * start (as for the setup module's exits, {@link #setupLeftBehind}).
+   */
   #died({ error, running }: Died): void {
     for (const { id } of running) this.#diedOf.set(id, error);
     if (running.length > 0) return;
     const err = errorOf('worker thread', error);
     logSafely(this.#logger, 'error', { err }, `a worker thread ended, running no task: ${messageOf(err)} (thrown by a callback no task could be named for: one a task module's top level set up); it is replaced`);
+    if (!this.settings.prewarm || Atomics.load(this.#controls, 0) === 1) return;
+    if (++this.#idleDeaths < setupExitsToStop) return;
+    Atomics.store(this.#controls, 0, 1);
+    logSafely(
+      this.#logger,
+      'error',
+      { err },
+      `${this.#idleDeaths} idle worker threads have ended so: new threads no longer set up and load the task modules as they start (prewarm), only with their first task`,
+    );
   }
 
   #explain(request: WorkerRequest, error: unknown): unknown {
