@@ -504,6 +504,19 @@ const putBackMs = 1_000;
 /** The longest a job taken as the workers start waits for the cancellation requests recorded before they listened. */
 const recordedWaitMs = 5_000;
 
+/** Lost locks said in the last second, by job and command, with when. */
+const lostLocksSaid = new Map<string, number>();
+
+/** Whether `key` was said less than a second ago; records it now otherwise. */
+function saidLately(key: string): boolean {
+  const now = Date.now();
+  const at = lostLocksSaid.get(key);
+  if (at !== undefined && now - at < 1_000) return true;
+  if (lostLocksSaid.size >= 1_000) lostLocksSaid.clear();
+  lostLocksSaid.set(key, now);
+  return false;
+}
+
 /** The codes of Node's and ioredis's errors that say the connection to Redis failed. */
 const connectionCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 
@@ -521,6 +534,8 @@ function logWorkerError(logger: BackgroundLogger, error: Error): void {
   const lost = /^(?:Missing lock|Lock mismatch) for job (\S+?)\.? (?:Cmd )?(\w+)/.exec(message);
   if (lost !== null) {
     const [, taskId, command] = lost;
+    // BullMQ reports each lost lock twice (its worker's error, then its processing loop's): once here.
+    if (saidLately(`${taskId} ${command}`)) return;
     logger.warn(
       { taskId, err: error },
       `durable job ${taskId}: this worker had lost its lock on the job when its attempt ended (${command}), so the attempt's outcome is discarded: ` +
