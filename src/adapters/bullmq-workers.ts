@@ -305,7 +305,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   const recordedWait = setTimeout(() => readRecorded(), recordedWaitMs).unref();
   const runJob = async (job: Job<JobData>, token: string | undefined): Promise<unknown> => {
     if (!recordedRead) await recordedLoaded;
-    if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>);
+    if (job.name === afterJob) return passAfter(worker, job as unknown as Job<AfterData>, (id) => cancelledEarly.get(id)?.reason);
     const definition = byName.get(job.name);
     if (definition === undefined) {
       const known = [...byName.keys()];
@@ -568,7 +568,7 @@ function logWorkerError(logger: BackgroundLogger, error: Error): void {
  * dependent on, nor would one another durable task waits for (BullMQ did not attach it). Its
  * failure, and that of the other kinds, which fail at once, fails the dependent: skipped.
  */
-async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
+async function passAfter(worker: Worker, job: Job<AfterData>, cancelledWith: (id: string) => string | undefined): Promise<null> {
   const data = job.data;
   const fail = async (failed: FailedPrerequisite): Promise<never> => {
     if (data.kind === 'guard') await job.updateData({ ...data, failed });
@@ -580,7 +580,11 @@ async function passAfter(worker: Worker, job: Job<AfterData>): Promise<null> {
   if (data.failed !== undefined) return fail(data.failed);
   for (const { id, name } of data.after) {
     const prerequisite = await Job.fromId(worker, id);
-    if (prerequisite === undefined) return fail({ id, name, status: notInQueue });
+    if (prerequisite === undefined) {
+      // Removed by its cancellation (a guard that runs late, after it): said so, with its reason.
+      const reason = cancelledWith(id);
+      return fail(reason === undefined ? { id, name, status: notInQueue } : { id, name, status: 'cancelled', reason });
+    }
     // Made by the flow for want of the job: it fails by itself.
     if (prerequisite.name === afterJob) continue;
     const state = await prerequisite.getState();

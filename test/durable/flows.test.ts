@@ -201,6 +201,20 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect((next as Error).cause).toBe((first as Error).cause);
   });
 
+  it("skips, as after a cancelled task, a dependent whose guard runs only after its prerequisite's cancellation removed it (no worker ran meanwhile)", async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const waiting = bg.with({ durable: true, delayMs: 60_000 }).add(step, 'delayed');
+    const afterWaiting = bg.with({ durable: true, after: [waiting] }).add(step, 'after delayed');
+    await vi.waitFor(async () => expect((await backend.job(afterWaiting.id))?.status).toBe('delayed'), bound);
+    waiting.cancel('not needed');
+    await vi.waitFor(async () => expect(await backend.job(waiting.id)).toBeUndefined(), bound);
+    // The guard of the dependent runs now, the prerequisite gone: the cancellation says why.
+    workers(queueName);
+    const error = await afterWaiting.result().catch((e: unknown) => e);
+    expect((error as Error).message).toBe(`Task "step" (#${afterWaiting.id}) was skipped: it was to run after task "step" (#${waiting.id}), which was cancelled`);
+    await vi.waitFor(async () => expect((await backend.job(afterWaiting.id))?.failedReason).toMatch(/which was cancelled: not needed$/), bound);
+  });
+
   it('skips the dependent of a task cancelled while it waits (its job removed) or while it runs (its job failed)', async () => {
     const { bg, backend } = setup();
     const waiting = bg.with({ durable: true, delayMs: 60_000 }).add(step, 'delayed');
