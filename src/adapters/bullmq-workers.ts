@@ -504,14 +504,14 @@ const putBackMs = 1_000;
 /** The longest a job taken as the workers start waits for the cancellation requests recorded before they listened. */
 const recordedWaitMs = 5_000;
 
-/** Lost locks said in the last second, by job and command, with when. */
+/** Lost locks said lately, by job and command, with when. */
 const lostLocksSaid = new Map<string, number>();
 
-/** Whether `key` was said less than a second ago; records it now otherwise. */
+/** Whether `key` was said less than 100 ms ago (BullMQ's second report of one loss); records it now otherwise. */
 function saidLately(key: string): boolean {
   const now = Date.now();
   const at = lostLocksSaid.get(key);
-  if (at !== undefined && now - at < 1_000) return true;
+  if (at !== undefined && now - at < 100) return true;
   if (lostLocksSaid.size >= 1_000) lostLocksSaid.clear();
   lostLocksSaid.set(key, now);
   return false;
@@ -534,7 +534,8 @@ function logWorkerError(logger: BackgroundLogger, error: Error): void {
   const lost = /^(?:Missing lock|Lock mismatch) for job (\S+?)\.? (?:Cmd )?(\w+)/.exec(message);
   if (lost !== null) {
     const [, taskId, command] = lost;
-    // BullMQ reports each lost lock twice (its worker's error, then its processing loop's): once here.
+    // BullMQ reports each lost lock twice, at once (its worker's error, then its processing
+    // loop's): once here. Another attempt's loss comes a lock's duration later at the least.
     if (saidLately(`${taskId} ${command}`)) return;
     logger.warn(
       { taskId, err: error },

@@ -232,7 +232,7 @@ export class Pool {
     if (piscina === undefined) return;
     const stranded = this.#inFlight;
     try {
-      const boundMs = Math.max(timeoutMs, destroyAtLeastMs);
+      const boundMs = Math.max(Math.round(timeoutMs), destroyAtLeastMs);
       if (!(await withDeadline(piscina.destroy(), boundMs))) {
         logSafely(this.#logger, 'warn', { timeoutMs: boundMs }, `closing the worker pool took longer than the ${boundMs} ms left of the close's deadline; it goes on in the background`);
       }
