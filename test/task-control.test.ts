@@ -632,11 +632,18 @@ describe('a bounded queue', () => {
     const { bg } = setup({ concurrency: 1, maxQueued: 1 });
     const done = bg.add(async () => 'done');
     await done.result();
+    const failed = bg.add(async () => {
+      throw new Error('failed');
+    });
+    await failed.result().catch(() => undefined);
     const gate = deferred();
     bg.add(async () => gate.promise);
     await nextTurn();
     bg.add(async () => 'queued');
     expect(() => bg.with({ after: [done] }).add(async () => 'after')).toThrow(QueueFullError);
+    // After one that failed: skipped at once, never queued, so not refused.
+    const skipped = bg.with({ after: [failed] }).add(async () => 'never');
+    await expect(skipped.result()).rejects.toThrow(/which failed$/);
     gate.resolve();
     await bg.drain();
   });

@@ -11,7 +11,7 @@ import { Call, TaskRun, type Invocation } from '../engine/task-run.js';
 import { messageOf } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { QueueFullError, TaskDependencyError } from '../model/errors.js';
-import { finalStatuses, type TaskHandle } from '../model/handle.js';
+import type { TaskHandle } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import { dueAtOf, type Cadence } from '../model/call-options.js';
 import type { Runner, TaskRequest } from '../model/runner.js';
@@ -38,9 +38,9 @@ export class InProcessRunner implements Runner {
     if (timing !== undefined) checkAfter(request.name, timing.after);
     const dueAt = timing === undefined ? 0 : dueAtOf(timing);
     // A task that waits (its time, or tasks it runs after that have not ended) joins the queue
-    // later, never refused then: a full queue does not refuse it now either. (After tasks that
-    // have all ended, it joins now, or is skipped.)
-    const waits = dueAt > Date.now() || (timing?.after?.some((handle) => !finalStatuses.has(handle.status)) ?? false);
+    // later, never refused then, and one after a task that did not succeed is skipped: a full
+    // queue refuses neither now. (After tasks that have all succeeded, it joins now.)
+    const waits = dueAt > Date.now() || (timing?.after?.some((handle) => handle.status !== 'succeeded') ?? false);
     const run = this.#run(request, !waits);
     if (timing !== undefined) {
       run.dueAt = dueAt;
