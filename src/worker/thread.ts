@@ -365,6 +365,12 @@ process.on('uncaughtException', (error: unknown, origin: string) => {
 process.on('exit', (code: number) => {
   const call = calls.getStore();
   if (call?.ended === true || call?.setup === true) report({ task: call.task, setup: call.setup, exitCode: code, running: runningTasks() });
+  // A callback no task can be named for (one a task module's top level set up), on an idle
+  // thread: the pool says so, as it says such a callback's throw (its tasks, if any, fail).
+  else if (!dying && call === undefined && received.size === 0) {
+    const error = new Error(`process.exit(${code}) in a callback no task could be named for`);
+    parentPort?.postMessage({ died: { error: failureOf(error), running: [], exitCode: code } } satisfies ThreadMessage);
+  }
 });
 
 function runningTasks(): LeftBehind['running'] {

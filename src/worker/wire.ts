@@ -134,6 +134,8 @@ export interface Died {
   readonly error: WorkerResponse;
   /** The tasks the thread was running then. */
   readonly running: readonly { readonly id: string; readonly name: string }[];
+  /** Set when the thread ended by process.exit() with this code, in a callback no task could be named for (not by a throw). */
+  readonly exitCode?: number | undefined;
 }
 
 /** Messages a worker thread sends the pool outside any task's answer. */
