@@ -346,11 +346,15 @@ export class Pool {
    * {@link setupExitsToStop} such ends with no task running, new threads stop loading them as they
    * start (as for the setup module's exits, {@link #setupLeftBehind}).
    */
-  #died({ error, running, exitCode }: Died): void {
+  #died({ error, running, exitCode, rejection = false }: Died): void {
     for (const { id } of running) this.#diedOf.set(id, error);
     if (running.length > 0) return;
     const err = errorOf('worker thread', error);
-    const what = exitCode === undefined ? `${messageOf(err)} (thrown by a callback no task could be named for: one a task module's top level set up)` : `process.exit(${exitCode}) in a callback no task could be named for (one a task module's top level set up)`;
+    const by = rejection ? 'a promise nothing handled rejected with it, in a callback' : 'thrown by a callback';
+    const what =
+      exitCode === undefined
+        ? `${messageOf(err)} (${by} no task could be named for: one a task module's top level set up)`
+        : `process.exit(${exitCode}) in a callback no task could be named for (one a task module's top level set up)`;
     logSafely(this.#logger, 'error', { err }, `a worker thread ended, running no task: ${what}; it is replaced`);
     if (!this.settings.prewarm || Atomics.load(this.#controls, 0) === 1) return;
     if (++this.#idleDeaths < setupExitsToStop) return;

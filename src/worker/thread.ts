@@ -355,7 +355,7 @@ process.on('uncaughtException', (error: unknown, origin: string) => {
   // listener: a thread ended that way sometimes never exited (Node 20 to 24, a microtask's throw
   // under load: its port stayed open and kept the process alive after the pool was closed).
   dying = true;
-  parentPort?.postMessage({ died: { error: failureOf(error), running: runningTasks() } } satisfies ThreadMessage);
+  parentPort?.postMessage({ died: { error: failureOf(error), running: runningTasks(), ...(origin === 'unhandledRejection' ? { rejection: true } : {}) } } satisfies ThreadMessage);
   process.exit(1);
 });
 

@@ -136,6 +136,8 @@ export interface Died {
   readonly running: readonly { readonly id: string; readonly name: string }[];
   /** Set when the thread ended by process.exit() with this code, in a callback no task could be named for (not by a throw). */
   readonly exitCode?: number | undefined;
+  /** Set when what ended it was a promise's rejection nothing handled, not a throw. */
+  readonly rejection?: boolean | undefined;
 }
 
 /** Messages a worker thread sends the pool outside any task's answer. */
