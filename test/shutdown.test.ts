@@ -184,14 +184,21 @@ describe("scopes' disposals going on at the close", () => {
     }
   }
 
-  it("waits, within its deadline, for a scope's other instances being disposed (disposeScope() of a request's scope with a session)", async () => {
-    Session.gate = deferred();
-    Session.disposed = 0;
-    const app = freshApp({ logger: captureLogger() });
+  /** An application with a scope holding a Session (disposed with it, through Session.gate). */
+  function sessionScope() {
+    const logger = captureLogger();
+    const app = freshApp({ logger });
     app.resolve(Background);
     const scope = app.createChildContainer();
     scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
     scope.resolve(Session);
+    return { app, scope, logger };
+  }
+
+  it("waits, within its deadline, for a scope's other instances being disposed (disposeScope() of a request's scope with a session)", async () => {
+    Session.gate = deferred();
+    Session.disposed = 0;
+    const { app, scope } = sessionScope();
     scope.resolve(Background).add(async () => undefined);
     const disposal = disposeScope(scope);
     let closed = false;
@@ -244,12 +251,7 @@ describe("scopes' disposals going on at the close", () => {
 
   it("a scope whose tasks the close abandons at its deadline disposes its other instances then: one still at it is logged at warn", async () => {
     Session.gate = deferred();
-    const logger = captureLogger();
-    const app = freshApp({ logger });
-    app.resolve(Background);
-    const scope = app.createChildContainer();
-    scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
-    scope.resolve(Session);
+    const { app, scope, logger } = sessionScope();
     scope.resolve(Background).add(() => new Promise(() => undefined));
     const disposal = disposeScope(scope);
     await shutdown({ container: app, timeoutMs: 50 });
@@ -260,12 +262,7 @@ describe("scopes' disposals going on at the close", () => {
 
   it('one still going on at the deadline is logged at warn, and the close resolves', async () => {
     Session.gate = deferred();
-    const logger = captureLogger();
-    const app = freshApp({ logger });
-    app.resolve(Background);
-    const scope = app.createChildContainer();
-    scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
-    scope.resolve(Session);
+    const { app, scope, logger } = sessionScope();
     const disposal = disposeScope(scope);
     await expect(shutdown({ container: app, timeoutMs: 50 })).resolves.toMatchObject({ abandoned: 0 });
     expect(logger.at('warn').map((entry) => entry.message)).toEqual([

@@ -326,13 +326,19 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     expect(second.status).not.toBe('failed');
   });
 
-  it("the producer's application's close against a Redis that stopped answering ends a second past its deadline, its jobs not in Redis counted abandoned and logged", async () => {
+  /** A producer application whose connections go through a proxy (retrying every 20 ms), on a fresh queue. */
+  async function producerBehindProxy(queuePrefix: string, enqueueTimeoutMs: number) {
     const proxy = await startProxy(redis.port);
     closers.push(() => proxy.close());
     const logger = captureLogger();
     const producer = freshApp({ logger });
-    const backend = useBullMQ(producer, { connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName: `unsent-${randomUUID()}`, logger, enqueueTimeoutMs: 10_000 });
+    const backend = useBullMQ(producer, { connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName: `${queuePrefix}-${randomUUID()}`, logger, enqueueTimeoutMs });
     closers.push(() => backend.close({ timeoutMs: 100 }));
+    return { proxy, logger, producer, backend };
+  }
+
+  it("the producer's application's close against a Redis that stopped answering ends a second past its deadline, its jobs not in Redis counted abandoned and logged", async () => {
+    const { proxy, logger, producer, backend } = await producerBehindProxy('unsent', 10_000);
     await backend.queue.count();
     proxy.mode = 'dropRequests';
     const bg = producer.resolve(Background).with({ durable: true });
@@ -349,12 +355,7 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
   });
 
   it("a cancellation Redis has not answered when the producer's application's close ends counts once in its abandoned, named, and logged as such", async () => {
-    const proxy = await startProxy(redis.port);
-    closers.push(() => proxy.close());
-    const logger = captureLogger();
-    const producer = freshApp({ logger });
-    const backend = useBullMQ(producer, { connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName: `unsent-cancel-${randomUUID()}`, logger, enqueueTimeoutMs: 10_000 });
-    closers.push(() => backend.close({ timeoutMs: 100 }));
+    const { proxy, logger, producer, backend } = await producerBehindProxy('unsent-cancel', 10_000);
     const handle = producer.resolve(Background).with({ durable: true, delayMs: 60_000 }).add(counted, 'later');
     const direct = new Redis({ ...redis.connection, maxRetriesPerRequest: null });
     closers.push(() => direct.quit());
@@ -370,12 +371,7 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
   });
 
   it("jobs whose enqueue bound passes while the producer's application's close waits for them count in its abandoned: the process would exit without them", async () => {
-    const proxy = await startProxy(redis.port);
-    closers.push(() => proxy.close());
-    const logger = captureLogger();
-    const producer = freshApp({ logger });
-    const backend = useBullMQ(producer, { connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName: `unreachable-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
-    closers.push(() => backend.close({ timeoutMs: 100 }));
+    const { proxy, producer, backend } = await producerBehindProxy('unreachable', 300);
     await backend.queue.count();
     // Redis is gone as the close begins (the producer knows: it tried to reconnect): the jobs of the turn can never be sent.
     proxy.mode = 'refuse';
