@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { expect, it, vi } from 'vitest';
 import { appOf } from '../src/di/container.js';
 import { ApplicationBackground, Background, shutdown } from '../src/index.js';
-import { holds, modelOk, readsFifo, spins, spinsWithContext } from './fixtures/worker-tasks.js';
+import { holds, modelOk, readsFifo, readsFifoBlind, spins, spinsWithContext } from './fixtures/worker-tasks.js';
 import { captureLogger, freshApp, holdCell, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -98,14 +98,17 @@ it('counts a worker task waiting for a thread as queued, in its status, stats() 
   expect(report.totals).toMatchObject({ total: 4, succeeded: 1, abandoned: 3 });
 }, 20_000);
 
-it("logs a pool close that overruns its deadline, and resolves anyway: a thread stuck in a native call cannot be terminated", async () => {
+it.each([
+  ['in its grace period (it sees its signal)', readsFifo],
+  ['terminated at once by the abandon (it cannot see its signal)', readsFifoBlind],
+] as const)("logs a pool close that overruns its deadline, and resolves anyway: a thread stuck in a native call cannot be terminated, %s", async (_, task) => {
   const fifo = join(mkdtempSync(join(tmpdir(), 'tsyringe-background-')), 'stuck');
   execFileSync('mkfifo', [fifo]);
   const logger = captureLogger();
   const pool = { maxThreads: 1, minThreads: 0, terminateAfterMs: 60_000, setupModule: new URL('./fixtures/worker-setup.ts', import.meta.url) };
   const root = freshApp({ logger, pool });
   const started = new Int32Array(new SharedArrayBuffer(4));
-  root.resolve(ApplicationBackground).add(readsFifo, started, fifo);
+  root.resolve(ApplicationBackground).add(task, started, fifo);
   await vi.waitFor(() => expect(Atomics.load(started, 0)).toBe(1), { timeout: 10_000, interval: 10 });
   const report = await shutdown({ container: root, timeoutMs: 50 });
   expect(report.abandoned).toBe(1);

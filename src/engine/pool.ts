@@ -87,6 +87,11 @@ export class Pool {
   #setupExits = 0;
   /** Idle threads ended by an error no task could be named for (see {@link #died}). */
   #idleDeaths = 0;
+  /**
+   * The exits of threads an abort terminated: Piscina drops such a thread from its pool at once,
+   * so its `destroy()` does not wait for it, and a thread stuck in a native call outlives it.
+   */
+  readonly #terminating = new Set<Promise<void>>();
 
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
@@ -154,7 +159,7 @@ export class Pool {
       // The task cannot see a signal: an abort terminates its thread at once. (In this one async
       // function: the common path, one promise and one microtask fewer per attempt.)
       attempt.onAbort((reason) => {
-        kill.abort(reason);
+        this.#kill(kill, reason);
       });
       let response: WorkerResponse;
       try {
@@ -184,7 +189,7 @@ export class Pool {
       this.#marks.abort(mark);
       channel.port1.postMessage({ abort: toWire(reason) } satisfies ChannelMessage);
       grace = setTimeout(() => {
-        kill.abort(reason);
+        this.#kill(kill, reason);
       }, this.settings.terminateAfterMs);
     };
     const attemptNo = attempt.attempts;
@@ -218,12 +223,30 @@ export class Pool {
   }
 
   /**
+   * Stops an attempt: Piscina dequeues it, or terminates its thread (and starts another), which
+   * is then followed until it exits, for {@link Pool.close} to wait for.
+   */
+  #kill(kill: Kill, reason: Error): void {
+    const before = this.#piscina?.threads ?? [];
+    kill.abort(reason);
+    const after = new Set(this.#piscina?.threads);
+    for (const thread of before) {
+      if (after.has(thread)) continue;
+      const exited = new Promise<void>((resolve) => thread.once('exit', () => resolve()));
+      this.#terminating.add(exited);
+      void exited.then(() => this.#terminating.delete(exited));
+    }
+  }
+
+  /**
    * Stops every thread, within `timeoutMs` (a second at least: terminating them takes a moment,
    * and a close that abandoned work at its deadline has none left); never rejects. The application closes its pool once
    * every task has ended, so a run still in flight belongs to a task that was given up on (an
    * abandoned or cancelled task that injects TaskContext, in its grace period): its thread is
    * terminated now rather than waited for. (Piscina's own close() waits for such runs, and after
-   * an abort it can wait out the whole deadline.) A close that overruns is logged.
+   * an abort it can wait out the whole deadline.) Threads an abort terminated earlier are waited
+   * for too (one stuck in a native call ends only when the call returns). A close that overruns
+   * is logged.
    */
   async close(timeoutMs: number): Promise<void> {
     this.#closed = true;
@@ -233,7 +256,7 @@ export class Pool {
     const stranded = this.#inFlight;
     try {
       const boundMs = Math.max(Math.round(timeoutMs), destroyAtLeastMs);
-      if (!(await withDeadline(piscina.destroy(), boundMs))) {
+      if (!(await withDeadline(Promise.all([piscina.destroy(), ...this.#terminating]), boundMs))) {
         logSafely(this.#logger, 'warn', { timeoutMs: boundMs }, `closing the worker pool took longer than the ${boundMs} ms left of the close's deadline; it goes on in the background`);
       }
     } catch (error) {
