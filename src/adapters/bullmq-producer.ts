@@ -217,6 +217,8 @@ class BullMQBackend implements Runner, DurableBackend {
    * for their job's outcome, by job id. A handle nobody watches is in no map once its job is sent.
    */
   readonly #live = new Map<string, DurableHandle>();
+  /** Why jobs read lately were skipped, by id (a job skipped stays so): the links of a chain of skips, read once. */
+  readonly #skips = new Map<string, Skipped>();
   /** Publishes cancellations of running jobs to the workers; made on the first. */
   #publisher: Redis | undefined;
   /** While the publisher's connection is down and a request waits for it: resolves when it is ready again. */
@@ -1239,21 +1241,38 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /**
    * Why a job was skipped, when it failed because a job it waited for did: that job's failure
-   * (or, when it is one of ours, what it says of the job waited for), read from Redis.
+   * (or, when it is one of ours, what it says of the job waited for), read from Redis. A job
+   * waited for that was skipped in turn reads `skipped`, and the error that began the chain of
+   * skips is the cause, as in process (causes do not nest): the chain is followed back to it, the
+   * links this process read lately remembered.
    */
-  async #skipped(id: string, name: string, failedReason: string): Promise<Skipped | undefined> {
+  async #skipped(id: string, name: string, failedReason: string, depth = 0): Promise<Skipped | undefined> {
+    const remembered = this.#skips.get(id);
+    if (remembered !== undefined) return remembered;
     const key = childFailed(failedReason);
     if (key === undefined) return undefined;
     const childId = key.slice(key.lastIndexOf(':') + 1);
     const child = await Job.fromId(this.queue, childId).catch(() => undefined);
-    const failed = child === undefined ? { id: childId, name: 'durable task', status: 'failed', reason: `its job ${key} is no longer in Redis` } : failureOf(child);
-    // Its error as its own handle reads it: cancelled (with the reason given), or failed.
-    const cause =
-      failed.status === 'cancelled'
-        ? new TaskCancelledError(failed.name, failed.id, failed.reason)
-        : new DurableTaskError('ERR_DURABLE_FAILED', failed.id, failed.reason ?? `durable task "${failed.name}" (#${failed.id}) ${failed.status}`);
+    const before =
+      child !== undefined && child.name !== afterJob && depth < maxSkipChain ? await this.#skipped(childId, child.name, child.failedReason ?? '', depth + 1) : undefined;
+    let failed: FailedPrerequisite;
+    let cause: unknown;
+    if (child !== undefined && before !== undefined) {
+      failed = { id: childId, name: child.name, status: 'skipped', reason: before.error.message };
+      cause = before.error.cause;
+    } else {
+      failed = child === undefined ? { id: childId, name: 'durable task', status: 'failed', reason: `its job ${key} is no longer in Redis` } : failureOf(child);
+      // Its error as its own handle reads it: cancelled (with the reason given), or failed.
+      cause =
+        failed.status === 'cancelled'
+          ? new TaskCancelledError(failed.name, failed.id, failed.reason)
+          : new DurableTaskError('ERR_DURABLE_FAILED', failed.id, failed.reason ?? `durable task "${failed.name}" (#${failed.id}) ${failed.status}`);
+    }
     const error = new TaskSkippedError(name, id, failed, cause);
-    return { error, failedReason: failed.reason === undefined ? error.message : `${error.message}: ${failed.reason}` };
+    const skipped = { error, failedReason: failed.reason === undefined ? error.message : `${error.message}: ${failed.reason}` };
+    if (this.#skips.size >= maxSkipsRemembered) this.#skips.delete(this.#skips.keys().next().value!);
+    this.#skips.set(id, skipped);
+    return skipped;
   }
 
   /**
@@ -1894,6 +1913,11 @@ function dueAt(timing: NonNullable<TaskRequest['timing']>): number {
   if (timing.runAt !== undefined) return timing.runAt;
   return Date.now() + (timing.delayMs ?? 0);
 }
+
+/** How far back a chain of skips is followed to the error that began it (one read of Redis a link). */
+const maxSkipChain = 1_000;
+/** How many jobs' skips a producer remembers. */
+const maxSkipsRemembered = 1_000;
 
 /** Why a job was skipped: the handle's error, and the job's reason as `backend.job(id)` reads it. */
 interface Skipped {

@@ -201,6 +201,27 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect((next as Error).cause).toBe((first as Error).cause);
   });
 
+  it('reads a chain of skips in Redis as in process: each link after a skipped one says so, and the chain\'s first error is the cause', async () => {
+    const { bg, backend, queueName } = setup();
+    const head = bg.with({ durable: true }).add(failing, 'head');
+    const links: TaskHandle<unknown>[] = [head];
+    for (const label of ['one', 'two', 'three']) links.push(bg.with({ durable: true, after: [links.at(-1)!] }).add(step, label));
+    const [, one, two, three] = links;
+    const errors = await Promise.all(links.map(async (link) => (await link.result().catch((e: unknown) => e)) as Error));
+    expect(errors[1]!.message).toBe(`Task "step" (#${one!.id}) was skipped: it was to run after task "failing" (#${head.id}), which failed`);
+    expect(errors[2]!.message).toBe(`Task "step" (#${two!.id}) was skipped: it was to run after task "step" (#${one!.id}), which was skipped`);
+    expect(errors[3]!.message).toBe(`Task "step" (#${three!.id}) was skipped: it was to run after task "step" (#${two!.id}), which was skipped`);
+    for (const error of errors.slice(1)) expect(error.cause).toMatchObject({ code: 'ERR_DURABLE_FAILED', jobId: head.id, message: 'head breaks' });
+    // backend.job() says what the handle says, and of a skipped link what its own handle said.
+    await expect(backend.job(three!.id)).resolves.toMatchObject({ status: 'skipped', failedReason: `${errors[3]!.message}: ${errors[2]!.message}` });
+    // Another process, which read none of the chain, reads it the same.
+    const elsewhere = (await producer(queueName).backend.handle(three!.id))!;
+    const read = (await elsewhere.result().catch((e: unknown) => e)) as Error;
+    expect(read.message).toBe(errors[3]!.message);
+    expect(read.cause).toMatchObject({ code: 'ERR_DURABLE_FAILED', jobId: head.id, message: 'head breaks' });
+    expect(effects).toEqual(['head failed']);
+  });
+
   it("skips, as after a cancelled task, a dependent whose guard runs only after its prerequisite's cancellation removed it (no worker ran meanwhile)", async () => {
     const { bg, backend, queueName } = setup({ workers: false });
     const waiting = bg.with({ durable: true, delayMs: 60_000 }).add(step, 'delayed');
