@@ -138,7 +138,11 @@ const durable = {
     'allocation a job. Three runs of the section after the change: 8a 0.84, 0.87, 0.88 (lib / raw with the library\'s job ' +
     'options 0.93, 0.87, 0.88), 8b 0.86, 0.96, 0.93. A warm-up of two whole runs per variant instead of one quarter run ' +
     '(tried, not kept): 8a 0.87 and 1.01 over two runs of the section (spread 0.76–1.12; library / raw with its job options 0.92, ' +
-    '0.87): no change the spread can show.',
+    '0.87): no change the spread can show. 2026-12-06 evening, three runs of the section in a row on a machine quiet at ' +
+    'the start (load 0.3), nothing changed on a job\'s path since the runs of the night before (0.88, 0.92, 0.87): 8a 0.78, ' +
+    '0.78, 0.89; library / raw with its job options 0.88, 0.87, 0.87; 8b 1.00, 0.92, 0.94. The library\'s processor, ' +
+    'timed without Redis (100 000 jobs, 5 reps, pinned): ≈ 4.7 µs a job (4.2 the night before). Still missed, and still ' +
+    'inside the section\'s spread from one evening to the next.',
 };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */

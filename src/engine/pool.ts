@@ -47,6 +47,15 @@ export interface AttemptLink {
 const sampleMs = 200;
 /** The least time the pool's close gives its threads to be terminated, past the close's deadline if need be. */
 const destroyAtLeastMs = 1_000;
+/**
+ * How long an error thrown again and again by callbacks left behind on the threads (a timer of
+ * the setup module that throws every 10 ms on each thread) is logged once; the next entry after
+ * that says how many of it were not logged.
+ */
+const repeatWindowMs = 10_000;
+/** How many distinct such errors are counted at once. */
+const repeatKinds = 100;
+
 /** How many idle threads a callback left behind by the setup module may end before new threads stop prewarming. */
 const setupExitsToStop = 3;
 /** Above this share of the machine's CPU time idle, waiting tasks are admitted wider. */
@@ -87,6 +96,8 @@ export class Pool {
   #setupExits = 0;
   /** Idle threads ended by an error no task could be named for (see {@link #died}). */
   #idleDeaths = 0;
+  /** Errors of callbacks left behind, by where and message: until when a repeat is only counted, and how many were. */
+  readonly #repeats = new Map<string, { until: number; more: number }>();
   /**
    * The exits of threads an abort terminated: Piscina drops such a thread from its pool at once,
    * so its `destroy()` does not wait for it, and a thread stuck in a native call outlives it.
@@ -265,6 +276,12 @@ export class Pool {
     if (stranded > 0) {
       logSafely(this.#logger, 'debug', { stranded }, `closing the worker pool terminated ${stranded} thread(s) still running tasks that had ended`);
     }
+    for (const [key, { more }] of this.#repeats) {
+      const at = key.indexOf('\n');
+      const [where, message] = [key.slice(0, at), key.slice(at + 1)];
+      if (more > 0) logSafely(this.#logger, 'error', {}, `callbacks ${where} left behind on the worker threads threw the same error ${more} more time(s) after its last entry, not logged: ${message}`);
+    }
+    this.#repeats.clear();
   }
 
   #start(): Piscina {
@@ -324,8 +341,10 @@ export class Pool {
     const others = running.map(({ id, name }) => `"${name}" (#${id})`).join(', ');
     if (error !== undefined) {
       const err = errorOf(task.name, error);
+      const more = this.#repeated(`${where}\n${messageOf(err)}`);
+      if (more === undefined) return;
       const then = others === '' ? '' : `; its thread was running ${others} by then, which goes on`;
-      logSafely(this.#logger, 'error', { ...fields, err }, `${where} had ended when a callback it left behind ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}`);
+      logSafely(this.#logger, 'error', { ...fields, err }, `${where} had ended when a callback it left behind ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}${more}`);
       return;
     }
     const failing = others === '' ? 'and was replaced' : `failing ${others}`;
@@ -344,8 +363,10 @@ export class Pool {
     const others = running.map(({ id, name }) => `"${name}" (#${id})`).join(', ');
     if (error !== undefined) {
       const err = errorOf('setup module', error);
+      const more = this.#repeated(`the setup module ${module}\n${messageOf(err)}`);
+      if (more === undefined) return;
       const then = others === '' ? '; the thread goes on' : `; its thread was running ${others} by then, which goes on`;
-      logSafely(this.#logger, 'error', { setupModule: module, err }, `a callback the setup module ${module} set up ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}`);
+      logSafely(this.#logger, 'error', { setupModule: module, err }, `a callback the setup module ${module} set up ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}${more}`);
       return;
     }
     const failing = others === '' ? 'and was replaced' : `failing ${others}`;
@@ -360,6 +381,25 @@ export class Pool {
       { setupModule: module },
       `the setup module ${module} has ended ${this.#setupExits} idle threads (process.exit() in a callback it set up): new threads no longer run it as they start (prewarm), only with their first task`,
     );
+  }
+
+  /**
+   * Whether a callback's error left behind on a thread is logged now: `undefined` when the same
+   * error (`key`: where and its message) was logged less than {@link repeatWindowMs} ago (it is
+   * counted), else what the entry adds: how many of it were not logged since the last one.
+   */
+  #repeated(key: string): string | undefined {
+    const now = Date.now();
+    const seen = this.#repeats.get(key);
+    if (seen !== undefined && now < seen.until) {
+      seen.more++;
+      return undefined;
+    }
+    const more = seen?.more ?? 0;
+    this.#repeats.delete(key);
+    if (this.#repeats.size >= repeatKinds) this.#repeats.delete(this.#repeats.keys().next().value!);
+    this.#repeats.set(key, { until: now + repeatWindowMs, more: 0 });
+    return more === 0 ? '' : ` (the same error ${more} more time(s) since the last entry, not logged: one entry per ${repeatWindowMs / 1000} s)`;
   }
 
   /**
