@@ -185,21 +185,24 @@ describe("scopes' disposals going on at the close", () => {
   }
 
   /** An application with a scope holding a Session (disposed with it, through Session.gate). */
-  function sessionScope() {
+  function sessionScope({ background = true } = {}) {
     const logger = captureLogger();
     const app = freshApp({ logger });
-    app.resolve(Background);
+    if (background) app.resolve(Background);
     const scope = app.createChildContainer();
     scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
     scope.resolve(Session);
     return { app, scope, logger };
   }
 
-  it("waits, within its deadline, for a scope's other instances being disposed (disposeScope() of a request's scope with a session)", async () => {
+  it.each([
+    ['with a task', true],
+    ['in an application where no Background was ever resolved (a server that has served only requests with no task)', false],
+  ] as const)("waits, within its deadline, for a scope's other instances being disposed (disposeScope() of a request's scope with a session), %s", async (_, background) => {
     Session.gate = deferred();
     Session.disposed = 0;
-    const { app, scope } = sessionScope();
-    scope.resolve(Background).add(async () => undefined);
+    const { app, scope } = sessionScope({ background });
+    if (background) scope.resolve(Background).add(async () => undefined);
     const disposal = disposeScope(scope);
     let closed = false;
     const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));

@@ -158,7 +158,10 @@ export function disposeRest(scope: DependencyContainer, background: object | und
   }
   const settled = Promise.allSettled(pending);
   // Its application's close waits for every one (a request's session closing after the response).
-  appMadeFor(scope)?.disposing(settled.then(nothing));
+  // With no Background of its own, its application is read from the registrations, made now if
+  // need be (no Background was ever resolved in it): the nearest made is another's when its root
+  // has none yet (an ancestor's, the global container's).
+  (background === undefined ? madeWhileDisposing(own, scope) : appMadeFor(scope))?.disposing(settled.then(nothing));
   return settled.then((results) => {
     if (thrown !== undefined) throw thrown.error;
     for (const result of results) if (result.status === 'rejected') throw result.reason;
@@ -166,6 +169,19 @@ export function disposeRest(scope: DependencyContainer, background: object | und
 }
 
 const nothing = (): void => undefined;
+
+/** The application of a scope being disposed, made (its registrations read as they were); undefined when they cannot be read. */
+function madeWhileDisposing(own: { disposed?: unknown }, scope: DependencyContainer): Application | undefined {
+  own.disposed = false;
+  try {
+    return appOf(scope);
+  } catch {
+    // Registered options invalid, or an ancestor disposed: no application to wait for it.
+    return undefined;
+  } finally {
+    own.disposed = true;
+  }
+}
 
 /** Whether tsyringe has disposed this container (its private `disposed` flag, stable through 4.x). */
 export function isDisposed(scope: DependencyContainer): boolean {
