@@ -198,6 +198,9 @@ describe('bg.add()', () => {
     ['a string', 'sendMail', /got "sendMail" \(string\)/],
     ['null', null, /got null/],
     ['a plain object', { run() {} }, /got an object/],
+    // Their bodies would run only as their results were iterated: the task would "succeed" unrun.
+    ['a generator function', function* gen() {}, /got function gen \(a generator function, whose body runs only as its result is iterated: a task runs when it is called\)$/],
+    ['an async generator function', async function* agen() {}, /got function agen \(a generator function, /],
   ])('rejects %s as a task with a TypeError, queueing nothing', (_label, task, message) => {
     const { bg } = setup();
     expect(() => bg.add(task as never)).toThrow(TypeError);
@@ -214,6 +217,14 @@ describe('defineTask()', () => {
     ['inject that is not an array', () => defineTask({ name: 't', inject: Greeter as never }, () => 0), /defineTask\("t"\): options.inject must be an array/],
     ['an undefined token', () => defineTask({ name: 't', inject: [Greeter, undefined as never] }, () => 0), /options.inject\[1\] must be .* got undefined \(undefined\) \(an import cycle/],
     ['a function that is not one', () => defineTask({ name: 't' }, 'nope' as never), /defineTask\("t"\): fn must be a function, got "nope"/],
+    ['a class as fn (it cannot be called)', () => defineTask({ name: 't' }, Greeter as never), /^defineTask\("t"\): fn must be a function, got function Greeter \(a class, which cannot be called: a class task is added as it is/],
+    ['a generator function as fn', () => defineTask({ name: 't' }, function* steps() {}), /^defineTask\("t"\): fn must be a function, got function steps \(a generator function, /],
+    ['an async generator function as fn', () => defineTask({ name: 't' }, async function* steps() {}), /^defineTask\("t"\): fn must be a function, got function steps \(a generator function, /],
+    [
+      'an arrow function as a token (delay() forgotten)',
+      () => defineTask({ name: 't', inject: [() => Greeter] as never }, () => 0),
+      /^defineTask\("t"\): options\.inject\[0\] must be a class, string, symbol or delay\(\) token, got function \(anonymous\) \(a function that is not a class: a class defined later is injected as delay\(\(\) => TheClass\)\)$/,
+    ],
   ])('rejects %s with a TypeError that names the problem', (_label, define, message) => {
     expect(define).toThrow(TypeError);
     expect(define).toThrow(message);

@@ -140,7 +140,12 @@ describe('defineTask() refuses what is not a token', () => {
       new TypeError('defineTask("date"): options.inject[0] must be a class, string, symbol or delay() token, got an instance of Date'),
     );
     expect(() => workerTask(import.meta.url, { name: 'workerObject', inject: untyped([{}]) }, () => 0)).toThrow(
-      /^defineTask\("workerObject"\): options\.inject\[0\] must be a class, string, symbol or delay\(\) token, got an object$/,
+      /^workerTask\("workerObject"\): options\.inject\[0\] must be a class, string, symbol or delay\(\) token, got an object$/,
+    );
+    // A worker task's mistakes are worded as workerTask()'s, its options' too, and the arguments swapped.
+    expect(() => workerTask(import.meta.url, { name: 'resize', retry: 1 } as never, () => 0)).toThrow(/^workerTask\("resize"\) options\.retry is not a known option/);
+    expect(() => workerTask(import.meta.url, (() => 0) as never, { name: 'resize' } as never)).toThrow(
+      new TypeError('workerTask(moduleUrl, options, fn): options must be an object, got function (anonymous)'),
     );
   });
 

@@ -14,7 +14,7 @@ import type { CallTiming } from './call-options.js';
 import { describe } from './checks.js';
 import type { TaskHandle } from './handle.js';
 import type { ResolvedTaskOptions } from './task-options.js';
-import { isClassTask, isTaskDefinition, type ClassTask, type TaskDefinition } from './task.js';
+import { generatorHint, isClass, isClassTask, isGenerator, isTaskDefinition, type ClassTask, type TaskDefinition } from './task.js';
 import { isWorkerTask, type WorkerTaskDefinition } from './worker-task.js';
 
 /** The kinds of task `add()` takes, each run its own way. */
@@ -121,27 +121,22 @@ export const DurableRunner: InjectionToken<Runner> = Symbol.for('tsyringe-backgr
 export function kindOf(task: unknown): TaskKind {
   if (typeof task === 'function') {
     if (isClassTask(task)) return 'class';
-    if (isClassWithoutRun(task)) {
+    if (isClass(task)) {
       throw new TypeError(
         `bg.add(${task.name || 'class'}): a class task needs a run() method on its prototype; ` +
           `${task.name || 'this class'} has none`,
       );
     }
+    if (isGenerator(task)) throw new TypeError(`${notATask}${describe(task)}${generatorHint}`);
     return 'function';
   }
   if (isTaskDefinition(task)) return isWorkerTask(task) ? 'worker' : 'definition';
-  throw new TypeError(
-    'bg.add(task): task must be a function, a defineTask() definition or an injectable ' +
-      `class with a run() method, got ${describe(task)}`,
-  );
+  throw new TypeError(`${notATask}${describe(task)}`);
 }
+
+const notATask = 'bg.add(task): task must be a function, a defineTask() definition or an injectable class with a run() method, got ';
 
 /** The name a task goes by in handles, logs and errors. */
 export function nameOf(kind: TaskKind, task: TaskRequest['task']): string {
   return kind === 'definition' || kind === 'worker' ? (task as TaskDefinition).name : (task as () => unknown).name || 'anonymous';
-}
-
-/** A class (its `prototype` is read-only, unlike a function's) that has no `run` method. */
-function isClassWithoutRun(fn: object): boolean {
-  return 'prototype' in fn && Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false;
 }

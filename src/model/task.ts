@@ -7,8 +7,8 @@ import { TaskContext } from './context.js';
 export const definitionKeys: readonly string[] = ['name', 'inject'];
 
 /** The level of the options of the definition named `name`. */
-export function definitionLevel(name: string): OptionsLevel {
-  return { path: `defineTask("${name}") options`, source: "the definition's options", extraKeys: definitionKeys };
+export function definitionLevel(name: string, call = 'defineTask'): OptionsLevel {
+  return { path: `${call}("${name}") options`, source: "the definition's options", extraKeys: definitionKeys };
 }
 
 /** Any constructor, as tsyringe takes it. */
@@ -107,45 +107,57 @@ export function defineTask<
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the arguments after the dependencies are the user's
   Fn extends (...params: [...Instances<Tokens>, ...any[]]) => unknown,
 >(options: DefineTaskOptions<Tokens>, fn: Fn): TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>> {
+  return defineTaskAs('defineTask', 'defineTask(options, fn)', options, fn) as TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>>;
+}
+
+/**
+ * {@link defineTask} for a caller that words its errors as itself: `call` names it with the
+ * task's name (`workerTask("resize")`), `signature` without (`workerTask(moduleUrl, options, fn)`).
+ */
+export function defineTaskAs(call: string, signature: string, options: unknown, fn: unknown): TaskDefinition {
   if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`defineTask(options, fn): options must be an object, got ${describe(options)}`);
+    throw new TypeError(`${signature}: options must be an object, got ${describe(options)}`);
   }
-  const { name, inject = [] } = options;
+  const { name, inject = [] } = options as { name?: unknown; inject?: unknown };
   if (typeof name !== 'string' || name.length === 0) {
-    throw new TypeError(`defineTask(options, fn): options.name must be a non-empty string, got ${describe(name)}`);
+    throw new TypeError(`${signature}: options.name must be a non-empty string, got ${describe(name)}`);
   }
   if (!Array.isArray(inject)) {
-    throw new TypeError(`defineTask("${name}"): options.inject must be an array of tokens, got ${describe(inject)}`);
+    throw new TypeError(`${call}("${name}"): options.inject must be an array of tokens, got ${describe(inject)}`);
   }
   // An index loop, not forEach: forEach skips the holes of a sparse array (`[, Mailer]`).
   for (let i = 0; i < inject.length; i++) {
     const token: unknown = inject[i];
     // One context a run: a second place would be left undefined.
     if (token === TaskContext && inject.indexOf(token) < i) {
-      throw new TypeError(`defineTask("${name}"): options.inject[${i}] is TaskContext again (also at ${inject.indexOf(token)}); a task gets one context: list it once`);
+      throw new TypeError(`${call}("${name}"): options.inject[${i}] is TaskContext again (also at ${inject.indexOf(token)}); a task gets one context: list it once`);
     }
-    if (!isToken(token)) {
+    // A function that cannot be constructed is no class: often `() => Mailer` without delay().
+    const notAClass = typeof token === 'function' && !('prototype' in token);
+    if (!isToken(token) || notAClass) {
       const hint = !(i in inject)
         ? ' (a hole in the array)'
         : token === undefined
           ? ' (an import cycle can leave a class undefined here)'
-          : '';
+          : notAClass
+            ? ' (a function that is not a class: a class defined later is injected as delay(() => TheClass))'
+            : '';
       throw new TypeError(
-        `defineTask("${name}"): options.inject[${i}] must be a class, string, symbol or delay() token, got ${describe(token)}${hint}`,
+        `${call}("${name}"): options.inject[${i}] must be a class, string, symbol or delay() token, got ${describe(token)}${hint}`,
       );
     }
   }
-  if (typeof fn !== 'function') {
-    throw new TypeError(`defineTask("${name}"): fn must be a function, got ${describe(fn)}`);
+  if (typeof fn !== 'function' || uncallable(fn) !== undefined) {
+    throw new TypeError(`${call}("${name}"): fn must be a function, got ${describe(fn)}${typeof fn === 'function' ? uncallable(fn)! : ''}`);
   }
   // Bad task options fail here, at definition time; they are merged over a scope's defaults at add(),
   // where a backoff.maxMs given without baseMs is checked against the baseMs it inherits.
-  resolveTaskOptions(options, defaultTaskOptions, definitionLevel(name));
+  resolveTaskOptions(options, defaultTaskOptions, definitionLevel(name, call));
   return Object.freeze({
     name,
-    inject: Object.freeze([...inject]),
+    inject: Object.freeze([...(inject as InjectionToken[])]),
     options,
-    fn,
+    fn: fn as TaskDefinition['fn'],
     [definitionBrand]: true as const,
   });
 }
@@ -158,6 +170,29 @@ export function isTaskDefinition(value: unknown): value is TaskDefinition {
 /** Whether a function is a class task: a class with a `run` method. */
 export function isClassTask(value: unknown): value is ClassTask {
   return typeof ((value as { prototype?: unknown }).prototype as { run?: unknown } | undefined)?.run === 'function';
+}
+
+/**
+ * Why a function cannot be a task's function, or undefined when it can: a class (calling it
+ * throws) or a generator function (calling it runs nothing of its body).
+ */
+export function uncallable(fn: object): string | undefined {
+  if (isClass(fn)) return ' (a class, which cannot be called: a class task is added as it is, its run() method the task, or called from a function)';
+  return isGenerator(fn) ? generatorHint : undefined;
+}
+
+/** Why a generator function is no task. */
+export const generatorHint = ' (a generator function, whose body runs only as its result is iterated: a task runs when it is called)';
+
+/** Whether a function is a generator function (`function*`, `async function*`). */
+export function isGenerator(fn: object): boolean {
+  const tag = (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag];
+  return tag === 'GeneratorFunction' || tag === 'AsyncGeneratorFunction';
+}
+
+/** Whether a function is a class (its `prototype` is read-only, as no other function's is). */
+export function isClass(fn: object): boolean {
+  return 'prototype' in fn && Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false;
 }
 
 /** Whether a function was declared `async`, so it runs on the event loop rather than after it. */

@@ -1,7 +1,7 @@
 import type { InjectionToken } from 'tsyringe';
 import { describe } from './checks.js';
 import { fileHref } from './options.js';
-import { defineTask, type DefineTaskOptions, type DropFirst, type Instances, type TaskDefinition } from './task.js';
+import { defineTaskAs, type DefineTaskOptions, type DropFirst, type Instances, type TaskDefinition } from './task.js';
 
 /**
  * A task made by {@link workerTask}: it runs on the application's worker-thread pool, and its
@@ -47,7 +47,7 @@ export function workerTask<
   options: DefineTaskOptions<Tokens>,
   fn: Fn,
 ): WorkerTaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>> {
-  const definition = defineTask(options, fn);
+  const definition = defineTaskAs('workerTask', 'workerTask(moduleUrl, options, fn)', options, fn);
   const module = moduleHref(moduleUrl, definition.name);
   const key = `${module}#${definition.name}`;
   const existing = registry.get(key);
@@ -57,7 +57,7 @@ export function workerTask<
     throw new TypeError(`workerTask("${definition.name}"): ${module} already defines a different worker task of that name`);
   }
   const worker = Object.freeze({ ...definition, module });
-  registry.set(key, worker as WorkerTaskDefinition);
+  registry.set(key, worker);
   return worker as WorkerTaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>>;
 }
 
