@@ -6,7 +6,7 @@ import { Scope } from './engine/scope.js';
 import { TaskRun } from './engine/task-run.js';
 import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callLevel, jobRun, resolveCall, type CallOptions, type CallSpec, type JobLink } from './model/call-options.js';
-import { describe } from './model/checks.js';
+import { describe, isOptionsObject } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { closeWith, DurableRunner, jobContext, kindOf, nameOf, type CloseParticipant, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
@@ -115,7 +115,7 @@ export class Background implements AsyncDisposable, TaskAdder {
     const view: TaskAdder = {
       add: ((task: unknown, ...args: unknown[]) => this.#add(call, task, args)) as TaskAdder['add'],
       with: (more) => {
-        if (typeof more !== 'object' || more === null || Array.isArray(more)) throw new TypeError(`bg.with(options).with(more): more must be an object, got ${describe(more)}`);
+        if (!isOptionsObject(more)) throw new TypeError(`bg.with(options).with(more): more must be an object, got ${describe(more)}`);
         return this.with({ ...options, ...more });
       },
     };
@@ -323,7 +323,7 @@ const taskStatuses: readonly string[] = ['queued', 'delayed', 'running', 'retryi
 
 /** The filter of `bg.list()`, checked: a misspelt status or key would list nothing, silently. */
 function checkListFilter(filter: unknown): void {
-  if (typeof filter !== 'object' || filter === null) throw new TypeError(`bg.list(filter): filter must be an object, got ${describe(filter)}`);
+  if (!isOptionsObject(filter)) throw new TypeError(`bg.list(filter): filter must be an object, got ${describe(filter)}`);
   const unknown = Object.keys(filter).find((key) => key !== 'status' && key !== 'application');
   if (unknown !== undefined) throw new TypeError(`bg.list(filter): filter.${unknown} is not a known option; known options: status, application`);
   const { status } = filter as { status?: unknown };

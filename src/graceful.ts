@@ -11,7 +11,7 @@ import { ApplicationBackground } from './background.js';
 import { appMadeFor, appOf, appOfDisposed } from './di/container.js';
 import type { Application, ShutdownReport } from './engine/application.js';
 import { withDeadline } from './engine/deadlines.js';
-import { checkContainer, checkKnownKeys, describe, invalid, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
+import { checkContainer, checkKnownKeys, describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
 import { newCounts, type TaskStatus } from './model/handle.js';
 import { logSafely, type BackgroundLogger } from './model/logger.js';
 import { defaultOptions } from './model/options.js';
@@ -329,7 +329,7 @@ const knownOptions = ['server', 'container', 'timeoutMs', 'requestsTimeoutMs', '
 /** Fills in the defaults and checks every option, naming what is wrong. */
 function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGracefulOptions {
   const at = 'gracefulShutdown(options)';
-  if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
   checkKnownKeys(options, knownOptions, at);
   const { server, container = globalContainer, timeoutMs, requestsTimeoutMs, signals = ['SIGTERM', 'SIGINT'], logger, exit = exitOnceWritten } = options;
   const servers: readonly unknown[] = server === undefined ? [] : Array.isArray(server) ? server : [server];

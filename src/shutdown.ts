@@ -2,7 +2,7 @@ import { container as globalContainer, type DependencyContainer } from 'tsyringe
 import type { Background } from './background.js';
 import { appOf, appOfDisposed, backgroundOf, disposeRest, isDisposed } from './di/container.js';
 import type { ShutdownReport } from './engine/application.js';
-import { checkContainer, checkKnownKeys, describe, invalid, isTimerMs, maxTimerMs } from './model/checks.js';
+import { checkContainer, checkKnownKeys, describe, invalid, isOptionsObject, isTimerMs, maxTimerMs } from './model/checks.js';
 import { newCounts } from './model/handle.js';
 
 /**
@@ -56,7 +56,7 @@ const shutdownKeys = ['container', 'timeoutMs'] as const satisfies readonly (key
  * @throws TypeError (RangeError for a `timeoutMs` out of range), synchronously, naming the option that is wrong.
  */
 export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`shutdown(options): options must be an object, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`shutdown(options): options must be an object, got ${describe(options)}`);
   checkKnownKeys(options, shutdownKeys, 'shutdown(options)');
   checkContainer(options.container, 'shutdown(options)');
   const scope = options.container ?? globalContainer;

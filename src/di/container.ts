@@ -5,6 +5,7 @@
 import { container as globalContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { Application } from '../engine/application.js';
 import { BackgroundOptions, defaultOptions, resolveOptions, type ResolvedOptions } from '../model/options.js';
+import { messageOf } from '../model/checks.js';
 
 /**
  * Resolves to the container that is resolving it: tsyringe calls a factory provider with the
@@ -106,7 +107,16 @@ export function appMadeFor(scope: DependencyContainer): Application | undefined 
 }
 
 function ownOptions(scope: DependencyContainer): unknown {
-  return scope.isRegistered(BackgroundOptions, false) ? scope.resolve(BackgroundOptions) : undefined;
+  if (!scope.isRegistered(BackgroundOptions, false)) return undefined;
+  try {
+    return scope.resolve(BackgroundOptions);
+  } catch (error) {
+    // tsyringe's own words say nothing of the options (a useValue of null: "TypeInfo not known for "undefined"").
+    throw new TypeError(
+      `options: the BackgroundOptions registered could not be resolved (${messageOf(error)}); register an object (tsyringe reads a useValue of null or undefined as no value)`,
+      { cause: error },
+    );
+  }
 }
 
 /** tsyringe keeps a child's parent in a private `parent` field (stable through 4.x). */

@@ -1,4 +1,4 @@
-import { describe, invalid, isTimerMs, maxTimerMs, messageOf } from './checks.js';
+import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, messageOf } from './checks.js';
 import type { DependencyContainer } from 'tsyringe';
 import { cronTimes, type CronTimes } from './cron-times.js';
 import type { TaskHandle } from './handle.js';
@@ -118,7 +118,7 @@ export const callLevel: OptionsLevel = Object.freeze({ path: 'bg.with(options)',
  * `canFollow` tells which handles `after` may hold: those of one-off tasks this process runs.
  */
 export function resolveCall(options: unknown, canFollow: (handle: unknown) => boolean): CallSpec {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+  if (!isOptionsObject(options)) {
     throw new TypeError(`bg.with(options): options must be an object, got ${describe(options)}`);
   }
   const { delayMs, runAt, after, every, cron, tz, overlap } = options as CallOptions;

@@ -24,6 +24,14 @@ export function describe(value: unknown): string {
 }
 
 /**
+ * Whether a value can hold options: an object that is not an array, a `Map`, a `Date` or another
+ * built-in, whose settings would be read as no options at all (a user's class instance can).
+ */
+export function isOptionsObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && Object.prototype.toString.call(value) === '[object Object]';
+}
+
+/**
  * Refuses a key of `options` that is not among `known`, which would otherwise be ignored: a
  * misspelt option silently left at its default. `at` is the call as messages name it
  * (`shutdown(options)`).

@@ -3,7 +3,7 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
-import { describe, invalid, isTimerMs, maxTimerMs } from './checks.js';
+import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs } from './checks.js';
 import { consoleLogger, type BackgroundLogger } from './logger.js';
 import { checkMerged, defaultsLevel, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
 
@@ -223,7 +223,7 @@ const resolvedCache = new WeakMap<object, WeakMap<ResolvedOptions, ResolvedOptio
  */
 export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOptions): ResolvedOptions {
   if (given === undefined) return base;
-  if (typeof given !== 'object' || given === null) {
+  if (!isOptionsObject(given)) {
     throw new TypeError(`options must be an object, got ${describe(given)}`);
   }
   let byBase = resolvedCache.get(given);
@@ -254,12 +254,12 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
 }
 
 function taskDefaults(given: unknown, base: ResolvedTaskOptions): ResolvedTaskOptions {
-  if (typeof given !== 'object' || given === null) throw new TypeError(`options.defaults must be an object, got ${describe(given)}`);
+  if (!isOptionsObject(given)) throw new TypeError(`options.defaults must be an object, got ${describe(given)}`);
   return checkMerged(resolveTaskOptions(given, base, defaultsLevel));
 }
 
 function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOptions['records'] {
-  if (typeof given !== 'object' || given === null) throw new TypeError(`options.records must be an object, got ${describe(given)}`);
+  if (!isOptionsObject(given)) throw new TypeError(`options.records must be an object, got ${describe(given)}`);
   const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs, ...rest } = given as Record<string, unknown>;
   const unknownKey = Object.keys(rest)[0];
   if (unknownKey !== undefined) throw new TypeError(`options.records.${unknownKey} is not a known option; known options: maxCount, maxAgeMs`);
@@ -283,7 +283,7 @@ const limitMinimums: Readonly<Record<string, number>> = { maxOldGenerationSizeMb
 
 function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (given === undefined) return base;
-  if (typeof given !== 'object' || given === null) {
+  if (!isOptionsObject(given)) {
     throw new TypeError(`options.pool must be an object, got ${describe(given)}`);
   }
   const pool = given as Record<string, unknown>;

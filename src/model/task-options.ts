@@ -1,4 +1,4 @@
-import { describe, invalid, maxTimerMs } from './checks.js';
+import { describe, invalid, isOptionsObject, maxTimerMs } from './checks.js';
 
 /** Named priority levels; any finite number works too (higher starts first). */
 export const priorities = Object.freeze({ critical: 100, high: 75, normal: 50, low: 10 });
@@ -178,7 +178,7 @@ function priorityOf(value: unknown, path: string): number {
 
 function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], level: OptionsLevel): ResolvedTaskOptions['backoff'] {
   const path = `${level.path}.backoff`;
-  if (typeof value !== 'object' || value === null) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
+  if (!isOptionsObject(value)) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
   const given = value as Record<string, unknown>;
   for (const key of Object.keys(given)) {
     if (!backoffKeys.includes(key)) throw new TypeError(`${path}.${key} is not a known option; known options: ${backoffKeys.join(', ')}`);

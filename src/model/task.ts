@@ -1,5 +1,5 @@
 import type { InjectionToken } from 'tsyringe';
-import { describe } from './checks.js';
+import { describe, isOptionsObject } from './checks.js';
 import { defaultTaskOptions, resolveTaskOptions, type OptionsLevel, type TaskOptions } from './task-options.js';
 import { TaskContext } from './context.js';
 
@@ -115,7 +115,7 @@ export function defineTask<
  * task's name (`workerTask("resize")`), `signature` without (`workerTask(moduleUrl, options, fn)`).
  */
 export function defineTaskAs(call: string, signature: string, options: unknown, fn: unknown): TaskDefinition {
-  if (typeof options !== 'object' || options === null) {
+  if (!isOptionsObject(options)) {
     throw new TypeError(`${signature}: options must be an object, got ${describe(options)}`);
   }
   const { name, inject = [] } = options as { name?: unknown; inject?: unknown };
