@@ -6,7 +6,7 @@ import { Scope } from './engine/scope.js';
 import { TaskRun } from './engine/task-run.js';
 import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callLevel, jobRun, resolveCall, type CallOptions, type CallSpec, type JobLink } from './model/call-options.js';
-import { describe, isOptionsObject } from './model/checks.js';
+import { checkKnownKeys, describe, isOptionsObject } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { closeWith, DurableRunner, jobContext, kindOf, nameOf, type CloseParticipant, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
@@ -143,6 +143,8 @@ export class Background implements AsyncDisposable, TaskAdder {
    * (`cancelled`), kept on record as a finished task is.
    */
   get(id: string, options?: { application?: boolean | undefined }): TaskHandle | undefined {
+    if (typeof id !== 'string') throw new TypeError(`bg.get(id, options): id must be a string (a handle's id), got ${describe(id)}`);
+    checkScopeOption(options, 'bg.get(id, options)');
     for (const run of this.#liveRuns(options?.application === true)) if (run.id === id) return run;
     for (const run of this.#app.records.list()) {
       if (run.id === id && (options?.application === true || run.owner === this.#scope)) return run;
@@ -179,6 +181,7 @@ export class Background implements AsyncDisposable, TaskAdder {
    * final ones counted since the start.
    */
   stats(options?: { application?: boolean | undefined }): BackgroundStats {
+    checkScopeOption(options, 'bg.stats(options)');
     const all = options?.application === true;
     const counts = all ? this.#app.counts : this.#scope.counts;
     const { total, ...ended } = counts;
@@ -322,6 +325,15 @@ closeApplicationsWith(Background);
 const taskStatuses: readonly string[] = ['queued', 'delayed', 'running', 'retrying', 'succeeded', 'failed', 'cancelled', 'timedOut', 'skipped', 'abandoned'];
 
 /** The filter of `bg.list()`, checked: a misspelt status or key would list nothing, silently. */
+/** Checks the options of `get()` and `stats()`: `{ application }`, or nothing. */
+function checkScopeOption(options: unknown, at: string): void {
+  if (options === undefined) return;
+  if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
+  checkKnownKeys(options, ['application'], at);
+  const { application } = options as { application?: unknown };
+  if (application !== undefined && typeof application !== 'boolean') throw new TypeError(`${at}: options.application must be a boolean, got ${describe(application)}`);
+}
+
 function checkListFilter(filter: unknown): void {
   if (!isOptionsObject(filter)) throw new TypeError(`bg.list(filter): filter must be an object, got ${describe(filter)}`);
   const unknown = Object.keys(filter).find((key) => key !== 'status' && key !== 'application');

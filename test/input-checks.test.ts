@@ -64,6 +64,12 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a misspelt status in list()', () => app().bg.list({ status: 'bogus' as never }), TypeError, 'bg.list(filter): filter.status must be a task status or an array of them'],
     ['null as list()\'s filter', () => app().bg.list(null as never), TypeError, 'bg.list(filter): filter must be an object, got null'],
     ['a misspelt list() option', () => app().bg.list({ state: 'running' } as never), TypeError, 'bg.list(filter): filter.state is not a known option; known options: status, application'],
+    // Misspelt, they answered for the scope where the application was meant.
+    ['a misspelt get() option', () => app().bg.get('1', { aplication: true } as never), TypeError, 'bg.get(id, options): options.aplication is not a known option; known options: application'],
+    ['a number as get()\'s id', () => app().bg.get(1 as never), TypeError, "bg.get(id, options): id must be a string (a handle's id), got 1 (number)"],
+    ['a misspelt stats() option', () => app().bg.stats({ aplication: true } as never), TypeError, 'bg.stats(options): options.aplication is not a known option; known options: application'],
+    ['a string as stats() options', () => app().bg.stats('application' as never), TypeError, 'bg.stats(options): options must be an object, got "application" (string)'],
+    ['a string as stats()\'s application', () => app().bg.stats({ application: 'yes' } as never), TypeError, 'bg.stats(options): options.application must be a boolean, got "yes" (string)'],
     ['a runAt past what a Date can hold', () => app().bg.with({ runAt: 1e300 }), RangeError, 'bg.with(options): options.runAt must be a time a Date can hold'],
     ['a malformed file: URL as the setup module', () => app({ pool: { setupModule: 'file://[bad' } }), TypeError, 'options.pool.setupModule must be a file: URL (new URL(..., import.meta.url)) or an absolute path, got "file://[bad" (string)'],
   ])('%s', (_what, call, ErrorType, message) => {
