@@ -8,7 +8,7 @@ import { defaultRepeatStrategy, type ConnectionOptions, type Job, type JobsOptio
 import { Redis } from 'ioredis';
 import type { DependencyContainer } from 'tsyringe';
 import { Background, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
-import { describe } from './request-scope.js';
+import { checkKnownKeys, describe } from './request-scope.js';
 
 /** Where the queue is. */
 export interface BullMQConnection {
@@ -424,12 +424,25 @@ export function refusedByRedis(error: unknown): boolean {
 
 /**
  * Checks a time in ms given as `option`: an integer from `min` to 2147483647 (Node's longest
- * timer), or undefined; a RangeError naming the option and the value otherwise.
+ * timer), or undefined; a RangeError naming the option and the value for another number, a
+ * TypeError for anything else (`"5000"`).
  */
 export function checkMs(option: string, value: unknown, min: 0 | 1): void {
   if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= 2_147_483_647)) {
-    throw new RangeError(`${option} must be an integer from ${min} to 2147483647, got ${describe(value)}`);
+    const ErrorType = typeof value === 'number' ? RangeError : TypeError;
+    throw new ErrorType(`${option} must be an integer from ${min} to 2147483647, got ${describe(value)}`);
   }
+}
+
+/**
+ * Checks the options of a `close(options)` (`at`: `backend.close(options)`): an object with
+ * `timeoutMs` only, an integer from 0 to 2147483647 or none.
+ * @throws TypeError for another value or key; RangeError for a number out of range.
+ */
+export function checkCloseOptions(at: string, options: unknown): void {
+  if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
+  checkKnownKeys(options, ['timeoutMs'], at);
+  checkMs(`${at}: options.timeoutMs`, (options as { timeoutMs?: unknown }).timeoutMs, 0);
 }
 
 /** The channel on which producers ask workers to stop a running job. */
@@ -508,12 +521,24 @@ export async function within(promise: Promise<unknown>, ms: number): Promise<boo
   return settled;
 }
 
-/** Checks what producers and workers share: the options object, the queue's name and prefix, the logger. */
-export function checkConnection(where: string, options: BullMQConnection): void {
+/** The keys of {@link BullMQConnection}, which `useBullMQ()` and `startWorkers()` both take. */
+const connectionKeys = ['connection', 'queueName', 'prefix', 'logger'] as const satisfies readonly (keyof BullMQConnection)[];
+
+/**
+ * Checks what producers and workers share: the options object, its keys (those of
+ * {@link BullMQConnection} and the caller's `ownKeys`: any other is refused), the queue's name
+ * and prefix, the logger. `connection` is ioredis's or BullMQ's, passed as it is.
+ */
+export function checkConnection(where: string, options: BullMQConnection, ownKeys: readonly string[]): void {
   if (typeof options !== 'object' || options === null) throw new TypeError(`${where}(options): options must be an object, got ${describe(options)}`);
+  checkKnownKeys(options, [...ownKeys, ...connectionKeys], `${where}(options)`);
   const { queueName, prefix, logger } = options;
   if (queueName !== undefined && (typeof queueName !== 'string' || queueName === '')) {
     throw new TypeError(`${where}(options): options.queueName must be a non-empty string, got ${describe(queueName)}`);
+  }
+  // BullMQ's own refusal (`Queue name cannot contain :`) is a plain Error naming neither the call nor the option.
+  if (queueName?.includes(':') === true) {
+    throw new TypeError(`${where}(options): options.queueName must not contain ":", which separates the parts of BullMQ's keys in Redis, got ${describe(queueName)}`);
   }
   if (prefix !== undefined && (typeof prefix !== 'string' || prefix === '')) {
     throw new TypeError(`${where}(options): options.prefix must be a non-empty string, got ${describe(prefix)}`);

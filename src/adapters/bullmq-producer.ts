@@ -40,6 +40,7 @@ import {
   cancelRecordMax,
   cancelRecordMs,
   cronRepeatStrategy,
+  checkCloseOptions,
   checkConnection,
   checkCron,
   checkJson,
@@ -141,7 +142,8 @@ export interface DurableBackend {
    * answering would hold them for ever); then they are dropped, and the jobs still unanswered fail
    * saying they may or may not have been enqueued. Handles followed that still wait for their
    * jobs' outcome reject with `DurableTaskError` (the jobs themselves run as usual).
-   * @throws RangeError (the promise rejects) when `timeoutMs` is not an integer from 0 to 2147483647.
+   * @throws RangeError (the promise rejects) when `timeoutMs` is a number but not an integer from
+   * 0 to 2147483647; TypeError when it is not a number, or for another option.
    */
   close(options?: { timeoutMs?: number | undefined }): Promise<void>;
 }
@@ -157,12 +159,16 @@ export interface DurableBackend {
  * const backend = useBullMQ(container, { connection: { host: '127.0.0.1', port: 6379 } });
  * bg.with({ durable: true }).add(sendInvoice, invoiceId);   // survives a restart of this process
  * ```
+ *
+ * @throws TypeError when an option is not a known one (`connection` is ioredis's or BullMQ's,
+ * passed as it is) or has the wrong type (`queueName` with a `:` among them); RangeError when
+ * `enqueueTimeoutMs` is a number but not an integer from 1 to 2147483647.
  */
 export function useBullMQ(root: DependencyContainer = globalContainer, options: UseBullMQOptions = {}): DurableBackend {
   if (typeof (root as Partial<DependencyContainer> | null)?.register !== 'function') {
     throw new TypeError(`useBullMQ(root): root must be a tsyringe container, got ${describe(root)}`);
   }
-  checkConnection('useBullMQ', options);
+  checkConnection('useBullMQ', options, ['enqueueTimeoutMs']);
   checkMs('useBullMQ(root, options): options.enqueueTimeoutMs', options.enqueueTimeoutMs, 1);
   const backend = new BullMQBackend(options, root);
   root.register(DurableRunner, { useValue: backend });
@@ -1687,7 +1693,7 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async close(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
-    checkMs('backend.close(options): options.timeoutMs', options.timeoutMs, 0);
+    checkCloseOptions('backend.close(options)', options);
     const { timeoutMs = 5_000 } = options;
     const deadline = Date.now() + timeoutMs;
     this.#closing = true;

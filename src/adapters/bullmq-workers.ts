@@ -26,9 +26,9 @@ import {
   closeWith,
   cancelRecordKey,
   cancelRecordMs,
+  checkCloseOptions,
   checkConnection,
   jsonProblem,
-  checkMs,
   cronRepeatStrategy,
   defaultConnection,
   defaultQueueName,
@@ -145,6 +145,9 @@ export interface StartWorkersOptions extends BullMQConnection {
   workerOptions?: Omit<WorkerOptions, 'connection' | 'concurrency' | 'prefix'> | undefined;
 }
 
+/** The keys of {@link StartWorkersOptions} besides those of {@link BullMQConnection}. */
+const startWorkersKeys = ['tasks', 'container', 'concurrency', 'workerOptions'] as const satisfies readonly (keyof StartWorkersOptions)[];
+
 /** Workers started by {@link startWorkers}. */
 export interface DurableWorkers {
   readonly worker: Worker;
@@ -156,7 +159,8 @@ export interface DurableWorkers {
    * is active, the connections close within a second, and are dropped after it (logged at
    * `warn`: a Redis that stopped answering never answers their QUIT). Once they are closing
    * (a first call, or their application's close), returns that close.
-   * @throws RangeError (the promise rejects) when `timeoutMs` is not an integer from 0 to 2147483647.
+   * @throws RangeError (the promise rejects) when `timeoutMs` is a number but not an integer from
+   * 0 to 2147483647; TypeError when it is not a number, or for another option.
    */
   close(options?: { timeoutMs?: number | undefined }): Promise<void>;
 }
@@ -181,10 +185,14 @@ export interface DurableWorkers {
  * const workers = startWorkers({ tasks: [sendInvoice, renderReport], connection, concurrency: 20 });
  * process.once('SIGTERM', () => workers.close({ timeoutMs: 20_000 }));
  * ```
+ *
+ * @throws TypeError when an option is not a known one (`workerOptions` and `connection` are
+ * BullMQ's and ioredis's, passed as they are) or has the wrong type (`queueName` with a `:`
+ * among them); RangeError when `concurrency` is a number but not a positive integer.
  */
 export function startWorkers(options: StartWorkersOptions): DurableWorkers {
-  checkConnection('startWorkers', options);
-  const { tasks, concurrency } = options;
+  checkConnection('startWorkers', options, startWorkersKeys);
+  const { tasks, concurrency, container } = options;
   if (!Array.isArray(tasks) || tasks.length === 0) {
     throw new TypeError(`startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got ${describe(tasks)}`);
   }
@@ -199,9 +207,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     names.add(name);
   }
   if (concurrency !== undefined && !(Number.isSafeInteger(concurrency) && concurrency >= 1)) {
-    throw new RangeError(`startWorkers(options): options.concurrency must be a positive integer, got ${describe(concurrency)}`);
+    const ErrorType = typeof concurrency === 'number' ? RangeError : TypeError;
+    throw new ErrorType(`startWorkers(options): options.concurrency must be a positive integer, got ${describe(concurrency)}`);
   }
-  const scopeRoot = options.container ?? globalContainer;
+  if (container !== undefined && typeof (container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
+    throw new TypeError(`startWorkers(options): options.container must be a tsyringe container, got ${describe(container)}`);
+  }
+  const scopeRoot = container ?? globalContainer;
   const logger = options.logger ?? consoleLogger;
   const byName = new Map<string, TaskDefinition<never[]>>();
   for (const task of options.tasks) byName.set(task.name, task);
@@ -492,7 +504,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   return {
     worker,
     async close(options = {}) {
-      checkMs('workers.close(options): options.timeoutMs', options.timeoutMs, 0);
+      checkCloseOptions('workers.close(options)', options);
       return (closed ??= closeNow(options.timeoutMs));
     },
   };

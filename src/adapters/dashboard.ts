@@ -9,7 +9,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { IServerAdapter, UIConfig } from '@bull-board/api/typings/app';
 import type { DurableBackend } from './bullmq.js';
 import { checkLink } from './live-view.js';
-import { describe } from './request-scope.js';
+import { checkKnownKeys, describe } from './request-scope.js';
 
 /** A BullMQ queue, as `useBullMQ()`'s backend holds it (`backend.queue`). */
 export type DashboardQueue = DurableBackend['queue'];
@@ -64,14 +64,19 @@ export interface ResolvedDurableDashboardOptions {
   readonly uiConfig: UIConfig;
 }
 
+/** The keys of {@link DurableDashboardOptions}. */
+const dashboardKeys = ['backend', 'queues', 'readOnly', 'liveViewPath', 'uiConfig'] as const satisfies readonly (keyof DurableDashboardOptions)[];
+
 /**
- * Fills in the defaults and checks the options, naming what is wrong. Other keys (Fastify's
- * `prefix`, say) are left alone.
- * @throws TypeError when an option has the wrong type, or both or neither of `backend` and `queues` are given.
+ * Fills in the defaults and checks the options, naming what is wrong. A key that is neither an
+ * option nor one of `entryKeys` (those its entry point reads itself: `basePath`, and for Fastify
+ * its own `prefix`, `logLevel`, `logSerializers`) is refused.
+ * @throws TypeError when an option is not a known one or has the wrong type, or both or neither of `backend` and `queues` are given.
  */
-export function resolveDashboardOptions(options: DurableDashboardOptions | undefined): ResolvedDurableDashboardOptions {
+export function resolveDashboardOptions(options: DurableDashboardOptions | undefined, entryKeys: readonly string[] = []): ResolvedDurableDashboardOptions {
   const at = 'durableDashboard(options)';
   if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object with backend or queues, got ${describe(options)}`);
+  checkKnownKeys(options, [...dashboardKeys, ...entryKeys], at);
   const { backend, queues, readOnly = true, liveViewPath, uiConfig = {} } = options;
   if (backend !== undefined && queues !== undefined) throw new TypeError(`${at}: give options.backend or options.queues, not both`);
   let shown: readonly DashboardQueue[];

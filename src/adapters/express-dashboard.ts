@@ -29,10 +29,10 @@ export type ExpressDashboardOptions = MountedDashboardOptions;
  * app.use('/background', requireAdmin, liveView({ dashboardPath: '/background/queues' }));
  * ```
  *
- * @throws TypeError when an option has the wrong type, or both or neither of `backend` and `queues` are given.
+ * @throws TypeError when an option is not a known one or has the wrong type, or both or neither of `backend` and `queues` are given.
  */
 export function durableDashboard(options: ExpressDashboardOptions): Express {
-  const resolved = resolveDashboardOptions(options);
+  const resolved = resolveDashboardOptions(options, ['basePath']);
   const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath);
   const adapter = resolved.readOnly ? new ReadOnlyExpressAdapter() : new ExpressAdapter();
   adapter.setBasePath(basePath);

@@ -50,7 +50,7 @@ export type RequestScopeOptions = Options<Request>;
  * });
  * ```
  *
- * @throws TypeError when an option has the wrong type.
+ * @throws TypeError when an option is not a known one or has the wrong type.
  */
 export function requestScope(options?: RequestScopeOptions): RequestHandler {
   const resolved = resolveRequestScopeOptions(options);
@@ -78,7 +78,7 @@ export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } f
  * app.use('/background', requireAdmin, liveView()); // the page at /background/
  * ```
  *
- * @throws TypeError when an option has the wrong type.
+ * @throws TypeError when an option is not a known one or has the wrong type.
  */
 export function liveView(options?: LiveViewOptions): RequestHandler {
   const handle = createLiveView(resolveLiveViewOptions(options));

@@ -7,6 +7,7 @@
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { FastifyPluginCallback } from 'fastify';
 import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type DurableDashboardOptions, type ResolvedDurableDashboardOptions } from './dashboard.js';
+import { fastifyRegisterKeys } from './request-scope.js';
 
 export type { DashboardQueue, DurableDashboardOptions } from './dashboard.js';
 
@@ -40,13 +41,14 @@ export interface FastifyDashboardOptions extends DurableDashboardOptions {
  *
  * Not wrapped with `fastify-plugin`: its routes, hooks and the view and static plugins bull-board
  * registers stay in their own context. Registering it fails with a `TypeError`
- * (`app.register()` and `app.ready()` reject) when an option has the wrong type.
+ * (`app.register()` and `app.ready()` reject) when an option is not a known one (the dashboard's,
+ * or Fastify's own `prefix`, `logLevel`, `logSerializers`) or has the wrong type.
  */
 export const durableDashboard: FastifyPluginCallback<FastifyDashboardOptions> = (fastify, options, done) => {
   let resolved: ResolvedDurableDashboardOptions;
   let basePath: string;
   try {
-    resolved = resolveDashboardOptions(options);
+    resolved = resolveDashboardOptions(options, ['basePath', ...fastifyRegisterKeys]);
     basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath ?? (fastify.prefix || '/'));
   } catch (error) {
     done(error as TypeError);

@@ -14,6 +14,7 @@ import {
   closeOnResponse,
   openScope,
   registerThen,
+  fastifyRegisterKeys,
   resolveRequestScopeOptions,
   type ResolvedRequestScopeOptions,
   type RequestScopeOptions as Options,
@@ -72,7 +73,9 @@ const plugin: FastifyPluginCallback<RequestScopeOptions> = (fastify, options, do
  * ```
  *
  * Registering it fails with a `TypeError` (`app.register()` and `app.ready()` reject) when an
- * option has the wrong type.
+ * option is not a known one or has the wrong type. Fastify's own `prefix`, `logLevel` and
+ * `logSerializers` are refused too: Fastify ignores them for a plugin wrapped with `fastify-plugin`
+ * (the scopes would be made for every route of the context, whatever the prefix).
  */
 export const requestScope = fastifyPlugin(plugin, { fastify: '5.x', name: 'tsyringe-background' });
 
@@ -97,12 +100,13 @@ export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } f
  *
  * Not wrapped with `fastify-plugin`: its routes stay in their own context, under the prefix.
  * Registering it fails with a `TypeError` (`app.register()` and `app.ready()` reject) when an
- * option has the wrong type.
+ * option is not a known one (the view's, or Fastify's own `prefix`, `logLevel`, `logSerializers`)
+ * or has the wrong type.
  */
 export const liveView: FastifyPluginCallback<LiveViewOptions> = (fastify, options, done) => {
   let handle: ReturnType<typeof createLiveView>;
   try {
-    handle = createLiveView(resolveLiveViewOptions(options));
+    handle = createLiveView(resolveLiveViewOptions(options, fastifyRegisterKeys));
   } catch (error) {
     done(error as TypeError);
     return;

@@ -32,10 +32,10 @@ export type HonoDashboardOptions = MountedDashboardOptions;
  * app.route('/background', liveView({ dashboardPath: '/background/queues' }));
  * ```
  *
- * @throws TypeError when an option has the wrong type, or both or neither of `backend` and `queues` are given.
+ * @throws TypeError when an option is not a known one or has the wrong type, or both or neither of `backend` and `queues` are given.
  */
 export function durableDashboard(options: HonoDashboardOptions): Hono {
-  const resolved = resolveDashboardOptions(options);
+  const resolved = resolveDashboardOptions(options, ['basePath']);
   const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath);
   const slashMounted = basePath === '/' || options.basePath.endsWith('/');
   const adapter = new HonoAdapter(serveStatic);

@@ -50,7 +50,7 @@ export type RequestScopeOptions = Options<Context>;
  * serve({ fetch: app.fetch, port: 3000 });
  * ```
  *
- * @throws TypeError when an option has the wrong type.
+ * @throws TypeError when an option is not a known one or has the wrong type.
  */
 export function requestScope(options?: RequestScopeOptions): MiddlewareHandler<RequestScopeEnv> {
   const resolved = resolveRequestScopeOptions(options);
@@ -91,7 +91,7 @@ export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } f
  * app.route('/background', liveView()); // the page at /background/
  * ```
  *
- * @throws TypeError when an option has the wrong type.
+ * @throws TypeError when an option is not a known one or has the wrong type.
  */
 export function liveView(options?: LiveViewOptions): Hono {
   const handle = createLiveView(resolveLiveViewOptions(options));

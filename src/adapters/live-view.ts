@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground, type Background, type TaskHandle, type TaskStatus } from '../index.js';
-import { describe } from './request-scope.js';
+import { checkKnownKeys, describe } from './request-scope.js';
 
 /** Options of every adapter's `liveView`. */
 export interface LiveViewOptions {
@@ -93,14 +93,19 @@ const statuses = Object.keys(known) as TaskStatus[];
 const failedStatuses: ReadonlySet<TaskStatus> = new Set<TaskStatus>(['failed', 'cancelled', 'timedOut', 'skipped', 'abandoned']);
 const routes = '/, /api/stats, /api/tasks and /api/tasks/:id';
 
+/** The keys of {@link LiveViewOptions}. */
+const liveViewKeys = ['container', 'dashboardPath'] as const satisfies readonly (keyof LiveViewOptions)[];
+
 /**
- * Fills in the defaults and checks the options, naming what is wrong. Other keys (Fastify's
- * `prefix`, say) are left alone.
- * @throws TypeError when an option has the wrong type.
+ * Fills in the defaults and checks the options, naming what is wrong. A key that is neither an
+ * option nor one of `frameworkKeys` (the framework's own, which it reads from the same object:
+ * Fastify's `prefix`, `logLevel`, `logSerializers`) is refused.
+ * @throws TypeError when an option is not a known one or has the wrong type.
  */
-export function resolveLiveViewOptions(options: LiveViewOptions | undefined): ResolvedLiveViewOptions {
+export function resolveLiveViewOptions(options: LiveViewOptions | undefined, frameworkKeys: readonly string[] = []): ResolvedLiveViewOptions {
   if (options === undefined) return Object.freeze({ container: globalContainer, dashboardPath: undefined });
   if (typeof options !== 'object' || options === null) throw new TypeError(`liveView(options): options must be an object, got ${describe(options)}`);
+  checkKnownKeys(options, [...liveViewKeys, ...frameworkKeys], 'liveView(options)');
   const { container = globalContainer, dashboardPath } = options;
   if (typeof (container as Partial<DependencyContainer> | null)?.resolve !== 'function') {
     throw new TypeError(`liveView(options): options.container must be a tsyringe container, got ${describe(container)}`);

@@ -19,7 +19,7 @@ import {
 } from '@opentelemetry/api';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground, observeTasks, wrapAttempts, type Background, type TaskEvent, type TaskObservation } from '../index.js';
-import { describe } from './request-scope.js';
+import { checkKnownKeys, describe } from './request-scope.js';
 
 /** The name of the instrumentation scope (the tracer's and the meter's). */
 export const instrumentationName = 'tsyringe-background';
@@ -101,20 +101,23 @@ let instrumentedApplications = 0;
  * still has a span and a duration point (see docs/observability.md).
  *
  * @throws TypeError when an option is not a known one or has the wrong type (a `container` that
- * is not a tsyringe container, an empty `application`).
+ * is not a tsyringe container, a `tracerProvider` or `meterProvider` that is neither a provider
+ * nor `false`, an empty `application`).
  */
 export function instrumentTasks(options: InstrumentOptions = {}): TaskObservation {
   const at = 'instrumentTasks(options)';
   if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
   // The checks of observeTasks() and shutdown(), in their words: this adapter sees only the public API.
-  const unknown = Object.keys(options).find((key) => !(instrumentKeys as readonly string[]).includes(key));
-  if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${instrumentKeys.join(', ')}`);
+  checkKnownKeys(options, instrumentKeys, at);
   if (options.container !== undefined && typeof (options.container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
     throw new TypeError(`${at}: options.container must be a tsyringe container, got ${describe(options.container)}`);
   }
   if (options.application !== undefined && (typeof options.application !== 'string' || options.application === '')) {
     throw new TypeError(`${at}: options.application must be a non-empty string, got ${describe(options.application)}`);
   }
+  // Checked here, not where they are first called (getTracer(), getMeter()), so that the message names the option.
+  checkProvider(at, 'tracerProvider', 'TracerProvider', 'getTracer', options.tracerProvider);
+  checkProvider(at, 'meterProvider', 'MeterProvider', 'getMeter', options.meterProvider);
   const scope = options.container ?? globalContainer;
   const app: Background = scope.resolve(ApplicationBackground);
   let application = options.application ?? applicationNames.get(app);
@@ -131,6 +134,18 @@ export function instrumentTasks(options: InstrumentOptions = {}): TaskObservatio
     for (const each of stops) each();
   };
   return Object.assign(stop, { [Symbol.dispose]: stop });
+}
+
+/**
+ * Refuses a provider option that is neither `false`, nor undefined, nor an object with the
+ * method the instrumentation calls on it (`getTracer`, `getMeter`).
+ * @throws TypeError naming the option and what was received.
+ */
+function checkProvider(at: string, option: string, kind: string, method: string, value: unknown): void {
+  if (value === undefined || value === false) return;
+  if (typeof value !== 'object' || value === null || typeof (value as Record<string, unknown>)[method] !== 'function') {
+    throw new TypeError(`${at}: options.${option} must be an OpenTelemetry ${kind} (an object with a ${method}() method) or false, got ${describe(value)}`);
+  }
 }
 
 /**

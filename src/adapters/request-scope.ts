@@ -77,13 +77,24 @@ export interface OpenScope {
   readonly close: () => void;
 }
 
+/** The keys of {@link RequestScopeOptions}: any other is refused. */
+const requestScopeKeys = ['parent', 'register', 'logger'] as const satisfies readonly (keyof RequestScopeOptions<unknown>)[];
+
 /**
- * Fills in the defaults and checks the options, naming what is wrong.
- * @throws TypeError when an option has the wrong type.
+ * The options Fastify itself reads from a plugin's options (`app.register(plugin, { prefix })`),
+ * which a plugin that Fastify encapsulates (not wrapped with `fastify-plugin`) lets through.
+ */
+export const fastifyRegisterKeys = ['prefix', 'logLevel', 'logSerializers'] as const;
+
+/**
+ * Fills in the defaults and checks the options, naming what is wrong. A key that is not an
+ * option is refused (`options.container`, which is `liveView()`'s, not this one's `parent`).
+ * @throws TypeError when an option is not a known one or has the wrong type.
  */
 export function resolveRequestScopeOptions<Request>(options: RequestScopeOptions<Request> | undefined): ResolvedRequestScopeOptions<Request> {
   if (options === undefined) return { parent: globalContainer, register: undefined, logger: consoleLogger };
   if (typeof options !== 'object' || options === null) throw new TypeError(`requestScope(options): options must be an object, got ${describe(options)}`);
+  checkKnownKeys(options, requestScopeKeys, 'requestScope(options)');
   const { parent = globalContainer, register, logger = consoleLogger } = options;
   if (typeof (parent as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
     throw new TypeError(`requestScope(options): options.parent must be a tsyringe container, got ${describe(parent)}`);
@@ -212,6 +223,18 @@ function isLogger(value: unknown): value is BackgroundLogger {
     value !== null &&
     (['error', 'warn', 'info', 'debug'] as const).every((level) => typeof (value as Record<string, unknown>)[level] === 'function')
   );
+}
+
+/**
+ * Refuses a key of `options` that is not among `known`, which would otherwise be ignored: a
+ * misspelt option silently left at its default. `at` is the call as messages name it
+ * (`requestScope(options)`). The same as `checkKnownKeys()` in src/model/checks.ts, which the
+ * adapters, users of the public API, cannot import.
+ * @throws TypeError naming the first unknown key and the known ones.
+ */
+export function checkKnownKeys(options: object, known: readonly string[], at: string): void {
+  const unknown = Object.keys(options).find((key) => !known.includes(key));
+  if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${known.join(', ')}`);
 }
 
 /**

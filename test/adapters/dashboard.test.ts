@@ -65,8 +65,9 @@ const servers: Record<'express' | 'fastify' | 'hono', Start> = {
       admin.addHook('onRequest', async (request, reply) => {
         if (request.headers.authorization !== authorization) await reply.code(401).send();
       });
-      await admin.register(fastifyLiveView, { prefix: '/background', dashboardPath });
-      await admin.register(fastifyDashboard, { prefix: dashboardPath, backend, readOnly, liveViewPath: '/background' });
+      // Fastify's own register options (logLevel) are let through, with the plugins' own.
+      await admin.register(fastifyLiveView, { prefix: '/background', logLevel: 'warn', dashboardPath });
+      await admin.register(fastifyDashboard, { prefix: dashboardPath, logLevel: 'warn', backend, readOnly, liveViewPath: '/background' });
     });
     const address = await app.listen({ port: 0, host: '127.0.0.1' });
     return { origin: address, close: () => app.close() };
@@ -266,6 +267,7 @@ describe('options', () => {
     [{ backend, liveViewPath: '/\\evil.example' }, `${at}: options.liveViewPath must be an absolute path (such as "/background/queues") or an http(s) URL, got "/\\\\evil.example" (string), which browsers take for a link to another host`],
     [{ backend, liveViewPath: 'javascript:alert(1)' }, `${at}: options.liveViewPath must be an absolute path (such as "/background/queues") or an http(s) URL, got "javascript:alert(1)" (string)`],
     [{ backend, uiConfig: [] }, `${at}: options.uiConfig must be an object (bull-board's UIConfig), got an empty array`],
+    [{ backend, readonly: false }, `${at}: options.readonly is not a known option; known options: backend, queues, readOnly, liveViewPath, uiConfig`],
   ])('%j: TypeError', (options, message) => {
     expect(() => resolveDashboardOptions(options as DurableDashboardOptions)).toThrow(new TypeError(message));
   });
@@ -297,11 +299,20 @@ describe('options', () => {
     expect(() => make({})).toThrow(TypeError);
   });
 
-  it('fastify: a wrong option rejects register() and ready() with the TypeError', async () => {
+  it.each([
+    ['express', (options: object) => expressDashboard({ backend, basePath: '/queues', ...options })],
+    ['hono', (options: object) => honoDashboard({ backend, basePath: '/queues', ...options })],
+  ])('%s: an unknown option is refused, naming the known ones', (_name, make) => {
+    expect(() => make({ readonly: false })).toThrow(new TypeError(`${at}: options.readonly is not a known option; known options: backend, queues, readOnly, liveViewPath, uiConfig, basePath`));
+    expect(() => make({ prefix: '/queues' })).toThrow(new TypeError(`${at}: options.prefix is not a known option; known options: backend, queues, readOnly, liveViewPath, uiConfig, basePath`));
+  });
+
+  it.each([
+    ['a readOnly that is not a boolean', { readOnly: 1 }, `${at}: options.readOnly must be a boolean, got 1 (number)`],
+    ['a misspelt readOnly', { readonly: false }, `${at}: options.readonly is not a known option; known options: backend, queues, readOnly, liveViewPath, uiConfig, basePath, prefix, logLevel, logSerializers`],
+  ])('fastify: %s rejects register() and ready() with the TypeError', async (_what, options, message) => {
     const app = Fastify();
-    await expect(app.register(fastifyDashboard, { prefix: '/queues', backend, readOnly: 1 as never }).ready()).rejects.toThrow(
-      new TypeError(`${at}: options.readOnly must be a boolean, got 1 (number)`),
-    );
+    await expect(app.register(fastifyDashboard, { prefix: '/queues', backend, ...options } as never).ready()).rejects.toThrow(new TypeError(message));
   });
 
   it('liveView({ dashboardPath }): checked as a link; escaped into the page; no link without it', async () => {

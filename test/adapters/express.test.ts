@@ -2,6 +2,7 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { container } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
 import { requestScope } from '../../src/adapters/express.js';
 import { requestScopeScenarios } from './scenarios.js';
@@ -28,7 +29,10 @@ requestScopeScenarios('express', async ({ parent, logger, register, route, befor
 });
 
 describe('express: requestScope(options)', () => {
-  it('names a wrong option', () => {
-    expect(() => requestScope({ parent: {} as never })).toThrow(new TypeError('requestScope(options): options.parent must be a tsyringe container, got an object'));
+  it.each([
+    ['a parent that is not a container', { parent: {} }, 'options.parent must be a tsyringe container, got an object'],
+    ["liveView()'s container for parent", { container: container.createChildContainer() }, 'options.container is not a known option; known options: parent, register, logger'],
+  ])('names a wrong option: %s', (_what, options, message) => {
+    expect(() => requestScope(options as never)).toThrow(new TypeError(`requestScope(options): ${message}`));
   });
 });

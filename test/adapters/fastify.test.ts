@@ -31,11 +31,14 @@ requestScopeScenarios('fastify', async ({ parent, logger, register, route, befor
 });
 
 describe('fastify: the requestScope plugin', () => {
-  it('names a wrong option when the application starts', async () => {
+  it.each([
+    ['a register that is not a function', { register: 42 }, 'options.register must be a function, got 42 (number)'],
+    ["liveView()'s container for parent", { container: freshApp() }, 'options.container is not a known option; known options: parent, register, logger'],
+    // Wrapped with fastify-plugin: Fastify would ignore a prefix, and make scopes for every route.
+    ["Fastify's prefix", { prefix: '/api' }, 'options.prefix is not a known option; known options: parent, register, logger'],
+  ])('names a wrong option when the application starts: %s', async (_what, options, message) => {
     const app = Fastify();
-    await expect(app.register(requestScope, { register: 42 as never }).ready()).rejects.toThrow(
-      new TypeError('requestScope(options): options.register must be a function, got 42 (number)'),
-    );
+    await expect(app.register(requestScope, options as never).ready()).rejects.toThrow(new TypeError(`requestScope(options): ${message}`));
   });
 
   it('works under app.inject() too: the scope is drained, then disposed, once the injected response has finished', async () => {

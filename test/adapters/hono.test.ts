@@ -31,10 +31,11 @@ requestScopeScenarios('hono', async ({ parent, logger, register, route, before }
 });
 
 describe('hono: requestScope(options)', () => {
-  it('names a wrong option', () => {
-    expect(() => requestScope({ logger: { error: () => undefined } as never })).toThrow(
-      new TypeError('requestScope(options): options.logger must be an object with error, warn, info and debug methods, got an object'),
-    );
+  it.each([
+    ['a logger without all its methods', { logger: { error: () => undefined } }, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
+    ["liveView()'s container for parent", { container: freshApp() }, 'options.container is not a known option; known options: parent, register, logger'],
+  ])('names a wrong option: %s', (_what, options, message) => {
+    expect(() => requestScope(options as never)).toThrow(new TypeError(`requestScope(options): ${message}`));
   });
 
   it('types c.var.container for the routes after app.use(), without declaring the env', () => {

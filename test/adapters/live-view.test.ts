@@ -293,13 +293,27 @@ describe('liveView(options)', () => {
   ])('%s: names a wrong option', (_name, make) => {
     expect(() => make({ container: 42 } as never)).toThrow(new TypeError('liveView(options): options.container must be a tsyringe container, got 42 (number)'));
     expect(() => make('yes' as never)).toThrow(new TypeError('liveView(options): options must be an object, got "yes" (string)'));
+    // requestScope()'s name for it
+    expect(() => make({ parent: freshApp() } as never)).toThrow(new TypeError('liveView(options): options.parent is not a known option; known options: container, dashboardPath'));
+    // Fastify's own, which mean nothing here
+    expect(() => make({ prefix: '/background' } as never)).toThrow(new TypeError('liveView(options): options.prefix is not a known option; known options: container, dashboardPath'));
   });
 
-  it('fastify: names a wrong option when the application starts', async () => {
+  it.each([
+    ['a container that is not one', { container: {} }, 'options.container must be a tsyringe container, got an object'],
+    ["requestScope()'s parent for container", { parent: freshApp() }, 'options.parent is not a known option; known options: container, dashboardPath, prefix, logLevel, logSerializers'],
+  ])('fastify: names a wrong option when the application starts: %s', async (_what, options, message) => {
     const app = Fastify();
-    await expect(app.register(fastifyLiveView, { prefix: '/background', container: {} as never }).ready()).rejects.toThrow(
-      new TypeError('liveView(options): options.container must be a tsyringe container, got an object'),
-    );
+    await expect(app.register(fastifyLiveView, { prefix: '/background', ...options } as never).ready()).rejects.toThrow(new TypeError(`liveView(options): ${message}`));
+  });
+
+  it("fastify: takes Fastify's own register options", async () => {
+    const root = freshApp();
+    const app = Fastify();
+    await app.register(fastifyLiveView, { prefix: '/background', logLevel: 'warn', logSerializers: {}, container: root });
+    expect((await app.inject('/background/api/stats')).statusCode).toBe(200);
+    await app.close();
+    await shutdown({ container: root });
   });
 });
 

@@ -288,6 +288,9 @@ describe('instrumentTasks()', () => {
     ['a number as the container', { container: 42 }, 'instrumentTasks(options): options.container must be a tsyringe container, got 42 (number)'],
     ['a misspelt option', { containr: freshApp() }, 'instrumentTasks(options): options.containr is not a known option; known options: container, tracerProvider, meterProvider, application'],
     ['an empty application', { application: '' }, 'instrumentTasks(options): options.application must be a non-empty string, got "" (string)'],
+    ['a number as the tracer provider', { tracerProvider: 5 }, 'instrumentTasks(options): options.tracerProvider must be an OpenTelemetry TracerProvider (an object with a getTracer() method) or false, got 5 (number)'],
+    ['true as the tracer provider', { tracerProvider: true }, 'instrumentTasks(options): options.tracerProvider must be an OpenTelemetry TracerProvider (an object with a getTracer() method) or false, got true (boolean)'],
+    ['a meter provider without getMeter()', { meterProvider: {} }, 'instrumentTasks(options): options.meterProvider must be an OpenTelemetry MeterProvider (an object with a getMeter() method) or false, got an object'],
   ])('refuses %s with a TypeError naming the option, instrumenting nothing', (_what, options, message) => {
     expect(() => instrumentTasks({ tracerProvider: false, meterProvider: false, ...(options as object) })).toThrow(new TypeError(message));
   });

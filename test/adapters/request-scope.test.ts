@@ -21,6 +21,7 @@ describe('resolveRequestScopeOptions()', () => {
     [{ parent: null }, 'options.parent must be a tsyringe container, got null'],
     [{ register: 'yes' }, 'options.register must be a function, got "yes" (string)'],
     [{ logger: { error() {} } }, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
+    [{ container: 'app' }, 'options.container is not a known option; known options: parent, register, logger'],
   ])('names a wrong option: %j', (given, message) => {
     expect(() => resolveRequestScopeOptions(given as never)).toThrow(new TypeError(`requestScope(options): ${message}`));
   });

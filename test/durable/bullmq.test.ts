@@ -221,6 +221,21 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     }
   });
 
+  it('backend.close(options) and workers.close(options) refuse an unknown option, and a timeoutMs that is not a number, closing nothing', async () => {
+    const { bg, backend, workers } = setup();
+    for (const [at, close] of [
+      ['backend.close(options)', (options: unknown) => backend.close(options as never)],
+      ['workers.close(options)', (options: unknown) => workers!.close(options as never)],
+    ] as const) {
+      await expect(close({ timeout: 5_000 })).rejects.toThrow(new TypeError(`${at}: options.timeout is not a known option; known options: timeoutMs`));
+      await expect(close({ timeoutMs: '5000' })).rejects.toThrow(new TypeError(`${at}: options.timeoutMs must be an integer from 0 to 2147483647, got "5000" (string)`));
+      await expect(close({ timeoutMs: '5000' })).rejects.toBeInstanceOf(TypeError);
+      await expect(close(null)).rejects.toThrow(new TypeError(`${at}: options must be an object, got null`));
+    }
+    // Both still open: a job added now runs.
+    expect(await bg.with({ durable: true }).add(ordered, 'after the refusals').result()).toBeNull(); // undefined, through JSON
+  });
+
   it('backend.job(id) and backend.handle(id) after backend.close() reject saying the backend was closed', async () => {
     const { backend } = setup({ workers: false });
     await backend.close();
@@ -781,17 +796,29 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
 });
 
 describe('the durable backend refuses bad options where they are given, naming the option and the value', () => {
+  const useBullMQKeys = 'known options: enqueueTimeoutMs, connection, queueName, prefix, logger';
+  const startWorkersKeys = 'known options: tasks, container, concurrency, workerOptions, connection, queueName, prefix, logger';
   it.each([
-    ['useBullMQ', () => useBullMQ(42 as never), 'useBullMQ(root): root must be a tsyringe container, got 42 (number)'],
-    ['useBullMQ', () => useBullMQ(freshApp(), { enqueueTimeoutMs: 0 }), 'useBullMQ(root, options): options.enqueueTimeoutMs must be an integer from 1 to 2147483647, got 0 (number)'],
-    ['useBullMQ', () => useBullMQ(freshApp(), { queueName: '' }), 'useBullMQ(options): options.queueName must be a non-empty string, got "" (string)'],
-    ['startWorkers', () => startWorkers({ tasks: [] }), 'startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got an empty array'],
-    ['startWorkers', () => startWorkers({ tasks: Object.assign([record], { 2: record }) }), 'startWorkers(options): options.tasks[1] must be a defineTask() or workerTask() definition, got undefined (undefined)'],
-    ['startWorkers', () => startWorkers({ tasks: [record, (() => 1) as never] }), 'startWorkers(options): options.tasks[1] must be a defineTask() or workerTask() definition, got function (anonymous)'],
-    ['startWorkers', () => startWorkers({ tasks: [record, record] }), 'startWorkers(options): options.tasks has two definitions named "record"; a job finds its task by name'],
-    ['startWorkers', () => startWorkers({ tasks: [record], concurrency: 0 }), 'startWorkers(options): options.concurrency must be a positive integer, got 0 (number)'],
-    ['startWorkers', () => startWorkers({ tasks: [record], logger: {} as never }), 'startWorkers(options): options.logger must be a logger with error, warn, info and debug methods, got an object'],
-  ])('%s, case %#', (_where, call, message) => {
+    ['useBullMQ', () => useBullMQ(42 as never), TypeError, 'useBullMQ(root): root must be a tsyringe container, got 42 (number)'],
+    ['useBullMQ', () => useBullMQ(freshApp(), { enqueueTimeoutMs: 0 }), RangeError, 'useBullMQ(root, options): options.enqueueTimeoutMs must be an integer from 1 to 2147483647, got 0 (number)'],
+    ['useBullMQ', () => useBullMQ(freshApp(), { enqueueTimeoutMs: '5000' as never }), TypeError, 'useBullMQ(root, options): options.enqueueTimeoutMs must be an integer from 1 to 2147483647, got "5000" (string)'],
+    ['useBullMQ', () => useBullMQ(freshApp(), { queueName: '' }), TypeError, 'useBullMQ(options): options.queueName must be a non-empty string, got "" (string)'],
+    ['useBullMQ', () => useBullMQ(freshApp(), { queueName: 'billing:eu' }), TypeError, 'useBullMQ(options): options.queueName must not contain ":", which separates the parts of BullMQ\'s keys in Redis, got "billing:eu" (string)'],
+    ['useBullMQ', () => useBullMQ(freshApp(), { queuName: 'billing' } as never), TypeError, `useBullMQ(options): options.queuName is not a known option; ${useBullMQKeys}`],
+    ['useBullMQ', () => useBullMQ(freshApp(), { concurrency: 2 } as never), TypeError, `useBullMQ(options): options.concurrency is not a known option; ${useBullMQKeys}`],
+    ['startWorkers', () => startWorkers({ tasks: [] }), TypeError, 'startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got an empty array'],
+    ['startWorkers', () => startWorkers({ tasks: Object.assign([record], { 2: record }) }), TypeError, 'startWorkers(options): options.tasks[1] must be a defineTask() or workerTask() definition, got undefined (undefined)'],
+    ['startWorkers', () => startWorkers({ tasks: [record, (() => 1) as never] }), TypeError, 'startWorkers(options): options.tasks[1] must be a defineTask() or workerTask() definition, got function (anonymous)'],
+    ['startWorkers', () => startWorkers({ tasks: [record, record] }), TypeError, 'startWorkers(options): options.tasks has two definitions named "record"; a job finds its task by name'],
+    ['startWorkers', () => startWorkers({ tasks: [record], concurrency: 0 }), RangeError, 'startWorkers(options): options.concurrency must be a positive integer, got 0 (number)'],
+    ['startWorkers', () => startWorkers({ tasks: [record], concurrency: '2' as never }), TypeError, 'startWorkers(options): options.concurrency must be a positive integer, got "2" (string)'],
+    ['startWorkers', () => startWorkers({ tasks: [record], container: 42 as never }), TypeError, 'startWorkers(options): options.container must be a tsyringe container, got 42 (number)'],
+    ['startWorkers', () => startWorkers({ tasks: [record], logger: {} as never }), TypeError, 'startWorkers(options): options.logger must be a logger with error, warn, info and debug methods, got an object'],
+    ['startWorkers', () => startWorkers({ tasks: [record], queueName: 'a:b' }), TypeError, 'startWorkers(options): options.queueName must not contain ":", which separates the parts of BullMQ\'s keys in Redis, got "a:b" (string)'],
+    ['startWorkers', () => startWorkers({ tasks: [record], concurency: 5 } as never), TypeError, `startWorkers(options): options.concurency is not a known option; ${startWorkersKeys}`],
+    ['startWorkers', () => startWorkers({ tasks: [record], lockDuration: 5_000 } as never), TypeError, `startWorkers(options): options.lockDuration is not a known option; ${startWorkersKeys}`],
+  ])('%s, case %#', (_where, call, ErrorType, message) => {
     expect(call).toThrow(message);
+    expect(call).toThrow(ErrorType);
   });
 });
