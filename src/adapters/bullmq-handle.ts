@@ -4,7 +4,7 @@
  * (src/adapters/bullmq-producer.ts), which it knows only as a {@link HandleBackend}.
  */
 import { ResultTimeoutError, TaskCancelledError, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../index.js';
-import { resultTimeoutOf, runnerHandle, type DurableJob, type Outcome } from './bullmq-jobs.js';
+import { resultTimeoutOf, runnerHandle, type DurableJob, type FailedPrerequisite, type Outcome } from './bullmq-jobs.js';
 
 /** The events of the queue's stream that tell a handle about its job. */
 export const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed'] as const;
@@ -20,7 +20,7 @@ export interface JobEventFields {
 }
 
 /** An event held for a handle being read from Redis, with its entry's id. */
-interface HeldEvent {
+export interface HeldEvent {
   readonly event: JobEvent;
   readonly fields: JobEventFields;
   readonly id: string;
@@ -52,6 +52,20 @@ export class DurableHandle implements TaskHandle {
   notBefore = 0;
   /** The durable task of this process that waits for it (its job's parent), if any. */
   awaitedBy: DurableHandle | undefined;
+  /**
+   * Whether its job waits in Redis for others (`after`), so that BullMQ may fail it there for one
+   * that failed, unknown to this process until it reads so: set until its job is seen to have moved
+   * on otherwise ({@link doomed}).
+   */
+  dependent = false;
+  /**
+   * Whether its job is one BullMQ makes wait, then active, only to fail it for a job it waited for
+   * that failed (its deferred failure): it ends skipped, its task never started, whatever a
+   * cancellation says meanwhile.
+   */
+  doomed = false;
+  /** Once it ended skipped: the job whose failure began the chain of skips (what the guard of a task added after it says). */
+  firstFailure: FailedPrerequisite | undefined = undefined;
   /** While it is being read from Redis: its job's events read meanwhile, applied after. */
   held: HeldEvent[] | undefined = undefined;
   /** Read from Redis at this entry of the stream, which the reader has not reached: its events up to it are dropped. */
@@ -135,15 +149,17 @@ export class DurableHandle implements TaskHandle {
   /** Takes what Redis says of its job that has not ended: its status, the attempts started, its progress. */
   caughtUp(status: TaskStatus | undefined, attempt: number, progress: unknown): void {
     if (this.#outcome !== undefined) return;
+    // Doomed: it waits for its failure (BullMQ's `active` for it is no start).
+    if (this.doomed) status = 'delayed';
+    else this.startedAtLeast(attempt);
     if (status !== undefined) this.#status = status;
-    this.startedAtLeast(attempt);
     // Waiting for a retry: the failed attempt's progress (still on the job in Redis) is cleared.
     if (status === 'retrying') this.#progress = undefined;
     else this.reported(progress);
   }
 
   started(): void {
-    if (this.#outcome !== undefined) return;
+    if (this.#outcome !== undefined || this.doomed) return;
     this.#status = 'running';
     this.#attempt++;
     this.#progress = undefined;
@@ -162,7 +178,7 @@ export class DurableHandle implements TaskHandle {
   }
 
   waiting(status: 'queued' | 'delayed'): void {
-    if (this.#outcome !== undefined) return;
+    if (this.#outcome !== undefined || this.doomed) return;
     this.#status = this.#attempt > 0 ? 'retrying' : status;
     // A retry is scheduled: the failed attempt's progress is cleared, as in process.
     if (this.#attempt > 0) this.#progress = undefined;

@@ -91,6 +91,8 @@ export interface FailedPrerequisite extends Prerequisite {
   readonly status: string;
   /** The job's own `failedReason`, or the cancellation's reason. */
   readonly reason?: string | undefined;
+  /** For a job that was itself skipped (at its `add()`): the job whose failure began the chain of skips. */
+  readonly first?: FailedPrerequisite | undefined;
 }
 
 /** What a job named {@link afterJob} carries. */

@@ -69,7 +69,7 @@ import {
   type JobRunAdder,
   type Outcome,
 } from './bullmq-jobs.js';
-import { DurableHandle, jobEvents, type JobEvent, type JobEventFields } from './bullmq-handle.js';
+import { DurableHandle, jobEvents, type HeldEvent, type JobEvent, type JobEventFields } from './bullmq-handle.js';
 
 /** Options of {@link useBullMQ}. */
 export interface UseBullMQOptions extends BullMQConnection {
@@ -223,6 +223,8 @@ class BullMQBackend implements Runner, DurableBackend {
    * for their job's outcome, by job id. A handle nobody watches is in no map once its job is sent.
    */
   readonly #live = new Map<string, DurableHandle>();
+  /** Handles being made by id ({@link handle}) whose name is not read yet: what ends them waits for it. */
+  readonly #unnamed = new Map<string, (() => void)[]>();
   /** Why jobs read lately were skipped, by id (a job skipped stays so): the links of a chain of skips, read once. */
   readonly #skips = new Map<string, Skipped>();
   /** Publishes cancellations of running jobs to the workers; made on the first. */
@@ -482,6 +484,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (ended !== undefined) return this.#skippedAtOnce(id, name, ended, data, jobOptions);
     const handle: DurableHandle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (error) => this.#cancel(handle, error));
     if (delay > 0) handle.notBefore = Date.now() + delay;
+    handle.dependent = after.length > 0;
     for (const prerequisite of after) if (!undecided.includes(prerequisite)) prerequisite.awaitedBy = handle;
     this.#enqueue(handle, data, jobOptions, after, detach, undefined, undecided);
     return handle;
@@ -498,16 +501,25 @@ class BullMQBackend implements Runner, DurableBackend {
     return handle;
   }
 
-  /** Ends `handle` skipped, as it was to run after `prerequisite`, which has ended otherwise than succeeded; what its guard says. */
+  /**
+   * Ends `handle` skipped, as it was to run after `prerequisite`, which has ended otherwise than
+   * succeeded; what its guard says: that task's failure (a cancellation's reason given, as text),
+   * and after a skipped one the failure that began the chain of skips, so that every process reads
+   * the same cause.
+   */
   #skip(handle: DurableHandle, prerequisite: DurableHandle): FailedPrerequisite {
     const { id, name } = handle;
     // After a skipped task, the error that began the chain of skips, as in process: causes do not nest.
     const before = prerequisite.error;
     const cause = prerequisite.known === 'skipped' && before instanceof TaskSkippedError ? before.cause : before;
     const error = new TaskSkippedError(name, id, { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known }, cause);
+    const reason = before instanceof TaskCancelledError ? cancelText(before) : before?.message;
+    const failed: FailedPrerequisite = { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known, reason };
+    const first = prerequisite.known === 'skipped' ? prerequisite.firstFailure : undefined;
+    handle.firstFailure = first ?? failed;
     handle.settle('skipped', { ok: false, error });
     this.#logger.debug({ task: name, taskId: id, err: error }, `task "${name}" was skipped`);
-    return { id: prerequisite.id, name: prerequisite.name, status: prerequisite.known, reason: prerequisite.error?.message };
+    return first === undefined ? failed : { ...failed, first };
   }
 
   /**
@@ -1079,19 +1091,75 @@ class BullMQBackend implements Runner, DurableBackend {
     const id = handle.id;
     switch (event) {
       case 'active':
-        return handle.started();
+        return handle.dependent && !handle.doomed ? this.#movedOn(handle, event, fields) : handle.started();
       case 'progress':
         return handle.reported(fields.data);
       case 'delayed':
         return handle.waiting('delayed');
       case 'waiting':
-        return handle.waiting('queued');
+        return handle.dependent && !handle.doomed ? this.#movedOn(handle, event, fields) : handle.waiting('queued');
       case 'completed':
         return this.#counted(id, () => this.#end(id, 'succeeded', { ok: true, value: fields.returnvalue }));
       case 'failed':
         return this.#counted(id, () => this.#failedFromEvent(id, fields.failedReason ?? ''));
       case 'removed':
-        return this.#end(id, 'cancelled', { ok: false, error: handle.cancelling ?? removedError(handle.name, id) });
+        if (handle.cancelling !== undefined) return this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
+        return void this.#removed(handle);
+    }
+  }
+
+  /**
+   * A `removed` event of a job this process did not cancel: `cancelled` as another process's
+   * cancellation recorded it (its reason, none when none was given), as a handle made by id reads
+   * it; else removed by someone else (the dashboard, a script).
+   */
+  async #removed(handle: DurableHandle): Promise<void> {
+    const { id } = handle;
+    const unnamed = this.#unnamed.get(id);
+    if (unnamed !== undefined) return void unnamed.push(() => void this.#removed(handle));
+    const recorded = await this.queue
+      .getBackend()
+      .client.then((client) => this.#recordedCancellations(client))
+      .then(
+        (requested) => requested.get(id),
+        () => undefined,
+      );
+    this.#end(id, 'cancelled', { ok: false, error: recorded === undefined ? removedError(handle.name, id) : cancelledError(handle.name, id, recorded.reason) });
+  }
+
+  /**
+   * The first `waiting` or `active` event of a dependent's job: BullMQ moves a job on so once the
+   * jobs it waited for have succeeded, and also, to fail it at once (its task never starts), when
+   * one of them failed (its deferred failure, `defa`, set then). One HEXISTS tells which, for
+   * dependents only; the handle's events are held meanwhile, and applied after, in order. A doomed
+   * job's handle reads `delayed` until its failure skips it, never `running`.
+   */
+  #movedOn(handle: DurableHandle, event: JobEvent, fields: JobEventFields): void {
+    handle.held = [];
+    void this.queue
+      .getBackend()
+      .client.then((client) => client.runCommand('hexists', [this.queue.toKey(handle.id), 'defa']))
+      .then(
+        (doomed) => void (Number(doomed) === 1 ? (handle.doomed = true) : (handle.dependent = false)),
+        // Unread (Redis went away): taken as a start, as before dependents were told apart.
+        () => void (handle.dependent = false),
+      )
+      .then(() => {
+        const held = handle.held ?? [];
+        handle.held = undefined;
+        this.#release(handle, [{ event, fields, id: '' }, ...held]);
+      });
+  }
+
+  /** Applies events held for a handle, in order; those left once a new hold begins are held again. */
+  #release(handle: DurableHandle, events: readonly HeldEvent[], after?: string): void {
+    for (const [i, { event, fields, id }] of events.entries()) {
+      if (this.#live.get(handle.id) !== handle) return;
+      if (handle.held !== undefined) {
+        handle.held.push(...events.slice(i));
+        return;
+      }
+      if (after === undefined || id === '' || compareStreamIds(id, after) > 0) this.#apply(handle, event, fields);
     }
   }
 
@@ -1161,7 +1229,7 @@ class BullMQBackend implements Runner, DurableBackend {
       const wasSending = reading.map((handle) => this.#sendingOf(handle.id) !== undefined);
       const transaction = client.multi();
       transaction.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1]);
-      for (const { id } of reading) transaction.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name', 'progress']);
+      for (const { id } of reading) transaction.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name', 'progress', 'defa']);
       const [last, ...replies] = (await transaction.exec()) ?? [];
       if (last === undefined || last[0] !== null) throw last?.[0] ?? new Error('the transaction was discarded');
       at = (last[1] as [string, unknown][])[0]?.[0] ?? '0-0';
@@ -1170,7 +1238,9 @@ class BullMQBackend implements Runner, DurableBackend {
       reading.forEach((handle, i) => {
         const [error, fields] = replies[i] ?? [];
         if (error !== null || !Array.isArray(fields) || this.#live.get(handle.id) !== handle) return;
-        const [finishedOn, returnvalue, failedReason, ats, name, progress] = fields as (string | null)[];
+        const [finishedOn, returnvalue, failedReason, ats, name, progress, doomed] = fields as (string | null)[];
+        // To be failed for a job it waited for (BullMQ's deferred failure): skipped, whatever it reads meanwhile.
+        if (doomed !== null && doomed !== undefined) handle.dependent = handle.doomed = true;
         const started = Number(ats ?? 0);
         const reported = progress === null || progress === undefined ? undefined : (JSON.parse(progress) as unknown);
         if (finishedOn !== null && finishedOn !== undefined) {
@@ -1192,10 +1262,7 @@ class BullMQBackend implements Runner, DurableBackend {
       for (const handle of reading) {
         const held = handle.held ?? [];
         handle.held = undefined;
-        for (const { event, fields, id } of held) {
-          if (this.#live.get(handle.id) !== handle) break;
-          if (at === undefined || compareStreamIds(id, at) > 0) this.#apply(handle, event, fields);
-        }
+        this.#release(handle, held, at);
         if (at !== undefined && compareStreamIds(at, this.#position) > 0) handle.since = at;
       }
     }
@@ -1226,11 +1293,15 @@ class BullMQBackend implements Runner, DurableBackend {
   #failed(id: string, failedReason: string, cancelledMark?: string): void {
     const handle = this.#live.get(id);
     if (handle === undefined) return;
+    // Its name not read yet (a handle being made by id): its errors wait for it.
+    const unnamed = this.#unnamed.get(id);
+    if (unnamed !== undefined) return void unnamed.push(() => this.#failed(id, failedReason, cancelledMark));
     // Stopped by a cancellation (this process's, or another's: then with what Redis recorded of
-    // it), or failed after one marked it (BullMQ failing it as stalled, its worker dead).
-    if (failedReason.startsWith(cancelledPrefix) || cancelledMark !== undefined) {
+    // it), or failed after one marked it (BullMQ failing it as stalled, its worker dead); not one
+    // failed for a job it waited for, which reads skipped whatever marked it (as job(id) reads it).
+    if (failedReason.startsWith(cancelledPrefix) || (cancelledMark !== undefined && childFailed(failedReason) === undefined)) {
       const reason = cancelledMark ?? failedReason.slice(cancelledPrefix.length);
-      this.#end(id, 'cancelled', { ok: false, error: handle.cancelling ?? new TaskCancelledError(handle.name, id, reason) });
+      this.#end(id, 'cancelled', { ok: false, error: handle.cancelling ?? cancelledError(handle.name, id, reason) });
       return;
     }
     if (childFailed(failedReason) === undefined) {
@@ -1240,7 +1311,10 @@ class BullMQBackend implements Runner, DurableBackend {
     void this.#skipped(id, handle.name, failedReason)
       .catch(() => undefined)
       .then((skipped) => {
-        if (skipped !== undefined) this.#end(id, 'skipped', { ok: false, error: skipped.error });
+        if (skipped !== undefined) {
+          handle.firstFailure = skipped.first;
+          this.#end(id, 'skipped', { ok: false, error: skipped.error });
+        }
         else this.#end(id, 'failed', { ok: false, error: new DurableTaskError('ERR_DURABLE_FAILED', id, failedReason) });
       });
   }
@@ -1262,20 +1336,24 @@ class BullMQBackend implements Runner, DurableBackend {
     const before =
       child !== undefined && child.name !== afterJob && depth < maxSkipChain ? await this.#skipped(childId, child.name, child.failedReason ?? '', depth + 1) : undefined;
     let failed: FailedPrerequisite;
+    let first: FailedPrerequisite;
     let cause: unknown;
     if (child !== undefined && before !== undefined) {
       failed = { id: childId, name: child.name, status: 'skipped', reason: before.error.message };
+      first = before.first;
       cause = before.error.cause;
     } else {
       failed = child === undefined ? { id: childId, name: 'durable task', status: 'failed', reason: `its job ${key} is no longer in Redis` } : failureOf(child);
+      // After a job skipped at its add() (its guard says so), the job that began the chain, as its guard carries it.
+      first = failed.first ?? failed;
       // Its error as its own handle reads it: cancelled (with the reason given), or failed.
       cause =
-        failed.status === 'cancelled'
-          ? new TaskCancelledError(failed.name, failed.id, failed.reason)
-          : new DurableTaskError('ERR_DURABLE_FAILED', failed.id, failed.reason ?? `durable task "${failed.name}" (#${failed.id}) ${failed.status}`);
+        first.status === 'cancelled'
+          ? cancelledError(first.name, first.id, first.reason)
+          : new DurableTaskError('ERR_DURABLE_FAILED', first.id, first.reason ?? `durable task "${first.name}" (#${first.id}) ${first.status}`);
     }
     const error = new TaskSkippedError(name, id, failed, cause);
-    const skipped = { error, failedReason: failed.reason === undefined ? error.message : `${error.message}: ${failed.reason}` };
+    const skipped = { error, failedReason: failed.reason === undefined ? error.message : `${error.message}: ${failed.reason}`, first };
     if (this.#skips.size >= maxSkipsRemembered) this.#skips.delete(this.#skips.keys().next().value!);
     this.#skips.set(id, skipped);
     return skipped;
@@ -1316,7 +1394,7 @@ class BullMQBackend implements Runner, DurableBackend {
       if (this.#live.get(handle.id) !== handle) continue;
       const reason = requested.get(handle.id)?.reason;
       if (reason === undefined) this.#end(handle.id, 'failed', { ok: false, error: goneError(handle.name, handle.id) });
-      else this.#end(handle.id, 'cancelled', { ok: false, error: new TaskCancelledError(handle.name, handle.id, reason) });
+      else this.#end(handle.id, 'cancelled', { ok: false, error: cancelledError(handle.name, handle.id, reason) });
     }
   }
 
@@ -1351,18 +1429,22 @@ class BullMQBackend implements Runner, DurableBackend {
    * ended (it is on its way to Redis, its delay has not run out, or its handle is followed and up
    * to date; a 50 ms margin on the delay covers the clocks of Redis and this process). Otherwise the
    * handle is followed and ended by what Redis says: `cancelled` once the job is removed or
-   * stopped, and as it ended if it had ended first.
+   * stopped, and as it ended if it had ended first. A dependent's job in Redis is never known not
+   * to have ended: BullMQ decides its skip there (a job it waits for failed) before any event says so.
    */
   #cancel(handle: DurableHandle, error: TaskCancelledError): boolean {
     this.#joinClose();
     const { id, name } = handle;
     const known =
-      this.#sendingOf(id) !== undefined || Date.now() + 50 < handle.notBefore || (this.#live.get(id) === handle && handle.held === undefined && !this.#toReadBack.has(handle));
+      this.#sendingOf(id) !== undefined ||
+      (!handle.dependent && (Date.now() + 50 < handle.notBefore || (this.#live.get(id) === handle && handle.held === undefined && !this.#toReadBack.has(handle))));
     if (known) this.#unfollow(id);
     else this.#keep(handle);
     // What other processes read as the cause: the reason given to cancel(), as text.
-    const reason = error.cause === undefined ? error.message : reasonText(error.cause);
-    const removal = this.#remove(handle, reason).catch((failure: unknown) => {
+    const reason = cancelText(error);
+    // Recorded before the job is removed: a process that sees it gone reads why.
+    const told = this.#tellWorkers(id, name, reason);
+    const removal = this.#remove(handle, reason, told).catch((failure: unknown) => {
       this.#logger.error({ task: name, taskId: id, err: failure }, `durable task "${name}" was cancelled, but its job could not be removed from Redis; it may still run`);
     });
     this.#removals.set(removal, { id, name });
@@ -1371,7 +1453,6 @@ class BullMQBackend implements Runner, DurableBackend {
       // Not removed (running, ended, or Redis could not say): the handle follows the job to its end.
       if (!known && this.#live.get(id) === handle) this.#readBackLater([handle]);
     });
-    this.#tellWorkers(id, name, reason);
     return known;
   }
 
@@ -1384,10 +1465,10 @@ class BullMQBackend implements Runner, DurableBackend {
    * closed; `close()` lets the requests on their way be sent first, within its bound, and says at
    * `error` which could not be. One that Redis refused is logged once, whatever the number of tries.
    */
-  #tellWorkers(id: string, name: string, reason: string): void {
+  #tellWorkers(id: string, name: string, reason: string): Promise<void> {
     // Closed: no worker is told, as no job of this backend is followed any more (and a publisher
     // made now would never be closed).
-    if (this.queue.closing !== undefined) return;
+    if (this.queue.closing !== undefined) return Promise.resolve();
     let telling = this.#telling.get(id);
     if (telling === undefined) {
       telling = { name, pending: 0, sent: false, error: undefined, reported: false };
@@ -1411,6 +1492,7 @@ class BullMQBackend implements Runner, DurableBackend {
         );
       });
     this.#tells.add(settled);
+    return settled;
   }
 
   /**
@@ -1478,7 +1560,7 @@ class BullMQBackend implements Runner, DurableBackend {
    * children, the jobs it waited for, are tasks of their own: they stay.) A job not handed to
    * BullMQ yet is never sent.
    */
-  async #remove(handle: DurableHandle, reason: string): Promise<void> {
+  async #remove(handle: DurableHandle, reason: string, told: Promise<void>): Promise<void> {
     const { id, name } = handle;
     const sending = this.#sendingOf(id);
     if (sending !== undefined && !sending.handed && this.#sending.has(id)) {
@@ -1493,7 +1575,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (sending !== undefined) await this.#orClosed(sending.done);
     for (;;) {
       try {
-        await this.#removeOnce(handle, reason);
+        await this.#removeOnce(handle, reason, told);
         return;
       } catch (error) {
         // Redis went away: the job is looked for again once it is back (else it would run, cancelled).
@@ -1503,7 +1585,7 @@ class BullMQBackend implements Runner, DurableBackend {
           this.#logger.error({ task: name, taskId: id, err: error }, `durable task "${name}" was cancelled, but its job could not be removed from Redis before the backend was closed; it may still run`);
         }
         // Taken by a worker meanwhile, or refused: told again, a worker stops the job if it has it.
-        this.#tellWorkers(id, name, reason);
+        void this.#tellWorkers(id, name, reason);
         return;
       }
     }
@@ -1513,18 +1595,23 @@ class BullMQBackend implements Runner, DurableBackend {
    * One look at a cancelled job in Redis, and its removal if it waits: a handle that waits for
    * Redis's word ({@link DurableHandle.cancelling}) ends `cancelled` once its job is removed.
    */
-  async #removeOnce(handle: DurableHandle, reason: string): Promise<void> {
+  async #removeOnce(handle: DurableHandle, reason: string, told: Promise<void>): Promise<void> {
     const { id, name } = handle;
-    const job = await this.queue.getJob(id);
+    // The state first: a job active to be failed for a job it waited for has its deferred failure
+    // set before, so the job read after shows it.
+    const state = await this.queue.getJobState(id);
+    const job = state === 'unknown' ? undefined : await this.queue.getJob(id);
     if (job === undefined) return;
-    const state = await job.getState();
+    // Its skip decided in Redis (a job it waited for failed): the cancellation came too late, and
+    // the handle ends skipped, as every process reads it.
+    if (job.deferredFailure !== undefined) return;
     // Running: its worker is told (again: the first word may have come before it took the job),
     // and fails it (a record then kept, as a cancelled job's). The job is marked too: should its
     // worker be dead (the job locked until its lock expires), the worker that takes it again
     // cancels it before its task starts, however long after.
     if (state === 'active') {
       await this.#markCancelled(job, reason);
-      this.#tellWorkers(id, name, reason);
+      void this.#tellWorkers(id, name, reason);
     }
     if (state === 'active' || state === 'completed' || state === 'failed') return;
     const parent = job.parent;
@@ -1532,10 +1619,14 @@ class BullMQBackend implements Runner, DurableBackend {
       const data: AfterData = { kind: 'cancelled', id, name, reason };
       await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: parent.id, queue: parent.queueKey }, failParentOnFailure: true });
     }
-    // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now.
+    // The cancellation recorded first (or given up on): a process that sees the job removed reads why.
+    await told;
+    // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now;
+    // unless it was taken to be failed for a job it waited for, which failed meanwhile.
     if ((await this.queue.remove(id, { removeChildren: false })) === 0) {
+      if ((await this.queue.getJob(id))?.deferredFailure !== undefined) return;
       await this.#markCancelled(job, reason);
-      this.#tellWorkers(id, name, reason);
+      void this.#tellWorkers(id, name, reason);
     } else if (handle.cancelling !== undefined && this.#live.get(id) === handle) this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
   }
 
@@ -1622,9 +1713,22 @@ class BullMQBackend implements Runner, DurableBackend {
     const live = this.#live.get(id);
     if (live !== undefined) return live;
     this.#checkOpen('handle');
-    // Followed before its job is read: an end that comes meanwhile settles it too.
+    // Followed before its job is read: an end that comes meanwhile settles it too, once its name is read.
     const handle: DurableHandle = new DurableHandle(this, id, 'durable task', 'queued', (error) => this.#cancel(handle, error));
+    const unnamed: (() => void)[] = [];
+    this.#unnamed.set(id, unnamed);
     this.#keep(handle);
+    try {
+      return await this.#readHandle(handle);
+    } finally {
+      if (this.#unnamed.get(id) === unnamed) this.#unnamed.delete(id);
+      for (const end of unnamed) end();
+    }
+  }
+
+  /** Reads the job of a handle made by id ({@link handle}), and brings the handle up to date with it. */
+  async #readHandle(handle: DurableHandle): Promise<TaskHandle | undefined> {
+    const { id } = handle;
     let job: Job | undefined;
     let state: string | undefined;
     try {
@@ -1638,16 +1742,25 @@ class BullMQBackend implements Runner, DurableBackend {
       const recorded = (await this.#recordedCancellations(await this.queue.getBackend().client)).get(id);
       if (recorded === undefined) return this.#scheduleHandle(id);
       handle.name = recorded.name ?? handle.name;
-      handle.settle('cancelled', { ok: false, error: new TaskCancelledError(handle.name, id, recorded.reason) });
+      handle.settle('cancelled', { ok: false, error: cancelledError(handle.name, id, recorded.reason) });
       return handle;
     }
-    // Skipped (a job it waited for failed): read before the handle is given, as job(id) reads it, so that it never reads `failed` first.
+    // Skipped (a job it waited for failed): read before the handle is given, as job(id) reads it, so
+    // that it never reads `failed` first (nor `cancelled`: a cancellation that marked the job as
+    // BullMQ failed it for that job came too late).
     const cancelledMark = (job.data as Partial<JobData> | undefined)?.cancelled;
-    const skipped = state === 'failed' && cancelledMark === undefined ? await this.#skipped(id, job.name, job.failedReason ?? '').catch(() => undefined) : undefined;
+    const skipped = state === 'failed' ? await this.#skipped(id, job.name, job.failedReason ?? '').catch(() => undefined) : undefined;
+    handle.dependent = state === 'waiting-children' || job.deferredFailure !== undefined;
+    handle.doomed = job.deferredFailure !== undefined;
     handle.found(snapshot(job, state ?? 'unknown', skipped));
     if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
-    else if (skipped !== undefined) this.#end(id, 'skipped', { ok: false, error: skipped.error });
-    else if (state === 'failed') this.#failed(id, job.failedReason ?? '', cancelledMark);
+    else if (skipped !== undefined) {
+      handle.firstFailure = skipped.first;
+      this.#end(id, 'skipped', { ok: false, error: skipped.error });
+    } else if (state === 'failed') {
+      this.#unnamed.delete(id);
+      this.#failed(id, job.failedReason ?? '', cancelledMark);
+    }
     return handle;
   }
 
@@ -1826,6 +1939,21 @@ const stalledReason = 'job stalled more than allowable limit';
 /** The longest cancellation reason sent to other processes (it is kept in Redis with the job, and in the record of cancellations). */
 const reasonMaxLength = 1_000;
 
+/** What other processes read as the reason of a cancellation: the reason given, as text, or the cancellation's own message when none was given. */
+function cancelText(error: TaskCancelledError): string {
+  return error.cause === undefined ? error.message : reasonText(error.cause);
+}
+
+/**
+ * A cancellation as a process that did not ask for it reads it: its reason as recorded (as text),
+ * and none when what was recorded is the cancellation's own message (cancel() without a reason:
+ * its `cause` is then undefined, as in process and in the handle that cancelled it).
+ */
+function cancelledError(name: string, id: string, recorded: string | undefined): TaskCancelledError {
+  const own = recorded !== undefined && recorded.startsWith('Task "') && recorded.endsWith(`" (#${id}) was cancelled`);
+  return new TaskCancelledError(name, id, own ? undefined : recorded);
+}
+
 /**
  * A reason given to `cancel()` as other processes read it: a string as it is, an `Error`'s
  * message, anything else as JSON (or its printed form); cut to {@link reasonMaxLength} characters.
@@ -1925,10 +2053,11 @@ const maxSkipChain = 1_000;
 /** How many jobs' skips a producer remembers. */
 const maxSkipsRemembered = 1_000;
 
-/** Why a job was skipped: the handle's error, and the job's reason as `backend.job(id)` reads it. */
+/** Why a job was skipped: the handle's error, the job's reason as `backend.job(id)` reads it, and the job whose failure began the chain of skips. */
 interface Skipped {
   readonly error: TaskSkippedError;
   readonly failedReason: string;
+  readonly first: FailedPrerequisite;
 }
 
 function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
@@ -1936,12 +2065,14 @@ function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
   const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
   // Failed after a cancellation marked it (BullMQ failing it as stalled, its worker dead): cancelled too.
   const cancelled = state === 'failed' && ((job.failedReason ?? '').startsWith(cancelledPrefix) || (job.data as Partial<JobData> | undefined)?.cancelled !== undefined);
-  const status = skipped !== undefined ? 'skipped' : cancelled ? 'cancelled' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued');
+  // To be failed for a job it waited for (BullMQ's deferred failure; made active only for that): it waits for its skip.
+  const doomed = job.deferredFailure !== undefined && ended[state] === undefined;
+  const status = skipped !== undefined ? 'skipped' : cancelled ? 'cancelled' : doomed ? 'delayed' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued');
   return Object.freeze({
     id: job.id ?? '',
     name: job.name,
     status,
-    attempt: skipped !== undefined ? 0 : state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
+    attempt: skipped !== undefined || doomed ? 0 : state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
     // Waiting for a retry: the failed attempt's progress, still on the job, is cleared, as in process.
     progress:
       status !== 'retrying' && typeof progress === 'object' && typeof progress.fraction === 'number'

@@ -195,6 +195,27 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(failure.cause).toBe('not needed any more');
   });
 
+  it('a job cancelled without a reason gives no cause in any handle of any process, as in process (followed, or made by id after), under its task\'s name', async () => {
+    const { bg, queueName } = setup({ workers: false });
+    const otherBackend = producerOn(queueName);
+    const handle = bg.with({ durable: true, delayMs: 60_000 }).add(record, 'no reason given', 1);
+    expect(handle.status).toBe('delayed');
+    await vi.waitFor(async () => expect((await otherBackend.job(handle.id))?.status).toBe('delayed'), { timeout: 5_000, interval: 10 });
+    // Followed in the other process: it sees the job removed.
+    const followed = (await otherBackend.handle(handle.id))!;
+    expect(followed.status).toBe('delayed');
+    expect(handle.cancel()).toBe(true);
+    const failures = [await failureOf(handle.result()), await failureOf(followed.result())];
+    await vi.waitFor(async () => expect(await otherBackend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    // Made by id after: read from the record of cancellations.
+    failures.push(await failureOf((await otherBackend.handle(handle.id))!.result()));
+    for (const failure of failures) {
+      expect(failure).toBeInstanceOf(TaskCancelledError);
+      expect(failure.message).toBe(`Task "record" (#${handle.id}) was cancelled`);
+      expect(failure.cause).toBeUndefined();
+    }
+  });
+
   it.each(['job', 'handle'] as const)('backend.%s(id) of a job that fails between its read and its state\'s reads it failed, with its reason', async (how) => {
     const { bg, backend } = setup({ tasks: [failsLater] });
     gate = deferred();

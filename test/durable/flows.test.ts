@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { DependencyContainer } from 'tsyringe';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, observeTasks, shutdown, TaskCancelledError, TaskContext, TaskSkippedError, type TaskEvent, type TaskHandle } from '../../src/index.js';
@@ -181,6 +182,51 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect(effects).not.toContain('dependent started');
   });
 
+  it("ends skipped in every handle and in backend.job() a dependent whose skip BullMQ decided in Redis, cancelled then (a cancellation too late), never reading running", async () => {
+    // The jobs are moved by hand (a BullMQ worker without a processor), so that each step is where the test puts it.
+    const { bg, backend, queueName } = setup({ workers: false });
+    const other = producer(queueName).backend;
+    const [one, two] = ['one', 'two'].map((label) => bg.with({ durable: true }).add(failing, label));
+    const [first, second] = [one!, two!].map((head, i) => bg.with({ durable: true, after: [head] }).add(step, `after ${i}`));
+    expect(second!.status).toBe('delayed');
+    await vi.waitFor(async () => expect((await backend.job(second!.id))?.status).toBe('delayed'), bound);
+    const hand = new Worker(queueName, null, { connection: redis.connection, autorun: false });
+    closers.push(() => hand.close());
+    const token = randomUUID();
+    const taken = new Map<string, Job>();
+    const take = async (id: string): Promise<Job> => {
+      await vi.waitFor(async () => {
+        const job = taken.has(id) ? undefined : await hand.getNextJob(token, { block: false });
+        if (job !== undefined) taken.set(job.id!, job);
+        expect(taken.has(id)).toBe(true);
+      }, bound);
+      return taken.get(id)!;
+    };
+    // The guards pass (they run first); then both heads fail for good: BullMQ decides each dependent's skip, and makes it waiting.
+    for (const head of [one!, two!]) await (await take(head.id)).moveToFailed(new UnrecoverableError(`${head.id} breaks`), token, false);
+    for (const job of taken.values()) if (job.name === 'tsyringe-background:after') await job.moveToCompleted(null, token, false);
+    // Both taken, as a worker takes them only to fail them (their tasks never start): neither reads running.
+    const doomed = await Promise.all([first!, second!].map(({ id }) => take(id)));
+    await expect(backend.job(first!.id)).resolves.toMatchObject({ status: 'delayed', attempt: 0 });
+    const elsewhere = (await other.handle(first!.id))!;
+    expect(elsewhere.status).toBe('delayed');
+    // Cancelled now, from a handle made by id and from the dependent's own followed handle: too late, their skips are decided.
+    expect(elsewhere.cancel('stop')).toBe(true);
+    expect(second!.cancel('stop')).toBe(true);
+    for (const job of doomed) await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false);
+    for (const handle of [first!, elsewhere, second!]) {
+      await expect(handle.result()).rejects.toBeInstanceOf(TaskSkippedError);
+      expect(handle.status).toBe('skipped');
+    }
+    for (const { id } of [first!, second!]) {
+      await expect(backend.job(id)).resolves.toMatchObject({ status: 'skipped', attempt: 0 });
+      const fresh = (await producer(queueName).backend.handle(id))!;
+      await expect(fresh.result()).rejects.toBeInstanceOf(TaskSkippedError);
+      expect(fresh.status).toBe('skipped');
+    }
+    expect(effects).toEqual([]);
+  });
+
   it('skips the dependent of a task that had failed already when it was added: at once here, and in Redis in the same words', async () => {
     const { bg, backend, queueName } = setup();
     const broken = bg.with({ durable: true }).add(failing, 'early');
@@ -199,6 +245,15 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     const next = await bg.with({ durable: true, after: [dependent] }).add(step, 'later still').result().catch((e: unknown) => e);
     expect((next as Error).message).toMatch(/which was skipped$/);
     expect((next as Error).cause).toBe((first as Error).cause);
+    // A link added in another application after it, read in a third: its cause is the chain's first error too, whichever reads it.
+    const there = producer(queueName);
+    const linked = there.bg.with({ durable: true, after: [(await there.backend.handle(dependent.id))!] }).add(step, 'linked elsewhere');
+    await vi.waitFor(async () => expect((await backend.job(linked.id))?.status).toBe('skipped'), bound);
+    for (const reader of [there.backend, backend, producer(queueName).backend]) {
+      const read = (await (await reader.handle(linked.id))!.result().catch((e: unknown) => e)) as Error;
+      expect(read.message).toBe(`Task "step" (#${linked.id}) was skipped: it was to run after task "step" (#${dependent.id}), which was skipped`);
+      expect(read.cause).toMatchObject({ code: 'ERR_DURABLE_FAILED', jobId: broken.id, message: 'early breaks' });
+    }
   });
 
   it('reads a chain of skips in Redis as in process: each link after a skipped one says so, and the chain\'s first error is the cause', async () => {
@@ -301,7 +356,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
   });
 
   it('skips a dependent at once when a task it waits for was cancelled before its job was sent: which was cancelled, here and in Redis', async () => {
-    const { bg, backend } = setup();
+    const { bg, backend, queueName } = setup();
     const dropped = bg.with({ durable: true }).add(step, 'dropped');
     dropped.cancel('changed my mind');
     const dependent = bg.with({ durable: true, after: [dropped] }).add(step, 'dependent');
@@ -314,10 +369,14 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
       async () =>
         expect(await backend.job(dependent.id)).toMatchObject({
           status: 'skipped',
-          failedReason: `${(error as Error).message}: Task "step" (#${dropped.id}) was cancelled`,
+          failedReason: `${(error as Error).message}: changed my mind`,
         }),
       bound,
     );
+    // Read in another application: the reason given is the cause of the cancelled task's error, as here.
+    const elsewhere = (await (await producer(queueName).backend.handle(dependent.id))!.result().catch((e: unknown) => e)) as Error;
+    expect(elsewhere.message).toBe((error as Error).message);
+    expect(elsewhere.cause).toMatchObject({ name: 'TaskCancelledError', message: `Task "step" (#${dropped.id}) was cancelled`, cause: 'changed my mind' });
     // The cancelled task's job was never sent.
     await expect(backend.job(dropped.id)).resolves.toBeUndefined();
     expect(effects).toEqual([]);
