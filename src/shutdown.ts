@@ -11,8 +11,12 @@ import { newCounts } from './model/handle.js';
  * container. tsyringe alone disposes everything in parallel. Safe to call on a scope that is
  * already disposed. Never rejects for the Background's part; tsyringe's disposal of the rest
  * rejects when one of its instances' `dispose()` does.
+ * @throws TypeError when `scope` is not a tsyringe container.
  */
 export function disposeScope(scope: DependencyContainer): Promise<void> {
+  if (typeof (scope as Partial<DependencyContainer> | null | undefined)?.createChildContainer !== 'function') {
+    throw new TypeError(`disposeScope(scope): scope must be a tsyringe container, got ${describe(scope)}`);
+  }
   const background = backgroundOf<Background>(scope);
   // tsyringe would dispose every instance again on a second call.
   const rest = (): Promise<void> | void => (isDisposed(scope) ? undefined : disposeRest(scope, background));

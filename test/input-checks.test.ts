@@ -6,7 +6,7 @@
  */
 import { container } from 'tsyringe';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApplicationBackground, Background, BackgroundOptions, observeTasks, shutdown, transfer, workerTask, wrapAttempts } from '../src/index.js';
+import { ApplicationBackground, Background, BackgroundOptions, disposeScope, observeTasks, shutdown, transfer, workerTask, wrapAttempts } from '../src/index.js';
 import { freshApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -65,6 +65,8 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['null as list()\'s filter', () => app().bg.list(null as never), TypeError, 'bg.list(filter): filter must be an object, got null'],
     ['a misspelt list() option', () => app().bg.list({ state: 'running' } as never), TypeError, 'bg.list(filter): filter.state is not a known option; known options: status, application'],
     // Misspelt, they answered for the scope where the application was meant.
+    ['a number as disposeScope()\'s scope', () => disposeScope(42 as never), TypeError, 'disposeScope(scope): scope must be a tsyringe container, got 42 (number)'],
+    ['nothing as disposeScope()\'s scope', () => disposeScope(undefined as never), TypeError, 'disposeScope(scope): scope must be a tsyringe container, got undefined (undefined)'],
     ['a misspelt get() option', () => app().bg.get('1', { aplication: true } as never), TypeError, 'bg.get(id, options): options.aplication is not a known option; known options: application'],
     ['a number as get()\'s id', () => app().bg.get(1 as never), TypeError, "bg.get(id, options): id must be a string (a handle's id), got 1 (number)"],
     ['a misspelt stats() option', () => app().bg.stats({ aplication: true } as never), TypeError, 'bg.stats(options): options.aplication is not a known option; known options: application'],

@@ -61,12 +61,19 @@ describe('TaskContext', () => {
     expect(logger.at('info')[0]).toEqual({ level: 'info', fields: { task: 'probe', taskId: handle.id, attempt: 1, label: 'x' }, message: 'working' });
   });
 
-  it('rejects progress outside 0 to 1 with a RangeError, failing the task that made the mistake', async () => {
+  it.each([
+    [1.5, RangeError, '1.5 (number)'],
+    ['0.5', TypeError, '"0.5" (string)'],
+    [1n, TypeError, '1 (bigint)'],
+  ] as const)('rejects a progress of %o (a %o), naming the task, failing the task that made the mistake', async (fraction, type, got) => {
     const { bg } = setup();
     const bad = defineTask({ name: 'bad', inject: [TaskContext] }, async (ctx) => {
-      ctx.progress(1.5);
+      ctx.progress(fraction as never);
     });
-    await expect(bg.add(bad).result()).rejects.toThrow('progress(fraction): fraction must be a number from 0 to 1, got 1.5');
+    const handle = bg.add(bad);
+    const error = await handle.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(type);
+    expect(error).toHaveProperty('message', `progress(fraction) in task "bad" (#${handle.id}): fraction must be a number from 0 to 1, got ${got}`);
   });
 });
 

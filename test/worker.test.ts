@@ -25,6 +25,7 @@ import {
   logsEveryLevel,
   needsUnregistered,
   quickProgress,
+  reportsFraction,
   returnsFunction,
   shoutsBlob,
   spins,
@@ -330,6 +331,17 @@ describe('worker tasks and task control', () => {
     const handles = Array.from({ length: 60 }, (_, n) => bg.add(quickProgress, n));
     await Promise.all(handles.map((handle) => handle.result()));
     expect(handles.map((handle) => handle.progress)).toEqual(handles.map((_, n) => ({ fraction: 1, message: `done ${n}` })));
+  });
+
+  it.each([
+    [1.5, RangeError, '1.5 (number)'],
+    ['0.5', TypeError, '"0.5" (string)'],
+  ] as const)('refuse a progress of %o on the thread as on the main one (a %o naming the task)', async (fraction, type, got) => {
+    const { bg } = app();
+    const handle = bg.add(reportsFraction, fraction);
+    const error = await handle.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(type);
+    expect(error).toHaveProperty('message', `progress(fraction) in task "reportsFraction" (#${handle.id}): fraction must be a number from 0 to 1, got ${got}`);
   });
 
   it('time out a task that ignores its signal, and terminate its thread after the grace period', async () => {

@@ -476,7 +476,7 @@ export class TaskRun implements TaskHandle, Job {
 
   /** Records progress; called by the task's context (or, for a worker task, by the pool). */
   reportProgress(fraction: number, message?: string): void {
-    checkFraction(fraction);
+    checkFraction(this, fraction);
     checkMessage(this, message);
     if (this.#status !== 'running') return;
     this.progress = Object.freeze({ fraction, message });
@@ -733,7 +733,7 @@ export class TaskRun implements TaskHandle, Job {
         debug: withTask('debug'),
       },
       progress: (fraction: number, message?: string) => {
-        checkFraction(fraction);
+        checkFraction(this, fraction);
         checkMessage(this, message);
         if (attempt === this.attempts) this.reportProgress(fraction, message);
       },
@@ -766,9 +766,10 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 /** A progress fraction, checked: a number from 0 to 1, even from an attempt that is over. */
-function checkFraction(fraction: number): void {
+function checkFraction(task: { readonly name: string; readonly id: string }, fraction: unknown): void {
   if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
-    throw new RangeError(`progress(fraction): fraction must be a number from 0 to 1, got ${String(fraction)}`);
+    const Wrong = typeof fraction === 'number' ? RangeError : TypeError;
+    throw new Wrong(`progress(fraction) in task "${task.name}" (#${task.id}): fraction must be a number from 0 to 1, got ${describe(fraction)}`);
   }
 }
 

@@ -305,7 +305,8 @@ function contextFor(id: string, name: string, attempt: number, port: MessagePort
     throwIfAborted: () => signal.throwIfAborted(),
     progress(fraction: number, message?: string) {
       if (typeof fraction !== 'number' || !(fraction >= 0 && fraction <= 1)) {
-        throw new RangeError(`progress(fraction): fraction must be a number from 0 to 1, got ${String(fraction)}`);
+        const Wrong = typeof fraction === 'number' ? RangeError : TypeError;
+        throw new Wrong(`progress(fraction) in task "${name}" (#${id}): fraction must be a number from 0 to 1, got ${describe(fraction)}`);
       }
       // As on the main thread: a message that would cross as an object (a structured clone) is refused here.
       if (message !== undefined && typeof message !== 'string') {
