@@ -91,30 +91,30 @@ describe("a callback the setup module left behind", () => {
       ]),
     );
   });
-  it('throws again and again (an interval): logged once per 10 s, saying how many were not, and the close says the rest', async () => {
+  it('throws again and again (an interval): logged once per 10 s a thread, saying how many were not, and the close says the rest', async () => {
     const setupModule = new URL('./fixtures/setup-leaves-interval-throw.ts', import.meta.url);
     const logger = captureLogger();
     // The clock the log's window reads (timers stay real: the threads' intervals run).
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
-      // Two prewarmed threads: their idle event loops run the interval, each throw reported.
-      const root = freshApp({ logger, pool: { maxThreads: 2, minThreads: 2, prewarm: true, setupModule } });
+      // A prewarmed thread: its idle event loop runs the interval, each throw reported.
+      const root = freshApp({ logger, pool: { maxThreads: 1, minThreads: 1, prewarm: true, setupModule } });
       await root.resolve(Background).add(yieldsOnce, 'first').result();
       const thrown = () => logger.at('error').filter((entry) => entry.message.includes('thrown again and again')).map((entry) => entry.message);
       const repeats = (pattern: RegExp, message: string | undefined) => Number(pattern.exec(message ?? '')?.[1]);
       await vi.waitFor(() => expect(thrown()).toHaveLength(1), { timeout: 5_000, interval: 5 });
       expect(thrown()[0]).toMatch(/^a callback the setup module file:.*setup-leaves-interval-throw\.ts set up threw: thrown again and again by an interval the setup left; (the thread goes on|its thread was running "yieldsOnce" \(#\d+\) by then, which goes on)$/);
-      // Forty intervals' worth on each thread, counted, not logged.
+      // Forty intervals' worth, counted, not logged.
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(thrown()).toHaveLength(1);
       vi.setSystemTime(Date.now() + 10_000);
       await vi.waitFor(() => expect(thrown()).toHaveLength(2), { timeout: 5_000, interval: 5 });
-      expect(repeats(/goes on \(the same error (\d+) more time\(s\) since the last entry, not logged: one entry per 10 s\)$/, thrown()[1])).toBeGreaterThan(2);
+      expect(repeats(/goes on \(the same error (\d+) more time\(s\) on this thread since the last entry, not logged: one entry per 10 s\)$/, thrown()[1])).toBeGreaterThan(2);
       await new Promise((resolve) => setTimeout(resolve, 100));
       await shutdown({ container: root, timeoutMs: 5_000 });
       expect(thrown()).toHaveLength(3);
       expect(
-        repeats(/^callbacks the setup module file:.*setup-leaves-interval-throw\.ts left behind on the worker threads threw the same error (\d+) more time\(s\) after its last entry, not logged: thrown again and again by an interval the setup left$/, thrown()[2]),
+        repeats(/^callbacks the setup module file:.*setup-leaves-interval-throw\.ts left behind on worker thread \d+ threw the same error (\d+) more time\(s\) after its last entry, not logged: thrown again and again by an interval the setup left$/, thrown()[2]),
       ).toBeGreaterThan(2);
     } finally {
       vi.useRealTimers();

@@ -97,7 +97,7 @@ export class Pool {
   /** Idle threads ended by an error no task could be named for (see {@link #died}). */
   #idleDeaths = 0;
   /** Errors of callbacks left behind, by where and message: until when a repeat is only counted, and how many were. */
-  readonly #repeats = new Map<string, { until: number; more: number }>();
+  readonly #repeats = new Map<string, { until: number; more: number; readonly where: string; readonly thread: number | undefined; readonly message: string }>();
   /**
    * The exits of threads an abort terminated: Piscina drops such a thread from its pool at once,
    * so its `destroy()` does not wait for it, and a thread stuck in a native call outlives it.
@@ -243,7 +243,14 @@ export class Pool {
     const after = new Set(this.#piscina?.threads);
     for (const thread of before) {
       if (after.has(thread)) continue;
-      const exited = new Promise<void>((resolve) => thread.once('exit', () => resolve()));
+      const exited = new Promise<void>((resolve) =>
+        thread.once('exit', () => {
+          // Piscina replaces a thread that exits while its pool is not being destroyed, even one
+          // destroyed already (minThreads started again, after the close): stopped at once.
+          if (this.#closed) void this.#piscina?.destroy();
+          resolve();
+        }),
+      );
       this.#terminating.add(exited);
       void exited.then(() => this.#terminating.delete(exited));
     }
@@ -276,10 +283,8 @@ export class Pool {
     if (stranded > 0) {
       logSafely(this.#logger, 'debug', { stranded }, `closing the worker pool terminated ${stranded} thread(s) still running tasks that had ended`);
     }
-    for (const [key, { more }] of this.#repeats) {
-      const at = key.indexOf('\n');
-      const [where, message] = [key.slice(0, at), key.slice(at + 1)];
-      if (more > 0) logSafely(this.#logger, 'error', {}, `callbacks ${where} left behind on the worker threads threw the same error ${more} more time(s) after its last entry, not logged: ${message}`);
+    for (const { more, where, thread, message } of this.#repeats.values()) {
+      if (more > 0) logSafely(this.#logger, 'error', {}, `callbacks ${where} left behind on worker thread ${thread} threw the same error ${more} more time(s) after its last entry, not logged: ${message}`);
     }
     this.#repeats.clear();
   }
@@ -331,9 +336,9 @@ export class Pool {
    * is that task's doing, logged as such. It cannot fail the task, which has ended; a throw fails
    * nothing else either (the thread goes on), an exit fails the tasks its thread was running.
    */
-  #leftBehind({ task, setup, error, rejection = false, exitCode, running }: LeftBehind): void {
+  #leftBehind({ task, setup, error, rejection = false, exitCode, running, thread }: LeftBehind): void {
     if (setup === true) {
-      this.#setupLeftBehind(task.module, error, rejection, exitCode, running);
+      this.#setupLeftBehind(task.module, error, rejection, exitCode, running, thread);
       return;
     }
     const where = `worker task "${task.name}" (#${task.id}, ${task.module})`;
@@ -341,7 +346,7 @@ export class Pool {
     const others = running.map(({ id, name }) => `"${name}" (#${id})`).join(', ');
     if (error !== undefined) {
       const err = errorOf(task.name, error);
-      const more = this.#repeated(`${where}\n${messageOf(err)}`);
+      const more = this.#repeated(where, thread, messageOf(err));
       if (more === undefined) return;
       const then = others === '' ? '' : `; its thread was running ${others} by then, which goes on`;
       logSafely(this.#logger, 'error', { ...fields, err }, `${where} had ended when a callback it left behind ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}${more}`);
@@ -359,11 +364,11 @@ export class Pool {
    * runs it again: after {@link setupExitsToStop} such ends with no task running, new threads
    * stop running it as they start, and run it with their first task instead, as without prewarm.
    */
-  #setupLeftBehind(module: string, error: WorkerResponse | undefined, rejection: boolean, exitCode: number | undefined, running: LeftBehind['running']): void {
+  #setupLeftBehind(module: string, error: WorkerResponse | undefined, rejection: boolean, exitCode: number | undefined, running: LeftBehind['running'], thread: number | undefined): void {
     const others = running.map(({ id, name }) => `"${name}" (#${id})`).join(', ');
     if (error !== undefined) {
       const err = errorOf('setup module', error);
-      const more = this.#repeated(`the setup module ${module}\n${messageOf(err)}`);
+      const more = this.#repeated(`the setup module ${module}`, thread, messageOf(err));
       if (more === undefined) return;
       const then = others === '' ? '; the thread goes on' : `; its thread was running ${others} by then, which goes on`;
       logSafely(this.#logger, 'error', { setupModule: module, err }, `a callback the setup module ${module} set up ${rejection ? 'rejected a promise nothing handled' : 'threw'}: ${messageOf(err)}${then}${more}`);
@@ -385,10 +390,11 @@ export class Pool {
 
   /**
    * Whether a callback's error left behind on a thread is logged now: `undefined` when the same
-   * error (`key`: where and its message) was logged less than {@link repeatWindowMs} ago (it is
+   * error (where, the thread, its message) was logged less than {@link repeatWindowMs} ago (it is
    * counted), else what the entry adds: how many of it were not logged since the last one.
    */
-  #repeated(key: string): string | undefined {
+  #repeated(where: string, thread: number | undefined, message: string): string | undefined {
+    const key = `${where}\n${thread ?? ''}\n${message}`;
     const now = Date.now();
     const seen = this.#repeats.get(key);
     if (seen !== undefined && now < seen.until) {
@@ -398,8 +404,8 @@ export class Pool {
     const more = seen?.more ?? 0;
     this.#repeats.delete(key);
     if (this.#repeats.size >= repeatKinds) this.#repeats.delete(this.#repeats.keys().next().value!);
-    this.#repeats.set(key, { until: now + repeatWindowMs, more: 0 });
-    return more === 0 ? '' : ` (the same error ${more} more time(s) since the last entry, not logged: one entry per ${repeatWindowMs / 1000} s)`;
+    this.#repeats.set(key, { until: now + repeatWindowMs, more: 0, where, thread, message });
+    return more === 0 ? '' : ` (the same error ${more} more time(s) on this thread since the last entry, not logged: one entry per ${repeatWindowMs / 1000} s)`;
   }
 
   /**

@@ -7,7 +7,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { parentPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
 import type * as Tsyringe from 'tsyringe';
 import type { DependencyContainer } from 'tsyringe';
 import { loadReflectMetadata, requireCjs } from '../model/cjs.js';
@@ -379,6 +379,6 @@ function runningTasks(): LeftBehind['running'] {
 }
 
 /** Tells the pool (failureOf() made the error cloneable). */
-function report(leftBehind: LeftBehind): void {
-  parentPort?.postMessage({ leftBehind } satisfies ThreadMessage);
+function report(leftBehind: Omit<LeftBehind, 'thread'>): void {
+  parentPort?.postMessage({ leftBehind: { ...leftBehind, thread: threadId } } satisfies ThreadMessage);
 }

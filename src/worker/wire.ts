@@ -127,6 +127,8 @@ export interface LeftBehind {
   readonly exitCode?: number;
   /** The tasks the thread was running then (an idle thread runs such a callback only with its next task). */
   readonly running: readonly { readonly id: string; readonly name: string }[];
+  /** The thread's id (`threadId`): the same error again is logged once per thread in a while. */
+  readonly thread?: number | undefined;
 }
 
 /** An error thrown outside any ended task's call: it ends the thread, and fails the tasks it runs. */
