@@ -338,7 +338,8 @@ function checkListFilter(filter: unknown): void {
   if (!isOptionsObject(filter)) throw new TypeError(`bg.list(filter): filter must be an object, got ${describe(filter)}`);
   const unknown = Object.keys(filter).find((key) => key !== 'status' && key !== 'application');
   if (unknown !== undefined) throw new TypeError(`bg.list(filter): filter.${unknown} is not a known option; known options: status, application`);
-  const { status } = filter as { status?: unknown };
+  const { status, application } = filter as { status?: unknown; application?: unknown };
+  if (application !== undefined && typeof application !== 'boolean') throw new TypeError(`bg.list(filter): filter.application must be a boolean, got ${describe(application)}`);
   if (status === undefined) return;
   const statuses = typeof status === 'string' ? [status] : Array.isArray(status) ? (status as unknown[]) : undefined;
   const wrong = statuses === undefined ? status : statuses.find((each) => typeof each !== 'string' || !taskStatuses.includes(each));

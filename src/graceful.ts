@@ -11,7 +11,7 @@ import { ApplicationBackground } from './background.js';
 import { appMadeFor, appOf, appOfDisposed } from './di/container.js';
 import type { Application, ShutdownReport } from './engine/application.js';
 import { withDeadline } from './engine/deadlines.js';
-import { checkContainer, checkKnownKeys, describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
+import { checkCallback, checkContainer, checkKnownKeys, describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
 import { newCounts, type TaskStatus } from './model/handle.js';
 import { logSafely, type BackgroundLogger } from './model/logger.js';
 import { defaultOptions } from './model/options.js';
@@ -348,6 +348,7 @@ function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGrace
   }
   if (logger !== undefined && !isLogger(logger)) throw new TypeError(`${at}: options.logger must be an object with error, warn, info and debug methods, got ${describe(logger)}`);
   if (typeof exit !== 'function') throw new TypeError(`${at}: options.exit must be a function, got ${describe(exit)}`);
+  checkCallback(exit, `${at}: options.exit`);
   // Checked against the deadline when it is given here; one left to the application is read when
   // the sequence starts (it may be registered after this call), which then caps the requests' time.
   if (requestsTimeoutMs !== undefined && !(isTimerMs(requestsTimeoutMs) && requestsTimeoutMs <= (timeoutMs ?? maxTimerMs))) {

@@ -1,6 +1,6 @@
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { appOf } from './di/container.js';
-import { checkContainer, checkKnownKeys, describe, isOptionsObject } from './model/checks.js';
+import { checkCallback, checkContainer, checkKnownKeys, describe, isOptionsObject } from './model/checks.js';
 import type { AttemptWrapper, TaskObserver } from './model/events.js';
 
 /** Options of {@link observeTasks}. */
@@ -40,6 +40,7 @@ export interface TaskObservation {
  */
 export function observeTasks(observer: TaskObserver, options: ObserveOptions = {}): TaskObservation {
   if (typeof observer !== 'function') throw new TypeError(`observeTasks(observer): observer must be a function, got ${describe(observer)}`);
+  checkCallback(observer, 'observeTasks(observer): observer');
   if (!isOptionsObject(options)) throw new TypeError(`observeTasks(observer, options): options must be an object, got ${describe(options)}`);
   checkKnownKeys(options, observeKeys, 'observeTasks(observer, options)');
   checkContainer(options.container, 'observeTasks(observer, options)');
@@ -66,6 +67,7 @@ export function observeTasks(observer: TaskObserver, options: ObserveOptions = {
  */
 export function wrapAttempts(wrapper: AttemptWrapper, options: ObserveOptions = {}): TaskObservation {
   if (typeof wrapper !== 'function') throw new TypeError(`wrapAttempts(wrapper): wrapper must be a function, got ${describe(wrapper)}`);
+  checkCallback(wrapper, 'wrapAttempts(wrapper): wrapper');
   if (!isOptionsObject(options)) throw new TypeError(`wrapAttempts(wrapper, options): options must be an object, got ${describe(options)}`);
   checkKnownKeys(options, observeKeys, 'wrapAttempts(wrapper, options)');
   checkContainer(options.container, 'wrapAttempts(wrapper, options)');

@@ -6,7 +6,7 @@
  */
 import { container } from 'tsyringe';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApplicationBackground, Background, BackgroundOptions, disposeScope, observeTasks, shutdown, transfer, workerTask, wrapAttempts } from '../src/index.js';
+import { ApplicationBackground, Background, BackgroundOptions, defineTask, disposeScope, observeTasks, shutdown, transfer, workerTask, wrapAttempts } from '../src/index.js';
 import { freshApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -67,6 +67,17 @@ describe('options refused with the right error, naming what is wrong', () => {
     // Misspelt, they answered for the scope where the application was meant.
     ['a number as disposeScope()\'s scope', () => disposeScope(42 as never), TypeError, 'disposeScope(scope): scope must be a tsyringe container, got 42 (number)'],
     ['nothing as disposeScope()\'s scope', () => disposeScope(undefined as never), TypeError, 'disposeScope(scope): scope must be a tsyringe container, got undefined (undefined)'],
+    ['a string as list()\'s application', () => app().bg.list({ application: 'true' } as never), TypeError, 'bg.list(filter): filter.application must be a boolean, got "true" (string)'],
+    ['a class as retryIf', () => app().bg.with({ retryIf: class Retry {} as never }), TypeError, 'bg.with(options).retryIf must be a function, got function Retry (a class, which cannot be called)'],
+    ['a generator function as retryIf', () => app().bg.with({ retryIf: function* retry() {} as never }), TypeError, 'bg.with(options).retryIf must be a function, got function retry (a generator function, whose body runs only as its result is iterated)'],
+    [
+      'an async function as retryIf (its promise would read as no)',
+      () => defineTask({ name: 'flaky', retryIf: (async () => true) as never }, () => 1),
+      TypeError,
+      'defineTask("flaky") options.retryIf must be a function that answers at once, got function retryIf (an async function: its promise would read as no, and the task would never be retried)',
+    ],
+    ['a class as the observer', () => observeTasks(class Observer {} as never), TypeError, 'observeTasks(observer): observer must be a function, got function Observer (a class, which cannot be called)'],
+    ['a generator function as the wrapper', () => wrapAttempts(function* wrap() {}), TypeError, 'wrapAttempts(wrapper): wrapper must be a function, got function wrap (a generator function, whose body runs only as its result is iterated)'],
     ['a misspelt get() option', () => app().bg.get('1', { aplication: true } as never), TypeError, 'bg.get(id, options): options.aplication is not a known option; known options: application'],
     ['a number as get()\'s id', () => app().bg.get(1 as never), TypeError, "bg.get(id, options): id must be a string (a handle's id), got 1 (number)"],
     ['a misspelt stats() option', () => app().bg.stats({ aplication: true } as never), TypeError, 'bg.stats(options): options.aplication is not a known option; known options: application'],

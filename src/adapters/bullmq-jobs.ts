@@ -8,7 +8,7 @@ import { defaultRepeatStrategy, type ConnectionOptions, type Job, type JobsOptio
 import { Redis } from 'ioredis';
 import type { DependencyContainer } from 'tsyringe';
 import { Background, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
-import { checkKnownKeys, describe } from './request-scope.js';
+import { checkKnownKeys, describe, isLogger, isOptionsObject } from './request-scope.js';
 
 /** Where the queue is. */
 export interface BullMQConnection {
@@ -334,7 +334,7 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
  */
 export function resultTimeoutOf(options: { timeoutMs?: number | undefined } | undefined): number | undefined {
   if (options === undefined) return undefined;
-  if (typeof options !== 'object' || options === null) throw new TypeError(`handle.result(options): options must be an object, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`handle.result(options): options must be an object, got ${describe(options)}`);
   const unknown = Object.keys(options).find((key) => key !== 'timeoutMs');
   if (unknown !== undefined) throw new TypeError(`handle.result(options): options.${unknown} is not a known option; known options: timeoutMs`);
   const timeoutMs = options.timeoutMs;
@@ -442,7 +442,7 @@ export function checkMs(option: string, value: unknown, min: 0 | 1): void {
  * @throws TypeError for another value or key; RangeError for a number out of range.
  */
 export function checkCloseOptions(at: string, options: unknown): void {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
   checkKnownKeys(options, ['timeoutMs'], at);
   checkMs(`${at}: options.timeoutMs`, (options as { timeoutMs?: unknown }).timeoutMs, 0);
 }
@@ -532,7 +532,7 @@ const connectionKeys = ['connection', 'queueName', 'prefix', 'logger'] as const 
  * and prefix, the logger. `connection` is ioredis's or BullMQ's, passed as it is.
  */
 export function checkConnection(where: string, options: BullMQConnection, ownKeys: readonly string[]): void {
-  if (typeof options !== 'object' || options === null) throw new TypeError(`${where}(options): options must be an object, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`${where}(options): options must be an object, got ${describe(options)}`);
   checkKnownKeys(options, [...ownKeys, ...connectionKeys], `${where}(options)`);
   const { queueName, prefix, logger } = options;
   if (queueName !== undefined && (typeof queueName !== 'string' || queueName === '')) {
@@ -545,7 +545,7 @@ export function checkConnection(where: string, options: BullMQConnection, ownKey
   if (prefix !== undefined && (typeof prefix !== 'string' || prefix === '')) {
     throw new TypeError(`${where}(options): options.prefix must be a non-empty string, got ${describe(prefix)}`);
   }
-  if (logger !== undefined && typeof (logger as Partial<BackgroundLogger> | null)?.error !== 'function') {
+  if (logger !== undefined && !isLogger(logger)) {
     throw new TypeError(`${where}(options): options.logger must be a logger with error, warn, info and debug methods, got ${describe(logger)}`);
   }
 }

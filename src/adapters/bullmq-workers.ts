@@ -17,7 +17,7 @@ import {
   type TaskDefinition,
   type TaskHandle,
 } from '../index.js';
-import { describe } from './request-scope.js';
+import { describe, isOptionsObject } from './request-scope.js';
 import {
   afterJob,
   backoffFor,
@@ -200,7 +200,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   // entries(), not forEach(): it visits the holes of a sparse array too.
   for (const [i, task] of (tasks as readonly unknown[]).entries()) {
     const name = (task as Partial<TaskDefinition> | null)?.name;
-    if (typeof name !== 'string' || typeof (task as Partial<TaskDefinition>).fn !== 'function') {
+    // By shape: the adapters see only the public API (a definition is frozen, with its dependencies' tokens).
+    if (typeof name !== 'string' || typeof (task as Partial<TaskDefinition>).fn !== 'function' || !Array.isArray((task as Partial<TaskDefinition>).inject) || !Object.isFrozen(task)) {
       throw new TypeError(`startWorkers(options): options.tasks[${i}] must be a defineTask() or workerTask() definition, got ${describe(task)}`);
     }
     if (names.has(name)) throw new TypeError(`startWorkers(options): options.tasks has two definitions named "${name}"; a job finds its task by name`);
@@ -212,6 +213,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   }
   if (container !== undefined && typeof (container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
     throw new TypeError(`startWorkers(options): options.container must be a tsyringe container, got ${describe(container)}`);
+  }
+  const { workerOptions } = options;
+  if (workerOptions !== undefined) {
+    if (!isOptionsObject(workerOptions)) throw new TypeError(`startWorkers(options): options.workerOptions must be an object (BullMQ's WorkerOptions), got ${describe(workerOptions)}`);
+    // What the library sets itself, the same for the queue's producers and the cancellations: not taken here.
+    const own = (['connection', 'concurrency', 'prefix'] as const).find((key) => key in workerOptions);
+    if (own !== undefined) throw new TypeError(`startWorkers(options): options.workerOptions.${own} is not taken there; give it as options.${own}`);
   }
   const scopeRoot = container ?? globalContainer;
   const logger = options.logger ?? consoleLogger;

@@ -9,7 +9,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { IServerAdapter, UIConfig } from '@bull-board/api/typings/app';
 import type { DurableBackend } from './bullmq.js';
 import { checkLink } from './live-view.js';
-import { checkKnownKeys, describe } from './request-scope.js';
+import { checkKnownKeys, describe, isOptionsObject } from './request-scope.js';
 
 /** A BullMQ queue, as `useBullMQ()`'s backend holds it (`backend.queue`). */
 export type DashboardQueue = DurableBackend['queue'];
@@ -75,7 +75,7 @@ const dashboardKeys = ['backend', 'queues', 'readOnly', 'liveViewPath', 'uiConfi
  */
 export function resolveDashboardOptions(options: DurableDashboardOptions | undefined, entryKeys: readonly string[] = []): ResolvedDurableDashboardOptions {
   const at = 'durableDashboard(options)';
-  if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object with backend or queues, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object with backend or queues, got ${describe(options)}`);
   checkKnownKeys(options, [...dashboardKeys, ...entryKeys], at);
   const { backend, queues, readOnly = true, liveViewPath, uiConfig = {} } = options;
   if (backend !== undefined && queues !== undefined) throw new TypeError(`${at}: give options.backend or options.queues, not both`);
@@ -99,7 +99,7 @@ export function resolveDashboardOptions(options: DurableDashboardOptions | undef
   }
   if (typeof readOnly !== 'boolean') throw new TypeError(`${at}: options.readOnly must be a boolean, got ${describe(readOnly)}`);
   if (liveViewPath !== undefined) checkLink(`${at}: options.liveViewPath`, liveViewPath);
-  if (typeof uiConfig !== 'object' || uiConfig === null || Array.isArray(uiConfig)) {
+  if (!isOptionsObject(uiConfig) || Array.isArray(uiConfig)) {
     throw new TypeError(`${at}: options.uiConfig must be an object (bull-board's UIConfig), got ${describe(uiConfig)}`);
   }
   const links = liveViewPath === undefined ? [] : [{ text: 'Live view', url: liveViewPath }];

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground, type Background, type TaskHandle, type TaskStatus } from '../index.js';
-import { checkKnownKeys, describe } from './request-scope.js';
+import { checkKnownKeys, describe, isOptionsObject } from './request-scope.js';
 
 /** Options of every adapter's `liveView`. */
 export interface LiveViewOptions {
@@ -104,7 +104,7 @@ const liveViewKeys = ['container', 'dashboardPath'] as const satisfies readonly 
  */
 export function resolveLiveViewOptions(options: LiveViewOptions | undefined, frameworkKeys: readonly string[] = []): ResolvedLiveViewOptions {
   if (options === undefined) return Object.freeze({ container: globalContainer, dashboardPath: undefined });
-  if (typeof options !== 'object' || options === null) throw new TypeError(`liveView(options): options must be an object, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`liveView(options): options must be an object, got ${describe(options)}`);
   checkKnownKeys(options, [...liveViewKeys, ...frameworkKeys], 'liveView(options)');
   const { container = globalContainer, dashboardPath } = options;
   if (typeof (container as Partial<DependencyContainer> | null)?.resolve !== 'function') {

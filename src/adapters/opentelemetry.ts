@@ -19,7 +19,7 @@ import {
 } from '@opentelemetry/api';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground, observeTasks, wrapAttempts, type Background, type TaskEvent, type TaskObservation } from '../index.js';
-import { checkKnownKeys, describe } from './request-scope.js';
+import { checkKnownKeys, describe, isOptionsObject } from './request-scope.js';
 
 /** The name of the instrumentation scope (the tracer's and the meter's). */
 export const instrumentationName = 'tsyringe-background';
@@ -106,7 +106,7 @@ let instrumentedApplications = 0;
  */
 export function instrumentTasks(options: InstrumentOptions = {}): TaskObservation {
   const at = 'instrumentTasks(options)';
-  if (typeof options !== 'object' || options === null) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
   // The checks of observeTasks() and shutdown(), in their words: this adapter sees only the public API.
   checkKnownKeys(options, instrumentKeys, at);
   if (options.container !== undefined && typeof (options.container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {

@@ -93,13 +93,14 @@ export const fastifyRegisterKeys = ['prefix', 'logLevel', 'logSerializers'] as c
  */
 export function resolveRequestScopeOptions<Request>(options: RequestScopeOptions<Request> | undefined): ResolvedRequestScopeOptions<Request> {
   if (options === undefined) return { parent: globalContainer, register: undefined, logger: consoleLogger };
-  if (typeof options !== 'object' || options === null) throw new TypeError(`requestScope(options): options must be an object, got ${describe(options)}`);
+  if (!isOptionsObject(options)) throw new TypeError(`requestScope(options): options must be an object, got ${describe(options)}`);
   checkKnownKeys(options, requestScopeKeys, 'requestScope(options)');
   const { parent = globalContainer, register, logger = consoleLogger } = options;
   if (typeof (parent as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
     throw new TypeError(`requestScope(options): options.parent must be a tsyringe container, got ${describe(parent)}`);
   }
-  if (register !== undefined && typeof register !== 'function') {
+  // A class cannot be called, and a generator function would run nothing: each request a 500.
+  if (register !== undefined && (typeof register !== 'function' || Object.getOwnPropertyDescriptor(register, 'prototype')?.writable === false || /Generator/.test(Object.prototype.toString.call(register)))) {
     throw new TypeError(`requestScope(options): options.register must be a function, got ${describe(register)}`);
   }
   if (!isLogger(logger)) {
@@ -217,12 +218,21 @@ function logSafely(logger: BackgroundLogger, fields: Record<string, unknown>, me
   }
 }
 
-function isLogger(value: unknown): value is BackgroundLogger {
+export function isLogger(value: unknown): value is BackgroundLogger {
   return (
     typeof value === 'object' &&
     value !== null &&
     (['error', 'warn', 'info', 'debug'] as const).every((level) => typeof (value as Record<string, unknown>)[level] === 'function')
   );
+}
+
+/**
+ * Whether a value can hold options: an object that is not an array, a `Map`, a `Date` or another
+ * built-in, whose settings would be read as no options at all. The same as `isOptionsObject()` in
+ * src/model/checks.ts, which the adapters, users of the public API, cannot import.
+ */
+export function isOptionsObject(value: unknown): value is object {
+  return typeof value === 'object' && value !== null && Object.prototype.toString.call(value) === '[object Object]';
 }
 
 /**

@@ -84,3 +84,41 @@ export function printed(value: unknown): string {
     return Object.prototype.toString.call(value);
   }
 }
+
+/**
+ * Why a function cannot be a task's function, or undefined when it can: a class (calling it
+ * throws) or a generator function (calling it runs nothing of its body).
+ */
+export function uncallable(fn: object): string | undefined {
+  if (isClass(fn)) return ' (a class, which cannot be called: a class task is added as it is, its run() method the task, or called from a function)';
+  return isGenerator(fn) ? generatorHint : undefined;
+}
+
+/** Why a generator function is no task. */
+export const generatorHint = ' (a generator function, whose body runs only as its result is iterated: a task runs when it is called)';
+
+/** Whether a function is a generator function (`function*`, `async function*`). */
+export function isGenerator(fn: object): boolean {
+  const tag = (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag];
+  return tag === 'GeneratorFunction' || tag === 'AsyncGeneratorFunction';
+}
+
+/**
+ * What makes a function unfit to be called back, or undefined when it is fit: a class (calling it
+ * throws) or a generator function (calling it runs nothing of its body).
+ */
+export function callbackProblem(fn: object): string | undefined {
+  if (isClass(fn)) return ' (a class, which cannot be called)';
+  return isGenerator(fn) ? ' (a generator function, whose body runs only as its result is iterated)' : undefined;
+}
+
+/** Refuses a callback option that is not a function that can be called: `${path} must be a function, got …`. */
+export function checkCallback(value: unknown, path: string): void {
+  const problem = typeof value === 'function' ? callbackProblem(value) : '';
+  if (problem !== undefined) throw new TypeError(`${path} must be a function, got ${describe(value)}${problem}`);
+}
+
+/** Whether a function is a class (its `prototype` is read-only, as no other function's is). */
+export function isClass(fn: object): boolean {
+  return 'prototype' in fn && Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false;
+}

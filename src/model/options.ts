@@ -315,7 +315,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   }
   const resourceLimits = pool.resourceLimits ?? base.resourceLimits;
   if (resourceLimits !== undefined) {
-    if (typeof resourceLimits !== 'object' || resourceLimits === null) {
+    if (!isOptionsObject(resourceLimits)) {
       throw invalid('options.pool.resourceLimits', `an object with any of ${limitKeys.join(', ')}`, resourceLimits);
     }
     for (const [key, value] of Object.entries(resourceLimits)) {

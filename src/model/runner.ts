@@ -11,10 +11,10 @@
  */
 import type { InjectionToken } from 'tsyringe';
 import type { CallTiming } from './call-options.js';
-import { describe } from './checks.js';
+import { describe, generatorHint, isClass, isGenerator } from './checks.js';
 import type { TaskHandle } from './handle.js';
 import type { ResolvedTaskOptions } from './task-options.js';
-import { generatorHint, isClass, isClassTask, isGenerator, isTaskDefinition, type ClassTask, type TaskDefinition } from './task.js';
+import { isClassTask, isTaskDefinition, type ClassTask, type TaskDefinition } from './task.js';
 import { isWorkerTask, type WorkerTaskDefinition } from './worker-task.js';
 
 /** The kinds of task `add()` takes, each run its own way. */

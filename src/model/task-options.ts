@@ -1,4 +1,4 @@
-import { describe, invalid, isOptionsObject, maxTimerMs } from './checks.js';
+import { checkCallback, describe, invalid, isOptionsObject, maxTimerMs } from './checks.js';
 
 /** Named priority levels; any finite number works too (higher starts first). */
 export const priorities = Object.freeze({ critical: 100, high: 75, normal: 50, low: 10 });
@@ -215,7 +215,12 @@ function booleanOf(value: unknown, path: string): boolean {
   throw invalid(path, 'a boolean', value);
 }
 
+/** A `retryIf`, checked: a function that answers at once (a promise would read as no: never retried). */
 function functionOf<T>(value: unknown, path: string): T {
-  if (typeof value === 'function') return value as T;
-  throw invalid(path, 'a function', value);
+  if (typeof value !== 'function') throw invalid(path, 'a function', value);
+  checkCallback(value, path);
+  if ((value as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === 'AsyncFunction') {
+    throw new TypeError(`${path} must be a function that answers at once, got ${describe(value)} (an async function: its promise would read as no, and the task would never be retried)`);
+  }
+  return value as T;
 }

@@ -1,5 +1,5 @@
 import type { InjectionToken } from 'tsyringe';
-import { describe, isOptionsObject } from './checks.js';
+import { describe, isOptionsObject, uncallable } from './checks.js';
 import { defaultTaskOptions, resolveTaskOptions, type OptionsLevel, type TaskOptions } from './task-options.js';
 import { TaskContext } from './context.js';
 
@@ -170,29 +170,6 @@ export function isTaskDefinition(value: unknown): value is TaskDefinition {
 /** Whether a function is a class task: a class with a `run` method. */
 export function isClassTask(value: unknown): value is ClassTask {
   return typeof ((value as { prototype?: unknown }).prototype as { run?: unknown } | undefined)?.run === 'function';
-}
-
-/**
- * Why a function cannot be a task's function, or undefined when it can: a class (calling it
- * throws) or a generator function (calling it runs nothing of its body).
- */
-export function uncallable(fn: object): string | undefined {
-  if (isClass(fn)) return ' (a class, which cannot be called: a class task is added as it is, its run() method the task, or called from a function)';
-  return isGenerator(fn) ? generatorHint : undefined;
-}
-
-/** Why a generator function is no task. */
-export const generatorHint = ' (a generator function, whose body runs only as its result is iterated: a task runs when it is called)';
-
-/** Whether a function is a generator function (`function*`, `async function*`). */
-export function isGenerator(fn: object): boolean {
-  const tag = (fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag];
-  return tag === 'GeneratorFunction' || tag === 'AsyncGeneratorFunction';
-}
-
-/** Whether a function is a class (its `prototype` is read-only, as no other function's is). */
-export function isClass(fn: object): boolean {
-  return 'prototype' in fn && Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false;
 }
 
 /** Whether a function was declared `async`, so it runs on the event loop rather than after it. */

@@ -293,6 +293,7 @@ describe('liveView(options)', () => {
   ])('%s: names a wrong option', (_name, make) => {
     expect(() => make({ container: 42 } as never)).toThrow(new TypeError('liveView(options): options.container must be a tsyringe container, got 42 (number)'));
     expect(() => make('yes' as never)).toThrow(new TypeError('liveView(options): options must be an object, got "yes" (string)'));
+    expect(() => make(new Map() as never)).toThrow(new TypeError('liveView(options): options must be an object, got an instance of Map'));
     // requestScope()'s name for it
     expect(() => make({ parent: freshApp() } as never)).toThrow(new TypeError('liveView(options): options.parent is not a known option; known options: container, dashboardPath'));
     // Fastify's own, which mean nothing here

@@ -295,6 +295,10 @@ describe('instrumentTasks()', () => {
     expect(() => instrumentTasks({ tracerProvider: false, meterProvider: false, ...(options as object) })).toThrow(new TypeError(message));
   });
 
+  it('refuses a Map as its options (its entries would be no options)', () => {
+    expect(() => instrumentTasks(new Map() as never)).toThrow(new TypeError('instrumentTasks(options): options must be an object, got an instance of Map'));
+  });
+
   it.each(['cancelled', 'abandoned'] as const)('records an attempt once when its task is %s while it waits to be retried', async (how) => {
     const { root, bg, points } = instrumented();
     const failing = bg.with({ retries: 3, backoff: { baseMs: 60_000, jitter: 0 } }).add(async function failing() {

@@ -20,8 +20,14 @@ describe('resolveRequestScopeOptions()', () => {
     [{ parent: {} }, 'options.parent must be a tsyringe container, got an object'],
     [{ parent: null }, 'options.parent must be a tsyringe container, got null'],
     [{ register: 'yes' }, 'options.register must be a function, got "yes" (string)'],
+    // Each request would answer 500.
+    [{ register: class Register {} }, 'options.register must be a function, got function Register'],
+    [{ register: function* register() {} }, 'options.register must be a function, got function register'],
     [{ logger: { error() {} } }, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
     [{ container: 'app' }, 'options.container is not a known option; known options: parent, register, logger'],
+    // A Map's entries would be no options: scopes under the global container.
+    [new Map([['parent', 'app']]), 'options must be an object, got an instance of Map'],
+    [[], 'options must be an object, got an empty array'],
   ])('names a wrong option: %j', (given, message) => {
     expect(() => resolveRequestScopeOptions(given as never)).toThrow(new TypeError(`requestScope(options): ${message}`));
   });

@@ -838,6 +838,13 @@ describe('the durable backend refuses bad options where they are given, naming t
     ['startWorkers', () => startWorkers({ tasks: [record], queueName: 'a:b' }), TypeError, 'startWorkers(options): options.queueName must not contain ":", which separates the parts of BullMQ\'s keys in Redis, got "a:b" (string)'],
     ['startWorkers', () => startWorkers({ tasks: [record], concurency: 5 } as never), TypeError, `startWorkers(options): options.concurency is not a known option; ${startWorkersKeys}`],
     ['startWorkers', () => startWorkers({ tasks: [record], lockDuration: 5_000 } as never), TypeError, `startWorkers(options): options.lockDuration is not a known option; ${startWorkersKeys}`],
+    // What the library sets itself: given inside workerOptions, the prefix split jobs from cancellations.
+    ['startWorkers', () => startWorkers({ tasks: [record], workerOptions: { prefix: 'eu' } as never }), TypeError, 'startWorkers(options): options.workerOptions.prefix is not taken there; give it as options.prefix'],
+    ['startWorkers', () => startWorkers({ tasks: [record], workerOptions: { concurrency: 2 } as never }), TypeError, 'startWorkers(options): options.workerOptions.concurrency is not taken there; give it as options.concurrency'],
+    ['startWorkers', () => startWorkers({ tasks: [record], workerOptions: new Map() as never }), TypeError, "startWorkers(options): options.workerOptions must be an object (BullMQ's WorkerOptions), got an instance of Map"],
+    ['startWorkers', () => startWorkers({ tasks: [{ name: 'fake', fn: () => 1 }] as never }), TypeError, 'startWorkers(options): options.tasks[0] must be a defineTask() or workerTask() definition, got an object'],
+    ['startWorkers', () => startWorkers({ tasks: [record], logger: { error() {} } as never }), TypeError, 'startWorkers(options): options.logger must be a logger with error, warn, info and debug methods, got an object'],
+    ['useBullMQ', () => useBullMQ(freshApp(), new Map([['queueName', 'billing']]) as never), TypeError, 'useBullMQ(options): options must be an object, got an instance of Map'],
   ])('%s, case %#', (_where, call, ErrorType, message) => {
     expect(call).toThrow(message);
     expect(call).toThrow(ErrorType);
