@@ -252,6 +252,61 @@ describe("scopes' disposals going on at the close", () => {
     }
   });
 
+  /** A scope of `app` holding a session of its own kind, whose dispose() waits for `gate`; `done` lists the sessions disposed. */
+  function gatedScope(parent: ReturnType<typeof freshApp>, label: string, gate: Promise<unknown>, done: string[]) {
+    class GatedSession {
+      async dispose(): Promise<void> {
+        await gate;
+        done.push(label);
+      }
+    }
+    const scope = parent.createChildContainer();
+    scope.register(GatedSession, { useClass: GatedSession }, { lifecycle: Lifecycle.ContainerScoped });
+    scope.resolve(GatedSession);
+    return scope;
+  }
+
+  it('waits also for a scope disposed while it waits for another (a handler ending during the close), until none is left', async () => {
+    const app = freshApp({ logger: captureLogger() });
+    const [gateA, gateB] = [deferred(), deferred()];
+    const done: string[] = [];
+    const a = gatedScope(app, 'A', gateA.promise, done);
+    const b = gatedScope(app, 'B', gateB.promise, done);
+    const disposals = [disposeScope(a)];
+    let closed = false;
+    const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
+    await nextTurn();
+    await nextTurn();
+    disposals.push(disposeScope(b));
+    gateA.resolve();
+    await disposals[0];
+    await nextTurn();
+    expect({ done, closed }).toEqual({ done: ['A'], closed: false });
+    gateB.resolve();
+    await closing;
+    expect(done).toEqual(['A', 'B']);
+    await Promise.all(disposals);
+  });
+
+  it("waits for a nested scope's disposal after its parent's (a request gone, its handler's own scope disposed after)", async () => {
+    const app = freshApp({ logger: captureLogger() });
+    const gate = deferred();
+    const done: string[] = [];
+    const request = app.createChildContainer();
+    const nested = gatedScope(request, 'nested', gate.promise, done);
+    await disposeScope(request);
+    const disposal = disposeScope(nested);
+    let closed = false;
+    const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
+    await nextTurn();
+    await nextTurn();
+    expect(closed).toBe(false);
+    gate.resolve();
+    await closing;
+    expect(done).toEqual(['nested']);
+    await disposal;
+  });
+
   it("a scope whose tasks the close abandons at its deadline disposes its other instances then: one still at it is logged at warn", async () => {
     Session.gate = deferred();
     const { app, scope, logger } = sessionScope();

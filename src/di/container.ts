@@ -180,16 +180,36 @@ export function disposeRest(scope: DependencyContainer, background: object | und
 
 const nothing = (): void => undefined;
 
-/** The application of a scope being disposed, made (its registrations read as they were); undefined when they cannot be read. */
+/** The application of a scope being disposed, made (its registrations read as they were) if need be. */
 function madeWhileDisposing(own: { disposed?: unknown }, scope: DependencyContainer): Application | undefined {
   own.disposed = false;
   try {
     return appOf(scope);
   } catch {
-    // Registered options invalid, or an ancestor disposed: no application to wait for it.
-    return undefined;
+    // An ancestor disposed (its registrations unreadable: a request's scope, before the scope its
+    // handler made under it), or registered options invalid: read from the nearest ancestor that
+    // can still be read.
+    return appAbove(scope);
   } finally {
     own.disposed = true;
+  }
+}
+
+/**
+ * The application of a scope under a disposed ancestor: the one made for a container between it
+ * and its nearest ancestor not disposed (a sub-application's root), else that ancestor's, made if
+ * need be.
+ */
+function appAbove(scope: DependencyContainer): Application | undefined {
+  let readable = parentOf(scope);
+  for (; readable !== undefined && isDisposed(readable); readable = parentOf(readable)) {
+    const app = apps.get(readable);
+    if (app !== undefined) return app;
+  }
+  try {
+    return readable === undefined ? undefined : appOf(readable);
+  } catch {
+    return appMadeFor(scope);
   }
 }
 

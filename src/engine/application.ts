@@ -88,6 +88,8 @@ export class Application implements ScopeHost {
   #participants = new Set<CloseParticipant>();
   /** Disposals of scopes' other instances still going on (an async `dispose()`, a request's session): the close waits for them. */
   readonly #disposals = new Set<Promise<void>>();
+  /** Whether the close has said that scope disposals were still going on at its deadline. */
+  #disposalsWarned = false;
   #participantsClosing: Promise<CloseOutcome | void>[] = [];
   /** The runners whose {@link Runner.settle} the close waits for. */
   #settled = new WeakSet<Runner>();
@@ -403,6 +405,8 @@ export class Application implements ScopeHost {
     await this.#awaitDisposals();
     this.#state = 'closed';
     const [, ...outcomes] = await Promise.all([this.#pool?.close(Math.max(0, timeoutMs - (performance.now() - startedAt))), ...this.#participantsClosing]);
+    // Scopes disposed meanwhile (a handler that ended while the pool closed).
+    await this.#awaitDisposals();
     let requeued = 0;
     for (const outcome of outcomes) {
       // What closes with it could not finish (durable jobs not in Redis): abandoned too.
@@ -415,14 +419,18 @@ export class Application implements ScopeHost {
   /**
    * Waits, within the deadline, for the disposals of scopes' other instances going on: those
    * whose Background has just drained, or been abandoned, begin in the microtasks after it (hence
-   * a tick first). Those still going on at the deadline are logged; they are no task, and nothing
-   * else waits for them.
+   * a tick first), and those that begin while it waits. Those still going on at the deadline are
+   * logged, once; they are no task, and nothing else waits for them.
    */
   async #awaitDisposals(): Promise<void> {
     await new Promise<void>((resolve) => process.nextTick(resolve));
-    if (this.#disposals.size === 0) return;
-    const left = Math.max(0, this.#deadlineAt - Date.now());
-    if (await withDeadline(Promise.allSettled(this.#disposals), left)) return;
+    // Until none is left: a scope disposed while the close waits for others is waited for too.
+    while (this.#disposals.size > 0) {
+      const left = Math.max(0, this.#deadlineAt - Date.now());
+      if (!(await withDeadline(Promise.allSettled(this.#disposals), left))) break;
+    }
+    if (this.#disposals.size === 0 || this.#disposalsWarned) return;
+    this.#disposalsWarned = true;
     logSafely(
       this.#options.logger,
       'warn',
