@@ -198,6 +198,18 @@ export function endedWith(failedReason: string): { status: 'cancelled' | 'failed
   return failedReason.startsWith(cancelledPrefix) ? { status: 'cancelled', reason: failedReason.slice(cancelledPrefix.length) } : { status: 'failed', reason: failedReason };
 }
 
+/**
+ * What a failed job says of itself, as {@link endedWith}, its data read too: a job failed after a
+ * cancellation marked it ({@link JobData.cancelled}: BullMQ failing it as stalled, its worker
+ * dead) reads `cancelled` with that reason, as its own handle reads it; not one failed for a job
+ * it waited for (`child <key> failed`).
+ */
+export function jobEnded(job: Job): { status: 'cancelled' | 'failed'; reason: string } {
+  const failedReason = job.failedReason ?? '';
+  const mark = (job.data as Partial<JobData> | undefined)?.cancelled;
+  return mark !== undefined && !failedReason.startsWith(cancelledPrefix) && childFailed(failedReason) === undefined ? { status: 'cancelled', reason: mark } : endedWith(failedReason);
+}
+
 /** What a failed child says of the job its parent waited for. */
 export function failureOf(child: Job): FailedPrerequisite {
   if (child.name === afterJob) {
@@ -212,7 +224,7 @@ export function failureOf(child: Job): FailedPrerequisite {
         return { id: data.id, name: data.name, status: 'cancelled', reason: data.reason };
     }
   }
-  return { id: child.id ?? '', name: child.name, ...endedWith(child.failedReason) };
+  return { id: child.id ?? '', name: child.name, ...jobEnded(child) };
 }
 
 /**

@@ -483,6 +483,11 @@ class BullMQBackend implements Runner, DurableBackend {
     const ended = after.find((prerequisite) => prerequisite.ended);
     if (ended !== undefined) return this.#skippedAtOnce(id, name, ended, data, jobOptions);
     const handle: DurableHandle = new DurableHandle(this, id, name, delay > 0 || after.length > 0 ? 'delayed' : 'queued', (error) => this.#cancel(handle, error));
+    // Added once backend.close() was called: never sent, its handle fails at once, as one still unsent at the close.
+    if (this.#closing) {
+      this.#failEnqueue(handle, new Error('the durable backend was closed (backend.close()) before it could be sent'));
+      return handle;
+    }
     if (delay > 0) handle.notBefore = Date.now() + delay;
     handle.dependent = after.length > 0;
     for (const prerequisite of after) if (!undecided.includes(prerequisite)) prerequisite.awaitedBy = handle;
@@ -1331,19 +1336,33 @@ class BullMQBackend implements Runner, DurableBackend {
     if (remembered !== undefined) return remembered;
     const key = childFailed(failedReason);
     if (key === undefined) return undefined;
-    const childId = key.slice(key.lastIndexOf(':') + 1);
-    const child = await Job.fromId(this.queue, childId).catch(() => undefined);
-    const before =
-      child !== undefined && child.name !== afterJob && depth < maxSkipChain ? await this.#skipped(childId, child.name, child.failedReason ?? '', depth + 1) : undefined;
+    let childId = key.slice(key.lastIndexOf(':') + 1);
+    let child = await Job.fromId(this.queue, childId).catch(() => undefined);
+    // A guard failed by BullMQ itself (as stalled, its worker dead) says nothing: the job it
+    // checks that failed, or is gone, is read instead (a guard is never named as the job waited for).
+    const guard = child?.name === afterJob ? (child.data as AfterData) : undefined;
+    if (guard?.kind === 'guard' && guard.failed === undefined) {
+      const prerequisite = await this.#failedPrerequisite(guard.after).catch(() => undefined);
+      if (prerequisite === undefined) return undefined;
+      ({ id: childId, job: child } = prerequisite);
+    }
+    // The job that failed the dependent, or the job its guard says failed: followed back when it was itself skipped.
+    const said = child?.name === afterJob ? failureOf(child) : undefined;
+    const link =
+      child === undefined || depth >= maxSkipChain ? undefined
+      : said === undefined ? { id: childId, name: child.name, failedReason: child.failedReason ?? '' }
+      : said.status === 'failed' && said.reason !== undefined ? { id: said.id, name: said.name, failedReason: said.reason }
+      : undefined;
+    const before = link === undefined ? undefined : await this.#skipped(link.id, link.name, link.failedReason, depth + 1);
     let failed: FailedPrerequisite;
     let first: FailedPrerequisite;
     let cause: unknown;
-    if (child !== undefined && before !== undefined) {
-      failed = { id: childId, name: child.name, status: 'skipped', reason: before.error.message };
+    if (link !== undefined && before !== undefined) {
+      failed = { id: link.id, name: link.name, status: 'skipped', reason: before.error.message };
       first = before.first;
       cause = before.error.cause;
     } else {
-      failed = child === undefined ? { id: childId, name: 'durable task', status: 'failed', reason: `its job ${key} is no longer in Redis` } : failureOf(child);
+      failed = child === undefined ? await this.#gone(childId) : failureOf(child);
       // After a job skipped at its add() (its guard says so), the job that began the chain, as its guard carries it.
       first = failed.first ?? failed;
       // Its error as its own handle reads it: cancelled (with the reason given), or failed.
@@ -1357,6 +1376,28 @@ class BullMQBackend implements Runner, DurableBackend {
     if (this.#skips.size >= maxSkipsRemembered) this.#skips.delete(this.#skips.keys().next().value!);
     this.#skips.set(id, skipped);
     return skipped;
+  }
+
+  /**
+   * Of the jobs a guard checks, the first that failed or is no longer in Redis (`job` undefined),
+   * as the guard would have said, had it run to its end.
+   */
+  async #failedPrerequisite(after: readonly { id: string }[]): Promise<{ id: string; job: Job | undefined } | undefined> {
+    for (const { id } of after) {
+      const job = await Job.fromId(this.queue, id);
+      if (job === undefined || (job.name !== afterJob && (await job.getState()) === 'failed')) return { id, job };
+    }
+    return undefined;
+  }
+
+  /**
+   * A job waited for that is no longer in Redis: `cancelled`, named and with its reason, when the
+   * cancellation record has it (a job cancelled as it waited is removed); else `failed`, saying so.
+   */
+  async #gone(id: string): Promise<FailedPrerequisite> {
+    const recorded = (await this.queue.getBackend().client.then((client) => this.#recordedCancellations(client)).catch(() => undefined))?.get(id);
+    if (recorded !== undefined) return { id, name: recorded.name ?? this.#live.get(id)?.name ?? 'durable task', status: 'cancelled', reason: recorded.reason };
+    return { id, name: this.#live.get(id)?.name ?? 'durable task', status: 'failed', reason: `its job ${this.queue.toKey(id)} is no longer in Redis` };
   }
 
   /**
@@ -1406,8 +1447,9 @@ class BullMQBackend implements Runner, DurableBackend {
     for (const message of recorded) {
       try {
         const { id, reason, name } = JSON.parse(message) as { id?: unknown; reason?: unknown; name?: unknown };
-        // A record written by an older version has no name.
-        if (typeof id === 'string' && typeof reason === 'string') requested.set(id, { reason, name: typeof name === 'string' ? name : undefined });
+        // A record written by an older version has no name. The first request for a job is the one
+        // that took effect (read in the order they were sent): a later one found it cancelled already.
+        if (typeof id === 'string' && typeof reason === 'string' && !requested.has(id)) requested.set(id, { reason, name: typeof name === 'string' ? name : undefined });
       } catch {
         // Not ours.
       }

@@ -34,6 +34,7 @@ import {
   defaultQueueName,
   endClient,
   endedWith,
+  jobEnded,
   jobContext,
   jobRun,
   messageOf,
@@ -437,8 +438,10 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       if (until > now) break;
       cancelledEarly.delete(early);
     }
+    // The first request's reason, as a job's `failedReason` keeps it; remembered from the last one.
+    const first = cancelledEarly.get(id)?.reason ?? reason;
     cancelledEarly.delete(id);
-    cancelledEarly.set(id, { reason, until: now + rememberMs });
+    cancelledEarly.set(id, { reason: first, until: now + rememberMs });
   };
   subscriber.on('message', (from: string, message: string) => {
     if (from === channel) cancelRequested(message, Date.now());
@@ -612,8 +615,9 @@ async function passAfter(worker: Worker, job: Job<AfterData>, cancelledWith: (id
     if (state === 'completed') continue;
     if (state === 'failed') {
       // Read while it was still active, it failed since: its reason is read now.
-      const reason = prerequisite.failedReason ?? (await Job.fromId(worker, id))?.failedReason;
-      return fail({ id, name, ...endedWith(reason ?? 'failed') });
+      // Its data read with it: a cancellation may have marked it before BullMQ failed it as stalled.
+      const read = prerequisite.failedReason === undefined ? await Job.fromId(worker, id) : prerequisite;
+      return fail({ id, name, ...(read?.failedReason === undefined ? endedWith('failed') : jobEnded(read)) });
     }
     if (prerequisite.parentKey !== job.parentKey) {
       return fail({ id, name, status: `is waited for by another durable task already (${prerequisite.parentKey ?? 'another job'}), and BullMQ gives a job one parent` });

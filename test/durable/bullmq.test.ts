@@ -264,6 +264,17 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await expect(backend.handle('any')).rejects.toThrow('backend.handle(id): the durable backend was closed (backend.close()); read jobs with an open one');
   });
 
+  it('add() after backend.close(), its application still open: never sent, its handle fails at once with ERR_DURABLE_ENQUEUE saying so', async () => {
+    const { bg, backend, logger, queueName } = setup({ workers: false });
+    await backend.close();
+    const handle = bg.with({ durable: true }).add(record, 'after the close', 1);
+    expect(handle.status).toBe('failed');
+    const message = `durable task "record" (#${handle.id}) could not be enqueued: the durable backend was closed (backend.close()) before it could be sent`;
+    await expect(handle.result()).rejects.toMatchObject({ name: 'DurableTaskError', code: 'ERR_DURABLE_ENQUEUE', message });
+    expect(logger.at('error').map(({ message, fields }) => [message, fields.taskId])).toEqual([['durable task "record" could not be enqueued; it will not run', handle.id]]);
+    await expect(producerOn(queueName).job(handle.id)).resolves.toBeUndefined();
+  });
+
   it('backend.handle(id) of a job another process cancelled while it waited (and so removed) reads cancelled, under its task\'s name; of a job never added, undefined', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
     const otherBackend = producerOn(queueName);

@@ -377,6 +377,29 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     expect(started).toEqual([]);
   });
 
+  it('a job cancelled twice, with two reasons: every process reads the first reason, that of the cancellation that removed it (not the later one, which did nothing)', async () => {
+    const { bg, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
+    const processes = [1, 2].map(() => {
+      const app = freshApp({ logger: captureLogger() });
+      const backend = useBullMQ(app, { connection: redis.connection, queueName, logger: captureLogger() });
+      closers.push(
+        () => backend.close(),
+        () => shutdown({ container: app }),
+      );
+      return backend;
+    });
+    const handle = bg.with({ durable: true, delayMs: 60_000 }).add(noted, 'cancelled twice');
+    await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).state).toBe('delayed'), { timeout: 5_000, interval: 10 });
+    expect((await processes[0]!.handle(handle.id))!.cancel('the first reason')).toBe(true);
+    await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).state).toBe('unknown'), { timeout: 5_000, interval: 10 });
+    // The handle it was added with (nobody watched it) is cancelled after, with another reason: both are recorded, in that order.
+    handle.cancel('the second reason');
+    const record = `bull:${queueName}:tsyringe-background:cancelled`;
+    await vi.waitFor(async () => expect(await admin().zcard(record)).toBe(2), { timeout: 5_000, interval: 10 });
+    const fresh = (await processes[1]!.handle(handle.id))!;
+    await expect(fresh.result()).rejects.toMatchObject({ name: 'TaskCancelledError', message: `Task "noted" (#${handle.id}) was cancelled`, cause: 'the first reason' });
+  });
+
   it('a worker that starts reads only the requests of the last 10 minutes: an older one left in the record cancels nothing', async () => {
     const { bg, queueName, workerRoot } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
     started.length = aborted.length = 0;

@@ -227,6 +227,120 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect(effects).toEqual([]);
   });
 
+  /** A BullMQ worker without a processor, which moves the jobs by hand: `take(id)` takes the job of that id (and those before it). */
+  function byHand(queueName: string): { token: string; take: (id: string) => Promise<Job> } {
+    const hand = new Worker(queueName, null, { connection: redis.connection, autorun: false });
+    closers.push(() => hand.close());
+    const token = randomUUID();
+    const taken = new Map<string, Job>();
+    const take = async (id: string): Promise<Job> => {
+      await vi.waitFor(async () => {
+        const job = taken.has(id) ? undefined : await hand.getNextJob(token, { block: false });
+        if (job !== undefined) taken.set(job.id!, job);
+        expect(taken.has(id)).toBe(true);
+      }, bound);
+      return taken.get(id)!;
+    };
+    return { token, take };
+  }
+
+  /** What BullMQ's stalled check fails a job with once its worker died (maxStalledCount reached). */
+  const stalled = 'job stalled more than allowable limit';
+
+  it("skips the dependent of a task cancelled as it ran that BullMQ then failed as stalled (its worker dead): which was cancelled, with the reason, in every handle; a guard failed so is never named", async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const [p1, p2] = ['p1', 'p2'].map((label) => bg.with({ durable: true }).add(step, label));
+    const [d1, d2] = [p1!, p2!].map((head, i) => bg.with({ durable: true, after: [head] }).add(step, `d${i + 1}`));
+    // The guards first (the first passes; the second is left active, to die with its worker), then the two tasks, running.
+    await (await take(`${d1!.id}.after`)).moveToCompleted(null, token, false);
+    const guard2 = await take(`${d2!.id}.after`);
+    const running = await Promise.all([p1!, p2!].map(({ id }) => take(id)));
+    await vi.waitFor(() => expect(p2!.status).toBe('running'), bound);
+    // Cancelled with nobody to hear it: their jobs are marked.
+    p1!.cancel('stop p1');
+    p2!.cancel('stop p2');
+    await vi.waitFor(async () => {
+      for (const { id } of running) expect(((await backend.queue.getJob(id!))?.data as { cancelled?: string }).cancelled).toBeDefined();
+    }, bound);
+    // Their worker died: BullMQ fails them as stalled (d2's guard too, after them: d2 is failed for its guard), and the dependents for them.
+    for (const job of running) await job.moveToFailed(new UnrecoverableError(stalled), token, false);
+    await guard2.moveToFailed(new UnrecoverableError(stalled), token, false);
+    for (const { id } of [d1!, d2!]) {
+      const doomed = await take(id);
+      await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+    }
+    const elsewhere = producer(queueName).backend;
+    for (const [dependent, head, reason] of [[d1!, p1!, 'stop p1'], [d2!, p2!, 'stop p2']] as const) {
+      const message = `Task "step" (#${dependent.id}) was skipped: it was to run after task "step" (#${head.id}), which was cancelled`;
+      for (const handle of [dependent, (await elsewhere.handle(dependent.id))!]) {
+        const error = (await handle.result().catch((e: unknown) => e)) as Error;
+        expect(error.message).toBe(message);
+        expect(error.cause).toBeInstanceOf(TaskCancelledError);
+        expect(error.cause).toMatchObject({ message: `Task "step" (#${head.id}) was cancelled`, cause: reason });
+      }
+      await expect(backend.job(dependent.id)).resolves.toMatchObject({ status: 'skipped', failedReason: `${message}: ${reason}` });
+    }
+    expect(effects).toEqual([]);
+  });
+
+  it('names a prerequisite whose job is no longer in Redis from the cancellation record: which was cancelled, with its reason, in a process that read nothing before', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const head = bg.with({ durable: true }).add(step, 'head');
+    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
+    await (await take(`${dependent.id}.after`)).moveToCompleted(null, token, false);
+    const running = await take(head.id);
+    await vi.waitFor(() => expect(head.status).toBe('running'), bound);
+    head.cancel('stop');
+    await vi.waitFor(async () => expect(((await backend.queue.getJob(head.id))?.data as { cancelled?: string }).cancelled).toBe('stop'), bound);
+    // Stopped by its worker, which fails it so; the dependent is failed for it; then the head's job is removed (by hand, a script).
+    await running.moveToFailed(new UnrecoverableError('cancelled: stop'), token, false);
+    const doomed = await take(dependent.id);
+    await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+    expect(await backend.queue.remove(head.id)).toBe(1);
+    const message = `Task "step" (#${dependent.id}) was skipped: it was to run after task "step" (#${head.id}), which was cancelled`;
+    const elsewhere = producer(queueName).backend;
+    const error = (await (await elsewhere.handle(dependent.id))!.result().catch((e: unknown) => e)) as Error;
+    expect(error.message).toBe(message);
+    expect(error.cause).toMatchObject({ name: 'TaskCancelledError', message: `Task "step" (#${head.id}) was cancelled`, cause: 'stop' });
+    await expect(producer(queueName).backend.job(dependent.id)).resolves.toMatchObject({ status: 'skipped', failedReason: `${message}: stop` });
+  });
+
+  it('reads a link added elsewhere after a task skipped at its add() whose guard had not failed it yet as after a skipped one: the chain\'s first error its cause', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const broken = bg.with({ durable: true }).add(failing, 'broken');
+    await (await take(broken.id)).moveToFailed(new UnrecoverableError('broken breaks'), token, false);
+    await expect(broken.result()).rejects.toThrow('broken breaks');
+    // Skipped at once here; its job is sent with a guard that fails it, not run yet.
+    const first = bg.with({ durable: true, after: [broken] }).add(step, 'first');
+    expect(first.status).toBe('skipped');
+    await vi.waitFor(async () => expect(await backend.job(first.id)).toBeDefined(), bound);
+    // Another application has a handle of it (not watched: it does not know what comes next).
+    const there = producer(queueName);
+    const firstThere = (await there.backend.handle(first.id))!;
+    // Its guard fails it, then it fails for it; the other application then adds a link after it, by that handle:
+    // the link's guard, run by a worker, finds it failed.
+    await (await take(`${first.id}.after`)).moveToFailed(new UnrecoverableError('its prerequisite failed'), token, false);
+    const doomed = await take(first.id);
+    await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+    const linked = there.bg.with({ durable: true, after: [firstThere] }).add(step, 'linked');
+    expect(linked.status).toBe('delayed');
+    await vi.waitFor(async () => expect(await backend.job(linked.id)).toBeDefined(), bound);
+    workers(queueName);
+    const message = `Task "step" (#${linked.id}) was skipped: it was to run after task "step" (#${first.id}), which was skipped`;
+    for (const reader of [there.backend, backend, producer(queueName).backend]) {
+      const read = (await (await reader.handle(linked.id))!.result().catch((e: unknown) => e)) as Error;
+      expect(read.message).toBe(message);
+      expect(read.cause).toMatchObject({ code: 'ERR_DURABLE_FAILED', jobId: broken.id, message: 'broken breaks' });
+    }
+    const own = (await linked.result().catch((e: unknown) => e)) as Error;
+    expect(own.message).toBe(message);
+    expect(own.cause).toMatchObject({ code: 'ERR_DURABLE_FAILED', jobId: broken.id, message: 'broken breaks' });
+    expect(effects).toEqual([]);
+  });
+
   it('skips the dependent of a task that had failed already when it was added: at once here, and in Redis in the same words', async () => {
     const { bg, backend, queueName } = setup();
     const broken = bg.with({ durable: true }).add(failing, 'early');
