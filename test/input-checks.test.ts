@@ -35,6 +35,26 @@ describe('a root whose options are registered again without root: true', () => {
   });
 });
 
+describe('options objects', () => {
+  it("take a user's class instance, even one naming its own tag, and null-prototype and frozen objects", async () => {
+    class Tagged {
+      retries = 1;
+      get [Symbol.toStringTag](): string {
+        return 'MyConfig';
+      }
+    }
+    const { bg } = app();
+    for (const options of [new Tagged(), Object.assign(Object.create(null) as object, { retries: 1 }), Object.freeze({ retries: 1 })]) {
+      let runs = 0;
+      const handle = bg.with({ ...(options as object), backoff: { baseMs: 1, jitter: 0 } }).with(options as never).add(async () => {
+        if (++runs === 1) throw new Error('once');
+        return runs;
+      });
+      await expect(handle.result()).resolves.toBe(2);
+    }
+  });
+});
+
 describe('options refused with the right error, naming what is wrong', () => {
   it.each<[string, () => unknown, ErrorConstructor, string]>([
     ['a number for a boolean option', () => app({ root: 1 as never }), TypeError, 'options.root must be a boolean, got 1 (number)'],

@@ -77,6 +77,22 @@ describe('TaskContext', () => {
   });
 });
 
+describe('retryIf that returns a promise', () => {
+  it('reads as no, and is said: the task is not retried, and the promise is no unhandled rejection', async () => {
+    const { bg, logger } = setup();
+    let runs = 0;
+    const flaky = bg.with({ retries: 3, backoff: { baseMs: 1, jitter: 0 }, retryIf: (() => Promise.reject(new Error('no answer'))) as never }).add(async function flaky() {
+      runs++;
+      throw new Error('transient');
+    });
+    await expect(flaky.result()).rejects.toThrow('transient');
+    expect(runs).toBe(1);
+    expect(logger.at('error').map((entry) => entry.message)).toContain(
+      'retryIf of task "flaky" returned a promise, which reads as no: the task is not retried (retryIf must answer at once, true or false)',
+    );
+  });
+});
+
 describe('priorities', () => {
   it('start higher priorities first, and equal priorities in the order they were added', async () => {
     const { bg } = setup({ concurrency: 1 });

@@ -219,7 +219,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   if (workerOptions !== undefined) {
     if (!isOptionsObject(workerOptions)) throw new TypeError(`startWorkers(options): options.workerOptions must be an object (BullMQ's WorkerOptions), got ${describe(workerOptions)}`);
     // What the library sets itself, the same for the queue's producers and the cancellations: not taken here.
-    const own = (['connection', 'concurrency', 'prefix'] as const).find((key) => key in workerOptions);
+    const own = (['connection', 'concurrency', 'prefix'] as const).find((key) => (workerOptions as Record<string, unknown>)[key] !== undefined);
     if (own !== undefined) throw new TypeError(`startWorkers(options): options.workerOptions.${own} is not taken there; give it as options.${own}`);
   }
   const scopeRoot = container ?? globalContainer;

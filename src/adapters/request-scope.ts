@@ -101,7 +101,8 @@ export function resolveRequestScopeOptions<Request>(options: RequestScopeOptions
   }
   // A class cannot be called, and a generator function would run nothing: each request a 500.
   if (register !== undefined && (typeof register !== 'function' || Object.getOwnPropertyDescriptor(register, 'prototype')?.writable === false || /Generator/.test(Object.prototype.toString.call(register)))) {
-    throw new TypeError(`requestScope(options): options.register must be a function, got ${describe(register)}`);
+    const why = typeof register !== 'function' ? '' : /Generator/.test(Object.prototype.toString.call(register)) ? ' (a generator function, whose body runs only as its result is iterated)' : ' (a class, which cannot be called)';
+    throw new TypeError(`requestScope(options): options.register must be a function, got ${describe(register)}${why}`);
   }
   if (!isLogger(logger)) {
     throw new TypeError(`requestScope(options): options.logger must be an object with error, warn, info and debug methods, got ${describe(logger)}`);
@@ -232,8 +233,13 @@ export function isLogger(value: unknown): value is BackgroundLogger {
  * src/model/checks.ts, which the adapters, users of the public API, cannot import.
  */
 export function isOptionsObject(value: unknown): value is object {
-  return typeof value === 'object' && value !== null && Object.prototype.toString.call(value) === '[object Object]';
+  if (typeof value !== 'object' || value === null) return false;
+  const tag = Object.prototype.toString.call(value);
+  return tag === '[object Object]' || !builtIn.test(tag);
 }
+
+/** The tags of the built-ins whose settings would read as no options (a user's class may name its own tag). */
+const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise|\w*Error|Number|String|Boolean|Symbol|BigInt|ArrayBuffer|SharedArrayBuffer|DataView|Arguments|Generator|AsyncGenerator|WeakRef|URL|URLSearchParams|Headers)\]$/;
 
 /**
  * Refuses a key of `options` that is not among `known`, which would otherwise be ignored: a

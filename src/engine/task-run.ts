@@ -613,7 +613,13 @@ export class TaskRun implements TaskHandle, Job {
   #worthRetrying(error: Error, attempt: number, retryIf: ResolvedTaskOptions['retryIf']): boolean {
     if (retryIf === undefined) return true;
     try {
-      return retryIf(error, attempt) === true;
+      const answer = retryIf(error, attempt);
+      if (isThenable(answer)) {
+        // Awaited by nobody: a rejection of it must not be an unhandled one.
+        void Promise.resolve(answer).catch(() => undefined);
+        this.#log('error', { attempt }, `retryIf of task "${this.name}" returned a promise, which reads as no: the task is not retried (retryIf must answer at once, true or false)`);
+      }
+      return answer === true;
     } catch (predicateError) {
       this.#log('error', { attempt, err: predicateError }, `retryIf of task "${this.name}" threw; the task is not retried`);
       return false;

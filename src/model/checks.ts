@@ -28,8 +28,13 @@ export function describe(value: unknown): string {
  * built-in, whose settings would be read as no options at all (a user's class instance can).
  */
 export function isOptionsObject(value: unknown): value is object {
-  return typeof value === 'object' && value !== null && Object.prototype.toString.call(value) === '[object Object]';
+  if (typeof value !== 'object' || value === null) return false;
+  const tag = Object.prototype.toString.call(value);
+  return tag === '[object Object]' || !builtIn.test(tag);
 }
+
+/** The tags of the built-ins whose settings would read as no options (a user's class may name its own tag). */
+const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise|\w*Error|Number|String|Boolean|Symbol|BigInt|ArrayBuffer|SharedArrayBuffer|DataView|Arguments|Generator|AsyncGenerator|WeakRef|URL|URLSearchParams|Headers)\]$/;
 
 /**
  * Refuses a key of `options` that is not among `known`, which would otherwise be ignored: a

@@ -21,8 +21,8 @@ describe('resolveRequestScopeOptions()', () => {
     [{ parent: null }, 'options.parent must be a tsyringe container, got null'],
     [{ register: 'yes' }, 'options.register must be a function, got "yes" (string)'],
     // Each request would answer 500.
-    [{ register: class Register {} }, 'options.register must be a function, got function Register'],
-    [{ register: function* register() {} }, 'options.register must be a function, got function register'],
+    [{ register: class Register {} }, 'options.register must be a function, got function Register (a class, which cannot be called)'],
+    [{ register: function* register() {} }, 'options.register must be a function, got function register (a generator function, whose body runs only as its result is iterated)'],
     [{ logger: { error() {} } }, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
     [{ container: 'app' }, 'options.container is not a known option; known options: parent, register, logger'],
     // A Map's entries would be no options: scopes under the global container.
