@@ -206,8 +206,20 @@ export function endedWith(failedReason: string): { status: 'cancelled' | 'failed
  */
 export function jobEnded(job: Job): { status: 'cancelled' | 'failed'; reason: string } {
   const failedReason = job.failedReason ?? '';
-  const mark = (job.data as Partial<JobData> | undefined)?.cancelled;
-  return mark !== undefined && !failedReason.startsWith(cancelledPrefix) && childFailed(failedReason) === undefined ? { status: 'cancelled', reason: mark } : endedWith(failedReason);
+  const mark = markOf(job.data, failedReason);
+  return mark !== undefined ? { status: 'cancelled', reason: mark } : endedWith(failedReason);
+}
+
+/** How BullMQ words the failure of a job whose worker died (its lock expired) too often. */
+export const stalledReason = 'job stalled more than allowable limit';
+
+/**
+ * The cancellation mark of a failed job that counts: only when BullMQ failed it as stalled (its
+ * worker dead, it never heard the cancellation). A job that failed on its own as the mark was
+ * written (its task's error, a timeout) failed before the cancellation reached it.
+ */
+export function markOf(data: unknown, failedReason: string): string | undefined {
+  return failedReason === stalledReason ? (data as Partial<JobData> | undefined)?.cancelled : undefined;
 }
 
 /** What a failed child says of the job its parent waited for. */

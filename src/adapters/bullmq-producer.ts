@@ -60,6 +60,8 @@ import {
   redisFor,
   refusedByRedis,
   retryOptions,
+  markOf,
+  stalledReason,
   within,
   type AfterData,
   type BullMQConnection,
@@ -1790,7 +1792,7 @@ class BullMQBackend implements Runner, DurableBackend {
     // Skipped (a job it waited for failed): read before the handle is given, as job(id) reads it, so
     // that it never reads `failed` first (nor `cancelled`: a cancellation that marked the job as
     // BullMQ failed it for that job came too late).
-    const cancelledMark = (job.data as Partial<JobData> | undefined)?.cancelled;
+    const cancelledMark = markOf(job.data, job.failedReason ?? '');
     const skipped = state === 'failed' ? await this.#skipped(id, job.name, job.failedReason ?? '').catch(() => undefined) : undefined;
     handle.dependent = state === 'waiting-children' || job.deferredFailure !== undefined;
     handle.doomed = job.deferredFailure !== undefined;
@@ -1975,7 +1977,6 @@ const noPrerequisites: Prerequisites = { after: [], detach: [], undecided: [] };
 const noop = (): void => undefined;
 
 /** The `failedReason` BullMQ gives a job it failed as stalled too often (moveStalledJobsToWait). */
-const stalledReason = 'job stalled more than allowable limit';
 
 /** This process's time zone (`TZ`, or the system's), if the runtime says. */
 /** The longest cancellation reason sent to other processes (it is kept in Redis with the job, and in the record of cancellations). */
@@ -2106,7 +2107,7 @@ function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
   const ended: Record<string, TaskStatus> = { completed: 'succeeded', failed: 'failed' };
   const progress = job.progress as { fraction?: unknown; message?: unknown } | number;
   // Failed after a cancellation marked it (BullMQ failing it as stalled, its worker dead): cancelled too.
-  const cancelled = state === 'failed' && ((job.failedReason ?? '').startsWith(cancelledPrefix) || (job.data as Partial<JobData> | undefined)?.cancelled !== undefined);
+  const cancelled = state === 'failed' && ((job.failedReason ?? '').startsWith(cancelledPrefix) || markOf(job.data, job.failedReason ?? '') !== undefined);
   // To be failed for a job it waited for (BullMQ's deferred failure; made active only for that): it waits for its skip.
   const doomed = job.deferredFailure !== undefined && ended[state] === undefined;
   const status = skipped !== undefined ? 'skipped' : cancelled ? 'cancelled' : doomed ? 'delayed' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued');

@@ -284,6 +284,24 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect(effects).toEqual([]);
   });
 
+  it('reads a job that failed on its own as its cancellation was written as failed, in every reader that did not cancel it (the mark counts only for a job BullMQ failed as stalled)', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const job = bg.with({ durable: true }).add(step, 'fails on its own');
+    const running = await take(job.id);
+    await vi.waitFor(() => expect(job.status).toBe('running'), bound);
+    // Another process cancels it; no worker hears it (this one runs by hand): the job is marked.
+    (await producer(queueName).backend.handle(job.id))!.cancel('too late');
+    await vi.waitFor(async () => expect(((await backend.queue.getJob(job.id))?.data as { cancelled?: string }).cancelled).toBe('too late'), bound);
+    // Its task had failed meanwhile: its worker fails it so.
+    await running.moveToFailed(new UnrecoverableError('own failure'), token, false);
+    for (const handle of [job, (await producer(queueName).backend.handle(job.id))!]) {
+      await expect(handle.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_FAILED', message: 'own failure' });
+      expect(handle.status).toBe('failed');
+    }
+    await expect(backend.job(job.id)).resolves.toMatchObject({ status: 'failed', failedReason: 'own failure' });
+  });
+
   it('names a prerequisite whose job is no longer in Redis from the cancellation record: which was cancelled, with its reason, in a process that read nothing before', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
     const { token, take } = byHand(queueName);
