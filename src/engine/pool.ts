@@ -246,8 +246,10 @@ export class Pool {
       const exited = new Promise<void>((resolve) =>
         thread.once('exit', () => {
           // Piscina replaces a thread that exits while its pool is not being destroyed, even one
-          // destroyed already (minThreads started again, after the close): stopped at once.
-          if (this.#closed) void this.#piscina?.destroy();
+          // destroyed already (minThreads started again, after the close): stopped at once. Only
+          // then: a destroy() that finds nothing to stop ends Piscina's `destroying` under one
+          // still waiting for its threads, whose exits would then be replaced in turn.
+          if (this.#closed && (this.#piscina?.threads.length ?? 0) > 0) void this.#piscina?.destroy();
           resolve();
         }),
       );
