@@ -14,7 +14,7 @@ import { startWorkers, useBullMQ } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext, type TaskHandle } from '../../src/index.js';
 import { shout } from '../fixtures/worker-tasks.js';
 import { captureLogger, failureOf, deferred, freshApp, watchProcessErrors } from '../helpers.js';
-import { openQueue } from './queue-apps.js';
+import { openQueue, producerOn as anotherProducer } from './queue-apps.js';
 import { freePort, hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
@@ -88,15 +88,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   }
 
   /** Another producer process's backend on `queueName` (its own application), closed after the test. */
-  function producerOn(queueName: string) {
-    const app = freshApp({ logger: captureLogger() });
-    const backend = useBullMQ(app, { connection: redis.connection, queueName, logger: captureLogger() });
-    closers.push(
-      () => backend.close(),
-      () => shutdown({ container: app }),
-    );
-    return backend;
-  }
+  const producerOn = (queueName: string) => anotherProducer(redis.connection, closers, queueName);
 
   it('enqueues at add() and returns the job as a handle: a worker runs it in a child scope of its container, disposed after', async () => {
     const { bg, backend } = setup();

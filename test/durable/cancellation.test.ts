@@ -14,7 +14,7 @@ import { startWorkers, useBullMQ } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, shutdown, TaskCancelledError, TaskContext, type TaskHandle } from '../../src/index.js';
 import { captureLogger, deferred, freshApp, watchProcessErrors, type LogEntry } from '../helpers.js';
 import { startProxy } from './proxy.js';
-import { openQueue } from './queue-apps.js';
+import { openQueue, producerOn } from './queue-apps.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
@@ -379,15 +379,7 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
 
   it('a job cancelled twice, with two reasons: every process reads the first reason, that of the cancellation that removed it (not the later one, which did nothing)', async () => {
     const { bg, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
-    const processes = [1, 2].map(() => {
-      const app = freshApp({ logger: captureLogger() });
-      const backend = useBullMQ(app, { connection: redis.connection, queueName, logger: captureLogger() });
-      closers.push(
-        () => backend.close(),
-        () => shutdown({ container: app }),
-      );
-      return backend;
-    });
+    const processes = [1, 2].map(() => producerOn(redis.connection, closers, queueName));
     const handle = bg.with({ durable: true, delayMs: 60_000 }).add(noted, 'cancelled twice');
     await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).state).toBe('delayed'), { timeout: 5_000, interval: 10 });
     expect((await processes[0]!.handle(handle.id))!.cancel('the first reason')).toBe(true);

@@ -190,18 +190,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     const [first, second] = [one!, two!].map((head, i) => bg.with({ durable: true, after: [head] }).add(step, `after ${i}`));
     expect(second!.status).toBe('delayed');
     await vi.waitFor(async () => expect((await backend.job(second!.id))?.status).toBe('delayed'), bound);
-    const hand = new Worker(queueName, null, { connection: redis.connection, autorun: false });
-    closers.push(() => hand.close());
-    const token = randomUUID();
-    const taken = new Map<string, Job>();
-    const take = async (id: string): Promise<Job> => {
-      await vi.waitFor(async () => {
-        const job = taken.has(id) ? undefined : await hand.getNextJob(token, { block: false });
-        if (job !== undefined) taken.set(job.id!, job);
-        expect(taken.has(id)).toBe(true);
-      }, bound);
-      return taken.get(id)!;
-    };
+    const { token, take, taken } = byHand(queueName);
     // The guards pass (they run first); then both heads fail for good: BullMQ decides each dependent's skip, and makes it waiting.
     for (const head of [one!, two!]) await (await take(head.id)).moveToFailed(new UnrecoverableError(`${head.id} breaks`), token, false);
     for (const job of taken.values()) if (job.name === 'tsyringe-background:after') await job.moveToCompleted(null, token, false);
@@ -227,8 +216,8 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect(effects).toEqual([]);
   });
 
-  /** A BullMQ worker without a processor, which moves the jobs by hand: `take(id)` takes the job of that id (and those before it). */
-  function byHand(queueName: string): { token: string; take: (id: string) => Promise<Job> } {
+  /** A BullMQ worker without a processor, which moves the jobs by hand: `take(id)` takes the job of that id (and those before it, all in `taken`). */
+  function byHand(queueName: string): { token: string; take: (id: string) => Promise<Job>; taken: ReadonlyMap<string, Job> } {
     const hand = new Worker(queueName, null, { connection: redis.connection, autorun: false });
     closers.push(() => hand.close());
     const token = randomUUID();
@@ -241,7 +230,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
       }, bound);
       return taken.get(id)!;
     };
-    return { token, take };
+    return { token, take, taken };
   }
 
   /** What BullMQ's stalled check fails a job with once its worker died (maxStalledCount reached). */

@@ -47,3 +47,14 @@ export function openQueue(
   );
   return { bg: producer.createChildContainer().resolve(Background), backend, logger, producer, workerRoot, queueName, workers };
 }
+
+/** Another producer process's backend on `queueName` (its own application), closed after the test through `closers`. */
+export function producerOn(connection: { host: string; port: number }, closers: (() => Promise<unknown>)[], queueName: string): DurableBackend {
+  const app = freshApp({ logger: captureLogger() });
+  const backend = useBullMQ(app, { connection, queueName, logger: captureLogger() });
+  closers.push(
+    () => backend.close(),
+    () => shutdown({ container: app }),
+  );
+  return backend;
+}
