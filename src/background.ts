@@ -6,7 +6,7 @@ import { Scope } from './engine/scope.js';
 import { TaskRun } from './engine/task-run.js';
 import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callLevel, jobRun, resolveCall, type CallOptions, type CallSpec, type JobLink } from './model/call-options.js';
-import { checkKnownKeys, describe, isOptionsObject } from './model/checks.js';
+import { checkKnownKeys, describe, isOptionsObject, unknownKey } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { closeWith, DurableRunner, jobContext, kindOf, nameOf, type CloseParticipant, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
@@ -116,7 +116,7 @@ export class Background implements AsyncDisposable, TaskAdder {
       add: ((task: unknown, ...args: unknown[]) => this.#add(call, task, args)) as TaskAdder['add'],
       with: (more) => {
         if (!isOptionsObject(more)) throw new TypeError(`bg.with(options).with(more): more must be an object, got ${describe(more)}`);
-        return this.with({ ...options, ...more });
+        return this.with(over(options, more));
       },
     };
     return view;
@@ -334,9 +334,16 @@ function checkScopeOption(options: unknown, at: string): void {
   if (application !== undefined && typeof application !== 'boolean') throw new TypeError(`${at}: options.application must be a boolean, got ${describe(application)}`);
 }
 
+/** `more` over `options`, with their inherited keys, which options are read with everywhere else. */
+function over(options: CallOptions, more: CallOptions): CallOptions {
+  const merged: Record<string, unknown> = {};
+  for (const source of [options, more] as Record<string, unknown>[]) for (const key in source) merged[key] = source[key];
+  return merged;
+}
+
 function checkListFilter(filter: unknown): void {
   if (!isOptionsObject(filter)) throw new TypeError(`bg.list(filter): filter must be an object, got ${describe(filter)}`);
-  const unknown = Object.keys(filter).find((key) => key !== 'status' && key !== 'application');
+  const unknown = unknownKey(filter, ['status', 'application']);
   if (unknown !== undefined) throw new TypeError(`bg.list(filter): filter.${unknown} is not a known option; known options: status, application`);
   const { status, application } = filter as { status?: unknown; application?: unknown };
   if (application !== undefined && typeof application !== 'boolean') throw new TypeError(`bg.list(filter): filter.application must be a boolean, got ${describe(application)}`);

@@ -55,6 +55,21 @@ describe('options objects', () => {
   });
 });
 
+describe('inherited options', () => {
+  it('are honoured as own ones, through a chain of views too; symbol keys are not options', async () => {
+    const { bg } = app();
+    const retryTwice = Object.create({ retries: 2, backoff: { baseMs: 1, jitter: 0 } }) as { retries: number };
+    for (const view of [bg.with(retryTwice), bg.with({ priority: 'high' }).with(retryTwice), bg.with({ [Symbol('brand')]: true, ...{} }).with(retryTwice)]) {
+      let runs = 0;
+      const handle = view.add(async () => {
+        if (++runs < 3) throw new Error('not yet');
+        return runs;
+      });
+      await expect(handle.result()).resolves.toBe(3);
+    }
+  });
+});
+
 describe('options refused with the right error, naming what is wrong', () => {
   it.each<[string, () => unknown, ErrorConstructor, string]>([
     ['a number for a boolean option', () => app({ root: 1 as never }), TypeError, 'options.root must be a boolean, got 1 (number)'],
@@ -104,6 +119,15 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a string as stats() options', () => app().bg.stats('application' as never), TypeError, 'bg.stats(options): options must be an object, got "application" (string)'],
     ['a string as stats()\'s application', () => app().bg.stats({ application: 'yes' } as never), TypeError, 'bg.stats(options): options.application must be a boolean, got "yes" (string)'],
     ['a runAt past what a Date can hold', () => app().bg.with({ runAt: 1e300 }), RangeError, 'bg.with(options): options.runAt must be a time a Date can hold'],
+    // Inherited keys are read as options, so a misspelt one is refused as an own one is (they were not looked at).
+    ['a misspelt option inherited by bg.with() options', () => app().bg.with(Object.create({ retriess: 2 }) as never), TypeError, 'bg.with(options).retriess is not a known option'],
+    ['a misspelt option inherited by registered options', () => container.createChildContainer().register(BackgroundOptions, { useValue: Object.assign(Object.create({ concurency: 2 }) as object, { root: true }) }).resolve(Background), TypeError, 'options.concurency is not a known option'],
+    ['a misspelt option inherited by pool options', () => app({ pool: Object.create({ maxThread: 2 }) as never }), TypeError, 'options.pool.maxThread is not a known option'],
+    ['a misspelt option inherited by records options', () => app({ records: Object.create({ maxcount: 2 }) as never }), TypeError, 'options.records.maxcount is not a known option'],
+    ['a misspelt option inherited by backoff', () => defineTask({ name: 'b', backoff: Object.create({ base: 5 }) as never }, () => 1), TypeError, 'defineTask("b") options.backoff.base is not a known option'],
+    ['a misspelt option inherited by shutdown() options', () => shutdown(Object.create({ timeout: 5 }) as never), TypeError, 'shutdown(options): options.timeout is not a known option'],
+    ['a misspelt option inherited by result() options', () => app().bg.add(async () => undefined).result(Object.create({ timeout: 5 }) as never), TypeError, 'handle.result(options): options.timeout is not a known option'],
+    ['a misspelt option inherited by list()\'s filter', () => app().bg.list(Object.create({ state: 'running' }) as never), TypeError, 'bg.list(filter): filter.state is not a known option'],
     ['a malformed file: URL as the setup module', () => app({ pool: { setupModule: 'file://[bad' } }), TypeError, 'options.pool.setupModule must be a file: URL (new URL(..., import.meta.url)) or an absolute path, got "file://[bad" (string)'],
   ])('%s', (_what, call, ErrorType, message) => {
     let thrown: unknown;

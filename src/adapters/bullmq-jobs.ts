@@ -8,7 +8,7 @@ import { defaultRepeatStrategy, type ConnectionOptions, type Job, type JobsOptio
 import { Redis } from 'ioredis';
 import type { DependencyContainer } from 'tsyringe';
 import { Background, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
-import { checkKnownKeys, describe, isLogger, isOptionsObject } from './request-scope.js';
+import { checkKnownKeys, describe, isLogger, isOptionsObject, unknownKey } from './request-scope.js';
 
 /** Where the queue is. */
 export interface BullMQConnection {
@@ -359,7 +359,7 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
 export function resultTimeoutOf(options: { timeoutMs?: number | undefined } | undefined): number | undefined {
   if (options === undefined) return undefined;
   if (!isOptionsObject(options)) throw new TypeError(`handle.result(options): options must be an object, got ${describe(options)}`);
-  const unknown = Object.keys(options).find((key) => key !== 'timeoutMs');
+  const unknown = unknownKey(options, ['timeoutMs']);
   if (unknown !== undefined) throw new TypeError(`handle.result(options): options.${unknown} is not a known option; known options: timeoutMs`);
   const timeoutMs = options.timeoutMs;
   if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {

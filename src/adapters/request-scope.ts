@@ -242,6 +242,15 @@ export function isOptionsObject(value: unknown): value is object {
 const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise|\w*Error|Number|String|Boolean|Symbol|BigInt|ArrayBuffer|SharedArrayBuffer|DataView|Arguments|Generator|AsyncGenerator|WeakRef|URL|URLSearchParams|Headers)\]$/;
 
 /**
+ * The first enumerable key of `options`, own or inherited, not among `known` (symbol keys are
+ * not looked at). The same as `unknownKey()` in src/model/checks.ts.
+ */
+export function unknownKey(options: object, known: readonly string[]): string | undefined {
+  for (const key in options) if (!known.includes(key)) return key;
+  return undefined;
+}
+
+/**
  * Refuses a key of `options` that is not among `known`, which would otherwise be ignored: a
  * misspelt option silently left at its default. `at` is the call as messages name it
  * (`requestScope(options)`). The same as `checkKnownKeys()` in src/model/checks.ts, which the
@@ -249,7 +258,7 @@ const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise
  * @throws TypeError naming the first unknown key and the known ones.
  */
 export function checkKnownKeys(options: object, known: readonly string[], at: string): void {
-  const unknown = Object.keys(options).find((key) => !known.includes(key));
+  const unknown = unknownKey(options, known);
   if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${known.join(', ')}`);
 }
 

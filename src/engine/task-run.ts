@@ -7,7 +7,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { JobLink } from '../model/call-options.js';
-import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, printed } from '../model/checks.js';
+import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, printed, unknownKey } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
 import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskHooks, TaskStartedEvent } from '../model/events.js';
 import {
@@ -793,7 +793,7 @@ function checkMessage(task: { readonly name: string; readonly id: string }, mess
 export function resultTimeoutOf(options: ResultOptions | undefined): number | undefined {
   if (options === undefined) return undefined;
   if (!isOptionsObject(options)) throw new TypeError(`handle.result(options): options must be an object, got ${describe(options)}`);
-  const unknown = Object.keys(options).find((key) => key !== 'timeoutMs');
+  const unknown = unknownKey(options, ['timeoutMs']);
   if (unknown !== undefined) throw new TypeError(`handle.result(options): options.${unknown} is not a known option; known options: timeoutMs`);
   const timeoutMs = options.timeoutMs;
   if (timeoutMs !== undefined && !isTimerMs(timeoutMs)) {

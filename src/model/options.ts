@@ -3,7 +3,7 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
-import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs } from './checks.js';
+import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, unknownKey } from './checks.js';
 import { consoleLogger, type BackgroundLogger } from './logger.js';
 import { checkMerged, defaultsLevel, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
 
@@ -230,12 +230,9 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
   const cached = byBase?.get(base);
   if (cached) return cached;
   const options = given as Record<string, unknown>;
-  for (const key of Object.keys(options)) {
-    if (!Object.hasOwn(defaultOptions, key)) {
-      throw new TypeError(
-        `options.${key} is not a known option; known options: ${Object.keys(defaultOptions).join(', ')}`,
-      );
-    }
+  const unknown = unknownKey(options, Object.keys(defaultOptions));
+  if (unknown !== undefined) {
+    throw new TypeError(`options.${unknown} is not a known option; known options: ${Object.keys(defaultOptions).join(', ')}`);
   }
   const resolved: ResolvedOptions = Object.freeze({
     concurrency: check(options, base, 'concurrency', isConcurrency, 'a positive integer or Infinity'),
@@ -260,9 +257,9 @@ function taskDefaults(given: unknown, base: ResolvedTaskOptions): ResolvedTaskOp
 
 function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOptions['records'] {
   if (!isOptionsObject(given)) throw new TypeError(`options.records must be an object, got ${describe(given)}`);
-  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs, ...rest } = given as Record<string, unknown>;
-  const unknownKey = Object.keys(rest)[0];
-  if (unknownKey !== undefined) throw new TypeError(`options.records.${unknownKey} is not a known option; known options: maxCount, maxAgeMs`);
+  const unknown = unknownKey(given, ['maxCount', 'maxAgeMs']);
+  if (unknown !== undefined) throw new TypeError(`options.records.${unknown} is not a known option; known options: maxCount, maxAgeMs`);
+  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = given as Record<string, unknown>;
   if (!Number.isSafeInteger(maxCount) || (maxCount as number) < 0) throw invalid('options.records.maxCount', 'a non-negative integer', maxCount);
   if (!Number.isSafeInteger(maxAgeMs) || (maxAgeMs as number) < 0) throw invalid('options.records.maxAgeMs', 'a non-negative integer', maxAgeMs);
   return Object.freeze({ maxCount: maxCount as number, maxAgeMs: maxAgeMs as number });
@@ -287,11 +284,8 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
     throw new TypeError(`options.pool must be an object, got ${describe(given)}`);
   }
   const pool = given as Record<string, unknown>;
-  for (const key of Object.keys(pool)) {
-    if (!poolKeys.includes(key)) {
-      throw new TypeError(`options.pool.${key} is not a known option; known options: ${poolKeys.join(', ')}`);
-    }
-  }
+  const unknown = unknownKey(pool, poolKeys);
+  if (unknown !== undefined) throw new TypeError(`options.pool.${unknown} is not a known option; known options: ${poolKeys.join(', ')}`);
   const maxThreads = pool.maxThreads ?? base.maxThreads;
   if (!Number.isSafeInteger(maxThreads) || (maxThreads as number) < 1) {
     throw invalid('options.pool.maxThreads', 'a positive integer', maxThreads);

@@ -1,4 +1,4 @@
-import { checkCallback, describe, invalid, isOptionsObject, maxTimerMs } from './checks.js';
+import { checkCallback, describe, invalid, isOptionsObject, maxTimerMs, unknownKey } from './checks.js';
 
 /** Named priority levels; any finite number works too (higher starts first). */
 export const priorities = Object.freeze({ critical: 100, high: 75, normal: 50, low: 10 });
@@ -111,11 +111,8 @@ export function resolveTaskOptions(given: object, base: ResolvedTaskOptions, lev
   if (cached) return cached;
   const { path, extraKeys = [] } = level;
   const options = given as Record<string, unknown>;
-  for (const key of Object.keys(options)) {
-    if (!taskKeys.includes(key) && !extraKeys.includes(key)) {
-      throw new TypeError(`${path}.${key} is not a known option; known options: ${[...extraKeys, ...taskKeys].join(', ')}`);
-    }
-  }
+  const unknown = unknownKey(options, [...extraKeys, ...taskKeys]);
+  if (unknown !== undefined) throw new TypeError(`${path}.${unknown} is not a known option; known options: ${[...extraKeys, ...taskKeys].join(', ')}`);
   const resolved: ResolvedTaskOptions = Object.freeze({
     priority: options.priority === undefined ? base.priority : priorityOf(options.priority, `${path}.priority`),
     retries: options.retries === undefined ? base.retries : integer(options.retries, `${path}.retries`, 0, 1_000),
@@ -180,9 +177,8 @@ function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], level: 
   const path = `${level.path}.backoff`;
   if (!isOptionsObject(value)) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
   const given = value as Record<string, unknown>;
-  for (const key of Object.keys(given)) {
-    if (!backoffKeys.includes(key)) throw new TypeError(`${path}.${key} is not a known option; known options: ${backoffKeys.join(', ')}`);
-  }
+  const unknown = unknownKey(given, backoffKeys);
+  if (unknown !== undefined) throw new TypeError(`${path}.${unknown} is not a known option; known options: ${backoffKeys.join(', ')}`);
   const ownBaseMs = given.baseMs === undefined ? undefined : integer(given.baseMs, `${path}.baseMs`, 0, maxTimerMs);
   const baseMs = ownBaseMs ?? base.baseMs;
   // A maxMs given alone is bounded by the baseMs it inherits, known once every level is merged (checkMerged).

@@ -32,6 +32,7 @@ describe('express: requestScope(options)', () => {
   it.each([
     ['a parent that is not a container', { parent: {} }, 'options.parent must be a tsyringe container, got an object'],
     ["liveView()'s container for parent", { container: container.createChildContainer() }, 'options.container is not a known option; known options: parent, register, logger'],
+    ['a misspelt option inherited', Object.create({ parnet: container.createChildContainer() }) as object, 'options.parnet is not a known option; known options: parent, register, logger'],
   ])('names a wrong option: %s', (_what, options, message) => {
     expect(() => requestScope(options as never)).toThrow(new TypeError(`requestScope(options): ${message}`));
   });
