@@ -13,7 +13,7 @@ import type { Application, ShutdownReport } from './engine/application.js';
 import { withDeadline } from './engine/deadlines.js';
 import { checkCallback, checkContainer, checkKnownKeys, describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, messageOf } from './model/checks.js';
 import { newCounts, type TaskStatus } from './model/handle.js';
-import { logSafely, type BackgroundLogger } from './model/logger.js';
+import { isLogger, logSafely, type BackgroundLogger } from './model/logger.js';
 import { defaultOptions } from './model/options.js';
 
 /**
@@ -593,10 +593,3 @@ function isServer(value: unknown): value is GracefulServer {
   return typeof server?.close === 'function' && typeof server.prependListener === 'function' && typeof server.removeListener === 'function';
 }
 
-function isLogger(value: unknown): value is BackgroundLogger {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    (['error', 'warn', 'info', 'debug'] as const).every((level) => typeof (value as Record<string, unknown>)[level] === 'function')
-  );
-}

@@ -619,6 +619,7 @@ describe('gracefulShutdown(options): validation', () => {
     ['signals[0]', { container, signals: ['SIGKILL'] }, TypeError, 'options.signals[0] must be the name of a signal a process can listen to ("SIGTERM", "SIGINT", …), got "SIGKILL" (string)'],
     ['signals[1]', { container, signals: ['SIGTERM', 'TERM'] }, TypeError, 'options.signals[1] must be the name of a signal a process can listen to ("SIGTERM", "SIGINT", …), got "TERM" (string)'],
     ['logger', { container, logger: { info() {} } }, TypeError, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
+    ['logger (a generator method)', { container, logger: { *error() {}, warn() {}, info() {}, debug() {} } }, TypeError, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
     ['exit', { container, exit: 0 }, TypeError, 'options.exit must be a function, got 0 (number)'],
     // Called only at the signal, after the drain: it would crash the process there.
     ['exit (a class)', { container, exit: class Exit {} }, TypeError, 'options.exit must be a function, got function Exit (a class, which cannot be called)'],

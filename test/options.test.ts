@@ -21,6 +21,8 @@ describe('registered options', () => {
     [{ warnBlockingMs: NaN }, RangeError, 'options.warnBlockingMs must be a non-negative finite number, got NaN (number)'],
     [{ logger: console.log }, TypeError, 'options.logger must be an object with error, warn, info and debug methods, got function log'],
     [{ logger: { error() {}, warn() {} } }, TypeError, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
+    // Every entry would throw as it is written (a class cannot be called): the library's warnings lost.
+    [{ logger: { error() {}, warn: class Warn {}, info() {}, debug() {} } }, TypeError, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
     [{ root: 'yes' }, TypeError, 'options.root must be a boolean, got "yes" (string)'],
     [{ concurency: 10 }, TypeError, 'options.concurency is not a known option; known options: concurrency, drainTimeoutMs, warnBlockingMs, logger, root'],
     [42, TypeError, 'options must be an object, got 42 (number)'],

@@ -100,9 +100,9 @@ export function resolveRequestScopeOptions<Request>(options: RequestScopeOptions
     throw new TypeError(`requestScope(options): options.parent must be a tsyringe container, got ${describe(parent)}`);
   }
   // A class cannot be called, and a generator function would run nothing: each request a 500.
-  if (register !== undefined && (typeof register !== 'function' || Object.getOwnPropertyDescriptor(register, 'prototype')?.writable === false || /Generator/.test(Object.prototype.toString.call(register)))) {
-    const why = typeof register !== 'function' ? '' : /Generator/.test(Object.prototype.toString.call(register)) ? ' (a generator function, whose body runs only as its result is iterated)' : ' (a class, which cannot be called)';
-    throw new TypeError(`requestScope(options): options.register must be a function, got ${describe(register)}${why}`);
+  const problem = typeof register === 'function' ? callbackProblem(register) : '';
+  if (register !== undefined && problem !== undefined) {
+    throw new TypeError(`requestScope(options): options.register must be a function, got ${describe(register)}${problem}`);
   }
   if (!isLogger(logger)) {
     throw new TypeError(`requestScope(options): options.logger must be an object with error, warn, info and debug methods, got ${describe(logger)}`);
@@ -223,8 +223,21 @@ export function isLogger(value: unknown): value is BackgroundLogger {
   return (
     typeof value === 'object' &&
     value !== null &&
-    (['error', 'warn', 'info', 'debug'] as const).every((level) => typeof (value as Record<string, unknown>)[level] === 'function')
+    (['error', 'warn', 'info', 'debug'] as const).every((level) => {
+      const method = (value as Record<string, unknown>)[level];
+      return typeof method === 'function' && callbackProblem(method) === undefined;
+    })
   );
+}
+
+/**
+ * What makes a function unfit to be called back, or undefined when it is fit: a class (calling it
+ * throws) or a generator function (its body runs only as its result is iterated). The same as
+ * `callbackProblem()` in src/model/checks.ts.
+ */
+function callbackProblem(fn: object): string | undefined {
+  if (Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false) return ' (a class, which cannot be called)';
+  return /Generator/.test(Object.prototype.toString.call(fn)) ? ' (a generator function, whose body runs only as its result is iterated)' : undefined;
 }
 
 /**

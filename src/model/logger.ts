@@ -1,4 +1,5 @@
 import { inspect } from 'node:util';
+import { callbackProblem } from './checks.js';
 
 /** One log method: a structured object first, then a message, as pino takes them. */
 export type LogFn = (fields: Record<string, unknown>, message: string) => void;
@@ -46,4 +47,16 @@ export function logSafely(logger: BackgroundLogger, level: keyof BackgroundLogge
   } catch (loggerError) {
     console.error('[tsyringe-background] the logger threw while logging:', message, loggerError);
   }
+}
+
+/** Whether `value` is a logger: an object whose four methods can be called (none a class or a generator function). */
+export function isLogger(value: unknown): value is BackgroundLogger {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (['error', 'warn', 'info', 'debug'] as const).every((level) => {
+      const method = (value as Record<string, unknown>)[level];
+      return typeof method === 'function' && callbackProblem(method) === undefined;
+    })
+  );
 }

@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
 import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, unknownKey } from './checks.js';
-import { consoleLogger, type BackgroundLogger } from './logger.js';
+import { consoleLogger, isLogger, type BackgroundLogger } from './logger.js';
 import { checkMerged, defaultsLevel, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
 
 /**
@@ -374,9 +374,3 @@ const isConcurrency = (v: unknown): boolean =>
   v === Infinity || (Number.isSafeInteger(v) && (v as number) >= 1);
 const isNonNegative = (v: unknown): boolean =>
   typeof v === 'number' && Number.isFinite(v) && v >= 0;
-const isLogger = (v: unknown): boolean =>
-  typeof v === 'object' &&
-  v !== null &&
-  (['error', 'warn', 'info', 'debug'] as const).every(
-    (level) => typeof (v as Record<string, unknown>)[level] === 'function',
-  );

@@ -24,6 +24,7 @@ describe('resolveRequestScopeOptions()', () => {
     [{ register: class Register {} }, 'options.register must be a function, got function Register (a class, which cannot be called)'],
     [{ register: function* register() {} }, 'options.register must be a function, got function register (a generator function, whose body runs only as its result is iterated)'],
     [{ logger: { error() {} } }, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
+    [{ logger: { error: class Error {}, warn() {}, info() {}, debug() {} } }, 'options.logger must be an object with error, warn, info and debug methods, got an object'],
     [{ container: 'app' }, 'options.container is not a known option; known options: parent, register, logger'],
     // A Map's entries would be no options: scopes under the global container.
     [new Map([['parent', 'app']]), 'options must be an object, got an instance of Map'],
