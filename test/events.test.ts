@@ -8,6 +8,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   Background,
+  defineTask,
   observeTasks,
   wrapAttempts,
   shutdown,
@@ -16,6 +17,7 @@ import {
   TaskSkippedError,
   TaskTimeoutError,
   type AttemptWrapper,
+  TaskContext,
   type TaskEvent,
   type TaskHandle,
 } from '../src/index.js';
@@ -188,6 +190,62 @@ describe('observeTasks()', () => {
       ['attemptFailed', 'number'],
       ['cancelled', 'undefined'],
     ]);
+  });
+
+  it('a task that starts in the slot an observer frees (it cancels a sync task as it starts) is told started before it runs, and does not run when cancelled then', async () => {
+    const { root, bg } = app({ concurrency: 1 });
+    const ran: string[] = [];
+    const told: string[] = [];
+    observeTasks(
+      (event) => {
+        told.push(`${event.type} ${event.name}`);
+        if (event.type === 'started') bg.get(event.id)?.cancel('not now');
+      },
+      { container: root },
+    );
+    // The sync task starts from setImmediate, outside the lane's pump: its cancellation frees the slot there.
+    const first = bg.add(function syncFirst() {
+      ran.push('syncFirst');
+    });
+    const second = bg.add(async function asyncSecond() {
+      ran.push('asyncSecond');
+    });
+    await Promise.all([first, second].map((handle) => expect(handle.result()).rejects.toBeInstanceOf(TaskCancelledError)));
+    expect(ran).toEqual([]);
+    expect(told).toEqual(['added syncFirst', 'added asyncSecond', 'started syncFirst', 'cancelled syncFirst', 'started asyncSecond', 'cancelled asyncSecond']);
+  });
+
+  it('tells progress in the async context of the add(), as every other event, not in the attempt\'s (a wrapper\'s)', async () => {
+    const { root } = app();
+    const store = new AsyncLocalStorage<string>();
+    wrapAttempts((_event, attempt) => store.run('the attempt', attempt), { container: root });
+    const seen: string[] = [];
+    observeTasks((event) => void seen.push(`${event.type} in ${store.getStore()}`), { container: root });
+    const bg = root.createChildContainer().resolve(Background);
+    const reports = defineTask({ name: 'reports', inject: [TaskContext] }, async (ctx) => {
+      await Promise.resolve(); // past its first await, in the attempt's own context
+      ctx.progress(0.5);
+    });
+    const handle = store.run('the request', () => bg.add(reports));
+    await handle.result();
+    expect(seen).toEqual(['added in the request', 'started in the request', 'progress in the request', 'succeeded in the request']);
+  });
+
+  it("dates a failed attempt when it failed, not after the tasks its freed slot starts", async () => {
+    const { events, bg } = app({ concurrency: 1 });
+    const failing = bg.with({ retries: 1, backoff: { baseMs: 50, jitter: 0 } }).add(async function failsOnce() {
+      if (failing.attempt === 1) throw new Error('once');
+    });
+    let blockerStartedAt = 0;
+    // Queued behind it: it starts in the slot the failure frees, and holds the event loop a while.
+    bg.add(async function blocksWhenStarted() {
+      blockerStartedAt = Date.now();
+      const until = blockerStartedAt + 40;
+      while (Date.now() < until);
+    });
+    await failing.result();
+    const failed = events.find((event) => event.id === failing.id && event.type === 'attemptFailed');
+    expect(failed!.at).toBeLessThanOrEqual(blockerStartedAt);
   });
 
   it('refuses an observer that is not a function', () => {

@@ -35,9 +35,9 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
   });
 
   /** One thread, whose setup module waits for the test; a grace period no test outlasts. */
-  function app(): DependencyContainer {
+  function app(logger = captureLogger()): DependencyContainer {
     const root = freshApp({
-      logger: captureLogger(),
+      logger,
       pool: { maxThreads: 1, minThreads: 1, terminateAfterMs: 600_000, setupModule: new URL('./fixtures/worker-truth-setup.ts', import.meta.url) },
     });
     roots.push(root);
@@ -92,6 +92,22 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
     releaseSetup();
     await expect(root.createChildContainer().resolve(Background).add(whichThread).result()).resolves.toEqual(expect.any(Number));
     expect(Array.from(calls)).toEqual([0, 0]);
+  });
+
+  it("has a durationMs from its thread's start of it: the time its thread spent in the setup module is not its own", async () => {
+    const logger = captureLogger();
+    const bg = app(logger).createChildContainer().resolve(Background);
+    const waiting = setupWaits();
+    const handle = bg.add(throwsAggregate);
+    await waiting;
+    const heldMs = 300;
+    await new Promise((resolve) => setTimeout(resolve, heldMs)); // the thread's start-up, made long
+    releaseSetup();
+    await expect(handle.result()).rejects.toThrow('several failed');
+    const [failed] = logger.at('error');
+    expect(failed?.fields.taskId).toBe(handle.id);
+    // The task throws at once: far below the time held, which it read before.
+    expect(failed?.fields.durationMs).toBeLessThan(heldMs / 2);
   });
 
   it('still runs when it is not given up on (the check stops only aborted calls)', async () => {

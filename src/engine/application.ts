@@ -270,11 +270,17 @@ export class Application implements ScopeHost {
       return;
     }
     const later: (() => void)[] = (this.#toldLater = []);
+    // A slot an observer frees (it cancels a task) starts the next task only after the dispatch:
+    // started now, its `started` event would wait in `later` while its code ran, and an observer
+    // that cancels it there could not keep it from running.
+    const lanes = this.#pool === undefined ? [this.lane] : [this.lane, this.#pool.admission];
+    for (const lane of lanes) lane.hold();
     try {
       this.#tell(event);
       for (let i = 0; i < later.length; i++) later[i]!();
     } finally {
       this.#toldLater = undefined;
+      for (const lane of lanes) lane.resume();
     }
   };
 

@@ -482,7 +482,8 @@ export class TaskRun implements TaskHandle, Job {
     this.progress = Object.freeze({ fraction, message });
     this.job?.progress(fraction, message);
     const observer = this.owner.hooks?.observer;
-    if (observer !== undefined) observer(this.#event({ type: 'progress', fraction, message }));
+    // In the add()'s async context, as every other event, not the attempt's (a wrapper's span).
+    if (observer !== undefined) this.#asyncContext.runInAsyncScope(observer, undefined, this.#event({ type: 'progress', fraction, message }));
   }
 
   result(options?: ResultOptions): Promise<unknown> {
@@ -592,6 +593,8 @@ export class TaskRun implements TaskHandle, Job {
       return;
     }
     const delayMs = backoffDelay(backoff, attempt);
+    // The event's time is the failure's, not after whatever the freed slot starts below.
+    const at = Date.now();
     this.progress = undefined;
     this.#lastDurationMs = durationMs;
     this.#timer = setTimeout(TaskRun.#retry, delayMs, this);
@@ -601,7 +604,7 @@ export class TaskRun implements TaskHandle, Job {
     // final event has come, and it is not retried.
     if (this.#status !== 'retrying') return;
     const observer = this.owner.hooks?.observer;
-    if (observer !== undefined) observer(this.#event({ type: 'attemptFailed', durationMs, error, retryInMs: delayMs }));
+    if (observer !== undefined) observer(this.#event({ type: 'attemptFailed', durationMs, error, retryInMs: delayMs, at }));
     if (this.#status !== 'retrying') return;
     this.#log(
       'warn',
@@ -696,12 +699,15 @@ export class TaskRun implements TaskHandle, Job {
     }
   }
 
+  /** The current attempt's time so far: for one handed on to a thread, since the thread began it (not its start-up). */
   #elapsed(): number {
-    return round(performance.now() - this.#startedAt);
+    const handedOn = this.#invocation?.startedAt?.(this.attempts);
+    if (handedOn === undefined) return round(performance.now() - this.#startedAt);
+    return handedOn === 0 ? 0 : round(Math.max(0, Date.now() - handedOn));
   }
 
   /** An event about this task, its common fields filled in. */
-  #event(what: DistributiveOmit<TaskEvent, keyof TaskEventBase>): TaskEvent {
+  #event(what: DistributiveOmit<TaskEvent, keyof TaskEventBase> & { at?: number }): TaskEvent {
     return { id: this.id, name: this.name, scope: this.owner.label ?? '', attempt: this.attempts, at: Date.now(), ...what };
   }
 
