@@ -1450,7 +1450,8 @@ class BullMQBackend implements Runner, DurableBackend {
       try {
         const { id, reason, name } = JSON.parse(message) as { id?: unknown; reason?: unknown; name?: unknown };
         // A record written by an older version has no name. The first request for a job is the one
-        // that took effect (read in the order they were sent): a later one found it cancelled already.
+        // that took effect (read in the order they were sent; only it is recorded, but an older version
+        // recorded later ones too): a later one found it cancelled already.
         if (typeof id === 'string' && typeof reason === 'string' && !requested.has(id)) requested.set(id, { reason, name: typeof name === 'string' ? name : undefined });
       } catch {
         // Not ours.
@@ -1557,17 +1558,7 @@ class BullMQBackend implements Runner, DurableBackend {
     for (;;) {
       const now = Date.now();
       try {
-        const results = await publisher
-          .multi()
-          .zadd(record, now, message)
-          .zremrangebyscore(record, '-inf', now - cancelRecordMs)
-          .zremrangebyrank(record, 0, -cancelRecordMax - 1)
-          .pexpire(record, cancelRecordMs)
-          .publish(channel, message)
-          .exec();
-        if (results === null) throw new Error('Redis aborted the transaction');
-        const failed = results.find(([error]) => error !== null)?.[0];
-        if (failed) throw failed;
+        await publisher.eval(recordCancellationScript, 2, record, `${record}:${id}`, now, message, cancelRecordMs, cancelRecordMax, channel);
         return;
       } catch (error) {
         // Refused by Redis (it answered), or failed otherwise on a connection that is up: the answer.
@@ -1617,9 +1608,11 @@ class BullMQBackend implements Runner, DurableBackend {
     this.#flush(true);
     // (Or until the backend closes: an add that Redis never answers would hold it for ever.)
     if (sending !== undefined) await this.#orClosed(sending.done);
+    // Set once its job is removed while a dependent waits for it: that dependent is failed next.
+    const removal: Removal = { parent: undefined };
     for (;;) {
       try {
-        await this.#removeOnce(handle, reason, told);
+        await this.#removeOnce(handle, reason, told, removal);
         return;
       } catch (error) {
         // Redis went away: the job is looked for again once it is back (else it would run, cancelled).
@@ -1637,41 +1630,58 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /**
    * One look at a cancelled job in Redis, and its removal if it waits: a handle that waits for
-   * Redis's word ({@link DurableHandle.cancelling}) ends `cancelled` once its job is removed.
+   * Redis's word ({@link DurableHandle.cancelling}) ends `cancelled` once its job is removed. The
+   * removal is checked and made in one script run on Redis ({@link removeIfWaitingScript}): a job
+   * whose skip BullMQ decided meanwhile (a job it waited for failed, as the look was answered) is
+   * never removed, nor one that began or ended. A dependent that waits for the job is failed next,
+   * by a child that fails at once ({@link Removal}).
    */
-  async #removeOnce(handle: DurableHandle, reason: string, told: Promise<void>): Promise<void> {
+  async #removeOnce(handle: DurableHandle, reason: string, told: Promise<void>, removal: Removal): Promise<void> {
     const { id, name } = handle;
-    // The state first: a job active to be failed for a job it waited for has its deferred failure
-    // set before, so the job read after shows it.
-    const state = await this.queue.getJobState(id);
-    const job = state === 'unknown' ? undefined : await this.queue.getJob(id);
-    if (job === undefined) return;
-    // Its skip decided in Redis (a job it waited for failed): the cancellation came too late, and
-    // the handle ends skipped, as every process reads it.
-    if (job.deferredFailure !== undefined) return;
-    // Running: its worker is told (again: the first word may have come before it took the job),
-    // and fails it (a record then kept, as a cancelled job's). The job is marked too: should its
-    // worker be dead (the job locked until its lock expires), the worker that takes it again
-    // cancels it before its task starts, however long after.
-    if (state === 'active') {
-      await this.#markCancelled(job, reason);
-      void this.#tellWorkers(id, name, reason);
+    if (removal.parent === undefined) {
+      // The state first: a job active to be failed for a job it waited for has its deferred failure
+      // set before, so the job read after shows it.
+      const state = await this.queue.getJobState(id);
+      const job = state === 'unknown' ? undefined : await this.queue.getJob(id);
+      if (job === undefined) return;
+      // Its skip decided in Redis (a job it waited for failed): the cancellation came too late, and
+      // the handle ends skipped, as every process reads it.
+      if (job.deferredFailure !== undefined) return;
+      // Running: its worker is told (again: the first word may have come before it took the job),
+      // and fails it (a record then kept, as a cancelled job's). The job is marked too: should its
+      // worker be dead (the job locked until its lock expires), the worker that takes it again
+      // cancels it before its task starts, however long after.
+      if (state === 'active') {
+        await this.#markCancelled(job, reason);
+        void this.#tellWorkers(id, name, reason);
+      }
+      if (state === 'active' || state === 'completed' || state === 'failed') return;
+      // The cancellation recorded first (or given up on): a process that sees the job removed reads why.
+      await told;
+      const client = await this.queue.getBackend().client;
+      const keys = [this.queue.toKey(id), this.queue.keys.meta, this.queue.keys.events, this.queue.toKey('repeat')];
+      const [outcome, parent] = (await client.runCommand('eval', [removeIfWaitingScript, keys.length, ...keys, this.queue.toKey(''), id])) as [string, string?];
+      // Ended, or its skip decided, since the look: it ends as it did. Gone: removed meanwhile.
+      if (outcome === 'ended' || outcome === 'gone') return;
+      if (outcome === 'scheduler') {
+        // The next job of a schedule: BullMQ refuses its removal, saying so.
+        await this.queue.remove(id, { removeChildren: false });
+        return;
+      }
+      if (outcome === 'locked') {
+        // Taken by a worker meanwhile, which is told now.
+        await this.#markCancelled(job, reason);
+        void this.#tellWorkers(id, name, reason);
+        return;
+      }
+      if (handle.cancelling !== undefined && this.#live.get(id) === handle) this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
+      if (parent === undefined) return;
+      removal.parent = JSON.parse(parent) as { id: string; queueKey: string };
     }
-    if (state === 'active' || state === 'completed' || state === 'failed') return;
-    const parent = job.parent;
-    if (parent?.id !== undefined) {
-      const data: AfterData = { kind: 'cancelled', id, name, reason };
-      await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: parent.id, queue: parent.queueKey }, failParentOnFailure: true });
-    }
-    // The cancellation recorded first (or given up on): a process that sees the job removed reads why.
-    await told;
-    // 0: taken by a worker meanwhile (BullMQ does not remove a locked job), which is told now;
-    // unless it was taken to be failed for a job it waited for, which failed meanwhile.
-    if ((await this.queue.remove(id, { removeChildren: false })) === 0) {
-      if ((await this.queue.getJob(id))?.deferredFailure !== undefined) return;
-      await this.#markCancelled(job, reason);
-      void this.#tellWorkers(id, name, reason);
-    } else if (handle.cancelling !== undefined && this.#live.get(id) === handle) this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
+    // Its dependent still counts it among the jobs it waits for (it does not move on): a child that
+    // fails at once fails it, skipped after a cancelled job.
+    const data: AfterData = { kind: 'cancelled', id, name, reason };
+    await this.queue.add(afterJob, data, { ...afterJobOptions, parent: { id: removal.parent.id, queue: removal.parent.queueKey }, failParentOnFailure: true });
   }
 
   /**
@@ -1933,6 +1943,81 @@ interface RecordedCancellation {
   /** The task's name (undefined in a record an older version wrote). */
   name: string | undefined;
 }
+
+/**
+ * Records a request to stop a job and publishes it to the workers, in one step on Redis. Only the
+ * first request for a job (in the last {@link cancelRecordMs}) is recorded, the one that takes
+ * effect, whichever process's clock is ahead: a key per job (`<record>:<id>`, set if absent, kept
+ * as long as the record) says that one came; a later one is published only (a worker keeps the
+ * first reason it hears). KEYS: the record, its key for the job; ARGV: now (ms), the message, how
+ * long and how many the record keeps, the workers' channel.
+ */
+const recordCancellationScript = `
+if redis.call("SET", KEYS[2], "1", "NX", "PX", ARGV[3]) then
+  redis.call("ZADD", KEYS[1], ARGV[1], ARGV[2])
+  redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", tonumber(ARGV[1]) - tonumber(ARGV[3]))
+  redis.call("ZREMRANGEBYRANK", KEYS[1], 0, -tonumber(ARGV[4]) - 1)
+  redis.call("PEXPIRE", KEYS[1], ARGV[3])
+end
+redis.call("PUBLISH", ARGV[5], ARGV[2])
+return 1
+`;
+
+/** A cancelled job's removal, across its tries: the dependent its job was removed from, still to be failed. */
+interface Removal {
+  parent: { id: string; queueKey: string } | undefined;
+}
+
+/**
+ * Removes a job that waits (waiting, prioritized, delayed, or waiting for its children), checked
+ * and done in one step on Redis: a job whose skip BullMQ decided (`defa`, its deferred failure),
+ * that a worker holds (its lock), or that has ended is left as it is. The removal is BullMQ's
+ * (`removeJob`, without the job's children), but for a dependent that waits for the job: the job
+ * stays among its dependencies, so that it does not move on before a child that fails at once
+ * (added next) fails it. Answers `gone`, `locked`, `ended`, `scheduler` (a schedule's next job,
+ * which BullMQ refuses to remove), or `removed` and the job's `parent` data when its dependent
+ * still waits for it.
+ * KEYS: the job, the queue's meta, its event stream, its job schedulers; ARGV: the queue's key
+ * prefix, the job's id.
+ */
+const removeIfWaitingScript = `
+local rcall = redis.call
+local jobKey, prefix, jobId = KEYS[1], ARGV[1], ARGV[2]
+if rcall("EXISTS", jobKey) == 0 then return {"gone"} end
+if rcall("EXISTS", jobKey .. ":lock") == 1 then return {"locked"} end
+if rcall("HEXISTS", jobKey, "defa") == 1 then return {"ended"} end
+local rjk = rcall("HGET", jobKey, "rjk")
+if rjk then
+  local millis = rcall("ZSCORE", KEYS[4], rjk)
+  if millis and jobId == "repeat:" .. rjk .. ":" .. millis then return {"scheduler"} end
+end
+local prev
+for _, state in ipairs({"waiting-children", "prioritized", "delayed"}) do
+  if rcall("ZREM", prefix .. state, jobId) == 1 then prev = state break end
+end
+if not prev then
+  for _, state in ipairs({"wait", "paused"}) do
+    if rcall("LREM", prefix .. state, 1, jobId) == 1 then prev = state break end
+  end
+end
+if not prev then
+  if rcall("ZSCORE", prefix .. "completed", jobId) or rcall("ZSCORE", prefix .. "failed", jobId) then return {"ended"} end
+  return {"locked"}
+end
+local deid = rcall("HGET", jobKey, "deid")
+if deid and rcall("GET", prefix .. "de:" .. deid) == jobId then rcall("DEL", prefix .. "de:" .. deid, prefix .. "dn:" .. deid) end
+local parent = rcall("HGET", jobKey, "parent")
+if parent then
+  local data = cjson.decode(parent)
+  local parentKey = data["queueKey"] .. ":" .. data["id"]
+  if not (rcall("ZSCORE", data["queueKey"] .. ":waiting-children", data["id"]) and rcall("SISMEMBER", parentKey .. ":dependencies", jobKey) == 1) then parent = nil end
+end
+rcall("DEL", jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
+local maxEvents = rcall("HGET", KEYS[2], "opts.maxLenEvents") or 10000
+rcall("XADD", KEYS[3], "MAXLEN", "~", maxEvents, "*", "event", "removed", "jobId", jobId, "prev", prev)
+if parent then return {"removed", parent} end
+return {"removed"}
+`;
 
 /** The queue's connection, as BullMQ gives it. */
 type QueueClient = Awaited<ReturnType<Queue['getBackend']>['client']>;

@@ -194,7 +194,7 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     proxy.mode = 'dropRequests';
     expect(handle.cancel('no answer')).toBe(true);
     // The request went out, and was lost: its connection breaks when Redis answers again.
-    await vi.waitFor(() => expect(proxy.dropped).toMatch(/\r\npublish\r\n[^]*\r\nexec\r\n/), { timeout: 5_000, interval: 5 });
+    await vi.waitFor(() => expect(proxy.dropped).toMatch(/\r\neval\r\n[^]*redis\.call\("PUBLISH"/), { timeout: 5_000, interval: 5 });
     proxy.mode = 'pass';
     await vi.waitFor(() => expect(aborted).toEqual(['cancelled unanswered']), { timeout: 10_000, interval: 10 });
     await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).failedReason).toMatch(/^cancelled: /), { timeout: 5_000, interval: 10 });
@@ -235,7 +235,8 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     const handle = await runningJob(producer.resolve(Background), label);
     let held = true;
     proxy.onRequest = (chunk) => {
-      if (!held || !chunk.includes('\r\npublish\r\n')) return 'pass';
+      // The request to stop the job: a script that records and publishes it.
+      if (!held || !chunk.includes('redis.call("PUBLISH"')) return 'pass';
       proxy.mode = 'refuse';
       return 'cut';
     };
@@ -378,18 +379,43 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
   });
 
   it('a job cancelled twice, with two reasons: every process reads the first reason, that of the cancellation that removed it (not the later one, which did nothing)', async () => {
-    const { bg, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
+    const { bg, backend, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
     const processes = [1, 2].map(() => producerOn(redis.connection, closers, queueName));
     const handle = bg.with({ durable: true, delayMs: 60_000 }).add(noted, 'cancelled twice');
     await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).state).toBe('delayed'), { timeout: 5_000, interval: 10 });
     expect((await processes[0]!.handle(handle.id))!.cancel('the first reason')).toBe(true);
     await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).state).toBe('unknown'), { timeout: 5_000, interval: 10 });
-    // The handle it was added with (nobody watched it) is cancelled after, with another reason: both are recorded, in that order.
-    handle.cancel('the second reason');
-    const record = `bull:${queueName}:tsyringe-background:cancelled`;
-    await vi.waitFor(async () => expect(await admin().zcard(record)).toBe(2), { timeout: 5_000, interval: 10 });
+    // The handle it was added with (nobody watched it) is cancelled after, with another reason: only the first is recorded.
+    expect(handle.cancel('the second reason')).toBe(true);
+    await expect(handle.result()).rejects.toMatchObject({ name: 'TaskCancelledError', cause: 'the second reason' });
+    await backend.close();
+    expect(await admin().zcard(`bull:${queueName}:tsyringe-background:cancelled`)).toBe(1);
     const fresh = (await processes[1]!.handle(handle.id))!;
     await expect(fresh.result()).rejects.toMatchObject({ name: 'TaskCancelledError', message: `Task "noted" (#${handle.id}) was cancelled`, cause: 'the first reason' });
+  });
+
+  it("of two cancellations of one job, the one that reached Redis first is read, whatever the clocks of their processes: a first without a reason is not read as a later one's", async () => {
+    const { bg, backend, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
+    const [first, reader] = [1, 2].map(() => producerOn(redis.connection, closers, queueName));
+    const handle = bg.with({ durable: true, delayMs: 60_000 }).add(noted, 'cancelled twice');
+    await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).state).toBe('delayed'), { timeout: 5_000, interval: 10 });
+    const theirs = (await first!.handle(handle.id))!;
+    // The first canceller's clock is 5 ms ahead of the second's (or they cancel in the same millisecond).
+    const now = Date.now();
+    vi.spyOn(Date, 'now').mockReturnValue(now + 5);
+    expect(theirs.cancel()).toBe(true);
+    vi.restoreAllMocks();
+    await vi.waitFor(async () => expect((await jobState(queueName, handle.id)).state).toBe('unknown'), { timeout: 5_000, interval: 10 });
+    vi.spyOn(Date, 'now').mockReturnValue(now);
+    // This process cannot know that another cancelled the job first: the cancellation is asked for (true).
+    expect(handle.cancel('a later reason')).toBe(true);
+    vi.restoreAllMocks();
+    await expect(handle.result()).rejects.toMatchObject({ name: 'TaskCancelledError', cause: 'a later reason' });
+    await backend.close();
+    const fresh = (await reader!.handle(handle.id))!;
+    const failure = (await fresh.result().catch((e: unknown) => e)) as TaskCancelledError;
+    expect(failure).toMatchObject({ name: 'TaskCancelledError', message: `Task "noted" (#${handle.id}) was cancelled` });
+    expect(failure.cause).toBeUndefined();
   });
 
   it('a worker that starts reads only the requests of the last 10 minutes: an older one left in the record cancels nothing', async () => {

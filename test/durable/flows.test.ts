@@ -291,6 +291,53 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     await expect(backend.job(job.id)).resolves.toMatchObject({ status: 'failed', failedReason: 'own failure' });
   });
 
+  it('never removes a dependent whose skip BullMQ decided between the look at its job and its removal: skipped in every reader, and so is the next link', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const head = bg.with({ durable: true }).add(failing, 'head');
+    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
+    const next = bg.with({ durable: true, after: [dependent] }).add(step, 'next');
+    for (const { id } of [dependent, next]) await (await take(`${id}.after`)).moveToCompleted(null, token, false);
+    const running = await take(head.id);
+    // The gate: once the cancellation has looked at the dependent's job (waiting for its children), the head
+    // fails for good and the dependent is failed for it, before the cancellation goes on.
+    const { queue } = backend;
+    const [getJobState, getJob] = [queue.getJobState.bind(queue), queue.getJob.bind(queue)];
+    let looked = false;
+    let raced = false;
+    vi.spyOn(queue, 'getJobState').mockImplementation(async (id: string) => {
+      const state = await getJobState(id);
+      if (id === dependent.id && state === 'waiting-children') looked = true;
+      return state;
+    });
+    vi.spyOn(queue, 'getJob').mockImplementation(async (id: string) => {
+      const job = await getJob(id);
+      if (id === dependent.id && looked && !raced) {
+        raced = true;
+        await running.moveToFailed(new UnrecoverableError('head breaks'), token, false);
+        const doomed = await take(dependent.id);
+        await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+      }
+      return job;
+    });
+    expect(dependent.cancel('too late')).toBe(true);
+    await vi.waitFor(() => expect(raced).toBe(true), bound);
+    const message = `Task "step" (#${dependent.id}) was skipped: it was to run after task "failing" (#${head.id}), which failed`;
+    await expect(dependent.result()).rejects.toThrow(message);
+    expect(dependent.status).toBe('skipped');
+    vi.restoreAllMocks();
+    await expect(backend.job(dependent.id)).resolves.toMatchObject({ status: 'skipped', failedReason: `${message}: head breaks` });
+    const elsewhere = producer(queueName).backend;
+    const fresh = (await elsewhere.handle(dependent.id))!;
+    await expect(fresh.result()).rejects.toThrow(message);
+    expect(fresh.status).toBe('skipped');
+    // The next link is skipped for it, as a skipped one (no child saying it was cancelled was added).
+    const doomed = await take(next.id);
+    await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+    await expect((await elsewhere.handle(next.id))!.result()).rejects.toThrow(`Task "step" (#${next.id}) was skipped: it was to run after task "step" (#${dependent.id}), which was skipped`);
+    expect(effects).toEqual([]);
+  });
+
   it('names a prerequisite whose job is no longer in Redis from the cancellation record: which was cancelled, with its reason, in a process that read nothing before', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
     const { token, take } = byHand(queueName);
