@@ -214,6 +214,12 @@ describe('defineTask()', () => {
     ['options that are not an object', () => defineTask(null as never, () => 0), /options must be an object, got null/],
     ['an empty name', () => defineTask({ name: '' }, () => 0), /options.name must be a non-empty string, got "" \(string\)/],
     ['a missing name', () => defineTask({} as never, () => 0), /options.name must be a non-empty string, got undefined/],
+    // The durable backend's own jobs are named so: a task of that name would be run as one of them.
+    [
+      'a name the library reserves',
+      () => defineTask({ name: 'tsyringe-background:after' }, () => 0),
+      /^defineTask\("tsyringe-background:after"\): options\.name must not begin with "tsyringe-background:", got "tsyringe-background:after" \(string\): the prefix is reserved for the library's own jobs$/,
+    ],
     ['inject that is not an array', () => defineTask({ name: 't', inject: Greeter as never }, () => 0), /defineTask\("t"\): options.inject must be an array/],
     ['an undefined token', () => defineTask({ name: 't', inject: [Greeter, undefined as never] }, () => 0), /options.inject\[1\] must be .* got undefined \(undefined\) \(an import cycle/],
     ['a function that is not one', () => defineTask({ name: 't' }, 'nope' as never), /defineTask\("t"\): fn must be a function, got "nope"/],

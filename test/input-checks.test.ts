@@ -95,6 +95,9 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['an http: URL as a worker task\'s module', () => workerTask(new URL('http://x/t.js'), { name: 'w' }, () => 1), TypeError, 'workerTask("w"): moduleUrl must be the module\'s import.meta.url (a file: URL) or an absolute path, got URL "http://x/t.js"'],
     ['an http: URL as the setup module', () => app({ pool: { setupModule: new URL('http://x/setup.js') } }), TypeError, 'options.pool.setupModule must be a file: URL (new URL(..., import.meta.url)) or an absolute path, got URL "http://x/setup.js"'],
     ['an empty list to transfer()', () => transfer([] as never), TypeError, 'transfer(value): value must be an ArrayBuffer, a typed array, a DataView or a MessagePort, got an empty array'],
+    // Shared, not movable: add() failed later, blaming a detached buffer.
+    ['a view over a SharedArrayBuffer to transfer()', () => transfer(new Uint8Array(new SharedArrayBuffer(8))), TypeError, 'transfer(value): value is an instance of Uint8Array over a SharedArrayBuffer, which is shared, not transferred: pass it without transfer()'],
+    ['a SharedArrayBuffer to transfer()', () => transfer(new SharedArrayBuffer(8) as never), TypeError, 'transfer(value): value is a SharedArrayBuffer, which is shared, not transferred: pass it without transfer()'],
     ['null as a view\'s more options', () => app().bg.with({ priority: 'high' }).with(null as never), TypeError, 'bg.with(options).with(more): more must be an object, got null'],
     ['a misspelt status in list()', () => app().bg.list({ status: 'bogus' as never }), TypeError, 'bg.list(filter): filter.status must be a task status or an array of them'],
     ['null as list()\'s filter', () => app().bg.list(null as never), TypeError, 'bg.list(filter): filter must be an object, got null'],

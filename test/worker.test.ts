@@ -1,3 +1,4 @@
+import { runInNewContext } from 'node:vm';
 import { MessageChannel, threadId } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -34,7 +35,7 @@ import {
   throwsCustom,
   throwsString,
 } from './fixtures/worker-tasks.js';
-import { captureLogger, freshApp, watchProcessErrors } from './helpers.js';
+import { captureLogger, failureOf, freshApp, watchProcessErrors } from './helpers.js';
 
 const setupModule = new URL('./fixtures/worker-setup.ts', import.meta.url);
 const tasksModule = new URL('./fixtures/worker-tasks.ts', import.meta.url).href;
@@ -164,12 +165,30 @@ describe('worker tasks', () => {
     ['an error with a field of its own', [Object.assign(new Error('x'), { code: 'E_X' })], /argument #0 \(args\[0\]\[0\]\) is an error with its own field "code", which structured clone leaves out/],
     ['a class instance', new (class Point { x = 1 })(), /argument #0 \(args\[0\]\) is an instance of Point: it would arrive as a plain object without its class/],
     ['a MessagePort not marked with transfer()', new MessageChannel().port1, /argument #0 \(args\[0\]\) is a MessagePort, which can only be moved: mark it with transfer\(\)/],
+    // Cloned as a plain Error (registerErrorClass() rebuilds errors a worker throws, not arguments).
+    [
+      'an error of a class of its own',
+      { reason: new (class PaymentError extends Error {})('card declined') },
+      /^bg\.add\("sumBytes"\): argument #0 \(args\[0\]\.reason\) is an instance of PaymentError: it would arrive as a plain Error without its class and methods \(registerErrorClass\(\) rebuilds errors a worker throws, not arguments\); pass it as plain data \(\{ name, message \}\)$/,
+    ],
+    ['a non-enumerable property', { a: Object.defineProperty({ b: 1 }, 'secret', { value: 2 }) }, /argument #0 \(args\[0\]\.a\) has a non-enumerable property \(secret\), which structured clone leaves out$/],
+    ['a non-enumerable property of a list', [Object.defineProperty([1], 'total', { value: 1 })], /argument #0 \(args\[0\]\[0\]\) has a non-enumerable property \(total\), which structured clone leaves out$/],
   ])('reject %s as an argument at add(), naming the task and the position; nothing is queued', (_label, arg, message) => {
     const { bg } = app();
     expect(() => bg.add(sumBytes, arg as never)).toThrow(TypeError);
     expect(() => bg.add(sumBytes, arg as never)).toThrow(/^bg\.add\("sumBytes"\): /);
     expect(() => bg.add(sumBytes, arg as never)).toThrow(message);
     expect(bg.pending).toBe(0);
+  });
+
+  it('accept plain objects and arrays made in another realm (node:vm), and errors of the built-in classes, as they clone as they are', async () => {
+    const { bg } = app();
+    const open = gate();
+    open.open();
+    const data = runInNewContext('({ a: 1, list: [1, { b: [2] }], none: Object.create(null) })') as unknown;
+    await expect(bg.add(gated, open.cell, data as never).result()).resolves.toEqual({ a: 1, list: [1, { b: [2] }], none: {} });
+    const error = await bg.add(gated, open.cell, new RangeError('too far') as never).result();
+    expect(error).toBeInstanceOf(RangeError);
   });
 
   it('accept the same definition again when its module is evaluated again, and refuse a different one', () => {
@@ -179,6 +198,37 @@ describe('worker tasks', () => {
     expect(() => workerTask(new URL('./fixtures/no-tasks.ts', import.meta.url), { name: 'again' }, () => 2)).toThrow(
       /workerTask\("again"\): file:.*no-tasks\.ts already defines a different worker task of that name/,
     );
+  });
+
+  it("refuse a name beginning with the library's own prefix, as defineTask() does", () => {
+    expect(() => workerTask(new URL('./fixtures/no-tasks.ts', import.meta.url), { name: 'tsyringe-background:after' }, () => 1)).toThrow(
+      /^workerTask\("tsyringe-background:after"\): options\.name must not begin with "tsyringe-background:", got "tsyringe-background:after" \(string\): the prefix is reserved/,
+    );
+  });
+
+  it('fail a task whose argument was changed after add() into one that cannot be copied, saying so, and keep its thread', async () => {
+    const { bg } = app({ pool: { maxThreads: 1, minThreads: 1 } });
+    const before = await bg.add(countOnThread).result();
+    const open = gate();
+    const busy = bg.add(gated, open.cell, 'busy');
+    await vi.waitFor(() => expect(busy.status).toBe('running'), { timeout: 15_000, interval: 10 });
+    // Checked at add(); copied only when the one thread, busy now, takes it.
+    const label: { n: number; f?: () => number } = { n: 1 };
+    const changed = bg.add(gated, open.cell, label as never);
+    label.f = () => 1;
+    expect(changed.status).toBe('queued');
+    open.open();
+    await expect(busy.result()).resolves.toBe('busy');
+    const error = await failureOf(changed.result());
+    expect(error).toBeInstanceOf(WorkerTaskError);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_FAILED' });
+    expect((error as Error).message).toBe(
+      `worker task "gated" (#${changed.id}, ${tasksModule}) failed: its arguments could not be copied to the thread when it took the task (() => 1 could not be cloned.); ` +
+        'add() checked them, so they were changed after it: a worker task takes its arguments as they are when a thread takes it, so do not change them after add()',
+    );
+    // Nothing ran and nothing was thrown on the thread: it goes on.
+    const after = await bg.add(countOnThread).result();
+    expect(after).toEqual({ threadId: before.threadId, count: before.count + 1 });
   });
 
   it('move buffers marked with transfer() at add()', async () => {

@@ -72,12 +72,15 @@ export function retryOptions(retries: number): JobsOptions {
   return { attempts: retries + 1, backoff: backoffType };
 }
 
+/** The beginning of the names of the library's own jobs, which no task's name may have. */
+export const ownJobPrefix = 'tsyringe-background:';
+
 /**
  * The jobs of the flows that `after` makes are named so; workers run them before looking for a
  * task (a guard, which checks the jobs waited for once the flow is in Redis; and jobs that fail
  * at once, so as to fail their parent: the dependent then reads `skipped`).
  */
-export const afterJob = 'tsyringe-background:after';
+export const afterJob = `${ownJobPrefix}after`;
 
 /** A job a dependent waits for. */
 interface Prerequisite {
@@ -254,6 +257,17 @@ export function checkJson(taskName: string, args: readonly unknown[]): void {
   if (problem !== undefined) throw new TypeError(`bg.add("${taskName}"): ${problem}, which does not survive JSON; a durable task's arguments must be plain data`);
 }
 
+/**
+ * Whether a prototype is some realm's `Object.prototype` (one made by `node:vm` is not this
+ * realm's): it has no prototype itself, and its own `constructor` is the engine's `Object`. The
+ * same test as `isBuiltInPrototype()` in src/worker/clone.ts, which the adapters cannot import.
+ */
+function isObjectPrototype(prototype: unknown): boolean {
+  if (typeof prototype !== 'object' || prototype === null || Object.getPrototypeOf(prototype) !== null) return false;
+  const constructor: unknown = Object.getOwnPropertyDescriptor(prototype, 'constructor')?.value;
+  return typeof constructor === 'function' && constructor.name === 'Object' && /\{\s*\[native code\]\s*\}$/.test(Function.prototype.toString.call(constructor));
+}
+
 /** Thrown inside {@link jsonProblem}'s walk to leave it at the first problem. */
 class JsonProblem extends Error {
   constructor(readonly said: string) {
@@ -300,7 +314,10 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
     const list = Array.isArray(object);
     if (!list) {
       const proto = Object.getPrototypeOf(object) as unknown;
-      if (proto !== Object.prototype && proto !== null) problem(`an instance of ${(object.constructor as { name?: string } | undefined)?.name ?? 'a class'}`);
+      // Plain data made in another realm (node:vm) has that realm's Object.prototype: known by its shape.
+      if (proto !== Object.prototype && proto !== null && !isObjectPrototype(proto)) {
+        problem(`an instance of ${(object.constructor as { name?: string } | undefined)?.name ?? 'a class'}`);
+      }
     }
     // JSON.stringify sends what toJSON returns in its place (an own one, enumerable or not, or an inherited one).
     if (typeof object.toJSON === 'function') problem('an object with a toJSON method (JSON would send what it returns instead)');
@@ -327,6 +344,10 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
     }
     const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));
     if (symbol !== undefined) problem(`an object with a symbol-keyed property (${String(symbol)}), left out`);
+    if (root === 'args') {
+      const hidden = Object.getOwnPropertyNames(object).find((key) => !Object.prototype.propertyIsEnumerable.call(object, key) && !(list && key === 'length'));
+      if (hidden !== undefined) problem(`an object with a non-enumerable property (${hidden}), left out`);
+    }
     open.pop();
   };
   try {

@@ -105,6 +105,15 @@ const readerIdleMs = 2_000;
 /** How much longer than its application's close deadline the backend's {@link BullMQBackend.settle} may wait for Redis's answers. */
 const settleGraceMs = 1_000;
 
+/**
+ * Refuses an id that is not a string, as `bg.get()` does (BullMQ would fail on it in its own words,
+ * or find nothing). `method` is the backend's method as messages name it.
+ * @throws TypeError (from an async method: its promise rejects) naming the call and what was received.
+ */
+function checkId(id: unknown, method: 'job' | 'handle'): void {
+  if (typeof id !== 'string') throw new TypeError(`backend.${method}(id): id must be a string (a handle's id), got ${describe(id)}`);
+}
+
 /** The durable backend of one application, as {@link useBullMQ} returns it. */
 export interface DurableBackend {
   /**
@@ -116,6 +125,7 @@ export interface DurableBackend {
   readonly enqueueFailures: number;
   /**
    * A durable task by id, from Redis: any process's, while BullMQ keeps its job.
+   * @throws TypeError (the promise rejects) when `id` is not a string.
    * @throws Error (the promise rejects) once `close()` was called.
    */
   job(id: string): Promise<DurableJob | undefined>;
@@ -135,6 +145,7 @@ export interface DurableBackend {
    * if (invoice) bg.with({ durable: true, after: [invoice] }).add(sendInvoice, id);
    * ```
    *
+   * @throws TypeError (the promise rejects) when `id` is not a string.
    * @throws Error (the promise rejects) once `close()` was called, unless this process follows that job already.
    */
   handle(id: string): Promise<TaskHandle | undefined>;
@@ -1755,6 +1766,7 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async job(id: string): Promise<DurableJob | undefined> {
+    checkId(id, 'job');
     this.#checkOpen('job');
     const read = await this.#jobAndState(id);
     if (read === undefined) return undefined;
@@ -1764,6 +1776,7 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async handle(id: string): Promise<TaskHandle | undefined> {
+    checkId(id, 'handle');
     const live = this.#live.get(id);
     if (live !== undefined) return live;
     this.#checkOpen('handle');

@@ -20,6 +20,7 @@ import {
 import { describe, isOptionsObject } from './request-scope.js';
 import {
   afterJob,
+  ownJobPrefix,
   backoffFor,
   cancelChannel,
   cancelledPrefix,
@@ -204,6 +205,10 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     // By shape: the adapters see only the public API (a definition is frozen, with its dependencies' tokens).
     if (typeof name !== 'string' || typeof (task as Partial<TaskDefinition>).fn !== 'function' || !Array.isArray((task as Partial<TaskDefinition>).inject) || !Object.isFrozen(task)) {
       throw new TypeError(`startWorkers(options): options.tasks[${i}] must be a defineTask() or workerTask() definition, got ${describe(task)}`);
+    }
+    // A definition made by defineTask() cannot have such a name; one made by shape can.
+    if (name.startsWith(ownJobPrefix)) {
+      throw new TypeError(`startWorkers(options): options.tasks[${i}] is named ${JSON.stringify(name)}; a name beginning with "${ownJobPrefix}" is reserved for the library's own jobs`);
     }
     if (names.has(name)) throw new TypeError(`startWorkers(options): options.tasks has two definitions named "${name}"; a job finds its task by name`);
     names.add(name);

@@ -451,6 +451,17 @@ export class Pool {
       );
     }
     const died = this.#diedOf.get(id);
+    // Piscina copies the arguments when a thread takes the task, not at add() (which checked them):
+    // a value changed since into one that cannot be cloned fails there, in this thread. Nothing ran
+    // and the thread goes on.
+    if (died === undefined && (error as { name?: unknown } | undefined)?.name === 'DataCloneError') {
+      return new WorkerTaskError(
+        'ERR_WORKER_FAILED',
+        `${where} failed: its arguments could not be copied to the thread when it took the task (${message}); ` +
+          'add() checked them, so they were changed after it: a worker task takes its arguments as they are when a thread takes it, so do not change them after add()',
+        { cause: error },
+      );
+    }
     // Its thread ended because of an error it reported first: that error, as if thrown.
     if (died !== undefined && /worker exited/i.test(message)) return this.#explain(request, errorOf(name, died));
     if (/worker exited/i.test(message)) {

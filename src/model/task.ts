@@ -98,7 +98,8 @@ export type ClassTask<Args extends unknown[] = never[], R = unknown> = Construct
  * `inject` must be written inline or declared `as const`: an array whose length its type does
  * not know does not compile ({@link InjectOfUnknownLength}).
  *
- * @throws TypeError when the name is not a non-empty string, `inject` holds something that is
+ * @throws TypeError when the name is not a non-empty string or begins with `tsyringe-background:`
+ * (reserved for the library's own jobs), `inject` holds something that is
  * not a token (often `undefined` from a circular import; a hole; an object that is not a
  * `delay()` token), or `fn` is not a function.
  */
@@ -111,6 +112,12 @@ export function defineTask<
 }
 
 /**
+ * The beginning of the names of the library's own jobs (the durable backend's `tsyringe-background:after`):
+ * a task's name may not begin so, or its job would be taken for one of them.
+ */
+export const reservedNamePrefix = 'tsyringe-background:';
+
+/**
  * {@link defineTask} for a caller that words its errors as itself: `call` names it with the
  * task's name (`workerTask("resize")`), `signature` without (`workerTask(moduleUrl, options, fn)`).
  */
@@ -121,6 +128,9 @@ export function defineTaskAs(call: string, signature: string, options: unknown, 
   const { name, inject = [] } = options as { name?: unknown; inject?: unknown };
   if (typeof name !== 'string' || name.length === 0) {
     throw new TypeError(`${signature}: options.name must be a non-empty string, got ${describe(name)}`);
+  }
+  if (name.startsWith(reservedNamePrefix)) {
+    throw new TypeError(`${call}("${name}"): options.name must not begin with "${reservedNamePrefix}", got ${describe(name)}: the prefix is reserved for the library's own jobs`);
   }
   if (!Array.isArray(inject)) {
     throw new TypeError(`${call}("${name}"): options.inject must be an array of tokens, got ${describe(inject)}`);

@@ -36,7 +36,8 @@ const registry: Map<string, WorkerTaskDefinition> = ((globalThis as Record<symbo
  *
  * @param moduleUrl the defining module's `import.meta.url` (or an absolute path to it)
  * @throws TypeError when `moduleUrl` is not a `file:` URL or an absolute path, the module
- * already defines a different worker task of that name, or the options or `fn` are invalid.
+ * already defines a different worker task of that name, or the options or `fn` are invalid (a
+ * name beginning with `tsyringe-background:`, reserved for the library's own jobs, among them).
  */
 export function workerTask<
   const Tokens extends readonly InjectionToken[],

@@ -17,8 +17,14 @@ const marked = new WeakSet<object>();
  * ```
  *
  * @returns the same value, so it can be written in place of the argument.
+ * @throws TypeError when `value` is none of those, or is (or views) a `SharedArrayBuffer`, which
+ * both threads share without moving it: pass it without `transfer()`.
  */
 export function transfer<T extends Transferable>(value: T): T {
+  if (types.isSharedArrayBuffer(value) || (ArrayBuffer.isView(value) && types.isSharedArrayBuffer(value.buffer))) {
+    const what = types.isSharedArrayBuffer(value) ? 'a SharedArrayBuffer' : `${describe(value)} over a SharedArrayBuffer`;
+    throw new TypeError(`transfer(value): value is ${what}, which is shared, not transferred: pass it without transfer()`);
+  }
   if (!(value instanceof ArrayBuffer || ArrayBuffer.isView(value) || isMessagePort(value))) {
     throw new TypeError(`transfer(value): value must be an ArrayBuffer, a typed array, a DataView or a MessagePort, got ${describe(value)}`);
   }
@@ -70,9 +76,15 @@ const hostObjects: ReadonlySet<unknown> = new Set([Blob.prototype]);
 export function checkCloneable(taskName: string, args: readonly unknown[]): Transferable[] {
   const transferList: Transferable[] = [];
   args.forEach((arg, i) => {
-    walk(arg, `args[${i}]`, transferList, (path, problem) => {
-      throw new TypeError(`bg.add("${taskName}"): argument #${i} (${path}) ${problem}`);
-    });
+    walk(
+      arg,
+      `args[${i}]`,
+      transferList,
+      (path, problem) => {
+        throw new TypeError(`bg.add("${taskName}"): argument #${i} (${path}) ${problem}`);
+      },
+      true,
+    );
   });
   return transferList;
 }
@@ -87,7 +99,12 @@ export function checkResult(taskName: string, result: unknown): void {
   });
 }
 
-function walk(root: unknown, rootPath: string, transferList: Transferable[], fail: (path: string, problem: string) => never): void {
+/**
+ * Walks a value as structured clone would, calling `fail` at the first thing it would refuse or
+ * change. `strict` (arguments, checked at `add()`) refuses too what it would change that a result
+ * is let through with: an error of a class of the user's own, a non-enumerable property.
+ */
+function walk(root: unknown, rootPath: string, transferList: Transferable[], fail: (path: string, problem: string) => never, strict = false): void {
   const seen = new Set<object>();
   // Cloning reads every field, getters included: one that throws fails the clone too.
   const read = (object: object, key: string, path: string): unknown => {
@@ -122,8 +139,18 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
     if (ArrayBuffer.isView(object)) return;
     if (isMessagePort(object)) fail(path, 'is a MessagePort, which can only be moved: mark it with transfer()');
     const prototype: unknown = Object.getPrototypeOf(object);
-    if (!cloneable.has(prototype) && !types.isNativeError(object)) {
+    // Plain data made in another realm (node:vm) is cloned as it is: known by its shape.
+    const plain =
+      prototype === Object.prototype ||
+      prototype === Array.prototype ||
+      prototype === null ||
+      (Array.isArray(object) ? isBuiltInPrototype(prototype, 'Array') : isBuiltInPrototype(prototype, 'Object') && Object.getPrototypeOf(prototype) === null);
+    if (!plain && !cloneable.has(prototype) && !types.isNativeError(object)) {
       fail(path, `is ${describe(object)}: it would arrive as a plain object without its class and methods; use plain data instead`);
+    }
+    // Structured clone makes an error of the built-in class its name says (Error for any other).
+    if (strict && types.isNativeError(object) && !cloneable.has(prototype) && !isBuiltInErrorPrototype(prototype)) {
+      fail(path, `is ${describe(object)}: it would arrive as a plain Error without its class and methods (registerErrorClass() rebuilds errors a worker throws, not arguments); pass it as plain data ({ name, message })`);
     }
     if (hostObjects.has(prototype)) return;
     if (object instanceof Map) {
@@ -146,6 +173,10 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
     }
     const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));
     if (symbol !== undefined) fail(path, `has a symbol-keyed property (${String(symbol)}), which structured clone leaves out`);
+    if (strict && plain) {
+      const hidden = Object.getOwnPropertyNames(object).find((key) => !Object.prototype.propertyIsEnumerable.call(object, key) && !(key === 'length' && Array.isArray(object)));
+      if (hidden !== undefined) fail(path, `has a non-enumerable property (${hidden}), which structured clone leaves out`);
+    }
   };
   visit(root, rootPath, 1);
 }
@@ -155,6 +186,28 @@ function shortened(path: string): string {
   if (path.length <= 80) return path;
   const cut = Math.max(path.lastIndexOf('.', 60), path.lastIndexOf('[', 60));
   return `${path.slice(0, cut > 0 ? cut : 60)}…`;
+}
+
+/**
+ * Whether a prototype is some realm's `Object.prototype` or `Array.prototype` (`name`): one made
+ * by `node:vm` is not this realm's. Known by its own `constructor`, the engine's function of that name.
+ */
+function isBuiltInPrototype(prototype: unknown, name: 'Object' | 'Array'): boolean {
+  if (typeof prototype !== 'object' || prototype === null) return false;
+  const constructor: unknown = Object.getOwnPropertyDescriptor(prototype, 'constructor')?.value;
+  return typeof constructor === 'function' && constructor.name === name && isBuiltIn(constructor);
+}
+
+/** Whether a prototype is that of a built-in class of errors, of any realm (`AggregateError` among them). */
+function isBuiltInErrorPrototype(prototype: unknown): boolean {
+  if (typeof prototype !== 'object' || prototype === null) return false;
+  const constructor: unknown = Object.getOwnPropertyDescriptor(prototype, 'constructor')?.value;
+  return typeof constructor === 'function' && constructor.name.endsWith('Error') && isBuiltIn(constructor);
+}
+
+/** Whether a function is one of the engine's own (its source is not JavaScript's). */
+function isBuiltIn(fn: object): boolean {
+  return /\{\s*\[native code\]\s*\}$/.test(Function.prototype.toString.call(fn));
 }
 
 /** A transferred ArrayBuffer is detached: even an empty slice of it throws. */

@@ -6,6 +6,7 @@
  * delayed job cancelled, and Redis unreachable.
  */
 import { randomUUID } from 'node:crypto';
+import { runInNewContext } from 'node:vm';
 import { Job, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { injectable, Lifecycle, scoped } from 'tsyringe';
@@ -254,6 +255,24 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await backend.close();
     await expect(backend.job('any')).rejects.toThrow('backend.job(id): the durable backend was closed (backend.close()); read jobs with an open one');
     await expect(backend.handle('any')).rejects.toThrow('backend.handle(id): the durable backend was closed (backend.close()); read jobs with an open one');
+  });
+
+  it('backend.job(id) and backend.handle(id) with an id that is not a string reject with a TypeError naming the call, as bg.get() throws', async () => {
+    const { backend } = setup({ workers: false });
+    for (const [id, got] of [
+      [1, '1 (number)'],
+      [null, 'null'],
+      [undefined, 'undefined (undefined)'],
+      [{}, 'an object'],
+      [['a'], 'an instance of Array'],
+      [Symbol('s'), 'Symbol(s) (symbol)'],
+    ] as const) {
+      for (const method of ['job', 'handle'] as const) {
+        const read = backend[method](id as never);
+        await expect(read).rejects.toThrow(new TypeError(`backend.${method}(id): id must be a string (a handle's id), got ${got}`));
+        await expect(read).rejects.toBeInstanceOf(TypeError);
+      }
+    }
   });
 
   it('add() after backend.close(), its application still open: never sent, its handle fails at once with ERR_DURABLE_ENQUEUE saying so', async () => {
@@ -664,12 +683,44 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     ['a symbol deep inside', { a: { b: Symbol('x') } }, 'args[0].a.b is a symbol'],
     ['a symbol-keyed property', { a: { [Symbol('tag')]: 1, b: 2 } }, 'args[0].a is an object with a symbol-keyed property (Symbol(tag)), left out'],
     ['a named property of a list', { lines: Object.assign([1, 2], { total: 3 }) }, 'args[0].lines.total is a named property of a list'],
+    // JSON sends only enumerable properties: refused as a symbol-keyed one is, rather than dropped.
+    ['a non-enumerable property', { a: Object.defineProperty({ b: 1 }, 'secret', { value: 2 }) }, 'args[0].a is an object with a non-enumerable property (secret), left out'],
+    ['a non-enumerable getter', [Object.defineProperty({}, 'total', { get: () => 3 })], 'args[0][0] is an object with a non-enumerable property (total), left out'],
   ])('refuses at add(), naming the task and the path, an argument that does not survive JSON: %s', async (_what, value, message) => {
     const { bg, backend } = setup({ workers: false });
     expect(() => bg.with({ durable: true }).add(record, value as unknown as string, 1)).toThrow(
       new TypeError(`bg.add("record"): ${message}, which does not survive JSON; a durable task's arguments must be plain data`),
     );
     expect(await backend.queue.count()).toBe(0);
+  });
+
+  it('serializes the arguments when the job is sent: a change after add() travels, one that no longer survives JSON fails the handle with ERR_DURABLE_ENQUEUE, logged and counted', async () => {
+    const { bg, backend, logger } = setup({ workers: false });
+    const changed = { n: 1 as unknown };
+    const broken = { n: 1 as unknown };
+    const sent = bg.with({ durable: true }).add(record, changed as never, 1);
+    const lost = bg.with({ durable: true }).add(record, broken as never, 1);
+    // Still in add()'s turn: nothing is sent yet.
+    changed.n = 2;
+    broken.n = 10n;
+    await vi.waitFor(async () => expect(await backend.job(sent.id)).toBeDefined(), { timeout: 5_000, interval: 10 });
+    expect(((await backend.queue.getJob(sent.id))!.data as { args: unknown[] }).args[0]).toEqual({ n: 2 });
+    const error = await failureOf(lost.result());
+    expect(error).toBeInstanceOf(DurableTaskError);
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: lost.id });
+    expect(error.message).toMatch(new RegExp(`^durable task "record" \\(#${lost.id}\\) could not be enqueued: Do not know how to serialize a BigInt`));
+    expect(await backend.queue.getJob(lost.id)).toBeUndefined();
+    expect(backend.enqueueFailures).toBe(1);
+    expect(logger.at('error').map((entry) => entry.message)).toContain('durable task "record" could not be enqueued; it will not run');
+  });
+
+  it('takes plain objects and arrays made in another realm (node:vm) as plain data: they survive JSON as they are', async () => {
+    const { bg, backend } = setup({ workers: false });
+    const order = runInNewContext('({ lines: [{ amount: 1 }, [2, 3]], note: null })') as unknown;
+    const handle = bg.with({ durable: true }).add(record, order as string, 1);
+    await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeDefined(), { timeout: 5_000, interval: 10 });
+    const job = await backend.queue.getJob(handle.id);
+    expect((job!.data as { args: unknown[] }).args[0]).toEqual({ lines: [{ amount: 1 }, [2, 3]], note: null });
   });
 
   it('refuses at add() what cannot be durable: a plain function, after an in-process task; and durable: true without a backend', () => {
@@ -846,6 +897,13 @@ describe('the durable backend refuses bad options where they are given, naming t
     ['startWorkers', () => startWorkers({ tasks: [record], workerOptions: { concurrency: 2 } as never }), TypeError, 'startWorkers(options): options.workerOptions.concurrency is not taken there; give it as options.concurrency'],
     ['startWorkers', () => startWorkers({ tasks: [record], workerOptions: new Map() as never }), TypeError, "startWorkers(options): options.workerOptions must be an object (BullMQ's WorkerOptions), got an instance of Map"],
     ['startWorkers', () => startWorkers({ tasks: [{ name: 'fake', fn: () => 1 }] as never }), TypeError, 'startWorkers(options): options.tasks[0] must be a defineTask() or workerTask() definition, got an object'],
+    // defineTask() refuses the name; a definition made by shape is refused here (its jobs would be taken for the library's own).
+    [
+      'startWorkers',
+      () => startWorkers({ tasks: [record, Object.freeze({ name: 'tsyringe-background:after', fn: () => 1, inject: [] })] as never }),
+      TypeError,
+      'startWorkers(options): options.tasks[1] is named "tsyringe-background:after"; a name beginning with "tsyringe-background:" is reserved for the library\'s own jobs',
+    ],
     ['startWorkers', () => startWorkers({ tasks: [record], logger: { error() {} } as never }), TypeError, 'startWorkers(options): options.logger must be a logger with error, warn, info and debug methods, got an object'],
     ['useBullMQ', () => useBullMQ(freshApp(), new Map([['queueName', 'billing']]) as never), TypeError, 'useBullMQ(options): options must be an object, got an instance of Map'],
   ])('%s, case %#', (_where, call, ErrorType, message) => {
