@@ -138,9 +138,9 @@ describe('a callback the setup module set up while it still runs (an async setup
     const { bg, logger } = app({ pool: { setupModule: new URL('./fixtures/setup-exits-while-setting-up.ts', import.meta.url) } });
     const failed = await bg.add(yieldsOnce, 'waits for the setup').result().catch((error: unknown) => error);
     expect(failed).toBeInstanceOf(WorkerTaskError);
-    expect(failed).toMatchObject({ code: 'ERR_WORKER_EXITED', message: expect.stringMatching(/by process\.exit\(4\) in a callback that the setup module file:.*setup-exits-while-setting-up\.ts set up\) and was replaced$/) as unknown });
+    expect(failed).toMatchObject({ code: 'ERR_WORKER_EXITED', message: expect.stringMatching(/by process\.exit\(4\) in the setup module file:.*setup-exits-while-setting-up\.ts, while it set up the thread\) and was replaced$/) as unknown });
     expect(logger.at('error').map((entry) => entry.message)).toContainEqual(
-      expect.stringMatching(/^a callback the setup module file:.*setup-exits-while-setting-up\.ts set up called process\.exit\(4\): its thread ended, failing "yieldsOnce" \(#\d+\)$/),
+      expect.stringMatching(/^the setup module file:.*setup-exits-while-setting-up\.ts called process\.exit\(4\) while it set up the thread \(its function, or a callback it set up\): its thread ended, failing "yieldsOnce" \(#\d+\)$/),
     );
     expect(logger.at('error').some((entry) => entry.message.includes('idle threads'))).toBe(false);
   });

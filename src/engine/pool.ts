@@ -338,9 +338,9 @@ export class Pool {
    * is that task's doing, logged as such. It cannot fail the task, which has ended; a throw fails
    * nothing else either (the thread goes on), an exit fails the tasks its thread was running.
    */
-  #leftBehind({ task, setup, error, rejection = false, exitCode, running, thread }: LeftBehind): void {
+  #leftBehind({ task, setup, settingUp, error, rejection = false, exitCode, running, thread }: LeftBehind): void {
     if (setup === true) {
-      this.#setupLeftBehind(task.module, error, rejection, exitCode, running, thread);
+      this.#setupLeftBehind(task.module, error, rejection, exitCode, running, thread, settingUp === true);
       return;
     }
     const where = `worker task "${task.name}" (#${task.id}, ${task.module})`;
@@ -366,7 +366,7 @@ export class Pool {
    * runs it again: after {@link setupExitsToStop} such ends with no task running, new threads
    * stop running it as they start, and run it with their first task instead, as without prewarm.
    */
-  #setupLeftBehind(module: string, error: WorkerResponse | undefined, rejection: boolean, exitCode: number | undefined, running: LeftBehind['running'], thread: number | undefined): void {
+  #setupLeftBehind(module: string, error: WorkerResponse | undefined, rejection: boolean, exitCode: number | undefined, running: LeftBehind['running'], thread: number | undefined, settingUp: boolean): void {
     const others = running.map(({ id, name }) => `"${name}" (#${id})`).join(', ');
     if (error !== undefined) {
       const err = errorOf('setup module', error);
@@ -377,8 +377,11 @@ export class Pool {
       return;
     }
     const failing = others === '' ? 'and was replaced' : `failing ${others}`;
-    logSafely(this.#logger, 'error', { setupModule: module }, `a callback the setup module ${module} set up called process.exit(${exitCode}): its thread ended, ${failing}`);
-    for (const { id } of running) this.#exitedBy.set(id, `process.exit(${exitCode}) in a callback that the setup module ${module} set up`);
+    // While the setup ran, the exit may be its function's own call or a callback's: the thread cannot tell which.
+    const who = settingUp ? `the setup module ${module} called process.exit(${exitCode}) while it set up the thread (its function, or a callback it set up)` : `a callback the setup module ${module} set up called process.exit(${exitCode})`;
+    logSafely(this.#logger, 'error', { setupModule: module }, `${who}: its thread ended, ${failing}`);
+    const by = settingUp ? `in the setup module ${module}, while it set up the thread` : `in a callback that the setup module ${module} set up`;
+    for (const { id } of running) this.#exitedBy.set(id, `process.exit(${exitCode}) ${by}`);
     if (!this.settings.prewarm || running.length > 0 || Atomics.load(this.#controls, 0) === 1) return;
     if (++this.#setupExits < setupExitsToStop) return;
     Atomics.store(this.#controls, 0, 1);

@@ -365,7 +365,9 @@ process.on('uncaughtException', (error: unknown, origin: string) => {
 // reaches it before the thread's exit does).
 process.on('exit', (code: number) => {
   const call = calls.getStore();
-  if (call?.ended === true || call?.setup === true) report({ task: call.task, setup: call.setup, exitCode: code, running: runningTasks() });
+  if (call?.ended === true || call?.setup === true) {
+    report({ task: call.task, setup: call.setup, ...(call.setup === true && !call.ended ? { settingUp: true } : {}), exitCode: code, running: runningTasks() });
+  }
   // A callback no task can be named for (one a task module's top level set up), on an idle
   // thread: the pool says so, as it says such a callback's throw (its tasks, if any, fail).
   else if (!dying && call === undefined && received.size === 0) {

@@ -121,6 +121,8 @@ export interface LeftBehind {
   readonly task: { readonly id: string; readonly name: string; readonly module: string; readonly attempt: number };
   /** Set when the callback is the setup module's, not a task's. */
   readonly setup?: true | undefined;
+  /** With `setup`: the setup had not ended (its function, or a callback of it, while it ran). */
+  readonly settingUp?: true | undefined;
   readonly error?: WorkerResponse;
   /** Whether `error` is the reason of a promise rejection that nothing handled. */
   readonly rejection?: boolean;
