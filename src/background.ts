@@ -6,7 +6,7 @@ import { Scope } from './engine/scope.js';
 import { TaskRun } from './engine/task-run.js';
 import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callLevel, jobRun, resolveCall, type CallOptions, type CallSpec, type JobLink } from './model/call-options.js';
-import { checkKnownKeys, describe, isOptionsObject, unknownKey } from './model/checks.js';
+import { checkKnownKeys, describe, isOptionsObject, ownOptions, unknownKey } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
 import { closeWith, DurableRunner, jobContext, kindOf, nameOf, type CloseParticipant, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
@@ -336,9 +336,7 @@ function checkScopeOption(options: unknown, at: string): void {
 
 /** `more` over `options`, with their inherited keys, which options are read with everywhere else. */
 function over(options: CallOptions, more: CallOptions): CallOptions {
-  const merged: Record<string, unknown> = {};
-  for (const source of [options, more] as Record<string, unknown>[]) for (const key in source) merged[key] = source[key];
-  return merged;
+  return { ...ownOptions(options), ...ownOptions(more) };
 }
 
 function checkListFilter(filter: unknown): void {

@@ -50,9 +50,10 @@ const shutdownKeys = ['container', 'timeoutMs'] as const satisfies readonly (key
  * ```ts
  * process.once('SIGTERM', async () => {
  *   await new Promise((closed) => server.close(closed));   // stop accepting, finish in-flight requests
- *   const { totals, requeued } = await shutdown({ timeoutMs: 20_000 });
- *   // Request scopes' abandoned work counts too; durable jobs put back in their queue are not lost.
- *   process.exit(totals.abandoned === requeued ? 0 : 1);
+ *   const { totals, abandoned, requeued } = await shutdown({ timeoutMs: 20_000 });
+ *   // Request scopes' abandoned work counts too; durable jobs put back in their queue are not lost;
+ *   // `abandoned` also counts durable jobs and cancellations this close could not send.
+ *   process.exit(totals.abandoned === requeued && abandoned === requeued ? 0 : 1);
  * });
  * ```
  *

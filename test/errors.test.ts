@@ -80,8 +80,24 @@ describe('a failing task', () => {
     expect(consoleError).toHaveBeenCalledWith(
       '[tsyringe-background] the logger threw while logging:',
       'task "anonymous" failed',
+      expect.objectContaining({ err: new Error('task failure') }),
       expect.objectContaining({ message: 'logger down' }),
     );
+    expect(unhandled).toEqual([]);
+  });
+});
+
+describe('a logger whose promise rejects (an async method)', () => {
+  it('is survived as one that throws: no unhandled rejection, the task and the others go on', async () => {
+    const consoleError = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const rejecting: unknown = async () => Promise.reject(new Error('sink down'));
+    const bg = setup({ error: rejecting as () => void, warn: () => undefined, info: () => undefined, debug: () => undefined });
+    const failing = bg.add(async () => {
+      throw new Error('task failure');
+    });
+    await expect(failing.result()).rejects.toThrow('task failure');
+    await expect(bg.add(async () => 'still runs').result()).resolves.toBe('still runs');
+    await vi.waitFor(() => expect(consoleError).toHaveBeenCalledWith('[tsyringe-background] the logger threw while logging:', 'task "anonymous" failed', expect.objectContaining({ err: new Error('task failure') }), expect.objectContaining({ message: 'sink down' })));
     expect(unhandled).toEqual([]);
   });
 });

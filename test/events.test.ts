@@ -223,12 +223,13 @@ describe('observeTasks()', () => {
     observeTasks((event) => void seen.push(`${event.type} in ${store.getStore()}`), { container: root });
     const bg = root.createChildContainer().resolve(Background);
     const reports = defineTask({ name: 'reports', inject: [TaskContext] }, async (ctx) => {
+      ctx.progress(0.25); // in the attempt's first turn, inside the wrapper's run()
       await Promise.resolve(); // past its first await, in the attempt's own context
       ctx.progress(0.5);
     });
     const handle = store.run('the request', () => bg.add(reports));
     await handle.result();
-    expect(seen).toEqual(['added in the request', 'started in the request', 'progress in the request', 'succeeded in the request']);
+    expect(seen).toEqual(['added in the request', 'started in the request', 'progress in the request', 'progress in the request', 'succeeded in the request']);
   });
 
   it("dates a failed attempt when it failed, not after the tasks its freed slot starts", async () => {

@@ -70,6 +70,22 @@ describe('inherited options', () => {
   });
 });
 
+describe('an Object.prototype polluted with an enumerable field', () => {
+  it("is no one's options: every options object is still taken, the application still closes", async () => {
+    const polluted = Object.prototype as Record<string, unknown>;
+    polluted.polluted = 1;
+    try {
+      const { root, bg } = app({ concurrency: 2 });
+      const handle = bg.with({ retries: 0 }).with({ priority: 'high' }).add(async () => 'ran');
+      await expect(handle.result({ timeoutMs: 1_000 })).resolves.toBe('ran');
+      expect(bg.list({ status: 'succeeded' })).toHaveLength(1);
+      await shutdown({ container: root, timeoutMs: 1_000 });
+    } finally {
+      delete polluted.polluted;
+    }
+  });
+});
+
 describe('options refused with the right error, naming what is wrong', () => {
   it.each<[string, () => unknown, ErrorConstructor, string]>([
     ['a number for a boolean option', () => app({ root: 1 as never }), TypeError, 'options.root must be a boolean, got 1 (number)'],
@@ -130,6 +146,9 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a misspelt option inherited by backoff', () => defineTask({ name: 'b', backoff: Object.create({ base: 5 }) as never }, () => 1), TypeError, 'defineTask("b") options.backoff.base is not a known option'],
     ['a misspelt option inherited by shutdown() options', () => shutdown(Object.create({ timeout: 5 }) as never), TypeError, 'shutdown(options): options.timeout is not a known option'],
     ['a misspelt option inherited by result() options', () => app().bg.add(async () => undefined).result(Object.create({ timeout: 5 }) as never), TypeError, 'handle.result(options): options.timeout is not a known option'],
+    // Node's Worker reads inherited limits: they were taken unchecked (and a dying thread's message read {}).
+    ['a limit inherited by resourceLimits, under the minimum', () => app({ pool: { resourceLimits: Object.create({ maxOldGenerationSizeMb: 1 }) as never } }), RangeError, 'options.pool.resourceLimits.maxOldGenerationSizeMb must be at least 16 (megabytes)'],
+    ['a misspelt limit inherited by resourceLimits', () => app({ pool: { resourceLimits: Object.create({ maxOldGenerationSizeMB: 64 }) as never } }), TypeError, 'options.pool.resourceLimits.maxOldGenerationSizeMB is not a known limit'],
     ['a misspelt option inherited by list()\'s filter', () => app().bg.list(Object.create({ state: 'running' }) as never), TypeError, 'bg.list(filter): filter.state is not a known option'],
     ['a malformed file: URL as the setup module', () => app({ pool: { setupModule: 'file://[bad' } }), TypeError, 'options.pool.setupModule must be a file: URL (new URL(..., import.meta.url)) or an absolute path, got "file://[bad" (string)'],
   ])('%s', (_what, call, ErrorType, message) => {

@@ -8,7 +8,7 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import type { DependencyContainer } from 'tsyringe';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Background, BackgroundOptions, disposeScope, shutdown, TaskAbandonedError, TaskCancelledError, WorkerTaskError, type TaskHandle } from '../src/index.js';
+import { Background, BackgroundOptions, disposeScope, observeTasks, shutdown, TaskAbandonedError, TaskCancelledError, WorkerTaskError, type TaskEvent, type TaskHandle } from '../src/index.js';
 import { setupGateChannel } from './fixtures/worker-truth-setup.js';
 import {
   countsCalls,
@@ -108,6 +108,26 @@ describe('a worker task that injects TaskContext, given up on while queued (its 
     expect(failed?.fields.taskId).toBe(handle.id);
     // The task throws at once: far below the time held, which it read before.
     expect(failed?.fields.durationMs).toBeLessThan(heldMs / 2);
+  });
+
+  it("tells its end with the same durationMs, and none for one cancelled before its thread began it (it never ran)", async () => {
+    const root = app();
+    const ends: TaskEvent[] = [];
+    const stop = observeTasks((event) => void (['succeeded', 'cancelled'].includes(event.type) && ends.push(event)), { container: root });
+    const bg = root.createChildContainer().resolve(Background);
+    const { handle: cancelled } = await addWhileSetupWaits(bg);
+    const ran = bg.add(echoes, 'runs once it is set up');
+    const heldMs = 300;
+    await new Promise((resolve) => setTimeout(resolve, heldMs)); // the thread's start-up, made long
+    expect(cancelled.cancel()).toBe(true);
+    releaseSetup();
+    await ran.result();
+    stop();
+    expect(ends.map((event) => [event.id, event.type, 'durationMs' in event ? typeof event.durationMs : '-'])).toEqual([
+      [cancelled.id, 'cancelled', 'undefined'],
+      [ran.id, 'succeeded', 'number'],
+    ]);
+    expect((ends[1] as TaskEvent & { durationMs: number }).durationMs).toBeLessThan(heldMs / 2);
   });
 
   it('still runs when it is not given up on (the check stops only aborted calls)', async () => {

@@ -29,7 +29,7 @@ import {
   type TaskRequest,
   type TaskStatus,
 } from '../index.js';
-import { describe } from './request-scope.js';
+import { describe, safeLogger } from './request-scope.js';
 import {
   afterJob,
   afterJobOptions,
@@ -290,7 +290,8 @@ class BullMQBackend implements Runner, DurableBackend {
   constructor(options: UseBullMQOptions, root: DependencyContainer) {
     this.#root = root;
     const connection = options.connection ?? defaultConnection;
-    this.#logger = options.logger ?? consoleLogger;
+    // Safe to call: a logger that throws must not change what happens to a job.
+    this.#logger = safeLogger(options.logger ?? consoleLogger);
     this.#enqueueTimeoutMs = options.enqueueTimeoutMs ?? 10_000;
     this.#connection = connection;
     this.#prefix = options.prefix;

@@ -17,7 +17,7 @@ import {
   type TaskDefinition,
   type TaskHandle,
 } from '../index.js';
-import { describe, isOptionsObject } from './request-scope.js';
+import { describe, isOptionsObject, ownOptions, safeLogger } from './request-scope.js';
 import {
   afterJob,
   ownJobPrefix,
@@ -228,7 +228,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     if (own !== undefined) throw new TypeError(`startWorkers(options): options.workerOptions.${own} is not taken there; give it as options.${own}`);
   }
   const scopeRoot = container ?? globalContainer;
-  const logger = options.logger ?? consoleLogger;
+  // Safe to call: a logger that throws must not fail a job (retried, its work done again).
+  const logger = safeLogger(options.logger ?? consoleLogger);
   const byName = new Map<string, TaskDefinition<never[]>>();
   for (const task of options.tasks) byName.set(task.name, task);
   /**
@@ -402,12 +403,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     }
   };
   const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {
-    ...options.workerOptions,
+    // Its inherited options too, as every options object's (a spread would drop them).
+    ...(options.workerOptions === undefined ? {} : ownOptions(options.workerOptions)),
     connection: options.connection ?? defaultConnection,
     concurrency: options.concurrency ?? 10,
     ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
     settings: {
-      ...options.workerOptions?.settings,
+      ...(options.workerOptions?.settings === undefined ? {} : ownOptions(options.workerOptions.settings)),
       backoffStrategy: (attemptsMade, _type, _error, job) => backoffFor((job?.data as JobData | undefined)?.backoff, attemptsMade),
       repeatStrategy: cronRepeatStrategy(),
     },

@@ -9,7 +9,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { IServerAdapter, UIConfig } from '@bull-board/api/typings/app';
 import type { DurableBackend } from './bullmq.js';
 import { checkLink } from './live-view.js';
-import { checkKnownKeys, describe, isOptionsObject } from './request-scope.js';
+import { checkKnownKeys, describe, isOptionsObject, ownOptions } from './request-scope.js';
 
 /** A BullMQ queue, as `useBullMQ()`'s backend holds it (`backend.queue`). */
 export type DashboardQueue = DurableBackend['queue'];
@@ -103,7 +103,7 @@ export function resolveDashboardOptions(options: DurableDashboardOptions | undef
     throw new TypeError(`${at}: options.uiConfig must be an object (bull-board's UIConfig), got ${describe(uiConfig)}`);
   }
   const links = liveViewPath === undefined ? [] : [{ text: 'Live view', url: liveViewPath }];
-  const merged: UIConfig = { boardTitle: 'Durable tasks', ...uiConfig };
+  const merged: UIConfig = { boardTitle: 'Durable tasks', ...ownOptions(uiConfig) };
   if (links.length > 0) merged.miscLinks = [...links, ...(uiConfig.miscLinks ?? [])];
   return Object.freeze({ queues: Object.freeze(shown), readOnly, uiConfig: Object.freeze(merged) });
 }

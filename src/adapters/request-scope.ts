@@ -212,11 +212,28 @@ export function registerThen<Request>(
 
 /** A logger that throws must not turn a logged failure into an unhandled one. */
 function logSafely(logger: BackgroundLogger, fields: Record<string, unknown>, message: string): void {
-  try {
-    logger.error(fields, message);
-  } catch (loggerError) {
-    console.error('[tsyringe-background] the logger threw while logging:', message, fields, loggerError);
-  }
+  safeLogger(logger).error(fields, message);
+}
+
+/**
+ * `logger`, safe to call: a method that throws, or whose promise rejects (an `async` one), is
+ * survived (reported on the console), so that logging a failure never becomes one of its own: a
+ * job retried, an unhandled rejection. The same as `logSafely()` in src/model/logger.ts, which the
+ * adapters, users of the public API, cannot import.
+ */
+export function safeLogger(logger: BackgroundLogger): BackgroundLogger {
+  const failed = (message: string, fields: Record<string, unknown>, loggerError: unknown): void => console.error('[tsyringe-background] the logger threw while logging:', message, fields, loggerError);
+  const safe =
+    (level: keyof BackgroundLogger) =>
+    (fields: Record<string, unknown>, message: string): void => {
+      try {
+        const returned = logger[level](fields, message) as unknown;
+        if (typeof (returned as PromiseLike<unknown> | null | undefined)?.then === 'function') Promise.resolve(returned).catch((loggerError: unknown) => failed(message, fields, loggerError));
+      } catch (loggerError) {
+        failed(message, fields, loggerError);
+      }
+    };
+  return { error: safe('error'), warn: safe('warn'), info: safe('info'), debug: safe('debug') };
 }
 
 export function isLogger(value: unknown): value is BackgroundLogger {
@@ -255,12 +272,28 @@ export function isOptionsObject(value: unknown): value is object {
 const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise|\w*Error|Number|String|Boolean|Symbol|BigInt|ArrayBuffer|SharedArrayBuffer|DataView|Arguments|Generator|AsyncGenerator|WeakRef|URL|URLSearchParams|Headers)\]$/;
 
 /**
- * The first enumerable key of `options`, own or inherited, not among `known` (symbol keys are
- * not looked at). The same as `unknownKey()` in src/model/checks.ts.
+ * The enumerable string keys of an options object, own and inherited up to `Object.prototype`
+ * (whose own keys, a polluted one's, are no one's options). The same as `optionKeys()` in
+ * src/model/checks.ts, which the adapters, users of the public API, cannot import.
  */
+function optionKeys(options: object): string[] {
+  const keys = Object.keys(options);
+  for (let above = Object.getPrototypeOf(options) as object | null; above !== null && above !== Object.prototype; above = Object.getPrototypeOf(above) as object | null) {
+    for (const key of Object.keys(above)) if (!keys.includes(key)) keys.push(key);
+  }
+  return keys;
+}
+
+/** The first of an options object's keys, own or inherited, not among `known`. */
 export function unknownKey(options: object, known: readonly string[]): string | undefined {
-  for (const key in options) if (!known.includes(key)) return key;
-  return undefined;
+  return optionKeys(options).find((key) => !known.includes(key));
+}
+
+/** An options object as a plain one of its own: its inherited options copied (a spread would drop them). */
+export function ownOptions<T extends object>(options: T): T {
+  const own: Record<string, unknown> = {};
+  for (const key of optionKeys(options)) own[key] = (options as Record<string, unknown>)[key];
+  return own as T;
 }
 
 /**

@@ -40,8 +40,9 @@ export interface ShutdownReport {
   /**
    * The whole application's tasks since it started, by final status (and `total` added), as
    * the close ended: what request scopes abandoned at their own deadlines is in
-   * `totals.abandoned`. `totals.abandoned === requeued` means no task of the application was lost
-   * (`totals.abandoned === 0` without durable workers).
+   * `totals.abandoned`. `totals.abandoned === requeued && abandoned === requeued` means no task of
+   * the application was lost (both `=== 0` without durable workers): `totals` does not count the
+   * durable jobs and cancellations this close could not send, which `abandoned` does.
    */
   readonly totals: Readonly<Counts>;
 }

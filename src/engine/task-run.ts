@@ -341,7 +341,10 @@ export class TaskRun implements TaskHandle, Job {
     let awaited: Promise<unknown> | undefined;
     let returned: unknown;
     try {
-      if (wrappers !== undefined) returned = this.#wrapped(wrappers, 0, started!, fn);
+      // In an async resource of the attempt's own: a wrapper's AsyncLocalStorage.run() sets its store
+      // on the current resource (Node 20 and 22), which would otherwise be the task's, whose events
+      // (a progress told in the attempt's first turn) are told in the add()'s context.
+      if (wrappers !== undefined) returned = new AsyncResource('tsyringe-background.attempt').runInAsyncScope(this.#wrapped, this, wrappers, 0, started!, fn);
       else returned = fn !== undefined ? call(fn, this.#params!, this.#self, this.#contextAt, this) : this.#invocation!.invoke(this);
       // Inside the try: a returned Proxy can throw from `instanceof` or from reading `then`.
       if (returned instanceof Promise) awaited = returned;
@@ -656,9 +659,12 @@ export class TaskRun implements TaskHandle, Job {
     this.#params = undefined;
     this.#self = undefined;
     // Ended while its attempt waited for a worker thread: that attempt never ran.
-    if (from === 'running' && this.#invocation?.startedAt?.(this.attempts) === 0) this.#lastNeverRan = true;
+    const neverRan = from === 'running' && this.#invocation?.startedAt?.(this.attempts) === 0;
+    if (neverRan) this.#lastNeverRan = true;
     // Ended by an observer of its attempt's start: that attempt's code never ran (no span, no duration).
     const announced = from === 'running' && this.#announcing;
+    // Measured while the invocation still says when a thread began the attempt (not its start-up).
+    const ranMs = from === 'running' && !neverRan && !announced ? this.#elapsed() : undefined;
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
     if (this.#prerequisites !== undefined) {
@@ -671,7 +677,7 @@ export class TaskRun implements TaskHandle, Job {
     if (from === 'queued') this.lane.withdraw(this);
     const observer = this.owner.hooks?.observer;
     if (observer !== undefined) {
-      const durationMs = announced ? undefined : from === 'running' ? this.#elapsed() : this.#lastDurationMs;
+      const durationMs = from === 'running' ? ranMs : this.#lastDurationMs;
       observer(this.#event(outcome.ok ? { type: 'succeeded', durationMs: durationMs! } : { type: status as Exclude<FinalStatus, 'succeeded'>, durationMs, error: outcome.error }));
     }
     this.#freeSlot();

@@ -37,12 +37,28 @@ export function isOptionsObject(value: unknown): value is object {
 const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise|\w*Error|Number|String|Boolean|Symbol|BigInt|ArrayBuffer|SharedArrayBuffer|DataView|Arguments|Generator|AsyncGenerator|WeakRef|URL|URLSearchParams|Headers)\]$/;
 
 /**
- * The first enumerable key of `options`, its own or inherited (`Object.create({ retriess: 2 })`),
- * that is not among `known`. Symbol keys are not options and are not looked at.
+ * The enumerable string keys of an options object, its own and those it inherits
+ * (`Object.create(base)`), up to `Object.prototype`, whose own keys (a polluted one's) are no one's
+ * options. Symbol keys are not options.
  */
+export function optionKeys(options: object): string[] {
+  const keys = Object.keys(options);
+  for (let above = Object.getPrototypeOf(options) as object | null; above !== null && above !== Object.prototype; above = Object.getPrototypeOf(above) as object | null) {
+    for (const key of Object.keys(above)) if (!keys.includes(key)) keys.push(key);
+  }
+  return keys;
+}
+
+/** The first of {@link optionKeys} that is not among `known`. */
 export function unknownKey(options: object, known: readonly string[]): string | undefined {
-  for (const key in options) if (!known.includes(key)) return key;
-  return undefined;
+  return optionKeys(options).find((key) => !known.includes(key));
+}
+
+/** An options object as a plain one of its own: its inherited options copied (a spread would drop them). */
+export function ownOptions<T extends object>(options: T): T {
+  const own: Record<string, unknown> = {};
+  for (const key of optionKeys(options)) own[key] = (options as Record<string, unknown>)[key];
+  return own as T;
 }
 
 /**

@@ -38,15 +38,24 @@ function format(message: string, fields: Record<string, unknown>): string {
 }
 
 /**
- * Writes one entry through `logger`; a logger that throws is survived (reported on the console),
- * so that logging a task's failure can never become a failure of its own.
+ * Writes one entry through `logger`; a logger that throws, or whose promise rejects (an `async`
+ * method), is survived (reported on the console), so that logging a task's failure can never
+ * become a failure of its own, nor an unhandled rejection.
  */
 export function logSafely(logger: BackgroundLogger, level: keyof BackgroundLogger, fields: Record<string, unknown>, message: string): void {
   try {
-    logger[level](fields, message);
+    const returned = logger[level](fields, message) as unknown;
+    if (typeof (returned as PromiseLike<unknown> | null | undefined)?.then === 'function') {
+      Promise.resolve(returned).catch((loggerError: unknown) => loggerFailed(message, fields, loggerError));
+    }
   } catch (loggerError) {
-    console.error('[tsyringe-background] the logger threw while logging:', message, loggerError);
+    loggerFailed(message, fields, loggerError);
   }
+}
+
+/** The entry a logger could not write, on the console with why: it is not lost. */
+function loggerFailed(message: string, fields: Record<string, unknown>, loggerError: unknown): void {
+  console.error('[tsyringe-background] the logger threw while logging:', message, fields, loggerError);
 }
 
 /** Whether `value` is a logger: an object whose four methods can be called (none a class or a generator function). */

@@ -3,7 +3,7 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
-import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, unknownKey } from './checks.js';
+import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, ownOptions, unknownKey } from './checks.js';
 import { consoleLogger, isLogger, type BackgroundLogger } from './logger.js';
 import { checkMerged, defaultsLevel, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
 
@@ -307,11 +307,13 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (!Number.isSafeInteger(niceIncrement) || (niceIncrement as number) < 0 || (niceIncrement as number) > 19) {
     throw invalid('options.pool.niceIncrement', 'an integer from 0 to 19', niceIncrement);
   }
-  const resourceLimits = pool.resourceLimits ?? base.resourceLimits;
+  const givenLimits = pool.resourceLimits;
+  if (givenLimits !== undefined && !isOptionsObject(givenLimits)) {
+    throw invalid('options.pool.resourceLimits', `an object with any of ${limitKeys.join(', ')}`, givenLimits);
+  }
+  // Its inherited limits too (Node's Worker reads them), checked as its own.
+  const resourceLimits = givenLimits === undefined ? base.resourceLimits : Object.freeze(ownOptions(givenLimits));
   if (resourceLimits !== undefined) {
-    if (!isOptionsObject(resourceLimits)) {
-      throw invalid('options.pool.resourceLimits', `an object with any of ${limitKeys.join(', ')}`, resourceLimits);
-    }
     for (const [key, value] of Object.entries(resourceLimits)) {
       if (!limitKeys.includes(key)) {
         throw new TypeError(`options.pool.resourceLimits.${key} is not a known limit; known limits: ${limitKeys.join(', ')}`);

@@ -506,6 +506,15 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(order).toEqual(['critical', 'high', 'normal', 'low']);
   });
 
+  it("hands BullMQ workerOptions' inherited fields too, as every options object is read (a spread dropped them)", async () => {
+    const { queueName, workerRoot } = setup({ workers: false });
+    const base = { limiter: { max: 1, duration: 60_000 }, settings: Object.create({ custom: 'kept' }) as object };
+    const workers = startWorkers({ container: workerRoot, tasks: [ordered], connection: redis.connection, queueName, workerOptions: Object.create(base) as object });
+    closers.push(() => workers.close());
+    expect(workers.worker.opts.limiter).toEqual({ max: 1, duration: 60_000 });
+    expect(workers.worker.opts.settings).toMatchObject({ custom: 'kept' });
+  });
+
   it('fails a job whose name the worker does not know at once, without retries, saying so', async () => {
     const { bg } = setup({ tasks: [shout] });
     const handle = bg.with({ durable: true, retries: 3 }).add(record, 'unknown', 1);

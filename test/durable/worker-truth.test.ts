@@ -201,6 +201,28 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
     expect(runs.get('never here')).toBeUndefined();
   });
 
+  it("a logger that throws, or whose promise rejects, changes nothing for the job: one whose result JSON cannot carry still fails at once, never retried (its work done again)", async () => {
+    const consoleError = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    for (const error of <unknown[]>[
+      () => {
+        throw new Error('log sink down');
+      },
+      async () => {
+        throw new Error('log sink down');
+      },
+    ]) {
+      const { bg, queueName } = setup({ workers: false });
+      const app = freshApp({ logger: captureLogger() });
+      const workers = startWorkers({ container: app, tasks, connection: redis.connection, queueName, logger: { ...captureLogger(), error: error as () => void } });
+      closers.push(() => workers.close({ timeoutMs: 2_000 }), () => shutdown({ container: app, timeoutMs: 100 }));
+      const charged = bg.with({ retries: 2, backoff: { baseMs: 1, jitter: 0 } }).add(charges, 'charged');
+      await expect(charged.result()).rejects.toThrow(`durable task "charges" (job ${charged.id}) returned a value that does not survive JSON`);
+      expect(runs.get('charged')).toBe(1);
+    }
+    expect(consoleError).toHaveBeenCalledWith('[tsyringe-background] the logger threw while logging:', expect.stringContaining('returned a value that does not survive JSON'), expect.objectContaining({ taskId: expect.any(String) as unknown }), expect.objectContaining({ message: 'log sink down' }));
+    consoleError.mockRestore();
+  });
+
   it('a result JSON cannot carry fails its job at once, without retries, naming the task, the job and the path; logged at error', async () => {
     const { bg, logger } = setup();
     const retried = bg.with({ retries: 2, backoff: { baseMs: 1, jitter: 0 } });

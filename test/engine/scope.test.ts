@@ -582,6 +582,7 @@ describe('Scope: dispose()', () => {
       expect(consoleError).toHaveBeenLastCalledWith(
         '[tsyringe-background] the logger threw while logging:',
         expect.stringContaining('scope disposed with 1 task(s) unfinished after the drain deadline'),
+        expect.objectContaining({ abandoned: 1 }),
         thrown,
       );
     } finally {
