@@ -149,9 +149,12 @@ export class DurableHandle implements TaskHandle {
   /** Takes what Redis says of its job that has not ended: its status, the attempts started, its progress. */
   caughtUp(status: TaskStatus | undefined, attempt: number, progress: unknown): void {
     if (this.#outcome !== undefined) return;
-    // Doomed: it waits for its failure (BullMQ's `active` for it is no start).
-    if (this.doomed) status = 'delayed';
-    else this.startedAtLeast(attempt);
+    // Doomed: it waits for its failure (BullMQ's `active` for it is no start, nor one read before it was known doomed).
+    if (this.doomed) {
+      status = 'delayed';
+      this.#attempt = 0;
+    }
+    this.startedAtLeast(attempt);
     if (status !== undefined) this.#status = status;
     // Waiting for a retry: the failed attempt's progress (still on the job in Redis) is cleared.
     if (status === 'retrying') this.#progress = undefined;
@@ -165,9 +168,12 @@ export class DurableHandle implements TaskHandle {
     this.#progress = undefined;
   }
 
-  /** Counts `n` attempts started when Redis says so before the event stream has (a job settled from Redis). */
+  /**
+   * Counts `n` attempts started when Redis says so before the event stream has (a job settled from
+   * Redis); none for a doomed job, whose start BullMQ counts though its task never starts.
+   */
   startedAtLeast(n: number): void {
-    if (this.#outcome === undefined && n > this.#attempt) this.#attempt = n;
+    if (this.#outcome === undefined && !this.doomed && n > this.#attempt) this.#attempt = n;
   }
 
   reported(data: unknown): void {

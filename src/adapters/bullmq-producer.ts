@@ -1149,17 +1149,16 @@ class BullMQBackend implements Runner, DurableBackend {
   /**
    * The first `waiting` or `active` event of a dependent's job: BullMQ moves a job on so once the
    * jobs it waited for have succeeded, and also, to fail it at once (its task never starts), when
-   * one of them failed (its deferred failure, `defa`, set then). One HEXISTS tells which, for
-   * dependents only; the handle's events are held meanwhile, and applied after, in order. A doomed
-   * job's handle reads `delayed` until its failure skips it, never `running`.
+   * one of them failed (its deferred failure, `defa`, set then). One read tells which, for
+   * dependents only ({@link #skipDecided}: also once the job has been failed so, as it may have
+   * been by the time the event is read); the handle's events are held meanwhile, and applied after,
+   * in order. A doomed job's handle reads `delayed` until its failure skips it, never `running`.
    */
   #movedOn(handle: DurableHandle, event: JobEvent, fields: JobEventFields): void {
     handle.held = [];
-    void this.queue
-      .getBackend()
-      .client.then((client) => client.runCommand('hexists', [this.queue.toKey(handle.id), 'defa']))
+    void this.#skipDecided(handle.id)
       .then(
-        (doomed) => void (Number(doomed) === 1 ? (handle.doomed = true) : (handle.dependent = false)),
+        ({ doomed }) => void (doomed ? (handle.doomed = true) : (handle.dependent = false)),
         // Unread (Redis went away): taken as a start, as before dependents were told apart.
         () => void (handle.dependent = false),
       )
@@ -1168,6 +1167,19 @@ class BullMQBackend implements Runner, DurableBackend {
         handle.held = undefined;
         this.#release(handle, [{ event, fields, id: '' }, ...held]);
       });
+  }
+
+  /**
+   * Whether BullMQ has decided the skip of a dependent's job (a job it waited for failed): its
+   * deferred failure (`defa`) is set in the step that moves the job on to be failed at once, and
+   * cleared when a worker has failed it (its `failedReason` then `child <key> failed`); read in one
+   * HMGET with whether the job has ended. A job that moved on with neither runs its task.
+   */
+  async #skipDecided(id: string): Promise<{ doomed: boolean; ended: boolean }> {
+    const client = await this.queue.getBackend().client;
+    const [deferred, finishedOn, failedReason] = (await client.runCommand('hmget', [this.queue.toKey(id), 'defa', 'finishedOn', 'failedReason'])) as (string | null)[];
+    const ended = finishedOn !== null && finishedOn !== undefined;
+    return { doomed: (deferred !== null && deferred !== undefined) || (ended && childFailed(failedReason ?? '') !== undefined), ended };
   }
 
   /** Applies events held for a handle, in order; those left once a new hold begins are held again. */
@@ -1274,7 +1286,17 @@ class BullMQBackend implements Runner, DurableBackend {
       });
       if (gone.length > 0) await this.#endGone(gone, client);
       const states = await Promise.all(going.map(({ handle }) => this.queue.getJobState(handle.id).catch(() => 'unknown')));
-      going.forEach(({ handle, started, progress }, i) => handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', started), started, progress));
+      // A dependent's job read waiting for its children, then moved on (its state read after): to run, or
+      // only to be failed, its skip decided meanwhile? One more read tells.
+      const doomed = await Promise.all(
+        going.map(async ({ handle }, i) =>
+          handle.dependent && !handle.doomed && movedOnStates.has(states[i] ?? 'unknown') ? this.#skipDecided(handle.id).then(({ doomed }) => doomed, () => false) : false,
+        ),
+      );
+      going.forEach(({ handle, started, progress }, i) => {
+        if (doomed[i]) handle.doomed = true;
+        handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', started), started, progress);
+      });
     } finally {
       // Then the events held meanwhile that came after what was read (or all of them, if
       // nothing was); those of the entries up to it are dropped when the reader reaches them.
@@ -1756,13 +1778,21 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /**
    * A job and its state, read one after the other: a job that ended between the two reads is read
-   * again, so that its outcome (`failedReason`, `returnvalue`) is there with its final state.
+   * again, so that its outcome (`failedReason`, `returnvalue`) is there with its final state. So is
+   * one read not yet started and without a deferred failure, whose state then says it moved on,
+   * when its skip was decided (or it ended) meanwhile: a dependent's job read waiting for its
+   * children, then moved on only to be failed, would otherwise read `running` (one more HMGET for a
+   * job read by id before it started).
    */
   async #jobAndState(id: string): Promise<{ job: Job; state: string } | undefined> {
     const job = await this.queue.getJob(id);
     if (job === undefined) return undefined;
     const state = await job.getState();
     if ((state === 'completed' || state === 'failed') && job.finishedOn === undefined) return { job: (await this.queue.getJob(id)) ?? job, state };
+    if (job.attemptsStarted === 0 && job.deferredFailure === undefined && movedOnStates.has(state)) {
+      const since = await this.#skipDecided(id);
+      if (since.doomed || since.ended) return this.#jobAndState(id);
+    }
     return { job, state };
   }
 
@@ -1985,7 +2015,8 @@ interface Removal {
 /**
  * Removes a job that waits (waiting, prioritized, delayed, or waiting for its children), checked
  * and done in one step on Redis: a job whose skip BullMQ decided (`defa`, its deferred failure),
- * that a worker holds (its lock), or that has ended is left as it is. The removal is BullMQ's
+ * or whose guard carries a failure (its dependent skipped at its add(), or about to be failed by
+ * it), that a worker holds (its lock), or that has ended is left as it is. The removal is BullMQ's
  * (`removeJob`, without the job's children), but for a dependent that waits for the job: the job
  * stays among its dependencies, so that it does not move on before a child that fails at once
  * (added next) fails it. Answers `gone`, `locked`, `ended`, `scheduler` (a schedule's next job,
@@ -2000,6 +2031,8 @@ local jobKey, prefix, jobId = KEYS[1], ARGV[1], ARGV[2]
 if rcall("EXISTS", jobKey) == 0 then return {"gone"} end
 if rcall("EXISTS", jobKey .. ":lock") == 1 then return {"locked"} end
 if rcall("HEXISTS", jobKey, "defa") == 1 then return {"ended"} end
+local guard = rcall("HGET", jobKey .. ".after", "data")
+if guard and cjson.decode(guard)["failed"] ~= nil then return {"ended"} end
 local rjk = rcall("HGET", jobKey, "rjk")
 if rjk then
   local millis = rcall("ZSCORE", KEYS[4], rjk)
@@ -2126,6 +2159,9 @@ function closedError({ name, id, cancelling }: DurableHandle): DurableTaskError 
       : 'the durable backend of this process was closed before Redis said how its cancellation ended (its workers were asked to stop its job; backend.job(id) elsewhere reads the outcome)';
   return new DurableTaskError('ERR_DURABLE_FAILED', id, `durable task "${name}" (#${id}): ${why}`);
 }
+
+/** The states of a job that has left `waiting-children` (or never waited for any) and not ended. */
+const movedOnStates: ReadonlySet<string> = new Set(['waiting', 'prioritized', 'delayed', 'active']);
 
 /**
  * The status of a job in one of BullMQ's states before its end (`queue.getJobState()`), after

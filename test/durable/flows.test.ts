@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { DependencyContainer } from 'tsyringe';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Job, UnrecoverableError, Worker } from 'bullmq';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, observeTasks, shutdown, TaskCancelledError, TaskContext, TaskSkippedError, type TaskEvent, type TaskHandle } from '../../src/index.js';
@@ -335,6 +335,168 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     const doomed = await take(next.id);
     await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
     await expect((await elsewhere.handle(next.id))!.result()).rejects.toThrow(`Task "step" (#${next.id}) was skipped: it was to run after task "step" (#${dependent.id}), which was skipped`);
+    expect(effects).toEqual([]);
+  });
+
+  it('reads a dependent whose skip BullMQ decided as it was read by id (its job read waiting, its state after) as delayed, never running: a cancellation from that handle comes too late, and every reader says skipped', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const heads = ['one', 'two'].map((label) => bg.with({ durable: true }).add(failing, label));
+    const dependents = heads.map((head, i) => bg.with({ durable: true, after: [head] }).add(step, `after ${i}`));
+    for (const { id } of dependents) await (await take(`${id}.after`)).moveToCompleted(null, token, false);
+    const running = await Promise.all(heads.map(({ id }) => take(id)));
+    // The gate: once another process has read a dependent's job (waiting for its children), its head fails for
+    // good and a worker takes it to fail it (BullMQ makes it active), before its state is read.
+    const elsewhere = producer(queueName).backend;
+    const { queue } = elsewhere;
+    const getJob = queue.getJob.bind(queue);
+    const doomed = new Map<string, Job>();
+    vi.spyOn(queue, 'getJob').mockImplementation(async (id: string) => {
+      const job = await getJob(id);
+      const i = dependents.findIndex((dependent) => dependent.id === id);
+      if (i >= 0 && !doomed.has(id)) {
+        await running[i]!.moveToFailed(new UnrecoverableError(`${heads[i]!.id} breaks`), token, false);
+        doomed.set(id, await take(id));
+      }
+      return job;
+    });
+    const [first, second] = dependents as [TaskHandle, TaskHandle];
+    const byId = (await elsewhere.handle(first.id))!;
+    expect(byId.status).toBe('delayed');
+    expect(byId.attempt).toBe(0);
+    await expect(elsewhere.job(second.id)).resolves.toMatchObject({ status: 'delayed', attempt: 0 });
+    expect(doomed.size).toBe(2);
+    vi.restoreAllMocks();
+    // Cancelled from the handle made by id: too late, the skip is decided (it does not end cancelled at once).
+    expect(byId.cancel('too late')).toBe(true);
+    expect(byId.status).toBe('delayed');
+    for (const job of doomed.values()) await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false);
+    for (const handle of [first, byId, second, (await producer(queueName).backend.handle(first.id))!]) {
+      await expect(handle.result()).rejects.toBeInstanceOf(TaskSkippedError);
+      expect(handle.status).toBe('skipped');
+    }
+    for (const { id } of dependents) await expect(backend.job(id)).resolves.toMatchObject({ status: 'skipped', attempt: 0 });
+    expect(effects).toEqual([]);
+  });
+
+  it("tells a dependent's skip from its start in its own handle when its job had been failed already as the handle read that it moved on: never running, and a cancellation then comes too late", async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const head = bg.with({ durable: true }).add(failing, 'head');
+    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
+    await (await take(`${dependent.id}.after`)).moveToCompleted(null, token, false);
+    const running = await take(head.id);
+    // Followed: read back from Redis (waiting for its children), then its events tell it the rest.
+    const { queue } = backend;
+    const getJobState = queue.getJobState.bind(queue);
+    let readBack = false;
+    vi.spyOn(queue, 'getJobState').mockImplementation(async (id: string) => {
+      const state = await getJobState(id);
+      if (id === dependent.id && state === 'waiting-children') readBack = true;
+      return state;
+    });
+    expect(dependent.status).toBe('delayed');
+    await vi.waitFor(() => expect(readBack).toBe(true), bound);
+    // The gate: when the handle reads whether its job, which BullMQ moved on, is to be failed, a worker has taken
+    // the job and failed it already (BullMQ then clears its deferred failure).
+    const key = backend.queue.toKey(dependent.id);
+    const client = (await backend.queue.getBackend().client) as unknown as { runCommand: (name: string, args: unknown[]) => Promise<unknown> };
+    const runCommand = client.runCommand;
+    closers.push(async () => void (client.runCommand = runCommand));
+    let failed = false;
+    client.runCommand = (name, args) => {
+      if (failed || args[0] !== key || !args.includes('defa')) return runCommand(name, args);
+      failed = true;
+      return take(dependent.id)
+        .then((job) => job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false))
+        .then(() => runCommand(name, args));
+    };
+    // What the handle reads as its end is being read (why it was skipped: the head's job), and a cancellation then.
+    const seen: string[] = [];
+    const fromId = Job.fromId.bind(Job);
+    vi.spyOn(Job, 'fromId').mockImplementation(async (queue, id, ...rest) => {
+      if (id === head.id && seen.length === 0) seen.push(`${dependent.status}, cancel() ${dependent.cancel('too late')}`);
+      return fromId(queue, id, ...rest);
+    });
+    await running.moveToFailed(new UnrecoverableError('head breaks'), token, false);
+    await expect(dependent.result()).rejects.toBeInstanceOf(TaskSkippedError);
+    expect(failed).toBe(true);
+    expect(seen).toEqual(['delayed, cancel() true']);
+    expect(dependent.status).toBe('skipped');
+    expect(dependent.attempt).toBe(0);
+    vi.restoreAllMocks();
+    await expect(backend.job(dependent.id)).resolves.toMatchObject({ status: 'skipped', attempt: 0 });
+    expect(effects).toEqual([]);
+  });
+
+  it("reads a dependent whose skip BullMQ decided as its handle, watched late, was read back (its job read waiting, its state after) as delayed, attempt 0, never running", async () => {
+    const { bg, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const head = bg.with({ durable: true }).add(failing, 'head');
+    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
+    await (await take(`${dependent.id}.after`)).moveToCompleted(null, token, false);
+    const running = await take(head.id);
+    // The gate: once the handle's job has been read back (waiting for its children), the head fails for good and a
+    // worker takes the dependent to fail it (BullMQ makes it active), before its state is read.
+    const { queue } = (dependent as unknown as { backend: DurableBackend }).backend;
+    const getJobState = queue.getJobState.bind(queue);
+    let doomed: Job | undefined;
+    vi.spyOn(queue, 'getJobState').mockImplementation(async (id: string) => {
+      if (id === dependent.id && doomed === undefined) {
+        await running.moveToFailed(new UnrecoverableError('head breaks'), token, false);
+        doomed = await take(dependent.id);
+      }
+      return getJobState(id);
+    });
+    // What the handle reads as its end is being read (why it was skipped: the head's job).
+    const seen: string[] = [];
+    const fromId = Job.fromId.bind(Job);
+    vi.spyOn(Job, 'fromId').mockImplementation(async (from, id, ...rest) => {
+      if (id === head.id && seen.length === 0) seen.push(`${dependent.status}, attempt ${dependent.attempt}`);
+      return fromId(from, id, ...rest);
+    });
+    // Watched only now: read back from Redis.
+    expect(dependent.status).toBe('delayed');
+    await vi.waitFor(() => expect(doomed).toBeDefined(), bound);
+    await doomed!.moveToFailed(new UnrecoverableError(doomed!.deferredFailure), token, false);
+    await expect(dependent.result()).rejects.toBeInstanceOf(TaskSkippedError);
+    expect(seen).toEqual(['delayed, attempt 0']);
+    expect(dependent.status).toBe('skipped');
+    expect(effects).toEqual([]);
+  });
+
+  it('never removes a dependent skipped at its add() in another process whose guard has not failed it yet: a cancellation by id comes too late, and every reader says skipped', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const head = bg.with({ durable: true }).add(failing, 'head');
+    await (await take(head.id)).moveToFailed(new UnrecoverableError('head breaks'), token, false);
+    await head.result().catch(() => undefined);
+    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
+    expect(dependent.status).toBe('skipped');
+    await vi.waitFor(async () => expect((await backend.job(dependent.id))?.status).toBe('delayed'), bound);
+    // Cancelled from another process before any worker ran its guard: its removal is looked at, and refused.
+    const elsewhere = producer(queueName).backend;
+    const client = (await elsewhere.queue.getBackend().client) as unknown as { runCommand: (name: string, args: unknown[]) => Promise<unknown> };
+    const runCommand = client.runCommand;
+    closers.push(async () => void (client.runCommand = runCommand));
+    const removal = deferred();
+    client.runCommand = (name, args) => {
+      const reply = runCommand(name, args);
+      if (name === 'eval') void reply.then(() => removal.resolve(), () => removal.resolve());
+      return reply;
+    };
+    const byId = (await elsewhere.handle(dependent.id))!;
+    expect(byId.cancel('too late')).toBe(true);
+    await removal.promise;
+    await expect(backend.job(dependent.id)).resolves.toMatchObject({ status: 'delayed' });
+    // Its guard fails it, as it would have without the cancellation.
+    workers(queueName);
+    const message = `Task "step" (#${dependent.id}) was skipped: it was to run after task "failing" (#${head.id}), which failed`;
+    for (const handle of [dependent, byId, (await producer(queueName).backend.handle(dependent.id))!]) {
+      await expect(handle.result()).rejects.toThrow(message);
+      expect(handle.status).toBe('skipped');
+    }
+    await expect(backend.job(dependent.id)).resolves.toMatchObject({ status: 'skipped', failedReason: `${message}: head breaks` });
     expect(effects).toEqual([]);
   });
 
