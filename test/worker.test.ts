@@ -173,6 +173,24 @@ describe('worker tasks', () => {
     ],
     ['a non-enumerable property', { a: Object.defineProperty({ b: 1 }, 'secret', { value: 2 }) }, /argument #0 \(args\[0\]\.a\) has a non-enumerable property \(secret\), which structured clone leaves out$/],
     ['a non-enumerable property of a list', [Object.defineProperty([1], 'total', { value: 1 })], /argument #0 \(args\[0\]\[0\]\) has a non-enumerable property \(total\), which structured clone leaves out$/],
+    // Structured clone keeps seven classes of errors (by name): an AggregateError arrives as an Error, without its errors.
+    [
+      'an AggregateError',
+      { failed: new AggregateError([new Error('inner')], 'several') },
+      /^bg\.add\("sumBytes"\): argument #0 \(args\[0\]\.failed\) is an instance of AggregateError: structured clone does not keep that class, and it would arrive as a plain Error without its errors; pass it as plain data \(\{ name, message, errors \}\)$/,
+    ],
+    ['an error with a non-enumerable field of its own', Object.defineProperty(new Error('x'), 'code', { value: 'E_X' }), /argument #0 \(args\[0\]\) is an error with its own field "code", which structured clone leaves out; pass it as plain data \(\{ message, code \}\)$/],
+    ['an error with a name of its own', Object.defineProperty(new TypeError('x'), 'name', { value: 'RangeError' }), /argument #0 \(args\[0\]\) is an error with its own field "name", which structured clone leaves out/],
+    ['a Map with a property of its own', { m: Object.assign(new Map([['k', 1]]), { note: 1 }) }, /argument #0 \(args\[0\]\.m\) is an instance of Map with a property of its own \(note\), which structured clone leaves out$/],
+    ['a Set with a non-enumerable property of its own', Object.defineProperty(new Set([1]), 'tag', { value: 'x' }), /argument #0 \(args\[0\]\) is an instance of Set with a property of its own \(tag\), which structured clone leaves out$/],
+    ['a Date with a property of its own', [Object.assign(new Date(0), { tz: 'Europe/Berlin' })], /argument #0 \(args\[0\]\[0\]\) is an instance of Date with a property of its own \(tz\), which structured clone leaves out$/],
+    ['a RegExp with a property of its own', Object.assign(/a/g, { flagsNote: 1 }), /argument #0 \(args\[0\]\) is an instance of RegExp with a property of its own \(flagsNote\)/],
+    ['an ArrayBuffer with a property of its own', Object.assign(new ArrayBuffer(2), { meta: 'x' }), /argument #0 \(args\[0\]\) is an instance of ArrayBuffer with a property of its own \(meta\)/],
+    ['a DataView with a property of its own', Object.assign(new DataView(new ArrayBuffer(2)), { meta: 'x' }), /argument #0 \(args\[0\]\) is an instance of DataView with a property of its own \(meta\)/],
+    ['a typed array with a property of its own', { bytes: Object.assign(new Uint8Array(4), { meta: 'x' }) }, /argument #0 \(args\[0\]\.bytes\) is an instance of Uint8Array with a property of its own \(meta\), which structured clone leaves out$/],
+    ['an empty typed array with a property of its own', Object.assign(new Int8Array(0), { meta: 'x' }), /argument #0 \(args\[0\]\) is an instance of Int8Array with a property of its own \(meta\)/],
+    ['a subclass of Map made in another realm', runInNewContext('new (class Tally extends Map {})()'), /argument #0 \(args\[0\]\) is an instance of Tally: it would arrive as a plain object without its class/],
+    ['an error of a class of its own made in another realm', runInNewContext('new (class Late extends Error {})("x")'), /argument #0 \(args\[0\]\) is an instance of Late: it would arrive as a plain Error without its class/],
   ])('reject %s as an argument at add(), naming the task and the position; nothing is queued', (_label, arg, message) => {
     const { bg } = app();
     expect(() => bg.add(sumBytes, arg as never)).toThrow(TypeError);
@@ -189,6 +207,33 @@ describe('worker tasks', () => {
     await expect(bg.add(gated, open.cell, data as never).result()).resolves.toEqual({ a: 1, list: [1, { b: [2] }], none: {} });
     const error = await bg.add(gated, open.cell, new RangeError('too far') as never).result();
     expect(error).toBeInstanceOf(RangeError);
+  });
+
+  it('accept the built-ins structured clone keeps made in another realm (node:vm), and the slots that are their contents, which arrive as this realm\'s', async () => {
+    const { bg } = app();
+    const open = gate();
+    open.open();
+    const data = runInNewContext(
+      '({ map: new Map([["a", [1]]]), set: new Set([2]), when: new Date(0), pattern: /x/g, bytes: new Uint8Array([1, 2]), raw: new ArrayBuffer(1), range: new RangeError("r"), word: new String("ab") })',
+    ) as Record<string, unknown>;
+    (data.pattern as RegExp).lastIndex = 1;
+    const back = (await bg.add(gated, open.cell, data as never).result()) as unknown as Record<string, unknown>;
+    expect(back.map).toEqual(new Map([['a', [1]]]));
+    expect(back.set).toEqual(new Set([2]));
+    expect(back.when).toEqual(new Date(0));
+    expect(back.pattern).toBeInstanceOf(RegExp);
+    expect(back.bytes).toEqual(new Uint8Array([1, 2]));
+    expect(back.raw).toBeInstanceOf(ArrayBuffer);
+    expect(back.range).toBeInstanceOf(RangeError);
+    expect(String(back.word)).toBe('ab');
+    // A long typed array without fields of its own is taken (its indices are not fields).
+    await expect(bg.add(gated, open.cell, new Float64Array(100_000) as never).result()).resolves.toHaveLength(100_000);
+  });
+
+  it('refuse a Map made in another realm when an entry cannot cross, by its path (its entries are looked into)', () => {
+    const { bg } = app();
+    const map = runInNewContext('(f) => new Map([["k", f]])') as (f: unknown) => unknown;
+    expect(() => bg.add(sumBytes, map(() => 1) as never)).toThrow(/argument #0 \(args\[0\]\.get\(k\)\) is a function \(anonymous\), which cannot cross to another thread/);
   });
 
   it('accept the same definition again when its module is evaluated again, and refuse a different one', () => {

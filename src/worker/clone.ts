@@ -136,7 +136,13 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
       transferList.push(moved);
       return;
     }
-    if (ArrayBuffer.isView(object)) return;
+    if (ArrayBuffer.isView(object)) {
+      if (strict) {
+        const field = types.isTypedArray(object) ? typedArrayField(object) : Object.getOwnPropertyNames(object)[0];
+        if (field !== undefined) fail(path, `is ${describe(object)} with a property of its own (${field}), which structured clone leaves out`);
+      }
+      return;
+    }
     if (isMessagePort(object)) fail(path, 'is a MessagePort, which can only be moved: mark it with transfer()');
     const prototype: unknown = Object.getPrototypeOf(object);
     // Plain data made in another realm (node:vm) is cloned as it is: known by its shape.
@@ -145,30 +151,49 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
       prototype === Array.prototype ||
       prototype === null ||
       (Array.isArray(object) ? isBuiltInPrototype(prototype, 'Array') : isBuiltInPrototype(prototype, 'Object') && Object.getPrototypeOf(prototype) === null);
-    if (!plain && !cloneable.has(prototype) && !types.isNativeError(object)) {
+    const error = !plain && types.isNativeError(object);
+    // So are the other built-ins of another realm (a Map made by node:vm arrives as this realm's Map).
+    if (!plain && !error && !cloneable.has(prototype) && !isBuiltInPrototype(prototype, builtInName(object))) {
       fail(path, `is ${describe(object)}: it would arrive as a plain object without its class and methods; use plain data instead`);
     }
     // Structured clone makes an error of the built-in class its name says (Error for any other).
-    if (strict && types.isNativeError(object) && !cloneable.has(prototype) && !isBuiltInErrorPrototype(prototype)) {
-      fail(path, `is ${describe(object)}: it would arrive as a plain Error without its class and methods (registerErrorClass() rebuilds errors a worker throws, not arguments); pass it as plain data ({ name, message })`);
+    if (strict && error && !cloneable.has(prototype)) {
+      const name = builtInConstructorName(prototype);
+      if (name === undefined) {
+        fail(path, `is ${describe(object)}: it would arrive as a plain Error without its class and methods (registerErrorClass() rebuilds errors a worker throws, not arguments); pass it as plain data ({ name, message })`);
+      }
+      if (!clonedErrors.has(name)) {
+        const fields = Object.getOwnPropertyNames(object).filter((key) => !errorFields.has(key));
+        const own = fields.length > 0 ? ` without its ${fields.join(', ')}` : '';
+        fail(path, `is ${describe(object)}: structured clone does not keep that class, and it would arrive as a plain Error${own}; pass it as plain data ({ name, message${fields.map((key) => `, ${key}`).join('')} })`);
+      }
     }
     if (hostObjects.has(prototype)) return;
-    if (object instanceof Map) {
-      for (const [key, entry] of object) {
-        visit(key, `${path}.<map key>`, depth + 1);
-        visit(entry, `${path}.get(${String(key)})`, depth + 1);
-      }
-    } else if (object instanceof Set) {
-      for (const entry of object) visit(entry, `${path}.<set entry>`, depth + 1);
-    } else if (types.isNativeError(object)) {
-      // Structured clone keeps an error's name, message, stack and cause, not its own fields.
-      const field = Object.keys(object).find((key) => key !== 'cause');
-      if (field !== undefined) fail(path, `is an error with its own field "${field}", which structured clone leaves out; pass it as plain data ({ message, ${field} })`);
-      if ('cause' in object) visit(read(object, 'cause', `${path}.cause`), `${path}.cause`, depth + 1);
-    } else {
+    if (plain) {
       for (const key of Object.keys(object)) {
         const at = Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`;
         visit(read(object, key, at), at, depth + 1);
+      }
+    } else if (error) {
+      // Structured clone keeps an error's name, message, stack and cause, not its own fields (nor an own name).
+      const field = strict ? Object.getOwnPropertyNames(object).find((key) => !errorFields.has(key)) : Object.keys(object).find((key) => key !== 'cause');
+      if (field !== undefined) fail(path, `is an error with its own field "${field}", which structured clone leaves out; pass it as plain data ({ message, ${field} })`);
+      if ('cause' in object) visit(read(object, 'cause', `${path}.cause`), `${path}.cause`, depth + 1);
+    } else {
+      if (strict) {
+        // A Map, Set, Date, RegExp, buffer or boxed primitive arrives with what it holds, not its own fields.
+        const field = Object.getOwnPropertyNames(object).find((key) => !isSlotKey(object, key));
+        if (field !== undefined) fail(path, `is ${describe(object)} with a property of its own (${field}), which structured clone leaves out`);
+      }
+      if (types.isMap(object)) {
+        for (const [key, entry] of object) {
+          visit(key, `${path}.<map key>`, depth + 1);
+          visit(entry, `${path}.get(${String(key)})`, depth + 1);
+        }
+      } else if (types.isSet(object)) {
+        for (const entry of object) visit(entry, `${path}.<set entry>`, depth + 1);
+      } else {
+        for (const key of Object.keys(object)) visit(read(object, key, `${path}.${key}`), `${path}.${key}`, depth + 1);
       }
     }
     const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));
@@ -189,20 +214,65 @@ function shortened(path: string): string {
 }
 
 /**
- * Whether a prototype is some realm's `Object.prototype` or `Array.prototype` (`name`): one made
- * by `node:vm` is not this realm's. Known by its own `constructor`, the engine's function of that name.
+ * Whether a prototype is some realm's prototype of the built-in class `name` (`Object`, `Array`,
+ * `Map`…): one made by `node:vm` is not this realm's. Known by its own `constructor`, the engine's
+ * function of that name (a class of the user's that extends `Map` is not).
  */
-function isBuiltInPrototype(prototype: unknown, name: 'Object' | 'Array'): boolean {
-  if (typeof prototype !== 'object' || prototype === null) return false;
-  const constructor: unknown = Object.getOwnPropertyDescriptor(prototype, 'constructor')?.value;
-  return typeof constructor === 'function' && constructor.name === name && isBuiltIn(constructor);
+function isBuiltInPrototype(prototype: unknown, name: string | undefined): boolean {
+  return name !== undefined && builtInConstructorName(prototype) === name;
 }
 
-/** Whether a prototype is that of a built-in class of errors, of any realm (`AggregateError` among them). */
-function isBuiltInErrorPrototype(prototype: unknown): boolean {
-  if (typeof prototype !== 'object' || prototype === null) return false;
+/** The name of the built-in class whose prototype this is, of any realm; undefined for any other. */
+function builtInConstructorName(prototype: unknown): string | undefined {
+  if (typeof prototype !== 'object' || prototype === null) return undefined;
   const constructor: unknown = Object.getOwnPropertyDescriptor(prototype, 'constructor')?.value;
-  return typeof constructor === 'function' && constructor.name.endsWith('Error') && isBuiltIn(constructor);
+  return typeof constructor === 'function' && isBuiltIn(constructor) ? constructor.name : undefined;
+}
+
+/**
+ * The built-in class whose internal slots an object has, among those structured clone copies as
+ * they are (of any realm); undefined for any other object.
+ */
+function builtInName(object: object): string | undefined {
+  if (types.isMap(object)) return 'Map';
+  if (types.isSet(object)) return 'Set';
+  if (types.isDate(object)) return 'Date';
+  if (types.isRegExp(object)) return 'RegExp';
+  if (types.isArrayBuffer(object)) return 'ArrayBuffer';
+  if (types.isSharedArrayBuffer(object)) return 'SharedArrayBuffer';
+  if (types.isNumberObject(object)) return 'Number';
+  if (types.isStringObject(object)) return 'String';
+  if (types.isBooleanObject(object)) return 'Boolean';
+  if (types.isBigIntObject(object)) return 'BigInt';
+  return undefined;
+}
+
+/** The classes of errors structured clone keeps (by the error's name); any other arrives as an `Error`. */
+const clonedErrors: ReadonlySet<string> = new Set(['Error', 'EvalError', 'RangeError', 'ReferenceError', 'SyntaxError', 'TypeError', 'URIError']);
+
+/** An error's own properties that structured clone keeps. */
+const errorFields: ReadonlySet<string> = new Set(['message', 'stack', 'cause']);
+
+/**
+ * Own properties of a built-in that are its contents or state, not fields of the user's: a boxed
+ * string's characters and length, a RegExp's lastIndex (which arrives as 0).
+ */
+function isSlotKey(object: object, key: string): boolean {
+  if (types.isStringObject(object)) return key === 'length' || /^(?:0|[1-9]\d*)$/.test(key);
+  return key === 'lastIndex' && types.isRegExp(object);
+}
+
+/** Typed arrays up to this long are looked into for fields of their own. */
+const shortTypedArray = 256;
+
+/**
+ * The first property of a typed array's own that is not one of its indices, or undefined; not
+ * looked for in a typed array longer than {@link shortTypedArray}: its keys list every index too
+ * (a second for a million of them), a cost every add() of it would pay.
+ */
+function typedArrayField(view: NodeJS.TypedArray): string | undefined {
+  if (view.length > shortTypedArray) return undefined;
+  return Object.getOwnPropertyNames(view).find((key) => !/^(?:0|[1-9]\d*)$/.test(key));
 }
 
 /** Whether a function is one of the engine's own (its source is not JavaScript's). */
