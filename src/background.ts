@@ -329,8 +329,7 @@ const taskStatuses: readonly string[] = ['queued', 'delayed', 'running', 'retryi
 function checkScopeOption(options: unknown, at: string): void {
   if (options === undefined) return;
   if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, ['application'], at);
-  const { application } = options as { application?: unknown };
+  const { application } = checkKnownKeys(options, ['application'], at) as { application?: unknown };
   if (application !== undefined && typeof application !== 'boolean') throw new TypeError(`${at}: options.application must be a boolean, got ${describe(application)}`);
 }
 

@@ -251,7 +251,8 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
       `second ${signal} during graceful shutdown: exiting at once with code ${code}; abandoning ${inFlight} request(s) in flight and ${live.length} unfinished task(s)` +
         (live.length > 0 ? `: ${names}` : ''),
     );
-    exitOnce(code);
+    // A turn later: a logger whose promise rejects at once has the entry printed on the console first.
+    setImmediate(exitOnce, code);
   };
 
   let attached = true;
@@ -330,8 +331,7 @@ const knownOptions = ['server', 'container', 'timeoutMs', 'requestsTimeoutMs', '
 function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGracefulOptions {
   const at = 'gracefulShutdown(options)';
   if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, knownOptions, at);
-  const { server, container = globalContainer, timeoutMs, requestsTimeoutMs, signals = ['SIGTERM', 'SIGINT'], logger, exit = exitOnceWritten } = options;
+  const { server, container = globalContainer, timeoutMs, requestsTimeoutMs, signals = ['SIGTERM', 'SIGINT'], logger, exit = exitOnceWritten } = checkKnownKeys(options, knownOptions, at);
   const servers: readonly unknown[] = server === undefined ? [] : Array.isArray(server) ? server : [server];
   for (const [i, each] of servers.entries()) {
     if (!isServer(each)) {

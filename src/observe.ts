@@ -42,7 +42,7 @@ export function observeTasks(observer: TaskObserver, options: ObserveOptions = {
   if (typeof observer !== 'function') throw new TypeError(`observeTasks(observer): observer must be a function, got ${describe(observer)}`);
   checkCallback(observer, 'observeTasks(observer): observer');
   if (!isOptionsObject(options)) throw new TypeError(`observeTasks(observer, options): options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, observeKeys, 'observeTasks(observer, options)');
+  options = checkKnownKeys(options, observeKeys, 'observeTasks(observer, options)');
   checkContainer(options.container, 'observeTasks(observer, options)');
   return observation(appOf(options.container ?? globalContainer).observe(observer));
 }
@@ -69,7 +69,7 @@ export function wrapAttempts(wrapper: AttemptWrapper, options: ObserveOptions = 
   if (typeof wrapper !== 'function') throw new TypeError(`wrapAttempts(wrapper): wrapper must be a function, got ${describe(wrapper)}`);
   checkCallback(wrapper, 'wrapAttempts(wrapper): wrapper');
   if (!isOptionsObject(options)) throw new TypeError(`wrapAttempts(wrapper, options): options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, observeKeys, 'wrapAttempts(wrapper, options)');
+  options = checkKnownKeys(options, observeKeys, 'wrapAttempts(wrapper, options)');
   checkContainer(options.container, 'wrapAttempts(wrapper, options)');
   return observation(appOf(options.container ?? globalContainer).wrapAttempts(wrapper));
 }

@@ -62,7 +62,7 @@ const shutdownKeys = ['container', 'timeoutMs'] as const satisfies readonly (key
  */
 export function shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
   if (!isOptionsObject(options)) throw new TypeError(`shutdown(options): options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, shutdownKeys, 'shutdown(options)');
+  options = checkKnownKeys(options, shutdownKeys, 'shutdown(options)');
   checkContainer(options.container, 'shutdown(options)');
   const scope = options.container ?? globalContainer;
   // Under a disposed container no registration can be read: the application is found without

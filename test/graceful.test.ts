@@ -512,6 +512,33 @@ describe('gracefulShutdown(): signals', () => {
     expect(h.logger.at('info').map((e) => e.message)).toEqual([expect.stringMatching(/^SIGINT received: shutting down gracefully within 50 ms/)]);
   });
 
+  it("a second signal's entry, through a logger whose promise rejects, is printed on the console before the process exits", async () => {
+    const hold = deferred();
+    const h = await start(() => undefined);
+    h.appBg.add(async function appTask() {
+      await hold.promise;
+    });
+    const printed: unknown[][] = [];
+    const consoleError = vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => void printed.push(args));
+    // What was printed when the process would have exited (process.exit() ends it there).
+    const exited = deferred<unknown[][]>();
+    const exit = (): void => exited.resolve([...printed]);
+    const rejecting: unknown = async () => Promise.reject(new Error('sink down'));
+    gracefulShutdown({ server: h.server, container: h.app, exit, logger: { ...captureLogger(), error: rejecting as () => void } });
+    process.emit('SIGTERM');
+    await nextTurn();
+    process.emit('SIGTERM');
+    const printedThen = await exited.promise;
+    consoleError.mockRestore();
+    expect(printedThen).toContainEqual([
+      '[tsyringe-background] the logger threw while logging:',
+      expect.stringMatching(/^second SIGTERM during graceful shutdown: exiting at once with code 143/),
+      expect.objectContaining({ exitCode: 143 }),
+      new Error('sink down'),
+    ]);
+    hold.resolve();
+  });
+
   it.each([
     ['SIGTERM', 'SIGTERM', 143],
     ['SIGTERM', 'SIGINT', 130],

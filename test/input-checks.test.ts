@@ -7,7 +7,7 @@
 import { container } from 'tsyringe';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApplicationBackground, Background, BackgroundOptions, defineTask, disposeScope, observeTasks, shutdown, transfer, workerTask, wrapAttempts } from '../src/index.js';
-import { freshApp, watchProcessErrors } from './helpers.js';
+import { deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
 const roots: ReturnType<typeof freshApp>[] = [];
@@ -71,6 +71,33 @@ describe('inherited options', () => {
 });
 
 describe('an Object.prototype polluted with an enumerable field', () => {
+  it('that names an option is not read as one: not as task options, registered options, a view\'s call options, nor a close\'s', async () => {
+    const polluted = Object.prototype as Record<string, unknown>;
+    Object.assign(polluted, { retries: 2, timeoutMs: 10, every: 100, durable: true, concurrency: 1, drainTimeoutMs: 0 });
+    try {
+      const { root, bg } = app();
+      let attempts = 0;
+      const failing = bg.with({}).add(async () => {
+        attempts++;
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        throw new Error('once');
+      });
+      // Not retried (retries), not timed out (timeoutMs), not periodic (every), not durable.
+      await expect(failing.result()).rejects.toThrow('once');
+      expect(attempts).toBe(1);
+      // Registered { root: true } with nothing else: the default concurrency, not 1.
+      const gate = deferred();
+      const both = [bg.add(async () => gate.promise), bg.add(async () => gate.promise)];
+      await nextTurn();
+      expect(both.map((handle) => handle.status)).toEqual(['running', 'running']);
+      gate.resolve();
+      await Promise.all(both.map((handle) => handle.result()));
+      await shutdown({ container: root, timeoutMs: 1_000 });
+    } finally {
+      for (const key of ['retries', 'timeoutMs', 'every', 'durable', 'concurrency', 'drainTimeoutMs']) delete polluted[key];
+    }
+  });
+
   it("is no one's options: every options object is still taken, the application still closes", async () => {
     const polluted = Object.prototype as Record<string, unknown>;
     polluted.polluted = 1;

@@ -187,6 +187,8 @@ describe('worker tasks', () => {
     ['a RegExp with a property of its own', Object.assign(/a/g, { flagsNote: 1 }), /argument #0 \(args\[0\]\) is an instance of RegExp with a property of its own \(flagsNote\)/],
     ['an ArrayBuffer with a property of its own', Object.assign(new ArrayBuffer(2), { meta: 'x' }), /argument #0 \(args\[0\]\) is an instance of ArrayBuffer with a property of its own \(meta\)/],
     ['a DataView with a property of its own', Object.assign(new DataView(new ArrayBuffer(2)), { meta: 'x' }), /argument #0 \(args\[0\]\) is an instance of DataView with a property of its own \(meta\)/],
+    // Its characters are what it holds; an index past them is a property of its own.
+    ['a boxed string with an index past its characters', Object.assign(new String('ab'), { 5: 'lost' }), /argument #0 \(args\[0\]\) is an instance of String with a property of its own \(5\), which structured clone leaves out$/],
     ['a typed array with a property of its own', { bytes: Object.assign(new Uint8Array(4), { meta: 'x' }) }, /argument #0 \(args\[0\]\.bytes\) is an instance of Uint8Array with a property of its own \(meta\), which structured clone leaves out$/],
     ['an empty typed array with a property of its own', Object.assign(new Int8Array(0), { meta: 'x' }), /argument #0 \(args\[0\]\) is an instance of Int8Array with a property of its own \(meta\)/],
     ['a subclass of Map made in another realm', runInNewContext('new (class Tally extends Map {})()'), /argument #0 \(args\[0\]\) is an instance of Tally: it would arrive as a plain object without its class/],

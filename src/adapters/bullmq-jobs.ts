@@ -488,8 +488,7 @@ export function checkMs(option: string, value: unknown, min: 0 | 1): void {
  */
 export function checkCloseOptions(at: string, options: unknown): void {
   if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, ['timeoutMs'], at);
-  checkMs(`${at}: options.timeoutMs`, (options as { timeoutMs?: unknown }).timeoutMs, 0);
+  checkMs(`${at}: options.timeoutMs`, (checkKnownKeys(options, ['timeoutMs'], at) as { timeoutMs?: unknown }).timeoutMs, 0);
 }
 
 /** The channel on which producers ask workers to stop a running job. */
@@ -577,10 +576,11 @@ const connectionKeys = ['connection', 'queueName', 'prefix', 'logger'] as const 
  * Checks what producers and workers share: the options object, its keys (those of
  * {@link BullMQConnection} and the caller's `ownKeys`: any other is refused), the queue's name
  * and prefix, the logger. `connection` is ioredis's or BullMQ's, passed as it is.
+ * @returns the options to read: its own fields and inherited ones, never a polluted Object.prototype's.
  */
-export function checkConnection(where: string, options: BullMQConnection, ownKeys: readonly string[]): void {
-  if (!isOptionsObject(options)) throw new TypeError(`${where}(options): options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, [...ownKeys, ...connectionKeys], `${where}(options)`);
+export function checkConnection<T extends BullMQConnection>(where: string, given: T, ownKeys: readonly string[]): T {
+  if (!isOptionsObject(given)) throw new TypeError(`${where}(options): options must be an object, got ${describe(given)}`);
+  const options = checkKnownKeys(given, [...ownKeys, ...connectionKeys], `${where}(options)`);
   const { queueName, prefix, logger } = options;
   if (queueName !== undefined && (typeof queueName !== 'string' || queueName === '')) {
     throw new TypeError(`${where}(options): options.queueName must be a non-empty string, got ${describe(queueName)}`);
@@ -595,4 +595,5 @@ export function checkConnection(where: string, options: BullMQConnection, ownKey
   if (logger !== undefined && !isLogger(logger)) {
     throw new TypeError(`${where}(options): options.logger must be a logger with error, warn, info and debug methods, got ${describe(logger)}`);
   }
+  return options;
 }

@@ -181,7 +181,7 @@ export function useBullMQ(root: DependencyContainer = globalContainer, options: 
   if (typeof (root as Partial<DependencyContainer> | null)?.register !== 'function') {
     throw new TypeError(`useBullMQ(root): root must be a tsyringe container, got ${describe(root)}`);
   }
-  checkConnection('useBullMQ', options, ['enqueueTimeoutMs']);
+  options = checkConnection('useBullMQ', options, ['enqueueTimeoutMs']);
   checkMs('useBullMQ(root, options): options.enqueueTimeoutMs', options.enqueueTimeoutMs, 1);
   const backend = new BullMQBackend(options, root);
   root.register(DurableRunner, { useValue: backend });

@@ -193,7 +193,7 @@ export interface DurableWorkers {
  * among them); RangeError when `concurrency` is a number but not a positive integer.
  */
 export function startWorkers(options: StartWorkersOptions): DurableWorkers {
-  checkConnection('startWorkers', options, startWorkersKeys);
+  options = checkConnection('startWorkers', options, startWorkersKeys);
   const { tasks, concurrency, container } = options;
   if (!Array.isArray(tasks) || tasks.length === 0) {
     throw new TypeError(`startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got ${describe(tasks)}`);

@@ -76,8 +76,7 @@ const dashboardKeys = ['backend', 'queues', 'readOnly', 'liveViewPath', 'uiConfi
 export function resolveDashboardOptions(options: DurableDashboardOptions | undefined, entryKeys: readonly string[] = []): ResolvedDurableDashboardOptions {
   const at = 'durableDashboard(options)';
   if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object with backend or queues, got ${describe(options)}`);
-  checkKnownKeys(options, [...dashboardKeys, ...entryKeys], at);
-  const { backend, queues, readOnly = true, liveViewPath, uiConfig = {} } = options;
+  const { backend, queues, readOnly = true, liveViewPath, uiConfig = {} } = checkKnownKeys(options, [...dashboardKeys, ...entryKeys], at);
   if (backend !== undefined && queues !== undefined) throw new TypeError(`${at}: give options.backend or options.queues, not both`);
   let shown: readonly DashboardQueue[];
   if (backend !== undefined) {

@@ -105,8 +105,7 @@ const liveViewKeys = ['container', 'dashboardPath'] as const satisfies readonly 
 export function resolveLiveViewOptions(options: LiveViewOptions | undefined, frameworkKeys: readonly string[] = []): ResolvedLiveViewOptions {
   if (options === undefined) return Object.freeze({ container: globalContainer, dashboardPath: undefined });
   if (!isOptionsObject(options)) throw new TypeError(`liveView(options): options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, [...liveViewKeys, ...frameworkKeys], 'liveView(options)');
-  const { container = globalContainer, dashboardPath } = options;
+  const { container = globalContainer, dashboardPath } = checkKnownKeys(options, [...liveViewKeys, ...frameworkKeys], 'liveView(options)');
   if (typeof (container as Partial<DependencyContainer> | null)?.resolve !== 'function') {
     throw new TypeError(`liveView(options): options.container must be a tsyringe container, got ${describe(container)}`);
   }

@@ -108,7 +108,7 @@ export function instrumentTasks(options: InstrumentOptions = {}): TaskObservatio
   const at = 'instrumentTasks(options)';
   if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
   // The checks of observeTasks() and shutdown(), in their words: this adapter sees only the public API.
-  checkKnownKeys(options, instrumentKeys, at);
+  options = checkKnownKeys(options, instrumentKeys, at);
   if (options.container !== undefined && typeof (options.container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
     throw new TypeError(`${at}: options.container must be a tsyringe container, got ${describe(options.container)}`);
   }

@@ -94,8 +94,7 @@ export const fastifyRegisterKeys = ['prefix', 'logLevel', 'logSerializers'] as c
 export function resolveRequestScopeOptions<Request>(options: RequestScopeOptions<Request> | undefined): ResolvedRequestScopeOptions<Request> {
   if (options === undefined) return { parent: globalContainer, register: undefined, logger: consoleLogger };
   if (!isOptionsObject(options)) throw new TypeError(`requestScope(options): options must be an object, got ${describe(options)}`);
-  checkKnownKeys(options, requestScopeKeys, 'requestScope(options)');
-  const { parent = globalContainer, register, logger = consoleLogger } = options;
+  const { parent = globalContainer, register, logger = consoleLogger } = checkKnownKeys(options, requestScopeKeys, 'requestScope(options)');
   if (typeof (parent as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
     throw new TypeError(`requestScope(options): options.parent must be a tsyringe container, got ${describe(parent)}`);
   }
@@ -289,9 +288,13 @@ export function unknownKey(options: object, known: readonly string[]): string | 
   return optionKeys(options).find((key) => !known.includes(key));
 }
 
-/** An options object as a plain one of its own: its inherited options copied (a spread would drop them). */
+/**
+ * An options object as a plain one of its own, to read options from: its inherited options
+ * copied (a spread would drop them), and no prototype, so that a field set on `Object.prototype`
+ * itself (a polluted one) is never read as an option.
+ */
 export function ownOptions<T extends object>(options: T): T {
-  const own: Record<string, unknown> = {};
+  const own = Object.create(null) as Record<string, unknown>;
   for (const key of optionKeys(options)) own[key] = (options as Record<string, unknown>)[key];
   return own as T;
 }
@@ -301,11 +304,13 @@ export function ownOptions<T extends object>(options: T): T {
  * misspelt option silently left at its default. `at` is the call as messages name it
  * (`requestScope(options)`). The same as `checkKnownKeys()` in src/model/checks.ts, which the
  * adapters, users of the public API, cannot import.
+ * @returns the options to read: {@link ownOptions} of `options`.
  * @throws TypeError naming the first unknown key and the known ones.
  */
-export function checkKnownKeys(options: object, known: readonly string[], at: string): void {
+export function checkKnownKeys<T extends object>(options: T, known: readonly string[], at: string): T {
   const unknown = unknownKey(options, known);
   if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${known.join(', ')}`);
+  return ownOptions(options);
 }
 
 /**

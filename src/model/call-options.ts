@@ -1,4 +1,4 @@
-import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, messageOf } from './checks.js';
+import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, messageOf, ownOptions } from './checks.js';
 import type { DependencyContainer } from 'tsyringe';
 import { cronTimes, type CronTimes } from './cron-times.js';
 import type { TaskHandle } from './handle.js';
@@ -117,10 +117,12 @@ export const callLevel: OptionsLevel = Object.freeze({ path: 'bg.with(options)',
  * Validates the non-task part of call options (task options are validated when merged).
  * `canFollow` tells which handles `after` may hold: those of one-off tasks this process runs.
  */
-export function resolveCall(options: unknown, canFollow: (handle: unknown) => boolean): CallSpec {
-  if (!isOptionsObject(options)) {
-    throw new TypeError(`bg.with(options): options must be an object, got ${describe(options)}`);
+export function resolveCall(given: unknown, canFollow: (handle: unknown) => boolean): CallSpec {
+  if (!isOptionsObject(given)) {
+    throw new TypeError(`bg.with(options): options must be an object, got ${describe(given)}`);
   }
+  // Read from its own options (its inherited ones copied): never from a polluted Object.prototype.
+  const options = ownOptions(given);
   const { delayMs, runAt, after, every, cron, tz, overlap } = options as CallOptions;
   const cadence = cadenceOf(every, cron, tz);
   if (cadence === undefined && overlap !== undefined) {

@@ -54,9 +54,13 @@ export function unknownKey(options: object, known: readonly string[]): string | 
   return optionKeys(options).find((key) => !known.includes(key));
 }
 
-/** An options object as a plain one of its own: its inherited options copied (a spread would drop them). */
+/**
+ * An options object as a plain one of its own, to read options from: its inherited options
+ * copied (a spread would drop them), and no prototype, so that a field set on `Object.prototype`
+ * itself (a polluted one) is never read as an option.
+ */
 export function ownOptions<T extends object>(options: T): T {
-  const own: Record<string, unknown> = {};
+  const own = Object.create(null) as Record<string, unknown>;
   for (const key of optionKeys(options)) own[key] = (options as Record<string, unknown>)[key];
   return own as T;
 }
@@ -65,11 +69,13 @@ export function ownOptions<T extends object>(options: T): T {
  * Refuses a key of `options` that is not among `known`, which would otherwise be ignored: a
  * misspelt option silently left at its default. `at` is the call as messages name it
  * (`shutdown(options)`).
+ * @returns the options to read: {@link ownOptions} of `options`.
  * @throws TypeError naming the first unknown key and the known ones.
  */
-export function checkKnownKeys(options: object, known: readonly string[], at: string): void {
+export function checkKnownKeys<T extends object>(options: T, known: readonly string[], at: string): T {
   const unknown = unknownKey(options, known);
   if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${known.join(', ')}`);
+  return ownOptions(options);
 }
 
 /**

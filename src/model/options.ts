@@ -229,7 +229,8 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
   let byBase = resolvedCache.get(given);
   const cached = byBase?.get(base);
   if (cached) return cached;
-  const options = given as Record<string, unknown>;
+  // Read from its own options (its inherited ones copied): never from a polluted Object.prototype.
+  const options = ownOptions(given) as Record<string, unknown>;
   const unknown = unknownKey(options, Object.keys(defaultOptions));
   if (unknown !== undefined) {
     throw new TypeError(`options.${unknown} is not a known option; known options: ${Object.keys(defaultOptions).join(', ')}`);
@@ -259,7 +260,7 @@ function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOp
   if (!isOptionsObject(given)) throw new TypeError(`options.records must be an object, got ${describe(given)}`);
   const unknown = unknownKey(given, ['maxCount', 'maxAgeMs']);
   if (unknown !== undefined) throw new TypeError(`options.records.${unknown} is not a known option; known options: maxCount, maxAgeMs`);
-  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = given as Record<string, unknown>;
+  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = ownOptions(given) as Record<string, unknown>;
   if (!Number.isSafeInteger(maxCount) || (maxCount as number) < 0) throw invalid('options.records.maxCount', 'a non-negative integer', maxCount);
   if (!Number.isSafeInteger(maxAgeMs) || (maxAgeMs as number) < 0) throw invalid('options.records.maxAgeMs', 'a non-negative integer', maxAgeMs);
   return Object.freeze({ maxCount: maxCount as number, maxAgeMs: maxAgeMs as number });
@@ -283,7 +284,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (!isOptionsObject(given)) {
     throw new TypeError(`options.pool must be an object, got ${describe(given)}`);
   }
-  const pool = given as Record<string, unknown>;
+  const pool = ownOptions(given) as Record<string, unknown>;
   const unknown = unknownKey(pool, poolKeys);
   if (unknown !== undefined) throw new TypeError(`options.pool.${unknown} is not a known option; known options: ${poolKeys.join(', ')}`);
   const maxThreads = pool.maxThreads ?? base.maxThreads;

@@ -1,4 +1,4 @@
-import { checkCallback, describe, invalid, isOptionsObject, maxTimerMs, unknownKey } from './checks.js';
+import { checkCallback, describe, invalid, isOptionsObject, maxTimerMs, ownOptions, unknownKey } from './checks.js';
 
 /** Named priority levels; any finite number works too (higher starts first). */
 export const priorities = Object.freeze({ critical: 100, high: 75, normal: 50, low: 10 });
@@ -110,7 +110,8 @@ export function resolveTaskOptions(given: object, base: ResolvedTaskOptions, lev
   const cached = byBase?.get(base);
   if (cached) return cached;
   const { path, extraKeys = [] } = level;
-  const options = given as Record<string, unknown>;
+  // Read from its own options (its inherited ones copied): never from a polluted Object.prototype.
+  const options = ownOptions(given) as Record<string, unknown>;
   const unknown = unknownKey(options, [...extraKeys, ...taskKeys]);
   if (unknown !== undefined) throw new TypeError(`${path}.${unknown} is not a known option; known options: ${[...extraKeys, ...taskKeys].join(', ')}`);
   const resolved: ResolvedTaskOptions = Object.freeze({
@@ -176,7 +177,7 @@ function priorityOf(value: unknown, path: string): number {
 function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], level: OptionsLevel): ResolvedTaskOptions['backoff'] {
   const path = `${level.path}.backoff`;
   if (!isOptionsObject(value)) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
-  const given = value as Record<string, unknown>;
+  const given = ownOptions(value) as Record<string, unknown>;
   const unknown = unknownKey(given, backoffKeys);
   if (unknown !== undefined) throw new TypeError(`${path}.${unknown} is not a known option; known options: ${backoffKeys.join(', ')}`);
   const ownBaseMs = given.baseMs === undefined ? undefined : integer(given.baseMs, `${path}.baseMs`, 0, maxTimerMs);

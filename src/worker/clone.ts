@@ -258,7 +258,7 @@ const errorFields: ReadonlySet<string> = new Set(['message', 'stack', 'cause']);
  * string's characters and length, a RegExp's lastIndex (which arrives as 0).
  */
 function isSlotKey(object: object, key: string): boolean {
-  if (types.isStringObject(object)) return key === 'length' || /^(?:0|[1-9]\d*)$/.test(key);
+  if (types.isStringObject(object)) return key === 'length' || (/^(?:0|[1-9]\d*)$/.test(key) && Number(key) < (object as string).length);
   return key === 'lastIndex' && types.isRegExp(object);
 }
 
