@@ -7,7 +7,7 @@ import { ResultTimeoutError, TaskCancelledError, type ResultOptions, type TaskHa
 import { resultTimeoutOf, runnerHandle, type DurableJob, type FailedPrerequisite, type Outcome } from './bullmq-jobs.js';
 
 /** The events of the queue's stream that tell a handle about its job. */
-export const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed'] as const;
+export const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed', 'stalled'] as const;
 
 export type JobEvent = (typeof jobEvents)[number];
 
@@ -64,6 +64,12 @@ export class DurableHandle implements TaskHandle {
    * cancellation says meanwhile.
    */
   doomed = false;
+  /**
+   * Whether its job stalled (its worker lost) since it was added: BullMQ may have decided its
+   * failure then (past `maxStalledCount`), unknown to this process, so that a cancellation waits
+   * for Redis's word.
+   */
+  stalled = false;
   /** Once it ended skipped: the job whose failure began the chain of skips (what the guard of a task added after it says). */
   firstFailure: FailedPrerequisite | undefined = undefined;
   /** While it is being read from Redis: its job's events read meanwhile, applied after. */

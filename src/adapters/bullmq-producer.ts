@@ -1121,6 +1121,8 @@ class BullMQBackend implements Runner, DurableBackend {
         return this.#counted(id, () => this.#end(id, 'succeeded', { ok: true, value: fields.returnvalue }));
       case 'failed':
         return this.#counted(id, () => this.#failedFromEvent(id, fields.failedReason ?? ''));
+      case 'stalled':
+        return void (handle.stalled = true);
       case 'removed':
         if (handle.cancelling !== undefined) return this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
         return void this.#removed(handle);
@@ -1179,7 +1181,7 @@ class BullMQBackend implements Runner, DurableBackend {
     const client = await this.queue.getBackend().client;
     const [deferred, finishedOn, failedReason] = (await client.runCommand('hmget', [this.queue.toKey(id), 'defa', 'finishedOn', 'failedReason'])) as (string | null)[];
     const ended = finishedOn !== null && finishedOn !== undefined;
-    return { doomed: (deferred !== null && deferred !== undefined) || (ended && childFailed(failedReason ?? '') !== undefined), ended };
+    return { doomed: skipDeferred(deferred) || (ended && childFailed(failedReason ?? '') !== undefined), ended };
   }
 
   /** Applies events held for a handle, in order; those left once a new hold begins are held again. */
@@ -1260,7 +1262,7 @@ class BullMQBackend implements Runner, DurableBackend {
       const wasSending = reading.map((handle) => this.#sendingOf(handle.id) !== undefined);
       const transaction = client.multi();
       transaction.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1]);
-      for (const { id } of reading) transaction.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name', 'progress', 'defa']);
+      for (const { id } of reading) transaction.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name', 'progress', 'defa', 'stc']);
       const [last, ...replies] = (await transaction.exec()) ?? [];
       if (last === undefined || last[0] !== null) throw last?.[0] ?? new Error('the transaction was discarded');
       at = (last[1] as [string, unknown][])[0]?.[0] ?? '0-0';
@@ -1269,9 +1271,10 @@ class BullMQBackend implements Runner, DurableBackend {
       reading.forEach((handle, i) => {
         const [error, fields] = replies[i] ?? [];
         if (error !== null || !Array.isArray(fields) || this.#live.get(handle.id) !== handle) return;
-        const [finishedOn, returnvalue, failedReason, ats, name, progress, doomed] = fields as (string | null)[];
+        const [finishedOn, returnvalue, failedReason, ats, name, progress, deferred, stalls] = fields as (string | null)[];
         // To be failed for a job it waited for (BullMQ's deferred failure): skipped, whatever it reads meanwhile.
-        if (doomed !== null && doomed !== undefined) handle.dependent = handle.doomed = true;
+        if (skipDeferred(deferred)) handle.dependent = handle.doomed = true;
+        if (Number(stalls ?? 0) > 0) handle.stalled = true;
         const started = Number(ats ?? 0);
         const reported = progress === null || progress === undefined ? undefined : (JSON.parse(progress) as unknown);
         if (finishedOn !== null && finishedOn !== undefined) {
@@ -1509,14 +1512,15 @@ class BullMQBackend implements Runner, DurableBackend {
    * to date; a 50 ms margin on the delay covers the clocks of Redis and this process). Otherwise the
    * handle is followed and ended by what Redis says: `cancelled` once the job is removed or
    * stopped, and as it ended if it had ended first. A dependent's job in Redis is never known not
-   * to have ended: BullMQ decides its skip there (a job it waits for failed) before any event says so.
+   * to have ended: BullMQ decides its skip there (a job it waits for failed) before any event says so;
+   * nor is a job that stalled (its worker lost): BullMQ decides there whether it fails for that.
    */
   #cancel(handle: DurableHandle, error: TaskCancelledError): boolean {
     this.#joinClose();
     const { id, name } = handle;
     const known =
       this.#sendingOf(id) !== undefined ||
-      (!handle.dependent && (Date.now() + 50 < handle.notBefore || (this.#live.get(id) === handle && handle.held === undefined && !this.#toReadBack.has(handle))));
+      (!handle.dependent && !handle.stalled && (Date.now() + 50 < handle.notBefore || (this.#live.get(id) === handle && handle.held === undefined && !this.#toReadBack.has(handle))));
     if (known) this.#unfollow(id);
     else this.#keep(handle);
     // What other processes read as the cause: the reason given to cancel(), as text.
@@ -1678,8 +1682,9 @@ class BullMQBackend implements Runner, DurableBackend {
       const state = await this.queue.getJobState(id);
       const job = state === 'unknown' ? undefined : await this.queue.getJob(id);
       if (job === undefined) return;
-      // Its skip decided in Redis (a job it waited for failed): the cancellation came too late, and
-      // the handle ends skipped, as every process reads it.
+      // Its failure decided in Redis (a job it waited for failed, or it stalled more than BullMQ
+      // allows): the cancellation came too late, and the handle ends as every process reads it,
+      // skipped or failed.
       if (job.deferredFailure !== undefined) return;
       // Running: its worker is told (again: the first word may have come before it took the job),
       // and fails it (a record then kept, as a cancelled job's). The job is marked too: should its
@@ -1724,11 +1729,8 @@ class BullMQBackend implements Runner, DurableBackend {
    * (ended and removed) needs none.
    */
   async #markCancelled(job: Job, reason: string): Promise<void> {
-    try {
-      await job.updateData({ ...(job.data as JobData), cancelled: reason });
-    } catch (error) {
-      if (!/^Missing key for job/.test(messageOf(error))) throw error;
-    }
+    const client = await this.queue.getBackend().client;
+    await client.runCommand('eval', [markCancelledScript, 1, this.queue.toKey(job.id ?? ''), JSON.stringify(reason)]);
   }
 
   /**
@@ -1848,8 +1850,9 @@ class BullMQBackend implements Runner, DurableBackend {
     // BullMQ failed it for that job came too late).
     const cancelledMark = markOf(job.data, job.failedReason ?? '');
     const skipped = state === 'failed' ? await this.#skipped(id, job.name, job.failedReason ?? '').catch(() => undefined) : undefined;
-    handle.dependent = state === 'waiting-children' || job.deferredFailure !== undefined;
-    handle.doomed = job.deferredFailure !== undefined;
+    handle.doomed = skipDeferred(job.deferredFailure);
+    handle.dependent = state === 'waiting-children' || handle.doomed;
+    handle.stalled = job.stalledCounter > 0;
     handle.found(snapshot(job, state ?? 'unknown', skipped));
     if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
     else if (skipped !== undefined) {
@@ -2007,6 +2010,21 @@ redis.call("PUBLISH", ARGV[5], ARGV[2])
 return 1
 `;
 
+/**
+ * Marks a job cancelled ({@link JobData.cancelled}) in one step on Redis, unless a cancellation
+ * marked it already: the first mark is kept, as the first cancellation is recorded. A job gone
+ * (ended and removed) is left alone. KEYS: the job; ARGV: the reason, as JSON. Its data is our
+ * JSON object, to which the field is appended (cjson would rewrite the rest: `[]` as `{}`).
+ */
+const markCancelledScript = `
+local data = redis.call("HGET", KEYS[1], "data")
+if not data or string.sub(data, -1) ~= "}" or cjson.decode(data)["cancelled"] ~= nil then return 0 end
+local sep = ","
+if string.match(data, "^%s*{%s*}$") then sep = "" end
+redis.call("HSET", KEYS[1], "data", string.sub(data, 1, -2) .. sep .. '"cancelled":' .. ARGV[1] .. "}")
+return 1
+`;
+
 /** A cancelled job's removal, across its tries: the dependent its job was removed from, still to be failed. */
 interface Removal {
   parent: { id: string; queueKey: string } | undefined;
@@ -2065,6 +2083,15 @@ rcall("XADD", KEYS[3], "MAXLEN", "~", maxEvents, "*", "event", "removed", "jobId
 if parent then return {"removed", parent} end
 return {"removed"}
 `;
+
+/**
+ * Whether a job's deferred failure (`defa`) is its skip: BullMQ sets it to fail a dependent whose
+ * child failed (`child <key> failed`), and also on a job that stalled more than it allows, which
+ * ran: that one reads as it is until it is failed.
+ */
+function skipDeferred(deferred: string | null | undefined): boolean {
+  return deferred !== null && deferred !== undefined && childFailed(deferred) !== undefined;
+}
 
 /** The queue's connection, as BullMQ gives it. */
 type QueueClient = Awaited<ReturnType<Queue['getBackend']>['client']>;
@@ -2244,7 +2271,7 @@ function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
   // Failed after a cancellation marked it (BullMQ failing it as stalled, its worker dead): cancelled too.
   const cancelled = state === 'failed' && ((job.failedReason ?? '').startsWith(cancelledPrefix) || markOf(job.data, job.failedReason ?? '') !== undefined);
   // To be failed for a job it waited for (BullMQ's deferred failure; made active only for that): it waits for its skip.
-  const doomed = job.deferredFailure !== undefined && ended[state] === undefined;
+  const doomed = skipDeferred(job.deferredFailure) && ended[state] === undefined;
   const status = skipped !== undefined ? 'skipped' : cancelled ? 'cancelled' : doomed ? 'delayed' : (ended[state] ?? waitingOrRunning(state, job.attemptsMade) ?? 'queued');
   return Object.freeze({
     id: job.id ?? '',

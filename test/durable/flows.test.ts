@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { DependencyContainer } from 'tsyringe';
 import { Job, UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, DurableTaskError, observeTasks, shutdown, TaskCancelledError, TaskContext, TaskSkippedError, type TaskEvent, type TaskHandle } from '../../src/index.js';
@@ -289,6 +290,76 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
       expect(handle.status).toBe('failed');
     }
     await expect(backend.job(job.id)).resolves.toMatchObject({ status: 'failed', failedReason: 'own failure' });
+  });
+
+  /**
+   * Makes a job taken by hand stall more than BullMQ allows, as its stalled check does once its
+   * worker died: its lock gone, the check run twice (it marks, then moves), with `maxStalledCount` 0.
+   */
+  async function stallPastLimit(queueName: string, id: string): Promise<void> {
+    const checker = new Worker(queueName, null, { connection: redis.connection, autorun: false, maxStalledCount: 0 });
+    closers.push(() => checker.close());
+    const client = new Redis(redis.connection);
+    closers.push(() => client.quit());
+    const check = (checker as unknown as { moveStalledJobsToWait(): Promise<void> }).moveStalledJobsToWait.bind(checker);
+    await client.del(`bull:${queueName}:${id}:lock`);
+    await check();
+    await client.del(`bull:${queueName}:stalled-check`);
+    await check();
+    expect(await client.hget(`bull:${queueName}:${id}`, 'defa')).toBe(stalled);
+  }
+
+  it('reads a task stalled more than BullMQ allows as it is while it waits to be failed (not skipped), and a cancellation then waits for Redis: failed as stalled in every handle', async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { take } = byHand(queueName);
+    const job = bg.with({ durable: true }).add(step, 'stalls');
+    await take(job.id);
+    await vi.waitFor(() => expect(job.status).toBe('running'), bound);
+    await stallPastLimit(queueName, job.id);
+    // Its failure decided (BullMQ's deferred failure), not a dependent's skip: it ran, and waits to be failed.
+    await vi.waitFor(() => expect(job.status).toBe('retrying'), bound);
+    await expect(backend.job(job.id)).resolves.toMatchObject({ status: 'queued' });
+    const elsewhere = (await producer(queueName).backend.handle(job.id))!;
+    expect(elsewhere.status).toBe('queued');
+    // Cancelled now, from its followed handle (its stall heard) and from one made by id: too late, its failure is decided.
+    expect(job.cancel('too late')).toBe(true);
+    expect(job.status).toBe('retrying');
+    expect(elsewhere.cancel('too late')).toBe(true);
+    // Taken again, as a worker takes it only to fail it.
+    const again = byHand(queueName);
+    const doomed = await again.take(job.id);
+    await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure), again.token, false);
+    for (const handle of [job, elsewhere, (await producer(queueName).backend.handle(job.id))!]) {
+      await expect(handle.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_FAILED', message: stalled });
+      expect(handle.status).toBe('failed');
+    }
+    await expect(backend.job(job.id)).resolves.toMatchObject({ status: 'failed', failedReason: stalled });
+    expect(effects).toEqual([]);
+  });
+
+  it("keeps the first cancellation's mark on a running job whose worker is dead: a later cancellation's reason never replaces it", async () => {
+    const { bg, backend, queueName } = setup({ workers: false });
+    const { token, take } = byHand(queueName);
+    const job = bg.with({ durable: true }).add(step, 'marked twice');
+    const running = await take(job.id);
+    await vi.waitFor(() => expect(job.status).toBe('running'), bound);
+    const dataOf = async (): Promise<string | undefined> => ((await backend.queue.getJob(job.id))?.data as { cancelled?: string }).cancelled;
+    job.cancel('first');
+    await vi.waitFor(async () => expect(await dataOf()).toBe('first'), bound);
+    // A second cancellation, from another process: its look at the job, and its mark's write, awaited.
+    const other = producer(queueName).backend;
+    const evals = vi.spyOn(Redis.prototype, 'eval');
+    const writes = (): unknown[] => evals.mock.calls.flatMap((args, i) => (JSON.stringify(args).includes('\\"cancelled\\":') ? [evals.mock.results[i]?.value as unknown] : []));
+    (await other.handle(job.id))!.cancel('second');
+    await vi.waitFor(async () => expect(writes().length > 0 || (await dataOf()) === 'second').toBe(true), bound);
+    await Promise.all(writes());
+    vi.restoreAllMocks();
+    expect(await dataOf()).toBe('first');
+    // Its worker dead, BullMQ fails it as stalled: cancelled, with the first reason, in every reader.
+    await running.moveToFailed(new UnrecoverableError(stalled), token, false);
+    await expect(backend.job(job.id)).resolves.toMatchObject({ status: 'cancelled' });
+    const fresh = (await producer(queueName).backend.handle(job.id))!;
+    await expect(fresh.result()).rejects.toMatchObject({ code: 'ERR_TASK_CANCELLED', cause: 'first' });
   });
 
   it('never removes a dependent whose skip BullMQ decided between the look at its job and its removal: skipped in every reader, and so is the next link', async () => {
