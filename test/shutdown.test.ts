@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Lifecycle } from 'tsyringe';
+import { Lifecycle, type DependencyContainer } from 'tsyringe';
 import { Background, BackgroundDisposedError, BackgroundOptions, defineTask, disposeScope, shutdown, TaskAbandonedError, TaskContext } from '../src/index.js';
 import { captureLogger, deferred, freshApp, nextTurn } from './helpers.js';
 
@@ -15,6 +15,18 @@ const stubborn = defineTask({ name: 'stubborn', inject: [TaskContext] }, async (
   });
 });
 
+
+/**
+ * Starts the close of `app` (a deadline of 5 s, which no test reaches) and lets two turns pass:
+ * what it waits for has had its chance to end. `closed()` says whether it has resolved.
+ */
+async function closeStarted(app: DependencyContainer): Promise<{ closing: Promise<unknown>; closed: () => boolean }> {
+  let closed = false;
+  const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
+  await nextTurn();
+  await nextTurn();
+  return { closing, closed: () => closed };
+}
 describe('shutdown()', () => {
   it('drains every scope with work, stops intake everywhere, then resolves with a report', async () => {
     const app = freshApp({ logger: captureLogger() });
@@ -204,11 +216,8 @@ describe("scopes' disposals going on at the close", () => {
     const { app, scope } = sessionScope({ background });
     if (background) scope.resolve(Background).add(async () => undefined);
     const disposal = disposeScope(scope);
-    let closed = false;
-    const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
-    await nextTurn();
-    await nextTurn();
-    expect(closed).toBe(false);
+    const { closing, closed } = await closeStarted(app);
+    expect(closed()).toBe(false);
     Session.gate.resolve();
     await closing;
     expect(Session.disposed).toBe(1);
@@ -240,11 +249,8 @@ describe("scopes' disposals going on at the close", () => {
       const disposal = disposeScope(scope);
       let disposalSettled = false;
       void disposal.catch(() => undefined).finally(() => (disposalSettled = true));
-      let closed = false;
-      const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
-      await nextTurn();
-      await nextTurn();
-      expect({ failing, closed, disposalSettled }).toEqual({ failing, closed: false, disposalSettled: false });
+      const { closing, closed } = await closeStarted(app);
+      expect({ failing, closed: closed(), disposalSettled }).toEqual({ failing, closed: false, disposalSettled: false });
       gate.resolve();
       await closing;
       expect(slowDone).toBe(true);
@@ -273,15 +279,12 @@ describe("scopes' disposals going on at the close", () => {
     const a = gatedScope(app, 'A', gateA.promise, done);
     const b = gatedScope(app, 'B', gateB.promise, done);
     const disposals = [disposeScope(a)];
-    let closed = false;
-    const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
-    await nextTurn();
-    await nextTurn();
+    const { closing, closed } = await closeStarted(app);
     disposals.push(disposeScope(b));
     gateA.resolve();
     await disposals[0];
     await nextTurn();
-    expect({ done, closed }).toEqual({ done: ['A'], closed: false });
+    expect({ done, closed: closed() }).toEqual({ done: ['A'], closed: false });
     gateB.resolve();
     await closing;
     expect(done).toEqual(['A', 'B']);
@@ -296,11 +299,8 @@ describe("scopes' disposals going on at the close", () => {
     const nested = gatedScope(request, 'nested', gate.promise, done);
     await disposeScope(request);
     const disposal = disposeScope(nested);
-    let closed = false;
-    const closing = shutdown({ container: app, timeoutMs: 5_000 }).then(() => (closed = true));
-    await nextTurn();
-    await nextTurn();
-    expect(closed).toBe(false);
+    const { closing, closed } = await closeStarted(app);
+    expect(closed()).toBe(false);
     gate.resolve();
     await closing;
     expect(done).toEqual(['nested']);

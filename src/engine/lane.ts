@@ -86,7 +86,9 @@ export class Lane {
 
   /**
    * Starts nothing until {@link resume}: slots given back meanwhile stay free. For a sweep that
-   * ends many jobs at once, none of which may start because another one gave its slot back.
+   * ends many jobs at once, none of which may start because another one gave its slot back; and
+   * while observers are told of an event, so that no task starts before its own `started` is told.
+   * Holds nest: starts resume when the last one ends.
    */
   hold(): void {
     this.#held++;

@@ -191,7 +191,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     const [first, second] = [one!, two!].map((head, i) => bg.with({ durable: true, after: [head] }).add(step, `after ${i}`));
     expect(second!.status).toBe('delayed');
     await vi.waitFor(async () => expect((await backend.job(second!.id))?.status).toBe('delayed'), bound);
-    const { token, take, taken } = byHand(queueName);
+    const { token, take, taken, failDoomed } = byHand(queueName);
     // The guards pass (they run first); then both heads fail for good: BullMQ decides each dependent's skip, and makes it waiting.
     for (const head of [one!, two!]) await (await take(head.id)).moveToFailed(new UnrecoverableError(`${head.id} breaks`), token, false);
     for (const job of taken.values()) if (job.name === 'tsyringe-background:after') await job.moveToCompleted(null, token, false);
@@ -203,7 +203,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     // Cancelled now, from a handle made by id and from the dependent's own followed handle: too late, their skips are decided.
     expect(elsewhere.cancel('stop')).toBe(true);
     expect(second!.cancel('stop')).toBe(true);
-    for (const job of doomed) await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false);
+    for (const job of doomed) await failDoomed(job);
     for (const handle of [first!, elsewhere, second!]) {
       await expect(handle.result()).rejects.toBeInstanceOf(TaskSkippedError);
       expect(handle.status).toBe('skipped');
@@ -218,7 +218,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
   });
 
   /** A BullMQ worker without a processor, which moves the jobs by hand: `take(id)` takes the job of that id (and those before it, all in `taken`). */
-  function byHand(queueName: string): { token: string; take: (id: string) => Promise<Job>; taken: ReadonlyMap<string, Job> } {
+  function byHand(queueName: string): { token: string; take: (id: string) => Promise<Job>; taken: ReadonlyMap<string, Job>; failDoomed: (job: Job) => Promise<unknown> } {
     const hand = new Worker(queueName, null, { connection: redis.connection, autorun: false });
     closers.push(() => hand.close());
     const token = randomUUID();
@@ -231,7 +231,20 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
       }, bound);
       return taken.get(id)!;
     };
-    return { token, take, taken };
+    /** Fails a dependent BullMQ made active only to fail it (its deferred failure), as a worker does. */
+    const failDoomed = (job: Job): Promise<unknown> => job.moveToFailed(new UnrecoverableError(job.deferredFailure ?? job.failedReason), token, false);
+    return { token, take, taken, failDoomed };
+  }
+
+  /**
+   * A head (`headTask`) and a task after it, added; the dependent's guard passed by hand and the
+   * head taken by hand (running): what a race with the head's failure starts from.
+   */
+  async function headTakenBefore(bg: ReturnType<typeof setup>['bg'], { token, take }: ReturnType<typeof byHand>, headTask: typeof step | typeof failing) {
+    const head = bg.with({ durable: true }).add(headTask, 'head');
+    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
+    await (await take(`${dependent.id}.after`)).moveToCompleted(null, token, false);
+    return { head, dependent, running: await take(head.id) };
   }
 
   /** What BullMQ's stalled check fails a job with once its worker died (maxStalledCount reached). */
@@ -239,7 +252,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
 
   it("skips the dependent of a task cancelled as it ran that BullMQ then failed as stalled (its worker dead): which was cancelled, with the reason, in every handle; a guard failed so is never named", async () => {
     const { bg, backend, queueName } = setup({ workers: false });
-    const { token, take } = byHand(queueName);
+    const { token, take, failDoomed } = byHand(queueName);
     const [p1, p2] = ['p1', 'p2'].map((label) => bg.with({ durable: true }).add(step, label));
     const [d1, d2] = [p1!, p2!].map((head, i) => bg.with({ durable: true, after: [head] }).add(step, `d${i + 1}`));
     // The guards first (the first passes; the second is left active, to die with its worker), then the two tasks, running.
@@ -258,7 +271,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     await guard2.moveToFailed(new UnrecoverableError(stalled), token, false);
     for (const { id } of [d1!, d2!]) {
       const doomed = await take(id);
-      await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+      await failDoomed(doomed);
     }
     const elsewhere = producer(queueName).backend;
     for (const [dependent, head, reason] of [[d1!, p1!, 'stop p1'], [d2!, p2!, 'stop p2']] as const) {
@@ -328,7 +341,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     // Taken again, as a worker takes it only to fail it.
     const again = byHand(queueName);
     const doomed = await again.take(job.id);
-    await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure), again.token, false);
+    await again.failDoomed(doomed);
     for (const handle of [job, elsewhere, (await producer(queueName).backend.handle(job.id))!]) {
       await expect(handle.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_FAILED', message: stalled });
       expect(handle.status).toBe('failed');
@@ -364,7 +377,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
 
   it('never removes a dependent whose skip BullMQ decided between the look at its job and its removal: skipped in every reader, and so is the next link', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
-    const { token, take } = byHand(queueName);
+    const { token, take, failDoomed } = byHand(queueName);
     const head = bg.with({ durable: true }).add(failing, 'head');
     const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
     const next = bg.with({ durable: true, after: [dependent] }).add(step, 'next');
@@ -387,7 +400,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
         raced = true;
         await running.moveToFailed(new UnrecoverableError('head breaks'), token, false);
         const doomed = await take(dependent.id);
-        await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+        await failDoomed(doomed);
       }
       return job;
     });
@@ -404,14 +417,14 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     expect(fresh.status).toBe('skipped');
     // The next link is skipped for it, as a skipped one (no child saying it was cancelled was added).
     const doomed = await take(next.id);
-    await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+    await failDoomed(doomed);
     await expect((await elsewhere.handle(next.id))!.result()).rejects.toThrow(`Task "step" (#${next.id}) was skipped: it was to run after task "step" (#${dependent.id}), which was skipped`);
     expect(effects).toEqual([]);
   });
 
   it('reads a dependent whose skip BullMQ decided as it was read by id (its job read waiting, its state after) as delayed, never running: a cancellation from that handle comes too late, and every reader says skipped', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
-    const { token, take } = byHand(queueName);
+    const { token, take, failDoomed } = byHand(queueName);
     const heads = ['one', 'two'].map((label) => bg.with({ durable: true }).add(failing, label));
     const dependents = heads.map((head, i) => bg.with({ durable: true, after: [head] }).add(step, `after ${i}`));
     for (const { id } of dependents) await (await take(`${id}.after`)).moveToCompleted(null, token, false);
@@ -441,7 +454,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     // Cancelled from the handle made by id: too late, the skip is decided (it does not end cancelled at once).
     expect(byId.cancel('too late')).toBe(true);
     expect(byId.status).toBe('delayed');
-    for (const job of doomed.values()) await job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false);
+    for (const job of doomed.values()) await failDoomed(job);
     for (const handle of [first, byId, second, (await producer(queueName).backend.handle(first.id))!]) {
       await expect(handle.result()).rejects.toBeInstanceOf(TaskSkippedError);
       expect(handle.status).toBe('skipped');
@@ -452,11 +465,9 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
 
   it("tells a dependent's skip from its start in its own handle when its job had been failed already as the handle read that it moved on: never running, and a cancellation then comes too late", async () => {
     const { bg, backend, queueName } = setup({ workers: false });
-    const { token, take } = byHand(queueName);
-    const head = bg.with({ durable: true }).add(failing, 'head');
-    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
-    await (await take(`${dependent.id}.after`)).moveToCompleted(null, token, false);
-    const running = await take(head.id);
+    const hand = byHand(queueName);
+    const { token, take, failDoomed } = hand;
+    const { head, dependent, running } = await headTakenBefore(bg, hand, failing);
     // Followed: read back from Redis (waiting for its children), then its events tell it the rest.
     const { queue } = backend;
     const getJobState = queue.getJobState.bind(queue);
@@ -479,7 +490,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
       if (failed || args[0] !== key || !args.includes('defa')) return runCommand(name, args);
       failed = true;
       return take(dependent.id)
-        .then((job) => job.moveToFailed(new UnrecoverableError(job.deferredFailure), token, false))
+        .then(failDoomed)
         .then(() => runCommand(name, args));
     };
     // What the handle reads as its end is being read (why it was skipped: the head's job), and a cancellation then.
@@ -502,11 +513,9 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
 
   it("reads a dependent whose skip BullMQ decided as its handle, watched late, was read back (its job read waiting, its state after) as delayed, attempt 0, never running", async () => {
     const { bg, queueName } = setup({ workers: false });
-    const { token, take } = byHand(queueName);
-    const head = bg.with({ durable: true }).add(failing, 'head');
-    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
-    await (await take(`${dependent.id}.after`)).moveToCompleted(null, token, false);
-    const running = await take(head.id);
+    const hand = byHand(queueName);
+    const { token, take, failDoomed } = hand;
+    const { head, dependent, running } = await headTakenBefore(bg, hand, failing);
     // The gate: once the handle's job has been read back (waiting for its children), the head fails for good and a
     // worker takes the dependent to fail it (BullMQ makes it active), before its state is read.
     const { queue } = (dependent as unknown as { backend: DurableBackend }).backend;
@@ -529,7 +538,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     // Watched only now: read back from Redis.
     expect(dependent.status).toBe('delayed');
     await vi.waitFor(() => expect(doomed).toBeDefined(), bound);
-    await doomed!.moveToFailed(new UnrecoverableError(doomed!.deferredFailure), token, false);
+    await failDoomed(doomed!);
     await expect(dependent.result()).rejects.toBeInstanceOf(TaskSkippedError);
     expect(seen).toEqual(['delayed, attempt 0']);
     expect(dependent.status).toBe('skipped');
@@ -573,18 +582,16 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
 
   it('names a prerequisite whose job is no longer in Redis from the cancellation record: which was cancelled, with its reason, in a process that read nothing before', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
-    const { token, take } = byHand(queueName);
-    const head = bg.with({ durable: true }).add(step, 'head');
-    const dependent = bg.with({ durable: true, after: [head] }).add(step, 'dependent');
-    await (await take(`${dependent.id}.after`)).moveToCompleted(null, token, false);
-    const running = await take(head.id);
+    const hand = byHand(queueName);
+    const { token, take, failDoomed } = hand;
+    const { head, dependent, running } = await headTakenBefore(bg, hand, step);
     await vi.waitFor(() => expect(head.status).toBe('running'), bound);
     head.cancel('stop');
     await vi.waitFor(async () => expect(((await backend.queue.getJob(head.id))?.data as { cancelled?: string }).cancelled).toBe('stop'), bound);
     // Stopped by its worker, which fails it so; the dependent is failed for it; then the head's job is removed (by hand, a script).
     await running.moveToFailed(new UnrecoverableError('cancelled: stop'), token, false);
     const doomed = await take(dependent.id);
-    await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+    await failDoomed(doomed);
     expect(await backend.queue.remove(head.id)).toBe(1);
     const message = `Task "step" (#${dependent.id}) was skipped: it was to run after task "step" (#${head.id}), which was cancelled`;
     const elsewhere = producer(queueName).backend;
@@ -596,7 +603,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
 
   it('reads a link added elsewhere after a task skipped at its add() whose guard had not failed it yet as after a skipped one: the chain\'s first error its cause', async () => {
     const { bg, backend, queueName } = setup({ workers: false });
-    const { token, take } = byHand(queueName);
+    const { token, take, failDoomed } = byHand(queueName);
     const broken = bg.with({ durable: true }).add(failing, 'broken');
     await (await take(broken.id)).moveToFailed(new UnrecoverableError('broken breaks'), token, false);
     await expect(broken.result()).rejects.toThrow('broken breaks');
@@ -611,7 +618,7 @@ describe.skipIf(!hasRedis)('durable tasks after others: BullMQ flows', () => {
     // the link's guard, run by a worker, finds it failed.
     await (await take(`${first.id}.after`)).moveToFailed(new UnrecoverableError('its prerequisite failed'), token, false);
     const doomed = await take(first.id);
-    await doomed.moveToFailed(new UnrecoverableError(doomed.deferredFailure ?? doomed.failedReason), token, false);
+    await failDoomed(doomed);
     const linked = there.bg.with({ durable: true, after: [firstThere] }).add(step, 'linked');
     expect(linked.status).toBe('delayed');
     await vi.waitFor(async () => expect(await backend.job(linked.id)).toBeDefined(), bound);
