@@ -500,8 +500,8 @@ export function cancelChannel(queueName: string, prefix: string | undefined): st
  * The sorted set where producers record the cancellations they publish (member: the message,
  * score: when it was sent, in ms), so that a worker that was not listening when one was sent (it
  * started just after, or its subscription was reconnecting) reads it once it listens. It holds the
- * first request for each job only (a key per job beside it, `<record>:<id>`, set if absent, says
- * that one came). A producer trims it to the last {@link cancelRecordMs} and at most
+ * first request for each job only (a key per job beside it, `<record>:<id>`, set if absent, holds
+ * that one's message: a worker that takes a job again reads it there). A producer trims it to the last {@link cancelRecordMs} and at most
  * {@link cancelRecordMax} entries.
  */
 export function cancelRecordKey(queueName: string, prefix: string | undefined): string {

@@ -1995,12 +1995,12 @@ interface RecordedCancellation {
  * Records a request to stop a job and publishes it to the workers, in one step on Redis. Only the
  * first request for a job (in the last {@link cancelRecordMs}) is recorded, the one that takes
  * effect, whichever process's clock is ahead: a key per job (`<record>:<id>`, set if absent, kept
- * as long as the record) says that one came; a later one is published only (a worker keeps the
- * first reason it hears). KEYS: the record, its key for the job; ARGV: now (ms), the message, how
+ * as long as the record) holds that one's message; a later one is published only (a worker keeps
+ * the first reason it hears). KEYS: the record, its key for the job; ARGV: now (ms), the message, how
  * long and how many the record keeps, the workers' channel.
  */
 const recordCancellationScript = `
-if redis.call("SET", KEYS[2], "1", "NX", "PX", ARGV[3]) then
+if redis.call("SET", KEYS[2], ARGV[2], "NX", "PX", ARGV[3]) then
   redis.call("ZADD", KEYS[1], ARGV[1], ARGV[2])
   redis.call("ZREMRANGEBYSCORE", KEYS[1], "-inf", tonumber(ARGV[1]) - tonumber(ARGV[3]))
   redis.call("ZREMRANGEBYRANK", KEYS[1], 0, -tonumber(ARGV[4]) - 1)

@@ -344,8 +344,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     }
     // The job's own child scope, for a task with dependencies to resolve there; a task without
     // any could not tell it from the workers' (below), and the scope would cost every job.
-    const scope = scoped.has(definition) ? scopeRoot.createChildContainer() : undefined;
     const jobId = job.id ?? '';
+    // Taken before without an outcome (its worker lost its lock, or put it back): a cancellation
+    // recorded since may have gone unheard here (this worker's connection was down when it was
+    // sent, or it was told to the attempt that lost the job) and not be in the job's data (the
+    // mark can come after this take). One look at Redis, for these jobs only.
+    const recorded = job.attemptsStarted > job.attemptsMade + 1 ? await recordedCancellation(jobId) : undefined;
+    const scope = scoped.has(definition) ? scopeRoot.createChildContainer() : undefined;
     try {
       const { args, timeoutMs, context } = job.data;
       const entry = new RunningJob(job, logger, scope);
@@ -366,6 +371,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       running.set(jobId, entry);
       // Cancelled while its job ran on a worker that died: the producer marked the job.
       if (job.data.cancelled !== undefined) entry.cancel(job.data.cancelled);
+      else if (recorded !== undefined) entry.cancel(recorded);
       else if (cancelledEarly.size > 0) {
         const early = cancelledEarly.get(jobId);
         if (early !== undefined) {
@@ -386,7 +392,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
         if (entry.retryRefused) throw new UnrecoverableError(messageOf(error));
         throw error;
       } finally {
-        running.delete(jobId);
+        // (Not a later attempt's entry: an attempt that lost its lock may end after the job was taken again here.)
+        if (running.get(jobId) === entry) running.delete(jobId);
         entry.end();
       }
       // (Most tasks return nothing, or a primitive: no walk for those.)
@@ -449,6 +456,19 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     const first = cancelledEarly.get(id)?.reason ?? reason;
     cancelledEarly.delete(id);
     cancelledEarly.set(id, { reason: first, until: now + rememberMs });
+  };
+  /** The reason of the first cancellation recorded for job `id` (`<record>:<id>`), if one was. */
+  const recordedCancellation = async (id: string): Promise<string | undefined> => {
+    const client = await worker.getBackend().client;
+    const message = await client.get(`${record}:${id}`);
+    if (message === null) return undefined;
+    try {
+      const { reason } = JSON.parse(message) as { reason?: unknown };
+      if (typeof reason === 'string') return reason;
+    } catch {
+      // Written by an older version, which kept no message there.
+    }
+    return '';
   };
   subscriber.on('message', (from: string, message: string) => {
     if (from === channel) cancelRequested(message, Date.now());

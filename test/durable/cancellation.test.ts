@@ -306,6 +306,48 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     expect(logger.at('error')).toEqual([]);
   });
 
+  it("a running job cancelled while its worker's connections are down, its job then taken again by that worker (its lock lost), is cancelled before its task starts again, the job not yet marked", async () => {
+    // The producer's connections, and the worker's, each through a proxy of their own.
+    const toProducer = await startProxy(redis.port);
+    const toWorker = await startProxy(redis.port);
+    closers.push(
+      () => toProducer.close(),
+      () => toWorker.close(),
+    );
+    const { bg, queueName, workerRoot } = openQueue(toProducer.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
+    const workers = startWorkers({
+      container: workerRoot,
+      tasks: [noted],
+      connection: toWorker.connection,
+      queueName,
+      workerOptions: { lockDuration: 1_000, stalledInterval: 200 },
+    });
+    closers.push(() => workers.close());
+    closers.push(async () => release.resolve());
+    started.length = aborted.length = 0;
+    release = deferred();
+    const client = admin();
+    await listening(client, queueName);
+    const handle = await runningJob(bg, 'taken again');
+    // The mark of the running job never reaches Redis while held: the take comes before it.
+    let markHeld = true;
+    toProducer.onRequest = (chunk) => (markHeld && chunk.includes('cjson.decode(data)["cancelled"]') ? 'cut' : 'pass');
+    // The worker's connections break, and none can be made: its lock is not renewed, and it hears nothing.
+    toWorker.mode = 'refuse';
+    toWorker.cut();
+    expect(handle.cancel('stop')).toBe(true);
+    // The request is recorded (and published to nobody); the lock expires.
+    await vi.waitFor(async () => expect(await client.exists(`bull:${queueName}:tsyringe-background:cancelled:${handle.id}`)).toBe(1), { timeout: 5_000, interval: 10 });
+    await vi.waitFor(async () => expect(await client.exists(`bull:${queueName}:${handle.id}:lock`)).toBe(0), { timeout: 5_000, interval: 20 });
+    // The worker is back: its stalled check puts the job back, and it takes it again (its first attempt still running here).
+    toWorker.mode = 'pass';
+    await vi.waitFor(async () => expect(started.length > 1 || (await jobState(queueName, handle.id)).state === 'failed').toBe(true), { timeout: 10_000, interval: 20 });
+    expect(started).toEqual(['taken again']);
+    expect(await jobState(queueName, handle.id)).toEqual({ state: 'failed', failedReason: 'cancelled: stop' });
+    expect(Number(await client.hget(`bull:${queueName}:${handle.id}`, 'ats'))).toBe(2);
+    markHeld = false;
+  });
+
   it('a job cancelled while its worker is dead, then failed by BullMQ as stalled, reads cancelled, as its handle said, and as a handle followed elsewhere says', async () => {
     const { bg, backend, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
     const added = bg.with({ durable: true }).add(noted, 'stalled for good');
