@@ -1831,12 +1831,20 @@ class BullMQBackend implements Runner, DurableBackend {
     const { id } = handle;
     let job: Job | undefined;
     let state: string | undefined;
+    // Its job's events read meanwhile are held: applied before what was read, they would be undone
+    // by it (an `active` applied, then the job read waiting: `queued` for its whole run).
+    handle.held = [];
     try {
       await this.#openReader();
       ({ job, state } = (await this.#jobAndState(id)) ?? {});
     } finally {
-      if (job === undefined) this.#unfollow(id);
+      if (job === undefined) {
+        handle.held = undefined;
+        this.#unfollow(id);
+      }
     }
+    const held = handle.held ?? [];
+    handle.held = undefined;
     if (job === undefined) {
       // Removed by a cancellation (it waited), which every process records for 10 minutes.
       const recorded = (await this.#recordedCancellations(await this.queue.getBackend().client)).get(id);
@@ -1861,6 +1869,10 @@ class BullMQBackend implements Runner, DurableBackend {
     } else if (state === 'failed') {
       this.#unnamed.delete(id);
       this.#failed(id, job.failedReason ?? '', cancelledMark);
+    } else if (held.length > 0) {
+      // It moved while it was read (which may or may not show it): read again with the stream's
+      // position, the events after it applied (those held are before it, so in what is read).
+      await this.#readBack([handle]).catch(() => this.#readBackLater([handle]));
     }
     return handle;
   }

@@ -7,12 +7,13 @@
  * cancelled; a retry clears the failed attempt's progress; odd arguments get the documented
  * TypeError. Against a real redis-server, with workers in this process on another container.
  */
+import { Job, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { defineTask, DurableTaskError, shutdown, TaskCancelledError, TaskContext } from '../../src/index.js';
-import { captureLogger, failureOf, freshApp, watchProcessErrors } from '../helpers.js';
-import { openQueue } from './queue-apps.js';
+import { captureLogger, deferred, failureOf, freshApp, watchProcessErrors } from '../helpers.js';
+import { openQueue, producerOn } from './queue-apps.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
 watchProcessErrors();
@@ -204,6 +205,38 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
     const later = (await otherBackend.handle(handle.id))!;
     expect(later.status).toBe('cancelled');
     await expect(later.result()).rejects.toBeInstanceOf(TaskCancelledError);
+  });
+
+  it("another process's handle of a job that starts while the handle is being read reads it running, not queued for the whole run", async () => {
+    const { bg, queueName } = setup({ workers: false });
+    const other = producerOn(redis.connection, closers, queueName);
+    const handle = bg.with({ durable: true }).add(answer, 7);
+    await vi.waitFor(async () => expect(await other.job(handle.id)).toMatchObject({ status: 'queued' }), { timeout: 5_000, interval: 10 });
+    // A worker takes the job just after the handle's read of its state, and the other process's
+    // event stream has read its `active` before the handle is given.
+    const worker = new Worker(queueName, undefined, { connection: redis.connection, autorun: false });
+    closers.push(() => worker.close());
+    const activeRead = deferred();
+    const emit = QueueEvents.prototype.emit as (this: QueueEvents, event: string, ...args: unknown[]) => boolean;
+    vi.spyOn(QueueEvents.prototype, 'emit').mockImplementation(function (this: QueueEvents, event: string, ...args: unknown[]) {
+      if (event === 'active' && (args[0] as { jobId?: string } | undefined)?.jobId === handle.id) activeRead.resolve();
+      return emit.call(this, event, ...args);
+    } as never);
+    const getState = Job.prototype.getState;
+    let taken = false;
+    vi.spyOn(Job.prototype, 'getState').mockImplementation(async function (this: Job) {
+      const state = await getState.call(this);
+      if (this.id === handle.id && !taken) {
+        taken = true;
+        expect((await worker.getNextJob('worker-token'))?.id).toBe(handle.id);
+        await activeRead.promise;
+      }
+      return state;
+    });
+    const seen = (await other.handle(handle.id))!;
+    vi.restoreAllMocks();
+    expect(taken).toBe(true);
+    expect([seen.status, seen.attempt]).toEqual(['running', 1]);
   });
 
   it('clears the progress of a failed attempt once its retry is scheduled, on the handle and in backend.job(id)', async () => {
