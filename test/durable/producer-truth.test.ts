@@ -217,11 +217,13 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
     const worker = new Worker(queueName, undefined, { connection: redis.connection, autorun: false });
     closers.push(() => worker.close());
     const activeRead = deferred();
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with the instance's own this
     const emit = QueueEvents.prototype.emit as (this: QueueEvents, event: string, ...args: unknown[]) => boolean;
     vi.spyOn(QueueEvents.prototype, 'emit').mockImplementation(function (this: QueueEvents, event: string, ...args: unknown[]) {
       if (event === 'active' && (args[0] as { jobId?: string } | undefined)?.jobId === handle.id) activeRead.resolve();
       return emit.call(this, event, ...args);
-    } as never);
+    });
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- called below with the job as this
     const getState = Job.prototype.getState;
     let taken = false;
     vi.spyOn(Job.prototype, 'getState').mockImplementation(async function (this: Job) {
