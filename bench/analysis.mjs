@@ -142,7 +142,15 @@ const durable = {
     'the start (load 0.3), nothing changed on a job\'s path since the runs of the night before (0.88, 0.92, 0.87): 8a 0.78, ' +
     '0.78, 0.89; library / raw with its job options 0.88, 0.87, 0.87; 8b 1.00, 0.92, 0.94. The library\'s processor, ' +
     'timed without Redis (100 000 jobs, 5 reps, pinned): ≈ 4.7 µs a job (4.2 the night before). Still missed, and still ' +
-    'inside the section\'s spread from one evening to the next.',
+    'inside the section\'s spread from one evening to the next. ' +
+    '2026-12-07 (session 19), the machine in its slow state (raw BullMQ 105–140 µs of Node CPU a job, twice the quiet ' +
+    'figures): one run of the section read 8a 0.91 (0.78–0.97, met), library / raw with its job options 0.83, 8b 0.85 ' +
+    '(missed). The lean attempt was then tried on a private copy of dist/ (the job\'s RunningJob, an AbortController and ' +
+    'a context object, the task\'s function called directly: its floor, without a timeout, logging or retryIf), as a ' +
+    'fourth variant in three rounds of drain runs (8 000 jobs, 3 reps, pinned, order rotating): medians a round, ' +
+    'library / raw 0.81, 0.95, 0.91 against lean / raw 0.84, 0.76, 0.96. No gain the spread can show, so not built: it ' +
+    'would be a second way to run an attempt (timeouts, cancellation, retryIf, logs, the close\'s put-back) for nothing ' +
+    'measurable here.',
 };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
