@@ -345,7 +345,15 @@ const script = `
   // The view's answer has its key (byStatus, tasks). Another's (a login that expired: a 401, a
   // redirect to a login page, a proxy's own JSON) is said as what it is.
   async function getJson(path, signal, key) {
-    const response = await fetch(base + path, { cache: 'no-store', headers: { accept: 'application/json' }, signal });
+    let response;
+    try {
+      response = await fetch(base + path, { cache: 'no-store', headers: { accept: 'application/json' }, signal });
+    } catch (error) {
+      // The round's deadline (said by the round), or fetch's one word for every other failure
+      // ("Failed to fetch", which would read as a dead server whatever the cause).
+      if (signal.aborted) throw error;
+      throw new Error('no answer from the server (it cannot be reached, or it redirected the request to another origin or in a loop)');
+    }
     const isJson = (response.headers.get('content-type') || '').startsWith('application/json');
     const body = isJson ? await response.json().catch(() => undefined) : undefined;
     const own = body !== null && typeof body === 'object';

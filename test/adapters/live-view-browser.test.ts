@@ -329,12 +329,14 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
     app = freshApp({ logger: captureLogger() });
     const gate = deferred();
     app.resolve(Background).add(defineTask({ name: 'waiting' }, () => gate.promise));
-    let expired: 'no' | '401' | 'redirect' | 'framework' | 'other json' = 'no';
+    let expired: 'no' | '401' | 'redirect' | 'loop' | 'framework' | 'other json' = 'no';
     await openOnPlainServer(gate, (path, below, res) => {
       if (path === '/login') res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><p>log in</p>');
       else if (!below.startsWith('/api/') || expired === 'no') return false;
       else if (expired === '401') res.writeHead(401).end();
       else if (expired === 'redirect') res.writeHead(302, { location: '/login' }).end();
+      // A login proxy that sends the request back to itself.
+      else if (expired === 'loop') res.writeHead(302, { location: path }).end();
       // Fastify's own error reply, from an authentication hook that throws.
       else if (expired === 'framework') res.writeHead(401, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify({ statusCode: 401, error: 'Unauthorized', message: 'session expired' }));
       // A proxy's own JSON, of another shape.
@@ -351,6 +353,13 @@ describe.skipIf(!hasChromium)('the live view page when an answer never comes', (
     await page.waitForFunction("document.getElementById('state').textContent.includes('not the live view')", { timeout: 5_000 });
     const redirected = (await page.evaluate(readView)) as View;
     expect(redirected.state).toMatch(/^could not refresh: the answer was not the live view's JSON \(HTTP 200, redirected to http:\/\/127\.0\.0\.1:\d+\/login\)$/);
+
+    expired = 'loop';
+    await page.waitForFunction("document.getElementById('state').textContent.includes('no answer from the server')", { timeout: 5_000 });
+    expect(await page.evaluate(readView)).toMatchObject({
+      state: 'could not refresh: no answer from the server (it cannot be reached, or it redirected the request to another origin or in a loop)',
+      stateIsError: true,
+    });
 
     expired = 'framework';
     await page.waitForFunction("document.getElementById('state').textContent.includes('session expired')", { timeout: 5_000 });
