@@ -8,7 +8,8 @@ import { defaultRepeatStrategy, type ConnectionOptions, type Job, type JobsOptio
 import { Redis } from 'ioredis';
 import type { DependencyContainer } from 'tsyringe';
 import { Background, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
-import { checkKnownKeys, describe, isLogger, isOptionsObject, unknownKey } from './request-scope.js';
+import { checkKnownKeys, describe, isOptionsObject, messageOf, unknownKey } from '../model/checks.js';
+import { isLogger } from '../model/logger.js';
 
 /** Where the queue is. */
 export interface BullMQConnection {
@@ -458,10 +459,6 @@ export function checkCron(taskName: string, expression: string, tz: string | und
   } catch (error) {
     throw new TypeError(`${what} has no further run for BullMQ's job scheduler (cron-parser: ${messageOf(error)}), which would save no schedule`, { cause: error });
   }
-}
-
-export function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /** Whether a command failed because Redis answered with an error (it ran, and refused), not because the connection failed. */

@@ -29,7 +29,8 @@ import {
   type TaskRequest,
   type TaskStatus,
 } from '../index.js';
-import { describe, safeLogger } from './request-scope.js';
+import { describe, messageOf } from '../model/checks.js';
+import { safeLogger } from './request-scope.js';
 import {
   afterJob,
   afterJobOptions,
@@ -55,7 +56,6 @@ import {
   jobData,
   keepCompleted,
   keepFailed,
-  messageOf,
   queueClientFor,
   redisFor,
   refusedByRedis,

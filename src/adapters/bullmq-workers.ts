@@ -17,7 +17,8 @@ import {
   type TaskDefinition,
   type TaskHandle,
 } from '../index.js';
-import { describe, isOptionsObject, ownOptions, safeLogger } from './request-scope.js';
+import { describe, isOptionsObject, ownOptions, messageOf } from '../model/checks.js';
+import { safeLogger } from './request-scope.js';
 import {
   afterJob,
   ownJobPrefix,
@@ -38,7 +39,6 @@ import {
   jobEnded,
   jobContext,
   jobRun,
-  messageOf,
   notInQueue,
   redisFor,
   within,

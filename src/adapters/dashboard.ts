@@ -9,7 +9,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { IServerAdapter, UIConfig } from '@bull-board/api/typings/app';
 import type { DurableBackend } from './bullmq.js';
 import { checkLink } from './live-view.js';
-import { checkKnownKeys, describe, isOptionsObject, ownOptions } from './request-scope.js';
+import { checkKnownKeys, describe, isOptionsObject, ownOptions } from '../model/checks.js';
 
 /** A BullMQ queue, as `useBullMQ()`'s backend holds it (`backend.queue`). */
 export type DashboardQueue = DurableBackend['queue'];

@@ -8,13 +8,7 @@
 import type { Request, RequestHandler } from 'express';
 import type { DependencyContainer } from 'tsyringe';
 import { createLiveView, pathBelow, resolveLiveViewOptions, splitTarget, type LiveViewOptions } from './live-view.js';
-import {
-  closeOnResponse,
-  openScope,
-  registerThen,
-  resolveRequestScopeOptions,
-  type RequestScopeOptions as Options,
-} from './request-scope.js';
+import { closeOnResponse, openScope, registerThen, resolveRequestScopeOptions, type RequestScopeOptions as Options } from './request-scope.js';
 
 declare global {
   // Express's own extension point for request properties (what @types/express documents).

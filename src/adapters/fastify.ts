@@ -10,15 +10,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import fastifyPlugin from 'fastify-plugin';
 import type { DependencyContainer } from 'tsyringe';
 import { createLiveView, pathBelow, resolveLiveViewOptions, splitTarget, type LiveViewOptions } from './live-view.js';
-import {
-  closeOnResponse,
-  openScope,
-  registerThen,
-  fastifyRegisterKeys,
-  resolveRequestScopeOptions,
-  type ResolvedRequestScopeOptions,
-  type RequestScopeOptions as Options,
-} from './request-scope.js';
+import { closeOnResponse, openScope, registerThen, fastifyRegisterKeys, resolveRequestScopeOptions, type ResolvedRequestScopeOptions, type RequestScopeOptions as Options } from './request-scope.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

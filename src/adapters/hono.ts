@@ -8,13 +8,7 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import type { DependencyContainer } from 'tsyringe';
 import { createLiveView, pathBelow, resolveLiveViewOptions, type LiveViewOptions } from './live-view.js';
-import {
-  closeOnResponse,
-  openScope,
-  resolveRequestScopeOptions,
-  type NodeResponse,
-  type RequestScopeOptions as Options,
-} from './request-scope.js';
+import { closeOnResponse, openScope, resolveRequestScopeOptions, type NodeResponse, type RequestScopeOptions as Options } from './request-scope.js';
 
 /** The variables {@link requestScope} sets: `c.var.container`, this request's scope. */
 export interface RequestScopeVariables {

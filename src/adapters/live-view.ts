@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground, type Background, type TaskHandle, type TaskStatus } from '../index.js';
-import { checkKnownKeys, describe, isOptionsObject } from './request-scope.js';
+import { checkKnownKeys, describe, isOptionsObject } from '../model/checks.js';
 
 /** Options of every adapter's `liveView`. */
 export interface LiveViewOptions {

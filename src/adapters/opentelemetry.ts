@@ -19,7 +19,7 @@ import {
 } from '@opentelemetry/api';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground, observeTasks, wrapAttempts, type Background, type TaskEvent, type TaskObservation } from '../index.js';
-import { checkKnownKeys, describe, isOptionsObject } from './request-scope.js';
+import { checkKnownKeys, describe, isOptionsObject } from '../model/checks.js';
 
 /** The name of the instrumentation scope (the tracer's and the meter's). */
 export const instrumentationName = 'tsyringe-background';

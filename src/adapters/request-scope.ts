@@ -5,6 +5,9 @@
  */
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { consoleLogger, disposeScope, type BackgroundLogger } from '../index.js';
+// The lowest layer's two leaf modules, shared with the adapters (eslint.config.js: they import nothing of the library).
+import { checkCallback, checkKnownKeys, describe, isOptionsObject } from '../model/checks.js';
+import { isLogger, logSafely } from '../model/logger.js';
 
 /**
  * Options of every adapter's `requestScope`; `Request` is what the framework calls a request
@@ -99,10 +102,7 @@ export function resolveRequestScopeOptions<Request>(options: RequestScopeOptions
     throw new TypeError(`requestScope(options): options.parent must be a tsyringe container, got ${describe(parent)}`);
   }
   // A class cannot be called, and a generator function would run nothing: each request a 500.
-  const problem = typeof register === 'function' ? callbackProblem(register) : '';
-  if (register !== undefined && problem !== undefined) {
-    throw new TypeError(`requestScope(options): options.register must be a function, got ${describe(register)}${problem}`);
-  }
+  if (register !== undefined) checkCallback(register, 'requestScope(options): options.register');
   if (!isLogger(logger)) {
     throw new TypeError(`requestScope(options): options.logger must be an object with error, warn, info and debug methods, got ${describe(logger)}`);
   }
@@ -125,7 +125,7 @@ export function openScope(options: Pick<ResolvedRequestScopeOptions<unknown>, 'p
     if (closed) return;
     closed = true;
     disposeScope(scope).catch((err: unknown) => {
-      logSafely(options.logger, { err, method, url: pathOf(url) }, 'disposing a request scope failed');
+      logSafely(options.logger, 'error', { err, method, url: pathOf(url) }, 'disposing a request scope failed');
     });
   };
   return { scope, close };
@@ -209,126 +209,15 @@ export function registerThen<Request>(
   else next();
 }
 
-/** A logger that throws must not turn a logged failure into an unhandled one. */
-function logSafely(logger: BackgroundLogger, fields: Record<string, unknown>, message: string): void {
-  safeLogger(logger).error(fields, message);
-}
-
 /**
  * `logger`, safe to call: a method that throws, or whose promise rejects (an `async` one), is
  * survived (reported on the console), so that logging a failure never becomes one of its own: a
- * job retried, an unhandled rejection. The same as `logSafely()` in src/model/logger.ts, which the
- * adapters, users of the public API, cannot import.
+ * job retried, an unhandled rejection ({@link logSafely} for each entry).
  */
 export function safeLogger(logger: BackgroundLogger): BackgroundLogger {
-  const failed = (message: string, fields: Record<string, unknown>, loggerError: unknown): void => console.error('[tsyringe-background] the logger threw while logging:', message, fields, loggerError);
   const safe =
     (level: keyof BackgroundLogger) =>
-    (fields: Record<string, unknown>, message: string): void => {
-      try {
-        const returned = logger[level](fields, message) as unknown;
-        if (typeof (returned as PromiseLike<unknown> | null | undefined)?.then === 'function') Promise.resolve(returned).catch((loggerError: unknown) => failed(message, fields, loggerError));
-      } catch (loggerError) {
-        failed(message, fields, loggerError);
-      }
-    };
+    (fields: Record<string, unknown>, message: string): void =>
+      logSafely(logger, level, fields, message);
   return { error: safe('error'), warn: safe('warn'), info: safe('info'), debug: safe('debug') };
-}
-
-export function isLogger(value: unknown): value is BackgroundLogger {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    (['error', 'warn', 'info', 'debug'] as const).every((level) => {
-      const method = (value as Record<string, unknown>)[level];
-      return typeof method === 'function' && callbackProblem(method) === undefined;
-    })
-  );
-}
-
-/**
- * What makes a function unfit to be called back, or undefined when it is fit: a class (calling it
- * throws) or a generator function (its body runs only as its result is iterated). The same as
- * `callbackProblem()` in src/model/checks.ts.
- */
-function callbackProblem(fn: object): string | undefined {
-  if (Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false) return ' (a class, which cannot be called)';
-  return /Generator/.test(Object.prototype.toString.call(fn)) ? ' (a generator function, whose body runs only as its result is iterated)' : undefined;
-}
-
-/**
- * Whether a value can hold options: an object that is not an array, a `Map`, a `Date` or another
- * built-in, whose settings would be read as no options at all. The same as `isOptionsObject()` in
- * src/model/checks.ts, which the adapters, users of the public API, cannot import.
- */
-export function isOptionsObject(value: unknown): value is object {
-  if (typeof value !== 'object' || value === null) return false;
-  const tag = Object.prototype.toString.call(value);
-  return tag === '[object Object]' || !builtIn.test(tag);
-}
-
-/** The tags of the built-ins whose settings would read as no options (a user's class may name its own tag). */
-const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise|\w*Error|Number|String|Boolean|Symbol|BigInt|ArrayBuffer|SharedArrayBuffer|DataView|Arguments|Generator|AsyncGenerator|WeakRef|URL|URLSearchParams|Headers)\]$/;
-
-/**
- * The enumerable string keys of an options object, own and inherited up to `Object.prototype`
- * (whose own keys, a polluted one's, are no one's options). The same as `optionKeys()` in
- * src/model/checks.ts, which the adapters, users of the public API, cannot import.
- */
-function optionKeys(options: object): string[] {
-  const keys = Object.keys(options);
-  for (let above = Object.getPrototypeOf(options) as object | null; above !== null && above !== Object.prototype; above = Object.getPrototypeOf(above) as object | null) {
-    for (const key of Object.keys(above)) if (!keys.includes(key)) keys.push(key);
-  }
-  return keys;
-}
-
-/** The first of an options object's keys, own or inherited, not among `known`. */
-export function unknownKey(options: object, known: readonly string[]): string | undefined {
-  return optionKeys(options).find((key) => !known.includes(key));
-}
-
-/**
- * An options object as a plain one of its own, to read options from: its inherited options
- * copied (a spread would drop them), and no prototype, so that a field set on `Object.prototype`
- * itself (a polluted one) is never read as an option.
- */
-export function ownOptions<T extends object>(options: T): T {
-  const own = Object.create(null) as Record<string, unknown>;
-  for (const key of optionKeys(options)) own[key] = (options as Record<string, unknown>)[key];
-  return own as T;
-}
-
-/**
- * Refuses a key of `options` that is not among `known`, which would otherwise be ignored: a
- * misspelt option silently left at its default. `at` is the call as messages name it
- * (`requestScope(options)`). The same as `checkKnownKeys()` in src/model/checks.ts, which the
- * adapters, users of the public API, cannot import.
- * @returns the options to read: {@link ownOptions} of `options`.
- * @throws TypeError naming the first unknown key and the known ones.
- */
-export function checkKnownKeys<T extends object>(options: T, known: readonly string[], at: string): T {
-  const unknown = unknownKey(options, known);
-  if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${known.join(', ')}`);
-  return ownOptions(options);
-}
-
-/**
- * A value as an error message shows it: `42 (number)`, `"x" (string)`, `an instance of Map`.
- * What may be wrong with a value of the very kind asked for shows too: `an empty array`,
- * `an Invalid Date`, `URL "http://x/t.js"` (a URL, not of the scheme asked for). The same as
- * `describe()` in src/model/checks.ts, which the adapters, users of the public API, cannot import.
- */
-export function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
-  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
-  if (typeof value === 'object') {
-    if (Array.isArray(value) && value.length === 0) return 'an empty array';
-    if (value instanceof Date && Number.isNaN(value.getTime())) return 'an Invalid Date';
-    if (value instanceof URL) return `URL ${JSON.stringify(value.href)}`;
-    const name = (value as { constructor?: { name?: string } }).constructor?.name;
-    return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
-  }
-  return `${String(value)} (${typeof value})`; // eslint-disable-line @typescript-eslint/no-base-to-string -- only primitives reach here
 }
