@@ -335,14 +335,14 @@ function checkScopeOption(options: unknown, at: string): void {
 
 /** `more` over `options`, with their inherited keys, which options are read with everywhere else. */
 function over(options: CallOptions, more: CallOptions): CallOptions {
-  return { ...ownOptions(options), ...ownOptions(more) };
+  return { ...ownOptions(options, 'bg.with(options): options'), ...ownOptions(more, 'bg.with(options): options') };
 }
 
 function checkListFilter(filter: unknown): void {
   if (!isOptionsObject(filter)) throw new TypeError(`bg.list(filter): filter must be an object, got ${describe(filter)}`);
   const unknown = unknownKey(filter, ['status', 'application']);
   if (unknown !== undefined) throw new TypeError(`bg.list(filter): filter.${unknown} is not a known option; known options: status, application`);
-  const { status, application } = filter as { status?: unknown; application?: unknown };
+  const { status, application } = ownOptions(filter, 'bg.list(filter): filter') as { status?: unknown; application?: unknown };
   if (application !== undefined && typeof application !== 'boolean') throw new TypeError(`bg.list(filter): filter.application must be a boolean, got ${describe(application)}`);
   if (status === undefined) return;
   const statuses = typeof status === 'string' ? [status] : Array.isArray(status) ? (status as unknown[]) : undefined;

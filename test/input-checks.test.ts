@@ -55,6 +55,54 @@ describe('options objects', () => {
   });
 });
 
+describe("options given as a class instance's accessors, or as non-enumerable fields", () => {
+  /** Options as a config class gives them: getters on its prototype, none of them enumerable. */
+  class RetryTwice {
+    get retries(): number {
+      return 2;
+    }
+    get backoff(): object {
+      return { baseMs: 1, jitter: 0 };
+    }
+  }
+  const failsTwice = () => {
+    let runs = 0;
+    return async () => {
+      if (++runs < 3) throw new Error('not yet');
+      return runs;
+    };
+  };
+
+  it('are honoured as fields are: by bg.with(), a definition, registered defaults', async () => {
+    const { bg } = app();
+    await expect(bg.with(new RetryTwice() as never).add(failsTwice()).result()).resolves.toBe(3);
+    await expect(bg.add(defineTask(Object.assign(new RetryTwice(), { name: 'fromAClass' }) as never, failsTwice())).result()).resolves.toBe(3);
+    const hidden = Object.defineProperty({ backoff: { baseMs: 1, jitter: 0 } }, 'retries', { value: 2, enumerable: false });
+    await expect(bg.with(hidden).add(failsTwice()).result()).resolves.toBe(3);
+    const registered = app({ defaults: new RetryTwice() });
+    await expect(registered.bg.add(failsTwice()).result()).resolves.toBe(3);
+  });
+
+  it("are honoured in the registered options too: a getter's drainTimeoutMs bounds the drain", async () => {
+    class Settings {
+      get root(): boolean {
+        return true;
+      }
+      get drainTimeoutMs(): number {
+        return 20;
+      }
+    }
+    const root = container.createChildContainer().register(BackgroundOptions, { useValue: new Settings() });
+    roots.push(root);
+    const bg = root.createChildContainer().resolve(Background);
+    const handle = bg.add(() => new Promise(() => undefined));
+    const started = Date.now();
+    await bg.dispose();
+    expect(handle.status).toBe('abandoned');
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+});
+
 describe('inherited options', () => {
   it('are honoured as own ones, through a chain of views too; symbol keys are not options', async () => {
     const { bg } = app();
@@ -177,6 +225,14 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a limit inherited by resourceLimits, under the minimum', () => app({ pool: { resourceLimits: Object.create({ maxOldGenerationSizeMb: 1 }) as never } }), RangeError, 'options.pool.resourceLimits.maxOldGenerationSizeMb must be at least 16 (megabytes)'],
     ['a misspelt limit inherited by resourceLimits', () => app({ pool: { resourceLimits: Object.create({ maxOldGenerationSizeMB: 64 }) as never } }), TypeError, 'options.pool.resourceLimits.maxOldGenerationSizeMB is not a known limit'],
     ['a misspelt option inherited by list()\'s filter', () => app().bg.list(Object.create({ state: 'running' }) as never), TypeError, 'bg.list(filter): filter.state is not a known option'],
+    // A config class's getters are options: a misspelt one is refused, one that throws is named.
+    ['a misspelt getter of a class instance given to bg.with()', () => app().bg.with(new (class { get sooner() { return 1; } })() as never), TypeError, 'bg.with(options).sooner is not a known option'],
+    ['a misspelt getter of registered options', () => container.createChildContainer().register(BackgroundOptions, { useValue: new (class { get concurency() { return 2; } })() as never }).resolve(Background), TypeError, 'options.concurency is not a known option'],
+    ['a non-enumerable misspelt field', () => app().bg.with(Object.defineProperty({}, 'retriess', { value: 2 })), TypeError, 'bg.with(options).retriess is not a known option'],
+    ['a getter that throws, in bg.with() options', () => app().bg.with({ get retries(): number { throw new Error('no config'); } }), TypeError, 'bg.with(options): options.retries cannot be read: its getter threw (no config)'],
+    ['a getter that throws, in a definition\'s backoff', () => defineTask({ name: 'b', backoff: { get baseMs(): number { throw new Error('no config'); } } }, () => 1), TypeError, 'defineTask("b") options.backoff.baseMs cannot be read: its getter threw (no config)'],
+    ['a getter that throws, in registered options', () => container.createChildContainer().register(BackgroundOptions, { useValue: { get concurrency(): number { throw new Error('no config'); } } }).resolve(Background), TypeError, 'options.concurrency cannot be read: its getter threw (no config)'],
+    ['a getter that throws, in shutdown() options', () => shutdown({ get timeoutMs(): number { throw new Error('no config'); } }), TypeError, 'shutdown(options): options.timeoutMs cannot be read: its getter threw (no config)'],
     ['a malformed file: URL as the setup module', () => app({ pool: { setupModule: 'file://[bad' } }), TypeError, 'options.pool.setupModule must be a file: URL (new URL(..., import.meta.url)) or an absolute path, got "file://[bad" (string)'],
   ])('%s', (_what, call, ErrorType, message) => {
     let thrown: unknown;

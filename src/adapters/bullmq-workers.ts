@@ -411,12 +411,12 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   };
   const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {
     // Its inherited options too, as every options object's (a spread would drop them).
-    ...(options.workerOptions === undefined ? {} : ownOptions(options.workerOptions)),
+    ...(options.workerOptions === undefined ? {} : ownOptions(options.workerOptions, 'startWorkers(options): options.workerOptions')),
     connection: options.connection ?? defaultConnection,
     concurrency: options.concurrency ?? 10,
     ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
     settings: {
-      ...(options.workerOptions?.settings === undefined ? {} : ownOptions(options.workerOptions.settings)),
+      ...(options.workerOptions?.settings === undefined ? {} : ownOptions(options.workerOptions.settings, 'startWorkers(options): options.workerOptions.settings')),
       backoffStrategy: (attemptsMade, _type, _error, job) => backoffFor((job?.data as JobData | undefined)?.backoff, attemptsMade),
       repeatStrategy: cronRepeatStrategy(),
     },

@@ -102,7 +102,7 @@ export function resolveDashboardOptions(options: DurableDashboardOptions | undef
     throw new TypeError(`${at}: options.uiConfig must be an object (bull-board's UIConfig), got ${describe(uiConfig)}`);
   }
   const links = liveViewPath === undefined ? [] : [{ text: 'Live view', url: liveViewPath }];
-  const merged: UIConfig = { boardTitle: 'Durable tasks', ...ownOptions(uiConfig) };
+  const merged: UIConfig = { boardTitle: 'Durable tasks', ...ownOptions(uiConfig, `${at}: options.uiConfig`) };
   if (links.length > 0) merged.miscLinks = [...links, ...(uiConfig.miscLinks ?? [])];
   return Object.freeze({ queues: Object.freeze(shown), readOnly, uiConfig: Object.freeze(merged) });
 }

@@ -122,7 +122,7 @@ export function resolveCall(given: unknown, canFollow: (handle: unknown) => bool
     throw new TypeError(`bg.with(options): options must be an object, got ${describe(given)}`);
   }
   // Read from its own options (its inherited ones copied): never from a polluted Object.prototype.
-  const options = ownOptions(given);
+  const options = ownOptions(given, 'bg.with(options): options');
   const { delayMs, runAt, after, every, cron, tz, overlap } = options as CallOptions;
   const cadence = cadenceOf(every, cron, tz);
   if (cadence === undefined && overlap !== undefined) {

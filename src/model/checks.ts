@@ -37,14 +37,16 @@ export function isOptionsObject(value: unknown): value is object {
 const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise|\w*Error|Number|String|Boolean|Symbol|BigInt|ArrayBuffer|SharedArrayBuffer|DataView|Arguments|Generator|AsyncGenerator|WeakRef|URL|URLSearchParams|Headers)\]$/;
 
 /**
- * The enumerable string keys of an options object, its own and those it inherits
- * (`Object.create(base)`), up to `Object.prototype`, whose own keys (a polluted one's) are no one's
- * options. Symbol keys are not options.
+ * The string keys of an options object: its own, enumerable or not, and those of the objects it
+ * inherits from (`Object.create(base)`, a class instance's accessors and methods, but its
+ * `constructor`), up to `Object.prototype`, whose own keys (a polluted one's) are no one's
+ * options. Symbol keys are not options. (Enumerable keys alone read a class instance's getter
+ * `retries` as no option: left at its default, unrefused.)
  */
 export function optionKeys(options: object): string[] {
-  const keys = Object.keys(options);
+  const keys = Object.getOwnPropertyNames(options);
   for (let above = Object.getPrototypeOf(options) as object | null; above !== null && above !== Object.prototype; above = Object.getPrototypeOf(above) as object | null) {
-    for (const key of Object.keys(above)) if (!keys.includes(key)) keys.push(key);
+    for (const key of Object.getOwnPropertyNames(above)) if (key !== 'constructor' && !keys.includes(key)) keys.push(key);
   }
   return keys;
 }
@@ -55,13 +57,21 @@ export function unknownKey(options: object, known: readonly string[]): string | 
 }
 
 /**
- * An options object as a plain one of its own, to read options from: its inherited options
- * copied (a spread would drop them), and no prototype, so that a field set on `Object.prototype`
- * itself (a polluted one) is never read as an option.
+ * An options object as a plain one of its own, to read options from: every option it has
+ * ({@link optionKeys}) read once and copied (a spread would drop the inherited ones), and no
+ * prototype, so that a field set on `Object.prototype` itself (a polluted one) is never read as
+ * an option. `path` names the object in messages (`bg.with(options): options`).
+ * @throws TypeError naming the option whose getter threw (its error the cause).
  */
-export function ownOptions<T extends object>(options: T): T {
+export function ownOptions<T extends object>(options: T, path = 'options'): T {
   const own = Object.create(null) as Record<string, unknown>;
-  for (const key of optionKeys(options)) own[key] = (options as Record<string, unknown>)[key];
+  for (const key of optionKeys(options)) {
+    try {
+      own[key] = (options as Record<string, unknown>)[key];
+    } catch (error) {
+      throw new TypeError(`${path}.${key} cannot be read: its getter threw (${messageOf(error)})`, { cause: error });
+    }
+  }
   return own as T;
 }
 
@@ -75,7 +85,7 @@ export function ownOptions<T extends object>(options: T): T {
 export function checkKnownKeys<T extends object>(options: T, known: readonly string[], at: string): T {
   const unknown = unknownKey(options, known);
   if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${known.join(', ')}`);
-  return ownOptions(options);
+  return ownOptions(options, `${at}: options`);
 }
 
 /**

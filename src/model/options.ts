@@ -260,7 +260,7 @@ function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOp
   if (!isOptionsObject(given)) throw new TypeError(`options.records must be an object, got ${describe(given)}`);
   const unknown = unknownKey(given, ['maxCount', 'maxAgeMs']);
   if (unknown !== undefined) throw new TypeError(`options.records.${unknown} is not a known option; known options: maxCount, maxAgeMs`);
-  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = ownOptions(given) as Record<string, unknown>;
+  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = ownOptions(given, 'options.records') as Record<string, unknown>;
   if (!Number.isSafeInteger(maxCount) || (maxCount as number) < 0) throw invalid('options.records.maxCount', 'a non-negative integer', maxCount);
   if (!Number.isSafeInteger(maxAgeMs) || (maxAgeMs as number) < 0) throw invalid('options.records.maxAgeMs', 'a non-negative integer', maxAgeMs);
   return Object.freeze({ maxCount: maxCount as number, maxAgeMs: maxAgeMs as number });
@@ -284,7 +284,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (!isOptionsObject(given)) {
     throw new TypeError(`options.pool must be an object, got ${describe(given)}`);
   }
-  const pool = ownOptions(given) as Record<string, unknown>;
+  const pool = ownOptions(given, 'options.pool') as Record<string, unknown>;
   const unknown = unknownKey(pool, poolKeys);
   if (unknown !== undefined) throw new TypeError(`options.pool.${unknown} is not a known option; known options: ${poolKeys.join(', ')}`);
   const maxThreads = pool.maxThreads ?? base.maxThreads;
@@ -313,7 +313,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
     throw invalid('options.pool.resourceLimits', `an object with any of ${limitKeys.join(', ')}`, givenLimits);
   }
   // Its inherited limits too (Node's Worker reads them), checked as its own.
-  const resourceLimits = givenLimits === undefined ? base.resourceLimits : Object.freeze(ownOptions(givenLimits));
+  const resourceLimits = givenLimits === undefined ? base.resourceLimits : Object.freeze(ownOptions(givenLimits, 'options.pool.resourceLimits'));
   if (resourceLimits !== undefined) {
     for (const [key, value] of Object.entries(resourceLimits)) {
       if (!limitKeys.includes(key)) {

@@ -111,7 +111,7 @@ export function resolveTaskOptions(given: object, base: ResolvedTaskOptions, lev
   if (cached) return cached;
   const { path, extraKeys = [] } = level;
   // Read from its own options (its inherited ones copied): never from a polluted Object.prototype.
-  const options = ownOptions(given) as Record<string, unknown>;
+  const options = ownOptions(given, path) as Record<string, unknown>;
   const unknown = unknownKey(options, [...extraKeys, ...taskKeys]);
   if (unknown !== undefined) throw new TypeError(`${path}.${unknown} is not a known option; known options: ${[...extraKeys, ...taskKeys].join(', ')}`);
   const resolved: ResolvedTaskOptions = Object.freeze({
@@ -177,7 +177,7 @@ function priorityOf(value: unknown, path: string): number {
 function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], level: OptionsLevel): ResolvedTaskOptions['backoff'] {
   const path = `${level.path}.backoff`;
   if (!isOptionsObject(value)) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
-  const given = ownOptions(value) as Record<string, unknown>;
+  const given = ownOptions(value, path) as Record<string, unknown>;
   const unknown = unknownKey(given, backoffKeys);
   if (unknown !== undefined) throw new TypeError(`${path}.${unknown} is not a known option; known options: ${backoffKeys.join(', ')}`);
   const ownBaseMs = given.baseMs === undefined ? undefined : integer(given.baseMs, `${path}.baseMs`, 0, maxTimerMs);
