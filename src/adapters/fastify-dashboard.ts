@@ -5,8 +5,8 @@
  * @packageDocumentation
  */
 import { FastifyAdapter } from '@bull-board/fastify';
-import type { FastifyPluginCallback } from 'fastify';
-import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type DurableDashboardOptions, type ResolvedDurableDashboardOptions } from './dashboard.js';
+import type { FastifyInstance, FastifyPluginCallback } from 'fastify';
+import { checkBasePath, mountBoard, readOnlyRefusal, resolveDashboardOptions, type DurableDashboardOptions } from './dashboard.js';
 import { fastifyRegisterKeys } from './request-scope.js';
 
 export type { DashboardQueue, DurableDashboardOptions } from './dashboard.js';
@@ -45,15 +45,21 @@ export interface FastifyDashboardOptions extends DurableDashboardOptions {
  * or Fastify's own `prefix`, `logLevel`, `logSerializers`) or has the wrong type.
  */
 export const durableDashboard: FastifyPluginCallback<FastifyDashboardOptions> = (fastify, options, done) => {
-  let resolved: ResolvedDurableDashboardOptions;
-  let basePath: string;
+  // What Fastify refuses (a route of the application's at the same paths) goes to done(): thrown
+  // from a callback plugin, it would crash the process, not reject register().
   try {
-    resolved = resolveDashboardOptions(options, ['basePath', ...fastifyRegisterKeys]);
-    basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath ?? (fastify.prefix || '/'));
+    mountDashboard(fastify, options);
   } catch (error) {
-    done(error as TypeError);
+    done(error as Error);
     return;
   }
+  done();
+};
+
+/** Checks the options and mounts the dashboard in `fastify`'s context; throws what the options or Fastify refuse. */
+function mountDashboard(fastify: FastifyInstance, options: FastifyDashboardOptions): void {
+  const resolved = resolveDashboardOptions(options, ['basePath', ...fastifyRegisterKeys]);
+  const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath ?? (fastify.prefix || '/'));
   if (resolved.readOnly) {
     // Before bodies are parsed: whatever comes with a refused method is never read.
     fastify.addHook('onRequest', (request, reply, next) => {
@@ -76,5 +82,4 @@ export const durableDashboard: FastifyPluginCallback<FastifyDashboardOptions> = 
   const adapter = new FastifyAdapter();
   adapter.setBasePath(basePath);
   void fastify.register(mountBoard(adapter, resolved).registerPlugin());
-  done();
-};
+}

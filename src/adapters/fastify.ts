@@ -10,7 +10,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastif
 import fastifyPlugin from 'fastify-plugin';
 import type { DependencyContainer } from 'tsyringe';
 import { createLiveView, pathBelow, resolveLiveViewOptions, splitTarget, type LiveViewOptions } from './live-view.js';
-import { closeOnResponse, openScope, registerThen, fastifyRegisterKeys, resolveRequestScopeOptions, type ResolvedRequestScopeOptions, type RequestScopeOptions as Options } from './request-scope.js';
+import { closeOnResponse, openScope, registerThen, fastifyRegisterKeys, resolveRequestScopeOptions, type RequestScopeOptions as Options } from './request-scope.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -27,22 +27,23 @@ declare module 'fastify' {
 export type RequestScopeOptions = Options<FastifyRequest>;
 
 const plugin: FastifyPluginCallback<RequestScopeOptions> = (fastify, options, done) => {
-  let resolved: ResolvedRequestScopeOptions<FastifyRequest>;
+  // What Fastify refuses (the decorator added twice: the plugin registered again below itself)
+  // goes to done(): thrown from a callback plugin, it would crash the process, not reject register().
   try {
-    resolved = resolveRequestScopeOptions(options);
+    const resolved = resolveRequestScopeOptions(options);
+    // Fastify 5 refuses a reference type as a decorator's initial value: null, set per request.
+    fastify.decorateRequest('diScope', null, []);
+    fastify.addHook('onRequest', (request, reply, next) => {
+      const { scope, close } = openScope(resolved, request.method, request.url);
+      closeOnResponse(reply.raw, close);
+      request.diScope = scope;
+      // A hook's failure goes to Fastify's error handling as it was thrown.
+      registerThen(resolved, scope, request, next as (error?: unknown) => void);
+    });
   } catch (error) {
-    done(error as TypeError);
+    done(error as Error);
     return;
   }
-  // Fastify 5 refuses a reference type as a decorator's initial value: null, set per request.
-  fastify.decorateRequest('diScope', null, []);
-  fastify.addHook('onRequest', (request, reply, next) => {
-    const { scope, close } = openScope(resolved, request.method, request.url);
-    closeOnResponse(reply.raw, close);
-    request.diScope = scope;
-    // A hook's failure goes to Fastify's error handling as it was thrown.
-    registerThen(resolved, scope, request, next as (error?: unknown) => void);
-  });
   done();
 };
 
@@ -96,25 +97,25 @@ export type { LiveViewError, LiveViewOptions, LiveViewTask, LiveViewTaskList } f
  * or has the wrong type.
  */
 export const liveView: FastifyPluginCallback<LiveViewOptions> = (fastify, options, done) => {
-  let handle: ReturnType<typeof createLiveView>;
+  // What Fastify refuses (a route of the application's at the same paths) goes to done(), as in requestScope.
   try {
-    handle = createLiveView(resolveLiveViewOptions(options, fastifyRegisterKeys));
+    const handle = createLiveView(resolveLiveViewOptions(options, fastifyRegisterKeys));
+    const mount = fastify.prefix;
+    // Read-only: whatever body comes with a refused method is left unread rather than parsed.
+    fastify.removeAllContentTypeParsers();
+    fastify.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+    const route = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+      // The target as sent (an absolute-form one reduced to its path by splitTarget), then as
+      // many segments dropped as the prefix has.
+      const { path, query } = splitTarget(request.raw.url ?? '/');
+      const answer = await handle({ method: request.method, path: pathBelow(path, mount), query });
+      return reply.code(answer.status).headers(answer.headers).send(answer.body);
+    };
+    fastify.all('/', route);
+    fastify.all('/*', route);
   } catch (error) {
-    done(error as TypeError);
+    done(error as Error);
     return;
   }
-  const mount = fastify.prefix;
-  // Read-only: whatever body comes with a refused method is left unread rather than parsed.
-  fastify.removeAllContentTypeParsers();
-  fastify.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
-  const route = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    // The target as sent (an absolute-form one reduced to its path by splitTarget), then as
-    // many segments dropped as the prefix has.
-    const { path, query } = splitTarget(request.raw.url ?? '/');
-    const answer = await handle({ method: request.method, path: pathBelow(path, mount), query });
-    return reply.code(answer.status).headers(answer.headers).send(answer.body);
-  };
-  fastify.all('/', route);
-  fastify.all('/*', route);
   done();
 };

@@ -205,7 +205,8 @@ export function registerThen<Request>(
     next(error);
     return;
   }
-  if (typeof (registered as Partial<PromiseLike<unknown>> | null | undefined)?.then === 'function') (registered as PromiseLike<unknown>).then(() => next(), next);
+  // Awaited as a promise is: a thenable that settles twice goes on once (Fastify ran the route twice).
+  if (typeof (registered as Partial<PromiseLike<unknown>> | null | undefined)?.then === 'function') Promise.resolve(registered).then(() => next(), next);
   else next();
 }
 

@@ -315,6 +315,12 @@ describe('options', () => {
     await expect(app.register(fastifyDashboard, { prefix: '/queues', backend, ...options } as never).ready()).rejects.toThrow(new TypeError(message));
   });
 
+  it("fastify: a route of the application's at the dashboard's paths rejects register() and ready() with Fastify's error (it crashed the process)", async () => {
+    const app = Fastify();
+    app.post('/queues/*', () => 'the application\'s own');
+    await expect(app.register(fastifyDashboard, { prefix: '/queues', backend }).ready()).rejects.toMatchObject({ code: 'FST_ERR_DUPLICATED_ROUTE' });
+  });
+
   it('liveView({ dashboardPath }): checked as a link; escaped into the page; no link without it', async () => {
     expect(() => resolveLiveViewOptions({ dashboardPath: 'queues' })).toThrow(
       new TypeError('liveView(options): options.dashboardPath must be an absolute path (such as "/background/queues") or an http(s) URL, got "queues" (string)'),

@@ -2,7 +2,7 @@
 import Fastify from 'fastify';
 import { Lifecycle } from 'tsyringe';
 import { describe, expect, it } from 'vitest';
-import { requestScope } from '../../src/adapters/fastify.js';
+import { liveView, requestScope } from '../../src/adapters/fastify.js';
 import { Background, shutdown } from '../../src/index.js';
 import { captureLogger, deferred, freshApp } from '../helpers.js';
 import { requestScopeScenarios } from './scenarios.js';
@@ -39,6 +39,32 @@ describe('fastify: the requestScope plugin', () => {
   ])('names a wrong option when the application starts: %s', async (_what, options, message) => {
     const app = Fastify();
     await expect(app.register(requestScope, options as never).ready()).rejects.toThrow(new TypeError(`requestScope(options): ${message}`));
+  });
+
+  it("registered again below itself, rejects register() and ready() with Fastify's error (it crashed the process)", async () => {
+    const app = Fastify();
+    await app.register(requestScope, { parent: freshApp() });
+    await expect(app.register(async (child) => child.register(requestScope)).ready()).rejects.toMatchObject({ code: 'FST_ERR_DEC_ALREADY_PRESENT' });
+  });
+
+  it("the live view at a route of the application's rejects register() and ready() with Fastify's error (it crashed the process)", async () => {
+    const app = Fastify();
+    app.get('/background/*', () => 'the application\'s own');
+    await expect(app.register(liveView, { prefix: '/background', container: freshApp() }).ready()).rejects.toMatchObject({ code: 'FST_ERR_DUPLICATED_ROUTE' });
+  });
+
+  it('a register hook whose thenable settles twice lets the route run once', async () => {
+    let runs = 0;
+    const app = Fastify();
+    await app.register(requestScope, {
+      parent: freshApp(),
+      // Not a promise: it says both yes and no.
+      register: () => ({ then: (resolve: () => void, reject: (error: Error) => void) => (resolve(), reject(new Error('and no'))) }),
+    });
+    app.get('/', async () => ++runs);
+    const response = await app.inject('/');
+    expect([response.statusCode, response.body, runs]).toEqual([200, '1', 1]);
+    await app.close();
   });
 
   it('works under app.inject() too: the scope is drained, then disposed, once the injected response has finished', async () => {
