@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { container } from 'tsyringe';
 import { appOf } from '../src/di/container.js';
 import {
   Background,
@@ -241,10 +242,15 @@ describe('a root that closes', () => {
     await expect(shutdown({ container: root })).resolves.toMatchObject({ abandoned: 0 });
   });
 
-  it('shutdown() of a disposed container that never had an application resolves with nothing abandoned', async () => {
+  it('shutdown() of a disposed container that never had an application resolves with nothing abandoned, and closes no other application', async () => {
+    // The global container's application, made: the nearest one above the root that never made its own.
+    const above = container.resolve(Background);
     const lonely = freshApp();
+    const below = lonely.createChildContainer();
     await lonely.dispose();
     await expect(shutdown({ container: lonely })).resolves.toMatchObject({ abandoned: 0, durationMs: 0, totals: { total: 0, abandoned: 0 } });
+    await expect(shutdown({ container: below })).resolves.toMatchObject({ abandoned: 0, durationMs: 0, totals: { total: 0, abandoned: 0 } });
+    expect(above.add(async () => 'the global application still takes tasks').status).toBe('queued');
   });
 });
 
@@ -324,6 +330,6 @@ describe('worker tasks with moved buffers, tried more than once', () => {
     const { bg } = workers();
     const error = await bg.add(throwsBare).result().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TaskNonErrorError);
-    expect((error as Error).message).toMatch(/^Task "throwsBare" failed with a non-Error value: \[Object: null prototype\] \{ reason: 'bare'/);
+    expect((error as Error).message).toMatch(/^Task "throwsBare" \(#\d+\) failed with a non-Error value: \[Object: null prototype\] \{ reason: 'bare'/);
   });
 });

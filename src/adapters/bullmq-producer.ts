@@ -173,8 +173,9 @@ export interface DurableBackend {
  * bg.with({ durable: true }).add(sendInvoice, invoiceId);   // survives a restart of this process
  * ```
  *
- * @throws TypeError when an option is not a known one (`connection` is ioredis's or BullMQ's,
- * passed as it is) or has the wrong type (`queueName` with a `:` among them); RangeError when
+ * @throws TypeError when `root` has a durable backend already, or when an option is not a known
+ * one (`connection` is ioredis's or BullMQ's, passed as it is) or has the wrong type (`queueName`
+ * with a `:` among them); RangeError when
  * `enqueueTimeoutMs` is a number but not an integer from 1 to 2147483647.
  */
 export function useBullMQ(root: DependencyContainer = globalContainer, options: UseBullMQOptions = {}): DurableBackend {
@@ -183,6 +184,10 @@ export function useBullMQ(root: DependencyContainer = globalContainer, options: 
   }
   options = checkConnection('useBullMQ', options, ['enqueueTimeoutMs']);
   checkMs('useBullMQ(root, options): options.enqueueTimeoutMs', options.enqueueTimeoutMs, 1);
+  // A second one would take the scopes made from then on to its queue, the first still open.
+  if (root.isRegistered(DurableRunner, false)) {
+    throw new TypeError('useBullMQ(root): this container has a durable backend already (useBullMQ() was called on it before); use that one, or close it and register the new one on another container');
+  }
   const backend = new BullMQBackend(options, root);
   root.register(DurableRunner, { useValue: backend });
   return backend;

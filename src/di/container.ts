@@ -81,16 +81,40 @@ export function appOf(scope: DependencyContainer): Application {
 }
 
 /**
- * The application of a container whose registrations can no longer be read, because tsyringe
- * has disposed it or one of its ancestors: the one made for it or its nearest ancestor, found
- * without reading registrations (`null` when none was made). `undefined` when nothing in its
- * line is disposed: {@link appOf} answers then.
+ * The application of a container that tsyringe has disposed, or one of whose ancestors it has:
+ * the one made for it or its nearest ancestor, up to its own application's root (`null` when that
+ * root never made one: an application above it is another's, which a `shutdown()` of this
+ * container must not close). `undefined` when nothing in its line is disposed: {@link appOf}
+ * answers then.
  */
 export function appOfDisposed(scope: DependencyContainer): Application | null | undefined {
+  let disposed = false;
+  for (let c: DependencyContainer | undefined = scope; c !== undefined && !disposed; c = parentOf(c)) disposed = isDisposed(c);
+  if (!disposed) return undefined;
   for (let c: DependencyContainer | undefined = scope; c !== undefined; c = parentOf(c)) {
-    if (isDisposed(c)) return appMadeFor(scope) ?? null;
+    const app = apps.get(c);
+    if (app !== undefined) return app;
+    if (registersRoot(c)) return null;
   }
-  return undefined;
+  return null;
+}
+
+/**
+ * Whether a container's own registration makes it a root (`root: true`), read even when tsyringe
+ * has disposed it (its registry is kept; its flag is lifted for the read, as in
+ * {@link madeWhileDisposing}). Options that cannot be read make no root.
+ */
+function registersRoot(scope: DependencyContainer): boolean {
+  const own = scope as unknown as { disposed?: unknown };
+  const was = own.disposed;
+  own.disposed = false;
+  try {
+    return scope.isRegistered(BackgroundOptions, false) && (scope.resolve(BackgroundOptions) as { root?: unknown } | null)?.root === true;
+  } catch {
+    return false;
+  } finally {
+    own.disposed = was;
+  }
 }
 
 /**

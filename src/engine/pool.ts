@@ -181,7 +181,7 @@ export class Pool {
       } finally {
         attempt.onAbort(undefined);
       }
-      return outcomeOf(task.name, response);
+      return outcomeOf(task.name, response, attempt.id);
     } finally {
       this.#inFlight--;
       this.#marks.release(mark);
@@ -230,7 +230,7 @@ export class Pool {
       }
       channel.port1.close();
     }
-    return outcomeOf(task.name, response);
+    return outcomeOf(task.name, response, attempt.id);
   }
 
   /**

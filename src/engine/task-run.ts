@@ -515,7 +515,7 @@ export class TaskRun implements TaskHandle, Job {
 
   #attemptFailed(attempt: number, thrown: unknown): void {
     if (this.#status !== 'running' || attempt !== this.attempts) return;
-    const error = isError(thrown) ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown));
+    const error = isError(thrown) ? thrown : new TaskNonErrorError(this.name, thrown, printed(thrown), this.id);
     this.#afterFailure(error, 'failed', false);
   }
 

@@ -201,8 +201,8 @@ export class TaskAbandonedError extends BackgroundError {
  * value is the `cause`.
  */
 export class TaskNonErrorError extends BackgroundError {
-  constructor(taskName: string, value: unknown, printed: string) {
-    super('ERR_TASK_NON_ERROR', `Task "${taskName}" failed with a non-Error value: ${printed}`, {
+  constructor(taskName: string, value: unknown, printed: string, taskId?: string) {
+    super('ERR_TASK_NON_ERROR', `Task "${taskName}"${taskId === undefined ? '' : ` (#${taskId})`} failed with a non-Error value: ${printed}`, {
       cause: value,
     });
   }

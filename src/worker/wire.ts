@@ -201,11 +201,11 @@ export function failureOf(error: unknown): WorkerResponse {
   return isCloneable(error) ? { ok: false, thrown: error } : { ok: false, printed: printed(error) };
 }
 
-/** What the main thread makes of a worker's answer for task `name`: its value, or the throw rebuilt. */
-export function outcomeOf(name: string, response: WorkerResponse): unknown {
+/** What the main thread makes of a worker's answer for task `name` (its handle's `id`, when one): its value, or the throw rebuilt. */
+export function outcomeOf(name: string, response: WorkerResponse, id?: string): unknown {
   if (response.ok) return response.value;
   if ('error' in response) throw fromWire(response.error);
-  if ('printed' in response) throw new TaskNonErrorError(name, response.printed, response.printed);
+  if ('printed' in response) throw new TaskNonErrorError(name, response.printed, response.printed, id);
   throw response.thrown;
 }
 

@@ -919,4 +919,20 @@ describe('the durable backend refuses bad options where they are given, naming t
     expect(call).toThrow(message);
     expect(call).toThrow(ErrorType);
   });
+
+});
+
+describe.skipIf(!hasRedis)('useBullMQ() on a container that has a durable backend', () => {
+  const redis = redisForSuite();
+  it('useBullMQ() refuses a container that has a durable backend already (the scopes made after would go to the second queue, the first left open)', async () => {
+    const app = freshApp();
+    const first = useBullMQ(app, { connection: redis.connection, queueName: `twice-${randomUUID()}` });
+    try {
+      expect(() => useBullMQ(app, { connection: redis.connection, queueName: 'another' })).toThrow(
+        new TypeError('useBullMQ(root): this container has a durable backend already (useBullMQ() was called on it before); use that one, or close it and register the new one on another container'),
+      );
+    } finally {
+      await first.close();
+    }
+  });
 });

@@ -246,7 +246,7 @@ describe('the life of a task', () => {
     expect(error).toBeInstanceOf(TaskNonErrorError);
     expect((error as TaskNonErrorError).code).toBe('ERR_TASK_NON_ERROR');
     expect((error as Error).cause).toBe(value);
-    expect((error as Error).message).toContain(`Task "${run.name}" failed with a non-Error value`);
+    expect((error as Error).message).toContain(`Task "${run.name}" (#${run.id}) failed with a non-Error value`);
     expect(t.logger.at('error')[0]!.fields.err).toBe(error);
   });
 
