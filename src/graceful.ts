@@ -26,12 +26,32 @@ import { defaultOptions } from './model/options.js';
  * ```
  */
 export interface GracefulServer {
+  /**
+   * Stops accepting connections; `callback` is called once the server has closed. Called once
+   * the requests in flight have finished or `requestsTimeoutMs` is up; on a server that is not a
+   * Node `net.Server`, also as the sequence starts (a `net.Server` then only stops listening,
+   * through `net.Server`'s own `close()`: an HTTP server's would cut short a response still
+   * being written to a slow client).
+   */
   close(callback?: (error?: Error) => void): unknown;
+  /** Listens to each request before the framework's own listener, to know which are in flight. */
   prependListener(event: 'request', listener: (request: IncomingMessage, response: ServerResponse) => void): unknown;
+  /** Listens to each new connection, to close those left idle once the sequence begins. */
   prependListener(event: 'connection', listener: (socket: Socket) => void): unknown;
+  /** Removes the request listener once the sequence is over, or on `detach()`. */
   removeListener(event: 'request', listener: (request: IncomingMessage, response: ServerResponse) => void): unknown;
+  /** Removes the connection listener once the sequence is over, or on `detach()`. */
   removeListener(event: 'connection', listener: (socket: Socket) => void): unknown;
+  /**
+   * Closes the connections that have no request in flight (Node 18.2 and later). Not called: the
+   * sequence closes idle connections itself, and leaves alone a response still being written.
+   */
   closeIdleConnections?(): void;
+  /**
+   * Closes every connection (Node 18.2 and later): called once the requests in flight have
+   * finished or `requestsTimeoutMs` is up, cutting off those still in flight. Without it, they
+   * are counted as cut off and their connections are left to the process's exit.
+   */
   closeAllConnections?(): void;
 }
 
@@ -107,7 +127,12 @@ export interface GracefulShutdownReport extends ShutdownReport {
    * client `Connection: close` already (Node drops them). A request whose client closed its
    * connection before the response is neither.
    */
-  readonly requests: { readonly finished: number; readonly cutOff: number };
+  readonly requests: {
+    /** Requests answered during the sequence. */
+    readonly finished: number;
+    /** Requests cut off at `requestsTimeoutMs`, or dropped behind a `Connection: close` response. */
+    readonly cutOff: number;
+  };
   /**
    * 0 when nothing was lost, 1 otherwise: no task abandoned but durable jobs put back in their
    * queue (`totals.abandoned === requeued`, `abandoned === requeued`: durable jobs not in Redis

@@ -4,6 +4,10 @@ import type { AnyTask, TaskArgs, TaskResult } from './model/task.js';
 
 /** What adds tasks: a `Background`, or a view of one made by `with()`. */
 export interface TaskAdder {
+  /**
+   * Adds a task with the arguments it takes after its injected dependencies, and returns its
+   * handle at once; see `Background.add()`. A group also keeps the handle in `handles`.
+   */
   add<T extends AnyTask>(task: T, ...args: TaskArgs<T>): TaskHandle<TaskResult<T>>;
   /** A view with more options, merged over this one's. */
   with(options: CallOptions): TaskAdder;

@@ -16,7 +16,9 @@ const observeKeys = ['container'] as const satisfies readonly (keyof ObserveOpti
 
 /** Stops an observation: call it, or let `using` dispose it. Idempotent. */
 export interface TaskObservation {
+  /** Stops it: the observer (or the wrapper) is removed from the application. Idempotent. */
   (): void;
+  /** The same as calling the observation, for `using`. */
   [Symbol.dispose](): void;
 }
 

@@ -152,11 +152,18 @@ export interface JobRunAdder {
 
 /** A durable task as any process can see it, read from Redis. */
 export interface DurableJob {
+  /** The job's id, which is the task's handle id. */
   readonly id: string;
+  /** The task's name (the job's name in BullMQ). */
   readonly name: string;
+  /** Where the task is, as its handle would say, read from the job's state. */
   readonly status: TaskStatus;
   /** Attempts made so far (0 for a skipped task: it never ran). */
   readonly attempt: number;
+  /**
+   * What the task last reported through `TaskContext.progress()`, as the job keeps it;
+   * `undefined` when it reported nothing, or while the job waits for a retry.
+   */
   readonly progress: TaskProgress | undefined;
   /** The task's value, once it succeeded. */
   readonly result: unknown;

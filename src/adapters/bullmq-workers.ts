@@ -152,6 +152,11 @@ const startWorkersKeys = ['tasks', 'container', 'concurrency', 'workerOptions'] 
 
 /** Workers started by {@link startWorkers}. */
 export interface DurableWorkers {
+  /**
+   * The BullMQ worker that takes the jobs, for its events and metrics. Close the workers with
+   * `close()` below rather than its own: that one also closes the connection that listens for
+   * cancellations, and drops connections to a Redis that stopped answering.
+   */
   readonly worker: Worker;
   /**
    * Stops taking jobs and waits for the active ones to end (BullMQ's `worker.close()`); their

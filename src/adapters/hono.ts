@@ -12,11 +12,16 @@ import { closeOnResponse, openScope, resolveRequestScopeOptions, type NodeRespon
 
 /** The variables {@link requestScope} sets: `c.var.container`, this request's scope. */
 export interface RequestScopeVariables {
+  /**
+   * This request's scope: a child container, disposed after the response. Resolve the
+   * request's services (and its `Background`) from it.
+   */
   container: DependencyContainer;
 }
 
 /** The environment of an app (or route) that uses {@link requestScope}: `new Hono<RequestScopeEnv>()`. */
 export interface RequestScopeEnv {
+  /** What `c.var` holds: the request's `container`. */
   Variables: RequestScopeVariables;
 }
 

@@ -54,27 +54,42 @@ export type LiveViewHandler = (request: LiveViewRequest) => Promise<LiveViewResp
 
 /** A task as the JSON API shows it. */
 export interface LiveViewTask {
+  /** The task's id, as `handle.id`. */
   readonly id: string;
+  /** The task's name, as `handle.name`. */
   readonly name: string;
+  /** Where the task is now, as `handle.status`. */
   readonly status: TaskStatus;
+  /** The current attempt, from 1 (0 before the first starts), as `handle.attempt`. */
   readonly attempt: number;
   /** The last report of `ctx.progress()`, or `null`. */
-  readonly progress: { readonly fraction: number; readonly message: string | null } | null;
+  readonly progress: {
+    /** From 0 to 1. */
+    readonly fraction: number;
+    /** The message reported with it, or `null` when none was. */
+    readonly message: string | null;
+  } | null;
   /** Why the task ended without succeeding (failed, timedOut, cancelled, skipped, abandoned), or `null`. */
   readonly error: LiveViewError | null;
 }
 
 /** An error as the JSON API shows it: never its stack, its cause or its other fields. */
 export interface LiveViewError {
+  /** The error's `name`: `TaskTimeoutError`, `TypeError`, …; `Error` for a value that is not an error. */
   readonly name: string;
+  /** The error's `message`; for a value that is not an error, the value as a string. */
   readonly message: string;
+  /** The error's `code` when it is a string or a number (`ERR_TASK_TIMEOUT`, say); absent otherwise. */
   readonly code?: string | number;
 }
 
 /** `GET /api/tasks`: how many tasks matched, and the first `limit` of them (live first, then finished; newest first in each). */
 export interface LiveViewTaskList {
+  /** How many tasks matched (those of the query's `status`, or all), in `tasks` or not. */
   readonly count: number;
+  /** The most tasks `tasks` holds: the query's `limit`, from 1 to 500; 50 when none was given. */
   readonly limit: number;
+  /** The first `limit` tasks that matched: live first, then finished; newest first in each. */
   readonly tasks: readonly LiveViewTask[];
 }
 

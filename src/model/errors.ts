@@ -134,7 +134,9 @@ export class TaskCancelledError extends BackgroundError {
  * when it has retries). The task's signal was aborted with this error.
  */
 export class TaskTimeoutError extends BackgroundError {
+  /** The time limit the attempt ran past, in milliseconds: the task's `timeoutMs`. */
   readonly timeoutMs: number;
+  /** The attempt that timed out, from 1. */
   readonly attempt: number;
 
   constructor(taskName: string, taskId: string, timeoutMs: number, attempt: number) {
@@ -218,6 +220,7 @@ export class TaskNonErrorError extends BackgroundError {
  * stack, `code` and `cause`).
  */
 export class WorkerTaskError extends BackgroundError {
+  /** What went wrong around the task: one of {@link WorkerErrorCode}. */
   declare readonly code: WorkerErrorCode;
 
   constructor(code: WorkerErrorCode, message: string, options?: { cause?: unknown }) {
@@ -244,6 +247,7 @@ const skippedBecause: Record<string, string> = {
  * queue keeps an ended job's record for a while only).
  */
 export class DurableTaskError extends BackgroundError {
+  /** What went wrong around the job: one of {@link DurableErrorCode}. */
   declare readonly code: DurableErrorCode;
   /** The job's id (the task's handle id). */
   readonly jobId: string;

@@ -32,13 +32,61 @@ export interface TaskEventBase {
  *   without running, a task cancelled in the queue, say); `error` is why it did not succeed.
  */
 export type TaskEvent =
-  | (TaskEventBase & { readonly type: 'added' })
-  | (TaskEventBase & { readonly type: 'started'; readonly waitedMs: number })
-  | (TaskEventBase & { readonly type: 'attemptFailed'; readonly durationMs: number; readonly error: Error; readonly retryInMs: number })
-  | (TaskEventBase & { readonly type: 'retrying' })
-  | (TaskEventBase & { readonly type: 'progress'; readonly fraction: number; readonly message: string | undefined })
-  | (TaskEventBase & { readonly type: 'succeeded'; readonly durationMs: number })
-  | (TaskEventBase & { readonly type: Exclude<FinalStatus, 'succeeded'>; readonly durationMs: number | undefined; readonly error: Error });
+  | (TaskEventBase & {
+      /** `add()` took the task (or a periodic task's tick made it): it is queued or delayed. */
+      readonly type: 'added';
+    })
+  | (TaskEventBase & {
+      /** An attempt began. */
+      readonly type: 'started';
+      /**
+       * Milliseconds since the task last joined the queue (for a worker task: since it was handed
+       * to the pool's admission window, until it was admitted).
+       */
+      readonly waitedMs: number;
+    })
+  | (TaskEventBase & {
+      /** An attempt failed or timed out, and another follows. */
+      readonly type: 'attemptFailed';
+      /** How long the attempt ran, in milliseconds. */
+      readonly durationMs: number;
+      /**
+       * Why the attempt failed: what it threw (a `TaskNonErrorError` around a value that is not an
+       * `Error`), or the `TaskTimeoutError` of its `timeoutMs`.
+       */
+      readonly error: Error;
+      /** Milliseconds until the next attempt joins the queue (the backoff). */
+      readonly retryInMs: number;
+    })
+  | (TaskEventBase & {
+      /** The backoff is over: the task joins the queue again. */
+      readonly type: 'retrying';
+    })
+  | (TaskEventBase & {
+      /** The running attempt reported its progress (`ctx.progress()`). */
+      readonly type: 'progress';
+      /** The fraction done, from 0 to 1. */
+      readonly fraction: number;
+      /** The message given with it; `undefined` when none was. */
+      readonly message: string | undefined;
+    })
+  | (TaskEventBase & {
+      /** The task succeeded: its outcome, once. */
+      readonly type: 'succeeded';
+      /** How long its last attempt ran, in milliseconds. */
+      readonly durationMs: number;
+    })
+  | (TaskEventBase & {
+      /** The task ended without success, in this final status: its outcome, once. */
+      readonly type: Exclude<FinalStatus, 'succeeded'>;
+      /**
+       * How long its last attempt ran, in milliseconds; `undefined` when it ended without running
+       * (a task cancelled in the queue, say).
+       */
+      readonly durationMs: number | undefined;
+      /** Why it did not succeed: the error its handle's `result()` rejects with. */
+      readonly error: Error;
+    });
 
 /** The types of {@link TaskEvent}. */
 export type TaskEventType = TaskEvent['type'];

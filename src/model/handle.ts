@@ -39,6 +39,7 @@ export function newCounts(): Counts {
 export interface TaskProgress {
   /** From 0 to 1. */
   readonly fraction: number;
+  /** The message reported with it; `undefined` when none was. */
   readonly message: string | undefined;
 }
 

@@ -9,9 +9,13 @@ export type LogFn = (fields: Record<string, unknown>, message: string) => void;
  * these four methods taking `(fields, message)`.
  */
 export interface BackgroundLogger {
+  /** Work lost or failed: a task's final failure or timeout, tasks abandoned at a deadline, a callback of yours that threw. */
   error: LogFn;
+  /** Trouble that work survives: an attempt that will be retried, a sync task that blocked the event loop. */
   warn: LogFn;
+  /** What `gracefulShutdown()` does: its start and, when nothing was lost, its summary. */
   info: LogFn;
+  /** Tasks cancelled or skipped, and threads the worker pool's close terminated. */
   debug: LogFn;
 }
 

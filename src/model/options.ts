@@ -157,7 +157,21 @@ export interface BackgroundOptions {
    * copied by the GC: keep more only when you read them.
    * @default { maxCount: 100, maxAgeMs: 60_000 }
    */
-  records?: { maxCount?: number | undefined; maxAgeMs?: number | undefined } | undefined;
+  records?:
+    | {
+        /**
+         * The most finished tasks kept: a non-negative integer; 0 keeps none.
+         * @default 100
+         */
+        maxCount?: number | undefined;
+        /**
+         * How long a finished task is kept, in milliseconds: a non-negative integer. It is
+         * dropped within a second after.
+         * @default 60_000
+         */
+        maxAgeMs?: number | undefined;
+      }
+    | undefined;
 }
 
 /** The token under which {@link BackgroundOptions} are registered. */

@@ -24,6 +24,7 @@ export type TaskKind = 'function' | 'class' | 'definition' | 'worker';
 export interface TaskRequest {
   /** The task's name: the definition's, the class's or the function's (`anonymous` if none). */
   readonly name: string;
+  /** What `task` is: a plain function, a class task, a `defineTask()` or a `workerTask()` definition. */
   readonly kind: TaskKind;
   /** The task as given to `add()`: a function, a class, a `defineTask()` or `workerTask()` definition. */
   readonly task: ((...args: never[]) => unknown) | ClassTask | TaskDefinition | WorkerTaskDefinition;

@@ -8,11 +8,21 @@ export type Priority = keyof typeof priorities | number;
 
 /** Exponential backoff between attempts: `baseMs × factor^(attempt − 1)`, at most `maxMs`. */
 export interface Backoff {
-  /** @default 1_000 */
+  /**
+   * The delay before the first retry (before `jitter`), in milliseconds: an integer from 0 to
+   * 2147483647.
+   * @default 1_000
+   */
   baseMs?: number | undefined;
-  /** @default 30_000 */
+  /**
+   * The longest delay, in milliseconds: an integer from `baseMs` to 2147483647.
+   * @default 30_000 (or `baseMs`, when that is more)
+   */
   maxMs?: number | undefined;
-  /** @default 2 */
+  /**
+   * What each delay is multiplied by for the next: a number from 1 (a constant delay) to 100.
+   * @default 2
+   */
   factor?: number | undefined;
   /**
    * Share of each delay drawn at random, from 0 (none) to 1 (full jitter: anywhere from 0 to

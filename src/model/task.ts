@@ -64,7 +64,16 @@ const definitionBrand = Symbol.for('tsyringe-background.definition');
  * `Args` are the arguments `add()` takes after the dependencies; `R` is what the task resolves to.
  */
 export interface TaskDefinition<Args extends unknown[] = unknown[], R = unknown> {
+  /**
+   * The task's name, as its handles, events, logs and errors show it; a worker thread finds a
+   * worker task by it in its module, a durable worker a durable task's job.
+   */
   readonly name: string;
+  /**
+   * The tokens of the task's dependencies (`[]` for none), in the order the function takes
+   * them: resolved from the `Background`'s container when the task is added (a worker task's
+   * from its worker thread's container, a durable task's from its job's scope, as it runs).
+   */
   readonly inject: readonly InjectionToken[];
   /** The options given to the definition (task options among them), as given. */
   readonly options: object;
