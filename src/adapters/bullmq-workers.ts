@@ -108,6 +108,14 @@ class RunningJob implements JobLink {
   }
 
   /**
+   * Stops the local run of an attempt whose lock was lost and whose job this process took
+   * again (its outcome would be discarded), without reading as the job's cancellation.
+   */
+  supersede(): void {
+    this.local?.cancel('its lock was lost, and its job was taken again');
+  }
+
+  /**
    * Lets go of the job and the local run once the job is over. Not for correctness (nothing
    * reachable keeps this object then), for the GC: measured, while these stayed set most of
    * each job's graph (the BullMQ job, its data, the run) reached the old generation through
@@ -118,6 +126,7 @@ class RunningJob implements JobLink {
     this.#job = undefined;
     this.local = undefined;
   }
+
 }
 
 /** Options of {@link startWorkers}. */
@@ -355,6 +364,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     // sent, or it was told to the attempt that lost the job) and not be in the job's data (the
     // mark can come after this take). One look at Redis, for these jobs only.
     const recorded = job.attemptsStarted > job.attemptsMade + 1 ? await recordedCancellation(jobId) : undefined;
+    // Taken again by this process while the attempt that lost its lock still runs here: that one
+    // is stopped (its outcome would be discarded). BullMQ follows locks by job id, so its end
+    // stops the renewal of this take's lock too (which then expired, and the job, stalled again,
+    // failed for good with its work done): this take renews its own lock as well.
+    const older = running.get(jobId);
+    older?.supersede();
+    const renewing = older === undefined ? undefined : renewLock(job, token);
     const scope = scoped.has(definition) ? scopeRoot.createChildContainer() : undefined;
     try {
       const { args, timeoutMs, context } = job.data;
@@ -411,9 +427,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       }
       return value;
     } finally {
+      clearInterval(renewing);
       if (scope !== undefined) await disposeScope(scope);
     }
   };
+  /** Renews a job's lock for as long as its take runs, as BullMQ's lock manager does (errors are BullMQ's to report). */
+  const renewLock = (job: Job<JobData>, token: string | undefined): NodeJS.Timeout =>
+    setInterval(() => void job.extendLock(token ?? '', lockDuration).catch(() => undefined), lockDuration / 2).unref();
   const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {
     // Its inherited options too, as every options object's (a spread would drop them).
     ...(options.workerOptions === undefined ? {} : ownOptions(options.workerOptions, 'startWorkers(options): options.workerOptions')),

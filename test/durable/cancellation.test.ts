@@ -30,6 +30,17 @@ const noted = defineTask({ name: 'noted', inject: [TaskContext] }, async (ctx, l
   if (ctx.signal.aborted) aborted.push(label);
   return label;
 });
+/** Gates of `takenTwice`'s first and second runs; the first also ends when its signal aborts. */
+let firstRun = deferred();
+let secondRun = deferred();
+const takenTwice = defineTask({ name: 'takenTwice', inject: [TaskContext] }, async (ctx, label: string) => {
+  const run = started.push(label);
+  if (run === 1) {
+    await Promise.race([firstRun.promise, new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }))]);
+    if (ctx.signal.aborted) aborted.push(label);
+  } else await secondRun.promise;
+  return run;
+});
 /** Fails its first attempt. */
 const flaky = defineTask({ name: 'flaky', inject: [TaskContext] }, async (ctx) => {
   if (ctx.attempt === 1) throw new Error('the first attempt fails');
@@ -346,6 +357,39 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     expect(await jobState(queueName, handle.id)).toEqual({ state: 'failed', failedReason: 'cancelled: stop' });
     expect(Number(await client.hget(`bull:${queueName}:${handle.id}`, 'ats'))).toBe(2);
     markHeld = false;
+  });
+
+  it("a job whose lock was lost, taken again by the same worker while its first run still goes on: the first run is stopped, and the second keeps its lock after the first ends (BullMQ's lock manager dropped it: the job failed as stalled, its work done)", async () => {
+    const toWorker = await startProxy(redis.port);
+    closers.push(() => toWorker.close());
+    const { bg, queueName, workerRoot } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [takenTwice], workers: false });
+    const lockDuration = 1_000;
+    const workers = startWorkers({ container: workerRoot, tasks: [takenTwice], connection: toWorker.connection, queueName, workerOptions: { lockDuration, stalledInterval: 200 } });
+    closers.push(() => workers.close());
+    closers.push(async () => (firstRun.resolve(), secondRun.resolve()));
+    started.length = aborted.length = 0;
+    firstRun = deferred();
+    secondRun = deferred();
+    const client = admin();
+    const handle = bg.with({ durable: true }).add(takenTwice, 'lost its lock');
+    await vi.waitFor(() => expect(started).toHaveLength(1), { timeout: 5_000, interval: 5 });
+    // The worker's connections break, and none can be made until its lock has expired.
+    toWorker.mode = 'refuse';
+    toWorker.cut();
+    const lock = `bull:${queueName}:${handle.id}:lock`;
+    await vi.waitFor(async () => expect(await client.exists(lock)).toBe(0), { timeout: 5_000, interval: 20 });
+    toWorker.mode = 'pass';
+    // Its stalled check puts the job back, and it takes it again: the first run is stopped.
+    await vi.waitFor(() => expect(started).toHaveLength(2), { timeout: 10_000, interval: 5 });
+    await vi.waitFor(() => expect(aborted).toEqual(['lost its lock']), { timeout: 5_000, interval: 5 });
+    // Whatever the first run does now, the second's lock is renewed for longer than it lasts.
+    firstRun.resolve();
+    for (const until = Date.now() + 2.5 * lockDuration; Date.now() < until; await new Promise((resolve) => setTimeout(resolve, 50))) {
+      expect(await client.exists(lock)).toBe(1);
+    }
+    secondRun.resolve();
+    await expect(handle.result()).resolves.toBe(2);
+    expect(await jobState(queueName, handle.id)).toEqual({ state: 'completed', failedReason: undefined });
   });
 
   it('a job cancelled while its worker is dead, then failed by BullMQ as stalled, reads cancelled, as its handle said, and as a handle followed elsewhere says', async () => {
