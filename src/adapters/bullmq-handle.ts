@@ -70,6 +70,11 @@ export class DurableHandle implements TaskHandle {
    * for Redis's word.
    */
   stalled = false;
+  /**
+   * Whether its job's next start is a take again of the same attempt (it stalled): counted as one
+   * attempt, as the task's `ctx.attempt` and `backend.job(id)` count.
+   */
+  retake = false;
   /** Once it ended skipped: the job whose failure began the chain of skips (what the guard of a task added after it says). */
   firstFailure: FailedPrerequisite | undefined = undefined;
   /** While it is being read from Redis: its job's events read meanwhile, applied after. */
@@ -170,6 +175,12 @@ export class DurableHandle implements TaskHandle {
   started(): void {
     if (this.#outcome !== undefined || this.doomed) return;
     this.#status = 'running';
+    // The same attempt again: its count and its progress (the job's) stay.
+    if (this.retake) {
+      this.retake = false;
+      this.#attempt = Math.max(this.#attempt, 1);
+      return;
+    }
     this.#attempt++;
     this.#progress = undefined;
   }

@@ -1127,7 +1127,9 @@ class BullMQBackend implements Runner, DurableBackend {
       case 'failed':
         return this.#counted(id, () => this.#failedFromEvent(id, fields.failedReason ?? ''));
       case 'stalled':
-        return void (handle.stalled = true);
+        // Its worker lost it: its next start is the same attempt again (as the task's ctx.attempt says).
+        handle.stalled = handle.retake = true;
+        return;
       case 'removed':
         if (handle.cancelling !== undefined) return this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
         return void this.#removed(handle);
@@ -1251,7 +1253,8 @@ class BullMQBackend implements Runner, DurableBackend {
    * trip) however many: the stream's last entry, and each job's hash. A job's hash says if it
    * ended: BullMQ sets `finishedOn` when it does, with `returnvalue` (JSON, `null` for undefined)
    * if it succeeded and none if it failed (an attempt that failed before sets `failedReason`, so
-   * that field alone does not tell); `ats` counts the attempts started, `name` is there while the
+   * that field alone does not tell); `atm` counts the attempts made (a take again after a stall is
+   * the same attempt, as the task's `ctx.attempt` says), `name` is there while the
    * job is. The state of each job not ended takes one more command. Meanwhile a handle's events
    * are held; those after the stream's entry read with the hashes apply then, in order (those
    * before are in what was read).
@@ -1267,29 +1270,38 @@ class BullMQBackend implements Runner, DurableBackend {
       const wasSending = reading.map((handle) => this.#sendingOf(handle.id) !== undefined);
       const transaction = client.multi();
       transaction.runCommand('xrevrange', [this.queue.keys.events, '+', '-', 'COUNT', 1]);
-      for (const { id } of reading) transaction.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'ats', 'name', 'progress', 'defa', 'stc']);
+      for (const { id } of reading) {
+        transaction.runCommand('hmget', [this.queue.toKey(id), 'finishedOn', 'returnvalue', 'failedReason', 'atm', 'name', 'progress', 'defa', 'stc', 'ats']);
+        // Whether a worker holds it at that entry: a start without an outcome that is not is one to be taken again.
+        transaction.runCommand('lpos', [this.queue.keys.active, id]);
+      }
       const [last, ...replies] = (await transaction.exec()) ?? [];
       if (last === undefined || last[0] !== null) throw last?.[0] ?? new Error('the transaction was discarded');
       at = (last[1] as [string, unknown][])[0]?.[0] ?? '0-0';
-      const going: { handle: DurableHandle; started: number; progress: unknown }[] = [];
+      const going: { handle: DurableHandle; made: number; active: boolean; progress: unknown }[] = [];
       const gone: DurableHandle[] = [];
       reading.forEach((handle, i) => {
-        const [error, fields] = replies[i] ?? [];
+        const [error, fields] = replies[2 * i] ?? [];
+        const active = replies[2 * i + 1]?.[1] !== null && replies[2 * i + 1]?.[0] === null;
         if (error !== null || !Array.isArray(fields) || this.#live.get(handle.id) !== handle) return;
-        const [finishedOn, returnvalue, failedReason, ats, name, progress, deferred, stalls] = fields as (string | null)[];
+        const [finishedOn, returnvalue, failedReason, atm, name, progress, deferred, stalls, ats] = fields as (string | null)[];
         // To be failed for a job it waited for (BullMQ's deferred failure): skipped, whatever it reads meanwhile.
         if (skipDeferred(deferred)) handle.dependent = handle.doomed = true;
         if (Number(stalls ?? 0) > 0) handle.stalled = true;
-        const started = Number(ats ?? 0);
+        const made = Number(atm ?? 0);
+        // A running attempt, at the stream's entry read, is counted (the task's ctx.attempt); one
+        // started without an outcome that no worker holds (it stalled) is not: its next start is the
+        // same attempt taken again.
+        handle.retake = Number(ats ?? 0) > made && !active;
         const reported = progress === null || progress === undefined ? undefined : (JSON.parse(progress) as unknown);
         if (finishedOn !== null && finishedOn !== undefined) {
-          handle.caughtUp(undefined, started, reported);
+          handle.caughtUp(undefined, made, reported);
           if (returnvalue !== null && returnvalue !== undefined) this.#end(handle.id, 'succeeded', { ok: true, value: JSON.parse(returnvalue) as unknown });
           else this.#failed(handle.id, failedReason ?? '');
         } else if (name === null || name === undefined) {
           if (!wasSending[i]) gone.push(handle);
         } else {
-          going.push({ handle, started, progress: reported });
+          going.push({ handle, made, active, progress: reported });
         }
       });
       if (gone.length > 0) await this.#endGone(gone, client);
@@ -1301,9 +1313,9 @@ class BullMQBackend implements Runner, DurableBackend {
           handle.dependent && !handle.doomed && movedOnStates.has(states[i] ?? 'unknown') ? this.#skipDecided(handle.id).then(({ doomed }) => doomed, () => false) : false,
         ),
       );
-      going.forEach(({ handle, started, progress }, i) => {
+      going.forEach(({ handle, made, active, progress }, i) => {
         if (doomed[i]) handle.doomed = true;
-        handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', started), started, progress);
+        handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', made), active ? made + 1 : made, progress);
       });
     } finally {
       // Then the events held meanwhile that came after what was read (or all of them, if
@@ -1447,7 +1459,7 @@ class BullMQBackend implements Runner, DurableBackend {
   /**
    * Ends a handle from its job's last event, once it counts its job's attempts: a handle that saw
    * none start had its `active` events trimmed unread (the stream is read in order), so it reads
-   * the attempts its job started (`ats`) first, one round trip.
+   * the attempts its job made (`atm`) first, one round trip.
    */
   #counted(id: string, end: () => void): void {
     const handle = this.#live.get(id);
@@ -1457,7 +1469,7 @@ class BullMQBackend implements Runner, DurableBackend {
     }
     this.queue
       .getBackend()
-      .client.then((client) => client.runCommand('hget', [this.queue.toKey(id), 'ats']))
+      .client.then((client) => client.runCommand('hget', [this.queue.toKey(id), 'atm']))
       .then(
         (started) => handle.startedAtLeast(Number(started ?? 0)),
         () => undefined,
@@ -1866,6 +1878,8 @@ class BullMQBackend implements Runner, DurableBackend {
     handle.doomed = skipDeferred(job.deferredFailure);
     handle.dependent = state === 'waiting-children' || handle.doomed;
     handle.stalled = job.stalledCounter > 0;
+    // Started without an outcome and not running (it stalled): its next start is the same attempt.
+    handle.retake = job.attemptsStarted > job.attemptsMade && state !== 'active';
     handle.found(snapshot(job, state ?? 'unknown', skipped));
     if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
     else if (skipped !== undefined) {
@@ -2294,6 +2308,8 @@ function snapshot(job: Job, state: string, skipped?: Skipped): DurableJob {
     id: job.id ?? '',
     name: job.name,
     status,
+    // The attempts made, and while it runs the one it makes (the task's ctx.attempt: a stalled job
+    // taken again makes the same attempt).
     attempt: skipped !== undefined || doomed ? 0 : state === 'active' ? job.attemptsMade + 1 : job.attemptsMade,
     // Waiting for a retry: the failed attempt's progress, still on the job, is cleared, as in process.
     progress:

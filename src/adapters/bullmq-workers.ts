@@ -363,7 +363,16 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     // recorded since may have gone unheard here (this worker's connection was down when it was
     // sent, or it was told to the attempt that lost the job) and not be in the job's data (the
     // mark can come after this take). One look at Redis, for these jobs only.
-    const recorded = job.attemptsStarted > job.attemptsMade + 1 ? await recordedCancellation(jobId) : undefined;
+    const takenAgain = job.attemptsStarted > job.attemptsMade + 1;
+    if (takenAgain) {
+      // Said, so that an operator knows which jobs may have run twice (a crash says nothing itself).
+      logger.warn(
+        { task: job.name, taskId: jobId, attempt: job.attemptsMade + 1 },
+        `durable job ${jobId} (task "${job.name}") is taken again: an earlier take of its attempt ${job.attemptsMade + 1} ended without an outcome ` +
+          '(its worker died or lost its lock, or put it back as it closed); if its task had begun, it runs a second time',
+      );
+    }
+    const recorded = takenAgain ? await recordedCancellation(jobId) : undefined;
     // Taken again by this process while the attempt that lost its lock still runs here: that one
     // is stopped (its outcome would be discarded). BullMQ follows locks by job id, so its end
     // stops the renewal of this take's lock too (which then expired, and the job, stalled again,
@@ -446,7 +455,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       repeatStrategy: cronRepeatStrategy(),
     },
   });
-  worker.on('error', (error) => logWorkerError(logger, error));
+  worker.on('error', (error) => logWorkerError(logger, error, lockDuration));
   // Producers' cancellations of running jobs: the worker running one cancels its task.
   const connection = options.connection ?? defaultConnection;
   const lockDuration = options.workerOptions?.lockDuration ?? 30_000;
@@ -582,11 +591,11 @@ const recordedWaitMs = 5_000;
 /** Lost locks said lately, by job and command, with when. */
 const lostLocksSaid = new Map<string, number>();
 
-/** Whether `key` was said less than 100 ms ago (BullMQ's second report of one loss); records it now otherwise. */
-function saidLately(key: string): boolean {
+/** Whether `key` was said less than `withinMs` ago (BullMQ's second report of one loss); records it now otherwise. */
+function saidLately(key: string, withinMs = 100): boolean {
   const now = Date.now();
   const at = lostLocksSaid.get(key);
-  if (at !== undefined && now - at < 100) return true;
+  if (at !== undefined && now - at < withinMs) return true;
   if (lostLocksSaid.size >= 1_000) lostLocksSaid.clear();
   lostLocksSaid.set(key, now);
   return false;
@@ -604,7 +613,7 @@ const connectionCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPI
  * what the attempt here returns is refused, and the job runs again. A lost connection: ioredis
  * reconnects. Anything else, as BullMQ said it.
  */
-function logWorkerError(logger: BackgroundLogger, error: Error): void {
+function logWorkerError(logger: BackgroundLogger, error: Error, lockDuration: number): void {
   const message = messageOf(error);
   const lost = /^(?:Missing lock|Lock mismatch) for job (\S+?)\.? (?:Cmd )?(\w+)/.exec(message);
   if (lost !== null) {
@@ -623,6 +632,8 @@ function logWorkerError(logger: BackgroundLogger, error: Error): void {
   const unrenewed = /^could not renew lock for job (\S+)/.exec(message);
   if (unrenewed !== null) {
     const taskId = unrenewed[1];
+    // BullMQ tries again every half lockDuration while Redis stays away: once a lock's duration.
+    if (saidLately(`${taskId} renew`, lockDuration)) return;
     logger.warn(
       { taskId, err: error },
       `durable job ${taskId}: this worker could not renew its lock on the job, whose attempt goes on here; once the lock expires, another worker may take the job and run it again, ` +

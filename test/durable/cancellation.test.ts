@@ -392,6 +392,39 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     expect(await jobState(queueName, handle.id)).toEqual({ state: 'completed', failedReason: undefined });
   });
 
+  it("a job taken again after its worker died counts one attempt in every reader: the handle watched from add(), one made by id while it stalled, one made after, backend.job(id), as the task's ctx.attempt", async () => {
+    const { bg, backend, queueName, workerRoot } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
+    started.length = aborted.length = 0;
+    release = deferred();
+    release.resolve();
+    const elsewhere = producerOn(redis.connection, closers, queueName);
+    const added = bg.with({ durable: true }).add(noted, 'taken again');
+    expect(added.status).toBe('queued');
+    await vi.waitFor(async () => expect((await jobState(queueName, added.id)).state).toBe('prioritized'), { timeout: 5_000, interval: 10 });
+    // A worker that takes the job and dies: its lock (1 s) is never renewed.
+    const dead = new Worker(queueName, undefined, { connection: redis.connection, autorun: false, lockDuration: 1_000 });
+    expect((await dead.getNextJob('dead-worker-token'))?.id).toBe(added.id);
+    await dead.close();
+    await vi.waitFor(() => expect([added.status, added.attempt]).toEqual(['running', 1]), { timeout: 5_000, interval: 10 });
+    const whileDead = (await elsewhere.handle(added.id))!;
+    expect([whileDead.status, whileDead.attempt]).toEqual(['running', 1]);
+    const workerLogger = captureLogger();
+    const workers = startWorkers({ container: workerRoot, tasks: [noted], connection: redis.connection, queueName, logger: workerLogger, workerOptions: { lockDuration: 1_000, stalledInterval: 200 } });
+    closers.push(() => workers.close());
+    await expect(added.result()).resolves.toBe('taken again');
+    // Said by the worker that takes it again: which jobs may have run twice.
+    expect(workerLogger.at('warn').filter(({ message }) => /is taken again/.test(message))).toEqual([
+      {
+        level: 'warn',
+        fields: { task: 'noted', taskId: added.id, attempt: 1 },
+        message: `durable job ${added.id} (task "noted") is taken again: an earlier take of its attempt 1 ended without an outcome (its worker died or lost its lock, or put it back as it closed); if its task had begun, it runs a second time`,
+      },
+    ]);
+    await expect(whileDead.result()).resolves.toBe('taken again');
+    const after = (await elsewhere.handle(added.id))!;
+    expect([added.attempt, whileDead.attempt, after.attempt, (await backend.job(added.id))?.attempt]).toEqual([1, 1, 1, 1]);
+  });
+
   it('a job cancelled while its worker is dead, then failed by BullMQ as stalled, reads cancelled, as its handle said, and as a handle followed elsewhere says', async () => {
     const { bg, backend, queueName } = openQueue(redis.connection, closers, { prefix: 'cancel', tasks: [noted], workers: false });
     const added = bg.with({ durable: true }).add(noted, 'stalled for good');
@@ -531,6 +564,9 @@ describe.skipIf(!hasRedis)('cancelling running durable jobs', () => {
     // Its lock vanishes (as when Redis did not renew it in time): the next renewal fails.
     await admin().del(`bull:${queueName}:${handle.id}:lock`);
     await vi.waitFor(() => expect(logger.at('warn').map(({ message }) => message)).toContainEqual(expect.stringMatching(/could not renew its lock/)), { timeout: 5_000, interval: 10 });
+    // BullMQ tries again every half lockDuration, and fails each time: said once a lock's duration.
+    await new Promise((resolve) => setTimeout(resolve, 350));
+    expect(logger.at('warn').filter(({ message }) => /could not renew its lock/.test(message))).toHaveLength(1);
     // It ends here: its end is refused.
     release.resolve();
     await vi.waitFor(() => expect(logger.at('warn').map(({ message }) => message)).toContainEqual(expect.stringMatching(/had lost its lock/)), { timeout: 5_000, interval: 10 });
