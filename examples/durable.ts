@@ -205,7 +205,9 @@ async function main(): Promise<number> {
   await client.quit();
   const countOf = (key: string): number => Number(effects[key] ?? 0);
   const lost = jobs.filter(({ key }) => countOf(key) === 0);
-  const takenAgain = jobs.filter(({ handle }) => handle.attempt >= 2);
+  // Taken by a worker more often than they made attempts: taken again (a crash is not a failed attempt).
+  const records = await Promise.all(jobs.map(({ handle }) => backend.queue.getJob(handle.id)));
+  const takenAgain = jobs.filter((_, i) => (records[i]?.attemptsStarted ?? 0) > (records[i]?.attemptsMade ?? 0));
   const twice = jobs.filter(({ key }) => countOf(key) > 1);
   // Allowed: one run in the killed worker (its side effect made before it died), one in the survivor.
   const unexplained = twice.filter(({ key }) => countOf(key) !== 2 || byVictim[key] !== '1');

@@ -49,7 +49,8 @@ async function outcome<T extends AnyTask>(bg: Background, task: T, ...args: Task
   } catch (error) {
     const e = error as Error & Record<string, unknown>;
     const cause = e.cause instanceof Error ? { class: e.cause.constructor.name, message: e.cause.message } : e.cause;
-    return { status: handle.status, class: e.constructor.name, name: e.name, message: e.message, code: e.code, detail: e.detail, cause };
+    // (Each handle's own id, in the message of an outcome error, told apart from the other's.)
+    return { status: handle.status, class: e.constructor.name, name: e.name, message: e.message.replace(`(#${handle.id})`, '(#id)'), code: e.code, detail: e.detail, cause };
   }
 }
 
