@@ -68,7 +68,9 @@ const logger: BackgroundLogger = {
 container.register(BackgroundOptions, {
   useValue: {
     logger,
-    drainTimeoutMs: 5_000,
+    // Generous: the avatars take about 2 s of two threads here, and several times that on a busy
+    // machine; a request's scope waits that long for its tasks before abandoning them.
+    drainTimeoutMs: 30_000,
     // At most 20 event-loop tasks at once, application-wide (20 connections to the relay, the
     // CRM…); the others wait for a slot, higher priority first: welcome mails before audit rows.
     concurrency: 20,
@@ -136,7 +138,7 @@ loopDelay.enable();
  */
 const graceful = gracefulShutdown({
   server: app.server,
-  timeoutMs: 10_000,
+  timeoutMs: 30_000,
   signals: serveMode ? ['SIGTERM', 'SIGINT'] : [],
   // After a signal's sequence: the summary, then exit (the worse code); a second signal exits at once.
   exit: (code) => {

@@ -8,7 +8,8 @@ import { groupOf, type TaskAdder, type TaskGroup } from './group.js';
 import { callLevel, jobRun, resolveCall, type CallOptions, type CallSpec, type JobLink } from './model/call-options.js';
 import { checkKnownKeys, describe, isOptionsObject, ownOptions, unknownKey } from './model/checks.js';
 import type { TaskHandle, TaskStatus } from './model/handle.js';
-import { closeWith, DurableRunner, jobContext, kindOf, nameOf, type CloseParticipant, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
+import type { BackgroundLogger } from './model/logger.js';
+import { applicationLogger, closeWith, DurableRunner, jobContext, kindOf, nameOf, type CloseParticipant, type JobContext, type Runner, type TaskRequest } from './model/runner.js';
 import { definitionLevel, type AnyTask, type TaskArgs, type TaskDefinition, type TaskResult } from './model/task.js';
 import { checkMerged, defaultTaskOptions, rememberedTaskOptions, resolveTaskOptions, type ResolvedTaskOptions } from './model/task-options.js';
 import { cronTimes, cronTimesDoor } from './model/cron-times.js';
@@ -243,6 +244,11 @@ export class Background implements AsyncDisposable, TaskAdder {
       },
       set(this: Background, value: JobContext | undefined) {
         this.#app.jobContext = value;
+      },
+    });
+    Object.defineProperty(Background.prototype, applicationLogger, {
+      get(this: Background): BackgroundLogger {
+        return this.#app.options.logger;
       },
     });
     Object.defineProperty(Background.prototype, closeWith, {

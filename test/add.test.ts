@@ -193,6 +193,22 @@ describe('bg.add()', () => {
     expect(bg.add(function plain() {})).toBeDefined();
   });
 
+  it('words what cannot be read of a task: a run getter that throws, a revoked Proxy; a name that is not a string is no name', () => {
+    const { bg } = setup();
+    class Lazy {
+      get run(): () => void {
+        throw new Error('not yet');
+      }
+    }
+    expect(() => bg.add(Lazy as never)).toThrow(new TypeError('bg.add(task): the task could not be read (not yet): a getter of it threw, or it is a revoked Proxy'));
+    const { proxy, revoke } = Proxy.revocable(() => 1, {});
+    revoke();
+    expect(() => bg.add(proxy)).toThrow(/^bg\.add\(task\): the task could not be read \(.*revoked.*\): a getter of it threw, or it is a revoked Proxy$/);
+    const numbered = Object.defineProperty(() => 1, 'name', { value: 42 });
+    const throwing = Object.defineProperty(() => 1, 'name', { get: () => { throw new Error('no name'); } });
+    expect([bg.add(numbered).name, bg.add(throwing).name]).toEqual(['anonymous', 'anonymous']);
+  });
+
   it.each([
     ['a number', 42, /got 42 \(number\)/],
     ['a string', 'sendMail', /got "sendMail" \(string\)/],
@@ -210,10 +226,27 @@ describe('bg.add()', () => {
 });
 
 describe('defineTask()', () => {
+  it("reads its options once, whole, and keeps them frozen: a config class's getters, a getter that throws named", () => {
+    class Options {
+      get name(): string {
+        return 'fromGetters';
+      }
+      get retries(): number {
+        return 2;
+      }
+    }
+    const definition = defineTask(new Options() as never, () => 0);
+    expect([definition.name, (definition.options as { retries?: number }).retries, Object.isFrozen(definition.options)]).toEqual(['fromGetters', 2, true]);
+    expect(() => defineTask({ get name(): string { throw new Error('no name'); } }, () => 0)).toThrow(
+      new TypeError('defineTask(options, fn): options.name cannot be read: its getter threw (no name)'),
+    );
+  });
+
   it.each([
     ['options that are not an object', () => defineTask(null as never, () => 0), /options must be an object, got null/],
-    ['an empty name', () => defineTask({ name: '' }, () => 0), /options.name must be a non-empty string, got "" \(string\)/],
-    ['a missing name', () => defineTask({} as never, () => 0), /options.name must be a non-empty string, got undefined/],
+    ['an empty name', () => defineTask({ name: '' }, () => 0), /options.name must be a non-empty string \(not only white space\), got "" \(string\)/],
+    ['a name of white space only', () => defineTask({ name: ' \t' }, () => 0), /options.name must be a non-empty string \(not only white space\), got " \\t" \(string\)/],
+    ['a missing name', () => defineTask({} as never, () => 0), /options.name must be a non-empty string \(not only white space\), got undefined/],
     // The durable backend's own jobs are named so: a task of that name would be run as one of them.
     [
       'a name the library reserves',

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startScript, stopScripts, type Exit, type Started } from './script.js';
 
 /** Generous: a run takes a few seconds (the 500 ms mails, 20 at a time, and the avatars). */
-const timeout = 20_000;
+const timeout = 60_000;
 /** The compiled example; `npm test` builds it first. */
 const serverJs = fileURLToPath(new URL('../examples/dist/server.js', import.meta.url));
 

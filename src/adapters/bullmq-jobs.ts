@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { defaultRepeatStrategy, type ConnectionOptions, type Job, type JobsOptions, type RepeatStrategy } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { DependencyContainer } from 'tsyringe';
-import { Background, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
+import { Background, consoleLogger, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
 import { checkKnownKeys, describe, isOptionsObject, messageOf, unknownKey } from '../model/checks.js';
 import { isLogger } from '../model/logger.js';
 
@@ -32,9 +32,9 @@ export interface BullMQConnection {
    * warnings) and the entries of each job's attempt (`task "x" failed (attempt 1 of 4); its
    * queue runs it again`, the last failure, the task's own `ctx.logger` entries); the tasks a job
    * adds to a `Background` it injects are the application's, and log to its
-   * `BackgroundOptions.logger`. Without it, the workers' own entries go to `consoleLogger` and the
-   * attempts' to the application's `BackgroundOptions.logger`.
-   * @default consoleLogger
+   * `BackgroundOptions.logger`. Without it, all of these go to the application's logger (the
+   * `BackgroundOptions.logger` registered on its root container).
+   * @default the application's logger (`consoleLogger` when none is registered)
    */
   logger?: BackgroundLogger | undefined;
 }
@@ -130,6 +130,30 @@ export const jobRun: unique symbol = Symbol.for('tsyringe-background.jobRun');
 export const jobContext: unique symbol = Symbol.for('tsyringe-background.jobContext');
 /** The `Background` method that has its application close something with it (src/model/runner.ts). */
 export const closeWith: unique symbol = Symbol.for('tsyringe-background.closeWith');
+/** The `Background` property that is its application's logger (src/model/runner.ts). */
+export const applicationLogger: unique symbol = Symbol.for('tsyringe-background.applicationLogger');
+
+/**
+ * A logger that writes each entry to the logger of the application of `background()` (the
+ * `BackgroundOptions.logger` its root registers), read at each entry; to `consoleLogger` when it
+ * cannot be read (the application's container disposed). Where the durable backend logs without
+ * a logger of its own.
+ */
+export function applicationLoggerOf(background: () => object): BackgroundLogger {
+  const current = (): BackgroundLogger => {
+    try {
+      return (background() as { [applicationLogger]?: BackgroundLogger })[applicationLogger] ?? consoleLogger;
+    } catch {
+      return consoleLogger;
+    }
+  };
+  return {
+    error: (fields, message) => current().error(fields, message),
+    warn: (fields, message) => current().warn(fields, message),
+    info: (fields, message) => current().info(fields, message),
+    debug: (fields, message) => current().debug(fields, message),
+  };
+}
 
 /** What a job's attempt is linked to (src/model/call-options.ts's `JobLink`, which adapters do not see). */
 export interface JobLink {
@@ -298,6 +322,14 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
     const where = keys.map((key, i) => (i === 0 ? (root === 'args' ? `args[${key}]` : 'result') : key === '…' ? '…' : typeof key === 'number' ? `[${key}]` : `.${key}`)).join('');
     throw new JsonProblem(`${where} is ${what}`);
   };
+  /** A property read as JSON.stringify would read it: a getter that throws is a problem at its path. */
+  const read = (object: Record<string | number, unknown>, key: string | number): unknown => {
+    try {
+      return object[key];
+    } catch (error) {
+      return problem(`not readable: its getter threw (${messageOf(error)})`);
+    }
+  };
   const visit = (value: unknown, inArray: boolean): void => {
     switch (typeof value) {
       case 'string':
@@ -328,12 +360,12 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
       }
     }
     // JSON.stringify sends what toJSON returns in its place (an own one, enumerable or not, or an inherited one).
-    if (typeof object.toJSON === 'function') problem('an object with a toJSON method (JSON would send what it returns instead)');
+    if (typeof read(object, 'toJSON') === 'function') problem('an object with a toJSON method (JSON would send what it returns instead)');
     open.push(object);
     if (list) {
       for (let i = 0; i < object.length; i++) {
         path.push(i);
-        visit(object[i], true);
+        visit(read(object, i), true);
         path.pop();
       }
       // A list's own named properties are left out: looked for only when it has more keys than items.
@@ -346,7 +378,7 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
       for (const key in object) {
         if (!Object.hasOwn(object, key)) continue;
         path.push(key);
-        visit(object[key], false);
+        visit(read(object, key), false);
         path.pop();
       }
     }

@@ -16,7 +16,6 @@ import type { Redis } from 'ioredis';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import {
   Background,
-  consoleLogger,
   DurableRunner,
   DurableTaskError,
   TaskCancelledError,
@@ -32,6 +31,7 @@ import {
 import { describe, messageOf } from '../model/checks.js';
 import { safeLogger } from './request-scope.js';
 import {
+  applicationLoggerOf,
   afterJob,
   afterJobOptions,
   bullPriority,
@@ -296,7 +296,8 @@ class BullMQBackend implements Runner, DurableBackend {
     this.#root = root;
     const connection = options.connection ?? defaultConnection;
     // Safe to call: a logger that throws must not change what happens to a job.
-    this.#logger = safeLogger(options.logger ?? consoleLogger);
+    // Without a logger of its own, the application's, read at each entry (it may be registered after this call).
+    this.#logger = safeLogger(options.logger ?? applicationLoggerOf(() => root.resolve(Background)));
     this.#enqueueTimeoutMs = options.enqueueTimeoutMs ?? 10_000;
     this.#connection = connection;
     this.#prefix = options.prefix;

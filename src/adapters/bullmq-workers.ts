@@ -10,7 +10,6 @@ import {
   Background,
   BackgroundDisposedError,
   BackgroundOptions,
-  consoleLogger,
   disposeScope,
   TaskContext,
   type BackgroundLogger,
@@ -20,6 +19,7 @@ import {
 import { describe, isOptionsObject, ownOptions, messageOf } from '../model/checks.js';
 import { safeLogger } from './request-scope.js';
 import {
+  applicationLoggerOf,
   afterJob,
   ownJobPrefix,
   backoffFor,
@@ -243,7 +243,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   }
   const scopeRoot = container ?? globalContainer;
   // Safe to call: a logger that throws must not fail a job (retried, its work done again).
-  const logger = safeLogger(options.logger ?? consoleLogger);
+  // Without a logger of their own, the application's, read at each entry.
+  const logger = safeLogger(options.logger ?? applicationLoggerOf(() => workersScope.resolve(Background)));
   const byName = new Map<string, TaskDefinition<never[]>>();
   for (const task of options.tasks) byName.set(task.name, task);
   /**

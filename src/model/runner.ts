@@ -11,7 +11,7 @@
  */
 import type { InjectionToken } from 'tsyringe';
 import type { CallTiming } from './call-options.js';
-import { describe, generatorHint, isClass, isGenerator } from './checks.js';
+import { describe, generatorHint, isClass, isGenerator, messageOf } from './checks.js';
 import type { TaskHandle } from './handle.js';
 import type { ResolvedTaskOptions } from './task-options.js';
 import { isClassTask, isTaskDefinition, type ClassTask, type TaskDefinition } from './task.js';
@@ -94,6 +94,13 @@ export type CloseParticipant = (timeoutMs: number) => Promise<CloseOutcome | voi
  */
 export const closeWith: unique symbol = Symbol.for('tsyringe-background.closeWith');
 
+/**
+ * The key of a `Background` property, the logger of its application (the `BackgroundOptions.logger`
+ * its root reads): where the durable backend logs when it was given no logger of its own. Not
+ * public API; a `Symbol.for`, as {@link jobContext}.
+ */
+export const applicationLogger: unique symbol = Symbol.for('tsyringe-background.applicationLogger');
+
 /** What runs tasks: the in-process engine, or a durable backend. */
 export interface Runner {
   /**
@@ -120,24 +127,34 @@ export const DurableRunner: InjectionToken<Runner> = Symbol.for('tsyringe-backgr
 
 /** Which kind of task a value is; a `TypeError` naming the problem when it is none. */
 export function kindOf(task: unknown): TaskKind {
-  if (typeof task === 'function') {
-    if (isClassTask(task)) return 'class';
-    if (isClass(task)) {
-      throw new TypeError(
-        `bg.add(${task.name || 'class'}): a class task needs a run() method on its prototype; ` +
-          `${task.name || 'this class'} has none`,
-      );
-    }
-    if (isGenerator(task)) throw new TypeError(`${notATask}${describe(task)}${generatorHint}`);
-    return 'function';
+  let sorted: TaskKind | 'class without run()' | 'generator' | undefined;
+  try {
+    if (typeof task === 'function') sorted = isClassTask(task) ? 'class' : isClass(task) ? 'class without run()' : isGenerator(task) ? 'generator' : 'function';
+    else if (isTaskDefinition(task)) sorted = isWorkerTask(task) ? 'worker' : 'definition';
+  } catch (error) {
+    // A getter of the task's that throws (its prototype's run), a revoked Proxy: said, not passed on as it came.
+    throw new TypeError(`bg.add(task): the task could not be read (${messageOf(error)}): a getter of it threw, or it is a revoked Proxy`, { cause: error });
   }
-  if (isTaskDefinition(task)) return isWorkerTask(task) ? 'worker' : 'definition';
-  throw new TypeError(`${notATask}${describe(task)}`);
+  if (sorted === 'class without run()') {
+    const name = nameOf('class', task as TaskRequest['task']);
+    throw new TypeError(`bg.add(${name === 'anonymous' ? 'class' : name}): a class task needs a run() method on its prototype; ${name === 'anonymous' ? 'this class' : name} has none`);
+  }
+  if (sorted === 'generator') throw new TypeError(`${notATask}${describe(task)}${generatorHint}`);
+  if (sorted === undefined) throw new TypeError(`${notATask}${describe(task)}`);
+  return sorted;
 }
 
 const notATask = 'bg.add(task): task must be a function, a defineTask() definition or an injectable class with a run() method, got ';
 
 /** The name a task goes by in handles, logs and errors. */
 export function nameOf(kind: TaskKind, task: TaskRequest['task']): string {
-  return kind === 'definition' || kind === 'worker' ? (task as TaskDefinition).name : (task as () => unknown).name || 'anonymous';
+  if (kind === 'definition' || kind === 'worker') return (task as TaskDefinition).name;
+  // A function's own name, when it is a string: a name getter that throws, or a number, is no name.
+  let name: unknown;
+  try {
+    name = (task as { name?: unknown }).name;
+  } catch {
+    name = undefined;
+  }
+  return typeof name === 'string' && name !== '' ? name : 'anonymous';
 }

@@ -1,5 +1,5 @@
 import type { InjectionToken } from 'tsyringe';
-import { describe, isOptionsObject, uncallable } from './checks.js';
+import { describe, isOptionsObject, ownOptions, uncallable } from './checks.js';
 import { defaultTaskOptions, resolveTaskOptions, type OptionsLevel, type TaskOptions } from './task-options.js';
 import { TaskContext } from './context.js';
 
@@ -75,7 +75,7 @@ export interface TaskDefinition<Args extends unknown[] = unknown[], R = unknown>
    * from its worker thread's container, a durable task's from its job's scope, as it runs).
    */
   readonly inject: readonly InjectionToken[];
-  /** The options given to the definition (task options among them), as given. */
+  /** The options given to the definition (task options among them), as read when it was made: frozen. */
   readonly options: object;
   /** The function, taking the dependencies first and then `Args`. */
   readonly fn: (...params: never[]) => unknown;
@@ -134,9 +134,11 @@ export function defineTaskAs(call: string, signature: string, options: unknown, 
   if (!isOptionsObject(options)) {
     throw new TypeError(`${signature}: options must be an object, got ${describe(options)}`);
   }
-  const { name, inject = [] } = options as { name?: unknown; inject?: unknown };
-  if (typeof name !== 'string' || name.length === 0) {
-    throw new TypeError(`${signature}: options.name must be a non-empty string, got ${describe(name)}`);
+  // Read once, whole (a config class's getters too), and kept so: the definition's options do not change after it.
+  const own = Object.freeze(ownOptions(options, `${signature}: options`));
+  const { name, inject = [] } = own as { name?: unknown; inject?: unknown };
+  if (typeof name !== 'string' || name.trim().length === 0) {
+    throw new TypeError(`${signature}: options.name must be a non-empty string (not only white space), got ${describe(name)}`);
   }
   if (name.startsWith(reservedNamePrefix)) {
     throw new TypeError(`${call}("${name}"): options.name must not begin with "${reservedNamePrefix}", got ${describe(name)}: the prefix is reserved for the library's own jobs`);
@@ -171,11 +173,11 @@ export function defineTaskAs(call: string, signature: string, options: unknown, 
   }
   // Bad task options fail here, at definition time; they are merged over a scope's defaults at add(),
   // where a backoff.maxMs given without baseMs is checked against the baseMs it inherits.
-  resolveTaskOptions(options, defaultTaskOptions, definitionLevel(name, call));
+  resolveTaskOptions(own, defaultTaskOptions, definitionLevel(name, call));
   return Object.freeze({
     name,
     inject: Object.freeze([...(inject as InjectionToken[])]),
-    options,
+    options: own,
     fn: fn as TaskDefinition['fn'],
     [definitionBrand]: true as const,
   });

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
-import { Job, QueueEvents } from 'bullmq';
+import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { injectable, Lifecycle, scoped } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -695,6 +695,8 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     // JSON sends only enumerable properties: refused as a symbol-keyed one is, rather than dropped.
     ['a non-enumerable property', { a: Object.defineProperty({ b: 1 }, 'secret', { value: 2 }) }, 'args[0].a is an object with a non-enumerable property (secret), left out'],
     ['a non-enumerable getter', [Object.defineProperty({}, 'total', { get: () => 3 })], 'args[0][0] is an object with a non-enumerable property (total), left out'],
+    // A getter that throws, named with its path (it escaped as the user's raw error).
+    ['a getter that throws', { order: { get total(): number { throw new Error('no total'); } } }, 'args[0].order.total is not readable: its getter threw (no total)'],
   ])('refuses at add(), naming the task and the path, an argument that does not survive JSON: %s', async (_what, value, message) => {
     const { bg, backend } = setup({ workers: false });
     expect(() => bg.with({ durable: true }).add(record, value as unknown as string, 1)).toThrow(
@@ -920,6 +922,36 @@ describe('the durable backend refuses bad options where they are given, naming t
     expect(call).toThrow(ErrorType);
   });
 
+});
+
+describe.skipIf(!hasRedis)('the durable backend without a logger of its own', () => {
+  const redis = redisForSuite();
+
+  it("logs to the application's registered logger: the producer's jobs that could not be enqueued, the workers' jobs of an unknown task", async () => {
+    const logger = captureLogger();
+    const app = freshApp({ logger });
+    // Nothing listens there: every job fails to be enqueued within its bound.
+    const unreachable = useBullMQ(app, { connection: { host: '127.0.0.1', port: await freePort(), maxRetriesPerRequest: 0 }, queueName: `nowhere-${randomUUID()}`, enqueueTimeoutMs: 200 });
+    const handle = app.createChildContainer().resolve(Background).with({ durable: true }).add(record, 'lost', 1);
+    await expect(handle.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_ENQUEUE' });
+    await vi.waitFor(() => expect(logger.at('error').map(({ fields }) => fields.taskId)).toContain(handle.id), { timeout: 5_000, interval: 10 });
+    await unreachable.close({ timeoutMs: 100 });
+    // A worker of another application on a real queue, given a job of a task it does not know.
+    const workerLogger = captureLogger();
+    const workerApp = freshApp({ logger: workerLogger });
+    const queueName = `unknown-${randomUUID()}`;
+    const queue = new Queue(queueName, { connection: redis.connection });
+    const added = await queue.add('unknownHere', { args: [] });
+    const workers = startWorkers({ container: workerApp, tasks: [record], connection: redis.connection, queueName });
+    try {
+      await vi.waitFor(() => expect(workerLogger.at('error').map(({ fields }) => fields.taskId)).toContain(added.id), { timeout: 5_000, interval: 10 });
+    } finally {
+      await workers.close();
+      await queue.close();
+      await shutdown({ container: workerApp });
+      await shutdown({ container: app });
+    }
+  });
 });
 
 describe.skipIf(!hasRedis)('useBullMQ() on a container that has a durable backend', () => {
