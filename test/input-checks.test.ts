@@ -83,6 +83,18 @@ describe("options given as a class instance's accessors, or as non-enumerable fi
     await expect(registered.bg.add(failsTwice()).result()).resolves.toBe(3);
   });
 
+  it("read a config class's methods as options too: a helper method is refused as a misspelt option would be", () => {
+    class Settings {
+      get retries(): number {
+        return 2;
+      }
+      describe(): string {
+        return `${this.retries} retries`;
+      }
+    }
+    expect(() => app().bg.with(new Settings() as never)).toThrow('bg.with(options).describe is not a known option');
+  });
+
   it("are honoured in the registered options too: a getter's drainTimeoutMs bounds the drain", async () => {
     class Settings {
       get root(): boolean {
@@ -130,8 +142,9 @@ describe('an Object.prototype polluted with an enumerable field', () => {
         await new Promise((resolve) => setTimeout(resolve, 30));
         throw new Error('once');
       });
-      // Not retried (retries), not timed out (timeoutMs), not periodic (every), not durable.
-      await expect(failing.result()).rejects.toThrow('once');
+      // Not retried (retries), not timed out (timeoutMs), not periodic (every), not durable; nor
+      // is its result() bounded by the polluted timeoutMs.
+      await expect(failing.result({})).rejects.toThrow('once');
       expect(attempts).toBe(1);
       // Registered { root: true } with nothing else: the default concurrency, not 1.
       const gate = deferred();
@@ -232,6 +245,7 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a getter that throws, in bg.with() options', () => app().bg.with({ get retries(): number { throw new Error('no config'); } }), TypeError, 'bg.with(options): options.retries cannot be read: its getter threw (no config)'],
     ['a getter that throws, in a definition\'s backoff', () => defineTask({ name: 'b', backoff: { get baseMs(): number { throw new Error('no config'); } } }, () => 1), TypeError, 'defineTask("b") options.backoff.baseMs cannot be read: its getter threw (no config)'],
     ['a getter that throws, in registered options', () => container.createChildContainer().register(BackgroundOptions, { useValue: { get concurrency(): number { throw new Error('no config'); } } }).resolve(Background), TypeError, 'options.concurrency cannot be read: its getter threw (no config)'],
+    ['a getter that throws, in result() options', () => app().bg.add(async () => undefined).result({ get timeoutMs(): number { throw new Error('no config'); } }), TypeError, 'handle.result(options): options.timeoutMs cannot be read: its getter threw (no config)'],
     ['a getter that throws, in shutdown() options', () => shutdown({ get timeoutMs(): number { throw new Error('no config'); } }), TypeError, 'shutdown(options): options.timeoutMs cannot be read: its getter threw (no config)'],
     ['a malformed file: URL as the setup module', () => app({ pool: { setupModule: 'file://[bad' } }), TypeError, 'options.pool.setupModule must be a file: URL (new URL(..., import.meta.url)) or an absolute path, got "file://[bad" (string)'],
   ])('%s', (_what, call, ErrorType, message) => {

@@ -4,7 +4,8 @@
  * (src/adapters/bullmq-producer.ts), which it knows only as a {@link HandleBackend}.
  */
 import { ResultTimeoutError, TaskCancelledError, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../index.js';
-import { resultTimeoutOf, runnerHandle, type DurableJob, type FailedPrerequisite, type Outcome } from './bullmq-jobs.js';
+import { resultTimeoutOf } from '../model/checks.js';
+import { runnerHandle, type DurableJob, type FailedPrerequisite, type Outcome } from './bullmq-jobs.js';
 
 /** The events of the queue's stream that tell a handle about its job. */
 export const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed', 'stalled'] as const;

@@ -8,7 +8,7 @@ import { defaultRepeatStrategy, type ConnectionOptions, type Job, type JobsOptio
 import { Redis } from 'ioredis';
 import type { DependencyContainer } from 'tsyringe';
 import { Background, consoleLogger, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
-import { checkKnownKeys, describe, isOptionsObject, messageOf, unknownKey } from '../model/checks.js';
+import { checkKnownKeys, describe, isOptionsObject, messageOf } from '../model/checks.js';
 import { isLogger } from '../model/logger.js';
 
 /** Where the queue is. */
@@ -412,23 +412,6 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
   }
 }
 
-/**
- * The `timeoutMs` of a durable handle's `result(options)`, checked as an in-process handle checks
- * it: an integer from 0 to 2147483647, or none; a `RangeError` for another number, a `TypeError`
- * for anything else.
- */
-export function resultTimeoutOf(options: { timeoutMs?: number | undefined } | undefined): number | undefined {
-  if (options === undefined) return undefined;
-  if (!isOptionsObject(options)) throw new TypeError(`handle.result(options): options must be an object, got ${describe(options)}`);
-  const unknown = unknownKey(options, ['timeoutMs']);
-  if (unknown !== undefined) throw new TypeError(`handle.result(options): options.${unknown} is not a known option; known options: timeoutMs`);
-  const timeoutMs = options.timeoutMs;
-  if (timeoutMs !== undefined && !(Number.isSafeInteger(timeoutMs) && timeoutMs >= 0 && timeoutMs <= 2_147_483_647)) {
-    const ErrorType = typeof timeoutMs === 'number' ? RangeError : TypeError;
-    throw new ErrorType(`handle.result(options): options.timeoutMs must be an integer from 0 to 2147483647, got ${describe(timeoutMs)}`);
-  }
-  return timeoutMs;
-}
 
 /** The key of `Background`'s static door to the library's cron times (src/model/cron-times.ts's `cronTimesDoor`). */
 const cronTimesDoor: unique symbol = Symbol.for('tsyringe-background.cronTimes');
@@ -519,12 +502,15 @@ export function checkMs(option: string, value: unknown, min: 0 | 1): void {
 
 /**
  * Checks the options of a `close(options)` (`at`: `backend.close(options)`): an object with
- * `timeoutMs` only, an integer from 0 to 2147483647 or none.
+ * `timeoutMs` only, an integer from 0 to 2147483647 or none, read once.
+ * @returns the `timeoutMs` given, if any.
  * @throws TypeError for another value or key; RangeError for a number out of range.
  */
-export function checkCloseOptions(at: string, options: unknown): void {
+export function checkCloseOptions(at: string, options: unknown): number | undefined {
   if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object, got ${describe(options)}`);
-  checkMs(`${at}: options.timeoutMs`, (checkKnownKeys(options, ['timeoutMs'], at) as { timeoutMs?: unknown }).timeoutMs, 0);
+  const { timeoutMs } = checkKnownKeys(options, ['timeoutMs'], at) as { timeoutMs?: number };
+  checkMs(`${at}: options.timeoutMs`, timeoutMs, 0);
+  return timeoutMs;
 }
 
 /** The channel on which producers ask workers to stop a running job. */

@@ -1939,8 +1939,8 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   async close(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
-    checkCloseOptions('backend.close(options)', options);
-    const { timeoutMs = 5_000 } = options;
+    // Read once, from the options' own copy.
+    const timeoutMs = checkCloseOptions('backend.close(options)', options) ?? 5_000;
     const deadline = Date.now() + timeoutMs;
     this.#closing = true;
     // What was added before is sent before the queue closes, and what was cancelled is removed

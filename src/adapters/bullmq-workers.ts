@@ -234,13 +234,18 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   if (container !== undefined && typeof (container as Partial<DependencyContainer> | null)?.createChildContainer !== 'function') {
     throw new TypeError(`startWorkers(options): options.container must be a tsyringe container, got ${describe(container)}`);
   }
-  const { workerOptions } = options;
-  if (workerOptions !== undefined) {
-    if (!isOptionsObject(workerOptions)) throw new TypeError(`startWorkers(options): options.workerOptions must be an object (BullMQ's WorkerOptions), got ${describe(workerOptions)}`);
-    // What the library sets itself, the same for the queue's producers and the cancellations: not taken here.
-    const own = (['connection', 'concurrency', 'prefix'] as const).find((key) => (workerOptions as Record<string, unknown>)[key] !== undefined);
-    if (own !== undefined) throw new TypeError(`startWorkers(options): options.workerOptions.${own} is not taken there; give it as options.${own}`);
+  if (options.workerOptions !== undefined && !isOptionsObject(options.workerOptions)) {
+    throw new TypeError(`startWorkers(options): options.workerOptions must be an object (BullMQ's WorkerOptions), got ${describe(options.workerOptions)}`);
   }
+  // BullMQ's own options, read once, from their own copy (its settings too), as every options object is.
+  const workerOptions: Partial<WorkerOptions> =
+    options.workerOptions === undefined ? {} : ownOptions(options.workerOptions, 'startWorkers(options): options.workerOptions');
+  if (workerOptions.settings !== undefined && isOptionsObject(workerOptions.settings)) {
+    workerOptions.settings = ownOptions(workerOptions.settings, 'startWorkers(options): options.workerOptions.settings');
+  }
+  // What the library sets itself, the same for the queue's producers and the cancellations: not taken here.
+  const own = (['connection', 'concurrency', 'prefix'] as const).find((key) => workerOptions[key] !== undefined);
+  if (own !== undefined) throw new TypeError(`startWorkers(options): options.workerOptions.${own} is not taken there; give it as options.${own}`);
   const scopeRoot = container ?? globalContainer;
   // Safe to call: a logger that throws must not fail a job (retried, its work done again).
   // Without a logger of their own, the application's, read at each entry.
@@ -446,12 +451,12 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     setInterval(() => void job.extendLock(token ?? '', lockDuration).catch(() => undefined), lockDuration / 2).unref();
   const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {
     // Its inherited options too, as every options object's (a spread would drop them).
-    ...(options.workerOptions === undefined ? {} : ownOptions(options.workerOptions, 'startWorkers(options): options.workerOptions')),
+    ...workerOptions,
     connection: options.connection ?? defaultConnection,
     concurrency: options.concurrency ?? 10,
     ...(options.prefix === undefined ? {} : { prefix: options.prefix }),
     settings: {
-      ...(options.workerOptions?.settings === undefined ? {} : ownOptions(options.workerOptions.settings, 'startWorkers(options): options.workerOptions.settings')),
+      ...workerOptions.settings,
       backoffStrategy: (attemptsMade, _type, _error, job) => backoffFor((job?.data as JobData | undefined)?.backoff, attemptsMade),
       repeatStrategy: cronRepeatStrategy(),
     },
@@ -459,8 +464,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   worker.on('error', (error) => logWorkerError(logger, error, lockDuration));
   // Producers' cancellations of running jobs: the worker running one cancels its task.
   const connection = options.connection ?? defaultConnection;
-  const lockDuration = options.workerOptions?.lockDuration ?? 30_000;
-  const stalledInterval = options.workerOptions?.stalledInterval ?? 30_000;
+  const lockDuration = workerOptions.lockDuration ?? 30_000;
+  const stalledInterval = workerOptions.stalledInterval ?? 30_000;
   const rememberMs = lockDuration + 2 * stalledInterval + cancelMarginMs;
   const subscriber = redisFor(connection);
   subscriber.on('error', () => undefined);
@@ -577,8 +582,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   return {
     worker,
     async close(options = {}) {
-      checkCloseOptions('workers.close(options)', options);
-      return (closed ??= closeNow(options.timeoutMs));
+      const timeoutMs = checkCloseOptions('workers.close(options)', options);
+      return (closed ??= closeNow(timeoutMs));
     },
   };
 }

@@ -62,6 +62,8 @@ export interface ResolvedDurableDashboardOptions {
   readonly queues: readonly DashboardQueue[];
   readonly readOnly: boolean;
   readonly uiConfig: UIConfig;
+  /** The options as read, once (their own copy): where an entry point reads its own keys (`basePath`). */
+  readonly given: Readonly<Record<string, unknown>>;
 }
 
 /** The keys of {@link DurableDashboardOptions}. */
@@ -76,7 +78,8 @@ const dashboardKeys = ['backend', 'queues', 'readOnly', 'liveViewPath', 'uiConfi
 export function resolveDashboardOptions(options: DurableDashboardOptions | undefined, entryKeys: readonly string[] = []): ResolvedDurableDashboardOptions {
   const at = 'durableDashboard(options)';
   if (!isOptionsObject(options)) throw new TypeError(`${at}: options must be an object with backend or queues, got ${describe(options)}`);
-  const { backend, queues, readOnly = true, liveViewPath, uiConfig = {} } = checkKnownKeys(options, [...dashboardKeys, ...entryKeys], at);
+  const given = checkKnownKeys(options, [...dashboardKeys, ...entryKeys], at);
+  const { backend, queues, readOnly = true, liveViewPath, uiConfig = {} } = given;
   if (backend !== undefined && queues !== undefined) throw new TypeError(`${at}: give options.backend or options.queues, not both`);
   let shown: readonly DashboardQueue[];
   if (backend !== undefined) {
@@ -104,7 +107,7 @@ export function resolveDashboardOptions(options: DurableDashboardOptions | undef
   const links = liveViewPath === undefined ? [] : [{ text: 'Live view', url: liveViewPath }];
   const merged: UIConfig = { boardTitle: 'Durable tasks', ...ownOptions(uiConfig, `${at}: options.uiConfig`) };
   if (links.length > 0) merged.miscLinks = [...links, ...(uiConfig.miscLinks ?? [])];
-  return Object.freeze({ queues: Object.freeze(shown), readOnly, uiConfig: Object.freeze(merged) });
+  return Object.freeze({ queues: Object.freeze(shown), readOnly, uiConfig: Object.freeze(merged), given: Object.freeze(given) });
 }
 
 /**

@@ -33,7 +33,7 @@ export type ExpressDashboardOptions = MountedDashboardOptions;
  */
 export function durableDashboard(options: ExpressDashboardOptions): Express {
   const resolved = resolveDashboardOptions(options, ['basePath']);
-  const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath);
+  const basePath = checkBasePath('durableDashboard(options): options.basePath', resolved.given.basePath);
   const adapter = resolved.readOnly ? new ReadOnlyExpressAdapter() : new ExpressAdapter();
   adapter.setBasePath(basePath);
   return mountBoard(adapter, resolved).getRouter() as Express;

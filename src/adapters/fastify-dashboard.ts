@@ -59,7 +59,7 @@ export const durableDashboard: FastifyPluginCallback<FastifyDashboardOptions> = 
 /** Checks the options and mounts the dashboard in `fastify`'s context; throws what the options or Fastify refuse. */
 function mountDashboard(fastify: FastifyInstance, options: FastifyDashboardOptions): void {
   const resolved = resolveDashboardOptions(options, ['basePath', ...fastifyRegisterKeys]);
-  const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath ?? (fastify.prefix || '/'));
+  const basePath = checkBasePath('durableDashboard(options): options.basePath', resolved.given.basePath ?? (fastify.prefix || '/'));
   if (resolved.readOnly) {
     // Before bodies are parsed: whatever comes with a refused method is never read.
     fastify.addHook('onRequest', (request, reply, next) => {

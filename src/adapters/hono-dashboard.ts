@@ -36,8 +36,8 @@ export type HonoDashboardOptions = MountedDashboardOptions;
  */
 export function durableDashboard(options: HonoDashboardOptions): Hono {
   const resolved = resolveDashboardOptions(options, ['basePath']);
-  const basePath = checkBasePath('durableDashboard(options): options.basePath', options.basePath);
-  const slashMounted = basePath === '/' || options.basePath.endsWith('/');
+  const basePath = checkBasePath('durableDashboard(options): options.basePath', resolved.given.basePath);
+  const slashMounted = basePath === '/' || (resolved.given.basePath as string).endsWith('/');
   const adapter = new HonoAdapter(serveStatic);
   adapter.setBasePath(basePath);
   const board = mountBoard(adapter, resolved).registerPlugin();

@@ -3,7 +3,8 @@ import { maxTimerMs } from '../model/checks.js';
 import { BackgroundDisposedError, ResultTimeoutError, TaskCancelledError } from '../model/errors.js';
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
-import { resultTimeoutOf, within, type TaskRun } from './task-run.js';
+import { resultTimeoutOf } from '../model/checks.js';
+import { within, type TaskRun } from './task-run.js';
 
 /** Who a periodic task is, and when it runs. */
 export interface PeriodicSpec {

@@ -7,7 +7,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { JobLink } from '../model/call-options.js';
-import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, printed, unknownKey } from '../model/checks.js';
+import { describe, maxTimerMs, printed, resultTimeoutOf } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
 import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskHooks, TaskStartedEvent } from '../model/events.js';
 import {
@@ -801,18 +801,6 @@ function checkMessage(task: { readonly name: string; readonly id: string }, mess
   }
 }
 
-/** The `timeoutMs` of `result(options)`, checked: an integer a timer can wait, or none. */
-export function resultTimeoutOf(options: ResultOptions | undefined): number | undefined {
-  if (options === undefined) return undefined;
-  if (!isOptionsObject(options)) throw new TypeError(`handle.result(options): options must be an object, got ${describe(options)}`);
-  const unknown = unknownKey(options, ['timeoutMs']);
-  if (unknown !== undefined) throw new TypeError(`handle.result(options): options.${unknown} is not a known option; known options: timeoutMs`);
-  const timeoutMs = options.timeoutMs;
-  if (timeoutMs !== undefined && !isTimerMs(timeoutMs)) {
-    throw invalid('handle.result(options): options.timeoutMs', `an integer from 0 to ${maxTimerMs}`, timeoutMs);
-  }
-  return timeoutMs;
-}
 
 interface Waiter {
   resolve(value: unknown): void;

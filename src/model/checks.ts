@@ -168,3 +168,15 @@ export function checkCallback(value: unknown, path: string): void {
 export function isClass(fn: object): boolean {
   return 'prototype' in fn && Object.getOwnPropertyDescriptor(fn, 'prototype')?.writable === false;
 }
+
+/**
+ * The `timeoutMs` of a handle's `result(options)`, checked (in process and durable alike): an
+ * integer a timer can wait, or none; read once, from the options' own copy.
+ */
+export function resultTimeoutOf(options: { timeoutMs?: number | undefined } | undefined): number | undefined {
+  if (options === undefined) return undefined;
+  if (!isOptionsObject(options)) throw new TypeError(`handle.result(options): options must be an object, got ${describe(options)}`);
+  const { timeoutMs } = checkKnownKeys(options, ['timeoutMs'], 'handle.result(options)') as { timeoutMs?: unknown };
+  if (timeoutMs !== undefined && !isTimerMs(timeoutMs)) throw invalid('handle.result(options): options.timeoutMs', `an integer from 0 to ${maxTimerMs}`, timeoutMs);
+  return timeoutMs;
+}

@@ -272,13 +272,32 @@ describe('options', () => {
     expect(() => resolveDashboardOptions(options as DurableDashboardOptions)).toThrow(new TypeError(message));
   });
 
+  it.each([
+    ['express', (options: object) => expressDashboard(options as never)],
+    ['hono', (options: object) => honoDashboard(options as never)],
+  ])('%s: reads each option once, basePath too', (_name, make) => {
+    let reads = 0;
+    // (This fake backend's queue is no BullMQ queue: bull-board refuses it once the options are read.)
+    expect(() =>
+      make({
+        backend,
+        get basePath() {
+          reads++;
+          return '/queues/';
+        },
+      }),
+    ).toThrow("You've used the BullMQ adapter with a non-BullMQ queue");
+    expect(reads).toBe(1);
+  });
+
   it('defaults: read-only, titled "Durable tasks"; uiConfig merged over them; the live view link first in miscLinks', () => {
-    expect(resolveDashboardOptions({ backend })).toEqual({ queues: [backend.queue], readOnly: true, uiConfig: { boardTitle: 'Durable tasks' } });
+    expect(resolveDashboardOptions({ backend })).toEqual({ queues: [backend.queue], readOnly: true, uiConfig: { boardTitle: 'Durable tasks' }, given: { backend } });
     const other = { text: 'Docs', url: 'https://example.com' };
     expect(resolveDashboardOptions({ queues: [queue('a'), queue('b')], readOnly: false, liveViewPath: 'https://ops.example.com/background', uiConfig: { boardTitle: 'Jobs', miscLinks: [other] } })).toEqual({
       queues: [queue('a'), queue('b')].map((q) => expect.objectContaining({ name: q.name }) as unknown),
       readOnly: false,
       uiConfig: { boardTitle: 'Jobs', miscLinks: [{ text: 'Live view', url: 'https://ops.example.com/background' }, other] },
+      given: expect.objectContaining({ readOnly: false }) as unknown,
     });
   });
 

@@ -956,6 +956,34 @@ describe.skipIf(!hasRedis)('the durable backend without a logger of its own', ()
 
 describe.skipIf(!hasRedis)('useBullMQ() on a container that has a durable backend', () => {
   const redis = redisForSuite();
+  it("reads the options of backend.close() and workers.close() once, and startWorkers()'s workerOptions from their own copy", async () => {
+    const app = freshApp();
+    const backend = useBullMQ(app, { connection: redis.connection, queueName: `once-${randomUUID()}` });
+    let reads = 0;
+    const workers = startWorkers({ container: app, tasks: [record], connection: redis.connection, queueName: `once-${randomUUID()}`, workerOptions: Object.create({ lockDuration: 5_000 }) as object });
+    try {
+      expect(workers.worker.opts.lockDuration).toBe(5_000);
+      expect(() => startWorkers({ container: app, tasks: [record], connection: redis.connection, workerOptions: { get connection(): never { throw new Error('no connection'); } } as never })).toThrow(
+        new TypeError('startWorkers(options): options.workerOptions.connection cannot be read: its getter threw (no connection)'),
+      );
+    } finally {
+      await workers.close({
+        get timeoutMs() {
+          reads++;
+          return 1_000;
+        },
+      });
+      await backend.close({
+        get timeoutMs() {
+          reads++;
+          return 1_000;
+        },
+      });
+      await shutdown({ container: app });
+    }
+    expect(reads).toBe(2);
+  });
+
   it('useBullMQ() refuses a container that has a durable backend already (the scopes made after would go to the second queue, the first left open)', async () => {
     const app = freshApp();
     const first = useBullMQ(app, { connection: redis.connection, queueName: `twice-${randomUUID()}` });
