@@ -95,6 +95,19 @@ export class Background implements AsyncDisposable, TaskAdder {
   }
 
   /**
+   * A durable view: `options` with `durable: true` written in them, whose `add()` takes
+   * definitions only (`defineTask()`, `workerTask()`), as a durable task is found by its name,
+   * which only a definition has; otherwise as the view below.
+   *
+   * ```ts
+   * bg.with({ durable: true }).add(sendInvoice, invoiceId);   // not a plain function, not a class
+   * ```
+   *
+   * @throws TypeError | RangeError when an option is invalid, naming it.
+   */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a definition of any arguments and result
+  with(options: CallOptions & { durable: true }): TaskAdder<TaskDefinition<any, any>>;
+  /**
    * A view of this Background whose `add()` applies `options` to the tasks it adds: task
    * options (priority, retries, timeout…), which win over the definition's and the scope's,
    * and when to start (`delayMs`, `runAt`, `after`). Views can be chained. Make a new view for
@@ -108,6 +121,7 @@ export class Background implements AsyncDisposable, TaskAdder {
    * without `baseMs` is checked against the `baseMs` it inherits by `add()`, where the
    * definition's and the scope's options are known.
    */
+  with(options: CallOptions): TaskAdder;
   with(options: CallOptions): TaskAdder {
     const call = resolveCall(options, isRun);
     // Each field on its own; a backoff.maxMs given without baseMs is checked at add(), merged (#optionsFor).

@@ -1,16 +1,25 @@
 import type { CallOptions } from './model/call-options.js';
 import type { TaskHandle } from './model/handle.js';
-import type { AnyTask, TaskArgs, TaskResult } from './model/task.js';
+import type { AnyTask, TaskArgs, TaskDefinition, TaskResult } from './model/task.js';
 
-/** What adds tasks: a `Background`, or a view of one made by `with()`. */
-export interface TaskAdder {
+/**
+ * What adds tasks: a `Background`, or a view of one made by `with()`. `Task` is what its `add()`
+ * takes: any task, or only definitions for a view made with `durable: true` (a durable task is
+ * found by its name, which only a definition has).
+ */
+export interface TaskAdder<Task extends AnyTask = AnyTask> {
   /**
    * Adds a task with the arguments it takes after its injected dependencies, and returns its
    * handle at once; see `Background.add()`. A group also keeps the handle in `handles`.
    */
-  add<T extends AnyTask>(task: T, ...args: TaskArgs<T>): TaskHandle<TaskResult<T>>;
-  /** A view with more options, merged over this one's. */
-  with(options: CallOptions): TaskAdder;
+  add<T extends Task>(task: T, ...args: TaskArgs<T>): TaskHandle<TaskResult<T>>;
+  /** A view with more options, merged over this one's; `durable: true` written in them: one that adds definitions only. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a definition of any arguments and result
+  with(options: CallOptions & { durable: true }): TaskAdder<TaskDefinition<any, any>>;
+  /** A view with more options, merged over this one's; `durable: false` written in them: one that adds any task again. */
+  with(options: CallOptions & { durable: false }): TaskAdder;
+  /** A view with more options, merged over this one's: it adds what this one adds. */
+  with(options: CallOptions): TaskAdder<Task>;
 }
 
 /** Tasks added together, awaited together: made by `Background.group()`. */
@@ -35,7 +44,7 @@ export function groupOf(adder: TaskAdder, handles: TaskHandle[] = []): TaskGroup
       handles.push(handle);
       return handle;
     }) as TaskAdder['add'],
-    with: (options) => groupOf(adder.with(options), handles),
+    with: (options: CallOptions) => groupOf(adder.with(options), handles),
     all: () => Promise.all(handles.map((handle) => handle.result())),
     allSettled: () => Promise.allSettled(handles.map((handle) => handle.result())),
   };

@@ -38,6 +38,7 @@ export {
   defineTask,
   type ClassTask,
   type DefineTaskOptions,
+  type GeneratorIsNoTask,
   type AnyTask,
   type InjectOfUnknownLength,
   type Instances,

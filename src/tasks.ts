@@ -25,6 +25,7 @@ export {
   type AnyTask,
   type ClassTask,
   type DefineTaskOptions,
+  type GeneratorIsNoTask,
   type InjectOfUnknownLength,
   type Instances,
   type TaskArgs,

@@ -6,7 +6,7 @@
  */
 import { container } from 'tsyringe';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApplicationBackground, Background, BackgroundOptions, defineTask, disposeScope, observeTasks, shutdown, transfer, workerTask, wrapAttempts } from '../src/index.js';
+import { ApplicationBackground, Background, BackgroundOptions, defineTask, disposeScope, observeTasks, shutdown, transfer, workerTask, wrapAttempts, type CallOptions } from '../src/index.js';
 import { deferred, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
@@ -46,7 +46,7 @@ describe('options objects', () => {
     const { bg } = app();
     for (const options of [new Tagged(), Object.assign(Object.create(null) as object, { retries: 1 }), Object.freeze({ retries: 1 })]) {
       let runs = 0;
-      const handle = bg.with({ ...(options as object), backoff: { baseMs: 1, jitter: 0 } }).with(options as never).add(async () => {
+      const handle = bg.with({ ...(options as object), backoff: { baseMs: 1, jitter: 0 } }).with(options as CallOptions).add(async () => {
         if (++runs === 1) throw new Error('once');
         return runs;
       });
@@ -75,7 +75,7 @@ describe("options given as a class instance's accessors, or as non-enumerable fi
 
   it('are honoured as fields are: by bg.with(), a definition, registered defaults', async () => {
     const { bg } = app();
-    await expect(bg.with(new RetryTwice() as never).add(failsTwice()).result()).resolves.toBe(3);
+    await expect(bg.with(new RetryTwice() as CallOptions).add(failsTwice()).result()).resolves.toBe(3);
     await expect(bg.add(defineTask(Object.assign(new RetryTwice(), { name: 'fromAClass' }) as never, failsTwice())).result()).resolves.toBe(3);
     const hidden = Object.defineProperty({ backoff: { baseMs: 1, jitter: 0 } }, 'retries', { value: 2, enumerable: false });
     await expect(bg.with(hidden).add(failsTwice()).result()).resolves.toBe(3);

@@ -8,6 +8,9 @@ import {
   TaskContext,
   transfer,
   workerTask,
+  type AnyTask,
+  type CallOptions,
+  type TaskArgs,
   type TaskDefinition,
   type TaskHandle,
   type TaskProgress,
@@ -156,6 +159,81 @@ describe('bg.add typing', () => {
     expectTypeOf(bg).toExtend<AsyncDisposable>();
     expectTypeOf(bg.dispose()).toEqualTypeOf<Promise<void>>();
     expectTypeOf(bg.drain()).toEqualTypeOf<Promise<void>>();
+  });
+});
+
+describe('generator functions are no tasks', () => {
+  function* countTo(n: number): Generator<number> {
+    for (let i = 1; i <= n; i++) yield i;
+  }
+  async function* pages(): AsyncGenerator<string> {
+    yield await Promise.resolve('page');
+  }
+
+  it('refuses a generator function, sync or async, in every add()', () => {
+    // @ts-expect-error a generator function is no task: no argument is taken for it
+    bg.add(countTo, 3);
+    // @ts-expect-error an async generator function is no task
+    bg.add(pages);
+    // @ts-expect-error an inline one neither
+    bg.add(function* () {});
+    // @ts-expect-error through a view
+    bg.with({ priority: 'high' }).add(countTo, 3);
+    // @ts-expect-error through a group
+    bg.group().add(pages);
+    // @ts-expect-error through a group's view
+    bg.group().with({ retries: 1 }).add(async function* () {});
+  });
+
+  it('refuses one through a wrapper that takes TaskArgs<T>, and the wrapper still compiles', () => {
+    const addSlowly = <T extends AnyTask>(task: T, ...args: TaskArgs<T>) => bg.with({ priority: 'low' }).add(task, ...args);
+    expectTypeOf(addSlowly(async (n: number) => n, 1)).toEqualTypeOf<TaskHandle<number>>();
+    // @ts-expect-error a generator function is no task
+    addSlowly(countTo, 3);
+  });
+
+  it('takes what is not a generator function: one returning an iterator, any, or nothing (it throws)', () => {
+    expectTypeOf(bg.add(() => [1, 2].values())).toEqualTypeOf<TaskHandle<ArrayIterator<number>>>();
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a function returning any is a task, not taken for a generator function
+    expectTypeOf(bg.add((text: string): any => JSON.parse(text), '{}')).toEqualTypeOf<TaskHandle<any>>();
+    expectTypeOf(bg.add((): never => {
+      throw new Error('refused');
+    })).toEqualTypeOf<TaskHandle<never>>();
+    expectTypeOf(bg.add(ReindexUser, 'u1')).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(bg.add(defineTask({ name: 'count' }, (n: number) => [...countTo(n)]), 3)).toEqualTypeOf<TaskHandle<number[]>>();
+  });
+});
+
+describe('durable views', () => {
+  const send = defineTask({ name: 'send', inject: [Mailer] }, (mailer, to: string) => mailer.send(to));
+  const render = workerTask(import.meta.url, { name: 'render' }, (size: number) => size * 2);
+
+  it('take definitions, their arguments typed', () => {
+    expectTypeOf(bg.with({ durable: true }).add(send, 'a@b.c')).toEqualTypeOf<TaskHandle<boolean>>();
+    expectTypeOf(bg.with({ durable: true, priority: 'high', delayMs: 5 }).add(render, 64)).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(bg.group().with({ durable: true }).add(send, 'a@b.c')).toEqualTypeOf<TaskHandle<boolean>>();
+    // @ts-expect-error the argument must be a string
+    bg.with({ durable: true }).add(send, 42);
+  });
+
+  it('refuse a plain function or a class task, as add() does at run time', () => {
+    // @ts-expect-error only a definition can be durable: a worker finds it by its name
+    bg.with({ durable: true }).add(async (to: string) => to, 'a@b.c');
+    // @ts-expect-error a class task neither
+    bg.with({ durable: true, retries: 3 }).add(ReindexUser, 'u1');
+    // @ts-expect-error a group's durable view neither
+    bg.group().with({ durable: true }).add(() => 1);
+    // @ts-expect-error a view of a durable view stays durable
+    bg.with({ durable: true }).with({ retries: 1 }).add(() => 1);
+  });
+
+  it('give way to any task again with durable: false, and leave options of the general type as they are', () => {
+    expectTypeOf(bg.with({ durable: true }).with({ durable: false }).add(async () => 1)).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(bg.with({ durable: false }).add(ReindexUser, 'u1')).toEqualTypeOf<TaskHandle<number>>();
+    const options: CallOptions = { durable: true };
+    expectTypeOf(bg.with(options).add(async () => 1)).toEqualTypeOf<TaskHandle<number>>();
+    const inferred = { durable: true };
+    expectTypeOf(bg.with(inferred).add(ReindexUser, 'u1')).toEqualTypeOf<TaskHandle<number>>();
   });
 });
 

@@ -232,9 +232,26 @@ export function tokenName(token: InjectionToken): string {
 export type AnyTask = TaskDefinition<any, any> | ClassTask<any, any> | ((...args: any[]) => unknown);
 
 /**
+ * The type of the one argument `add()` asks of a generator function (`function*`, `async
+ * function*`): no argument has it, so the call does not compile, and the error shows this text.
+ * Calling a generator function runs nothing of its body, so `add()` refuses one at run time.
+ */
+export type GeneratorIsNoTask =
+  'a generator function is no task: its body runs only as its result is iterated, and a task runs when it is called (add a function that does the work)';
+
+/**
+ * Whether `R`, a function's return type, is a generator (`Generator`, `AsyncGenerator`); not so
+ * for `any` (which is assignable to anything) or `never` (a function that only throws).
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- whatever a generator yields, returns and is given
+type ReturnsGenerator<R> = 0 extends 1 & R ? false : [R] extends [never] ? false : [R] extends [Generator<any, any, any> | AsyncGenerator<any, any, any>] ? true : false;
+
+/**
  * The arguments `add()` takes after a task: a definition's (its dependencies dropped), a class
  * task's `run()` parameters, a function's parameters. One signature rather than an overload per
- * kind, so that a wrong argument is reported on that argument, naming the type it must have.
+ * kind, so that a wrong argument is reported on that argument, naming the type it must have. A
+ * function that returns a generator takes {@link GeneratorIsNoTask}, which no argument is: a
+ * generator function is no task. A wrapper that takes `...args: TaskArgs<T>` refuses one too.
  */
 export type TaskArgs<T> = [T] extends [never]
   ? unknown[]
@@ -243,8 +260,10 @@ export type TaskArgs<T> = [T] extends [never]
   : // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a constructor of any parameters
     T extends new (...params: any[]) => { run(...args: infer A): unknown }
     ? A
-    : T extends (...args: infer A) => unknown
-      ? A
+    : T extends (...args: infer A) => infer R
+      ? ReturnsGenerator<R> extends true
+        ? [aGeneratorFunctionIsNoTask: GeneratorIsNoTask]
+        : A
       : never;
 
 /** What a task's handle resolves to: a definition's result, or what `run()` or the function returns, awaited. */

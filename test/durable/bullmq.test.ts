@@ -736,6 +736,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
 
   it('refuses at add() what cannot be durable: a plain function, after an in-process task; and durable: true without a backend', () => {
     const { bg } = setup({ workers: false });
+    // @ts-expect-error only a definition can be durable: the types refuse a plain function too
     expect(() => bg.with({ durable: true }).add(async () => 1)).toThrow('bg.add("anonymous"): a durable task must be a defineTask() or workerTask() definition, got a plain function: a worker finds it by its name');
     const first = bg.add(async () => 1);
     expect(() => bg.with({ durable: true, after: [first] }).add(record, 'x', 1)).toThrow(/^bg\.add\("record"\): options\.after\[0\] is in-process task "anonymous" .*, and a durable task waits only for durable tasks of its queue/);
