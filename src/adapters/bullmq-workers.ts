@@ -126,7 +126,6 @@ class RunningJob implements JobLink {
     this.#job = undefined;
     this.local = undefined;
   }
-
 }
 
 /** Options of {@link startWorkers}. */
@@ -450,7 +449,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   const renewLock = (job: Job<JobData>, token: string | undefined): NodeJS.Timeout =>
     setInterval(() => void job.extendLock(token ?? '', lockDuration).catch(() => undefined), lockDuration / 2).unref();
   const worker = new Worker<JobData>(options.queueName ?? defaultQueueName, processor, {
-    // Its inherited options too, as every options object's (a spread would drop them).
+    // Their own copy (read once above, inherited options included).
     ...workerOptions,
     connection: options.connection ?? defaultConnection,
     concurrency: options.concurrency ?? 10,
