@@ -1488,12 +1488,30 @@ class BullMQBackend implements Runner, DurableBackend {
   async #endGone(handles: readonly DurableHandle[], client: QueueClient): Promise<void> {
     // Unread (Redis went away): the outcome stays unknown.
     const requested = await this.#recordedCancellations(client).catch(() => new Map<string, RecordedCancellation>());
+    // A cancelled one counts the attempts its job had made (unread: those it counts already).
+    const cancelled = handles.filter(({ id }) => requested.has(id));
+    const made = cancelled.length === 0 ? [] : await this.#attemptsOfRemoved(client, cancelled.map(({ id }) => id)).catch(() => []);
+    cancelled.forEach((handle, i) => handle.startedAtLeast(made[i] ?? 0));
     for (const handle of handles) {
       if (this.#live.get(handle.id) !== handle) continue;
       const reason = requested.get(handle.id)?.reason;
       if (reason === undefined) this.#end(handle.id, 'failed', { ok: false, error: goneError(handle.name, handle.id) });
       else this.#end(handle.id, 'cancelled', { ok: false, error: cancelledError(handle.name, handle.id, reason) });
     }
+  }
+
+  /** Where the removal of a cancelled job that made attempts leaves their number ({@link removeIfWaitingScript}). */
+  #attemptsRecordKey(id: string): string {
+    return `${cancelRecordKey(this.queue.name, this.#prefix)}:${id}:atm`;
+  }
+
+  /**
+   * The attempts made by cancelled jobs that were removed as they waited for a retry, by job id
+   * (none for the others): one MGET.
+   */
+  async #attemptsOfRemoved(client: QueueClient, ids: readonly string[]): Promise<number[]> {
+    const made = (await client.runCommand('mget', ids.map((id) => this.#attemptsRecordKey(id)))) as (string | null)[];
+    return made.map((n) => Number(n ?? 0));
   }
 
   /** The cancellations every process recorded in Redis in the last 10 minutes, by job id. */
@@ -1716,8 +1734,8 @@ class BullMQBackend implements Runner, DurableBackend {
       // The cancellation recorded first (or given up on): a process that sees the job removed reads why.
       await told;
       const client = await this.queue.getBackend().client;
-      const keys = [this.queue.toKey(id), this.queue.keys.meta, this.queue.keys.events, this.queue.toKey('repeat')];
-      const [outcome, parent] = (await client.runCommand('eval', [removeIfWaitingScript, keys.length, ...keys, this.queue.toKey(''), id])) as [string, string?];
+      const keys = [this.queue.toKey(id), this.queue.keys.meta, this.queue.keys.events, this.queue.toKey('repeat'), this.#attemptsRecordKey(id)];
+      const [outcome, parent] = (await client.runCommand('eval', [removeIfWaitingScript, keys.length, ...keys, this.queue.toKey(''), id, cancelRecordMs])) as [string, string?];
       // Ended, or its skip decided, since the look: it ends as it did. Gone: removed meanwhile.
       if (outcome === 'ended' || outcome === 'gone') return;
       if (outcome === 'scheduler') {
@@ -1865,9 +1883,11 @@ class BullMQBackend implements Runner, DurableBackend {
     handle.held = undefined;
     if (job === undefined) {
       // Removed by a cancellation (it waited), which every process records for 10 minutes.
-      const recorded = (await this.#recordedCancellations(await this.queue.getBackend().client)).get(id);
+      const client = await this.queue.getBackend().client;
+      const recorded = (await this.#recordedCancellations(client)).get(id);
       if (recorded === undefined) return this.#scheduleHandle(id);
       handle.name = recorded.name ?? handle.name;
+      handle.startedAtLeast((await this.#attemptsOfRemoved(client, [id]))[0] ?? 0);
       handle.settle('cancelled', { ok: false, error: cancelledError(handle.name, id, recorded.reason) });
       return handle;
     }
@@ -2071,9 +2091,10 @@ interface Removal {
  * stays among its dependencies, so that it does not move on before a child that fails at once
  * (added next) fails it. Answers `gone`, `locked`, `ended`, `scheduler` (a schedule's next job,
  * which BullMQ refuses to remove), or `removed` and the job's `parent` data when its dependent
- * still waits for it.
- * KEYS: the job, the queue's meta, its event stream, its job schedulers; ARGV: the queue's key
- * prefix, the job's id.
+ * still waits for it. A job that made attempts (it waits for a retry) leaves their number beside
+ * the cancellation record, as long as the record is kept: a handle made after the removal counts them.
+ * KEYS: the job, the queue's meta, its event stream, its job schedulers, the key for its attempts
+ * made; ARGV: the queue's key prefix, the job's id, how long the record is kept (ms).
  */
 const removeIfWaitingScript = `
 local rcall = redis.call
@@ -2109,6 +2130,8 @@ if parent then
   local parentKey = data["queueKey"] .. ":" .. data["id"]
   if not (rcall("ZSCORE", data["queueKey"] .. ":waiting-children", data["id"]) and rcall("SISMEMBER", parentKey .. ":dependencies", jobKey) == 1) then parent = nil end
 end
+local made = tonumber(rcall("HGET", jobKey, "atm") or "0")
+if made > 0 then rcall("SET", KEYS[5], made, "PX", ARGV[3]) end
 rcall("DEL", jobKey, jobKey .. ":logs", jobKey .. ":dependencies", jobKey .. ":processed", jobKey .. ":failed", jobKey .. ":unsuccessful")
 local maxEvents = rcall("HGET", KEYS[2], "opts.maxLenEvents") or 10000
 rcall("XADD", KEYS[3], "MAXLEN", "~", maxEvents, "*", "event", "removed", "jobId", jobId, "prev", prev)

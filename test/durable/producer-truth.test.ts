@@ -256,6 +256,24 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
     expect(handle.cancel()).toBe(true);
   });
 
+  it('a job cancelled as it waited for its retry keeps its attempts made: a handle made after its removal, and one read back then, count the attempt that failed', async () => {
+    const { bg, backend, queueName } = setup();
+    const other = producerOn(redis.connection, closers, queueName);
+    const handle = bg.with({ durable: true, retries: 1, backoff: { baseMs: 60_000, jitter: 0 } }).add(halfThenFail);
+    await untilJob(backend, handle.id, 'retrying');
+    // Another process's handle, made while it waits; then read back from Redis after the removal (as after a reconnection).
+    const before = (await other.handle(handle.id))!;
+    expect([before.status, before.attempt]).toEqual(['retrying', 1]);
+    expect(handle.cancel('not any more')).toBe(true);
+    await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
+    const after = (await other.handle(handle.id))!;
+    expect([after.status, after.attempt]).toEqual(['cancelled', 1]);
+    await expect(after.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    const third = producerOn(redis.connection, closers, queueName);
+    const late = (await third.handle(handle.id))!;
+    expect([late.status, late.attempt]).toEqual(['cancelled', 1]);
+  });
+
   describe('arguments that do not survive JSON', () => {
     it('refuses an argument nested too deep with the documented TypeError, naming the task and the path', async () => {
       const { bg, backend } = setup({ workers: false });
