@@ -178,10 +178,10 @@ describe('docs/task-control.md examples', () => {
         'error: task "syncAccount" failed (attempt 3)',
       ],
       errors: [
-        'RangeError: bg.with(options).retries must be an integer from 0 to 1000, got -1 (number)',
+        'RangeError: bg.with(options): options.retries must be an integer from 0 to 1000, got -1 (number)',
         'TypeError: bg.with(options): options.delayMs cannot be given with options.every; a periodic task starts at its first tick',
-        'RangeError: defineTask("report") options.timeoutMs must be an integer from 1 to 2147483647, got 0 (number)',
-        'RangeError: options.defaults.retries must be an integer from 0 to 1000, got 1.5 (number)',
+        'RangeError: defineTask("report"): options.timeoutMs must be an integer from 1 to 2147483647, got 0 (number)',
+        'RangeError: BackgroundOptions: options.defaults.retries must be an integer from 0 to 1000, got 1.5 (number)',
       ],
     });
   });

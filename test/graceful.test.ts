@@ -445,7 +445,7 @@ describe("gracefulShutdown() when the application's registrations cannot be read
     await expect(closing).resolves.toMatchObject({ exitCode: 0, totals: { succeeded: 1, abandoned: 0 } });
     expect(task.status).toBe('succeeded');
     expect(logger.at('error').map(({ message }) => message)).toEqual([
-      expect.stringMatching(/^graceful shutdown: the application's registered BackgroundOptions could not be read \(options.concurrency must be a positive integer or Infinity, got 0 \(number\)\); going on with the options in force \(drain within \d+ ms\)$/),
+      expect.stringMatching(/^graceful shutdown: the application's registered BackgroundOptions could not be read \(BackgroundOptions: options.concurrency must be a positive integer or Infinity, got 0 \(number\)\); going on with the options in force \(drain within \d+ ms\)$/),
     ]);
   });
 

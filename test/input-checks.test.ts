@@ -92,7 +92,7 @@ describe("options given as a class instance's accessors, or as non-enumerable fi
         return `${this.retries} retries`;
       }
     }
-    expect(() => app().bg.with(new Settings() as never)).toThrow('bg.with(options).describe is not a known option');
+    expect(() => app().bg.with(new Settings() as never)).toThrow('bg.with(options): options.describe is not a known option');
   });
 
   it("are honoured in the registered options too: a getter's drainTimeoutMs bounds the drain", async () => {
@@ -191,7 +191,7 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a list as bg.with() options', () => app().bg.with([] as never), TypeError, 'bg.with(options): options must be an object, got an empty array'],
     ['a Map as bg.with() options (its entries would be no options)', () => app().bg.with(new Map([['retries', 2]]) as never), TypeError, 'bg.with(options): options must be an object, got an instance of Map'],
     ['a Date as more options', () => app().bg.with({ retries: 1 }).with(new Date(0) as never), TypeError, 'bg.with(options).with(more): more must be an object, got an instance of Date'],
-    ['a list as backoff', () => app().bg.with({ backoff: [] as never }), TypeError, 'bg.with(options).backoff must be an object, got an empty array'],
+    ['a list as backoff', () => app().bg.with({ backoff: [] as never }), TypeError, 'bg.with(options): options.backoff must be an object, got an empty array'],
     ['an Invalid Date as runAt', () => app().bg.with({ runAt: new Date('not a date') }), TypeError, 'bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got an Invalid Date'],
     ['undefined among the handles of after', () => app().bg.with({ after: [undefined as never] }), TypeError, 'bg.with(options): options.after[0] must be a handle of a one-off task returned by add() (a periodic task never finishes), got undefined (undefined)'],
     ['a hole among the handles of after', () => { const { bg } = app(); const after = [bg.add(async () => 1)]; after.length = 2; return bg.with({ after }); }, TypeError, 'bg.with(options): options.after[1] must be a handle of a one-off task returned by add() (a periodic task never finishes), got undefined (undefined)'],
@@ -210,13 +210,13 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a number as disposeScope()\'s scope', () => disposeScope(42 as never), TypeError, 'disposeScope(scope): scope must be a tsyringe container, got 42 (number)'],
     ['nothing as disposeScope()\'s scope', () => disposeScope(undefined as never), TypeError, 'disposeScope(scope): scope must be a tsyringe container, got undefined (undefined)'],
     ['a string as list()\'s application', () => app().bg.list({ application: 'true' } as never), TypeError, 'bg.list(filter): filter.application must be a boolean, got "true" (string)'],
-    ['a class as retryIf', () => app().bg.with({ retryIf: class Retry {} as never }), TypeError, 'bg.with(options).retryIf must be a function, got function Retry (a class, which cannot be called)'],
-    ['a generator function as retryIf', () => app().bg.with({ retryIf: function* retry() {} as never }), TypeError, 'bg.with(options).retryIf must be a function, got function retry (a generator function, whose body runs only as its result is iterated)'],
+    ['a class as retryIf', () => app().bg.with({ retryIf: class Retry {} as never }), TypeError, 'bg.with(options): options.retryIf must be a function, got function Retry (a class, which cannot be called)'],
+    ['a generator function as retryIf', () => app().bg.with({ retryIf: function* retry() {} as never }), TypeError, 'bg.with(options): options.retryIf must be a function, got function retry (a generator function, whose body runs only as its result is iterated)'],
     [
       'an async function as retryIf (its promise would read as no)',
       () => defineTask({ name: 'flaky', retryIf: (async () => true) as never }, () => 1),
       TypeError,
-      'defineTask("flaky") options.retryIf must be a function that answers at once, got function retryIf (an async function: its promise would read as no, and the task would never be retried)',
+      'defineTask("flaky"): options.retryIf must be a function that answers at once, got function retryIf (an async function: its promise would read as no, and the task would never be retried)',
     ],
     ['a class as the observer', () => observeTasks(class Observer {} as never), TypeError, 'observeTasks(observer): observer must be a function, got function Observer (a class, which cannot be called)'],
     ['a generator function as the wrapper', () => wrapAttempts(function* wrap() {}), TypeError, 'wrapAttempts(wrapper): wrapper must be a function, got function wrap (a generator function, whose body runs only as its result is iterated)'],
@@ -227,11 +227,11 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a string as stats()\'s application', () => app().bg.stats({ application: 'yes' } as never), TypeError, 'bg.stats(options): options.application must be a boolean, got "yes" (string)'],
     ['a runAt past what a Date can hold', () => app().bg.with({ runAt: 1e300 }), RangeError, 'bg.with(options): options.runAt must be a time a Date can hold'],
     // Inherited keys are read as options, so a misspelt one is refused as an own one is (they were not looked at).
-    ['a misspelt option inherited by bg.with() options', () => app().bg.with(Object.create({ retriess: 2 }) as never), TypeError, 'bg.with(options).retriess is not a known option'],
+    ['a misspelt option inherited by bg.with() options', () => app().bg.with(Object.create({ retriess: 2 }) as never), TypeError, 'bg.with(options): options.retriess is not a known option'],
     ['a misspelt option inherited by registered options', () => container.createChildContainer().register(BackgroundOptions, { useValue: Object.assign(Object.create({ concurency: 2 }) as object, { root: true }) }).resolve(Background), TypeError, 'options.concurency is not a known option'],
     ['a misspelt option inherited by pool options', () => app({ pool: Object.create({ maxThread: 2 }) as never }), TypeError, 'options.pool.maxThread is not a known option'],
     ['a misspelt option inherited by records options', () => app({ records: Object.create({ maxcount: 2 }) as never }), TypeError, 'options.records.maxcount is not a known option'],
-    ['a misspelt option inherited by backoff', () => defineTask({ name: 'b', backoff: Object.create({ base: 5 }) as never }, () => 1), TypeError, 'defineTask("b") options.backoff.base is not a known option'],
+    ['a misspelt option inherited by backoff', () => defineTask({ name: 'b', backoff: Object.create({ base: 5 }) as never }, () => 1), TypeError, 'defineTask("b"): options.backoff.base is not a known option'],
     ['a misspelt option inherited by shutdown() options', () => shutdown(Object.create({ timeout: 5 }) as never), TypeError, 'shutdown(options): options.timeout is not a known option'],
     ['a misspelt option inherited by result() options', () => app().bg.add(async () => undefined).result(Object.create({ timeout: 5 }) as never), TypeError, 'handle.result(options): options.timeout is not a known option'],
     // Node's Worker reads inherited limits: they were taken unchecked (and a dying thread's message read {}).
@@ -239,11 +239,11 @@ describe('options refused with the right error, naming what is wrong', () => {
     ['a misspelt limit inherited by resourceLimits', () => app({ pool: { resourceLimits: Object.create({ maxOldGenerationSizeMB: 64 }) as never } }), TypeError, 'options.pool.resourceLimits.maxOldGenerationSizeMB is not a known limit'],
     ['a misspelt option inherited by list()\'s filter', () => app().bg.list(Object.create({ state: 'running' }) as never), TypeError, 'bg.list(filter): filter.state is not a known option'],
     // A config class's getters are options: a misspelt one is refused, one that throws is named.
-    ['a misspelt getter of a class instance given to bg.with()', () => app().bg.with(new (class { get sooner() { return 1; } })() as never), TypeError, 'bg.with(options).sooner is not a known option'],
+    ['a misspelt getter of a class instance given to bg.with()', () => app().bg.with(new (class { get sooner() { return 1; } })() as never), TypeError, 'bg.with(options): options.sooner is not a known option'],
     ['a misspelt getter of registered options', () => container.createChildContainer().register(BackgroundOptions, { useValue: new (class { get concurency() { return 2; } })() as never }).resolve(Background), TypeError, 'options.concurency is not a known option'],
-    ['a non-enumerable misspelt field', () => app().bg.with(Object.defineProperty({}, 'retriess', { value: 2 })), TypeError, 'bg.with(options).retriess is not a known option'],
+    ['a non-enumerable misspelt field', () => app().bg.with(Object.defineProperty({}, 'retriess', { value: 2 })), TypeError, 'bg.with(options): options.retriess is not a known option'],
     ['a getter that throws, in bg.with() options', () => app().bg.with({ get retries(): number { throw new Error('no config'); } }), TypeError, 'bg.with(options): options.retries cannot be read: its getter threw (no config)'],
-    ['a getter that throws, in a definition\'s backoff', () => defineTask({ name: 'b', backoff: { get baseMs(): number { throw new Error('no config'); } } }, () => 1), TypeError, 'defineTask("b") options.backoff.baseMs cannot be read: its getter threw (no config)'],
+    ['a getter that throws, in a definition\'s backoff', () => defineTask({ name: 'b', backoff: { get baseMs(): number { throw new Error('no config'); } } }, () => 1), TypeError, 'defineTask("b"): options.backoff.baseMs cannot be read: its getter threw (no config)'],
     ['a getter that throws, in registered options', () => container.createChildContainer().register(BackgroundOptions, { useValue: { get concurrency(): number { throw new Error('no config'); } } }).resolve(Background), TypeError, 'options.concurrency cannot be read: its getter threw (no config)'],
     ['a getter that throws, in result() options', () => app().bg.add(async () => undefined).result({ get timeoutMs(): number { throw new Error('no config'); } }), TypeError, 'handle.result(options): options.timeoutMs cannot be read: its getter threw (no config)'],
     ['a getter that throws, in shutdown() options', () => shutdown({ get timeoutMs(): number { throw new Error('no config'); } }), TypeError, 'shutdown(options): options.timeoutMs cannot be read: its getter threw (no config)'],
@@ -266,7 +266,7 @@ describe('a backoff whose maxMs is below a baseMs it inherits', () => {
     const view = bg.with({ backoff: { maxMs: 2_000 } });
     expect(() => view.add(async () => undefined)).toThrow(
       new RangeError(
-        'bg.add("anonymous"): bg.with(options).backoff.maxMs must be an integer from 5000 to 2147483647, got 2000 (number) (at least backoff.baseMs, 5000 here, inherited from the registered defaults (options.defaults); give baseMs too)',
+        'bg.add("anonymous"): bg.with(options): options.backoff.maxMs must be an integer from 5000 to 2147483647, got 2000 (number) (at least backoff.baseMs, 5000 here, inherited from the registered defaults (options.defaults); give baseMs too)',
       ),
     );
   });

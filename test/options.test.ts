@@ -28,7 +28,7 @@ describe('registered options', () => {
     [42, TypeError, 'options must be an object, got 42 (number)'],
     // Built-ins whose settings would read as no options at all.
     [new Map([['concurrency', 1]]), TypeError, 'options must be an object, got an instance of Map'],
-    [null, TypeError, 'options: the BackgroundOptions registered could not be resolved (TypeInfo not known for "undefined"); register an object (tsyringe reads a useValue of null or undefined as no value)'],
+    [null, TypeError, 'BackgroundOptions: the options registered could not be resolved (TypeInfo not known for "undefined"); register an object (tsyringe reads a useValue of null or undefined as no value)'],
   ])('rejects %o at resolution with a %o naming the option, the expectation and the value', (options, type, message) => {
     expect(() => resolveWith(options)).toThrow(type);
     expect(() => resolveWith(options)).toThrow(message);

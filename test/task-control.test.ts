@@ -790,27 +790,27 @@ describe('a backoff.maxMs given without baseMs', () => {
     [
       "below the registered defaults' baseMs",
       () => setup({ defaults: { backoff: { baseMs: 5_000 } } }).bg.with({ backoff: { maxMs: 2_000 } }).add(alwaysFails),
-      'bg.add("alwaysFails"): bg.with(options).backoff.maxMs must be an integer from 5000 to 2147483647, got 2000 (number) (at least backoff.baseMs, 5000 here, inherited from the registered defaults (options.defaults); give baseMs too)',
+      'bg.add("alwaysFails"): bg.with(options): options.backoff.maxMs must be an integer from 5000 to 2147483647, got 2000 (number) (at least backoff.baseMs, 5000 here, inherited from the registered defaults (options.defaults); give baseMs too)',
     ],
     [
       "below the definition's baseMs",
       () => setup({ defaults: { backoff: { baseMs: 5 } } }).bg.with({ backoff: { maxMs: 20 } }).add(defineTask({ name: 'slow', backoff: { baseMs: 50 } }, alwaysFails)),
-      'bg.add("slow"): bg.with(options).backoff.maxMs must be an integer from 50 to 2147483647, got 20 (number) (at least backoff.baseMs, 50 here, inherited from the definition\'s options; give baseMs too)',
+      'bg.add("slow"): bg.with(options): options.backoff.maxMs must be an integer from 50 to 2147483647, got 20 (number) (at least backoff.baseMs, 50 here, inherited from the definition\'s options; give baseMs too)',
     ],
     [
       "a view's, below the library's default baseMs",
       () => setup().bg.with({ backoff: { maxMs: 500 } }).add(alwaysFails),
-      'bg.add("alwaysFails"): bg.with(options).backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
+      'bg.add("alwaysFails"): bg.with(options): options.backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
     ],
     [
       "a definition's, below the library's default baseMs",
       () => setup().bg.add(defineTask({ name: 'capped', backoff: { maxMs: 500 } }, alwaysFails)),
-      'bg.add("capped"): defineTask("capped") options.backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
+      'bg.add("capped"): defineTask("capped"): options.backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
     ],
     [
       "registered defaults', below the library's default baseMs",
       () => setup({ defaults: { backoff: { maxMs: 500 } } }).bg,
-      'options.defaults.backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
+      'BackgroundOptions: options.defaults.backoff.maxMs must be an integer from 1000 to 2147483647, got 500 (number) (at least backoff.baseMs, 1000 here, the library\'s default; give baseMs too)',
     ],
   ])('%s is a RangeError when the merged options are known, naming where the baseMs comes from', (_what, call, message) => {
     expect(call).toThrow(new RangeError(message));
@@ -834,24 +834,24 @@ describe('a backoff.maxMs given without baseMs', () => {
 
   it("is still checked on its own where it is given: a number out of range, or below the level's own baseMs", () => {
     const { bg } = setup();
-    expect(() => bg.with({ backoff: { maxMs: -1 } })).toThrow(new RangeError('bg.with(options).backoff.maxMs must be an integer from 0 to 2147483647, got -1 (number)'));
+    expect(() => bg.with({ backoff: { maxMs: -1 } })).toThrow(new RangeError('bg.with(options): options.backoff.maxMs must be an integer from 0 to 2147483647, got -1 (number)'));
     expect(() => bg.with({ backoff: { baseMs: 100, maxMs: 50 } })).toThrow(
-      new RangeError('bg.with(options).backoff.maxMs must be an integer from 100 to 2147483647, got 50 (number)'),
+      new RangeError('bg.with(options): options.backoff.maxMs must be an integer from 100 to 2147483647, got 50 (number)'),
     );
     expect(() => defineTask({ name: 'd', backoff: { maxMs: '5' as never } }, alwaysFails)).toThrow(
-      new TypeError('defineTask("d") options.backoff.maxMs must be an integer from 0 to 2147483647, got "5" (string)'),
+      new TypeError('defineTask("d"): options.backoff.maxMs must be an integer from 0 to 2147483647, got "5" (string)'),
     );
   });
 });
 
 describe('option validation', () => {
   it.each([
-    [{ priority: 'urgent' }, TypeError, `bg.with(options).priority must be 'critical', 'high', 'normal', 'low' or a finite number, got "urgent" (string)`],
-    [{ retries: -1 }, RangeError, 'bg.with(options).retries must be an integer from 0 to 1000, got -1 (number)'],
-    [{ timeoutMs: 0 }, RangeError, 'bg.with(options).timeoutMs must be an integer from 1 to 2147483647, got 0 (number)'],
-    [{ backoff: { base: 1 } }, TypeError, 'bg.with(options).backoff.base is not a known option; known options: baseMs, maxMs, factor, jitter'],
-    [{ backoff: { jitter: 2 } }, RangeError, 'bg.with(options).backoff.jitter must be a number from 0 to 1, got 2 (number)'],
-    [{ retryIf: true }, TypeError, 'bg.with(options).retryIf must be a function, got true (boolean)'],
+    [{ priority: 'urgent' }, TypeError, `bg.with(options): options.priority must be 'critical', 'high', 'normal', 'low' or a finite number, got "urgent" (string)`],
+    [{ retries: -1 }, RangeError, 'bg.with(options): options.retries must be an integer from 0 to 1000, got -1 (number)'],
+    [{ timeoutMs: 0 }, RangeError, 'bg.with(options): options.timeoutMs must be an integer from 1 to 2147483647, got 0 (number)'],
+    [{ backoff: { base: 1 } }, TypeError, 'bg.with(options): options.backoff.base is not a known option; known options: baseMs, maxMs, factor, jitter'],
+    [{ backoff: { jitter: 2 } }, RangeError, 'bg.with(options): options.backoff.jitter must be a number from 0 to 1, got 2 (number)'],
+    [{ retryIf: true }, TypeError, 'bg.with(options): options.retryIf must be a function, got true (boolean)'],
     [{ delayMs: 5, runAt: 10 }, TypeError, 'bg.with(options): options.delayMs and options.runAt cannot be given together; give one'],
     [{ runAt: new Date('nonsense') }, TypeError, 'bg.with(options): options.runAt must be a valid Date or epoch milliseconds'],
     [{ every: 10, cron: '* * * * *' }, TypeError, 'bg.with(options): options.every and options.cron cannot be given together; give one'],
@@ -862,7 +862,7 @@ describe('option validation', () => {
     [{ every: 10, delayMs: 5 }, TypeError, 'bg.with(options): options.delayMs cannot be given with options.every; a periodic task starts at its first tick'],
     [{ after: 42 }, TypeError, 'bg.with(options): options.after must be an array of handles of one-off tasks returned by add() (a periodic task never finishes), got 42 (number)'],
     [{ after: [42] }, TypeError, 'bg.with(options): options.after[0] must be a handle of a one-off task returned by add() (a periodic task never finishes), got 42 (number)'],
-    [{ sooner: true }, TypeError, 'bg.with(options).sooner is not a known option'],
+    [{ sooner: true }, TypeError, 'bg.with(options): options.sooner is not a known option'],
   ])('bg.with(%o) throws a %o naming the option', (options, type, message) => {
     const { bg } = setup();
     expect(() => bg.with(options as never)).toThrow(type);
@@ -870,7 +870,7 @@ describe('option validation', () => {
   });
 
   it('rejects bad task options at definition time and in the registered defaults', () => {
-    expect(() => defineTask({ name: 'bad', retries: 1.5 }, () => 0)).toThrow('defineTask("bad") options.retries must be an integer from 0 to 1000, got 1.5 (number)');
+    expect(() => defineTask({ name: 'bad', retries: 1.5 }, () => 0)).toThrow('defineTask("bad"): options.retries must be an integer from 0 to 1000, got 1.5 (number)');
     expect(() => setup({ defaults: { priority: Infinity } }).bg).toThrow(RangeError);
     expect(() => setup({ maxQueued: 0 })).toThrow('options.maxQueued must be a positive integer or Infinity, got 0 (number)');
     expect(() => setup({ defaults: 5 as never }).bg).toThrow(TypeError);

@@ -143,7 +143,7 @@ describe('defineTask() refuses what is not a token', () => {
       /^workerTask\("workerObject"\): options\.inject\[0\] must be a class, string, symbol or delay\(\) token, got an object$/,
     );
     // A worker task's mistakes are worded as workerTask()'s, its options' too, and the arguments swapped.
-    expect(() => workerTask(import.meta.url, { name: 'resize', retry: 1 } as never, () => 0)).toThrow(/^workerTask\("resize"\) options\.retry is not a known option/);
+    expect(() => workerTask(import.meta.url, { name: 'resize', retry: 1 } as never, () => 0)).toThrow(/^workerTask\("resize"\): options\.retry is not a known option/);
     expect(() => workerTask(import.meta.url, (() => 0) as never, { name: 'resize' } as never)).toThrow(
       new TypeError('workerTask(moduleUrl, options, fn): options must be an object, got function (anonymous)'),
     );

@@ -24,7 +24,7 @@ describe('pool.resourceLimits', () => {
     [{ stackSizeMb: 0.5 }, 'stackSizeMb must be at least 1 (megabytes): with less, a worker thread may die as it starts; got 0.5 (number)'],
   ] as const)('%o is refused with a RangeError naming the limit and its minimum', (resourceLimits, message) => {
     const root = freshApp({ pool: { resourceLimits } });
-    expect(() => root.resolve(Background)).toThrow(new RangeError(`options.pool.resourceLimits.${message}`));
+    expect(() => root.resolve(Background)).toThrow(new RangeError(`BackgroundOptions: options.pool.resourceLimits.${message}`));
   });
 
   it('at the minimums, threads start, run the setup module and run tasks, again and again', { timeout: 30_000 }, async () => {

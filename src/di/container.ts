@@ -137,7 +137,7 @@ function ownOptions(scope: DependencyContainer): unknown {
   } catch (error) {
     // tsyringe's own words say nothing of the options (a useValue of null: "TypeInfo not known for "undefined"").
     throw new TypeError(
-      `options: the BackgroundOptions registered could not be resolved (${messageOf(error)}); register an object (tsyringe reads a useValue of null or undefined as no value)`,
+      `BackgroundOptions: the options registered could not be resolved (${messageOf(error)}); register an object (tsyringe reads a useValue of null or undefined as no value)`,
       { cause: error },
     );
   }

@@ -111,7 +111,7 @@ export interface CallSpec {
 export const callKeys: readonly string[] = ['delayMs', 'runAt', 'after', 'every', 'cron', 'tz', 'overlap'];
 
 /** The level of a view's options (`bg.with(options)`), the nearest of the three. */
-export const callLevel: OptionsLevel = Object.freeze({ path: 'bg.with(options)', source: 'the options of bg.with()', extraKeys: callKeys });
+export const callLevel: OptionsLevel = Object.freeze({ path: 'bg.with(options): options', source: 'the options of bg.with()', extraKeys: callKeys });
 
 /**
  * Validates the non-task part of call options (task options are validated when merged).

@@ -238,16 +238,16 @@ const resolvedCache = new WeakMap<object, WeakMap<ResolvedOptions, ResolvedOptio
 export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOptions): ResolvedOptions {
   if (given === undefined) return base;
   if (!isOptionsObject(given)) {
-    throw new TypeError(`options must be an object, got ${describe(given)}`);
+    throw new TypeError(`BackgroundOptions: options must be an object, got ${describe(given)}`);
   }
   let byBase = resolvedCache.get(given);
   const cached = byBase?.get(base);
   if (cached) return cached;
   // Read from its own options (its inherited ones copied): never from a polluted Object.prototype.
-  const options = ownOptions(given) as Record<string, unknown>;
+  const options = ownOptions(given, 'BackgroundOptions: options') as Record<string, unknown>;
   const unknown = unknownKey(options, Object.keys(defaultOptions));
   if (unknown !== undefined) {
-    throw new TypeError(`options.${unknown} is not a known option; known options: ${Object.keys(defaultOptions).join(', ')}`);
+    throw new TypeError(`BackgroundOptions: options.${unknown} is not a known option; known options: ${Object.keys(defaultOptions).join(', ')}`);
   }
   const resolved: ResolvedOptions = Object.freeze({
     concurrency: check(options, base, 'concurrency', isConcurrency, 'a positive integer or Infinity'),
@@ -266,17 +266,17 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
 }
 
 function taskDefaults(given: unknown, base: ResolvedTaskOptions): ResolvedTaskOptions {
-  if (!isOptionsObject(given)) throw new TypeError(`options.defaults must be an object, got ${describe(given)}`);
+  if (!isOptionsObject(given)) throw new TypeError(`BackgroundOptions: options.defaults must be an object, got ${describe(given)}`);
   return checkMerged(resolveTaskOptions(given, base, defaultsLevel));
 }
 
 function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOptions['records'] {
-  if (!isOptionsObject(given)) throw new TypeError(`options.records must be an object, got ${describe(given)}`);
+  if (!isOptionsObject(given)) throw new TypeError(`BackgroundOptions: options.records must be an object, got ${describe(given)}`);
   const unknown = unknownKey(given, ['maxCount', 'maxAgeMs']);
-  if (unknown !== undefined) throw new TypeError(`options.records.${unknown} is not a known option; known options: maxCount, maxAgeMs`);
+  if (unknown !== undefined) throw new TypeError(`BackgroundOptions: options.records.${unknown} is not a known option; known options: maxCount, maxAgeMs`);
   const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = ownOptions(given, 'options.records') as Record<string, unknown>;
-  if (!Number.isSafeInteger(maxCount) || (maxCount as number) < 0) throw invalid('options.records.maxCount', 'a non-negative integer', maxCount);
-  if (!Number.isSafeInteger(maxAgeMs) || (maxAgeMs as number) < 0) throw invalid('options.records.maxAgeMs', 'a non-negative integer', maxAgeMs);
+  if (!Number.isSafeInteger(maxCount) || (maxCount as number) < 0) throw invalid('BackgroundOptions: options.records.maxCount', 'a non-negative integer', maxCount);
+  if (!Number.isSafeInteger(maxAgeMs) || (maxAgeMs as number) < 0) throw invalid('BackgroundOptions: options.records.maxAgeMs', 'a non-negative integer', maxAgeMs);
   return Object.freeze({ maxCount: maxCount as number, maxAgeMs: maxAgeMs as number });
 }
 
@@ -296,50 +296,50 @@ const limitMinimums: Readonly<Record<string, number>> = { maxOldGenerationSizeMb
 function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (given === undefined) return base;
   if (!isOptionsObject(given)) {
-    throw new TypeError(`options.pool must be an object, got ${describe(given)}`);
+    throw new TypeError(`BackgroundOptions: options.pool must be an object, got ${describe(given)}`);
   }
   const pool = ownOptions(given, 'options.pool') as Record<string, unknown>;
   const unknown = unknownKey(pool, poolKeys);
-  if (unknown !== undefined) throw new TypeError(`options.pool.${unknown} is not a known option; known options: ${poolKeys.join(', ')}`);
+  if (unknown !== undefined) throw new TypeError(`BackgroundOptions: options.pool.${unknown} is not a known option; known options: ${poolKeys.join(', ')}`);
   const maxThreads = pool.maxThreads ?? base.maxThreads;
   if (!Number.isSafeInteger(maxThreads) || (maxThreads as number) < 1) {
-    throw invalid('options.pool.maxThreads', 'a positive integer', maxThreads);
+    throw invalid('BackgroundOptions: options.pool.maxThreads', 'a positive integer', maxThreads);
   }
   const max = maxThreads as number;
   const minThreads = pool.minThreads ?? Math.min(base.minThreads, max);
   if (!Number.isSafeInteger(minThreads) || (minThreads as number) < 0 || (minThreads as number) > max) {
-    throw invalid('options.pool.minThreads', `an integer from 0 to options.pool.maxThreads (${max})`, minThreads);
+    throw invalid('BackgroundOptions: options.pool.minThreads', `an integer from 0 to options.pool.maxThreads (${max})`, minThreads);
   }
   const idleTimeout = pool.idleTimeout ?? base.idleTimeout;
-  if (!isTimerMs(idleTimeout)) throw invalid('options.pool.idleTimeout', `an integer from 0 to ${maxTimerMs}`, idleTimeout);
+  if (!isTimerMs(idleTimeout)) throw invalid('BackgroundOptions: options.pool.idleTimeout', `an integer from 0 to ${maxTimerMs}`, idleTimeout);
   const terminateAfterMs = pool.terminateAfterMs ?? base.terminateAfterMs;
-  if (!isTimerMs(terminateAfterMs)) throw invalid('options.pool.terminateAfterMs', `an integer from 0 to ${maxTimerMs}`, terminateAfterMs);
+  if (!isTimerMs(terminateAfterMs)) throw invalid('BackgroundOptions: options.pool.terminateAfterMs', `an integer from 0 to ${maxTimerMs}`, terminateAfterMs);
   const inline = pool.inline ?? base.inline;
-  if (typeof inline !== 'boolean') throw invalid('options.pool.inline', 'a boolean', inline);
+  if (typeof inline !== 'boolean') throw invalid('BackgroundOptions: options.pool.inline', 'a boolean', inline);
   const prewarm = pool.prewarm ?? base.prewarm;
-  if (typeof prewarm !== 'boolean') throw invalid('options.pool.prewarm', 'a boolean', prewarm);
+  if (typeof prewarm !== 'boolean') throw invalid('BackgroundOptions: options.pool.prewarm', 'a boolean', prewarm);
   const niceIncrement = pool.niceIncrement ?? base.niceIncrement;
   if (!Number.isSafeInteger(niceIncrement) || (niceIncrement as number) < 0 || (niceIncrement as number) > 19) {
-    throw invalid('options.pool.niceIncrement', 'an integer from 0 to 19', niceIncrement);
+    throw invalid('BackgroundOptions: options.pool.niceIncrement', 'an integer from 0 to 19', niceIncrement);
   }
   const givenLimits = pool.resourceLimits;
   if (givenLimits !== undefined && !isOptionsObject(givenLimits)) {
-    throw invalid('options.pool.resourceLimits', `an object with any of ${limitKeys.join(', ')}`, givenLimits);
+    throw invalid('BackgroundOptions: options.pool.resourceLimits', `an object with any of ${limitKeys.join(', ')}`, givenLimits);
   }
   // Its inherited limits too (Node's Worker reads them), checked as its own.
   const resourceLimits = givenLimits === undefined ? base.resourceLimits : Object.freeze(ownOptions(givenLimits, 'options.pool.resourceLimits'));
   if (resourceLimits !== undefined) {
     for (const [key, value] of Object.entries(resourceLimits)) {
       if (!limitKeys.includes(key)) {
-        throw new TypeError(`options.pool.resourceLimits.${key} is not a known limit; known limits: ${limitKeys.join(', ')}`);
+        throw new TypeError(`BackgroundOptions: options.pool.resourceLimits.${key} is not a known limit; known limits: ${limitKeys.join(', ')}`);
       }
       if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) {
-        throw invalid(`options.pool.resourceLimits.${key}`, 'a positive number of megabytes', value);
+        throw invalid(`BackgroundOptions: options.pool.resourceLimits.${key}`, 'a positive number of megabytes', value);
       }
       const minimum = limitMinimums[key];
       if (minimum !== undefined && value < minimum) {
         throw new RangeError(
-          `options.pool.resourceLimits.${key} must be at least ${minimum} (megabytes): with less, a worker thread may die as it starts; got ${describe(value)}`,
+          `BackgroundOptions: options.pool.resourceLimits.${key} must be at least ${minimum} (megabytes): with less, a worker thread may die as it starts; got ${describe(value)}`,
         );
       }
     }
@@ -360,7 +360,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
 function setupHref(value: unknown): string {
   const href = fileHref(value);
   if (href === undefined) {
-    throw invalid('options.pool.setupModule', 'a file: URL (new URL(..., import.meta.url)) or an absolute path', value);
+    throw invalid('BackgroundOptions: options.pool.setupModule', 'a file: URL (new URL(..., import.meta.url)) or an absolute path', value);
   }
   return href;
 }
@@ -383,7 +383,7 @@ function check<K extends keyof ResolvedOptions>(
 ): ResolvedOptions[K] {
   const value = options[key];
   if (value === undefined) return base[key];
-  if (!valid(value)) throw invalid(`options.${key}`, expected, value);
+  if (!valid(value)) throw invalid(`BackgroundOptions: options.${key}`, expected, value);
   return value as ResolvedOptions[K];
 }
 

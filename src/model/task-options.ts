@@ -97,7 +97,7 @@ const cache = new WeakMap<object, WeakMap<ResolvedTaskOptions, ResolvedTaskOptio
 
 /** Where task options are given: one of the three levels, or a view's options checked alone. */
 export interface OptionsLevel {
-  /** The options' path in messages: `defineTask("x") options`, `options.defaults`, `bg.with(options)`. */
+  /** The options' path in messages: `defineTask("x"): options`, `BackgroundOptions: options.defaults`, `bg.with(options): options`. */
   readonly path: string;
   /** The level as a message names it when a value is inherited from it: `the definition's options`. */
   readonly source: string;
@@ -106,7 +106,7 @@ export interface OptionsLevel {
 }
 
 /** The level of registered `defaults`. */
-export const defaultsLevel: OptionsLevel = Object.freeze({ path: 'options.defaults', source: 'the registered defaults (options.defaults)' });
+export const defaultsLevel: OptionsLevel = Object.freeze({ path: 'BackgroundOptions: options.defaults', source: 'the registered defaults (options.defaults)' });
 
 /**
  * Validates task options given at `level` and merges them over `base`. A field checked against

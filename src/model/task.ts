@@ -8,7 +8,7 @@ export const definitionKeys: readonly string[] = ['name', 'inject'];
 
 /** The level of the options of the definition named `name`. */
 export function definitionLevel(name: string, call = 'defineTask'): OptionsLevel {
-  return { path: `${call}("${name}") options`, source: "the definition's options", extraKeys: definitionKeys };
+  return { path: `${call}("${name}"): options`, source: "the definition's options", extraKeys: definitionKeys };
 }
 
 /** Any constructor, as tsyringe takes it. */
