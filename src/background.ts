@@ -140,16 +140,18 @@ export class Background implements AsyncDisposable, TaskAdder {
 
   /**
    * A group: adds tasks like this Background (or a view of it) and keeps their handles, to await
-   * them together.
+   * them together. `R` names the result of each task: the group's `add()` then takes only tasks
+   * that resolve to an `R`, and `all()` resolves to an `R[]` (`unknown[]` by default, for a group
+   * of any tasks). Its `with()` makes a view that adds to this same group.
    *
    * ```ts
-   * const batch = bg.group();
-   * for (const id of ids) batch.add(reindex, id);
-   * await batch.all();          // rejects on the first failure; allSettled() waits for all
+   * const batch = bg.group<number>();
+   * for (const id of ids) batch.add(reindex, id);   // reindex resolves to a number
+   * const counts = await batch.all();   // number[]; rejects on the first failure, allSettled() waits for all
    * ```
    */
-  group(): TaskGroup {
-    return groupOf(this);
+  group<R = unknown>(): TaskGroup<R> {
+    return groupOf<R>(this);
   }
 
   /**

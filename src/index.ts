@@ -9,7 +9,7 @@ export { disposeScope, shutdown, type ShutdownOptions } from './shutdown.js';
 export { gracefulShutdown, type GracefulServer, type GracefulShutdown, type GracefulShutdownOptions, type GracefulShutdownReport } from './graceful.js';
 export { observeTasks, wrapAttempts, type ObserveOptions, type TaskObservation } from './observe.js';
 export type { AttemptWrapper, TaskEvent, TaskEventBase, TaskEventType, TaskObserver, TaskStartedEvent } from './model/events.js';
-export type { TaskAdder, TaskGroup } from './group.js';
+export type { DefinitionResolvingTo, TaskAdder, TaskGroup, TaskResolvingTo } from './group.js';
 export type { ShutdownReport } from './engine/application.js';
 export { TaskContext } from './model/context.js';
 export {
@@ -42,6 +42,7 @@ export {
   type AnyTask,
   type InjectOfUnknownLength,
   type Instances,
+  type NotAGenerator,
   type TaskArgs,
   type TaskDefinition,
   type TaskResult,

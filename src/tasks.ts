@@ -28,6 +28,7 @@ export {
   type GeneratorIsNoTask,
   type InjectOfUnknownLength,
   type Instances,
+  type NotAGenerator,
   type TaskArgs,
   type TaskDefinition,
   type TaskResult,

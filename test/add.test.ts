@@ -257,8 +257,8 @@ describe('defineTask()', () => {
     ['an undefined token', () => defineTask({ name: 't', inject: [Greeter, undefined as never] }, () => 0), /options.inject\[1\] must be .* got undefined \(undefined\) \(an import cycle/],
     ['a function that is not one', () => defineTask({ name: 't' }, 'nope' as never), /defineTask\("t"\): fn must be a function, got "nope"/],
     ['a class as fn (it cannot be called)', () => defineTask({ name: 't' }, Greeter as never), /^defineTask\("t"\): fn must be a function, got function Greeter \(a class, which cannot be called: a class task is added as it is/],
-    ['a generator function as fn', () => defineTask({ name: 't' }, function* steps() {}), /^defineTask\("t"\): fn must be a function, got function steps \(a generator function, /],
-    ['an async generator function as fn', () => defineTask({ name: 't' }, async function* steps() {}), /^defineTask\("t"\): fn must be a function, got function steps \(a generator function, /],
+    ['a generator function as fn', () => defineTask({ name: 't' }, function* steps() {} as never), /^defineTask\("t"\): fn must be a function, got function steps \(a generator function, /],
+    ['an async generator function as fn', () => defineTask({ name: 't' }, async function* steps() {} as never), /^defineTask\("t"\): fn must be a function, got function steps \(a generator function, /],
     [
       'an arrow function as a token (delay() forgotten)',
       () => defineTask({ name: 't', inject: [() => Greeter] as never }, () => 0),

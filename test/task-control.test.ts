@@ -690,6 +690,21 @@ describe('groups and dependencies', () => {
     expect(failing.handles).toHaveLength(2);
   });
 
+  it("a group's with() view is a group of the same handles: it adds to the group, and awaits the whole group", async () => {
+    const { bg } = setup();
+    const group = bg.group<number>();
+    group.add(async () => 1);
+    const view = group.with({ priority: 'high' });
+    const viewed = view.add(async (n: number) => n * 2, 21);
+    expect(group.handles).toEqual([expect.anything(), viewed]);
+    expect(view.handles).toEqual(group.handles);
+    await expect(view.all()).resolves.toEqual([1, 42]);
+    await expect(view.with({ retries: 1 }).allSettled()).resolves.toEqual([
+      { status: 'fulfilled', value: 1 },
+      { status: 'fulfilled', value: 42 },
+    ]);
+  });
+
   it('starts a task after the tasks it names, and skips it when one of them does not succeed', async () => {
     const { bg } = setup();
     const order: string[] = [];

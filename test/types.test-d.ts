@@ -10,8 +10,10 @@ import {
   workerTask,
   type AnyTask,
   type CallOptions,
+  type TaskAdder,
   type TaskArgs,
   type TaskDefinition,
+  type TaskGroup,
   type TaskHandle,
   type TaskProgress,
   type WorkerTaskDefinition,
@@ -204,6 +206,54 @@ describe('generator functions are no tasks', () => {
   });
 });
 
+describe('generator functions are no definitions', () => {
+  function* countTo(n: number): Generator<number> {
+    for (let i = 1; i <= n; i++) yield i;
+  }
+
+  it('refuses a generator function, sync or async, as the fn of defineTask() and workerTask()', () => {
+    // @ts-expect-error a generator function is no task
+    defineTask({ name: 'count' }, countTo);
+    // @ts-expect-error an inline one neither, its dependencies typed or not
+    defineTask({ name: 'send', inject: [Mailer] }, function* (mailer, to: string) {
+      yield mailer.send(to);
+    });
+    // @ts-expect-error an async generator function neither
+    defineTask({ name: 'pages' }, async function* () {
+      yield await Promise.resolve('page');
+    });
+    // @ts-expect-error nor as a worker task
+    workerTask(import.meta.url, { name: 'count' }, countTo);
+    // @ts-expect-error nor an async one as a worker task
+    workerTask(import.meta.url, { name: 'ticks', inject: [Clock] }, async function* (clock) {
+      yield clock.now();
+    });
+  });
+
+  it('still types the dependencies, the arguments and the result of what is not a generator function', () => {
+    const send = defineTask({ name: 'send', inject: [Mailer, TaskContext] }, (mailer, ctx, to: string) => {
+      expectTypeOf(mailer).toEqualTypeOf<Mailer>();
+      expectTypeOf(ctx).toEqualTypeOf<TaskContext>();
+      return mailer.send(to);
+    });
+    expectTypeOf(send).toEqualTypeOf<TaskDefinition<[to: string], boolean>>();
+    expectTypeOf(defineTask({ name: 'count' }, (n: number) => [...countTo(n)])).toEqualTypeOf<TaskDefinition<[n: number], number[]>>();
+    expectTypeOf(defineTask({ name: 'values' }, () => [1, 2].values())).toEqualTypeOf<TaskDefinition<[], ArrayIterator<number>>>();
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a function returning any is a task, not taken for a generator function
+    expectTypeOf(defineTask({ name: 'parse' }, (text: string): any => JSON.parse(text))).toEqualTypeOf<TaskDefinition<[text: string], any>>();
+    expectTypeOf(
+      defineTask({ name: 'refuse' }, (): never => {
+        throw new Error('refused');
+      }),
+    ).toEqualTypeOf<TaskDefinition<[], never>>();
+    expectTypeOf(workerTask(import.meta.url, { name: 'render', inject: [Clock] }, (clock, size: number) => size + clock.now())).toEqualTypeOf<
+      WorkerTaskDefinition<[size: number], number>
+    >();
+    // @ts-expect-error Mailer has no method now(): the dependency keeps its type
+    defineTask({ name: 'bad', inject: [Mailer] }, (mailer) => mailer.now());
+  });
+});
+
 describe('durable views', () => {
   const send = defineTask({ name: 'send', inject: [Mailer] }, (mailer, to: string) => mailer.send(to));
   const render = workerTask(import.meta.url, { name: 'render' }, (size: number) => size * 2);
@@ -263,6 +313,85 @@ describe('workerTask typing', () => {
     bg.add(sum, transfer(new Uint8Array(4)));
     // @ts-expect-error transfer() takes binary data only
     transfer({ bytes: 1 });
+  });
+});
+
+describe('groups', () => {
+  const square = defineTask({ name: 'square' }, async (n: number) => n * n);
+  const label = defineTask({ name: 'label' }, (n: number) => `#${n}`);
+  @injectable()
+  class CountRows {
+    run(table: string): Promise<number> {
+      return Promise.resolve(table.length);
+    }
+  }
+
+  @injectable()
+  class RenderLabel {
+    run(n: number): Promise<string> {
+      return Promise.resolve(`#${n}`);
+    }
+  }
+
+  it('typed by their result, take the tasks that resolve to it, and all() resolves to their results', () => {
+    const squares = bg.group<number>();
+    expectTypeOf(squares).toEqualTypeOf<TaskGroup<number>>();
+    expectTypeOf(squares.add(square, 3)).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(squares.add(CountRows, 'users')).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(squares.add(async (n: number) => n + 1, 1)).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(squares.add(() => 2 as const)).toEqualTypeOf<TaskHandle<2>>();
+    expectTypeOf(squares.all()).toEqualTypeOf<Promise<number[]>>();
+    expectTypeOf(squares.allSettled()).toEqualTypeOf<Promise<PromiseSettledResult<number>[]>>();
+    expectTypeOf(squares.handles).toEqualTypeOf<readonly TaskHandle<number>[]>();
+    bg.with({ after: squares.handles }).add(async () => 0);
+  });
+
+  it('typed by their result, refuse a task of another result, and keep checking the arguments', () => {
+    const squares = bg.group<number>();
+    // @ts-expect-error label resolves to a string
+    squares.add(label, 1);
+    // @ts-expect-error a function resolving to a string
+    squares.add(async () => 'x');
+    // @ts-expect-error a class task whose run() resolves to a string
+    squares.add(RenderLabel, 1);
+    // @ts-expect-error the argument must be a number
+    squares.add(square, '3');
+    // @ts-expect-error a generator function is no task
+    bg.group<Generator<number>>().add(function* () {
+      yield 1;
+    });
+  });
+
+  it('untyped, take any task and all() resolves to unknown[], as before', () => {
+    const group = bg.group();
+    expectTypeOf(group).toEqualTypeOf<TaskGroup>();
+    expectTypeOf(group.add(label, 1)).toEqualTypeOf<TaskHandle<string>>();
+    expectTypeOf(group.add(ReindexUser, 'u1')).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(group.all()).toEqualTypeOf<Promise<unknown[]>>();
+    expectTypeOf(group.handles).toEqualTypeOf<readonly TaskHandle[]>();
+    const addTo = (adder: TaskAdder) => adder.add(async () => 1);
+    addTo(group);
+    addTo(bg.group<number>());
+  });
+
+  it("with() gives the group's own view: a group of the same result, that adds definitions only when durable", () => {
+    const squares = bg.group<number>();
+    expectTypeOf(squares.with({ priority: 'high' })).toEqualTypeOf<TaskGroup<number>>();
+    expectTypeOf(squares.with({ priority: 'high' }).all()).toEqualTypeOf<Promise<number[]>>();
+    expectTypeOf(bg.group().with({ retries: 1 }).handles).toEqualTypeOf<readonly TaskHandle[]>();
+    const durable = squares.with({ durable: true });
+    expectTypeOf(durable.add(square, 2)).toEqualTypeOf<TaskHandle<number>>();
+    expectTypeOf(durable.with({ retries: 1 }).all()).toEqualTypeOf<Promise<number[]>>();
+    // @ts-expect-error a durable view adds definitions only
+    durable.add(async () => 1);
+    // @ts-expect-error a view of a durable view stays durable
+    durable.with({ retries: 1 }).add(async () => 1);
+    // @ts-expect-error and of the group's result
+    durable.add(label, 1);
+    expectTypeOf(durable.with({ durable: false }).add(async () => 1)).toEqualTypeOf<TaskHandle<number>>();
+    // @ts-expect-error durable: false again takes any task of the group's result, not another
+    durable.with({ durable: false }).add(async () => 'x');
+    expectTypeOf(bg.group().with({ durable: true }).with({ durable: false }).add(ReindexUser, 'u1')).toEqualTypeOf<TaskHandle<number>>();
   });
 });
 

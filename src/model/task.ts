@@ -105,18 +105,19 @@ export type ClassTask<Args extends unknown[] = never[], R = unknown> = Construct
  * ```
  *
  * `inject` must be written inline or declared `as const`: an array whose length its type does
- * not know does not compile ({@link InjectOfUnknownLength}).
+ * not know does not compile ({@link InjectOfUnknownLength}); nor does a generator function as
+ * `fn` ({@link NotAGenerator}).
  *
  * @throws TypeError when the name is not a non-empty string or begins with `tsyringe-background:`
  * (reserved for the library's own jobs), `inject` holds something that is
  * not a token (often `undefined` from a circular import; a hole; an object that is not a
- * `delay()` token), or `fn` is not a function.
+ * `delay()` token), or `fn` is not a function (or is a class, or a generator function).
  */
 export function defineTask<
   const Tokens extends readonly InjectionToken[],
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the arguments after the dependencies are the user's
   Fn extends (...params: [...Instances<Tokens>, ...any[]]) => unknown,
->(options: DefineTaskOptions<Tokens>, fn: Fn): TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>> {
+>(options: DefineTaskOptions<Tokens>, fn: Fn & NotAGenerator<Fn>): TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>> {
   return defineTaskAs('defineTask', 'defineTask(options, fn)', options, fn) as TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>>;
 }
 
@@ -233,8 +234,9 @@ export type AnyTask = TaskDefinition<any, any> | ClassTask<any, any> | ((...args
 
 /**
  * The type of the one argument `add()` asks of a generator function (`function*`, `async
- * function*`): no argument has it, so the call does not compile, and the error shows this text.
- * Calling a generator function runs nothing of its body, so `add()` refuses one at run time.
+ * function*`), and what `defineTask()` and `workerTask()` ask such an `fn` to be too: no argument
+ * has it, so the call does not compile, and the error shows this text. Calling a generator
+ * function runs nothing of its body, so `add()` and the definitions refuse one at run time.
  */
 export type GeneratorIsNoTask =
   'a generator function is no task: its body runs only as its result is iterated, and a task runs when it is called (add a function that does the work)';
@@ -245,6 +247,13 @@ export type GeneratorIsNoTask =
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- whatever a generator yields, returns and is given
 type ReturnsGenerator<R> = 0 extends 1 & R ? false : [R] extends [never] ? false : [R] extends [Generator<any, any, any> | AsyncGenerator<any, any, any>] ? true : false;
+
+/**
+ * What `defineTask()` and `workerTask()` ask their `fn` to be besides a function: `unknown` (no
+ * more) for a function, {@link GeneratorIsNoTask} (which no function is, so the call does not
+ * compile and the error shows its text) for a generator function, as they refuse one at run time.
+ */
+export type NotAGenerator<Fn extends (...params: never[]) => unknown> = ReturnsGenerator<ReturnType<Fn>> extends true ? GeneratorIsNoTask : unknown;
 
 /**
  * The arguments `add()` takes after a task: a definition's (its dependencies dropped), a class

@@ -28,10 +28,10 @@ export async function main() {
   app.register(BackgroundOptions, { useValue: { root: true, logger: { error() {}, warn() {}, info() {}, debug() {} } } });
   const bg = app.createChildContainer().resolve(Background);
 
-  // A group: add like a Background, await together.
-  const squares = bg.group();
+  // A group: add like a Background, await together; typed by the result of its tasks.
+  const squares = bg.group<number>();
   for (const n of [1, 2, 3]) squares.add(square, n);
-  const results = await squares.all();
+  const results: number[] = await squares.all();
 
   const mixed = bg.group();
   mixed.add(transform);
