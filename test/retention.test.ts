@@ -72,3 +72,22 @@ it("a periodic task's result({ timeoutMs }) waits that expired are let go while 
   expect(refs.map((ref) => ref.deref())).toEqual([undefined, undefined, undefined]);
   expect(schedule.cancel()).toBe(true);
 });
+
+it('a closed application nobody holds any more is let go with the tasks it kept on record, before they age out', async () => {
+  // Made in a function of its own, so that no variable of the test holds the application.
+  const closedApplication = async (): Promise<WeakRef<object>[]> => {
+    const root = freshApp();
+    const bg = root.createChildContainer().resolve(Background);
+    const result = { rows: new Array<number>(2_500).fill(1) };
+    const handles = [bg.add(async () => result), bg.with({ every: 60_000 }).add(async () => undefined)];
+    await handles[0]!.result();
+    handles[1]!.cancel();
+    await shutdown({ container: root, timeoutMs: 100 });
+    return [new WeakRef(root), new WeakRef(bg), new WeakRef(result), ...handles.map((handle) => new WeakRef(handle))];
+  };
+  const refs = await closedApplication();
+  await nextTurn();
+  collectGarbage();
+  // The records keep finished tasks for a minute by default: the application went long before that.
+  expect(refs.map((ref) => ref.deref() === undefined)).toEqual(refs.map(() => true));
+});

@@ -76,19 +76,25 @@ export class Records<T> {
     }
   }
 
-  /** Waits for the oldest entry to age out (and a little more, so sweeps stay apart). */
+  /**
+   * Waits for the oldest entry to age out (and a little more, so sweeps stay apart). The timer
+   * holds the records weakly: records nobody holds any more (their application closed, its
+   * containers dropped) are let go at once, with the tasks they keep, not when they age out.
+   */
   #armSweep(): void {
     const { maxAgeMs } = this.limits;
     const due = this.#keptAt[this.#start]! + maxAgeMs - Date.now();
     const delay = Math.min(maxTimerMs, Math.max(0, due) + Math.min(maxAgeMs, sweepSlackMs));
-    this.#sweeper = setTimeout(this.#sweep, delay);
+    this.#sweeper = setTimeout(Records.#sweep, delay, new WeakRef(this));
     this.#sweeper.unref();
   }
 
-  readonly #sweep = (): void => {
-    this.#sweeper = undefined;
-    this.#expire();
-    this.#compact();
-    if (this.#start < this.#kept.length) this.#armSweep();
-  };
+  static #sweep(this: void, ref: WeakRef<Records<unknown>>): void {
+    const records = ref.deref();
+    if (records === undefined) return;
+    records.#sweeper = undefined;
+    records.#expire();
+    records.#compact();
+    if (records.#start < records.#kept.length) records.#armSweep();
+  }
 }
