@@ -256,22 +256,22 @@ describe.skipIf(!hasRedis)('durable producer: what handles and add() say is what
     expect(handle.cancel()).toBe(true);
   });
 
-  it('a job cancelled as it waited for its retry keeps its attempts made: a handle made after its removal, and one read back then, count the attempt that failed', async () => {
+  it('a job cancelled as it waited for its retry keeps its attempts made: a handle that followed it, and one made by id after its removal, count the attempt that failed', async () => {
     const { bg, backend, queueName } = setup();
-    const other = producerOn(redis.connection, closers, queueName);
+    const watcher = producerOn(redis.connection, closers, queueName);
     const handle = bg.with({ durable: true, retries: 1, backoff: { baseMs: 60_000, jitter: 0 } }).add(halfThenFail);
     await untilJob(backend, handle.id, 'retrying');
-    // Another process's handle, made while it waits; then read back from Redis after the removal (as after a reconnection).
-    const before = (await other.handle(handle.id))!;
-    expect([before.status, before.attempt]).toEqual(['retrying', 1]);
+    // Another process's handle, made while it waits, follows it to its end.
+    const followed = (await watcher.handle(handle.id))!;
+    expect([followed.status, followed.attempt]).toEqual(['retrying', 1]);
     expect(handle.cancel('not any more')).toBe(true);
+    await expect(followed.result()).rejects.toBeInstanceOf(TaskCancelledError);
+    expect([followed.status, followed.attempt]).toEqual(['cancelled', 1]);
     await vi.waitFor(async () => expect(await backend.job(handle.id)).toBeUndefined(), { timeout: 5_000, interval: 10 });
-    const after = (await other.handle(handle.id))!;
-    expect([after.status, after.attempt]).toEqual(['cancelled', 1]);
-    await expect(after.result()).rejects.toBeInstanceOf(TaskCancelledError);
-    const third = producerOn(redis.connection, closers, queueName);
-    const late = (await third.handle(handle.id))!;
+    // A process that never saw the job reads it from the cancellation's record alone.
+    const late = (await producerOn(redis.connection, closers, queueName).handle(handle.id))!;
     expect([late.status, late.attempt]).toEqual(['cancelled', 1]);
+    await expect(late.result()).rejects.toBeInstanceOf(TaskCancelledError);
   });
 
   describe('arguments that do not survive JSON', () => {
