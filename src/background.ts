@@ -1,5 +1,5 @@
-import { container as globalContainer, inject, Lifecycle, scoped, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { closeApplicationsWith, CurrentScope, rootOf, scopeInfo, setBackgroundOf } from './di/container.js';
+import { inject, injectable, Lifecycle, type DependencyContainer, type InjectionToken } from 'tsyringe';
+import { closeApplicationsWith, CurrentScope, registerGlobally, rootOf, scopeInfo, setBackgroundOf } from './di/container.js';
 import { InProcessRunner } from './di/in-process-runner.js';
 import type { Application } from './engine/application.js';
 import { Scope } from './engine/scope.js';
@@ -34,7 +34,7 @@ const newestFirst = (a: TaskRun, b: TaskRun): number => b.number - a.number;
  * Import this library before creating child containers: a child copies the registration only
  * from a parent that already had it.
  */
-@scoped(Lifecycle.ContainerScoped)
+@injectable()
 export class Background implements AsyncDisposable, TaskAdder {
   readonly #scope: Scope;
   readonly #app: Application;
@@ -393,7 +393,12 @@ function checkListFilter(filter: unknown): void {
  * and may use its instances; use this one for work that must not be lost when the request ends.
  */
 export const ApplicationBackground: InjectionToken<Background> = Symbol.for('tsyringe-background.ApplicationBackground');
-globalContainer.register(ApplicationBackground, { useFactory: (scope) => rootOf(scope).resolve(Background) });
+
+// One Background per container; and the application's, from any container.
+registerGlobally((global) => {
+  global.register(Background, Background, { lifecycle: Lifecycle.ContainerScoped });
+  global.register(ApplicationBackground, { useFactory: (scope) => rootOf(scope).resolve(Background) });
+});
 
 /** Counts of tasks, by {@link Background.stats}. */
 export interface BackgroundStats {

@@ -13,11 +13,35 @@ import { messageOf } from '../model/checks.js';
  * container. `Background` takes it in its constructor to learn its scope.
  */
 export const CurrentScope: InjectionToken<DependencyContainer> = Symbol.for('tsyringe-background.CurrentScope');
-globalContainer.register(CurrentScope, { useFactory: (scope) => scope });
 
 const apps = new WeakMap<DependencyContainer, Application>();
 /** Each application's root container. */
 const roots = new WeakMap<Application, DependencyContainer>();
+
+/** The library's registrations in tsyringe's global container. */
+const registrations: ((container: DependencyContainer) => void)[] = [];
+
+/**
+ * Makes `register` in tsyringe's global container now, and again each time that container is
+ * reset: `container.reset()` (a common step between tests) drops every registration, the
+ * library's with them, and `Background` could no longer be resolved anywhere in the process
+ * (its scope's token unregistered). Child containers made before a reset keep what they copied.
+ */
+export function registerGlobally(register: (container: DependencyContainer) => void): void {
+  registrations.push(register);
+  register(globalContainer);
+}
+
+const reset = globalContainer.reset.bind(globalContainer);
+globalContainer.reset = (): void => {
+  reset();
+  for (const register of registrations) register(globalContainer);
+  // Reset after its application was closed (a test's shutdown()): the next Background starts a new one.
+  if (apps.get(globalContainer)?.state !== 'open') apps.delete(globalContainer);
+};
+
+registerGlobally((global) => global.register(CurrentScope, { useFactory: (scope) => scope }));
+
 
 /** The class whose instance in a root container closes its application (the facade's `Background`). */
 let rootCloser: InjectionToken<object> | undefined;

@@ -124,6 +124,19 @@ export class Deadlines {
   };
 }
 
+/**
+ * How much longer to wait for a time the clock says is `clockLeft` ms away, once a timer set for
+ * `waited` ms has fired (`capped`: the wait was cut to what a timer can take, or to look at the
+ * clock again). None when the clock agrees the time has come, or when it disagrees by more than
+ * half the wait: a timer that fired has waited its delay, whatever the clock says (it was set back,
+ * or a test's fake timers leave `Date` alone), as for the entries above. The rest otherwise: a
+ * timer fires up to a millisecond early by the wall clock, and a capped wait is only a part.
+ */
+export function stillToWait(clockLeft: number, waited: number, capped: boolean): number {
+  if (clockLeft <= 0 || (!capped && clockLeft > waited / 2)) return 0;
+  return clockLeft;
+}
+
 /** The process's drain deadlines. */
 export const deadlines = new Deadlines();
 

@@ -1,4 +1,19 @@
 import { performance } from 'node:perf_hooks';
+import { setImmediate as nodeSetImmediate } from 'node:timers';
+
+/**
+ * Calls back on the event loop's next turn, from Node's own `setImmediate`: a turn is not time,
+ * so a test's fake timers (Vitest's, Jest's, node:test's, which replace the global) neither hold
+ * a sync task's start until the test advances them, nor, should a test end with a turn they took
+ * and never ran, stop the lane for the rest of the application's life. Under fake timers, the
+ * callback is given to them too, so that advancing them runs it in step with their clock: the
+ * lane's callbacks do nothing when their turn has been taken already.
+ */
+function nextTurn(callback: () => void): void {
+  nodeSetImmediate(callback);
+  const global = globalThis.setImmediate;
+  if (global !== nodeSetImmediate) global(callback);
+}
 
 /**
  * A lane: where tasks wait for a slot under one concurrency limit. The event loop's lane is the
@@ -58,9 +73,13 @@ export class Lane {
   #sliceStart = 0;
   #stopped = false;
   #held = 0;
+  /** Calls back on the event loop's next turn. */
+  readonly #turn: (callback: () => void) => void;
 
-  constructor(limit: number) {
+  /** `turn`: {@link nextTurn} (a test of the lane itself gives one it steps). */
+  constructor(limit: number, turn: (callback: () => void) => void = nextTurn) {
     this.#limit = limit;
+    this.#turn = turn;
   }
 
   /** How many jobs may hold a slot at once. Raising it starts waiting jobs. */
@@ -160,6 +179,7 @@ export class Lane {
   };
 
   readonly #resume = (): void => {
+    if (!this.#yielding) return;
     this.#yielding = false;
     this.#sliceStart = performance.now();
     this.#pump();
@@ -180,7 +200,7 @@ export class Lane {
         else job.start();
         if (++this.#starts % startsPerCheck === 0 && performance.now() - this.#sliceStart > sliceMs) {
           this.#yielding = true;
-          setImmediate(this.#resume);
+          this.#turn(this.#resume);
           return;
         }
       }
@@ -220,17 +240,18 @@ export class Lane {
     this.#syncTail = job;
     if (!this.#syncScheduled) {
       this.#syncScheduled = true;
-      setImmediate(this.#runSync);
+      this.#turn(this.#runSync);
     }
   }
 
   readonly #runSync = (): void => {
+    if (!this.#syncScheduled) return;
     this.#syncScheduled = false;
     if (this.#stopped) return;
     if (this.#held > 0) {
       // Held for a sweep that is running now: look again on the next turn.
       this.#syncScheduled = true;
-      setImmediate(this.#runSync);
+      this.#turn(this.#runSync);
       return;
     }
     const until = performance.now() + sliceMs;
@@ -246,7 +267,7 @@ export class Lane {
     }
     if (this.#syncHead !== undefined) {
       this.#syncScheduled = true;
-      setImmediate(this.#runSync);
+      this.#turn(this.#runSync);
     }
   };
 }

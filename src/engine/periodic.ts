@@ -4,9 +4,15 @@ import { BackgroundDisposedError, ResultTimeoutError, TaskCancelledError } from 
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
 import { resultTimeoutOf } from '../model/checks.js';
+import { stillToWait } from './deadlines.js';
 import { within, type TaskRun } from './task-run.js';
 
 /** Who a periodic task is, and when it runs. */
+/** How often a cron schedule looks at the clock in the hour before its next time (ms). */
+const cronLookMs = 60_000;
+/** How near its next time a cron schedule looks at the clock every {@link cronLookMs} (ms). */
+const cronNearMs = 3_600_000;
+
 export interface PeriodicSpec {
   readonly name: string;
   readonly cadence: Cadence;
@@ -47,6 +53,9 @@ export class Periodic implements TaskHandle {
   readonly #live = new Set<TaskRun>();
   #timer: NodeJS.Timeout | undefined;
   #nextAt = 0;
+  /** What the timer was set for (ms), and whether that was only a part of the wait. */
+  #waited = 0;
+  #capped = false;
   #stopped: TaskCancelledError | undefined;
   #result: Promise<never> | undefined;
   #reject: ((error: Error) => void) | undefined;
@@ -131,8 +140,9 @@ export class Periodic implements TaskHandle {
     if ('every' in cadence) {
       const next = this.#nextAt + cadence.every;
       // A whole period missed (the event loop stalled, the machine slept): the missed ticks are
-      // skipped, and the next comes a period after this one, not at once.
-      this.#nextAt = next > now ? next : now + cadence.every;
+      // skipped, and the next comes a period after this one, not at once. More than a period
+      // ahead (the clock was set back, or a test's fake timers leave `Date` alone): a period from now.
+      this.#nextAt = next > now && next - now <= cadence.every ? next : now + cadence.every;
     } else {
       const next = cadence.cron.nextAfter(new Date(now));
       if (next === null) {
@@ -144,15 +154,29 @@ export class Periodic implements TaskHandle {
     this.#wait(now);
   }
 
-  /** Sets the timer for the next tick; a tick further than a timer can wait takes several. */
+  /**
+   * Sets the timer for the next tick; a tick further than a timer can wait takes several. A cron
+   * schedule's times are the wall clock's, which may jump forward while a timer waits (a machine
+   * resumed, a clock corrected): it looks at the clock again every minute in the hour before its
+   * next time, and halfway there before that (a test's fake clock, advanced by a month, fires a
+   * few dozen timers, not one a minute).
+   */
   #wait(now: number): void {
-    this.#timer = setTimeout(this.#tick, Math.min(this.#nextAt - now, maxTimerMs));
+    const left = this.#nextAt - now;
+    const look = 'every' in this.#cadence ? left : left > cronNearMs ? Math.max(cronNearMs, left / 2) : cronLookMs;
+    const ms = Math.min(left, look, maxTimerMs);
+    this.#waited = ms;
+    this.#capped = ms < left;
+    this.#timer = setTimeout(this.#tick, ms);
   }
 
   readonly #tick = (): void => {
     if (this.#stopped !== undefined) return;
     const now = Date.now();
-    if (now < this.#nextAt) {
+    // `every` counts time gone by: a timer that fired has waited its period, whatever the clock
+    // says. A cron time is the wall clock's: the clock decides.
+    const left = 'every' in this.#cadence ? stillToWait(this.#nextAt - now, this.#waited, this.#capped) : this.#nextAt - now;
+    if (left > 0) {
       // A capped wait ended before the tick's time (cron runs months apart): wait again. Or the
       // clock was set back (NTP, a day): the next tick is measured from the clock again, rather
       // than left where the old clock put it.

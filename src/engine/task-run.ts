@@ -24,6 +24,7 @@ import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import { isAsyncFunction } from '../model/task.js';
 import { backoffDelay, type ResolvedTaskOptions } from '../model/task-options.js';
 import type { Job, Lane } from './lane.js';
+import { stillToWait } from './deadlines.js';
 
 /** What a run needs of the one that owns it (its scope), which implements it. */
 export interface RunOwner {
@@ -150,6 +151,8 @@ export class TaskRun implements TaskHandle, Job {
   /** The timeout of the running attempt, or the wait of a delayed or retrying task. */
   #timer: NodeJS.Timeout | undefined;
   #startedAt = 0;
+  /** When the running attempt started by the wall clock (epoch ms), which fake timers move: see {@link #pastTimeout}. */
+  #startedWallAt = 0;
   /** When it last joined its lane's queue (performance.now()), kept only while it is observed. */
   #queuedAt = 0;
   /** How long its last attempt ran, once one has failed (for the events of its outcome). */
@@ -248,14 +251,20 @@ export class TaskRun implements TaskHandle, Job {
   /** Joins its lane now, or at `dueAt` when that is in the future. */
   enqueue(): void {
     const wait = this.dueAt === 0 ? 0 : this.dueAt - Date.now();
-    if (wait > 0) {
-      this.#status = 'delayed';
-      this.#timer = setTimeout(TaskRun.#due, Math.min(wait, maxTimerMs), this);
-    } else {
-      this.#status = 'queued';
-      if (this.owner.hooks?.observer !== undefined) this.#queuedAt = performance.now();
-      this.lane.submit(this);
-    }
+    if (wait > 0) this.#wait(wait);
+    else this.#join();
+  }
+
+  #wait(wait: number): void {
+    this.#status = 'delayed';
+    const ms = Math.min(wait, maxTimerMs);
+    this.#timer = setTimeout(TaskRun.#due, ms, this, ms);
+  }
+
+  #join(): void {
+    this.#status = 'queued';
+    if (this.owner.hooks?.observer !== undefined) this.#queuedAt = performance.now();
+    this.lane.submit(this);
   }
 
   /** Tells the observer, if any, that the task was taken in; its owner calls it once. */
@@ -305,9 +314,12 @@ export class TaskRun implements TaskHandle, Job {
 
   // The timers' callbacks are static, the run passed as an argument: three closures per run
   // made in advance, most never used, were a fifth of a task's memory.
-  static #due(run: TaskRun): void {
+  static #due(run: TaskRun, waited: number): void {
     run.#timer = undefined;
-    if (run.#status === 'delayed') run.enqueue();
+    if (run.#status !== 'delayed') return;
+    const left = stillToWait(run.dueAt - Date.now(), waited, waited === maxTimerMs);
+    if (left > 0) run.#wait(left);
+    else run.#join();
   }
 
   start(): void {
@@ -324,6 +336,7 @@ export class TaskRun implements TaskHandle, Job {
     const { timeoutMs } = this.#options;
     if (timeoutMs !== undefined) this.#timer = setTimeout(TaskRun.#timedOut, timeoutMs, this, attempt);
     const startedAt = (this.#startedAt = performance.now());
+    if (timeoutMs !== undefined) this.#startedWallAt = Date.now();
     const hooks = this.owner.hooks;
     const wrappers = hooks?.wrappers;
     let started: TaskStartedEvent | undefined;
@@ -524,14 +537,20 @@ export class TaskRun implements TaskHandle, Job {
    * has not fired: with the event loop held past both (a burst of work), Node runs every due timer
    * of one duration before those of another, so the task's own timer (a 60 ms sleep) could end it
    * first, and it read `succeeded` after 80 ms of a 20 ms bound (an outside probe, on a durable
-   * worker taking a burst of jobs). Its timer is then cleared: the attempt times out.
+   * worker taking a burst of jobs). Its timer is then cleared: the attempt times out. Past it
+   * by both clocks: the monotonic one (the wall clock may be set forward meanwhile) and the wall
+   * clock, which a test's fake timers move with the timer (a task that took 100 ms of real time
+   * while a test's clock stood still has not timed out).
    */
   #pastTimeout(attempt: number): boolean {
     const timeoutMs = this.#options.timeoutMs;
     if (timeoutMs === undefined || this.#timer === undefined || this.#status !== 'running' || attempt !== this.attempts) return false;
     // The clock of a handed-on attempt starts when it reaches its thread.
     const handedOn = this.#invocation?.startedAt?.(this.attempts);
-    const late = handedOn === undefined ? performance.now() - this.#startedAt >= timeoutMs : handedOn !== 0 && Date.now() - handedOn >= timeoutMs;
+    const late =
+      handedOn === undefined
+        ? performance.now() - this.#startedAt >= timeoutMs && Date.now() - this.#startedWallAt >= timeoutMs
+        : handedOn !== 0 && Date.now() - handedOn >= timeoutMs;
     if (late) {
       clearTimeout(this.#timer);
       this.#timer = undefined;

@@ -42,6 +42,7 @@ const runnable: Record<string, string[]> = {
     'test/docs-examples/testing-app-per-test.test.ts',
     'test/docs-examples/testing-pool-inline.test.ts',
     'test/docs-examples/testing-pool-per-file.test.ts',
+    'test/docs-examples/testing-fake-timers.test.ts',
   ],
 };
 

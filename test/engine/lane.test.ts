@@ -7,8 +7,9 @@
  * `globalThis.performance` and leaves the perf_hooks object (which the lane imported) alone.
  * `vi.spyOn(performance, 'now')` on that shared object does: {@link controlClock} makes the clock
  * a variable that only the test and the fake jobs move. `setImmediate` is faked with
- * `vi.useFakeTimers({ toFake: ['setImmediate', 'clearImmediate'] })` (the lane calls the global
- * one), so a test runs the lane's immediates one at a time; microtasks stay real.
+ * `vi.useFakeTimers({ toFake: ['setImmediate', 'clearImmediate'] })`, and the lanes here take
+ * their turns from the global one (Node's own, which fake timers do not reach, is the lane's
+ * default), so a test runs the lane's immediates one at a time; microtasks stay real.
  *
  * The model-based test at the end runs random programs (`FC_SEED` and `FC_RUNS` change the seed
  * and the number of programs) and checks every scheduling decision against a model.
@@ -17,6 +18,9 @@ import { performance } from 'node:perf_hooks';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type Job, Lane } from '../../src/engine/lane.js';
+
+/** The lane's turns on the global `setImmediate`, read at each call, which the test's fake timers replace (Node's own is the lane's default). */
+const globalTurn = (callback: () => void): void => void setImmediate(callback);
 
 /** The real `setImmediate`, taken before any test fakes it. */
 const realSetImmediate = setImmediate;
@@ -71,7 +75,7 @@ interface JobOptions {
 
 /** A lane, the names of the jobs it started in order, and `add()` to submit a fake job. */
 function setup(limit: number) {
-  const lane = new Lane(limit);
+  const lane = new Lane(limit, globalTurn);
   const started: string[] = [];
   const add = (name: string, { priority = 0, sync = false, onStart }: JobOptions = {}): TestJob => {
     const job = new TestJob(name, priority, sync, (self) => {
@@ -401,7 +405,7 @@ describe('back-to-back starts hand the event loop back', () => {
    * their start() itself, or from a microtask after it.
    */
   function instantJobs(count: number, msEach: number, settle: 'sync' | 'microtask') {
-    const lane = new Lane(1);
+    const lane = new Lane(1, globalTurn);
     const seen = { started: 0 };
     const release = () => lane.release();
     for (let i = 0; i < count; i++) {
@@ -603,7 +607,7 @@ class Harness {
   stopped = false;
 
   constructor(limit: number) {
-    this.lane = new Lane(limit);
+    this.lane = new Lane(limit, globalTurn);
     this.lane.watcher = () => {
       this.watcherCalls++;
     };

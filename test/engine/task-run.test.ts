@@ -22,6 +22,9 @@ import { defaultTaskOptions, resolveTaskOptions, type TaskOptions } from '../../
 import type { BackgroundLogger } from '../../src/model/logger.js';
 import { captureLogger, deferred, watchProcessErrors, type Deferred } from '../helpers.js';
 
+/** The lane's turns on the global `setImmediate`, read at each call, which the test's fake timers replace (Node's own is the lane's default). */
+const globalTurn = (callback: () => void): void => void setImmediate(callback);
+
 /** The real setImmediate, kept before any test fakes it: one real turn drains every microtask. */
 const realSetImmediate = globalThis.setImmediate;
 
@@ -85,7 +88,7 @@ type Fn = (...params: never[]) => unknown;
 /** An owner, a lane and a way to make runs on them. */
 function setup(limit = 1, warnBlockingMs = 0) {
   const o = fakeOwner(warnBlockingMs);
-  const lane = new Lane(limit);
+  const lane = new Lane(limit, globalTurn);
   let n = 0;
   const make = (
     what: Fn | Invocation,
@@ -1116,7 +1119,7 @@ class World {
 
   constructor(limit: number) {
     this.limit = limit;
-    this.lane = new Lane(limit);
+    this.lane = new Lane(limit, globalTurn);
     // Counts the lane's setImmediate calls (the fake one underneath), to tell them from waits.
     const fakeSetImmediate = (this.#fakeSetImmediate = globalThis.setImmediate);
     globalThis.setImmediate = ((callback: () => void) => {
