@@ -284,11 +284,39 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
   const detach = (): void => {
     if (!attached) return;
     attached = false;
-    for (const [signal, listener] of listeners) process.off(signal, listener);
+    for (const [signal, listener] of listeners) unlisten(signal, listener);
   };
-  for (const [signal, listener] of listeners) process.on(signal, listener);
+  for (const [signal, listener] of listeners) listen(signal, listener);
 
   return { close, detach, [Symbol.dispose]: detach };
+}
+
+/**
+ * The wirings that listen to each signal, told in the order they were made, by one process
+ * listener per signal however many applications are wired (Node warns past 10 of one event).
+ */
+const wirings = new Map<NodeJS.Signals, { readonly listeners: Set<() => void>; readonly dispatch: () => void }>();
+
+function listen(signal: NodeJS.Signals, listener: () => void): void {
+  let wired = wirings.get(signal);
+  if (wired === undefined) {
+    const listeners = new Set<() => void>();
+    // (`process.emit(signal)` passes no name: each signal has its own.)
+    wired = { listeners, dispatch: () => [...listeners].forEach((told) => told()) };
+    wirings.set(signal, wired);
+    process.on(signal, wired.dispatch);
+  } else if (!process.listeners(signal).includes(wired.dispatch)) {
+    // Taken off by someone else (`process.removeAllListeners(signal)`): put back.
+    process.on(signal, wired.dispatch);
+  }
+  wired.listeners.add(listener);
+}
+
+function unlisten(signal: NodeJS.Signals, listener: () => void): void {
+  const wired = wirings.get(signal);
+  if (wired?.listeners.delete(listener) !== true || wired.listeners.size > 0) return;
+  wirings.delete(signal);
+  process.off(signal, wired.dispatch);
 }
 
 interface ResolvedGracefulOptions {

@@ -607,6 +607,31 @@ describe('gracefulShutdown(): signals', () => {
     ]);
   });
 
+  it('wires any number of applications with one process listener per signal (no MaxListenersExceededWarning), and a signal reaches each', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const wired = await Promise.all(
+        Array.from({ length: 12 }, async () => {
+          const h = await start(() => undefined);
+          const exit = vi.fn();
+          return { exit, graceful: gracefulShutdown({ server: h.server, container: h.app, exit }) };
+        }),
+      );
+      expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([1, 1]);
+      process.emit('SIGTERM');
+      const reports = await Promise.all(wired.map(({ graceful }) => graceful.close()));
+      expect(reports.map(({ exitCode }) => exitCode)).toEqual(wired.map(() => 0));
+      await vi.waitFor(() => expect(wired.map(({ exit }) => exit.mock.calls)).toEqual(wired.map(() => [[0]])), { timeout: 2_000, interval: 5 });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter(({ name }) => name === 'MaxListenersExceededWarning')).toEqual([]);
+      expect([process.listenerCount('SIGTERM'), process.listenerCount('SIGINT')]).toEqual([0, 0]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('detach() and [Symbol.dispose]() remove the listeners, once; signals: [] installs none', async () => {
     const h = await start(() => undefined);
     const graceful = gracefulShutdown({ server: h.server, container: h.app, exit: vi.fn() });
