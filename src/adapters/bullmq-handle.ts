@@ -4,7 +4,7 @@
  * (src/adapters/bullmq-producer.ts), which it knows only as a {@link HandleBackend}.
  */
 import { ResultTimeoutError, TaskCancelledError, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../index.js';
-import { resultTimeoutOf } from '../model/checks.js';
+import { resultTimeoutOf, within } from '../model/checks.js';
 import { runnerHandle, type DurableJob, type FailedPrerequisite, type Outcome } from './bullmq-jobs.js';
 
 /** The events of the queue's stream that tell a handle about its job. */
@@ -252,55 +252,4 @@ export class DurableHandle implements TaskHandle {
     if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
     return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.#status));
   }
-}
-
-interface Waiter {
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
-}
-
-/** The callers of {@link within} waiting for each unsettled promise. */
-const waiters = new WeakMap<Promise<unknown>, Set<Waiter>>();
-
-/**
- * `promise`, or a rejection with `expired()` once `timeoutMs` have passed; leaves no timer. A
- * wait that expires leaves nothing behind: all the waits on one promise share one reaction to it,
- * and an expired one leaves their set (a `Promise.race` per call would keep each call's promises
- * and error until the job ends, which a delayed or long job may not do for hours).
- *
- * The twin of `within()` in src/engine/task-run.ts (adapters see only the public API): change both.
- */
-function within<T>(promise: Promise<T>, timeoutMs: number, expired: () => Error): Promise<T> {
-  let set = waiters.get(promise);
-  if (set === undefined) {
-    const waiting = (set = new Set<Waiter>());
-    waiters.set(promise, waiting);
-    const tell = (settle: (waiter: Waiter) => void): void => {
-      waiters.delete(promise);
-      for (const waiter of waiting) settle(waiter);
-    };
-    promise.then(
-      (value) => tell((waiter) => waiter.resolve(value)),
-      (error: unknown) => tell((waiter) => waiter.reject(error)),
-    );
-  }
-  const waiting = set;
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      waiting.delete(waiter);
-      reject(expired());
-    }, timeoutMs);
-    const waiter: Waiter = {
-      resolve: (value) => {
-        clearTimeout(timer);
-        resolve(value as T);
-      },
-      reject: (error) => {
-        clearTimeout(timer);
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what the job's handle rejected with, passed on as it is
-        reject(error);
-      },
-    };
-    waiting.add(waiter);
-  });
 }

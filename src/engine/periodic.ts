@@ -1,11 +1,10 @@
 import type { Cadence } from '../model/call-options.js';
-import { maxTimerMs } from '../model/checks.js';
+import { maxTimerMs, resultTimeoutOf, within } from '../model/checks.js';
 import { BackgroundDisposedError, ResultTimeoutError, TaskCancelledError } from '../model/errors.js';
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
-import { resultTimeoutOf } from '../model/checks.js';
 import { stillToWait } from './deadlines.js';
-import { within, type TaskRun } from './task-run.js';
+import type { TaskRun } from './task-run.js';
 
 /** Who a periodic task is, and when it runs. */
 /** How often a cron schedule looks at the clock in the hour before its next time (ms). */

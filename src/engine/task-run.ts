@@ -7,7 +7,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { JobLink } from '../model/call-options.js';
-import { describe, maxTimerMs, printed, resultTimeoutOf } from '../model/checks.js';
+import { describe, maxTimerMs, printed, resultTimeoutOf, within } from '../model/checks.js';
 import type { TaskContext } from '../model/context.js';
 import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskHooks, TaskStartedEvent } from '../model/events.js';
 import {
@@ -820,52 +820,3 @@ function checkMessage(task: { readonly name: string; readonly id: string }, mess
   }
 }
 
-
-interface Waiter {
-  resolve(value: unknown): void;
-  reject(error: unknown): void;
-}
-
-/** The callers of {@link within} waiting for each unsettled promise. */
-const waiters = new WeakMap<Promise<unknown>, Set<Waiter>>();
-
-/**
- * `promise`, or a rejection with `expired()` once `timeoutMs` have passed; leaves no timer. A
- * wait that expires leaves nothing behind: all the waits on one promise share one reaction to it,
- * and an expired one leaves their set (a `Promise.race` per call would keep each call's promises
- * and error until `promise` settles, which a long-running or periodic task may never do).
- */
-export function within<T>(promise: Promise<T>, timeoutMs: number, expired: () => Error): Promise<T> {
-  let set = waiters.get(promise);
-  if (set === undefined) {
-    const waiting = (set = new Set<Waiter>());
-    waiters.set(promise, waiting);
-    const tell = (settle: (waiter: Waiter) => void): void => {
-      waiters.delete(promise);
-      for (const waiter of waiting) settle(waiter);
-    };
-    promise.then(
-      (value) => tell((waiter) => waiter.resolve(value)),
-      (error: unknown) => tell((waiter) => waiter.reject(error)),
-    );
-  }
-  const waiting = set;
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      waiting.delete(waiter);
-      reject(expired());
-    }, timeoutMs);
-    const waiter: Waiter = {
-      resolve: (value) => {
-        clearTimeout(timer);
-        resolve(value as T);
-      },
-      reject: (error) => {
-        clearTimeout(timer);
-        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what the task rejected with, passed on as it is
-        reject(error);
-      },
-    };
-    waiting.add(waiter);
-  });
-}

@@ -180,3 +180,53 @@ export function resultTimeoutOf(options: { timeoutMs?: number | undefined } | un
   if (timeoutMs !== undefined && !isTimerMs(timeoutMs)) throw invalid('handle.result(options): options.timeoutMs', `an integer from 0 to ${maxTimerMs}`, timeoutMs);
   return timeoutMs;
 }
+
+interface Waiter {
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+/** The callers of {@link within} waiting for each unsettled promise. */
+const waiters = new WeakMap<Promise<unknown>, Set<Waiter>>();
+
+/**
+ * `promise`, or a rejection with `expired()` once `timeoutMs` have passed; leaves no timer. A
+ * wait that expires leaves nothing behind: all the waits on one promise share one reaction to it,
+ * and an expired one leaves their set (a `Promise.race` per call would keep each call's promises
+ * and error until `promise` settles, which a long-running or periodic task, or a delayed durable
+ * job, may not do for hours). What `handle.result({ timeoutMs })` bounds, in process and durable.
+ */
+export function within<T>(promise: Promise<T>, timeoutMs: number, expired: () => Error): Promise<T> {
+  let set = waiters.get(promise);
+  if (set === undefined) {
+    const waiting = (set = new Set<Waiter>());
+    waiters.set(promise, waiting);
+    const tell = (settle: (waiter: Waiter) => void): void => {
+      waiters.delete(promise);
+      for (const waiter of waiting) settle(waiter);
+    };
+    promise.then(
+      (value) => tell((waiter) => waiter.resolve(value)),
+      (error: unknown) => tell((waiter) => waiter.reject(error)),
+    );
+  }
+  const waiting = set;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      waiting.delete(waiter);
+      reject(expired());
+    }, timeoutMs);
+    const waiter: Waiter = {
+      resolve: (value) => {
+        clearTimeout(timer);
+        resolve(value as T);
+      },
+      reject: (error) => {
+        clearTimeout(timer);
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- what the task rejected with, passed on as it is
+        reject(error);
+      },
+    };
+    waiting.add(waiter);
+  });
+}
