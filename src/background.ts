@@ -111,8 +111,8 @@ export class Background implements AsyncDisposable, TaskAdder {
    * A view of this Background whose `add()` applies `options` to the tasks it adds: task
    * options (priority, retries, timeout…), which win over the definition's and the scope's,
    * and when to start (`delayMs`, `runAt`, `after`) or how often (`every`, or `cron` with `tz`,
-   * and `overlap`). Views can be chained. Make a new view for
-   * other options rather than changing the object given: a view may keep what it read of it.
+   * and `overlap`). Views can be chained. Make a new view for other options rather than
+   * changing the object given: a view may keep what it read of it.
    *
    * ```ts
    * bg.with({ priority: 'high', delayMs: 5_000 }).add(sendReminder, user.id);
@@ -222,8 +222,8 @@ export class Background implements AsyncDisposable, TaskAdder {
 
   /**
    * Resolves once this scope has no task left that has not ended (queued, delayed, running or
-   * waiting to retry), including tasks added while waiting (by other tasks, say). Resolves at once when the scope is idle. Does not stop
-   * intake.
+   * waiting to retry), including tasks added while waiting (by other tasks, say). Resolves at
+   * once when the scope is idle. Does not stop intake.
    */
   drain(): Promise<void> {
     return this.#scope.drain();

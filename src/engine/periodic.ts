@@ -6,12 +6,12 @@ import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, 
 import { stillToWait } from './deadlines.js';
 import type { TaskRun } from './task-run.js';
 
-/** Who a periodic task is, and when it runs. */
 /** How often a cron schedule looks at the clock in the hour before its next time (ms). */
 const cronLookMs = 60_000;
 /** How near its next time a cron schedule looks at the clock every {@link cronLookMs} (ms). */
 const cronNearMs = 3_600_000;
 
+/** Who a periodic task is, and when it runs. */
 export interface PeriodicSpec {
   readonly name: string;
   readonly cadence: Cadence;
