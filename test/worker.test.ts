@@ -148,6 +148,14 @@ describe('worker tasks', () => {
     await vi.waitFor(() => expect(pool.threads).toBe(0), { timeout: 5_000, interval: 20 });
   });
 
+  it('a result({ timeoutMs }) that expires while its thread is still being set up says the task is queued, as its handle does', async () => {
+    const { bg } = app({ pool: { setupModule: new URL('./fixtures/slow-setup.ts', import.meta.url), maxThreads: 1 } });
+    const handle = bg.add(greet, 'x');
+    const error = await failureOf(handle.result({ timeoutMs: 50 }));
+    expect([handle.status, error.message]).toEqual(['queued', expect.stringMatching(/\(it is queued\)$/)]);
+    await expect(handle.result()).resolves.toMatchObject({ text: 'Hello, x' });
+  });
+
   it('widen admission beyond the cores while admitted tasks block instead of computing', async () => {
     const { root, bg } = app();
     const open = gate();

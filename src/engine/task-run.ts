@@ -518,7 +518,7 @@ export class TaskRun implements TaskHandle, Job {
       }
     }
     if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
-    return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.#status));
+    return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.status));
   }
 
   #attemptSucceeded(attempt: number, value: unknown): void {
