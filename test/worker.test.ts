@@ -156,6 +156,16 @@ describe('worker tasks', () => {
     await expect(handle.result()).resolves.toMatchObject({ text: 'Hello, x' });
   });
 
+  it('refuses a worker task added inside a worker thread (a task module that runs the application as it is imported): the task fails saying why, and no thread starts a pool of its own', async () => {
+    const { root, bg } = app({ pool: { maxThreads: 1 } });
+    const { doubled } = await import('./fixtures/reruns-app-tasks.js');
+    const error = await failureOf(bg.add(doubled, 21).result({ timeoutMs: 10_000 }));
+    expect(error).toBeInstanceOf(WorkerTaskError);
+    expect(error).toMatchObject({ code: 'ERR_WORKER_TASK_NOT_FOUND' });
+    expect(error.message).toMatch(/its module cannot be imported in the worker: Cannot add worker task "doubled" inside one of the library's worker threads: it would start a worker pool there/);
+    expect(appOf(root).pool.threads).toBe(1);
+  });
+
   it('widen admission beyond the cores while admitted tasks block instead of computing', async () => {
     const { root, bg } = app();
     const open = gate();

@@ -16,7 +16,7 @@ import { logSafely } from '../model/logger.js';
 import { dueAtOf, type Cadence } from '../model/call-options.js';
 import type { Runner, TaskRequest } from '../model/runner.js';
 import { isDelayToken, tokenName, type ClassTask, type TaskDefinition } from '../model/task.js';
-import type { WorkerTaskDefinition } from '../model/worker-task.js';
+import { inLibraryThread, type WorkerTaskDefinition } from '../model/worker-task.js';
 import { checkCloneable, checkResult, collectTransfers, type Transferable } from '../worker/clone.js';
 import { failureOf, outcomeOf, type WorkerResponse } from '../worker/wire.js';
 
@@ -171,6 +171,7 @@ export class InProcessRunner implements Runner {
     // They then move on to the worker; unless the task may be tried again, when each attempt
     // gets a copy and the task keeps what was moved.
     const transfers = transferList.length === 0 || request.options.retries > 0 ? [] : collectTransfers(sent);
+    if (inLibraryThread()) throw nestedPoolError(name, definition.module);
     const pool = this.#app.pool;
     const call = pool.call({ module: definition.module, name, args: sent }, transfers, definition.inject.includes(TaskContext));
     return new TaskRun(request, call, this.#scope, pool.admission);
@@ -208,6 +209,19 @@ function checkAfter(name: string, after: readonly TaskHandle[]): void {
         `make "${name}" durable too (its wait then lives in Redis), or add it once the handle's result() has resolved`,
     );
   });
+}
+
+/**
+ * A worker task added inside one of the library's worker threads, which would start a pool there,
+ * whose threads would do the same: what happens when a thread imports a task module that runs the
+ * application (a bundle whose entry holds the task definitions).
+ */
+function nestedPoolError(name: string, module: string): Error {
+  return new Error(
+    `Cannot add worker task "${name}" inside one of the library's worker threads: it would start a worker pool there, and its threads would do the same. ` +
+      `A thread imports the module of each task it runs; one that runs the application when imported (${module}: a bundle whose entry holds the workerTask() definitions, say) adds its tasks again. ` +
+      'Define worker tasks in modules of their own, without side effects, and with a bundler build each as an entry point of its own',
+  );
 }
 
 /**

@@ -2,7 +2,9 @@
  * The application's worker-thread pool: the only module that knows Piscina. Created with the
  * first worker task; closed by the application's close.
  */
+import { existsSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
@@ -136,7 +138,13 @@ export class Pool {
 
   /** Starts the threads now (`minThreads` of them), rather than with the first worker task. */
   prewarm(): void {
-    if (!this.#closed) this.#start();
+    if (this.#closed) return;
+    try {
+      this.#start();
+    } catch (error) {
+      // The tasks say it when they run; the application starts all the same.
+      logSafely(this.#logger, 'error', { err: error }, `the worker pool could not be prewarmed: ${messageOf(error)}`);
+    }
   }
 
   /** Live worker threads (0 until the first worker task). */
@@ -303,9 +311,12 @@ export class Pool {
     };
     // Loaded here, not at import: every worker thread imports this library through its task
     // modules, and should not pay for loading Piscina (nor should an app with no worker task).
+    const entry = new URL(fromSource ? '../worker/thread.ts' : '../worker/thread.js', import.meta.url);
+    // Bundled into an application, the library's files are no longer beside each other.
+    if (!existsSync(entry)) throw new EntryMissing(fileURLToPath(entry));
     const { Piscina: PiscinaPool } = requireCjs('piscina') as typeof PiscinaModule;
     const piscina = new PiscinaPool({
-      filename: new URL(fromSource ? '../worker/thread.ts' : '../worker/thread.js', import.meta.url).href,
+      filename: entry.href,
       // The library's own tests run it from TypeScript source; tsx loads the worker entry.
       ...(fromSource ? { execArgv: ['--import', 'tsx'] } : {}),
       maxThreads,
@@ -446,6 +457,7 @@ export class Pool {
     const where = `worker task "${name}" (#${id}, ${module})`;
     const code = (error as { code?: unknown } | undefined)?.code;
     const message = messageOf(error);
+    if (error instanceof EntryMissing) return new WorkerTaskError('ERR_WORKER_FAILED', `${where} cannot run: ${message}`, { cause: error });
     if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
       return new WorkerTaskError(
         'ERR_WORKER_OUT_OF_MEMORY',
@@ -593,5 +605,18 @@ class Kill {
     const listener = this.#listener;
     this.#listener = undefined;
     listener?.();
+  }
+}
+
+/**
+ * The worker threads' entry (`dist/worker/thread.js`) is not beside the pool's own file: the
+ * library was bundled into the application, whose bundle has no such file.
+ */
+class EntryMissing extends Error {
+  constructor(path: string) {
+    super(
+      `the worker pool cannot start: its threads' entry ${path} is not there (was tsyringe-background bundled into the application? ` +
+        "keep it external, loaded from node_modules: esbuild's packages: 'external' or external: ['tsyringe-background'])",
+    );
   }
 }

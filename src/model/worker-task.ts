@@ -20,6 +20,19 @@ const registry: Map<string, WorkerTaskDefinition> = ((globalThis as Record<symbo
   Symbol.for('tsyringe-background.workerTasks')
 ] ??= new Map<string, WorkerTaskDefinition>()) as Map<string, WorkerTaskDefinition>;
 
+/** Set on `globalThis` by the entry of the library's worker threads: every copy of the library in the thread reads it. */
+const libraryThread = Symbol.for('tsyringe-background.libraryThread');
+
+/** Marks this thread as one of the library's worker threads (their entry calls it). */
+export function markLibraryThread(): void {
+  (globalThis as Record<symbol, unknown>)[libraryThread] = true;
+}
+
+/** Whether this thread is one of the library's worker threads. */
+export function inLibraryThread(): boolean {
+  return (globalThis as Record<symbol, unknown>)[libraryThread] === true;
+}
+
 /**
  * Defines a task that runs on a worker thread of the application's pool: for CPU-bound work
  * that would otherwise block the event loop. Worker threads cannot receive functions, so the

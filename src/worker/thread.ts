@@ -15,7 +15,7 @@ import { describe, messageOf, printed } from '../model/checks.js';
 import { TaskContext } from '../model/context.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { tokenName } from '../model/task.js';
-import { findWorkerTask, retryParameter, workerTasksOf } from '../model/worker-task.js';
+import { findWorkerTask, markLibraryThread, retryParameter, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
 import { isAborted, markStarted } from './start-marks.js';
 import { failureOf, fromWire, logMessageOf, type ChannelMessage, type LeftBehind, type ThreadMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
@@ -40,6 +40,8 @@ export interface WorkerConfig {
 loadReflectMetadata();
 
 const config = (workerData ?? {}) as Partial<WorkerConfig>;
+// A worker task added here would start a pool of threads inside this one (see in-process-runner.ts).
+markLibraryThread();
 const startCells = config.startMarks === undefined ? undefined : new BigInt64Array(config.startMarks);
 const abortFlags = config.abortFlags === undefined ? undefined : new Int32Array(config.abortFlags);
 /** The setup module's run, while it runs (and once it has succeeded). */

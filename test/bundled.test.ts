@@ -1,0 +1,49 @@
+/**
+ * The library bundled into an application (an outside probe: esbuild's default bundle): the
+ * worker threads' entry is not beside the pool's file any more. Worker tasks fail at once,
+ * saying so and what to do, with or without `prewarm` (they hung with it), and the application
+ * goes on. Simulated with a copy of dist/ without the entry, run in a process of its own.
+ */
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, expect, it } from 'vitest';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+const main = `
+import 'reflect-metadata';
+import { container } from 'tsyringe';
+import { Background, BackgroundOptions, shutdown } from './lib/index.js';
+import { doubled } from './tasks.mjs';
+const logged = [];
+const logger = { error: (fields, message) => logged.push(message), warn() {}, info() {}, debug() {} };
+container.register(BackgroundOptions, { useValue: { logger, pool: { prewarm: process.argv[2] === 'prewarm', minThreads: 1 } } });
+const handle = container.resolve(Background).add(doubled, 21);
+const error = await handle.result({ timeoutMs: 5_000 }).catch((e) => e);
+await shutdown({ timeoutMs: 1_000 });
+console.log(JSON.stringify({ name: error.name, code: error.code, message: error.message, logged }));
+`;
+
+it.each(['cold', 'prewarm'])("fails a worker task at once, saying the library was bundled, when its threads' entry is not there (%s)", async (mode) => {
+  const dir = await mkdtemp(join(tmpdir(), 'tsyringe-background-bundled-'));
+  dirs.push(dir);
+  await cp(join(root, 'dist'), join(dir, 'lib'), { recursive: true });
+  await rm(join(dir, 'lib', 'worker', 'thread.js'));
+  await symlink(join(root, 'node_modules'), join(dir, 'node_modules'));
+  await writeFile(join(dir, 'package.json'), '{ "type": "module" }');
+  await writeFile(join(dir, 'tasks.mjs'), "import { workerTask } from './lib/index.js';\nexport const doubled = workerTask(import.meta.url, { name: 'doubled' }, (n) => n * 2);\n");
+  await writeFile(join(dir, 'main.mjs'), main);
+  const { stdout } = await promisify(execFile)(process.execPath, ['main.mjs', mode], { cwd: dir, timeout: 30_000 });
+  const outcome = JSON.parse(stdout) as { name: string; code: string; message: string; logged: string[] };
+  expect(outcome).toMatchObject({ name: 'WorkerTaskError', code: 'ERR_WORKER_FAILED' });
+  expect(outcome.message).toMatch(/^worker task "doubled" \(#\d+, file:.*tasks\.mjs\) cannot run: the worker pool cannot start: its threads' entry .*thread\.js is not there \(was tsyringe-background bundled into the application\?/);
+  if (mode === 'prewarm') expect(outcome.logged).toContainEqual(expect.stringMatching(/^the worker pool could not be prewarmed: the worker pool cannot start/));
+});
