@@ -3,7 +3,9 @@
  * dist/ first. publint and @arethetypeswrong/cli check the package itself in .ci/run.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect, it } from 'vitest';
@@ -63,3 +65,30 @@ function headingSlugs(markdown: string): string[] {
       .replace(/\s/g, '-'),
   );
 }
+
+it('is required from CommonJS as it is imported (Node 20.19 and later load an ES module with require()), and resolves the same Background', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'tsyringe-background-cjs-'));
+  try {
+    await mkdir(join(dir, 'node_modules'));
+    await symlink(root, join(dir, 'node_modules', 'tsyringe-background'));
+    for (const peer of ['tsyringe', 'reflect-metadata']) await symlink(join(root, 'node_modules', peer), join(dir, 'node_modules', peer));
+    await writeFile(
+      join(dir, 'main.cjs'),
+      `require('reflect-metadata');
+const { container } = require('tsyringe');
+const { Background, defineTask, shutdown } = require('tsyringe-background');
+const { requestScope } = require('tsyringe-background/express');
+const doubled = defineTask({ name: 'doubled' }, async (n) => n * 2);
+const bg = container.resolve(Background);
+bg.add(doubled, 21).result().then(async (value) => {
+  console.log(JSON.stringify({ value, same: container.resolve(Background) === bg, adapter: typeof requestScope }));
+  await shutdown();
+});
+`,
+    );
+    const { stdout } = await promisify(execFile)(process.execPath, ['main.cjs'], { cwd: dir, timeout: 30_000 });
+    expect(JSON.parse(stdout)).toEqual({ value: 42, same: true, adapter: 'function' });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
