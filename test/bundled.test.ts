@@ -5,7 +5,7 @@
  * goes on. Simulated with a copy of dist/ without the entry, run in a process of its own.
  */
 import { execFile } from 'node:child_process';
-import { cp, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,3 +47,24 @@ it.each(['cold', 'prewarm'])("fails a worker task at once, saying the library wa
   expect(outcome.message).toMatch(/^worker task "doubled" \(#\d+, file:.*tasks\.mjs\) cannot run: the worker pool cannot start: its threads' entry .*thread\.js is not there \(was tsyringe-background bundled into the application\?/);
   if (mode === 'prewarm') expect(outcome.logged).toContainEqual(expect.stringMatching(/^the worker pool could not be prewarmed: the worker pool cannot start/));
 });
+
+it.skipIf(!(process.features as { typescript?: unknown }).typescript)(
+  "runs a worker task from TypeScript source with Node's own type stripping when tsx is not installed",
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tsyringe-background-strip-'));
+    dirs.push(dir);
+    await cp(join(root, 'dist'), join(dir, 'lib'), { recursive: true });
+    await mkdir(join(dir, 'node_modules'));
+    // The library's own dependencies, and no tsx.
+    for (const name of ['tsyringe', 'reflect-metadata', 'piscina', 'croner']) await symlink(join(root, 'node_modules', name), join(dir, 'node_modules', name));
+    await writeFile(join(dir, 'package.json'), '{ "type": "module" }');
+    await writeFile(join(dir, 'tasks.ts'), "import { workerTask } from './lib/index.js';\nexport const doubled = workerTask(import.meta.url, { name: 'doubled' }, (n: number): number => n * 2);\n");
+    await writeFile(
+      join(dir, 'main.ts'),
+      "import 'reflect-metadata';\nimport { container } from 'tsyringe';\nimport { Background, shutdown } from './lib/index.js';\nimport { doubled } from './tasks.ts';\n" +
+        'const value = await container.resolve(Background).add(doubled, 21).result({ timeoutMs: 10_000 });\nawait shutdown();\nconsole.log(JSON.stringify({ value }));\n',
+    );
+    const { stdout } = await promisify(execFile)(process.execPath, ['main.ts'], { cwd: dir, timeout: 30_000 });
+    expect(JSON.parse(stdout)).toEqual({ value: 42 });
+  },
+);

@@ -225,6 +225,9 @@ async function importModule(given: string): Promise<unknown> {
         register();
       },
       (error: unknown) => {
+        // Node's own type stripping (on by default from 22.18 and 23.6) loads it; tsx, where it is
+        // installed, also compiles what stripping cannot (decorators, enums, parameter properties).
+        if ((process.features as { typescript?: unknown }).typescript) return;
         throw new Error(`${url} is TypeScript source: install tsx to run it in a worker thread, or run the compiled output`, {
           cause: error,
         });
