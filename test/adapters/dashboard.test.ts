@@ -391,7 +391,7 @@ describe('entry points', () => {
   it('package.json exports ./express/dashboard, ./fastify/dashboard and ./hono/dashboard, each with its types', async () => {
     const { exports } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { exports: Record<string, unknown> };
     for (const framework of ['express', 'fastify', 'hono']) {
-      expect(exports[`./${framework}/dashboard`]).toEqual({ types: `./dist/adapters/${framework}-dashboard.d.ts`, import: `./dist/adapters/${framework}-dashboard.js` });
+      expect(exports[`./${framework}/dashboard`]).toEqual({ types: `./dist/adapters/${framework}-dashboard.d.ts`, default: `./dist/adapters/${framework}-dashboard.js` });
     }
   });
 });
