@@ -92,3 +92,16 @@ it('keeps no more than a bounded share of cancelled entries while a later one is
   vi.advanceTimersByTime(600_000);
   expect(fire).toHaveBeenCalledTimes(1);
 });
+
+it('a timer set under fake timers that were removed since does not hold the deadlines set after them', async () => {
+  vi.useFakeTimers();
+  const deadlines = new Deadlines();
+  // A scope disposed in a test under fake timers drains before its deadline: its entry is cancelled, the timer stays set.
+  deadlines.cancel(deadlines.add(100, () => undefined));
+  vi.useRealTimers();
+  // The next test's scope, on real timers, with a later deadline.
+  const fired: string[] = [];
+  deadlines.add(200, () => fired.push('later'));
+  await vi.waitFor(() => expect(fired).toEqual(['later']), { timeout: 2_000, interval: 10 });
+  expect(deadlines.live).toBe(0);
+});

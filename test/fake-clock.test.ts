@@ -5,14 +5,16 @@
  * the clock its timer runs on; a one-off delay or an `every` period whose timer fired has waited,
  * whatever `Date` says; a cron schedule notices a clock that jumped forward within a minute.
  */
+import { performance } from 'node:perf_hooks';
 import { setTimeout as realSleep } from 'node:timers/promises';
 import { afterEach, expect, it, vi } from 'vitest';
-import { Background, defineTask, shutdown } from '../src/index.js';
-import { captureLogger, freshApp } from './helpers.js';
+import { Background, defineTask, observeTasks, shutdown, type TaskEvent } from '../src/index.js';
+import { captureLogger, deferred, freshApp } from './helpers.js';
 
 const roots: ReturnType<typeof freshApp>[] = [];
 afterEach(async () => {
   vi.useRealTimers();
+  vi.restoreAllMocks();
   for (const root of roots.splice(0)) await shutdown({ container: root, timeoutMs: 100 });
 });
 
@@ -133,4 +135,35 @@ it('a definition run under fake timers injects its dependencies as on real ones'
   const greet = defineTask({ name: 'greet' }, (name: string) => `hello ${name}`);
   expect(await settlesWithin(bg.add(greet, 'ada').result(), 2_000)).toBe(true);
   await expect(bg.add(greet, 'bob').result()).resolves.toBe('hello bob');
+});
+
+it("runs tasks and drains under fake timers that take queueMicrotask too (Jest's default), the clock not advanced", async () => {
+  const { bg } = app();
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'queueMicrotask', 'Date'] });
+  const ran: string[] = [];
+  const first = bg.add(async () => void ran.push('async'));
+  bg.with({ after: [first] }).add(() => void ran.push('after'));
+  bg.add(() => void ran.push('sync'));
+  expect(await settlesWithin(bg.drain(), 2_000)).toBe(true);
+  expect(ran.sort()).toEqual(['after', 'async', 'sync']);
+});
+
+it("counts the wait of a task that joined its queue at the clock's 0 (a fake performance clock starts there)", async () => {
+  const root = freshApp({ logger: captureLogger(), concurrency: 1 });
+  roots.push(root);
+  const bg = root.createChildContainer().resolve(Background);
+  const events: TaskEvent[] = [];
+  const stop = observeTasks((event) => void events.push(event), { container: root });
+  let now = 0;
+  vi.spyOn(performance, 'now').mockImplementation(() => now);
+  const gate = deferred();
+  bg.add(async function first() {
+    await gate.promise;
+  });
+  const second = bg.add(async function second() {});
+  now = 2_000;
+  gate.resolve();
+  await second.result();
+  stop();
+  expect(events.find((event) => event.type === 'started' && event.name === 'second')).toMatchObject({ waitedMs: 2_000 });
 });

@@ -5,6 +5,7 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { BackgroundDisposedError, TaskCancelledError } from '../model/errors.js';
 import type { AttemptWrapper, TaskEvent, TaskHooks, TaskObserver } from '../model/events.js';
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
@@ -426,11 +427,12 @@ export class Application implements ScopeHost {
   /**
    * Waits, within the deadline, for the disposals of scopes' other instances going on: those
    * whose Background has just drained, or been abandoned, begin in the microtasks after it (hence
-   * a tick first), and those that begin while it waits. Those still going on at the deadline are
+   * a turn first, on Node's own setImmediate, which a test's fake timers do not take), and those
+   * that begin while it waits. Those still going on at the deadline are
    * logged, once; they are no task, and nothing else waits for them.
    */
   async #awaitDisposals(): Promise<void> {
-    await new Promise<void>((resolve) => process.nextTick(resolve));
+    await nextTurn();
     // Until none is left: a scope disposed while the close waits for others is waited for too.
     while (this.#disposals.size > 0) {
       const left = Math.max(0, this.#deadlineAt - Date.now());

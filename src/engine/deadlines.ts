@@ -32,6 +32,8 @@ export class Deadlines {
   #timer: NodeJS.Timeout | undefined;
   /** The entry the timer was set for. */
   #armedFor: Deadline | undefined;
+  /** The `setTimeout` the timer was set with: a test's fake one, gone since, will never fire it. */
+  #armedWith: typeof setTimeout | undefined;
   /** While entries fire (a callback may cancel others: the queue is not compacted under the loop). */
   #firing = false;
 
@@ -49,6 +51,9 @@ export class Deadlines {
     if (this.#live++ === 0) this.#timer?.ref();
     const armed = this.#armedFor;
     if (armed === undefined || deadline.at < armed.at) this.#arm(deadline, ms);
+    // Set with timers that are not those of now (a test's fake ones, installed or removed since):
+    // set again with these, for the earliest entry still to fire.
+    else if (this.#armedWith !== globalThis.setTimeout) this.#arm(armed, armed.at - Date.now());
     return deadline;
   }
 
@@ -85,6 +90,7 @@ export class Deadlines {
   #arm(deadline: Deadline, ms: number): void {
     clearTimeout(this.#timer);
     this.#armedFor = deadline;
+    this.#armedWith = globalThis.setTimeout;
     this.#timer = setTimeout(this.#fire, Math.max(0, ms));
     if (this.#live === 0) this.#timer.unref();
   }

@@ -1,3 +1,4 @@
+import { soon } from '../model/soon.js';
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nodeSetImmediate } from 'node:timers';
 
@@ -91,7 +92,7 @@ export class Lane {
     this.#limit = limit;
     if (this.#waiting > 0 && !this.#pumpScheduled) {
       this.#pumpScheduled = true;
-      queueMicrotask(this.#pumpSoon);
+      soon(this.#pumpSoon);
     }
   }
 
@@ -117,7 +118,7 @@ export class Lane {
   resume(): void {
     if (--this.#held === 0 && this.#waiting > 0 && !this.#pumpScheduled) {
       this.#pumpScheduled = true;
-      queueMicrotask(this.#pumpSoon);
+      soon(this.#pumpSoon);
     }
   }
 
@@ -149,7 +150,7 @@ export class Lane {
     level.tail = job;
     if (!this.#pumpScheduled) {
       this.#pumpScheduled = true;
-      queueMicrotask(this.#pumpSoon);
+      soon(this.#pumpSoon);
     }
   }
 

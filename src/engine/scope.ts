@@ -3,6 +3,7 @@
  * deadline. Knows nothing of dependency injection, and nothing of the application but the
  * {@link ScopeHost} it reports to.
  */
+import { soon } from '../model/soon.js';
 import { TaskCancelledError } from '../model/errors.js';
 import type { TaskHooks } from '../model/events.js';
 import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
@@ -171,7 +172,7 @@ export class Scope implements RunOwner {
       }
       // Waiters are told from a microtask, if no task came meanwhile: an observer of this task's
       // end (told right after this) may add one, which they wait for too.
-      if (this.#resolveIdle !== undefined) queueMicrotask(() => this.#tellIdle());
+      if (this.#resolveIdle !== undefined) soon(() => this.#tellIdle());
     }
   }
 

@@ -4,6 +4,7 @@
  * reports to is a {@link RunOwner}; where it waits for a slot is a {@link Lane}. It knows
  * nothing of containers, scopes or the application.
  */
+import { soon } from '../model/soon.js';
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { JobLink } from '../model/call-options.js';
@@ -154,7 +155,7 @@ export class TaskRun implements TaskHandle, Job {
   /** When the running attempt started by the wall clock (epoch ms), which fake timers move: see {@link #pastTimeout}. */
   #startedWallAt = 0;
   /** When it last joined its lane's queue (performance.now()), kept only while it is observed. */
-  #queuedAt = 0;
+  #queuedAt = -1;
   /** How long its last attempt ran, once one has failed (for the events of its outcome). */
   #lastDurationMs: number | undefined;
   /**
@@ -286,7 +287,7 @@ export class TaskRun implements TaskHandle, Job {
       const outcome = handle.#outcome;
       if (outcome === undefined) (handle.#dependents ??= new Set()).add(this);
       // Told from a microtask, as one that ends later tells its dependents.
-      else queueMicrotask(() => this.#prerequisiteEnded(handle, outcome));
+      else soon(() => this.#prerequisiteEnded(handle, outcome));
     }
   }
 
@@ -307,7 +308,7 @@ export class TaskRun implements TaskHandle, Job {
     const dependents = this.#dependents;
     if (dependents === undefined) return;
     this.#dependents = undefined;
-    queueMicrotask(() => {
+    soon(() => {
       for (const dependent of dependents) dependent.#prerequisiteEnded(this, outcome);
     });
   }
@@ -341,7 +342,7 @@ export class TaskRun implements TaskHandle, Job {
     const wrappers = hooks?.wrappers;
     let started: TaskStartedEvent | undefined;
     if (hooks !== undefined) {
-      started = this.#event({ type: 'started', waitedMs: this.#queuedAt === 0 ? 0 : round(startedAt - this.#queuedAt) }) as TaskStartedEvent;
+      started = this.#event({ type: 'started', waitedMs: this.#queuedAt < 0 ? 0 : round(startedAt - this.#queuedAt) }) as TaskStartedEvent;
       this.#announcing = true;
       try {
         hooks.observer?.(started);
