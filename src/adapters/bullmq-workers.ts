@@ -364,6 +364,9 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     // The job's own child scope, for a task with dependencies to resolve there; a task without
     // any could not tell it from the workers' (below), and the scope would cost every job.
     const jobId = job.id ?? '';
+    // Taken after the workers stopped taking jobs (a fetch already on its way, maybe of the job
+    // just put back): back at once, nothing said of it, nothing read.
+    if (stopped) return await putBack(job, token, false);
     // Taken before without an outcome (its worker lost its lock, or put it back): a cancellation
     // recorded since may have gone unheard here (this worker's connection was down when it was
     // sent, or it was told to the attempt that lost the job) and not be in the job's data (the
