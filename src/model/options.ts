@@ -274,7 +274,7 @@ function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOp
   if (!isOptionsObject(given)) throw new TypeError(`BackgroundOptions: options.records must be an object, got ${describe(given)}`);
   const unknown = unknownKey(given, ['maxCount', 'maxAgeMs']);
   if (unknown !== undefined) throw new TypeError(`BackgroundOptions: options.records.${unknown} is not a known option; known options: maxCount, maxAgeMs`);
-  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = ownOptions(given, 'options.records') as Record<string, unknown>;
+  const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = ownOptions(given, 'BackgroundOptions: options.records') as Record<string, unknown>;
   if (!Number.isSafeInteger(maxCount) || (maxCount as number) < 0) throw invalid('BackgroundOptions: options.records.maxCount', 'a non-negative integer', maxCount);
   if (!Number.isSafeInteger(maxAgeMs) || (maxAgeMs as number) < 0) throw invalid('BackgroundOptions: options.records.maxAgeMs', 'a non-negative integer', maxAgeMs);
   return Object.freeze({ maxCount: maxCount as number, maxAgeMs: maxAgeMs as number });
@@ -298,7 +298,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (!isOptionsObject(given)) {
     throw new TypeError(`BackgroundOptions: options.pool must be an object, got ${describe(given)}`);
   }
-  const pool = ownOptions(given, 'options.pool') as Record<string, unknown>;
+  const pool = ownOptions(given, 'BackgroundOptions: options.pool') as Record<string, unknown>;
   const unknown = unknownKey(pool, poolKeys);
   if (unknown !== undefined) throw new TypeError(`BackgroundOptions: options.pool.${unknown} is not a known option; known options: ${poolKeys.join(', ')}`);
   const maxThreads = pool.maxThreads ?? base.maxThreads;
@@ -327,7 +327,7 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
     throw invalid('BackgroundOptions: options.pool.resourceLimits', `an object with any of ${limitKeys.join(', ')}`, givenLimits);
   }
   // Its inherited limits too (Node's Worker reads them), checked as its own.
-  const resourceLimits = givenLimits === undefined ? base.resourceLimits : Object.freeze(ownOptions(givenLimits, 'options.pool.resourceLimits'));
+  const resourceLimits = givenLimits === undefined ? base.resourceLimits : Object.freeze(ownOptions(givenLimits, 'BackgroundOptions: options.pool.resourceLimits'));
   if (resourceLimits !== undefined) {
     for (const [key, value] of Object.entries(resourceLimits)) {
       if (!limitKeys.includes(key)) {
