@@ -6,7 +6,7 @@ afterEach(() => {
 });
 
 it('fires each live deadline at its time, in order, on one timer; cancelled ones never fire', () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
   const deadlines = new Deadlines();
   const fired: string[] = [];
   deadlines.add(100, () => fired.push('a@100'));
@@ -31,7 +31,7 @@ it('fires each live deadline at its time, in order, on one timer; cancelled ones
 });
 
 it('leaves no timer behind once the last deadline is cancelled and its time has come', () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
   const deadlines = new Deadlines();
   const fire = vi.fn();
   const first = deadlines.add(1_000, fire);
@@ -45,14 +45,16 @@ it('leaves no timer behind once the last deadline is cancelled and its time has 
 });
 
 it('a timer that fires late fires every entry due by the clock, and measures the next wait from the clock', () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
-  const deadlines = new Deadlines();
-  const start = Date.now();
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+  // The event loop held: the monotonic clock moves on, no timer fires.
+  let held = 0;
+  const clock = { now: () => globalThis.performance.now() + held };
+  const deadlines = new Deadlines(() => clock);
+  const start = clock.now();
   const fired: string[] = [];
-  const record = (name: string) => (): void => void fired.push(`${name}@${Date.now() - start}`);
+  const record = (name: string) => (): void => void fired.push(`${name}@${clock.now() - start}`);
   for (const [name, ms] of [['a', 100], ['b', 200], ['c', 300], ['d', 400]] as const) deadlines.add(ms, record(name));
-  // The event loop is held for 250 ms: the clock moves on, the timer set for a has not fired.
-  vi.setSystemTime(start + 250);
+  held = 250;
   vi.advanceTimersByTime(100);
   expect(fired).toEqual(['a@350', 'b@350', 'c@350']);
   vi.advanceTimersByTime(49);
@@ -62,24 +64,55 @@ it('a timer that fires late fires every entry due by the clock, and measures the
   expect(deadlines.live).toBe(0);
 });
 
-it('fires no entry before its time when the clock is set back', () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+it('a wall clock set back moves no deadline: one set before the step fires at its time, not an hour late', () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'performance'] });
   const deadlines = new Deadlines();
-  const start = Date.now();
+  const fired: string[] = [];
+  deadlines.add(600, () => fired.push('before the step'));
+  vi.setSystemTime(Date.now() - 3_600_000); // an NTP step back of an hour
+  deadlines.add(300, () => fired.push('after the step'));
+  vi.advanceTimersByTime(300);
+  expect(fired).toEqual(['after the step']);
+  vi.advanceTimersByTime(299);
+  expect(fired).toHaveLength(1);
+  vi.advanceTimersByTime(1);
+  expect(fired).toEqual(['after the step', 'before the step']);
+  expect(vi.getTimerCount()).toBe(0);
+});
+
+it('a wall clock set forward fires no deadline early', () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date', 'performance'] });
+  const deadlines = new Deadlines();
   const fired: number[] = [];
   deadlines.add(100, () => fired.push(100));
-  deadlines.add(150, () => fired.push(150));
-  vi.setSystemTime(start - 1_000);
+  deadlines.add(1_000, () => fired.push(1_000));
+  vi.setSystemTime(Date.now() + 3_600_000);
   vi.advanceTimersByTime(100);
   expect(fired).toEqual([100]);
-  vi.advanceTimersByTime(49);
+  vi.advanceTimersByTime(899);
   expect(fired).toEqual([100]);
   vi.advanceTimersByTime(1);
-  expect(fired).toEqual([100, 150]);
+  expect(fired).toEqual([100, 1_000]);
+});
+
+it('entries set on a fake clock keep their time left once the real one is back', async () => {
+  vi.useFakeTimers();
+  const deadlines = new Deadlines();
+  const fired: string[] = [];
+  deadlines.add(500, () => fired.push('set under fake timers'));
+  vi.advanceTimersByTime(200);
+  expect(fired).toEqual([]);
+  vi.useRealTimers();
+  const since = performance.now();
+  deadlines.add(100, () => fired.push('set under real timers'));
+  await vi.waitFor(() => expect(fired).toHaveLength(2), { timeout: 5_000, interval: 10 });
+  // The fake clock's base is not the real one's: without the carry-over the first fired at once, or never.
+  expect(fired).toEqual(['set under real timers', 'set under fake timers']);
+  expect(performance.now() - since).toBeGreaterThanOrEqual(290);
 });
 
 it('keeps no more than a bounded share of cancelled entries while a later one is pending', () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
   const deadlines = new Deadlines();
   const fire = vi.fn();
   // Each a scope disposed and drained at once, after one that still drains: its deadline is last.

@@ -167,3 +167,22 @@ it("counts the wait of a task that joined its queue at the clock's 0 (a fake per
   stop();
   expect(events.find((event) => event.type === 'started' && event.name === 'second')).toMatchObject({ waitedMs: 2_000 });
 });
+
+it("a scope's drain deadline set before the wall clock is set back an hour abandons its task at its time", async () => {
+  const root = freshApp({ logger: captureLogger(), drainTimeoutMs: 400 });
+  roots.push(root);
+  const hung = deferred();
+  const first = root.createChildContainer();
+  const handle = first.resolve(Background).add(() => hung.promise);
+  const since = performance.now();
+  const disposed = first.dispose();
+  // An NTP step back of an hour while the scope drains, then another scope's shorter deadline.
+  vi.useFakeTimers({ toFake: ['Date'], now: Date.now() - 3_600_000 });
+  const second = root.createChildContainer();
+  second.resolve(Background).add(() => hung.promise);
+  await second.resolve(Background)[Symbol.asyncDispose]().catch(() => undefined);
+  expect(await settlesWithin(disposed, 3_000)).toBe(true);
+  expect(handle.status).toBe('abandoned');
+  expect(performance.now() - since).toBeGreaterThanOrEqual(390);
+  hung.resolve();
+});

@@ -8,15 +8,28 @@
  * Each entry fires in the async context of the call that set it (its AsyncLocalStorage stores),
  * not in that of whichever entry armed the shared timer.
  *
+ * Deadlines are measured on the monotonic clock (`performance.now()`), not the wall clock: an
+ * NTP step or a clock set by hand moves none of them (set back an hour, the wall clock held a
+ * deadline set before the step an hour late; set forward, it fired every deadline at once). The
+ * clock is read from `globalThis.performance` each time, so a test's fake timers that fake it
+ * move deadlines with them; when it is replaced (fake timers installed or removed), the entries
+ * keep the time they had left on the clock they were set on.
+ *
  * When the timer fires, every entry due by then fires: due by the clock, or by the entry it was
  * set for (a timer that fired has waited its delay, whatever the clock says: fake timers that
- * leave `Date` alone, a clock set back). The next wait is measured from the clock too, so a
- * timer that fires late (a busy event loop) does not push every later deadline back by as much.
+ * leave `performance` alone). The next wait is measured from the clock too, so a timer that
+ * fires late (a busy event loop) does not push every later deadline back by as much.
  */
 import { AsyncResource } from 'node:async_hooks';
 
+/** A monotonic clock in milliseconds, as `performance.now()`. */
+export interface Clock {
+  now(): number;
+}
+
 export interface Deadline {
-  readonly at: number;
+  /** When it is due, on the clock's time (moved with the entries when the clock is replaced). */
+  at: number;
   /** The async context of whoever set it, where it fires (as a timer of its own would). */
   readonly context: AsyncResource;
   /** Called with `target`; both dropped on cancellation, so a cancelled entry holds nothing until its time comes. */
@@ -36,13 +49,21 @@ export class Deadlines {
   #armedWith: typeof setTimeout | undefined;
   /** While entries fire (a callback may cancel others: the queue is not compacted under the loop). */
   #firing = false;
+  /** Where the clock is read: the global `performance` by default (a test's fake one while installed). */
+  readonly #clockOf: () => Clock;
+  /** The clock the entries' times were measured on. */
+  #clock: Clock | undefined;
+
+  constructor(clockOf: () => Clock = globalPerformance) {
+    this.#clockOf = clockOf;
+  }
 
   /**
-   * Calls `fire(target)` in `ms` from `from` (epoch ms; now by default), unless cancelled first.
-   * A static `fire` and its target, rather than a closure, spare an allocation per deadline.
+   * Calls `fire(target)` in `ms`, unless cancelled first. A static `fire` and its target, rather
+   * than a closure, spare an allocation per deadline.
    */
-  add<T>(ms: number, fire: (target: T) => void, target?: T, from: number = Date.now()): Deadline {
-    const deadline: Deadline = { at: from + ms, context: new AsyncResource('tsyringe-background.deadline', { requireManualDestroy: true }), fire, target, live: true };
+  add<T>(ms: number, fire: (target: T) => void, target?: T): Deadline {
+    const deadline: Deadline = { at: this.#now() + ms, context: new AsyncResource('tsyringe-background.deadline', { requireManualDestroy: true }), fire, target, live: true };
     const entries = this.#entries;
     let i = entries.length;
     while (i > this.#head && entries[i - 1]!.at > deadline.at) i--;
@@ -53,8 +74,27 @@ export class Deadlines {
     if (armed === undefined || deadline.at < armed.at) this.#arm(deadline, ms);
     // Set with timers that are not those of now (a test's fake ones, installed or removed since):
     // set again with these, for the earliest entry still to fire.
-    else if (this.#armedWith !== globalThis.setTimeout) this.#arm(armed, armed.at - Date.now());
+    else if (this.#armedWith !== globalThis.setTimeout) this.#arm(armed, armed.at - this.#now());
     return deadline;
+  }
+
+  /**
+   * The clock's time. A clock other than the one the entries were measured on (a test's fake
+   * timers installed or removed since) takes over with each entry's time left as it was.
+   */
+  #now(): number {
+    const clock = this.#clockOf();
+    const previous = this.#clock;
+    if (previous === clock) return clock.now();
+    this.#clock = clock;
+    const now = clock.now();
+    if (previous !== undefined) {
+      const shift = now - previous.now();
+      for (let i = this.#head; i < this.#entries.length; i++) {
+        this.#entries[i]!.at += shift;
+      }
+    }
+    return now;
   }
 
   /** How many deadlines are set and neither fired nor cancelled. */
@@ -100,7 +140,8 @@ export class Deadlines {
     this.#timer = undefined;
     this.#armedFor = undefined;
     const entries = this.#entries;
-    const now = Math.max(fired.at, Date.now());
+    const clockNow = this.#now(); // first: it may move the entries' times, the fired one's too
+    const now = Math.max(fired.at, clockNow);
     this.#firing = true;
     try {
       while (this.#head < entries.length && entries[this.#head]!.at <= now) {
@@ -126,7 +167,8 @@ export class Deadlines {
     }
     const next = this.#entries[this.#head]!;
     // Firing took time too (each abandoned scope logs its tasks).
-    this.#arm(next, next.at - Math.max(now, Date.now()));
+    const later = this.#now();
+    this.#arm(next, next.at - Math.max(now, later));
   };
 }
 
@@ -141,6 +183,10 @@ export class Deadlines {
 export function stillToWait(clockLeft: number, waited: number, capped: boolean): number {
   if (clockLeft <= 0 || (!capped && clockLeft > waited / 2)) return 0;
   return clockLeft;
+}
+
+function globalPerformance(): Clock {
+  return globalThis.performance;
 }
 
 /** The process's drain deadlines. */

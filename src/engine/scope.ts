@@ -216,7 +216,7 @@ export class Scope implements RunOwner {
       if (this.#pending > 0) this.abandonDelayedPast(now + drainTimeoutMs, drainTimeoutMs, 'scope');
       // settled() cancels the deadline and closes the scope once the last task ends.
       if (this.#pending === 0) this.#state = 'closed';
-      else this.#deadline = deadlines.add(drainTimeoutMs, Scope.#drainExpired, this, now);
+      else this.#deadline = deadlines.add(drainTimeoutMs, Scope.#drainExpired, this);
     }
     return this.#disposal;
   }
