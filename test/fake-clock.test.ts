@@ -8,7 +8,8 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as realSleep } from 'node:timers/promises';
 import { afterEach, expect, it, vi } from 'vitest';
-import { Background, defineTask, observeTasks, shutdown, type TaskEvent } from '../src/index.js';
+import { Lifecycle } from 'tsyringe';
+import { Background, defineTask, disposeScope, observeTasks, shutdown, type TaskEvent } from '../src/index.js';
 import { captureLogger, deferred, freshApp } from './helpers.js';
 
 const roots: ReturnType<typeof freshApp>[] = [];
@@ -175,7 +176,7 @@ it("a scope's drain deadline set before the wall clock is set back an hour aband
   const first = root.createChildContainer();
   const handle = first.resolve(Background).add(() => hung.promise);
   const since = performance.now();
-  const disposed = first.dispose();
+  const disposed = Promise.resolve(first.dispose());
   // An NTP step back of an hour while the scope drains, then another scope's shorter deadline.
   vi.useFakeTimers({ toFake: ['Date'], now: Date.now() - 3_600_000 });
   const second = root.createChildContainer();
@@ -185,4 +186,28 @@ it("a scope's drain deadline set before the wall clock is set back an hour aband
   expect(handle.status).toBe('abandoned');
   expect(performance.now() - since).toBeGreaterThanOrEqual(390);
   hung.resolve();
+});
+
+it("the application's close keeps its deadline when the wall clock is set back an hour during the close", async () => {
+  const logger = captureLogger();
+  const root = freshApp({ logger });
+  roots.push(root);
+  /** A request's database session whose close never answers. */
+  class Session {
+    dispose(): Promise<void> {
+      return new Promise(() => undefined);
+    }
+  }
+  const scope = root.createChildContainer();
+  scope.register(Session, { useClass: Session }, { lifecycle: Lifecycle.ContainerScoped });
+  scope.resolve(Session);
+  const gate = deferred();
+  scope.resolve(Background).add(() => gate.promise);
+  void disposeScope(scope);
+  const since = performance.now();
+  const closing = shutdown({ container: root, timeoutMs: 400 });
+  vi.useFakeTimers({ toFake: ['Date'], now: Date.now() - 3_600_000 });
+  gate.resolve();
+  expect(await settlesWithin(closing, 3_000)).toBe(true);
+  expect(performance.now() - since).toBeGreaterThanOrEqual(390);
 });

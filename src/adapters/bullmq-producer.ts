@@ -277,6 +277,8 @@ class BullMQBackend implements Runner, DurableBackend {
   #unsent: Sending[] = [];
   /** Fires at the deadline of the first job in {@link #sending}, if any. */
   #sendTimer: NodeJS.Timeout | undefined;
+  /** The deadline {@link #sendTimer} was set for: once it fires, that time has come, whatever the clock says (a test's fake timers). */
+  #sendTimerFor = 0;
   /** The queue's Redis client, once ready: while it is connected, jobs go to it at once. */
   #client: QueueClient | undefined;
   /** Adds the flows of tasks with `after`; made on the first. */
@@ -700,9 +702,12 @@ class BullMQBackend implements Runner, DurableBackend {
     failed?: FailedPrerequisite,
     undecided: readonly DurableHandle[] = [],
   ): void {
-    const sending: Sending = { handle, deadline: Date.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false, detach, failed, undecided };
+    const sending: Sending = { handle, deadline: performance.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false, detach, failed, undecided };
     this.#sending.set(handle.id, sending);
-    this.#sendTimer ??= setTimeout(this.#sweep, this.#enqueueTimeoutMs);
+    if (this.#sendTimer === undefined) {
+      this.#sendTimer = setTimeout(this.#sweep, this.#enqueueTimeoutMs);
+      this.#sendTimerFor = sending.deadline;
+    }
     if (after.length === 0) {
       // Sent after the caller's turn, with the other jobs added in it: add() returns without
       // BullMQ's work on the job (its serialization, its command).
@@ -938,14 +943,14 @@ class BullMQBackend implements Runner, DurableBackend {
   async #settleNow(timeoutMs: number): Promise<CloseOutcome> {
     // The jobs of this turn go as every burst does, a slice a turn (not all at once: the event
     // loop would be held for as long, and Redis's answers read only after the bound had passed).
-    const startedAt = Date.now();
+    const startedAt = performance.now();
     // Jobs whose bound passes while the close waits for them are lost to it (the process exits).
     const failedBefore = this.enqueueFailures;
     const until = startedAt + timeoutMs + settleGraceMs;
     const onTheirWay = (): boolean => this.#sending.size > 0 || this.#overdue.size > 0 || this.#removals.size > 0 || this.#tells.size > 0;
-    while (onTheirWay() && Date.now() < until) {
+    while (onTheirWay() && performance.now() < until) {
       const waiting = this.#sending.size > 0 || this.#overdue.size > 0 ? new Promise<void>((resolve) => this.#sentWaiters.add(resolve)) : Promise.allSettled([...this.#removals.keys(), ...this.#tells]);
-      await within(waiting, until - Date.now());
+      if (!(await within(waiting, until - performance.now()))) break;
     }
     // Past the bound: what Redis answered meanwhile is read first (a timer can come before the
     // answers waiting on the connection).
@@ -958,7 +963,7 @@ class BullMQBackend implements Runner, DurableBackend {
     this.#logger.error(
       { taskIds: listed(unsent.map(({ id }) => id)), tasks: [...new Set(unsent.map(({ name }) => name))], cancelledTaskIds: listed(cancelled) },
       `the application closed with ${unsent.length} durable job(s) added before it not yet in Redis (a process that exits now may lose them), ` +
-        `and ${cancelled.size} cancellation(s) not yet sent (their jobs may still run), ${Date.now() - startedAt} ms after its close began (still being sent, or not answered by Redis)`,
+        `and ${cancelled.size} cancellation(s) not yet sent (their jobs may still run), ${Math.round(performance.now() - startedAt)} ms after its close began (still being sent, or not answered by Redis)`,
     );
     return { unfinished: unsent.length + cancelled.size + failedMeanwhile };
   }
@@ -966,11 +971,12 @@ class BullMQBackend implements Runner, DurableBackend {
   /** Fails the handles of the jobs whose deadline has passed, and waits for the next one's. */
   readonly #sweep = (): void => {
     this.#sendTimer = undefined;
-    const now = Date.now();
+    const now = Math.max(performance.now(), this.#sendTimerFor);
     const unanswered: DurableHandle[] = [];
     for (const [id, sending] of this.#sending) {
       if (sending.deadline > now) {
         this.#sendTimer = setTimeout(this.#sweep, sending.deadline - now);
+        this.#sendTimerFor = sending.deadline;
         break;
       }
       this.#sending.delete(id);
@@ -1961,7 +1967,7 @@ class BullMQBackend implements Runner, DurableBackend {
   async close(options: { timeoutMs?: number | undefined } = {}): Promise<void> {
     // Read once, from the options' own copy.
     const timeoutMs = checkCloseOptions('backend.close(options)', options) ?? 5_000;
-    const deadline = Date.now() + timeoutMs;
+    const deadline = performance.now() + timeoutMs;
     this.#closing = true;
     // What was added before is sent before the queue closes, and what was cancelled is removed
     // (within the bound: a removal may be waiting for Redis to be back).
@@ -1990,7 +1996,7 @@ class BullMQBackend implements Runner, DurableBackend {
     // Handles whose cancellation was asked before this process knew how their job stood: how it
     // ended (stopped, or as the job had ended first) is read from Redis, within the bound.
     const deciding = [...this.#live.values()].filter((handle) => handle.cancelling !== undefined);
-    if (deciding.length > 0) await within(this.#settleCancelled(deciding), Math.max(0, deadline - Date.now()));
+    if (deciding.length > 0) await within(this.#settleCancelled(deciding), Math.max(0, deadline - performance.now()));
     this.#closeTold = true;
     for (const wake of this.#closeWaiters) wake();
     this.#closeWaiters.clear();
@@ -2004,7 +2010,7 @@ class BullMQBackend implements Runner, DurableBackend {
       .catch(() => undefined)
       .then(() => (ownClient === undefined ? undefined : endClient(ownClient, timeoutMs)));
     const closing = Promise.allSettled([this.#events?.close(), queueClosed, this.#publisher === undefined ? undefined : endClient(this.#publisher), this.#flowProducer?.close()]);
-    if (!(await within(closing, Math.max(0, deadline - Date.now())))) {
+    if (!(await within(closing, Math.max(0, deadline - performance.now())))) {
       // Their QUIT unanswered: dropped, which fails what they still wait for (and ends their close()).
       this.#logger.warn({ timeoutMs }, `the durable backend's connections to Redis did not close within ${timeoutMs} ms (Redis did not answer); they are dropped`);
       // Before they are dropped, which would fail each add with a mere "Connection is closed".
@@ -2153,7 +2159,7 @@ type QueueClient = Awaited<ReturnType<Queue['getBackend']>['client']>;
 
 /**
  * A job on its way to Redis: its handle, when its handle fails if the job has not been handed to
- * BullMQ by then (epoch ms), the job, the sending's end once it has begun, and whether the job was
+ * BullMQ by then (`performance.now()`: the system clock set back or forward moves no job's bound), the job, the sending's end once it has begun, and whether the job was
  * handed to BullMQ (from then, only Redis's answer settles it: it may be in Redis).
  */
 interface Sending {

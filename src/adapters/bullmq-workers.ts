@@ -274,7 +274,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     // The application's close closes them too, within its deadline and a second more: a job whose
     // run it abandoned at the deadline is put back in the queue then (one round trip), not left to
     // wait out its lock because the process exited first.
-    leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs + putBackMs, Date.now() + timeoutMs + putBackMs)).then(() => ({ requeued })));
+    leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs + putBackMs, performance.now() + timeoutMs + putBackMs)).then(() => ({ requeued })));
     return background;
   };
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
@@ -541,7 +541,7 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   let leave = (): void => undefined;
   /**
    * Closes the workers: their jobs within `timeoutMs` (none: no bound), then their connections,
-   * within a second or by `closeBy` (epoch ms), which bounds the whole close when given.
+   * within a second or by `closeBy` (`performance.now()` time), which bounds the whole close when given.
    */
   const closeNow = async (timeoutMs: number | undefined, closeBy?: number): Promise<void> => {
     leave();
@@ -571,8 +571,8 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     // never answers, so they are dropped once a second has passed, one second for them all.
     if (inTime) await idle();
     whenIdle = undefined;
-    const until = closeBy ?? Date.now() + connectionsCloseMs;
-    const left = (): number => Math.max(0, until - Date.now());
+    const until = closeBy ?? performance.now() + connectionsCloseMs;
+    const left = (): number => Math.max(0, until - performance.now());
     const budget = closeBy === undefined ? connectionsCloseMs : left();
     if (!(await within(workerClosed, budget))) {
       logger.warn({ ms: budget }, `the durable workers' connections to Redis did not close within ${budget} ms once no job was active (Redis did not answer); they are dropped`);

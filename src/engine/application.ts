@@ -12,7 +12,7 @@ import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
 import type { CloseOutcome, CloseParticipant, JobContext, Runner } from '../model/runner.js';
-import { withDeadline } from './deadlines.js';
+import { monotonicNow, withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Periodic } from './periodic.js';
 import { Pool } from './pool.js';
@@ -71,7 +71,7 @@ export class Application implements ScopeHost {
   #state: ApplicationState = 'open';
   /** When the close began (epoch ms). */
   #closedAt = 0;
-  /** When the close's deadline is (epoch ms). */
+  /** When the close's deadline is, on the monotonic clock (a change of the system clock moves it not). */
   #deadlineAt = 0;
   #closing: Promise<ShutdownReport> | undefined;
   #options: ResolvedOptions;
@@ -339,7 +339,7 @@ export class Application implements ScopeHost {
    */
   closeWith(participant: CloseParticipant): () => void {
     if (this.#state !== 'open') {
-      this.#participantsClosing.push(this.#join(participant, Math.max(0, this.#deadlineAt - Date.now())));
+      this.#participantsClosing.push(this.#join(participant, Math.max(0, this.#deadlineAt - monotonicNow())));
       return noop;
     }
     this.#participants.add(participant);
@@ -394,7 +394,7 @@ export class Application implements ScopeHost {
     const startedAt = performance.now();
     this.#state = 'closing';
     this.#closedAt = Date.now();
-    this.#deadlineAt = this.#closedAt + timeoutMs;
+    this.#deadlineAt = monotonicNow() + timeoutMs;
     for (const participant of this.#participants) this.#participantsClosing.push(this.#join(participant, timeoutMs));
     this.#participants.clear();
     for (const periodic of [...this.periodics]) periodic.stop(new TaskCancelledError(periodic.name, periodic.id, 'the application was closed'));
@@ -435,7 +435,7 @@ export class Application implements ScopeHost {
     await nextTurn();
     // Until none is left: a scope disposed while the close waits for others is waited for too.
     while (this.#disposals.size > 0) {
-      const left = Math.max(0, this.#deadlineAt - Date.now());
+      const left = Math.max(0, this.#deadlineAt - monotonicNow());
       if (!(await withDeadline(Promise.allSettled(this.#disposals), left))) break;
     }
     if (this.#disposals.size === 0 || this.#disposalsWarned) return;

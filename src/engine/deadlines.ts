@@ -189,6 +189,14 @@ function globalPerformance(): Clock {
   return globalThis.performance;
 }
 
+/**
+ * The monotonic clock's time, ms, as the drain deadlines measure it: time gone by, which no change
+ * of the system clock moves, read from the global `performance` (a test's fake one while installed).
+ */
+export function monotonicNow(): number {
+  return globalThis.performance.now();
+}
+
 /** The process's drain deadlines. */
 export const deadlines = new Deadlines();
 

@@ -786,6 +786,34 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(backend.enqueueFailures).toBe(2);
   });
 
+  it('measures the enqueue bound on time gone by: the wall clock set back an hour holds no job past it, set forward fails none early', async () => {
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { host: '127.0.0.1', port: await freePort() }, queueName: `down-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
+    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    const bg = producer.resolve(Background).with({ durable: true });
+    const since = performance.now();
+    const first = bg.add(record, 'first', 1);
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() - 3_600_000 }); // an NTP step back
+    try {
+      // Failed at its bound, not an hour later.
+      await expect(first.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_ENQUEUE' });
+      expect(performance.now() - since).toBeGreaterThanOrEqual(299);
+      const second = bg.add(record, 'second', 1);
+      const secondAt = performance.now();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const third = bg.add(record, 'third', 1);
+      vi.setSystemTime(Date.now() + 7_200_000); // and forward: the third job's bound is still 300 ms away
+      await expect(second.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_ENQUEUE' });
+      expect(performance.now() - secondAt).toBeGreaterThanOrEqual(299);
+      expect(third.status).toBe('queued');
+      await expect(third.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_ENQUEUE' });
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(backend.enqueueFailures).toBe(3);
+  });
+
   it('close() while the event stream is being opened for a watched handle opens none after it: no connection is left open', async () => {
     const logger = captureLogger();
     const producer = freshApp({ logger });
