@@ -601,7 +601,7 @@ const lostLocksSaid = new Map<string, number>();
 
 /** Whether `key` was said less than `withinMs` ago (BullMQ's second report of one loss); records it now otherwise. */
 function saidLately(key: string, withinMs = 100): boolean {
-  const now = Date.now();
+  const now = performance.now();
   const at = lostLocksSaid.get(key);
   if (at !== undefined && now - at < withinMs) return true;
   if (lostLocksSaid.size >= 1_000) lostLocksSaid.clear();

@@ -29,7 +29,7 @@ import {
   type WorkerRequest,
   type WorkerResponse,
 } from '../worker/wire.js';
-import { withDeadline } from './deadlines.js';
+import { monotonicNow, withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Invocation } from './task-run.js';
 
@@ -411,7 +411,7 @@ export class Pool {
    */
   #repeated(where: string, thread: number | undefined, message: string): string | undefined {
     const key = `${where}\n${thread ?? ''}\n${message}`;
-    const now = Date.now();
+    const now = monotonicNow();
     const seen = this.#repeats.get(key);
     if (seen !== undefined && now < seen.until) {
       seen.more++;
