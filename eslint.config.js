@@ -78,11 +78,12 @@ const layerRules = modules.map((module, i) => {
   if (withoutTsyringe.includes(module.layer)) later.push({ name: 'tsyringe', message: `src/${module.layer}/ knows nothing of tsyringe: the di/ layer above it does.` });
   const patterns = [nodeProtocol, frameworkPattern(module.path)];
   if (publicOnly.includes(module.layer)) {
-    // Except the lowest layer's two leaf modules, which import nothing of the library: the checks
-    // and the logger's helpers, the same for every caller (twins of them drifted apart).
+    // Except the lowest layer's leaf modules, which import nothing of the library: the checks, the
+    // logger's helpers and the microtask no fake timers take, the same for every caller (twins
+    // of them drifted apart).
     patterns.push({
-      regex: '^\\.\\./(?!model/(checks|logger)\\.js$)(model|worker|engine|di)/',
-      message: `src/${module.layer}/ uses the library through ../index.js and the facade modules, as its users do (and ../model/checks.js, ../model/logger.js).`,
+      regex: '^\\.\\./(?!model/(checks|logger|soon)\\.js$)(model|worker|engine|di)/',
+      message: `src/${module.layer}/ uses the library through ../index.js and the facade modules, as its users do (and ../model/checks.js, ../model/logger.js, ../model/soon.js).`,
     });
   }
   return {

@@ -6,6 +6,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 import { constants } from 'node:os';
+// Node's own, which a test's fake timers do not replace (imported, not the global).
+import { setImmediate } from 'node:timers';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
 import { ApplicationBackground } from './background.js';
 import { appMadeFor, appOf, appOfDisposed } from './di/container.js';
@@ -15,6 +17,7 @@ import { checkCallback, checkContainer, checkKnownKeys, describe, invalid, isOpt
 import { newCounts, type TaskStatus } from './model/handle.js';
 import { isLogger, logSafely, type BackgroundLogger } from './model/logger.js';
 import { defaultOptions } from './model/options.js';
+import { soon } from './model/soon.js';
 
 /**
  * What {@link gracefulShutdown} needs of a server: a Node `http.Server` or `https.Server` (what
@@ -615,7 +618,7 @@ function trackRequests(server: GracefulServer): RequestTracker {
         // Still starting (Fastify's listen() waits for its plugins): it stops listening once it
         // starts, after the other 'listening' listeners (Fastify's reads the address), before any
         // connection can be taken.
-        if (!server.listening) server.once('listening', () => process.nextTick(() => NetServer.prototype.close.call(server, () => undefined)));
+        if (!server.listening) server.once('listening', () => soon(() => NetServer.prototype.close.call(server, () => undefined)));
       } else server.close(() => undefined);
       // Idle connections close now: those that have carried requests and have none in flight.
       // (One that has not carried one yet may be receiving its first: it is left to end with

@@ -512,6 +512,27 @@ describe('gracefulShutdown(): signals', () => {
     expect(h.logger.at('info').map((e) => e.message)).toEqual([expect.stringMatching(/^SIGINT received: shutting down gracefully within 50 ms/)]);
   });
 
+  it("a second signal exits under a test's fake timers that take setImmediate (Jest's default), without the clock being advanced", async () => {
+    const hold = deferred();
+    const h = await start(() => undefined);
+    h.appBg.add(async function appTask() {
+      await hold.promise;
+    });
+    const { exit, next } = fakeExit();
+    gracefulShutdown({ server: h.server, container: h.app, exit, logger: captureLogger() });
+    process.emit('SIGTERM');
+    await nextTurn();
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'queueMicrotask', 'Date'] });
+    try {
+      process.emit('SIGTERM');
+      const code = await Promise.race([next, sleep(2_000, 'not exited')]);
+      expect(code).toBe(143);
+    } finally {
+      vi.useRealTimers();
+      hold.resolve();
+    }
+  });
+
   it("a second signal's entry, through a logger whose promise rejects, is printed on the console before the process exits", async () => {
     const hold = deferred();
     const h = await start(() => undefined);

@@ -11,6 +11,8 @@
  * `failParentOnFailure`, so that its failure fails the dependent, which then reads `skipped`.
  */
 import { randomUUID } from 'node:crypto';
+// Node's own, which a test's fake timers do not replace (imported, not the global): a burst is sent under them too.
+import { setImmediate } from 'node:timers';
 import { FlowProducer, Job, Queue, QueueEvents, type ConnectionOptions, type FlowJobNode, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
@@ -29,6 +31,7 @@ import {
   type TaskStatus,
 } from '../index.js';
 import { describe, messageOf } from '../model/checks.js';
+import { soon } from '../model/soon.js';
 import { safeLogger } from './request-scope.js';
 import {
   applicationLoggerOf,
@@ -711,7 +714,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (after.length === 0) {
       // Sent after the caller's turn, with the other jobs added in it: add() returns without
       // BullMQ's work on the job (its serialization, its command).
-      if (this.#unsent.push(sending) === 1) queueMicrotask(this.#flush);
+      if (this.#unsent.push(sending) === 1) soon(this.#flush);
       return;
     }
     // Those it waits for must be on their way first (their `done` set).

@@ -6,6 +6,7 @@
  * delayed job cancelled, and Redis unreachable.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as realSleep } from 'node:timers/promises';
 import { runInNewContext } from 'node:vm';
 import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -272,6 +273,25 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
         await expect(read).rejects.toThrow(new TypeError(`backend.${method}(id): id must be a string (a handle's id), got ${got}`));
         await expect(read).rejects.toBeInstanceOf(TypeError);
       }
+    }
+  });
+
+  it("sends a burst under a test's fake timers that take queueMicrotask and setImmediate (Jest's default), without the clock being advanced", async () => {
+    const { bg, backend } = setup({ workers: false });
+    const durable = bg.with({ durable: true });
+    // The connection is up: jobs go straight to the queue's client.
+    const first = durable.add(record, 'before the fakes', 1);
+    await vi.waitFor(async () => expect(await backend.job(first.id)).toBeDefined(), { timeout: 5_000, interval: 10 });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'queueMicrotask', 'Date'] });
+    try {
+      // More than one turn's slice (500): the rest goes at the next turns.
+      const handles = Array.from({ length: 600 }, (_, i) => durable.add(record, `under the fakes ${i}`, 1));
+      const inRedis = async (): Promise<boolean> => (await Promise.all([handles[0]!, handles[599]!].map((handle) => backend.job(handle.id)))).every(Boolean);
+      const giveUpAt = performance.now() + 5_000;
+      while (!(await inRedis()) && performance.now() < giveUpAt) await realSleep(20);
+      expect(await inRedis()).toBe(true);
+    } finally {
+      vi.useRealTimers();
     }
   });
 
