@@ -173,6 +173,12 @@ export interface GracefulShutdown {
 const liveStatuses: readonly TaskStatus[] = ['queued', 'delayed', 'running', 'retrying'];
 /** How long the responses cut off at `requestsTimeoutMs` may take to end with their connections. */
 const cutOffEndMs = 1_000;
+/**
+ * A signal that comes again within this long of the first is the same one delivered twice, not a
+ * second: under a launcher that forwards signals (node --watch, tsx watch, npm), one Ctrl-C reaches
+ * the process from its process group and from the launcher, a few milliseconds apart.
+ */
+const sameSignalMs = 250;
 /** How many live tasks a second signal names before it counts the rest. */
 const listedAtMost = 20;
 
@@ -219,7 +225,8 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
   let settings: Settings | undefined;
   const settled = (): Settings => (settings ??= settingsOf(resolved));
   let closing: Promise<GracefulShutdownReport> | undefined;
-  let signalled = 0;
+  /** The first signal, and when it came. */
+  let first: { readonly signal: NodeJS.Signals; readonly at: number } | undefined;
   let exited = false;
 
   const exitOnce = (code: number): void => {
@@ -229,21 +236,44 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
     exit(code);
   };
 
+  /** The process exiting while the sequence runs, by other code than this (`process.exit()` in a library, say): what it abandons is said. */
+  const onExitDuring = (code: number): void => {
+    if (exited) return;
+    logAbandoned({ exitCode: code }, `the process is exiting (code ${code}) during graceful shutdown, before the sequence has ended (process.exit() called by other code?)`);
+  };
+
   const close = (): Promise<GracefulShutdownReport> => {
-    closing ??= run(settled(), requests).finally(() => {
-      for (const tracked of requests) tracked.stop();
-      detach();
-    });
+    if (closing === undefined) {
+      watchExit(onExitDuring);
+      closing = run(settled(), requests).finally(() => {
+        unwatchExit(onExitDuring);
+        for (const tracked of requests) tracked.stop();
+        detach();
+      });
+    }
     return closing;
   };
 
   // Each signal's own listener: `process.emit(signal)` passes no name, a real signal does.
   const listeners = signals.map((signal) => [signal, () => onSignal(signal)] as const);
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (++signalled > 1) {
+    if (first !== undefined) {
+      const afterMs = performance.now() - first.at;
+      // One Ctrl-C (or one `kill` of the process group) under a launcher that forwards what its
+      // group got (node --watch, tsx watch, npm): the same signal twice, a moment apart.
+      if (signal === first.signal && afterMs < sameSignalMs) {
+        logSafely(
+          settled().logger,
+          'info',
+          { signal, afterMs: Math.round(afterMs) },
+          `${signal} received again ${Math.round(afterMs)} ms after the first: taken as the same one (a launcher such as node --watch forwards the signal its process group got too); a second signal later than ${sameSignalMs} ms exits at once`,
+        );
+        return;
+      }
       forceExit(signal);
       return;
     }
+    first = { signal, at: performance.now() };
     const { timeoutMs, requestsTimeoutMs, logger } = settled();
     if (closing === undefined) {
       logSafely(logger, 'info', { signal, timeoutMs, requestsTimeoutMs }, `${signal} received: shutting down gracefully within ${timeoutMs} ms (a second signal exits at once)`);
@@ -260,8 +290,8 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
     );
   };
 
-  const forceExit = (signal: NodeJS.Signals): void => {
-    const code = 128 + ((constants.signals as Partial<Record<string, number>>)[signal] ?? 0);
+  /** Logs at `error` what an exit now abandons: the requests in flight and the live tasks, the first of them by name. */
+  const logAbandoned = (fields: Record<string, unknown>, head: string): void => {
     let live: { id: string; name: string; status: TaskStatus }[] = [];
     try {
       live = container.resolve(ApplicationBackground).list({ status: liveStatuses, application: true }).map(({ id, name, status }) => ({ id, name, status }));
@@ -275,10 +305,14 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
     logSafely(
       settled().logger,
       'error',
-      { signal, exitCode: code, abandoned: live.length, tasks: listed, more, requestsInFlight: inFlight },
-      `second ${signal} during graceful shutdown: exiting at once with code ${code}; abandoning ${inFlight} request(s) in flight and ${live.length} unfinished task(s)` +
-        (live.length > 0 ? `: ${names}` : ''),
+      { ...fields, abandoned: live.length, tasks: listed, more, requestsInFlight: inFlight },
+      `${head}; abandoning ${inFlight} request(s) in flight and ${live.length} unfinished task(s)` + (live.length > 0 ? `: ${names}` : ''),
     );
+  };
+
+  const forceExit = (signal: NodeJS.Signals): void => {
+    const code = 128 + ((constants.signals as Partial<Record<string, number>>)[signal] ?? 0);
+    logAbandoned({ signal, exitCode: code }, `second ${signal} during graceful shutdown: exiting at once with code ${code}`);
     // A turn later: a logger whose promise rejects at once has the entry printed on the console first.
     setImmediate(exitOnce, code);
   };
@@ -320,6 +354,19 @@ function unlisten(signal: NodeJS.Signals, listener: () => void): void {
   if (wired?.listeners.delete(listener) !== true || wired.listeners.size > 0) return;
   wirings.delete(signal);
   process.off(signal, wired.dispatch);
+}
+
+/** The sequences going on that the process's exit is told to, by one process listener. */
+const exitWatchers = new Set<(code: number) => void>();
+const onExit = (code: number): void => exitWatchers.forEach((told) => told(code));
+
+function watchExit(watcher: (code: number) => void): void {
+  if (exitWatchers.size === 0) process.on('exit', onExit);
+  exitWatchers.add(watcher);
+}
+
+function unwatchExit(watcher: (code: number) => void): void {
+  if (exitWatchers.delete(watcher) && exitWatchers.size === 0) process.off('exit', onExit);
 }
 
 interface ResolvedGracefulOptions {
@@ -424,6 +471,11 @@ function resolveGracefulOptions(options: GracefulShutdownOptions): ResolvedGrace
 /** How long the default `exit` waits for the process's own output to be written. */
 const flushMs = 1_000;
 
+/** The end of the deadline kept from the drain for what comes after it: a tenth, a second at most. */
+function reserveOf(timeoutMs: number): number {
+  return Math.min(1_000, Math.floor(timeoutMs / 10));
+}
+
 /**
  * `process.exit(code)` once what was written to `process.stdout` and `process.stderr` has gone
  * (within {@link flushMs}): on a pipe whose reader is slow, writes wait in the stream, and an
@@ -466,7 +518,10 @@ async function run({ app, timeoutMs, requestsTimeoutMs, logger }: Settings, requ
   // that cannot close its connections leaves them to the process's exit): their request scopes'
   // disposal begins then, and the drain below includes it.
   if (cutOff > 0) await withDeadline(Promise.all(requests.map((tracked) => tracked.idle)), Math.min(cutOffEndMs, Math.max(0, timeoutMs - (performance.now() - startedAt))));
-  const left = Math.max(0, Math.floor(timeoutMs - (performance.now() - startedAt)));
+  // The drain ends a reserve before the deadline, so that the pool's close, the summary and the
+  // exit come within it too: an orchestrator kills the process at its grace period (`docker stop`:
+  // 10 s, the default deadline), and the summary of what was lost would die with it.
+  const left = Math.max(0, Math.round(timeoutMs - reserveOf(timeoutMs) - (performance.now() - startedAt)));
   // What shutdown({ container, timeoutMs: left }) does, on the application found as the sequence began.
   const drained = app === undefined ? Object.freeze({ abandoned: 0, requeued: 0, durationMs: 0, totals: Object.freeze(newCounts()) }) : await app.close(left);
   const durationMs = Math.round(performance.now() - startedAt);

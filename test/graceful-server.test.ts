@@ -137,4 +137,15 @@ describe("gracefulShutdown()'s default exit in a child process", () => {
     expect(stderr.match(/application closed with 1 task\(s\) unfinished/g)?.length).toBe(2_000);
     expect(stderr).toMatch(/shut down in \d+ ms with work lost/);
   });
+
+  it('says what it abandons when other code exits the process during the sequence (process.exit() in a library)', { timeout: 15_000 }, async () => {
+    const other = startScript(fileURLToPath(new URL('fixtures/graceful-other-exit.mjs', import.meta.url)));
+    await other.waitFor(/^ready$/m);
+    other.child.kill('SIGTERM');
+    const { code, stderr } = await other.exited;
+    expect(code).toBe(0);
+    expect(stderr).toMatch(
+      /the process is exiting \(code 0\) during graceful shutdown, before the sequence has ended \(process\.exit\(\) called by other code\?\); abandoning 0 request\(s\) in flight and 1 unfinished task\(s\): outlivesTheExit \(#\d+, running\)/,
+    );
+  });
 });

@@ -84,6 +84,9 @@ function get(port: number, path: string, agent: Agent | false = false): Promise<
   });
 }
 
+/** Past the 250 ms within which the same signal again is taken as one delivered twice (a launcher forwarding it). */
+const pastSameSignalMs = 300;
+
 /** An injected exit: records the codes, and `next` resolves with the first. */
 function fakeExit() {
   const first = deferred<number>();
@@ -521,7 +524,7 @@ describe('gracefulShutdown(): signals', () => {
     const { exit, next } = fakeExit();
     gracefulShutdown({ server: h.server, container: h.app, exit, logger: captureLogger() });
     process.emit('SIGTERM');
-    await nextTurn();
+    await sleep(pastSameSignalMs);
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'queueMicrotask', 'Date'] });
     try {
       process.emit('SIGTERM');
@@ -547,7 +550,7 @@ describe('gracefulShutdown(): signals', () => {
     const rejecting: unknown = async () => Promise.reject(new Error('sink down'));
     gracefulShutdown({ server: h.server, container: h.app, exit, logger: { ...captureLogger(), error: rejecting as () => void } });
     process.emit('SIGTERM');
-    await nextTurn();
+    await sleep(pastSameSignalMs);
     process.emit('SIGTERM');
     const printedThen = await exited.promise;
     consoleError.mockRestore();
@@ -586,7 +589,7 @@ describe('gracefulShutdown(): signals', () => {
     await arrived.promise;
 
     process.emit(first);
-    await nextTurn();
+    await sleep(pastSameSignalMs);
     expect(exit).not.toHaveBeenCalled();
     process.emit(second);
     await expect(next).resolves.toBe(code);
@@ -607,6 +610,42 @@ describe('gracefulShutdown(): signals', () => {
     await expect(reply).resolves.toMatchObject({ status: 200, body: 'late' });
     await expect(graceful.close()).resolves.toMatchObject({ exitCode: 0 });
     expect(exit).toHaveBeenCalledTimes(1);
+  });
+
+  it('the same signal again within 250 ms is one delivered twice (a launcher forwarding its group\'s Ctrl-C), not a second: the drain goes on', async () => {
+    const work = deferred();
+    const h = await start(() => undefined);
+    const task = h.appBg.add(async function appTask() {
+      await work.promise;
+    });
+    const { exit, next } = fakeExit();
+    gracefulShutdown({ server: h.server, container: h.app, exit });
+    process.emit('SIGINT');
+    await nextTurn();
+    process.emit('SIGINT'); // node --watch forwards what the terminal sent its process group
+    await sleep(50);
+    expect(exit).not.toHaveBeenCalled();
+    work.resolve();
+    await expect(next).resolves.toBe(0);
+    expect(task.status).toBe('succeeded');
+    expect(h.logger.at('error')).toEqual([]);
+    expect(h.logger.at('info').map((entry) => entry.message)).toEqual([
+      'SIGINT received: shutting down gracefully within 5000 ms (a second signal exits at once)',
+      expect.stringMatching(/^SIGINT received again \d+ ms after the first: taken as the same one \(a launcher such as node --watch forwards the signal its process group got too\); a second signal later than 250 ms exits at once$/),
+      expect.stringMatching(summaryPattern),
+    ]);
+  });
+
+  it('ends within its deadline, the pool\'s close and the summary included: the drain keeps a tenth of it (a second at most) for them', async () => {
+    const h = await start(() => undefined);
+    h.appBg.add(async function outlivesTheDeadline() {
+      await new Promise(() => undefined);
+    });
+    const report = await gracefulShutdown({ server: h.server, container: h.app, timeoutMs: 1_000, signals: [], exit: vi.fn() }).close();
+    expect(report.exitCode).toBe(1);
+    expect(report.durationMs).toBeLessThan(1_000);
+    expect(report.durationMs).toBeGreaterThanOrEqual(899);
+    expect(h.logger.at('error').map((entry) => entry.message)).toContainEqual(expect.stringMatching(/^application closed with 1 task\(s\) unfinished .*900 ms/));
   });
 
   it('a signal during a close() already going on joins it and exits with its code', async () => {

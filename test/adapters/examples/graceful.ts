@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyListenOptions } from 'fastify';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
-import { BackgroundOptions, gracefulShutdown, type BackgroundLogger } from '../../../src/index.js';
+import { BackgroundOptions, gracefulShutdown, type BackgroundLogger, type GracefulShutdownReport } from '../../../src/index.js';
 import { createApp } from './fastify.js';
 import { Log, Mailer } from './services.js';
 
@@ -22,15 +22,20 @@ export async function listen(app: FastifyInstance, container: DependencyContaine
   // app.server is there before app.listen(): wired first, no request is missed
   const graceful = gracefulShutdown({ server: app.server, container, timeoutMs: 20_000, signals: [] }); // signals: [] — the caller handles them
   await app.listen(options);
-  return async function stop() {
-    const report = await graceful.close(); // stop accepting, finish the requests in flight, drain every scope, log the summary
-    await app.close(); // then Fastify's onClose hooks
-    return report;
+  let stopping: Promise<GracefulShutdownReport> | undefined;
+  return function stop() {
+    return (stopping ??= (async () => {
+      const report = await graceful.close(); // stop accepting, finish the requests in flight, drain every scope, log the summary
+      await app.close(); // then Fastify's onClose hooks
+      return report;
+    })());
   };
 }
 // const app = await createApp(container, logger); // the Fastify example below
 // const stop = await listen(app, container, { port: 3000 });
-// process.once('SIGTERM', () => void stop().then((report) => process.exit(report.exitCode)));
+// process.on, not once: the same signal again (a launcher such as node --watch forwards what its
+// process group got) would meet Node's default action, which kills the process at once.
+// process.on('SIGTERM', () => void stop().then((report) => process.exit(report.exitCode)));
 // #endregion docs
 
 export async function main() {
