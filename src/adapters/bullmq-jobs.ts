@@ -14,7 +14,9 @@ import { isLogger } from '../model/logger.js';
 /** Where the queue is. */
 export interface BullMQConnection {
   /**
-   * How to reach Redis: ioredis options (`{ host, port }`) or a connection URL's parts.
+   * How to reach Redis: ioredis options (`{ host, port }`, `{ url: 'redis://…' }`, with any other
+   * of ioredis's options) or an ioredis client, which stays yours to end (for `startWorkers()`,
+   * one made with `maxRetriesPerRequest: null`, as BullMQ's workers need).
    * @default { host: '127.0.0.1', port: 6379 }
    */
   connection?: ConnectionOptions | undefined;
@@ -536,15 +538,18 @@ export const cancelRecordMs = 10 * 60_000;
 /** How many cancellations {@link cancelRecordKey} keeps at most (the latest). */
 export const cancelRecordMax = 10_000;
 
-/** A client of its own, for publishing or subscribing: a duplicate of a given one, or new from options. */
+/**
+ * A client of its own, for publishing or subscribing: a duplicate of a given one, or new from
+ * options (a `url` among them read as BullMQ reads it: ioredis ignores the key, and the client
+ * went to 127.0.0.1:6379). It connects at once, whatever `lazyConnect` says: a subscriber sends no
+ * command that would connect it, and would never listen.
+ */
 export function redisFor(connection: ConnectionOptions): Redis {
-  if (connection instanceof Redis) {
-    const copy: Redis = (connection as Redis).duplicate();
-    return copy;
-  }
+  if (isClient(connection)) return (connection as Redis).duplicate({ lazyConnect: false });
+  const { url, ...rest } = connection as { url?: string };
   // ioredis's own option types do not pass exactOptionalPropertyTypes: the object goes as it is.
-  const options: object = { ...(connection as Record<string, unknown>), maxRetriesPerRequest: null };
-  return new Redis(options);
+  const options: object = { ...rest, lazyConnect: false, maxRetriesPerRequest: null };
+  return url === undefined ? new Redis(options) : new Redis(url, options);
 }
 
 /** Whether a connection option is a client (the caller's, shared) rather than options to make one from. */
@@ -603,7 +608,12 @@ const connectionKeys = ['connection', 'queueName', 'prefix', 'logger'] as const 
 export function checkConnection<T extends BullMQConnection>(where: string, given: T, ownKeys: readonly string[]): T {
   if (!isOptionsObject(given)) throw new TypeError(`${where}(options): options must be an object, got ${describe(given)}`);
   const options = checkKnownKeys(given, [...ownKeys, ...connectionKeys], `${where}(options)`);
-  const { queueName, prefix, logger } = options;
+  const { connection, queueName, prefix, logger } = options;
+  // A URL string is what `new Redis(url)` takes, not BullMQ: its characters were read as options, and the client went to 127.0.0.1:6379.
+  if (connection !== undefined && (typeof connection !== 'object' || connection === null)) {
+    const hint = typeof connection === 'string' ? ' (a URL goes as { url: "redis://…" })' : '';
+    throw new TypeError(`${where}(options): options.connection must be ioredis's options ({ host, port }, { url }, …) or an ioredis client${hint}, got ${typeof connection === 'string' ? 'a string' : describe(connection)}`);
+  }
   if (queueName !== undefined && (typeof queueName !== 'string' || queueName === '')) {
     throw new TypeError(`${where}(options): options.queueName must be a non-empty string, got ${describe(queueName)}`);
   }

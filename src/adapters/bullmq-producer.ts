@@ -278,6 +278,8 @@ class BullMQBackend implements Runner, DurableBackend {
   #closeTold = false;
   /** Jobs added in this turn, sent at its end ({@link #flush}). */
   #unsent: Sending[] = [];
+  /** The last error of the queue's connection (a refused connection, a wrong password): what a job that could not be sent is told. */
+  #connectionError: unknown;
   /** Fires at the deadline of the first job in {@link #sending}, if any. */
   #sendTimer: NodeJS.Timeout | undefined;
   /** The deadline {@link #sendTimer} was set for: once it fires, that time has come, whatever the clock says (a test's fake timers). */
@@ -322,7 +324,10 @@ class BullMQBackend implements Runner, DurableBackend {
   #newQueue(): Queue {
     // A cron schedule's times are the library's (BullMQ asks the queue of the process that adds it, then the worker that takes each run).
     const queue = new Queue(this.#queueName, { connection: this.#queueConnection, settings: { repeatStrategy: cronRepeatStrategy() }, ...(this.#prefix === undefined ? {} : { prefix: this.#prefix }) });
-    queue.on('error', (error) => this.#logger.warn({ err: error }, 'the durable queue lost its connection to Redis; it reconnects'));
+    queue.on('error', (error) => {
+      this.#connectionError = error;
+      this.#logger.warn({ err: error }, `the durable queue lost its connection to Redis (${messageOf(error)}); it reconnects`);
+    });
     // The first reaction to a failed set-up: whatever awaited it finds the new queue in place.
     queue.getBackend().client.catch((error: unknown) => this.#setUpFailed(queue, error));
     return queue;
@@ -405,7 +410,17 @@ class BullMQBackend implements Runner, DurableBackend {
     this.#events = events;
     this.#listen(events);
     await events.waitUntilReady();
-    if (generation === this.#readersClosed) this.#readerReady = true;
+    if (generation !== this.#readersClosed) return;
+    this.#readerReady = true;
+    // Back after a lost connection: the followed handles are read from Redis. What the stream
+    // carried meanwhile may be gone with it (a Redis restarted without its data has neither the
+    // events nor the jobs, and no event would ever come to say so: the handles waited for ever).
+    (await events.getBackend().client).on('ready', () => {
+      if (generation !== this.#readersClosed || this.#events !== events) return;
+      this.#reconcile('event stream reconnected to Redis (what it carried meanwhile may be lost)').catch((error: unknown) => {
+        if (this.queue.closing === undefined) this.#logger.warn({ err: error }, "the durable handles being followed could not be read from Redis once the queue's event stream reconnected; their events still come");
+      });
+    });
   }
 
   /**
@@ -993,7 +1008,7 @@ class BullMQBackend implements Runner, DurableBackend {
         sending.awaitingPrerequisites === true
           ? `the jobs it runs after were not in Redis within ${this.#enqueueTimeoutMs} ms (Redis could not be reached, or had not answered their adds); it was never sent`
           : sending.done !== undefined
-            ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)`
+            ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)${this.#connectionError === undefined ? '' : `; the connection's last error: ${messageOf(this.#connectionError)}`}`
             : this.#awaitingReader && this.#live.get(id) === sending.handle
               ? `it was still waiting after ${this.#enqueueTimeoutMs} ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`
               : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`;
@@ -1248,13 +1263,10 @@ class BullMQBackend implements Runner, DurableBackend {
     }
   }
 
-  /** Reads every followed handle back from Redis: events may have been trimmed unread. */
-  async #reconcile(): Promise<void> {
+  /** Reads every followed handle back from Redis: events may have been lost unread (`why`). */
+  async #reconcile(why = 'event stream may have been trimmed past events this process had not read (it fell behind)'): Promise<void> {
     if (this.#live.size === 0) return;
-    this.#logger.info(
-      { handles: this.#live.size },
-      `the durable queue's event stream may have been trimmed past events this process had not read (it fell behind): its ${this.#live.size} followed handles are read from Redis`,
-    );
+    this.#logger.info({ handles: this.#live.size }, `the durable queue's ${why}: its ${this.#live.size} followed handles are read from Redis`);
     await this.#readBack([...this.#live.values()]);
   }
 
@@ -2283,7 +2295,7 @@ function goneError(name: string, id: string): DurableTaskError {
     'ERR_DURABLE_GONE',
     id,
     `durable task "${name}" (#${id}): its job is no longer in Redis, so its outcome is unknown here (the queue keeps a completed job ${keepCompleted.age / 3600} h, ` +
-      `the last ${keepCompleted.count} of them, and a failed one ${keepFailed.age / 24 / 3600} days; a job can also be removed by hand); ` +
+      `the last ${keepCompleted.count} of them, and a failed one ${keepFailed.age / 24 / 3600} days; a job can also be removed by hand, or lost with Redis's data: a Redis restarted without persistence, or one that evicts keys); ` +
       'watch a handle (read its status or ask for its result) before its job ends to be told how it ended',
   );
 }

@@ -36,6 +36,7 @@ import {
   defaultQueueName,
   endClient,
   endedWith,
+  isClient,
   jobEnded,
   jobContext,
   jobRun,
@@ -208,6 +209,14 @@ export interface DurableWorkers {
 export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   options = checkConnection('startWorkers', options, startWorkersKeys);
   const { tasks, concurrency, container } = options;
+  // BullMQ's own refusal comes from its Worker, once a duplicate of the client is made (left reconnecting), as a plain Error.
+  const given = options.connection;
+  const retries = given !== undefined && isClient(given) ? (given as { options?: { maxRetriesPerRequest?: unknown } }).options?.maxRetriesPerRequest : null;
+  if (retries !== null) {
+    throw new TypeError(
+      `startWorkers(options): options.connection is an ioredis client whose maxRetriesPerRequest is ${describe(retries)}; BullMQ's workers need null (new Redis({ maxRetriesPerRequest: null, … })), or give the client's options instead of the client`,
+    );
+  }
   if (!Array.isArray(tasks) || tasks.length === 0) {
     throw new TypeError(`startWorkers(options): options.tasks must be a non-empty array of defineTask() or workerTask() definitions, got ${describe(tasks)}`);
   }
@@ -531,7 +540,13 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       for (let i = 0; i + 1 < recorded.length; i += 2) if (Number(recorded[i + 1]) >= now - cancelRecordMs) cancelRequested(recorded[i]!, now);
     } catch (error) {
       if (closing) return;
-      logger.warn({ err: error }, `a durable worker could not listen for cancellations (${messageOf(error)}); it listens again once its connection is back`);
+      // Refused for good, not for a while: the Redis user may not subscribe to the channel (Redis 7's ACL users get no channel unless given one).
+      if (messageOf(error).startsWith('NOPERM')) {
+        logger.error(
+          { err: error, channel },
+          `a durable worker cannot listen for cancellations (${messageOf(error)}): its Redis user may not subscribe to the channel ${channel} (ACL: give it &${channel}); cancel() of a running job cannot reach this worker`,
+        );
+      } else logger.warn({ err: error }, `a durable worker could not listen for cancellations (${messageOf(error)}); it listens again once its connection is back`);
     } finally {
       readRecorded();
     }

@@ -662,6 +662,71 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     await vi.waitFor(async () => expect(await backend.job(handle.id)).toMatchObject({ status: 'cancelled', attempt: 1 }), { timeout: 5_000, interval: 10 });
   });
 
+  it.each([
+    ['a URL', () => ({ url: `redis://${redis.connection.host}:${redis.connection.port}` })],
+    ['lazyConnect: true', () => ({ ...redis.connection, lazyConnect: true })],
+    ['a client of the caller\'s with lazyConnect', () => new Redis({ ...redis.connection, lazyConnect: true, maxRetriesPerRequest: null })],
+  ] as const)('cancels a running job with the connection given as %s: the clients of its own the backend makes honour it', async (_, connectionOf) => {
+    const connection = connectionOf();
+    if (connection instanceof Redis) closers.push(async () => connection.disconnect());
+    const { bg, backend } = openQueue(connection, closers, { tasks: [abortable], prefix: 'conn' });
+    aborted.length = 0;
+    const handle = bg.with({ durable: true }).add(abortable, 'stop me');
+    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 5_000, interval: 5 });
+    handle.cancel('enough');
+    await vi.waitFor(() => expect(aborted).toEqual(['stop me: TaskCancelledError']), { timeout: 5_000, interval: 10 });
+    await vi.waitFor(async () => expect(await backend.job(handle.id)).toMatchObject({ status: 'cancelled' }), { timeout: 5_000, interval: 10 });
+  });
+
+  it("says why Redis could not be reached: a job's enqueue failure names the connection's last error (a wrong password)", async () => {
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { ...redis.connection, username: `nobody-${randomUUID()}`, password: 'wrong' }, queueName: `auth-${randomUUID()}`, logger, enqueueTimeoutMs: 500 });
+    closers.push(() => shutdown({ container: producer }), () => backend.close({ timeoutMs: 100 }));
+    const handle = producer.resolve(Background).with({ durable: true }).add(record, 'refused', 1);
+    const error = await handle.result().catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/could not be enqueued: Redis could not be reached within 500 ms \(it was never sent\); the connection's last error: WRONGPASS/);
+    expect(logger.at('warn').map((entry) => entry.message)).toContainEqual(expect.stringMatching(/^the durable queue lost its connection to Redis \(WRONGPASS .*\); it reconnects$/));
+  });
+
+  it('a worker whose Redis user may not subscribe to the cancellation channel says so at error, naming the channel', async () => {
+    const admin = new Redis(redis.connection);
+    const user = `nochannel-${randomUUID()}`;
+    await admin.call('ACL', 'SETUSER', user, 'on', '>secret', '~*', '+@all', 'resetchannels');
+    closers.push(async () => {
+      await admin.call('ACL', 'DELUSER', user);
+      admin.disconnect();
+    });
+    const logger = captureLogger();
+    const app = freshApp({ logger });
+    const queueName = `acl-${randomUUID()}`;
+    const workers = startWorkers({ container: app, tasks: [record], connection: { ...redis.connection, username: user, password: 'secret' }, queueName, logger });
+    closers.push(() => workers.close(), () => shutdown({ container: app }));
+    await vi.waitFor(() => expect(logger.at('error').map((entry) => entry.message)).toContainEqual(
+      `a durable worker cannot listen for cancellations (NOPERM this user has no permissions to access one of the channels used as arguments): its Redis user may not subscribe to the channel bull:${queueName}:tsyringe-background:cancel (ACL: give it &bull:${queueName}:tsyringe-background:cancel); cancel() of a running job cannot reach this worker`,
+    ), { timeout: 5_000, interval: 10 });
+  });
+
+  it('refuses a connection that is a URL string, and a client for workers whose maxRetriesPerRequest is not null, naming the option, before any connection is made', () => {
+    const app = freshApp({ logger: captureLogger() });
+    const url = `redis://${redis.connection.host}:${redis.connection.port}`;
+    for (const call of [() => useBullMQ(app, { connection: url as never }), () => startWorkers({ container: app, tasks: [record], connection: url as never })]) {
+      expect(call).toThrow(TypeError);
+      expect(call).toThrow(/^(useBullMQ|startWorkers)\(options\): options\.connection must be ioredis's options \(\{ host, port \}, \{ url \}, …\) or an ioredis client \(a URL goes as \{ url: "redis:\/\/…" \}\), got a string$/);
+    }
+    const client = new Redis({ ...redis.connection, lazyConnect: true });
+    try {
+      expect(() => startWorkers({ container: app, tasks: [record], connection: client })).toThrow(
+        new TypeError(
+          "startWorkers(options): options.connection is an ioredis client whose maxRetriesPerRequest is 20 (number); BullMQ's workers need null (new Redis({ maxRetriesPerRequest: null, … })), or give the client's options instead of the client",
+        ),
+      );
+      expect(client.status).toBe('wait'); // nothing made, nothing connected
+    } finally {
+      client.disconnect();
+    }
+  });
+
   it('runs a durable periodic task once per tick for the whole cluster: one job scheduler per task name, whoever adds it; cancel() removes it', async () => {
     const { bg, backend, queueName } = setup();
     ticks = 0;
@@ -775,7 +840,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const handle = producer.resolve(Background).with({ durable: true }).add(record, 'lost', 1);
     const error = await handle.result().catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
-    expect((error as Error).message).toMatch(/^durable task "record" \(#[0-9a-f-]+\) could not be enqueued: Redis could not be reached within 300 ms \(it was never sent\)$/);
+    expect((error as Error).message).toMatch(/^durable task "record" \(#[0-9a-f-]+\) could not be enqueued: Redis could not be reached within 300 ms \(it was never sent\); the connection's last error: connect ECONNREFUSED 127\.0\.0\.1:\d+$/);
     expect(handle.status).toBe('failed');
     expect(backend.enqueueFailures).toBe(1);
     expect(logger.at('error').map((entry) => entry.message)).toContain('durable task "record" could not be enqueued; it will not run');

@@ -21,7 +21,7 @@ export interface QueueApps {
 }
 
 export function openQueue(
-  connection: { host: string; port: number },
+  connection: NonNullable<NonNullable<Parameters<typeof useBullMQ>[1]>['connection']>,
   closers: (() => Promise<unknown>)[],
   options: {
     tasks: Parameters<typeof startWorkers>[0]['tasks'];
