@@ -22,9 +22,21 @@ describe('pool.resourceLimits', () => {
     [{ maxOldGenerationSizeMb: 15.5 }, 'maxOldGenerationSizeMb must be at least 16 (megabytes): with less, a worker thread may die as it starts; got 15.5 (number)'],
     [{ stackSizeMb: 0.1 }, 'stackSizeMb must be at least 1 (megabytes): with less, a worker thread may die as it starts; got 0.1 (number)'],
     [{ stackSizeMb: 0.5 }, 'stackSizeMb must be at least 1 (megabytes): with less, a worker thread may die as it starts; got 0.5 (number)'],
-  ] as const)('%o is refused with a RangeError naming the limit and its minimum', (resourceLimits, message) => {
+    // Past these, the whole process died as the first thread started (a stack overflow or a segmentation fault; V8's fatal out-of-memory).
+    [{ stackSizeMb: 1e21 }, 'stackSizeMb must be at most 1024 (megabytes): with more, a worker thread may end the whole process as it starts; got 1e+21 (number)'],
+    [{ codeRangeSizeMb: 1e8 }, 'codeRangeSizeMb must be at most 1024 (megabytes): with more, a worker thread may end the whole process as it starts; got 100000000 (number)'],
+  ] as const)('%o is refused with a RangeError naming the limit and its bound', (resourceLimits, message) => {
     const root = freshApp({ pool: { resourceLimits } });
     expect(() => root.resolve(Background)).toThrow(new RangeError(`BackgroundOptions: options.pool.resourceLimits.${message}`));
+  });
+
+  it('pool.maxThreads past 4096 is refused (1e8 was a fatal allocation error of the whole process when the pool was made)', () => {
+    for (const maxThreads of [4097, 1e8, 2 ** 31]) {
+      expect(() => freshApp({ pool: { maxThreads } }).resolve(Background)).toThrow(
+        new RangeError(`BackgroundOptions: options.pool.maxThreads must be an integer from 1 to 4096, got ${maxThreads} (number)`),
+      );
+    }
+    expect(() => freshApp({ pool: { maxThreads: 4096, minThreads: 0 } }).resolve(Background)).not.toThrow();
   });
 
   it('at the minimums, threads start, run the setup module and run tasks, again and again', { timeout: 30_000 }, async () => {

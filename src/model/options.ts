@@ -15,7 +15,7 @@ export interface PoolOptions {
   /**
    * The most worker threads. Threads start only as admitted tasks need them: at first as many
    * tasks as there are cores are admitted, more only while the admitted ones leave the CPU idle
-   * (tasks that wait rather than compute).
+   * (tasks that wait rather than compute). An integer from 1 to 4096.
    * @default 40
    */
   maxThreads?: number | undefined;
@@ -32,7 +32,8 @@ export interface PoolOptions {
   /**
    * Memory limits of each worker thread (Node's `ResourceLimits`); a thread over them fails its
    * task. `maxOldGenerationSizeMb` at least 16 and `stackSizeMb` at least 1: with less, a thread
-   * may die as it starts (or, for the stack, take the process with it).
+   * may die as it starts (or, for the stack, take the process with it); `stackSizeMb` and
+   * `codeRangeSizeMb` at most 1024: with more, a thread may end the whole process as it starts.
    */
   resourceLimits?: ResourceLimits | undefined;
   /**
@@ -293,6 +294,22 @@ const limitKeys = ['maxOldGenerationSizeMb', 'maxYoungGenerationSizeMb', 'codeRa
  */
 const limitMinimums: Readonly<Record<string, number>> = { maxOldGenerationSizeMb: 16, stackSizeMb: 1 };
 
+/**
+ * The largest limits a worker thread is allowed, where more ends the process rather than the
+ * thread: a code range V8 cannot reserve is a fatal out-of-memory of the whole process (100 TB and
+ * more on Node 20), a stack of terabytes overflows Node's size computation into a tiny stack (the
+ * process dies of a stack overflow, or of a segmentation fault on Node 24). A gigabyte of either
+ * is far past any real task's need (V8 uses at most 128 MB of code range on 64-bit machines).
+ */
+const limitMaximums: Readonly<Record<string, number>> = { codeRangeSizeMb: 1024, stackSizeMb: 1024 };
+
+/**
+ * The most worker threads a pool may have: the pool sizes its shared start marks by it when it is
+ * made (`1e8` was a fatal allocation error of the whole process), and a thread costs megabytes of
+ * memory: no machine runs this many.
+ */
+const maxThreadsAtMost = 4096;
+
 function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   if (given === undefined) return base;
   if (!isOptionsObject(given)) {
@@ -302,8 +319,8 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   const unknown = unknownKey(pool, poolKeys);
   if (unknown !== undefined) throw new TypeError(`BackgroundOptions: options.pool.${unknown} is not a known option; known options: ${poolKeys.join(', ')}`);
   const maxThreads = pool.maxThreads ?? base.maxThreads;
-  if (!Number.isSafeInteger(maxThreads) || (maxThreads as number) < 1) {
-    throw invalid('BackgroundOptions: options.pool.maxThreads', 'a positive integer', maxThreads);
+  if (!Number.isSafeInteger(maxThreads) || (maxThreads as number) < 1 || (maxThreads as number) > maxThreadsAtMost) {
+    throw invalid('BackgroundOptions: options.pool.maxThreads', `an integer from 1 to ${maxThreadsAtMost}`, maxThreads);
   }
   const max = maxThreads as number;
   const minThreads = pool.minThreads ?? Math.min(base.minThreads, max);
@@ -340,6 +357,12 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
       if (minimum !== undefined && value < minimum) {
         throw new RangeError(
           `BackgroundOptions: options.pool.resourceLimits.${key} must be at least ${minimum} (megabytes): with less, a worker thread may die as it starts; got ${describe(value)}`,
+        );
+      }
+      const maximum = limitMaximums[key];
+      if (maximum !== undefined && value > maximum) {
+        throw new RangeError(
+          `BackgroundOptions: options.pool.resourceLimits.${key} must be at most ${maximum} (megabytes): with more, a worker thread may end the whole process as it starts; got ${describe(value)}`,
         );
       }
     }
