@@ -200,4 +200,18 @@ describe('what a worker task throws or returns, when it is hard to read', () => 
       new TypeError('bg.add("echoes"): argument #0 (args[0].at) is a Proxy, which cannot cross to another thread; pass the plain data it wraps'),
     );
   });
+
+  it('looks into every element of a long list (walked by index) and names the path of what it refuses', () => {
+    class Point {
+      constructor(readonly x: number) {}
+    }
+    const rows: unknown[] = Array.from({ length: 10_000 }, (_, i) => ({ i, tags: ['a'] }));
+    rows[7_777] = { i: 7_777, tags: ['a', new Point(1)] };
+    expect(() => bg.add(echoes, { rows })).toThrow(
+      new TypeError('bg.add("echoes"): argument #0 (args[0].rows[7777].tags[1]) is an instance of Point: it would arrive as a plain object without its class and methods; use plain data instead'),
+    );
+    const numbers: unknown[] = Array.from({ length: 100_000 }, (_, i) => i);
+    numbers.push(function later() {});
+    expect(() => bg.add(echoes, numbers)).toThrow(new TypeError('bg.add("echoes"): argument #0 (args[0][100000]) is a function (later), which cannot cross to another thread'));
+  });
 });

@@ -100,38 +100,87 @@ export function checkResult(taskName: string, result: unknown): void {
 }
 
 /**
+ * Where a value is in what is walked: the root's name, or a step from its parent. Made only for
+ * values that are looked into, and read as text only when something is wrong: a path string per
+ * element of a long list cost more than the walk itself.
+ */
+type Path = string | Step;
+
+interface Step {
+  readonly up: Path;
+  readonly key: string | number;
+  /** How the key reads after its parent: `.key`, `[key]`, or as it is (`.<map key>`, `.get(x)`). */
+  readonly how: 'field' | 'index' | 'raw';
+}
+
+function pathText(path: Path): string {
+  const steps: Step[] = [];
+  let at = path;
+  while (typeof at !== 'string') {
+    steps.push(at);
+    at = at.up;
+  }
+  let text = at;
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const { key, how } = steps[i]!;
+    text += how === 'field' ? `.${key}` : how === 'index' ? `[${key}]` : String(key);
+  }
+  return text;
+}
+
+/** Whether a value is looked into: objects, and what fails at once (functions, symbols); other primitives cross as they are. */
+function looked(value: unknown): boolean {
+  const type = typeof value;
+  return type === 'object' ? value !== null : type === 'function' || type === 'symbol';
+}
+
+/**
+ * Lists this long or longer are walked by index: their elements, not their named properties
+ * (`Object.keys()` and `Object.getOwnPropertyNames()` of a list make a string of every index: a
+ * tenth of a second, and a third, for a million), so a named or non-enumerable property of such a
+ * list is not looked for, as a long typed array's own fields are not.
+ */
+const longList = 4096;
+
+/**
  * Walks a value as structured clone would, calling `fail` at the first thing it would refuse or
  * change. `strict` (arguments, checked at `add()`) refuses too what it would change that a result
  * is let through with: an error of a class of the user's own, a non-enumerable property.
  */
 function walk(root: unknown, rootPath: string, transferList: Transferable[], fail: (path: string, problem: string) => never, strict = false): void {
   const seen = new Set<object>();
+  const failAt: (path: Path, problem: string) => never = (path, problem) => fail(pathText(path), problem);
   // Cloning reads every field, getters included: one that throws fails the clone too.
-  const read = (object: object, key: string, path: string): unknown => {
+  const read = (object: object, key: string | number, up: Path, how: Step['how']): unknown => {
     try {
-      return (object as Record<string, unknown>)[key];
+      return (object as Record<string | number, unknown>)[key];
     } catch (error) {
-      return fail(path, `cannot be read: its getter threw (${messageOf(error)})`);
+      return failAt({ up, key, how }, `cannot be read: its getter threw (${messageOf(error)})`);
     }
   };
-  const visit = (value: unknown, path: string, depth: number): void => {
+  /** Visits `object[key]` when it is to be looked into. */
+  const child = (object: object, key: string | number, up: Path, how: Step['how'], depth: number): void => {
+    const value = read(object, key, up, how);
+    if (looked(value)) visit(value, { up, key, how }, depth);
+  };
+  const visit = (value: unknown, path: Path, depth: number): void => {
     const type = typeof value;
     if (type === 'function' || type === 'symbol') {
       const what = type === 'function' ? `a function (${(value as () => void).name || 'anonymous'})` : `a symbol (${String(value)})`;
-      fail(path, `is ${what}, which cannot cross to another thread`);
+      failAt(path, `is ${what}, which cannot cross to another thread`);
     }
     if (type !== 'object' || value === null || seen.has(value as object)) return;
     const object = value as object;
     if (depth > maxNesting) {
-      fail(`${shortened(path)} (level ${depth})`, `is nested more than ${maxNesting} levels deep, past what crosses to another thread safely; flatten it (a list of rows with parent ids, say)`);
+      fail(`${shortened(pathText(path))} (level ${depth})`, `is nested more than ${maxNesting} levels deep, past what crosses to another thread safely; flatten it (a list of rows with parent ids, say)`);
     }
     seen.add(object);
     // Structured clone refuses a Proxy, whatever it wraps (and looking into one runs its traps).
-    if (types.isProxy(object)) fail(path, 'is a Proxy, which cannot cross to another thread; pass the plain data it wraps');
+    if (types.isProxy(object)) failAt(path, 'is a Proxy, which cannot cross to another thread; pass the plain data it wraps');
     if (marked.has(object)) {
       const moved = ArrayBuffer.isView(object) ? (object.buffer as ArrayBuffer) : (object as Transferable);
       if (moved instanceof ArrayBuffer && isDetached(moved)) {
-        fail(path, 'was marked with transfer() but its buffer was already transferred (it is detached); pass a buffer that still holds its data');
+        failAt(path, 'was marked with transfer() but its buffer was already transferred (it is detached); pass a buffer that still holds its data');
       }
       transferList.push(moved);
       return;
@@ -139,68 +188,78 @@ function walk(root: unknown, rootPath: string, transferList: Transferable[], fai
     if (ArrayBuffer.isView(object)) {
       if (strict) {
         const field = types.isTypedArray(object) ? typedArrayField(object) : Object.getOwnPropertyNames(object)[0];
-        if (field !== undefined) fail(path, `is ${describe(object)} with a property of its own (${field}), which structured clone leaves out`);
+        if (field !== undefined) failAt(path, `is ${describe(object)} with a property of its own (${field}), which structured clone leaves out`);
       }
       return;
     }
-    if (isMessagePort(object)) fail(path, 'is a MessagePort, which can only be moved: mark it with transfer()');
+    if (isMessagePort(object)) failAt(path, 'is a MessagePort, which can only be moved: mark it with transfer()');
     const prototype: unknown = Object.getPrototypeOf(object);
+    const list = Array.isArray(object);
     // Plain data made in another realm (node:vm) is cloned as it is: known by its shape.
     const plain =
       prototype === Object.prototype ||
       prototype === Array.prototype ||
       prototype === null ||
-      (Array.isArray(object) ? isBuiltInPrototype(prototype, 'Array') : isBuiltInPrototype(prototype, 'Object') && Object.getPrototypeOf(prototype) === null);
+      (list ? isBuiltInPrototype(prototype, 'Array') : isBuiltInPrototype(prototype, 'Object') && Object.getPrototypeOf(prototype) === null);
     const error = !plain && types.isNativeError(object);
     // So are the other built-ins of another realm (a Map made by node:vm arrives as this realm's Map).
     if (!plain && !error && !cloneable.has(prototype) && !isBuiltInPrototype(prototype, builtInName(object))) {
-      fail(path, `is ${describe(object)}: it would arrive as a plain object without its class and methods; use plain data instead`);
+      failAt(path, `is ${describe(object)}: it would arrive as a plain object without its class and methods; use plain data instead`);
     }
     // Structured clone makes an error of the built-in class its name says (Error for any other).
     if (strict && error && !cloneable.has(prototype)) {
       const name = builtInConstructorName(prototype);
       if (name === undefined) {
-        fail(path, `is ${describe(object)}: it would arrive as a plain Error without its class and methods (registerErrorClass() rebuilds errors a worker throws, not arguments); pass it as plain data ({ name, message })`);
+        failAt(path, `is ${describe(object)}: it would arrive as a plain Error without its class and methods (registerErrorClass() rebuilds errors a worker throws, not arguments); pass it as plain data ({ name, message })`);
       }
       if (!clonedErrors.has(name)) {
         const fields = Object.getOwnPropertyNames(object).filter((key) => !errorFields.has(key));
         const own = fields.length > 0 ? ` without its ${fields.join(', ')}` : '';
-        fail(path, `is ${describe(object)}: structured clone does not keep that class, and it would arrive as a plain Error${own}; pass it as plain data ({ name, message${fields.map((key) => `, ${key}`).join('')} })`);
+        failAt(path, `is ${describe(object)}: structured clone does not keep that class, and it would arrive as a plain Error${own}; pass it as plain data ({ name, message${fields.map((key) => `, ${key}`).join('')} })`);
       }
     }
     if (hostObjects.has(prototype)) return;
+    const depthBelow = depth + 1;
+    if (plain && list && (object as unknown[]).length >= longList) {
+      const length = (object as unknown[]).length;
+      for (let i = 0; i < length; i++) child(object, i, path, 'index', depthBelow);
+      return;
+    }
+    let keys: string[] | undefined;
     if (plain) {
-      for (const key of Object.keys(object)) {
-        const at = Array.isArray(object) ? `${path}[${key}]` : `${path}.${key}`;
-        visit(read(object, key, at), at, depth + 1);
-      }
+      keys = Object.keys(object);
+      for (const key of keys) child(object, key, path, list ? 'index' : 'field', depthBelow);
     } else if (error) {
       // Structured clone keeps an error's name, message, stack and cause, not its own fields (nor an own name).
       const field = strict ? Object.getOwnPropertyNames(object).find((key) => !errorFields.has(key)) : Object.keys(object).find((key) => key !== 'cause');
-      if (field !== undefined) fail(path, `is an error with its own field "${field}", which structured clone leaves out; pass it as plain data ({ message, ${field} })`);
-      if ('cause' in object) visit(read(object, 'cause', `${path}.cause`), `${path}.cause`, depth + 1);
+      if (field !== undefined) failAt(path, `is an error with its own field "${field}", which structured clone leaves out; pass it as plain data ({ message, ${field} })`);
+      if ('cause' in object) child(object, 'cause', path, 'field', depthBelow);
     } else {
       if (strict) {
         // A Map, Set, Date, RegExp, buffer or boxed primitive arrives with what it holds, not its own fields.
         const field = Object.getOwnPropertyNames(object).find((key) => !isSlotKey(object, key));
-        if (field !== undefined) fail(path, `is ${describe(object)} with a property of its own (${field}), which structured clone leaves out`);
+        if (field !== undefined) failAt(path, `is ${describe(object)} with a property of its own (${field}), which structured clone leaves out`);
       }
       if (types.isMap(object)) {
         for (const [key, entry] of object) {
-          visit(key, `${path}.<map key>`, depth + 1);
-          visit(entry, `${path}.get(${String(key)})`, depth + 1);
+          if (looked(key)) visit(key, { up: path, key: '.<map key>', how: 'raw' }, depthBelow);
+          if (looked(entry)) visit(entry, { up: path, key: `.get(${String(key)})`, how: 'raw' }, depthBelow);
         }
       } else if (types.isSet(object)) {
-        for (const entry of object) visit(entry, `${path}.<set entry>`, depth + 1);
+        for (const entry of object) if (looked(entry)) visit(entry, { up: path, key: '.<set entry>', how: 'raw' }, depthBelow);
       } else {
-        for (const key of Object.keys(object)) visit(read(object, key, `${path}.${key}`), `${path}.${key}`, depth + 1);
+        for (const key of Object.keys(object)) child(object, key, path, 'field', depthBelow);
       }
     }
     const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));
-    if (symbol !== undefined) fail(path, `has a symbol-keyed property (${String(symbol)}), which structured clone leaves out`);
+    if (symbol !== undefined) failAt(path, `has a symbol-keyed property (${String(symbol)}), which structured clone leaves out`);
     if (strict && plain) {
-      const hidden = Object.getOwnPropertyNames(object).find((key) => !Object.prototype.propertyIsEnumerable.call(object, key) && !(key === 'length' && Array.isArray(object)));
-      if (hidden !== undefined) fail(path, `has a non-enumerable property (${hidden}), which structured clone leaves out`);
+      const names = Object.getOwnPropertyNames(object);
+      // Every own name is enumerable when there are as many as enumerable keys (a list's length aside).
+      if (names.length !== keys!.length + (list ? 1 : 0)) {
+        const hidden = names.find((key) => !Object.prototype.propertyIsEnumerable.call(object, key) && !(key === 'length' && list));
+        if (hidden !== undefined) failAt(path, `has a non-enumerable property (${hidden}), which structured clone leaves out`);
+      }
     }
   };
   visit(root, rootPath, 1);
