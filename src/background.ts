@@ -210,7 +210,8 @@ export class Background implements AsyncDisposable, TaskAdder {
 
   /**
    * Resolves once `add()` would not throw `QueueFullError` (at once when there is room): for
-   * producers that would rather wait than fail.
+   * producers that would rather wait than fail. Waiters are woken in the order they came, as
+   * many as there is room for; it reserves nothing, so another caller may take the room first.
    */
   waitForRoom(): Promise<void> {
     return this.#app.waitForRoom();

@@ -631,6 +631,56 @@ describe('a bounded queue', () => {
     expect(done).toEqual([1, 2, 3, 6, 4]);
   });
 
+  it('wakes as many waitForRoom() callers as there is room for, in the order they came: 300 producers on a queue of 2 are refused once at most', async () => {
+    const { bg } = setup({ concurrency: 2, maxQueued: 2 });
+    let refusedAgain = 0;
+    let ran = 0;
+    const refused: number[] = [];
+    const produce = async (n: number): Promise<void> => {
+      for (let attempt = 1; ; attempt++) {
+        await bg.waitForRoom();
+        try {
+          bg.add(async () => {
+            await nextTurn();
+            ran++;
+          });
+          return;
+        } catch (error) {
+          if (!(error instanceof QueueFullError)) throw error;
+          if (attempt === 1) refused.push(n);
+          else refusedAgain++;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 300 }, (_, n) => produce(n)));
+    await bg.drain();
+    // The first waitForRoom() of each resolved at once (the queue had room then): 4 got in, 296 were refused once and waited.
+    expect(refused).toHaveLength(296);
+    // Woken all at each freed place, each was refused again about once per task before its own: 300² / 2 in all.
+    expect(refusedAgain).toBe(0);
+    expect(ran).toBe(300);
+  });
+
+  it('a waiter woken that adds nothing passes its place on: the next waiter is woken', async () => {
+    const { bg } = setup({ concurrency: 1, maxQueued: 1 });
+    const gate = deferred();
+    bg.add(async () => gate.promise);
+    await nextTurn();
+    bg.add(async () => undefined);
+    const woken: string[] = [];
+    void bg.waitForRoom().then(() => woken.push('first, adds nothing'));
+    const second = bg.waitForRoom().then(() => {
+      woken.push('second');
+      bg.add(async () => undefined);
+    });
+    void bg.waitForRoom().then(() => woken.push('third'));
+    gate.resolve();
+    await second;
+    expect(woken).toEqual(['first, adds nothing', 'second']);
+    await bg.drain();
+    expect(woken).toEqual(['first, adds nothing', 'second', 'third']);
+  });
+
   it('does not refuse a task that waits (delayMs, runAt, after) when the queue is full: it joins the queue when due, never refused then', async () => {
     const { bg } = setup({ concurrency: 1, maxQueued: 1 });
     const gate = deferred();

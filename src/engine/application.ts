@@ -12,6 +12,7 @@ import { newCounts, type Counts, type FinalStatus } from '../model/handle.js';
 import { logSafely } from '../model/logger.js';
 import type { ResolvedOptions } from '../model/options.js';
 import type { CloseOutcome, CloseParticipant, JobContext, Runner } from '../model/runner.js';
+import { soon } from '../model/soon.js';
 import { monotonicNow, withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Periodic } from './periodic.js';
@@ -68,6 +69,8 @@ export class Application implements ScopeHost {
   #busyTail: Scope | undefined;
   /** Producers waiting for room in the queue (`waitForRoom()`). */
   #roomWaiters: (() => void)[] = [];
+  /** Set while a second look at the room is queued ({@link #checkRoom}). */
+  #roomLookedAgain = false;
   #state: ApplicationState = 'open';
   /** When the close began (epoch ms). */
   #closedAt = 0;
@@ -317,20 +320,30 @@ export class Application implements ScopeHost {
   }
 
   /**
-   * Wakes every waiter once there is room (or the application is closing): each was waiting for
-   * a moment when `add()` would not throw `QueueFullError`, and that moment has come. Waking only
-   * as many as there is room for would leave the others waiting on an empty queue when the first
-   * ones add nothing.
+   * Wakes the first waiters, as many as there is room for (all of them once the application is
+   * closing): waking every one at each freed place made each of P producers throw
+   * `QueueFullError` P − 1 times, P² in all (1 000 producers: 480 000 errors, 5 s for 1 000 tasks
+   * of a millisecond). Those woken may add nothing: once their turns' microtasks have run, the
+   * room is looked at again, and the next ones are woken while there is some.
    */
   readonly #checkRoom = (): void => {
-    if (this.waiting >= this.#options.maxQueued && this.#state === 'open') return;
-    const ready = this.#roomWaiters;
-    this.#roomWaiters = [];
-    for (const resolve of ready) resolve();
-    if (this.#roomWaiters.length === 0) {
+    const room = this.#state === 'open' ? this.#options.maxQueued - this.waiting : Infinity;
+    if (room <= 0) return;
+    const waiters = this.#roomWaiters;
+    const woken = room >= waiters.length ? waiters.splice(0) : waiters.splice(0, room);
+    for (const resolve of woken) resolve();
+    if (waiters.length === 0) {
       this.lane.watcher = undefined;
       if (this.#pool !== undefined) this.#pool.admission.watcher = undefined;
+    } else if (!this.#roomLookedAgain) {
+      this.#roomLookedAgain = true;
+      soon(this.#lookAtRoomAgain);
     }
+  };
+
+  readonly #lookAtRoomAgain = (): void => {
+    this.#roomLookedAgain = false;
+    if (this.#roomWaiters.length > 0) this.#checkRoom();
   };
 
   /**
