@@ -105,8 +105,9 @@ export type ClassTask<Args extends unknown[] = never[], R = unknown> = Construct
  * ```
  *
  * `inject` must be written inline or declared `as const`: an array whose length its type does
- * not know does not compile ({@link InjectOfUnknownLength}); nor does a generator function as
- * `fn` ({@link NotAGenerator}).
+ * not know does not compile ({@link InjectOfUnknownLength}). A generator function as `fn` is
+ * refused when the definition is made (its body would run only as its result is iterated); the
+ * types let it through, as they must a function whose return type is a type parameter of yours.
  *
  * @throws TypeError when the name is not a non-empty string or begins with `tsyringe-background:`
  * (reserved for the library's own jobs), `inject` holds something that is
@@ -117,7 +118,7 @@ export function defineTask<
   const Tokens extends readonly InjectionToken[],
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the arguments after the dependencies are the user's
   Fn extends (...params: [...Instances<Tokens>, ...any[]]) => unknown,
->(options: DefineTaskOptions<Tokens>, fn: Fn & NotAGenerator<Fn>): TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>> {
+>(options: DefineTaskOptions<Tokens>, fn: Fn): TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>> {
   return defineTaskAs('defineTask', 'defineTask(options, fn)', options, fn) as TaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>>;
 }
 
@@ -233,34 +234,9 @@ export function tokenName(token: InjectionToken): string {
 export type AnyTask = TaskDefinition<any, any> | ClassTask<any, any> | ((...args: any[]) => unknown);
 
 /**
- * The type of the one argument `add()` asks of a generator function (`function*`, `async
- * function*`), and what `defineTask()` and `workerTask()` ask such an `fn` to be too: no argument
- * has it, so the call does not compile, and the error shows this text. Calling a generator
- * function runs nothing of its body, so `add()` and the definitions refuse one at run time.
- */
-export type GeneratorIsNoTask =
-  'a generator function is no task: its body runs only as its result is iterated, and a task runs when it is called (add a function that does the work)';
-
-/**
- * Whether `R`, a function's return type, is a generator (`Generator`, `AsyncGenerator`); not so
- * for `any` (which is assignable to anything) or `never` (a function that only throws).
- */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- whatever a generator yields, returns and is given
-type ReturnsGenerator<R> = 0 extends 1 & R ? false : [R] extends [never] ? false : [R] extends [Generator<any, any, any> | AsyncGenerator<any, any, any>] ? true : false;
-
-/**
- * What `defineTask()` and `workerTask()` ask their `fn` to be besides a function: `unknown` (no
- * more) for a function, {@link GeneratorIsNoTask} (which no function is, so the call does not
- * compile and the error shows its text) for a generator function, as they refuse one at run time.
- */
-export type NotAGenerator<Fn extends (...params: never[]) => unknown> = ReturnsGenerator<ReturnType<Fn>> extends true ? GeneratorIsNoTask : unknown;
-
-/**
  * The arguments `add()` takes after a task: a definition's (its dependencies dropped), a class
  * task's `run()` parameters, a function's parameters. One signature rather than an overload per
- * kind, so that a wrong argument is reported on that argument, naming the type it must have. A
- * function that returns a generator takes {@link GeneratorIsNoTask}, which no argument is: a
- * generator function is no task. A wrapper that takes `...args: TaskArgs<T>` refuses one too.
+ * kind, so that a wrong argument is reported on that argument, naming the type it must have.
  */
 export type TaskArgs<T> = [T] extends [never]
   ? unknown[]
@@ -269,10 +245,8 @@ export type TaskArgs<T> = [T] extends [never]
   : // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a constructor of any parameters
     T extends new (...params: any[]) => { run(...args: infer A): unknown }
     ? A
-    : T extends (...args: infer A) => infer R
-      ? ReturnsGenerator<R> extends true
-        ? [aGeneratorFunctionIsNoTask: GeneratorIsNoTask]
-        : A
+    : T extends (...args: infer A) => unknown
+      ? A
       : never;
 
 /** What a task's handle resolves to: a definition's result, or what `run()` or the function returns, awaited. */

@@ -1,7 +1,7 @@
 import type { InjectionToken } from 'tsyringe';
 import { describe } from './checks.js';
 import { fileHref } from './options.js';
-import { defineTaskAs, type DefineTaskOptions, type DropFirst, type Instances, type NotAGenerator, type TaskDefinition } from './task.js';
+import { defineTaskAs, type DefineTaskOptions, type DropFirst, type Instances, type TaskDefinition } from './task.js';
 
 /**
  * A task made by {@link workerTask}: it runs on the application's worker-thread pool, and its
@@ -47,7 +47,7 @@ export function inLibraryThread(): boolean {
  * bg.add(renderAvatar, user.id);   // returns a handle at once; the work runs on a worker thread
  * ```
  *
- * As with `defineTask()`, a generator function as `fn` does not compile ({@link NotAGenerator}).
+ * As with `defineTask()`, a generator function as `fn` is refused when the definition is made.
  *
  * @param moduleUrl the defining module's `import.meta.url` (or an absolute path to it)
  * @throws TypeError when `moduleUrl` is not a `file:` URL or an absolute path, the module
@@ -61,7 +61,7 @@ export function workerTask<
 >(
   moduleUrl: string | URL,
   options: DefineTaskOptions<Tokens>,
-  fn: Fn & NotAGenerator<Fn>,
+  fn: Fn,
 ): WorkerTaskDefinition<DropFirst<Parameters<Fn>, Tokens['length']>, Awaited<ReturnType<Fn>>> {
   const definition = defineTaskAs('workerTask', 'workerTask(moduleUrl, options, fn)', options, fn);
   const module = moduleHref(moduleUrl, definition.name);
