@@ -364,7 +364,7 @@ function over(options: CallOptions, more: CallOptions): CallOptions {
 
 function checkListFilter(filter: unknown): void {
   if (!isOptionsObject(filter)) throw new TypeError(`bg.list(filter): filter must be an object, got ${describe(filter)}`);
-  const unknown = unknownKey(filter, ['status', 'application']);
+  const unknown = unknownKey(filter, ['status', 'application'], 'bg.list(filter): filter');
   if (unknown !== undefined) throw new TypeError(`bg.list(filter): filter.${unknown} is not a known option; known options: status, application`);
   const { status, application } = ownOptions(filter, 'bg.list(filter): filter') as { status?: unknown; application?: unknown };
   if (application !== undefined && typeof application !== 'boolean') throw new TypeError(`bg.list(filter): filter.application must be a boolean, got ${describe(application)}`);

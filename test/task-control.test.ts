@@ -919,6 +919,8 @@ describe('option validation', () => {
     [{ retryIf: true }, TypeError, 'bg.with(options): options.retryIf must be a function, got true (boolean)'],
     [{ delayMs: 5, runAt: 10 }, TypeError, 'bg.with(options): options.delayMs and options.runAt cannot be given together; give one'],
     [{ runAt: new Date('nonsense') }, TypeError, 'bg.with(options): options.runAt must be a valid Date or epoch milliseconds'],
+    [{ runAt: Number.NaN }, RangeError, 'bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got NaN (number)'],
+    [{ runAt: Number.POSITIVE_INFINITY }, RangeError, 'bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got Infinity (number)'],
     [{ every: 10, cron: '* * * * *' }, TypeError, 'bg.with(options): options.every and options.cron cannot be given together; give one'],
     [{ every: 0 }, RangeError, 'bg.with(options): options.every must be an integer from 1 to 2147483647, got 0 (number)'],
     [{ tz: 'Europe/Paris' }, TypeError, 'bg.with(options): options.tz applies to options.cron only'],

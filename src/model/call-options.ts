@@ -148,7 +148,9 @@ export function resolveCall(given: unknown, canFollow: (handle: unknown) => bool
   if (runAt !== undefined) {
     at = runAt instanceof Date ? runAt.getTime() : runAt;
     if (typeof at !== 'number' || !Number.isFinite(at)) {
-      throw new TypeError(`bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got ${describe(runAt)}`);
+      // A number out of range (NaN, ±Infinity) is a RangeError, as everywhere; an Invalid Date or any other value a TypeError.
+      const ErrorType = typeof runAt === 'number' ? RangeError : TypeError;
+      throw new ErrorType(`bg.with(options): options.runAt must be a valid Date or epoch milliseconds, got ${describe(runAt)}`);
     }
     // Past a Date's range (±8.64e15 ms), a time that never comes: the task would wait for ever.
     if (Math.abs(at) > 8.64e15) throw new RangeError(`bg.with(options): options.runAt must be a time a Date can hold (within ±8.64e15 epoch milliseconds), got ${describe(runAt)}`);

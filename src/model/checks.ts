@@ -29,7 +29,12 @@ export function describe(value: unknown): string {
  */
 export function isOptionsObject(value: unknown): value is object {
   if (typeof value !== 'object' || value === null) return false;
-  const tag = Object.prototype.toString.call(value);
+  let tag: string;
+  try {
+    tag = Object.prototype.toString.call(value);
+  } catch {
+    return true; // a Proxy whose get trap throws (on Symbol.toStringTag): reading its options says so
+  }
   return tag === '[object Object]' || !builtIn.test(tag);
 }
 
@@ -43,17 +48,22 @@ const builtIn = /^\[object (\w*Array|Map|Set|WeakMap|WeakSet|Date|RegExp|Promise
  * options. Symbol keys are not options. (Enumerable keys alone read a class instance's getter
  * `retries` as no option: left at its default, unrefused.)
  */
-export function optionKeys(options: object): string[] {
-  const keys = Object.getOwnPropertyNames(options);
-  for (let above = Object.getPrototypeOf(options) as object | null; above !== null && above !== Object.prototype; above = Object.getPrototypeOf(above) as object | null) {
-    for (const key of Object.getOwnPropertyNames(above)) if (key !== 'constructor' && !keys.includes(key)) keys.push(key);
+export function optionKeys(options: object, path = 'options'): string[] {
+  try {
+    const keys = Object.getOwnPropertyNames(options);
+    for (let above = Object.getPrototypeOf(options) as object | null; above !== null && above !== Object.prototype; above = Object.getPrototypeOf(above) as object | null) {
+      for (const key of Object.getOwnPropertyNames(above)) if (key !== 'constructor' && !keys.includes(key)) keys.push(key);
+    }
+    return keys;
+  } catch (error) {
+    // A Proxy whose ownKeys or getPrototypeOf trap throws.
+    throw new TypeError(`${path} cannot be read: listing its keys threw (${messageOf(error)})`, { cause: error });
   }
-  return keys;
 }
 
 /** The first of {@link optionKeys} that is not among `known`. */
-export function unknownKey(options: object, known: readonly string[]): string | undefined {
-  return optionKeys(options).find((key) => !known.includes(key));
+export function unknownKey(options: object, known: readonly string[], path = 'options'): string | undefined {
+  return optionKeys(options, path).find((key) => !known.includes(key));
 }
 
 /**
@@ -65,7 +75,7 @@ export function unknownKey(options: object, known: readonly string[]): string | 
  */
 export function ownOptions<T extends object>(options: T, path = 'options'): T {
   const own = Object.create(null) as Record<string, unknown>;
-  for (const key of optionKeys(options)) {
+  for (const key of optionKeys(options, path)) {
     try {
       own[key] = (options as Record<string, unknown>)[key];
     } catch (error) {
@@ -83,7 +93,7 @@ export function ownOptions<T extends object>(options: T, path = 'options'): T {
  * @throws TypeError naming the first unknown key and the known ones.
  */
 export function checkKnownKeys<T extends object>(options: T, known: readonly string[], at: string): T {
-  const unknown = unknownKey(options, known);
+  const unknown = unknownKey(options, known, `${at}: options`);
   if (unknown !== undefined) throw new TypeError(`${at}: options.${unknown} is not a known option; known options: ${known.join(', ')}`);
   return ownOptions(options, `${at}: options`);
 }

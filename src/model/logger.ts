@@ -68,7 +68,12 @@ export function isLogger(value: unknown): value is BackgroundLogger {
     typeof value === 'object' &&
     value !== null &&
     (['error', 'warn', 'info', 'debug'] as const).every((level) => {
-      const method = (value as Record<string, unknown>)[level];
+      let method: unknown;
+      try {
+        method = (value as Record<string, unknown>)[level];
+      } catch {
+        return false; // a getter that throws: no method there
+      }
       return typeof method === 'function' && callbackProblem(method) === undefined;
     })
   );

@@ -246,7 +246,7 @@ export function resolveOptions(given: unknown, base: ResolvedOptions = defaultOp
   if (cached) return cached;
   // Read from its own options (its inherited ones copied): never from a polluted Object.prototype.
   const options = ownOptions(given, 'BackgroundOptions: options') as Record<string, unknown>;
-  const unknown = unknownKey(options, Object.keys(defaultOptions));
+  const unknown = unknownKey(options, Object.keys(defaultOptions), 'BackgroundOptions: options');
   if (unknown !== undefined) {
     throw new TypeError(`BackgroundOptions: options.${unknown} is not a known option; known options: ${Object.keys(defaultOptions).join(', ')}`);
   }
@@ -273,7 +273,7 @@ function taskDefaults(given: unknown, base: ResolvedTaskOptions): ResolvedTaskOp
 
 function recordsOf(given: unknown, base: ResolvedOptions['records']): ResolvedOptions['records'] {
   if (!isOptionsObject(given)) throw new TypeError(`BackgroundOptions: options.records must be an object, got ${describe(given)}`);
-  const unknown = unknownKey(given, ['maxCount', 'maxAgeMs']);
+  const unknown = unknownKey(given, ['maxCount', 'maxAgeMs'], 'BackgroundOptions: options.records');
   if (unknown !== undefined) throw new TypeError(`BackgroundOptions: options.records.${unknown} is not a known option; known options: maxCount, maxAgeMs`);
   const { maxCount = base.maxCount, maxAgeMs = base.maxAgeMs } = ownOptions(given, 'BackgroundOptions: options.records') as Record<string, unknown>;
   if (!Number.isSafeInteger(maxCount) || (maxCount as number) < 0) throw invalid('BackgroundOptions: options.records.maxCount', 'a non-negative integer', maxCount);

@@ -122,7 +122,7 @@ export function resolveTaskOptions(given: object, base: ResolvedTaskOptions, lev
   const { path, extraKeys = [] } = level;
   // Read from its own options (its inherited ones copied): never from a polluted Object.prototype.
   const options = ownOptions(given, path) as Record<string, unknown>;
-  const unknown = unknownKey(options, [...extraKeys, ...taskKeys]);
+  const unknown = unknownKey(options, [...extraKeys, ...taskKeys], path);
   if (unknown !== undefined) throw new TypeError(`${path}.${unknown} is not a known option; known options: ${[...extraKeys, ...taskKeys].join(', ')}`);
   const resolved: ResolvedTaskOptions = Object.freeze({
     priority: options.priority === undefined ? base.priority : priorityOf(options.priority, `${path}.priority`),
@@ -188,7 +188,7 @@ function backoffOf(value: unknown, base: ResolvedTaskOptions['backoff'], level: 
   const path = `${level.path}.backoff`;
   if (!isOptionsObject(value)) throw new TypeError(`${path} must be an object, got ${describe(value)}`);
   const given = ownOptions(value, path) as Record<string, unknown>;
-  const unknown = unknownKey(given, backoffKeys);
+  const unknown = unknownKey(given, backoffKeys, path);
   if (unknown !== undefined) throw new TypeError(`${path}.${unknown} is not a known option; known options: ${backoffKeys.join(', ')}`);
   const ownBaseMs = given.baseMs === undefined ? undefined : integer(given.baseMs, `${path}.baseMs`, 0, maxTimerMs);
   const baseMs = ownBaseMs ?? base.baseMs;
