@@ -318,24 +318,25 @@ function resolvePool(given: unknown, base: PoolSettings): PoolSettings {
   const pool = ownOptions(given, 'BackgroundOptions: options.pool') as Record<string, unknown>;
   const unknown = unknownKey(pool, poolKeys);
   if (unknown !== undefined) throw new TypeError(`BackgroundOptions: options.pool.${unknown} is not a known option; known options: ${poolKeys.join(', ')}`);
-  const maxThreads = pool.maxThreads ?? base.maxThreads;
+  const maxThreads = pool.maxThreads === undefined ? base.maxThreads : pool.maxThreads;
   if (!Number.isSafeInteger(maxThreads) || (maxThreads as number) < 1 || (maxThreads as number) > maxThreadsAtMost) {
     throw invalid('BackgroundOptions: options.pool.maxThreads', `an integer from 1 to ${maxThreadsAtMost}`, maxThreads);
   }
   const max = maxThreads as number;
-  const minThreads = pool.minThreads ?? Math.min(base.minThreads, max);
+  // null is refused as any other value is, not read as the default (only undefined is).
+  const minThreads = pool.minThreads === undefined ? Math.min(base.minThreads, max) : pool.minThreads;
   if (!Number.isSafeInteger(minThreads) || (minThreads as number) < 0 || (minThreads as number) > max) {
     throw invalid('BackgroundOptions: options.pool.minThreads', `an integer from 0 to options.pool.maxThreads (${max})`, minThreads);
   }
-  const idleTimeout = pool.idleTimeout ?? base.idleTimeout;
+  const idleTimeout = pool.idleTimeout === undefined ? base.idleTimeout : pool.idleTimeout;
   if (!isTimerMs(idleTimeout)) throw invalid('BackgroundOptions: options.pool.idleTimeout', `an integer from 0 to ${maxTimerMs}`, idleTimeout);
-  const terminateAfterMs = pool.terminateAfterMs ?? base.terminateAfterMs;
+  const terminateAfterMs = pool.terminateAfterMs === undefined ? base.terminateAfterMs : pool.terminateAfterMs;
   if (!isTimerMs(terminateAfterMs)) throw invalid('BackgroundOptions: options.pool.terminateAfterMs', `an integer from 0 to ${maxTimerMs}`, terminateAfterMs);
-  const inline = pool.inline ?? base.inline;
+  const inline = pool.inline === undefined ? base.inline : pool.inline;
   if (typeof inline !== 'boolean') throw invalid('BackgroundOptions: options.pool.inline', 'a boolean', inline);
-  const prewarm = pool.prewarm ?? base.prewarm;
+  const prewarm = pool.prewarm === undefined ? base.prewarm : pool.prewarm;
   if (typeof prewarm !== 'boolean') throw invalid('BackgroundOptions: options.pool.prewarm', 'a boolean', prewarm);
-  const niceIncrement = pool.niceIncrement ?? base.niceIncrement;
+  const niceIncrement = pool.niceIncrement === undefined ? base.niceIncrement : pool.niceIncrement;
   if (!Number.isSafeInteger(niceIncrement) || (niceIncrement as number) < 0 || (niceIncrement as number) > 19) {
     throw invalid('BackgroundOptions: options.pool.niceIncrement', 'an integer from 0 to 19', niceIncrement);
   }
