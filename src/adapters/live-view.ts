@@ -353,8 +353,14 @@ const script = `
   function el(tag, className, text) {
     const node = document.createElement(tag);
     if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (text !== undefined && text !== null) node.textContent = shown(String(text));
     return node;
+  }
+
+  // Direction controls in task-provided text are named, not obeyed: a right-to-left override
+  // would show a name reversed from there on ("invoice\u202Egnp.exe" as "invoiceexe.png").
+  function shown(text) {
+    return text.replace(/[\u202A-\u202E\u2066-\u2069]/g, (c) => '<U+' + c.charCodeAt(0).toString(16).toUpperCase() + '>');
   }
 
   // The view's answer has its key (byStatus, tasks). Another's (a login that expired: a 401, a

@@ -92,7 +92,10 @@ async function waitForView(page: Page, shows: (view: View) => boolean, refreshes
   return view;
 }
 
-const xssName = '<img src=x onerror="globalThis.__pwned=true">';
+// Markup, and a right-to-left override that would show what follows it reversed (a name disguised: "…exe.png" read as "…gnp.exe").
+const xssName = '<img src=x onerror="globalThis.__pwned=true">\u202Egnp.exe';
+/** How the page shows it: the markup as text, the direction control named rather than obeyed. */
+const xssShown = '<img src=x onerror="globalThis.__pwned=true"><U+202E>gnp.exe';
 
 let browser: Browser;
 
@@ -188,7 +191,7 @@ describe.skipIf(!hasChromium).each(Object.entries(liveViewServers))('%s: the liv
     });
     expect(before.live).toEqual([
       { id: digest.id, name: 'sendDigest', status: 'queued', attempt: '0', fraction: null, progress: '\u2014' },
-      { id: xss.id, name: xssName, status: 'queued', attempt: '0', fraction: null, progress: '\u2014' },
+      { id: xss.id, name: xssShown, status: 'queued', attempt: '0', fraction: null, progress: '\u2014' },
       { id: resizing.id, name: 'resizeImages', status: 'running', attempt: '1', fraction: 0.75, progress: '75%<i>3 of 4</i> images' },
       { id: importing.id, name: 'importRows', status: 'running', attempt: '1', fraction: 0.4, progress: '40%rows 40 of 100' },
     ]);
@@ -211,7 +214,7 @@ describe.skipIf(!hasChromium).each(Object.entries(liveViewServers))('%s: the liv
     expect(after.live).toEqual([{ id: resizing.id, name: 'resizeImages', status: 'running', attempt: '1', fraction: 0.75, progress: '75%<i>3 of 4</i> images' }]);
     expect(after.finished.map((row) => [row.name, row.status])).toEqual([
       ['sendDigest', 'succeeded'],
-      [xssName, 'succeeded'],
+      [xssShown, 'succeeded'],
       ['importRows', 'succeeded'],
       ['chargeCard', 'failed'],
       ['sendWelcome', 'succeeded'],
