@@ -259,6 +259,8 @@ class BullMQBackend implements Runner, DurableBackend {
    * oldest first: their deadlines come in the same order, so one timer, for the first, serves all.
    */
   readonly #sending = new Map<string, Sending>();
+  /** The schedules this process added, by task name: their handle, and what they were saved with. */
+  readonly #schedules = new Map<string, { readonly handle: DurableHandle; readonly saved: string }>();
   /** Jobs whose deadline passed before they were handed to BullMQ (their handles failed): never sent, by id. */
   readonly #late = new Map<string, Sending>();
   /**
@@ -637,15 +639,28 @@ class BullMQBackend implements Runner, DurableBackend {
     const tz = 'every' in cadence ? undefined : (cadence.tz ?? processZone());
     const repeat = 'every' in cadence ? { every: cadence.every, startDate: Date.now() + cadence.every } : { pattern: cadence.expression, ...(tz === undefined ? {} : { tz }) };
     const data = jobData(args, options);
-    let saved: Promise<unknown> = Promise.resolve();
-    // Removed after it is saved (or failed to be), never before: it would come back.
-    const handle = new DurableHandle(this, name, name, 'delayed', (cancelled) => this.#removeSchedule(name, cancelled, saved), true);
     // Its runs are kept in Redis as long as one-off jobs are, not for ever.
     const template = {
       name,
       data,
       opts: { priority: bullPriority(options.priority), removeOnComplete: keepCompleted, removeOnFail: keepFailed, ...(options.retries > 0 ? retryOptions(options.retries) : {}) },
     };
+    // One schedule per task name in the whole cluster: this process's second add() of it gets the
+    // same handle, and one with other arguments or times, which would replace the first (whose
+    // handle would go on reading 'delayed'), is refused.
+    const what = JSON.stringify([cadence, tz, template]);
+    const earlier = this.#schedules.get(name);
+    if (earlier !== undefined && !earlier.handle.ended) {
+      if (earlier.saved === what) return earlier.handle;
+      throw new TypeError(
+        `bg.add("${name}"): durable task "${name}" is scheduled by this process already, with other arguments, times or options; a durable schedule is one per task name ` +
+          'in the whole cluster (a BullMQ job scheduler named after the task), so this one would replace it: cancel() the first one first, or define a task for each schedule',
+      );
+    }
+    let saved: Promise<unknown> = Promise.resolve();
+    // Removed after it is saved (or failed to be), never before: it would come back.
+    const handle = new DurableHandle(this, name, name, 'delayed', (cancelled) => this.#removeSchedule(name, cancelled, saved), true);
+    this.#schedules.set(name, { handle, saved: what });
     /** Fails the handle: the schedule is not in Redis, or, `inDoubt`, may be (its save was cut off, and the backend closed). */
     const fail = (error: unknown, inDoubt: boolean): void => {
       this.enqueueFailures++;

@@ -727,6 +727,26 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     }
   });
 
+  it("refuses this process's second schedule of a task with other arguments (it would replace the first, whose handle would read 'delayed'); the same one again gets the same handle", async () => {
+    const { bg } = setup({ workers: false });
+    const durable = bg.with({ durable: true, every: 60_000, overlap: true });
+    const tenantA = durable.add(ordered, 'tenant-a');
+    expect(() => durable.add(ordered, 'tenant-b')).toThrow(
+      new TypeError(
+        'bg.add("ordered"): durable task "ordered" is scheduled by this process already, with other arguments, times or options; a durable schedule is one per task name ' +
+          'in the whole cluster (a BullMQ job scheduler named after the task), so this one would replace it: cancel() the first one first, or define a task for each schedule',
+      ),
+    );
+    expect(() => bg.with({ durable: true, every: 30_000, overlap: true }).add(ordered, 'tenant-a')).toThrow(TypeError);
+    expect(durable.add(ordered, 'tenant-a')).toBe(tenantA);
+    // Once cancelled, another may take the name.
+    expect(tenantA.cancel()).toBe(true);
+    const tenantB = durable.add(ordered, 'tenant-b');
+    expect(tenantB).not.toBe(tenantA);
+    expect(tenantB.status).toBe('delayed');
+    tenantB.cancel();
+  });
+
   it('runs a durable periodic task once per tick for the whole cluster: one job scheduler per task name, whoever adds it; cancel() removes it', async () => {
     const { bg, backend, queueName } = setup();
     ticks = 0;
