@@ -31,7 +31,7 @@ describe('pool.resourceLimits', () => {
   });
 
   it.each(['maxThreads', 'minThreads', 'idleTimeout', 'terminateAfterMs', 'niceIncrement', 'inline', 'prewarm'] as const)('pool.%s: null is refused as the other options\' null is, not read as the default', (key) => {
-    expect(() => freshApp({ pool: { [key]: null } as never }).resolve(Background)).toThrow(new RegExp(`^BackgroundOptions: options\\.pool\\.${key} must be .*, got null$`));
+    expect(() => freshApp({ pool: { [key]: null } }).resolve(Background)).toThrow(new RegExp(`^BackgroundOptions: options\\.pool\\.${key} must be .*, got null$`));
   });
 
   it('pool.maxThreads past 4096 is refused (1e8 was a fatal allocation error of the whole process when the pool was made)', () => {
