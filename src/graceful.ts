@@ -6,6 +6,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 import { constants } from 'node:os';
+// The real clock, which a test's fake timers do not replace: the time between two signals is real-world time.
+import { performance as realClock } from 'node:perf_hooks';
 // Node's own, which a test's fake timers do not replace (imported, not the global).
 import { setImmediate } from 'node:timers';
 import { container as globalContainer, type DependencyContainer } from 'tsyringe';
@@ -258,7 +260,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
   const listeners = signals.map((signal) => [signal, () => onSignal(signal)] as const);
   const onSignal = (signal: NodeJS.Signals): void => {
     if (first !== undefined) {
-      const afterMs = performance.now() - first.at;
+      const afterMs = realClock.now() - first.at;
       // One Ctrl-C (or one `kill` of the process group) under a launcher that forwards what its
       // group got (node --watch, tsx watch, npm): the same signal twice, a moment apart.
       if (signal === first.signal && afterMs < sameSignalMs) {
@@ -273,7 +275,7 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
       forceExit(signal);
       return;
     }
-    first = { signal, at: performance.now() };
+    first = { signal, at: realClock.now() };
     const { timeoutMs, requestsTimeoutMs, logger } = settled();
     if (closing === undefined) {
       logSafely(logger, 'info', { signal, timeoutMs, requestsTimeoutMs }, `${signal} received: shutting down gracefully within ${timeoutMs} ms (a second signal exits at once)`);
