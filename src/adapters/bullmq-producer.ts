@@ -1033,7 +1033,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (unanswered.length > 0) {
       this.#logger.warn(
         { taskIds: unanswered.map(({ id }) => id), tasks: [...new Set(unanswered.map(({ name }) => name))] },
-        `${unanswered.length} durable job(s) sent to Redis have had no answer within ${this.#enqueueTimeoutMs} ms (the connection broke under them): their handles wait for the answer, which ioredis asks for again once Redis is back`,
+        `${unanswered.length} durable job(s) sent to Redis have had no answer within ${this.#enqueueTimeoutMs} ms (Redis is slow to answer, or the connection broke under them): their handles wait for Redis's answer (after a broken connection, ioredis sends the adds again once Redis is back)`,
       );
     }
   };
