@@ -92,6 +92,20 @@ it('runs a delayed task and an every schedule once their fake timers have waited
   schedule.cancel();
 });
 
+it('waits a delay whole under fake setTimeout with a real Date, however far the clock moves while add() runs', async () => {
+  const { bg } = app();
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  // Each read of the wall clock a millisecond later than the one before: a boundary crossed at every read.
+  let reads = Date.now();
+  vi.spyOn(Date, 'now').mockImplementation(() => reads++);
+  const later = bg.with({ delayMs: 1_000 }).add(async () => 'later');
+  vi.mocked(Date.now).mockRestore();
+  await vi.advanceTimersByTimeAsync(999);
+  expect(later.status).toBe('delayed');
+  await vi.advanceTimersByTimeAsync(1);
+  expect(await settlesWithin(later.result(), 2_000)).toBe(true);
+});
+
 it('runs a delayed task once its timer has waited, when the clock was set back meanwhile', async () => {
   const { bg } = app();
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });

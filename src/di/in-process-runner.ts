@@ -36,11 +36,14 @@ export class InProcessRunner implements Runner {
     const { timing } = request;
     if (timing?.cadence !== undefined) return this.#schedule(request, timing.cadence, timing.overlap);
     if (timing !== undefined) checkAfter(request.name, timing.after);
-    const dueAt = timing === undefined ? 0 : dueAtOf(timing);
+    // One clock read for the due time and the wait: read twice, a millisecond boundary in between
+    // took a millisecond off a delay (a 1 000 ms delay was 999 ms of a test's fake timers).
+    const now = Date.now();
+    const dueAt = timing === undefined ? 0 : dueAtOf(timing, now);
     // A task that waits (its time, or tasks it runs after that have not ended) joins the queue
     // later, never refused then, and one after a task that did not succeed is skipped: a full
     // queue refuses neither now. (After tasks that have all succeeded, it joins now.)
-    const waits = dueAt > Date.now() || (timing?.after?.some((handle) => handle.status !== 'succeeded') ?? false);
+    const waits = dueAt > now || (timing?.after?.some((handle) => handle.status !== 'succeeded') ?? false);
     const run = this.#run(request, !waits);
     if (timing !== undefined) {
       run.dueAt = dueAt;
@@ -50,7 +53,7 @@ export class InProcessRunner implements Runner {
         run.job = timing.job;
       }
     }
-    this.#scope.add(run, timing?.after as readonly TaskRun[] | undefined);
+    this.#scope.add(run, timing?.after as readonly TaskRun[] | undefined, now);
     return run;
   }
 

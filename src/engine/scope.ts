@@ -112,8 +112,8 @@ export class Scope implements RunOwner {
     return this.#pending;
   }
 
-  /** Takes a new task in: it joins its lane, or first waits for the tasks in `after`. */
-  add(run: TaskRun, after?: readonly TaskRun[]): void {
+  /** Takes a new task in: it joins its lane, or first waits for the tasks in `after`. `now`: the clock's time its due time was read at. */
+  add(run: TaskRun, after?: readonly TaskRun[], now?: number): void {
     const head = this.#head;
     if (head !== undefined) head.prevLive = run;
     run.nextLive = head;
@@ -121,7 +121,7 @@ export class Scope implements RunOwner {
     if (this.#pending++ === 0) this.#host.busy(this);
     this.counts.total++;
     this.#host.added(run);
-    if (after === undefined || after.length === 0) run.enqueue();
+    if (after === undefined || after.length === 0) run.enqueue(now);
     else run.after(after);
     if (run.status === 'delayed') this.#everDelayed = true;
     // Told once the task is in place (queued in its lane, delayed, or waiting for `after`), before

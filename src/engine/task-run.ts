@@ -249,9 +249,9 @@ export class TaskRun implements TaskHandle, Job {
     listener?.(reason);
   }
 
-  /** Joins its lane now, or at `dueAt` when that is in the future. */
-  enqueue(): void {
-    const wait = this.dueAt === 0 ? 0 : this.dueAt - Date.now();
+  /** Joins its lane now, or at `dueAt` when that is in the future (`now`: the clock's time, read now by default). */
+  enqueue(now?: number): void {
+    const wait = this.dueAt === 0 ? 0 : this.dueAt - (now ?? Date.now());
     if (wait > 0) this.#wait(wait);
     else this.#join();
   }

@@ -86,10 +86,10 @@ export type Cadence = { readonly every: number } | { readonly cron: CronTimes; r
 /** When a task may start, from validated call options: what a runner reads of them. */
 export type CallTiming = Pick<CallSpec, 'delayMs' | 'runAt' | 'after' | 'cadence' | 'overlap' | 'job'>;
 
-/** When a task with this timing is due (epoch ms), reading the clock now; 0 for now. */
-export function dueAtOf(timing: CallTiming | undefined): number {
+/** When a task with this timing is due (epoch ms), `now` being the clock's time (read now by default); 0 for now. */
+export function dueAtOf(timing: CallTiming | undefined, now = Date.now()): number {
   if (timing === undefined) return 0;
-  return timing.runAt ?? (timing.delayMs === undefined ? 0 : Date.now() + timing.delayMs);
+  return timing.runAt ?? (timing.delayMs === undefined ? 0 : now + timing.delayMs);
 }
 
 /** Call options, validated. */
