@@ -89,6 +89,15 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     });
   }
 
+  /** A producer whose Redis cannot be reached (a port nothing listens on), with an enqueue bound of 300 ms; closed after the test. */
+  async function unreachable() {
+    const logger = captureLogger();
+    const producer = freshApp({ logger });
+    const backend = useBullMQ(producer, { connection: { host: '127.0.0.1', port: await freePort() }, queueName: `down-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
+    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    return { logger, producer, backend };
+  }
+
   /** Another producer process's backend on `queueName` (its own application), closed after the test. */
   const producerOn = (queueName: string) => anotherProducer(redis.connection, closers, queueName);
 
@@ -853,10 +862,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   });
 
   it('fails the handle with ERR_DURABLE_ENQUEUE, logged and counted, when Redis cannot be reached in time', async () => {
-    const logger = captureLogger();
-    const producer = freshApp({ logger });
-    const backend = useBullMQ(producer, { connection: { host: '127.0.0.1', port: await freePort() }, queueName: `down-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
-    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    const { logger, producer, backend } = await unreachable();
     const handle = producer.resolve(Background).with({ durable: true }).add(record, 'lost', 1);
     const error = await handle.result().catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'ERR_DURABLE_ENQUEUE', jobId: handle.id });
@@ -867,10 +873,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   });
 
   it('gives each job its own enqueue deadline, counted from its add(), though one timer serves them all', async () => {
-    const logger = captureLogger();
-    const producer = freshApp({ logger });
-    const backend = useBullMQ(producer, { connection: { host: '127.0.0.1', port: await freePort() }, queueName: `down-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
-    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    const { producer, backend } = await unreachable();
     const bg = producer.resolve(Background).with({ durable: true });
     const failedAfter = (handle: ReturnType<typeof bg.add>, addedAt: number) =>
       handle.result().then(
@@ -892,10 +895,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
   });
 
   it('measures the enqueue bound on time gone by: the wall clock set back an hour holds no job past it, set forward fails none early', async () => {
-    const logger = captureLogger();
-    const producer = freshApp({ logger });
-    const backend = useBullMQ(producer, { connection: { host: '127.0.0.1', port: await freePort() }, queueName: `down-${randomUUID()}`, logger, enqueueTimeoutMs: 300 });
-    closers.push(() => shutdown({ container: producer }), () => backend.close());
+    const { producer, backend } = await unreachable();
     const bg = producer.resolve(Background).with({ durable: true });
     const since = performance.now();
     const first = bg.add(record, 'first', 1);

@@ -251,6 +251,23 @@ describe.skipIf(!hasRedis)('durable faults: Redis restarted mid-run', () => {
     closers.push(() => admin.quit());
     expect(await admin.get(`${queueName}:done:added while down`)).toBe('1');
   });
+
+  // Last in its block: it wipes the server's data.
+  it('a followed handle whose job Redis lost ends ERR_DURABLE_GONE once the event stream is back, though no event comes', { timeout: 30_000 }, async () => {
+    const { bg, backend, logger } = producer(redis.connection, `lost-${randomUUID()}`);
+    const handle = watched([bg.add(hold, 'forgotten')])[0]!;
+    await acknowledged(backend, [handle]);
+    expect(handle.status).toBe('queued');
+    // A Redis restarted without persistence, or a failover to a replica the write had not reached.
+    await redis.stop();
+    for (const entry of readdirSync(redis.dir)) rmSync(join(redis.dir, entry), { recursive: true, force: true });
+    await redis.start();
+    const error = await handle.result({ timeoutMs: 20_000 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_DURABLE_GONE', message: expect.stringMatching(/lost with Redis's data: a Redis restarted without persistence/) as unknown });
+    expect(logger.at('info').map((entry) => entry.message)).toContain(
+      "the durable queue's event stream reconnected to Redis (what it carried meanwhile may be lost): its 1 followed handles are read from Redis",
+    );
+  });
 });
 
 /** A per-job service: its scope's disposal is recorded. */
@@ -277,30 +294,6 @@ const held = defineTask({ name: 'held', inject: [JobScope, TaskContext] }, async
   await gateOf(label).promise;
   order.push(`returned ${label}`);
   return { label, attempt: ctx.attempt };
-});
-
-describe.skipIf(!hasRedis)('durable faults: Redis restarted without its data', () => {
-  let redis: PersistentRedis;
-  beforeAll(async () => {
-    redis = await startPersistentRedis();
-  });
-  afterAll(() => redis.remove());
-
-  it('a followed handle whose job Redis lost ends ERR_DURABLE_GONE once the event stream is back, though no event comes', { timeout: 30_000 }, async () => {
-    const { bg, backend, logger } = producer(redis.connection, `lost-${randomUUID()}`);
-    const handle = watched([bg.add(hold, 'forgotten')])[0]!;
-    await acknowledged(backend, [handle]);
-    expect(handle.status).toBe('queued');
-    // A Redis restarted without persistence, or a failover to a replica the write had not reached.
-    await redis.stop();
-    for (const entry of readdirSync(redis.dir)) rmSync(join(redis.dir, entry), { recursive: true, force: true });
-    await redis.start();
-    const error = await handle.result({ timeoutMs: 20_000 }).catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'ERR_DURABLE_GONE', message: expect.stringMatching(/lost with Redis's data: a Redis restarted without persistence/) as unknown });
-    expect(logger.at('info').map((entry) => entry.message)).toContain(
-      "the durable queue's event stream reconnected to Redis (what it carried meanwhile may be lost): its 1 followed handles are read from Redis",
-    );
-  });
 });
 
 describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', () => {
