@@ -80,7 +80,7 @@ import { DurableHandle, jobEvents, type HeldEvent, type JobEvent, type JobEventF
 export interface UseBullMQOptions extends BullMQConnection {
   /**
    * How long `add()`'s job may wait to be sent to Redis (the connection down, or a burst ahead of
-   * it) before its handle fails with `DurableTaskError` `ERR_DURABLE_ENQUEUE` (logged and
+   * it that Redis has not answered for that long) before its handle fails with `DurableTaskError` `ERR_DURABLE_ENQUEUE` (logged and
    * counted, never dropped silently; the job is then never sent), in ms. A job already sent is
    * settled by Redis's answer, however late: if the connection broke under it, ioredis sends it
    * again once Redis is back, or gives up on it after its `maxRetriesPerRequest` (the handle then
@@ -99,6 +99,14 @@ export interface UseBullMQOptions extends BullMQConnection {
  * in the same process, take their turns in between.
  */
 const burstSlice = 500;
+
+/**
+ * Adds sent to Redis and not answered yet, at most, in a burst: the rest is sent as Redis answers.
+ * Sent all at once, a burst queued thousands of adds on the connection ahead of the commands sent
+ * after them (a cancellation, a look at the event stream's first entry) and, on a Redis slower
+ * than this process, ran that far ahead of the stream's reader too.
+ */
+const burstInFlight = 2 * burstSlice;
 
 /**
  * How long the event stream's reader stays open once no handle is followed, in ms: a process that
@@ -280,6 +288,12 @@ class BullMQBackend implements Runner, DurableBackend {
   #closeTold = false;
   /** Jobs added in this turn, sent at its end ({@link #flush}). */
   #unsent: Sending[] = [];
+  /** Adds sent by {@link #flush} straight to the queue's client and not answered yet. */
+  #inFlight = 0;
+  /** Whether {@link #flush} waits for answers to adds: {@link burstInFlight} are unanswered. */
+  #awaitingAnswers = false;
+  /** When Redis last answered an add of {@link #flush} (`performance.now()`). */
+  #lastAnswer = 0;
   /** The last error of the queue's connection (a refused connection, a wrong password): what a job that could not be sent is told. */
   #connectionError: unknown;
   /** Fires at the deadline of the first job in {@link #sending}, if any. */
@@ -776,9 +790,13 @@ class BullMQBackend implements Runner, DurableBackend {
       return;
     }
     let batch = unsent;
-    if (direct && !everything && unsent.length > burstSlice) {
-      batch = unsent.splice(0, burstSlice);
-      setImmediate(this.#flush);
+    const room = burstInFlight - this.#inFlight;
+    if (direct && !everything && unsent.length > Math.min(burstSlice, room)) {
+      // The rest at the next turn, or once Redis has answered enough of those sent.
+      if (room < burstSlice) this.#awaitingAnswers = true;
+      else setImmediate(this.#flush);
+      if (room <= 0) return;
+      batch = unsent.splice(0, Math.min(burstSlice, room));
     } else {
       this.#unsent = [];
     }
@@ -790,10 +808,25 @@ class BullMQBackend implements Runner, DurableBackend {
       // Failed already while it waited for its turn (its deadline passed): never sent.
       if (this.#late.delete(handle.id)) continue;
       sending.handed = direct;
-      this.#track(sending, direct ? this.queue.add(handle.name, sending.data, sending.options) : this.#sendWhenUp(sending, []));
+      this.#track(sending, direct ? this.#add(sending) : this.#sendWhenUp(sending, []));
       if (!covered && this.#live.get(handle.id) === handle) this.#readBackLater([handle]);
     }
   };
+
+  /** Sends a job straight to the queue's client, counted among the adds in flight until Redis answers. */
+  async #add({ handle, data, options }: Sending): Promise<unknown> {
+    this.#inFlight += 1;
+    try {
+      return await this.queue.add(handle.name, data, options);
+    } finally {
+      this.#inFlight -= 1;
+      this.#lastAnswer = performance.now();
+      if (this.#awaitingAnswers && this.#inFlight <= burstInFlight - burstSlice) {
+        this.#awaitingAnswers = false;
+        setImmediate(this.#flush);
+      }
+    }
+  }
 
   /** Follows a job's sending to its end. */
   #track(sending: Sending, sent: Promise<unknown>): void {
@@ -1018,15 +1051,24 @@ class BullMQBackend implements Runner, DurableBackend {
         unanswered.push(sending.handle);
         continue;
       }
+      const waitingItsTurn = sending.done === undefined && sending.awaitingPrerequisites !== true && !(this.#awaitingReader && this.#live.get(id) === sending.handle);
+      if (waitingItsTurn && this.#client?.status === 'ready' && now - this.#lastAnswer < this.#enqueueTimeoutMs) {
+        // A burst ahead of it, sent as Redis answers, and Redis answers: it is not stuck, and fails
+        // only once Redis has answered none for the bound (sent at once, as before the adds were
+        // paced, it would have waited for Redis's answer however late). Last in line again.
+        sending.deadline = now + this.#enqueueTimeoutMs;
+        this.#sending.set(id, sending);
+        continue;
+      }
       this.#late.set(id, sending);
       const why =
         sending.awaitingPrerequisites === true
           ? `the jobs it runs after were not in Redis within ${this.#enqueueTimeoutMs} ms (Redis could not be reached, or had not answered their adds); it was never sent`
           : sending.done !== undefined
             ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)${this.#connectionError === undefined ? '' : `; the connection's last error: ${messageOf(this.#connectionError)}`}`
-            : this.#awaitingReader && this.#live.get(id) === sending.handle
+            : !waitingItsTurn
               ? `it was still waiting after ${this.#enqueueTimeoutMs} ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`
-              : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls larger than this process could send in that time)`;
+              : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls ahead of it, and no answer from Redis to their adds in that time: Redis slow or unreachable, or this process too busy to hear it)`;
       this.#failEnqueue(sending.handle, new Error(why));
     }
     this.#wakeIfSent();
@@ -2194,7 +2236,8 @@ type QueueClient = Awaited<ReturnType<Queue['getBackend']>['client']>;
  */
 interface Sending {
   readonly handle: DurableHandle;
-  readonly deadline: number;
+  /** When it fails unless sent (`performance.now()`); later while a burst ahead of it is answered ({@link BullMQBackend.#sweep}). */
+  deadline: number;
   readonly data: JobData;
   readonly options: JobsOptions;
   done: Promise<void> | undefined;

@@ -542,6 +542,102 @@ describe.skipIf(!hasRedis)('durable faults: a burst of add() calls longer than t
     expect(handles.filter((handle) => handle.status !== 'succeeded' || handle.attempt !== 1)).toEqual([]);
     expect(logger.at('info').filter((entry) => entry.message.includes('read from Redis'))).toEqual([]);
   });
+
+  /**
+   * Holds back Redis's answers to the backend's adds (Redis runs them; the producer hears back
+   * only as the test lets it), counting the adds sent and the most unanswered at once.
+   */
+  function holdAnswers(backend: DurableBackend) {
+    const add = backend.queue.add.bind(backend.queue);
+    const waiting: (() => void)[] = [];
+    const held = {
+      sent: 0,
+      unanswered: 0,
+      most: 0,
+      open: false,
+      /** Lets the next `k` answers through. */
+      release(k: number) {
+        for (const wake of waiting.splice(0, k)) wake();
+      },
+      /** Lets every answer through, now and from now on. */
+      openAll() {
+        held.open = true;
+        held.release(waiting.length);
+      },
+    };
+    backend.queue.add = (async (...args: Parameters<typeof add>) => {
+      held.sent++;
+      held.most = Math.max(held.most, ++held.unanswered);
+      try {
+        const job = await add(...args);
+        if (!held.open) await new Promise<void>((resolve) => waiting.push(resolve));
+        return job;
+      } finally {
+        held.unanswered--;
+      }
+    }) as typeof add;
+    closers.push(async () => {
+      held.openAll();
+      backend.queue.add = add;
+    });
+    return held;
+  }
+
+  // The cause of a CI failure of the test above: on a Redis slower than the producer, the whole
+  // burst was queued on the connection at once, and a look at the stream's first entry, queued
+  // behind it, ran after thousands of events more (read meanwhile, but taken for trimmed unread).
+  it('is sent as Redis answers: at most 1 000 adds unanswered at a time, and a command sent meanwhile is not queued behind the rest', { timeout: 30_000 }, async () => {
+    const queueName = `paced-${randomUUID()}`;
+    const { bg, backend } = producer(redis.connection, queueName);
+    await acknowledged(backend, [bg.add(count, 'warm')]);
+    const held = holdAnswers(backend);
+    const n = 3_000;
+    const handles = Array.from({ length: n }, (_, i) => bg.add(count, String(i)));
+    await vi.waitFor(() => expect(held.sent).toBe(1_000), { timeout: 10_000, interval: 10 });
+    // Turns go by with no answer: no add more is sent.
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(held.sent).toBe(1_000);
+    // A command sent now reaches Redis behind those 1 000 at most, not behind the burst.
+    expect(await backend.queue.count()).toBe(1_001);
+    held.openAll();
+    await acknowledged(backend, [handles.at(-1)!]);
+    expect(backend.enqueueFailures).toBe(0);
+    expect(held.sent).toBe(n);
+    expect(held.most).toBe(1_000);
+    expect(await backend.queue.count()).toBe(n + 1);
+  });
+
+  it('fails no job waiting its turn while Redis answers, however long the burst takes; once Redis answers none for enqueueTimeoutMs, those not sent fail and are never sent', { timeout: 30_000 }, async () => {
+    const queueName = `paced-bound-${randomUUID()}`;
+    const { bg, backend, logger } = producer(redis.connection, queueName, 1_000);
+    await acknowledged(backend, [bg.add(count, 'warm')]);
+    const held = holdAnswers(backend);
+    // 3 000 adds answered 100 every 100 ms: about 3 s for the burst, three times the bound.
+    const first = Array.from({ length: 3_000 }, (_, i) => bg.add(count, `a${i}`));
+    const drip = setInterval(() => held.release(100), 100);
+    try {
+      await vi.waitFor(() => expect(held.sent).toBe(3_000), { timeout: 20_000, interval: 20 });
+    } finally {
+      clearInterval(drip);
+    }
+    held.openAll();
+    await acknowledged(backend, [first.at(-1)!]);
+    expect(backend.enqueueFailures).toBe(0);
+    // Then Redis answers nothing for longer than the bound: the 1 000 sent wait for their answers,
+    // the 1 000 waiting their turn fail, and are never sent.
+    held.open = false;
+    const second = Array.from({ length: 2_000 }, (_, i) => bg.add(count, `b${i}`));
+    await vi.waitFor(() => expect(backend.enqueueFailures).toBe(1_000), { timeout: 5_000, interval: 20 });
+    expect(held.sent).toBe(4_000);
+    const failed = await Promise.allSettled(second.slice(1_000).map((handle) => handle.result()));
+    expect(failed.filter((outcome) => outcome.status === 'rejected' && /waiting for its turn to be sent after 1000 ms/.test(String(outcome.reason))).length).toBe(1_000);
+    held.openAll();
+    await acknowledged(backend, second.slice(0, 1_000));
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(held.sent).toBe(4_000);
+    expect(await backend.queue.count()).toBe(1 + 3_000 + 1_000);
+    expect(logger.at('error').filter((entry) => entry.message.includes('could not be enqueued'))).toHaveLength(1_000);
+  });
 });
 
 describe.skipIf(!hasRedis)('durable faults: 3 worker processes, 10 000 jobs', () => {
