@@ -96,9 +96,9 @@ it.each([
   expect(stopped()[0]).toMatch(/^the setup module file:.*(setup-leaves-exit|setup-exits-while-setting-up)\.ts has ended 3 idle threads \(process\.exit\(\) in a callback it set up\): new threads no longer run it as they start \(prewarm\), only with their first task$/);
   const exits = (): number => logger.at('error').filter((entry) => /called process\.exit\(\d\)( while it set up the thread \(its function, or a callback it set up\))?: its thread ended, and was replaced$/.test(entry.message)).length;
   expect(exits()).toBe(3);
-  // Its replacement started without the setup: it is not ended (15 times the setup's own timer).
+  // Its replacement started without the setup: it is not ended (5 times the setup's own timer).
   await vi.waitFor(() => expect(appOf(root).pool.threads).toBe(1), { timeout: 10_000, interval: 20 });
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
   expect(exits()).toBe(3);
   // A task's thread runs the setup first: after it has run, the setup's timer ends the thread
   // once the task is done; while it still runs, with the task waiting for it, which fails.

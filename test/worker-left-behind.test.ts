@@ -151,7 +151,7 @@ describe('a callback the setup module set up while it still runs (an async setup
 describe('a thread ended by an error thrown outside an ended task', () => {
   afterEach(() => stopScripts());
 
-  it("fails the task whose microtask threw before its answer went, never the next task on the thread (Node 24 keeps a microtask's context: the next task failed about 1 in 3)", async () => {
+  it("fails the task whose microtask threw before its answer went, never the next task on the thread (Node 24 keeps a microtask's context: the next task failed about 1 in 3)", { timeout: 60_000 }, async () => {
     const { bg } = app();
     for (let i = 0; i < 8; i++) {
       const failed = await bg.add(microtaskThrows).result().catch((error: unknown) => error);
