@@ -18,6 +18,7 @@ import {
   type TaskProgress,
   type WorkerTaskDefinition,
 } from '../src/index.js';
+import type { DurableBackend } from '../src/adapters/bullmq.js';
 
 class Mailer {
   send(to: string): Promise<boolean> {
@@ -403,5 +404,20 @@ describe('ApplicationBackground and the shutdown report typing', () => {
     expectTypeOf(container.resolve(ApplicationBackground)).toEqualTypeOf<Background>();
     expectTypeOf<Awaited<ReturnType<typeof shutdown>>['totals']['abandoned']>().toEqualTypeOf<number>();
     expectTypeOf<Awaited<ReturnType<typeof shutdown>>['totals']['total']>().toEqualTypeOf<number>();
+  });
+});
+
+describe('the durable backend typing', () => {
+  it("types backend.handle(id, task) with the task's result, and refuses what is not a definition", () => {
+    const backend = null as unknown as DurableBackend;
+    const sendInvoice = defineTask({ name: 'sendInvoice', inject: [Mailer] }, async (mailer: Mailer, to: string) => ({ sent: await mailer.send(to) }));
+    const checksum = workerTask(import.meta.url, { name: 'checksum' }, (data: Uint8Array, seed: number) => data.length + seed);
+    expectTypeOf(backend.handle('id')).toEqualTypeOf<Promise<TaskHandle | undefined>>();
+    expectTypeOf(backend.handle('id', sendInvoice)).toEqualTypeOf<Promise<TaskHandle<{ sent: boolean }> | undefined>>();
+    expectTypeOf(backend.handle('id', checksum)).toEqualTypeOf<Promise<TaskHandle<number> | undefined>>();
+    // @ts-expect-error a function is not a definition
+    void backend.handle('id', async () => 1);
+    // @ts-expect-error nor is a class task
+    void backend.handle('id', ReindexUser);
   });
 });

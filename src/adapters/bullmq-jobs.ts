@@ -197,6 +197,16 @@ export interface DurableJob {
   readonly failedReason: string | undefined;
 }
 
+/**
+ * Whether `value` is a `defineTask()` or `workerTask()` definition, told by its shape: the
+ * adapters see only the public API (a definition is frozen, with its name, its function and its
+ * dependencies' tokens).
+ */
+export function isDefinitionByShape(value: unknown): value is TaskDefinition<never[], unknown> {
+  const task = value as Partial<TaskDefinition> | null;
+  return typeof task?.name === 'string' && typeof task.fn === 'function' && Array.isArray(task.inject) && Object.isFrozen(task);
+}
+
 export const defaultConnection: ConnectionOptions = { host: '127.0.0.1', port: 6379 };
 export const defaultQueueName = 'tsyringe-background';
 

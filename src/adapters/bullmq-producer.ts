@@ -25,9 +25,11 @@ import {
   type BackgroundLogger,
   type CloseOutcome,
   type Runner,
+  type TaskDefinition,
   type TaskHandle,
   type TaskOptions,
   type TaskRequest,
+  type TaskResult,
   type TaskStatus,
 } from '../index.js';
 import { describe, messageOf } from '../model/checks.js';
@@ -56,6 +58,7 @@ import {
   endClient,
   failureOf,
   isClient,
+  isDefinitionByShape,
   jobData,
   keepCompleted,
   keepFailed,
@@ -121,6 +124,9 @@ const settleGraceMs = 1_000;
  * or find nothing). `method` is the backend's method as messages name it.
  * @throws TypeError (from an async method: its promise rejects) naming the call and what was received.
  */
+/** The name a handle made by id has until its job is read (and keeps when no record names its task). */
+const unnamedTask = 'durable task';
+
 function checkId(id: unknown, method: 'job' | 'handle'): void {
   if (typeof id !== 'string') throw new TypeError(`backend.${method}(id): id must be a string (a handle's id), got ${describe(id)}`);
 }
@@ -156,10 +162,15 @@ export interface DurableBackend {
    * if (invoice) bg.with({ durable: true, after: [invoice] }).add(sendInvoice, id);
    * ```
    *
-   * @throws TypeError (the promise rejects) when `id` is not a string.
+   * Given the task's definition too, the handle is typed with its result, and the job is checked
+   * to be one of that task (`backend.handle(id, sendInvoice)` gives a `TaskHandle<Receipt>`).
+   *
+   * @throws TypeError (the promise rejects) when `id` is not a string, when `task` is not a
+   * `defineTask()` or `workerTask()` definition, or when the job is another task's.
    * @throws Error (the promise rejects) once `close()` was called, unless this process follows that job already.
    */
   handle(id: string): Promise<TaskHandle | undefined>;
+  handle<T extends TaskDefinition<never[], unknown>>(id: string, task: T): Promise<TaskHandle<TaskResult<T>> | undefined>;
   /**
    * Closes the queue and its event stream: the jobs added before are sent first, and what was
    * sent is answered before the connections close, for `timeoutMs` at most (a Redis that stopped
@@ -1531,8 +1542,8 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   async #gone(id: string): Promise<FailedPrerequisite> {
     const recorded = (await this.queue.getBackend().client.then((client) => this.#recordedCancellations(client)).catch(() => undefined))?.get(id);
-    if (recorded !== undefined) return { id, name: recorded.name ?? this.#live.get(id)?.name ?? 'durable task', status: 'cancelled', reason: recorded.reason };
-    return { id, name: this.#live.get(id)?.name ?? 'durable task', status: 'failed', reason: `its job ${this.queue.toKey(id)} is no longer in Redis` };
+    if (recorded !== undefined) return { id, name: recorded.name ?? this.#live.get(id)?.name ?? unnamedTask, status: 'cancelled', reason: recorded.reason };
+    return { id, name: this.#live.get(id)?.name ?? unnamedTask, status: 'failed', reason: `its job ${this.queue.toKey(id)} is no longer in Redis` };
   }
 
   /**
@@ -1922,13 +1933,24 @@ class BullMQBackend implements Runner, DurableBackend {
     return snapshot(job, state, skipped);
   }
 
-  async handle(id: string): Promise<TaskHandle | undefined> {
+  async handle(id: string, task?: TaskDefinition<never[], unknown>): Promise<TaskHandle | undefined> {
     checkId(id, 'handle');
+    if (task === undefined) return this.#handleOf(id);
+    if (!isDefinitionByShape(task)) throw new TypeError(`backend.handle(id, task): task must be a defineTask() or workerTask() definition, got ${describe(task)}`);
+    const handle = await this.#handleOf(id);
+    // A job whose task is not known (removed, its cancellation recorded without a name) passes.
+    if (handle !== undefined && handle.name !== unnamedTask && handle.name !== task.name) {
+      throw new TypeError(`backend.handle(${JSON.stringify(id)}, ${task.name}): its job is one of task "${handle.name}", not of "${task.name}"`);
+    }
+    return handle;
+  }
+
+  async #handleOf(id: string): Promise<TaskHandle | undefined> {
     const live = this.#live.get(id);
     if (live !== undefined) return live;
     this.#checkOpen('handle');
     // Followed before its job is read: an end that comes meanwhile settles it too, once its name is read.
-    const handle: DurableHandle = new DurableHandle(this, id, 'durable task', 'queued', (error) => this.#cancel(handle, error));
+    const handle: DurableHandle = new DurableHandle(this, id, unnamedTask, 'queued', (error) => this.#cancel(handle, error));
     const unnamed: (() => void)[] = [];
     this.#unnamed.set(id, unnamed);
     this.#keep(handle);
@@ -2360,7 +2382,7 @@ function goneError(name: string, id: string): DurableTaskError {
 
 /** What a handle whose job was removed fails with. */
 function removedError(name: string | undefined, id: string): TaskCancelledError {
-  return new TaskCancelledError(name ?? 'durable task', id, 'its job was removed');
+  return new TaskCancelledError(name ?? unnamedTask, id, 'its job was removed');
 }
 
 /** Orders two stream entry ids (`<ms>-<sequence>`). */

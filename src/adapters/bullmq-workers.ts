@@ -37,6 +37,7 @@ import {
   endClient,
   endedWith,
   isClient,
+  isDefinitionByShape,
   jobEnded,
   jobContext,
   jobRun,
@@ -223,11 +224,10 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   const names = new Set<string>();
   // entries(), not forEach(): it visits the holes of a sparse array too.
   for (const [i, task] of (tasks as readonly unknown[]).entries()) {
-    const name = (task as Partial<TaskDefinition> | null)?.name;
-    // By shape: the adapters see only the public API (a definition is frozen, with its dependencies' tokens).
-    if (typeof name !== 'string' || typeof (task as Partial<TaskDefinition>).fn !== 'function' || !Array.isArray((task as Partial<TaskDefinition>).inject) || !Object.isFrozen(task)) {
+    if (!isDefinitionByShape(task)) {
       throw new TypeError(`startWorkers(options): options.tasks[${i}] must be a defineTask() or workerTask() definition, got ${describe(task)}`);
     }
+    const { name } = task;
     // A definition made by defineTask() cannot have such a name; one made by shape can.
     if (name.startsWith(ownJobPrefix)) {
       throw new TypeError(`startWorkers(options): options.tasks[${i}] is named ${JSON.stringify(name)}; a name beginning with "${ownJobPrefix}" is reserved for the library's own jobs`);

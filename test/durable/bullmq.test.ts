@@ -285,6 +285,20 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     }
   });
 
+  it("backend.handle(id, task) gives the handle of that task's job, and rejects with a TypeError a job of another task, or a task that is not a definition", async () => {
+    const { bg, backend } = setup();
+    const added = bg.add(durableRecord, 'by id');
+    await added.result();
+    const found = await backend.handle(added.id, durableRecord);
+    expect(found?.name).toBe('durableRecord');
+    // Typed with the task's result (test/types.test-d.ts): here, it is the job's.
+    expect(await found!.result()).toBe('durably by id');
+    await expect(backend.handle(added.id, ordered)).rejects.toThrow(new TypeError(`backend.handle(${JSON.stringify(added.id)}, ordered): its job is one of task "durableRecord", not of "ordered"`));
+    await expect(backend.handle(added.id, (async () => undefined) as never)).rejects.toThrow(/^backend\.handle\(id, task\): task must be a defineTask\(\) or workerTask\(\) definition, got/);
+    // No job of that id: undefined, as without the task.
+    await expect(backend.handle('no-such-job', durableRecord)).resolves.toBeUndefined();
+  });
+
   it("sends a burst under a test's fake timers that take queueMicrotask and setImmediate (Jest's default), without the clock being advanced", async () => {
     const { bg, backend } = setup({ workers: false });
     const durable = bg.with({ durable: true });
