@@ -124,6 +124,29 @@ const settleGraceMs = 1_000;
  * or find nothing). `method` is the backend's method as messages name it.
  * @throws TypeError (from an async method: its promise rejects) naming the call and what was received.
  */
+/**
+ * What differs between two saves of a schedule (`JSON.stringify([cadence, tz, template])`): its
+ * arguments, its times or its options, with the two values (cut short) where that is all.
+ */
+function scheduleChange(before: string, now: string): string {
+  type Saved = [cadence: unknown, tz: unknown, template: { data: { args: unknown }; opts: unknown }];
+  const [a, b] = [JSON.parse(before) as Saved, JSON.parse(now) as Saved];
+  const short = (value: unknown): string => {
+    const text = JSON.stringify(value) ?? 'undefined';
+    return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+  };
+  const changes: string[] = [];
+  if (JSON.stringify(a[2].data.args) !== JSON.stringify(b[2].data.args)) changes.push(`arguments (${short(a[2].data.args)} before, ${short(b[2].data.args)} now)`);
+  const times = ([cadence, tz]: Saved): string => {
+    const { every, expression } = cadence as { every?: number; expression?: string };
+    return every === undefined ? `cron ${JSON.stringify(expression)} in ${String(tz)}` : `every ${every} ms`;
+  };
+  if (times(a) !== times(b)) changes.push(`times (${times(a)} before, ${times(b)} now)`);
+  const rest = (saved: Saved): string => JSON.stringify([{ ...saved[2].data, args: undefined }, saved[2].opts]);
+  if (rest(a) !== rest(b)) changes.push('options');
+  return changes.join(' and ');
+}
+
 /** The name a handle made by id has until its job is read (and keeps when no record names its task). */
 const unnamedTask = 'durable task';
 
@@ -678,7 +701,7 @@ class BullMQBackend implements Runner, DurableBackend {
     if (earlier !== undefined && !earlier.handle.ended) {
       if (earlier.saved === what) return earlier.handle;
       throw new TypeError(
-        `bg.add("${name}"): durable task "${name}" is scheduled by this process already, with other arguments, times or options; a durable schedule is one per task name ` +
+        `bg.add("${name}"): durable task "${name}" is scheduled by this process already, with other ${scheduleChange(earlier.saved, what)}; a durable schedule is one per task name ` +
           'in the whole cluster (a BullMQ job scheduler named after the task), so this one would replace it: cancel() the first one first, or define a task for each schedule',
       );
     }

@@ -756,11 +756,16 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const tenantA = durable.add(ordered, 'tenant-a');
     expect(() => durable.add(ordered, 'tenant-b')).toThrow(
       new TypeError(
-        'bg.add("ordered"): durable task "ordered" is scheduled by this process already, with other arguments, times or options; a durable schedule is one per task name ' +
+        'bg.add("ordered"): durable task "ordered" is scheduled by this process already, with other arguments (["tenant-a"] before, ["tenant-b"] now); a durable schedule is one per task name ' +
           'in the whole cluster (a BullMQ job scheduler named after the task), so this one would replace it: cancel() the first one first, or define a task for each schedule',
       ),
     );
-    expect(() => bg.with({ durable: true, every: 30_000, overlap: true }).add(ordered, 'tenant-a')).toThrow(TypeError);
+    // The message says what differs: the times, the options, or several.
+    expect(() => bg.with({ durable: true, every: 30_000, overlap: true }).add(ordered, 'tenant-a')).toThrow(/with other times \(every 60000 ms before, every 30000 ms now\); /);
+    expect(() => bg.with({ durable: true, every: 60_000, overlap: true, retries: 2 }).add(ordered, 'tenant-a')).toThrow(/with other options; /);
+    expect(() => bg.with({ durable: true, cron: '0 3 * * *', tz: 'Europe/Berlin', overlap: true }).add(ordered, 'x'.repeat(100))).toThrow(
+      /with other arguments \(\["tenant-a"\] before, \["x{78}… now\) and times \(every 60000 ms before, cron "0 3 \* \* \*" in Europe\/Berlin now\); /,
+    );
     expect(durable.add(ordered, 'tenant-a')).toBe(tenantA);
     // Once cancelled, another may take the name.
     expect(tenantA.cancel()).toBe(true);
