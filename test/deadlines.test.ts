@@ -1,5 +1,5 @@
 import { afterEach, expect, it, vi } from 'vitest';
-import { Deadlines } from '../src/engine/deadlines.js';
+import { Deadlines, lateMs } from '../src/engine/deadlines.js';
 
 afterEach(() => {
   vi.useRealTimers();
@@ -44,7 +44,7 @@ it('leaves no timer behind once the last deadline is cancelled and its time has 
   expect(vi.getTimerCount()).toBe(0);
 });
 
-it('a timer that fires late fires every entry due by the clock, and measures the next wait from the clock', () => {
+it('a timer that fires late fires every entry due by the clock, after a turn of the event loop, and measures the next wait from the clock', async () => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
   // The event loop held: the monotonic clock moves on, no timer fires.
   let held = 0;
@@ -56,11 +56,36 @@ it('a timer that fires late fires every entry due by the clock, and measures the
   for (const [name, ms] of [['a', 100], ['b', 200], ['c', 300], ['d', 400]] as const) deadlines.add(ms, record(name));
   held = 250;
   vi.advanceTimersByTime(100);
+  // Late (by more than lateMs): what came meanwhile is taken in first, the entries fire after it.
+  expect(fired).toEqual([]);
+  await new Promise((resolve) => setImmediate(resolve));
   expect(fired).toEqual(['a@350', 'b@350', 'c@350']);
   vi.advanceTimersByTime(49);
   expect(fired).toHaveLength(3);
   vi.advanceTimersByTime(1);
   expect(fired).toEqual(['a@350', 'b@350', 'c@350', 'd@400']);
+  expect(deadlines.live).toBe(0);
+});
+
+it('a deadline that came due late does not fire when what is taken in before it cancels it (a task that ended in time)', async () => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+  let held = 0;
+  const clock = { now: () => globalThis.performance.now() + held };
+  const deadlines = new Deadlines(() => clock);
+  const fired: string[] = [];
+  const late = deadlines.add(100, () => fired.push('late'));
+  deadlines.add(100 + lateMs + 50, () => fired.push('later'));
+  held = lateMs + 1;
+  vi.advanceTimersByTime(100);
+  // Its task's answer, taken in before the deadline acts (as the poll phase comes before setImmediate).
+  deadlines.cancel(late);
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(fired).toEqual([]);
+  expect(deadlines.live).toBe(1);
+  // One fired within lateMs of its time acts at once, as before.
+  held = 0;
+  vi.advanceTimersByTime(lateMs + 50);
+  expect(fired).toEqual(['later']);
   expect(deadlines.live).toBe(0);
 });
 

@@ -21,6 +21,18 @@
  * fires late (a busy event loop) does not push every later deadline back by as much.
  */
 import { AsyncResource } from 'node:async_hooks';
+// Node's own, which a test's fake timers do not replace: the turn a late deadline gives is real.
+import { clearImmediate, setImmediate } from 'node:timers';
+
+/**
+ * How late, in ms, a deadline may fire and still act at once. Later, the event loop was held
+ * past it (a long synchronous stretch), and what came meanwhile (a worker thread's answer, an
+ * I/O result: work that ended in time) waits behind the timers: it is taken in first, in the
+ * same turn of the loop, and the deadline acts after it (`setImmediate`). Without that, a task
+ * that had ended in time was abandoned, its scope's disposal logged it as unfinished, and a
+ * graceful shutdown exited 1 for work lost that was done.
+ */
+export const lateMs = 10;
 
 /** A monotonic clock in milliseconds, as `performance.now()`. */
 export interface Clock {
@@ -135,6 +147,23 @@ export class Deadlines {
     if (this.#live === 0) this.#timer.unref();
   }
 
+  #fireOne(deadline: Deadline): void {
+    deadline.live = false;
+    this.#live--;
+    deadline.context.runInAsyncScope(deadline.fire as (target: unknown) => void, undefined, deadline.target);
+    deadline.context.emitDestroy();
+  }
+
+  /** Fires the deadlines that came due late, once what came meanwhile has been taken in ({@link lateMs}). */
+  readonly #fireLate = (late: readonly Deadline[]): void => {
+    this.#firing = true;
+    try {
+      for (const deadline of late) if (deadline.live) this.#fireOne(deadline);
+    } finally {
+      this.#firing = false;
+    }
+  };
+
   readonly #fire = (): void => {
     const fired = this.#armedFor!;
     this.#timer = undefined;
@@ -142,19 +171,20 @@ export class Deadlines {
     const entries = this.#entries;
     const clockNow = this.#now(); // first: it may move the entries' times, the fired one's too
     const now = Math.max(fired.at, clockNow);
+    let late: Deadline[] | undefined;
     this.#firing = true;
     try {
       while (this.#head < entries.length && entries[this.#head]!.at <= now) {
         const deadline = entries[this.#head++]!;
         if (!deadline.live) continue;
-        deadline.live = false;
-        this.#live--;
-        deadline.context.runInAsyncScope(deadline.fire as (target: unknown) => void, undefined, deadline.target);
-        deadline.context.emitDestroy();
+        // Still live until it acts: what is taken in meanwhile may cancel it.
+        if (clockNow - deadline.at > lateMs) (late ??= []).push(deadline);
+        else this.#fireOne(deadline);
       }
     } finally {
       this.#firing = false;
     }
+    if (late !== undefined) setImmediate(this.#fireLate, late);
     while (this.#head < entries.length && !entries[this.#head]!.live) this.#head++;
     if (this.#head === entries.length) {
       this.#entries = [];
@@ -170,6 +200,28 @@ export class Deadlines {
     const later = this.#now();
     this.#arm(next, next.at - Math.max(now, later));
   };
+}
+
+/**
+ * Waits for `promise` at most `ms`; returns whether it settled in time. A timer that fires late
+ * gives what came meanwhile its turn first ({@link lateMs}). Leaves no timer.
+ */
+export async function withDeadline(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  let turn: NodeJS.Immediate | undefined;
+  const due = monotonicNow() + ms;
+  const expired = new Promise<false>((resolve) => {
+    timer = setTimeout(() => {
+      if (monotonicNow() - due > lateMs) turn = setImmediate(resolve, false);
+      else resolve(false);
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), expired]);
+  } finally {
+    clearTimeout(timer);
+    clearImmediate(turn);
+  }
 }
 
 /**
@@ -202,15 +254,3 @@ export const deadlines = new Deadlines();
 
 function noop(): void {}
 
-/** Waits for `promise` at most `ms`; returns whether it settled in time. Leaves no timer. */
-export async function withDeadline(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const expired = new Promise<false>((resolve) => {
-    timer = setTimeout(resolve, ms, false);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), expired]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -133,6 +133,7 @@ export class Pool {
         return this.run(task, attempt, transferList, withContext, current);
       },
       startedAt: (attempts: number) => (current === undefined || of !== attempts ? 0 : this.#marks.startedAt(current)),
+      finishedAt: (attempts: number) => (current === undefined || of !== attempts ? 0 : this.#marks.finishedAt(current)),
     };
   }
 

@@ -67,6 +67,12 @@ export interface Invocation {
    * reads as `queued`, and its `timeoutMs` has not begun.
    */
   startedAt?(attempt: number): number;
+  /**
+   * With {@link startedAt}: when the current attempt ended where it ran (epoch ms), or 0 while it
+   * has not. The attempt is judged by it, not by when its answer is taken in (a busy event loop
+   * delays that, and with it the settling, not the work).
+   */
+  finishedAt?(attempt: number): number;
 }
 
 /**
@@ -551,7 +557,7 @@ export class TaskRun implements TaskHandle, Job {
     const late =
       handedOn === undefined
         ? performance.now() - this.#startedAt >= timeoutMs && Date.now() - this.#startedWallAt >= timeoutMs
-        : handedOn !== 0 && Date.now() - handedOn >= timeoutMs;
+        : handedOn !== 0 && this.#handedOnUntil() - handedOn >= timeoutMs;
     if (late) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -565,6 +571,10 @@ export class TaskRun implements TaskHandle, Job {
     // The clock of a handed-on attempt starts when it reaches its thread.
     const startedAt = run.#invocation?.startedAt?.(run.attempts);
     if (startedAt !== undefined) {
+      const finishedAt = run.#invocation?.finishedAt?.(run.attempts) ?? 0;
+      // Ended on its thread within its time: its answer is on its way (the event loop was held
+      // when the timer came due). It settles the attempt, as an answer in time does.
+      if (startedAt !== 0 && finishedAt !== 0 && finishedAt - startedAt < timeoutMs) return;
       const left = startedAt === 0 ? timeoutMs : startedAt + timeoutMs - Date.now();
       if (left > 0) {
         run.#timer = setTimeout(TaskRun.#timedOut, left, run, attempt);
@@ -725,11 +735,19 @@ export class TaskRun implements TaskHandle, Job {
     }
   }
 
-  /** The current attempt's time so far: for one handed on to a thread, since the thread began it (not its start-up). */
+  /**
+   * The current attempt's time so far: for one handed on to a thread, since the thread began it
+   * (not its start-up), and until the thread ended it (not until its answer was taken in).
+   */
   #elapsed(): number {
     const handedOn = this.#invocation?.startedAt?.(this.attempts);
     if (handedOn === undefined) return round(performance.now() - this.#startedAt);
-    return handedOn === 0 ? 0 : round(Math.max(0, Date.now() - handedOn));
+    return handedOn === 0 ? 0 : round(Math.max(0, this.#handedOnUntil() - handedOn));
+  }
+
+  /** When a handed-on attempt ended where it ran, or now (epoch ms) while it has not. */
+  #handedOnUntil(): number {
+    return this.#invocation?.finishedAt?.(this.attempts) || Date.now();
   }
 
   /** An event about this task, its common fields filled in. */

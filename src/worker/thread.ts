@@ -17,7 +17,7 @@ import { WorkerTaskError } from '../model/errors.js';
 import { tokenName } from '../model/task.js';
 import { findWorkerTask, markLibraryThread, retryParameter, workerTasksOf } from '../model/worker-task.js';
 import { checkResult } from './clone.js';
-import { isAborted, markStarted } from './start-marks.js';
+import { isAborted, markEnded, markStarted } from './start-marks.js';
 import { failureOf, fromWire, logMessageOf, type ChannelMessage, type LeftBehind, type ThreadMessage, type WorkerRequest, type WorkerResponse } from './wire.js';
 
 /** What the pool hands every thread. */
@@ -150,6 +150,8 @@ async function run({ module, name, args, id, port, attempt = 1, slot, token }: W
     checkResult(name, result);
     return result;
   } finally {
+    // Ended now, whatever the main thread is doing when its answer reaches it.
+    if (startCells !== undefined && slot !== undefined) markEnded(startCells, slot, token ?? 0);
     call.ended = true;
     port?.close();
   }
