@@ -185,14 +185,19 @@ export interface DurableBackend {
    * if (invoice) bg.with({ durable: true, after: [invoice] }).add(sendInvoice, id);
    * ```
    *
-   * Given the task's definition too, the handle is typed with its result, and the job is checked
-   * to be one of that task (`backend.handle(id, sendInvoice)` gives a `TaskHandle<Receipt>`).
+   * @throws TypeError (the promise rejects) when `id` is not a string.
+   * @throws Error (the promise rejects) once `close()` was called, unless this process follows that job already.
+   */
+  handle(id: string): Promise<TaskHandle | undefined>;
+  /**
+   * A handle that follows the job of this id, as {@link DurableBackend.handle | handle(id)}
+   * gives, typed with the result of `task`, whose job it must be
+   * (`await backend.handle(id, sendInvoice)` is a `TaskHandle<Receipt>`).
    *
    * @throws TypeError (the promise rejects) when `id` is not a string, when `task` is not a
    * `defineTask()` or `workerTask()` definition, or when the job is another task's.
    * @throws Error (the promise rejects) once `close()` was called, unless this process follows that job already.
    */
-  handle(id: string): Promise<TaskHandle | undefined>;
   handle<T extends TaskDefinition<never[], unknown>>(id: string, task: T): Promise<TaskHandle<TaskResult<T>> | undefined>;
   /**
    * Closes the queue and its event stream: the jobs added before are sent first, and what was
