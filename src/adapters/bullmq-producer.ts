@@ -327,6 +327,10 @@ class BullMQBackend implements Runner, DurableBackend {
   #closeTold = false;
   /** Jobs added in this turn, sent at its end ({@link #flush}). */
   #unsent: Sending[] = [];
+  /** Whether {@link #flush} waits for the queue's connection to be ready. */
+  #awaitingConnection = false;
+  /** While {@link #flush} sends the jobs whose wait for the connection failed: each then waits on its own. */
+  #connectionFailed = false;
   /** Adds sent by {@link #flush} straight to the queue's client and not answered yet. */
   #inFlight = 0;
   /** Whether {@link #flush} waits for answers to adds: {@link burstInFlight} are unanswered. */
@@ -828,6 +832,29 @@ class BullMQBackend implements Runner, DurableBackend {
       }
       return;
     }
+    // Not connected (not yet, or not now): the jobs wait here for the connection, and then go
+    // paced as any burst (each sent on its own as it came back, a burst went at once, every other
+    // command behind it). Should the wait fail (the queue's set-up), each waits on its own.
+    if (!direct && !everything && !this.#connectionFailed) {
+      if (!this.#awaitingConnection) {
+        this.#awaitingConnection = true;
+        this.#whenReady()
+          .then(() => this.#connected())
+          .then(
+            () => {
+              this.#awaitingConnection = false;
+              this.#flush();
+            },
+            () => {
+              this.#awaitingConnection = false;
+              this.#connectionFailed = true;
+              this.#flush();
+              this.#connectionFailed = false;
+            },
+          );
+      }
+      return;
+    }
     let batch = unsent;
     const room = burstInFlight - this.#inFlight;
     if (direct && !everything && unsent.length > Math.min(burstSlice, room)) {
@@ -1105,7 +1132,9 @@ class BullMQBackend implements Runner, DurableBackend {
           ? `the jobs it runs after were not in Redis within ${this.#enqueueTimeoutMs} ms (Redis could not be reached, or had not answered their adds); it was never sent`
           : sending.done !== undefined
             ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)${this.#connectionError === undefined ? '' : `; the connection's last error: ${messageOf(this.#connectionError)}`}`
-            : !waitingItsTurn
+            : this.#awaitingConnection
+              ? `Redis could not be reached within ${this.#enqueueTimeoutMs} ms (it was never sent)${this.#connectionError === undefined ? '' : `; the connection's last error: ${messageOf(this.#connectionError)}`}`
+              : !waitingItsTurn
               ? `it was still waiting after ${this.#enqueueTimeoutMs} ms for the queue's event stream to be opened (its handle is watched, and its job is sent once its events can be read)`
               : `it was still waiting for its turn to be sent after ${this.#enqueueTimeoutMs} ms (a burst of add() calls ahead of it, and no answer from Redis to their adds in that time: Redis slow or unreachable, or this process too busy to hear it)`;
       this.#failEnqueue(sending.handle, new Error(why));
@@ -1795,9 +1824,9 @@ class BullMQBackend implements Runner, DurableBackend {
       this.#late.set(id, sending);
       return;
     }
-    // A job still on its way is removed once Redis has it: looked for before, it would be missed.
-    this.#flush(true);
-    // (Or until the backend closes: an add that Redis never answers would hold it for ever.)
+    // A job still on its way (handed to BullMQ: one not handed yet is never sent, above) is removed
+    // once Redis has it: looked for before, it would be missed. (Or until the backend closes: an
+    // add that Redis never answers would hold it for ever.) The burst it came in goes on at its pace.
     if (sending !== undefined) await this.#orClosed(sending.done);
     // Set once its job is removed while a dependent waits for it: that dependent is failed next.
     const removal: Removal = { parent: undefined };

@@ -607,6 +607,39 @@ describe.skipIf(!hasRedis)('durable faults: a burst of add() calls longer than t
     expect(await backend.queue.count()).toBe(n + 1);
   });
 
+  it("paces a producer's first burst too, added before its connection is up (it went at once: an outside probe's PING waited 15 s behind it)", { timeout: 30_000 }, async () => {
+    const queueName = `paced-first-${randomUUID()}`;
+    const { bg, backend } = producer(redis.connection, queueName);
+    const held = holdAnswers(backend);
+    const handles = Array.from({ length: 3_000 }, (_, i) => bg.add(count, String(i)));
+    await vi.waitFor(() => expect(held.sent).toBe(1_000), { timeout: 10_000, interval: 10 });
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(held.sent).toBe(1_000);
+    held.openAll();
+    await acknowledged(backend, [handles[0]!, handles.at(-1)!]);
+    expect(held.most).toBe(1_000);
+    expect(backend.enqueueFailures).toBe(0);
+    expect(await backend.queue.count()).toBe(3_000);
+  });
+
+  it('goes on at its pace when a job of it already sent is cancelled (the cancellation sent the whole rest at once, ahead of its own removal)', { timeout: 30_000 }, async () => {
+    const queueName = `paced-cancel-${randomUUID()}`;
+    const { bg, backend } = producer(redis.connection, queueName);
+    await acknowledged(backend, [bg.add(count, 'warm')]);
+    const held = holdAnswers(backend);
+    const handles = Array.from({ length: 3_000 }, (_, i) => bg.add(count, String(i)));
+    await vi.waitFor(() => expect(held.sent).toBe(1_000), { timeout: 10_000, interval: 10 });
+    expect(handles[0]!.cancel()).toBe(true);
+    for (let turn = 0; turn < 20; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(held.sent).toBe(1_000);
+    held.openAll();
+    await expect(handles[0]!.result()).rejects.toMatchObject({ code: 'ERR_TASK_CANCELLED' });
+    await acknowledged(backend, [handles.at(-1)!]);
+    expect(held.most).toBe(1_000);
+    // The warm-up job and every job of the burst but the cancelled one.
+    expect(await backend.queue.count()).toBe(3_000);
+  });
+
   it('fails no job waiting its turn while Redis answers, however long the burst takes; once Redis answers none for enqueueTimeoutMs, those not sent fail and are never sent', { timeout: 30_000 }, async () => {
     const queueName = `paced-bound-${randomUUID()}`;
     const { bg, backend, logger } = producer(redis.connection, queueName, 1_000);
