@@ -10,6 +10,7 @@ import type { DependencyContainer } from 'tsyringe';
 import { Background, consoleLogger, type BackgroundLogger, type CloseOutcome, type TaskDefinition, type TaskHandle, type TaskProgress, type TaskRequest, type TaskStatus } from '../index.js';
 import { checkKnownKeys, describe, isOptionsObject, messageOf } from '../model/checks.js';
 import { isLogger } from '../model/logger.js';
+import { expiry } from '../model/timing.js';
 
 /** Where the queue is. */
 export interface BullMQConnection {
@@ -594,15 +595,15 @@ export async function endClient(client: Redis, quitMs = 1_000): Promise<void> {
 
 /** Whether `promise` settles (either way) within `ms`. */
 export async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
+  const deadline = expiry(ms);
   const settled = await Promise.race([
     promise.then(
       () => true,
       () => true,
     ),
-    new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false))),
+    deadline.expired,
   ]);
-  clearTimeout(timer);
+  deadline.clear();
   return settled;
 }
 

@@ -17,6 +17,7 @@ import {
   type TaskHandle,
 } from '../index.js';
 import { describe, isOptionsObject, ownOptions, messageOf } from '../model/checks.js';
+import { expiry } from '../model/timing.js';
 import { safeLogger } from './request-scope.js';
 import {
   applicationLoggerOf,
@@ -570,11 +571,11 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       // reconnected the worker's blocking connection once they ended, and that connection,
       // listened to by nobody, kept the process alive and reconnecting for ever.)
       await worker.pause(true);
-      let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<false>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)));
-      inTime = await Promise.race([idle(), deadline]);
+      // (Late-aware: jobs that ended as the event loop was held count as ended in time.)
+      const deadline = expiry(timeoutMs);
+      inTime = await Promise.race([idle(), deadline.expired]);
       whenIdle = undefined;
-      clearTimeout(timer);
+      deadline.clear();
       if (!inTime) {
         const left = [...running.keys()];
         logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);

@@ -22,17 +22,10 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 // Node's own, which a test's fake timers do not replace: the turn a late deadline gives is real.
-import { clearImmediate, setImmediate } from 'node:timers';
+import { setImmediate } from 'node:timers';
+import { expiry, lateMs, monotonicNow } from '../model/timing.js';
 
-/**
- * How late, in ms, a deadline may fire and still act at once. Later, the event loop was held
- * past it (a long synchronous stretch), and what came meanwhile (a worker thread's answer, an
- * I/O result: work that ended in time) waits behind the timers: it is taken in first, in the
- * same turn of the loop, and the deadline acts after it (`setImmediate`). Without that, a task
- * that had ended in time was abandoned, its scope's disposal logged it as unfinished, and a
- * graceful shutdown exited 1 for work lost that was done.
- */
-export const lateMs = 10;
+export { lateMs, monotonicNow };
 
 /** A monotonic clock in milliseconds, as `performance.now()`. */
 export interface Clock {
@@ -207,20 +200,11 @@ export class Deadlines {
  * gives what came meanwhile its turn first ({@link lateMs}). Leaves no timer.
  */
 export async function withDeadline(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  let turn: NodeJS.Immediate | undefined;
-  const due = monotonicNow() + ms;
-  const expired = new Promise<false>((resolve) => {
-    timer = setTimeout(() => {
-      if (monotonicNow() - due > lateMs) turn = setImmediate(resolve, false);
-      else resolve(false);
-    }, ms);
-  });
+  const deadline = expiry(ms);
   try {
-    return await Promise.race([promise.then(() => true), expired]);
+    return await Promise.race([promise.then(() => true), deadline.expired]);
   } finally {
-    clearTimeout(timer);
-    clearImmediate(turn);
+    deadline.clear();
   }
 }
 
@@ -239,14 +223,6 @@ export function stillToWait(clockLeft: number, waited: number, capped: boolean):
 
 function globalPerformance(): Clock {
   return globalThis.performance;
-}
-
-/**
- * The monotonic clock's time, ms, as the drain deadlines measure it: time gone by, which no change
- * of the system clock moves, read from the global `performance` (a test's fake one while installed).
- */
-export function monotonicNow(): number {
-  return globalThis.performance.now();
 }
 
 /** The process's drain deadlines. */
