@@ -34,6 +34,7 @@ import {
 } from '../index.js';
 import { describe, messageOf } from '../model/checks.js';
 import { soon } from '../model/soon.js';
+import { lateMs } from '../model/timing.js';
 import { safeLogger } from './request-scope.js';
 import {
   applicationLoggerOf,
@@ -341,6 +342,8 @@ class BullMQBackend implements Runner, DurableBackend {
   #connectionError: unknown;
   /** Fires at the deadline of the first job in {@link #sending}, if any. */
   #sendTimer: NodeJS.Timeout | undefined;
+  /** Whether {@link #sweep} was put off a turn, having fired late: it runs then, whatever the clock. */
+  #sweepPutOff = false;
   /** The deadline {@link #sendTimer} was set for: once it fires, that time has come, whatever the clock says (a test's fake timers). */
   #sendTimerFor = 0;
   /** The queue's Redis client, once ready: while it is connected, jobs go to it at once. */
@@ -1102,6 +1105,15 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /** Fails the handles of the jobs whose deadline has passed, and waits for the next one's. */
   readonly #sweep = (): void => {
+    // Fired late (the event loop held): Redis's answers that came meanwhile are taken in first (at
+    // the poll phase, before the next turn's timers), so that a job waiting its turn behind a burst
+    // Redis was answering all along is not failed for answers not yet read.
+    if (!this.#sweepPutOff && performance.now() - this.#sendTimerFor > lateMs) {
+      this.#sweepPutOff = true;
+      this.#sendTimer = setTimeout(this.#sweep, 0);
+      return;
+    }
+    this.#sweepPutOff = false;
     this.#sendTimer = undefined;
     const now = Math.max(performance.now(), this.#sendTimerFor);
     const unanswered: DurableHandle[] = [];

@@ -640,6 +640,24 @@ describe.skipIf(!hasRedis)('durable faults: a burst of add() calls longer than t
     expect(await backend.queue.count()).toBe(3_000);
   });
 
+  it("fails no job waiting its turn when the event loop was held past its bound while Redis answered (the answers are read before the bound's check)", { timeout: 30_000 }, async () => {
+    const queueName = `paced-held-${randomUUID()}`;
+    const { bg, backend } = producer(redis.connection, queueName, 300);
+    await acknowledged(backend, [bg.add(count, 'warm')]);
+    const handles = Array.from({ length: 3_000 }, (_, i) => bg.add(count, String(i)));
+    // The first 1 000 are on their way; Redis answers them while this process is held past the bound.
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        const until = performance.now() + 800;
+        while (performance.now() < until);
+        resolve();
+      }),
+    );
+    await acknowledged(backend, [handles.at(-1)!]);
+    expect(backend.enqueueFailures).toBe(0);
+    expect(await backend.queue.count()).toBe(3_001);
+  });
+
   it('fails no job waiting its turn while Redis answers, however long the burst takes; once Redis answers none for enqueueTimeoutMs, those not sent fail and are never sent', { timeout: 30_000 }, async () => {
     const queueName = `paced-bound-${randomUUID()}`;
     const { bg, backend, logger } = producer(redis.connection, queueName, 1_000);
