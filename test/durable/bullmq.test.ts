@@ -972,7 +972,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     expect(await connectionsOf(queueName)).toEqual([]);
   });
 
-  it('fails a job whose deadline passed while it waited for its turn to be sent, and never sends it', async () => {
+  it('sends a job whose deadline passed while this process was held, Redis having answered the adds before it meanwhile: it is not stuck, and does not fail', async () => {
     const logger = captureLogger();
     const producer = freshApp({ logger });
     const backend = useBullMQ(producer, { connection: redis.connection, queueName: `burst-${randomUUID()}`, logger, enqueueTimeoutMs: 1_000 });
@@ -981,26 +981,18 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     const warm = bg.add(record, 'warm', 1);
     await vi.waitFor(async () => expect(await backend.job(warm.id)).toBeDefined(), { timeout: 5_000, interval: 10 });
     // 2 000 jobs go 500 a turn; the event loop is held past their deadline before the second
-    // turn's 500 go (this callback was queued before the burst's next slice).
+    // turn's 500 go (this callback was queued before the burst's next slice), while Redis answers
+    // the first 500. (A job waiting its turn fails only once Redis has answered none of the adds
+    // ahead of it for the bound: test/durable/faults.test.ts.)
     const burst = Array.from({ length: 2_000 }, (_, i) => bg.add(record, `b${i}`, 1));
-    let marker: ReturnType<typeof bg.add> | undefined;
     setImmediate(() => {
       const until = Date.now() + 1_100;
       while (Date.now() < until);
-      // Sent after every job of the burst that is sent, on the same connection.
-      marker = bg.add(record, 'marker', 1);
     });
     const last = burst.at(-1)!;
-    // Watched only after the hold (watched in the burst's turn, the burst would wait for the
-    // event stream's reader instead: the next test).
-    await vi.waitFor(() => expect(marker).toBeDefined(), { timeout: 5_000, interval: 10 });
-    await expect(last.result()).rejects.toThrow(/could not be enqueued: it was still waiting for its turn to be sent after 1000 ms/);
-    await expect(last.result()).rejects.toMatchObject({ code: 'ERR_DURABLE_ENQUEUE' });
-    await vi.waitFor(async () => expect(await backend.job(marker!.id)).toBeDefined(), { timeout: 5_000, interval: 20 });
-    // Jobs sent before their deadline but answered after it are cancelled, as late answers are (and
-    // logged so); the last ones were never sent.
-    expect(await backend.job(last.id)).toBeUndefined();
-    expect(logger.at('error').filter((entry) => entry.fields.taskId === last.id).map((entry) => entry.message)).toEqual(['durable task "record" could not be enqueued; it will not run']);
+    await vi.waitFor(async () => expect(await backend.job(last.id)).toBeDefined(), { timeout: 10_000, interval: 20 });
+    expect(backend.enqueueFailures).toBe(0);
+    expect(logger.at('error')).toEqual([]);
   });
 
   it('fails a watched job whose deadline passed while it waited for the event stream to be opened, saying so, and never sends it', async () => {
