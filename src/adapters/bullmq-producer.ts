@@ -84,8 +84,9 @@ import { DurableHandle, jobEvents, type HeldEvent, type JobEvent, type JobEventF
 export interface UseBullMQOptions extends BullMQConnection {
   /**
    * How long `add()`'s job may wait to be sent to Redis (the connection down, or a burst ahead of
-   * it that Redis has not answered for that long) before its handle fails with `DurableTaskError` `ERR_DURABLE_ENQUEUE` (logged and
-   * counted, never dropped silently; the job is then never sent), in ms. A job already sent is
+   * it that Redis has not answered for that long) before its handle fails with `DurableTaskError`
+   * `ERR_DURABLE_ENQUEUE` (logged and counted, never dropped silently; the job is then never
+   * sent), in ms. A job already sent is
    * settled by Redis's answer, however late: if the connection broke under it, ioredis sends it
    * again once Redis is back, or gives up on it after its `maxRetriesPerRequest` (the handle then
    * follows the job if Redis has it, and fails if not).
@@ -121,11 +122,6 @@ const readerIdleMs = 2_000;
 const settleGraceMs = 1_000;
 
 /**
- * Refuses an id that is not a string, as `bg.get()` does (BullMQ would fail on it in its own words,
- * or find nothing). `method` is the backend's method as messages name it.
- * @throws TypeError (from an async method: its promise rejects) naming the call and what was received.
- */
-/**
  * What differs between two saves of a schedule (`JSON.stringify([cadence, tz, template])`): its
  * arguments, its times or its options, with the two values (cut short) where that is all.
  */
@@ -151,6 +147,11 @@ function scheduleChange(before: string, now: string): string {
 /** The name a handle made by id has until its job is read (and keeps when no record names its task). */
 const unnamedTask = 'durable task';
 
+/**
+ * Refuses an id that is not a string, as `bg.get()` does (BullMQ would fail on it in its own words,
+ * or find nothing). `method` is the backend's method as messages name it.
+ * @throws TypeError (from an async method: its promise rejects) naming the call and what was received.
+ */
 function checkId(id: unknown, method: 'job' | 'handle'): void {
   if (typeof id !== 'string') throw new TypeError(`backend.${method}(id): id must be a string (a handle's id), got ${describe(id)}`);
 }

@@ -18,7 +18,9 @@
  * When the timer fires, every entry due by then fires: due by the clock, or by the entry it was
  * set for (a timer that fired has waited its delay, whatever the clock says: fake timers that
  * leave `performance` alone). The next wait is measured from the clock too, so a timer that
- * fires late (a busy event loop) does not push every later deadline back by as much.
+ * fires late (a busy event loop) does not push every later deadline back by as much. Entries due
+ * more than `lateMs` before the timer fired act a turn later, once what came meanwhile (a task's
+ * answer that ended it in time) is taken in (see model/timing.ts).
  */
 import { AsyncResource } from 'node:async_hooks';
 // Node's own, which a test's fake timers do not replace: the turn a late deadline gives is real.
