@@ -9,10 +9,10 @@ import { once } from 'node:events';
 import { MessageChannel } from 'node:worker_threads';
 import type { DependencyContainer } from 'tsyringe';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Background, shutdown, type BackgroundOptions, type TaskEvent } from '../src/index.js';
+import { Background, shutdown, type BackgroundOptions, type TaskEvent, type TaskHandle } from '../src/index.js';
 import { appOf } from '../src/di/container.js';
 import { gated } from './fixtures/worker-tasks.js';
-import { observedApp, watchProcessErrors } from './helpers.js';
+import { holdCell, observedApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
 
@@ -28,15 +28,10 @@ async function app(options: BackgroundOptions = {}) {
   return { root, logger, events, bg };
 }
 
-function gate() {
-  const cell = new Int32Array(new SharedArrayBuffer(4));
-  return {
-    cell,
-    open() {
-      Atomics.store(cell, 0, 1);
-      Atomics.notify(cell, 0);
-    },
-  };
+/** Resolves with `handle` once its task is running (a worker task: begun on its thread). */
+async function running<T extends TaskHandle>(handle: T): Promise<T> {
+  await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 10_000, interval: 5 });
+  return handle;
 }
 
 /** Holds this thread's event loop for `ms` (no timer, no I/O, no worker's answer is taken in meanwhile). */
@@ -56,9 +51,8 @@ function releaseThenHold(release: () => void, ms: number): void {
 describe('a worker task that ended on its thread within its timeoutMs while the main thread was held', () => {
   it('succeeds once, not timed out and run again, and its duration is the thread\'s', async () => {
     const { bg, events } = await app();
-    const open = gate();
-    const handle = bg.with({ timeoutMs: 300, retries: 1 }).add(gated, open.cell, 'in time');
-    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 10_000, interval: 5 });
+    const open = holdCell();
+    const handle = await running(bg.with({ timeoutMs: 300, retries: 1 }).add(gated, open.cell, 'in time'));
     // The thread ends the task at once; its answer waits 800 ms for the main thread.
     open.open();
     holdLoop(800);
@@ -75,9 +69,8 @@ describe('a drain deadline that fires late, the event loop held past it', () => 
   it('takes in a worker task that ended before it: the scope drains, nothing abandoned or logged', async () => {
     const { root, logger } = await app({ drainTimeoutMs: 300 });
     const scope = root.createChildContainer();
-    const open = gate();
-    const handle = scope.resolve(Background).add(gated, open.cell, 'drained');
-    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 10_000, interval: 5 });
+    const open = holdCell();
+    const handle = await running(scope.resolve(Background).add(gated, open.cell, 'drained'));
     const disposed = scope.resolve(Background).dispose();
     releaseThenHold(() => open.open(), 800);
     await disposed;
@@ -89,11 +82,10 @@ describe('a drain deadline that fires late, the event loop held past it', () => 
     const { root, logger } = await app({ drainTimeoutMs: 300 });
     const scope = root.createChildContainer();
     const { port1, port2 } = new MessageChannel();
-    const handle = scope.resolve(Background).add(async function awaitsAnAnswer() {
+    const handle = await running(scope.resolve(Background).add(async function awaitsAnAnswer() {
       const [answer] = (await once(port1, 'message')) as [string];
       return answer;
-    });
-    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 10_000, interval: 5 });
+    }));
     const disposed = scope.resolve(Background).dispose();
     releaseThenHold(() => port2.postMessage('answered'), 800);
     await disposed;
@@ -105,9 +97,8 @@ describe('a drain deadline that fires late, the event loop held past it', () => 
 
   it("takes in, at the application's close, a worker task that ended before it: nothing abandoned", async () => {
     const { root, bg } = await app();
-    const open = gate();
-    const handle = bg.add(gated, open.cell, 'closed');
-    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 10_000, interval: 5 });
+    const open = holdCell();
+    const handle = await running(bg.add(gated, open.cell, 'closed'));
     const report = shutdown({ container: root, timeoutMs: 300 });
     releaseThenHold(() => open.open(), 800);
     expect((await report).abandoned).toBe(0);
@@ -117,9 +108,8 @@ describe('a drain deadline that fires late, the event loop held past it', () => 
   it('still abandons a task that had not ended by then', async () => {
     const { root, logger } = await app({ drainTimeoutMs: 300 });
     const scope = root.createChildContainer();
-    const open = gate();
-    const handle = scope.resolve(Background).add(gated, open.cell, 'late');
-    await vi.waitFor(() => expect(handle.status).toBe('running'), { timeout: 10_000, interval: 5 });
+    const open = holdCell();
+    const handle = await running(scope.resolve(Background).add(gated, open.cell, 'late'));
     const disposed = scope.resolve(Background).dispose();
     setImmediate(() => holdLoop(800));
     await disposed;

@@ -331,8 +331,6 @@ class BullMQBackend implements Runner, DurableBackend {
   #unsent: Sending[] = [];
   /** Whether {@link #flush} waits for the queue's connection to be ready. */
   #awaitingConnection = false;
-  /** While {@link #flush} sends the jobs whose wait for the connection failed: each then waits on its own. */
-  #connectionFailed = false;
   /** Adds sent by {@link #flush} straight to the queue's client and not answered yet. */
   #inFlight = 0;
   /** Whether {@link #flush} waits for answers to adds: {@link burstInFlight} are unanswered. */
@@ -839,7 +837,7 @@ class BullMQBackend implements Runner, DurableBackend {
     // Not connected (not yet, or not now): the jobs wait here for the connection, and then go
     // paced as any burst (each sent on its own as it came back, a burst went at once, every other
     // command behind it). Should the wait fail (the queue's set-up), each waits on its own.
-    if (!direct && !everything && !this.#connectionFailed) {
+    if (!direct && !everything) {
       if (!this.#awaitingConnection) {
         this.#awaitingConnection = true;
         this.#whenReady()
@@ -851,9 +849,7 @@ class BullMQBackend implements Runner, DurableBackend {
             },
             () => {
               this.#awaitingConnection = false;
-              this.#connectionFailed = true;
-              this.#flush();
-              this.#connectionFailed = false;
+              this.#flush(true);
             },
           );
       }
@@ -2006,7 +2002,7 @@ class BullMQBackend implements Runner, DurableBackend {
   async handle(id: string, task?: TaskDefinition<never[], unknown>): Promise<TaskHandle | undefined> {
     checkId(id, 'handle');
     if (task === undefined) return this.#handleOf(id);
-    if (!isDefinitionByShape(task)) throw new TypeError(`backend.handle(id, task): task must be a defineTask() or workerTask() definition, got ${describe(task)}`);
+    if (!isDefinitionByShape(task)) throw new TypeError(`backend.handle(${JSON.stringify(id)}, task): task must be a defineTask() or workerTask() definition, got ${describe(task)}`);
     const handle = await this.#handleOf(id);
     // A job whose task is not known (removed, its cancellation recorded without a name) passes.
     if (handle !== undefined && handle.name !== unnamedTask && handle.name !== task.name) {

@@ -294,7 +294,7 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     // Typed with the task's result (test/types.test-d.ts): here, it is the job's.
     expect(await found!.result()).toBe('durably by id');
     await expect(backend.handle(added.id, ordered)).rejects.toThrow(new TypeError(`backend.handle(${JSON.stringify(added.id)}, ordered): its job is one of task "durableRecord", not of "ordered"`));
-    await expect(backend.handle(added.id, (async () => undefined) as never)).rejects.toThrow(/^backend\.handle\(id, task\): task must be a defineTask\(\) or workerTask\(\) definition, got/);
+    await expect(backend.handle(added.id, (async () => undefined) as never)).rejects.toThrow(new RegExp(`^backend\\.handle\\(${JSON.stringify(added.id)}, task\\): task must be a defineTask\\(\\) or workerTask\\(\\) definition, got`));
     // No job of that id: undefined, as without the task.
     await expect(backend.handle('no-such-job', durableRecord)).resolves.toBeUndefined();
   });
