@@ -3,13 +3,13 @@
  * first worker task; closed by the application's close.
  */
 import { existsSync } from 'node:fs';
-import { availableParallelism, cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
 import { requireCjs } from '../model/cjs.js';
 import { messageOf } from '../model/checks.js';
+import { cpuTime, usableCpus } from '../model/cpus.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { PoolSettings } from '../model/options.js';
@@ -60,25 +60,27 @@ const repeatKinds = 100;
 
 /** How many idle threads a callback left behind by the setup module may end before new threads stop prewarming. */
 const setupExitsToStop = 3;
-/** Above this share of the machine's CPU time idle, waiting tasks are admitted wider. */
+/** Above this share of its CPUs' time idle, waiting tasks are admitted wider. */
 const idleEnough = 0.25;
 
 /**
  * Piscina starts a new thread, up to `maxThreads`, whenever its own queue is not empty; on a
  * small machine, 40 threads each loading the task modules make a burst of CPU-bound tasks many
  * times slower than a pool the size of the cores. So tasks reach Piscina through an admission
- * window: at first as many as there are cores; wider, up to `maxThreads`, only while the
- * window is full and the machine's CPUs sit idle (admitted tasks that wait rather than compute);
- * back to the cores once no task waits. Idleness is the machine's, not this process's share:
- * when other processes keep the CPUs busy, more threads would only take turns on them.
+ * window: at first as many as there are cores this process may use (its affinity's, within its
+ * CPU quota); wider, up to `maxThreads`, only while the window is full and those CPUs sit idle
+ * (admitted tasks that wait rather than compute); back to the cores once no task waits.
+ * Idleness is the CPUs', not this process's share: when other processes keep them busy, more
+ * threads would only take turns on them. CPUs this process may not run on are not looked at
+ * (pinned beside a busy process, it saw the others idle, and widened).
  */
 export class Pool {
   readonly admission: Lane;
   readonly settings: PoolSettings;
   readonly #logger: BackgroundLogger;
   readonly #base: number;
-  readonly #cores = availableParallelism();
-  readonly #hostCpus = Math.max(1, cpus().length);
+  /** The CPUs this process may use: its affinity's, within its CPU quota. */
+  readonly #cpus = usableCpus();
   /** Where workers mark tasks started: a task handed to Piscina is queued until its thread takes it. */
   readonly #marks: StartMarks;
   #piscina: Piscina | undefined;
@@ -86,8 +88,9 @@ export class Pool {
   /** Runs not settled yet. */
   #inFlight = 0;
   #sampler: NodeJS.Timeout | undefined;
-  #lastCpu = machineCpu();
+  #lastCpu = cpuTime(this.#cpus.ids);
   #lastOwn = ownCpu();
+  #lastAt = performance.now();
   /** Tasks whose thread a callback left behind by an ended task is ending with process.exit(): what to say. */
   readonly #exitedBy = new Map<string, string>();
   /** Tasks whose thread an error thrown outside an ended task's call is ending: that error. */
@@ -109,7 +112,7 @@ export class Pool {
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
     this.#logger = logger;
-    this.#base = Math.min(this.#cores, settings.maxThreads);
+    this.#base = Math.min(this.#cpus.cores, settings.maxThreads);
     this.admission = new Lane(this.#base);
     // Enough cells for every admitted attempt, and for attempts given up on that Piscina has
     // not answered for yet (a thread in its grace period); past that, an attempt counts as
@@ -501,8 +504,9 @@ export class Pool {
   /** Samples CPU use while tasks wait for admission, to widen the window when it idles. */
   #watch(): void {
     if (this.#sampler !== undefined || this.settings.maxThreads <= this.#base) return;
-    this.#lastCpu = machineCpu();
+    this.#lastCpu = cpuTime(this.#cpus.ids);
     this.#lastOwn = ownCpu();
+    this.#lastAt = performance.now();
     this.#sampler = setInterval(this.#sample, sampleMs).unref();
   }
 
@@ -512,14 +516,18 @@ export class Pool {
   }
 
   readonly #sample = (): void => {
-    const cpu = machineCpu();
+    const cpu = cpuTime(this.#cpus.ids);
     const own = ownCpu();
+    const at = performance.now();
     const total = cpu.total - this.#lastCpu.total;
+    // Idle time of the CPUs this process may run on: others' idle CPUs are no room for its threads.
     const idleShare = total > 0 ? (cpu.idle - this.#lastCpu.idle) / total : 0;
-    // The machine's CPU time is summed over its CPUs; this process may use only `base` of them.
-    const ownShare = total > 0 ? (own - this.#lastOwn) / ((total / this.#hostCpus) * this.#base) : 1;
+    // This process's CPU time as a share of what it may use of the cores the window starts with.
+    const room = (at - this.#lastAt) * Math.min(this.#cpus.capacity, this.#base);
+    const ownShare = room > 0 ? (own - this.#lastOwn) / room : 1;
     this.#lastCpu = cpu;
     this.#lastOwn = own;
+    this.#lastAt = at;
     const { admission } = this;
     const { queued, running, limit } = admission;
     admission.limit = admissionWindow({ limit, queued, running, idleShare, ownShare, base: this.#base, max: this.settings.maxThreads });
@@ -544,9 +552,9 @@ export interface AdmissionSample {
   readonly queued: number;
   /** Tasks admitted and not settled. */
   readonly running: number;
-  /** Share of the machine's CPU time spent idle since the last sample, 0 to 1. */
+  /** Share of the CPU time of the CPUs this process may run on spent idle since the last sample, 0 to 1. */
   readonly idleShare: number;
-  /** This process's CPU time since the last sample, as a share of the cores it may use (`base`). */
+  /** This process's CPU time since the last sample, as a share of what it may use of the starting window's cores (`base`, within its CPU quota). */
   readonly ownShare: number;
   /** The starting window (the cores, at most maxThreads). */
   readonly base: number;
@@ -555,9 +563,8 @@ export interface AdmissionSample {
 
 /**
  * The next admission window: wider by `base`, up to `max`, while tasks wait behind a full
- * window, the machine's CPUs sit idle and this process leaves its own cores idle too (both: a
- * process pinned to fewer CPUs than the machine has sees idle CPUs it cannot use); back to
- * `base` once nothing waits.
+ * window, the CPUs this process may run on sit idle and it leaves what it may use of them idle
+ * too (both: under a CPU quota, idle CPUs are no room for it); back to `base` once nothing waits.
  */
 export function admissionWindow({ limit, queued, running, idleShare, ownShare, base, max }: AdmissionSample): number {
   if (queued === 0) return base;
@@ -569,17 +576,6 @@ export function admissionWindow({ limit, queued, running, idleShare, ownShare, b
 function ownCpu(): number {
   const { user, system } = process.cpuUsage();
   return (user + system) / 1000;
-}
-
-/** Idle and total CPU time of the whole machine so far, in ms. */
-function machineCpu(): { idle: number; total: number } {
-  let idle = 0;
-  let total = 0;
-  for (const { times } of cpus()) {
-    idle += times.idle;
-    total += times.user + times.nice + times.sys + times.idle + times.irq;
-  }
-  return { idle, total };
 }
 
 /**

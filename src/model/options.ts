@@ -1,8 +1,8 @@
-import { availableParallelism } from 'node:os';
 import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
+import { usableCpus } from './cpus.js';
 import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, ownOptions, unknownKey } from './checks.js';
 import { consoleLogger, isLogger, type BackgroundLogger } from './logger.js';
 import { checkMerged, defaultsLevel, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';
@@ -218,7 +218,7 @@ export const defaultOptions: ResolvedOptions = Object.freeze({
   records: Object.freeze({ maxCount: 100, maxAgeMs: 60_000 }),
   pool: Object.freeze({
     maxThreads: defaultMaxThreads,
-    minThreads: Math.min(availableParallelism(), defaultMaxThreads),
+    minThreads: Math.min(usableCpus().cores, defaultMaxThreads),
     idleTimeout: 10_000,
     resourceLimits: undefined,
     setupModule: undefined,
