@@ -118,3 +118,39 @@ describe('a drain deadline that fires late, the event loop held past it', () => 
     expect(logger.at('error').map((entry) => entry.message)).toContainEqual(expect.stringMatching(/^scope disposed with 1 task\(s\) unfinished after the drain deadline of 300 ms/));
   });
 });
+
+describe('an every schedule whose tick came late, the event loop held past it', () => {
+  it('logs the ticks it skipped at warn, and its next tick comes a period after the late one', async () => {
+    const { bg, logger } = observedApp(roots);
+    const starts: number[] = [];
+    const schedule = bg.with({ every: 200 }).add(async function cleanup() {
+      starts.push(Date.now());
+    });
+    await vi.waitFor(() => expect(starts).toHaveLength(1), { timeout: 5_000, interval: 5 });
+    // The second tick is due 200 ms after the first run; the loop is held until 1 000 ms after it.
+    const first = starts[0]!;
+    const logged = logger.entries.length;
+    holdLoop(1_000);
+    await vi.waitFor(() => expect(starts).toHaveLength(3), { timeout: 5_000, interval: 5 });
+    schedule.cancel();
+    // The entry of the late tick (a loaded machine may delay another tick past its period, and add one).
+    const warnings = logger.entries.slice(logged).filter((entry) => entry.level === 'warn');
+    expect(warnings.length).toBeGreaterThanOrEqual(1);
+    const { missed, firstMissedAt, lateMs, ...who } = warnings[0]!.fields as { missed: number; firstMissedAt: string; lateMs: number };
+    expect(who).toEqual({ task: 'cleanup', taskId: schedule.id });
+    // Late by the hold less the period, at least (the run began at or after its tick's time).
+    expect(lateMs).toBeGreaterThanOrEqual(799);
+    expect(missed).toBe(Math.floor(lateMs / 200));
+    // When the late tick was run and the next one set: `lateMs` after its time, a period before the first missed.
+    const ranAt = Date.parse(firstMissedAt) - 200 + lateMs;
+    expect(starts[1]! - ranAt).toBeGreaterThanOrEqual(0);
+    expect(starts[1]! - ranAt).toBeLessThan(100);
+    expect(warnings[0]!.message).toBe(
+      `periodic task "cleanup" (#${schedule.id}) skipped ${missed} tick(s) it missed, the first due at ${firstMissedAt}: ` +
+        `the tick before them ran ${lateMs} ms late (the event loop was held, the machine slept, or the clock was set forward)`,
+    );
+    // Nothing else changes: the late tick ran once the loop was free, the next a period after it.
+    expect(starts[1]! - first).toBeGreaterThanOrEqual(999);
+    expect(starts[2]! - ranAt).toBeGreaterThanOrEqual(199);
+  });
+});

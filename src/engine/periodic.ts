@@ -3,6 +3,7 @@ import { maxTimerMs, resultTimeoutOf, within } from '../model/checks.js';
 import { BackgroundDisposedError, ResultTimeoutError, TaskCancelledError } from '../model/errors.js';
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
+import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import { stillToWait } from './deadlines.js';
 import type { TaskRun } from './task-run.js';
 
@@ -10,6 +11,11 @@ import type { TaskRun } from './task-run.js';
 const cronLookMs = 60_000;
 /** How near its next time a cron schedule looks at the clock every {@link cronLookMs} (ms). */
 const cronNearMs = 3_600_000;
+/**
+ * The most missed times of a cron schedule counted one by one, each a look-up of about 40 µs,
+ * made on a loop that was just held: past it, the log entry says "or more".
+ */
+const missedCounted = 100;
 
 /** Who a periodic task is, and when it runs. */
 export interface PeriodicSpec {
@@ -30,14 +36,25 @@ export interface PeriodicOwner {
   stopped(periodic: Periodic): void;
   /** A tick's run could not be added (a full queue, a dependency that no longer resolves). */
   tickFailed(periodic: Periodic, error: unknown): void;
+  /** Where the schedule logs the ticks it missed. */
+  readonly logger: BackgroundLogger;
+}
+
+/** The ticks a schedule missed: their number (a cron schedule's counted up to {@link missedCounted}) and the first one's time. */
+interface MissedTicks {
+  readonly count: number;
+  /** Epoch ms. */
+  readonly first: number;
 }
 
 /**
  * A periodic task: a handle for the schedule, which adds one ordinary run of the task at each
  * tick. By default a tick whose previous run has not ended is skipped (no overlapping runs); a
  * failing run is logged like any task and the next tick still comes (so does a tick whose run
- * could not be added: the queue was full, a dependency no longer resolves). Stopped by `cancel()` or
- * by the disposal of its scope. Its `result()` rejects with `TaskCancelledError` once stopped.
+ * could not be added: the queue was full, a dependency no longer resolves). Ticks whose time went by
+ * while the previous one waited to run (the event loop held, the machine asleep) are skipped and
+ * logged at `warn`. Stopped by `cancel()` or by the disposal of its scope. Its `result()` rejects
+ * with `TaskCancelledError` once stopped.
  */
 export class Periodic implements TaskHandle {
   readonly id: string;
@@ -83,7 +100,7 @@ export class Periodic implements TaskHandle {
     this.#overlap = spec.overlap;
     this.#owner = owner;
     this.#nextAt = Date.now();
-    this.#arm();
+    this.#arm(false);
   }
 
   /** The last run's progress. */
@@ -133,8 +150,10 @@ export class Periodic implements TaskHandle {
     return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.status));
   }
 
-  #arm(): void {
+  /** Sets the next tick: after the one at `#nextAt` once it has ticked (logging the ticks it missed), else from the start. */
+  #arm(ticked: boolean): void {
     const now = Date.now();
+    if (ticked) this.#warnMissed(this.#nextAt, now);
     const cadence = this.#cadence;
     if ('every' in cadence) {
       const next = this.#nextAt + cadence.every;
@@ -151,6 +170,26 @@ export class Periodic implements TaskHandle {
       this.#nextAt = next.getTime();
     }
     this.#wait(now);
+  }
+
+  /**
+   * Logs the ticks after the one due at `due`, just run, whose time came by `now`: `#arm` skips
+   * them (the next tick is measured from now), so they never run. A clock set back leaves none.
+   */
+  #warnMissed(due: number, now: number): void {
+    const missed = missedTicks(this.#cadence, due, now);
+    if (missed === undefined) return;
+    const { count, first } = missed;
+    const counted = count < missedCounted || 'every' in this.#cadence ? `${count}` : `${count} or more`;
+    const firstMissedAt = new Date(first).toISOString();
+    const lateMs = now - due;
+    logSafely(
+      this.#owner.logger,
+      'warn',
+      { task: this.name, taskId: this.id, missed: count, firstMissedAt, lateMs },
+      `periodic task "${this.name}" (#${this.id}) skipped ${counted} tick(s) it missed, the first due at ${firstMissedAt}: ` +
+        `the tick before them ran ${lateMs} ms late (the event loop was held, the machine slept, or the clock was set forward)`,
+    );
   }
 
   /**
@@ -223,6 +262,27 @@ export class Periodic implements TaskHandle {
         this.#owner.tickFailed(this, error);
       }
     }
-    if (this.#stopped === undefined) this.#arm();
+    if (this.#stopped === undefined) this.#arm(true);
   };
+}
+
+/**
+ * The ticks of `cadence` after the one due at `due` and by `now`, if any. For `every`, those of
+ * its grid (whose next tick `#arm` then measures from now, rather than from `due`); for `cron`,
+ * its times, counted up to {@link missedCounted}.
+ */
+function missedTicks(cadence: Cadence, due: number, now: number): MissedTicks | undefined {
+  if ('every' in cadence) {
+    const count = Math.floor((now - due) / cadence.every);
+    return count > 0 ? { count, first: due + cadence.every } : undefined;
+  }
+  const first = cadence.cron.nextAfter(new Date(due))?.getTime();
+  if (first === undefined || first > now) return undefined;
+  let count = 1;
+  for (let at = first; count < missedCounted; count++) {
+    const next = cadence.cron.nextAfter(new Date(at))?.getTime();
+    if (next === undefined || next > now) break;
+    at = next;
+  }
+  return { count, first };
 }

@@ -141,6 +141,7 @@ export class Scope implements RunOwner {
         this.#periodics?.delete(p);
         this.#host.unscheduled(p);
       },
+      logger: this.logger,
     });
     // Stopped as it was made (a cron with no further run): never registered, so nothing keeps it.
     if (periodic.status === 'cancelled') return periodic;
