@@ -18,7 +18,7 @@ const nodeProtocol = {
  * the layers. A new module goes into this list where it belongs; lint fails until it does.
  */
 const layers = {
-  model: ['cjs', 'soon', 'timing', 'cpus', 'checks', 'handle', 'events', 'ids', 'logger', 'errors', 'context', 'task-options', 'cron-times', 'call-options', 'options', 'task', 'worker-task', 'runner'],
+  model: ['cjs', 'soon', 'timing', 'limits', 'checks', 'handle', 'events', 'ids', 'logger', 'errors', 'context', 'task-options', 'cron-times', 'call-options', 'options', 'task', 'worker-task', 'runner'],
   worker: ['wire', 'start-marks', 'clone', 'thread'],
   engine: ['lane', 'deadlines', 'records', 'task-run', 'periodic', 'scope', 'pool', 'application'],
   di: ['container', 'in-process-runner'],

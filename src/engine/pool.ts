@@ -9,7 +9,7 @@ import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
 import { requireCjs } from '../model/cjs.js';
 import { messageOf } from '../model/checks.js';
-import { cpuTime, usableCpus } from '../model/cpus.js';
+import { cpuTime, threadRoom, usableCpus } from '../model/limits.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { PoolSettings } from '../model/options.js';
@@ -78,7 +78,13 @@ export class Pool {
   readonly admission: Lane;
   readonly settings: PoolSettings;
   readonly #logger: BackgroundLogger;
-  readonly #base: number;
+  /** The window's width at first and once nothing waits: the cores, within {@link #maxThreads}. */
+  #base: number;
+  /**
+   * The most threads: `maxThreads`, or fewer when the system lets this process start fewer (a
+   * cgroup's pids limit, read as the pool starts; a thread Piscina could not start).
+   */
+  #maxThreads: number;
   /** The CPUs this process may use: its affinity's, within its CPU quota. */
   readonly #cpus = usableCpus();
   /** Where workers mark tasks started: a task handed to Piscina is queued until its thread takes it. */
@@ -112,6 +118,7 @@ export class Pool {
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
     this.#logger = logger;
+    this.#maxThreads = settings.maxThreads;
     this.#base = Math.min(this.#cpus.cores, settings.maxThreads);
     this.admission = new Lane(this.#base);
     // Enough cells for every admitted attempt, and for attempts given up on that Piscina has
@@ -186,7 +193,7 @@ export class Pool {
       });
       let response: WorkerResponse;
       try {
-        response = (await this.#start().run(request, { signal: kill, transferList: transferList as never })) as WorkerResponse;
+        response = await this.#submit(request, kill, transferList);
       } catch (error) {
         if (kill.aborted) throw kill.reason;
         throw this.#explain(request, error);
@@ -228,7 +235,7 @@ export class Pool {
     attempt.onAbort(onAbort);
     let response: WorkerResponse;
     try {
-      response = (await this.#start().run(request, { signal: kill, transferList: [...transferList, channel.port2] as never })) as WorkerResponse;
+      response = await this.#submit(request, kill, [...transferList, channel.port2]);
     } catch (error) {
       if (aborted !== undefined) throw aborted;
       throw this.#explain(request, error);
@@ -243,6 +250,42 @@ export class Pool {
       channel.port1.close();
     }
     return outcomeOf(task.name, response, attempt.id);
+  }
+
+  /**
+   * Hands `request` to Piscina, which starts a thread for it when none is free. The system may
+   * refuse one (a cgroup's pids limit, `ulimit -u`, memory): Piscina's call then throws, maybe
+   * after queueing the request. That copy is emptied (the thread that takes it answers at once,
+   * running nothing: see thread.ts), Piscina is kept to the threads it has, and the request
+   * waits for one of them; with none, the refusal is the attempt's failure.
+   */
+  async #submit(request: WorkerRequest, kill: Kill, transferList: readonly Transferable[]): Promise<WorkerResponse> {
+    for (;;) {
+      const piscina = this.#start();
+      const transfers = [...transferList];
+      try {
+        return (await piscina.run(request, { signal: kill, transferList: transfers as never })) as WorkerResponse;
+      } catch (error) {
+        if (!isThreadRefused(error) || piscina.threads.length === 0) throw error;
+        const again = { ...request };
+        // Piscina holds this object and this list until a thread takes the copy it may have queued.
+        Object.assign(request, { void: true, args: [], port: undefined });
+        transfers.length = 0;
+        request = again;
+        this.#keepTo(piscina.threads.length, `the system refused a new worker thread (${messageOf(error)}: a cgroup's pids limit, ulimit -u, or memory)`);
+        // Piscina reads these at each decision to start a thread: lowered, it starts no more.
+        Object.assign(piscina.options, { maxThreads: this.#maxThreads, minThreads: Math.min(piscina.options.minThreads, this.#maxThreads) });
+      }
+    }
+  }
+
+  /** Lowers the most threads to `most` (and the admission window with it), saying why once. */
+  #keepTo(most: number | undefined, why: string): void {
+    if (most === undefined || most >= this.#maxThreads) return;
+    logSafely(this.#logger, 'warn', { maxThreads: this.settings.maxThreads, threads: most }, `the worker pool keeps to ${most} thread(s), not maxThreads ${this.settings.maxThreads}: ${why}`);
+    this.#maxThreads = most;
+    this.#base = Math.min(this.#base, most);
+    this.admission.limit = Math.min(this.admission.limit, most);
   }
 
   /**
@@ -319,12 +362,13 @@ export class Pool {
     // Bundled into an application, the library's files are no longer beside each other.
     if (!existsSync(entry)) throw new EntryMissing(fileURLToPath(entry));
     const { Piscina: PiscinaPool } = requireCjs('piscina') as typeof PiscinaModule;
+    this.#keepTo(threadsAllowed(maxThreads), 'this process may start only so many more threads (its cgroup\'s pids.max, less the threads and processes it counts already)');
     const piscina = new PiscinaPool({
       filename: entry.href,
       // The library's own tests run it from TypeScript source; tsx loads the worker entry.
       ...(fromSource ? { execArgv: ['--import', 'tsx'] } : {}),
-      maxThreads,
-      minThreads,
+      maxThreads: this.#maxThreads,
+      minThreads: Math.min(minThreads, this.#maxThreads),
       idleTimeout,
       workerData,
       // Piscina's idle threads block in Atomics.wait(), where nothing asynchronous moves: a
@@ -462,6 +506,13 @@ export class Pool {
     const code = (error as { code?: unknown } | undefined)?.code;
     const message = messageOf(error);
     if (error instanceof EntryMissing) return new WorkerTaskError('ERR_WORKER_FAILED', `${where} cannot run: ${message}`, { cause: error });
+    if (isThreadRefused(error)) {
+      return new WorkerTaskError(
+        'ERR_WORKER_FAILED',
+        `${where} was not run: the system refused to start a worker thread for it (${message}: a cgroup's pids limit, ulimit -u, or memory), and the pool has no other`,
+        { cause: error },
+      );
+    }
     if (code === 'ERR_WORKER_OUT_OF_MEMORY') {
       return new WorkerTaskError(
         'ERR_WORKER_OUT_OF_MEMORY',
@@ -503,7 +554,7 @@ export class Pool {
 
   /** Samples CPU use while tasks wait for admission, to widen the window when it idles. */
   #watch(): void {
-    if (this.#sampler !== undefined || this.settings.maxThreads <= this.#base) return;
+    if (this.#sampler !== undefined || this.#maxThreads <= this.#base) return;
     this.#lastCpu = cpuTime(this.#cpus.ids);
     this.#lastOwn = ownCpu();
     this.#lastAt = performance.now();
@@ -530,7 +581,7 @@ export class Pool {
     this.#lastAt = at;
     const { admission } = this;
     const { queued, running, limit } = admission;
-    admission.limit = admissionWindow({ limit, queued, running, idleShare, ownShare, base: this.#base, max: this.settings.maxThreads });
+    admission.limit = admissionWindow({ limit, queued, running, idleShare, ownShare, base: this.#base, max: this.#maxThreads });
     if (queued === 0 && running === 0) this.#stopWatching();
   };
 }
@@ -570,6 +621,20 @@ export function admissionWindow({ limit, queued, running, idleShare, ownShare, b
   if (queued === 0) return base;
   if (running >= limit && idleShare > idleEnough && ownShare < 1 - idleEnough) return Math.min(max, limit + base);
   return limit;
+}
+
+/** Threads kept free for what else this process starts (libuv's pool, child processes): not the pool's to take. */
+const threadsSpared = 4;
+
+/** The most threads the pool may start as the system's limits say, or `undefined` when they do not limit it. */
+function threadsAllowed(maxThreads: number): number | undefined {
+  const room = threadRoom();
+  return room === undefined ? undefined : Math.max(1, Math.min(maxThreads, room - threadsSpared));
+}
+
+/** Whether `error` is a thread the system would not start (Node's `ERR_WORKER_INIT_FAILED`: EAGAIN, ENOMEM). */
+function isThreadRefused(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === 'ERR_WORKER_INIT_FAILED';
 }
 
 /** This process's CPU time so far (all its threads), in ms. */

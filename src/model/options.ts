@@ -2,7 +2,7 @@ import { isAbsolute } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ResourceLimits } from 'node:worker_threads';
 import type { InjectionToken } from 'tsyringe';
-import { usableCpus } from './cpus.js';
+import { usableCpus } from './limits.js';
 import { describe, invalid, isOptionsObject, isTimerMs, maxTimerMs, ownOptions, unknownKey } from './checks.js';
 import { consoleLogger, isLogger, type BackgroundLogger } from './logger.js';
 import { checkMerged, defaultsLevel, defaultTaskOptions, resolveTaskOptions, type ResolvedTaskOptions, type TaskOptions } from './task-options.js';

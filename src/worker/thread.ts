@@ -65,6 +65,7 @@ const calls = new AsyncLocalStorage<Call>();
 const received = new Set<{ readonly id: string; readonly name: string }>();
 
 export default async function runTask(request: WorkerRequest): Promise<WorkerResponse> {
+  if (request.void === true) return { ok: true, value: undefined };
   const task = { id: request.id, name: request.name };
   received.add(task);
   let response: WorkerResponse;

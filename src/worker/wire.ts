@@ -69,6 +69,11 @@ export interface WorkerRequest {
   /** Where the worker marks the attempt started, and with which token (see start-marks.ts). */
   readonly slot?: number | undefined;
   readonly token?: number | undefined;
+  /**
+   * Set on a request Piscina kept queued when it could not start a thread for it, which was
+   * handed over again: the thread that takes this copy answers at once, running nothing.
+   */
+  readonly void?: true | undefined;
 }
 
 /** An error as plain, cloneable data. */

@@ -1,10 +1,10 @@
 /**
- * What the pool takes for the CPUs this process may use, from the files Linux gives: the
- * affinity (`/proc/self/status`), the cgroup's CPU quota (v1 and v2, a container seeing its own
- * cgroup or the host's path of it) and each CPU's times (`/proc/stat`).
+ * What the pool takes for the CPUs and threads this process may use, from the files Linux gives:
+ * the affinity (`/proc/self/status`), the cgroup's CPU quota and pids limit (v1 and v2, a
+ * container seeing its own cgroup or the host's path of it) and each CPU's times (`/proc/stat`).
  */
 import { describe, expect, it } from 'vitest';
-import { cgroupQuota, cpusOf, parseCpuList, statTime, usableCpus, type ReadText } from '../../src/model/cpus.js';
+import { cgroupQuota, cpusOf, parseCpuList, statTime, threadRoom, usableCpus, type ReadText } from '../../src/model/limits.js';
 
 /** A file system of the texts given, every other path unreadable. */
 const files =
@@ -68,6 +68,40 @@ describe('cgroupQuota', () => {
     ['a v2 host root, which has no cpu.max', { '/proc/self/cgroup': '0::/user.slice/session-1.scope\n' }],
   ])('is undefined with %s', (_label, texts: Record<string, string>) => {
     expect(cgroupQuota(files(texts))).toBeUndefined();
+  });
+});
+
+describe('threadRoom', () => {
+  it('is the least room (pids.max less pids.current) of the process cgroup v2 and its ancestors', () => {
+    const read = files({
+      '/proc/self/cgroup': '0::/system.slice/app.service\n',
+      '/sys/fs/cgroup/system.slice/app.service/pids.max': '100\n',
+      '/sys/fs/cgroup/system.slice/app.service/pids.current': '37\n',
+      '/sys/fs/cgroup/system.slice/pids.max': '200\n',
+      '/sys/fs/cgroup/system.slice/pids.current': '190\n',
+    });
+    expect(threadRoom(read)).toBe(10);
+  });
+
+  it('reads cgroup v1 pids at its mount, passing over the host path a container without a cgroup namespace sees', () => {
+    const read = files({
+      '/proc/self/cgroup': '5:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n',
+      '/sys/fs/cgroup/pids/pids.max': '64\n',
+      '/sys/fs/cgroup/pids/pids.current': '20\n',
+    });
+    expect(threadRoom(read)).toBe(44);
+  });
+
+  it('is 0, not less, when a cgroup is over its limit (lowered below its count)', () => {
+    expect(threadRoom(files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/pids.max': '10', '/sys/fs/cgroup/pids.current': '12' }))).toBe(0);
+  });
+
+  it.each([
+    ['no cgroup file (not Linux)', {}],
+    ['no limit', { '/proc/self/cgroup': '0::/app\n', '/sys/fs/cgroup/app/pids.max': 'max\n', '/sys/fs/cgroup/app/pids.current': '9\n' }],
+    ['a root cgroup, which has no pids files', { '/proc/self/cgroup': '7:pids:/\n' }],
+  ])('is undefined with %s', (_label, texts: Record<string, string>) => {
+    expect(threadRoom(files(texts))).toBeUndefined();
   });
 });
 

@@ -1,9 +1,11 @@
 /**
- * The CPUs this process may use, which are not always the machine's: a process pinned to some
- * CPUs (`taskset`, a container's cpuset) may run only on those, and one under a CPU quota (a
+ * What this process may use of the machine, which is not always the machine: a process pinned
+ * to some CPUs (`taskset`, a container's cpuset) may run only on those; one under a CPU quota (a
  * container's `--cpus`, a Kubernetes CPU limit) may use only so much CPU time, however many CPUs
- * it sees. `os.availableParallelism()` knows the first on Linux; Node 20's does not know the
- * second, so it is read here from the process's cgroup (v1 or v2, mounted at `/sys/fs/cgroup`).
+ * it sees; one under a pids limit (a container's `--pids-limit`, a pod's pid limit, systemd's
+ * `TasksMax`) may start only so many threads. `os.availableParallelism()` knows the first on
+ * Linux; Node 20 knows neither of the others, so they are read here from the process's cgroup
+ * (v1 or v2, mounted at `/sys/fs/cgroup`).
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
@@ -92,6 +94,29 @@ export function cgroupQuota(read: ReadText): number | undefined {
     }
   }
   return smallest;
+}
+
+/**
+ * How many more threads (or processes) this process may start as its cgroups' pids limits say:
+ * the least room, `pids.max` less `pids.current`, of its cgroup and those above it; `undefined`
+ * when none is limited. The room is shared with every process of the cgroup, and counts threads
+ * already started.
+ */
+export function threadRoom(read: ReadText = readText): number | undefined {
+  let least: number | undefined;
+  const take = (dir: string): void => {
+    const max = Number(read(`${dir}/pids.max`)?.trim());
+    const current = Number(read(`${dir}/pids.current`)?.trim());
+    // "max" (no limit), an unreadable file or the root cgroup, which has neither: no room to take.
+    if (Number.isFinite(max) && Number.isFinite(current) && (least === undefined || max - current < least)) least = Math.max(0, max - current);
+  };
+  for (const line of read('/proc/self/cgroup')?.split('\n') ?? []) {
+    const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
+    if (controllers === undefined || path === undefined) continue;
+    if (controllers === '') for (const dir of upFrom(cgroupRoot, path)) take(dir);
+    else if (controllers.split(',').includes('pids')) for (const dir of upFrom(`${cgroupRoot}/pids`, path)) take(dir);
+  }
+  return least;
 }
 
 /** A quota and its period as the files give them, in CPUs; `undefined` for none ("max", -1). */

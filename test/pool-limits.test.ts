@@ -1,0 +1,158 @@
+/**
+ * The pool in a process that may use less than the machine has. Fewer CPUs: pinned to a CPU
+ * another process keeps busy (the other CPU idle), and under a CPU quota (a cgroup, as a
+ * container's `--cpus` or a Kubernetes CPU limit sets); in both, a burst of tasks that compute
+ * runs on one thread, the idle CPUs being no room for more. Fewer threads: under a cgroup's pids
+ * limit (a container's `--pids-limit`, a pod's pid limit), known as the pool starts or met when
+ * a thread is refused, the pool keeps to the threads it may have, and no task fails or is lost.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+
+const fixture = fileURLToPath(new URL('fixtures/pool-threads.mjs', import.meta.url));
+const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
+
+/** Starts a process that keeps CPU 0 busy until killed. */
+function busyCpu0(): ChildProcess {
+  return spawn('taskset', ['-c', '0', process.execPath, '-e', 'for (;;);'], { stdio: 'ignore' });
+}
+
+/** A cgroup whose pids limit the test sets (v1's pids controller, or v2's), where this machine lets us make one. */
+function pidsGroup(): { dir: string; setMax(max: number): void; current(): number; remove(): void } | undefined {
+  const name = `tsyringe-background-pids-${process.pid}`;
+  const v1 = '/sys/fs/cgroup/pids';
+  const v2 = '/sys/fs/cgroup';
+  try {
+    const parent = existsSync(`${v1}/cgroup.procs`) ? v1 : readFileSync(`${v2}/cgroup.subtree_control`, 'utf8').split(/\s+/).includes('pids') ? v2 : undefined;
+    if (parent === undefined) return undefined;
+    const dir = `${parent}/${name}`;
+    mkdirSync(dir);
+    return {
+      dir,
+      setMax: (max) => writeFileSync(`${dir}/pids.max`, String(max)),
+      current: () => Number(readFileSync(`${dir}/pids.current`, 'utf8')),
+      // Its processes ended; a process killed may not have left it yet.
+      remove: () => void (existsSync(dir) && removeWhenEmpty(dir)),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes a cgroup once its last process has left it (a killed one leaves within a few ms), giving up after 2 s. */
+function removeWhenEmpty(dir: string): void {
+  for (const until = Date.now() + 2_000; ; ) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EBUSY' || Date.now() > until) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
+  }
+}
+
+/** A cgroup with a CPU quota of `cpus`, made where this machine lets us (root, v1 or v2); `undefined` where not. */
+function quotaGroup(cpus: number): { dir: string; remove(): void } | undefined {
+  const name = `tsyringe-background-test-${process.pid}`;
+  const v1 = '/sys/fs/cgroup/cpu';
+  const v2 = '/sys/fs/cgroup';
+  try {
+    if (existsSync(`${v1}/cpu.cfs_period_us`)) {
+      const dir = `${v1}/${name}`;
+      mkdirSync(dir);
+      writeFileSync(`${dir}/cpu.cfs_period_us`, '100000');
+      writeFileSync(`${dir}/cpu.cfs_quota_us`, String(Math.round(cpus * 100_000)));
+      return { dir, remove: () => removeWhenEmpty(dir) };
+    }
+    if (readFileSync(`${v2}/cgroup.subtree_control`, 'utf8').split(/\s+/).includes('cpu')) {
+      const dir = `${v2}/${name}`;
+      mkdirSync(dir);
+      writeFileSync(`${dir}/cpu.max`, `${Math.round(cpus * 100_000)} 100000`);
+      return { dir, remove: () => removeWhenEmpty(dir) };
+    }
+  } catch {
+    // Not root, or a read-only /sys/fs/cgroup: no quota to test with here.
+  }
+  return undefined;
+}
+
+const stop: (() => void)[] = [];
+afterEach(() => {
+  for (const done of stop.splice(0)) done();
+});
+
+/**
+ * Runs `command`, killed at the end of the test if still running: its exit code and output. With
+ * `ready`, once its output says "ready" that is called, then a line is written to its stdin.
+ */
+function run(command: string, args: readonly string[], ready?: () => void): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  stop.push(() => child.kill('SIGKILL'));
+  let stdout = '';
+  let stderr = '';
+  let told = ready === undefined;
+  if (told) child.stdin.end();
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+    if (told || !stdout.includes('ready\n')) return;
+    told = true;
+    ready!();
+    child.stdin.end('go\n');
+  });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('CPU-bound worker tasks where the process may use fewer CPUs than the machine has', () => {
+  it.skipIf(!hasTaskset || cpus().length < 2)('pinned to a CPU another process keeps busy, the other CPUs idle: one thread', async () => {
+    const busy = busyCpu0();
+    stop.push(() => busy.kill('SIGKILL'));
+    const exit = await run('taskset', ['-c', '0', process.execPath, fixture]);
+    expect(exit.code, exit.stderr).toBe(0);
+    expect(JSON.parse(exit.stdout)).toEqual({ cores: 1, threads: 1 });
+  }, 30_000);
+
+  const group = quotaGroup(0.5);
+  afterAll(() => group?.remove());
+  it.skipIf(group === undefined)('under a CPU quota of half a CPU, on a machine of more: one thread', async () => {
+    const exit = await run('sh', ['-c', `echo $$ > ${group!.dir}/cgroup.procs && exec "${process.execPath}" "${fixture}"`]);
+    expect(exit.code, exit.stderr).toBe(0);
+    expect(JSON.parse(exit.stdout)).toEqual({ cores: 1, threads: 1 });
+  }, 30_000);
+});
+
+describe('worker tasks in a process whose cgroup limits the threads it may start', () => {
+  const pidsFixture = fileURLToPath(new URL('fixtures/pool-pids.mjs', import.meta.url));
+  const group = pidsGroup();
+  afterAll(() => group?.remove());
+  /** Runs the fixture in the group, its limit set by `limit` (from the group's count) once it is ready. */
+  const burst = async (limit: (current: number) => number, ...args: string[]): Promise<{ ended: string[]; ok: number; threads: number; logged: string[] }> => {
+    group!.setMax(1_000_000);
+    const exit = await run('sh', ['-c', `echo $$ > ${group!.dir}/cgroup.procs && exec "${process.execPath}" "${pidsFixture}" ${args.join(' ')}`], () => group!.setMax(limit(group!.current())));
+    expect(exit.code, exit.stderr).toBe(0);
+    return JSON.parse(exit.stdout.slice(exit.stdout.indexOf('\n') + 1)) as never;
+  };
+
+  it.skipIf(group === undefined)('known as the pool starts (room for 6 more): it starts 2 threads of its 16, says why, and every task runs', async () => {
+    const result = await burst((current) => current + 6);
+    expect(result).toMatchObject({ ended: ['ok'], ok: 24 });
+    expect(result.threads).toBeLessThanOrEqual(2);
+    expect(result.logged).toEqual([
+      'warn: the worker pool keeps to 2 thread(s), not maxThreads 16: this process may start only so many more threads (its cgroup\'s pids.max, less the threads and processes it counts already)',
+    ]);
+  }, 60_000);
+
+  it.skipIf(group === undefined)('met when a thread is refused (no room left once the pool has its threads): it keeps to those, and every task runs', async () => {
+    const result = await burst((current) => current, 'warm');
+    expect(result).toMatchObject({ ended: ['ok'], ok: 24 });
+    expect(result.logged).toHaveLength(1);
+    expect(result.logged[0]).toMatch(/^warn: the worker pool keeps to \d+ thread\(s\), not maxThreads 16: the system refused a new worker thread \(EAGAIN: a cgroup's pids limit, ulimit -u, or memory\)$/);
+  }, 60_000);
+});
