@@ -91,3 +91,54 @@ it('a closed application nobody holds any more is let go with the tasks it kept 
   // The records keep finished tasks for a minute by default: the application went long before that.
   expect(refs.map((ref) => ref.deref() === undefined)).toEqual(refs.map(() => true));
 });
+
+it.each([
+  ['cancelled', (schedule: TaskHandle) => void schedule.cancel()],
+  ['stopped by its scope', () => undefined],
+])("a periodic task %s, kept on record, lets go of its disposed scope and what the scope holds (a request's values)", async (_label, stop) => {
+  const root = freshApp();
+  roots.push(root);
+  // Made in a function of its own, so that no variable of the test holds the scope.
+  const scopeWithSchedule = async (): Promise<{ id: string; refs: WeakRef<object>[] }> => {
+    const scope = root.createChildContainer();
+    const request = { id: 'request-1', body: new Array<number>(2_500).fill(1) };
+    scope.register('request', { useValue: request });
+    const bg = scope.resolve(Background);
+    const schedule = bg.with({ every: 60_000 }).add(async function everyMinute() {});
+    stop(schedule);
+    await bg[Symbol.asyncDispose]();
+    return { id: schedule.id, refs: [new WeakRef(scope), new WeakRef(request), new WeakRef(bg)] };
+  };
+  const { id, refs } = await scopeWithSchedule();
+  await nextTurn();
+  collectGarbage();
+  // On record for a minute (records.maxAgeMs), read back by id: without its scope.
+  expect(root.resolve(Background).get(id, { application: true })?.status).toBe('cancelled');
+  expect(refs.map((ref) => ref.deref() === undefined)).toEqual([true, true, true]);
+});
+
+it("a task cancelled by a service of its scope, kept on record, lets go of that service once the scope is disposed (its error's stack named it)", async () => {
+  const root = freshApp();
+  roots.push(root);
+  const scopeWithCancelledTask = async (): Promise<{ id: string; refs: WeakRef<object>[] }> => {
+    const scope = root.createChildContainer();
+    const service = {
+      request: { id: 'request-2', body: new Array<number>(2_500).fill(1) },
+      /** Cancels a task: the error is made with this service's call on its stack. */
+      giveUp(handle: TaskHandle): void {
+        handle.cancel('no longer needed');
+      },
+    };
+    scope.register('service', { useValue: service });
+    const bg = scope.resolve(Background);
+    const handle = bg.with({ delayMs: 60_000 }).add(async function later() {});
+    scope.resolve<typeof service>('service').giveUp(handle);
+    await bg[Symbol.asyncDispose]();
+    return { id: handle.id, refs: [new WeakRef(service), new WeakRef(service.request), new WeakRef(scope)] };
+  };
+  const { id, refs } = await scopeWithCancelledTask();
+  await nextTurn();
+  collectGarbage();
+  expect(root.resolve(Background).get(id, { application: true })?.status).toBe('cancelled');
+  expect(refs.map((ref) => ref.deref() === undefined)).toEqual([true, true, true]);
+});

@@ -1,6 +1,6 @@
 import type { Cadence } from '../model/call-options.js';
 import { maxTimerMs, resultTimeoutOf, within } from '../model/checks.js';
-import { BackgroundDisposedError, ResultTimeoutError, TaskCancelledError } from '../model/errors.js';
+import { BackgroundDisposedError, ResultTimeoutError, stackAsText, TaskCancelledError } from '../model/errors.js';
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
@@ -40,6 +40,20 @@ export interface PeriodicOwner {
   readonly logger: BackgroundLogger;
 }
 
+/**
+ * A stopped schedule's owner: a stopped schedule adds no run and logs nothing, and its record
+ * (kept for `records.maxAgeMs`) would otherwise keep its scope, the scope's container and what
+ * that holds (a request's values), as a one-off task's record does not.
+ */
+const detached: PeriodicOwner = {
+  spawn: () => {
+    throw new Error('a stopped periodic task adds no run');
+  },
+  stopped: () => undefined,
+  tickFailed: () => undefined,
+  logger: { error: () => undefined, warn: () => undefined, info: () => undefined, debug: () => undefined },
+};
+
 /** The ticks a schedule missed: their number (a cron schedule's counted up to {@link missedCounted}) and the first one's time. */
 interface MissedTicks {
   readonly count: number;
@@ -63,7 +77,8 @@ export class Periodic implements TaskHandle {
   #runs = 0;
   readonly #cadence: Cadence;
   readonly #overlap: boolean;
-  readonly #owner: PeriodicOwner;
+  /** Its scope's side, until stopped: then {@link detached}, so that its record does not keep the scope. */
+  #owner: PeriodicOwner;
   #current: TaskRun | undefined;
   /** Runs not ended yet: one at most, unless runs may overlap. */
   readonly #live = new Set<TaskRun>();
@@ -134,9 +149,13 @@ export class Periodic implements TaskHandle {
   stop(error: TaskCancelledError): void {
     if (this.#stopped !== undefined) return;
     this.#stopped = error;
+    // Kept on record a while: not with the scope that stopped it (on its stack).
+    stackAsText(error);
     clearTimeout(this.#timer);
     this.#reject?.(error);
     this.#owner.stopped(this);
+    // Kept on record for get() and list() a while yet: not with its scope's container.
+    this.#owner = detached;
   }
 
   /** Rejects with `TaskCancelledError` once stopped; `timeoutMs` bounds the wait, as for a task. */

@@ -13,6 +13,7 @@ import type { TaskContext } from '../model/context.js';
 import type { AttemptWrapper, TaskEvent, TaskEventBase, TaskHooks, TaskStartedEvent } from '../model/events.js';
 import {
   ResultTimeoutError,
+  stackAsText,
   TaskAbandonedError,
   TaskCancelledError,
   TaskNonErrorError,
@@ -683,6 +684,8 @@ export class TaskRun implements TaskHandle, Job {
     const from = this.#status;
     this.#status = status;
     this.#outcome = outcome;
+    // Kept on record a while: not with what its error's stack names (a scope, a request's service).
+    if (!outcome.ok) stackAsText(outcome.error);
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#fn = undefined;

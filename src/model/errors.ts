@@ -1,6 +1,25 @@
 import { messageOf } from './checks.js';
 
 /**
+ * Turns the stacks of an error and of its causes into text now. Until its `stack` is first read,
+ * V8 keeps each frame's `this` and function alive, to format them later: an error kept on record
+ * (a task's outcome, a stopped schedule's) would keep whatever threw it or stopped it (a scope
+ * being disposed and its container; a request's service that cancelled a task) for as long as
+ * the record lives, `records.maxAgeMs`.
+ */
+export function stackAsText(error: unknown): void {
+  for (let depth = 0, at = error; depth < 5 && at instanceof Error; depth++) {
+    try {
+      void at.stack;
+      at = at.cause;
+    } catch {
+      // A stack or cause getter of its own that throws: nothing more to read.
+      return;
+    }
+  }
+}
+
+/**
  * Stable codes carried by every {@link BackgroundError}. They never change between versions, so
  * code may branch on them (`err.code === 'ERR_BACKGROUND_DISPOSED'`); the table in
  * `docs/errors.md` explains each one.
