@@ -5,10 +5,10 @@
  */
 import { ResultTimeoutError, TaskCancelledError, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../index.js';
 import { resultTimeoutOf, within } from '../model/checks.js';
-import { runnerHandle, type DurableJob, type FailedPrerequisite, type Outcome } from './bullmq-jobs.js';
+import { putBackEvent, runnerHandle, type DurableJob, type FailedPrerequisite, type Outcome } from './bullmq-jobs.js';
 
-/** The events of the queue's stream that tell a handle about its job. */
-export const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed', 'stalled'] as const;
+/** The events of the queue's stream that tell a handle about its job (BullMQ's, and the workers' {@link putBackEvent}). */
+export const jobEvents = ['active', 'progress', 'delayed', 'waiting', 'completed', 'failed', 'removed', 'stalled', putBackEvent] as const;
 
 export type JobEvent = (typeof jobEvents)[number];
 
@@ -72,8 +72,8 @@ export class DurableHandle implements TaskHandle {
    */
   stalled = false;
   /**
-   * Whether its job's next start is a take again of the same attempt (it stalled): counted as one
-   * attempt, as the task's `ctx.attempt` and `backend.job(id)` count.
+   * Whether its job's next start is a take again of the same attempt (it stalled, or a worker put
+   * it back as it closed): counted as one attempt, as the task's `ctx.attempt` and `backend.job(id)` count.
    */
   retake = false;
   /** Once it ended skipped: the job whose failure began the chain of skips (what the guard of a task added after it says). */
@@ -86,6 +86,8 @@ export class DurableHandle implements TaskHandle {
   #attempt = 0;
   #progress: TaskProgress | undefined = undefined;
   #watched = false;
+  /** Set by {@link putBack} until the `waiting` that follows: that wait counts no attempt made by the take put back. */
+  #puttingBack = false;
   readonly #cancelJob: (error: TaskCancelledError) => boolean;
   #cancelling: TaskCancelledError | undefined;
   #outcome: Outcome | undefined;
@@ -176,6 +178,7 @@ export class DurableHandle implements TaskHandle {
   started(): void {
     if (this.#outcome !== undefined || this.doomed) return;
     this.#status = 'running';
+    this.#puttingBack = false;
     // The same attempt again: its count and its progress (the job's) stay.
     if (this.retake) {
       this.retake = false;
@@ -203,9 +206,23 @@ export class DurableHandle implements TaskHandle {
 
   waiting(status: 'queued' | 'delayed'): void {
     if (this.#outcome !== undefined || this.doomed) return;
-    this.#status = this.#attempt > 0 ? 'retrying' : status;
+    // Put back by the worker that took it: the attempts made are those before that take.
+    const made = this.#puttingBack ? this.#attempt - 1 : this.#attempt;
+    this.#puttingBack = false;
+    this.#status = made > 0 ? 'retrying' : status;
     // A retry is scheduled: the failed attempt's progress is cleared, as in process.
-    if (this.#attempt > 0) this.#progress = undefined;
+    if (made > 0) this.#progress = undefined;
+  }
+
+  /**
+   * A worker that took its job put it back as it closed (its {@link putBackEvent}, just before the
+   * job's `waiting`): BullMQ counted the take as started, but no attempt ended; the next start is
+   * the same attempt taken again (as the task's `ctx.attempt` and `backend.job(id)` count), and
+   * until then the job waits as before the take (`queued`, or `retrying` after a failed attempt).
+   */
+  putBack(): void {
+    if (this.#outcome !== undefined || this.doomed) return;
+    this.retake = this.#puttingBack = true;
   }
 
   settle(status: TaskStatus, outcome: Outcome): void {

@@ -86,6 +86,15 @@ export const ownJobPrefix = 'tsyringe-background:';
  */
 export const afterJob = `${ownJobPrefix}after`;
 
+/**
+ * The event a worker writes on its queue's event stream just before it puts back a job it took
+ * and will not run (its application closed): BullMQ counts the take among the job's
+ * `attemptsStarted`, and the stream's `waiting` that follows (`prev: active`) is also what an
+ * immediate retry writes, so a handle following the job could not otherwise tell that its next
+ * start is the same attempt, not a new one.
+ */
+export const putBackEvent = `${ownJobPrefix}put-back` as const;
+
 /** A job a dependent waits for. */
 interface Prerequisite {
   readonly id: string;

@@ -69,6 +69,7 @@ import {
   retryOptions,
   markOf,
   stalledReason,
+  putBackEvent,
   within,
   type AfterData,
   type BullMQConnection,
@@ -318,6 +319,12 @@ class BullMQBackend implements Runner, DurableBackend {
    * handles wait for the answer rather than fail.
    */
   readonly #overdue = new Map<string, Sending>();
+  /**
+   * While jobs sent to Redis have gone unanswered past their bound (an episode, said once as it
+   * begins, and once as it ends: when none is left unanswered): how many went so, and how many of
+   * those Redis has answered since.
+   */
+  #unanswered: { late: number; answered: number } | undefined;
   /**
    * What waits until {@link close} begins ({@link #orClosed}): a look in Redis for a job in doubt,
    * a removal waiting for its job to be sent, a wait for a connection. A set, not a promise each
@@ -972,6 +979,7 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /** Redis has the job, or it was never sent, being late. */
   #sent({ handle }: Sending): void {
+    if (this.#unanswered !== undefined && this.#overdue.has(handle.id)) this.#unanswered.answered++;
     this.#forget(handle.id);
     this.#late.delete(handle.id);
   }
@@ -1023,7 +1031,7 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /** Takes a job out of those on their way, and stops the timer once none is within its deadline. */
   #forget(id: string): void {
-    this.#overdue.delete(id);
+    if (this.#overdue.delete(id) && this.#overdue.size === 0) this.#answeredAll();
     if (this.#sending.delete(id) && this.#sending.size === 0 && this.#sendTimer !== undefined) {
       clearTimeout(this.#sendTimer);
       this.#sendTimer = undefined;
@@ -1149,13 +1157,40 @@ class BullMQBackend implements Runner, DurableBackend {
       this.#failEnqueue(sending.handle, new Error(why));
     }
     this.#wakeIfSent();
-    if (unanswered.length > 0) {
-      this.#logger.warn(
-        { taskIds: unanswered.map(({ id }) => id), tasks: [...new Set(unanswered.map(({ name }) => name))] },
-        `${unanswered.length} durable job(s) sent to Redis have had no answer within ${this.#enqueueTimeoutMs} ms (Redis is slow to answer, or the connection broke under them): their handles wait for Redis's answer (after a broken connection, ioredis sends the adds again once Redis is back)`,
-      );
-    }
+    if (unanswered.length > 0) this.#unansweredPast(unanswered);
   };
+
+  /**
+   * Jobs sent to Redis have had no answer within their bound: said at `warn` as the first do, not
+   * at each sweep after (a slow but healthy burst said it 51 times in one run), until Redis has
+   * answered every one left unanswered ({@link #answeredAll}).
+   */
+  #unansweredPast(unanswered: readonly DurableHandle[]): void {
+    if (this.#unanswered !== undefined) {
+      this.#unanswered.late += unanswered.length;
+      return;
+    }
+    this.#unanswered = { late: unanswered.length, answered: 0 };
+    this.#logger.warn(
+      { taskIds: unanswered.map(({ id }) => id), tasks: [...new Set(unanswered.map(({ name }) => name))] },
+      `${unanswered.length} durable job(s) sent to Redis have had no answer within ${this.#enqueueTimeoutMs} ms (Redis is slow to answer, or the connection broke under them): their handles wait for Redis's answer (after a broken connection, ioredis sends the adds again once Redis is back); ` +
+        'said once, until none is left unanswered',
+    );
+  }
+
+  /** No job sent to Redis is left unanswered past its bound: the episode {@link #unansweredPast} said ends, said at `info` with how it ended. */
+  #answeredAll(): void {
+    const episode = this.#unanswered;
+    if (episode === undefined) return;
+    this.#unanswered = undefined;
+    const { late, answered } = episode;
+    const rest = late - answered;
+    this.#logger.info(
+      { late, answered },
+      `Redis has answered ${answered} of the ${late} durable job(s) sent to it that had had no answer within ${this.#enqueueTimeoutMs} ms` +
+        (rest === 0 ? '' : ` (the other ${rest} got none: their adds failed, or the backend closed; each is logged as it ends)`),
+    );
+  }
 
   /**
    * Fails a handle whose job is not in Redis, or, `inDoubt`, whose job Redis may have (its add was
@@ -1245,8 +1280,10 @@ class BullMQBackend implements Runner, DurableBackend {
   }
 
   #listen(events: QueueEvents): void {
+    // (The workers' own event is not among those BullMQ's types know: QueueEvents emits every event of the stream by its name.)
+    const on = events.on.bind(events) as (event: JobEvent, listener: (fields: JobEventFields, id: string) => void) => unknown;
     for (const event of jobEvents) {
-      events.on(event, (fields: JobEventFields, id: string) => {
+      on(event, (fields, id) => {
         this.#read(id);
         const handle = this.#live.get(fields.jobId);
         if (handle === undefined) return;
@@ -1289,6 +1326,8 @@ class BullMQBackend implements Runner, DurableBackend {
         // Its worker lost it: its next start is the same attempt again (as the task's ctx.attempt says).
         handle.stalled = handle.retake = true;
         return;
+      case putBackEvent:
+        return handle.putBack();
       case 'removed':
         if (handle.cancelling !== undefined) return this.#end(id, 'cancelled', { ok: false, error: handle.cancelling });
         return void this.#removed(handle);

@@ -43,6 +43,7 @@ import {
   jobContext,
   jobRun,
   notInQueue,
+  putBackEvent,
   redisFor,
   within,
   type AfterData,
@@ -283,8 +284,11 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     background = workersScope.resolve(Background) as Background & JobRunAdder;
     // The application's close closes them too, within its deadline and a second more: a job whose
     // run it abandoned at the deadline is put back in the queue then (one round trip), not left to
-    // wait out its lock because the process exited first.
-    leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs + putBackMs, performance.now() + timeoutMs + putBackMs)).then(() => ({ requeued })));
+    // wait out its lock because the process exited first. Called at once when it is closing
+    // already: its deadline is then what was left of it.
+    let joining = true;
+    leave = background[closeWith]((timeoutMs) => (closed ??= closeNow(timeoutMs, { late: joining })).then(() => ({ requeued })));
+    joining = false;
     return background;
   };
   /** The jobs this process is running, by job id: how a producer's cancellation reaches one. */
@@ -324,6 +328,11 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
    */
   const putBack = async (job: Job<JobData>, token: string | undefined, abandoned: boolean): Promise<never> => {
     stopTaking();
+    // Said on the event stream first, for the handles that follow the job (its next start is the
+    // same attempt: BullMQ counted this take as started), on the connection the move then takes:
+    // Redis runs the two in the order they were sent. Unsaid (Redis away), the move fails too.
+    const client = await worker.getBackend().client;
+    client.runCommand('xadd', [worker.keys.events, '*', 'event', putBackEvent, 'jobId', job.id ?? '']).catch(() => undefined);
     await job.moveToWait(token);
     if (abandoned) requeued++;
     throw new WaitingError();
@@ -557,12 +566,21 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
   let leave = (): void => undefined;
   /**
    * Closes the workers: their jobs within `timeoutMs` (none: no bound), then their connections,
-   * within a second or by `closeBy` (`performance.now()` time), which bounds the whole close when given.
+   * within a second. With their application (`withApplication`), `timeoutMs` is its close deadline
+   * (`late`: what was left of it when they joined its close), and the whole close takes at most
+   * {@link putBackMs} more: the jobs' wait, then the connections'. Its warnings name the deadline
+   * that was given, not the sums made of it.
    */
-  const closeNow = async (timeoutMs: number | undefined, closeBy?: number): Promise<void> => {
+  const closeNow = async (timeoutMs: number | undefined, withApplication?: { late: boolean }): Promise<void> => {
     leave();
     closing = true;
     readRecorded();
+    const closeBy = withApplication === undefined || timeoutMs === undefined ? undefined : performance.now() + timeoutMs + putBackMs;
+    /** With their application: when the close gives up, said by the deadline it was given. */
+    const pastDeadline =
+      withApplication === undefined
+        ? ''
+        : `${putBackMs} ms past their application's close deadline ${withApplication.late ? `(${timeoutMs} ms away when they joined its close)` : `of ${timeoutMs} ms`}`;
     let inTime = true;
     if (timeoutMs !== undefined) {
       // Paused, the worker takes no new job and its active ones go on; at the deadline, closing
@@ -572,13 +590,17 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
       // listened to by nobody, kept the process alive and reconnecting for ever.)
       await worker.pause(true);
       // (Late-aware: jobs that ended as the event loop was held count as ended in time.)
-      const deadline = expiry(timeoutMs);
-      inTime = await Promise.race([idle(), deadline.expired]);
+      const expires = expiry(closeBy === undefined ? timeoutMs : Math.max(0, closeBy - performance.now()));
+      inTime = await Promise.race([idle(), expires.expired]);
       whenIdle = undefined;
-      deadline.clear();
+      expires.clear();
       if (!inTime) {
         const left = [...running.keys()];
-        logger.warn({ jobs: left, timeoutMs }, `durable workers closed with ${left.length} job(s) still active after ${timeoutMs} ms; they run again on another worker once their locks expire`);
+        const [fields, when] =
+          withApplication === undefined
+            ? [{ jobs: left, timeoutMs }, `after ${timeoutMs} ms`]
+            : [{ jobs: left, timeoutMs, putBackMs }, `${pastDeadline} (the time given to put back the jobs whose runs it abandoned)`];
+        logger.warn(fields, `durable workers closed with ${left.length} job(s) still active ${when}; they run again on another worker once their locks expire`);
       }
     }
     const workerClosed = worker.close(!inTime);
@@ -589,9 +611,12 @@ export function startWorkers(options: StartWorkersOptions): DurableWorkers {
     whenIdle = undefined;
     const until = closeBy ?? performance.now() + connectionsCloseMs;
     const left = (): number => Math.max(0, until - performance.now());
-    const budget = closeBy === undefined ? connectionsCloseMs : left();
-    if (!(await within(workerClosed, budget))) {
-      logger.warn({ ms: budget }, `the durable workers' connections to Redis did not close within ${budget} ms once no job was active (Redis did not answer); they are dropped`);
+    if (!(await within(workerClosed, closeBy === undefined ? connectionsCloseMs : left()))) {
+      if (closeBy === undefined) {
+        logger.warn({ ms: connectionsCloseMs }, `the durable workers' connections to Redis did not close within ${connectionsCloseMs} ms once no job was active (Redis did not answer); they are dropped`);
+      } else {
+        logger.warn({ timeoutMs, putBackMs }, `the durable workers' connections to Redis had not closed ${pastDeadline} (Redis did not answer); they are dropped`);
+      }
       await within(Promise.allSettled([worker.disconnect(), workerClosed]), left());
     }
     await endClient(subscriber, left());

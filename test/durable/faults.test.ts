@@ -15,7 +15,7 @@ import { injectable, Lifecycle, scoped } from 'tsyringe';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend, type DurableWorkers, type StartWorkersOptions } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, shutdown, TaskContext, type TaskHandle } from '../../src/index.js';
-import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred, type LogEntry } from '../helpers.js';
 import { startPersistentRedis, type PersistentRedis } from './persistent-redis.js';
 import { hasRedis, redisForSuite } from './redis.js';
 import { killWorkerProcesses, startWorkerProcess, type WorkerProcessConfig } from './worker-process.js';
@@ -296,6 +296,46 @@ const held = defineTask({ name: 'held', inject: [JobScope, TaskContext] }, async
   return { label, attempt: ctx.attempt };
 });
 
+/**
+ * Holds back Redis's answers to the backend's adds (Redis runs them; the producer hears back
+ * only as the test lets it), counting the adds sent and the most unanswered at once.
+ */
+function holdAnswers(backend: DurableBackend) {
+  const add = backend.queue.add.bind(backend.queue);
+  const waiting: (() => void)[] = [];
+  const held = {
+    sent: 0,
+    unanswered: 0,
+    most: 0,
+    open: false,
+    /** Lets the next `k` answers through. */
+    release(k: number) {
+      for (const wake of waiting.splice(0, k)) wake();
+    },
+    /** Lets every answer through, now and from now on. */
+    openAll() {
+      held.open = true;
+      held.release(waiting.length);
+    },
+  };
+  backend.queue.add = (async (...args: Parameters<typeof add>) => {
+    held.sent++;
+    held.most = Math.max(held.most, ++held.unanswered);
+    try {
+      const job = await add(...args);
+      if (!held.open) await new Promise<void>((resolve) => waiting.push(resolve));
+      return job;
+    } finally {
+      held.unanswered--;
+    }
+  }) as typeof add;
+  closers.push(async () => {
+    held.openAll();
+    backend.queue.add = add;
+  });
+  return held;
+}
+
 describe.skipIf(!hasRedis)('durable faults: closing workers with jobs active', () => {
   const redis = redisForSuite();
 
@@ -543,46 +583,6 @@ describe.skipIf(!hasRedis)('durable faults: a burst of add() calls longer than t
     expect(logger.at('info').filter((entry) => entry.message.includes('read from Redis'))).toEqual([]);
   });
 
-  /**
-   * Holds back Redis's answers to the backend's adds (Redis runs them; the producer hears back
-   * only as the test lets it), counting the adds sent and the most unanswered at once.
-   */
-  function holdAnswers(backend: DurableBackend) {
-    const add = backend.queue.add.bind(backend.queue);
-    const waiting: (() => void)[] = [];
-    const held = {
-      sent: 0,
-      unanswered: 0,
-      most: 0,
-      open: false,
-      /** Lets the next `k` answers through. */
-      release(k: number) {
-        for (const wake of waiting.splice(0, k)) wake();
-      },
-      /** Lets every answer through, now and from now on. */
-      openAll() {
-        held.open = true;
-        held.release(waiting.length);
-      },
-    };
-    backend.queue.add = (async (...args: Parameters<typeof add>) => {
-      held.sent++;
-      held.most = Math.max(held.most, ++held.unanswered);
-      try {
-        const job = await add(...args);
-        if (!held.open) await new Promise<void>((resolve) => waiting.push(resolve));
-        return job;
-      } finally {
-        held.unanswered--;
-      }
-    }) as typeof add;
-    closers.push(async () => {
-      held.openAll();
-      backend.queue.add = add;
-    });
-    return held;
-  }
-
   // The cause of a CI failure of the test above: on a Redis slower than the producer, the whole
   // burst was queued on the connection at once, and a look at the stream's first entry, queued
   // behind it, ran after thousands of events more (read meanwhile, but taken for trimmed unread).
@@ -688,6 +688,53 @@ describe.skipIf(!hasRedis)('durable faults: a burst of add() calls longer than t
     expect(held.sent).toBe(4_000);
     expect(await backend.queue.count()).toBe(1 + 3_000 + 1_000);
     expect(logger.at('error').filter((entry) => entry.message.includes('could not be enqueued'))).toHaveLength(1_000);
+  });
+});
+
+describe.skipIf(!hasRedis)('durable faults: a burst Redis answers slowly', () => {
+  const redis = redisForSuite();
+
+  it("says once that jobs sent have had no answer within the bound, not at each sweep, and once that Redis has answered them; a later episode is said again", { timeout: 30_000 }, async () => {
+    const queueName = `slow-answers-${randomUUID()}`;
+    const { bg, backend, logger } = producer(redis.connection, queueName, 1_000);
+    await acknowledged(backend, [bg.add(count, 'warm')]);
+    const held = holdAnswers(backend);
+    const unansweredSaid = (): LogEntry[] => logger.at('warn').filter(({ message }) => message.includes('sent to Redis have had no answer within 1000 ms'));
+    const answeredSaid = (): LogEntry[] => logger.at('info').filter(({ message }) => message.startsWith('Redis has answered'));
+    // 2 000 adds answered 50 every 100 ms: each sent waits about 2 s for its answer, past its
+    // 1 000 ms bound, in sweep after sweep; Redis answers all along, so none fails.
+    const first = Array.from({ length: 2_000 }, (_, i) => bg.add(count, `a${i}`));
+    const drip = setInterval(() => held.release(50), 100);
+    try {
+      await vi.waitFor(() => expect(held.sent).toBe(2_000), { timeout: 20_000, interval: 20 });
+    } finally {
+      clearInterval(drip);
+    }
+    held.openAll();
+    await acknowledged(backend, [first.at(-1)!]);
+    expect(unansweredSaid()).toHaveLength(1);
+    await vi.waitFor(() => expect(answeredSaid()).toHaveLength(1), { timeout: 5_000, interval: 20 });
+    expect(backend.enqueueFailures).toBe(0);
+    const [said] = unansweredSaid();
+    expect(said?.message).toMatch(/^\d+ durable job\(s\) sent to Redis have had no answer within 1000 ms .*; said once, until none is left unanswered$/);
+    const { late } = answeredSaid()[0]!.fields as { late: number };
+    expect(late).toBeGreaterThan((said?.fields.taskIds as string[]).length);
+    expect(answeredSaid()).toEqual([{ level: 'info', fields: { late, answered: late }, message: `Redis has answered ${late} of the ${late} durable job(s) sent to it that had had no answer within 1000 ms` }]);
+    // A new episode, once the first has ended: said again.
+    held.open = false;
+    const second = Array.from({ length: 10 }, (_, i) => bg.add(count, `b${i}`));
+    await vi.waitFor(() => expect(unansweredSaid()).toHaveLength(2), { timeout: 5_000, interval: 20 });
+    // (The first of them, at least: added in one turn, their bounds end microseconds apart, and a sweep may come between.)
+    expect(unansweredSaid()[1]?.fields).toMatchObject({ taskIds: expect.arrayContaining([second[0]!.id]) as unknown, tasks: ['count'] });
+    expect(second.map(({ id }) => id)).toEqual(expect.arrayContaining(unansweredSaid()[1]?.fields.taskIds as string[]));
+    held.openAll();
+    await acknowledged(backend, second);
+    await vi.waitFor(() => expect(answeredSaid()).toHaveLength(2), { timeout: 5_000, interval: 20 });
+    // All it said answered; others of the 10 may have gone past their bound after it, or been answered before.
+    const again = answeredSaid()[1]?.fields as { late: number; answered: number };
+    expect(again.answered).toBe(again.late);
+    expect(again.late).toBeGreaterThanOrEqual((unansweredSaid()[1]?.fields.taskIds as string[]).length);
+    expect(again.late).toBeLessThanOrEqual(10);
   });
 });
 

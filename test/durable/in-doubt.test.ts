@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startWorkers, useBullMQ, type DurableBackend } from '../../src/adapters/bullmq.js';
 import { Background, defineTask, shutdown } from '../../src/index.js';
-import { captureLogger, freshApp, watchProcessErrors } from '../helpers.js';
+import { captureLogger, deferred, freshApp, watchProcessErrors, type Deferred } from '../helpers.js';
 import { startProxy, type RedisProxy } from './proxy.js';
 import { hasRedis, redisForSuite } from './redis.js';
 
@@ -19,6 +19,17 @@ watchProcessErrors();
 const runs = new Map<string, number>();
 const counted = defineTask({ name: 'counted' }, async (label: string) => {
   runs.set(label, (runs.get(label) ?? 0) + 1);
+  return `ran ${label}`;
+});
+
+/** Its run waits until the test opens the gate its label names (made on first use). */
+const gates = new Map<string, Deferred>();
+const gateOf = (label: string): Deferred => gates.get(label) ?? gates.set(label, deferred()).get(label)!;
+/** The labels whose runs have begun. */
+const entered = new Set<string>();
+const gated = defineTask({ name: 'gated' }, async (label: string) => {
+  entered.add(label);
+  await gateOf(label).promise;
   return `ran ${label}`;
 });
 
@@ -416,7 +427,8 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     closers.push(() => proxy.close());
     const queueName = `frozen-${randomUUID()}`;
     const workerRoot = freshApp({ logger: captureLogger() });
-    startWorkers({ container: workerRoot, tasks: [counted], connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName, logger: captureLogger() });
+    const logger = captureLogger();
+    startWorkers({ container: workerRoot, tasks: [counted], connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName, logger });
     const producer = freshApp({ logger: captureLogger() });
     const backend = useBullMQ(producer, { connection: redis.connection, queueName, logger: captureLogger() });
     closers.push(() => shutdown({ container: producer }), () => backend.close());
@@ -428,7 +440,47 @@ describe.skipIf(!hasRedis)('durable jobs in doubt: sent when the connection brok
     const took = performance.now() - startedAt;
     expect(took).toBeGreaterThanOrEqual(300);
     expect(took).toBeLessThan(300 + 1_000 + 400);
+    // Said by the deadline the close was given, not by what was left of it and the put-back's second.
+    expect(logger.at('warn')).toEqual([
+      {
+        level: 'warn',
+        fields: { timeoutMs: 300, putBackMs: 1_000 },
+        message: "the durable workers' connections to Redis had not closed 1000 ms past their application's close deadline of 300 ms (Redis did not answer); they are dropped",
+      },
+    ]);
     await vi.waitFor(() => expect(proxy.connections).toBe(0), { timeout: 2_000, interval: 20 });
+  });
+
+  it("the workers' application's close whose put-back Redis does not answer names the deadline it was given, not that deadline and the put-back's second added up", async () => {
+    const proxy = await startProxy(redis.port);
+    closers.push(() => proxy.close());
+    const queueName = `put-back-frozen-${randomUUID()}`;
+    const logger = captureLogger();
+    const workerRoot = freshApp({ logger: captureLogger() });
+    startWorkers({ container: workerRoot, tasks: [gated], connection: { ...proxy.connection, retryStrategy: () => 20 }, queueName, logger });
+    const producer = freshApp({ logger: captureLogger() });
+    const backend = useBullMQ(producer, { connection: redis.connection, queueName, logger: captureLogger() });
+    const label = randomUUID();
+    closers.push(
+      async () => gateOf(label).resolve(),
+      () => shutdown({ container: producer }),
+      () => backend.close(),
+    );
+    const handle = producer.resolve(Background).with({ durable: true }).add(gated, label);
+    // Its run begun (not only its job taken: the workers close with their application from their first run).
+    await vi.waitFor(() => expect(entered.has(label)).toBe(true), { timeout: 5_000, interval: 5 });
+    // Its run is abandoned at the 300 ms deadline; its put-back, sent to a Redis that stopped answering, never ends.
+    proxy.mode = 'dropRequests';
+    await shutdown({ container: workerRoot, timeoutMs: 300 });
+    expect(logger.at('warn').filter(({ message }) => message.startsWith('durable workers closed'))).toEqual([
+      {
+        level: 'warn',
+        fields: { jobs: [handle.id], timeoutMs: 300, putBackMs: 1_000 },
+        message:
+          "durable workers closed with 1 job(s) still active 1000 ms past their application's close deadline of 300 ms (the time given to put back the jobs whose runs it abandoned); " +
+          'they run again on another worker once their locks expire',
+      },
+    ]);
   });
 
   it('workers.close() against a Redis that stopped answering ends: once no job is active, the connections are dropped after a second', async () => {

@@ -165,6 +165,38 @@ describe.skipIf(!hasRedis)('what a durable worker says and does about its jobs',
     for (const handle of handles) await expect(backend.job(handle.id)).resolves.toMatchObject({ status: 'succeeded', attempt: 1 });
   });
 
+  it("a followed handle counts a job put back by its closing workers as no attempt: it waits queued, and its run on another worker is attempt 1 (an immediate retry, which BullMQ's events write alike, still counts)", async () => {
+    const { bg, app, queueName } = setup({ concurrency: 2 });
+    // Followed from the start (its status read): kept up to date by the queue's events.
+    const handle = bg.add(slow, 'put back', 1_000);
+    const statuses: string[] = [];
+    const attempts = new Set<number>();
+    const look = setInterval(() => {
+      if (statuses.at(-1) !== handle.status) statuses.push(handle.status);
+      attempts.add(handle.attempt);
+    }, 2);
+    try {
+      await vi.waitFor(() => expect(runs.get('put back')).toBe(1), { timeout: 5_000, interval: 5 });
+      await vi.waitFor(() => expect(handle.attempt).toBe(1), { timeout: 5_000, interval: 5 });
+      // Its run abandoned at the deadline, its job put back: BullMQ counted the take as started.
+      expect(await shutdown({ container: app, timeoutMs: 200 })).toMatchObject({ requeued: 1 });
+      await vi.waitFor(() => expect(handle.status).toBe('queued'), { timeout: 5_000, interval: 5 });
+      expect(handle.attempt).toBe(1);
+      worker(queueName);
+      await expect(handle.result()).resolves.toEqual({ label: 'put back', attempt: 1 });
+    } finally {
+      clearInterval(look);
+    }
+    expect(handle.attempt).toBe(1);
+    expect([...attempts].filter((attempt) => attempt > 1)).toEqual([]);
+    expect(statuses.filter((status) => status === 'retrying')).toEqual([]);
+    // Control: a retry BullMQ makes at once (no backoff) writes the same `waiting` event, and counts.
+    const retried = bg.with({ retries: 1, backoff: { baseMs: 0, jitter: 0 } }).add(fails, 'at once');
+    void retried.status;
+    await expect(retried.result()).rejects.toThrow('at once: run 2 fails');
+    expect(retried.attempt).toBe(2);
+  });
+
   it("gracefulShutdown() of a worker process whose jobs outlast its deadline exits 0: their runs were abandoned, their jobs put back, nothing lost", async () => {
     const { bg, backend, app, queueName } = setup({ concurrency: 2 });
     const handles = ['long-1', 'long-2'].map((label) => bg.add(slow, label, 1_000));
