@@ -8,14 +8,10 @@ import { messageOf } from './checks.js';
  * the record lives, `records.maxAgeMs`.
  */
 export function stackAsText(error: unknown): void {
-  for (let depth = 0, at = error; depth < 5 && at instanceof Error; depth++) {
-    try {
-      void at.stack;
-      at = at.cause;
-    } catch {
-      // A stack or cause getter of its own that throws: nothing more to read.
-      return;
-    }
+  try {
+    for (let depth = 0, at = error; depth < 5 && at instanceof Error; depth++, at = at.cause) void at.stack;
+  } catch {
+    // A revoked proxy, or a stack or cause getter of its own that throws: nothing more to read.
   }
 }
 
