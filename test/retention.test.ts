@@ -4,9 +4,11 @@
  * the dependents cancelled meanwhile and the waits that expired must be let go at once, not when
  * it ends (an outside probe: 100 000 of either held 120-140 MB until then).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { afterEach, expect, it } from 'vitest';
 import { Background, shutdown, type TaskHandle } from '../src/index.js';
-import { collectGarbage, deferred, expiredWait, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
+import { sumBytes } from './fixtures/worker-tasks.js';
+import { captureLogger, collectGarbage, deferred, expiredWait, freshApp, nextTurn, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
 
@@ -141,4 +143,67 @@ it("a task cancelled by a service of its scope, kept on record, lets go of that 
   collectGarbage();
   expect(root.resolve(Background).get(id, { application: true })?.status).toBe('cancelled');
   expect(refs.map((ref) => ref.deref() === undefined)).toEqual([true, true, true]);
+});
+
+it.each([
+  ['an async task', (bg: Background) => bg.add(async function seesTheRequest() {})],
+  ['a sync task', (bg: Background) => bg.add(function countsTheRequest() {})],
+  [
+    'a failing task',
+    (bg: Background) =>
+      bg.add(async function failsTheRequest() {
+        throw new Error('failed in a request');
+      }),
+  ],
+  ['a delayed task cancelled', (bg: Background) => bg.with({ delayMs: 60_000 }).add(async function later() {})],
+  // The first worker task of its application starts the pool, its threads and its timers.
+  ['the first worker task', (bg: Background) => bg.add(sumBytes, new Uint8Array([1, 2]))],
+])("%s added in a request's AsyncLocalStorage context lets go of the request's store once ended, its record kept", async (_label, add) => {
+  // Its failure logged where nothing else keeps it (the console of the test runner would, a while).
+  const logger = captureLogger();
+  const root = freshApp({ logger });
+  roots.push(root);
+  const requestContext = new AsyncLocalStorage<{ request: object }>();
+  const bg = root.resolve(Background);
+  // Made in a function of its own, so that no variable of the test holds the store.
+  const addedInARequest = async (): Promise<{ id: string; ref: WeakRef<object> }> => {
+    const store = { request: { id: 'request-3', body: new Array<number>(2_500).fill(1) } };
+    const handle = requestContext.run(store, () => add(bg));
+    if (handle.status === 'delayed') handle.cancel();
+    await handle.result().catch(() => undefined);
+    return { id: handle.id, ref: new WeakRef(store) };
+  };
+  const { id, ref } = await addedInARequest();
+  await nextTurn();
+  collectGarbage();
+  expect(bg.get(id)?.status).toMatch(/^(succeeded|failed|cancelled)$/);
+  expect(logger.at('error').length).toBe(bg.get(id)?.status === 'failed' ? 1 : 0);
+  expect(ref.deref()).toBeUndefined();
+});
+
+it("a task whose result() is awaited in a request's AsyncLocalStorage context lets go of the request's store once ended, its record kept", async () => {
+  const root = freshApp();
+  roots.push(root);
+  const requestContext = new AsyncLocalStorage<{ request: object }>();
+  const bg = root.resolve(Background);
+  const awaitedInARequest = async (): Promise<{ ids: string[]; seen: unknown[]; ref: WeakRef<object> }> => {
+    const store = { request: { id: 'request-4', body: new Array<number>(2_500).fill(1) } };
+    // (No expect() in the request: the test runner keeps the promises of its assertions.)
+    const { ids, seen } = await requestContext.run(store, async () => {
+      const handles = [bg.add(async function oneOff() {}), bg.with({ every: 60_000 }).add(async function everyMinute() {})];
+      await handles[0]!.result();
+      // What awaits the result goes on in the request's context.
+      const after = requestContext.getStore() === store;
+      handles[1]!.cancel();
+      const stopped = await handles[1]!.result().catch((error: unknown) => (error as Error).name);
+      return { ids: handles.map((handle) => handle.id), seen: [after, stopped] };
+    });
+    return { ids, seen, ref: new WeakRef(store) };
+  };
+  const { ids, seen, ref } = await awaitedInARequest();
+  expect(seen).toEqual([true, 'TaskCancelledError']);
+  await nextTurn();
+  collectGarbage();
+  expect(ids.map((id) => bg.get(id)?.status)).toEqual(['succeeded', 'cancelled']);
+  expect(ref.deref()).toBeUndefined();
 });

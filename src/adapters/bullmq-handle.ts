@@ -5,6 +5,7 @@
  */
 import { ResultTimeoutError, TaskCancelledError, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../index.js';
 import { resultTimeoutOf, within } from '../model/checks.js';
+import { inOwnContext } from '../model/own-context.js';
 import { putBackEvent, runnerHandle, type DurableJob, type FailedPrerequisite, type Outcome } from './bullmq-jobs.js';
 
 /** The events of the queue's stream that tell a handle about its job (BullMQ's, and the workers' {@link putBackEvent}). */
@@ -255,17 +256,14 @@ export class DurableHandle implements TaskHandle {
   result(options?: ResultOptions): Promise<unknown> {
     const timeoutMs = resultTimeoutOf(options);
     this.#watch();
-    if (this.#result === undefined) {
+    // Kept with the handle: made in no caller's context (a promise keeps its stores, a request's).
+    this.#result ??= inOwnContext(() => {
       const outcome = this.#outcome;
-      this.#result =
-        outcome !== undefined
-          ? outcome.ok
-            ? Promise.resolve(outcome.value)
-            : Promise.reject(outcome.error)
-          : new Promise((resolve, reject) => {
-              this.#settle = (o) => (o.ok ? resolve(o.value) : reject(o.error));
-            });
-    }
+      if (outcome !== undefined) return outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error);
+      return new Promise((resolve, reject) => {
+        this.#settle = (o) => (o.ok ? resolve(o.value) : reject(o.error));
+      });
+    });
     if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
     return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.#status));
   }

@@ -34,6 +34,7 @@ import {
 } from '../index.js';
 import { describe, messageOf } from '../model/checks.js';
 import { soon } from '../model/soon.js';
+import { inOwnContext } from '../model/own-context.js';
 import { lateMs } from '../model/timing.js';
 import { safeLogger } from './request-scope.js';
 import {
@@ -419,7 +420,8 @@ class BullMQBackend implements Runner, DurableBackend {
 
   /** Resolves once the queue's connection is ready: from then on, jobs go to it at once. */
   #whenReady(): Promise<unknown> {
-    this.#ready ??= (async () => {
+    // Kept once resolved: made in no add()'s context (a promise keeps its stores, a request's).
+    this.#ready ??= inOwnContext(async () => {
       for (;;) {
         const queue = this.queue;
         try {
@@ -431,7 +433,7 @@ class BullMQBackend implements Runner, DurableBackend {
           if (queue === this.queue) throw error;
         }
       }
-    })();
+    });
     // A failed attempt is tried again by the next job.
     this.#ready.catch(() => (this.#ready = undefined));
     return this.#ready;
@@ -447,7 +449,8 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   #openReader(): Promise<void> {
     if (this.#reading === undefined) {
-      const reading = this.#startReader();
+      // The event stream lives while handles are followed: not in the context of the first add() that asked.
+      const reading = inOwnContext(() => this.#startReader());
       this.#reading = reading;
       reading.catch(() => {
         if (this.#reading !== reading) return;
@@ -545,7 +548,7 @@ class BullMQBackend implements Runner, DurableBackend {
   #unfollow(id: string): void {
     if (!this.#live.delete(id) || this.#live.size > 0 || this.#reading === undefined) return;
     clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(this.#closeReader, readerIdleMs);
+    this.#idleTimer = inOwnContext(() => setTimeout(this.#closeReader, readerIdleMs));
     this.#idleTimer.unref();
   }
 
@@ -804,7 +807,8 @@ class BullMQBackend implements Runner, DurableBackend {
     const sending: Sending = { handle, deadline: performance.now() + this.#enqueueTimeoutMs, data, options, done: undefined, handed: false, detach, failed, undecided };
     this.#sending.set(handle.id, sending);
     if (this.#sendTimer === undefined) {
-      this.#sendTimer = setTimeout(this.#sweep, this.#enqueueTimeoutMs);
+      // Armed again from itself while jobs are being sent: in no add()'s context.
+      this.#sendTimer = inOwnContext(() => setTimeout(this.#sweep, this.#enqueueTimeoutMs));
       this.#sendTimerFor = sending.deadline;
     }
     if (after.length === 0) {
@@ -1816,7 +1820,7 @@ class BullMQBackend implements Runner, DurableBackend {
    */
   async #sendCancellation(id: string, name: string, reason: string): Promise<void> {
     if (this.#publisher === undefined) {
-      this.#publisher = redisFor(this.#connection);
+      this.#publisher = inOwnContext(() => redisFor(this.#connection));
       this.#publisher.on('error', () => undefined);
     }
     const publisher = this.#publisher;

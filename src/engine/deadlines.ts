@@ -26,6 +26,7 @@ import { AsyncResource } from 'node:async_hooks';
 // Node's own, which a test's fake timers do not replace: the turn a late deadline gives is real.
 import { setImmediate } from 'node:timers';
 import { expiry, lateMs, monotonicNow } from '../model/timing.js';
+import { inOwnContext } from '../model/own-context.js';
 
 export { lateMs, monotonicNow };
 
@@ -138,7 +139,8 @@ export class Deadlines {
     clearTimeout(this.#timer);
     this.#armedFor = deadline;
     this.#armedWith = globalThis.setTimeout;
-    this.#timer = setTimeout(this.#fire, Math.max(0, ms));
+    // Each deadline fires in its own context: the timer, kept across many, in none of theirs.
+    this.#timer = inOwnContext(() => setTimeout(this.#fire, Math.max(0, ms)));
     if (this.#live === 0) this.#timer.unref();
   }
 

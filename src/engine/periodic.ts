@@ -4,6 +4,7 @@ import { BackgroundDisposedError, ResultTimeoutError, stackAsText, TaskCancelled
 import { nextTaskNumber, taskIdOf } from '../model/ids.js';
 import { finalStatuses, type ResultOptions, type TaskHandle, type TaskProgress, type TaskStatus } from '../model/handle.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
+import { inOwnContext } from '../model/own-context.js';
 import { stillToWait } from './deadlines.js';
 import type { TaskRun } from './task-run.js';
 
@@ -152,6 +153,8 @@ export class Periodic implements TaskHandle {
     // Kept on record a while: not with the scope that stopped it (on its stack).
     stackAsText(error);
     clearTimeout(this.#timer);
+    // (A timer keeps the stores of the context it was set in: its add()'s, a request's.)
+    this.#timer = undefined;
     this.#reject?.(error);
     this.#owner.stopped(this);
     // Kept on record for get() and list() a while yet: not with its scope's container.
@@ -161,10 +164,14 @@ export class Periodic implements TaskHandle {
   /** Rejects with `TaskCancelledError` once stopped; `timeoutMs` bounds the wait, as for a task. */
   result(options?: ResultOptions): Promise<never> {
     const timeoutMs = resultTimeoutOf(options);
-    this.#result ??= new Promise<never>((_resolve, reject) => {
-      if (this.#stopped !== undefined) reject(this.#stopped);
-      else this.#reject = reject;
-    });
+    // Kept with the handle: made in no caller's context (a promise keeps its stores).
+    this.#result ??= inOwnContext(
+      () =>
+        new Promise<never>((_resolve, reject) => {
+          if (this.#stopped !== undefined) reject(this.#stopped);
+          else this.#reject = reject;
+        }),
+    );
     if (timeoutMs === undefined || this.#stopped !== undefined) return this.#result;
     return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.status));
   }

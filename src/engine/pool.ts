@@ -10,6 +10,7 @@ import type { Piscina } from 'piscina';
 import { requireCjs } from '../model/cjs.js';
 import { messageOf } from '../model/checks.js';
 import { cpuTime, threadRoom, usableCpus } from '../model/limits.js';
+import { inOwnContext } from '../model/own-context.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
 import type { PoolSettings } from '../model/options.js';
@@ -347,7 +348,11 @@ export class Pool {
   }
 
   #start(): Piscina {
-    if (this.#piscina !== undefined) return this.#piscina;
+    // Piscina and its threads live as long as the pool: not in the context of the task that came first.
+    return this.#piscina ?? inOwnContext(() => this.#create());
+  }
+
+  #create(): Piscina {
     const fromSource = import.meta.url.endsWith('.ts');
     const { maxThreads, minThreads, idleTimeout, resourceLimits, setupModule, niceIncrement } = this.settings;
     const workerData: WorkerConfig = {
@@ -558,7 +563,7 @@ export class Pool {
     this.#lastCpu = cpuTime(this.#cpus.ids);
     this.#lastOwn = ownCpu();
     this.#lastAt = performance.now();
-    this.#sampler = setInterval(this.#sample, sampleMs).unref();
+    this.#sampler = inOwnContext(() => setInterval(this.#sample, sampleMs)).unref();
   }
 
   #stopWatching(): void {

@@ -7,6 +7,7 @@ export interface RecordLimits {
 }
 
 import { maxTimerMs } from '../model/checks.js';
+import { inOwnContext } from '../model/own-context.js';
 
 /** Entries dropped from the front are spliced away once there are more than this many. */
 const compactAfter = 1024;
@@ -85,7 +86,7 @@ export class Records<T> {
     const { maxAgeMs } = this.limits;
     const due = this.#keptAt[this.#start]! + maxAgeMs - Date.now();
     const delay = Math.min(maxTimerMs, Math.max(0, due) + Math.min(maxAgeMs, sweepSlackMs));
-    this.#sweeper = setTimeout(Records.#sweep, delay, new WeakRef(this));
+    this.#sweeper = inOwnContext(() => setTimeout(Records.#sweep, delay, new WeakRef(this)));
     this.#sweeper.unref();
   }
 

@@ -5,6 +5,7 @@
  * nothing of containers, scopes or the application.
  */
 import { soon } from '../model/soon.js';
+import { inOwnContext, ownContext } from '../model/own-context.js';
 import { AsyncResource } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { JobLink } from '../model/call-options.js';
@@ -168,9 +169,10 @@ export class TaskRun implements TaskHandle, Job {
   /**
    * The async context of the `add()` that made the task: its AsyncLocalStorage stores (a request
    * id, an OpenTelemetry span). Every attempt runs in it, whichever lane, timer or other task
-   * starts it, and so do its retries, timeouts and logs.
+   * starts it, and so do its retries, timeouts and logs. Once it has ended, the library's own: its
+   * record, kept a while, does not keep those stores (a request's, with what they hold).
    */
-  readonly #asyncContext = new AsyncResource('tsyringe-background.task', { requireManualDestroy: true });
+  #asyncContext = new AsyncResource('tsyringe-background.task', { requireManualDestroy: true });
   /** Ended while its last attempt waited for a worker thread: the handle does not count that attempt. */
   #lastNeverRan = false;
   /** While the observers hear of its attempt's start: one that ends it then, ends it before it ran. */
@@ -512,21 +514,22 @@ export class TaskRun implements TaskHandle, Job {
 
   result(options?: ResultOptions): Promise<unknown> {
     const timeoutMs = resultTimeoutOf(options);
-    if (this.#result === undefined) {
-      const outcome = this.#outcome;
-      if (outcome === undefined) {
-        this.#result = new Promise((resolve, reject) => {
-          this.#settle = (o) => {
-            if (o.ok) resolve(o.value);
-            else reject(o.error);
-          };
-        });
-      } else {
-        this.#result = outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error);
-      }
-    }
+    // Kept with the handle, on record a while: made in no caller's context, whose stores a promise
+    // keeps (a request's, when result() is asked for in one); what awaits it runs in its own.
+    this.#result ??= inOwnContext(() => this.#resultPromise());
     if (timeoutMs === undefined || this.#outcome !== undefined) return this.#result;
     return within(this.#result, timeoutMs, () => new ResultTimeoutError(this.name, this.id, timeoutMs, this.status));
+  }
+
+  #resultPromise(): Promise<unknown> {
+    const outcome = this.#outcome;
+    if (outcome !== undefined) return outcome.ok ? Promise.resolve(outcome.value) : Promise.reject(outcome.error);
+    return new Promise((resolve, reject) => {
+      this.#settle = (o) => {
+        if (o.ok) resolve(o.value);
+        else reject(o.error);
+      };
+    });
   }
 
   #attemptSucceeded(attempt: number, value: unknown): void {
@@ -700,6 +703,7 @@ export class TaskRun implements TaskHandle, Job {
     const ranMs = from === 'running' && !neverRan && !announced ? this.#elapsed() : undefined;
     this.#invocation = undefined;
     this.#asyncContext.emitDestroy();
+    this.#asyncContext = ownContext;
     if (this.#prerequisites !== undefined) {
       for (const handle of this.#prerequisites) handle.#dependents?.delete(this);
       this.#prerequisites = undefined;

@@ -65,4 +65,34 @@ describe.skipIf(!hasRedis)('durable handles and cancellations: what they keep', 
       { timeout: 5_000, interval: 50 },
     );
   });
+
+  it("what the backend makes for the first add() that needs it (the event stream a watched handle reads, the publisher of cancellations, the send timer) keeps nothing of that add()'s context", async () => {
+    const { AsyncLocalStorage } = await import('node:async_hooks');
+    const requests = new AsyncLocalStorage<{ id: string; body: string }>();
+    const { bg } = openQueue(redis.connection, closers, { prefix: 'retention', tasks: [later] });
+    // Made in a function of its own, so that no variable of the test holds the store.
+    const inARequest = async (): Promise<{ ran: unknown; ref: WeakRef<object> }> => {
+      const store = { id: 'request-1', body: 'x'.repeat(10_000) };
+      // (No expect() in the request: the test runner keeps the promises of its assertions.)
+      const ran = await requests.run(store, async () => {
+        // Watched at once: the producer opens its event stream for it.
+        const result = await bg.with({ durable: true }).add(later).result();
+        // Cancelled while it waits: the producer makes its publisher of cancellations.
+        const waiting = bg.with({ durable: true, delayMs: 600_000 }).add(later);
+        while (waiting.status !== 'delayed') await nextTurn();
+        waiting.cancel('the client went away');
+        await waiting.result().catch(() => undefined);
+        return result;
+      });
+      return { ran, ref: new WeakRef(store) };
+    };
+    const { ran, ref } = await inARequest();
+    expect(ran).toBe('ran');
+    // The event stream, the publisher and their timers are still there (handles may be followed again).
+    for (let i = 0; i < 20 && ref.deref() !== undefined; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      collectGarbage();
+    }
+    expect(ref.deref()).toBeUndefined();
+  });
 });
