@@ -155,4 +155,11 @@ describe('worker tasks in a process whose cgroup limits the threads it may start
     expect(result.logged).toHaveLength(1);
     expect(result.logged[0]).toMatch(/^warn: the worker pool keeps to \d+ thread\(s\), not maxThreads 16: the system refused a new worker thread \(EAGAIN: a cgroup's pids limit, ulimit -u, or memory\)$/);
   }, 60_000);
+
+  it.skipIf(group === undefined)('met when a task that outlasts its timeout has its thread terminated (Piscina starts another at once, refused): the task times out, the process lives, and every task after runs', async () => {
+    const result = await burst((current) => current, 'abort');
+    expect(result).toMatchObject({ ended: ['ok'], ok: 24, timeouts: ['ERR_TASK_TIMEOUT', 'ERR_TASK_TIMEOUT'] });
+    expect(result.logged.filter((line) => line.startsWith('warn: the worker pool keeps to'))).toHaveLength(1);
+    expect(result.logged.filter((line) => !line.startsWith('warn: the worker pool keeps to'))).toEqual([expect.stringMatching(/timed out/), expect.stringMatching(/timed out/)]);
+  }, 60_000);
 });

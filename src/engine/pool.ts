@@ -273,11 +273,20 @@ export class Pool {
         Object.assign(request, { void: true, args: [], port: undefined });
         transfers.length = 0;
         request = again;
-        this.#keepTo(piscina.threads.length, `the system refused a new worker thread (${messageOf(error)}: a cgroup's pids limit, ulimit -u, or memory)`);
-        // Piscina reads these at each decision to start a thread: lowered, it starts no more.
-        Object.assign(piscina.options, { maxThreads: this.#maxThreads, minThreads: Math.min(piscina.options.minThreads, this.#maxThreads) });
+        this.#refused(piscina, error);
       }
     }
+  }
+
+  /**
+   * The system refused Piscina a thread: it keeps to the threads it has (one at least, started
+   * when a task needs it), and replaces none that ends (minThreads one fewer: the thread it
+   * replaces still counts against the limit while it ends).
+   */
+  #refused(piscina: Piscina, error: unknown): void {
+    this.#keepTo(Math.max(1, piscina.threads.length), `the system refused a new worker thread (${messageOf(error)}: a cgroup's pids limit, ulimit -u, or memory)`);
+    // Piscina reads these at each decision to start a thread: lowered, it starts no more.
+    Object.assign(piscina.options, { maxThreads: this.#maxThreads, minThreads: Math.min(piscina.options.minThreads, this.#maxThreads - 1) });
   }
 
   /** Lowers the most threads to `most` (and the admission window with it), saying why once. */
@@ -294,8 +303,16 @@ export class Pool {
    * is then followed until it exits, for {@link Pool.close} to wait for.
    */
   #kill(kill: Kill, reason: Error): void {
-    const before = this.#piscina?.threads ?? [];
-    kill.abort(reason);
+    const piscina = this.#piscina;
+    const before = piscina?.threads ?? [];
+    try {
+      kill.abort(reason);
+    } catch (error) {
+      // Piscina starts a thread in place of the one it terminates (to keep minThreads) while that
+      // one still counts against the system's limit: refused, that throws here, the task stopped.
+      if (piscina === undefined || !isThreadRefused(error)) throw error;
+      this.#refused(piscina, error);
+    }
     const after = new Set(this.#piscina?.threads);
     for (const thread of before) {
       if (after.has(thread)) continue;
@@ -373,7 +390,8 @@ export class Pool {
       // The library's own tests run it from TypeScript source; tsx loads the worker entry.
       ...(fromSource ? { execArgv: ['--import', 'tsx'] } : {}),
       maxThreads: this.#maxThreads,
-      minThreads: Math.min(minThreads, this.#maxThreads),
+      // Kept to a limit, one fewer: a thread started in place of one that ends needs room while that one still counts.
+      minThreads: Math.min(minThreads, this.#maxThreads < maxThreads ? this.#maxThreads - 1 : maxThreads),
       idleTimeout,
       workerData,
       // Piscina's idle threads block in Atomics.wait(), where nothing asynchronous moves: a
