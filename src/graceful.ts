@@ -241,7 +241,11 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
   /** The process exiting while the sequence runs, by other code than this (`process.exit()` in a library, say): what it abandons is said. */
   const onExitDuring = (code: number): void => {
     if (exited) return;
-    logAbandoned({ exitCode: code }, `the process is exiting (code ${code}) during graceful shutdown, before the sequence has ended (process.exit() called by other code?)`);
+    // Work is lost: not an exit 0 (node:cluster's workers exit 0 when their primary is gone), which a supervisor reads as all done.
+    const lost = code === 0 && live().length + inFlight() > 0;
+    const becomes = lost ? '; it exits 1 instead, work being lost' : '';
+    logAbandoned({ exitCode: lost ? 1 : code }, `the process is exiting (code ${code}) during graceful shutdown, before the sequence has ended (process.exit() called by other code?)${becomes}`);
+    if (lost) process.exitCode = 1;
   };
 
   const close = (): Promise<GracefulShutdownReport> => {
@@ -293,22 +297,29 @@ export function gracefulShutdown(options: GracefulShutdownOptions = {}): Gracefu
   };
 
   /** Logs at `error` what an exit now abandons: the requests in flight and the live tasks, the first of them by name. */
-  const logAbandoned = (fields: Record<string, unknown>, head: string): void => {
-    let live: { id: string; name: string; status: TaskStatus }[] = [];
+  /** The application's tasks not ended yet. */
+  const live = (): { id: string; name: string; status: TaskStatus }[] => {
     try {
-      live = container.resolve(ApplicationBackground).list({ status: liveStatuses, application: true }).map(({ id, name, status }) => ({ id, name, status }));
+      return container.resolve(ApplicationBackground).list({ status: liveStatuses, application: true }).map(({ id, name, status }) => ({ id, name, status }));
     } catch {
       // A container tsyringe has disposed can resolve nothing: its application has closed.
+      return [];
     }
-    const inFlight = requests.reduce((sum, tracked) => sum + tracked.inFlight, 0);
-    const listed = live.slice(0, listedAtMost);
-    const more = live.length - listed.length;
+  };
+  /** The server's requests not answered yet. */
+  const inFlight = (): number => requests.reduce((sum, tracked) => sum + tracked.inFlight, 0);
+
+  const logAbandoned = (fields: Record<string, unknown>, head: string): void => {
+    const tasks = live();
+    const inFlightNow = inFlight();
+    const listed = tasks.slice(0, listedAtMost);
+    const more = tasks.length - listed.length;
     const names = listed.map((task) => `${task.name} (#${task.id}, ${task.status})`).join(', ') + (more > 0 ? `, and ${more} more` : '');
     logSafely(
       settled().logger,
       'error',
-      { ...fields, abandoned: live.length, tasks: listed, more, requestsInFlight: inFlight },
-      `${head}; abandoning ${inFlight} request(s) in flight and ${live.length} unfinished task(s)` + (live.length > 0 ? `: ${names}` : ''),
+      { ...fields, abandoned: tasks.length, tasks: listed, more, requestsInFlight: inFlightNow },
+      `${head}; abandoning ${inFlightNow} request(s) in flight and ${tasks.length} unfinished task(s)` + (tasks.length > 0 ? `: ${names}` : ''),
     );
   };
 
