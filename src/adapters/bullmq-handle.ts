@@ -74,7 +74,9 @@ export class DurableHandle implements TaskHandle {
   stalled = false;
   /**
    * Whether its job's next start is a take again of the same attempt (it stalled, or a worker put
-   * it back as it closed): counted as one attempt, as the task's `ctx.attempt` and `backend.job(id)` count.
+   * it back as it closed), which keeps the attempt's progress (the job's); a new attempt starts
+   * without any. The count does not hang on it: each take is counted as it starts, and taken off
+   * again when it is given back (put back, or stalled).
    */
   retake = false;
   /** Once it ended skipped: the job whose failure began the chain of skips (what the guard of a task added after it says). */
@@ -84,11 +86,20 @@ export class DurableHandle implements TaskHandle {
   /** Read from Redis at this entry of the stream, which the reader has not reached: its events up to it are dropped. */
   since: string | undefined = undefined;
   #status: TaskStatus;
+  /** The job's attempts made while it waits, and while it runs the one it makes (`atm`, `atm + 1`). */
   #attempt = 0;
   #progress: TaskProgress | undefined = undefined;
   #watched = false;
-  /** Set by {@link putBack} until the `waiting` that follows: that wait counts no attempt made by the take put back. */
+  /**
+   * Whether the job's current take is counted in {@link #attempt} (it started, or was read running)
+   * and not yet given back (put back, or stalled): a take is given back once, however many ways
+   * it is said (a put-back whose move failed, the job then stalling).
+   */
+  #taken = false;
+  /** Set by {@link putBack} until the `waiting` that follows: that take is given back then, as the job's move says. */
   #puttingBack = false;
+  /** The progress the last `waiting` cleared as for a retry: the job's again if that take was given back before any attempt was made (a stall). */
+  #clearedByWait: TaskProgress | undefined = undefined;
   readonly #cancelJob: (error: TaskCancelledError) => boolean;
   #cancelling: TaskCancelledError | undefined;
   #outcome: Outcome | undefined;
@@ -161,33 +172,42 @@ export class DurableHandle implements TaskHandle {
     this.caughtUp(job.status, job.attempt, job.progress);
   }
 
-  /** Takes what Redis says of its job that has not ended: its status, the attempts started, its progress. */
-  caughtUp(status: TaskStatus | undefined, attempt: number, progress: unknown): void {
+  /**
+   * Takes what Redis says of its job: its status (none for a job that ended, or whose state could
+   * not be read), its attempt as `backend.job(id)` counts it (the attempts made, and the one it
+   * makes while a worker holds it: `taken`), its progress.
+   */
+  caughtUp(status: TaskStatus | undefined, attempt: number, progress: unknown, taken = status === 'running'): void {
     if (this.#outcome !== undefined) return;
     // Doomed: it waits for its failure (BullMQ's `active` for it is no start, nor one read before it was known doomed).
     if (this.doomed) {
       status = 'delayed';
-      this.#attempt = 0;
+      attempt = 0;
+      taken = false;
     }
-    this.startedAtLeast(attempt);
+    // What Redis says, lower or not: a take given back (put back, stalled) whose events went unread counts no more.
+    this.#attempt = attempt;
+    this.#taken = taken;
     if (status !== undefined) this.#status = status;
     // Waiting for a retry: the failed attempt's progress (still on the job in Redis) is cleared.
     if (status === 'retrying') this.#progress = undefined;
     else this.reported(progress);
   }
 
+  /**
+   * Its job was taken (BullMQ's `active`): one attempt more, or, taken again after a take given
+   * back, the same attempt again, counted as one more than the attempts made all the same.
+   */
   started(): void {
     if (this.#outcome !== undefined || this.doomed) return;
     this.#status = 'running';
-    this.#puttingBack = false;
-    // The same attempt again: its count and its progress (the job's) stay.
-    if (this.retake) {
-      this.retake = false;
-      this.#attempt = Math.max(this.#attempt, 1);
-      return;
-    }
     this.#attempt++;
-    this.#progress = undefined;
+    this.#taken = true;
+    this.#puttingBack = false;
+    this.#clearedByWait = undefined;
+    // A new attempt starts without progress; the same attempt again keeps its own (the job's).
+    if (!this.retake) this.#progress = undefined;
+    this.retake = false;
   }
 
   /**
@@ -205,25 +225,59 @@ export class DurableHandle implements TaskHandle {
     this.#progress = Object.freeze({ fraction, message: typeof message === 'string' ? message : undefined });
   }
 
+  /**
+   * Its job waits (BullMQ's `waiting` or `delayed`): for its first start, for a retry once an
+   * attempt was made (`retrying`), or, put back, for the same attempt again ({@link putBack},
+   * said just before).
+   */
   waiting(status: 'queued' | 'delayed'): void {
     if (this.#outcome !== undefined || this.doomed) return;
-    // Put back by the worker that took it: the attempts made are those before that take.
-    const made = this.#puttingBack ? this.#attempt - 1 : this.#attempt;
-    this.#puttingBack = false;
-    this.#status = made > 0 ? 'retrying' : status;
+    if (this.#puttingBack) {
+      this.#puttingBack = false;
+      this.#givenBack();
+    }
+    // (Otherwise the take stays counted: a stall's `waiting` comes before its `stalled`, which gives it back.)
+    this.#status = this.#attempt > 0 ? 'retrying' : status;
     // A retry is scheduled: the failed attempt's progress is cleared, as in process.
-    if (made > 0) this.#progress = undefined;
+    if (this.#attempt > 0) {
+      this.#clearedByWait = this.#progress;
+      this.#progress = undefined;
+    }
   }
 
   /**
    * A worker that took its job put it back as it closed (its {@link putBackEvent}, just before the
-   * job's `waiting`): BullMQ counted the take as started, but no attempt ended; the next start is
-   * the same attempt taken again (as the task's `ctx.attempt` and `backend.job(id)` count), and
-   * until then the job waits as before the take (`queued`, or `retrying` after a failed attempt).
+   * job's `waiting`): BullMQ counted the take as started, but no attempt ended. The job waits as
+   * before the take (`queued`, or `retrying` after a failed attempt), its attempts made unchanged,
+   * and its next start is the same attempt taken again (as the task's `ctx.attempt` and
+   * `backend.job(id)` count).
    */
   putBack(): void {
     if (this.#outcome !== undefined || this.doomed) return;
     this.retake = this.#puttingBack = true;
+  }
+
+  /**
+   * BullMQ's stalled check found its job's worker lost and moved the job back to wait (its
+   * `stalled` comes just after that move's `waiting`, which counted the take as an attempt made):
+   * as {@link putBack}, the job waits as before the take.
+   */
+  stalledBack(): void {
+    this.stalled = true;
+    this.#givenBack();
+  }
+
+  /** The take counted by {@link started} made no attempt: the job waits with the attempts it had made before it. */
+  #givenBack(): void {
+    if (this.#outcome !== undefined || this.doomed) return;
+    this.retake = true;
+    if (!this.#taken) return;
+    this.#taken = false;
+    this.#attempt = Math.max(0, this.#attempt - 1);
+    this.#status = this.#attempt > 0 ? 'retrying' : 'queued';
+    // Waiting for its first attempt, its progress is the job's (what the take reported); for a retry, none.
+    this.#progress = this.#attempt > 0 ? undefined : (this.#clearedByWait ?? this.#progress);
+    this.#clearedByWait = undefined;
   }
 
   settle(status: TaskStatus, outcome: Outcome): void {

@@ -1327,9 +1327,8 @@ class BullMQBackend implements Runner, DurableBackend {
       case 'failed':
         return this.#counted(id, () => this.#failedFromEvent(id, fields.failedReason ?? ''));
       case 'stalled':
-        // Its worker lost it: its next start is the same attempt again (as the task's ctx.attempt says).
-        handle.stalled = handle.retake = true;
-        return;
+        // Its worker lost it, and BullMQ moved it back to wait (its `waiting` came first): no attempt made.
+        return handle.stalledBack();
       case putBackEvent:
         return handle.putBack();
       case 'removed':
@@ -1488,10 +1487,7 @@ class BullMQBackend implements Runner, DurableBackend {
         if (skipDeferred(deferred)) handle.dependent = handle.doomed = true;
         if (Number(stalls ?? 0) > 0) handle.stalled = true;
         const made = Number(atm ?? 0);
-        // A running attempt, at the stream's entry read, is counted (the task's ctx.attempt); one
-        // started without an outcome that no worker holds (it stalled) is not: its next start is the
-        // same attempt taken again.
-        handle.retake = Number(ats ?? 0) > made && !active;
+        handle.retake = retakeNext(made, Number(ats ?? 0), active);
         const reported = progress === null || progress === undefined ? undefined : (JSON.parse(progress) as unknown);
         if (finishedOn !== null && finishedOn !== undefined) {
           handle.caughtUp(undefined, made, reported);
@@ -1514,7 +1510,9 @@ class BullMQBackend implements Runner, DurableBackend {
       );
       going.forEach(({ handle, made, active, progress }, i) => {
         if (doomed[i]) handle.doomed = true;
-        handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', made), active ? made + 1 : made, progress);
+        // A running attempt, at the stream's entry read, is counted (the task's ctx.attempt); a take
+        // that made none (put back, stalled) is not, whatever its events said before.
+        handle.caughtUp(waitingOrRunning(states[i] ?? 'unknown', made), active ? made + 1 : made, progress, active);
       });
     } finally {
       // Then the events held meanwhile that came after what was read (or all of them, if
@@ -2108,8 +2106,7 @@ class BullMQBackend implements Runner, DurableBackend {
     handle.doomed = skipDeferred(job.deferredFailure);
     handle.dependent = state === 'waiting-children' || handle.doomed;
     handle.stalled = job.stalledCounter > 0;
-    // Started without an outcome and not running (it stalled): its next start is the same attempt.
-    handle.retake = job.attemptsStarted > job.attemptsMade && state !== 'active';
+    handle.retake = retakeNext(job.attemptsMade, job.attemptsStarted, state === 'active');
     handle.found(snapshot(job, state ?? 'unknown', skipped));
     if (state === 'completed') this.#end(id, 'succeeded', { ok: true, value: job.returnvalue as unknown });
     else if (skipped !== undefined) {
@@ -2459,6 +2456,18 @@ const movedOnStates: ReadonlySet<string> = new Set(['waiting', 'prioritized', 'd
  * The status of a job in one of BullMQ's states before its end (`queue.getJobState()`), after
  * `started` attempts (waiting again after one: `retrying`); undefined for the other states.
  */
+/**
+ * Whether a job read from Redis is next taken again for the same attempt, which keeps its progress
+ * ({@link DurableHandle.retake}): no worker holds it, and a take of it made no attempt (`ats`, the
+ * takes, past `atm`, the attempts made: put back, or stalled). After a failed attempt its hash
+ * cannot tell whether its last take was such a one or the attempt that failed; it need not: waiting
+ * for a retry, its handle has no progress to keep, and the attempt is counted from `atm` either way
+ * (one more once taken).
+ */
+function retakeNext(made: number, takes: number, active: boolean): boolean {
+  return !active && takes > made;
+}
+
 function waitingOrRunning(state: string, started: number): TaskStatus | undefined {
   switch (state) {
     case 'active':
