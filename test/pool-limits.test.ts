@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
 const fixture = fileURLToPath(new URL('fixtures/pool-threads.mjs', import.meta.url));
 const hasTaskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
@@ -20,26 +20,58 @@ function busyCpu0(): ChildProcess {
   return spawn('taskset', ['-c', '0', process.execPath, '-e', 'for (;;);'], { stdio: 'ignore' });
 }
 
-/** A cgroup whose pids limit the test sets (v1's pids controller, or v2's), where this machine lets us make one. */
-function pidsGroup(): { dir: string; setMax(max: number): void; current(): number; remove(): void } | undefined {
-  const name = `tsyringe-background-pids-${process.pid}`;
-  const v1 = '/sys/fs/cgroup/pids';
-  const v2 = '/sys/fs/cgroup';
+/**
+ * A cgroup made under `parent` and set up by `setUp`, where this machine lets a test make one and
+ * move a process into it (root, a writable /sys/fs/cgroup); `undefined` where it does not.
+ */
+function makeGroup(parent: string, name: string, setUp: (dir: string) => void): string | undefined {
+  const dir = `${parent}/${name}`;
   try {
-    const parent = existsSync(`${v1}/cgroup.procs`) ? v1 : readFileSync(`${v2}/cgroup.subtree_control`, 'utf8').split(/\s+/).includes('pids') ? v2 : undefined;
-    if (parent === undefined) return undefined;
-    const dir = `${parent}/${name}`;
     mkdirSync(dir);
-    return {
-      dir,
-      setMax: (max) => writeFileSync(`${dir}/pids.max`, String(max)),
-      current: () => Number(readFileSync(`${dir}/pids.current`, 'utf8')),
-      // Its processes ended; a process killed may not have left it yet.
-      remove: () => void (existsSync(dir) && removeWhenEmpty(dir)),
-    };
   } catch {
     return undefined;
   }
+  try {
+    setUp(dir);
+    // A process that moves itself in, then ends.
+    if (spawnSync('sh', ['-c', `echo $$ > ${dir}/cgroup.procs`]).status === 0) return dir;
+  } catch {
+    // A limit it may not set: no group to test with here.
+  }
+  removeWhenEmpty(dir);
+  return undefined;
+}
+
+/** Where a test may make a cgroup of `controller`: its v1 mount (which has `v1File`), or v2's root when the controller is enabled there. */
+function parentWith(controller: string, v1File: string): string | undefined {
+  const v1 = `/sys/fs/cgroup/${controller}`;
+  if (existsSync(`${v1}/${v1File}`)) return v1;
+  try {
+    return readFileSync('/sys/fs/cgroup/cgroup.subtree_control', 'utf8').split(/\s+/).includes(controller) ? '/sys/fs/cgroup' : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A cgroup whose pids limit the test sets (v1's pids controller, or v2's), where this machine lets us make one. */
+function pidsGroup(): { dir: string; setMax(max: number): void; current(): number; remove(): void } | undefined {
+  const parent = parentWith('pids', 'cgroup.procs');
+  const dir = parent === undefined ? undefined : makeGroup(parent, `tsyringe-background-pids-${process.pid}`, () => undefined);
+  if (dir === undefined) return undefined;
+  return {
+    dir,
+    setMax: (max) => writeFileSync(`${dir}/pids.max`, String(max)),
+    current: () => Number(readFileSync(`${dir}/pids.current`, 'utf8')),
+    // Its processes ended; a process killed may not have left it yet.
+    remove: () => void (existsSync(dir) && removeWhenEmpty(dir)),
+  };
+}
+
+/** Whether this machine lets a test make the group `make` makes (made, then removed). */
+function canMake(make: () => { remove(): void } | undefined): boolean {
+  const group = make();
+  group?.remove();
+  return group !== undefined;
 }
 
 /** Removes a cgroup once its last process has left it (a killed one leaves within a few ms), giving up after 2 s. */
@@ -57,27 +89,18 @@ function removeWhenEmpty(dir: string): void {
 
 /** A cgroup with a CPU quota of `cpus`, made where this machine lets us (root, v1 or v2); `undefined` where not. */
 function quotaGroup(cpus: number): { dir: string; remove(): void } | undefined {
-  const name = `tsyringe-background-test-${process.pid}`;
-  const v1 = '/sys/fs/cgroup/cpu';
-  const v2 = '/sys/fs/cgroup';
-  try {
-    if (existsSync(`${v1}/cpu.cfs_period_us`)) {
-      const dir = `${v1}/${name}`;
-      mkdirSync(dir);
-      writeFileSync(`${dir}/cpu.cfs_period_us`, '100000');
-      writeFileSync(`${dir}/cpu.cfs_quota_us`, String(Math.round(cpus * 100_000)));
-      return { dir, remove: () => removeWhenEmpty(dir) };
-    }
-    if (readFileSync(`${v2}/cgroup.subtree_control`, 'utf8').split(/\s+/).includes('cpu')) {
-      const dir = `${v2}/${name}`;
-      mkdirSync(dir);
-      writeFileSync(`${dir}/cpu.max`, `${Math.round(cpus * 100_000)} 100000`);
-      return { dir, remove: () => removeWhenEmpty(dir) };
-    }
-  } catch {
-    // Not root, or a read-only /sys/fs/cgroup: no quota to test with here.
-  }
-  return undefined;
+  const parent = parentWith('cpu', 'cpu.cfs_period_us');
+  const quota = Math.round(cpus * 100_000);
+  const dir =
+    parent === undefined
+      ? undefined
+      : makeGroup(parent, `tsyringe-background-test-${process.pid}`, (made) => {
+          if (parent.endsWith('/cpu')) {
+            writeFileSync(`${made}/cpu.cfs_period_us`, '100000');
+            writeFileSync(`${made}/cpu.cfs_quota_us`, String(quota));
+          } else writeFileSync(`${made}/cpu.max`, `${quota} 100000`);
+        });
+  return dir === undefined ? undefined : { dir, remove: () => removeWhenEmpty(dir) };
 }
 
 const stop: (() => void)[] = [];
@@ -119,9 +142,12 @@ describe('CPU-bound worker tasks where the process may use fewer CPUs than the m
     expect(JSON.parse(exit.stdout)).toEqual({ cores: 1, threads: 1 });
   }, 30_000);
 
-  const group = quotaGroup(0.5);
+  // Made for its tests only (a run that filters them out runs no afterAll() to remove it).
+  const quotas = canMake(() => quotaGroup(0.5));
+  let group: ReturnType<typeof quotaGroup>;
+  beforeAll(() => void (group = quotas ? quotaGroup(0.5) : undefined));
   afterAll(() => group?.remove());
-  it.skipIf(group === undefined)('under a CPU quota of half a CPU, on a machine of more: one thread', async () => {
+  it.skipIf(!quotas)('under a CPU quota of half a CPU, on a machine of more: one thread', async () => {
     const exit = await run('sh', ['-c', `echo $$ > ${group!.dir}/cgroup.procs && exec "${process.execPath}" "${fixture}"`]);
     expect(exit.code, exit.stderr).toBe(0);
     expect(JSON.parse(exit.stdout)).toEqual({ cores: 1, threads: 1 });
@@ -130,7 +156,9 @@ describe('CPU-bound worker tasks where the process may use fewer CPUs than the m
 
 describe('worker tasks in a process whose cgroup limits the threads it may start', () => {
   const pidsFixture = fileURLToPath(new URL('fixtures/pool-pids.mjs', import.meta.url));
-  const group = pidsGroup();
+  const limits = canMake(pidsGroup);
+  let group: ReturnType<typeof pidsGroup>;
+  beforeAll(() => void (group = limits ? pidsGroup() : undefined));
   afterAll(() => group?.remove());
   /** Runs the fixture in the group, its limit set by `limit` (from the group's count) once it is ready. */
   const burst = async (limit: (current: number) => number, ...args: string[]): Promise<{ ended: string[]; ok: number; threads: number; logged: string[] }> => {
@@ -140,7 +168,7 @@ describe('worker tasks in a process whose cgroup limits the threads it may start
     return JSON.parse(exit.stdout.slice(exit.stdout.indexOf('\n') + 1)) as never;
   };
 
-  it.skipIf(group === undefined)('known as the pool starts (room for 6 more): it starts 2 threads of its 16, says why, and every task runs', async () => {
+  it.skipIf(!limits)('known as the pool starts (room for 6 more): it starts 2 threads of its 16, says why, and every task runs', async () => {
     const result = await burst((current) => current + 6);
     expect(result).toMatchObject({ ended: ['ok'], ok: 24 });
     expect(result.threads).toBeLessThanOrEqual(2);
@@ -149,14 +177,14 @@ describe('worker tasks in a process whose cgroup limits the threads it may start
     ]);
   }, 60_000);
 
-  it.skipIf(group === undefined)('met when a thread is refused (no room left once the pool has its threads): it keeps to those, and every task runs', async () => {
+  it.skipIf(!limits)('met when a thread is refused (no room left once the pool has its threads): it keeps to those, and every task runs', async () => {
     const result = await burst((current) => current, 'warm');
     expect(result).toMatchObject({ ended: ['ok'], ok: 24 });
     expect(result.logged).toHaveLength(1);
     expect(result.logged[0]).toMatch(/^warn: the worker pool keeps to \d+ thread\(s\), not maxThreads 16: the system refused a new worker thread \(EAGAIN: a cgroup's pids limit, ulimit -u, or memory\)$/);
   }, 60_000);
 
-  it.skipIf(group === undefined)('met when a task that outlasts its timeout has its thread terminated (Piscina starts another at once, refused): the task times out, the process lives, and every task after runs', async () => {
+  it.skipIf(!limits)('met when a task that outlasts its timeout has its thread terminated (Piscina starts another at once, refused): the task times out, the process lives, and every task after runs', async () => {
     const result = await burst((current) => current, 'abort');
     expect(result).toMatchObject({ ended: ['ok'], ok: 24, timeouts: ['ERR_TASK_TIMEOUT', 'ERR_TASK_TIMEOUT'] });
     expect(result.logged.filter((line) => line.startsWith('warn: the worker pool keeps to'))).toHaveLength(1);

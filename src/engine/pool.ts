@@ -258,7 +258,8 @@ export class Pool {
    * refuse one (a cgroup's pids limit, `ulimit -u`, memory): Piscina's call then throws, maybe
    * after queueing the request. That copy is emptied (the thread that takes it answers at once,
    * running nothing: see thread.ts), Piscina is kept to the threads it has, and the request
-   * waits for one of them; with none, the refusal is the attempt's failure.
+   * waits for one of them (with none, for a terminated one to exit and give its room back); with
+   * none at all, the refusal is the attempt's failure.
    */
   async #submit(request: WorkerRequest, kill: Kill, transferList: readonly Transferable[]): Promise<WorkerResponse> {
     for (;;) {
@@ -267,13 +268,16 @@ export class Pool {
       try {
         return (await piscina.run(request, { signal: kill, transferList: transfers as never })) as WorkerResponse;
       } catch (error) {
-        if (!isThreadRefused(error) || piscina.threads.length === 0) throw error;
+        const ending = [...this.#terminating];
+        if (!isThreadRefused(error) || (piscina.threads.length === 0 && ending.length === 0)) throw error;
         const again = { ...request };
         // Piscina holds this object and this list until a thread takes the copy it may have queued.
         Object.assign(request, { void: true, args: [], port: undefined });
         transfers.length = 0;
         request = again;
         this.#refused(piscina, error);
+        // No thread left, some terminated and still ending: the room they hold comes back as they exit.
+        if (piscina.threads.length === 0) await Promise.race(ending);
       }
     }
   }
