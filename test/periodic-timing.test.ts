@@ -8,6 +8,14 @@ import { Background, observeTasks, shutdown } from '../src/index.js';
 import { captureLogger, freshApp, watchProcessErrors } from './helpers.js';
 
 watchProcessErrors();
+/** A fresh application with its log captured, on a fake clock (timers and Date) at 10:00 UTC, and a Background of a child scope. */
+function onFakeClock() {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: new Date('2026-12-06T10:00:00Z') });
+  const logger = captureLogger();
+  const root = freshApp({ logger });
+  return { logger, root, bg: root.createChildContainer().resolve(Background) };
+}
+
 afterEach(() => {
   vi.useRealTimers();
 });
@@ -38,10 +46,7 @@ it('after a stall longer than its period, the next run comes a period after the 
 });
 
 it('a stall that makes an every schedule skip ticks is logged once at warn: how many, the first, how late', async () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: new Date('2026-12-06T10:00:00Z') });
-  const logger = captureLogger();
-  const root = freshApp({ logger });
-  const bg = root.createChildContainer().resolve(Background);
+  const { logger, root, bg } = onFakeClock();
   const starts: string[] = [];
   const schedule = bg.with({ every: 60_000 }).add(async function cleanup() {
     starts.push(new Date().toISOString());
@@ -68,10 +73,7 @@ it('a stall that makes an every schedule skip ticks is logged once at warn: how 
 });
 
 it('a clock set back is no missed tick (every and cron say nothing), though a stall after it is', async () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: new Date('2026-12-06T10:00:00Z') });
-  const logger = captureLogger();
-  const root = freshApp({ logger });
-  const bg = root.createChildContainer().resolve(Background);
+  const { logger, root, bg } = onFakeClock();
   let runs = 0;
   const every = bg.with({ every: 60_000 }).add(async function minutely() {
     runs++;
@@ -96,10 +98,7 @@ it('a clock set back is no missed tick (every and cron say nothing), though a st
 });
 
 it('a cron schedule logs the times a stall (or a clock set forward) passed without a run: how many, the first, how late', async () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: new Date('2026-12-06T10:00:00Z') });
-  const logger = captureLogger();
-  const root = freshApp({ logger });
-  const bg = root.createChildContainer().resolve(Background);
+  const { logger, root, bg } = onFakeClock();
   const starts: string[] = [];
   const schedule = bg.with({ cron: '*/5 * * * *', tz: 'UTC' }).add(async function heartbeat() {
     starts.push(new Date().toISOString());
@@ -128,10 +127,7 @@ it('a cron schedule logs the times a stall (or a clock set forward) passed witho
 });
 
 it('a cron schedule that missed more times than it counts says "or more"', async () => {
-  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'], now: new Date('2026-12-06T10:00:00Z') });
-  const logger = captureLogger();
-  const root = freshApp({ logger });
-  const bg = root.createChildContainer().resolve(Background);
+  const { logger, root, bg } = onFakeClock();
   const schedule = bg.with({ cron: '* * * * * *', tz: 'UTC' }).add(async function everySecond() {});
   await vi.advanceTimersByTimeAsync(500);
   vi.setSystemTime(Date.now() + 10 * 60_000);

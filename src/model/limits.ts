@@ -66,57 +66,60 @@ const cgroupRoot = '/sys/fs/cgroup';
 
 /**
  * The process's CPU quota in CPUs (1.5 for 150 ms a 100 ms period), or `undefined` when it has
- * none. Every cgroup from the process's own up to the hierarchy's root may set one: the smallest
- * counts. A container without a cgroup namespace sees its cgroup's path on the host, which does
- * not exist under its own mount (there, its cgroup is the root): paths that do not exist are
- * passed over on the way up.
+ * none: the smallest its cgroups set ({@link limitDirs}).
  */
 export function cgroupQuota(read: ReadText): number | undefined {
-  const lines = read('/proc/self/cgroup')?.split('\n') ?? [];
-  let smallest: number | undefined;
-  const take = (cpus: number | undefined): void => {
-    if (cpus !== undefined && cpus > 0 && (smallest === undefined || cpus < smallest)) smallest = cpus;
-  };
-  for (const line of lines) {
-    const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
-    if (controllers === undefined || path === undefined) continue;
-    if (controllers === '') {
-      // cgroup v2: "max 100000", or "150000 100000".
-      for (const dir of upFrom(cgroupRoot, path)) take(quotaOf(read(`${dir}/cpu.max`)?.trim().split(/\s+/)));
-    } else if (controllers.split(',').includes('cpu')) {
-      // cgroup v1, mounted as cpu,cpuacct (or cpuacct,cpu, with a link named cpu).
-      for (const mount of [`${cgroupRoot}/cpu,cpuacct`, `${cgroupRoot}/cpuacct,cpu`, `${cgroupRoot}/cpu`]) {
-        const dirs = upFrom(mount, path).filter((dir) => read(`${dir}/cpu.cfs_period_us`) !== undefined);
-        if (dirs.length === 0) continue;
-        for (const dir of dirs) take(quotaOf([read(`${dir}/cpu.cfs_quota_us`)?.trim(), read(`${dir}/cpu.cfs_period_us`)?.trim()]));
-        break;
-      }
-    }
-  }
-  return smallest;
+  const quotas = limitDirs(read, 'cpu', ['cpu,cpuacct', 'cpuacct,cpu', 'cpu'], 'cpu.cfs_period_us').map(({ v2, dir }) =>
+    // v2: "max 100000", or "150000 100000"; v1: the two numbers in files of their own.
+    quotaOf(v2 ? read(`${dir}/cpu.max`)?.trim().split(/\s+/) : [read(`${dir}/cpu.cfs_quota_us`)?.trim(), read(`${dir}/cpu.cfs_period_us`)?.trim()]),
+  );
+  return least(quotas);
 }
 
 /**
  * How many more threads (or processes) this process may start as its cgroups' pids limits say:
- * the least room, `pids.max` less `pids.current`, of its cgroup and those above it; `undefined`
- * when none is limited. The room is shared with every process of the cgroup, and counts threads
- * already started.
+ * the least room, `pids.max` less `pids.current`, of its cgroups ({@link limitDirs});
+ * `undefined` when none is limited. The room is shared with every process of the cgroup, and
+ * counts threads already started.
  */
 export function threadRoom(read: ReadText = readText): number | undefined {
-  let least: number | undefined;
-  const take = (dir: string): void => {
-    const max = Number(read(`${dir}/pids.max`)?.trim());
-    const current = Number(read(`${dir}/pids.current`)?.trim());
+  const rooms = limitDirs(read, 'pids', ['pids'], 'pids.max').map(({ dir }) => {
     // "max" (no limit), an unreadable file or the root cgroup, which has neither: no room to take.
-    if (Number.isFinite(max) && Number.isFinite(current) && (least === undefined || max - current < least)) least = Math.max(0, max - current);
-  };
+    const room = Number(read(`${dir}/pids.max`)?.trim()) - Number(read(`${dir}/pids.current`)?.trim());
+    return Number.isFinite(room) ? Math.max(0, room) : undefined;
+  });
+  return least(rooms);
+}
+
+/**
+ * The cgroups whose `controller` limits may bound this process: its own and those above it, in
+ * the v2 hierarchy at `/sys/fs/cgroup` and in the v1 one mounted at the first of `v1Mounts` (under
+ * `/sys/fs/cgroup`) that has one with `v1File`. A container without a cgroup namespace sees its
+ * cgroup's path on the host, which does not exist under its own mount (there, its cgroup is the
+ * root): paths that do not exist are passed over on the way up.
+ */
+function limitDirs(read: ReadText, controller: string, v1Mounts: readonly string[], v1File: string): { v2: boolean; dir: string }[] {
+  const dirs: { v2: boolean; dir: string }[] = [];
   for (const line of read('/proc/self/cgroup')?.split('\n') ?? []) {
     const [, controllers, path] = /^\d+:([^:]*):(.*)$/.exec(line) ?? [];
     if (controllers === undefined || path === undefined) continue;
-    if (controllers === '') for (const dir of upFrom(cgroupRoot, path)) take(dir);
-    else if (controllers.split(',').includes('pids')) for (const dir of upFrom(`${cgroupRoot}/pids`, path)) take(dir);
+    if (controllers === '') dirs.push(...upFrom(cgroupRoot, path).map((dir) => ({ v2: true, dir })));
+    else if (controllers.split(',').includes(controller)) {
+      for (const mount of v1Mounts) {
+        const found = upFrom(`${cgroupRoot}/${mount}`, path).filter((dir) => read(`${dir}/${v1File}`) !== undefined);
+        if (found.length === 0) continue;
+        dirs.push(...found.map((dir) => ({ v2: false, dir })));
+        break;
+      }
+    }
   }
-  return least;
+  return dirs;
+}
+
+/** The least of the `values` given, or `undefined` when there is none. */
+function least(values: readonly (number | undefined)[]): number | undefined {
+  const kept = values.filter((value): value is number => value !== undefined);
+  return kept.length === 0 ? undefined : Math.min(...kept);
 }
 
 /** A quota and its period as the files give them, in CPUs; `undefined` for none ("max", -1). */

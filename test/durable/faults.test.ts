@@ -317,6 +317,16 @@ function holdAnswers(backend: DurableBackend) {
       held.open = true;
       held.release(waiting.length);
     },
+    /** Lets `k` answers through every 100 ms until `total` adds have been sent, then every answer. */
+    async drip(k: number, total: number) {
+      const timer = setInterval(() => held.release(k), 100);
+      try {
+        await vi.waitFor(() => expect(held.sent).toBe(total), { timeout: 20_000, interval: 20 });
+      } finally {
+        clearInterval(timer);
+      }
+      held.openAll();
+    },
   };
   backend.queue.add = (async (...args: Parameters<typeof add>) => {
     held.sent++;
@@ -665,13 +675,7 @@ describe.skipIf(!hasRedis)('durable faults: a burst of add() calls longer than t
     const held = holdAnswers(backend);
     // 3 000 adds answered 100 every 100 ms: about 3 s for the burst, three times the bound.
     const first = Array.from({ length: 3_000 }, (_, i) => bg.add(count, `a${i}`));
-    const drip = setInterval(() => held.release(100), 100);
-    try {
-      await vi.waitFor(() => expect(held.sent).toBe(3_000), { timeout: 20_000, interval: 20 });
-    } finally {
-      clearInterval(drip);
-    }
-    held.openAll();
+    await held.drip(100, 3_000);
     await acknowledged(backend, [first.at(-1)!]);
     expect(backend.enqueueFailures).toBe(0);
     // Then Redis answers nothing for longer than the bound: the 1 000 sent wait for their answers,
@@ -704,13 +708,7 @@ describe.skipIf(!hasRedis)('durable faults: a burst Redis answers slowly', () =>
     // 2 000 adds answered 50 every 100 ms: each sent waits about 2 s for its answer, past its
     // 1 000 ms bound, in sweep after sweep; Redis answers all along, so none fails.
     const first = Array.from({ length: 2_000 }, (_, i) => bg.add(count, `a${i}`));
-    const drip = setInterval(() => held.release(50), 100);
-    try {
-      await vi.waitFor(() => expect(held.sent).toBe(2_000), { timeout: 20_000, interval: 20 });
-    } finally {
-      clearInterval(drip);
-    }
-    held.openAll();
+    await held.drip(50, 2_000);
     await acknowledged(backend, [first.at(-1)!]);
     expect(unansweredSaid()).toHaveLength(1);
     await vi.waitFor(() => expect(answeredSaid()).toHaveLength(1), { timeout: 5_000, interval: 20 });
