@@ -40,7 +40,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import { childMain, processCpu, rotate } from './lib.mjs';
+
+const sideScript = fileURLToPath(new URL('./durable-side.mjs', import.meta.url));
+/** A side's completions are marked every this many jobs. */
+const pairStep = 100;
 
 /** Whether this machine can run the section: why not, or undefined. */
 export function durableUnavailable() {
@@ -110,34 +115,23 @@ async function startRedis(cpu) {
 }
 
 /**
- * @param spec.round the round (rotates the order of the variants)
- * @param spec.variants the variants, in this round's order
- * @param spec.jobs jobs per drain or e2e run
- * @param spec.concurrency the worker's concurrency
- * @param spec.reps runs of each variant per measurement, after one warm-up run each
- * @param spec.batch add() calls per enqueue run
- * @param spec.enqueueReps enqueue runs of each variant, after one warm-up each
- * @param spec.bodyMs the task body: 0 for an async no-op, else an await of a timer of this many ms
- * @param spec.redisCpu the CPU redis-server is pinned to (`taskset -c`), or undefined
+ * The variants' producers and workers on the Redis at `connection` (see the list at the top):
+ * what a round runs one after another, and what a side process (bench/durable-side.mjs) runs
+ * against another side at the same time. `counts.ran`: the task's runs; `counts.logged`: errors
+ * logged and jobs failed.
  */
-async function measure({ round, variants, jobs, concurrency, reps, batch, enqueueReps, bodyMs, redisCpu }) {
+export async function kit({ connection, bodyMs, concurrency }) {
   await import('reflect-metadata');
   const { container, Lifecycle, scoped } = await import('tsyringe');
   const { Queue, Worker } = await import('bullmq');
-  const { Redis } = await import('ioredis');
   const lib = await import('../dist/index.js');
   const { useBullMQ, startWorkers } = await import('../dist/adapters/bullmq.js');
-
-  const redis = await startRedis(redisCpu);
-  const connection = { host: '127.0.0.1', port: redis.port };
-  const admin = new Redis({ ...connection, maxRetriesPerRequest: null });
-  let logged = 0;
-  const logger = { error: () => logged++, warn: () => logged++, info: () => {}, debug: () => {} };
+  const counts = { ran: 0, logged: 0 };
+  const logger = { error: () => counts.logged++, warn: () => counts.logged++, info: () => {}, debug: () => {} };
 
   // The task: the same body for every variant.
-  let ran = 0;
   /** The task's function: what a raw processor calls, and what the library's definition is. */
-  const work = bodyMs > 0 ? async () => void (await sleep(bodyMs), ran++) : async () => void ran++;
+  const work = bodyMs > 0 ? async () => void (await sleep(bodyMs), counts.ran++) : async () => void counts.ran++;
   const task = lib.defineTask({ name: 'noop' }, work);
   /** A per-job service, as a database session: one per job scope, disposed with it. */
   class JobSession {
@@ -148,8 +142,6 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
   const scopedTask = lib.defineTask({ name: 'noopScoped', inject: [JobSession] }, async (_session, ...args) => work(...args));
   const taskOf = (variant) => (variant === 'libScoped' ? scopedTask : task);
   const isLib = (variant) => variant === 'lib' || variant === 'libScoped' || variant === 'libWatched';
-  /** The variants a measurement runs: a task's dependencies change nothing on the producer's side, and a watched handle matters only while a worker runs. */
-  const runs = (kind, variant) => (kind === 'e2e' ? true : kind === 'drain' ? variant !== 'libWatched' : variant !== 'libScoped' && variant !== 'libWatched');
   /** Small JSON arguments: an order's id, a customer, three lines. */
   const argsOf = (i) => [{ orderId: i, customer: `customer-${i % 97}`, lines: [{ sku: 'a-1', qty: 1 }, { sku: 'b-2', qty: 2 }, { sku: 'c-3', qty: 1 }] }];
   // The library's job, as src/adapters/bullmq-producer.ts makes it for a task of default options.
@@ -160,8 +152,6 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
       ? { data: { args: argsOf(i) }, opts: retention }
       : { data: { args: argsOf(i) }, opts: { jobId: crypto.randomUUID(), priority: libPriority, ...retention } };
 
-  let queues = 0;
-  const fresh = () => `bench-${process.pid}-${++queues}`;
   const app = () => {
     const root = container.createChildContainer();
     root.register(lib.BackgroundOptions, { useValue: { root: true, logger } });
@@ -223,12 +213,19 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     };
   }
 
-  /** A worker of `variant` on `queueName`: counts completions; `done(n)` resolves once n are. */
-  async function worker(variant, queueName) {
+  /**
+   * A worker of `variant` on `queueName`: counts completions; `done(n)` resolves once n are;
+   * `onCompletion(count)` is called at each completion.
+   */
+  async function worker(variant, queueName, onCompletion = () => {}) {
     let completed = 0;
     let waiter;
+    /** When the `mark.n`th job completed (performance.now()), once asked for with `markAt(n)`. */
+    const mark = { n: 0, at: undefined };
     const onCompleted = () => {
       completed++;
+      if (completed === mark.n) mark.at = performance.now();
+      onCompletion(completed);
       if (waiter !== undefined && completed >= waiter.n) waiter.resolve();
     };
     let w;
@@ -244,18 +241,48 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
       };
     } else {
       w = new Worker(queueName, (job) => work(...job.data.args), { connection, concurrency });
-      w.on('error', () => logged++);
+      w.on('error', () => counts.logged++);
       close = () => w.close();
     }
     w.on('completed', onCompleted);
-    w.on('failed', () => logged++);
+    w.on('failed', () => counts.logged++);
     return {
       ready: () => w.waitUntilReady(),
       reset: () => (completed = 0),
+      markAt: (n) => Object.assign(mark, { n, at: undefined }),
+      marked: () => mark.at,
       done: (n) => (completed >= n ? Promise.resolve() : new Promise((resolve) => (waiter = { n, resolve }))),
       close,
     };
   }
+
+  return { producer, worker, counts, isLib };
+}
+
+/**
+ * @param spec.round the round (rotates the order of the variants)
+ * @param spec.variants the variants, in this round's order
+ * @param spec.jobs jobs per drain or e2e run
+ * @param spec.concurrency the worker's concurrency
+ * @param spec.reps runs of each variant per measurement, after one warm-up run each
+ * @param spec.batch add() calls per enqueue run
+ * @param spec.enqueueReps enqueue runs of each variant, after one warm-up each
+ * @param spec.bodyMs the task body: 0 for an async no-op, else an await of a timer of this many ms
+ * @param spec.redisCpu the CPU redis-server is pinned to (`taskset -c`), or undefined
+ * @param spec.pairs the paired measurements: `[mode, a, b]`, mode `'drain'` or `'e2e'`
+ * @param spec.pairReps runs of each pair
+ */
+async function measure({ round, variants, jobs, concurrency, reps, batch, enqueueReps, bodyMs, redisCpu, pairs = [], pairReps = 0 }) {
+  const { Redis } = await import('ioredis');
+
+  const redis = await startRedis(redisCpu);
+  const connection = { host: '127.0.0.1', port: redis.port };
+  const admin = new Redis({ ...connection, maxRetriesPerRequest: null });
+  const { producer, worker, counts, isLib } = await kit({ connection, bodyMs, concurrency });
+  /** The variants a measurement runs: a task's dependencies change nothing on the producer's side, and a watched handle matters only while a worker runs. */
+  const runs = (kind, variant) => (kind === 'e2e' ? true : kind === 'drain' ? variant !== 'libWatched' : variant !== 'libScoped' && variant !== 'libWatched');
+  let queues = 0;
+  const fresh = () => `bench-${process.pid}-${++queues}`;
 
   /** CPU of this process and of Redis, from now: `since()` gives the ms used meanwhile. */
   const cpu = () => {
@@ -274,17 +301,22 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     for (let i = 0; i < n; i++) p.add(i);
     await within(p.enqueued(n), `drain ${variant}: ${n} jobs enqueued`);
     await within(p.close(), `${variant}: the producer closed`);
-    const before = ran;
+    const before = counts.ran;
     const used = cpu();
     const t0 = performance.now();
     const w = await worker(variant, queueName);
+    // The worker's start: its first quarter of the jobs (connections made, V8 warming the code
+    // and sizing its young generation); its steady state: the rest.
+    const warm = Math.floor(jobs / 4);
+    w.markAt(warm);
     await within(w.done(jobs), `drain ${variant}: ${jobs} jobs completed`);
     const ms = performance.now() - t0;
+    const startMs = w.marked() - t0;
     const c = used();
     await within(w.close(), `${variant}: the worker closed`);
-    if (ran - before !== jobs) throw new Error(`drain ${variant}: ${ran - before} of ${jobs} tasks ran`);
+    if (counts.ran - before !== jobs) throw new Error(`drain ${variant}: ${counts.ran - before} of ${jobs} tasks ran`);
     await admin.flushall();
-    return { ms, perS: (jobs * 1000) / ms, nodeUsPerJob: (c.nodeMs * 1000) / jobs, redisUsPerJob: (c.redisMs * 1000) / jobs };
+    return { ms, perS: (jobs * 1000) / ms, startMs, steadyPerS: ((jobs - warm) * 1000) / (ms - startMs), nodeUsPerJob: (c.nodeMs * 1000) / jobs, redisUsPerJob: (c.redisMs * 1000) / jobs };
   }
 
   async function e2e(variant, n) {
@@ -294,7 +326,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     const p = await producer(variant, queueName);
     await within(w.done(1), `e2e ${variant}: the warm-up job completed`);
     w.reset();
-    const before = ran;
+    const before = counts.ran;
     const used = cpu();
     const t0 = performance.now();
     for (let i = 0; i < n; i++) p.add(i);
@@ -312,7 +344,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     await within(p.enqueued(n), `e2e ${variant}: ${n} jobs enqueued`);
     await within(w.close(), `${variant}: the worker closed`);
     await within(p.close(), `${variant}: the producer closed`);
-    if (ran - before !== n) throw new Error(`e2e ${variant}: ${ran - before} of ${n} tasks ran`);
+    if (counts.ran - before !== n) throw new Error(`e2e ${variant}: ${counts.ran - before} of ${n} tasks ran`);
     await admin.flushall();
     return { ms, perS: (n * 1000) / ms, settledMs, nodeUsPerJob: (c.nodeMs * 1000) / n, redisUsPerJob: (c.redisMs * 1000) / n };
   }
@@ -329,7 +361,71 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     return { syncUs: ((t1 - t0) * 1000) / n, enqueuedUs: ((t2 - t0) * 1000) / n };
   }
 
-  const out = { drain: {}, e2e: {}, enqueue: {} };
+  /** A side process (bench/durable-side.mjs) of `variant`: `ready`, then `go()`, then `result`. */
+  function side(variant, mode, n) {
+    const spec = { variant, mode, port: redis.port, queueName: fresh(), jobs: n, concurrency, bodyMs, step: pairStep };
+    // It inherits this process's CPU affinity: both sides on the CPU the round runs on.
+    const child = spawn(process.execPath, [sideScript, JSON.stringify(spec)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const messages = [];
+    let wake = () => {};
+    child.on('message', (m) => (messages.push(m), wake()));
+    const exited = new Promise((resolve) => child.once('exit', (code) => (wake(), resolve(code))));
+    const next = async (what) => {
+      while (messages.length === 0) {
+        if (child.exitCode !== null) throw new Error(`${mode} ${variant} side: exited (${child.exitCode}) before ${what}`);
+        await new Promise((resolve) => (wake = resolve));
+      }
+      return messages.shift();
+    };
+    return {
+      ready: within(next('it was ready'), `${mode} ${variant} side: ready`),
+      go: () => child.send('go'),
+      result: async () => {
+        const result = await within(next('its result'), `${mode} ${variant} side: ${n} jobs completed`);
+        await exited;
+        return result;
+      },
+      kill: () => child.kill('SIGKILL'),
+    };
+  }
+
+  /**
+   * `a` and `b` at the same time, each in a side process of its own on this round's CPU and
+   * redis-server: `a`'s jobs/s over `b`'s, over the time both ran past their first quarter of
+   * the jobs and neither had finished (see bench/durable-side.mjs). `first` says which side
+   * starts first (the order of the spawns and the go's).
+   */
+  async function pair(mode, a, b, n, first) {
+    const [x, y] = first === 'a' ? [side(a, mode, n), side(b, mode, n)] : [side(b, mode, n), side(a, mode, n)];
+    const [sa, sb] = first === 'a' ? [x, y] : [y, x];
+    try {
+      await Promise.all([x.ready, y.ready]);
+      x.go();
+      y.go();
+      const [ra, rb] = await Promise.all([sa.result(), sb.result()]);
+      pairCpuMs += ra.cpuMs + rb.cpuMs;
+      counts.logged += ra.logged + rb.logged;
+      // Jobs completed by time t, from the marks (linear between two).
+      const doneAt = ({ marks, goAt }, t) => {
+        const k = marks.findIndex((m) => m >= t);
+        if (k === -1) return marks.length * pairStep;
+        const before = k === 0 ? goAt : marks[k - 1];
+        return (k + (t - before) / (marks[k] - before)) * pairStep;
+      };
+      const quarter = Math.floor(n / 4 / pairStep) - 1;
+      const from = Math.max(ra.marks[quarter], rb.marks[quarter]);
+      const to = Math.min(ra.marks.at(-1), rb.marks.at(-1));
+      await admin.flushall();
+      if (!(to > from)) return { ratio: undefined, windowMs: 0 };
+      return { ratio: (doneAt(ra, to) - doneAt(ra, from)) / (doneAt(rb, to) - doneAt(rb, from)), windowMs: to - from };
+    } finally {
+      x.kill();
+      y.kill();
+    }
+  }
+
+  const out = { drain: {}, e2e: {}, enqueue: {}, pair: { drain: {}, e2e: {} } };
+  let pairCpuMs = 0;
   for (const v of variants) for (const k of Object.keys(out)) if (runs(k, v)) out[k][v] = [];
   const started = performance.now();
   let redisCpuMs;
@@ -346,6 +442,12 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
         for (const v of rotate(measured, round + rep)) out[kind][v].push(await fn(v, n));
       }
     }
+    // Paired: each pair at the same time (pair()), the side that starts first alternating.
+    for (const [mode, a, b] of pairs) {
+      const key = `${a}/${b}`;
+      out.pair[mode][key] = [];
+      for (let rep = 0; rep < pairReps; rep++) out.pair[mode][key].push(await pair(mode, a, b, jobs, (round + rep) % 2 === 0 ? 'a' : 'b'));
+    }
   } finally {
     await admin.quit().catch(() => undefined);
     // Read before it exits: /proc forgets it after.
@@ -359,11 +461,11 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     concurrency,
     bodyMs,
     redisCpu,
-    logged,
+    logged: counts.logged,
     measuredMs: performance.now() - started,
     // Redis's CPU time is the measurement's too (lib.mjs adds it before judging how much other
     // processes used the machine).
-    descendantsCpuMs: redisCpuMs,
+    descendantsCpuMs: redisCpuMs + pairCpuMs,
   };
 }
 

@@ -255,9 +255,14 @@ if (sections.includes('durable')) {
     // 8 000 jobs a run (5 000 until 2026-12-05 evening: the shorter runs spread wider): below the
     // 10 000 completed jobs the library's queue keeps, so that every handle, watched once its run
     // is timed, still reads its job's outcome from Redis.
+    // Paired (2026-12-07): each pair's variants at the same time, in two processes on the same CPU
+    // and redis-server, their completions compared over the same window (bench/durable-side.mjs):
+    // the machine's drift, which swings one variant's jobs/s by ±25% from run to run, reaches
+    // both at once. raw against raw says what the method itself reads for no difference.
+    const durablePairs = [['drain', 'lib', 'raw'], ['drain', 'rawLib', 'raw'], ['drain', 'raw', 'raw'], ['e2e', 'lib', 'raw'], ['e2e', 'raw', 'raw']];
     const done = [];
     for (let round = 0; round < rounds; round++) {
-      const spec = { scenario: 'durable', round, variants: rotate(variants, round), jobs: quick ? 2_000 : 8_000, concurrency: 50, reps: quick ? 1 : 3, batch: 2_000, enqueueReps: quick ? 1 : 3, bodyMs: 0, redisCpu: pinned ? 0 : undefined };
+      const spec = { scenario: 'durable', round, variants: rotate(variants, round), jobs: quick ? 2_000 : 8_000, concurrency: 50, reps: quick ? 1 : 3, batch: 2_000, enqueueReps: quick ? 1 : 3, bodyMs: 0, redisCpu: pinned ? 0 : undefined, pairs: durablePairs, pairReps: quick ? 1 : 3 };
       try {
         done.push(await run(spec, { prefix: pinned ? ['taskset', '-c', '1'] : [] }));
       } catch (error) {
@@ -696,7 +701,22 @@ function summarize(res) {
     // median over the round's reps: the machine's speed drifts between reps more than the
     // variants differ (2026-12-05: the same variant's jobs/s ±25% from rep to rep).
     const ratio = (kind, q, a, b) => rs.map((r) => median(r[kind][a].map((x, i) => x[q] / r[kind][b][i][q])));
+    // Paired (runs saved before 2026-12-07 have none): the median over a round's reps.
+    const paired = (mode, key) => rs.map((r) => median(r.pair[mode][key].map((x) => x.ratio).filter((x) => x !== undefined)));
+    const pairedToo = rs[0].pair?.drain['lib/raw'] !== undefined;
+    if (pairedToo) {
+      row({ id: '8a', key: 'durableDrainPaired', figure: 'durable throughput, worker side, paired (library and raw at the same time, one CPU): library / raw BullMQ', values: paired('drain', 'lib/raw'), min: 0.9 });
+      row({ id: '8a', key: 'durableDrainPairedShape', figure: '  raw BullMQ with the library\'s job options / raw, paired (reference)', values: paired('drain', 'rawLib/raw') });
+      row({ id: '8a', key: 'durableDrainPairedSame', figure: '  raw / raw, paired: what the method reads for no difference (reference)', values: paired('drain', 'raw/raw') });
+      row({ id: '8b', key: 'durableE2ePaired', figure: 'durable throughput, end to end, paired: library / raw BullMQ', values: paired('e2e', 'lib/raw'), min: 0.9 });
+      row({ id: '8b', key: 'durableE2ePairedSame', figure: '  raw / raw, paired (reference)', values: paired('e2e', 'raw/raw') });
+    }
     row({ id: '8a', key: 'durableDrain', figure: 'durable throughput, worker side (jobs waiting): library / raw BullMQ', values: ratio('drain', 'perS', 'lib', 'raw'), min: 0.9 });
+    // Runs saved before 2026-12-07 have no steady-state figures.
+    if (rs[0].drain.lib[0].steadyPerS !== undefined) {
+      row({ id: '8a', key: 'durableDrainSteady', figure: '  the same, steady state (the jobs after the worker\'s first quarter) (reference)', values: ratio('drain', 'steadyPerS', 'lib', 'raw') });
+      row({ id: '8a', key: 'durableDrainStart', figure: '  the worker\'s start: time until its first quarter of the jobs completed, library / raw (reference)', values: ratio('drain', 'startMs', 'lib', 'raw') });
+    }
     row({ id: '8a', key: 'durableDrainShape', figure: '  raw BullMQ with the library\'s job options / raw (reference)', values: ratio('drain', 'perS', 'rawLib', 'raw') });
     row({ id: '8a', key: 'durableDrainCode', figure: '  library / raw BullMQ with the library\'s job options (reference)', values: ratio('drain', 'perS', 'lib', 'rawLib') });
     if (scopedToo) row({ id: '8a', key: 'durableDrainScoped', figure: '  library, the task injecting a per-job service (a child scope a job) / raw BullMQ (reference)', values: ratio('drain', 'perS', 'libScoped', 'raw') });
