@@ -75,82 +75,43 @@ const web = {
  */
 const durable = {
   why:
-    'Analysed on the 2-core machine of these pages (issue 14). The Node process is the bottleneck of every variant (redis-server, on a ' +
-    'CPU of its own since 2026-12-05, spends less CPU per job), so jobs/s follows the Node CPU per job ("Node CPU µs/job" below). ' +
-    'Worker side (8a), in steady state (2026-12-05 evening: 30 000 jobs, the worker\'s Node CPU per job over the last 20 000, ' +
-    'pinned, variants alternated, 3 reps): raw BullMQ 51–58 µs a job; the library 70–87. Built variants of the processor ' +
-    'that stop early place the gap: stopped right after `bg.with()` (no local run) 57–62; after `add()`, not awaiting the ' +
-    'run, 68–80; a bare AsyncResource and a microtask around the task\'s call, instead of the local run, 62–68; the call ' +
-    'alone 53–60. So it is the local run of each attempt (its TaskRun in the worker\'s application: lifecycle events, logs, ' +
-    'the attempt\'s context, cancellation, timeout), ≈ 15–20 µs of Node CPU a job in a real worker, against 1–2 µs when the ' +
-    'processor is called in a tight loop without I/O (more code between two I/O callbacks). The Redis commands are the ' +
-    'same, one for one (INFO commandstats). Runs of 5 000 jobs read 8a at 0.87–1.01 (5 runs, median 0.92); of 8 000 jobs, ' +
-    'steadier, 0.80–0.83 (3 runs). End to end (8b), producer and worker in one process: since 2026-12-05 evening a handle ' +
-    'is followed through the queue\'s event stream only once someone watches it, so a fire-and-forget `add()` reads no event, ' +
-    'as raw BullMQ reads none; before, every job\'s 4–5 events were read and decoded (≈ 18 µs of Node CPU a job in ' +
-    'QueueEvents, 5–10 in the handles\' listeners): the "every handle watched" row is that cost now, paid only for ' +
-    'the handles watched.',
+    'Analysed on the 2-core machine of these pages (issue 14). Since 2026-12-07 the judged rows are paired: the library and ' +
+    'raw BullMQ at the same time, each in a process of its own on one CPU and one redis-server, their completions compared ' +
+    'over the same window (the method above); raw against raw reads 0.97–1.02 there. One after the other, the same rows ' +
+    'swing with the machine: from 2026-12-05 to 12-07, with no change to a job\'s path between some of the runs, the ' +
+    'worker side read anywhere from 0.71 to 1.04 and end to end from 0.75 to 1.12, so that no verdict held from one run ' +
+    'to the next. Paired, three runs of the section on 2026-12-07 read 8a 0.900 (0.896–0.913), 0.89 (0.88–0.90), and ' +
+    '8b 0.88 (0.86–0.88), 0.88 (0.87–0.90); runs of 24 000 jobs instead of 8 000 read the same (0.90, 0.89: no warm-up ' +
+    'effect left in the window). The library\'s job (a priority and a UUID id) costs the Node process 0–5% (paired raw ' +
+    'with its options / raw 0.94–0.99); one after the other it also costs redis-server ≈ 7% of its CPU a job, which ' +
+    'counts when Redis is the slower process. Where the rest goes, from built variants of dist/ measured paired (4 runs ' +
+    'each, 2026-12-07): the workers\' processor calling the task\'s function directly, with no local run, reads 0.94–0.95; ' +
+    'so the local run of each attempt (its TaskRun in the workers\' application: lifecycle, logs, the attempt\'s context, ' +
+    'timeout, cancellation, the lane) is ≈ 6% of raw\'s Node CPU a job, spread over some 25 functions, none above ' +
+    '0.5%. The other ≈ 5% has no single place: without the cancellation listener or the library\'s worker settings it ' +
+    'reads the same (0.94–0.96); a raw BullMQ worker in a process where the library produced the jobs reads 0.99, and one ' +
+    'in a process that also holds an idle worker (raw or the library\'s) 0.96: part of it is what any second worker or ' +
+    'connection costs a process, within the method\'s own spread. A paired CPU profile of that variant against raw (both ' +
+    'sampled over the same window) gives both the same CPU, spread differently as V8 inlined differently, no hotspot. End to end adds the producer: the ' +
+    'JSON check of each add()\'s arguments took ≈ 2.2 µs a job for the bench\'s argument (five objects; ' +
+    '`Reflect.ownKeys()`-like questions on arrays are V8 slow paths), ≈ 1.2 µs since 2026-12-07: not visible in 8b.',
   next:
-    'Done on 2026-12-05, in order, each measured in paired runs: progress through an internal call option instead of an ' +
-    'application-wide observer (9b8f73a); a job\'s local run kept off the worker application\'s records (d36db17); ' +
-    '`disposeScope()` without tsyringe\'s `dispose()` when the Background is the scope\'s only disposable (3da0c5d); one ' +
-    'object per running job, let go when the job ends (f718eb6, 45bd2f0); a child scope only for a job whose task has a ' +
-    'dependency to resolve there (edcef10); on the producer, one deadline timer for every job being sent (0136e02), the jobs ' +
-    'of a turn handed to BullMQ at its end (1142c42), the JSON check without a string per value (ad716a9), a view\'s options ' +
-    'merged once (2a2582b), the gap check reading one HMGET a job (08a920c); a job carrying only what its worker needs ' +
-    '(6f7f8b6), a burst sent 500 jobs a turn (e40c877); then handles followed only once watched (f4a4a3c, 2b6dc21): 8b ' +
-    '0.73–0.91 → 0.90–1.12 over 8 runs. Next, for 8a: a lean attempt when nobody observes the worker\'s application (no ' +
-    'observer, no OpenTelemetry, an async definition on the event loop): the task called with a TaskContext of its own, its ' +
-    'timeout and cancellation through one AbortController. Its floor, measured (a bare async context around the call), is ' +
-    '≈ 8 µs a job above raw, ≈ 0.87×: 0.9× with a no-op task needs the call itself bare, and the local run is what makes ' +
-    'an attempt visible in the worker\'s events and live view — a design call. Any task body of a millisecond or more ' +
-    'makes these µs a few percent. 2026-12-06 (session 14): the "early phase" of the scratch script that drains lib runs only ' +
-    '(see whenMet) was V8 dropping the library\'s optimized code ("wrong map" deopts of the add, the run\'s start and end, ' +
-    'the scope\'s hooks, at the start of the process\'s 2nd and 3rd application: an application\'s and its scopes\' fields ' +
-    'take their final shapes the first times they close); a process that runs one application pays that once. In the ' +
-    'section itself (--trace-deopt in a round) none of those functions deoptimizes in a measured run, with one warm-up as ' +
-    'with three (three runs with three warm-ups: 8a 0.85, 0.70, 0.87; reverted). In the first of those runs the library\'s ' +
-    'third drain rep of each round read about raw\'s Node CPU a job (60/55, 51/51, 52/48 µs) and its first two 5–20 µs more; ' +
-    'the other two runs had the machine\'s slow state in some reps (raw itself 48 → 116 µs a job within one round), which ' +
-    'hides any such pattern. Next: a GC trace of each run within one round (a major GC of an earlier variant\'s garbage ' +
-    'landing in the next run would favour whichever runs first), on a machine that holds one state.',
+    'What is left is a design call for the team. 0.9× held with margin, for a no-op task, needs the local run gone from ' +
+    'a durable attempt (its ceiling, measured paired: 0.94–0.95): a second, lean way to run an attempt when nothing ' +
+    'observes the workers\' application, the attempt then invisible to lifecycle events, OpenTelemetry and the live view, ' +
+    'and its timeout, cancellation, retryIf, logs and the close\'s put-back written again for it (its floor was tried on ' +
+    'a private copy in session 19, when only the sequential rows existed and their spread hid it). Or the ' +
+    'target is read as met within the method\'s spread (8a), or at a task body of a millisecond or more, where these ' +
+    'µs count for a few percent. Done on 2026-12-05/06, each measured: progress through an internal call option ' +
+    '(9b8f73a); the local run off the records (d36db17); `disposeScope()` without tsyringe\'s `dispose()` (3da0c5d); one ' +
+    'object per running job, let go when it ends (f718eb6, 45bd2f0); a child scope only for a task with a dependency ' +
+    '(edcef10); on the producer, one deadline timer for the jobs being sent (0136e02), a turn\'s jobs handed to BullMQ at ' +
+    'its end (1142c42), a lean JSON check (ad716a9, and 2026-12-07), options merged once (2a2582b, ef43c12, 7f55e6e), ' +
+    'one HMGET a job for the gap check (08a920c), a job carrying only what its worker needs (6f7f8b6), handles followed ' +
+    'only once watched (f4a4a3c, 2b6dc21). Tried and not kept: warm-ups of whole runs, a lean attempt on a copy.',
   whenMet:
-    '8b: in 12 of the 14 runs since handles are followed only once watched (2026-12-05 evening and night: 0.86–1.12; 5 runs of 5 000 ' +
-    'jobs 0.92–1.12, 9 of 8 000 jobs 0.86–0.97); watching every handle reads 0.72–0.87 (reference row). 8a: met in runs of ' +
-    '5 000 jobs now and then (3 of 5 that evening), in 1 of the 8 steadier runs of 8 000 jobs (0.80–0.92, median 0.83). ' +
-    'A CPU profile of the worker that night (20 000 jobs, the library against raw, per job) put the library\'s own functions ' +
-    'at ≈ 8.8 µs (options of the local run: `with()`, `resolveCall`, `resolveTaskOptions` ≈ 1.7; the lane ≈ 1.6; the ' +
-    'processor ≈ 1.6; the in-process runner ≈ 1.2; the run itself ≈ 1.5), async hooks of its AsyncResource ≈ 1.2, and ' +
-    '≈ 1.5–2 more of GC and 2 of microtasks; 0.9× needs the whole gap under ≈ 6 µs, so no trimming of the local run gets there. ' +
-    '2026-12-06, four runs of the section in a row (no change to a job\'s path in between): 8a 0.94, 0.90, 0.905, 0.79; 8b ' +
-    '1.03, 0.95, 1.03, 0.92: the worker side still does not hold 0.9× from run to run. ' +
-    '2026-12-06 morning: a job\'s attempt no longer makes a view and merges its options twice (ef43c12, 7f55e6e: ≈ 1.6 µs a ' +
-    'job in paired steady-state runs) and BullMQ gets the job\'s own promise (1033e2d). Steady state (a script draining ' +
-    '12 000 jobs, CPU and jobs/s over the last 8 000, variants alternated in one process, 6–8 reps, machine quiet): raw ' +
-    '≈ 21 900 jobs/s, raw with the library\'s job options ≈ 20 200, the library ≈ 20 200: the library\'s code costs about ' +
-    'nothing over the same jobs in raw BullMQ once warm, and Redis\'s CPU per job is the same for both (≈ 48 µs against ≈ 44 ' +
-    'for raw\'s jobs: the priority and the 36-character id each cost Redis a little, together ≈ 7% of the jobs/s; a 22-character ' +
-    'id read the same as the UUID). What the section still sees is the first thousands of jobs after the worker starts: ' +
-    'per 500 jobs the library takes 70–130 µs a job for the first 2 000–3 000 (raw 45–90), then 45–55 as raw does; with a ' +
-    'full GC before each run both start slower and the library\'s early phase stays ≈ 1.5× raw\'s. No deopt, no re-optimization ' +
-    '(--trace-opt/--trace-deopt): it looks like the young generation growing from its minimum while more of each job\'s objects ' +
-    'survive a scavenge than raw\'s (a local run, its AsyncResource, its promise, the RunningJob), so the lever left is ' +
-    'allocation a job. Three runs of the section after the change: 8a 0.84, 0.87, 0.88 (lib / raw with the library\'s job ' +
-    'options 0.93, 0.87, 0.88), 8b 0.86, 0.96, 0.93. A warm-up of two whole runs per variant instead of one quarter run ' +
-    '(tried, not kept): 8a 0.87 and 1.01 over two runs of the section (spread 0.76–1.12; library / raw with its job options 0.92, ' +
-    '0.87): no change the spread can show. 2026-12-06 evening, three runs of the section in a row on a machine quiet at ' +
-    'the start (load 0.3), nothing changed on a job\'s path since the runs of the night before (0.88, 0.92, 0.87): 8a 0.78, ' +
-    '0.78, 0.89; library / raw with its job options 0.88, 0.87, 0.87; 8b 1.00, 0.92, 0.94. The library\'s processor, ' +
-    'timed without Redis (100 000 jobs, 5 reps, pinned): ≈ 4.7 µs a job (4.2 the night before). Still missed, and still ' +
-    'inside the section\'s spread from one evening to the next. ' +
-    '2026-12-07 (session 19), the machine in its slow state (raw BullMQ 105–140 µs of Node CPU a job, twice the quiet ' +
-    'figures): one run of the section read 8a 0.91 (0.78–0.97, met), library / raw with its job options 0.83, 8b 0.85 ' +
-    '(missed). The lean attempt was then tried on a private copy of dist/ (the job\'s RunningJob, an AbortController and ' +
-    'a context object, the task\'s function called directly: its floor, without a timeout, logging or retryIf), as a ' +
-    'fourth variant in three rounds of drain runs (8 000 jobs, 3 reps, pinned, order rotating): medians a round, ' +
-    'library / raw 0.81, 0.95, 0.91 against lean / raw 0.84, 0.76, 0.96. No gain the spread can show, so not built: it ' +
-    'would be a second way to run an attempt (timeouts, cancellation, retryIf, logs, the close\'s put-back) for nothing ' +
-    'measurable here.',
+    'Paired, 8a sits on its line: 0.900 (0.896–0.913) in one run of 2026-12-07 and 0.89 (0.88–0.90) in the next, the ' +
+    'same within the method\'s spread; a run that reads it met is not a margin. 8b read 0.86–0.90 in every paired run.',
 };
 
 /** Issue 15, target 3: the worker lane's first burst against raw Piscina sized to the cores (bench/pool.mjs). */
@@ -182,6 +143,8 @@ const warmVsRaw = {
 };
 
 export const analysis = {
+  durableDrainPaired: durable,
+  durableE2ePaired: durable,
   durableDrain: durable,
   durableE2e: durable,
   webexpressP99: web,

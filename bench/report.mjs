@@ -268,6 +268,18 @@ const durableMethod = [
     'deployment with Redis on its own host would, and as the web section pins its server: left to the kernel, both ran on ' +
     'one core part of the time, and the same variant\'s jobs/s swung by ±25% from run to run (2026-12-05), more than the ' +
     'differences measured. Jobs/s is then the slower of the two processes: the Node one, for every variant.',
+  '',
+  '- **Paired (the judged rows of 8a and 8b, since 2026-12-07)**: one after the other, the rows above still swing with ' +
+    'the machine (its speed drifts by tens of percent from second to second), so that runs of the section disagree on ' +
+    'them. Paired, the two variants run at the same time, each in a process of its own (bench/durable-side.mjs) on the same ' +
+    'CPU and the same redis-server, against a queue of its own, started together: drain (every job enqueued first, then ' +
+    'the worker started) or end to end (worker warm, then every job added). Each side marks when every 100th job ' +
+    'completed; the ratio is the two sides\' completions over the same window of time: from when both have completed ' +
+    'their first quarter of the jobs (fresh processes: connections made, code warmed) until the first of them has ' +
+    'completed all. The kernel gives the two processes equal shares of the CPU, so the ratio is how many jobs each ' +
+    'variant gets through for the same CPU; whatever the machine does meanwhile, it does to both. 3 runs per round, the ' +
+    'side that starts first alternating; a round\'s figure is the median of its runs. *raw / raw* says what the method ' +
+    'reads for no difference (0.97–1.02).',
 ];
 
 

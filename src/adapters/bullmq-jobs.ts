@@ -345,7 +345,7 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
     throw new JsonProblem(`${where} is ${what}`);
   };
   /** A property read as JSON.stringify would read it: a getter that throws is a problem at its path. */
-  const read = (object: Record<string | number, unknown>, key: string | number): unknown => {
+  const readKey = (object: Record<string | number, unknown>, key: string | number): unknown => {
     try {
       return object[key];
     } catch (error) {
@@ -382,27 +382,38 @@ export function jsonProblem(values: readonly unknown[], root: 'args' | 'result')
       }
     }
     // JSON.stringify sends what toJSON returns in its place (an own one, enumerable or not, or an inherited one).
-    if (typeof read(object, 'toJSON') === 'function') problem('an object with a toJSON method (JSON would send what it returns instead)');
+    if (typeof readKey(object, 'toJSON') === 'function') problem('an object with a toJSON method (JSON would send what it returns instead)');
     open.push(object);
+    /** How many own keys JSON reads: a list's items (and its length), an object's enumerable string keys. */
+    let read: number;
     if (list) {
       for (let i = 0; i < object.length; i++) {
         path.push(i);
-        visit(read(object, i), true);
+        visit(readKey(object, i), true);
         path.pop();
       }
-      // A list's own named properties are left out: looked for only when it has more keys than items.
-      if (Object.keys(object).length > object.length) {
-        const named = Object.keys(object).find((key) => !/^(0|[1-9]\d*)$/.test(key))!;
-        path.push(named);
-        problem('a named property of a list');
-      }
+      // (Every item is an own key now: a hole would have read as undefined above.)
+      read = object.length + 1;
     } else {
-      for (const key in object) {
-        if (!Object.hasOwn(object, key)) continue;
+      const keys = Object.keys(object);
+      for (const key of keys) {
         path.push(key);
-        visit(read(object, key), false);
+        visit(readKey(object, key), false);
         path.pop();
       }
+      read = keys.length;
+    }
+    // Nothing else of its own, as most data: no key JSON leaves out to look for. (The quickest
+    // questions V8 answers: both are fast for plain objects, where Reflect.ownKeys() is not.)
+    if (Object.getOwnPropertySymbols(object).length === 0 && ((root === 'result' && !list) || Object.getOwnPropertyNames(object).length === read)) {
+      open.pop();
+      return;
+    }
+    // A list's own named properties are left out.
+    if (list && Object.keys(object).length > object.length) {
+      const named = Object.keys(object).find((key) => !/^(0|[1-9]\d*)$/.test(key))!;
+      path.push(named);
+      problem('a named property of a list');
     }
     const symbol = Object.getOwnPropertySymbols(object).find((key) => Object.prototype.propertyIsEnumerable.call(object, key));
     if (symbol !== undefined) problem(`an object with a symbol-keyed property (${String(symbol)}), left out`);

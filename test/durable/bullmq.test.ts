@@ -828,6 +828,9 @@ describe.skipIf(!hasRedis)('durable tasks on BullMQ', () => {
     // JSON sends only enumerable properties: refused as a symbol-keyed one is, rather than dropped.
     ['a non-enumerable property', { a: Object.defineProperty({ b: 1 }, 'secret', { value: 2 }) }, 'args[0].a is an object with a non-enumerable property (secret), left out'],
     ['a non-enumerable getter', [Object.defineProperty({}, 'total', { get: () => 3 })], 'args[0][0] is an object with a non-enumerable property (total), left out'],
+    // A list's extras too (items and length are all JSON reads of it).
+    ['a symbol-keyed property of a list', [Object.assign([1], { [Symbol('tag')]: 1 })], 'args[0][0] is an object with a symbol-keyed property (Symbol(tag)), left out'],
+    ['a non-enumerable property of a list', { lines: Object.defineProperty([1, 2], 'total', { value: 3 }) }, 'args[0].lines is an object with a non-enumerable property (total), left out'],
     // A getter that throws, named with its path (it escaped as the user's raw error).
     ['a getter that throws', { order: { get total(): number { throw new Error('no total'); } } }, 'args[0].order.total is not readable: its getter threw (no total)'],
   ])('refuses at add(), naming the task and the path, an argument that does not survive JSON: %s', async (_what, value, message) => {
