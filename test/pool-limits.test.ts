@@ -103,6 +103,22 @@ function quotaGroup(cpus: number): { dir: string; remove(): void } | undefined {
   return dir === undefined ? undefined : { dir, remove: () => removeWhenEmpty(dir) };
 }
 
+/** A cgroup with a memory limit of `mb` MB and no swap (v1 or v2), made where this machine lets us; `undefined` where not. */
+function memoryGroup(mb: number): { dir: string; remove(): void } | undefined {
+  const parent = parentWith('memory', 'memory.limit_in_bytes');
+  const bytes = String(mb * 2 ** 20);
+  const dir =
+    parent === undefined
+      ? undefined
+      : makeGroup(parent, `tsyringe-background-memory-${process.pid}`, (made) => {
+          const [limit, swap] = parent.endsWith('/memory') ? ['memory.limit_in_bytes', 'memory.memsw.limit_in_bytes'] : ['memory.max', 'memory.swap.max'];
+          writeFileSync(`${made}/${limit}`, bytes);
+          // Without swap accounting there is no such file (and then a machine without swap is needed).
+          if (existsSync(`${made}/${swap}`)) writeFileSync(`${made}/${swap}`, parent.endsWith('/memory') ? bytes : '0');
+        });
+  return dir === undefined ? undefined : { dir, remove: () => removeWhenEmpty(dir) };
+}
+
 const stop: (() => void)[] = [];
 afterEach(() => {
   for (const done of stop.splice(0)) done();
@@ -189,5 +205,26 @@ describe('worker tasks in a process whose cgroup limits the threads it may start
     expect(result).toMatchObject({ ended: ['ok'], ok: 24, timeouts: ['ERR_TASK_TIMEOUT', 'ERR_TASK_TIMEOUT'] });
     expect(result.logged.filter((line) => line.startsWith('warn: the worker pool keeps to'))).toHaveLength(1);
     expect(result.logged.filter((line) => !line.startsWith('warn: the worker pool keeps to'))).toEqual([expect.stringMatching(/timed out/), expect.stringMatching(/timed out/)]);
+  }, 60_000);
+});
+
+describe('worker tasks in a process whose cgroup limits its memory', () => {
+  const memoryFixture = fileURLToPath(new URL('fixtures/pool-memory.mjs', import.meta.url));
+  // No swap: a limit then ends in the OOM killer, not in swapping.
+  const noSwap = /^SwapTotal:\s+0 kB$/m.test(readFileSync('/proc/meminfo', 'utf8'));
+  const limits = noSwap && canMake(() => memoryGroup(256));
+  let group: ReturnType<typeof memoryGroup>;
+  beforeAll(() => void (group = limits ? memoryGroup(256) : undefined));
+  afterAll(() => group?.remove());
+
+  it.skipIf(!limits)('40 waiting tasks holding 6 MB each on the default maxThreads (40) in 256 MB: the pool starts only the threads the memory left holds, says so, and every task runs (the kernel killed the whole process before)', async () => {
+    const exit = await run('sh', ['-c', `echo $$ > ${group!.dir}/cgroup.procs && exec "${process.execPath}" "${memoryFixture}" 6 40`]);
+    expect(exit.code, exit.stderr).toBe(0);
+    const result = JSON.parse(exit.stdout) as { ended: string[]; ok: number; threads: number; logged: string[] };
+    expect(result).toMatchObject({ ended: ['ok'], ok: 40 });
+    expect(result.threads).toBeLessThan(40);
+    expect(result.logged).toEqual([
+      expect.stringMatching(/^warn: the worker pool runs no more than \d+ task\(s\) at once for now, not maxThreads 40: the memory left to this process \(\d+ MB, under its cgroup's limit or the machine's\) holds no more: a thread of this pool takes up to \d+ MB, counted twice for threads still growing, and one more thread's worth is kept free; the other tasks wait$/),
+    ]);
   }, 60_000);
 });

@@ -551,6 +551,8 @@ describe('the admission window', () => {
     ['does not widen while the window is not full', { ...base, limit: 4, queued: 3, running: 3, idleShare: 0.9, ownShare: 0.05 }, 4],
     ['never passes maxThreads', { ...base, limit: 39, queued: 10, running: 39, idleShare: 0.9, ownShare: 0.05 }, 40],
     ['returns to the cores once nothing waits', { ...base, limit: 12, queued: 0, running: 5, idleShare: 0.9, ownShare: 0.05 }, 2],
+    ['widens only as far as the memory left holds more threads', { ...base, queued: 10, running: 2, idleShare: 0.9, ownShare: 0.05, memoryFor: 1 }, 3],
+    ['stays when the memory left holds no more threads', { ...base, limit: 6, queued: 10, running: 6, idleShare: 0.9, ownShare: 0.05, memoryFor: 0 }, 6],
   ])('%s', (_label, sample, expected) => {
     expect(admissionWindow(sample)).toBe(expected);
   });

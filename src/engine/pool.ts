@@ -9,7 +9,7 @@ import type * as PiscinaModule from 'piscina';
 import type { Piscina } from 'piscina';
 import { requireCjs } from '../model/cjs.js';
 import { messageOf } from '../model/checks.js';
-import { cpuTime, threadRoom, usableCpus } from '../model/limits.js';
+import { cpuTime, memoryLeft, threadRoom, usableCpus } from '../model/limits.js';
 import { inOwnContext } from '../model/own-context.js';
 import { WorkerTaskError } from '../model/errors.js';
 import { logSafely, type BackgroundLogger } from '../model/logger.js';
@@ -115,6 +115,12 @@ export class Pool {
    * so its `destroy()` does not wait for it, and a thread stuck in a native call outlives it.
    */
   readonly #terminating = new Set<Promise<void>>();
+  /** The process's resident memory as the pool started, before its threads: what they add is measured from it. */
+  #rssBefore = 0;
+  /** Whether the window was held back for memory (said once). */
+  #heldForMemory = false;
+  /** The most memory a thread of this pool has added to the process (its own and its tasks'), {@link threadBytes} at least. */
+  #perThread = threadBytes;
 
   constructor(settings: PoolSettings, logger: BackgroundLogger) {
     this.settings = settings;
@@ -389,6 +395,7 @@ export class Pool {
     if (!existsSync(entry)) throw new EntryMissing(fileURLToPath(entry));
     const { Piscina: PiscinaPool } = requireCjs('piscina') as typeof PiscinaModule;
     this.#keepTo(threadsAllowed(maxThreads), 'this process may start only so many more threads (its cgroup\'s pids.max, less the threads and processes it counts already)');
+    this.#rssBefore = process.memoryUsage.rss();
     const piscina = new PiscinaPool({
       filename: entry.href,
       // The library's own tests run it from TypeScript source; tsx loads the worker entry.
@@ -608,9 +615,47 @@ export class Pool {
     this.#lastAt = at;
     const { admission } = this;
     const { queued, running, limit } = admission;
-    admission.limit = admissionWindow({ limit, queued, running, idleShare, ownShare, base: this.#base, max: this.#maxThreads });
+    const sample = { limit, queued, running, idleShare, ownShare, base: this.#base, max: this.#maxThreads };
+    const wider = admissionWindow(sample);
+    // Wider only as far as the memory left holds more threads.
+    admission.limit = wider > limit ? admissionWindow({ ...sample, memoryFor: this.#memoryFor() }) : wider;
+    if (wider > limit && admission.limit === limit) this.#heldBack();
     if (queued === 0 && running === 0) this.#stopWatching();
   };
+
+  /**
+   * How many more threads the memory left holds: each counted twice what a thread of this pool
+   * has added to the process at most so far (its own memory and its tasks'; {@link threadBytes}
+   * at least), for those that have just started and not grown yet, and one more kept free. Under
+   * a cgroup's memory limit, a pool that widened past it had the whole process killed.
+   */
+  #memoryFor(): number {
+    const left = memoryLeft();
+    if (left === undefined) return Infinity;
+    const threads = this.#piscina?.threads.length ?? 0;
+    const used = Math.max(0, process.memoryUsage.rss() - this.#rssBefore);
+    this.#perThread = Math.max(this.#perThread, threads === 0 ? 0 : used / threads);
+    const each = 2 * this.#perThread;
+    const live = Math.max(threads, this.admission.limit);
+    return Math.max(0, Math.floor((left + used - each * (live + 1)) / each));
+  }
+
+  /** The window stayed as it was for want of memory: said once, as the tasks then wait. */
+  #heldBack(): void {
+    if (this.#heldForMemory) return;
+    this.#heldForMemory = true;
+    const mb = (bytes: number): number => Math.round(bytes / 2 ** 20);
+    const left = memoryLeft() ?? 0;
+    const perThread = this.#perThread;
+    logSafely(
+      this.#logger,
+      'warn',
+      { window: this.admission.limit, maxThreads: this.#maxThreads, leftMb: mb(left), perThreadMb: mb(perThread) },
+      `the worker pool runs no more than ${this.admission.limit} task(s) at once for now, not maxThreads ${this.#maxThreads}: the memory left to this process ` +
+        `(${mb(left)} MB, under its cgroup's limit or the machine's) holds no more: a thread of this pool takes up to ${mb(perThread)} MB, counted twice for threads still growing, ` +
+        "and one more thread's worth is kept free; the other tasks wait",
+    );
+  }
 }
 
 /** The error a worker's failure record holds, rebuilt. */
@@ -637,18 +682,24 @@ export interface AdmissionSample {
   /** The starting window (the cores, at most maxThreads). */
   readonly base: number;
   readonly max: number;
+  /** How many more threads the memory left holds (`Infinity` when unknown). */
+  readonly memoryFor?: number;
 }
 
 /**
- * The next admission window: wider by `base`, up to `max`, while tasks wait behind a full
- * window, the CPUs this process may run on sit idle and it leaves what it may use of them idle
- * too (both: under a CPU quota, idle CPUs are no room for it); back to `base` once nothing waits.
+ * The next admission window: wider by `base`, up to `max` and to what the memory left holds,
+ * while tasks wait behind a full window, the CPUs this process may run on sit idle and it leaves
+ * what it may use of them idle too (both: under a CPU quota, idle CPUs are no room for it); back
+ * to `base` once nothing waits.
  */
-export function admissionWindow({ limit, queued, running, idleShare, ownShare, base, max }: AdmissionSample): number {
+export function admissionWindow({ limit, queued, running, idleShare, ownShare, base, max, memoryFor = Infinity }: AdmissionSample): number {
   if (queued === 0) return base;
-  if (running >= limit && idleShare > idleEnough && ownShare < 1 - idleEnough) return Math.min(max, limit + base);
+  if (running >= limit && idleShare > idleEnough && ownShare < 1 - idleEnough) return Math.max(limit, Math.min(max, limit + base, limit + memoryFor));
   return limit;
 }
+
+/** The least memory a thread is counted for: a thread of the library with a task module and no data measured ≈ 13 MB. */
+const threadBytes = 16 * 2 ** 20;
 
 /** Threads kept free for what else this process starts (libuv's pool, child processes): not the pool's to take. */
 const threadsSpared = 4;

@@ -173,3 +173,16 @@ export function statTime(stat: string, ids: readonly number[]): CpuTime {
   }
   return { idle, total };
 }
+
+/**
+ * The memory this process may still take, in bytes: what is left under its cgroup's memory limit
+ * (a container's `--memory`, a pod's limit), or the machine's available memory without one, as
+ * Node reads them (`process.availableMemory()`, Node 20.13+); `undefined` where Node cannot say.
+ * Over a cgroup's limit the kernel does not refuse memory: it kills the whole process.
+ */
+export function memoryLeft(): number | undefined {
+  const read = (process as { availableMemory?: () => number }).availableMemory;
+  if (typeof read !== 'function') return undefined;
+  const left = read.call(process);
+  return Number.isFinite(left) && left > 0 ? left : undefined;
+}

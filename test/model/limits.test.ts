@@ -4,7 +4,8 @@
  * container seeing its own cgroup or the host's path of it) and each CPU's times (`/proc/stat`).
  */
 import { describe, expect, it } from 'vitest';
-import { cgroupQuota, cpusOf, parseCpuList, statTime, threadRoom, usableCpus, type ReadText } from '../../src/model/limits.js';
+import { totalmem } from 'node:os';
+import { cgroupQuota, cpusOf, memoryLeft, parseCpuList, statTime, threadRoom, usableCpus, type ReadText } from '../../src/model/limits.js';
 
 /** A file system of the texts given, every other path unreadable. */
 const files =
@@ -147,5 +148,14 @@ describe('statTime', () => {
 
   it('reads nothing of CPUs the process may not use, nor of the summary line', () => {
     expect(statTime(stat, [5])).toEqual({ idle: 0, total: 0 });
+  });
+});
+
+describe('memoryLeft()', () => {
+  it('reads what Node says is left to the process: a positive byte count no larger than the machine', () => {
+    const left = memoryLeft();
+    // Node 20.13+ has process.availableMemory(): every Node this project runs on.
+    expect(left).toBeGreaterThan(0);
+    expect(left).toBeLessThanOrEqual(totalmem());
   });
 });
