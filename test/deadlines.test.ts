@@ -1,5 +1,6 @@
 import { afterEach, expect, it, vi } from 'vitest';
-import { Deadlines, lateMs } from '../src/engine/deadlines.js';
+import { Deadlines } from '../src/engine/deadlines.js';
+import { lateMs } from '../src/model/timing.js';
 
 afterEach(() => {
   vi.useRealTimers();

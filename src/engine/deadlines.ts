@@ -25,10 +25,9 @@
 import { AsyncResource } from 'node:async_hooks';
 // Node's own, which a test's fake timers do not replace: the turn a late deadline gives is real.
 import { setImmediate } from 'node:timers';
-import { expiry, lateMs, monotonicNow } from '../model/timing.js';
+import { expiry, lateMs } from '../model/timing.js';
 import { inOwnContext } from '../model/own-context.js';
 
-export { lateMs, monotonicNow };
 
 /** A monotonic clock in milliseconds, as `performance.now()`. */
 export interface Clock {

@@ -30,7 +30,8 @@ import {
   type WorkerRequest,
   type WorkerResponse,
 } from '../worker/wire.js';
-import { monotonicNow, withDeadline } from './deadlines.js';
+import { monotonicNow } from '../model/timing.js';
+import { withDeadline } from './deadlines.js';
 import { Lane } from './lane.js';
 import type { Invocation } from './task-run.js';
 
