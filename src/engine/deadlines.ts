@@ -28,7 +28,6 @@ import { setImmediate } from 'node:timers';
 import { expiry, lateMs } from '../model/timing.js';
 import { inOwnContext } from '../model/own-context.js';
 
-
 /** A monotonic clock in milliseconds, as `performance.now()`. */
 export interface Clock {
   now(): number;
