@@ -217,14 +217,15 @@ describe('worker tasks in a process whose cgroup limits its memory', () => {
   beforeAll(() => void (group = limits ? memoryGroup(256) : undefined));
   afterAll(() => group?.remove());
 
-  it.skipIf(!limits)('40 waiting tasks holding 6 MB each on the default maxThreads (40) in 256 MB: the pool starts only the threads the memory left holds, says so, and every task runs (the kernel killed the whole process before)', async () => {
+  it.skipIf(!limits)('40 waiting tasks whose threads hold 6 MB each on the default maxThreads (40) in 256 MB: the pool starts only the threads the memory left holds, and every task runs (the kernel killed the whole process before)', async () => {
     const exit = await run('sh', ['-c', `echo $$ > ${group!.dir}/cgroup.procs && exec "${process.execPath}" "${memoryFixture}" 6 40`]);
     expect(exit.code, exit.stderr).toBe(0);
     const result = JSON.parse(exit.stdout) as { ended: string[]; ok: number; threads: number; logged: string[] };
     expect(result).toMatchObject({ ended: ['ok'], ok: 40 });
     expect(result.threads).toBeLessThan(40);
-    expect(result.logged).toEqual([
-      expect.stringMatching(/^warn: the worker pool runs no more than \d+ task\(s\) at once for now, not maxThreads 40: the memory left to this process \(\d+ MB, under its cgroup's limit or the machine's\) holds no more: a thread of this pool takes up to \d+ MB, counted twice for threads still growing, and one more thread's worth is kept free; the other tasks wait$/),
-    ]);
+    // Said once, when the window would have widened and the memory held it back (a machine whose
+    // CPUs other tests keep busy may never want it wider: then there is nothing to say).
+    expect(result.logged.length).toBeLessThanOrEqual(1);
+    for (const line of result.logged) expect(line).toMatch(/^warn: the worker pool runs no more than \d+ task\(s\) at once for now, not maxThreads 40: the memory left to this process \(\d+ MB, under its cgroup's limit or the machine's\) holds no more: a thread of this pool takes up to \d+ MB, counted twice for threads still growing, and one more thread's worth is kept free; the other tasks wait$/);
   }, 60_000);
 });
