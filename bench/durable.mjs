@@ -220,11 +220,8 @@ export async function kit({ connection, bodyMs, concurrency }) {
   async function worker(variant, queueName, onCompletion = () => {}) {
     let completed = 0;
     let waiter;
-    /** When the `mark.n`th job completed (performance.now()), once asked for with `markAt(n)`. */
-    const mark = { n: 0, at: undefined };
     const onCompleted = () => {
       completed++;
-      if (completed === mark.n) mark.at = performance.now();
       onCompletion(completed);
       if (waiter !== undefined && completed >= waiter.n) waiter.resolve();
     };
@@ -249,8 +246,6 @@ export async function kit({ connection, bodyMs, concurrency }) {
     return {
       ready: () => w.waitUntilReady(),
       reset: () => (completed = 0),
-      markAt: (n) => Object.assign(mark, { n, at: undefined }),
-      marked: () => mark.at,
       done: (n) => (completed >= n ? Promise.resolve() : new Promise((resolve) => (waiter = { n, resolve }))),
       close,
     };
@@ -303,15 +298,15 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
     await within(p.close(), `${variant}: the producer closed`);
     const before = counts.ran;
     const used = cpu();
-    const t0 = performance.now();
-    const w = await worker(variant, queueName);
     // The worker's start: its first quarter of the jobs (connections made, V8 warming the code
     // and sizing its young generation); its steady state: the rest.
     const warm = Math.floor(jobs / 4);
-    w.markAt(warm);
+    let warmAt;
+    const t0 = performance.now();
+    const w = await worker(variant, queueName, (count) => void (count === warm && (warmAt = performance.now())));
     await within(w.done(jobs), `drain ${variant}: ${jobs} jobs completed`);
     const ms = performance.now() - t0;
-    const startMs = w.marked() - t0;
+    const startMs = warmAt - t0;
     const c = used();
     await within(w.close(), `${variant}: the worker closed`);
     if (counts.ran - before !== jobs) throw new Error(`drain ${variant}: ${counts.ran - before} of ${jobs} tasks ran`);
@@ -426,7 +421,7 @@ async function measure({ round, variants, jobs, concurrency, reps, batch, enqueu
 
   const out = { drain: {}, e2e: {}, enqueue: {}, pair: { drain: {}, e2e: {} } };
   let pairCpuMs = 0;
-  for (const v of variants) for (const k of Object.keys(out)) if (runs(k, v)) out[k][v] = [];
+  for (const v of variants) for (const k of ['drain', 'e2e', 'enqueue']) if (runs(k, v)) out[k][v] = [];
   const started = performance.now();
   let redisCpuMs;
   try {

@@ -279,7 +279,7 @@ const durableMethod = [
     'completed all. The kernel gives the two processes equal shares of the CPU, so the ratio is how many jobs each ' +
     'variant gets through for the same CPU; whatever the machine does meanwhile, it does to both. 3 runs per round, the ' +
     'side that starts first alternating; a round\'s figure is the median of its runs. *raw / raw* says what the method ' +
-    'reads for no difference (0.97–1.02).',
+    'reads for no difference (its own row).',
 ];
 
 
